@@ -1,0 +1,15 @@
+"""`changbai-bench` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from common.cli import not_built_yet
+
+
+def main(argv: list[str] | None = None) -> int:
+    return not_built_yet("changbai-bench", "Run every benchmark", 2, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared by every role, no hardware: config, events, outbox, sync, alerts, the service loop."""

@@ -1,0 +1,117 @@
+"""The one event schema on the wire, and ``Detection``, what a pure detector reports before it becomes an Event.
+
+An Event's id is a UUID made on the node when the event is created and never changes; the central uses it to
+make ingest idempotent. ``seq`` is a per-node number that only grows, given by the outbox when the event is
+first stored, so the central can see a lost event as a gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "urgent"]
+State = Literal["raised", "updated", "cleared", "observed"]
+Priority = Literal["alert", "state", "reading"]
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "urgent")
+STATES: tuple[str, ...] = ("raised", "updated", "cleared", "observed")
+# drain order: lower first
+PRIORITY_RANK: dict[str, int] = {"alert": 0, "state": 1, "reading": 2}
+RECIPIENT_ROLES: tuple[str, ...] = (
+    "property_management",
+    "maintenance",
+    "family",
+    "social_worker",
+    "operator",
+)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a pure detector emits from ``update(now, snapshot)``.
+
+    ``state`` is raised/updated/cleared for an incident (one incident = one alert) and ``observed`` for a
+    one-off fact (a meter reset, a press). ``key`` tells incidents of the same kind apart (e.g. a meter id).
+    ``at`` is the detector's (monotonic or trace) time of the detection.
+    """
+
+    kind: str
+    state: State
+    at: float
+    severity: Severity = "warning"
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as stored in the outbox and sent to the central."""
+
+    id: str
+    node_id: str
+    kind: str
+    severity: Severity
+    state: State
+    priority: Priority
+    wall_time: float
+    clock_synced: bool
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    alert_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    seq: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict sent to the central."""
+        wire = dataclasses.asdict(self)
+        wire["payload"] = dict(self.payload)
+        wire["recipients"] = list(self.recipients)
+        return wire
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Event:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["recipients"] = tuple(values.get("recipients", ()))
+        return cls(**values)
+
+
+def new_event_id() -> str:
+    """A fresh event id (UUID4, canonical text form)."""
+    return str(uuid.uuid4())
+
+
+def make_event(
+    node_id: str,
+    kind: str,
+    *,
+    wall_time: float,
+    clock_synced: bool,
+    severity: Severity = "info",
+    state: State = "observed",
+    priority: Priority = "state",
+    payload: Mapping[str, Any] | None = None,
+    alert_id: str | None = None,
+    recipients: tuple[str, ...] = (),
+) -> Event:
+    """Create an Event with a new id; the outbox gives it its ``seq`` when stored."""
+    return Event(
+        id=new_event_id(),
+        node_id=node_id,
+        kind=kind,
+        severity=severity,
+        state=state,
+        priority=priority,
+        wall_time=wall_time,
+        clock_synced=clock_synced,
+        payload=dict(payload or {}),
+        alert_id=alert_id,
+        recipients=recipients,
+    )

@@ -1,0 +1,15 @@
+"""`changbai-community` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from common.cli import not_built_yet
+
+
+def main(argv: list[str] | None = None) -> int:
+    return not_built_yet("changbai-community", "The simulated community", 2, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""`elevator-node` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from common.cli import not_built_yet
+
+
+def main(argv: list[str] | None = None) -> int:
+    return not_built_yet("elevator-node", "Elevator node: trapped-passenger alarm", 4, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Clocks: monotonic time for timers, wall time for timestamps, and whether wall time can be trusted.
+
+A Raspberry Pi has no real-time clock: until NTP syncs, wall time may read 1970 or the last shutdown time.
+Nothing in the project sleeps on wall time. ``ManualClock`` and ``FastClock`` let tests and the simulated
+community run a day in seconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import shutil
+import subprocess
+import threading
+import time
+from typing import Protocol
+
+# wall time before this (2024-01-01 UTC) cannot be right on a node built after it
+PLAUSIBLE_WALL_EPOCH = 1_704_067_200.0
+
+
+class Clock(Protocol):
+    """What nodes and detectors need from time."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never jumps. Use for every timer."""
+        ...
+
+    def wall(self) -> float:
+        """Unix time in seconds; may be wrong until synced. Use only for timestamps."""
+        ...
+
+    def wall_synced(self) -> bool:
+        """True when wall time is known to be right (NTP synchronised)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's monotonic time."""
+        ...
+
+
+class _Timex(ctypes.Structure):
+    # struct timex from <sys/timex.h>; only the fields before the padding matter here
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_padding", ctypes.c_int * 11),
+    ]
+
+
+_TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
+_STA_UNSYNC = 0x0040
+
+
+def kernel_clock_synced() -> bool | None:
+    """Ask the kernel (adjtimex) whether NTP has synchronised the clock; None when it cannot be asked."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        tx = _Timex()
+        state = libc.adjtimex(ctypes.byref(tx))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != _TIME_ERROR and not (tx.status & _STA_UNSYNC)
+
+
+def timedatectl_synced() -> bool | None:
+    """``timedatectl show -p NTPSynchronized``; None when systemd is not there to ask."""
+    exe = shutil.which("timedatectl")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "show", "-p", "NTPSynchronized", "--value"], capture_output=True, text=True, timeout=2
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = out.stdout.strip()
+    return {"yes": True, "no": False}.get(value)
+
+
+class SystemClock:
+    """The real clock. Wall time counts as synced when the kernel or timedatectl says so and it is plausible."""
+
+    def __init__(self, recheck_s: float = 60.0) -> None:
+        self._recheck_s = recheck_s
+        self._checked_at: float | None = None
+        self._synced = False
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def wall_synced(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._checked_at is None or now - self._checked_at >= self._recheck_s:
+                self._checked_at = now
+                state = kernel_clock_synced()
+                if state is None:
+                    state = timedatectl_synced()
+                # without any source to ask, trust a plausible wall time rather than flag every event
+                self._synced = bool(state if state is not None else True) and time.time() > PLAUSIBLE_WALL_EPOCH
+            return self._synced
+
+
+class ManualClock:
+    """A clock that moves only when told: ``advance()``, ``set_wall()``. ``sleep()`` advances it.
+
+    Thread-safe; ``wait_until()`` lets another thread block until the test moves time past a point.
+    """
+
+    def __init__(self, wall: float = 1_767_225_600.0, monotonic: float = 1000.0, synced: bool = True) -> None:
+        self._mono = monotonic
+        self._wall = wall
+        self._synced = synced
+        self._cond = threading.Condition()
+
+    def monotonic(self) -> float:
+        with self._cond:
+            return self._mono
+
+    def wall(self) -> float:
+        with self._cond:
+            return self._wall
+
+    def wall_synced(self) -> bool:
+        with self._cond:
+            return self._synced
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds``."""
+        if seconds < 0:
+            raise ValueError("monotonic time cannot go back")
+        with self._cond:
+            self._mono += seconds
+            self._wall += seconds
+            self._cond.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+    def set_wall(self, wall: float, synced: bool | None = None) -> None:
+        """Jump wall time (an NTP step, a wrong RTC); monotonic time is unaffected."""
+        with self._cond:
+            self._wall = wall
+            if synced is not None:
+                self._synced = synced
+
+    def wait_until(self, monotonic: float, timeout: float | None = None) -> bool:
+        """Block (in real time, at most ``timeout``) until monotonic time reaches ``monotonic``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._mono >= monotonic, timeout)
+
+
+class FastClock:
+    """Real time sped up ``speed`` times, for the simulated community: 1 real second = ``speed`` seconds."""
+
+    def __init__(self, speed: float, start_wall: float | None = None, synced: bool = True) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        self._origin_real = time.monotonic()
+        self._origin_wall = time.time() if start_wall is None else start_wall
+        self._synced = synced
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._origin_real) * self.speed
+
+    def wall(self) -> float:
+        return self._origin_wall + self.monotonic()
+
+    def wall_synced(self) -> bool:
+        return self._synced
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.speed)

@@ -1,0 +1,1 @@
+"""Water-meter node: reads Modbus meters and watches elderly residents living alone."""

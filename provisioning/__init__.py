@@ -1,0 +1,1 @@
+"""The field technician's provision command and systemd unit templates."""

@@ -1,0 +1,64 @@
+"""Clocks: unsynced wall time is flagged; timers run on monotonic time and survive wall-time jumps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from hal import clock as clock_mod
+from hal.clock import FastClock, ManualClock, SystemClock
+
+
+def test_manual_clock_timer_ignores_wall_jump() -> None:
+    c = ManualClock(wall=0.0, synced=False)  # a Pi booting at 1970
+    assert not c.wall_synced()
+    deadline = c.monotonic() + 90
+    c.advance(30)
+    c.set_wall(1_790_000_000.0, synced=True)  # NTP steps the clock by 56 years
+    assert c.wall_synced()
+    assert c.monotonic() < deadline
+    c.advance(60)
+    assert c.monotonic() >= deadline
+    c.set_wall(1_700_000_000.0)  # and back again: monotonic still only grows
+    assert c.monotonic() == pytest.approx(1000 + 90)
+
+
+def test_manual_clock_refuses_to_go_back() -> None:
+    with pytest.raises(ValueError):
+        ManualClock().advance(-1)
+
+
+def test_manual_clock_wait_until_wakes_on_advance() -> None:
+    c = ManualClock()
+    woke: list[bool] = []
+    t = threading.Thread(target=lambda: woke.append(c.wait_until(c.monotonic() + 10, timeout=5)))
+    t.start()
+    c.advance(10)
+    t.join(5)
+    assert woke == [True]
+
+
+def test_fast_clock_runs_faster() -> None:
+    c = FastClock(speed=1000, start_wall=0.0)
+    t0 = c.monotonic()
+    time.sleep(0.05)
+    assert c.monotonic() - t0 >= 40  # 0.05 s real = 50 s simulated
+    assert c.wall() == pytest.approx(c.monotonic(), abs=5)
+
+
+def test_system_clock_flags_implausible_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clock_mod, "kernel_clock_synced", lambda: True)
+    monkeypatch.setattr(clock_mod.time, "time", lambda: 86400.0)  # 1970-01-02: the Pi lost its time
+    assert SystemClock().wall_synced() is False
+
+
+def test_system_clock_flags_kernel_unsynced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clock_mod, "kernel_clock_synced", lambda: False)
+    assert SystemClock().wall_synced() is False
+
+
+def test_kernel_clock_answers_here() -> None:
+    # adjtimex is always present on Linux; the answer depends on the machine, the type does not
+    assert clock_mod.kernel_clock_synced() in (True, False)
