@@ -184,18 +184,29 @@ class ManualClock:
 
 
 class FastClock:
-    """Real time sped up ``speed`` times, for the simulated community: 1 real second = ``speed`` seconds."""
+    """Real time sped up ``speed`` times, for the simulated community: 1 real second = ``speed`` seconds.
+
+    ``set_speed()`` changes the pace without a jump, so a scenario can slow down for a lift incident and
+    speed up through a quiet night.
+    """
 
     def __init__(self, speed: float, start_wall: float | None = None, synced: bool = True) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be > 0")
+        self._lock = threading.Lock()
+        self._check(speed)
         self.speed = speed
         self._origin_real = time.monotonic()
+        self._origin_sim = 0.0
         self._origin_wall = time.time() if start_wall is None else start_wall
         self._synced = synced
 
+    @staticmethod
+    def _check(speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+
     def monotonic(self) -> float:
-        return (time.monotonic() - self._origin_real) * self.speed
+        with self._lock:
+            return self._origin_sim + (time.monotonic() - self._origin_real) * self.speed
 
     def wall(self) -> float:
         return self._origin_wall + self.monotonic()
@@ -203,6 +214,17 @@ class FastClock:
     def wall_synced(self) -> bool:
         return self._synced
 
+    def set_speed(self, speed: float) -> None:
+        """Change the pace from now on; simulated time stays continuous."""
+        self._check(speed)
+        now_sim = self.monotonic()
+        with self._lock:
+            self._origin_sim = now_sim
+            self._origin_real = time.monotonic()
+            self.speed = speed
+
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds / self.speed)
+        """Sleep ``seconds`` of simulated time, following speed changes made meanwhile."""
+        deadline = self.monotonic() + seconds
+        while (left := deadline - self.monotonic()) > 0:
+            time.sleep(min(left / self.speed, 0.05))

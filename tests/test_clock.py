@@ -48,6 +48,17 @@ def test_fast_clock_runs_faster() -> None:
     assert c.wall() == pytest.approx(c.monotonic(), abs=5)
 
 
+def test_fast_clock_speed_change_is_continuous() -> None:
+    c = FastClock(speed=1000, start_wall=0.0)
+    time.sleep(0.02)
+    before = c.monotonic()
+    c.set_speed(1)
+    after = c.monotonic()
+    assert before <= after < before + 1  # no jump when the pace changes
+    with pytest.raises(ValueError):
+        c.set_speed(0)
+
+
 def test_system_clock_flags_implausible_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clock_mod, "kernel_clock_synced", lambda: True)
     monkeypatch.setattr(clock_mod.time, "time", lambda: 86400.0)  # 1970-01-02: the Pi lost its time
