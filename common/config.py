@@ -103,6 +103,8 @@ class SerialPort:
 # ----------------------------------------------------------------------------------------- common sections
 @dataclass(frozen=True, kw_only=True)
 class NodeSection:
+    """Who and where this node is, and where it keeps its data."""
+
     id: str = setting(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", help="unique node id, lower case")
     role: Role = setting()
     site: str = setting(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$", help="site (residential compound) id")
@@ -115,6 +117,8 @@ class NodeSection:
 
 @dataclass(frozen=True, kw_only=True)
 class CentralSection:
+    """How the node reaches the central endpoint: URL, token, timeouts, batching, backoff, heartbeat."""
+
     url: str = setting(pattern=r"^https?://[^\s]+$", help="base URL of the central, without /api/v1")
     token_file: Path = setting(Path("/etc/changbai/token"), help="per-node token, mode 0600")
     ca_bundle: Path | None = setting(None, help="extra CA bundle for TLS; verification is always on")
@@ -130,6 +134,8 @@ class CentralSection:
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxSection:
+    """The durable store-and-forward queue on disk."""
+
     max_mb: float = setting(64.0, min=1.0, max=4096.0, help="disk bound; oldest readings dropped first")
     reading_commit_window_s: float = setting(5.0, min=0.0, max=60.0, help="group commit of readings")
     reading_commit_max: int = setting(100, min=1, max=10000)
@@ -137,6 +143,8 @@ class OutboxSection:
 
 @dataclass(frozen=True, kw_only=True)
 class GpioSection:
+    """Which gpiozero pin factory drives the pins."""
+
     pin_factory: Literal["", "lgpio", "rpigpio", "pigpio", "native", "mock"] = setting(
         "", help="gpiozero pin factory; empty: GPIOZERO_PIN_FACTORY or gpiozero's default"
     )
@@ -144,6 +152,8 @@ class GpioSection:
 
 @dataclass(frozen=True, kw_only=True)
 class AudioSection:
+    """Voice prompts: espeak-ng text or WAV files via aplay."""
+
     backend: Literal["auto", "espeak", "wav", "none"] = setting("auto")
     voice: str = setting("cmn", help="espeak-ng voice: cmn (Mandarin), en, ...")
     volume: int = setting(80, min=0, max=100, help="percent")

@@ -135,3 +135,11 @@ def test_wrong_role_for_program(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         load_config_or_exit(f, expected_role="meter")
     assert info.value.code == 2
+
+
+def test_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated from the dataclasses; regenerate it when a setting changes."""
+    from common.configdoc import render
+
+    current = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert current == render(), "run: python -m common.configdoc > docs/configuration.md"
