@@ -1,13 +1,73 @@
-"""The ``[kiosk]`` config section: pickup point, hotline, screen, arcade button and LED."""
+"""The ``[kiosk]`` config section: pickup point, hotline, screen, ride timings, arcade button and LED."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from common.config import setting
+from common.config import ButtonPin, LedPin, setting
+
+# fonts-noto-cjk on Debian/Raspberry Pi OS; a .ttc holds every CJK region, Kivy picks the first (JP/SC glyphs
+# are the same for the characters a kiosk shows)
+DEFAULT_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+DEFAULT_FONT_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenSection:
+    """The touch screen; 800x480 is the official Raspberry Pi 7-inch DSI display."""
+
+    width: int = setting(1280, min=320, max=7680, help="pixels, after rotation")
+    height: int = setting(800, min=240, max=4320, help="pixels, after rotation")
+    rotation: Literal[0, 90, 180, 270] = setting(0, help="degrees; 180 for a display mounted upside down")
+    fullscreen: bool = setting(True, help="false only for development on a desktop")
+    font: Path = setting(DEFAULT_FONT, help="a font with CJK glyphs (fonts-noto-cjk)")
+    font_bold: Path = setting(DEFAULT_FONT_BOLD, help="bold CJK font for the plate and headings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RideTimingSection:
+    """How patient the kiosk is with the central and with the resident."""
+
+    poll_interval_s: float = setting(3.0, min=0.2, max=60.0, help="ride status poll while a ride is active")
+    retry_interval_s: float = setting(5.0, min=0.2, max=300.0, help="retry while the central is unreachable")
+    reply_timeout_s: float = setting(25.0, min=1.0, max=300.0, help="no reply at all: count as unreachable")
+    request_give_up_s: float = setting(
+        180.0, min=10.0, max=3600.0, help="an order not delivered by then is dropped (resident told to call)"
+    )
+    search_give_up_s: float = setting(600.0, min=30.0, max=3600.0, help="searching this long: no car")
+    assigned_max_s: float = setting(2700.0, min=60.0, max=14400.0, help="assigned but never arrived: idle")
+    # WCAG 2.2 "enough time": >= 20 s to read a result before the screen moves on
+    result_hold_s: float = setting(30.0, min=20.0, max=600.0, help="arrived/no car/cancelled/error shown this long")
 
 
 @dataclass(frozen=True, kw_only=True)
 class KioskConfig:
+    """The kiosk at one gate: where the taxi comes, who to call, the screen, the arcade button and its LED."""
+
     pickup_point: str = setting(help="name of the fixed pickup point, shown and spoken")
     hotline: str = setting(help="phone number shown when the central cannot be reached")
+    texts: Path | None = setting(None, help="screen and voice texts (TOML); omit for the built-in kiosk/texts.toml")
+    voice_language: Literal["zh", "en"] = setting("zh", help="language of the voice prompts")
+    screen: ScreenSection = setting(default_factory=ScreenSection)
+    timing: RideTimingSection = setting(default_factory=RideTimingSection)
+    button: ButtonPin | None = setting(None, help="arcade button; omit on a kiosk without one")
+    led: LedPin | None = setting(None, help="the arcade button's LED")
+    led_pwm: bool = setting(True, help="LED pin can dim (PWM): pulse at idle instead of a slow blink")
+    watchdog_ping_s: float = setting(
+        0.0, min=0.0, max=600.0, help="UI thread watchdog ping period; 0: half of systemd's WatchdogSec"
+    )
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.pickup_point.strip():
+            found.append("pickup_point: must name the pickup point")
+        if not any(ch.isdigit() for ch in self.hotline):
+            found.append(f"hotline = {self.hotline!r}: must be a phone number")
+        if self.led is not None and self.button is not None and self.led.pin == self.button.pin:
+            found.append(f"led.pin = {self.led.pin}: same pin as button.pin")
+        t = self.timing
+        if t.poll_interval_s >= t.search_give_up_s:
+            found.append("timing.poll_interval_s: must be shorter than timing.search_give_up_s")
+        return found

@@ -1,0 +1,480 @@
+"""The ride state machine: one press orders one car; pure (time, event) -> effects, no I/O, no Kivy.
+
+The screen, the arcade button and the voice all run on the effects this machine returns. Network replies come
+back as events; the machine never waits for one, so the kiosk can answer a press at once and never hangs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RideState = Literal["idle", "requesting", "searching", "assigned", "arrived", "no_car", "cancelled", "offline", "error"]
+STATES: tuple[RideState, ...] = (
+    "idle",
+    "requesting",
+    "searching",
+    "assigned",
+    "arrived",
+    "no_car",
+    "cancelled",
+    "offline",
+    "error",
+)
+# a result the resident reads, then the kiosk is free again
+RESULT_STATES: frozenset[str] = frozenset({"arrived", "no_car", "cancelled", "error"})
+# a car is (or may be) on its way for this kiosk
+ACTIVE_STATES: frozenset[str] = frozenset({"requesting", "searching", "assigned"})
+# what the central's GET /rides/{id} may answer
+CENTRAL_STATUSES: frozenset[str] = frozenset({"searching", "assigned", "arrived", "no_car", "cancelled"})
+
+
+@dataclass(frozen=True)
+class RideTimings:
+    """Seconds; the defaults match kiosk.config.RideTimingSection."""
+
+    poll_interval_s: float = 3.0
+    retry_interval_s: float = 5.0
+    reply_timeout_s: float = 25.0
+    request_give_up_s: float = 180.0
+    search_give_up_s: float = 600.0
+    assigned_max_s: float = 2700.0
+    result_hold_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Car:
+    """The taxi the central assigned."""
+
+    plate: str
+    colour: str = ""  # English, as the central's fleet names it
+    model: str = ""
+    colour_zh: str = ""
+    model_zh: str = ""
+
+
+# ------------------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Press:
+    """The call button (screen or arcade button)."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """The cancel button."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passes; timeouts and polls are due on ticks."""
+
+
+@dataclass(frozen=True)
+class RideReply:
+    """The central answered POST /rides or GET /rides/{id} for ``request_id``."""
+
+    request_id: str
+    ride_id: str
+    status: str
+    car: Car | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CentralUnreachable:
+    """A request for ``request_id`` (None: a probe) got no HTTP answer, or a 5xx: try again later."""
+
+    request_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CentralRejected:
+    """The central refused the request (4xx, or a reply that breaks the contract): retrying will not help."""
+
+    request_id: str | None
+    http_status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CancelDone:
+    """The central confirmed the cancel of ``request_id``'s ride."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class NetworkDown:
+    """The node learned from elsewhere (uploader, link) that the central cannot be reached."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkUp:
+    """The central answered again (a probe or any other request)."""
+
+
+RideEvent = (
+    Press | Cancel | Tick | RideReply | CentralUnreachable | CentralRejected | CancelDone | NetworkDown | NetworkUp
+)
+
+
+# ------------------------------------------------------------------------------------------------ effects
+@dataclass(frozen=True)
+class RideView:
+    """Everything a screen needs to draw a state; ``eta_due`` is monotonic time the car should be there."""
+
+    state: RideState
+    car: Car | None = None
+    eta_due: float | None = None
+    ride_id: str | None = None
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
+class Show:
+    view: RideView
+
+
+@dataclass(frozen=True)
+class Speak:
+    """A voice prompt: ``key`` names a text in the texts file, ``params`` fill it in."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """POST /rides with this request id (the same id on every retry: the central orders one car)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class PollRide:
+    request_id: str
+    ride_id: str
+
+
+@dataclass(frozen=True)
+class CancelRide:
+    """POST /rides/{id}/cancel; with ride_id None the worker first learns it by re-sending the request."""
+
+    request_id: str
+    ride_id: str | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Check whether the central answers at all (offline with nothing to send)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """An event for the outbox: presses, ride outcomes, faults."""
+
+    kind: str
+    severity: Literal["info", "warning", "urgent"] = "info"
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+Effect = Show | Speak | SendRequest | PollRide | CancelRide | Probe | Report
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ------------------------------------------------------------------------------------------------ machine
+class RideMachine:
+    """One kiosk's ride: ``handle(now, event) -> effects``. ``now`` is monotonic seconds."""
+
+    def __init__(
+        self,
+        timings: RideTimings | None = None,
+        make_request_id: Callable[[], str] = new_request_id,
+        now: float = 0.0,
+    ) -> None:
+        self.t = timings or RideTimings()
+        self._make_request_id = make_request_id
+        self.state: RideState = "idle"
+        self.since = now
+        self.request_id: str | None = None
+        self.ride_id: str | None = None
+        self.car: Car | None = None
+        self.eta_due: float | None = None
+        self.requested_at: float | None = None  # the press that started the ride
+        self.searching_since: float | None = None
+        self.assigned_at: float | None = None
+        # a network call in flight: (what, sent at); one at a time, a reply or its timeout frees it
+        self.in_flight: tuple[str, float] | None = None
+        self.next_due: float | None = None  # next poll/retry/probe
+        # a ride to cancel that the central has not confirmed yet (the screen has moved on already)
+        self.cancel_owed: str | None = None
+        self.cancel_ride_id: str | None = None
+        self.cancel_next: float | None = None
+
+    # ---------------------------------------------------------------------------------------- queries
+    def view(self) -> RideView:
+        return RideView(self.state, self.car, self.eta_due, self.ride_id, self.since)
+
+    def eta_left(self, now: float) -> float | None:
+        return None if self.eta_due is None else max(0.0, self.eta_due - now)
+
+    def voice_params(self, now: float) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.car is not None:
+            car = self.car
+            params.update(plate=car.plate, colour=car.colour, model=car.model)
+            params.update(colour_zh=car.colour_zh or car.colour, model_zh=car.model_zh or car.model)
+        left = self.eta_left(now)
+        if left is not None:
+            params["eta_min"] = max(1, round(left / 60))
+        return params
+
+    # ---------------------------------------------------------------------------------------- events
+    def handle(self, now: float, event: RideEvent) -> list[Effect]:
+        """Apply one event at monotonic time ``now``; returns what to do, in order."""
+        out: list[Effect] = []
+        match event:
+            case Press():
+                self._on_press(now, event, out)
+            case Cancel():
+                self._on_cancel(now, event, out)
+            case RideReply():
+                self._on_reply(now, event, out)
+            case CentralUnreachable():
+                self._on_unreachable(now, event, out)
+            case CentralRejected():
+                self._on_rejected(now, event, out)
+            case CancelDone():
+                if event.request_id == self.cancel_owed:
+                    self._clear_cancel()
+            case NetworkDown():
+                if self.state == "idle":
+                    self._enter(now, "offline", out)
+                    out.append(Report("central_unreachable", "warning", {"reason": event.reason}))
+                    self.next_due = now + self.t.retry_interval_s
+            case NetworkUp():
+                self._on_network_up(now, out)
+            case Tick():
+                pass
+        self._due(now, out)
+        return out
+
+    def _on_press(self, now: float, event: Press, out: list[Effect]) -> None:
+        out.append(Report("button_pressed", "info", {"source": event.source, "state": self.state}))
+        if self.state in ACTIVE_STATES or (self.state == "offline" and self.request_id is not None):
+            # a second press never orders a second car: tell the resident where things stand
+            out.append(Speak(self.state, self.voice_params(now)))
+            out.append(Show(self.view()))
+            return
+        # idle, a result on screen, or offline with nothing pending: a new ride
+        self.request_id = self._make_request_id()
+        self.ride_id = None
+        self.car = None
+        self.eta_due = None
+        self.requested_at = now
+        self.searching_since = None
+        self.assigned_at = None
+        self._enter(now, "requesting", out)
+        out.append(Report("ride_requested", "info", {"request_id": self.request_id, "source": event.source}))
+        self._send(now, out)
+
+    def _on_cancel(self, now: float, event: Cancel, out: list[Effect]) -> None:
+        if self.state in RESULT_STATES:
+            self._reset(now, out)
+            return
+        if self.request_id is None:
+            if self.state == "idle":
+                out.append(Speak("idle", {}))
+            return  # offline with nothing ordered: nothing to cancel
+        request_id, ride_id = self.request_id, self.ride_id
+        self.cancel_owed, self.cancel_ride_id, self.cancel_next = request_id, ride_id, now
+        out.append(Report("ride_cancelled", "info", {"request_id": request_id, "ride_id": ride_id, "by": "resident"}))
+        self._drop_ride()
+        self._enter(now, "cancelled", out)
+
+    def _on_reply(self, now: float, reply: RideReply, out: list[Effect]) -> None:
+        if reply.request_id == self.cancel_owed:
+            if reply.status in ("cancelled", "arrived", "no_car"):
+                self._clear_cancel()  # the central has closed the ride we wanted cancelled
+            elif self.cancel_ride_id is None:
+                self.cancel_ride_id = reply.ride_id  # cancelled before the order's answer came back
+        if reply.request_id != self.request_id:
+            return  # a late answer about a ride the kiosk has moved on from
+        self.in_flight = None
+        if reply.status not in CENTRAL_STATUSES:
+            self._fault(now, out, 0, f"unknown ride status {reply.status!r}")
+            return
+        if self.state == "offline":
+            out.append(Report("central_reachable", "info", {}))
+        self.ride_id = reply.ride_id
+        if reply.eta_s is not None:
+            self.eta_due = now + max(0.0, reply.eta_s)
+        status = reply.status
+        if status == "searching":
+            if self.searching_since is None:
+                self.searching_since = now
+            if self.state != "searching":
+                self._enter(now, "searching", out)
+        elif status == "assigned":
+            if reply.car is None or not reply.car.plate:
+                self._fault(now, out, 0, "assigned without a plate")
+                return
+            if self.state != "assigned" or reply.car != self.car:
+                self.car = reply.car
+                self.assigned_at = now
+                self._enter(now, "assigned", out)
+                out.append(
+                    Report(
+                        "ride_assigned",
+                        "info",
+                        {"request_id": self.request_id, "ride_id": self.ride_id, "plate": self.car.plate},
+                    )
+                )
+        else:  # arrived, no_car, cancelled: the central closed the ride
+            out.append(Report(f"ride_{status}", "info", {"request_id": self.request_id, "ride_id": self.ride_id}))
+            self._drop_ride()
+            self._enter(now, status, out)  # type: ignore[arg-type]
+            return
+        self.next_due = now + self.t.poll_interval_s
+
+    def _on_unreachable(self, now: float, event: CentralUnreachable, out: list[Effect]) -> None:
+        if event.request_id is not None and event.request_id != self.request_id:
+            return
+        self.in_flight = None
+        if self.state in ACTIVE_STATES or (event.request_id is None and self.state == "idle"):
+            self._enter(now, "offline", out)
+            out.append(Report("central_unreachable", "warning", {"reason": event.reason}))
+        self.next_due = now + self.t.retry_interval_s
+
+    def _on_rejected(self, now: float, event: CentralRejected, out: list[Effect]) -> None:
+        if event.request_id is not None and event.request_id == self.cancel_owed:
+            payload = {"http_status": event.http_status, "reason": event.reason[:200]}
+            out.append(Report("cancel_refused", "warning", payload))
+            self._clear_cancel()  # e.g. the ride is already closed; asking again will not change the answer
+            return
+        if event.request_id is not None and event.request_id != self.request_id:
+            return
+        self.in_flight = None
+        self._fault(now, out, event.http_status, event.reason)
+
+    def _on_network_up(self, now: float, out: list[Effect]) -> None:
+        if self.state != "offline":
+            return
+        out.append(Report("central_reachable", "info", {}))
+        if self.request_id is None:
+            self._enter(now, "idle", out)
+            self.next_due = None
+        else:
+            self.next_due = now  # resend or poll at once
+            self.in_flight = None
+
+    # ------------------------------------------------------------------------------------------ time
+    def _due(self, now: float, out: list[Effect]) -> None:
+        """Timeouts, polls and retries that are due at ``now``."""
+        t = self.t
+        if self.in_flight is not None and now - self.in_flight[1] >= t.reply_timeout_s:
+            # the worker never answered: never leave a spinner hanging
+            self.in_flight = None
+            if self.state in ACTIVE_STATES:
+                self._enter(now, "offline", out)
+                out.append(Report("central_unreachable", "warning", {"reason": "no reply"}))
+            self.next_due = now + t.retry_interval_s
+        if self.state in RESULT_STATES and now - self.since >= t.result_hold_s:
+            self._reset(now, out)
+        elif (
+            self.state == "searching"
+            and self.searching_since is not None
+            and now - self.searching_since >= t.search_give_up_s
+        ):
+            self._give_up(now, out, "no_car", "searching too long")
+        elif self.state == "assigned" and self.assigned_at is not None and now - self.assigned_at >= t.assigned_max_s:
+            out.append(Report("ride_expired", "warning", {"request_id": self.request_id, "ride_id": self.ride_id}))
+            self._reset(now, out)
+        if self.state == "offline" and self.request_id is not None and self.requested_at is not None:
+            waited = now - self.requested_at
+            if self.ride_id is None and waited >= t.request_give_up_s:
+                # the order never got through: stop, and cancel it in case it reached the central after all
+                self._give_up(now, out, "offline", "request not delivered")
+            elif waited >= t.assigned_max_s:
+                self._give_up(now, out, "offline", "central unreachable for the whole ride")
+        if self.in_flight is None and self.next_due is not None and now >= self.next_due:
+            self._send(now, out)
+        if self.cancel_owed is not None and self.cancel_next is not None and now >= self.cancel_next:
+            out.append(CancelRide(self.cancel_owed, self.cancel_ride_id))
+            self.cancel_next = now + t.retry_interval_s
+
+    def _give_up(self, now: float, out: list[Effect], state: RideState, why: str) -> None:
+        out.append(
+            Report("ride_given_up", "warning", {"request_id": self.request_id, "ride_id": self.ride_id, "why": why})
+        )
+        self.cancel_owed, self.cancel_ride_id, self.cancel_next = self.request_id, self.ride_id, now
+        self._drop_ride()
+        self._enter(now, state, out)
+        if state == "offline":
+            self.next_due = now + self.t.retry_interval_s
+
+    def _fault(self, now: float, out: list[Effect], http_status: int, reason: str) -> None:
+        out.append(Report("central_error", "warning", {"http_status": http_status, "reason": reason[:200]}))
+        if self.request_id is not None and self.ride_id is not None:
+            # the central knows this ride: make sure no car comes for a kiosk that shows an error
+            self.cancel_owed, self.cancel_ride_id, self.cancel_next = self.request_id, self.ride_id, now
+        self._drop_ride()
+        self._enter(now, "error", out)
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _send(self, now: float, out: list[Effect]) -> None:
+        if self.request_id is None:
+            if self.state == "offline":
+                out.append(Probe())
+                self.in_flight = ("probe", now)
+            self.next_due = None if self.state != "offline" else now + self.t.retry_interval_s
+            return
+        if self.ride_id is None:
+            out.append(SendRequest(self.request_id))
+            self.in_flight = ("request", now)
+        else:
+            out.append(PollRide(self.request_id, self.ride_id))
+            self.in_flight = ("poll", now)
+        self.next_due = None
+
+    def _enter(self, now: float, state: RideState, out: list[Effect]) -> None:
+        self.state = state
+        self.since = now
+        out.append(Show(self.view()))
+        out.append(Speak(state, self.voice_params(now)))
+
+    def _drop_ride(self) -> None:
+        """Forget the current ride (the car stays on screen for arrived; no more network for it)."""
+        self.request_id = None
+        self.ride_id = None
+        self.in_flight = None
+        self.next_due = None
+        self.searching_since = None
+        self.assigned_at = None
+        self.requested_at = None
+
+    def _reset(self, now: float, out: list[Effect]) -> None:
+        self._drop_ride()
+        self.car = None
+        self.eta_due = None
+        self._enter(now, "idle", out)
+
+    def _clear_cancel(self) -> None:
+        self.cancel_owed = self.cancel_ride_id = self.cancel_next = None
+
+
+def speakable_plate(plate: str) -> str:
+    """A plate read character by character: 沪A·D12345 -> '沪 A D 1 2 3 4 5' (separators dropped)."""
+    return " ".join(ch for ch in plate if ch.isalnum())

@@ -1,0 +1,452 @@
+"""The ride state machine: every transition, double presses, retries that reuse the request id, central errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kiosk.ride import (
+    ACTIVE_STATES,
+    Cancel,
+    CancelDone,
+    CancelRide,
+    Car,
+    CentralRejected,
+    CentralUnreachable,
+    NetworkDown,
+    NetworkUp,
+    PollRide,
+    Press,
+    Probe,
+    Report,
+    RideMachine,
+    RideReply,
+    RideTimings,
+    SendRequest,
+    Show,
+    Speak,
+    Tick,
+    speakable_plate,
+)
+
+T = RideTimings(
+    poll_interval_s=3,
+    retry_interval_s=5,
+    reply_timeout_s=25,
+    request_give_up_s=180,
+    search_give_up_s=600,
+    assigned_max_s=2700,
+    result_hold_s=30,
+)
+CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")
+
+
+def machine() -> RideMachine:
+    counter = itertools.count(1)
+    return RideMachine(T, make_request_id=lambda: f"req-{next(counter)}", now=0.0)
+
+
+def of(effects: list, kind: type) -> list:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def shown(effects: list) -> list[str]:
+    return [e.view.state for e in of(effects, Show)]
+
+
+def spoken(effects: list) -> list[str]:
+    return [e.key for e in of(effects, Speak)]
+
+
+def reports(effects: list) -> list[str]:
+    return [e.kind for e in of(effects, Report)]
+
+
+def to_searching(m: RideMachine, now: float = 0.0) -> None:
+    m.handle(now, Press())
+    m.handle(now + 0.5, RideReply("req-1", "ride-1", "searching"))
+    assert m.state == "searching"
+
+
+def to_assigned(m: RideMachine, now: float = 0.0) -> None:
+    to_searching(m, now)
+    m.handle(now + 3, Tick())
+    m.handle(now + 3.5, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=240))
+    assert m.state == "assigned"
+
+
+# ------------------------------------------------------------------------------------------- the happy path
+def test_press_shows_requesting_at_once_and_sends_one_request() -> None:
+    m = machine()
+    out = m.handle(0.0, Press("screen"))
+    assert m.state == "requesting"
+    # feedback (screen + voice) comes before the network effect, in the same call
+    assert shown(out) == ["requesting"] and spoken(out) == ["requesting"]
+    assert out.index(of(out, Show)[0]) < out.index(of(out, SendRequest)[0])
+    assert of(out, SendRequest) == [SendRequest("req-1")]
+    assert reports(out) == ["button_pressed", "ride_requested"]
+
+
+def test_full_ride_idle_to_arrived_to_idle() -> None:
+    m = machine()
+    to_searching(m)
+    out = m.handle(3.5, Tick())
+    assert of(out, PollRide) == [PollRide("req-1", "ride-1")]
+    out = m.handle(4.0, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=240))
+    assert m.state == "assigned" and shown(out) == ["assigned"]
+    speak = of(out, Speak)[0]
+    assert speak.key == "assigned" and speak.params["plate"] == CAR.plate and speak.params["eta_min"] == 4
+    assert of(out, Show)[0].view.eta_due == pytest.approx(244.0)
+    assert "ride_assigned" in reports(out)
+    assert m.handle(5.0, Tick()) == []  # nothing due before the poll interval
+    assert of(m.handle(7.0, Tick()), PollRide)
+    out = m.handle(7.5, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
+    assert m.state == "arrived" and shown(out) == ["arrived"] and "ride_arrived" in reports(out)
+    assert of(out, Show)[0].view.car == CAR  # the plate stays on screen while the car is at the gate
+    assert m.handle(37.0, Tick()) == []  # held long enough to read (30 s)
+    out = m.handle(37.5, Tick())
+    assert m.state == "idle" and shown(out) == ["idle"] and m.car is None
+
+
+def test_request_answered_assigned_directly() -> None:
+    m = machine()
+    m.handle(0, Press())
+    out = m.handle(1, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=60))
+    assert m.state == "assigned" and shown(out) == ["assigned"]
+
+
+def test_assigned_updates_eta_without_repeating_voice() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(6.5, Tick())
+    out = m.handle(7.0, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=100))
+    assert spoken(out) == [] and m.eta_due == pytest.approx(107.0)
+
+
+def test_new_car_is_announced() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(6.5, Tick())
+    other = Car("沪B·12345", "黄色", "荣威")
+    out = m.handle(7.0, RideReply("req-1", "ride-1", "assigned", other, eta_s=100))
+    assert spoken(out) == ["assigned"] and of(out, Speak)[0].params["plate"] == other.plate
+
+
+def test_poll_waits_for_the_reply_in_flight() -> None:
+    m = machine()
+    to_searching(m)
+    assert of(m.handle(3.5, Tick()), PollRide)
+    assert not of(m.handle(10.0, Tick()), PollRide)  # the first poll has not answered yet
+
+
+# -------------------------------------------------------------------------------- one press = one car
+def test_double_press_orders_one_car_and_repeats_status() -> None:
+    m = machine()
+    m.handle(0, Press())
+    out = m.handle(0.3, Press())
+    assert of(out, SendRequest) == [] and spoken(out) == ["requesting"] and m.request_id == "req-1"
+    m.handle(1, RideReply("req-1", "ride-1", "searching"))
+    out = m.handle(2, Press("button"))
+    assert of(out, SendRequest) == [] and spoken(out) == ["searching"] and m.state == "searching"
+
+
+def test_press_while_assigned_repeats_plate_and_eta() -> None:
+    m = machine()
+    to_assigned(m)
+    out = m.handle(63.5, Press("button"))
+    assert spoken(out) == ["assigned"]
+    assert of(out, Speak)[0].params == {
+        "plate": CAR.plate,
+        "colour": "white",
+        "model": "Volkswagen Lavida",
+        "colour_zh": "白色",
+        "model_zh": "大众朗逸",
+        "eta_min": 3,
+    }
+    assert m.state == "assigned" and not of(out, SendRequest)
+
+
+def test_retry_after_timeout_reuses_the_request_id() -> None:
+    m = machine()
+    m.handle(0, Press())
+    out = m.handle(25, Tick())  # the worker never answered
+    assert m.state == "offline" and shown(out) == ["offline"] and spoken(out) == ["offline"]
+    assert "central_unreachable" in reports(out)
+    out = m.handle(30, Tick())
+    assert of(out, SendRequest) == [SendRequest("req-1")]
+    out = m.handle(31, CentralUnreachable("req-1", "connection refused"))
+    assert spoken(out) == []  # already offline: no repeated announcement
+    out = m.handle(36, Tick())
+    assert of(out, SendRequest) == [SendRequest("req-1")]
+    out = m.handle(36.2, RideReply("req-1", "ride-1", "searching"))
+    assert m.state == "searching" and "central_reachable" in reports(out)
+
+
+def test_press_while_offline_with_a_pending_order_does_not_order_again() -> None:
+    m = machine()
+    m.handle(0, Press())
+    m.handle(1, CentralUnreachable("req-1", "timeout"))
+    out = m.handle(2, Press())
+    assert not of(out, SendRequest) and spoken(out) == ["offline"] and m.request_id == "req-1"
+
+
+# ------------------------------------------------------------------------------------------ offline
+def test_unreachable_goes_offline_at_once_and_reconnects_by_itself() -> None:
+    m = machine()
+    m.handle(0, Press())
+    out = m.handle(0.2, CentralUnreachable("req-1", "connection refused"))
+    assert m.state == "offline" and shown(out) == ["offline"] and spoken(out) == ["offline"]
+    assert of(m.handle(4.9, Tick()), SendRequest) == []
+    assert of(m.handle(5.2, Tick()), SendRequest) == [SendRequest("req-1")]
+    out = m.handle(5.4, RideReply("req-1", "ride-1", "searching"))
+    assert m.state == "searching"
+
+
+def test_offline_during_search_keeps_polling_the_same_ride() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(3.5, Tick())
+    m.handle(4, CentralUnreachable("req-1", "timeout"))
+    assert m.state == "offline"
+    out = m.handle(9, Tick())
+    assert of(out, PollRide) == [PollRide("req-1", "ride-1")]
+    m.handle(9.2, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=30))
+    assert m.state == "assigned"
+
+
+def test_undelivered_order_is_given_up_and_cancelled_in_case_it_got_through() -> None:
+    m = machine()
+    m.handle(0, Press())
+    now = 0.0
+    sent, out = 1, []
+    while m.request_id is not None:
+        now += 5
+        out = m.handle(now, Tick())
+        for e in out:
+            if isinstance(e, SendRequest):
+                sent += 1
+                assert e.request_id == "req-1"
+                m.handle(now + 0.1, CentralUnreachable(e.request_id, "timeout"))
+    assert sent > 15  # retried all along, always with the same id
+    assert m.state == "offline" and m.request_id is None and m.cancel_owed == "req-1"
+    assert "ride_given_up" in reports(out) and of(out, CancelRide) == [CancelRide("req-1", None)]
+    assert of(m.handle(now + 5, Tick()), Probe)  # still offline: keeps checking for the central by itself
+    # a later press is a new order with a new id
+    out = m.handle(now + 2, Press())
+    assert of(out, SendRequest) == [SendRequest("req-2")]
+
+
+def test_network_down_at_idle_shows_offline_and_probes_until_up() -> None:
+    m = machine()
+    out = m.handle(0, NetworkDown("uploader failing"))
+    assert m.state == "offline" and spoken(out) == ["offline"]
+    out = m.handle(5, Tick())
+    assert of(out, Probe) == [Probe()]
+    m.handle(5.5, CentralUnreachable(None, "refused"))
+    assert m.state == "offline"
+    out = m.handle(10.5, Tick())
+    assert of(out, Probe)
+    out = m.handle(11, NetworkUp())
+    assert m.state == "idle" and shown(out) == ["idle"]
+
+
+def test_press_while_offline_without_an_order_still_tries() -> None:
+    m = machine()
+    m.handle(0, NetworkDown())
+    out = m.handle(1, Press())
+    assert m.state == "requesting" and of(out, SendRequest) == [SendRequest("req-1")]
+
+
+def test_network_up_resends_a_pending_order_at_once() -> None:
+    m = machine()
+    m.handle(0, Press())
+    m.handle(0.5, CentralUnreachable("req-1", "refused"))
+    out = m.handle(1, NetworkUp())
+    assert of(out, SendRequest) == [SendRequest("req-1")]
+
+
+def test_network_down_during_a_ride_is_left_to_the_ride_requests() -> None:
+    m = machine()
+    to_searching(m)
+    assert m.handle(1, NetworkDown()) == [] and m.state == "searching"
+
+
+# -------------------------------------------------------------------------------------- cancel
+@pytest.mark.parametrize("where", ["requesting", "searching", "assigned", "offline"])
+def test_cancel_from_every_active_state(where: str) -> None:
+    m = machine()
+    if where == "requesting":
+        m.handle(0, Press())
+    elif where == "searching":
+        to_searching(m)
+    elif where == "assigned":
+        to_assigned(m)
+    else:
+        m.handle(0, Press())
+        m.handle(0.5, CentralUnreachable("req-1", "refused"))
+    assert m.state == where
+    out = m.handle(4, Cancel())
+    assert m.state == "cancelled" and shown(out) == ["cancelled"] and spoken(out) == ["cancelled"]
+    assert "ride_cancelled" in reports(out)
+    expected_ride = None if where in ("requesting", "offline") else "ride-1"
+    assert of(out, CancelRide) == [CancelRide("req-1", expected_ride)]
+    # no more polls or requests for the cancelled ride
+    assert not of(m.handle(10, Tick()), PollRide | SendRequest)
+
+
+def test_cancel_is_retried_until_the_central_confirms() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(1, Cancel())
+    m.handle(1.2, CentralUnreachable("req-1", "refused"))
+    assert of(m.handle(6.1, Tick()), CancelRide) == [CancelRide("req-1", "ride-1")]
+    m.handle(6.2, CancelDone("req-1"))
+    assert not of(m.handle(20, Tick()), CancelRide)
+
+
+def test_cancel_before_the_order_answered_learns_the_ride_id_from_the_late_answer() -> None:
+    m = machine()
+    m.handle(0, Press())
+    m.handle(0.1, Cancel())
+    out = m.handle(0.5, RideReply("req-1", "ride-1", "searching"))
+    assert m.state == "cancelled" and out == []  # the late answer changes nothing on screen
+    assert of(m.handle(5.2, Tick()), CancelRide) == [CancelRide("req-1", "ride-1")]
+
+
+def test_cancel_refused_stops_retrying() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(1, Cancel())
+    out = m.handle(1.2, CentralRejected("req-1", 409, "ride already closed"))
+    assert "cancel_refused" in reports(out) and m.cancel_owed is None and m.state == "cancelled"
+
+
+def test_cancel_on_a_result_returns_to_idle_and_at_idle_does_nothing() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(1, Cancel())
+    out = m.handle(2, Cancel())
+    assert m.state == "idle" and shown(out) == ["idle"]
+    out = m.handle(3, Cancel())
+    assert m.state == "idle" and not of(out, CancelRide)
+
+
+def test_late_reply_for_a_cancelled_ride_is_ignored_after_a_new_press() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(1, Cancel())
+    m.handle(2, Press())
+    assert m.request_id == "req-2"
+    out = m.handle(2.1, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=60))
+    assert m.state == "requesting" and out == []
+
+
+# --------------------------------------------------------------------------------- central outcomes
+@pytest.mark.parametrize("status", ["no_car", "cancelled", "arrived"])
+def test_central_closes_the_ride(status: str) -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(3.1, Tick())
+    out = m.handle(3.2, RideReply("req-1", "ride-1", status, CAR if status == "arrived" else None))
+    assert m.state == status and shown(out) == [status] and spoken(out) == [status]
+    assert f"ride_{status}" in reports(out)
+    assert not of(m.handle(10, Tick()), PollRide)
+    m.handle(33.2, Tick())
+    assert m.state == "idle"
+
+
+def test_searching_gives_up_with_no_car_and_cancels_at_the_central() -> None:
+    m = machine()
+    to_searching(m)
+    now = 0.5
+    while m.state == "searching":
+        now += 3
+        for e in m.handle(now, Tick()):
+            if isinstance(e, PollRide):
+                m.handle(now + 0.1, RideReply("req-1", "ride-1", "searching"))
+    assert m.state == "no_car" and 600 <= now < 604
+    assert m.cancel_owed == "req-1"
+
+
+def test_assigned_forever_returns_to_idle() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(2703.5, Tick())
+    assert m.state == "idle"
+
+
+def test_offline_for_the_whole_ride_gives_up() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(1, CentralUnreachable("req-1", "refused"))
+    for now in range(6, 2710, 5):
+        for e in m.handle(float(now), Tick()):
+            if isinstance(e, PollRide):
+                m.handle(now + 0.1, CentralUnreachable("req-1", "refused"))
+    assert m.state == "offline" and m.request_id is None and m.cancel_owed == "req-1"
+
+
+@pytest.mark.parametrize("http_status", [401, 403, 422])
+def test_central_rejects_the_order(http_status: int) -> None:
+    m = machine()
+    m.handle(0, Press())
+    out = m.handle(0.3, CentralRejected("req-1", http_status, "nope"))
+    assert m.state == "error" and shown(out) == ["error"] and spoken(out) == ["error"]
+    assert of(out, Report)[0].severity == "warning" and "central_error" in reports(out)
+    assert not of(m.handle(10, Tick()), SendRequest)
+    m.handle(30.3, Tick())
+    assert m.state == "idle"
+
+
+def test_press_on_error_or_result_starts_a_new_ride() -> None:
+    m = machine()
+    m.handle(0, Press())
+    m.handle(0.3, CentralRejected("req-1", 500, "bug"))
+    out = m.handle(1, Press())
+    assert m.state == "requesting" and of(out, SendRequest) == [SendRequest("req-2")]
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (RideReply("req-1", "ride-1", "teleported"), "unknown ride status"),
+        (RideReply("req-1", "ride-1", "assigned", None, 30), "without a plate"),
+        (RideReply("req-1", "ride-1", "assigned", Car(""), 30), "without a plate"),
+    ],
+)
+def test_reply_breaking_the_contract_is_an_error_and_cancels(reply: RideReply, why: str) -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(3.1, Tick())
+    out = m.handle(3.2, reply)
+    assert m.state == "error"
+    assert why in of(out, Report)[0].payload["reason"]
+    assert m.cancel_owed == "req-1"
+
+
+def test_every_state_is_reachable_and_shown() -> None:
+    seen = set()
+    m = machine()
+    record = lambda out: seen.update(shown(out))  # noqa: E731
+    record(m.handle(0, NetworkDown()))
+    record(m.handle(1, NetworkUp()))
+    record(m.handle(2, Press()))
+    record(m.handle(2.1, RideReply("req-1", "ride-1", "searching")))
+    record(m.handle(5.1, Tick()))
+    record(m.handle(5.2, RideReply("req-1", "ride-1", "assigned", CAR, 10)))
+    record(m.handle(8.2, Tick()))
+    record(m.handle(8.3, RideReply("req-1", "ride-1", "arrived", CAR, 0)))
+    record(m.handle(9, Press()))
+    record(m.handle(9.1, Cancel()))
+    record(m.handle(10, Press()))
+    record(m.handle(10.1, RideReply("req-3", "ride-3", "no_car")))
+    record(m.handle(11, Press()))
+    record(m.handle(11.1, CentralRejected("req-4", 401, "bad token")))
+    assert seen == {"idle", "requesting", "searching", "assigned", "arrived", "no_car", "cancelled", "offline", "error"}
+    assert seen >= ACTIVE_STATES
+
+
+def test_plate_is_spoken_character_by_character() -> None:
+    assert speakable_plate("沪A·D12345") == "沪 A D 1 2 3 4 5"
+    assert speakable_plate("沪B-12 345") == "沪 B 1 2 3 4 5"
