@@ -3,10 +3,84 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from common.config import SerialPort, setting
+from common.config import ButtonPin, SerialPort, setting
+from meter_node.profiles import ProfileError, load_profile_file, profile_files
+
+# TODO(wellbeing): import WellbeingSettings from meter_node.wellbeing when it lands and add the field below
+
+
+@dataclass(frozen=True, kw_only=True)
+class HouseholdSection:
+    """The home a meter watches. A label only: no name, phone number or other personal data on the node."""
+
+    resident: str = setting(
+        pattern=r"^[^\s].{0,63}$", help="a label for the resident, e.g. 'B12-301' (no names: the central has them)"
+    )
+    ok_button: ButtonPin | None = setting(None, help="optional 'I'm OK' button in the home")
+    chime: bool = setting(False, help="play a chime and prompt in the home when an alert is raised")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeterEntry:
+    """One water meter on the bus and the household it watches."""
+
+    id: str = setting(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", help="meter id, unique on this node")
+    address: int = setting(min=1, max=247, help="Modbus slave address")
+    profile: str = setting(pattern=r"^[a-z0-9_]{1,64}$", help="meter profile name (meter_node/profiles/*.toml)")
+    poll_interval_s: float = setting(10.0, min=0.2, max=3600.0, help="seconds between reads of this meter")
+    offline_after_s: float = setting(
+        600.0, min=5.0, max=86400.0, help="no good read for this long: meter_offline technical alert"
+    )
+    household: HouseholdSection = setting(help="the home this meter watches")
 
 
 @dataclass(frozen=True, kw_only=True)
 class MeterConfig:
+    """The water-meter role: one RS-485 bus, the meters on it, how readings are recorded."""
+
     serial: SerialPort = setting(help="the RS-485 bus")
+    meters: tuple[MeterEntry, ...] = setting(default_factory=tuple, help="the meters on the bus, [[meter.meters]]")
+    profile_dir: Path | None = setting(None, help="extra meter profiles (*.toml) beside the shipped ones")
+    reading_min_interval_s: float = setting(
+        60.0, min=0.0, max=86400.0, help="a changed total is recorded at most this often per meter"
+    )
+    reading_sample_s: float = setting(
+        900.0, min=10.0, max=86400.0, help="an unchanged total is still recorded this often per meter"
+    )
+    offline_poll_s: float = setting(
+        30.0, min=1.0, max=3600.0, help="an offline meter is retried this often (it must not hog the bus)"
+    )
+    state_save_s: float = setting(300.0, min=5.0, max=86400.0, help="learned wellbeing state saved this often")
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        ids = [m.id for m in self.meters]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            out.append(f"meters: id {dup!r} is used more than once")
+        addresses = [m.address for m in self.meters]
+        for dup in sorted({a for a in addresses if addresses.count(a) > 1}):
+            out.append(f"meters: slave address {dup} is used more than once on one bus")
+        if self.profile_dir is not None and not self.profile_dir.is_dir():
+            out.append(f"profile_dir = {str(self.profile_dir)!r}: not a directory")
+        try:
+            known = profile_files([self.profile_dir] if self.profile_dir else [])
+        except OSError as exc:
+            return [*out, f"profile_dir = {str(self.profile_dir)!r}: cannot be read ({exc.strerror})"]
+        loaded: set[str] = set()
+        for i, meter in enumerate(self.meters):
+            if meter.profile not in known:
+                out.append(
+                    f"meters[{i}].profile = {meter.profile!r}: unknown profile; known: {', '.join(sorted(known))}"
+                )
+            elif meter.profile not in loaded:
+                loaded.add(meter.profile)
+                try:
+                    load_profile_file(known[meter.profile])
+                except ProfileError as exc:  # a broken profile file stops the node like a broken config
+                    out += [f"meters[{i}].profile = {meter.profile!r}: {line}" for line in exc.problems]
+        buttons = [m.household.ok_button.pin for m in self.meters if m.household.ok_button is not None]
+        for dup in sorted({p for p in buttons if buttons.count(p) > 1}):
+            out.append(f"meters: ok_button pin {dup} is used by more than one household")
+        return out
