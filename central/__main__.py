@@ -1,14 +1,153 @@
-"""`central` command line."""
+"""`central` command line: serve the reference central, and small admin commands for the technician."""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import re
+import secrets
+import sqlite3
 import sys
+import time
+from pathlib import Path
 
-from common.cli import not_built_yet
+from common.cli import setup_logging
+from common.config import EXIT_CONFIG, ConfigError
+
+DEFAULT_CONFIG = Path("/etc/changbai/central.toml")
+DEFAULT_DB = Path("/var/lib/changbai/central.sqlite3")
+SITE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+def _load(path: Path):  # -> CentralConfig; imported lazily so --help works without fastapi
+    from central.config import load_central_config
+
+    try:
+        return load_central_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from central.app import create_app
+
+    setup_logging(args.log_level)
+    config = _load(args.config)
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    app = create_app(config, args.db)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=args.access_log)
+    finally:
+        app.state.store.close()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    sites = ", ".join(s.id for s in config.sites)
+    print(f"{args.config}: OK ({len(config.sites)} site(s): {sites}; {len(config.operators)} operator(s))")
+    return 0
+
+
+def cmd_new_key(args: argparse.Namespace) -> int:
+    key = secrets.token_urlsafe(24)
+    print(f"key        = {key}")
+    print(f"key_sha256 = {hashlib.sha256(key.encode()).hexdigest()}")
+    return 0
+
+
+def cmd_add_site(args: argparse.Namespace) -> int:
+    if not SITE_RE.fullmatch(args.site):
+        print(f"central add-site: site id {args.site!r} must match {SITE_RE.pattern}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.config.exists():
+        config = _load(args.config)
+        if config.site(args.site):
+            print(f"central add-site: site {args.site!r} is already in {args.config}", file=sys.stderr)
+            return 1
+    key = secrets.token_urlsafe(24)
+    name = args.name.replace("\\", "\\\\").replace('"', '\\"')
+    block = f'\n[[sites]]\nid = "{args.site}"\nname = "{name}"\nclaim_key = "{key}"\n'
+    with args.config.open("a", encoding="utf-8") as f:
+        f.write(block)
+    args.config.chmod(0o600)  # the file holds claim keys
+    print(f"site {args.site} added to {args.config}; claim key (give it to the technician): {key}")
+    print("restart the central to use it")
+    return 0
+
+
+def cmd_show_claim_key(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    site = config.site(args.site)
+    if site is None:
+        known = ", ".join(s.id for s in config.sites)
+        print(f"central show-claim-key: no site {args.site!r} in {args.config}; sites: {known}", file=sys.stderr)
+        return 1
+    print(site.claim_key)
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    if not args.db.exists():
+        print(f"central nodes: no database at {args.db}", file=sys.stderr)
+        return 1
+    db = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)
+    rows = db.execute(
+        "SELECT node_id, role, site, location, last_seen_at, max_seq - seqs_received FROM nodes ORDER BY site, node_id"
+    ).fetchall()
+    db.close()
+    now = time.time()
+    print(f"{'node':32} {'role':9} {'site':18} {'last seen':>12} {'lost seq':>8}  location")
+    for node_id, role, site, location, seen, missing in rows:
+        ago = "never" if seen is None else f"{now - seen:,.0f} s ago"
+        print(f"{node_id:32} {role:9} {site:18} {ago:>12} {missing:>8}  {location}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="central", description="Reference central endpoint of changbai-nodes.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the central (HTTP API, operator page)")
+    serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"TOML config (default {DEFAULT_CONFIG})")
+    serve.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--access-log", action="store_true", help="log every request (never the tokens)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit (2 on problems)")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check_config)
+
+    new_key = sub.add_parser("new-key", help="print a fresh random key and its sha256 (for operator keys)")
+    new_key.set_defaults(func=cmd_new_key)
+
+    add_site = sub.add_parser("add-site", help="append a site with a fresh claim key to the config file")
+    add_site.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    add_site.add_argument("--site", required=True, help="site id, e.g. changbai-xincun")
+    add_site.add_argument("--name", default="", help="display name, e.g. '长白新村 Changbai Xincun'")
+    add_site.set_defaults(func=cmd_add_site)
+
+    show = sub.add_parser("show-claim-key", help="print a site's claim key (for the technician)")
+    show.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    show.add_argument("--site", required=True)
+    show.set_defaults(func=cmd_show_claim_key)
+
+    nodes = sub.add_parser("nodes", help="list registered nodes from the database (read-only)")
+    nodes.add_argument("--db", type=Path, default=DEFAULT_DB)
+    nodes.set_defaults(func=cmd_nodes)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return not_built_yet("central", "Reference central endpoint", 3, argv)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""The central's own TOML config: sites and their claim keys, operator keys, limits, escalation, the fleet.
+
+Validated once at start with the same engine as node configs (common/config.py): every problem is reported at
+once, one line each, naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.config import ConfigError, _Collector, build, setting
+
+SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+KEY_HELP = "at least 16 characters; make one with `central new-key`"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSection:
+    """Limits of the HTTP API."""
+
+    max_body_bytes: int = setting(2_097_152, min=1024, max=268_435_456, help="larger request bodies get 413")
+    max_events_per_batch: int = setting(5000, min=1, max=100_000, help="more events in one upload get 413")
+    max_event_bytes: int = setting(65_536, min=256, max=16_777_216, help="a larger single event is rejected")
+    node_stale_after_s: float = setting(900.0, min=10.0, max=604_800.0, help="operator page flags a silent node")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSection:
+    """A residential compound; its claim key lets a technician register nodes there."""
+
+    id: str = setting(pattern=SITE_PATTERN, help="site id, as in the nodes' node.site")
+    name: str = setting("", help="display name, e.g. 长白新村 Changbai Xincun")
+    claim_key: str = setting(pattern=r"^\S{16,256}$", help=KEY_HELP)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorSection:
+    """A person or desk allowed to read and handle alerts; named on every ack/resolve they make."""
+
+    name: str = setting(pattern=r"^\S.{0,79}$", help="shown as who acknowledged/resolved")
+    key: str = setting("", pattern=r"^(\S{16,256})?$", help=KEY_HELP)
+    key_sha256: str = setting("", pattern=r"^([0-9a-f]{64})?$", help="sha256 hex of the key instead of the key")
+
+    def problems(self) -> list[str]:
+        if bool(self.key) == bool(self.key_sha256):
+            return ["give exactly one of key or key_sha256"]
+        return []
+
+    def matches(self, presented: str) -> bool:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        wanted = self.key_sha256 or hashlib.sha256(self.key.encode()).hexdigest()
+        return hmac.compare_digest(digest, wanted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EscalationSection:
+    """Urgent alerts reach the first roles at once and the later roles only when nobody acknowledges in time."""
+
+    after_s: float = setting(600.0, min=1.0, max=86_400.0, help="default when the event has no escalate_after_s")
+    later_roles: tuple[str, ...] = setting(("social_worker",), help="roles held back until the escalation")
+
+    def problems(self) -> list[str]:
+        from common.events import RECIPIENT_ROLES
+
+        bad = [r for r in self.later_roles if r not in RECIPIENT_ROLES]
+        return [f"later_roles: unknown role(s) {bad}; allowed: {', '.join(RECIPIENT_ROLES)}"] if bad else []
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetSection:
+    """The simulated taxi fleet. Durations are fleet seconds; ``time_scale`` fleet seconds pass per real second."""
+
+    seed: int = setting(1, help="same seed and request id: same car, same timings")
+    time_scale: float = setting(1.0, min=0.001, max=100_000.0, help="> 1 speeds the fleet up (demo, tests)")
+    assign_delay_min_s: float = setting(20.0, min=0.0, max=3600.0)
+    assign_delay_max_s: float = setting(90.0, min=0.0, max=3600.0)
+    eta_min_s: float = setting(120.0, min=0.0, max=7200.0)
+    eta_max_s: float = setting(420.0, min=0.0, max=7200.0)
+    no_car_rate: float = setting(0.05, min=0.0, max=1.0, help="share of requests that find no car")
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.assign_delay_min_s > self.assign_delay_max_s:
+            out.append("assign_delay_min_s > assign_delay_max_s")
+        if self.eta_min_s > self.eta_max_s:
+            out.append("eta_min_s > eta_max_s")
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class CentralConfig:
+    """A whole validated central config."""
+
+    server: ServerSection = setting(default_factory=ServerSection)
+    sites: tuple[SiteSection, ...] = setting((), help="[[sites]] tables")
+    operators: tuple[OperatorSection, ...] = setting((), help="[[operators]] tables")
+    escalation: EscalationSection = setting(default_factory=EscalationSection)
+    fleet: FleetSection = setting(default_factory=FleetSection)
+
+    def problems(self) -> list[str]:
+        out = []
+        ids = [s.id for s in self.sites]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            out.append(f"sites: site id {dup!r} given twice")
+        if not self.sites:
+            out.append("sites: no [[sites]] table; no node could register")
+        if not self.operators:
+            out.append("operators: no [[operators]] table; nobody could read or handle alerts")
+        return out
+
+    def site(self, site_id: str) -> SiteSection | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+    def operator_for(self, presented: str) -> OperatorSection | None:
+        """The operator whose key this is, or None."""
+        found = None
+        for op in self.operators:  # no early exit: every key is compared
+            if op.matches(presented) and found is None:
+                found = op
+        return found
+
+
+def parse_central_config(data: dict[str, Any], file: Path) -> CentralConfig:
+    """Validate a parsed TOML document; raises ConfigError listing every problem."""
+    out = _Collector(file)
+    config = build(CentralConfig, data, "", out)
+    if out.problems:
+        raise ConfigError(out.problems)
+    return config
+
+
+def load_central_config(path: Path | str) -> CentralConfig:
+    """Read and validate the central config file; raises ConfigError naming every problem."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: file not found (use --config PATH)"]) from None
+    except PermissionError:
+        raise ConfigError([f"{file}: not readable (check owner and mode)"]) from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: not a UTF-8 TOML file ({exc})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    return parse_central_config(data, file)
+
+
+def replace_fleet(config: CentralConfig, **changes: Any) -> CentralConfig:
+    """A copy of ``config`` with some fleet settings changed (tests, demo)."""
+    return dataclasses.replace(config, fleet=dataclasses.replace(config.fleet, **changes))

@@ -1,0 +1,98 @@
+"""Run the central under uvicorn in a background thread: for tests, benchmarks and the simulated community.
+
+``CentralServer(config, db_path).start()`` binds 127.0.0.1 on a free port (or the one given) and returns once
+it answers; ``stop()`` shuts it down cleanly; ``start()`` again reuses the same port and database.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from central.app import create_app
+from central.config import CentralConfig
+from hal.clock import Clock
+
+
+class CentralServer:
+    """One central on a loopback port, in a thread of this process."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        db_path: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.config = config
+        self.db_path = Path(db_path)
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self._wrap = wrap
+        self._log_level = log_level
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app: Any = None
+
+    @property
+    def url(self) -> str:
+        """Base URL without /api/v1."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start serving; returns when the server accepts connections. Raises RuntimeError if it cannot."""
+        if self.running:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self.app = create_app(self.config, self.db_path, self.clock)
+        served = self._wrap(self.app) if self._wrap else self.app
+        config = uvicorn.Config(
+            served,
+            log_level=self._log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"central:{self.port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                sock.close()
+                raise RuntimeError(f"central did not start on {self.url}")
+            time.sleep(0.01)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop serving (connections are refused afterwards) and close the database."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise RuntimeError(f"central on {self.url} did not stop within {timeout_s} s")
+        if self.app is not None:
+            self.app.state.store.close()
+        self._server = self._thread = self.app = None
