@@ -1,0 +1,1 @@
+"""systemd unit templates, one per role; filled in by ``provision install``."""
