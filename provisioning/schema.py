@@ -20,7 +20,7 @@ from common.config import ButtonPin, InputPin, LedPin, SerialPort
 PIN_TYPES: tuple[type, ...] = (InputPin, ButtonPin, LedPin)
 
 # leaves worth a question even though they have a default: how a pin is wired, how fast the bus runs
-ASKED_WITH_DEFAULT = {"active_high", "pull_up", "baudrate", "parity", "hold_s"}
+ASKED_WITH_DEFAULT = {"active_high", "pull_up", "baudrate", "parity"}
 
 
 class BadValue(ValueError):
@@ -143,6 +143,8 @@ class Knob:
         return self.field.metadata.get("help", "")
 
     def parse(self, text: str) -> Any:
+        if self.group_optional and text.strip().lower() in {"", "none", "-"}:
+            return None  # a sensor that is not fitted: its table stays out of the config
         value = parse_text(self.tp, text)
         if value is not None:
             check_bounds(self.field, value)
@@ -183,8 +185,10 @@ def knobs_of(cls: type, path: tuple[str, ...], flag_prefix: str, *, required: bo
             continue
         leaf_required = required and not has_default(f)
         in_table = len(path) > 1
-        # identity text at the top of a role section (building, unit, lift, pickup point) is always asked
-        identity = not in_table and unwrap_optional(tp)[0] is str and len(path) == 1
+        # identity text and choices at the top of a role section (building, lift, pickup point, occupancy
+        # kind) are always asked
+        top_inner = unwrap_optional(tp)[0]
+        identity = len(path) == 1 and (top_inner is str or typing.get_origin(top_inner) is Literal)
         ask = leaf_required or f.name in ASKED_WITH_DEFAULT or (f.name == "pin" and in_table) or identity
         out.append(
             Knob(

@@ -60,36 +60,40 @@ def _small_table(v: Mapping[str, Any]) -> bool:
     return all(not isinstance(x, Mapping) and not _is_table_array(x) for x in v.values()) and len(v) <= 5
 
 
-def _table(lines: list[str], name: str, table: Mapping[str, Any]) -> None:
-    plain = {k: v for k, v in table.items() if not _needs_own_header(v)}
-    nested = {k: v for k, v in table.items() if _needs_own_header(v)}
-    if plain or not nested:
+def _own_header(v: Any, top: bool) -> bool:
+    if _is_table_array(v):
+        return True
+    # top-level tables always get a header: [node], [central] read better than inline tables
+    return isinstance(v, Mapping) and (top or not _small_table(v))
+
+
+def _emit(lines: list[str], name: str, table: Mapping[str, Any], *, header: bool) -> None:
+    top = not name
+    plain = {k: v for k, v in table.items() if not _own_header(v, top)}
+    nested = {k: v for k, v in table.items() if _own_header(v, top)}
+    if header and (plain or not nested):
         lines.append(f"[{name}]")
-        for k, v in plain.items():
-            lines.append(f"{key(k)} = {value(v)}")
+    for k, v in plain.items():
+        lines.append(f"{key(k)} = {value(v)}")
+    if plain or (header and not nested):
         lines.append("")
     for k, v in nested.items():
+        full = f"{name}.{key(k)}" if name else key(k)
         if _is_table_array(v):
             for item in v:
-                lines.append(f"[[{name}.{key(k)}]]")
-                for ik, iv in item.items():
-                    lines.append(f"{key(ik)} = {value(iv)}")
-                lines.append("")
+                lines.append(f"[[{full}]]")
+                _emit(lines, full, item, header=False)
+                if lines[-1] != "":
+                    lines.append("")
         else:
-            _table(lines, f"{name}.{key(k)}", v)
+            _emit(lines, full, v, header=True)
 
 
-def _needs_own_header(v: Any) -> bool:
-    return _is_table_array(v) or (isinstance(v, Mapping) and not _small_table(v))
-
-
-def dumps(document: Mapping[str, Mapping[str, Any]], header: str = "") -> str:
-    """A whole config: each top-level key a ``[section]``; ``header`` lines become comments at the top."""
+def dumps(document: Mapping[str, Any], header: str = "") -> str:
+    """A whole document: tables become ``[section]``s, arrays of tables ``[[name]]``; ``header`` lines
+    become comments at the top."""
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     if lines:
         lines.append("")
-    for name, table in document.items():
-        if not isinstance(table, Mapping):
-            raise TypeError(f"top-level {name!r} must be a table")
-        _table(lines, key(name), table)
+    _emit(lines, "", document, header=False)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -14,8 +14,8 @@ SERVICE_USER = "changbai"
 STANDARD_WIRING: dict[tuple[str, ...], Any] = {
     ("elevator", "door", "pin"): 17,
     ("elevator", "occupancy", "pin"): 27,
-    ("elevator", "motion", "pin"): 22,
-    ("elevator", "level", "pin"): 23,
+    ("elevator", "moving", "pin"): 22,
+    ("elevator", "level_zone", "pin"): 23,
     ("elevator", "alarm_button", "pin"): 24,
     ("elevator", "inspection", "pin"): 25,
     ("elevator", "power_fail", "pin"): 6,
