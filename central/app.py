@@ -181,7 +181,7 @@ class BodyLimit:
                 await _send_json(send, 400, error_body("bad_request", "Content-Length is not a number"))
                 return
             if too_big:
-                await self._refuse(receive, send, int(declared))
+                await self._refuse(receive, send, int(declared), more=True)
                 return
         chunks, total, more = [], 0, True
         while more:
@@ -190,11 +190,11 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             total += len(chunk)
+            more = message.get("more_body", False)
             if total > self.max_bytes:
-                await self._refuse(receive, send, total)
+                await self._refuse(receive, send, total, more)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body = b"".join(chunks)
         replayed = False
 
@@ -207,14 +207,13 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, receive: Any, send: Any, seen: int) -> None:
+    async def _refuse(self, receive: Any, send: Any, seen: int, more: bool) -> None:
         log.warning("refused a request body of %d+ bytes (limit %d)", seen, self.max_bytes)
         # read (and drop) a bounded amount more so the client can finish sending and read the answer
         budget = 8 * self.max_bytes
-        while budget > 0:
+        while more and budget > 0:
             message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
+            more = message["type"] == "http.request" and message.get("more_body", False)
             budget -= len(message.get("body", b""))
         body = error_body("body_too_large", f"request body is larger than {self.max_bytes} bytes")
         await _send_json(send, 413, body, close=True)
@@ -230,6 +229,11 @@ async def _send_json(send: Any, status: int, body: dict, close: bool = False) ->
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+# pydantic puts the member type of a union or the dict-key marker in ``loc``; they are not field names
+_PYDANTIC_MARKERS = ("function-", "literal[", "list[", "dict[", "json-", "constrained-")
+_PYDANTIC_TYPES = {"[key]", "str", "int", "float", "bool", "none", "Contact"}
+
+
 def _field_name(loc: tuple | list) -> str:
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -238,7 +242,7 @@ def _field_name(loc: tuple | list) -> str:
     for part in parts:
         if isinstance(part, int):
             name += f"[{part}]"
-        elif part.startswith(("function-", "literal[", "list[", "dict[", "str", "int", "float", "bool", "json-")):
+        elif part in _PYDANTIC_TYPES or part.startswith(_PYDANTIC_MARKERS):
             continue  # pydantic's union-member markers, not a field
         else:
             name += f".{part}" if name else str(part)
@@ -579,6 +583,11 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
     def health() -> dict[str, Any]:
         """Liveness for technicians and load balancers; no auth, no data."""
         return {"status": "ok", "server_time": clock.wall(), "version": app.version}
+
+    @app.get(f"{API}/openapi.json", include_in_schema=False)
+    def openapi_under_api() -> JSONResponse:
+        """The same document as /openapi.json, for clients that keep every call under /api/v1."""
+        return JSONResponse(app.openapi())
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     @app.get("/operator", include_in_schema=False, response_class=HTMLResponse)
