@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 from common.config import ButtonPin, SerialPort, setting
 from meter_node.profiles import ProfileError, load_profile_file, profile_files
-
-# TODO(wellbeing): import WellbeingSettings from meter_node.wellbeing when it lands and add the field below
+from meter_node.wellbeing import WellbeingSettings, parse_local_date
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +20,20 @@ class HouseholdSection:
     )
     ok_button: ButtonPin | None = setting(None, help="optional 'I'm OK' button in the home")
     chime: bool = setting(False, help="play a chime and prompt in the home when an alert is raised")
+    away_until: str = setting(
+        "",
+        pattern=r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+-]+)?)?$",
+        help="away or in hospital until this local date (YYYY-MM-DD): person alerts suppressed; empty: at home",
+    )
+
+    def problems(self) -> list[str]:
+        if not self.away_until:
+            return []
+        try:
+            parse_local_date(self.away_until, UTC)
+        except ValueError as exc:
+            return [f"away_until = {self.away_until!r}: not a date ({exc})"]
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +67,9 @@ class MeterConfig:
         30.0, min=1.0, max=3600.0, help="an offline meter is retried this often (it must not hog the bus)"
     )
     state_save_s: float = setting(300.0, min=5.0, max=86400.0, help="learned wellbeing state saved this often")
+    wellbeing: WellbeingSettings = setting(
+        default_factory=WellbeingSettings, help="the wellbeing rules' thresholds, [meter.wellbeing]"
+    )
 
     def problems(self) -> list[str]:
         out: list[str] = []

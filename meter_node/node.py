@@ -1,0 +1,363 @@
+"""The water-meter node: polls the meters, feeds each household's wellbeing monitor, sends alerts and readings.
+
+One thread does everything in turn (poll the meters that are due, judge, store, save): the bus has one owner
+and nothing here waits on another thread. Alerts go to the outbox (durable) before any chime is played;
+readings follow, durably, in one transaction per poll cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from common.config import NodeConfig
+from common.events import Detection, Event, make_event
+from hal.clock import Clock
+from meter_node.config import MeterConfig, MeterEntry
+from meter_node.reader import MeterRead, MeterReader, RegisterBus
+from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
+
+log = logging.getLogger(__name__)
+
+TECHNICAL_RECIPIENTS: tuple[str, ...] = ("maintenance", "operator")
+TECHNICAL_KINDS = frozenset({"meter_offline", "meter_reset", "implausible_reading", "meter_health"})
+STATE_FILE = "meter-state.json"
+STATE_VERSION = 1
+# spoken at the home when a wellbeing alert is raised there (Mandarin): "Hello, if you are fine, please press
+# the 'I'm OK' button."
+CHIME_PROMPT = "您好，如果您一切安好，请按一下“我很好”按钮。"
+
+
+# ------------------------------------------------------------------------------------------ reading cadence
+@dataclass
+class ReadingCadence:
+    """Which reads become ``meter_reading`` events: SD cards wear, and a cumulative total loses nothing when
+    sampled. Recorded: the first good read, a changed total at most every ``min_interval_s``, and an unchanged
+    one every ``sample_s`` (so the central sees the meter alive). Pure: fed (monotonic time, total)."""
+
+    min_interval_s: float
+    sample_s: float
+    _last: dict[str, tuple[float, float]] = field(default_factory=dict)  # meter -> (at, total)
+
+    def seen(self, meter_id: str) -> bool:
+        return meter_id in self._last
+
+    def due(self, meter_id: str, at: float, total: float | None) -> bool:
+        if total is None:
+            return False
+        last = self._last.get(meter_id)
+        if last is None:
+            return True
+        since = at - last[0]
+        changed = abs(total - last[1]) >= 1e-6
+        return (changed and since >= self.min_interval_s) or since >= self.sample_s
+
+    def recorded(self, meter_id: str, at: float, total: float) -> None:
+        self._last[meter_id] = (at, total)
+
+
+# ----------------------------------------------------------------------------------------------- the node
+class MeterNode:
+    """Wires the reader, the wellbeing monitors, the alert book and the outbox for one ``[meter]`` config.
+
+    ``runtime`` is a ``common.service.NodeRuntime`` (outbox, alert book, uploader); ``bus`` a
+    ``hal.modbus.ModbusBus``. Both are built from the config when not given (tests and the simulated community
+    pass their own). ``clock`` may be a FastClock or ManualClock: nothing here reads the system time.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        clock: Clock,
+        runtime: Any | None = None,
+        bus: RegisterBus | None = None,
+        *,
+        speaker: Any | None = None,
+    ) -> None:
+        section: MeterConfig = config.role_config
+        self.config = config
+        self.section = section
+        self.clock = clock
+        self.node_id = config.node.id
+        if runtime is None:
+            from common.service import NodeRuntime
+
+            runtime = NodeRuntime(config, clock)
+        self.runtime = runtime
+        self._own_bus = bus is None
+        if bus is None:
+            from hal.modbus import ModbusBus
+
+            bus = ModbusBus(section.serial)
+        self.bus = bus
+        self.meters: dict[str, MeterEntry] = {m.id: m for m in section.meters}
+        self.reader = MeterReader(
+            bus,
+            section.meters,
+            clock=clock,
+            profile_dirs=[section.profile_dir] if section.profile_dir else [],
+            offline_poll_s=section.offline_poll_s,
+        )
+        self.tz = ZoneInfo(config.node.timezone)
+        self.monitors: dict[str, WellbeingMonitor] = {m.id: self._make_monitor(m) for m in section.meters}
+        self.cadence = ReadingCadence(section.reading_min_interval_s, section.reading_sample_s)
+        self.state_path = config.state_dir / STATE_FILE
+        self._away_applied: dict[str, str] = {}
+        self._load_state()
+        self._next_save = clock.monotonic() + section.state_save_s
+        self._dirty = False
+        self._presses: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
+        self._buttons: list[Any] = []
+        self.speaker = speaker
+        self._setup_home_devices()
+        self._apply_away()
+        self.last_read_wall: float | None = None
+        self.readings_stored = 0
+
+    # ---------------------------------------------------------------------------------------------- setup
+    def _make_monitor(self, meter: MeterEntry, state: Mapping[str, Any] | None = None) -> WellbeingMonitor:
+        return WellbeingMonitor(self.section.wellbeing, self.tz, state, key=meter.id)
+
+    def _apply_away(self) -> None:
+        """``household.away_until`` from the config: away / in hospital until that local date."""
+        now = self.clock.wall()
+        for meter in self.meters.values():
+            # applied once per value: a return home seen in the water (away ends on use) is not undone by a restart
+            if not meter.household.away_until or self._away_applied.get(meter.id) == meter.household.away_until:
+                continue
+            self._away_applied[meter.id] = meter.household.away_until
+            self._dirty = True
+            until = parse_local_date(meter.household.away_until, self.tz)
+            monitor = self.monitors[meter.id]
+            if until > now:
+                log.info("household %s away until %s", meter.household.resident, meter.household.away_until)
+                for detection in monitor.set_away(until, now):
+                    self._emit_wellbeing(meter, detection)
+
+    def _setup_home_devices(self) -> None:
+        if any(m.household.ok_button for m in self.meters.values()):
+            from hal.gpio import make_button, use_pin_factory
+
+            use_pin_factory(self.config.gpio)
+            for meter in self.meters.values():
+                pin = meter.household.ok_button
+                if pin is None:
+                    continue
+                button = make_button(pin)
+                # gpiozero calls this from its own thread: only queue the press, the node loop handles it
+                button.when_pressed = lambda mid=meter.id: self._presses.put((mid, self.clock.wall()))
+                self._buttons.append(button)
+        if self.speaker is None and any(m.household.chime for m in self.meters.values()):
+            from hal.audio import make_speaker
+
+            self.speaker = make_speaker(self.config.audio)
+
+    # ---------------------------------------------------------------------------------------------- state
+    def _load_state(self) -> None:
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # learned habits are lost, open alerts are not (the alert book keeps them): loud, not fatal
+            log.error("meter state %s unreadable (%s: %s); starting fresh", self.state_path, type(exc).__name__, exc)
+            return
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            log.error("meter state %s has an unknown layout; starting fresh", self.state_path)
+            return
+        self.reader.restore(data.get("counters", {}))
+        away = data.get("away_applied", {})
+        self._away_applied = {str(k): str(v) for k, v in away.items()} if isinstance(away, dict) else {}
+        for meter_id, state in data.get("wellbeing", {}).items():
+            if meter_id not in self.monitors or not isinstance(state, Mapping):
+                continue
+            try:
+                self.monitors[meter_id] = self._make_monitor(self.meters[meter_id], state)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error(
+                    "meter %s: learned wellbeing state unusable (%s: %s); learning afresh",
+                    meter_id,
+                    type(exc).__name__,
+                    exc,
+                )
+        log.info("meter state restored from %s", self.state_path)
+
+    def save_state(self) -> None:
+        """Write counters and learned wellbeing state atomically (temp file, fsync, rename)."""
+        data = {
+            "version": STATE_VERSION,
+            "saved_wall": self.clock.wall(),
+            "counters": self.reader.to_state(),
+            "wellbeing": {mid: m.state() for mid, m in self.monitors.items()},
+            "away_applied": self._away_applied,
+        }
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            log.error("meter state: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)
+            return
+        self._dirty = False
+        self._next_save = self.clock.monotonic() + self.section.state_save_s
+
+    # ---------------------------------------------------------------------------------------------- loop
+    def step(self) -> float:
+        """Do everything that is due now; returns the monotonic time when something is next due."""
+        reads = self.reader.poll_due()
+        technical = self.reader.check()
+        self._handle_presses()
+        readings: list[Event] = []
+        for read in reads:
+            self._handle_read(read, readings)
+        for detection in technical:
+            self._emit_technical(detection)
+        if readings:
+            stored = self.runtime.outbox.put_many(readings)  # durable when it returns: one commit per cycle
+            if any(e.priority == "state" for e in stored):
+                self.runtime.uploader.wake()  # a meter's first total after start goes out at once
+            self.readings_stored += len(stored)
+            log.debug("stored %d reading(s), seq %s-%s", len(stored), stored[0].seq, stored[-1].seq)
+        if reads:
+            self.runtime.set_health(last_sensor_read=self.last_read_wall, meters=self.reader.health())
+        now = self.clock.monotonic()
+        # after an alert at once (a restart must not raise it again), else every state_save_s (SD card wear)
+        if now >= self._next_save or self._dirty:
+            self.save_state()
+        return min(self.reader.next_due(), self._next_save)
+
+    def tick(self, now: float) -> None:
+        """``NodeRuntime.run``'s tick: poll what is due (``now`` is the runtime's monotonic time)."""
+        self.step()
+
+    def tick_interval_s(self) -> float:
+        """How often the runtime should tick: a quarter of the shortest poll interval, 0.05 to 1 s."""
+        shortest = min((m.poll_interval_s for m in self.meters.values()), default=4.0)
+        return min(1.0, max(0.05, shortest / 4.0))
+
+    def _handle_read(self, read: MeterRead, readings: list[Event]) -> None:
+        meter = self.meters[read.meter_id]
+        wall = self.clock.wall() - (self.clock.monotonic() - read.at)
+        for detection in read.detections:
+            self._emit_technical(detection)
+        # a gap (None) goes to the monitor too: it never counts as activity or inactivity
+        for detection in self.monitors[meter.id].update(wall, read.total_litres):
+            self._emit_wellbeing(meter, detection)
+        if read.total_litres is not None:
+            self.last_read_wall = wall
+        if self.cadence.due(meter.id, read.at, read.total_litres):
+            assert read.total_litres is not None
+            first = not self.cadence.seen(meter.id)
+            self.cadence.recorded(meter.id, read.at, read.total_litres)
+            readings.append(self._reading_event(meter, read, wall, first=first))
+
+    def _reading_event(self, meter: MeterEntry, read: MeterRead, wall: float, *, first: bool) -> Event:
+        """A ``meter_reading``; the first of each meter after start is a state event so it goes out at once
+        (the central sees at start that the meter answers and what it reads)."""
+        payload = {
+            "meter_id": meter.id,
+            "resident": meter.household.resident,
+            "total_litres": round(read.total_litres or 0.0, 3),
+            "raw_litres": None if read.raw_litres is None else round(read.raw_litres, 3),
+            "read_wall": round(wall, 3),
+        }
+        return make_event(
+            self.node_id,
+            "meter_reading",
+            wall_time=wall,
+            clock_synced=self.clock.wall_synced(),
+            severity="info",
+            state="observed",
+            priority="state" if first else "reading",
+            payload=payload,
+        )
+
+    def _emit_technical(self, detection: Detection) -> None:
+        self.runtime.emit(detection, TECHNICAL_RECIPIENTS)
+        if detection.kind != "meter_health":
+            log.warning("meter %s: %s %s", detection.key, detection.kind, detection.state)
+
+    def _emit_wellbeing(self, meter: MeterEntry, detection: Detection) -> None:
+        payload = {**detection.payload, "meter_id": meter.id, "resident": meter.household.resident}
+        detection = Detection(
+            kind=detection.kind,
+            state=detection.state,
+            at=detection.at,
+            severity=detection.severity,
+            payload=payload,
+            key=detection.key or meter.id,
+        )
+        self.runtime.emit(detection, recipients_for(detection))  # durable before anything else is done about it
+        self._dirty = True
+        if detection.state == "raised" and meter.household.chime and self.speaker is not None:
+            self.speaker.say(CHIME_PROMPT)
+
+    def _handle_presses(self) -> None:
+        while True:
+            try:
+                meter_id, wall = self._presses.get_nowait()
+            except queue.Empty:
+                return
+            meter = self.meters[meter_id]
+            log.info("household %s: 'I'm OK' pressed", meter.household.resident)
+            for detection in self.monitors[meter_id].acknowledge(wall):
+                self._emit_wellbeing(meter, detection)
+            self.runtime.emit(
+                Detection(
+                    kind="im_ok_pressed",
+                    state="observed",
+                    at=wall,
+                    severity="info",
+                    key=meter_id,
+                    payload={"meter_id": meter_id, "resident": meter.household.resident},
+                ),
+                ("family",),
+            )
+            self._dirty = True
+
+    def press_ok(self, meter_id: str) -> None:
+        """The 'I'm OK' button of ``meter_id``'s household (also what a GPIO press does)."""
+        self._presses.put((meter_id, self.clock.wall()))
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT or ``stop()``: the runtime's loop ticks the node; state saved at the end."""
+        try:
+            self.runtime.run(self.tick, self.tick_interval_s())
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask ``run`` to return (from another thread, e.g. the simulated community)."""
+        self.runtime.request_stop()
+
+    def health(self) -> dict[str, Any]:
+        """Per-meter health for the heartbeat: status and counters by error class."""
+        return {"meters": self.reader.health(), "last_read_wall": self.last_read_wall}
+
+    def close(self) -> None:
+        """Save state, release the buttons and the bus (the runtime is closed by whoever made it)."""
+        self.save_state()
+        for button in self._buttons:
+            button.close()
+        self._buttons.clear()
+        if self._own_bus:
+            close = getattr(self.bus, "close", None)
+            if close is not None:
+                close()
+
+
+def state_file(config: NodeConfig) -> Path:
+    """Where a meter node keeps its counters and learned wellbeing state."""
+    return config.state_dir / STATE_FILE
