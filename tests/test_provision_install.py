@@ -90,7 +90,8 @@ def test_install_into_a_root(tmp_path: Path, role: str, capsys: pytest.CaptureFi
     program = {"elevator": "elevator-node", "meter": "meter-node", "kiosk": "kiosk"}[role]
     exec_start = keys["ExecStart"][0].split()
     assert Path(exec_start[0]).name == program and Path(exec_start[0]).exists()
-    assert exec_start[1:] == ["--config", str(config)]
+    assert exec_start[exec_start.index("--config") + 1] == str(config)
+    assert "run" in exec_start
     assert "@" not in unit.read_text().replace("\n# ", "")
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(root / "etc/changbai") == 0o750
@@ -130,6 +131,21 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     broken.write_text(unit.read_text().replace("ExecStart=", "ExecStart=/nonexistent/bin/"))
     result = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("role", ["elevator", "meter", "kiosk"])
+def test_exec_start_is_a_command_line_the_node_program_understands(tmp_path: Path, role: str) -> None:
+    # the unit's command line, with a config that is not there: the program must parse it and refuse the
+    # config (exit 2, "not found"), not stumble over its arguments
+    config = make_config(tmp_path, role)
+    root = tmp_path / "root"
+    assert main(["install", "--config", str(config), "--root", str(root)]) == 0
+    unit = root / "etc/systemd/system" / f"changbai-{role}.service"
+    command = unit_keys(unit.read_text())["ExecStart"][0].split()
+    command[command.index("--config") + 1] = str(tmp_path / "absent.toml")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert "absent.toml" in result.stderr and "not found" in result.stderr
 
 
 def test_install_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
