@@ -1,14 +1,147 @@
-"""`kiosk` command line."""
+"""`kiosk` command line: run the kiosk (touch screen, or --headless by button and voice), or --snapshot DIR."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from common.cli import not_built_yet
+from common.cli import setup_logging
+from common.config import ConfigError, default_config_path, load_config, load_config_or_exit
+from kiosk.config import KioskConfig, ScreenSection
+from kiosk.texts import Texts, TextsError, load_texts
+
+log = logging.getLogger("kiosk")
+SAMPLE = KioskConfig(pickup_point="长白新村北门", pickup_point_en="Changbai Xincun North Gate", hotline="021-6543 2100")
+EXIT_TEXTS = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    return not_built_yet("kiosk", "Taxi kiosk", 6, argv)
+    parser = argparse.ArgumentParser(
+        prog="kiosk", description="One-press taxi kiosk (touch screen, arcade button, voice)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="node config (default $CHANGBAI_CONFIG or /etc/changbai/node.toml)"
+    )
+    parser.add_argument(
+        "--snapshot", metavar="DIR", type=Path, help="render every screen state to DIR/<state>.png and exit"
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the kiosk (the default)")
+    run.add_argument("--headless", action="store_true", help="no screen: arcade button, LED and voice only")
+    run.add_argument("--windowed", action="store_true", help="a window instead of full screen (development)")
+    args = parser.parse_args(argv)
+    if args.snapshot is not None:
+        return snapshot(args.snapshot, args.config)
+    config = load_config_or_exit(args.config or default_config_path(), "kiosk")
+    setup_logging(config.node.log_level)
+    texts = _texts_or_exit(config.role_config)
+    from kiosk.node import KioskNode
+
+    node = KioskNode(config, texts=texts)
+    if getattr(args, "headless", False) or not _has_display():
+        if not getattr(args, "headless", False):
+            log.warning("no display found: running headless (arcade button and voice only)")
+        return node.run_headless()
+    return run_screen(node, config.role_config.screen, windowed=getattr(args, "windowed", False))
+
+
+def _has_display() -> bool:
+    # X11/Wayland, or KMS/DRM through SDL2 (KIVY_WINDOW=sdl2 with SDL_VIDEODRIVER=kmsdrm on a Pi)
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER"))
+
+
+def _texts_or_exit(kiosk: KioskConfig) -> Texts:
+    try:
+        return load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+    except TextsError as exc:
+        for line in exc.problems:
+            print(f"texts error: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_TEXTS) from None
+
+
+def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> int:
+    """The touch screen in this process's main thread; the node (button, LED, outbox) alongside."""
+    from kiosk.kivyconf import configure_kivy
+
+    configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=node.state_dir / "kivy")
+    from kiosk.app import KioskApp
+
+    app = KioskApp(
+        node.texts,
+        screen,
+        controller=node.controller,
+        tick=node.safe_tick,
+        watchdog=node.notify,
+        watchdog_period_s=node.watchdog_period_s(),
+    )
+    # systemd stops the kiosk with SIGTERM; Escape and window-close are ignored
+    from kivy.clock import Clock as KivyClock
+
+    signal.signal(signal.SIGTERM, lambda *_: KivyClock.schedule_once(lambda _dt: app.stop(), 0))
+    node.start()
+    try:
+        app.run()
+    finally:
+        node.close()
+    return 0
+
+
+def snapshot(out_dir: Path, config_path: Path | None) -> int:
+    """Every state to PNG at the configured resolution and at 800x480; an own Xvfb when there is no display."""
+    setup_logging("WARNING")
+    kiosk_cfg = SAMPLE
+    path = config_path or default_config_path()
+    if config_path is not None or path.exists():
+        try:
+            kiosk_cfg = load_config(path).role_config
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(f"config error: {line}", file=sys.stderr)
+            return 2
+        if not isinstance(kiosk_cfg, KioskConfig):
+            print(f"config error: {path}: not a kiosk config", file=sys.stderr)
+            return 2
+    texts = _texts_or_exit(kiosk_cfg)
+    screen = kiosk_cfg.screen
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xvfb = None
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        from kiosk.xvfb import Xvfb
+
+        xvfb = Xvfb(max(1280, screen.width), max(800, screen.height))
+        os.environ["DISPLAY"] = xvfb.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kiosk-kivy-") as home:
+            from kiosk.kivyconf import configure_kivy
+
+            configure_kivy(screen, fullscreen=False, kivy_home=Path(home))
+            from kiosk.app import KioskApp, SnapshotRunner
+
+            sizes = [(screen.width, screen.height)]
+            if (800, 480) not in sizes:
+                sizes.append((800, 480))
+            app = KioskApp(texts, screen)
+            runner = SnapshotRunner(app, out_dir, sizes)
+            app.on_ready = runner.start
+            app.run()
+    finally:
+        if xvfb is not None:
+            xvfb.stop()
+    missing = [job for job in runner.jobs]
+    if missing:
+        print(f"snapshot incomplete: {len(missing)} states not rendered", file=sys.stderr)
+        return 1
+    for entry in runner.manifest:
+        print(
+            f"{entry['file']}  {entry['width']}x{entry['height']}  colours={entry['colours']}  text_px={entry['text_pixels']}"
+        )
+    return 0
 
 
 if __name__ == "__main__":

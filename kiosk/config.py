@@ -47,6 +47,7 @@ class KioskConfig:
     """The kiosk at one gate: where the taxi comes, who to call, the screen, the arcade button and its LED."""
 
     pickup_point: str = setting(help="name of the fixed pickup point, shown and spoken")
+    pickup_point_en: str = setting("", help="its English name, shown under the Chinese one")
     hotline: str = setting(help="phone number shown when the central cannot be reached")
     texts: Path | None = setting(None, help="screen and voice texts (TOML); omit for the built-in kiosk/texts.toml")
     voice_language: Literal["zh", "en"] = setting("zh", help="language of the voice prompts")

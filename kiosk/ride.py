@@ -137,6 +137,7 @@ class RideView:
     eta_due: float | None = None
     ride_id: str | None = None
     since: float = 0.0
+    cancellable: bool = False  # a ride the resident can still cancel (also while offline)
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class RideMachine:
 
     # ---------------------------------------------------------------------------------------- queries
     def view(self) -> RideView:
-        return RideView(self.state, self.car, self.eta_due, self.ride_id, self.since)
+        return RideView(self.state, self.car, self.eta_due, self.ride_id, self.since, self.request_id is not None)
 
     def eta_left(self, now: float) -> float | None:
         return None if self.eta_due is None else max(0.0, self.eta_due - now)

@@ -1,0 +1,197 @@
+"""Runs the ride machine for the screen and the arcade button alike: effects to voice, listeners, outbox, network.
+
+Presses and cancels are handled on the caller's thread (the UI thread for a touch), so the screen changes
+before any network call starts; the rides API runs on one worker thread and its answers come back as events.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from hal.clock import Clock
+from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
+from kiosk.ride import (
+    Cancel,
+    CancelDone,
+    CancelRide,
+    CentralRejected,
+    CentralUnreachable,
+    Effect,
+    NetworkDown,
+    NetworkUp,
+    PollRide,
+    Press,
+    Probe,
+    Report,
+    RideEvent,
+    RideMachine,
+    RideReply,
+    RideView,
+    SendRequest,
+    Show,
+    Speak,
+    Tick,
+)
+from kiosk.texts import Texts
+
+log = logging.getLogger(__name__)
+
+ViewListener = Callable[[RideView], None]
+Recorder = Callable[[Report], None]
+
+
+class Speaker(Protocol):
+    def say(self, text: str | None = None, wav: object | None = None) -> None: ...
+
+
+class KioskController:
+    """The one ride flow of a kiosk; thread-safe: press/cancel/tick may come from any thread."""
+
+    def __init__(
+        self,
+        machine: RideMachine,
+        rides: RidesClient,
+        clock: Clock,
+        texts: Texts,
+        *,
+        speaker: Speaker | None = None,
+        voice_language: str = "zh",
+        record: Recorder | None = None,
+    ) -> None:
+        self.machine = machine
+        self.rides = rides
+        self.clock = clock
+        self.texts = texts
+        self.speaker = speaker
+        self.voice_language = voice_language
+        self._record = record
+        self._listeners: list[ViewListener] = []
+        self._lock = threading.RLock()
+        self._work: queue.Queue[Effect | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self.spoken: list[str] = []  # the last prompts, for health and tests (bounded)
+        self.counts = {"presses": 0, "requests": 0, "polls": 0, "cancels": 0, "network_errors": 0}
+
+    # ----------------------------------------------------------------------------------------- inputs
+    def add_listener(self, listener: ViewListener) -> None:
+        """Called with every new view (on the thread that caused it); must not block."""
+        self._listeners.append(listener)
+
+    def press(self, source: str = "screen") -> None:
+        self.counts["presses"] += 1
+        self.handle(Press(source))
+
+    def cancel(self, source: str = "screen") -> None:
+        self.handle(Cancel(source))
+
+    def tick(self) -> None:
+        self.handle(Tick())
+
+    def network_down(self, reason: str = "") -> None:
+        self.handle(NetworkDown(reason))
+
+    def handle(self, event: RideEvent) -> None:
+        with self._lock:
+            effects = self.machine.handle(self.clock.monotonic(), event)
+            self._apply(effects)
+
+    def view(self) -> RideView:
+        with self._lock:
+            return self.machine.view()
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
+
+    # ---------------------------------------------------------------------------------------- effects
+    def _apply(self, effects: list[Effect]) -> None:
+        # what the resident sees and hears first; the outbox and the network after
+        for effect in effects:
+            if isinstance(effect, Show):
+                for listener in self._listeners:
+                    listener(effect.view)
+        for effect in effects:
+            if isinstance(effect, Speak):
+                self._speak(effect)
+        for effect in effects:
+            if isinstance(effect, Report):
+                self._report(effect)
+            elif isinstance(effect, SendRequest | PollRide | CancelRide | Probe):
+                self._work.put(effect)
+
+    def _speak(self, effect: Speak) -> None:
+        try:
+            text = self.texts.voice(effect.key, self.voice_language, effect.params)
+        except (KeyError, ValueError, IndexError) as exc:
+            log.error("voice prompt %s cannot be filled in: %s", effect.key, exc)
+            return
+        self.spoken.append(text)
+        del self.spoken[:-50]
+        if self.speaker is not None:
+            self.speaker.say(text)
+
+    def _report(self, report: Report) -> None:
+        if self._record is None:
+            return
+        try:
+            self._record(report)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # the resident's ride matters more than the record of it: log and go on
+            log.error("could not record %s: %s", report.kind, exc)
+
+    # ----------------------------------------------------------------------------------------- worker
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work_loop, name="kiosk-rides", daemon=True)
+            self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._worker is not None:
+            self._work.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+
+    def _work_loop(self) -> None:
+        while True:
+            effect = self._work.get()
+            if effect is None:
+                return
+            event = self._call(effect)
+            if event is not None:
+                self.handle(event)
+
+    def _call(self, effect: Effect) -> RideEvent | None:
+        """One rides API call on the worker thread -> the event that reports its outcome."""
+        about = getattr(effect, "request_id", None)
+        try:
+            if isinstance(effect, SendRequest):
+                self.counts["requests"] += 1
+                st = self.rides.request(effect.request_id)
+                return RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
+            if isinstance(effect, PollRide):
+                self.counts["polls"] += 1
+                st = self.rides.status(effect.ride_id)
+                return RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
+            if isinstance(effect, CancelRide):
+                self.counts["cancels"] += 1
+                ride_id = effect.ride_id
+                if ride_id is None:
+                    # the order's answer never came: the same request id names the same ride (or makes it)
+                    ride_id = self.rides.request(effect.request_id).ride_id
+                self.rides.cancel(ride_id)
+                return CancelDone(effect.request_id)
+            if isinstance(effect, Probe):
+                self.rides.probe()
+                return NetworkUp()
+        except CentralUnreachableError as exc:
+            self.counts["network_errors"] += 1
+            log.warning("central unreachable (%s): %s", type(effect).__name__, exc)
+            return CentralUnreachable(about, str(exc))
+        except CentralRejectedError as exc:
+            log.error("central refused %s: HTTP %s %s", type(effect).__name__, exc.http_status, exc.reason)
+            return CentralRejected(about, exc.http_status, exc.reason)
+        return None

@@ -1,0 +1,222 @@
+"""The kiosk node: ride flow + arcade button + LED + voice + outbox, with or without the touch screen.
+
+``KioskNode`` is the whole kiosk except the screen: the screen (kiosk/app.py) attaches to its controller, and
+``run_headless()`` runs it by button and voice alone (a kiosk whose screen broke still hails taxis).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from common.config import NodeConfig
+from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
+from hal.clock import Clock, SystemClock
+from kiosk.client import RidesClient
+from kiosk.config import KioskConfig, RideTimingSection
+from kiosk.controller import KioskController, Speaker
+from kiosk.ride import Report, RideMachine, RideTimings, RideView
+from kiosk.texts import Texts, load_texts
+
+log = logging.getLogger(__name__)
+TICK_S = 0.25
+
+
+@dataclass(frozen=True)
+class LedPattern:
+    """How the arcade button's LED shows a state (seconds)."""
+
+    kind: Literal["off", "on", "blink", "pulse"]
+    on_s: float = 0.0
+    off_s: float = 0.0
+
+
+# slow pulse at idle so the button can be found; fast blink while the kiosk works; steady when a car comes;
+# off when out of service (the hotline is on screen and in the voice prompt)
+LED_PATTERNS: dict[str, LedPattern] = {
+    "idle": LedPattern("pulse", 1.5, 1.5),
+    "requesting": LedPattern("blink", 0.15, 0.15),
+    "searching": LedPattern("blink", 0.15, 0.15),
+    "assigned": LedPattern("on"),
+    "arrived": LedPattern("on"),
+    "no_car": LedPattern("blink", 1.0, 1.0),
+    "cancelled": LedPattern("blink", 1.0, 1.0),
+    "offline": LedPattern("off"),
+    "error": LedPattern("off"),
+}
+
+
+def led_pattern(state: str, pwm: bool) -> LedPattern:
+    """The LED pattern of ``state``; a pulse becomes a slow blink on a pin without PWM."""
+    pattern = LED_PATTERNS.get(state, LedPattern("off"))
+    if pattern.kind == "pulse" and not pwm:
+        return LedPattern("blink", pattern.on_s, pattern.off_s)
+    return pattern
+
+
+def apply_led(led: Any, pattern: LedPattern) -> None:
+    """Drive a gpiozero LED or PWMLED with ``pattern`` (blinks run on gpiozero's background thread)."""
+    if pattern.kind == "off":
+        led.off()
+    elif pattern.kind == "on":
+        led.on()
+    elif pattern.kind == "pulse" and hasattr(led, "pulse"):
+        led.pulse(fade_in_time=pattern.on_s, fade_out_time=pattern.off_s, background=True)
+    else:
+        led.blink(on_time=pattern.on_s, off_time=pattern.off_s, background=True)
+
+
+def ride_timings(section: RideTimingSection) -> RideTimings:
+    return RideTimings(
+        poll_interval_s=section.poll_interval_s,
+        retry_interval_s=section.retry_interval_s,
+        reply_timeout_s=section.reply_timeout_s,
+        request_give_up_s=section.request_give_up_s,
+        search_give_up_s=section.search_give_up_s,
+        assigned_max_s=section.assigned_max_s,
+        result_hold_s=section.result_hold_s,
+    )
+
+
+class KioskNode:
+    """One kiosk. Everything may be injected for tests and the simulated community."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        texts: Texts | None = None,
+        clock: Clock | None = None,
+        runtime: NodeRuntime | None = None,
+        rides: RidesClient | None = None,
+        speaker: Speaker | None = None,
+        use_gpio: bool = True,
+    ) -> None:
+        self.config = config
+        kiosk: KioskConfig = config.role_config
+        self.kiosk = kiosk
+        self.clock: Clock = clock or SystemClock()
+        self.runtime = runtime or NodeRuntime(config, self.clock)
+        self.texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+        if speaker is None:
+            from hal.audio import make_speaker
+
+            speaker = make_speaker(config.audio)
+        self.speaker = speaker
+        self.rides = rides or RidesClient.from_config(config)
+        machine = RideMachine(ride_timings(kiosk.timing), now=self.clock.monotonic())
+        self.controller = KioskController(
+            machine,
+            self.rides,
+            self.clock,
+            self.texts,
+            speaker=speaker,
+            voice_language=kiosk.voice_language,
+            record=self._record,
+        )
+        self.controller.add_listener(self._on_view)
+        self.button: Any = None
+        self.led: Any = None
+        if use_gpio and (kiosk.button is not None or kiosk.led is not None):
+            self._open_gpio()
+        self.led_state: LedPattern | None = None
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._on_view(machine.view())
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    @property
+    def state(self) -> str:
+        return self.controller.state
+
+    def _open_gpio(self) -> None:
+        from hal.gpio import make_button, make_led, use_pin_factory
+
+        use_pin_factory(self.config.gpio)
+        if self.kiosk.button is not None:
+            self.button = make_button(self.kiosk.button)
+            # gpiozero calls this on its own thread; the controller is thread-safe
+            self.button.when_pressed = lambda *_: self.controller.press("button")
+        if self.kiosk.led is not None:
+            self.led = make_led(self.kiosk.led)
+
+    # ------------------------------------------------------------------------------------- inputs
+    def press(self, source: str = "button") -> None:
+        """A press of the call button (the arcade button, or a simulated one)."""
+        self.controller.press(source)
+
+    def cancel(self, source: str = "button") -> None:
+        self.controller.cancel(source)
+
+    def tick(self, now: float | None = None) -> None:
+        """Timeouts, polls and retries, then the runtime's housekeeping (committing readings, re-notifying)."""
+        self.controller.tick()
+        self.runtime.housekeeping(self.clock.monotonic() if now is None else now)
+
+    def safe_tick(self) -> None:
+        """``tick`` for the screen's clock: an exception is logged and counted by the runtime, never fatal."""
+        self.runtime.run_tick(self.tick, self.clock.monotonic())
+
+    # ------------------------------------------------------------------------------------- effects
+    def _on_view(self, view: RideView) -> None:
+        pattern = led_pattern(view.state, self.kiosk.led_pwm)
+        if self.led is not None and pattern != self.led_state:
+            apply_led(self.led, pattern)
+        self.led_state = pattern
+        self.runtime.set_health(kiosk_state=view.state, presses=self.controller.counts["presses"])
+
+    def _record(self, report: Report) -> None:
+        self.runtime.record_state(report.kind, dict(report.payload), report.severity)
+
+    # ------------------------------------------------------------------------------------- running
+    def start(self) -> None:
+        """Start the uploader and the rides worker (the screen or ``run_headless`` drives the ticks)."""
+        if not self._started:
+            self._started = True
+            self.runtime.start()
+            self.controller.start()
+
+    def run_headless(self) -> int:
+        """Button, LED and voice only, until SIGTERM; the runtime pings the watchdog from this loop."""
+        self.start()
+        try:
+            self.runtime.run(self.tick, TICK_S)
+        finally:
+            self.close()
+        return 0
+
+    def start_thread(self) -> None:
+        """``run_headless`` on a background thread (the simulated community); ``close()`` stops it."""
+        self.start()
+        self._thread = threading.Thread(target=self.runtime.run, args=(self.tick, TICK_S), name="kiosk-node")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop everything; idempotent."""
+        self.runtime.request_stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+            self._thread = None
+        self.controller.stop()
+        self.runtime.stop()
+        for device in (self.button, self.led):
+            if device is not None:
+                device.close()
+        self.button = self.led = None
+        self.rides.close()
+
+    # ------------------------------------------------------------------------------------- systemd
+    @staticmethod
+    def notify(message: str) -> bool:
+        return systemd_notify(message)
+
+    def watchdog_period_s(self) -> float:
+        """How often the UI thread pings the watchdog: the config, else half of WatchdogSec, else never."""
+        return self.kiosk.watchdog_ping_s or watchdog_interval_s() or 0.0
