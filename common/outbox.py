@@ -115,6 +115,10 @@ class Outbox:
         # the WAL counts against the bound too: keep it to an eighth of it, at most 4 MiB
         self._wal_limit = max(64 * 1024, min(4 * 1024 * 1024, max_bytes // 8))
         self._db_limit = max_bytes - self._wal_limit
+        # the size is looked at every _check_every bytes of new events, so act a few such steps before the limit
+        self._check_every = max(4096, min(64 * 1024, self._db_limit // 100))
+        self._soft_limit = self._db_limit - 4 * self._check_every
+        self._over_logged_at: float | None = None
         self._conn: sqlite3.Connection = self._open_or_recover()
 
     # ------------------------------------------------------------------------------------------ opening
@@ -171,13 +175,20 @@ class Outbox:
             self._dropped[prio] = int(meta.get(f"dropped_{prio}", 0))
         self._durable_max_seq = max_seq
         self._reserved = max(int(meta.get("seq_reserved", 1)), max_seq + 1)
+        if not meta and not max_seq:
+            # a new database beside an old seq mark (the file was deleted by hand): keep counting upwards
+            self._reserved = max(self._reserved, self._read_seq_mark())
         self._next_seq = self._reserved
         self._clean_close = meta.get("clean_close") == "1"
         if "schema_version" not in meta:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        if self._clean_close:
-            # mark the run as open: a crash from now on leaves clean_close = 0
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', '0')")
+        # mark the run as open (a crash from now on leaves clean_close = 0) and reserve the first block of numbers
+        self._reserved = self._next_seq + max(SEQ_BLOCK, 10 * self._section.reading_commit_max)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', '0')")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._reserved),))
+        conn.execute("COMMIT")
+        self._write_seq_mark()
 
     def _note_resume(self) -> None:
         """After a crash, numbers between the last stored event and the reservation were never stored: say so."""
@@ -267,8 +278,9 @@ class Outbox:
         self._inflight.clear()
         self._counts = dict.fromkeys(PRIORITIES, 0)
         self._dead_count = 0
-        # numbers must keep growing: continue after what the old file held, or else from wall-clock ms
-        floor = salvaged_reserved or int(self._clock.wall() * 1000)
+        # numbers must keep growing: continue after what the old file held or the seq mark says, or else
+        # (nothing readable at all) from wall-clock milliseconds
+        floor = max(salvaged_reserved, self._read_seq_mark()) or int(self._clock.wall() * 1000)
         self._next_seq = self._reserved = max(floor, max((e.seq or 0 for e in salvaged), default=0) + 1)
         self.fresh = True
         self._clean_close = False
@@ -320,6 +332,33 @@ class Outbox:
             log.warning("outbox salvage: %d queued events recovered from %s", len(events), aside)
         return events, reserved, dead
 
+    # ------------------------------------------------------------------------------------------ seq mark
+    @property
+    def _seq_mark_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".seq")
+
+    def _write_seq_mark(self) -> None:
+        """Keep the seq reservation outside the database too (once per block), so numbers keep growing even
+        when a corrupt database has to be replaced and nothing in it can be read."""
+        if self.volatile:
+            return
+        mark = self._seq_mark_path
+        tmp = mark.with_name(mark.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{self._reserved}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, mark)
+        except OSError as exc:
+            log.warning("outbox: cannot write %s: %s", mark, exc)
+
+    def _read_seq_mark(self) -> int:
+        try:
+            return int(self._seq_mark_path.read_text(encoding="ascii").strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
     # ------------------------------------------------------------------------------------------ writing
     def _take_seq(self) -> int:
         seq = self._next_seq
@@ -343,7 +382,8 @@ class Outbox:
             for prio, table_rows in rows.items():
                 if table_rows:
                     conn.executemany(f"INSERT OR REPLACE INTO {_TABLE[prio]} VALUES (?, ?, ?)", table_rows)
-            if self._needs_reservation():
+            reserve = self._needs_reservation()
+            if reserve:
                 self._reserved = self._next_seq + max(SEQ_BLOCK, 10 * self._section.reading_commit_max)
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._reserved),))
             for key, value in (state or {}).items():
@@ -356,6 +396,8 @@ class Outbox:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        if reserve:
+            self._write_seq_mark()
         for prio, table_rows in rows.items():
             self._counts[prio] += len(table_rows)
         self._pending = []
@@ -383,7 +425,7 @@ class Outbox:
                     raise OutboxError(f"outbox {self.path}: cannot store events: {again}") from again
             else:
                 raise OutboxError(f"outbox {self.path}: cannot store events: {exc}") from exc
-        if self._bytes_since_check > max(16 * 1024, self._db_limit // 100):
+        if self._bytes_since_check > self._check_every:
             self._enforce_bound()
 
     def put(self, event: Event, *, state: Mapping[str, str | None] | None = None) -> Event:
@@ -629,9 +671,9 @@ class Outbox:
         """Keep the database under max_mb: drop the oldest readings, then the oldest state events; never alerts."""
         self._bytes_since_check = 0
         used = self._used_bytes()
-        if used <= self._db_limit:
+        if used <= self._soft_limit:
             return
-        target = int(self._db_limit * 0.9)
+        target = int(self._soft_limit - self._db_limit * 0.05)
         for prio in ("reading", "state"):
             for _ in range(40):
                 if used <= target or self._counts[prio] == 0:
@@ -644,9 +686,11 @@ class Outbox:
                 if after >= used:  # pages not freed yet (half-empty pages): drop more next round
                     n *= 2
                 used = after
-        if used > self._db_limit:
+        now = self._clock.monotonic()
+        if used > self._soft_limit and (self._over_logged_at is None or now - self._over_logged_at >= 600):
+            self._over_logged_at = now
             log.error(
-                "outbox %s: over its bound (%d > %d bytes) with only alerts and dead letters left; alerts are "
+                "outbox %s: at its bound (%d of %d bytes) with only alerts and dead letters left; alerts are "
                 "never dropped",
                 self.path,
                 used,

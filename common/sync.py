@@ -402,9 +402,10 @@ class Uploader:
                 delay = self._rng.uniform(0.0, ceiling)  # full jitter
                 if failure.retry_after is not None:
                     delay = max(delay, min(failure.retry_after, self._central.backoff_max_s))
-                log.warning(
-                    "sync: upload failed (%s), attempt %d; retrying in %.1f s", failure.error, self._failures, delay
-                )
+                # a long outage must not flood the journal (SD card): log the first few, then at 2^n attempts
+                n = self._failures
+                level = logging.WARNING if n <= 3 or n & (n - 1) == 0 else logging.DEBUG
+                log.log(level, "sync: upload failed (%s), attempt %d; retrying in %.1f s", failure.error, n, delay)
             self._next_attempt = now + delay
         result.status = self._state if failure.kind != "transient" else "backoff"
         result.error = failure.error

@@ -69,7 +69,7 @@ class FakeCentral:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -160,6 +160,7 @@ def node_config(
     outbox: dict[str, Any] | None = None,
 ) -> NodeConfig:
     """A NodeConfig with data under ``tmp`` and a token file (mode 0600) unless ``token`` is None."""
+    tmp.mkdir(parents=True, exist_ok=True)
     token_file = tmp / "token"
     if token is not None:
         token_file.write_text(token + "\n")

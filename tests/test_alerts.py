@@ -1,0 +1,173 @@
+"""AlertBook: one incident = one alert id, stored before record returns, survives restart, re-notifies."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from common.alerts import AlertBook
+from common.config import OutboxSection
+from common.events import Detection
+from common.outbox import Outbox
+from hal.clock import ManualClock
+
+NODE = "cbxc-b7-u2-lift1"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+class Node:
+    """An outbox + alert book on a directory, re-openable like a restarted node."""
+
+    def __init__(self, directory: Path, clock: ManualClock, renotify_s: float = 300.0) -> None:
+        self.directory = directory
+        self.clock = clock
+        self.outbox = Outbox(directory / "outbox.sqlite", OutboxSection(), clock, node_id=NODE)
+        self.book = AlertBook(directory / "alerts.json", NODE, clock, self.outbox, renotify_s=renotify_s)
+
+    def restart(self, clean: bool = True) -> Node:
+        if clean:
+            self.outbox.close()
+        else:
+            self.outbox._conn.close()  # noqa: SLF001 - kill -9: nothing flushed, nothing closed
+        return Node(self.directory, self.clock, self.book.renotify_s)
+
+
+@pytest.fixture
+def node(tmp_path: Path, clock: ManualClock) -> Node:
+    return Node(tmp_path / NODE, clock)
+
+
+def trapped(state: str, at: float = 0.0, key: str = "", **payload: object) -> Detection:
+    return Detection("trapped_passenger", state, at, "urgent", payload, key)  # type: ignore[arg-type]
+
+
+def test_one_incident_is_one_alert(node: Node) -> None:
+    raised = node.book.record(trapped("raised", floor=3), ("maintenance", "property_management"))
+    again = node.book.record(trapped("raised", floor=3))
+    update = node.book.record(trapped("updated", seconds=120))
+    cleared = node.book.record(trapped("cleared"))
+    assert raised.state == "raised" and raised.priority == "alert" and raised.alert_id
+    assert again.state == "updated"  # a raise while open is an update, not a second alert
+    assert update.state == "updated"
+    assert cleared.state == "cleared"
+    assert {e.alert_id for e in (raised, again, update, cleared)} == {raised.alert_id}
+    assert cleared.recipients == ("maintenance", "property_management")  # kept from the raise
+    assert node.book.open_alerts() == []
+    next_one = node.book.record(trapped("raised"))
+    assert next_one.state == "raised" and next_one.alert_id != raised.alert_id
+
+
+def test_incidents_with_different_keys_are_different_alerts(node: Node) -> None:
+    lift1 = node.book.record(trapped("raised", key="car-1"))
+    lift2 = node.book.record(trapped("raised", key="car-2"))
+    assert lift1.alert_id != lift2.alert_id
+    assert lift1.payload["key"] == "car-1"
+    assert node.book.record(trapped("cleared", key="car-1")).alert_id == lift1.alert_id
+    assert [a.key for a in node.book.open_alerts()] == ["car-2"]
+
+
+def test_observed_is_a_plain_state_event(node: Node) -> None:
+    event = node.book.record(Detection("alarm_button", "observed", 0.0, "info", {"held_s": 3.2}))
+    assert (event.priority, event.state, event.alert_id) == ("state", "observed", None)
+    assert node.book.open_alerts() == []
+
+
+def test_clear_without_open_alert_is_a_state_event(node: Node) -> None:
+    event = node.book.record(trapped("cleared"))
+    assert (event.priority, event.state, event.alert_id) == ("state", "cleared", None)
+
+
+def test_update_without_open_alert_opens_it(node: Node) -> None:
+    event = node.book.record(trapped("updated"))
+    assert event.state == "raised" and event.alert_id
+    assert node.book.is_open("trapped_passenger")
+
+
+def test_the_event_is_durable_when_record_returns(node: Node) -> None:
+    event = node.book.record(trapped("raised"))
+    conn = sqlite3.connect(node.directory / "outbox.sqlite")  # another reader, as after a power cut
+    try:
+        ids = {row[0] for row in conn.execute("SELECT id FROM q_alert")}
+        state = conn.execute("SELECT value FROM node_state WHERE key = 'alerts.open'").fetchone()[0]
+    finally:
+        conn.close()
+    assert event.id in ids
+    assert event.alert_id in state
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-restart", "kill-9"])
+def test_open_alerts_survive_restart(node: Node, clean: bool) -> None:
+    raised = node.book.record(trapped("raised", floor=2), ("maintenance",))
+    node = node.restart(clean)
+    [alert] = node.book.open_alerts()
+    assert alert.alert_id == raised.alert_id and alert.recipients == ("maintenance",)
+    assert node.book.record(trapped("raised")).state == "updated"
+    cleared = node.book.record(trapped("cleared"))
+    assert cleared.alert_id == raised.alert_id
+    node = node.restart(clean)
+    assert node.book.open_alerts() == []
+
+
+def test_renotify_until_cleared(node: Node, clock: ManualClock) -> None:
+    raised = node.book.record(trapped("raised", floor=5), ("maintenance",))
+    assert node.book.due_renotify(clock.monotonic()) == []
+    clock.advance(299)
+    assert node.book.due_renotify(clock.monotonic()) == []
+    clock.advance(2)
+    [again] = node.book.due_renotify(clock.monotonic())
+    assert (again.state, again.alert_id, again.priority) == ("updated", raised.alert_id, "alert")
+    assert again.payload["renotify"] is True and again.payload["floor"] == 5
+    assert again.payload["open_for_s"] == pytest.approx(301, abs=1)
+    assert again.recipients == ("maintenance",)
+    assert again.id in {e.id for e in node.outbox.batch(10)}
+    assert node.book.due_renotify(clock.monotonic()) == []  # not again until another interval
+    clock.advance(300)
+    assert len(node.book.due_renotify(clock.monotonic())) == 1
+    node.book.record(trapped("cleared"))
+    clock.advance(1000)
+    assert node.book.due_renotify(clock.monotonic()) == []
+
+
+def test_an_update_resets_the_renotify_timer(node: Node, clock: ManualClock) -> None:
+    node.book.record(trapped("raised"))
+    clock.advance(200)
+    node.book.record(trapped("updated"))
+    clock.advance(200)
+    assert node.book.due_renotify(clock.monotonic()) == []
+    clock.advance(100)
+    assert len(node.book.due_renotify(clock.monotonic())) == 1
+
+
+def test_alert_open_before_restart_is_resent_at_once(node: Node, clock: ManualClock) -> None:
+    raised = node.book.record(trapped("raised"))
+    node = node.restart(clean=False)
+    [again] = node.book.due_renotify(clock.monotonic())
+    assert again.alert_id == raised.alert_id
+
+
+def test_open_alerts_survive_a_lost_outbox_through_the_json_copy(node: Node) -> None:
+    raised = node.book.record(trapped("raised"), ("family",))
+    node.outbox.close()
+    (node.directory / "outbox.sqlite").write_bytes(b"\x00garbage" * 512)  # the SD card ate the database
+    node = Node(node.directory, node.clock)
+    assert node.outbox.corrupt_recoveries == 1
+    [alert] = node.book.open_alerts()
+    assert alert.alert_id == raised.alert_id and alert.recipients == ("family",)
+
+
+def test_a_failed_store_leaves_the_book_unchanged(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.outbox import OutboxError
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OutboxError("disk gone")
+
+    monkeypatch.setattr(node.outbox, "put", broken)
+    with pytest.raises(OutboxError):
+        node.book.record(trapped("raised"))
+    assert node.book.open_alerts() == []  # no alert believed sent that is not stored

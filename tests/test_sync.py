@@ -1,0 +1,571 @@
+"""Uploader against the real central on a loopback port (temporary SQLite) and a scripted central for the
+answers the real one never gives (a whole-batch 422, a contract mismatch)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from common.config import OutboxSection
+from common.events import Detection, Event, make_event
+from common.outbox import Outbox
+from common.service import NodeRuntime
+from common.sync import ALERT_BACKOFF_MAX_S, Uploader, parse_retry_after
+from hal.clock import ManualClock, SystemClock
+from tests.sync_helpers import FakeCentral, Reply, fake_central, node_config, run_until
+
+NODE = "cbxc-b7-u2-lift1"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCentral]:
+    with fake_central() as central:
+        yield central
+
+
+def make_runtime(tmp: Path, url: str, token: str | None, clock: Any, **kwargs: Any) -> NodeRuntime:
+    config = node_config(tmp, url, token, node_id=NODE, role="elevator", **kwargs)
+    runtime = NodeRuntime(config, clock)
+    runtime.uploader._rng = random.Random(1)  # noqa: SLF001 - reproducible jitter
+    return runtime
+
+
+@pytest.fixture
+def runtimes() -> Iterator[list[NodeRuntime]]:
+    made: list[NodeRuntime] = []
+    yield made
+    for runtime in made:
+        runtime.stop()
+
+
+def reading(runtime: NodeRuntime, n: int) -> Event:
+    return runtime.record_reading("car_position", {"n": n})
+
+
+def trapped(runtime: NodeRuntime, state: str = "raised", key: str = "") -> Event:
+    return runtime.emit(Detection("trapped_passenger", state, 0.0, "urgent", {"floor": 3}, key), ("maintenance",))  # type: ignore[arg-type]
+
+
+def drain(runtime: NodeRuntime, clock: ManualClock, limit: int = 2000) -> int:
+    """run_once until the outbox is empty, moving the clock over every wait."""
+
+    def step() -> None:
+        result = runtime.uploader.run_once()
+        clock.advance(result.retry_in_s if result.retry_in_s else 0.5)
+
+    return run_until(step, lambda: sum(runtime.outbox.depth().values()) == 0, limit)
+
+
+# ----------------------------------------------------------------------------------------- real central
+def test_round_trip_alerts_before_readings(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock, central={"batch_size": 5})
+    runtimes.append(runtime)
+    readings = [reading(runtime, i) for i in range(12)]
+    alert = trapped(runtime)
+    state = runtime.record_state("door_state", {"open": False})
+    drain(runtime, clock)
+    stored = central.events(NODE)
+    ids = [e["id"] for e in stored]
+    assert len(ids) == len(set(ids))  # once each
+    assert set(ids) >= {alert.id, state.id, *(r.id for r in readings)}
+    assert ids.index(alert.id) < min(ids.index(r.id) for r in readings)
+    assert ids.index(state.id) < min(ids.index(r.id) for r in readings)
+    first = next(e for e in stored if e["id"] == alert.id)
+    assert first["alert_id"] == alert.alert_id and first["seq"] == alert.seq
+    assert central.alerts("open")[0]["kind"] == "trapped_passenger"
+    node = central.node(NODE)
+    assert node["seq_gaps"] == [] and node["seq_conflicts"] == 0
+    assert node["health"]["outbox_depth"] == {"alert": 0, "state": 0, "reading": 0} or node["health"]["uptime_s"] >= 0
+
+
+def test_long_outage_then_recovery(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(
+        tmp_path,
+        central.url,
+        token,
+        clock,
+        central={"batch_size": 500, "backoff_max_s": 600.0, "heartbeat_interval_s": 600.0},
+        outbox={"max_mb": 1.0, "reading_commit_window_s": 5.0},
+    )
+    runtimes.append(runtime)
+    central.stop()
+    alerts: list[Event] = []
+    readings: list[Event] = []
+    delays: list[float] = []
+    next_try = 0.0
+    # 12 hours without the central: a reading every 10 s, an incident every 2 hours
+    for step in range(12 * 360):
+        readings.append(runtime.record_reading("car_position", {"n": step, "pad": "p" * 300}))
+        if step % 720 == 0:
+            alerts.append(trapped(runtime, "raised", key=f"car-{step}"))
+        if clock.monotonic() >= next_try:
+            result = runtime.uploader.run_once()
+            if result.retry_in_s:
+                delays.append(result.retry_in_s)
+                next_try = clock.monotonic() + result.retry_in_s
+        assert runtime.outbox.stats()["db_bytes"] <= runtime.outbox.stats()["db_limit_bytes"]
+        clock.advance(10)
+    assert sum(runtime.outbox.depth().values()) > 0
+    assert max(delays) <= 600.0
+    assert runtime.uploader.status()["consecutive_failures"] > 5
+    stats = runtime.outbox.stats()
+    assert stats["dropped"]["reading"] > 0 and stats["dropped"]["alert"] == 0
+    central.start()
+    clock.advance(600)
+    drain(runtime, clock)
+    stored = central.events(NODE)
+    ids = [e["id"] for e in stored]
+    assert len(ids) == len(set(ids))
+    # every alert arrived, before any reading
+    alert_ids = [a.id for a in alerts]
+    assert set(alert_ids) <= set(ids)
+    first_reading = min(ids.index(r.id) for r in readings if r.id in ids)
+    assert max(ids.index(a) for a in alert_ids) < first_reading
+    # every reading that was not dropped arrived; the dropped ones are the oldest and are counted
+    arrived = [r for r in readings if r.id in set(ids)]
+    assert len(arrived) + stats["dropped"]["reading"] == len(readings)
+    assert arrived == readings[-len(arrived) :]
+    drops = [e for e in stored if e["kind"] == "outbox_dropped"]
+    assert sum(e["payload"]["count"] for e in drops) == stats["dropped"]["reading"]
+    # the heartbeat after recovery reports the dropped count
+    clock.advance(601)
+    runtime.uploader.run_once()
+    assert central.node(NODE)["health"]["dropped"]["reading"] == stats["dropped"]["reading"]
+
+
+def test_500_backs_off_with_full_jitter_then_delivers(
+    central: Any, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock, central={"backoff_max_s": 8.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()  # self-test and heartbeat out of the way
+    state = runtime.record_state("door_state", {"open": True})
+    central.faults.fail_next(6, status=500)
+    waits = []
+    for attempt in range(1, 7):
+        result = runtime.uploader.run_once()
+        assert result.status == "backoff" and result.error == "HTTP 500"
+        assert 0 <= result.retry_in_s <= min(8.0, 2 ** (attempt - 1))
+        waits.append(result.retry_in_s)
+        assert runtime.outbox.depth()["state"] == 1
+        before = len(central.faults.hits)
+        clock.advance(result.retry_in_s / 2)
+        if result.retry_in_s > 0.01:
+            assert runtime.uploader.run_once().status == "backoff"  # no request while waiting
+            assert len(central.faults.hits) == before
+        clock.advance(result.retry_in_s / 2 + 0.001)
+    assert len(set(waits)) > 1  # jittered
+    assert runtime.uploader.status()["consecutive_failures"] == 6
+    assert runtime.uploader.run_once().status == "sent"
+    assert runtime.uploader.status()["consecutive_failures"] == 0
+    assert [e["id"] for e in central.events(NODE, kind="door_state")] == [state.id]
+
+
+def test_429_retry_after_is_honoured(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    runtime.record_state("door_state", {"open": True})
+    central.faults.fail_next(1, status=429, retry_after=7)
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and result.error == "HTTP 429"
+    assert result.retry_in_s == pytest.approx(7.0)
+    clock.advance(6.9)
+    assert runtime.uploader.run_once().requests == 0
+    clock.advance(0.2)
+    assert runtime.uploader.run_once().status == "sent"
+
+
+def test_garbage_reply_keeps_everything(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    event = runtime.record_state("door_state", {"open": True})
+    central.faults.fail_next(1, status=200, body=b"<html>captive portal</html>")
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and "InvalidReply" in (result.error or "")
+    assert runtime.outbox.depth()["state"] == 1
+    drain(runtime, clock)
+    assert [e["id"] for e in central.events(NODE, kind="door_state")] == [event.id]
+
+
+def test_slow_reply_past_the_timeout_is_replayed_once(
+    central: Any, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock, central={"read_timeout_s": 1.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    event = trapped(runtime)
+    central.faults.fail_next(1, status=None, delay_s=2.0)  # the central stores it, but answers too late
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and result.error == "ReadTimeout"
+    assert runtime.outbox.depth()["alert"] == 1
+    time.sleep(1.2)  # the late request ends at the central (stored or dropped with the closed connection)
+    drain(runtime, clock)
+    stored = central.events(NODE, kind="trapped_passenger")
+    assert [e["id"] for e in stored] == [event.id]  # replayed, stored once
+
+
+def test_401_pauses_uploads_keeps_events_and_never_logs_the_token(
+    central: Any, tmp_path: Path, clock: ManualClock, runtimes: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock, central={"auth_retry_s": 900.0})
+    runtimes.append(runtime)
+    caplog.set_level(logging.DEBUG)
+    runtime.uploader.run_once()
+    event = runtime.record_state("door_state", {"open": True})
+    central.faults.fail_next(1, status=401)
+    result = runtime.uploader.run_once()
+    assert result.status == "auth_blocked" and result.retry_in_s == 900.0
+    assert runtime.uploader.status()["auth_blocked"]
+    clock.advance(899)
+    assert runtime.uploader.run_once().requests == 0
+    assert runtime.outbox.depth()["state"] == 1
+    clock.advance(2)
+    assert runtime.uploader.run_once().status == "sent"
+    assert [e["id"] for e in central.events(NODE, kind="door_state")] == [event.id]
+    assert "refused this node's token" in caplog.text
+    assert token not in caplog.text
+
+
+def test_an_alert_cuts_the_wait_short(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = make_runtime(tmp_path, central.url, token, clock, central={"auth_retry_s": 900.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    runtime.record_state("door_state", {"open": True})
+    central.faults.fail_next(1, status=503)
+    central.faults.fail_next(1, status=429, retry_after=3000)
+    runtime.uploader.run_once()
+    clock.advance(60)
+    assert runtime.uploader.run_once().retry_in_s > 100  # Retry-After, capped at backoff_max_s
+    alert = trapped(runtime)
+    assert runtime.uploader.run_once().status == "sent"  # EN 81-28: the alarm goes at once
+    assert central.events(NODE, kind="trapped_passenger")[0]["id"] == alert.id
+
+
+def test_backoff_is_capped_lower_while_an_alert_waits(tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runtime = make_runtime(tmp_path, f"http://127.0.0.1:{port}", "t", clock, central={"backoff_max_s": 3600.0})
+    runtimes.append(runtime)
+    trapped(runtime)
+    waits = []
+    for _ in range(20):
+        result = runtime.uploader.run_once()
+        assert result.status == "backoff" and "ConnectionError" in (result.error or "")
+        waits.append(result.retry_in_s)
+        clock.advance(result.retry_in_s or 0)
+    assert max(waits) <= ALERT_BACKOFF_MAX_S
+    assert runtime.outbox.depth()["alert"] == 1
+
+
+def test_uploads_carry_the_node_wall_time(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    clock.set_wall(1_000_000.0, synced=False)  # a Pi that booted without NTP
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    event = runtime.record_state("door_state", {})
+    runtime.uploader.run_once()
+    assert fake.wall_times == [1_000_000.0]
+    assert fake.events[event.id]["clock_synced"] is False
+
+
+def test_heartbeat_fields_and_interval(fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock, central={"heartbeat_interval_s": 60.0})
+    runtimes.append(runtime)
+    runtime.set_health(last_sensor_read=clock.wall() - 4, door_closed=True)
+    runtime.uploader.run_once()
+    [beat] = fake.heartbeats
+    for key in ("uptime_s", "version", "outbox_depth", "dropped", "dead_letters", "clock_synced", "selftest"):
+        assert key in beat, key
+    assert beat["last_sensor_read"] == clock.wall() - 4
+    assert beat["outbox_depth"] == {"alert": 0, "state": 0, "reading": 0}
+    assert beat["health"]["door_closed"] is True
+    assert beat["selftest"]["ok"] is True
+    assert beat["sync"]["consecutive_failures"] == 0
+    clock.advance(59)
+    runtime.uploader.run_once()
+    assert len(fake.heartbeats) == 1
+    clock.advance(2)
+    runtime.uploader.run_once()
+    assert len(fake.heartbeats) == 2
+    assert fake.heartbeats[1]["uptime_s"] == pytest.approx(61)
+
+
+def test_selftest_report_at_least_every_interval(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock, central={"selftest_interval_h": 72.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    for _ in range(7 * 24):  # a week, hour by hour
+        clock.advance(3600)
+        runtime.uploader.run_once()
+    tests = sorted(e["wall_time"] for e in fake.events.values() if e["kind"] == "selftest")
+    assert len(tests) == 3  # start, +72 h, +144 h
+    assert all(b - a <= 72 * 3600 for a, b in zip(tests, tests[1:], strict=False))
+    assert all(e["payload"]["ok"] for e in fake.events.values() if e["kind"] == "selftest")
+
+
+def test_rejected_events_become_dead_letters(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    fake.reject_kinds.add("bogus")
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    bad = runtime.record_state("bogus", {})
+    good = runtime.record_state("door_state", {})
+    result = runtime.uploader.run_once()
+    assert result.dead_lettered == 1
+    assert good.id in fake.events and bad.id not in fake.events
+    assert runtime.outbox.depth()["state"] == 0
+    [letter] = runtime.outbox.dead_letters()
+    assert letter["id"] == bad.id and "kind not allowed" in letter["reason"]
+    clock.advance(400)
+    runtime.uploader.run_once()
+    assert fake.heartbeats[-1]["dead_letters"] == 1
+
+
+def test_whole_batch_422_is_bisected_and_only_the_bad_event_dead_lettered(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    fake.poison_kinds.add("poison")
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock, outbox={"reading_commit_window_s": 0.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    good = [runtime.record_state("door_state", {"n": i}) for i in range(7)]
+    bad = runtime.record_state("poison", {})
+    good += [runtime.record_state("door_state", {"n": i}) for i in range(7, 12)]
+    result = runtime.uploader.run_once()
+    assert result.status == "sent"
+    assert result.dead_lettered == 1
+    assert {g.id for g in good} <= set(fake.events)
+    assert [d["id"] for d in runtime.outbox.dead_letters()] == [bad.id]
+    assert sum(runtime.outbox.depth().values()) == 0
+
+
+def test_a_refusal_that_names_no_event_dead_letters_nothing(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    events = [runtime.record_state("door_state", {"n": i}) for i in range(3)]
+    refusal = Reply(400, {"error": "invalid", "message": "node_wall_time: field required"})
+    fake.then(*[refusal] * 10)
+    result = runtime.uploader.run_once()
+    assert result.status == "contract_error"
+    assert runtime.outbox.dead_letters() == []
+    assert runtime.outbox.depth()["state"] == len(events)
+
+
+def test_413_splits_the_batch(fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    events = [runtime.record_state("door_state", {"n": i}) for i in range(8)]
+    fake.then(Reply(413, {"error": "too_large"}))
+    assert runtime.uploader.run_once().status == "sent"
+    assert {e.id for e in events} <= set(fake.events)
+    assert runtime.outbox.dead_letters() == []
+
+
+def test_missing_token_file_keeps_events_and_retries(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, None, clock)
+    runtimes.append(runtime)
+    event = trapped(runtime)
+    result = runtime.uploader.run_once()
+    assert result.status == "no_token" and "does not exist" in (result.error or "")
+    assert fake.requests == []
+    assert runtime.outbox.depth()["alert"] == 1
+    token_file = runtime.config.central.token_file
+    token_file.write_text(fake.token)
+    token_file.chmod(0o600)
+    clock.advance(61)
+    assert runtime.uploader.run_once().status == "sent"
+    assert event.id in fake.events
+
+
+def test_a_token_file_readable_by_others_is_warned_about(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    runtime.config.central.token_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="common.sync"):
+        runtime.uploader.run_once()
+    assert "readable by others" in caplog.text and fake.token not in caplog.text
+
+
+def test_events_of_another_node_id_are_dead_lettered_not_sent(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    foreign = runtime.outbox.put(make_event("some-other-node", "door_state", wall_time=1.0, clock_synced=True))
+    mine = runtime.record_state("door_state", {})
+    runtime.uploader.run_once()
+    assert mine.id in fake.events and foreign.id not in fake.events
+    assert [d["id"] for d in runtime.outbox.dead_letters()] == [foreign.id]
+
+
+def test_full_jitter_backoff_stays_under_the_cap(tmp_path: Path, clock: ManualClock) -> None:
+    config = node_config(tmp_path, "http://127.0.0.1:9", "t", central={"backoff_max_s": 20.0})
+    box = Outbox(tmp_path / "o.sqlite", OutboxSection(), clock)
+    uploader = Uploader(config, box, clock, rng=random.Random(3))
+    box.put(make_event(config.node.id, "door_state", wall_time=1.0, clock_synced=True))
+    waits = []
+    for _ in range(30):
+        result = uploader.run_once()
+        waits.append(result.retry_in_s)
+        clock.advance(result.retry_in_s or 0)
+    assert all(0 <= w <= 20.0 for w in waits)
+    assert max(waits[10:]) > 10  # the ceiling grew to the cap
+    uploader.stop()
+    box.close()
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("7", 0.0) == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 30) == pytest.approx(30.0)
+    assert parse_retry_after("soon", 0.0) is None
+    assert parse_retry_after(None, 0.0) is None
+
+
+def test_tls_verification_is_always_on(tmp_path: Path, clock: ManualClock) -> None:
+    config = node_config(tmp_path, "https://127.0.0.1:1", "t")
+    box = Outbox(tmp_path / "o.sqlite", OutboxSection(), clock)
+    uploader = Uploader(config, box, clock)
+    assert uploader._session.verify is True  # noqa: SLF001
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("x")
+    config = node_config(tmp_path, "https://127.0.0.1:1", "t", central={"ca_bundle": str(bundle)})
+    assert Uploader(config, box, clock)._session.verify == str(bundle)  # noqa: SLF001
+    box.close()
+
+
+@pytest.fixture
+def tls_central(tmp_path: Path, fake: FakeCentral) -> Iterator[tuple[str, Path]]:
+    """A TLS front (openssl s_server would do; here Python's ssl) for the scripted central, with its own CA."""
+    import ssl
+    from http.server import ThreadingHTTPServer
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server: ThreadingHTTPServer = fake._server  # noqa: SLF001 - wrap the scripted central's socket in TLS
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), server.RequestHandlerClass)
+    secure.daemon_threads = True
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    thread = threading.Thread(target=secure.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{secure.server_address[1]}", cert
+    finally:
+        secure.shutdown()
+        secure.server_close()
+        thread.join(5)
+
+
+def test_tls_with_an_unknown_ca_fails_and_keeps_events_then_the_ca_bundle_works(
+    tls_central: tuple[str, Path], fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    url, cert = tls_central
+    runtime = make_runtime(tmp_path, url, fake.token, clock)
+    runtimes.append(runtime)
+    event = trapped(runtime)
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and "SSLError" in (result.error or "")
+    assert runtime.outbox.depth()["alert"] == 1
+    runtime.stop()
+    runtime = make_runtime(tmp_path, url, fake.token, clock, central={"ca_bundle": str(cert)})
+    runtimes.append(runtime)
+    assert runtime.uploader.run_once().status == "sent"
+    assert event.id in fake.events
+
+
+def test_thread_sends_an_alert_at_once(fake: FakeCentral, tmp_path: Path, runtimes: list) -> None:
+    # batch_max_age 1 hour: only the early wake-up on an alert can send it within this test
+    runtime = make_runtime(tmp_path, fake.url, fake.token, SystemClock(), central={"batch_max_age_s": 3600.0})
+    runtimes.append(runtime)
+    runtime.record_reading("car_position", {"n": 1})
+    runtime.start()
+    for _ in range(100):
+        if fake.heartbeats:
+            break
+        time.sleep(0.05)
+    alert = trapped(runtime)
+    for _ in range(100):
+        if alert.id in fake.events:
+            break
+        time.sleep(0.05)
+    assert alert.id in fake.events
+    runtime.stop()
+
+
+# ----------------------------------------------------------------------------------------- auth, real central
+def test_auth_no_token_wrong_token_other_node_and_replay(
+    central: Any, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    from tests.fixtures.central import wire_event
+
+    token = central.register(NODE, "elevator")
+    other = central.register("cbxc-b9-u1-lift1", "elevator")
+    url = f"{central.url}/api/v1/events"
+    batch = {"node_wall_time": time.time(), "events": [wire_event(NODE, 1)]}
+    # no token
+    assert requests.post(url, json=batch, timeout=10).status_code == 401
+    # wrong token, through the node's own uploader: paused, nothing lost
+    runtime = make_runtime(tmp_path / "wrong", central.url, "not-the-token", clock)
+    runtimes.append(runtime)
+    event = trapped(runtime)
+    assert runtime.uploader.run_once().status == "auth_blocked"
+    assert runtime.outbox.depth()["alert"] == 1
+    assert central.events(NODE) == []
+    # another node's events with this node's token
+    answer = central.post_events(other, batch["events"])
+    assert answer.status_code == 403
+    assert central.events(NODE) == []
+    # replay of a batch: acknowledged again, stored once
+    first = central.post_events(token, batch["events"])
+    again = central.post_events(token, batch["events"])
+    assert first.status_code == again.status_code == 200
+    assert first.json()["accepted"] == again.json()["accepted"] == [batch["events"][0]["id"]]
+    assert len(central.events(NODE)) == 1
+    # the rotated token reaches the node: it resumes on its next auth retry
+    runtime.config.central.token_file.write_text(token)
+    clock.advance(runtime.config.central.auth_retry_s + 1)
+    drain(runtime, clock)
+    assert event.id in {e["id"] for e in central.events(NODE)}
