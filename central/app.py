@@ -399,7 +399,7 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
             log.warning("registration of %s at site %s refused: wrong claim key", body.node_id, body.site)
             raise ApiError(403, "forbidden", "claim key not valid for this site", ["claim_key"])
         token = secrets.token_urlsafe(32)
-        fields = body.model_dump(exclude={"claim_key"})
+        fields = body.model_dump(exclude={"claim_key"}, exclude_unset=True)  # contacts as sent
         created = store.register_node(fields, token, clock.wall())
         log.info(
             "node %s (%s) %s at site %s",
