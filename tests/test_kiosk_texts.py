@@ -1,0 +1,121 @@
+"""Kiosk words and looks: the texts file loads and fills every prompt; colours pass 4.5:1; sizes meet the rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kiosk import theme
+from kiosk.ride import STATES
+from kiosk.texts import DEFAULT_TEXTS, TextsError, load_texts
+
+CAR = {
+    "plate": "沪A·D12345",
+    "colour": "white",
+    "model": "Volkswagen Lavida",
+    "colour_zh": "白色",
+    "model_zh": "大众朗逸",
+}
+
+
+def texts():
+    return load_texts(None, "长白新村北门", "021-6543 2100", "Changbai Xincun North Gate")
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_every_state_has_both_languages_and_a_voice(state: str) -> None:
+    t = texts()
+    params = {**CAR, "eta_min": 4} if state in ("assigned", "arrived") else {}
+    for key in ("heading_zh", "heading_en", "detail_zh", "detail_en"):
+        assert t.line(state, key, params).strip()
+    zh, en = t.voice(state, "zh", params), t.voice(state, "en", params)
+    assert zh and en and zh != en
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in t.line(state, "heading_zh", params))
+    assert all(ord(ch) < 0x3000 for ch in t.line(state, "heading_en", params))
+
+
+def test_assigned_voice_reads_the_plate_character_by_character() -> None:
+    said = texts().voice("assigned", "zh", {**CAR, "eta_min": 4})
+    assert "沪 A D 1 2 3 4 5" in said and "白色" in said and "4分钟" in said
+
+
+@pytest.mark.parametrize("state", ["offline", "error", "no_car"])
+def test_out_of_service_voice_gives_the_hotline(state: str) -> None:
+    assert "021-6543 2100" in texts().voice(state, "zh")
+    assert "021-6543 2100" in texts().voice(state, "en")
+
+
+def test_text_changes_need_no_code(tmp_path: Path) -> None:
+    f = tmp_path / "texts.toml"
+    f.write_text(
+        DEFAULT_TEXTS.read_text(encoding="utf-8").replace('heading_zh = "正在找车"', 'heading_zh = "正在帮您找车"')
+    )
+    t = load_texts(f, "北门", "110")
+    assert t.line("searching", "heading_zh") == "正在帮您找车"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            ('voice_zh = "已取消叫车。"', 'voice_zh = "已取消 {plate}"'),
+            "cancelled.voice_zh: placeholder {plate} not available",
+        ),
+        (('heading_en = "Taxi cancelled"\n', ""), "cancelled.heading_en: missing"),
+        (("[error]", "[eror]"), "[error]: missing section"),
+        (('call_zh = "叫出租车"', 'call_zh = "叫出租车 {"'), "call_zh"),
+        (('retry_en = "Try again"\n', 'retry_en = "Try again"\ntypo = "x"\n'), None),
+    ],
+)
+def test_broken_texts_file_is_refused_naming_the_key(
+    tmp_path: Path, change: tuple[str, str], problem: str | None
+) -> None:
+    source = DEFAULT_TEXTS.read_text(encoding="utf-8")
+    assert change[0] in source
+    f = tmp_path / "texts.toml"
+    f.write_text(source.replace(change[0], change[1], 1))
+    if problem is None:
+        load_texts(f, "北门", "110")  # an unknown label is harmless: labels are looked up by name
+        return
+    with pytest.raises(TextsError) as info:
+        load_texts(f, "北门", "110")
+    assert problem in "\n".join(info.value.problems)
+
+
+@pytest.mark.parametrize(("fg", "bg", "where"), theme.TEXT_PAIRS, ids=[p[2] for p in theme.TEXT_PAIRS])
+def test_every_text_colour_pair_has_contrast_4_5(fg: str, bg: str, where: str) -> None:
+    assert theme.contrast_ratio(fg, bg) >= theme.MIN_CONTRAST, where
+
+
+def test_contrast_formula_matches_wcag_reference_points() -> None:
+    assert theme.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
+    assert theme.contrast_ratio("#777777", "#FFFFFF") == pytest.approx(4.48, abs=0.01)  # the classic near miss
+    assert theme.contrast_ratio("#FFFFFF", "#FFFFFF") == pytest.approx(1.0)
+
+
+def test_every_text_colour_in_the_kv_file_is_a_checked_foreground() -> None:
+    kv = (Path(theme.__file__).parent / "kiosk.kv").read_text(encoding="utf-8")
+    used = set(re.findall(r"^\s+color: rgba\(theme\.([A-Z_]+)\)", kv, flags=re.M))
+    assert used, "the kv file names its text colours as color: rgba(theme.NAME)"
+    foregrounds = {pair[0] for pair in theme.TEXT_PAIRS}
+    for name in used:
+        assert getattr(theme, name) in foregrounds, name
+
+
+def test_sizes_meet_the_ageing_friendly_rules() -> None:
+    for key in theme.KEY_TEXT_SIZES:
+        assert theme.SIZES_DP[key] >= theme.MIN_KEY_TEXT_DP, key
+    for key in theme.MAIN_TEXT_SIZES:
+        assert theme.SIZES_DP[key] >= theme.MIN_MAIN_TEXT_DP, key
+    assert theme.SIZES_DP["action_width"] >= theme.MIN_TARGET_DP
+    # every size is used at 800x480 at least at its design value, and larger screens never shrink it
+    assert theme.scale_for(800, 480) == 1.0 and theme.scale_for(640, 400) == 1.0
+    assert theme.scale_for(1280, 800) == pytest.approx(1.6)
+
+
+def test_every_state_has_an_icon_as_well_as_a_colour() -> None:
+    assert set(theme.STATE_ICONS) == set(STATES)
+    # states that share a colour scheme are told apart by their icon
+    assert theme.STATE_ICONS["cancelled"] != theme.STATE_ICONS["no_car"] != theme.STATE_ICONS["offline"]
