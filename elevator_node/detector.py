@@ -224,6 +224,18 @@ class ElevatorDetector:
         future = [c for c in cands if c > s.last_at + _EPS and math.isfinite(c)]
         return min(future) if future else None
 
+    def busy(self) -> bool:
+        """True while an incident is open or a timer runs whose start a restart should not lose."""
+        s = self._s
+        return bool(
+            s.incidents
+            or self._entrapment_start() is not None
+            or self._stopped_start() is not None
+            or not s.door_closed
+            or s.alarm
+            or s.power_ok is False
+        )
+
     def open_incidents(self) -> list[dict[str, Any]]:
         """The incidents raised and not yet cleared (copies)."""
         return [dict(inc) for inc in self._s.incidents.values()]
@@ -304,6 +316,9 @@ class ElevatorDetector:
 
     def _inputs(self, now: float, snap: LiftSnapshot) -> None:
         s = self._s
+        # an opening or a presence gap that already lasted long enough counts before the next change ends it
+        # (after a late poll or a restart, its confirmation time may have passed unseen)
+        self._confirm(now)
         if snap.door_closed != s.door_raw_closed:
             self._changed("door", now)
             s.door_raw_closed, s.door_raw_since = snap.door_closed, now

@@ -1,0 +1,378 @@
+"""The elevator node: GPIO inputs -> detector -> alerts in the outbox (first) -> voice prompts in the car.
+
+Every input change (gpiozero callback) and a tick at least every ``tick_s`` run the detector. Its state is
+saved atomically to ``state_dir/elevator_state.json`` so an incident survives a node restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.config import NodeConfig
+from common.events import Detection, Event
+from elevator_node.config import ElevatorConfig
+from elevator_node.detector import KINDS, DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
+from hal.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+RECIPIENTS: tuple[str, ...] = ("property_management", "maintenance")
+STATE_FILE = "elevator_state.json"
+STATE_FILE_VERSION = 1
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID_PATH) -> str | None:
+    """The kernel's id of this boot: equal ids mean the monotonic clock did not restart."""
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a crash leaves either the old or the new file: temp, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def restart_shift(
+    saved: Mapping[str, Any], *, now_mono: float, now_wall: float, wall_synced: bool, boot_id: str | None
+) -> tuple[float, Timing]:
+    """How to move saved detector times onto this run's monotonic axis, and how well that is known.
+
+    Same boot: the monotonic clock went on, nothing to move. Else, when the wall clock was synced both when
+    the state was saved and now, the downtime is known from wall time. Else the downtime is unknown and not
+    counted (durations become lower bounds), measured from the last save.
+    """
+    saved_mono, saved_wall = float(saved["saved_mono"]), float(saved["saved_wall"])
+    if boot_id is not None and saved.get("boot_id") == boot_id and now_mono >= saved_mono:
+        return 0.0, "monotonic"
+    if saved.get("wall_synced") and wall_synced and now_wall >= saved_wall:
+        return (now_mono - now_wall) - (saved_mono - saved_wall), "wall_clock"
+    return now_mono - saved_mono, "lower_bound"
+
+
+class ElevatorNode:
+    """One lift car's retrofit box. ``runtime`` (NodeRuntime) and ``speaker`` (hal.audio) are made from the
+    config when not given; pins come from hal.gpio (a test installs gpiozero's MockFactory first).
+
+    Use ``run()`` for the service (blocks until SIGTERM), or ``start()``/``stop()`` to run it in a thread (the
+    simulated community), or call ``step()`` yourself (tests with a ManualClock).
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        clock: Clock | None = None,
+        runtime: Any | None = None,
+        speaker: Any | None = None,
+        *,
+        boot_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.section: ElevatorConfig = config.role_config
+        self.clock: Clock = clock or SystemClock()
+        self.settings = DetectorSettings.from_config(self.section)
+        self._own_runtime = runtime is None
+        if runtime is None:
+            from common.service import NodeRuntime
+
+            runtime = NodeRuntime(config, self.clock)
+        self.runtime = runtime
+        if speaker is None:
+            from hal.audio import make_speaker
+
+            speaker = make_speaker(config.audio)
+        self.speaker = speaker
+        # a process restart within one boot keeps the monotonic clock: only the real clock can tell
+        self.boot_id = (
+            boot_id if boot_id is not None else read_boot_id() if isinstance(self.clock, SystemClock) else None
+        )
+        self.state_path = config.state_dir / STATE_FILE
+        self._lock = threading.RLock()
+        self._pending: list[Detection] = []  # detections the outbox refused; retried before anything new
+        self._saved_signature: str | None = None
+        self._saved_at: float | None = None
+        self._next_reassurance: float | None = None
+        self._orphans: dict[tuple[str, str], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.input_errors = 0
+        self.last_snapshot: LiftSnapshot | None = None
+        self.detector = self._restore()
+        self._devices: dict[str, Any] = {}
+        self._make_inputs()
+
+    # ------------------------------------------------------------------------------------------- inputs
+    def _make_inputs(self) -> None:
+        from hal import gpio
+
+        gpio.use_pin_factory(self.config.gpio)
+        s = self.section
+        try:
+            for name in ("door", "occupancy", "moving", "level_zone", "inspection", "power_fail"):
+                pin = getattr(s, name)
+                if pin is not None:
+                    self._devices[name] = gpio.make_input(pin)
+            if s.alarm_button is not None:
+                self._devices["alarm_button"] = gpio.make_button(s.alarm_button)
+        except BaseException:
+            self._close_devices()
+            raise
+        for device in self._devices.values():
+            device.when_activated = self._on_input
+            device.when_deactivated = self._on_input
+
+    def _on_input(self) -> None:
+        # gpiozero calls this from its own thread; the runtime logs and counts a failure like a tick's
+        self.runtime.run_tick(self.tick, self.clock.monotonic())
+
+    def read_snapshot(self) -> LiftSnapshot:
+        """The inputs now; optional sensors that are not fitted are None."""
+        d = self._devices
+
+        def active(name: str) -> bool | None:
+            return None if name not in d else bool(d[name].is_active)
+
+        power_fail = active("power_fail")
+        return LiftSnapshot(
+            door_closed=bool(active("door")),
+            occupied=bool(active("occupancy")),
+            moving=active("moving"),
+            in_door_zone=active("level_zone"),
+            alarm_button=active("alarm_button"),
+            inspection=active("inspection"),
+            power_ok=None if power_fail is None else not power_fail,
+        )
+
+    # --------------------------------------------------------------------------------------------- step
+    def tick(self, now: float | None = None) -> None:
+        """The runtime's tick (``now`` is ignored: the node reads its own clock under its lock)."""
+        self.step()
+
+    def step(self) -> list[Event]:
+        """Read the inputs, run the detector, store its detections (outbox first), then speak; returns events."""
+        with self._lock:
+            now = self.clock.monotonic()
+            snapshot = self.read_snapshot()
+            self.last_snapshot = snapshot
+            fresh = self.detector.update(now, snapshot)
+            detections, self._pending = self._pending + fresh, []
+            events = self._store(detections)
+            self._reconcile_orphans(now)
+            self._speak(now, fresh)
+            self._persist(now)
+            self.runtime.set_health(
+                last_sensor_read=self.clock.wall(),
+                lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
+                open_incidents=[inc["kind"] for inc in self.detector.open_incidents()],
+            )
+            return events
+
+    def _store(self, detections: list[Detection]) -> list[Event]:
+        from common.outbox import OutboxError
+
+        events: list[Event] = []
+        for index, detection in enumerate(detections):
+            try:
+                events.append(self.runtime.emit(detection, RECIPIENTS))
+            except OutboxError as exc:
+                # the alert must not be lost: keep it and the ones after it, try again on the next tick
+                log.critical("cannot store %s %s: %s; retrying next tick", detection.kind, detection.state, exc)
+                self._pending = detections[index:]
+                break
+        return events
+
+    def _reconcile_orphans(self, now: float) -> None:
+        """Alerts the alert book holds open but this detector does not (its state was lost) are cleared once
+        the detector has had time to see the incident again; a new raise meanwhile continues the same alert."""
+        if not self._orphans:
+            return
+        open_now = {(inc["kind"], inc["key"]) for inc in self.detector.open_incidents()}
+        for ident, deadline in list(self._orphans.items()):
+            if ident in open_now:
+                del self._orphans[ident]
+            elif now >= deadline:
+                del self._orphans[ident]
+                detection = Detection(ident[0], "cleared", now, "info", {"reason": "not_seen_after_restart"}, ident[1])
+                self._store([detection])
+
+    # -------------------------------------------------------------------------------------------- voice
+    def _speak(self, now: float, detections: list[Detection]) -> None:
+        voice = self.section.voice
+        for d in detections:
+            if d.kind == "entrapment" and d.state == "raised":
+                self._say(voice.question, voice.question_wav)
+                self._next_reassurance = now + voice.repeat_s
+            elif d.kind == "entrapment" and d.state == "updated" and d.payload.get("restored"):
+                self._next_reassurance = now  # the passenger heard nothing while the node was down
+            elif d.kind == "entrapment" and d.state == "cleared":
+                self._next_reassurance = None
+            elif d.kind == "alarm_button" and d.state in ("raised", "updated"):
+                self._say(voice.alarm_ack, voice.alarm_ack_wav)
+        if self._next_reassurance is not None and now >= self._next_reassurance:
+            self._say(voice.reassurance, voice.reassurance_wav)
+            self._next_reassurance = max(self._next_reassurance + voice.repeat_s, now + voice.repeat_s / 2)
+
+    def _say(self, text: str, wav: Path | None) -> None:
+        # Speaker.say queues and never raises (hal.audio); a WAV wins over the text when configured
+        if wav is not None:
+            self.speaker.say(wav=wav)
+        else:
+            self.speaker.say(text=text)
+
+    # -------------------------------------------------------------------------------------- persistence
+    def _restore(self) -> ElevatorDetector:
+        try:
+            saved = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            detector = ElevatorDetector(self.settings)
+            self._adopt_orphans(detector)
+            return detector
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            log.error("elevator state %s unreadable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
+            detector = ElevatorDetector(self.settings)
+            self._adopt_orphans(detector)
+            return detector
+        try:
+            if saved.get("version") != STATE_FILE_VERSION:
+                raise ValueError(f"state file version {saved.get('version')!r}")
+            shift, timing = restart_shift(
+                saved,
+                now_mono=self.clock.monotonic(),
+                now_wall=self.clock.wall(),
+                wall_synced=self.clock.wall_synced(),
+                boot_id=self.boot_id,
+            )
+            detector = ElevatorDetector.from_state(self.settings, saved["detector"], shift=shift, timing=timing)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("elevator state %s unusable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
+            detector = ElevatorDetector(self.settings)
+            self._adopt_orphans(detector)
+            return detector
+        opened = [inc["kind"] for inc in detector.open_incidents()]
+        log.warning("elevator state restored (%s, shift %.1f s); open incidents: %s", timing, shift, opened or "none")
+        self._adopt_orphans(detector)
+        return detector
+
+    def _adopt_orphans(self, detector: ElevatorDetector) -> None:
+        book = getattr(self.runtime, "alerts", None)
+        if book is None:
+            return
+        mine = {(inc["kind"], inc["key"]) for inc in detector.open_incidents()}
+        grace = self.settings.entrapment_s + 60.0
+        for alert in book.open_alerts():
+            if alert.kind in KINDS and (alert.kind, alert.key) not in mine:
+                log.warning("alert %s/%s open without detector state: kept for %.0f s", alert.kind, alert.key, grace)
+                self._orphans[(alert.kind, alert.key)] = self.clock.monotonic() + grace
+
+    def _persist(self, now: float) -> None:
+        """Save the detector state when it changed, and every ``state_save_s`` while an incident or timer runs."""
+        exported = self.detector.export_state()
+        body = dict(exported["state"])
+        body.pop("last_at", None)
+        signature = json.dumps(body, sort_keys=True)
+        due = self._saved_at is None or now - self._saved_at >= self.section.state_save_s
+        if signature == self._saved_signature and not (due and self.detector.busy()):
+            return
+        record = {
+            "version": STATE_FILE_VERSION,
+            "boot_id": self.boot_id,
+            "saved_mono": now,
+            "saved_wall": self.clock.wall(),
+            "wall_synced": self.clock.wall_synced(),
+            "detector": exported,
+        }
+        try:
+            write_atomic(self.state_path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        except OSError as exc:
+            # alerts are already in the outbox; only restart timing suffers, so say so and keep running
+            log.error("cannot save elevator state to %s: %s: %s", self.state_path, type(exc).__name__, exc)
+            self.runtime.set_health(state_save_error=f"{type(exc).__name__}: {exc}")
+            return
+        self._saved_signature, self._saved_at = signature, now
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+    def run(self) -> None:
+        """The service: the runtime's loop ticks the node until SIGTERM/SIGINT; then state saved, pins freed."""
+        try:
+            self.runtime.run(self.tick, self.section.tick_s)
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        """Run in a background thread (the simulated community); ``stop()`` ends it."""
+        if self._thread is not None:
+            return
+        if hasattr(self.runtime, "start"):
+            self.runtime.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"elevator-{self.config.node.id}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from common.sync import wait_on_clock
+
+        while not self._stop.is_set():
+            self.runtime.run_tick(self.tick, self.clock.monotonic())
+            self.runtime.housekeeping(self.clock.monotonic())
+            deadline = self.detector.next_deadline()
+            wait = self.section.tick_s
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - self.clock.monotonic()))
+            wait_on_clock(self.clock, max(wait, 0.01), self._stop)
+
+    def stop(self) -> None:
+        """Stop the background thread started by ``start()`` and release everything."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.close()
+
+    def _close_devices(self) -> None:
+        for device in self._devices.values():
+            try:
+                device.close()
+            except (OSError, RuntimeError) as exc:
+                log.warning("closing a GPIO device failed: %s: %s", type(exc).__name__, exc)
+        self._devices = {}
+
+    def close(self) -> None:
+        """Save state and free the pins; the runtime too when this node made it. Idempotent."""
+        with self._lock:
+            if self._devices:
+                self._persist(self.clock.monotonic())
+            self._close_devices()
+        if self._own_runtime:
+            self.runtime.stop()
+
+
+def run_node(config: NodeConfig) -> int:
+    """``elevator-node run``: build the node from its config and run until stopped; the exit code."""
+    from gpiozero.exc import BadPinFactory, GPIOZeroError
+
+    try:
+        node = ElevatorNode(config)
+    except (BadPinFactory, GPIOZeroError, OSError) as exc:
+        log.critical("cannot start the elevator node: %s: %s", type(exc).__name__, exc)
+        return 1
+    node.run()
+    return 0
