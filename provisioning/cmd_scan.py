@@ -27,8 +27,8 @@ from provisioning.errors import (
     ProvisionError,
 )
 
-# a household or building meter never shows more than this (99,999,999 m3 would be a city's water works)
-MAX_PLAUSIBLE_LITRES = 1e11
+# a residential meter (DN15..DN100) shows at most 999,999 m3; more is a misread layout, not water
+MAX_PLAUSIBLE_LITRES = 1e9
 MIN_NONZERO_LITRES = 1e-3  # below this a float is a misread integer (a denormal), not water
 
 
@@ -58,6 +58,10 @@ class Responder:
     @property
     def matches(self) -> list[ProfileTry]:
         return [t for t in self.tries if t.plausible]
+
+    @property
+    def zero_reads(self) -> list[ProfileTry]:
+        return [t for t in self.tries if t.litres == 0]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -113,7 +117,6 @@ def parse_list(text: str, flag: str, allowed: set[Any] | None, cast: type) -> li
 def try_profile(bus: Any, address: int, profile: Any) -> ProfileTry:
     """Read with one profile twice; plausible when both decode and the meter's counter rules accept the pair."""
     from hal.modbus import ModbusError
-
     from meter_node.profiles import DecodeError
     from meter_node.reader import CounterSanity
 
@@ -135,6 +138,8 @@ def try_profile(bus: Any, address: int, profile: Any) -> ProfileTry:
         return ProfileTry(profile.name, None, False, f"{type(exc).__name__}: {exc}")
     except DecodeError as exc:
         return ProfileTry(profile.name, None, False, f"not decodable: {exc}")
+    except ValueError as exc:  # a layout this bus cannot read (too many registers); after DecodeError, its subclass
+        return ProfileTry(profile.name, None, False, f"cannot read this layout: {exc}")
     first = totals[0]
     if first > MAX_PLAUSIBLE_LITRES:
         return ProfileTry(profile.name, first, False, "total far too large for a water meter")
@@ -142,7 +147,10 @@ def try_profile(bus: Any, address: int, profile: Any) -> ProfileTry:
         return ProfileTry(profile.name, first, False, "a tiny fraction of a litre: wrong data type")
     if verdict not in ("ok", "jitter"):
         return ProfileTry(profile.name, first, False, f"second read {verdict} ({totals[1]:.3f} L)")
-    return ProfileTry(profile.name, first, True, "plausible" if first > 0 else "plausible, but reads 0 L")
+    if first == 0:
+        # unset registers read 0 under every layout: only a fallback when nothing reads a real total
+        return ProfileTry(profile.name, first, False, "reads 0 L: a new meter, or registers this layout does not use")
+    return ProfileTry(profile.name, first, True, "plausible")
 
 
 def probe(bus: Any, address: int, profile: Any) -> str | None:
@@ -181,7 +189,6 @@ class Progress:
 def scan(args: argparse.Namespace) -> tuple[list[Responder], list[str]]:
     """Every (baud, parity) and address; returns the responders and the addresses that gave garbled replies."""
     from hal.modbus import ModbusBus
-
     from meter_node.profiles import ProfileError, load_profile_file, profile_files
 
     try:
@@ -233,6 +240,9 @@ def scan(args: argparse.Namespace) -> tuple[list[Responder], list[str]]:
                 responders.append(responder)
                 names = ", ".join(t.profile for t in responder.matches) or "no profile"
                 progress.show(f"found slave {address} at {baud} {frame}: {names}", force=True)
+        except OSError as exc:  # hal.modbus.PortError: the adapter was pulled out mid-scan
+            progress.done()
+            raise ProvisionError(EXIT_HARDWARE, f"serial port {args.port} failed during the scan: {exc}") from None
         finally:
             bus.close()
     progress.done()
@@ -242,7 +252,7 @@ def scan(args: argparse.Namespace) -> tuple[list[Responder], list[str]]:
 def table(responders: list[Responder]) -> str:
     lines = [f"{'ADDR':>4}  {'BAUD':>6}  {'FRAME':<5}  {'PROFILE':<22}  {'TOTAL (L)':>14}  NOTE"]
     for r in responders:
-        shown = r.matches or []
+        shown = r.matches or r.zero_reads
         if not shown:
             lines.append(
                 f"{r.address:>4}  {r.baudrate:>6}  {r.frame:<5}  {'-':<22}  {'-':>14}  answers ({r.first_reply}), no profile decodes a plausible total"
