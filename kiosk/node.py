@@ -173,6 +173,8 @@ class KioskNode:
 
     def _record(self, report: Report) -> None:
         self.runtime.record_state(report.kind, dict(report.payload), report.severity)
+        # ride events are worth sending now (the operator page shows rides live), not at the next idle wake-up
+        self.runtime.uploader.wake()
 
     # ------------------------------------------------------------------------------------- running
     def start(self) -> None:

@@ -1,0 +1,159 @@
+"""Drive the real kiosk app in its own interpreter for tests and benchmarks: touch the call button, wait, report.
+
+``python -m kiosk.drive --config node.toml --touch --until assigned --shot out.png`` starts the full app (the
+node without GPIO, a recording voice), sends a synthetic touch through Kivy's input path to the call button,
+and prints one JSON object per line: ``idle_drawn`` (first frame), ``touched``, ``feedback_drawn`` (first frame
+after the press), ``state`` (each change) and ``done``. Exit 0 when ``--until`` was reached in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+START_WALL = time.time()
+
+
+class RecordingVoice:
+    """A speaker that only remembers (no audio device in CI)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def say(self, text: str | None = None, wav: object | None = None) -> None:
+        self.said.append(text or str(wav))
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, "wall": time.time(), **fields}, ensure_ascii=False), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kiosk.drive", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--touch", action="store_true", help="touch the call button once the idle screen is up")
+    parser.add_argument("--touch-after", type=float, default=0.3, help="seconds after the first frame")
+    parser.add_argument("--until", default="", help="stop when this ride state is shown")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--shot", type=Path, help="PNG of the screen when --until is reached")
+    args = parser.parse_args(argv)
+
+    from common.config import load_config_or_exit
+
+    config = load_config_or_exit(args.config, "kiosk")
+    xvfb = None
+    if not os.environ.get("DISPLAY"):
+        from kiosk.xvfb import Xvfb
+
+        xvfb = Xvfb(max(1280, config.role_config.screen.width), max(800, config.role_config.screen.height))
+        os.environ["DISPLAY"] = xvfb.start()
+    try:
+        return _run(args, config)
+    finally:
+        if xvfb is not None:
+            xvfb.stop()
+
+
+def _run(args: argparse.Namespace, config: Any) -> int:
+    from kiosk.kivyconf import configure_kivy
+
+    home = tempfile.mkdtemp(prefix="kiosk-drive-")
+    configure_kivy(config.role_config.screen, fullscreen=False, kivy_home=Path(home))
+    from kivy.base import EventLoop
+    from kivy.clock import Clock as KivyClock
+    from kivy.core.window import Window
+    from kivy.input.motionevent import MotionEvent
+
+    from kiosk.app import KioskApp, read_rgb
+    from kiosk.node import KioskNode
+    from kiosk.png import write_png
+
+    class Touch(MotionEvent):
+        def __init__(self, x: float, y: float) -> None:
+            w, h = Window.size
+            super().__init__("kiosk-drive", 1, {"x": x / (w - 1.0), "y": y / (h - 1.0)}, is_touch=True, type_id="touch")
+            self.profile = ["pos"]
+
+        def depack(self, values: dict[str, float]) -> None:
+            self.sx, self.sy = values["x"], values["y"]
+            super().depack(values)
+
+    voice = RecordingVoice()
+    node = KioskNode(config, speaker=voice, use_gpio=False)
+    app = KioskApp(node.texts, config.role_config.screen, controller=node.controller, tick=node.safe_tick)
+    result: dict[str, Any] = {"reached": False}
+    marks: dict[str, float] = {}
+    last_state = [""]
+    drain_until = [float("inf")]
+
+    def on_flip(*_: Any) -> None:
+        now = time.perf_counter()
+        if "idle_drawn" not in marks:
+            marks["idle_drawn"] = now
+            emit("idle_drawn", since_start_s=time.time() - START_WALL)
+        if "touched" in marks and "feedback_drawn" not in marks and app.view.state != "idle":
+            marks["feedback_drawn"] = now
+            emit("feedback_drawn", latency_s=now - marks["touched"], state=app.view.state)
+        if app.view.state != last_state[0]:
+            last_state[0] = app.view.state
+            emit("state", state=app.view.state, view_ride=app.view.ride_id)
+            if app.view.ride_id and "ride_stored" not in marks and "touched" in marks:
+                marks["ride_stored"] = now
+                emit("ride_stored", since_touch_s=now - marks["touched"])
+        if args.until and app.view.state == args.until and not result["reached"]:
+            result["reached"] = True
+            drain_until[0] = time.monotonic() + 5.0
+            KivyClock.schedule_once(finish, 0.3)
+
+    def touch(_dt: float) -> None:
+        button = app.call_button
+        x, y = button.to_window(*button.center)
+        t = Touch(x, y)
+        marks["touched"] = time.perf_counter()
+        emit("touched", x=x, y=y)
+        EventLoop.post_dispatch_input("begin", t)
+        EventLoop.post_dispatch_input("end", t)
+
+    def finish(_dt: float) -> None:
+        if args.shot is not None and result["reached"]:
+            w, h = Window.size
+            write_png(args.shot, w, h, read_rgb(w, h), bottom_up=True)
+            args.shot = None
+        # let the uploader send the ride's events before the node stops (they would wait in the outbox anyway)
+        waiting = node.runtime.outbox.depth()
+        if (waiting["state"] or waiting["alert"]) and time.monotonic() < drain_until[0]:
+            KivyClock.schedule_once(finish, 0.1)
+            return
+        app.stop()
+
+    def ready(_app: KioskApp) -> None:
+        Window.bind(on_flip=on_flip)
+        if args.touch:
+            KivyClock.schedule_once(touch, args.touch_after)
+        KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
+
+    app.on_ready = ready
+    node.start()
+    try:
+        app.run()
+    finally:
+        node.close()
+    emit(
+        "done",
+        reached=result["reached"],
+        state=app.view.state,
+        spoken=voice.said,
+        counts=node.controller.counts,
+        plate=app.view.car.plate if app.view.car else None,
+    )
+    return 0 if result["reached"] or not args.until else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The Kivy kiosk under Xvfb, each app in its own interpreter: a touch hails a real ride; every state renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiosk import theme
+from kiosk.png import read_png
+from kiosk.ride import STATES
+from kiosk.xvfb import Xvfb
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parent.parent
+NODE = "cbxc-north-gate-kiosk"
+
+
+def kiosk_config(tmp_path: Path, url: str, token: str | None, width: int = 800, height: int = 480) -> Path:
+    token_file = tmp_path / "token"
+    if token is not None:
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        f"""
+[node]
+id = "{NODE}"
+role = "kiosk"
+site = "changbai-xincun"
+data_dir = "{tmp_path / "data"}"
+
+[central]
+url = "{url}"
+token_file = "{token_file}"
+connect_timeout_s = 1
+read_timeout_s = 3
+batch_max_age_s = 0.1
+
+[audio]
+backend = "none"
+
+[kiosk]
+pickup_point = "长白新村北门"
+pickup_point_en = "Changbai Xincun North Gate"
+hotline = "021-6543 2100"
+screen = {{ width = {width}, height = {height}, fullscreen = false }}
+timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5 }}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    with Xvfb(1280, 800) as name:
+        yield name
+
+
+def env_for(display: str | None, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    if display is not None:
+        env["DISPLAY"] = display
+    env["KIVY_HOME"] = str(tmp_path / "kivy-home")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def drive(config: Path, display: str, tmp_path: Path, *extra: str, timeout: float = 60) -> list[dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiosk.drive", "--config", str(config), *extra],
+        env=env_for(display, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines and lines[-1]["event"] == "done", proc.stderr[-3000:]
+    return lines
+
+
+def pixel_count(rgb: bytes, colour: str, stride: int = 1) -> int:
+    target = bytes(round(c * 255) for c in theme.rgba(colour)[:3])
+    return sum(1 for i in range(0, len(rgb), 3 * stride) if rgb[i : i + 3] == target) * stride
+
+
+def test_touch_on_the_call_button_hails_a_ride_and_shows_the_plate(central, display: str, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk", location="North gate", pickup_point="长白新村北门")
+    config = kiosk_config(tmp_path, central.url, token)
+    shot = tmp_path / "assigned.png"
+    lines = drive(config, display, tmp_path, "--touch", "--until", "assigned", "--shot", str(shot))
+    done = lines[-1]
+    assert done["reached"], lines
+    states = [e["state"] for e in lines if e["event"] == "state"]
+    assert states[0] == "idle" and "requesting" in states and states[-1] == "assigned"
+    # feedback came from the press itself: the first frame after the touch already shows the request
+    feedback = next(e for e in lines if e["event"] == "feedback_drawn")
+    assert feedback["state"] == "requesting"
+    rides = central.rides()
+    assert len(rides) == 1 and rides[0]["node_id"] == NODE
+    assert done["plate"] == rides[0]["assigned"]["plate"]
+    plate_spoken = " ".join(ch for ch in done["plate"] if ch.isalnum())
+    assert any(plate_spoken in s for s in done["spoken"])
+    width, height, rgb = read_png(shot)
+    assert (width, height) == (800, 480)
+    assert pixel_count(rgb, theme.PLATE_BG) > 0.03 * width * height  # the plate panel is on screen
+    assert pixel_count(rgb, theme.CANCEL_BG) > 0.05 * width * height  # and the cancel button
+    # the kiosk's events reached the central through the outbox
+    kinds = {e["kind"] for e in central.events(NODE)}
+    assert {"button_pressed", "ride_requested"} <= kinds
+
+
+def test_touch_with_the_central_down_shows_offline_and_the_hotline(display: str, tmp_path: Path) -> None:
+    config = kiosk_config(tmp_path, "http://127.0.0.1:9", "any-token")
+    shot = tmp_path / "offline.png"
+    lines = drive(config, display, tmp_path, "--touch", "--until", "offline", "--shot", str(shot), "--timeout", "20")
+    assert lines[-1]["reached"]
+    assert any("021-6543 2100" in s for s in lines[-1]["spoken"])
+    _, _, rgb = read_png(shot)
+    assert pixel_count(rgb, theme.NOTICE_BG) > 0.02 * len(rgb) / 3  # the hotline panel
+
+
+def test_snapshot_renders_every_state_at_both_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "snap"
+    config = kiosk_config(tmp_path, "http://127.0.0.1:9", None, width=1280, height=800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiosk", "--config", str(config), "--snapshot", str(out)],
+        env=env_for(None, tmp_path),  # no DISPLAY: the kiosk starts its own Xvfb
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "snapshot.json").read_text())
+    assert len(manifest) == 2 * len(STATES)
+    seen: dict[bytes, str] = {}
+    for entry in manifest:
+        path = Path(entry["file"])
+        size = (entry["width"], entry["height"])
+        expected = out / (f"{entry['state']}.png" if size == (1280, 800) else f"800x480/{entry['state']}.png")
+        assert path == expected and path.exists()
+        width, height, rgb = read_png(path)
+        assert (width, height) == size
+        colours = {rgb[i : i + 3] for i in range(0, len(rgb), 3 * 11)}
+        assert len(colours) >= 8, f"{path} looks blank"
+        # text present: hiding every label changes a real share of the pixels
+        assert entry["text_pixels"] > 0.02 * width * height, f"{path}: no text drawn"
+        # the default texts fit at the design sizes: nothing had to shrink
+        assert entry["panel"] == 1.0, f"{path}: text shrunk to fit"
+        assert rgb not in seen, f"{path} is the same picture as {seen.get(rgb)}"
+        seen[rgb] = str(path)
+        if entry["state"] == "idle":
+            assert pixel_count(rgb, theme.CALL_BG, 5) > 0.5 * width * height  # the call button is most of it
+        if entry["state"] in ("offline", "error", "no_car"):
+            assert pixel_count(rgb, theme.NOTICE_BG, 5) > 0.02 * width * height  # the hotline panel
+        if entry["state"] in ("assigned", "arrived"):
+            assert pixel_count(rgb, theme.PLATE_BG, 5) > 0.03 * width * height
