@@ -1,0 +1,130 @@
+"""GPIO devices built from config through gpiozero: digital inputs, buttons and LEDs by BCM pin number.
+
+All hardware goes through gpiozero's pin factory: ``lgpio`` on a Pi, ``mock`` (MockFactory) in tests and the
+simulated community. A test installs a MockFactory and then builds the node; the node never knows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from gpiozero import LED, Button, Device, DigitalInputDevice
+from gpiozero.exc import BadPinFactory, GPIOZeroError
+from gpiozero.pins.mock import MockFactory
+
+from common.config import ButtonPin, GpioSection, InputPin, LedPin
+
+log = logging.getLogger(__name__)
+
+ENV_PIN_FACTORY = "GPIOZERO_PIN_FACTORY"
+# gpiozero's own factory names and where they live (the same entry points gpiozero registers)
+PIN_FACTORIES: dict[str, str] = {
+    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
+    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
+    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
+    "native": "gpiozero.pins.native:NativeFactory",
+    "mock": "gpiozero.pins.mock:MockFactory",
+}
+_INSTALL_HINT = {
+    "lgpio": "on a Raspberry Pi install the pi-gpio extra (pip install 'changbai-nodes[pi-gpio]' or apt-get "
+    'install python3-lgpio); off a Pi use pin_factory = "mock"',
+    "rpigpio": "install RPi.GPIO (apt-get install python3-rpi.gpio); on Pi OS 12 prefer lgpio",
+    "pigpio": "install pigpio and start its daemon (apt-get install pigpio python3-pigpio; systemctl start pigpiod)",
+    "native": "the native factory needs /dev/gpiomem on a Raspberry Pi",
+}
+
+
+def use_pin_factory(section: GpioSection) -> None:
+    """Install the pin factory: ``gpio.pin_factory``, else $GPIOZERO_PIN_FACTORY, else gpiozero's default.
+
+    A MockFactory that is already installed (by a test or the simulated community) is kept whatever the
+    config says: the harness swaps the factory, not the node. Raises ``BadPinFactory`` naming the factory
+    and what to install when it cannot be loaded (e.g. lgpio off a Pi).
+    """
+    current = Device.pin_factory
+    if isinstance(current, MockFactory):
+        log.debug("keeping the installed MockFactory (config asks for %r)", section.pin_factory or "default")
+        return
+    name = section.pin_factory or os.environ.get(ENV_PIN_FACTORY, "").strip().lower()
+    if not name:
+        return  # gpiozero picks its default (lgpio, rpigpio, pigpio, native) on the first device
+    if name not in PIN_FACTORIES:
+        raise BadPinFactory(
+            f"pin factory {name!r} (from ${ENV_PIN_FACTORY}) is unknown; allowed: {', '.join(PIN_FACTORIES)}"
+        )
+    module_name, _, class_name = PIN_FACTORIES[name].partition(":")
+    if current is not None and type(current).__name__ == class_name:
+        return
+    source = "gpio.pin_factory" if section.pin_factory else f"${ENV_PIN_FACTORY}"
+    try:
+        factory_class = getattr(importlib.import_module(module_name), class_name)
+        factory = factory_class()
+    except ImportError as exc:
+        raise BadPinFactory(f"{source} = {name!r}: cannot load it ({exc}); {_INSTALL_HINT.get(name, '')}") from exc
+    except Exception as exc:  # noqa: BLE001 - each factory fails its own way (lgpio.error, OSError...): re-raised
+        raise BadPinFactory(
+            f"{source} = {name!r}: cannot start it ({type(exc).__name__}: {exc}); {_INSTALL_HINT.get(name, '')}"
+        ) from exc
+    if current is not None:
+        current.close()
+    Device.pin_factory = factory
+    log.info("GPIO pin factory: %s", name)
+
+
+def _pin_error(exc: GPIOZeroError, pin: int, what: str) -> GPIOZeroError:
+    """The same gpiozero exception class, with a message that names the BCM pin and the device."""
+    text = str(exc)
+    if isinstance(exc, BadPinFactory):
+        return BadPinFactory(f"BCM {pin} ({what}): no usable GPIO pin factory: {text}")
+    if "in use" in text:
+        text = f"already in use ({text}); two config keys on one pin, or another process holds it"
+    return type(exc)(f"BCM {pin} ({what}): {text}")
+
+
+def make_input(spec: InputPin) -> DigitalInputDevice:
+    """A digital input (door contact, level zone, presence/motion output) that is active as the config says.
+
+    gpiozero only accepts ``active_state`` without a pull resistor, and with one the pull decides the active
+    level (pull-up: active low). Config may ask for the other pairing (a normally-closed contact with a
+    pull-up that is active when high): then the device is made without a pull and the pull set on its pin.
+    """
+    bounce = spec.bounce_s or None
+    # gpiozero's own pairing: a pull-up means active low, a pull-down active high
+    natural = spec.pull_up is not None and spec.pull_up != spec.active_high
+    try:
+        if natural:
+            device = DigitalInputDevice(spec.pin, pull_up=spec.pull_up, bounce_time=bounce)
+        else:
+            device = DigitalInputDevice(spec.pin, pull_up=None, active_state=spec.active_high, bounce_time=bounce)
+            if spec.pull_up is not None:
+                try:
+                    device.pin.pull = "up" if spec.pull_up else "down"
+                except GPIOZeroError:
+                    device.close()
+                    raise
+    except GPIOZeroError as exc:
+        raise _pin_error(exc, spec.pin, "input") from exc
+    return device
+
+
+def make_button(spec: ButtonPin) -> Button:
+    """A push button: pressed pulls the pin low with ``pull_up`` (the usual wiring), high without."""
+    try:
+        return Button(
+            spec.pin,
+            pull_up=spec.pull_up,
+            bounce_time=spec.bounce_s or None,
+            hold_time=spec.hold_s,
+        )
+    except GPIOZeroError as exc:
+        raise _pin_error(exc, spec.pin, "button") from exc
+
+
+def make_led(spec: LedPin) -> LED:
+    """An LED or lamp, off at start; ``active_high = false`` for one wired from 3.3 V to the pin."""
+    try:
+        return LED(spec.pin, active_high=spec.active_high, initial_value=False)
+    except GPIOZeroError as exc:
+        raise _pin_error(exc, spec.pin, "LED") from exc
