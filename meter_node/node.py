@@ -116,6 +116,7 @@ class MeterNode:
         self._presses: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._buttons: list[Any] = []
         self.speaker = speaker
+        self._own_speaker = False
         self._setup_home_devices()
         self._apply_away()
         self.last_read_wall: float | None = None
@@ -158,6 +159,7 @@ class MeterNode:
             from hal.audio import make_speaker
 
             self.speaker = make_speaker(self.config.audio)
+            self._own_speaker = True
 
     # ---------------------------------------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -352,6 +354,9 @@ class MeterNode:
         for button in self._buttons:
             button.close()
         self._buttons.clear()
+        if self._own_speaker and self.speaker is not None:
+            self.speaker.close()
+            self._own_speaker = False
         if self._own_bus:
             close = getattr(self.bus, "close", None)
             if close is not None:

@@ -249,10 +249,12 @@ class MeterHealth:
         since = self.last_ok_at if self.last_ok_at is not None else self.started_at
         if at - since >= self.offline_after_s:
             status: HealthStatus = "offline"
-        elif self._recent and (not self._recent[-1] or self._recent.count(False) >= self.degraded_failures):
-            status = "degraded"
         else:
-            status = "ok"
+            # hysteresis: degraded at the second failure in the window, ok again once the window is clean, so
+            # a noisy bus does not send a status event for every lost frame
+            failures = self._recent.count(False)
+            degraded = failures >= self.degraded_failures or (self.status != "ok" and failures > 0)
+            status = "degraded" if degraded else "ok"
         if status == self.status:
             return []
         previous, self.status = self.status, status

@@ -255,6 +255,11 @@ class MeterProfile:
         self._place(words, frac.register, value_to_words(frac_raw, frac.data_type, frac.swap))
         return words
 
+    def register_writes(self, litres: float) -> list[tuple[int, int, list[int]]]:
+        """``encode`` as (function code, 0-based wire address, words) writes: the encoder
+        ``hal.sim.meter.SimulatedMeter`` takes."""
+        return [(self.function_code, self.address, self.encode(litres))]
+
     def _wrap(self, raw: int) -> int:
         bits = self.spec.rollover_bits or _ROLLOVER_BITS[self.spec.data_type]
         return raw % (2**bits)

@@ -1,0 +1,485 @@
+"""The meter node end to end: simulated Modbus meters on a virtual serial pair, the real runtime, a real central.
+
+Time is a ManualClock: each ``step()`` reads the meters that are due over the real serial pair, then the test
+moves the clock on, so hours of a household's life take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import NodeConfig, parse_config
+from common.service import NodeRuntime
+from hal.clock import FastClock, ManualClock
+from meter_node.node import CHIME_PROMPT, STATE_FILE, MeterNode, ReadingCadence
+from meter_node.profiles import load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_ID = "cbxc-b12-meters"
+# 2026-01-05 06:00 Asia/Shanghai (a Monday): the tests start early in the morning
+START_WALL = 1_767_564_000.0
+
+
+class TableBus:
+    """Registers served from a table the test edits (slave -> litres, or an exception to raise).
+
+    Used where a test is about the node's wiring over hours of a household's life (alerts, restart, buttons);
+    the serial path and its faults are tested below against the pymodbus meter on a pty pair.
+    """
+
+    def __init__(self) -> None:
+        self.profiles: dict[int, Any] = {}
+        self.litres: dict[int, float | BaseException] = {}
+        self.reads = 0
+
+    def add(self, slave: int, profile: str, litres: float) -> None:
+        self.profiles[slave] = load_profile(profile)
+        self.litres[slave] = litres
+
+    def read_registers(self, slave: int, address: int, count: int, function_code: int = 3) -> list[int]:
+        self.reads += 1
+        value = self.litres[slave]
+        if isinstance(value, BaseException):
+            raise value
+        profile = self.profiles[slave]
+        assert (address, count, function_code) == (profile.address, profile.count, profile.function_code)
+        return profile.encode(value)
+
+
+def node_config(
+    tmp_path: Path,
+    central_url: str,
+    meters: str,
+    extra: str = "",
+) -> NodeConfig:
+    import tomllib
+
+    text = f"""
+[node]
+id = "{NODE_ID}"
+role = "meter"
+site = "changbai-xincun"
+timezone = "Asia/Shanghai"
+data_dir = "{tmp_path / "data"}"
+
+[central]
+url = "{central_url}"
+token_file = "{tmp_path / "token"}"
+batch_max_age_s = 0
+
+[audio]
+backend = "none"
+
+[meter]
+reading_min_interval_s = 60
+reading_sample_s = 900
+{extra}
+
+[meter.serial]
+port = "/dev/null"
+timeout_s = 0.1
+retries = 0
+
+{meters}
+"""
+    return parse_config(tomllib.loads(text), tmp_path / "node.toml")
+
+
+ONE_METER = """
+[[meter.meters]]
+id = "b12-301"
+address = 1
+profile = "u32_le_litres"
+poll_interval_s = 60
+offline_after_s = 600
+household = { resident = "B12-301", chime = true }
+"""
+
+
+@pytest.fixture
+def registered(central: Any, tmp_path: Path) -> Any:
+    token = central.register(NODE_ID, "meter", location="Building 12 meter cupboard")
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "token").chmod(0o600)
+    return central
+
+
+class Harness:
+    """A node, its runtime and a ManualClock; ``run(seconds)`` steps the node through time."""
+
+    def __init__(self, config: NodeConfig, bus: Any, clock: ManualClock, speaker: Any = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.runtime = NodeRuntime(config, clock)
+        self.speaker = speaker or Speaker()
+        self.node = MeterNode(config, clock, runtime=self.runtime, bus=bus, speaker=self.speaker)
+
+    def run(self, seconds: float, each: Callable[[float], None] | None = None) -> None:
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            next_due = self.node.step()
+            if each is not None:
+                each(self.clock.monotonic())
+            self.clock.advance(max(0.001, min(next_due, end) - self.clock.monotonic()))
+
+    def sync(self) -> None:
+        """Upload everything now (the uploader's own thread is not started in these tests)."""
+        for _ in range(20):
+            result = self.runtime.uploader.run_once()
+            if not sum(self.runtime.outbox.depth().values()):
+                return
+            assert result.status not in ("auth_blocked", "no_token"), result
+        raise AssertionError(f"outbox not drained: {self.runtime.outbox.depth()}")
+
+    def close(self) -> None:
+        self.node.close()
+        self.runtime.stop()
+
+
+@pytest.fixture
+def harnesses() -> Iterator[list[Harness]]:
+    made: list[Harness] = []
+    yield made
+    for h in made:
+        h.close()
+
+
+class Speaker:
+    def __init__(self) -> None:
+        self.said: list[str | None] = []
+
+    def say(self, text: str | None = None, wav: Path | None = None) -> None:
+        self.said.append(text)
+
+
+# ------------------------------------------------------------------------------------------ the cadence
+def test_reading_cadence_records_changes_sparingly_and_samples_the_unchanged() -> None:
+    cadence = ReadingCadence(min_interval_s=60.0, sample_s=900.0)
+    assert cadence.due("m", 0.0, 100.0)
+    cadence.recorded("m", 0.0, 100.0)
+    assert not cadence.due("m", 30.0, 101.0)  # changed, but too soon
+    assert cadence.due("m", 60.0, 101.0)
+    cadence.recorded("m", 60.0, 101.0)
+    assert not cadence.due("m", 959.0, 101.0)  # unchanged: only the periodic sample
+    assert cadence.due("m", 960.0, 101.0)
+    assert not cadence.due("m", 2000.0, None)  # a failed read is never recorded
+
+
+# ------------------------------------------------------------------------------- alerts at the central
+def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    speaker = Speaker()
+    h = Harness(node_config(tmp_path, registered.url, ONE_METER), bus, ManualClock(wall=START_WALL), speaker)
+    harnesses.append(h)
+
+    def morning_use(now: float) -> None:  # 06:00-06:20: washing, then silence
+        if now < 1000 + 20 * 60:
+            bus.litres[1] = float(bus.litres[1]) + 3.0  # type: ignore[arg-type]
+
+    h.run(8.2 * 3600, morning_use)  # 7 h 50 min of silence since the last use
+    h.sync()
+    assert registered.alerts() == [] and speaker.said == []
+    h.run(0.3 * 3600)  # past 8 h of silence (the fixed warning rule)
+    h.sync()
+    alerts = registered.alerts()
+    assert [(a["kind"], a["severity"]) for a in alerts] == [("inactivity", "warning")]
+    assert speaker.said == [CHIME_PROMPT]
+    h.run(4.0 * 3600)  # past 12 h: urgent, the same alert updated
+    h.sync()
+    alerts = registered.alerts()
+    assert [(a["kind"], a["severity"]) for a in alerts] == [("inactivity", "urgent")]
+    events = registered.events(NODE_ID, kind="inactivity")
+    assert [e["state"] for e in events] == ["raised", "updated"]
+    assert len({e["alert_id"] for e in events}) == 1
+    assert events[-1]["payload"]["resident"] == "B12-301" and events[-1]["payload"]["meter_id"] == "b12-301"
+    assert set(events[-1]["recipients"]) == {"family", "social_worker"}
+    # 12 h of 1-minute polls (720 reads) became a few dozen reading events, not 720
+    readings = registered.events(NODE_ID, kind="meter_reading")
+    assert 20 <= len(readings) <= 80
+    assert readings[0]["priority"] == "state" and all(r["priority"] == "reading" for r in readings[1:])
+    totals = [r["payload"]["total_litres"] for r in readings]
+    assert totals == sorted(totals) and totals[-1] == bus.litres[1]
+
+
+def test_restart_in_the_middle_of_an_incident_keeps_the_same_alert(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER)
+    clock = ManualClock(wall=START_WALL)
+    first = Harness(config, bus, clock)
+    first.run(9 * 3600)  # silent from the start: inactivity raised at 8 h
+    first.sync()
+    first.close()
+    assert (tmp_path / "data" / NODE_ID / STATE_FILE).is_file()
+    raised = registered.events(NODE_ID, kind="inactivity")
+    assert [e["state"] for e in raised] == ["raised"]
+
+    second = Harness(config, bus, clock)  # the process restarted: same data dir, same clock
+    harnesses.append(second)
+    assert second.node.monitors["b12-301"].open_incidents()["inactivity"] == "warning"
+    second.run(4 * 3600)  # still silent: urgent is an update of the same alert, never a second alert
+    bus.litres[1] = 5010.0  # water again (two minutes of use): cleared
+    second.run(60)
+    bus.litres[1] = 5020.0
+    second.run(15 * 60)
+    second.sync()
+    events = registered.events(NODE_ID, kind="inactivity")
+    states = [e["state"] for e in events if not e["payload"].get("renotify")]
+    assert states[0] == "raised" and states[-1] == "cleared" and "raised" not in states[1:]
+    assert len({e["alert_id"] for e in events}) == 1
+    assert len([a for a in registered.alerts() if a["kind"] == "inactivity"]) == 1
+
+
+def test_a_gap_in_readings_is_neither_activity_nor_inactivity(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    from hal.modbus import NoResponseError
+
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    h = Harness(node_config(tmp_path, registered.url, ONE_METER), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    h.run(30 * 60)
+    bus.litres[1] = NoResponseError("meter unplugged")
+    h.run(11 * 3600)  # eleven hours without a reading: the meter is offline, the resident unknown
+    h.sync()
+    assert any(a["kind"] == "meter_offline" for a in registered.alerts(state="open"))
+    assert not any(a["kind"] == "inactivity" for a in registered.alerts())
+    offline = registered.events(NODE_ID, kind="meter_offline")
+    assert offline[0]["state"] == "raised" and set(offline[0]["recipients"]) == {"maintenance", "operator"}
+    assert offline[0]["payload"]["no_response"] >= 1
+    bus.litres[1] = 5000.0  # back, unchanged total: the meter's outage is cleared
+    h.run(5 * 60)
+    h.sync()
+    assert registered.events(NODE_ID, kind="meter_offline")[-1]["state"] == "cleared"
+    assert h.node.health()["meters"]["b12-301"]["status"] in ("ok", "degraded")
+
+
+def test_ok_button_acknowledges_and_away_mode_suppresses(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
+) -> None:
+    meters = ONE_METER.replace("chime = true", "ok_button = { pin = 5, bounce_s = 0.0 }") + (
+        '\n[[meter.meters]]\nid = "b12-502"\naddress = 2\nprofile = "pulse_u32_10l"\npoll_interval_s = 60\n'
+        'household = { resident = "B12-502", away_until = "2026-02-01" }\n'
+    )
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    bus.add(2, "pulse_u32_10l", 8000.0)
+    config = node_config(tmp_path, registered.url, meters)
+    h = Harness(config, bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    h.run(8.5 * 3600)
+    h.sync()
+    assert {a["kind"] for a in registered.alerts(state="open")} == {"inactivity", "missed_morning"}
+    assert all(a["payload"]["meter_id"] == "b12-301" for a in registered.alerts())  # b12-502 is away
+    pin = mock_factory.pin(5)
+    pin.drive_low()  # the resident presses "I'm OK"
+    pin.drive_high()
+    h.run(60)
+    h.sync()
+    for kind in ("inactivity", "missed_morning"):
+        last = registered.events(NODE_ID, kind=kind)[-1]
+        assert last["state"] == "cleared" and last["payload"]["reason"] == "acknowledged", kind
+    assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
+
+
+def test_profile_state_file_is_replaced_atomically_and_bad_state_starts_fresh(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER)
+    state = tmp_path / "data" / NODE_ID / STATE_FILE
+    state.parent.mkdir(parents=True)
+    state.write_text("{not json")
+    h = Harness(config, bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    assert "unreadable" in caplog.text
+    h.run(600)
+    h.node.save_state()
+    data = json.loads(state.read_text())
+    assert data["counters"]["b12-301"]["last_raw"] == 5000.0
+    assert not state.with_name(STATE_FILE + ".tmp").exists()
+
+
+# ------------------------------------------------------------------------------------------ command line
+def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "node.toml"
+    bad.write_text((ROOT / "examples" / "meter.toml").read_text().replace("address = 2", "address = 300"))
+    done = subprocess.run(
+        [sys.executable, "-m", "meter_node", "run", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "meter.meters[1].address = 300" in done.stderr and "out of range" in done.stderr
+
+
+def test_unknown_profile_in_config_is_named(tmp_path: Path) -> None:
+    from common.config import ConfigError, load_config
+
+    bad = tmp_path / "node.toml"
+    bad.write_text((ROOT / "examples" / "meter.toml").read_text().replace('"pulse_u32_10l"', '"acme_9000"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "meters[1].profile = 'acme_9000': unknown profile" in str(info.value)
+
+
+def test_fast_clock_run_and_stop(registered: Any, tmp_path: Path) -> None:
+    """What the simulated community does: the node's own loop on a FastClock, stopped from another thread."""
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    clock = FastClock(speed=600.0, start_wall=START_WALL)
+    node = MeterNode(node_config(tmp_path, registered.url, ONE_METER), clock, bus=bus, speaker=Speaker())
+    thread = threading.Thread(target=node.run, daemon=True)
+    thread.start()
+    try:
+        assert _wait(lambda: bus.reads >= 5, 10.0)
+        assert _wait(lambda: bool(registered.events(NODE_ID, kind="meter_reading")), 10.0)
+    finally:
+        node.stop()
+        thread.join(10.0)
+    assert not thread.is_alive()
+    # the node's own runtime (uploader thread included) delivered the first reading
+    assert registered.events(NODE_ID, kind="meter_reading")[0]["payload"]["total_litres"] == 5000.0
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# ------------------------------------------------------------------- the real serial path, every fault
+SERIAL_METERS = """
+[[meter.meters]]
+id = "b12-301"
+address = 1
+profile = "u32_le_litres"
+poll_interval_s = 60
+offline_after_s = 600
+household = { resident = "B12-301" }
+
+[[meter.meters]]
+id = "b12-302"
+address = 2
+profile = "tuf2000_long_real4"
+poll_interval_s = 60
+household = { resident = "B12-302" }
+
+[[meter.meters]]
+id = "b12-303"
+address = 3
+profile = "pulse_u32_10l"
+poll_interval_s = 60
+household = { resident = "B12-303" }
+"""
+
+
+def test_every_fault_class_on_the_serial_bus(
+    meter_bus: Any, registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    import dataclasses
+
+    from hal.modbus import ModbusBus
+    from hal.sim.meter import SimulatedMeter
+
+    sim = meter_bus.sim
+    flat = SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, 5000.0)
+    tuf = SimulatedMeter(sim, 2, load_profile("tuf2000_long_real4").register_writes, 123_456.5)
+    pulses = load_profile("pulse_u32_10l")
+    near_top = pulses.rollover_litres - 20.0  # two pulses below the counter's width
+    pulse = SimulatedMeter(sim, 3, pulses.register_writes, near_top)
+    bus = ModbusBus(dataclasses.replace(meter_bus.port, retries=0))  # each injected fault is one failed read
+    try:
+        h = Harness(node_config(tmp_path, registered.url, SERIAL_METERS), bus, ManualClock(wall=START_WALL))
+        harnesses.append(h)
+        h.run(60)
+        health = h.node.health()["meters"]
+        assert all(m["reads_ok"] == 1 and m["status"] == "ok" for m in health.values()), health
+
+        # each fault class is counted under its own name, and the read is a gap, not a total
+        expected = {
+            "silence": "no_response",
+            "bad_crc": "crc",
+            "exception": "slave_exception",
+            "garbage": "crc",
+            "short": "short_frame",
+            "wrong_slave": "wrong_responder",
+        }
+        for fault, counter in expected.items():
+            before = h.node.health()["meters"]["b12-301"][counter]
+            sim.inject(1, fault)
+            h.run(60)
+            assert h.node.health()["meters"]["b12-301"][counter] == before + 1, fault
+        assert h.node.health()["meters"]["b12-301"]["status"] == "degraded"
+        assert h.node.health()["meters"]["b12-302"]["status"] == "ok"  # the others never noticed
+
+        # rollover: the 10 L pulse counter passes its width; the total keeps counting, no reset
+        pulse.draw(40.0)
+        h.run(60)
+        # counter reset: the flat's meter is replaced and starts from 3 L
+        flat.set_total(3.0)
+        h.run(60)
+        # a phantom jump on the TUF meter, gone at the next read
+        tuf.set_total(900_000.0)
+        h.run(60)
+        tuf.set_total(123_457.0)
+        h.run(60)
+        # silence long enough: meter offline, then back
+        sim.set_present(1, False)
+        h.run(11 * 60)
+        sim.set_present(1, True)
+        flat.draw(1.0)
+        h.run(120)
+        h.sync()
+    finally:
+        bus.close()
+
+    def kinds(meter_id: str) -> list[tuple[str, str]]:
+        found = registered.events(NODE_ID)
+        return [(e["kind"], e["state"]) for e in found if e["payload"].get("meter_id") == meter_id]
+
+    assert ("meter_reset", "observed") in kinds("b12-301")
+    assert [k for k in kinds("b12-301") if k[0] == "meter_offline"] == [
+        ("meter_offline", "raised"),
+        ("meter_offline", "cleared"),
+    ]
+    assert ("meter_health", "observed") in kinds("b12-301")
+    assert ("implausible_reading", "observed") in kinds("b12-302")
+    assert not any(k[0] in ("meter_reset", "implausible_reading") for k in kinds("b12-303"))
+    health = h.node.health()["meters"]
+    assert health["b12-303"]["rollovers"] == 1 and health["b12-302"]["implausible"] == 1
+    assert health["b12-301"]["resets"] == 1
+
+    readings = {}
+    for e in registered.events(NODE_ID, kind="meter_reading"):
+        readings.setdefault(e["payload"]["meter_id"], []).append(e["payload"])
+    # the pulse meter's continuous total went past the register width; its raw value wrapped
+    assert readings["b12-303"][-1]["total_litres"] == near_top + 40.0
+    assert readings["b12-303"][-1]["raw_litres"] == 20.0
+    # the replaced meter's total carries on from where the old one stopped (+1 L used after)
+    assert readings["b12-301"][-1]["total_litres"] == 5001.0
+    assert readings["b12-301"][-1]["raw_litres"] == 4.0
+    # the phantom 900 m3 never became a reading
+    assert max(r["total_litres"] for r in readings["b12-302"]) < 124_000.0
