@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the kiosk (the default)")
     run.add_argument("--headless", action="store_true", help="no screen: arcade button, LED and voice only")
     run.add_argument("--windowed", action="store_true", help="a window instead of full screen (development)")
+    run.add_argument("--config", type=Path, default=None, dest="run_config", help="node config (as above)")
     args = parser.parse_args(argv)
+    config_path = getattr(args, "run_config", None) or args.config
     if args.snapshot is not None:
-        return snapshot(args.snapshot, args.config)
-    config = load_config_or_exit(args.config or default_config_path(), "kiosk")
+        return snapshot(args.snapshot, config_path)
+    config = load_config_or_exit(config_path or default_config_path(), "kiosk")
     setup_logging(config.node.log_level)
     texts = _texts_or_exit(config.role_config)
     from kiosk.node import KioskNode

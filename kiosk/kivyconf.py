@@ -22,7 +22,7 @@ def prepare_environment(kivy_home: Path | None = None) -> None:
     os.environ["KIVY_NO_ARGS"] = "1"  # our own argparse owns the command line
     os.environ.setdefault("KIVY_LOG_MODE", "MIXED")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")  # journald has the log; no files growing on the SD card
-    if kivy_home is not None:
+    if kivy_home is not None and not os.environ.get("KIVY_HOME"):  # the systemd unit may set it
         kivy_home.mkdir(parents=True, exist_ok=True)
         os.environ["KIVY_HOME"] = str(kivy_home)
 

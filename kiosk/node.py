@@ -101,6 +101,7 @@ class KioskNode:
         self.clock: Clock = clock or SystemClock()
         self.runtime = runtime or NodeRuntime(config, self.clock)
         self.texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+        self._own_speaker = speaker is None
         if speaker is None:
             from hal.audio import make_speaker
 
@@ -144,7 +145,20 @@ class KioskNode:
             # gpiozero calls this on its own thread; the controller is thread-safe
             self.button.when_pressed = lambda *_: self.controller.press("button")
         if self.kiosk.led is not None:
-            self.led = make_led(self.kiosk.led)
+            self.led = self._make_status_led(make_led)
+
+    def _make_status_led(self, make_led: Any) -> Any:
+        """A dimmable LED for the idle pulse when the pin can do PWM (lgpio: any pin), else hal's plain LED."""
+        spec = self.kiosk.led
+        if self.kiosk.led_pwm:
+            from gpiozero import PWMLED
+            from gpiozero.exc import PinPWMUnsupported
+
+            try:
+                return PWMLED(spec.pin, active_high=spec.active_high, initial_value=0)
+            except PinPWMUnsupported:
+                log.info("BCM %d cannot dim (no PWM): the idle pulse becomes a slow blink", spec.pin)
+        return make_led(spec)
 
     # ------------------------------------------------------------------------------------- inputs
     def press(self, source: str = "button") -> None:
@@ -165,7 +179,7 @@ class KioskNode:
 
     # ------------------------------------------------------------------------------------- effects
     def _on_view(self, view: RideView) -> None:
-        pattern = led_pattern(view.state, self.kiosk.led_pwm)
+        pattern = led_pattern(view.state, hasattr(self.led, "pulse"))
         if self.led is not None and pattern != self.led_state:
             apply_led(self.led, pattern)
         self.led_state = pattern
@@ -213,6 +227,8 @@ class KioskNode:
                 device.close()
         self.button = self.led = None
         self.rides.close()
+        if self._own_speaker and hasattr(self.speaker, "close"):
+            self.speaker.close()
 
     # ------------------------------------------------------------------------------------- systemd
     @staticmethod

@@ -1,0 +1,219 @@
+"""The headless kiosk: the MockFactory arcade button hails a real ride; LED patterns; outbox events; the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from common.config import load_config
+from hal.audio import RecordingSpeaker
+from hal.clock import FastClock
+from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = "cbxc-north-gate-kiosk"
+BUTTON, LED = 17, 18
+
+
+def write_config(tmp_path: Path, url: str, token: str | None) -> Path:
+    token_file = tmp_path / "token"
+    if token is not None:
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        f"""
+[node]
+id = "{NODE}"
+role = "kiosk"
+site = "changbai-xincun"
+data_dir = "{tmp_path / "data"}"
+
+[central]
+url = "{url}"
+token_file = "{token_file}"
+connect_timeout_s = 1
+read_timeout_s = 3
+
+[gpio]
+pin_factory = "mock"
+
+[audio]
+backend = "none"
+
+[kiosk]
+pickup_point = "长白新村北门"
+hotline = "021-6543 2100"
+button = {{ pin = {BUTTON}, bounce_s = 0 }}
+led = {{ pin = {LED} }}
+timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5 }}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def wait_for(node: KioskNode, *states: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while node.state not in states:
+        assert time.monotonic() < deadline, f"still {node.state}, wanted {states}"
+        time.sleep(0.02)
+
+
+def eventually(check, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.02)
+
+
+def press(factory: MockFactory) -> None:
+    pin = factory.pin(BUTTON)
+    pin.drive_low()  # pull-up button: pressed pulls the pin low
+    time.sleep(0.02)
+    pin.drive_high()
+
+
+def test_arcade_button_hails_a_ride_with_led_and_voice(central, mock_factory: MockFactory, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk", pickup_point="长白新村北门")
+    voice = RecordingSpeaker()
+    node = KioskNode(load_config(write_config(tmp_path, central.url, token)), speaker=voice)
+    try:
+        node.start_thread()
+        led = mock_factory.pin(LED)
+        assert node.led_state == LedPattern("blink", 1.5, 1.5)  # idle: no PWM on a plain mock pin
+        press(mock_factory)
+        wait_for(node, "requesting", "searching", "assigned")
+        wait_for(node, "assigned")
+        eventually(lambda: node.led_state == LedPattern("on"))
+        assert led.state == 1  # steady while a car comes
+        rides = central.rides()
+        assert len(rides) == 1 and rides[0]["node_id"] == NODE
+        plate = rides[0]["assigned"]["plate"]
+        assert any(" ".join(c for c in plate if c.isalnum()) in s for s in voice.texts)
+        press(mock_factory)  # a second press repeats the news, orders nothing
+        time.sleep(0.3)
+        assert len(central.rides()) == 1 and node.controller.counts["requests"] == 1
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kinds = [e["kind"] for e in central.events(NODE)]
+            if kinds.count("button_pressed") >= 2 and "ride_assigned" in kinds:
+                break
+            time.sleep(0.1)
+        events = central.events(NODE)
+        presses = [e for e in events if e["kind"] == "button_pressed"]
+        assert len(presses) == 2 and all(e["payload"]["source"] == "button" for e in presses)
+        assert "ride_assigned" in [e["kind"] for e in events]
+    finally:
+        node.close()
+
+
+def test_led_goes_dark_when_out_of_service(mock_factory: MockFactory, tmp_path: Path) -> None:
+    voice = RecordingSpeaker()
+    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=voice)
+    try:
+        node.start_thread()
+        press(mock_factory)
+        wait_for(node, "offline", timeout=5)
+        eventually(lambda: node.led_state == LedPattern("off"))
+        assert mock_factory.pin(LED).state == 0
+        assert any("021-6543 2100" in s for s in voice.texts)
+    finally:
+        node.close()
+
+
+def test_idle_pulses_on_a_pwm_pin(tmp_path: Path) -> None:
+    previous = Device.pin_factory
+    Device.pin_factory = factory = MockFactory(pin_class=MockPWMPin)
+    node = None
+    try:
+        node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+        assert node.led_state == LedPattern("pulse", 1.5, 1.5)
+        deadline = time.monotonic() + 3
+        levels = set()
+        while time.monotonic() < deadline and len(levels) < 3:
+            levels.add(round(factory.pin(LED).state, 1))
+            time.sleep(0.05)
+        assert len(levels) >= 3, levels  # dimming through levels, not just on and off
+    finally:
+        if node is not None:
+            node.close()
+        factory.reset()
+        Device.pin_factory = previous
+
+
+@pytest.mark.parametrize("state", list(LED_PATTERNS))
+def test_every_state_has_an_led_pattern(state: str) -> None:
+    pwm, plain = led_pattern(state, True), led_pattern(state, False)
+    assert plain.kind != "pulse"
+    assert (pwm.kind == "off") == (state in ("offline", "error"))
+    assert pwm.kind in ("pulse", "blink", "on", "off")
+
+
+def test_fast_clock_headless_node_for_the_simulated_community(
+    central, mock_factory: MockFactory, tmp_path: Path
+) -> None:
+    token = central.register(NODE, "kiosk")
+    node = KioskNode(
+        load_config(write_config(tmp_path, central.url, token)),
+        clock=FastClock(30.0),
+        speaker=RecordingSpeaker(),
+        use_gpio=False,
+    )
+    try:
+        node.start_thread()
+        node.press("simulated")
+        wait_for(node, "assigned")
+        assert len(central.rides()) == 1
+    finally:
+        node.close()
+
+
+def test_kiosk_run_headless_starts_and_stops_on_sigterm(central, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk")
+    config = write_config(tmp_path, central.url, token)
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "run", "--headless", "--config", str(config)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not central.events(NODE) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            time.sleep(0.1)
+        assert central.events(NODE), "the headless kiosk never reached the central"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_bad_config_exits_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", None)
+    config.write_text(config.read_text().replace('hotline = "021-6543 2100"', 'hotline = "call us"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiosk", "run", "--headless", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "hotline" in proc.stderr
