@@ -18,7 +18,7 @@ STANDARD_WIRING: dict[tuple[str, ...], Any] = {
     ("elevator", "level_zone", "pin"): 23,
     ("elevator", "alarm_button", "pin"): 24,
     ("elevator", "inspection", "pin"): 25,
-    ("elevator", "power_fail", "pin"): 6,
+    ("elevator", "power_fail", "pin"): 5,
     ("kiosk", "button", "pin"): 26,
     ("kiosk", "led", "pin"): 12,
     ("meter", "serial", "port"): "/dev/ttyUSB0",

@@ -1,0 +1,217 @@
+"""provision selftest on MockFactory pins with a simulated technician, meters on the simulated bus, and the
+real central on loopback; run in-process through main(argv) so the test reaches the pins."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero import Device
+
+from meter_node.profiles import load_profile
+from provisioning import cmd_selftest
+from provisioning.cli import main
+
+PROMPT = re.compile(r">>> trigger (\S+) on BCM (\d+)")
+
+
+class SimulatedTechnician(io.StringIO):
+    """Stands in for stderr: when the selftest asks for an input to be triggered, flips that pin (as a door
+    opening or a hand on a button would), unless told to ignore that input."""
+
+    def __init__(self, ignore: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.ignore = set(ignore)
+        self.threads: list[threading.Thread] = []
+        self.asked: list[str] = []
+
+    def write(self, text: str) -> int:
+        for match in PROMPT.finditer(text):
+            key, pin = match.group(1), int(match.group(2))
+            self.asked.append(key)
+            if key not in self.ignore:
+                thread = threading.Thread(target=self._trigger, args=(pin,), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        return super().write(text)
+
+    @staticmethod
+    def _trigger(pin: int) -> None:
+        time.sleep(0.05)  # a human is slower than the prompt
+        mock_pin = Device.pin_factory.pin(pin)
+        if mock_pin.state:
+            mock_pin.drive_low()
+        else:
+            mock_pin.drive_high()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def technician(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedTechnician]:
+    tech = SimulatedTechnician()
+    monkeypatch.setattr(cmd_selftest, "clock_synced", lambda: True)
+    yield tech
+    tech.join()
+
+
+def init(tmp_path: Path, role: str, central_url: str, *flags: str) -> Path:
+    path = tmp_path / "etc" / "node.toml"
+    argv = ["init", "--role", role, "--config", str(path), "--non-interactive", "--site", "changbai-xincun"]
+    argv += ["--central-url", central_url, "--pin-factory", "mock", "--data-dir", str(tmp_path / "data")]
+    argv += ["--set", "audio.backend=none", "--set", "outbox.max_mb=1", *flags]
+    assert main(argv) == 0
+    return path
+
+
+def register(path: Path, central, tmp_path: Path) -> None:
+    key = tmp_path / "claim.key"
+    key.write_text(central.claim_key)
+    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
+
+
+ELEVATOR = ["--node-id", "cbxc-b7-lift1", "--building", "7", "--door-pin", "17", "--door-active-high", "no"]
+ELEVATOR += ["--door-pull-up", "yes", "--occupancy-pin", "27", "--alarm-button-pin", "24"]
+
+
+def selftest(path: Path, technician: SimulatedTechnician, *flags: str) -> tuple[int, dict]:
+    """Run the selftest with the technician as stderr (pytest re-installs its own streams between the
+    set-up and call phases, so the swap happens here)."""
+    out = io.StringIO()
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, technician
+    try:
+        code = main(["selftest", "--config", str(path), "--json", "--non-interactive", *flags])
+    finally:
+        sys.stdout, sys.stderr = real
+    return code, json.loads(out.getvalue())
+
+
+def results(report: dict) -> dict[str, str]:
+    return {c["name"]: c["result"] for c in report["checks"]}
+
+
+def test_elevator_all_green(central, mock_factory, technician, tmp_path: Path) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--timeout", "3")
+    assert code == 0, json.dumps(report, indent=1)
+    assert report["ok"] is True
+    assert results(report) == {
+        "clock synced": "pass",
+        "disk space for outbox": "pass",
+        "input door (BCM 17)": "pass",
+        "input occupancy (BCM 27)": "pass",
+        "input alarm_button (BCM 24)": "pass",
+        "voice prompt": "skip",
+        "central reachable, token accepted": "pass",
+    }
+    assert technician.asked == ["door", "occupancy", "alarm_button"]
+    # the central saw the selftest (EN 81-28 wants test results to reach the monitoring side)
+    health = central.node("cbxc-b7-lift1")["health"]
+    assert health["selftest"]["source"] == "provision selftest" and health["selftest"]["ok"] is True
+
+
+def test_an_input_nobody_triggers_fails_with_exit_1(central, mock_factory, technician, tmp_path: Path) -> None:
+    technician.ignore = {"occupancy"}
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--timeout", "0.5")
+    assert code == 1
+    assert report["ok"] is False
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["input occupancy (BCM 27)"]["result"] == "fail"
+    assert "no change within 0.5 s" in checks["input occupancy (BCM 27)"]["detail"]
+    assert checks["input door (BCM 17)"]["result"] == "pass"
+    assert central.node("cbxc-b7-lift1")["health"]["selftest"]["ok"] is False
+
+
+def test_kiosk_led_blinks_and_button(central, mock_factory, technician, tmp_path: Path) -> None:
+    flags = ["--node-id", "cbxc-gate-kiosk", "--pickup-point", "北门", "--hotline", "021-6543 2100"]
+    path = init(tmp_path, "kiosk", central.url, *flags, "--button-pin", "26", "--led-pin", "12")
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--timeout", "3")
+    assert code == 0, report
+    assert results(report)["LED led (BCM 12)"] == "pass"
+    assert results(report)["input button (BCM 26)"] == "pass"
+    levels = [state.state for state in mock_factory.pin(12).states]
+    assert levels.count(True) >= 3, "the LED was driven on three times"
+
+
+def test_unregistered_and_unreachable_central_fail(central, mock_factory, technician, tmp_path: Path) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR)
+    code, report = selftest(path, technician, "--timeout", "3", "--skip-inputs")
+    assert code == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert "register first" in checks["central reachable, token accepted"]["detail"]
+    assert checks["input door (BCM 17)"]["result"] == "skip"
+    register(path, central, tmp_path)
+    central.stop()
+    code, report = selftest(path, technician, "--timeout", "2", "--skip-inputs")
+    assert code == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert "unreachable" in checks["central reachable, token accepted"]["detail"]
+
+
+def test_clock_and_disk_failures(central, mock_factory, technician, tmp_path: Path, monkeypatch) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--force", "--set", "outbox.max_mb=4096")
+    register(path, central, tmp_path)
+    monkeypatch.setattr(cmd_selftest, "clock_synced", lambda: False)
+    free = 2 * 1024**3  # 2 GB free, the outbox may use 4 GB
+    monkeypatch.setattr(cmd_selftest.shutil, "disk_usage", lambda p: type("U", (), {"free": free})())
+    code, report = selftest(path, technician, "--skip-inputs")
+    assert code == 1
+    assert results(report)["clock synced"] == "fail"
+    assert results(report)["disk space for outbox"] == "fail"
+
+
+def test_no_pin_factory_is_a_hardware_error(central, technician, tmp_path: Path, monkeypatch) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--pin-factory", "lgpio", "--force")
+    register(path, central, tmp_path)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    monkeypatch.setitem(sys.modules, "lgpio", None)  # as off a Pi: the lgpio module cannot be imported
+    code, report = selftest(path, technician, "--timeout", "0.5")
+    assert code == 4
+    assert results(report)["input door (BCM 17)"] == "fail"
+
+
+def test_meters_are_read_and_a_missing_one_fails(central, meter_bus, technician, tmp_path: Path) -> None:
+    profile = load_profile("ultrad_int_ml")
+    meter_bus.sim.add_slave(1)
+    meter_bus.sim.set_registers(1, 3, profile.address, profile.encode(4_321.5))
+    flags = ["--node-id", "cbxc-b12-meters", "--serial-port", meter_bus.node_path, "--serial-timeout-s", "0.1"]
+    flags += ["--meter", "id=b12-301,address=1,profile=ultrad_int_ml,household.resident=B12-301"]
+    flags += ["--meter", "id=b12-502,address=2,profile=pulse_u32_10l,household.resident=B12-502"]
+    path = init(tmp_path, "meter", central.url, *flags)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--timeout", "1")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["meter b12-301 (slave 1)"]["result"] == "pass"
+    assert "4321.5 L" in checks["meter b12-301 (slave 1)"]["detail"]
+    assert checks["meter b12-502 (slave 2)"]["result"] == "fail"
+    assert "NoResponseError" in checks["meter b12-502 (slave 2)"]["detail"]
+    assert code == 1
+
+
+def test_text_table(central, mock_factory, technician, tmp_path: Path, capsys) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR)
+    register(path, central, tmp_path)
+    capsys.readouterr()
+    real = sys.stderr
+    sys.stderr = technician
+    try:
+        assert main(["selftest", "--config", str(path), "--non-interactive", "--timeout", "3"]) == 0
+    finally:
+        sys.stderr = real
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
+    assert "ALL PASSED" in out
