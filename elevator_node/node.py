@@ -96,6 +96,7 @@ class ElevatorNode:
 
             runtime = NodeRuntime(config, self.clock)
         self.runtime = runtime
+        self._own_speaker = speaker is None
         if speaker is None:
             from hal.audio import make_speaker
 
@@ -183,6 +184,7 @@ class ElevatorNode:
                 last_sensor_read=self.clock.wall(),
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
                 open_incidents=[inc["kind"] for inc in self.detector.open_incidents()],
+                audio=self.speaker.health() if hasattr(self.speaker, "health") else None,
             )
             return events
 
@@ -232,11 +234,8 @@ class ElevatorNode:
             self._next_reassurance = max(self._next_reassurance + voice.repeat_s, now + voice.repeat_s / 2)
 
     def _say(self, text: str, wav: Path | None) -> None:
-        # Speaker.say queues and never raises (hal.audio); a WAV wins over the text when configured
-        if wav is not None:
-            self.speaker.say(wav=wav)
-        else:
-            self.speaker.say(text=text)
+        # Speaker.say queues and never raises (hal.audio); a WAV wins, the text is spoken if the file is missing
+        self.speaker.say(text=text, wav=wav)
 
     # -------------------------------------------------------------------------------------- persistence
     def _restore(self) -> ElevatorDetector:
@@ -361,6 +360,8 @@ class ElevatorNode:
             if self._devices:
                 self._persist(self.clock.monotonic())
             self._close_devices()
+        if self._own_speaker:
+            self.speaker.close()
         if self._own_runtime:
             self.runtime.stop()
 

@@ -1,0 +1,502 @@
+"""The elevator node end to end: gpiozero MockFactory pins, the real runtime and outbox, a real central.
+
+Time is a ManualClock: the test moves it and calls ``step()`` (as the 0.5 s tick would), so a 90 s entrapment
+takes milliseconds. Pins are driven like the car's sensors would (``Car`` below).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import NodeConfig, parse_config
+from common.outbox import OutboxError
+from common.service import NodeRuntime
+from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
+from elevator_node.node import STATE_FILE, ElevatorNode, restart_shift
+from hal.audio import RecordingSpeaker
+from hal.clock import ManualClock
+from hal.sim.lift import LiftSimulator
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_ID = "cbxc-b7-u2-lift1"
+START_WALL = 1_767_564_000.0
+
+
+def config_text(tmp_path: Path, central_url: str, extra: str = "") -> str:
+    return f"""
+[node]
+id = "{NODE_ID}"
+role = "elevator"
+site = "changbai-xincun"
+location = "Building 7, Unit 2, lift 1"
+data_dir = "{tmp_path / "data"}"
+
+[central]
+url = "{central_url}"
+token_file = "{tmp_path / "token"}"
+batch_max_age_s = 0
+
+[gpio]
+pin_factory = "mock"
+
+[audio]
+backend = "none"
+
+[elevator]
+building = "7"
+unit = "2"
+lift = "1"
+door = {{ pin = 17, active_high = false, pull_up = true, bounce_s = 0 }}
+occupancy = {{ pin = 27, bounce_s = 0 }}
+moving = {{ pin = 22, bounce_s = 0 }}
+level_zone = {{ pin = 23, bounce_s = 0 }}
+alarm_button = {{ pin = 24, bounce_s = 0 }}
+inspection = {{ pin = 25, bounce_s = 0 }}
+power_fail = {{ pin = 5, bounce_s = 0 }}
+{extra}
+"""
+
+
+def node_config(tmp_path: Path, central_url: str = "http://127.0.0.1:9", extra: str = "") -> NodeConfig:
+    return parse_config(tomllib.loads(config_text(tmp_path, central_url, extra)), tmp_path / "node.toml")
+
+
+class OrderedSpeaker(RecordingSpeaker):
+    """hal.audio's RecordingSpeaker that also notes whether an alert was already in the outbox when it spoke."""
+
+    def __init__(self, runtime: NodeRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.alert_stored_first: list[bool] = []
+
+    def say(self, text: str | None = None, wav: Path | None = None) -> None:
+        self.alert_stored_first.append(bool(self.runtime.alerts.open_alerts()))
+        super().say(text, wav)
+
+
+class Harness:
+    """A node on mock pins with its runtime, a ManualClock and a recording speaker; re-buildable (restart)."""
+
+    def __init__(self, config: NodeConfig, clock: ManualClock) -> None:
+        self.config = config
+        self.clock = clock
+        self.runtime = NodeRuntime(config, clock)
+        self.speaker = OrderedSpeaker(self.runtime)
+        self.node = ElevatorNode(config, clock, runtime=self.runtime, speaker=self.speaker)
+        self.closed = False
+
+    def run(self, seconds: float, step: float = 0.5) -> list[Any]:
+        """Move time on in ``step``s, ticking the node as its loop would; returns the events stored."""
+        events = []
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end - 1e-9:
+            self.clock.advance(min(step, end - self.clock.monotonic()))
+            events += self.node.step()
+        return events
+
+    def sync(self) -> None:
+        for _ in range(20):
+            self.runtime.uploader.run_once()
+            if not sum(self.runtime.outbox.depth().values()):
+                return
+        raise AssertionError(f"outbox not drained: {self.runtime.outbox.depth()}")
+
+    def alert_events(self) -> list[Any]:
+        return [e for e in self.runtime.outbox.batch(1000) if e.priority == "alert"]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.node.close()
+            self.runtime.stop()
+
+
+@pytest.fixture
+def harnesses() -> Iterator[list[Harness]]:
+    made: list[Harness] = []
+    yield made
+    for h in made:
+        h.close()
+
+
+@pytest.fixture
+def registered(central: Any, tmp_path: Path) -> Any:
+    token = central.register(NODE_ID, "elevator", location="Building 7, Unit 2, lift 1")
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "token").chmod(0o600)
+    return central
+
+
+def lift(factory: Any, h: Harness) -> LiftSimulator:
+    """The car's sensors on the MockFactory pins the node uses (hal.sim.lift follows the config's wiring)."""
+    return LiftSimulator.from_elevator_config(factory, h.config.role_config)
+
+
+def board(car: LiftSimulator) -> None:
+    """A passenger walks in and the doors close at a floor; the car never starts."""
+    car.apply(in_door_zone=True, moving=False, door="open", occupied=True)
+    car.apply(door="closed")
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_trapped_passenger_alert_reaches_the_central_and_the_car_speaks(
+    mock_factory: Any, registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    h = Harness(node_config(tmp_path, registered.url), ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)  # the gpiozero callbacks run the detector at once
+    h.run(89.0)
+    assert h.alert_events() == [] and h.speaker.texts == []
+    h.run(1.5)
+    alerts = h.alert_events()
+    assert [(e.kind, e.state) for e in alerts] == [("entrapment", "raised")]
+    raised = alerts[0]
+    assert set(raised.recipients) == {"property_management", "maintenance"}
+    assert raised.payload["building"] == "7" and raised.payload["unit"] == "2" and raised.payload["lift"] == "1"
+    assert raised.payload["in_door_zone"] is True and raised.payload["label_zh"] == "平层关人"
+    assert 90.0 <= raised.payload["seconds_trapped"] <= 91.0
+    assert h.speaker.texts == [DEFAULT_QUESTION]
+    assert h.speaker.alert_stored_first == [True]  # the outbox first, then the voice
+
+    h.run(60.0)
+    assert h.speaker.texts == [DEFAULT_QUESTION, DEFAULT_REASSURANCE]
+    h.run(60.0)
+    assert h.speaker.texts == [DEFAULT_QUESTION, DEFAULT_REASSURANCE, DEFAULT_REASSURANCE]
+
+    h.sync()
+    at_central = registered.alerts()
+    assert [(a["kind"], a["alert_id"]) for a in at_central] == [("entrapment", raised.alert_id)]
+    events = registered.events(NODE_ID, kind="entrapment")
+    assert events[0]["payload"]["label_zh"] == "平层关人"
+    assert set(events[0]["recipients"]) == {"property_management", "maintenance"}
+
+    car.apply(door="open")  # rescued
+    h.run(2.5)
+    car.apply(occupied=False)
+    h.run(120.0)
+    assert len(h.speaker.texts) == 3  # no reassurance after the clear
+    h.sync()
+    states = [(e["state"], e["alert_id"]) for e in registered.events(NODE_ID, kind="entrapment")]
+    assert states[0] == ("raised", raised.alert_id) and states[-1] == ("cleared", raised.alert_id)
+    assert all(alert_id == raised.alert_id for _, alert_id in states)
+
+
+def test_pir_passenger_standing_still_is_found(mock_factory: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    h = Harness(node_config(tmp_path, extra='occupancy_kind = "motion"'), ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)
+    h.run(2.0)
+    car.apply(occupied=False)  # the PIR goes quiet: the passenger stands still
+    h.run(90.0)
+    assert [(e.kind, e.state) for e in h.alert_events()] == [("entrapment", "raised")]
+    assert h.alert_events()[0].payload["occupancy_kind"] == "motion"
+
+
+def test_callbacks_and_the_tick_thread_run_the_node(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """With ``start()`` the node needs nobody to call step(): pin callbacks and its own deadline-driven tick."""
+    clock = ManualClock(wall=START_WALL)
+    h = Harness(node_config(tmp_path), clock)
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.start()
+    try:
+        car.apply(in_door_zone=True, door="closed", occupied=True, alarm_button=True)
+        clock.advance(3.5)  # the tick thread wakes at the 3 s hold deadline
+        deadline = time.monotonic() + 10
+        while not h.runtime.alerts.is_open("alarm_button") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert h.runtime.alerts.is_open("alarm_button")
+        while DEFAULT_ALARM_ACK not in h.speaker.texts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert h.speaker.texts == [DEFAULT_ALARM_ACK]
+    finally:
+        h.node.stop()
+        h.closed = True
+        h.runtime.stop()
+
+
+def test_inspection_clears_and_silences(mock_factory: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    h = Harness(node_config(tmp_path), ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)
+    h.run(91.0)
+    car.apply(inspection=True)
+    h.run(300.0)
+    kinds = [(e.kind, e.state) for e in h.runtime.outbox.batch(1000) if e.kind in ("entrapment", "inspection_mode")]
+    assert kinds == [("entrapment", "raised"), ("entrapment", "cleared"), ("inspection_mode", "observed")]
+    assert h.speaker.texts == [DEFAULT_QUESTION]  # no reassurance once the technician has the car
+
+
+# --------------------------------------------------------------------------------------------- restart
+def test_restart_during_an_entrapment_continues_the_same_alert(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    clock = ManualClock(wall=START_WALL)
+    config = node_config(tmp_path)
+    first = Harness(config, clock)
+    harnesses.append(first)
+    car = lift(mock_factory, first)
+    first.node.step()
+    board(car)
+    first.run(100.0)
+    alert_id = first.alert_events()[0].alert_id
+    first.close()  # the node stops; the car stays as it is
+    clock.advance(20.0)  # down for 20 s; the wall clock is synced
+    second = Harness(config, clock)
+    harnesses.append(second)
+    car.resync()  # the pins were made again; the callbacks run the restored detector with the real inputs
+    # the raise from before the restart is still waiting in the outbox (never synced), then the restore note
+    events = [e for e in second.runtime.outbox.batch(1000) if e.kind == "entrapment"][1:]
+    assert [(e.kind, e.state, e.alert_id) for e in events] == [("entrapment", "updated", alert_id)]
+    assert events[0].payload["restored"] is True and events[0].payload["timing"] == "wall_clock"
+    assert events[0].payload["seconds_trapped"] == pytest.approx(120.0, abs=1.0)
+    assert second.speaker.texts == [DEFAULT_REASSURANCE]  # at once: the passenger heard nothing meanwhile
+    car.apply(door="open")
+    second.run(3.0)
+    assert [(e.state, e.alert_id) for e in second.alert_events()][-1] == ("cleared", alert_id)
+
+
+def test_restart_before_the_threshold_times_from_the_real_start(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    clock = ManualClock(wall=START_WALL)
+    config = node_config(tmp_path)
+    first = Harness(config, clock)
+    harnesses.append(first)
+    car = lift(mock_factory, first)
+    first.node.step()
+    board(car)
+    first.run(60.0)
+    first.close()
+    clock.advance(20.0)
+    second = Harness(config, clock)
+    harnesses.append(second)
+    car.resync()
+    second.run(9.0)
+    assert second.alert_events() == []
+    second.run(2.0)
+    raised = second.alert_events()
+    assert [(e.kind, e.state) for e in raised] == [("entrapment", "raised")]
+    assert raised[0].payload["timing"] == "wall_clock"
+    assert raised[0].payload["seconds_trapped"] == pytest.approx(90.0, abs=1.0)
+
+
+def test_unsynced_reboot_counts_from_the_last_save_and_says_so(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    clock = ManualClock(wall=START_WALL, synced=False)
+    config = node_config(tmp_path)
+    first = Harness(config, clock)
+    harnesses.append(first)
+    car = lift(mock_factory, first)
+    first.node.step()
+    board(car)
+    first.run(60.0)
+    first.close()
+    clock.advance(20.0)
+    second = Harness(config, clock)
+    harnesses.append(second)
+    car.resync()
+    second.run(29.0)
+    assert second.alert_events() == []  # 60 s before + 29 s after: the 20 s downtime is not counted
+    second.run(2.0)
+    raised = second.alert_events()
+    assert raised[0].payload["timing"] == "lower_bound"
+
+
+def test_restart_shift() -> None:
+    saved = {"saved_mono": 5000.0, "saved_wall": 1000.0, "wall_synced": True, "boot_id": "a"}
+    same = restart_shift(saved, now_mono=5100.0, now_wall=1100.0, wall_synced=True, boot_id="a")
+    assert same == (0.0, "monotonic")
+    # a reboot: monotonic restarts at 10, wall says 300 s passed since the save
+    shift, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=True, boot_id="b")
+    assert timing == "wall_clock" and 5000.0 + shift == pytest.approx(10.0 - 300.0)
+    shift, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=False, boot_id="b")
+    assert timing == "lower_bound" and 5000.0 + shift == pytest.approx(10.0)
+    # a wall clock that went backwards cannot measure the downtime
+    _, timing = restart_shift(saved, now_mono=10.0, now_wall=900.0, wall_synced=True, boot_id=None)
+    assert timing == "lower_bound"
+    # same boot id but the monotonic clock is behind: not the same boot after all
+    _, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=True, boot_id="a")
+    assert timing == "wall_clock"
+
+
+def test_state_file_is_written_atomically_and_unreadable_state_starts_fresh(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(wall=START_WALL)
+    config = node_config(tmp_path)
+    first = Harness(config, clock)
+    harnesses.append(first)
+    car = lift(mock_factory, first)
+    first.node.step()
+    board(car)
+    first.run(5.0)
+    state_path = config.state_dir / STATE_FILE
+    saved = json.loads(state_path.read_text())
+    assert saved["detector"]["state"]["door_closed"] is True
+    assert not state_path.with_name(STATE_FILE + ".tmp").exists()
+    first.close()
+    state_path.write_text("{ not json")
+    with caplog.at_level(logging.ERROR):
+        second = Harness(config, clock)
+    harnesses.append(second)
+    car.resync()
+    assert "unreadable" in caplog.text
+    second.run(91.0)  # a fresh detector sees the trapped passenger from its own start
+    assert [(e.kind, e.state) for e in second.alert_events()] == [("entrapment", "raised")]
+
+
+def test_lost_state_with_an_open_alert_clears_it_only_if_not_seen_again(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    clock = ManualClock(wall=START_WALL)
+    config = node_config(tmp_path)
+    first = Harness(config, clock)
+    harnesses.append(first)
+    car = lift(mock_factory, first)
+    first.node.step()
+    board(car)
+    first.run(95.0)
+    alert_id = first.alert_events()[0].alert_id
+    first.close()
+    (config.state_dir / STATE_FILE).unlink()
+    second = Harness(config, clock)
+    harnesses.append(second)
+    car.apply(door="open")  # the passenger got out while the node was down
+    car.apply(occupied=False)
+    second.run(149.0)
+    assert second.runtime.alerts.is_open("entrapment")  # kept while the detector might still see it
+    second.run(2.0)
+    last = second.alert_events()[-1]
+    assert (last.kind, last.state, last.alert_id) == ("entrapment", "cleared", alert_id)
+    assert last.payload["reason"] == "not_seen_after_restart"
+
+
+# ------------------------------------------------------------------------------------------ resilience
+def test_unwritable_state_does_not_stop_alerts(mock_factory: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    config = node_config(tmp_path)
+    config.state_dir.mkdir(parents=True)
+    (config.state_dir / STATE_FILE).mkdir()  # a directory where the file should be: every save fails
+    h = Harness(config, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)
+    h.run(91.0)
+    assert [(e.kind, e.state) for e in h.alert_events()] == [("entrapment", "raised")]
+    assert "state_save_error" in h.runtime.health()
+
+
+def test_outbox_refusal_is_retried_and_the_passenger_still_hears(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(node_config(tmp_path), ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)
+    h.run(89.0)
+    real_emit = h.runtime.emit
+    failures = []
+
+    def failing_emit(detection: Any, recipients: tuple[str, ...] = ()) -> Any:
+        if not failures:
+            failures.append(detection)
+            raise OutboxError("disk full")
+        return real_emit(detection, recipients)
+
+    monkeypatch.setattr(h.runtime, "emit", failing_emit)
+    h.run(1.0)  # the threshold is reached at 90 s: that tick's write fails
+    assert failures and h.alert_events() == []
+    assert h.speaker.texts == [DEFAULT_QUESTION]
+    h.run(0.5)
+    assert [(e.kind, e.state) for e in h.alert_events()] == [("entrapment", "raised")]
+
+
+def test_wav_prompts_are_played_instead_of_text(mock_factory: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    wav = tmp_path / "q.wav"
+    h = Harness(node_config(tmp_path, extra=f'[elevator.voice]\nquestion_wav = "{wav}"\nrepeat_s = 30'), ManualClock())
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    board(car)
+    h.run(121.0)
+    assert h.speaker.said == [(DEFAULT_QUESTION, wav), (DEFAULT_REASSURANCE, None)]
+
+
+# ------------------------------------------------------------------------------------------- the command
+def test_run_command_starts_on_mock_pins_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(config_text(tmp_path, "http://127.0.0.1:9"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "elevator_node", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        state = tmp_path / "data" / NODE_ID / STATE_FILE
+        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), proc.stderr.read() if proc.poll() is not None else "no state file"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out == ""
+
+
+def test_run_command_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(config_text(tmp_path, "http://127.0.0.1:9").replace("pin = 27", "pin = 17"))
+    result = subprocess.run(
+        [sys.executable, "-m", "elevator_node", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "occupancy.pin = 17: already used by door" in result.stderr
+
+
+def test_example_config_builds_a_node(mock_factory: Any, tmp_path: Path) -> None:
+    from common.config import load_config
+
+    config = load_config(ROOT / "examples" / "elevator.toml")
+    config = NodeConfig(
+        **{**config.__dict__, "node": type(config.node)(**{**config.node.__dict__, "data_dir": tmp_path})}
+    )
+    runtime = NodeRuntime(config, ManualClock())
+    node = ElevatorNode(config, ManualClock(), runtime=runtime, speaker=OrderedSpeaker(runtime))
+    try:
+        snap = node.read_snapshot()
+        assert snap.moving is False and snap.power_ok is True and snap.alarm_button is False
+    finally:
+        node.close()
+        runtime.stop()
