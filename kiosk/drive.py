@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", default="", help="stop when this ride state is shown")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--shot", type=Path, help="PNG of the screen when --until is reached")
+    parser.add_argument("--escape", action="store_true", help="press Escape and ask the window to close first")
     args = parser.parse_args(argv)
 
     from common.config import load_config_or_exit
@@ -132,8 +133,18 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             return
         app.stop()
 
+    def escape() -> None:
+        # what a passer-by with a keyboard, or a window manager, might do: neither may end the kiosk
+        Window.dispatch("on_key_down", 27, 9, None, [])
+        Window.dispatch("on_keyboard", 27, 9, None, [])
+        Window.dispatch("on_key_up", 27, 9)
+        Window.dispatch("on_request_close")
+        emit("escaped", cursor_visible=bool(Window.show_cursor))
+
     def ready(_app: KioskApp) -> None:
         Window.bind(on_flip=on_flip)
+        if args.escape:
+            escape()
         if args.touch:
             KivyClock.schedule_once(touch, args.touch_after)
         KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)

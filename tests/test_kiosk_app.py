@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,8 +98,10 @@ def test_touch_on_the_call_button_hails_a_ride_and_shows_the_plate(central, disp
     token = central.register(NODE, "kiosk", location="North gate", pickup_point="长白新村北门")
     config = kiosk_config(tmp_path, central.url, token)
     shot = tmp_path / "assigned.png"
-    lines = drive(config, display, tmp_path, "--touch", "--until", "assigned", "--shot", str(shot))
+    lines = drive(config, display, tmp_path, "--escape", "--touch", "--until", "assigned", "--shot", str(shot))
     done = lines[-1]
+    escaped = next(e for e in lines if e["event"] == "escaped")
+    assert escaped["cursor_visible"] is False  # and Escape + a close request did not end the app (it went on)
     assert done["reached"], lines
     states = [e["state"] for e in lines if e["event"] == "state"]
     assert states[0] == "idle" and "requesting" in states and states[-1] == "assigned"
@@ -163,3 +168,42 @@ def test_snapshot_renders_every_state_at_both_sizes(tmp_path: Path) -> None:
             assert pixel_count(rgb, theme.NOTICE_BG, 5) > 0.02 * width * height  # the hotline panel
         if entry["state"] in ("assigned", "arrived"):
             assert pixel_count(rgb, theme.PLATE_BG, 5) > 0.03 * width * height
+
+
+def test_kiosk_run_pings_the_watchdog_from_the_ui_thread_and_stops_on_sigterm(
+    central, display: str, tmp_path: Path
+) -> None:
+    token = central.register(NODE, "kiosk")
+    config = kiosk_config(tmp_path, central.url, token)
+    notify_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(0.5)
+    env = env_for(display, tmp_path)
+    env.update(NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")  # systemd WatchdogSec=0.4 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--config", str(config), "run", "--windowed"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while messages.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            try:
+                messages.append(sock.recv(256).decode())
+            except TimeoutError:
+                continue
+        assert messages[0] == "READY=1" and messages.count("WATCHDOG=1") >= 3, messages
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+        sock.close()
