@@ -1,0 +1,187 @@
+"""Simulated lift sensors: drive gpiozero MockFactory pins from a scenario, as the real contacts would.
+
+Each sensor is mapped to the pin spec the node uses (``InputPin``/``ButtonPin`` from config), so the level
+driven is the one the node's gpiozero device reads as active or inactive, whatever the wiring polarity.
+
+Sensors (True = the named condition holds): ``door_closed``, ``occupied``, ``moving``, ``in_door_zone``,
+``alarm_button`` (pressed), ``inspection``, ``power_fail``. Aliases: ``door`` = "open"/"closed",
+``level`` = ``in_door_zone``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from common.config import ButtonPin, InputPin
+from hal.clock import Clock
+
+log = logging.getLogger(__name__)
+
+SENSORS: tuple[str, ...] = (
+    "door_closed",
+    "occupied",
+    "moving",
+    "in_door_zone",
+    "alarm_button",
+    "inspection",
+    "power_fail",
+)
+# sensor -> the [elevator] config key that wires it
+ELEVATOR_CONFIG_KEYS: dict[str, str] = {
+    "door_closed": "door",
+    "occupied": "occupancy",
+    "moving": "moving",
+    "in_door_zone": "level_zone",
+    "alarm_button": "alarm_button",
+    "inspection": "inspection",
+    "power_fail": "power_fail",
+}
+Scenario = Sequence[tuple[float, Mapping[str, Any]]]
+
+
+def normalise(values: Mapping[str, Any]) -> dict[str, bool]:
+    """Scenario values as {sensor: active}; aliases resolved, anything unknown refused with the allowed names."""
+    out: dict[str, bool] = {}
+    for name, value in values.items():
+        if name == "door":
+            if value not in ("open", "closed"):
+                raise ValueError(f"door = {value!r}: allowed 'open' or 'closed'")
+            out["door_closed"] = value == "closed"
+            continue
+        sensor = "in_door_zone" if name == "level" else name
+        if sensor not in SENSORS:
+            raise ValueError(f"unknown lift sensor {name!r}; allowed: door, level, {', '.join(SENSORS)}")
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} = {value!r}: expected true or false")
+        out[sensor] = value
+    return out
+
+
+class LiftSimulator:
+    """Lift sensors on MockFactory pins. ``apply(door="closed", occupied=True)`` or ``play(scenario, clock)``."""
+
+    def __init__(self, factory: MockFactory, pins: Mapping[str, InputPin | ButtonPin]) -> None:
+        unknown = set(pins) - set(SENSORS)
+        if unknown:
+            raise ValueError(f"unknown lift sensors {sorted(unknown)}; allowed: {', '.join(SENSORS)}")
+        self.factory = factory
+        self.pins = dict(pins)
+        self._state: dict[str, bool] = dict.fromkeys(self.pins, False)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_elevator_config(cls, factory: MockFactory, section: Any) -> LiftSimulator:
+        """The sensors an ``[elevator]`` section wires (door, occupancy, ...); sensors not fitted are left out."""
+        pins = {
+            sensor: getattr(section, key)
+            for sensor, key in ELEVATOR_CONFIG_KEYS.items()
+            if getattr(section, key, None) is not None
+        }
+        return cls(factory, pins)
+
+    @staticmethod
+    def level_for(spec: InputPin | ButtonPin, active: bool) -> bool:
+        """The pin level (True = high) at which the node's device reads ``active``."""
+        # a pull-up button is pressed when it pulls the pin low
+        active_level = not spec.pull_up if isinstance(spec, ButtonPin) else spec.active_high
+        return active_level if active else not active_level
+
+    def _pin(self, sensor: str) -> MockPin:
+        return self.factory.pin(self.pins[sensor].pin)
+
+    def apply(self, **values: Any) -> None:
+        """Set sensors now, e.g. ``apply(door="closed", occupied=True, moving=False)``."""
+        self.set(values)
+
+    def set(self, values: Mapping[str, Any]) -> None:
+        """Like ``apply`` for a mapping; a sensor that is not fitted is an error (the scenario is wrong)."""
+        wanted = normalise(values)
+        missing = [s for s in wanted if s not in self.pins]
+        if missing:
+            raise ValueError(f"sensors not fitted on this lift: {', '.join(missing)}; fitted: {', '.join(self.pins)}")
+        with self._lock:
+            for sensor, active in wanted.items():
+                self._state[sensor] = active
+                self._drive(sensor, active)
+
+    def resync(self) -> None:
+        """Drive every pin to the current state again (after the node opened or re-opened its devices)."""
+        with self._lock:
+            for sensor, active in self._state.items():
+                self._drive(sensor, active)
+
+    def _drive(self, sensor: str, active: bool) -> None:
+        pin = self._pin(sensor)
+        if self.level_for(self.pins[sensor], active):
+            pin.drive_high()
+        else:
+            pin.drive_low()
+
+    def state(self) -> dict[str, bool]:
+        with self._lock:
+            return dict(self._state)
+
+    # --------------------------------------------------------------------------------------- scenarios
+    def play(self, scenario: Scenario, clock: Clock, start: float | None = None) -> None:
+        """Apply each (t_seconds, values) step when ``clock``'s monotonic time reaches ``start + t``.
+
+        Blocks until the last step or ``stop()``. With a ManualClock it waits for the test to advance time;
+        with a FastClock (or SystemClock) it sleeps in the clock's time.
+        """
+        steps = sorted(((float(t), normalise(v)) for t, v in scenario), key=lambda step: step[0])
+        origin = clock.monotonic() if start is None else start
+        for t, values in steps:
+            if not self._wait(clock, origin + t):
+                return
+            self.set(values)
+            log.debug("lift sim t=%.1f s: %s", t, values)
+
+    def _wait(self, clock: Clock, target: float) -> bool:
+        wait_until = getattr(clock, "wait_until", None)
+        while not self._stop.is_set():
+            remaining = target - clock.monotonic()
+            if remaining <= 0:
+                return True
+            if callable(wait_until):
+                wait_until(target, 0.05)  # a ManualClock: wake when the test advances time
+            else:
+                speed = getattr(clock, "speed", 1.0)
+                clock.sleep(min(remaining, 0.05 * speed))  # short naps keep stop() prompt
+        return False
+
+    def start(self, scenario: Scenario, clock: Clock) -> threading.Thread:
+        """Play ``scenario`` on a background thread from now; ``stop()`` ends it."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("a scenario is already playing")
+        self._stop.clear()
+        origin = clock.monotonic()
+        self._thread = threading.Thread(target=self.play, args=(scenario, clock, origin), name="lift-sim", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a started scenario to finish; True when it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def steps_between(scenario: Scenario, after: float, until: float) -> Iterable[tuple[float, dict[str, bool]]]:
+    """The steps with ``after < t <= until``, in order: for a caller that steps time itself, without threads."""
+    for t, values in sorted(scenario, key=lambda step: step[0]):
+        if after < t <= until:
+            yield t, normalise(values)
