@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search an RS-485 bus for Modbus meters. For each responder, say which shipped meter profile "
         "decodes a plausible total (compare it with the meter's display). Stop the meter node first: the port "
         "has one owner. Progress on stderr, results on stdout. A full scan (247 addresses x 3 bauds at 0.2 s) "
-        "takes about 2.5 minutes.",
+        "takes about 3 minutes.",
         epilog=EXIT_CODES_HELP + "  (scan: 1 when no meter answered)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
