@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hal.clock import FastClock
+
 START_WALL = time.time()
 
 
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--shot", type=Path, help="PNG of the screen when --until is reached")
     parser.add_argument("--escape", action="store_true", help="press Escape and ask the window to close first")
+    parser.add_argument("--soak-hours", type=float, default=0.0, help="simulated hours of use on a fast clock")
+    parser.add_argument("--speed", type=float, default=600.0, help="fast clock speed for --soak-hours")
+    parser.add_argument("--ride-every-min", type=float, default=10.0, help="simulated minutes between rides")
+    parser.add_argument("--headless", action="store_true", help="no screen: the node alone (for --soak-hours)")
     args = parser.parse_args(argv)
 
     from common.config import load_config_or_exit
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
         xvfb = Xvfb(max(1280, config.role_config.screen.width), max(800, config.role_config.screen.height))
         os.environ["DISPLAY"] = xvfb.start()
+    if args.headless:
+        return _soak_headless(args, config)
     try:
         return _run(args, config)
     finally:
@@ -86,7 +94,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             super().depack(values)
 
     voice = RecordingVoice()
-    node = KioskNode(config, speaker=voice, use_gpio=False)
+    clock = FastClock(args.speed) if args.soak_hours else None
+    node = KioskNode(config, speaker=voice, use_gpio=False, clock=clock)
     app = KioskApp(node.texts, config.role_config.screen, controller=node.controller, tick=node.safe_tick)
     result: dict[str, Any] = {"reached": False}
     marks: dict[str, float] = {}
@@ -141,13 +150,26 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         Window.dispatch("on_request_close")
         emit("escaped", cursor_visible=bool(Window.show_cursor))
 
+    soak = Soak(node, args) if args.soak_hours else None
+
+    def soak_step(_dt: float) -> None:
+        assert soak is not None
+        if app.view.state == "idle" and soak.due_ride():
+            touch(0)
+        del voice.said[:-20]  # a day of prompts is not the kiosk's memory
+        if soak.step():
+            app.stop()
+
     def ready(_app: KioskApp) -> None:
         Window.bind(on_flip=on_flip)
         if args.escape:
             escape()
         if args.touch:
             KivyClock.schedule_once(touch, args.touch_after)
-        KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
+        if soak is not None:
+            KivyClock.schedule_interval(soak_step, 0.05)
+        else:
+            KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
 
     app.on_ready = ready
     node.start()
@@ -157,6 +179,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         node.close()
     emit(
         "done",
+        rides=soak.rides if soak else None,
         reached=result["reached"],
         state=app.view.state,
         spoken=voice.said,
@@ -164,6 +187,65 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         plate=app.view.car.plate if app.view.car else None,
     )
     return 0 if result["reached"] or not args.until else 1
+
+
+def rss_mb() -> float:
+    """This process's resident set size (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Soak:
+    """A day of use on a fast clock: a ride every few simulated minutes, RSS every simulated hour."""
+
+    def __init__(self, node: Any, args: argparse.Namespace) -> None:
+        self.node = node
+        self.start = node.clock.monotonic()
+        self.end = self.start + args.soak_hours * 3600
+        self.every = args.ride_every_min * 60
+        self.next_ride = self.start + 60
+        self.next_sample = self.start
+        self.rides = 0
+
+    def due_ride(self) -> bool:
+        now = self.node.clock.monotonic()
+        if now >= self.next_ride:
+            self.next_ride = now + self.every
+            self.rides += 1
+            return True
+        return False
+
+    def step(self) -> bool:
+        """Sample RSS when an hour is due; True when the soak is over."""
+        now = self.node.clock.monotonic()
+        if now >= self.next_sample:
+            hour = (now - self.start) / 3600
+            emit("rss", sim_hours=round(hour, 2), rss_mb=round(rss_mb(), 2), rides=self.rides, state=self.node.state)
+            self.next_sample += 3600
+        return now >= self.end
+
+
+def _soak_headless(args: argparse.Namespace, config: Any) -> int:
+    from kiosk.node import KioskNode
+
+    voice = RecordingVoice()
+    node = KioskNode(config, speaker=voice, use_gpio=False, clock=FastClock(args.speed))
+    soak = Soak(node, args)
+    node.start_thread()
+    try:
+        while True:
+            if node.state == "idle" and soak.due_ride():
+                node.press("simulated")
+            if soak.step():
+                break
+            time.sleep(0.05)
+            del voice.said[:-20]  # a day of prompts is not the node's memory
+    finally:
+        node.close()
+    emit("done", rides=soak.rides, state=node.state, counts=node.controller.counts)
+    return 0
 
 
 if __name__ == "__main__":
