@@ -83,14 +83,15 @@ ELEVATOR = ["--node-id", "cbxc-b7-lift1", "--building", "7", "--door-pin", "17",
 ELEVATOR += ["--door-pull-up", "yes", "--occupancy-pin", "27", "--alarm-button-pin", "24"]
 
 
-def selftest(path: Path, technician: SimulatedTechnician, *flags: str) -> tuple[int, dict]:
+def selftest(path: Path, technician: SimulatedTechnician, *flags: str, terminal: bool = False) -> tuple[int, dict]:
     """Run the selftest with the technician as stderr (pytest re-installs its own streams between the
     set-up and call phases, so the swap happens here)."""
     out = io.StringIO()
     real = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, technician
     try:
-        code = main(["selftest", "--config", str(path), "--json", "--non-interactive", *flags])
+        mode = [] if terminal else ["--non-interactive"]
+        code = main(["selftest", "--config", str(path), "--json", *mode, *flags])
     finally:
         sys.stdout, sys.stderr = real
     return code, json.loads(out.getvalue())
@@ -215,3 +216,59 @@ def test_text_table(central, mock_factory, technician, tmp_path: Path, capsys) -
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
     assert "ALL PASSED" in out
+
+
+class TerminalInput(io.StringIO):
+    """Answers typed on a terminal: the selftest asks for confirmation only when stdin is one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_voice_is_played_and_confirmed_on_a_terminal(
+    central, mock_factory, technician, tmp_path: Path, monkeypatch
+) -> None:
+    from hal import audio
+
+    speaker = audio.RecordingSpeaker()
+    monkeypatch.setattr(audio, "make_speaker", lambda section: speaker)
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--set", "audio.backend=espeak", "--force")
+    register(path, central, tmp_path)
+    monkeypatch.setattr(sys, "stdin", TerminalInput("y\n"))
+    code, report = selftest(path, technician, "--skip-inputs", terminal=True)
+    assert code == 0, report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["voice prompt"]["detail"] == "heard, confirmed by the technician"
+    assert speaker.texts == [cmd_selftest.VOICE_TEXT]
+    assert "did you hear the voice prompt?" in technician.getvalue()
+
+
+def test_led_the_technician_did_not_see_fails(central, mock_factory, technician, tmp_path: Path, monkeypatch) -> None:
+    flags = ["--node-id", "cbxc-gate-kiosk", "--pickup-point", "北门", "--hotline", "021-6543 2100"]
+    path = init(tmp_path, "kiosk", central.url, *flags, "--led-pin", "12")
+    register(path, central, tmp_path)
+    monkeypatch.setattr(sys, "stdin", TerminalInput("n\n"))
+    code, report = selftest(path, technician, terminal=True)
+    assert code == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["LED led (BCM 12)"]["result"] == "fail"
+    assert "active_high" in checks["LED led (BCM 12)"]["detail"]
+
+
+def test_a_voice_that_cannot_play_is_a_hardware_error(
+    central, mock_factory, technician, tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+
+    # a box without alsa-utils: espeak-ng is there, aplay is not
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "espeak-ng").symlink_to(shutil.which("espeak-ng") or "/usr/bin/espeak-ng")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--set", "audio.backend=espeak", "--force")
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--skip-inputs")
+    assert code == 4
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["voice prompt"]["result"] == "fail"
+    assert "aplay not found" in checks["voice prompt"]["detail"]
