@@ -49,8 +49,8 @@ class WellbeingSettings:
         12.0, min=1.0, max=48.0, help="the same for a silence that began at night (Gujo 12 h)"
     )
     night_inactivity_urgent_h: float = setting(14.0, min=1.0, max=72.0, help="urgent for a silence begun at night")
-    night_start: str = setting("20:00", pattern=_HHMM, help="local time a silence counts as begun at night")
-    night_end: str = setting("04:00", pattern=_HHMM, help="local end of that night window")
+    night_start: str = setting("00:00", pattern=_HHMM, help="a silence reaching into night_start..night_end")
+    night_end: str = setting("05:00", pattern=_HHMM, help="...is judged by the night limits (it holds sleep)")
     inactivity_min_h: float = setting(2.0, min=0.5, max=24.0, help="adaptive warning is never sooner than this")
     inactivity_margin_h: float = setting(1.0, min=0.0, max=12.0, help="adaptive warning: usual longest + this")
     urgent_margin_h: float = setting(3.0, min=0.0, max=24.0, help="adaptive urgent: usual longest + this")
@@ -69,7 +69,7 @@ class WellbeingSettings:
     leak_warning_lph: float = setting(20.0, min=0.1, max=1000.0, help="leak this large: warning, else info")
     leak_window_h: int = setting(24, min=6, max=72, help="no quiet span in this many hours (Longgang 24 h)")
     leak_clear_nights: int = setting(2, min=1, max=7, help="quiet nights before a leak alert clears")
-    base_window_h: int = setting(12, min=2, max=48, help="base (leak) flow: quietest 2 h in this many hours")
+    base_window_h: int = setting(24, min=2, max=48, help="base (leak) flow: quietest 2 h in this many hours")
     min_use_litres: float = setting(2.0, min=0.1, max=50.0, help="litres above base flow that make a use")
     use_window_min: float = setting(10.0, min=1.0, max=60.0, help="a use is min_use_litres within this window")
     # daily volume
@@ -438,12 +438,10 @@ class WellbeingMonitor:
             return  # inside a gap still going on
         if any(g[0] < b <= g[1] for g in self._gaps[-8:]):
             return
-        silence = self._silence(b)
-        slot = self._slot_of(b - 1)
-        samples = self._slots.setdefault(slot, [])
-        samples.append(round(silence, 1))
-        del samples[: -self.settings.history_days]
-        self._profile_cache = None
+        if self._day is None:
+            return
+        # kept with the day and learned when the day closes: a silence must not widen the profile judging it
+        self._day.setdefault("slots", {})[str(self._slot_of(b - 1))] = round(self._silence(b), 1)
 
     def _night_check(self, start: float, litres: float | None) -> None:
         """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local with (almost) no flow."""
@@ -514,6 +512,12 @@ class WellbeingMonitor:
             "away": bool(day["away"] or self._away_until is not None),
         }
         self._history.append(record)
+        if not record["away"]:
+            for slot, silence in day.get("slots", {}).items():
+                samples = self._slots.setdefault(int(slot), [])
+                samples.append(silence)
+                del samples[: -s.history_days]
+            self._profile_cache = None
         del self._history[: -max(2 * s.history_days, s.history_days + s.decline_days)]
         self._day = self._new_day(end)
         self._clear("high_daily_volume", end, out, day_litres=record["volume"])
@@ -686,7 +690,8 @@ class WellbeingMonitor:
         return min(warn, cap_warn), min(urgent, cap_urgent)
 
     def _overlaps_night(self, a: float, b: float) -> bool:
-        """Whether [a, b] touches the night window (then the longer Gujo-style fixed limits apply)."""
+        """Whether [a, b] reaches into the night window (then the longer Gujo-style limits apply): a silence that
+        holds the night's sleep is naturally long; one that began in the morning is judged by day limits."""
         if b - a >= 86400.0:
             return True
         local = datetime.fromtimestamp(a, self.tz)

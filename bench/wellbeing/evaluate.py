@@ -235,8 +235,10 @@ def _run_incident(inc: Incident, mon: WellbeingMonitor, baselines: list, series:
         for b in baselines:
             if b.update(t, total) and inc.baseline_s[b.name] is None and (inc.kind != "decline" or sim_t >= inc.onset):
                 inc.baseline_s[b.name] = sim_t - inc.onset
-        if inc.kind != "decline" and inc.node_urgent_s is not None and all(
-            v is not None for v in inc.baseline_s.values()
+        if (
+            inc.kind != "decline"
+            and inc.node_urgent_s is not None
+            and all(v is not None for v in inc.baseline_s.values())
         ):
             return
 

@@ -179,9 +179,7 @@ def _flush(person: Person, t: float) -> Use:
     return Use(t, person.cistern_l / 0.042, 0.042)
 
 
-def _awake_period(
-    person: Person, rng: random.Random, uses: list[Use], start: float, end: float, meals: bool
-) -> None:
+def _awake_period(person: Person, rng: random.Random, uses: list[Use], start: float, end: float, meals: bool) -> None:
     """Toilet and taps at the usual rates between start and end (used around trips)."""
     hours = max(0.0, (end - start) / HOUR)
     for _ in range(_poisson(rng, 7.2 * hours / 16)):
