@@ -7,8 +7,10 @@ a retry a few minutes later finds audio working again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ESPEAK = "espeak-ng"
 APLAY = "aplay"
+DEFAULT_VOICE = "cmn"  # Mandarin: the language of the residents
 RATE_WPM = 150  # espeak-ng's default is 175 words/min; slower is clearer for elderly listeners
 QUEUE_MAX = 16  # prompts waiting; beyond this new prompts are dropped (a stuck player must not eat memory)
 PLAY_TIMEOUT_S = 120.0  # longest prompt we would ever play
@@ -51,9 +54,49 @@ def espeak_amplitude(volume_percent: int) -> int:
     return max(0, min(200, round(volume_percent * 2)))
 
 
-def render_to_wav(text: str, path: Path, voice: str = "cmn", volume: int = 80, timeout_s: float = 30.0) -> Path:
-    """Speak ``text`` into a WAV file with ``espeak-ng -w`` (no sound card needed); raises AudioError."""
-    command = [ESPEAK, "-v", voice, "-a", str(espeak_amplitude(volume)), "-s", str(RATE_WPM), "-w", str(path), text]
+@functools.lru_cache(maxsize=1)
+def espeak_voices() -> frozenset[str]:
+    """Voice and language names espeak-ng knows (``espeak-ng --voices``); empty when it cannot be asked."""
+    try:
+        done = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    names: set[str] = set()
+    for line in done.stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5:
+            language, name, file = fields[1], fields[3], fields[4]
+            names.update({language, name, file, file.rsplit("/", 1)[-1]})
+            names.update(re.findall(r"\(([^\s()]+) \d+\)", line))  # other languages: "(zh-cmn 5)(zh 5)"
+    return frozenset(n.lower() for n in names)
+
+
+def unknown_voice(voice: str) -> str | None:
+    """A problem line when espeak-ng would not know ``voice`` (it silently falls back to English), else None."""
+    known = espeak_voices()
+    base = voice.split("+", 1)[0].lower()  # "en+f3": voice plus variant
+    if not known or base in known:
+        return None
+    return f"audio.voice {voice!r} is not an espeak-ng voice (e.g. cmn for Mandarin, en for English)"
+
+
+def render_to_wav(
+    text: str,
+    path: Path,
+    voice: str | None = DEFAULT_VOICE,
+    volume: int = 80,
+    timeout_s: float = 30.0,
+    check_voice: bool = True,
+) -> Path:
+    """Speak ``text`` into a WAV file with ``espeak-ng -w`` (no sound card needed); raises AudioError.
+
+    An unknown voice is an error here: espeak-ng itself would quietly speak Mandarin text in English.
+    """
+    if check_voice and voice is not None and (problem := unknown_voice(voice)):
+        raise AudioError(problem)
+    chosen = ["-v", voice] if voice is not None else []  # None: espeak-ng's own default voice
+    # "--": a prompt such as "-5 度" must never be read as an option
+    command = [ESPEAK, *chosen, "-a", str(espeak_amplitude(volume)), "-s", str(RATE_WPM), "-w", str(path), "--", text]
     _run(command, timeout_s)
     if not path.exists() or path.stat().st_size <= 44:  # 44 bytes: a WAV header without samples
         raise AudioError(f"{ESPEAK} wrote no audio to {path} (voice {voice!r})")
@@ -201,6 +244,12 @@ class EspeakSpeaker(_QueuedSpeaker):
     ) -> None:
         self.section = section
         self.backend = section.backend
+        # a wrong voice still speaks (espeak-ng's default voice beats silence in a stuck lift) but is reported
+        self.voice_error = unknown_voice(section.voice) if section.backend != "wav" else None
+        self.voice: str | None = section.voice
+        if self.voice_error:
+            self.voice = DEFAULT_VOICE if unknown_voice(DEFAULT_VOICE) is None else None
+            log.warning("%s; speaking with voice %s instead", self.voice_error, self.voice or "espeak-ng's default")
         super().__init__(retry_after_s, warned)
 
     def _play(self, text: str | None, wav: Path | None) -> None:
@@ -215,8 +264,11 @@ class EspeakSpeaker(_QueuedSpeaker):
             log.debug("prompt has no text for backend %s", self.backend)
             return
         with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
-            path = render_to_wav(text, Path(tmp) / "prompt.wav", self.section.voice, self.section.volume)
+            path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, self.section.volume, check_voice=False)
             self._aplay(path)
+
+    def health(self) -> dict[str, object]:
+        return {**super().health(), "error": self.voice_error}
 
     def _aplay(self, path: Path) -> None:
         command = [APLAY, "-q"]

@@ -1,0 +1,197 @@
+"""hal.audio: prompts are queued and never raise; espeak-ng renders real WAVs; no sound card is logged once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from common.config import AudioSection
+from hal.audio import (
+    QUEUE_MAX,
+    AudioError,
+    EspeakSpeaker,
+    NullSpeaker,
+    RecordingSpeaker,
+    espeak_amplitude,
+    make_speaker,
+    render_to_wav,
+)
+
+
+def warnings_from(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hal.audio" and r.levelno >= logging.WARNING]
+
+
+@pytest.fixture
+def fake_aplay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An ``aplay`` on PATH that logs its arguments and plays until the test creates the release file.
+
+    The machine has no sound card, so a real aplay cannot show a prompt being played; espeak-ng stays real.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "aplay-calls"
+    release = tmp_path / "release"
+    script = bin_dir / "aplay"
+    sleep = shutil.which("sleep")
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> "{calls}"\nwhile [ ! -e "{release}" ]; do {sleep} 0.01; done\nexit 0\n',
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng must be installed (apt-get install espeak-ng)"
+    os.symlink(espeak, bin_dir / "espeak-ng")
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+    class Player:
+        def release(self) -> None:
+            release.touch()
+
+        def calls(self) -> list[str]:
+            return calls.read_text(encoding="utf-8").splitlines() if calls.exists() else []
+
+    return Player()
+
+
+def test_render_to_wav_writes_real_audio(tmp_path: Path) -> None:
+    cases = (("cmn", "请保持冷静，救援人员正在赶来。"), ("en", "Please stay calm, help is coming."), ("cmn", "-5 度"))
+    for voice, text in cases:
+        path = render_to_wav(text, tmp_path / f"{voice}-{len(text)}.wav", voice=voice)
+        data = path.read_bytes()
+        assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+        assert len(data) > 8000, f"{voice}: {len(data)} bytes is not a spoken sentence"
+
+
+def test_render_to_wav_with_unknown_voice_raises(tmp_path: Path) -> None:
+    # espeak-ng itself exits 0 and speaks English for an unknown voice: a typo would go unnoticed
+    with pytest.raises(AudioError, match="'cmm' is not an espeak-ng voice"):
+        render_to_wav("请保持冷静", tmp_path / "x.wav", voice="cmm")
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_speaker_with_unknown_voice_still_speaks_and_reports(fake_aplay, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="hal.audio")
+    fake_aplay.release()
+    speaker = make_speaker(AudioSection(voice="cmm"))
+    try:
+        speaker.say("请保持冷静")
+        assert speaker.wait_idle(10)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert health["played"] == 1  # default voice beats silence in a stuck lift
+    assert "cmm" in str(health["error"])
+    assert len(warnings_from(caplog)) == 1
+
+
+def test_no_sound_card_logs_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="hal.audio")
+    # a device that exists on no machine: aplay fails here and on a developer's laptop alike
+    speaker = make_speaker(AudioSection(device="changbai_no_such_card"))
+    try:
+        for _ in range(3):
+            speaker.say("请保持冷静")
+        speaker.say(wav=Path("/nonexistent/prompt.wav"), text="fallback text")
+        assert speaker.wait_idle(30)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert "aplay" in str(health["last_error"])
+    assert health["played"] == 0 and health["failed"] == 1 and health["dropped"] == 3  # muted after one failure
+    audio_warnings = [w for w in warnings_from(caplog) if "audio unavailable" in w]
+    assert len(audio_warnings) == 1, warnings_from(caplog)
+
+
+def test_missing_players_log_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor aplay
+    caplog.set_level(logging.DEBUG, logger="hal.audio")
+    speaker = make_speaker(AudioSection())
+    try:
+        speaker.say("one")
+        speaker.say("two")
+        assert speaker.wait_idle(10)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert "espeak-ng not found" in str(health["last_error"])
+    found = warnings_from(caplog)
+    assert len(found) == 1 and "apt-get install espeak-ng alsa-utils" in found[0], found
+
+
+def test_say_returns_while_the_prompt_plays(fake_aplay) -> None:
+    speaker = make_speaker(AudioSection(device="plughw:1,0", voice="en"))
+    try:
+        speaker.say("Help is coming.")
+        assert not speaker.wait_idle(0.2)  # the player is still "playing": say() did not wait for it
+        fake_aplay.release()
+        assert speaker.wait_idle(10)
+        assert speaker.health()["played"] == 1
+    finally:
+        speaker.close()
+    (call,) = fake_aplay.calls()
+    assert call.startswith("-q -D plughw:1,0 ") and call.endswith("prompt.wav")
+
+
+def test_wav_prompt_goes_to_aplay(fake_aplay, tmp_path: Path) -> None:
+    wav = render_to_wav("电梯", tmp_path / "lift.wav")
+    fake_aplay.release()
+    speaker = make_speaker(AudioSection())
+    try:
+        speaker.say("spoken only when the WAV is missing", wav=wav)
+        assert speaker.wait_idle(10)
+    finally:
+        speaker.close()
+    assert fake_aplay.calls() == [f"-q {wav}"]
+
+
+def test_a_full_queue_drops_prompts_and_keeps_count(fake_aplay) -> None:
+    speaker = make_speaker(AudioSection())
+    total = QUEUE_MAX + 5
+    try:
+        callers = [threading.Thread(target=speaker.say, args=(f"prompt {i}",)) for i in range(total)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(5)
+        assert not any(t.is_alive() for t in callers)
+        fake_aplay.release()
+        assert speaker.wait_idle(30)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert health["dropped"] >= total - QUEUE_MAX - 1
+    assert health["played"] + health["dropped"] == total
+
+
+def test_close_is_prompt_and_later_prompts_are_ignored(fake_aplay) -> None:
+    speaker = make_speaker(AudioSection())
+    assert isinstance(speaker, EspeakSpeaker)
+    speaker.say("first")
+    speaker.say("second")
+    fake_aplay.release()
+    speaker.close()
+    speaker.close()
+    speaker.say("after close")  # ignored, never raises
+    assert not speaker._thread.is_alive()
+
+
+def test_backend_none_and_recording_speaker() -> None:
+    assert isinstance(make_speaker(AudioSection(backend="none")), NullSpeaker)
+    recorder = RecordingSpeaker()
+    wav = Path("alarm_ack.wav")
+    threading.Thread(target=recorder.say, args=("已收到您的求助",)).start()
+    threading.Thread(target=recorder.say, kwargs={"wav": wav}).start()
+    assert recorder.wait_for(2, timeout=5)
+    assert sorted(recorder.said, key=str) == sorted([("已收到您的求助", None), (None, wav)], key=str)
+    assert not recorder.wait_for(3, timeout=0.01)
+
+
+def test_volume_maps_onto_espeak_amplitude() -> None:
+    assert [espeak_amplitude(v) for v in (0, 50, 80, 100)] == [0, 100, 160, 200]
