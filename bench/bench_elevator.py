@@ -1,0 +1,313 @@
+"""Elevator node: latency from the entrapment threshold to the alert in the outbox and at a local central;
+resident memory, CPU and disk writes of an idle node process.
+
+Latency runs the real node in this process on MockFactory pins (hal.sim.lift) with the real clock, the real
+runtime (outbox, uploader thread) and a central on loopback; ``entrapment_s`` is the minimum, 10 s, so each
+sample takes about 13 s. Peer: the same node with a plain 0.5 s tick instead of waking at the deadline.
+Idle runs ``python -m elevator_node run`` as its own process (doors closed, car empty) beside a bare Python
+process that only imports the same libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.figures import Figure
+from central.config import parse_central_config
+from central.server import CentralServer
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_ID = "bench-lift-b7-u2-1"
+SITE = "changbai-xincun"
+CLAIM_KEY = "bench-claim-key-0000000001"
+OPERATOR_KEY = "bench-operator-key-000000001"
+ENTRAPMENT_S = 10.0
+
+
+class AlertWatch:
+    """ASGI wrapper around the central: the time each upload holding an entrapment was answered 200."""
+
+    def __init__(self) -> None:
+        self.stored_at: list[float] = []
+
+    def wrap(self, app: Any) -> Callable:
+        async def watched(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"] != "/api/v1/events":
+                await app(scope, receive, send)
+                return
+            body = bytearray()
+
+            async def recv() -> Any:
+                message = await receive()
+                if message["type"] == "http.request":
+                    body.extend(message.get("body", b""))
+                return message
+
+            status: list[int] = []
+
+            async def snd(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                await send(message)
+                done = message["type"] == "http.response.body" and not message.get("more_body")
+                if done and status and status[0] == 200 and b'"state":"raised"' in body and b"entrapment" in body:
+                    self.stored_at.append(time.monotonic())
+
+            await app(scope, recv, snd)
+
+        return watched
+
+
+def start_central(folder: Path, watch: AlertWatch | None = None) -> CentralServer:
+    doc = {
+        "sites": [{"id": SITE, "name": "bench", "claim_key": CLAIM_KEY}],
+        "operators": [{"name": "bench", "key": OPERATOR_KEY}],
+    }
+    config = parse_central_config(doc, folder / "central.toml")
+    server = CentralServer(config, folder / "central.sqlite3", wrap=watch.wrap if watch else None)
+    server.start()
+    return server
+
+
+def register(server: CentralServer, token_file: Path) -> None:
+    import requests
+
+    body = {"claim_key": CLAIM_KEY, "node_id": NODE_ID, "role": "elevator", "site": SITE, "location": "bench"}
+    answer = requests.post(f"{server.url}/api/v1/nodes/register", json=body, timeout=10)
+    answer.raise_for_status()
+    token_file.write_text(answer.json()["token"], encoding="utf-8")
+    token_file.chmod(0o600)
+
+
+def config_text(folder: Path, central_url: str, log_level: str = "WARNING") -> str:
+    # door contact with a pull-down and active low: a mock pin reads "closed" at rest, so the idle car is shut
+    return f"""[node]
+id = "{NODE_ID}"
+role = "elevator"
+site = "{SITE}"
+data_dir = "{folder / "data"}"
+log_level = "{log_level}"
+
+[central]
+url = "{central_url}"
+token_file = "{folder / "token"}"
+
+[gpio]
+pin_factory = "mock"
+
+[audio]
+backend = "none"
+
+[elevator]
+building = "7"
+unit = "2"
+lift = "1"
+door = {{ pin = 17, active_high = false, pull_up = false, bounce_s = 0 }}
+occupancy = {{ pin = 27, bounce_s = 0 }}
+moving = {{ pin = 22, bounce_s = 0 }}
+level_zone = {{ pin = 23, bounce_s = 0 }}
+alarm_button = {{ pin = 24, bounce_s = 0 }}
+entrapment_s = {ENTRAPMENT_S}
+"""
+
+
+# ------------------------------------------------------------------------------------------------ latency
+def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[str, list[float]]:
+    """Threshold -> alert in the outbox, and -> stored at the central, over ``samples`` entrapments."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from common.config import parse_config
+    from common.service import NodeRuntime
+    from elevator_node.node import ElevatorNode
+    from hal.audio import RecordingSpeaker
+    from hal.clock import SystemClock
+    from hal.sim.lift import LiftSimulator
+
+    folder.mkdir(parents=True)
+    watch = AlertWatch()
+    server = start_central(folder, watch)
+    previous = Device.pin_factory
+    Device.pin_factory = factory = MockFactory()
+    outbox_at: list[float] = []
+    raised: list[float] = []
+    stored: list[float] = []
+    try:
+        register(server, folder / "token")
+        config = parse_config(tomllib.loads(config_text(folder, server.url)), folder / "node.toml")
+        clock = SystemClock()
+        runtime = NodeRuntime(config, clock)
+        runtime.outbox.add_listener(
+            lambda e: outbox_at.append(time.monotonic()) if e.kind == "entrapment" and e.state == "raised" else None
+        )
+        node = ElevatorNode(config, clock, runtime=runtime, speaker=RecordingSpeaker())
+        if not deadline_wakeup:
+            node.detector.next_deadline = lambda: None  # type: ignore[method-assign]  # the peer: tick only
+        car = LiftSimulator.from_elevator_config(factory, config.role_config)
+        car.apply(in_door_zone=True, moving=False, door="open", occupied=False, alarm_button=False)
+        node.start()
+        time.sleep(2.5)  # the opening is confirmed (door_open_confirm_s): a shorter one would be a bounce
+        try:
+            for _ in range(samples):
+                car.apply(occupied=True)
+                time.sleep(0.3)
+                closed_at = time.monotonic()
+                car.apply(door="closed")  # the callback runs the detector: the spell starts here
+                threshold = closed_at + ENTRAPMENT_S
+                n = len(outbox_at)
+                m = len(watch.stored_at)
+                end = time.monotonic() + ENTRAPMENT_S + 10
+                while (len(outbox_at) == n or len(watch.stored_at) == m) and time.monotonic() < end:
+                    time.sleep(0.002)
+                if len(outbox_at) > n:
+                    raised.append(outbox_at[n] - threshold)
+                if len(watch.stored_at) > m:
+                    stored.append(watch.stored_at[m] - threshold)
+                car.apply(door="open", occupied=False)  # rescued; the clear needs door_open_confirm_s
+                time.sleep(2.5)
+        finally:
+            node.stop()
+            runtime.stop()
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
+        server.stop()
+    return {"raised": raised, "stored": stored}
+
+
+# --------------------------------------------------------------------------------------------------- idle
+def proc_stat(pid: int) -> tuple[float, int, int, int]:
+    """(cpu seconds, rss bytes, write_bytes, threads) of a process now."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    write = 0
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            write = int(line.split()[1])
+    return cpu, rss, write, len(os.listdir(f"/proc/{pid}/task"))
+
+
+BASELINE = "import gpiozero, requests, sqlite3, json, threading, time; time.sleep(3600)"
+
+
+def measure_idle(folder: Path, duration_s: float) -> dict[str, Any]:
+    """The node process idle (doors closed, car empty, central reachable) beside a bare interpreter."""
+    folder.mkdir(parents=True)
+    server = start_central(folder)
+    procs: list[subprocess.Popen] = []
+    try:
+        register(server, folder / "token")
+        cfg = folder / "node.toml"
+        cfg.write_text(config_text(folder, server.url), encoding="utf-8")
+        node = subprocess.Popen(
+            [sys.executable, "-m", "elevator_node", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(node)
+        base = subprocess.Popen([sys.executable, "-c", BASELINE], cwd=ROOT, stdin=subprocess.DEVNULL)
+        procs.append(base)
+        state = folder / "data" / NODE_ID / "elevator_state.json"
+        deadline = time.monotonic() + 30
+        while not state.exists() and node.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(3.0)  # warm-up: the first heartbeat and upload are done
+        if node.poll() is not None:
+            raise RuntimeError(f"elevator node exited {node.returncode}: {node.stderr.read()[-2000:]}")
+        n0, b0 = proc_stat(node.pid), proc_stat(base.pid)
+        t0 = time.monotonic()
+        time.sleep(duration_s)
+        n1, b1 = proc_stat(node.pid), proc_stat(base.pid)
+        elapsed = time.monotonic() - t0
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=30)
+        return {
+            "cpu_pct": 100.0 * (n1[0] - n0[0]) / elapsed,
+            "rss": n1[1],
+            "write_per_min": (n1[2] - n0[2]) / elapsed * 60.0,
+            "threads": n1[3],
+            "base_cpu_pct": 100.0 * (b1[0] - b0[0]) / elapsed,
+            "base_rss": b1[1],
+            "exit_code": node.returncode,
+            "elapsed": elapsed,
+        }
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        server.stop()
+
+
+def _ms(values: list[float], fn: Callable[[list[float]], float]) -> float | str:
+    return round(fn(values) * 1000, 1) if values else "none"
+
+
+def run(quick: bool) -> list[Figure]:
+    samples = 2 if quick else 5
+    idle_s = 5.0 if quick else 30.0
+    with tempfile.TemporaryDirectory(prefix="bench-elevator-", dir="/var/tmp") as tmp:
+        fast = measure_latency(Path(tmp) / "deadline", samples, deadline_wakeup=True)
+        tick = measure_latency(Path(tmp) / "tick", samples, deadline_wakeup=False)
+        idle = measure_idle(Path(tmp) / "idle", idle_s)
+    mb = 1024 * 1024
+    n = f"{samples} entrapments"
+    figures = [
+        Figure(
+            "elevator: threshold -> alert in outbox (median)",
+            _ms(fast["raised"], statistics.median),
+            "ms",
+            "<= 1000 (issue)",
+        ),
+        Figure("elevator: threshold -> alert in outbox (max)", _ms(fast["raised"], max), "ms", n),
+        Figure(
+            "elevator: threshold -> alert stored at central (median)",
+            _ms(fast["stored"], statistics.median),
+            "ms",
+            "loopback central",
+        ),
+        Figure("elevator: threshold -> alert stored at central (max)", _ms(fast["stored"], max), "ms", n),
+        Figure(
+            "elevator peer (0.5 s tick only): threshold -> outbox (median)",
+            _ms(tick["raised"], statistics.median),
+            "ms",
+            "same node without deadline wake-up",
+        ),
+        Figure("elevator peer (0.5 s tick only): threshold -> outbox (max)", _ms(tick["raised"], max), "ms", n),
+        Figure(
+            "elevator idle: resident memory",
+            round(idle["rss"] / mb, 1),
+            "MB",
+            f"bare python + same imports: {idle['base_rss'] / mb:.1f}",
+        ),
+        Figure(
+            "elevator idle: CPU", round(idle["cpu_pct"], 2), "% of one core", f"bare python: {idle['base_cpu_pct']:.2f}"
+        ),
+        Figure("elevator idle: threads", idle["threads"], "", ""),
+        Figure(
+            "elevator idle: written to disk",
+            round(idle["write_per_min"] / 1024, 1),
+            "kB/min",
+            f"over {idle['elapsed']:.0f} s",
+        ),
+    ]
+    print(json.dumps({"deadline": fast, "tick": tick, "idle": idle}), file=sys.stderr)
+    return figures
