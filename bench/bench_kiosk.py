@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE = "cbxc-north-gate-kiosk"
 
 
-def _config(directory: Path, url: str, token: str, poll_s: float = 0.5) -> Path:
+def _config(directory: Path, url: str, token: str, soak: bool = False) -> Path:
+    # on the soak's 600x clock a loopback round trip is ~20 simulated seconds: patience scaled to match
+    timing = "poll_interval_s = 30, retry_interval_s = 30, reply_timeout_s = 300, request_give_up_s = 3600"
+    if not soak:
+        timing = "poll_interval_s = 0.5, retry_interval_s = 5"
     token_file = directory / "token"
     token_file.write_text(token)
     token_file.chmod(0o600)
@@ -49,7 +53,7 @@ pickup_point = "长白新村北门"
 pickup_point_en = "Changbai Xincun North Gate"
 hotline = "021-6543 2100"
 screen = {{ width = 800, height = 480, fullscreen = false }}
-timing = {{ poll_interval_s = {poll_s}, retry_interval_s = 5 }}
+timing = {{ {timing} }}
 """,
         encoding="utf-8",
     )
@@ -176,7 +180,7 @@ def run(quick: bool) -> list[Figure]:
             for name, is_headless in (("screen app", False), ("headless node", True)):
                 d = base / f"soak-{'headless' if is_headless else 'screen'}"
                 d.mkdir()
-                config = _config(d, central.url, token, poll_s=30.0)
+                config = _config(d, central.url, token, soak=True)
                 result = _soak(config, env, soak_hours, is_headless)
                 rss = result["rss"]
                 first = next((r for r in rss if r["sim_hours"] >= 1), rss[0])

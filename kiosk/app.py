@@ -271,7 +271,7 @@ class KioskApp(App):
     def _action(self) -> None:
         if self.controller is None:
             return
-        if self.view.state == "offline" and not self.view.cancellable:
+        if action_kind(self.view) in ("call", "retry"):
             self.controller.press("screen")
         else:
             self.controller.cancel("screen")
@@ -327,18 +327,16 @@ class KioskApp(App):
         for w in (a, self.eta_box):
             if w.parent is not None:
                 w.parent.remove_widget(w)
-        state = view.state
-        if state == "idle":
+        state, kind = view.state, action_kind(view)
+        if kind == "none":
             return
-        if state in CANCELLABLE or (state == "offline" and view.cancellable):
+        if kind == "cancel":
             a.icon, a.bg, a.bg_pressed = "cross", theme.CANCEL_BG, theme.CANCEL_BG_PRESSED
-            a.text_zh, a.text_en = t.label("cancel_zh"), t.label("cancel_en")
-        elif state == "offline":
+        elif kind in ("call", "retry"):
             a.icon, a.bg, a.bg_pressed = "taxi", theme.CALL_BG, theme.CALL_BG_PRESSED
-            a.text_zh, a.text_en = t.label("retry_zh"), t.label("retry_en")
         else:
             a.icon, a.bg, a.bg_pressed = "back", theme.BACK_BG, theme.BACK_BG_PRESSED
-            a.text_zh, a.text_en = t.label("back_zh"), t.label("back_en")
+        a.text_zh, a.text_en = t.label(f"{kind}_zh"), t.label(f"{kind}_en")
         if state == "assigned" and panel is self.assigned:
             panel.ids.action_slot.add_widget(self.eta_box)
         panel.ids.action_slot.add_widget(a)
@@ -395,6 +393,20 @@ class KioskApp(App):
     # ------------------------------------------------------------------------------------- tools
     def labels(self) -> list[Label]:
         return [w for w in self.root_widget.walk() if isinstance(w, Label)]
+
+
+def action_kind(view: RideView) -> str:
+    """The side button of a screen: cancel a ride, call (again), retry, back to idle, or none (idle)."""
+    state = view.state
+    if state == "idle":
+        return "none"
+    if state in CANCELLABLE or (state == "offline" and view.cancellable):
+        return "cancel"
+    if state == "cancelled":
+        return "call"
+    if state in ("offline", "no_car", "error"):
+        return "retry"
+    return "back"  # arrived
 
 
 def _car_params(car: Car | None) -> dict[str, Any]:

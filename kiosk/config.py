@@ -24,6 +24,9 @@ class ScreenSection:
     fullscreen: bool = setting(True, help="false only for development on a desktop")
     font: Path = setting(DEFAULT_FONT, help="a font with CJK glyphs (fonts-noto-cjk)")
     font_bold: Path = setting(DEFAULT_FONT_BOLD, help="bold CJK font for the plate and headings")
+    touch_input: str = setting(
+        "", help="extra Kivy input provider for the touch panel, e.g. probesysfs,provider=hidinput; empty: SDL2's"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,8 +54,8 @@ class KioskConfig:
     hotline: str = setting(help="phone number shown when the central cannot be reached")
     texts: Path | None = setting(None, help="screen and voice texts (TOML); omit for the built-in kiosk/texts.toml")
     voice_language: Literal["zh", "en"] = setting("zh", help="language of the voice prompts")
-    screen: ScreenSection = setting(default_factory=ScreenSection)
-    timing: RideTimingSection = setting(default_factory=RideTimingSection)
+    screen: ScreenSection = setting(default_factory=ScreenSection, help="the touch screen, [kiosk.screen]")
+    timing: RideTimingSection = setting(default_factory=RideTimingSection, help="ride patience, [kiosk.timing]")
     button: ButtonPin | None = setting(None, help="arcade button; omit on a kiosk without one")
     led: LedPin | None = setting(None, help="the arcade button's LED")
     led_pwm: bool = setting(True, help="LED pin can dim (PWM): pulse at idle instead of a slow blink")

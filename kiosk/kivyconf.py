@@ -49,6 +49,9 @@ def configure_kivy(screen: ScreenSection, *, fullscreen: bool | None = None, kiv
     Config.set("kivy", "log_level", "warning")
     # a mouse click is one touch; no red multitouch-emulation dots left on screen by a right click
     Config.set("input", "mouse", "mouse,disable_multitouch")
+    if screen.touch_input:
+        # on KMS/DRM without X the touch panel may need Kivy's own evdev reader (the official 7" panel: hidinput)
+        Config.set("input", "kiosk_touch", screen.touch_input)
     Config.remove_option("modules", "inspector") if Config.has_option("modules", "inspector") else None
     _configured = True
 
