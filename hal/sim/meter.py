@@ -22,7 +22,6 @@ A slave address nobody has added stays silent, as on a real bus (pymodbus alone 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import threading
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 Fault = Literal["silence", "bad_crc", "exception", "garbage", "short", "wrong_slave", "wrong_function"]
 FAULTS: tuple[str, ...] = ("silence", "bad_crc", "exception", "garbage", "short", "wrong_slave", "wrong_function")
 REGISTER_SPACE = 65536  # every wire address 0..65535 is served; unset registers read 0
-_ANY_SLAVE = 0  # pymodbus's catch-all device id; its replies are dropped (a real bus stays silent)
+_ANY_SLAVE = 0  # pymodbus's catch-all device id: one device serves every slave from our own tables
 
 
 @dataclass
@@ -67,7 +66,7 @@ class _Slave:
 class SimulatedMeterBus:
     """Modbus RTU slaves (meters) on one serial port, served by pymodbus from a background thread.
 
-    ``add_slave`` before or after ``start()``; ``set_registers``/``inject`` are thread-safe while serving.
+    ``add_slave``, ``set_registers`` and ``inject`` may be called before ``start()`` or while serving.
     Use as a context manager: ``with SimulatedMeterBus(meter_path) as bus: ...``.
     """
 
@@ -91,6 +90,7 @@ class SimulatedMeterBus:
         self._requests: Counter[int] = Counter()
         self._replies: Counter[int] = Counter()
         self._faults_done: Counter[tuple[int, str]] = Counter()
+        self._addressed: int | None = None  # slave of the request being served
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: ModbusSerialServer | None = None
@@ -105,8 +105,6 @@ class SimulatedMeterBus:
                 self._slaves[address].present = True
                 return
             self._slaves[address] = _Slave(address)
-        if self._server is not None:
-            self._restart()  # pymodbus fixes its device list when the server is made
 
     def set_present(self, address: int, present: bool) -> None:
         """Unplug (silent, registers kept) or plug back a meter that was added."""
@@ -185,7 +183,6 @@ class SimulatedMeterBus:
     # ------------------------------------------------------------------------------ pymodbus plumbing
     async def _serve_registers(
         self,
-        address: int,
         function_code: int,
         start_address: int,
         request_address: int,
@@ -193,9 +190,10 @@ class SimulatedMeterBus:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        """pymodbus device action: fill the requested window from our table (live values, under the lock)."""
+        """pymodbus device action: fill the requested window from the addressed slave's table, live."""
         with self._lock:
-            slave = self._slaves.get(address)
+            address = self._addressed
+            slave = self._slaves.get(address) if address is not None else None
             if slave is None:
                 return None
             if slave.faults and slave.faults[0][0] == "exception":
@@ -212,8 +210,11 @@ class SimulatedMeterBus:
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
+            # pymodbus decodes one request and serves it before the next (RTU has one master, one frame at a
+            # time), so the device action that follows serves this slave
             with self._lock:
                 self._requests[pdu.dev_id] += 1
+                self._addressed = pdu.dev_id
         return pdu
 
     def _trace_packet(self, sending: bool, packet: bytes) -> bytes:
@@ -250,22 +251,16 @@ class SimulatedMeterBus:
             return bytes(body) + crc16(bytes(body))
 
     def _devices(self) -> list[SimDevice]:
-        def blocks() -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
-            return (
-                [SimData(0, datatype=DataType.BITS)],
-                [SimData(0, datatype=DataType.BITS)],
-                [SimData(0, count=REGISTER_SPACE, datatype=DataType.REGISTERS)],
-                [SimData(0, count=REGISTER_SPACE, datatype=DataType.REGISTERS)],
-            )
-
-        with self._lock:
-            addresses = sorted(self._slaves)
-        devices = [
-            SimDevice(id=a, simdata=blocks(), action=functools.partial(self._serve_registers, a)) for a in addresses
-        ]
-        # the catch-all device keeps pymodbus from logging a traceback for unknown ids; its replies are dropped
-        devices.append(SimDevice(id=_ANY_SLAVE, simdata=[SimData(0, datatype=DataType.REGISTERS)]))
-        return devices
+        # one catch-all device (id 0) with every register address; its action answers from the addressed
+        # slave's table, and _trace_packet drops replies for slaves nobody added. Slaves can be added while
+        # serving, and the memory does not grow with the number of slaves.
+        blocks = (
+            [SimData(0, datatype=DataType.BITS)],
+            [SimData(0, datatype=DataType.BITS)],
+            [SimData(0, count=REGISTER_SPACE, datatype=DataType.REGISTERS)],
+            [SimData(0, count=REGISTER_SPACE, datatype=DataType.REGISTERS)],
+        )
+        return [SimDevice(id=_ANY_SLAVE, simdata=blocks, action=self._serve_registers)]
 
     # --------------------------------------------------------------------------------- start and stop
     def start(self) -> SimulatedMeterBus:
@@ -327,10 +322,6 @@ class SimulatedMeterBus:
             future.result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
-
-    def _restart(self) -> None:
-        self.stop()
-        self.start()
 
     def __enter__(self) -> SimulatedMeterBus:
         return self.start()
