@@ -500,3 +500,36 @@ def test_example_config_builds_a_node(mock_factory: Any, tmp_path: Path) -> None
     finally:
         node.close()
         runtime.stop()
+
+
+# ---------------------------------------------------------------------------------- simulated community
+def test_simulated_lift_plays_the_trapped_passenger_on_a_fast_clock(mock_factory: Any, tmp_path: Path) -> None:
+    """The community's lift: the real node on its own thread, hal.sim.lift playing the scenario, FastClock."""
+    from elevator_node.sim import SimulatedLift, trapped_passenger_scenario
+    from hal.clock import FastClock
+
+    clock = FastClock(50.0, start_wall=START_WALL)
+    config = node_config(tmp_path)
+    runtime = NodeRuntime(config, clock)
+    speaker = RecordingSpeaker()
+    lift_sim = SimulatedLift(config, clock, mock_factory, runtime=runtime, speaker=speaker)
+    try:
+        lift_sim.start(trapped_passenger_scenario(stuck_at=20.0, rescue_after_s=150.0))
+        assert lift_sim.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while runtime.alerts.open_alerts() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        lift_sim.stop()
+        runtime.stop()
+    runtime = NodeRuntime(config, clock)  # read what the node stored, from its outbox on disk
+    try:
+        events = [e for e in runtime.outbox.batch(1000) if e.priority == "alert"]
+    finally:
+        runtime.stop()
+    seen = {(e.kind, e.state) for e in events}
+    for kind in ("entrapment", "stopped_outside_door_zone", "alarm_button"):
+        assert (kind, "raised") in seen and (kind, "cleared") in seen, (kind, seen)
+    trapped = next(e for e in events if e.kind == "entrapment")
+    assert trapped.payload["label_zh"] == "非平层关人" and trapped.payload["seconds_trapped"] >= 90.0
+    assert speaker.texts[0] == DEFAULT_QUESTION and DEFAULT_REASSURANCE in speaker.texts
