@@ -18,6 +18,7 @@ Errors (each failed attempt is counted under its class in ``stats()``)::
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 from types import TracebackType
@@ -175,6 +176,7 @@ class ModbusBus:
         self._instrument = minimalmodbus.Instrument(self._serial, 1, mode=minimalmodbus.MODE_RTU)
         self._instrument.clear_buffers_before_each_transaction = True  # drop a late reply to an earlier request
         self._closed = False
+        self._broken = False  # the port failed; reopened before the next request (an adapter replugged)
         log.debug(
             "Modbus bus on %s: %d %d%s%d, timeout %.2f s, %d retries, gap %.3f s",
             port.port,
@@ -228,6 +230,8 @@ class ModbusBus:
         """One request and its reply; the caller holds the lock."""
         if self._closed:
             raise PortError(f"Modbus bus on {self.port.port} is closed")
+        if self._broken:
+            self._reopen()
         wait = self._last_frame_end + self.port.gap_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # bus timing is real time, never a simulated clock
@@ -250,12 +254,23 @@ class ModbusBus:
             frame = self._serial.last_reply
             cls, why = classify_reply(frame, slave, function_code, count)
             raise cls(f"slave {slave}: {why}", frame=frame, **where) from None
-        except serial.SerialException as exc:
-            raise PortError(f"serial port {self.port.port}: {exc}") from exc
-        except OSError as exc:  # the tty vanished under us (USB adapter pulled)
+        except minimalmodbus.ModbusException as exc:  # anything else minimalmodbus reports (an OSError subclass)
+            raise ModbusError(f"slave {slave}: {exc}", frame=self._serial.last_reply, **where) from None
+        except (OSError, termios.error) as exc:  # the tty vanished under us (USB adapter pulled)
+            self._broken = True
             raise PortError(f"serial port {self.port.port}: {exc}") from exc
         finally:
             self._last_frame_end = time.monotonic()
+
+    def _reopen(self) -> None:
+        """Open the port again after a failure; PortError while the device is still gone."""
+        try:
+            self._serial.close()
+            self._serial.open()
+        except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
+            raise PortError(f"serial port {self.port.port} is still unavailable: {exc}") from exc
+        self._broken = False
+        log.info("serial port %s reopened", self.port.port)
 
     def stats(self) -> dict[int, dict[str, int]]:
         """Per slave: attempts by outcome (``ok`` and each error counter), a copy."""

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from common.config import SerialPort
 from hal.modbus import (
     COUNTERS,
     CrcError,
@@ -21,7 +22,7 @@ from hal.modbus import (
     classify_reply,
     crc16,
 )
-from hal.sim.meter import FAULTS, SimulatedMeter
+from hal.sim.meter import FAULTS, SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair, SerialPairError
 
 FAULT_CLASSES = {
@@ -284,3 +285,34 @@ def test_inject_refuses_unknown_fault_and_slave(meter_bus) -> None:
         meter_bus.sim.inject(2, "silence")
     with pytest.raises(ValueError):
         meter_bus.sim.set_registers(1, 3, 0, [70000])
+
+
+def test_port_lost_and_back_is_reopened(tmp_path) -> None:
+    directory = tmp_path / "pair"
+    first = SerialPair(directory=directory)
+    node, meter = first.start()
+    try:
+        sim = SimulatedMeterBus(meter).start()
+        sim.add_slave(1)
+        sim.set_registers(1, 3, 0, [11])
+        bus = ModbusBus(SerialPort(port=node, timeout_s=0.1, retries=0, gap_s=0.0))
+        assert bus.read_registers(1, 0, 1) == [11]
+        sim.stop()
+        first.stop()  # the USB adapter is pulled: its tty disappears
+        with pytest.raises(PortError):
+            bus.read_registers(1, 0, 1)
+        with pytest.raises(PortError, match="still unavailable"):
+            bus.read_registers(1, 0, 1)
+        second = SerialPair(directory=directory)  # plugged back in, same device name
+        try:
+            second.start()
+            with SimulatedMeterBus(meter) as sim2:
+                sim2.add_slave(1)
+                sim2.set_registers(1, 3, 0, [12])
+                assert bus.read_registers(1, 0, 1) == [12]
+        finally:
+            second.stop()
+        assert bus.stats()[1]["port_error"] == 2
+        bus.close()
+    finally:
+        first.stop()
