@@ -117,9 +117,13 @@ class ElevatorNode:
         self._thread: threading.Thread | None = None
         self.input_errors = 0
         self.last_snapshot: LiftSnapshot | None = None
-        self.detector = self._restore()
         self._devices: dict[str, Any] = {}
-        self._make_inputs()
+        try:
+            self.detector = self._restore()
+            self._make_inputs()
+        except BaseException:
+            self._release_owned()  # a node that cannot start must not leave its outbox or speaker open
+            raise
 
     # ------------------------------------------------------------------------------------------- inputs
     def _make_inputs(self) -> None:
@@ -171,6 +175,8 @@ class ElevatorNode:
     def step(self) -> list[Event]:
         """Read the inputs, run the detector, store its detections (outbox first), then speak; returns events."""
         with self._lock:
+            if not self._devices:
+                return []  # closed: a late gpiozero callback has nothing to read
             now = self.clock.monotonic()
             snapshot = self.read_snapshot()
             self.last_snapshot = snapshot
@@ -360,6 +366,9 @@ class ElevatorNode:
             if self._devices:
                 self._persist(self.clock.monotonic())
             self._close_devices()
+        self._release_owned()
+
+    def _release_owned(self) -> None:
         if self._own_speaker:
             self.speaker.close()
         if self._own_runtime:
@@ -370,9 +379,11 @@ def run_node(config: NodeConfig) -> int:
     """``elevator-node run``: build the node from its config and run until stopped; the exit code."""
     from gpiozero.exc import BadPinFactory, GPIOZeroError
 
+    from common.outbox import OutboxError
+
     try:
         node = ElevatorNode(config)
-    except (BadPinFactory, GPIOZeroError, OSError) as exc:
+    except (BadPinFactory, GPIOZeroError, OutboxError, OSError) as exc:
         log.critical("cannot start the elevator node: %s: %s", type(exc).__name__, exc)
         return 1
     node.run()

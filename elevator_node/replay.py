@@ -150,7 +150,7 @@ def to_json_line(detection: Detection) -> str:
 def replay_file(path: Path, settings: DetectorSettings, out: TextIO) -> int:
     """Parse then replay ``path`` to ``out``; returns the number of events. Raises TraceError before any output."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceError([f"{path}: cannot read: {exc}"]) from None
     rows = parse_trace(text.splitlines(), str(path))

@@ -533,3 +533,20 @@ def test_simulated_lift_plays_the_trapped_passenger_on_a_fast_clock(mock_factory
     trapped = next(e for e in events if e.kind == "entrapment")
     assert trapped.payload["label_zh"] == "非平层关人" and trapped.payload["seconds_trapped"] >= 90.0
     assert speaker.texts[0] == DEFAULT_QUESTION and DEFAULT_REASSURANCE in speaker.texts
+
+
+@pytest.mark.skipif(Path("/dev/gpiomem").exists(), reason="on a Raspberry Pi the native pin factory works")
+def test_run_command_without_usable_gpio_exits_1_naming_the_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(
+        config_text(tmp_path, "http://127.0.0.1:9").replace('pin_factory = "mock"', 'pin_factory = "native"')
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "elevator_node", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot start the elevator node" in result.stderr

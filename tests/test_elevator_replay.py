@@ -190,3 +190,11 @@ def test_help_documents_both_commands_and_exit_codes(capsys: pytest.CaptureFixtu
         main(["replay", "--help"])
     assert info.value.code == 0
     assert "TRACE" in capsys.readouterr().out.upper()
+
+
+def test_a_spreadsheet_byte_order_mark_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_bytes(f"{HEADER}\r\n0,closed,1,,,\r\n95,closed,1,,,\r\n".encode("utf-8-sig"))
+    code, lines, err = replay_lines(capsys, str(trace))
+    assert code == 0, err
+    assert len(lines) == 1
