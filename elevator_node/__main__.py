@@ -35,15 +35,24 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"node config (default $CHANGBAI_CONFIG or {default_config_path()})"
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"node config (default $CHANGBAI_CONFIG or {default_config_path()})",
     )
     sub = parser.add_subparsers(dest="command", metavar="{run,replay}")
     run = sub.add_parser("run", help="run the node (the default)")
-    run.add_argument("--config", type=Path, default=None, dest="run_config", help="node config file")
+    run.add_argument("--config", type=Path, default=None, dest="run_config", metavar="FILE", help="node config file")
     replay = sub.add_parser("replay", help="replay a trace through the detector; JSON lines on stdout")
-    replay.add_argument("trace", type=Path, help="trace CSV file")
+    replay.add_argument("trace", type=Path, metavar="TRACE.csv", help="trace CSV file")
     replay.add_argument(
-        "--config", type=Path, default=None, dest="replay_config", help="take thresholds and identity from here"
+        "--config",
+        type=Path,
+        default=None,
+        dest="replay_config",
+        metavar="FILE",
+        help="take thresholds and identity from here",
     )
     return parser
 
