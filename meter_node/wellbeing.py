@@ -52,8 +52,9 @@ class WellbeingSettings:
     night_start: str = setting("00:00", pattern=_HHMM, help="a silence reaching into night_start..night_end")
     night_end: str = setting("05:00", pattern=_HHMM, help="...is judged by the night limits (it holds sleep)")
     inactivity_min_h: float = setting(2.0, min=0.5, max=24.0, help="adaptive warning is never sooner than this")
-    inactivity_margin_h: float = setting(1.0, min=0.0, max=12.0, help="adaptive warning: usual longest + this")
-    urgent_margin_h: float = setting(3.0, min=0.0, max=24.0, help="adaptive urgent: usual longest + this")
+    inactivity_margin_h: float = setting(1.5, min=0.0, max=12.0, help="adaptive warning: usual longest + this")
+    urgent_margin_h: float = setting(4.0, min=0.0, max=24.0, help="adaptive urgent: usual longest + this")
+    profile_quantile: float = setting(1.0, min=0.5, max=1.0, help="how high in the usual silences the profile sits")
     urgent_after_warning_min: float = setting(60.0, min=0.0, max=720.0, help="warning first, urgent after this")
     # morning
     morning_start: str = setting("04:00", pattern=_HHMM, help="local time from which a use counts as the first")
@@ -665,7 +666,7 @@ class WellbeingMonitor:
             if len(samples) < s.learning_days // 2:
                 self._profile_cache = []
                 return None
-            raw.append(_upper(samples, 0.95))
+            raw.append(_upper(samples, s.profile_quantile))
         self._profile_cache = [max(raw[(slot + k) % 48] for k in (-1, 0, 1)) for slot in range(48)]
         return self._profile_cache
 
