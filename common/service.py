@@ -213,7 +213,7 @@ class NodeRuntime:
                     last_ping = time.monotonic()
                 next_tick += interval_s
                 now = self.clock.monotonic()
-                if next_tick <= now:  # a slow tick: skip the missed ones rather than run a burst
+                if next_tick < now:  # a slow tick: skip the missed ones rather than run a burst
                     next_tick = now + interval_s
                 while not self._stop.is_set():
                     remaining = next_tick - self.clock.monotonic()
