@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common.config import NodeConfig
+from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
 from hal.clock import Clock
+from hal.modbus import ModbusBus, PortError
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus
 from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
@@ -39,8 +40,10 @@ CHIME_PROMPT = "您好，如果您一切安好，请按一下“我很好”按�
 @dataclass
 class ReadingCadence:
     """Which reads become ``meter_reading`` events: SD cards wear, and a cumulative total loses nothing when
-    sampled. Recorded: the first good read, a changed total at most every ``min_interval_s``, and an unchanged
-    one every ``sample_s`` (so the central sees the meter alive). Pure: fed (monotonic time, total)."""
+    sampled. Recorded: the first good read, a changed total at most once per ``min_interval_s`` window, and an
+    unchanged one once per ``sample_s`` window (so the central sees the meter alive). The windows are on one
+    grid for every meter, so the readings of all meters fall in the same poll cycle and go to disk in one
+    transaction. Pure: fed (monotonic time, total)."""
 
     min_interval_s: float
     sample_s: float
@@ -55,12 +58,59 @@ class ReadingCadence:
         last = self._last.get(meter_id)
         if last is None:
             return True
-        since = at - last[0]
         changed = abs(total - last[1]) >= 1e-6
-        return (changed and since >= self.min_interval_s) or since >= self.sample_s
+        if changed and self._window(at, self.min_interval_s) > self._window(last[0], self.min_interval_s):
+            return True
+        return self._window(at, self.sample_s) > self._window(last[0], self.sample_s)
 
     def recorded(self, meter_id: str, at: float, total: float) -> None:
         self._last[meter_id] = (at, total)
+
+    @staticmethod
+    def _window(at: float, length: float) -> float:
+        return at // length if length > 0 else at
+
+
+# ------------------------------------------------------------------------------------------------ the bus
+class ReopeningBus:
+    """A ModbusBus that survives its port: a missing or unplugged USB adapter makes every read a
+    ``PortError`` (the meters go offline and ``meter_offline`` reaches the central) instead of a node that
+    crashes at start; the port is opened again at most every ``retry_s``."""
+
+    def __init__(self, port: SerialPort, clock: Clock, retry_s: float = 10.0) -> None:
+        self._port = port
+        self._clock = clock
+        self._retry_s = retry_s
+        self._bus: ModbusBus | None = None
+        self._next_try = clock.monotonic()
+        self._open()
+
+    def _open(self) -> None:
+        self._next_try = self._clock.monotonic() + self._retry_s
+        try:
+            self._bus = ModbusBus(self._port)
+        except PortError as exc:
+            log.error("serial port %s unusable (%s); retrying every %.0f s", self._port.port, exc, self._retry_s)
+
+    def read_registers(self, slave: int, address: int, count: int, function_code: int = 3) -> list[int]:
+        if self._bus is None and self._clock.monotonic() >= self._next_try:
+            self._open()
+        if self._bus is None:
+            raise PortError(f"serial port {self._port.port} is not open")
+        try:
+            return self._bus.read_registers(slave, address, count, function_code)
+        except PortError:
+            self.close()  # opened again on a later read
+            self._next_try = self._clock.monotonic() + self._retry_s
+            raise
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        return self._bus.stats() if self._bus is not None else {}
+
+    def close(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.close()
 
 
 # ----------------------------------------------------------------------------------------------- the node
@@ -92,14 +142,10 @@ class MeterNode:
             runtime = NodeRuntime(config, clock)
         self.runtime = runtime
         self._own_bus = bus is None
-        if bus is None:
-            from hal.modbus import ModbusBus
-
-            bus = ModbusBus(section.serial)
-        self.bus = bus
+        self.bus: RegisterBus = bus if bus is not None else ReopeningBus(section.serial, clock)
         self.meters: dict[str, MeterEntry] = {m.id: m for m in section.meters}
         self.reader = MeterReader(
-            bus,
+            self.bus,
             section.meters,
             clock=clock,
             profile_dirs=[section.profile_dir] if section.profile_dir else [],
@@ -218,27 +264,35 @@ class MeterNode:
     # ---------------------------------------------------------------------------------------------- loop
     def step(self) -> float:
         """Do everything that is due now; returns the monotonic time when something is next due."""
-        reads = self.reader.poll_due()
-        technical = self.reader.check()
         self._handle_presses()
         readings: list[Event] = []
-        for read in reads:
+        polled = False
+        for meter_id in self.reader.due():
+            read = self.reader.poll(meter_id)
+            polled = True
             self._handle_read(read, readings)
-        for detection in technical:
+            if readings and readings[-1].priority == "state":
+                self._store(readings)  # a meter's first total after start goes out at once, not after the cycle
+                readings = []
+        for detection in self.reader.check():
             self._emit_technical(detection)
         if readings:
-            stored = self.runtime.outbox.put_many(readings)  # durable when it returns: one commit per cycle
-            if any(e.priority == "state" for e in stored):
-                self.runtime.uploader.wake()  # a meter's first total after start goes out at once
-            self.readings_stored += len(stored)
-            log.debug("stored %d reading(s), seq %s-%s", len(stored), stored[0].seq, stored[-1].seq)
-        if reads:
+            self._store(readings)
+        if polled:
             self.runtime.set_health(last_sensor_read=self.last_read_wall, meters=self.reader.health())
         now = self.clock.monotonic()
         # after an alert at once (a restart must not raise it again), else every state_save_s (SD card wear)
         if now >= self._next_save or self._dirty:
             self.save_state()
         return min(self.reader.next_due(), self._next_save)
+
+    def _store(self, readings: list[Event]) -> None:
+        """Readings of one poll cycle in one durable transaction: acknowledged means on disk."""
+        stored = self.runtime.outbox.put_many(readings)
+        if any(e.priority == "state" for e in stored):
+            self.runtime.uploader.wake()
+        self.readings_stored += len(stored)
+        log.debug("stored %d reading(s), seq %s-%s", len(stored), stored[0].seq, stored[-1].seq)
 
     def tick(self, now: float) -> None:
         """``NodeRuntime.run``'s tick: poll what is due (``now`` is the runtime's monotonic time)."""

@@ -375,11 +375,15 @@ class MeterReader:
         """Monotonic time of the next poll due (inf without meters)."""
         return min((m.next_due for m in self._meters.values()), default=float("inf"))
 
-    def poll_due(self) -> list[MeterRead]:
-        """Read every meter that is due now, earliest first."""
+    def due(self) -> list[str]:
+        """Ids of the meters due for a read now, earliest first."""
         now = self._clock.monotonic()
         due = sorted((m for m in self._meters.values() if m.next_due <= now), key=lambda m: m.next_due)
-        return [self.poll(m.entry.id) for m in due]
+        return [m.entry.id for m in due]
+
+    def poll_due(self) -> list[MeterRead]:
+        """Read every meter that is due now, earliest first."""
+        return [self.poll(meter_id) for meter_id in self.due()]
 
     def poll(self, meter_id: str) -> MeterRead:
         """Read one meter now and schedule its next read."""

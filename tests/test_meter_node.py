@@ -163,14 +163,23 @@ class Speaker:
 # ------------------------------------------------------------------------------------------ the cadence
 def test_reading_cadence_records_changes_sparingly_and_samples_the_unchanged() -> None:
     cadence = ReadingCadence(min_interval_s=60.0, sample_s=900.0)
-    assert cadence.due("m", 0.0, 100.0)
-    cadence.recorded("m", 0.0, 100.0)
-    assert not cadence.due("m", 30.0, 101.0)  # changed, but too soon
-    assert cadence.due("m", 60.0, 101.0)
+    assert cadence.due("m", 10.0, 100.0)  # the first read
+    cadence.recorded("m", 10.0, 100.0)
+    assert not cadence.due("m", 59.9, 101.0)  # changed, but still in the same minute window
+    assert cadence.due("m", 60.0, 101.0)  # changed, next window
     cadence.recorded("m", 60.0, 101.0)
-    assert not cadence.due("m", 959.0, 101.0)  # unchanged: only the periodic sample
-    assert cadence.due("m", 960.0, 101.0)
+    assert not cadence.due("m", 899.9, 101.0)  # unchanged: only the periodic sample
+    assert cadence.due("m", 900.0, 101.0)
     assert not cadence.due("m", 2000.0, None)  # a failed read is never recorded
+
+
+def test_reading_cadence_puts_every_meter_in_the_same_cycle() -> None:
+    """Meters first read at different moments still record in the same poll cycle: one disk transaction."""
+    cadence = ReadingCadence(min_interval_s=60.0, sample_s=900.0)
+    for i, meter in enumerate("abc"):
+        cadence.recorded(meter, 3.0 + 17.0 * i, 100.0)
+    assert [cadence.due(m, 59.0, 101.0) for m in "abc"] == [False, False, False]
+    assert [cadence.due(m, 60.5, 101.0) for m in "abc"] == [True, True, True]
 
 
 # ------------------------------------------------------------------------------- alerts at the central
@@ -483,3 +492,36 @@ def test_every_fault_class_on_the_serial_bus(
     assert readings["b12-301"][-1]["raw_litres"] == 4.0
     # the phantom 900 m3 never became a reading
     assert max(r["total_litres"] for r in readings["b12-302"]) < 124_000.0
+
+
+def test_missing_serial_adapter_is_an_offline_meter_not_a_crash(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """The USB adapter is not plugged in at start: the node runs, the meter goes offline (alert at the
+    central), and once the port appears the node opens it and reads again."""
+    from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
+    from hal.sim.serial_pair import SerialPair
+
+    pair_dir = tmp_path / "pair"
+    config = with_port(node_config(tmp_path, registered.url, ONE_METER), str(pair_dir / "node"))
+    h = Harness(config, None, ManualClock(wall=START_WALL))  # the node builds its bus on a port not there yet
+    harnesses.append(h)
+    h.run(11 * 60)
+    assert h.node.health()["meters"]["b12-301"]["port_error"] >= 1
+    assert h.node.health()["meters"]["b12-301"]["status"] == "offline"
+    with SerialPair(directory=pair_dir) as (_node_path, meter_path), SimulatedMeterBus(meter_path) as sim:
+        SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, 777.0)
+        h.run(60)
+        h.sync()
+        h.node.close()
+    assert h.node.health()["meters"]["b12-301"]["reads_ok"] >= 1
+    assert [e["state"] for e in registered.events(NODE_ID, kind="meter_offline")] == ["raised", "cleared"]
+    assert registered.events(NODE_ID, kind="meter_reading")[0]["payload"]["total_litres"] == 777.0
+
+
+def with_port(config: NodeConfig, port: str) -> NodeConfig:
+    import dataclasses
+
+    meter = config.role_config
+    serial = dataclasses.replace(meter.serial, port=port)
+    return dataclasses.replace(config, role_config=dataclasses.replace(meter, serial=serial))
