@@ -32,8 +32,9 @@ _TABLE = {"alert": "q_alert", "state": "q_state", "reading": "q_reading"}
 SCHEMA_VERSION = 1
 # small pages: a commit rewrites whole pages, and most commits touch one or two of them (SD card wear)
 PAGE_SIZE = 1024
-# seq numbers are reserved on disk in blocks, so a number handed out is never handed out again after a crash
-SEQ_BLOCK = 1000
+# seq numbers are reserved on disk in blocks, so a number handed out is never handed out again after a crash;
+# a crash leaves at most one block of unused numbers as a gap at the central (explained by outbox_resumed)
+SEQ_BLOCK_MIN = 64
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _SQLITE_FULL = 13
@@ -119,6 +120,8 @@ class Outbox:
         self._check_every = max(4096, min(64 * 1024, self._db_limit // 100))
         self._soft_limit = self._db_limit - 4 * self._check_every
         self._over_logged_at: float | None = None
+        # room for a full group-commit window of readings, twice, so a reading put never waits for a reservation
+        self._seq_block = max(SEQ_BLOCK_MIN, 2 * section.reading_commit_max + 16)
         self._conn: sqlite3.Connection = self._open_or_recover()
 
     # ------------------------------------------------------------------------------------------ opening
@@ -183,7 +186,7 @@ class Outbox:
         if "schema_version" not in meta:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         # mark the run as open (a crash from now on leaves clean_close = 0) and reserve the first block of numbers
-        self._reserved = self._next_seq + max(SEQ_BLOCK, 10 * self._section.reading_commit_max)
+        self._reserved = self._next_seq + self._seq_block
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', '0')")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._reserved),))
@@ -384,7 +387,7 @@ class Outbox:
                     conn.executemany(f"INSERT OR REPLACE INTO {_TABLE[prio]} VALUES (?, ?, ?)", table_rows)
             reserve = self._needs_reservation()
             if reserve:
-                self._reserved = self._next_seq + max(SEQ_BLOCK, 10 * self._section.reading_commit_max)
+                self._reserved = self._next_seq + self._seq_block
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._reserved),))
             for key, value in (state or {}).items():
                 if value is None:
