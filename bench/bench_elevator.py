@@ -91,7 +91,8 @@ def register(server: CentralServer, token_file: Path) -> None:
 
 
 def config_text(folder: Path, central_url: str, log_level: str = "WARNING") -> str:
-    # door contact with a pull-down and active low: a mock pin reads "closed" at rest, so the idle car is shut
+    # door contact and door-zone magnet with a pull-down and active low: a mock pin at rest reads "closed" and
+    # "at a floor", so the idle car is a shut, empty car parked at a floor
     return f"""[node]
 id = "{NODE_ID}"
 role = "elevator"
@@ -116,7 +117,7 @@ lift = "1"
 door = {{ pin = 17, active_high = false, pull_up = false, bounce_s = 0 }}
 occupancy = {{ pin = 27, bounce_s = 0 }}
 moving = {{ pin = 22, bounce_s = 0 }}
-level_zone = {{ pin = 23, bounce_s = 0 }}
+level_zone = {{ pin = 23, active_high = false, pull_up = false, bounce_s = 0 }}
 alarm_button = {{ pin = 24, bounce_s = 0 }}
 entrapment_s = {ENTRAPMENT_S}
 """
