@@ -10,7 +10,6 @@ See docs/sync.md for the whole set of guarantees.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -62,14 +61,44 @@ class _CheckFailed(sqlite3.DatabaseError):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
     # a payload value json cannot encode must not cost an alert: store its text and say so in the log
     log.warning("outbox: payload value of type %s stored as text", type(value).__name__)
     return str(value)
 
 
 def event_json(event: Event) -> str:
-    """The stored and sent JSON text of an event (the wire form)."""
-    return json.dumps(event.to_wire(), ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=_jsonable)
+    """The stored and sent JSON text of an event: ``Event.to_wire()`` as compact JSON (built field by field,
+    which is several times faster than ``dataclasses.asdict``)."""
+    wire = {
+        "alert_id": event.alert_id,
+        "clock_synced": event.clock_synced,
+        "id": event.id,
+        "kind": event.kind,
+        "node_id": event.node_id,
+        "payload": dict(event.payload),
+        "priority": event.priority,
+        "recipients": list(event.recipients),
+        "seq": event.seq,
+        "severity": event.severity,
+        "state": event.state,
+        "wall_time": event.wall_time,
+    }
+    return _ENCODER.encode(wire)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+
+
+def with_seq(event: Event, seq: int) -> Event:
+    """A copy of ``event`` carrying ``seq`` (as ``dataclasses.replace``, without its per-call cost)."""
+    copy = object.__new__(Event)
+    copy.__dict__.update(event.__dict__)
+    copy.__dict__["seq"] = seq
+    return copy
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -226,7 +255,7 @@ class Outbox:
             priority="state",
             payload=payload,
         )
-        return dataclasses.replace(event, seq=self._take_seq())
+        return with_seq(event, self._take_seq())
 
     def _fsync_dir(self) -> None:
         # a newly created database or WAL file is durable only once its directory entry is
@@ -442,7 +471,7 @@ class Outbox:
             raise ValueError(f"unknown priority {event.priority!r}; allowed: {', '.join(PRIORITIES)}")
         with self._lock:
             self._check_open()
-            stored = dataclasses.replace(event, seq=self._take_seq())
+            stored = with_seq(event, self._take_seq())
             window = self._section.reading_commit_window_s
             if stored.priority == "reading" and window > 0 and not state:
                 now = self._clock.monotonic()
@@ -468,7 +497,7 @@ class Outbox:
                 raise ValueError(f"unknown priority {event.priority!r}; allowed: {', '.join(PRIORITIES)}")
         with self._lock:
             self._check_open()
-            stored = [dataclasses.replace(e, seq=self._take_seq()) for e in batch]
+            stored = [with_seq(e, self._take_seq()) for e in batch]
             self._commit(stored)
         for event in stored:
             if event.priority != "reading":

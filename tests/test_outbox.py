@@ -358,3 +358,14 @@ def test_put_refuses_an_unknown_priority(path: Path, clock: ManualClock) -> None
     with pytest.raises(ValueError, match="priority"):
         box.put(event("x", "urgent"))
     box.close()
+
+
+def test_stored_json_is_the_wire_form() -> None:
+    import json
+
+    from common.outbox import event_json
+
+    made = event("trapped", "alert", floor=3, nested={"a": [1, 2]})
+    made = Event(**{**made.__dict__, "seq": 42, "recipients": ("family",), "alert_id": "a-1"})
+    assert json.loads(event_json(made)) == json.loads(json.dumps(made.to_wire()))
+    assert Event.from_wire(json.loads(event_json(made))) == made
