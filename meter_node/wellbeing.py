@@ -309,7 +309,8 @@ class WellbeingMonitor:
         self._check_high(t, day["volume"], out)
         use_min = self._use_min()
         base_rate = self._base_lph / _HOUR_S
-        since = min(t - self._last_rise_t, 2 * _HOUR_S) if self._last_rise_t is not None else 2 * _HOUR_S
+        span = self._span_h() * _HOUR_S
+        since = min(t - self._last_rise_t, span) if self._last_rise_t is not None else span
         self._last_rise_t = t
         if gap:
             # water used some time during the gap proves life then, but not when: the silence clock restarts
@@ -328,8 +329,9 @@ class WellbeingMonitor:
         self._win_use += excess_use
         self._win_flow += excess_flow
         self._trim_window(t)
-        if self._win_use >= use_min:
-            self._mark_use(t, out)
+        # on top of a steady flow (a tap left on, a new leak) a use must stand out from its wobble too
+        if self._win_use >= use_min + 0.1 * floor_rate * self._window():
+            self._mark_use(t, out, on_top=floor_rate > 0)
         if self._win_flow >= use_min:
             if self._run is None:
                 self._run = {"start": self._rises[0][0], "last": t, "litres": 0.0, "ack": 0.0}
@@ -373,11 +375,11 @@ class WellbeingMonitor:
         if not rises:
             self._win_use = self._win_flow = 0.0
 
-    def _mark_use(self, t: float, out: list[Detection]) -> None:
+    def _mark_use(self, t: float, out: list[Detection], on_top: bool = False) -> None:
         day = self._day
         assert day is not None
         run = self._run
-        if run is not None and t - run["start"] > self._usual_run_cap():
+        if run is not None and t - run["start"] > self._usual_run_cap() and not on_top:
             return  # flow going on far longer than usual is a tap left on, not a sign of life
         self._anchor = max(self._anchor, t)
         if day["first_use"] is None and t >= day["morning_t"]:
@@ -475,10 +477,20 @@ class WellbeingMonitor:
             if len(quiet) >= s.leak_clear_nights:
                 self._clear("leak_suspected", t, out, quiet_nights=len(quiet))
 
-    @staticmethod
-    def _quietest(bins: list[float | None], fallback: float) -> float:
-        """Litres per hour in the quietest 2-hour span: a robust base flow (leak) that ignores use."""
-        spans = [(a + b) / 2.0 for a, b in zip(bins, bins[1:], strict=False) if a is not None and b is not None]
+    def _span_h(self) -> int:
+        """Hours in a base-flow span: 2, longer for coarse pulses so a slow leak shows in every span."""
+        if math.isinf(self._resolution):
+            return 2
+        return int(min(6, max(2, round(self._resolution / 2))))
+
+    def _quietest(self, bins: list[float | None], fallback: float) -> float:
+        """Litres per hour in the quietest span (2 h; 5 h for 10 L pulses): a robust base flow that ignores use."""
+        n = self._span_h()
+        spans = [
+            sum(b for b in bins[i : i + n] if b is not None) / n
+            for i in range(len(bins) - n + 1)
+            if all(b is not None for b in bins[i : i + n])
+        ]
         return min(spans) if spans else fallback
 
     # ------------------------------------------------------------------------------------------- the days

@@ -26,7 +26,7 @@ SETUPS: tuple[tuple[float, float], ...] = ((1.0, 60.0), (10.0, 60.0), (1.0, 10.0
 ACUTE = ("collapse_day", "collapse_night", "collapse_tap")
 # what counts as "the family was told": a person alert or water running, at warning or above
 DETECTING = PERSON_KINDS | {"continuous_flow", "high_daily_volume"}
-TUNE_SEEDS = tuple(range(1, 13))
+TUNE_SEEDS = tuple(range(1, 41))
 REPORT_SEEDS = tuple(range(1001, 1041))
 HORIZON = 36 * HOUR
 
