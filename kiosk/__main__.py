@@ -72,6 +72,16 @@ def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> i
     from kiosk.kivyconf import configure_kivy
 
     configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=node.state_dir / "kivy")
+    try:
+        from kivy.core.window import Window
+    except SystemExit:  # some Kivy window providers exit the process when they cannot open a display
+        Window = None
+    if Window is None:
+        # a kiosk with a broken screen still hails taxis by button and voice
+        log.error("no screen could be opened: running headless (arcade button and voice)")
+        node.fault("screen", "no window could be opened")
+        return node.run_headless()
+    node.part_ok("screen")
     from kiosk.app import KioskApp
 
     app = KioskApp(

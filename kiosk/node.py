@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from gpiozero.exc import GPIOZeroError
+
 from common.config import NodeConfig
+from common.events import Detection
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from hal.clock import Clock, SystemClock
 from kiosk.client import RidesClient
@@ -23,6 +26,7 @@ from kiosk.texts import Texts, load_texts
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
+FAULT_RECIPIENTS = ("maintenance",)
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,15 @@ class KioskNode:
         self.button: Any = None
         self.led: Any = None
         if use_gpio and (kiosk.button is not None or kiosk.led is not None):
-            self._open_gpio()
+            try:
+                self._open_gpio()
+            except GPIOZeroError as exc:
+                # the screen still hails taxis: report the broken button to maintenance and go on without it
+                log.error("arcade button/LED unusable: %s", exc)
+                self.close_gpio()
+                self.fault("gpio", f"{type(exc).__name__}: {exc}")
+            else:
+                self.part_ok("gpio")
         self.led_state: LedPattern | None = None
         self._thread: threading.Thread | None = None
         self._started = False
@@ -159,6 +171,25 @@ class KioskNode:
             except PinPWMUnsupported:
                 log.info("BCM %d cannot dim (no PWM): the idle pulse becomes a slow blink", spec.pin)
         return make_led(spec)
+
+    def close_gpio(self) -> None:
+        for device in (self.button, self.led):
+            if device is not None:
+                device.close()
+        self.button = self.led = None
+
+    def fault(self, part: str, reason: str) -> None:
+        """A broken part (screen, gpio): one alert to maintenance per part, open until the part works again."""
+        detection = Detection(
+            "kiosk_fault", "raised", self.clock.monotonic(), "warning", {"part": part, "reason": reason[:300]}, key=part
+        )
+        self.runtime.emit(detection, FAULT_RECIPIENTS)
+
+    def part_ok(self, part: str) -> None:
+        if self.runtime.alerts.is_open("kiosk_fault", part):
+            self.runtime.emit(
+                Detection("kiosk_fault", "cleared", self.clock.monotonic(), "info", {"part": part}, key=part)
+            )
 
     # ------------------------------------------------------------------------------------- inputs
     def press(self, source: str = "button") -> None:
@@ -222,10 +253,7 @@ class KioskNode:
             self._thread = None
         self.controller.stop()
         self.runtime.stop()
-        for device in (self.button, self.led):
-            if device is not None:
-                device.close()
-        self.button = self.led = None
+        self.close_gpio()
         self.rides.close()
         if self._own_speaker and hasattr(self.speaker, "close"):
             self.speaker.close()

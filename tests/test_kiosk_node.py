@@ -217,3 +217,48 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 2 and "hotline" in proc.stderr
+
+
+def test_broken_arcade_button_raises_a_fault_and_the_kiosk_goes_on(mock_factory: MockFactory, tmp_path: Path) -> None:
+    from gpiozero import Button
+
+    squatter = Button(BUTTON)  # another process (or a config typo) holds the pin
+    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+    try:
+        assert node.button is None and node.runtime.alerts.is_open("kiosk_fault", "gpio")
+        node.press("screen")  # the screen still orders
+        assert node.state == "requesting"
+    finally:
+        node.close()
+        squatter.close()
+
+
+def test_kiosk_without_a_working_screen_runs_headless_and_says_so(central, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk")
+    config = write_config(tmp_path, central.url, token)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISPLAY": ":0", "KIVY_WINDOW": "egl_rpi"}  # no usable window
+    env["KIVY_HOME"] = str(tmp_path / "kivy")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--config", str(config), "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        faults: list[dict] = []
+        while not faults and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            faults = [e for e in central.events(NODE) if e["kind"] == "kiosk_fault"]
+            time.sleep(0.1)
+        assert faults and faults[0]["payload"]["part"] == "screen" and faults[0]["state"] == "raised"
+        assert "maintenance" in faults[0]["recipients"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
