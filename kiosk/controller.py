@@ -131,8 +131,16 @@ class KioskController:
             return
         self.spoken.append(text)
         del self.spoken[:-50]
-        if self.speaker is not None:
+        if self.speaker is None:
+            return
+        wav = self.texts.wav(effect.key, self.voice_language)
+        if wav is None:
             self.speaker.say(text)
+            return
+        self.speaker.say(wav=wav)
+        if "plate" in effect.params:
+            # a recording cannot know the car: the plate and car are spoken after it
+            self.speaker.say(self.texts.voice(effect.key, self.voice_language, effect.params))
 
     def _report(self, report: Report) -> None:
         if self._record is None:

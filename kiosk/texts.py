@@ -17,6 +17,8 @@ from kiosk.ride import STATES, speakable_plate
 
 DEFAULT_TEXTS = Path(__file__).with_name("texts.toml")
 STATE_KEYS = ("heading_zh", "heading_en", "detail_zh", "detail_en", "voice_zh", "voice_en")
+# optional recorded prompts, relative to the texts file; played instead of the spoken text
+WAV_KEYS = ("wav_zh", "wav_en")
 LABEL_KEYS = (
     "call_zh",
     "call_en",
@@ -85,6 +87,11 @@ class Texts:
         """The voice prompt for state ``key`` in ``language`` (zh or en)."""
         return self.states[key][f"voice_{language}"].format(**self.params(extra))
 
+    def wav(self, key: str, language: str) -> Path | None:
+        """A recorded prompt for state ``key`` (absolute path), or None: then the text is spoken."""
+        name = self.states[key].get(f"wav_{language}")
+        return (self.source.parent / name) if name else None
+
     def label(self, key: str, **extra: Any) -> str:
         return self.labels[key].format(**self.params(extra))
 
@@ -125,8 +132,12 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
                     f"{file}: {state}.{key}: placeholder {{{sorted(unknown)[0]}}} not available here; "
                     f"allowed: {', '.join(sorted(allowed))}"
                 )
-        for extra in sorted(set(table) - set(STATE_KEYS)):
-            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {', '.join(STATE_KEYS)}")
+        for key in WAV_KEYS:
+            if key in table and not (isinstance(table[key], str) and (file.parent / table[key]).is_file()):
+                problems.append(f"{file}: {state}.{key} = {table[key]!r}: no such WAV file next to the texts file")
+        for extra in sorted(set(table) - set(STATE_KEYS) - set(WAV_KEYS)):
+            allowed = ", ".join(STATE_KEYS + WAV_KEYS)
+            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {allowed}")
         states[state] = {k: v for k, v in table.items() if isinstance(v, str)}
     labels = data.get("labels")
     if not isinstance(labels, dict):

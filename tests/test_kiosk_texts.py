@@ -119,3 +119,36 @@ def test_every_state_has_an_icon_as_well_as_a_colour() -> None:
     assert set(theme.STATE_ICONS) == set(STATES)
     # states that share a colour scheme are told apart by their icon
     assert theme.STATE_ICONS["cancelled"] != theme.STATE_ICONS["no_car"] != theme.STATE_ICONS["offline"]
+
+
+def test_recorded_prompt_replaces_the_spoken_text(tmp_path: Path) -> None:
+    from hal.audio import RecordingSpeaker
+    from hal.clock import ManualClock
+    from kiosk.controller import KioskController
+    from kiosk.ride import Speak
+
+    (tmp_path / "idle.wav").write_bytes(b"RIFF")
+    (tmp_path / "assigned.wav").write_bytes(b"RIFF")
+    source = DEFAULT_TEXTS.read_text(encoding="utf-8")
+    source = source.replace("[idle]\n", '[idle]\nwav_zh = "idle.wav"\n').replace(
+        "[assigned]\n", '[assigned]\nwav_zh = "assigned.wav"\n'
+    )
+    (tmp_path / "texts.toml").write_text(source, encoding="utf-8")
+    t = load_texts(tmp_path / "texts.toml", "北门", "110")
+    speaker = RecordingSpeaker()
+    controller = KioskController(None, None, ManualClock(), t, speaker=speaker)  # type: ignore[arg-type]
+    controller._speak(Speak("idle", {}))
+    controller._speak(Speak("searching", {}))
+    controller._speak(Speak("assigned", {**CAR, "eta_min": 3}))
+    assert speaker.said[0] == (None, tmp_path / "idle.wav")
+    assert speaker.said[1][0] == t.voice("searching", "zh")
+    assert speaker.said[2] == (None, tmp_path / "assigned.wav")
+    assert "沪 A D 1 2 3 4 5" in speaker.said[3][0]
+
+
+def test_missing_wav_file_is_refused(tmp_path: Path) -> None:
+    source = DEFAULT_TEXTS.read_text(encoding="utf-8").replace("[idle]\n", '[idle]\nwav_zh = "nope.wav"\n')
+    (tmp_path / "texts.toml").write_text(source, encoding="utf-8")
+    with pytest.raises(TextsError) as info:
+        load_texts(tmp_path / "texts.toml", "北门", "110")
+    assert "idle.wav_zh = 'nope.wav': no such WAV file" in "\n".join(info.value.problems)
