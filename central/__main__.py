@@ -39,8 +39,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(config, args.db)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("central serve: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=args.access_log)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            access_log=args.access_log,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+        )
     finally:
         app.state.store.close()
     return 0
@@ -119,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--access-log", action="store_true", help="log every request (never the tokens)")
+    serve.add_argument("--ssl-certfile", type=Path, help="serve HTTPS with this certificate (PEM, full chain)")
+    serve.add_argument("--ssl-keyfile", type=Path, help="and this private key (PEM)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit (2 on problems)")

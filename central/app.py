@@ -417,15 +417,17 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
         return {"nodes": [node_view(n, now) for n in store.nodes()], "server_time": now}
 
     @app.get(f"{API}/nodes/{{node_id}}", tags=["operator"])
-    def get_node(node_id: str, _: OperatorAuth) -> dict[str, Any]:
-        """One node, with its seq gaps as [first, last] ranges of missing numbers."""
+    def get_node(node_id: str, who: Annotated[Any, Depends(node_or_operator)]) -> dict[str, Any]:
+        """One node, with its seq gaps as [first, last] ranges of missing numbers. A node may read its own."""
+        if isinstance(who, dict) and who["node_id"] != node_id:
+            raise ApiError(403, "forbidden", "a node may only read its own record")
         return node_view(store.node(node_id), clock.wall())
 
     @app.post(f"{API}/heartbeat", tags=["nodes"])
     def heartbeat(body: HeartbeatBody, node: NodeAuth) -> dict[str, Any]:
         """Store the node's latest health."""
         now = clock.wall()
-        store.store_heartbeat(node["node_id"], body.model_dump(exclude_none=False), now)
+        store.store_heartbeat(node["node_id"], body.model_dump(exclude_unset=True), now)
         return {"ok": True, "server_time": now}
 
     # -------------------------------------------------------------------------------------- events

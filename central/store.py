@@ -201,12 +201,18 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE nodes SET last_seen_at = ? WHERE node_id = ?", (now, node_id))
 
-    def store_heartbeat(self, node_id: str, health: Mapping[str, Any], now: float) -> None:
-        with self._lock:
+    def store_heartbeat(self, node_id: str, health: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Merge a heartbeat into the node's health: keys sent replace their last value, keys left out keep
+        theirs (a partial heartbeat, e.g. a technician's self-test, does not blank the rest). Returns it."""
+        with self._lock, self._tx():
+            row = self._db.execute("SELECT health FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            merged = {**(json.loads(row["health"]) if row and row["health"] else {}), **health}
+            merged["received_at"] = now
             self._db.execute(
                 "UPDATE nodes SET health = ?, last_heartbeat_at = ?, last_seen_at = ? WHERE node_id = ?",
-                (_dumps(health), now, now, node_id),
+                (_dumps(merged), now, now, node_id),
             )
+        return merged
 
     def nodes(self) -> list[dict[str, Any]]:
         with self._lock:

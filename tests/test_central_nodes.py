@@ -139,3 +139,26 @@ def test_unknown_node_detail_is_404_with_a_json_error(central):
     answer = requests.get(f"{central.url}/api/v1/nodes/no-such-node", headers=central.operator_headers, timeout=10)
     assert answer.status_code == 404
     assert answer.json()["error"] == "not_found"
+
+
+def test_a_partial_heartbeat_keeps_the_other_health_fields(central):
+    token = central.register(LIFT)
+    url = f"{central.url}/api/v1/heartbeat"
+    full = {"uptime_s": 10.0, "version": "0.1.0", "outbox_depth": {"alert": 0, "state": 0, "reading": 5}}
+    requests.post(url, json=full, headers=central.node_headers(token), timeout=10)
+    selftest = {"version": "0.1.1", "selftest": {"source": "provision selftest", "ok": True}}
+    requests.post(url, json=selftest, headers=central.node_headers(token), timeout=10)
+    health = central.node(LIFT)["health"]
+    assert health["version"] == "0.1.1" and health["selftest"]["ok"] is True
+    assert health["outbox_depth"] == {"alert": 0, "state": 0, "reading": 5} and health["uptime_s"] == 10.0
+
+
+def test_a_node_reads_its_own_record_only(central):
+    token = central.register(LIFT)
+    central.register("cbxc-b12-meters", "meter")
+    own = requests.get(f"{central.url}/api/v1/nodes/{LIFT}", headers=central.node_headers(token), timeout=10)
+    assert own.status_code == 200 and own.json()["node_id"] == LIFT and "token_hash" not in own.json()
+    other = requests.get(f"{central.url}/api/v1/nodes/cbxc-b12-meters", headers=central.node_headers(token))
+    assert other.status_code == 403
+    listing = requests.get(f"{central.url}/api/v1/nodes", headers=central.node_headers(token), timeout=10)
+    assert listing.status_code == 403
