@@ -215,55 +215,65 @@ def check(workdir: Path, events: list[dict[str, Any]], rounds: int, seconds: flo
     )
 
 
-def run(quick: bool) -> list[Figure]:
-    from central.config import parse_central_config
-    from central.server import CentralServer
+class LocalCentral:
+    """The real central in a thread of this process on a free loopback port, with a node registered."""
 
+    CLAIM = "bench-claim-key-0000000001"
+    OPERATOR = "bench-operator-key-000000001"
+
+    def __init__(self, directory: Path, node_id: str, role: str = "meter") -> None:
+        import requests
+
+        from central.config import parse_central_config
+        from central.server import CentralServer
+
+        document = {
+            "sites": [{"id": "bench-site", "name": "bench", "claim_key": self.CLAIM}],
+            "operators": [{"name": "bench", "key": self.OPERATOR}],
+        }
+        config = parse_central_config(document, directory / "central.toml")
+        self.node_id = node_id
+        self.server = CentralServer(config, directory / "central.sqlite3")
+        self.server.start()
+        self.url = self.server.url
+        self._http = requests.Session()
+        answer = self._http.post(
+            f"{self.url}/api/v1/nodes/register",
+            json={"claim_key": self.CLAIM, "node_id": node_id, "role": role, "site": "bench-site"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        self.token: str = answer.json()["token"]
+
+    def events(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self._http.get(
+                f"{self.url}/api/v1/events",
+                params={"node_id": self.node_id, "after": after, "limit": 10_000},
+                headers={"Authorization": f"Bearer {self.OPERATOR}"},
+                timeout=60,
+            ).json()
+            if not page["events"]:
+                return found
+            found += page["events"]
+            after = page["next_after"]
+
+    def close(self) -> None:
+        self._http.close()
+        self.server.stop()
+
+
+def run(quick: bool) -> list[Figure]:
     rounds = 20 if quick else 200
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        document = {
-            "sites": [{"id": "crash-site", "name": "crash", "claim_key": "bench-claim-key-0000000001"}],
-            "operators": [{"name": "bench", "key": "bench-operator-key-000000001"}],
-        }
-        config = parse_central_config(document, directory / "central.toml")
-        server = CentralServer(config, directory / "central.sqlite3")
-        server.start()
+        central = LocalCentral(directory, NODE_ID)
         try:
-            import requests
-
-            answer = requests.post(
-                f"{server.url}/api/v1/nodes/register",
-                json={
-                    "claim_key": "bench-claim-key-0000000001",
-                    "node_id": NODE_ID,
-                    "role": "meter",
-                    "site": "crash-site",
-                },
-                timeout=10,
-            )
-            answer.raise_for_status()
-            token = answer.json()["token"]
-            operator = {"Authorization": "Bearer bench-operator-key-000000001"}
-
-            def fetch() -> list[dict[str, Any]]:
-                found: list[dict[str, Any]] = []
-                after = 0
-                while True:
-                    page = requests.get(
-                        f"{server.url}/api/v1/events",
-                        params={"node_id": NODE_ID, "after": after, "limit": 10_000},
-                        headers=operator,
-                        timeout=30,
-                    ).json()
-                    if not page["events"]:
-                        return found
-                    found += page["events"]
-                    after = page["next_after"]
-
-            report = crash_rounds(server.url, token, directory / "node", rounds, fetch)
+            report = crash_rounds(central.url, central.token, directory / "node", rounds, central.events)
         finally:
-            server.stop()
+            central.close()
     return [
         Figure("crash rounds (SIGKILL at random moments)", report.rounds, "rounds", "issue: 200 in a bench run"),
         Figure("events put and recorded durable", report.durable, "events"),

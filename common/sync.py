@@ -272,9 +272,12 @@ class Uploader:
             self._state = "ok"
         self.last_success_wall = self._clock.wall()
         depth = self._outbox.depth()
+        result.more = len(items) >= limit and sum(depth.values()) > 0
         if not depth["reading"]:
             self._readings_since = None
-        result.more = len(items) >= limit and sum(depth.values()) > 0
+        elif result.more:
+            # a backlog is draining: the readings left are due now, not after another batch_max_age_s
+            self._readings_since = self._clock.monotonic() - self._central.batch_max_age_s
 
     def _send(self, items: list[tuple[str, str]], token: str, result: SyncResult, *, top: bool) -> int:
         """POST ``items``; on a whole-batch refusal (4xx, 413) split and retry the halves. Returns accepted."""
