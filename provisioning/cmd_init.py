@@ -178,6 +178,10 @@ def _question(knob: Knob) -> str:
         standard = wiring.suggestion(knob.path)
         hint = f"standard wiring: {standard}; " if standard is not None else ""
         help_text = (help_text + "; " if help_text else "") + hint + "blank if not fitted"
+    if knob.path[-1] == "profile" and knob.path[0] == "meter":
+        from meter_node.profiles import profile_files
+
+        help_text += f"; shipped: {', '.join(sorted(profile_files()))}; provision scan finds the right one"
     return f"{knob.key}" + (f" ({help_text})" if help_text else "")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import ButtonPin, InputPin, LedPin, SerialPort
+from common.config import ROLE_SECTIONS, ButtonPin, InputPin, LedPin, SerialPort
 
 PIN_TYPES: tuple[type, ...] = (InputPin, ButtonPin, LedPin)
 
@@ -130,7 +130,8 @@ class Knob:
 
     @property
     def key(self) -> str:
-        return ".".join(self.path)
+        # array indexes read as meter.meters[0].id, not meter.meters.[0].id
+        return ".".join(self.path).replace(".[", "[")
 
     @property
     def default(self) -> Any:
@@ -188,7 +189,8 @@ def knobs_of(cls: type, path: tuple[str, ...], flag_prefix: str, *, required: bo
         # identity text and choices at the top of a role section (building, lift, pickup point, occupancy
         # kind) are always asked
         top_inner = unwrap_optional(tp)[0]
-        identity = len(path) == 1 and (top_inner is str or typing.get_origin(top_inner) is Literal)
+        at_role_top = len(path) == 1 and path[0] in ROLE_SECTIONS
+        identity = at_role_top and (top_inner is str or typing.get_origin(top_inner) is Literal)
         ask = leaf_required or f.name in ASKED_WITH_DEFAULT or (f.name == "pin" and in_table) or identity
         out.append(
             Knob(

@@ -253,3 +253,43 @@ def test_toml_writer_round_trips_every_example(example: Path) -> None:
 def test_toml_writer_escapes_what_must_be_escaped() -> None:
     tricky = {"node": {"location": 'a "quoted"\\ path\nline\ttab\x01 楼', "n": 1.5, "flag": False, "none": []}}
     assert tomllib.loads(tomlwrite.dumps(tricky)) == tricky
+
+
+def test_meter_interactive_with_one_meter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "node.toml"
+    answers = "\n".join(
+        [
+            "cbxc-b12-meters",
+            "changbai-xincun",
+            "",  # area
+            "Building 12 meter cupboard",
+            "http://127.0.0.1:8080",
+            "",  # serial port: standard /dev/ttyUSB0
+            "19200",  # baud
+            "e",  # parity, any case
+            "",  # add a meter? yes (the default for the first)
+            "b12-301",
+            "1",
+            "no_such_profile",  # accepted as typed, then refused by the node's own rules (unknown profile)
+        ]
+    )
+    # Enter for the rest: no I'm-OK button, no second meter
+    assert (
+        run(["init", "--role", "meter", "--config", str(path)], answers + "\n" + "B12-301\n" + "\n" * 20, monkeypatch)
+        == 2
+    )
+    assert "unknown profile" in capsys.readouterr().err
+    assert not path.exists()
+    answers = answers.replace("no_such_profile", "ultrad_int_ml")
+    assert (
+        run(["init", "--role", "meter", "--config", str(path)], answers + "\n" + "B12-301\n" + "\n" * 20, monkeypatch)
+        == 0
+    )
+    config = load_config(path)
+    assert config.role_config.serial.baudrate == 19200 and config.role_config.serial.parity == "E"
+    (meter,) = config.role_config.meters
+    assert (meter.id, meter.address, meter.profile) == ("b12-301", 1, "ultrad_int_ml")
+    assert meter.household.resident == "B12-301" and meter.household.ok_button is None
+    assert "meter.meters[0].profile" in capsys.readouterr().err
