@@ -199,8 +199,21 @@ def _prompt_knob(knob: Knob, default: Any) -> Any:
         if value is None and knob.required:
             prompt.say(f"  {knob.key} is required")
             continue
+        known = _known_names(knob)
+        if known is not None and value not in known:
+            prompt.say(f"  {knob.key}: {value!r} is not known; known: {', '.join(sorted(known))}")
+            continue
         return value
     raise ProvisionError(EXIT_BAD_INPUT, f"{knob.key}: no valid answer")
+
+
+def _known_names(knob: Knob) -> set[str] | None:
+    """Names a setting must be one of, checked at once when asked (the node checks them again at the end)."""
+    if knob.path[0] == "meter" and knob.path[-1] == "profile":
+        from meter_node.profiles import profile_files
+
+        return set(profile_files())
+    return None
 
 
 def _as_text(value: Any) -> str:
