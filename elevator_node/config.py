@@ -53,6 +53,9 @@ class ElevatorConfig:
     occupancy_dropout_s: float = setting(
         2.0, min=0.0, max=30.0, help="presence: a gap shorter than this does not count as an empty car"
     )
+    vacant_clear_s: float = setting(
+        30.0, min=0.0, max=600.0, help="presence: nobody seen this long clears a raised entrapment (doors shut)"
+    )
     stopped_outside_door_zone_s: float = setting(60.0, min=5.0, max=600.0, help="needs level_zone")
     door_held_open_s: float = setting(120.0, min=10.0, max=3600.0)
     door_open_while_moving_s: float = setting(1.0, min=0.0, max=30.0, help="needs moving")

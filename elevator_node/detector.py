@@ -68,6 +68,7 @@ class DetectorSettings:
     entrapment_s: float = 90.0
     door_open_confirm_s: float = 2.0
     occupancy_dropout_s: float = 2.0
+    vacant_clear_s: float = 30.0
     stopped_outside_door_zone_s: float = 60.0
     door_held_open_s: float = 120.0
     door_open_while_moving_s: float = 1.0
@@ -195,7 +196,7 @@ class ElevatorDetector:
         if not s.door_raw_closed and s.door_closed and s.door_raw_since is not None:
             add(s.door_raw_since + st.door_open_confirm_s)
         if st.occupancy_kind == "presence" and not s.occ_raw and s.occupied and s.occ_raw_since is not None:
-            add(s.occ_raw_since + st.occupancy_dropout_s)
+            add(s.occ_raw_since + self._vacancy_limit())
         start = self._entrapment_start()
         if start is not None:
             add(start + st.entrapment_s)
@@ -391,12 +392,20 @@ class ElevatorDetector:
         if st.occupancy_kind == "presence":
             if s.occ_raw and not s.occupied:
                 s.occupied, s.occupied_since = True, s.occ_raw_since
-            elif not s.occ_raw and s.occupied and now - s.occ_raw_since >= st.occupancy_dropout_s - _EPS:
+            elif not s.occ_raw and s.occupied and now - s.occ_raw_since >= self._vacancy_limit() - _EPS:
                 s.occupied, s.occupied_since = False, None
                 self._clear(("entrapment", ""), {"reason": "vacant"})
         elif s.occ_raw and s.door_closed and not s.occupied:
             # PIR: a still passenger is invisible, so the car stays occupied until the doors open again
             s.occupied, s.occupied_since = True, now
+
+    def _vacancy_limit(self) -> float:
+        """How long a presence sensor must see nobody before the car counts as empty. Nobody can leave a shut
+        car, so once an entrapment is raised a gap is far more likely the sensor losing a still passenger."""
+        st = self.settings
+        if self._open(("entrapment", "")) is not None:
+            return max(st.occupancy_dropout_s, st.vacant_clear_s)
+        return st.occupancy_dropout_s
 
     def _door_opened(self, now: float) -> None:
         s, st = self._s, self.settings
