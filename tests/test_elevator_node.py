@@ -445,9 +445,9 @@ def test_wav_prompts_are_played_instead_of_text(mock_factory: Any, tmp_path: Pat
 
 
 # ------------------------------------------------------------------------------------------- the command
-def test_run_command_starts_on_mock_pins_and_stops_on_sigterm(tmp_path: Path) -> None:
-    cfg = tmp_path / "node.toml"
-    cfg.write_text(config_text(tmp_path, "http://127.0.0.1:9"))
+def run_until_state_then_sigterm(cfg: Path, state: Path) -> tuple[int, str, str]:
+    """``elevator-node run``: wait for its state file to be (re)written, SIGTERM it; (exit code, stdout, stderr)."""
+    before = state.stat().st_mtime_ns if state.exists() else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "elevator_node", "run", "--config", str(cfg)],
         cwd=ROOT,
@@ -457,18 +457,31 @@ def test_run_command_starts_on_mock_pins_and_stops_on_sigterm(tmp_path: Path) ->
     )
     try:
         deadline = time.monotonic() + 30
-        state = tmp_path / "data" / NODE_ID / STATE_FILE
-        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if state.exists() and state.stat().st_mtime_ns != before:
+                break
             time.sleep(0.05)
-        assert state.exists(), proc.stderr.read() if proc.poll() is not None else "no state file"
+        assert proc.poll() is None, proc.communicate()[1]
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+    return proc.returncode, out, err
+
+
+def test_run_command_starts_on_mock_pins_stops_on_sigterm_and_restarts_on_the_same_clock(tmp_path: Path) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(config_text(tmp_path, "http://127.0.0.1:9"))
+    state = tmp_path / "data" / NODE_ID / STATE_FILE
+    code, out, err = run_until_state_then_sigterm(cfg, state)
+    assert code == 0, err
     assert out == ""
+    assert json.loads(state.read_text())["boot_id"]  # the real clock: the kernel's boot id is recorded
+    code, out, err = run_until_state_then_sigterm(cfg, state)
+    assert code == 0, err
+    assert "elevator state restored (monotonic" in err  # same boot: the monotonic clock went on
 
 
 def test_run_command_with_a_bad_config_exits_2(tmp_path: Path) -> None:
