@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -65,6 +66,8 @@ def test_dry_run_prints_every_action_and_changes_nothing(tmp_path: Path, capsys:
     assert any("changbai-elevator.service" in line and "Type=notify" in line for line in lines)
     assert any("/var/lib/changbai" in line or "var/changbai" in line for line in lines)
     assert any("/etc/changbai" in line for line in lines)
+    if not Path("/etc/passwd").read_text().count("\nchangbai:") and os.geteuid() == 0:
+        assert any(line.startswith("would: create system user changbai") for line in lines)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert unit.exists() == existed
 

@@ -141,3 +141,21 @@ def test_claim_key_from_a_prompt(central, tmp_path: Path, everything, monkeypatc
 def test_missing_config_is_exit_2(tmp_path: Path, everything) -> None:
     assert main(["register", "--config", str(tmp_path / "none.toml"), "--claim-key-env", "X"]) == 2
     assert "provision init" in everything()
+
+
+def test_token_belongs_to_the_service_user_when_it_exists(central, tmp_path: Path, everything, monkeypatch) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    config_path = make_config(tmp_path, central.url)
+    nobody = (65534, 65534)
+    monkeypatch.setattr(
+        "provisioning.cmd_register.service_user_ids", lambda user: nobody if user == "changbai" else None
+    )
+    key = claim_file(tmp_path, central.claim_key)
+    assert main(["register", "--config", str(config_path), "--claim-key-file", str(key)]) == 0
+    info = load_config(config_path).central.token_file.stat()
+    assert (info.st_uid, info.st_gid) == nobody
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert "owner changbai" in everything()
