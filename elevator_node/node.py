@@ -26,6 +26,7 @@ RECIPIENTS: tuple[str, ...] = ("property_management", "maintenance")
 STATE_FILE = "elevator_state.json"
 STATE_FILE_VERSION = 1
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+MIN_SAVE_INTERVAL_S = 1.0
 
 
 def read_boot_id(path: Path = BOOT_ID_PATH) -> str | None:
@@ -111,6 +112,7 @@ class ElevatorNode:
         self._pending: list[Detection] = []  # detections the outbox refused; retried before anything new
         self._saved_signature: str | None = None
         self._saved_at: float | None = None
+        self._save_error: str | None = None
         self._next_reassurance: float | None = None
         self._orphans: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
@@ -185,7 +187,7 @@ class ElevatorNode:
             events = self._store(detections)
             self._reconcile_orphans(now)
             self._speak(now, fresh)
-            self._persist(now)
+            self._persist(now, force=bool(fresh))
             self.runtime.set_health(
                 last_sensor_read=self.clock.wall(),
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
@@ -288,14 +290,22 @@ class ElevatorNode:
                 log.warning("alert %s/%s open without detector state: kept for %.0f s", alert.kind, alert.key, grace)
                 self._orphans[(alert.kind, alert.key)] = self.clock.monotonic() + grace
 
-    def _persist(self, now: float) -> None:
-        """Save the detector state when it changed, and every ``state_save_s`` while an incident or timer runs."""
+    def _persist(self, now: float, force: bool = False) -> None:
+        """Save the detector state when it changed, and every ``state_save_s`` while an incident or timer runs.
+
+        At most one save per MIN_SAVE_INTERVAL_S unless ``force`` (an incident raised or cleared, the node
+        stopping): a flapping input must not fsync the SD card on every edge.
+        """
         exported = self.detector.export_state()
         body = dict(exported["state"])
         body.pop("last_at", None)
         signature = json.dumps(body, sort_keys=True)
-        due = self._saved_at is None or now - self._saved_at >= self.section.state_save_s
-        if signature == self._saved_signature and not (due and self.detector.busy()):
+        since = None if self._saved_at is None else now - self._saved_at
+        changed = signature != self._saved_signature
+        refresh = self.detector.busy() and (since is None or since >= self.section.state_save_s)
+        if not changed and not refresh and not force:
+            return
+        if changed and not force and since is not None and since < MIN_SAVE_INTERVAL_S:
             return
         record = {
             "version": STATE_FILE_VERSION,
@@ -305,14 +315,22 @@ class ElevatorNode:
             "wall_synced": self.clock.wall_synced(),
             "detector": exported,
         }
+        self._saved_at = now  # also after a failure: retry at the same pace, not on every tick
         try:
             write_atomic(self.state_path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         except OSError as exc:
             # alerts are already in the outbox; only restart timing suffers, so say so and keep running
-            log.error("cannot save elevator state to %s: %s: %s", self.state_path, type(exc).__name__, exc)
-            self.runtime.set_health(state_save_error=f"{type(exc).__name__}: {exc}")
+            text = f"{type(exc).__name__}: {exc}"
+            if text != self._save_error:
+                log.error("cannot save elevator state to %s: %s", self.state_path, text)
+            self._save_error = text
+            self.runtime.set_health(state_save_error=text)
             return
-        self._saved_signature, self._saved_at = signature, now
+        if self._save_error is not None:
+            log.info("elevator state saved again to %s", self.state_path)
+            self._save_error = None
+            self.runtime.set_health(state_save_error=None)
+        self._saved_signature = signature
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def run(self) -> None:
@@ -364,7 +382,7 @@ class ElevatorNode:
         """Save state and free the pins; the runtime too when this node made it. Idempotent."""
         with self._lock:
             if self._devices:
-                self._persist(self.clock.monotonic())
+                self._persist(self.clock.monotonic(), force=True)
             self._close_devices()
         self._release_owned()
 

@@ -563,3 +563,32 @@ def test_run_command_without_usable_gpio_exits_1_naming_the_problem(tmp_path: Pa
     )
     assert result.returncode == 1, result.stderr
     assert "cannot start the elevator node" in result.stderr
+
+
+def test_a_flapping_input_does_not_write_the_state_on_every_edge(
+    mock_factory: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import elevator_node.node as node_module
+
+    writes: list[Path] = []
+    real_write = node_module.write_atomic
+
+    def counting_write(path: Path, text: str) -> None:
+        writes.append(path)
+        real_write(path, text)
+
+    monkeypatch.setattr(node_module, "write_atomic", counting_write)
+    clock = ManualClock(wall=START_WALL)
+    h = Harness(node_config(tmp_path), clock)
+    harnesses.append(h)
+    car = lift(mock_factory, h)
+    h.node.step()
+    car.apply(door="closed", occupied=False, in_door_zone=True, moving=False)
+    h.run(2.0)
+    writes.clear()
+    for i in range(50):  # a loose door wire: 10 edges a second for 5 s, each one a gpiozero callback
+        clock.advance(0.1)
+        car.apply(door="open" if i % 2 == 0 else "closed")
+    faults = [e for e in h.alert_events() if e.kind == "sensor_fault"]
+    assert [(e.state, e.payload["key"]) for e in faults] == [("raised", "door:flapping")]
+    assert 3 <= len(writes) <= 8  # about one a second, plus the forced save when the fault was raised
