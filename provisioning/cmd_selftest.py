@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -279,7 +280,6 @@ def check_meters(config: NodeConfig, timeout_s: float) -> list[Check]:
         return [Check("meters", FAIL, "no [[meter.meters]] configured: find them with provision scan")]
     try:
         from hal.modbus import ModbusBus, ModbusError
-
         from meter_node.profiles import DecodeError, ProfileError, load_profile
     except ImportError as exc:
         return [Check("meters", FAIL, f"meter support not available: {exc}")]
@@ -375,6 +375,19 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
     return checks
 
 
+def service_active(role: str) -> bool:
+    """True when the node's own service runs here (it owns the GPIO pins and the serial port)."""
+    from provisioning.cmd_install import systemd_running, unit_name
+
+    if not systemd_running():
+        return False
+    try:
+        done = subprocess.run(["systemctl", "is-active", "--quiet", unit_name(role)], timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def table(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
     lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
@@ -409,6 +422,11 @@ def main(argv: list[str]) -> int:
     config = load_node_config(args.config)
     interactive = not args.non_interactive and sys.stdin.isatty()
     prompt.say(f"selftest of {config.node.id} ({config.node.role}) ...")
+    if service_active(config.node.role):
+        prompt.say(
+            f"warning: changbai-{config.node.role} is running and holds the pins and the serial port; "
+            f"stop it first: systemctl stop changbai-{config.node.role}"
+        )
     checks = run_checks(config, args, interactive)
     failed = [c for c in checks if c.result == FAIL]
     if args.json:
