@@ -1,0 +1,180 @@
+"""Central: acknowledged means stored (SIGKILL of `central serve` mid-upload), concurrent replays, HTTPS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fixtures.central import CLAIM_KEY, SITE, wire_event
+
+ROOT = Path(__file__).resolve().parents[1]
+LIFT = "cbxc-b7-u2-lift1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(central, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "central",
+            "serve",
+            "--config",
+            str(central.config_path),
+            "--db",
+            str(central.db_path),
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_up(url: str, proc: subprocess.Popen, **kwargs) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/api/v1/health", timeout=2, **kwargs)
+            return
+        except requests.ConnectionError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "central serve did not answer"
+            time.sleep(0.05)
+
+
+class Uploader(threading.Thread):
+    """Posts batches of 50 new events as fast as the central takes them; records what was acknowledged."""
+
+    def __init__(self, url: str, token: str, first_seq: int, sent: dict, acked: list) -> None:
+        super().__init__(name="uploader")
+        self.url, self.token, self.seq, self.sent, self.acked = url, token, first_seq, sent, acked
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            batch = []
+            for _ in range(50):
+                self.seq += 1
+                batch.append(wire_event(LIFT, self.seq, payload={"n": self.seq}))
+            self.sent.update((e["id"], e) for e in batch)
+            try:
+                answer = session.post(
+                    f"{self.url}/api/v1/events",
+                    json={"node_wall_time": time.time(), "events": batch},
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=5,
+                )
+            except requests.RequestException:
+                return  # the central died under us: this batch was never acknowledged
+            if answer.status_code == 200:
+                self.acked.extend(answer.json()["accepted"])
+
+
+def test_every_acknowledged_event_survives_sigkill_of_the_central(make_central):
+    # a stopped fixture central only provides the config file and a database path for `central serve`
+    central = make_central(start=False)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    acked: list[str] = []
+    sent: dict[str, dict] = {}
+    token, seq = None, 0
+    for round_ in range(3):
+        proc = _serve(central, port)
+        try:
+            _wait_up(url, proc)
+            if token is None:
+                body = {"claim_key": CLAIM_KEY, "node_id": LIFT, "role": "elevator", "site": SITE}
+                token = requests.post(f"{url}/api/v1/nodes/register", json=body, timeout=5).json()["token"]
+            uploader = Uploader(url, token, seq, sent, acked)
+            uploader.start()
+            deadline = time.monotonic() + 10
+            while len(acked) < 200 * (round_ + 1) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-upload: no shutdown, no checkpoint
+            proc.wait(timeout=10)
+            uploader.stop.set()
+            uploader.join(timeout=10)
+            seq = uploader.seq
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            proc.stderr.close()
+    assert len(acked) >= 600
+    with sqlite3.connect(central.db_path) as db:
+        stored = [r[0] for r in db.execute("SELECT id FROM events")]
+    assert len(stored) == len(set(stored))  # each at most once
+    missing = set(acked) - set(stored)
+    assert not missing, f"{len(missing)} acknowledged events lost"
+    assert set(stored) <= set(sent)
+
+
+def test_concurrent_replays_of_one_batch_store_it_once(central):
+    token = central.register(LIFT)
+    batch = [wire_event(LIFT, seq) for seq in range(1, 101)]
+    answers: list[requests.Response] = []
+
+    def post() -> None:
+        answers.append(central.post_events(token, batch))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(a.json()["accepted"] == [e["id"] for e in batch] for a in answers)
+    assert len(central.events(LIFT)) == 100
+    node = central.node(LIFT)
+    assert node["events_received"] == 100 and node["replays"] == 700 and node["seq_missing"] == 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_serves_https_that_a_node_verifies_with_its_ca_bundle(make_central, tmp_path):
+    central = make_central(start=False)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    port = _free_port()
+    url = f"https://127.0.0.1:{port}"
+    proc = _serve(central, port, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    try:
+        _wait_up(url, proc, verify=str(cert))
+        assert requests.get(f"{url}/api/v1/health", verify=str(cert), timeout=5).json()["status"] == "ok"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{url}/api/v1/health", timeout=5)  # not in the system trust store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stderr.close()
