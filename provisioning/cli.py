@@ -29,7 +29,7 @@ def top_parser() -> argparse.ArgumentParser:
         description="The field technician's tool: init -> register -> selftest -> install -> status.",
         epilog="Typical order:\n"
         "  provision init --role elevator\n"
-        "  provision register --claim-key-file /boot/firmware/claim.key\n"
+        "  provision register --claim-key-file /root/claim.key\n"
         "  provision selftest\n"
         "  provision install\n"
         "  provision status\n\n"

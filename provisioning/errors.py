@@ -17,7 +17,7 @@ exit codes:
   3  central or network error: unreachable, TLS failure, unexpected reply
   4  hardware error: a GPIO pin, serial port or the Modbus bus cannot be used
   5  permission: not allowed by the OS (run as root?) or refused by the central (claim key, token)
-  130  interrupted (Ctrl-C); nothing was left half-written
+  130 interrupted (Ctrl-C); nothing was left half-written
 """
 
 
