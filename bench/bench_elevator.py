@@ -1,8 +1,8 @@
 """Elevator node: latency from the entrapment threshold to the alert in the outbox and at a local central;
 resident memory, CPU and disk writes of an idle node process.
 
-Latency runs the real node in this process on MockFactory pins (hal.sim.lift) with the real clock, the real
-runtime (outbox, uploader thread) and a central on loopback; ``entrapment_s`` is the minimum, 10 s, so each
+Latency runs the real node (``ElevatorNode.run``, the service loop) in this process on MockFactory pins
+(hal.sim.lift) with the real clock, the real runtime (outbox, uploader thread) and a central on loopback; ``entrapment_s`` is the minimum, 10 s, so each
 sample takes about 13 s. Peer: the same node with a plain 0.5 s tick instead of waking at the deadline.
 Idle runs ``python -m elevator_node run`` as its own process (doors closed, car empty) beside a bare Python
 process that only imports the same libraries.
@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -157,7 +158,8 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
             node.detector.next_deadline = lambda: None  # type: ignore[method-assign]  # the peer: tick only
         car = LiftSimulator.from_elevator_config(factory, config.role_config)
         car.apply(in_door_zone=True, moving=False, door="open", occupied=False, alarm_button=False)
-        node.start()
+        service = threading.Thread(target=node.run, name="bench-elevator-run", daemon=True)
+        service.start()  # the production loop: runtime.run (0.5 s tick) + the deadline thread
         time.sleep(2.5)  # the opening is confirmed (door_open_confirm_s): a shorter one would be a bounce
         try:
             for _ in range(samples):
@@ -178,7 +180,8 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
                 car.apply(door="open", occupied=False)  # rescued; the clear needs door_open_confirm_s
                 time.sleep(2.5)
         finally:
-            node.stop()
+            runtime.request_stop()
+            service.join(timeout=30)
             runtime.stop()
     finally:
         factory.reset()

@@ -117,7 +117,6 @@ class ElevatorNode:
         self._orphans: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.input_errors = 0
         self.last_snapshot: LiftSnapshot | None = None
         self._devices: dict[str, Any] = {}
         try:
@@ -334,10 +333,15 @@ class ElevatorNode:
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def run(self) -> None:
-        """The service: the runtime's loop ticks the node until SIGTERM/SIGINT; then state saved, pins freed."""
+        """The service, until SIGTERM/SIGINT: the runtime's loop (signals, systemd watchdog, heartbeat,
+        housekeeping) ticks the node every ``tick_s``, and a thread wakes it exactly at the detector's next
+        deadline, so an alert is raised at its threshold rather than up to a tick later. Then state saved,
+        pins freed."""
+        self._start_thread(housekeeping=False)
         try:
             self.runtime.run(self.tick, self.section.tick_s)
         finally:
+            self._stop_thread()
             self.close()
 
     def start(self) -> None:
@@ -346,28 +350,37 @@ class ElevatorNode:
             return
         if hasattr(self.runtime, "start"):
             self.runtime.start()
+        self._start_thread(housekeeping=True)
+
+    def _start_thread(self, housekeeping: bool) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"elevator-{self.config.node.id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(housekeeping,), name=f"elevator-{self.config.node.id}", daemon=True
+        )
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, housekeeping: bool) -> None:
         from common.sync import wait_on_clock
 
         while not self._stop.is_set():
             self.runtime.run_tick(self.tick, self.clock.monotonic())
-            self.runtime.housekeeping(self.clock.monotonic())
+            if housekeeping:
+                self.runtime.housekeeping(self.clock.monotonic())
             deadline = self.detector.next_deadline()
             wait = self.section.tick_s
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - self.clock.monotonic()))
             wait_on_clock(self.clock, max(wait, 0.01), self._stop)
 
-    def stop(self) -> None:
-        """Stop the background thread started by ``start()`` and release everything."""
+    def _stop_thread(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+    def stop(self) -> None:
+        """Stop the background thread started by ``start()`` and release everything."""
+        self._stop_thread()
         self.close()
 
     def _close_devices(self) -> None:
