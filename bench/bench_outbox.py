@@ -55,49 +55,70 @@ def _outbox(path: Path, section: OutboxSection) -> Outbox:
     return Outbox(path, section, SystemClock(), node_id="bench-node")
 
 
+def _put_many(path: Path, events: list[Event], burst: int) -> float:
+    box = _outbox(path, OutboxSection(max_mb=4096))
+    start = time.perf_counter()
+    for i in range(0, len(events), burst):
+        box.put_many(events[i : i + burst])  # durable when each call returns
+    rate = len(events) / (time.perf_counter() - start)
+    box.close()
+    return rate
+
+
+def _put_readings(path: Path, events: list[Event]) -> float:
+    box = _outbox(path, OutboxSection(max_mb=4096))  # defaults: 5 s window, 100 readings per commit
+    start = time.perf_counter()
+    for event in events:
+        box.put(event)
+    box.flush()  # the last readings are durable only now: timed
+    rate = len(events) / (time.perf_counter() - start)
+    box.close()
+    return rate
+
+
+def _put_alerts(path: Path, events: list[Event]) -> float:
+    box = _outbox(path, OutboxSection(max_mb=4096))
+    start = time.perf_counter()
+    for event in events:
+        box.put(event)  # one fsynced transaction each
+    rate = len(events) / (time.perf_counter() - start)
+    box.close()
+    return rate
+
+
 def run(quick: bool) -> list[Figure]:
     n = 20_000 if quick else 100_000
     n_alerts = 200 if quick else 1000
+    rounds = 1 if quick else 3
     readings = _events(n)
+    alerts = _events(n_alerts, "alert")
+    best: dict[str, float] = {}
+
+    def keep(name: str, rate: float) -> None:
+        best[name] = max(best.get(name, 0.0), rate)
+
+    # the machine is shared and fsync times vary: alternate the contenders and keep each one's best round
     with tempfile.TemporaryDirectory(dir=Path.home() if Path.home().exists() else None) as tmp:
         directory = Path(tmp)
-        raw_pre = _raw(directory / "raw1.sqlite", readings, encode_in_timing=False)
-        raw_json = _raw(directory / "raw2.sqlite", readings, encode_in_timing=True)
-
-        # put_many in bursts of 500: durable when each call returns
-        box = _outbox(directory / "many.sqlite", OutboxSection(max_mb=4096))
-        start = time.perf_counter()
-        for i in range(0, n, 500):
-            box.put_many(readings[i : i + 500])
-        put_many_rate = n / (time.perf_counter() - start)
-        box.close()
-
-        # put() of readings one by one, group-committed (defaults: 5 s window, 100 per commit)
-        box = _outbox(directory / "put.sqlite", OutboxSection(max_mb=4096))
-        start = time.perf_counter()
-        for event in readings:
-            box.put(event)
-        box.flush()
-        put_reading_rate = n / (time.perf_counter() - start)
-        box.close()
-
-        # put() of readings with no group commit: one fsynced transaction each (what an alert costs)
-        box = _outbox(directory / "alerts.sqlite", OutboxSection(max_mb=4096))
-        alerts = _events(n_alerts, "alert")
-        start = time.perf_counter()
-        for event in alerts:
-            box.put(event)
-        put_alert_rate = n_alerts / (time.perf_counter() - start)
-        box.close()
+        for r in range(rounds):
+            keep("raw_pre", _raw(directory / f"raw1-{r}.sqlite", readings, encode_in_timing=False))
+            keep("raw_json", _raw(directory / f"raw2-{r}.sqlite", readings, encode_in_timing=True))
+            keep("many500", _put_many(directory / f"many500-{r}.sqlite", readings, 500))
+            keep("many5000", _put_many(directory / f"many5000-{r}.sqlite", readings, 5000))
+            keep("put", _put_readings(directory / f"put-{r}.sqlite", readings))
+            keep("alerts", _put_alerts(directory / f"alerts-{r}.sqlite", alerts))
     target = "target >= 5,000/s and >= 50% of raw"
+    raw_pre, raw_json = best["raw_pre"], best["raw_json"]
     return [
         Figure("raw SQLite executemany, 1 txn, pre-encoded rows", round(raw_pre), "events/s", "peer"),
         Figure("raw SQLite executemany, 1 txn, JSON encoded in the loop", round(raw_json), "events/s", "peer"),
-        Figure("outbox put_many (bursts of 500, durable per call)", round(put_many_rate), "events/s", target),
-        Figure("  put_many / raw pre-encoded", f"{100 * put_many_rate / raw_pre:.0f}%", "", ">= 50%"),
-        Figure("  put_many / raw with JSON encoding", f"{100 * put_many_rate / raw_json:.0f}%", "", ">= 50%"),
-        Figure("outbox put() readings, group commit (100 / 5 s)", round(put_reading_rate), "events/s", target),
-        Figure("  put() readings / raw pre-encoded", f"{100 * put_reading_rate / raw_pre:.0f}%", "", ">= 50%"),
-        Figure("outbox put() alerts, one fsynced commit each", round(put_alert_rate), "events/s", "durable at return"),
-        Figure("events in the run", n, "events"),
+        Figure("outbox put_many, bursts of 5000 (durable per call)", round(best["many5000"]), "events/s", target),
+        Figure("  put_many 5000 / raw pre-encoded", f"{100 * best['many5000'] / raw_pre:.0f}%", "", ">= 50%"),
+        Figure("  put_many 5000 / raw with JSON encoding", f"{100 * best['many5000'] / raw_json:.0f}%", "", ">= 50%"),
+        Figure("outbox put_many, bursts of 500 (durable per call)", round(best["many500"]), "events/s", target),
+        Figure("  put_many 500 / raw pre-encoded", f"{100 * best['many500'] / raw_pre:.0f}%", "", ">= 50%"),
+        Figure("outbox put() readings, group commit (100 / 5 s)", round(best["put"]), "events/s", target),
+        Figure("  put() readings / raw pre-encoded", f"{100 * best['put'] / raw_pre:.0f}%", "", ">= 50%"),
+        Figure("outbox put() alerts, one fsynced commit each", round(best["alerts"]), "events/s", "durable at return"),
+        Figure("events per contender per round (best of rounds)", n, "events", f"{rounds} rounds"),
     ]

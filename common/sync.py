@@ -164,12 +164,14 @@ class Uploader:
 
     # ------------------------------------------------------------------------------------------ waking
     def _on_put(self, event: Event) -> None:
-        if event.priority != "alert":
-            return
-        # an alert goes out at once: skip any backoff or auth wait for one attempt
-        with self._lock:
-            self._next_attempt = min(self._next_attempt, self._clock.monotonic())
-        self._wake.set()
+        if event.priority == "alert":
+            # an alert goes out at once: skip any backoff or auth wait for one attempt
+            with self._lock:
+                self._next_attempt = min(self._next_attempt, self._clock.monotonic())
+            self._wake.set()
+        elif event.priority == "state" or self._readings_since is None:
+            # a state event goes at the next chance; a first reading starts the batch_max_age_s wait
+            self._wake.set()
 
     def wake(self) -> None:
         """Make the thread look at the outbox now."""

@@ -569,3 +569,20 @@ def test_auth_no_token_wrong_token_other_node_and_replay(
     clock.advance(runtime.config.central.auth_retry_s + 1)
     drain(runtime, clock)
     assert event.id in {e["id"] for e in central.events(NODE)}
+
+
+def test_thread_wakes_for_a_state_event(fake: FakeCentral, tmp_path: Path, runtimes: list) -> None:
+    # nothing else would wake the thread within this test: idle wake-up is 60 s, heartbeat 300 s
+    runtime = make_runtime(tmp_path, fake.url, fake.token, SystemClock())
+    runtimes.append(runtime)
+    runtime.start()
+    for _ in range(100):
+        if fake.heartbeats:
+            break
+        time.sleep(0.05)
+    event = runtime.record_state("door_state", {"open": True})
+    for _ in range(100):
+        if event.id in fake.events:
+            break
+        time.sleep(0.05)
+    assert event.id in fake.events
