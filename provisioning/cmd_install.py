@@ -156,6 +156,26 @@ def _owner_text(owner: tuple[int, int] | None, name: str, staged: bool) -> str:
     return name if owner is not None else f"{name} (user not there yet)"
 
 
+# the unit hides these from the service (ProtectHome=yes, PrivateTmp=yes): a config, token or data dir there
+# would be invisible or lost to the running node
+HIDDEN_FROM_SERVICE = (Path("/home"), Path("/root"), Path("/run/user"), Path("/tmp"), Path("/var/tmp"))
+
+
+def _paths_hidden_from_service(config: NodeConfig) -> list[str]:
+    """One line per config, token or data path the hardened unit would hide from the node."""
+    paths = {
+        "--config": config.path.absolute(),
+        "central.token_file": Path(config.central.token_file).absolute(),
+        "node.data_dir": Path(config.node.data_dir).absolute(),
+    }
+    found = []
+    for what, path in paths.items():
+        for hidden in HIDDEN_FROM_SERVICE:
+            if path == hidden or hidden in path.parents:
+                found.append(f"{what} = {path}: the service cannot see {hidden} (ProtectHome/PrivateTmp)")
+    return found
+
+
 def systemd_running() -> bool:
     """True when systemd is PID 1 here (not in a plain container or chroot)."""
     return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
@@ -182,6 +202,14 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
             f"{bin_dir / program} not found",
             ["install the package first (pip install changbai-nodes), or give --bin-dir DIR"],
         )
+    hidden = _paths_hidden_from_service(config)
+    if hidden and not staged and not args.dry_run:
+        raise ProvisionError(
+            EXIT_BAD_INPUT,
+            hidden[0],
+            ["keep the config and token in /etc/changbai and data in /var/lib/changbai (the defaults)"],
+        )
+    warnings += [f"{line} (a real install refuses this)" for line in hidden]
     groups = needed_groups(config)
     if not staged:
         present = []

@@ -234,3 +234,24 @@ def test_status_of_a_node_the_central_never_heard(central, tmp_path: Path, capsy
     (tmp_path / "token").write_text("a-token-the-central-never-gave")
     assert main(["status", "--config", str(path)]) == 5
     assert "refused" in capsys.readouterr().out
+
+
+def test_real_install_refuses_paths_the_service_cannot_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # a config under /tmp would vanish behind PrivateTmp=yes; the refusal comes before any step runs (and in
+    # case it ever does not, every step that would touch this machine fails the test instead)
+    from provisioning import cmd_install
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("install touched the system")
+
+    for name in ("_run", "_mkdir", "_fix", "atomic_write"):
+        monkeypatch.setattr(cmd_install, name, must_not_run)
+    config = make_config(tmp_path, "elevator")
+    capsys.readouterr()
+    assert main(["install", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "PrivateTmp" in err and "/etc/changbai" in err
+    assert main(["install", "--config", str(config), "--dry-run"]) == 0
+    assert "a real install refuses this" in capsys.readouterr().err
