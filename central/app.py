@@ -108,6 +108,17 @@ class WireEvent(BaseModel):
     recipients: list[Role] = Field(default_factory=list)  # type: ignore[valid-type]
     seq: Annotated[int, Field(strict=True, ge=0)] | None = None
 
+    # null where an object or a list belongs carries no information: not worth dead-lettering an alert for
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _null_payload(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _null_recipients(cls, value: Any) -> Any:
+        return [] if value is None else value
+
     @field_validator("id")
     @classmethod
     def _uuid(cls, value: str) -> str:

@@ -167,3 +167,10 @@ def test_an_event_id_of_another_node_is_rejected_not_acknowledged(central, lift)
     body = central.post_events(lift, [copy]).json()
     assert body["accepted"] == [] and body["rejected"][0]["id"] == theirs["id"]
     assert [e["node_id"] for e in central.events()] == ["cbxc-b12-meters"]
+
+
+def test_null_payload_or_recipients_count_as_empty(central, lift):
+    event = wire_event(LIFT, 1, payload=None, recipients=None)
+    assert central.post_events(lift, [event]).json()["accepted"] == [event["id"]]
+    (stored,) = central.events(LIFT)
+    assert stored["payload"] == {} and stored["recipients"] == []
