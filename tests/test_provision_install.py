@@ -248,6 +248,7 @@ def test_real_install_refuses_paths_the_service_cannot_see(
 
     for name in ("_run", "_mkdir", "_fix", "atomic_write"):
         monkeypatch.setattr(cmd_install, name, must_not_run)
+    monkeypatch.setattr("os.geteuid", lambda: 0)  # as root, so the path check is what refuses
     config = make_config(tmp_path, "elevator")
     capsys.readouterr()
     assert main(["install", "--config", str(config)]) == 2
