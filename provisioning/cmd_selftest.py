@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -211,6 +212,30 @@ def check_led(inputs: Inputs, key: str, pin: Any, confirm: bool) -> Check:
     return Check(name, FAIL, "the technician saw no blink: check LED polarity (active_high) and wiring")
 
 
+def display_present() -> str | None:
+    """Where the kiosk can draw: a KMS/DRM card, or an X11/Wayland display; None without any. Patched in tests."""
+    cards = sorted(Path("/dev/dri").glob("card*"))
+    if cards:
+        return str(cards[0])
+    for variable in ("WAYLAND_DISPLAY", "DISPLAY"):
+        if os.environ.get(variable):
+            return f"${variable}={os.environ[variable]}"
+    return None
+
+
+def check_display() -> Check:
+    where = display_present()
+    if where:
+        return Check("screen", PASS, f"display at {where}")
+    return Check(
+        "screen",
+        FAIL,
+        "no display (/dev/dri/card*): the kiosk would run on button and voice only; check the DSI ribbon and "
+        "dtoverlay=vc4-kms-v3d in /boot/firmware/config.txt",
+        hardware_error=True,
+    )
+
+
 def wants_voice(config: NodeConfig) -> bool:
     if config.node.role in ("elevator", "kiosk"):
         return True
@@ -368,6 +393,8 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
                     checks.append(check_input(inputs, key, pin, args.timeout))
         finally:
             inputs.close()
+    if config.node.role == "kiosk":
+        checks.append(check_display())
     if wants_voice(config):
         checks.append(check_voice(config, confirm))
     checks += check_meters(config, args.timeout)

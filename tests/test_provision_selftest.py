@@ -60,6 +60,7 @@ class SimulatedTechnician(io.StringIO):
 def technician(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedTechnician]:
     tech = SimulatedTechnician()
     monkeypatch.setattr(cmd_selftest, "clock_synced", lambda: True)
+    monkeypatch.setattr(cmd_selftest, "display_present", lambda: "/dev/dri/card1")
     yield tech
     tech.join()
 
@@ -144,6 +145,7 @@ def test_kiosk_led_blinks_and_button(central, mock_factory, technician, tmp_path
     assert code == 0, report
     assert results(report)["LED led (BCM 12)"] == "pass"
     assert results(report)["input button (BCM 26)"] == "pass"
+    assert results(report)["screen"] == "pass"
     levels = [state.state for state in mock_factory.pin(12).states]
     assert levels.count(True) >= 3, "the LED was driven on three times"
 
@@ -272,3 +274,16 @@ def test_a_voice_that_cannot_play_is_a_hardware_error(
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["voice prompt"]["result"] == "fail"
     assert "aplay not found" in checks["voice prompt"]["detail"]
+
+
+def test_kiosk_without_a_screen_is_a_hardware_error(
+    central, mock_factory, technician, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(cmd_selftest, "display_present", lambda: None)
+    flags = ["--node-id", "cbxc-gate-kiosk", "--pickup-point", "北门", "--hotline", "021-6543 2100"]
+    path = init(tmp_path, "kiosk", central.url, *flags)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician)
+    assert code == 4
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["screen"]["result"] == "fail" and "DSI" in checks["screen"]["detail"]
