@@ -164,7 +164,18 @@ def _input_state(device: Any) -> bool:
     return bool(device.value)
 
 
-def check_input(inputs: Inputs, key: str, pin: Any, timeout_s: float) -> Check:
+def active_meaning(section: Any, key: str) -> str:
+    """What 'active' means for an input, from its config help ("door contact: active = doors closed")."""
+    name = key.rsplit(".", 1)[-1]
+    for f in dataclasses.fields(section) if dataclasses.is_dataclass(section) else ():
+        if f.name == name:
+            help_text = f.metadata.get("help", "")
+            if "active = " in help_text:
+                return help_text.split("active = ", 1)[1].split(";")[0].strip()
+    return ""
+
+
+def check_input(inputs: Inputs, key: str, pin: Any, timeout_s: float, meaning: str = "") -> Check:
     """Ask the technician to trigger one input; pass when its level changes within ``timeout_s``."""
     from common.config import ButtonPin
 
@@ -185,7 +196,8 @@ def check_input(inputs: Inputs, key: str, pin: Any, timeout_s: float) -> Check:
         if now_state != before:
             took = time.monotonic() - started
             word = "active" if now_state else "inactive"
-            return Check(name, PASS, f"changed to {word} after {took:.1f} s")
+            means = f"; active = {meaning}" if meaning else ""
+            return Check(name, PASS, f"changed to {word} after {took:.1f} s{means}")
         time.sleep(POLL_S)
     word = "active" if before else "inactive"
     return Check(name, FAIL, f"no change within {timeout_s:g} s (stayed {word}): check wiring, pin, pull-up")
@@ -390,7 +402,8 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
                 elif args.skip_inputs:
                     checks.append(Check(f"input {key} (BCM {pin.pin})", SKIP, "--skip-inputs"))
                 else:
-                    checks.append(check_input(inputs, key, pin, args.timeout))
+                    meaning = active_meaning(config.role_config, key)
+                    checks.append(check_input(inputs, key, pin, args.timeout, meaning))
         finally:
             inputs.close()
     if config.node.role == "kiosk":

@@ -118,6 +118,8 @@ def test_elevator_all_green(central, mock_factory, technician, tmp_path: Path) -
         "central reachable, token accepted": "pass",
     }
     assert technician.asked == ["door", "occupancy", "alarm_button"]
+    door = next(c for c in report["checks"] if c["name"] == "input door (BCM 17)")
+    assert "active = doors closed" in door["detail"]
     # the central saw the selftest (EN 81-28 wants test results to reach the monitoring side)
     health = central.node("cbxc-b7-lift1")["health"]
     assert health["selftest"]["source"] == "provision selftest" and health["selftest"]["ok"] is True
