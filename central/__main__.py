@@ -37,8 +37,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     config = _load(args.config)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(config, args.db)
+    try:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+        app = create_app(config, args.db)
+    except (OSError, sqlite3.Error) as exc:
+        # never start on a fresh database beside a damaged one: the operator must look at it
+        print(f"central serve: cannot open the database {args.db}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         print("central serve: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
         return EXIT_CONFIG

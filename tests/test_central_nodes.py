@@ -31,6 +31,8 @@ def test_register_answers_a_token_once_and_stores_only_its_hash(central):
     assert stored == hashlib.sha256(token.encode()).hexdigest()
     central.start()
     assert central.post_events(token, [wire_event(LIFT, 1)]).status_code == 200
+    for shown in (central.nodes()[0], central.node(LIFT)):  # never shown again, not even its hash
+        assert "token" not in shown and "token_hash" not in shown and token not in str(shown)
 
 
 def test_wrong_claim_key_or_unknown_site_is_403_and_registers_nothing(central):

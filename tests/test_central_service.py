@@ -196,3 +196,18 @@ def test_central_serve_runs_the_server_and_stops_on_sigterm(tmp_path):
     assert db.exists()
     assert token not in stderr  # never a token in a log line
     assert "cbxc-b7-u2-lift1" in stderr
+
+
+def test_a_damaged_database_stops_serve_with_a_clear_line(tmp_path):
+    db = tmp_path / "central.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    out = subprocess.run(
+        [sys.executable, "-m", "central", "serve", "--config", str(EXAMPLE), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert f"cannot open the database {db}: DatabaseError" in out.stderr
+    assert db.read_bytes().startswith(b"this is not a database")  # left as it was for the operator
