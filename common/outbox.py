@@ -639,7 +639,13 @@ class Outbox:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise OutboxError(f"outbox {self.path}: ack failed: {exc}") from exc
+            if not _is_corruption(exc):
+                raise OutboxError(f"outbox {self.path}: ack failed: {exc}") from exc
+            # the salvaged events may include acknowledged ones: sent again, the central keeps them once
+            carried = list(self._pending)
+            self._recover(exc)
+            self._pending = carried
+            return 0
         return deleted
 
     def dead_letter(self, event_id: str, reason: str) -> bool:

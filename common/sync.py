@@ -262,6 +262,8 @@ class Uploader:
                 self._outbox.dead_letter(event_id, f"event belongs to another node id, not {self._node_id}")
                 result.dead_lettered += 1
                 items.remove((event_id, body))
+        if not items:
+            return
         try:
             self._send(items, token, result, top=True)
         except _Failure as failure:
