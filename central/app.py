@@ -4,6 +4,8 @@
 escalation, the simulated fleet) without sleeping.
 """
 
+# no `from __future__ import annotations` here: FastAPI must see the real types of the routes and dependencies
+# defined inside create_app(), and string annotations there cannot be resolved from the module's globals
 import dataclasses
 import json
 import logging
