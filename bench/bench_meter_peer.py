@@ -208,10 +208,12 @@ class NodeProcess:
                 self.lines.append(line.rstrip())
 
     def stat(self) -> tuple[float, int, int]:
-        """(cpu seconds, rss bytes, write_bytes) of the node process now."""
+        """(cpu seconds, rss bytes, write_bytes) of the node process now (write_bytes: what it caused to be
+        written to the block device, so the pty and the loopback socket do not count)."""
         pid = self.proc.pid
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # utime + stime, plus the children it waited for (cutime + cstime): a helper the node spawns counts too
+        cpu = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         rss = 0
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

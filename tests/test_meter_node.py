@@ -525,3 +525,49 @@ def with_port(config: NodeConfig, port: str) -> NodeConfig:
     meter = config.role_config
     serial = dataclasses.replace(meter.serial, port=port)
     return dataclasses.replace(config, role_config=dataclasses.replace(meter, serial=serial))
+
+
+def test_replay_command_is_dispatched(tmp_path: Path) -> None:
+    """``meter-node replay`` runs meter_node.replay: JSON lines only on stdout; a bad row exits 2."""
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2026, 1, 5, 6, 0, tzinfo=timezone(timedelta(hours=8)))
+    rows = ["time,total_litres"] + [
+        f"{(start + timedelta(minutes=10 * i)).isoformat()},{5000 + (3 * i if i < 3 else 9)}" for i in range(60)
+    ]
+    csv_file = tmp_path / "readings.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "meter_node", "replay", str(csv_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert ("inactivity", "raised") in [(e["kind"], e["state"]) for e in events]
+    csv_file.write_text(rows[0] + "\nyesterday,12\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "meter_node", "replay", str(csv_file)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and ":2" in bad.stderr and bad.stdout == ""
+
+
+def test_a_broken_site_profile_stops_the_config_naming_file_and_key(tmp_path: Path) -> None:
+    from common.config import ConfigError, load_config
+
+    site_profiles = tmp_path / "profiles"
+    site_profiles.mkdir()
+    shipped = (ROOT / "meter_node" / "profiles" / "u32_le_litres.toml").read_text()
+    (site_profiles / "acme_9000.toml").write_text(shipped.replace('swap = "word_byte"', 'swap = "little"'))
+    text = (ROOT / "examples" / "meter.toml").read_text().replace('"pulse_u32_10l"', '"acme_9000"')
+    text = text.replace("[meter.serial]", f'[meter]\nprofile_dir = "{site_profiles}"\n\n[meter.serial]')
+    config_file = tmp_path / "node.toml"
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file)
+    message = str(info.value)
+    assert str(site_profiles / "acme_9000.toml") in message and "swap = 'little'" in message
+    (site_profiles / "acme_9000.toml").write_text(shipped)
+    assert load_config(config_file).role_config.meters[1].profile == "acme_9000"
