@@ -447,11 +447,11 @@ class WellbeingMonitor:
         self._day.setdefault("slots", {})[str(self._slot_of(b - 1))] = round(self._silence(b), 1)
 
     def _night_check(self, start: float, litres: float | None) -> None:
-        """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local with (almost) no flow."""
+        """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local without flow."""
         if litres is None:
             return
         local = datetime.fromtimestamp(start, self.tz)
-        if local.hour < 6 and litres <= max(self.settings.leak_min_lph, self._resolution * 0.99):
+        if local.hour < 6 and litres < 0.5 * self.settings.leak_min_lph:  # no pulse at all in that hour
             stamp = local.date().isoformat()
             if stamp not in self._clean_nights:
                 self._clean_nights.append(stamp)
@@ -486,12 +486,17 @@ class WellbeingMonitor:
     def _quietest(self, bins: list[float | None], fallback: float) -> float:
         """Litres per hour in the quietest span (2 h; 5 h for 10 L pulses): a robust base flow that ignores use."""
         n = self._span_h()
+        # one pulse in a span may be the tail of a use before it: only what is beyond one pulse is base flow
+        pulse = 0.0 if math.isinf(self._resolution) else self._resolution
         spans = [
-            sum(b for b in bins[i : i + n] if b is not None) / n
+            max(0.0, sum(b for b in bins[i : i + n] if b is not None) - pulse) / n
             for i in range(len(bins) - n + 1)
             if all(b is not None for b in bins[i : i + n])
         ]
-        return min(spans) if spans else fallback
+        if not spans:
+            return fallback
+        # below two pulses per span a steady flow cannot be told from use; call it none
+        return min(spans) if min(spans) >= 2 * pulse / n else 0.0
 
     # ------------------------------------------------------------------------------------------- the days
     def _new_day(self, t: float) -> dict[str, Any]:

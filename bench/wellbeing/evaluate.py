@@ -27,7 +27,7 @@ ACUTE = ("collapse_day", "collapse_night", "collapse_tap")
 # what counts as "the family was told": a person alert or water running, at warning or above
 DETECTING = PERSON_KINDS | {"continuous_flow", "high_daily_volume"}
 TUNE_SEEDS = tuple(range(1, 41))
-REPORT_SEEDS = tuple(range(1001, 1041))
+REPORT_SEEDS = tuple(range(1001, 1081))
 HORIZON = 36 * HOUR
 
 
@@ -306,6 +306,21 @@ def summarise(results: list[HouseholdResult]) -> dict[str, object]:
         for k, v in r.false_by_kind.items():
             by_kind[k] = by_kind.get(k, 0) + v
     rows["false_by_kind"] = dict(sorted(by_kind.items()))
+    by_setup: dict[str, object] = {}
+    for resolution, poll in SETUPS:
+        sel = [r for r in results if (r.resolution_l, r.poll_s) == (resolution, poll)]
+        if not sel:
+            continue
+        sel_months = sum(r.months for r in sel)
+        found = [i.node_s for r in sel for i in r.incidents if i.kind in ACUTE]
+        by_setup[f"{resolution:g} L / {poll:g} s"] = {
+            "households": len(sel),
+            "recall_12h": round(recall(found, 12), 3),
+            "median_h": median_h(found),
+            "false_warning": round(sum(r.false_node["warning"] for r in sel) / sel_months, 2),
+            "false_urgent": round(sum(r.false_node["urgent"] for r in sel) / sel_months, 2),
+        }
+    rows["by_setup"] = by_setup
     rows["leaks"] = {"simulated": sum(r.leaks for r in results), "alerts": sum(r.leaks_found for r in results)}
     return rows
 

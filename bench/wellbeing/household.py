@@ -206,6 +206,12 @@ def _day_uses(
         if home(t):
             uses.append(use)
 
+    # back home from an outing: most people go to the toilet and wash their hands soon after
+    for _, back in outings:
+        if rng.random() < 0.8:
+            t = back + rng.uniform(60, 900)
+            add(t, _flush(person, t))
+            add(t + 150, Use(t + 150, rng.lognormvariate(math.log(15), 0.5), rng.uniform(0.03, 0.083)))
     # getting up: toilet, wash, kettle
     add(wake + 60, _flush(person, wake + 60))
     add(wake + 300, Use(wake + 300, rng.lognormvariate(math.log(40), 0.4), rng.uniform(0.04, 0.083)))

@@ -51,6 +51,16 @@ def markdown(summary: dict[str, Any], seeds: tuple[int, ...], days: int) -> str:
             f"| {kind} | {row['n']} | {_h(row['node_median_h'])} | {_pct(row['node_recall_12h'])} | "
             f"{_h(row['nagano_median_h'])} | {_h(row['shanghai_median_h'])} |"
         )
+    lines += [
+        "",
+        "| meter | households | node recall 12 h | node median | false warning / hh-month | false urgent / hh-month |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setup, row in summary["by_setup"].items():
+        lines.append(
+            f"| {setup} | {row['households']} | {_pct(row['recall_12h'])} | {_h(row['median_h'])} | "
+            f"{row['false_warning']:.2f} | {row['false_urgent']:.2f} |"
+        )
     decline = summary["decline"]
     lines += [
         "",
