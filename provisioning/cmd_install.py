@@ -71,6 +71,17 @@ def needed_groups(config: NodeConfig) -> list[str]:
     return groups
 
 
+def primary_group(user: str) -> str:
+    """The service user's own group: its primary group when it exists, else the group useradd will make."""
+    ids = service_user_ids(user)
+    if ids is None:
+        return user  # useradd --user-group makes a group of the same name
+    try:
+        return grp.getgrgid(ids[1]).gr_name
+    except KeyError:
+        return str(ids[1])
+
+
 def render_unit(config: NodeConfig, *, user: str, groups: list[str], bin_dir: Path, watchdog_s: int) -> str:
     """The unit file text for the config's role."""
     template = resources.files("provisioning.units").joinpath(unit_name(config.node.role)).read_text("utf-8")
@@ -79,6 +90,7 @@ def render_unit(config: NodeConfig, *, user: str, groups: list[str], bin_dir: Pa
         "BIN_DIR": str(bin_dir),
         "CONFIG": str(config.path.absolute()),
         "USER": user,
+        "GROUP": primary_group(user),
         "GROUPS": " ".join(groups),
         "DATA_DIR": str(config.node.data_dir),
         "WATCHDOG_S": str(watchdog_s),

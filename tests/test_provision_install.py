@@ -256,3 +256,19 @@ def test_real_install_refuses_paths_the_service_cannot_see(
     assert "PrivateTmp" in err and "/etc/changbai" in err
     assert main(["install", "--config", str(config), "--dry-run"]) == 0
     assert "a real install refuses this" in capsys.readouterr().err
+
+
+def test_an_existing_user_runs_the_service_with_its_own_group(tmp_path: Path) -> None:
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' here")
+    config = make_config(tmp_path, "elevator")
+    root = tmp_path / "root"
+    assert main(["install", "--config", str(config), "--root", str(root), "--user", "nobody"]) == 0
+    keys = unit_keys((root / "etc/systemd/system/changbai-elevator.service").read_text())
+    assert keys["User"] == ["nobody"]
+    assert keys["Group"] == [grp.getgrgid(entry.pw_gid).gr_name]
