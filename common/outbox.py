@@ -177,6 +177,9 @@ class Outbox:
     def _open_or_recover(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists()
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # an empty file is a new database
         try:
             conn = self._connect(str(self.path))
             self._conn = conn
@@ -189,6 +192,8 @@ class Outbox:
         self.fresh = not existed
         if existed:
             self._note_resume()
+        else:
+            self._restrict_mode()
         self._fsync_dir()
         return conn
 
@@ -256,6 +261,13 @@ class Outbox:
             payload=payload,
         )
         return with_seq(event, self._take_seq())
+
+    def _restrict_mode(self) -> None:
+        # events hold personal data (an elderly resident's water use): owner only; SQLite gives WAL and
+        # shared-memory files it creates later the database file's mode
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.chmod(str(self.path) + suffix, 0o600)
 
     def _fsync_dir(self) -> None:
         # a newly created database or WAL file is durable only once its directory entry is
@@ -331,6 +343,8 @@ class Outbox:
             },
         )
         self._write(salvaged + [event])
+        if not self.volatile:
+            self._restrict_mode()
         self._fsync_dir()
         return conn
 

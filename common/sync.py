@@ -16,6 +16,7 @@ import random
 import sqlite3
 import stat
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,9 @@ class Uploader:
         # TLS verification is always on; a CA bundle adds trust, nothing turns it off
         self._session.verify = str(self._central.ca_bundle) if self._central.ca_bundle else True
         self.version = package_version()
+        host = (urllib.parse.urlsplit(self._central.url).hostname or "").lower()
+        if self._central.url.lower().startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("central.url %s is plain HTTP: the node's token and events cross the network unencrypted", base)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -369,3 +369,11 @@ def test_stored_json_is_the_wire_form() -> None:
     made = Event(**{**made.__dict__, "seq": 42, "recipients": ("family",), "alert_id": "a-1"})
     assert json.loads(event_json(made)) == json.loads(json.dumps(made.to_wire()))
     assert Event.from_wire(json.loads(event_json(made))) == made
+
+
+def test_database_is_readable_by_its_owner_only(path: Path, clock: ManualClock) -> None:
+    box = open_outbox(path, clock)
+    box.put(event("trapped", "alert"))
+    assert path.stat().st_mode & 0o077 == 0
+    assert Path(str(path) + "-wal").stat().st_mode & 0o077 == 0
+    box.close()

@@ -91,7 +91,11 @@ def test_round_trip_alerts_before_readings(central: Any, tmp_path: Path, clock: 
     assert central.alerts("open")[0]["kind"] == "trapped_passenger"
     node = central.node(NODE)
     assert node["seq_gaps"] == [] and node["seq_conflicts"] == 0
-    assert node["health"]["outbox_depth"] == {"alert": 0, "state": 0, "reading": 0} or node["health"]["uptime_s"] >= 0
+    clock.advance(runtime.config.central.heartbeat_interval_s)
+    assert runtime.uploader.run_once().heartbeat_sent
+    health = central.node(NODE)["health"]
+    assert health["outbox_depth"] == {"alert": 0, "state": 0, "reading": 0}
+    assert health["version"] == runtime.uploader.version and health["dead_letters"] == 0
 
 
 def test_long_outage_then_recovery(central: Any, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
@@ -586,3 +590,41 @@ def test_thread_wakes_for_a_state_event(fake: FakeCentral, tmp_path: Path, runti
             break
         time.sleep(0.05)
     assert event.id in fake.events
+
+
+def test_the_upload_thread_survives_an_unexpected_error(
+    fake: FakeCentral, tmp_path: Path, runtimes: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, SystemClock())
+    runtimes.append(runtime)
+    real = runtime.uploader.run_once
+    calls = []
+
+    def flaky() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a health callback")
+        return real()
+
+    monkeypatch.setattr(runtime.uploader, "run_once", flaky)
+    monkeypatch.setattr("common.sync.wait_on_clock", lambda _clock, _s, wake: wake.wait(0.02))
+    runtime.start()
+    event = runtime.record_state("door_state", {})
+    for _ in range(200):
+        if event.id in fake.events:
+            break
+        time.sleep(0.02)
+    assert event.id in fake.events
+    assert runtime.uploader.status()["loop_errors"] == 1
+
+
+def test_plain_http_to_another_host_is_warned_about(
+    tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(tmp_path / "o.sqlite", OutboxSection(), clock)
+    with caplog.at_level(logging.WARNING, logger="common.sync"):
+        Uploader(node_config(tmp_path, "http://127.0.0.1:8080", "t"), box, clock)
+        assert "plain HTTP" not in caplog.text
+        Uploader(node_config(tmp_path, "http://central.example.org", "t"), box, clock)
+        assert "plain HTTP" in caplog.text
+    box.close()
