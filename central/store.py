@@ -321,8 +321,14 @@ class Store:
         recipients = list(dict.fromkeys(ev.get("recipients") or []))
         payload = dict(ev.get("payload") or {})
         cleared_at = now if ev["state"] == "cleared" else None
-        # a new incident after the operator closed the last one; any event opens an alert that was never seen
-        if latest is None or (latest["state"] == "resolved" and ev["state"] == "raised"):
+        # a new incident after the operator closed the last one, or the node still seeing it after the
+        # resolution (a re-notification stamped later): never bury a live alert in a closed one
+        reopen = latest is not None and latest["state"] == "resolved"
+        reopen = reopen and (
+            ev["state"] == "raised"
+            or (ev["state"] == "updated" and latest["on_site"] != "cleared" and event_time > latest["resolved_at"])
+        )
+        if latest is None or reopen:
             cur = self._db.execute(
                 "INSERT INTO alerts (node_id, alert_id, occurrence, kind, severity, state, on_site, opened_at,"
                 " raised_at, last_update_at, count, payload, recipients, first_event_id, last_event_id,"

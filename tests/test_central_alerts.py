@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -96,11 +97,27 @@ def test_a_new_raise_after_resolution_opens_a_new_occurrence(central, lift):
     central.post_events(lift, [alert_event(LIFT, incident, "raised", 1)])
     (first,) = central.alerts()
     act(central, first["id"], "resolve")
-    central.post_events(lift, [alert_event(LIFT, incident, "updated", 2)])  # a late update: no new alert
+    late = alert_event(LIFT, incident, "updated", 2, wall_time=first["opened_at"])  # stamped before: no new alert
+    central.post_events(lift, [late])
     assert [a["state"] for a in central.alerts("all")] == ["resolved"]
     central.post_events(lift, [alert_event(LIFT, incident, "raised", 3)])
     second, old = central.alerts("all")
     assert second["state"] == "open" and second["occurrence"] == 2 and old["id"] == first["id"]
+
+
+def test_still_active_on_site_after_resolution_opens_it_again(central, lift):
+    incident = str(uuid.uuid4())
+    central.post_events(lift, [alert_event(LIFT, incident, "raised", 1, wall_time=time.time() - 60)])
+    (first,) = central.alerts()
+    resolved_at = act(central, first["id"], "resolve", note="clicked by mistake").json()["resolved_at"]
+    stamped_before = alert_event(LIFT, incident, "updated", 2, wall_time=resolved_at - 30)
+    central.post_events(lift, [stamped_before])  # queued before the resolution: history only
+    assert [a["state"] for a in central.alerts("all")] == ["resolved"]
+    renotify = alert_event(LIFT, incident, "updated", 3, wall_time=resolved_at + 1, payload={"renotify": True})
+    central.post_events(lift, [renotify])  # the node still sees a trapped passenger
+    again, old = central.alerts("all")
+    assert again["state"] == "open" and again["occurrence"] == 2 and again["payload"] == {"renotify": True}
+    assert old["id"] == first["id"] and old["count"] == 2
 
 
 def test_same_alert_id_on_two_nodes_are_two_alerts(central, lift):
