@@ -19,8 +19,9 @@ from common.config import ROLE_SECTIONS, ButtonPin, InputPin, LedPin, SerialPort
 
 PIN_TYPES: tuple[type, ...] = (InputPin, ButtonPin, LedPin)
 
-# leaves worth a question even though they have a default: how a pin is wired, how fast the bus runs
-ASKED_WITH_DEFAULT = {"active_high", "pull_up", "baudrate", "parity"}
+# leaves worth a question even though they have a default: how a pin is wired, how fast the bus runs, the
+# kiosk screen (the official 7" screen is 800x480, not the default)
+ASKED_WITH_DEFAULT = {"active_high", "pull_up", "baudrate", "parity", "width", "height", "rotation"}
 
 
 class BadValue(ValueError):

@@ -285,3 +285,15 @@ def test_meter_interactive_with_one_meter(
     (meter,) = config.role_config.meters
     assert (meter.id, meter.address, meter.profile) == ("b12-301", 1, "ultrad_int_ml")
     assert meter.household.resident == "B12-301" and meter.household.ok_button is None
+
+
+def test_kiosk_interactive_asks_for_the_screen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "node.toml"
+    answers = ["cbxc-north-gate-kiosk", "changbai-xincun", "", "North gate", "http://127.0.0.1:8080"]
+    answers += ["长白新村北门", "Changbai Xincun North Gate", "021-6543 2100", ""]  # pickup, English, hotline, zh
+    answers += ["800", "480", "45", "180", "26", "", "12"]  # rotation 45 is refused and asked again
+    assert run(["init", "--role", "kiosk", "--config", str(path)], "\n".join(answers) + "\n" * 20, monkeypatch) == 0
+    kiosk = load_config(path).role_config
+    assert (kiosk.screen.width, kiosk.screen.height, kiosk.screen.rotation) == (800, 480, 180)
+    assert kiosk.pickup_point == "长白新村北门"
+    assert kiosk.button.pin == 26 and kiosk.led.pin == 12
