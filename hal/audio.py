@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -103,19 +104,33 @@ def render_to_wav(
     return path
 
 
-def _run(command: list[str], timeout_s: float) -> None:
-    """Run a player or renderer; every failure becomes AudioError with a message a technician can act on."""
+def _run(
+    command: list[str], timeout_s: float, track: Callable[[subprocess.Popen[bytes] | None], None] | None = None
+) -> None:
+    """Run a player or renderer; every failure becomes AudioError with a message a technician can act on.
+
+    ``track`` is told the running process (and None when it ended), so a closing speaker can stop it.
+    """
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise AudioError(f"{command[0]} not found (apt-get install {_PACKAGES.get(command[0], command[0])})") from None
-    except subprocess.TimeoutExpired:
-        raise AudioError(f"{command[0]} did not finish within {timeout_s:g} s") from None
     except OSError as exc:
         raise AudioError(f"{command[0]} cannot run: {exc}") from None
-    if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        why = lines[-1] if lines else f"exit code {done.returncode}"
+    if track:
+        track(proc)
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AudioError(f"{command[0]} did not finish within {timeout_s:g} s") from None
+    finally:
+        if track:
+            track(None)
+    if proc.returncode != 0:
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit code {proc.returncode}"
         hint = " (no sound card? check audio.device and aplay -l)" if command[0] == APLAY else ""
         raise AudioError(f"{command[0]} failed: {why}{hint}")
 
@@ -137,6 +152,7 @@ class _QueuedSpeaker:
         self._counts = {"played": 0, "dropped": 0, "failed": 0}
         self._last_error: str | None = None
         self._closed = False
+        self._player: subprocess.Popen[bytes] | None = None  # the espeak-ng or aplay running now
         self._thread = threading.Thread(target=self._work, name=f"speaker-{self.backend}", daemon=True)
         self._thread.start()
 
@@ -184,6 +200,8 @@ class _QueuedSpeaker:
             self._play(text, wav)
         except AudioError as exc:
             with self._lock:
+                if self._closed:
+                    return  # stopped by close(), not an audio failure
                 self._counts["failed"] += 1
                 self._last_error = str(exc)
                 self._failed_until = time.monotonic() + self._retry_after_s
@@ -206,6 +224,13 @@ class _QueuedSpeaker:
     def _play(self, text: str | None, wav: Path | None) -> None:
         raise NotImplementedError
 
+    def _track(self, proc: subprocess.Popen[bytes] | None) -> None:
+        with self._lock:
+            self._player = proc
+            closing = self._closed
+        if proc is not None and closing:
+            proc.kill()
+
     def health(self) -> dict[str, object]:
         """For the heartbeat and the self-test: counts, queue depth and the last error (None when fine)."""
         with self._lock:
@@ -227,6 +252,9 @@ class _QueuedSpeaker:
             if self._closed:
                 return
             self._closed = True
+            player = self._player
+        if player is not None and player.poll() is None:
+            player.kill()  # a long prompt must not hold up a node's shutdown
         while True:  # drop what is waiting so the stop marker gets in at once
             try:
                 self._queue.get_nowait()
@@ -274,7 +302,7 @@ class EspeakSpeaker(_QueuedSpeaker):
         command = [APLAY, "-q"]
         if self.section.device:
             command += ["-D", self.section.device]
-        _run([*command, str(path)], PLAY_TIMEOUT_S)
+        _run([*command, str(path)], PLAY_TIMEOUT_S, self._track)
 
 
 class NullSpeaker:

@@ -12,6 +12,7 @@ Errors (each failed attempt is counted under its class in ``stats()``)::
       SlaveExceptionError       the slave answered with an exception code   "slave_exception"
       WrongResponderError       valid frame, wrong slave or function code   "wrong_responder"
       ShortFrameError           reply cut short or with a wrong byte count  "short_frame"
+      (ModbusError itself)      anything else minimalmodbus reports         "modbus_error"
     PortError (an OSError)      the serial port itself failed or is closed  "port_error"
 """
 
@@ -38,6 +39,7 @@ COUNTERS: tuple[str, ...] = (
     "slave_exception",
     "wrong_responder",
     "short_frame",
+    "modbus_error",
     "port_error",
 )
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for FC 3/4 (250 data bytes)
@@ -156,7 +158,8 @@ class ModbusBus:
 
     def __init__(self, port: SerialPort) -> None:
         self.port = port
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held for a whole request-reply exchange, retries included
+        self._stats_lock = threading.Lock()  # so stats() never waits for a slow exchange
         self._counters: dict[int, dict[str, int]] = {}
         self._last_frame_end = 0.0
         try:
@@ -204,22 +207,23 @@ class ModbusBus:
         if address < 0 or address + count > 0x10000:
             raise ValueError(f"registers {address}..{address + count - 1}: outside wire addresses 0..65535")
         with self._lock:
-            counters = self._counters.setdefault(slave, dict.fromkeys(COUNTERS, 0))
+            with self._stats_lock:
+                counters = self._counters.setdefault(slave, dict.fromkeys(COUNTERS, 0))
             last: ModbusError | None = None
             for attempt in range(1, self.port.retries + 2):
                 try:
                     words = self._transact(slave, address, count, function_code)
                 except ModbusError as exc:
-                    counters[exc.counter] += 1
+                    self._count(counters, exc.counter)
                     exc.attempts = attempt
                     last = exc
                     if isinstance(exc, SlaveExceptionError) and exc.exception_code not in _RETRIED_EXCEPTION_CODES:
                         break
                     continue
                 except PortError:
-                    counters["port_error"] += 1
+                    self._count(counters, "port_error")
                     raise
-                counters["ok"] += 1
+                self._count(counters, "ok")
                 if last is not None:
                     log.debug("slave %d: read ok on attempt %d after %s", slave, attempt, type(last).__name__)
                 return words
@@ -274,8 +278,12 @@ class ModbusBus:
 
     def stats(self) -> dict[int, dict[str, int]]:
         """Per slave: attempts by outcome (``ok`` and each error counter), a copy."""
-        with self._lock:
+        with self._stats_lock:
             return {slave: dict(c) for slave, c in self._counters.items()}
+
+    def _count(self, counters: dict[str, int], name: str) -> None:
+        with self._stats_lock:
+            counters[name] += 1
 
     def close(self) -> None:
         """Close the port; later reads raise PortError. Safe to call twice."""

@@ -182,6 +182,21 @@ def test_close_is_prompt_and_later_prompts_are_ignored(fake_aplay) -> None:
     assert not speaker._thread.is_alive()
 
 
+def test_close_stops_a_prompt_that_is_playing(fake_aplay, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="hal.audio")
+    speaker = make_speaker(AudioSection())
+    assert isinstance(speaker, EspeakSpeaker)
+    speaker.say("a long reassurance")
+    for _ in range(500):  # until the worker has rendered the text and started the player
+        if fake_aplay.calls():
+            break
+        threading.Event().wait(0.01)
+    assert fake_aplay.calls(), "the player never started"
+    speaker.close(timeout=10)  # the player would block for ever: close() must stop it
+    assert not speaker._thread.is_alive()
+    assert speaker.health()["failed"] == 0 and not warnings_from(caplog)
+
+
 def test_backend_none_and_recording_speaker() -> None:
     assert isinstance(make_speaker(AudioSection(backend="none")), NullSpeaker)
     recorder = RecordingSpeaker()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import typing
 from pathlib import Path
 from types import TracebackType
 
@@ -38,6 +39,7 @@ class SerialPair:
         self.meter_path = str(self._dir / "meter")
         self._start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: typing.IO[bytes] | None = None
 
     def start(self) -> tuple[str, str]:
         """Start socat and wait until both ends exist; returns (node_path, meter_path)."""
@@ -54,17 +56,19 @@ class SerialPair:
                 os.unlink(path)
         # ignoreeof keeps each pty usable when its user closes and reopens it (a node restart, a re-probe)
         side = "pty,raw,echo=0,ignoreeof,link={}"
+        # socat's messages go to a file: a pipe nobody reads could fill up and stall socat mid-test
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as socat; closed in stop()
         self._proc = subprocess.Popen(
             [exe, side.format(self.node_path), side.format(self.meter_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
         )
         deadline = time.monotonic() + self._start_timeout_s
         while not (os.path.exists(self.node_path) and os.path.exists(self.meter_path)):
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
-                self._proc = None
+                err = self._socat_messages()
+                self.stop()
                 raise SerialPairError(f"socat exited at start: {err or 'no message'}")
             if time.monotonic() > deadline:
                 self.stop()
@@ -76,22 +80,28 @@ class SerialPair:
     def stop(self) -> None:
         """Stop socat and remove the links; safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    log.warning("socat (pid %d) ignored SIGTERM; killing it", proc.pid)
-                    proc.kill()
-                    proc.wait(timeout=3)
-            if proc.stderr is not None:
-                proc.stderr.close()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                log.warning("socat (pid %d) ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait(timeout=3)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         for path in (self.node_path, self.meter_path):
             if os.path.lexists(path):
                 os.unlink(path)
         if self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _socat_messages(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()
 
     @property
     def running(self) -> bool:
