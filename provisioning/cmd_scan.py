@@ -302,6 +302,12 @@ def main(argv: list[str]) -> int:
             f"{args.port}: no such device",
             ["plug in the USB-RS485 adapter; ls /dev/ttyUSB* /dev/serial*"],
         )
+    from provisioning.cmd_selftest import service_active
+
+    if service_active("meter"):
+        prompt.say(
+            "warning: changbai-meter is running and reads this bus too; stop it first: systemctl stop changbai-meter"
+        )
     responders, garbled = scan(args)
     if args.json:
         report = {"port": args.port, "responders": [r.as_json() for r in responders], "garbled": garbled}

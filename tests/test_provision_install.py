@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -272,3 +273,41 @@ def test_an_existing_user_runs_the_service_with_its_own_group(tmp_path: Path) ->
     keys = unit_keys((root / "etc/systemd/system/changbai-elevator.service").read_text())
     assert keys["User"] == ["nobody"]
     assert keys["Group"] == [grp.getgrgid(entry.pw_gid).gr_name]
+
+
+def fake_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, active_state: str) -> None:
+    """A systemctl on PATH that answers `show` like systemd does for the unit."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "systemctl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"printf 'ActiveState={active_state}\\nSubState=running\\nNRestarts=2\\n"
+        "ExecMainStartTimestamp=Wed 2026-11-25 09:00:00 CST\\nUnitFileState=enabled\\nResult=success\\n'\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr("provisioning.cmd_status.systemd_running", lambda: True)
+
+
+@pytest.mark.parametrize(("state", "code"), [("active", 0), ("failed", 1)])
+def test_status_reads_the_unit_from_systemctl(
+    central, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, state: str, code: int
+) -> None:
+    path = tmp_path / "node.toml"
+    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
+    argv += ["--central-url", central.url, *ROLE_FLAGS["elevator"]]
+    assert main(argv) == 0
+    key = tmp_path / "claim"
+    key.write_text(central.claim_key)
+    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
+    token = (tmp_path / "token").read_text()
+    beat = {"uptime_s": 5.0}
+    assert requests.post(
+        f"{central.url}/api/v1/heartbeat", json=beat, headers=central.node_headers(token), timeout=10
+    ).ok
+    fake_systemctl(tmp_path, monkeypatch, state)
+    capsys.readouterr()
+    assert main(["status", "--config", str(path)]) == code
+    out = capsys.readouterr().out
+    assert f"changbai-elevator.service: {state} (running), enabled, restarts 2" in out
