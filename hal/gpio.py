@@ -2,6 +2,8 @@
 
 All hardware goes through gpiozero's pin factory: ``lgpio`` on a Pi, ``mock`` (MockFactory) in tests and the
 simulated community. A test installs a MockFactory and then builds the node; the node never knows.
+Each builder takes an optional ``pin_factory`` (gpiozero's own keyword) for callers that run several nodes'
+pins in one process, each on its own MockFactory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 
 from gpiozero import LED, Button, Device, DigitalInputDevice
 from gpiozero.exc import BadPinFactory, GPIOZeroError
+from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
 from common.config import ButtonPin, GpioSection, InputPin, LedPin
@@ -83,7 +86,7 @@ def _pin_error(exc: GPIOZeroError, pin: int, what: str) -> GPIOZeroError:
     return type(exc)(f"BCM {pin} ({what}): {text}")
 
 
-def make_input(spec: InputPin) -> DigitalInputDevice:
+def make_input(spec: InputPin, pin_factory: Factory | None = None) -> DigitalInputDevice:
     """A digital input (door contact, level zone, presence/motion output) that is active as the config says.
 
     gpiozero only accepts ``active_state`` without a pull resistor, and with one the pull decides the active
@@ -95,9 +98,11 @@ def make_input(spec: InputPin) -> DigitalInputDevice:
     natural = spec.pull_up is not None and spec.pull_up != spec.active_high
     try:
         if natural:
-            device = DigitalInputDevice(spec.pin, pull_up=spec.pull_up, bounce_time=bounce)
+            device = DigitalInputDevice(spec.pin, pull_up=spec.pull_up, bounce_time=bounce, pin_factory=pin_factory)
         else:
-            device = DigitalInputDevice(spec.pin, pull_up=None, active_state=spec.active_high, bounce_time=bounce)
+            device = DigitalInputDevice(
+                spec.pin, pull_up=None, active_state=spec.active_high, bounce_time=bounce, pin_factory=pin_factory
+            )
             if spec.pull_up is not None:
                 try:
                     device.pin.pull = "up" if spec.pull_up else "down"
@@ -109,7 +114,7 @@ def make_input(spec: InputPin) -> DigitalInputDevice:
     return device
 
 
-def make_button(spec: ButtonPin) -> Button:
+def make_button(spec: ButtonPin, pin_factory: Factory | None = None) -> Button:
     """A push button: pressed pulls the pin low with ``pull_up`` (the usual wiring), high without."""
     try:
         return Button(
@@ -117,14 +122,15 @@ def make_button(spec: ButtonPin) -> Button:
             pull_up=spec.pull_up,
             bounce_time=spec.bounce_s or None,
             hold_time=spec.hold_s,
+            pin_factory=pin_factory,
         )
     except GPIOZeroError as exc:
         raise _pin_error(exc, spec.pin, "button") from exc
 
 
-def make_led(spec: LedPin) -> LED:
+def make_led(spec: LedPin, pin_factory: Factory | None = None) -> LED:
     """An LED or lamp, off at start; ``active_high = false`` for one wired from 3.3 V to the pin."""
     try:
-        return LED(spec.pin, active_high=spec.active_high, initial_value=False)
+        return LED(spec.pin, active_high=spec.active_high, initial_value=False, pin_factory=pin_factory)
     except GPIOZeroError as exc:
         raise _pin_error(exc, spec.pin, "LED") from exc

@@ -178,3 +178,21 @@ def test_installed_mock_factory_is_kept(mock_factory: MockFactory) -> None:
     # the example configs say lgpio; a test or the simulated community has already installed a MockFactory
     use_pin_factory(GpioSection(pin_factory="lgpio"))
     assert Device.pin_factory is mock_factory
+
+
+def test_two_nodes_in_one_process_use_their_own_factories(mock_factory: MockFactory) -> None:
+    # the simulated community runs a lift and a kiosk in one process, both wired to BCM 17
+    kiosk_pins = MockFactory()
+    try:
+        door = make_input(InputPin(pin=17, active_high=False, pull_up=True))
+        button = make_button(ButtonPin(pin=17), pin_factory=kiosk_pins)
+        kiosk_pins.pin(17).drive_low()
+        assert button.is_pressed and not door.is_active
+        mock_factory.pin(17).drive_low()
+        assert door.is_active
+        led = make_led(LedPin(pin=18), pin_factory=kiosk_pins)
+        led.on()
+        assert kiosk_pins.pin(18).state == 1 and mock_factory.pin(18).state == 0
+    finally:
+        kiosk_pins.reset()
+        kiosk_pins.close()
