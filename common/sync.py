@@ -224,6 +224,9 @@ class Uploader:
             self._selftest(now)
             result.selftest = True
         token = self._read_token()
+        if token is not None and self._state == "no_token":
+            log.info("sync: token file %s found; uploading", self._central.token_file)
+            self._state = "idle"
         if token is None:
             with self._lock:
                 self._next_attempt = now + min(TOKEN_RECHECK_S, self._central.auth_retry_s)
@@ -269,7 +272,7 @@ class Uploader:
         if not items:
             return
         try:
-            self._send(items, token, result, top=True)
+            self._send(items, token, result)
         except _Failure as failure:
             self._on_failure(failure, result)
             return
@@ -286,8 +289,11 @@ class Uploader:
         elif result.more:
             # a backlog is draining: the readings left are due now, not after another batch_max_age_s
             self._readings_since = self._clock.monotonic() - self._central.batch_max_age_s
+        else:
+            # the readings left arrived while this batch was on its way: their wait starts now
+            self._readings_since = self._clock.monotonic()
 
-    def _send(self, items: list[tuple[str, str]], token: str, result: SyncResult, *, top: bool) -> int:
+    def _send(self, items: list[tuple[str, str]], token: str, result: SyncResult) -> int:
         """POST ``items``; on a whole-batch refusal (4xx, 413) split and retry the halves. Returns accepted."""
         wall = self._clock.wall()
         body = '{"node_wall_time":' + json.dumps(wall) + ',"events":[' + ",".join(b for _, b in items) + "]}"
@@ -305,8 +311,8 @@ class Uploader:
             if len(items) > 1:
                 # find the bad event(s): never dead-letter the good ones with them
                 half = len(items) // 2
-                accepted = self._send(items[:half], token, result, top=False)
-                return accepted + self._send(items[half:], token, result, top=False)
+                accepted = self._send(items[:half], token, result)
+                return accepted + self._send(items[half:], token, result)
             if code == 413 or self._single_is_event_problem(response):
                 self._dead_letter(items[0][0], reason, result)
                 return 0

@@ -377,3 +377,23 @@ def test_database_is_readable_by_its_owner_only(path: Path, clock: ManualClock) 
     assert path.stat().st_mode & 0o077 == 0
     assert Path(str(path) + "-wal").stat().st_mode & 0o077 == 0
     box.close()
+
+
+def test_what_still_reads_from_a_damaged_file_is_carried_over(path: Path, clock: ManualClock) -> None:
+    box = open_outbox(path, clock, reading_commit_window_s=0.0)
+    alerts = [box.put(event("trapped", "alert", n=i)) for i in range(3)]
+    box.put_many([event(n=i, text="r" * 300) for i in range(3000)])  # the readings fill the pages after them
+    box.close()
+    data = bytearray(path.read_bytes())
+    cut = len(data) // 2
+    data[cut:] = b"\xa5" * (len(data) - cut)  # the second half of the card is garbage
+    path.write_bytes(bytes(data))
+    box = open_outbox(path, clock)
+    assert box.corrupt_recoveries == 1
+    kept = box.batch(10)
+    assert [e.id for e in kept[:3]] == [a.id for a in alerts]  # same ids and numbers as before
+    assert [e.seq for e in kept[:3]] == [a.seq for a in alerts]
+    [note] = [e for e in box.batch(10_000) if e.kind == "outbox_corrupt"]
+    assert note.payload["salvaged_events"] >= 3
+    assert note.seq > 3000  # type: ignore[operator]
+    box.close()
