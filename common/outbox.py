@@ -136,6 +136,7 @@ class Outbox:
         self._dead_count = 0
         self._next_seq = 1
         self._reserved = 1  # every seq < this is reserved on disk
+        self._seq_floor = 0  # the highest seq ever deleted after an ack
         self._bytes_since_check = 0
         self._closed = False
         self.corrupt_recoveries = 0
@@ -210,7 +211,8 @@ class Outbox:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         for prio in PRIORITIES:
             self._dropped[prio] = int(meta.get(f"dropped_{prio}", 0))
-        self._durable_max_seq = max_seq
+        self._seq_floor = int(meta.get("seq_floor", 0))
+        self._durable_max_seq = max(max_seq, self._seq_floor)
         self._reserved = max(int(meta.get("seq_reserved", 1)), max_seq + 1)
         if not meta and not max_seq:
             # a new database beside an old seq mark (the file was deleted by hand): keep counting upwards
@@ -634,7 +636,8 @@ class Outbox:
 
     def _delete(self, by_table: Mapping[str, list[tuple[int, str]]]) -> int:
         conn = self._conn
-        deleted = 0
+        removed: dict[str, int] = {}
+        top = max((seq for rows in by_table.values() for seq, _ in rows), default=0)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -644,9 +647,11 @@ class Outbox:
                     before = conn.total_changes
                     # by seq AND id: never deletes anything but the acknowledged event
                     conn.executemany(f"DELETE FROM {_TABLE[prio]} WHERE seq = ? AND id = ?", rows)
-                    n = conn.total_changes - before
-                    self._counts[prio] -= n
-                    deleted += n
+                    removed[prio] = conn.total_changes - before
+                if top > self._seq_floor:
+                    # the highest number known stored, even once every event is deleted: makes the gap an
+                    # unclean stop reports (outbox_resumed) start where it really starts
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(top),))
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -660,7 +665,10 @@ class Outbox:
             self._recover(exc)
             self._pending = carried
             return 0
-        return deleted
+        for prio, n in removed.items():
+            self._counts[prio] -= n
+        self._seq_floor = max(self._seq_floor, top)
+        return sum(removed.values())
 
     def dead_letter(self, event_id: str, reason: str) -> bool:
         """Move an event the central refused as invalid to the dead-letter table; False if it is not queued."""

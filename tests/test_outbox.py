@@ -397,3 +397,14 @@ def test_what_still_reads_from_a_damaged_file_is_carried_over(path: Path, clock:
     assert note.payload["salvaged_events"] >= 3
     assert note.seq > 3000  # type: ignore[operator]
     box.close()
+
+
+def test_the_resume_gap_starts_after_the_last_acknowledged_number(path: Path, clock: ManualClock) -> None:
+    box = open_outbox(path, clock, reading_commit_window_s=0.0)
+    sent = [box.put(event("door", "state", n=i)) for i in range(5)]
+    assert box.ack([e.id for e in box.batch(10)]) == 5  # all delivered: the tables are empty
+    box._conn.close()  # noqa: SLF001 - crash
+    box = open_outbox(path, clock)
+    [note] = [e for e in box.batch(10) if e.kind == "outbox_resumed"]
+    assert note.payload["seq_not_stored_from"] == sent[-1].seq + 1  # type: ignore[operator]
+    box.close()
