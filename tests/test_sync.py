@@ -628,3 +628,28 @@ def test_plain_http_to_another_host_is_warned_about(
         Uploader(node_config(tmp_path, "http://central.example.org", "t"), box, clock)
         assert "plain HTTP" in caplog.text
     box.close()
+
+
+def test_wait_on_clock_follows_the_clock_not_the_wall(clock: ManualClock) -> None:
+    from common.sync import wait_on_clock
+
+    wake = threading.Event()
+    done = threading.Event()
+    result: list[bool] = []
+
+    def waiter() -> None:
+        result.append(wait_on_clock(clock, 30.0, wake))
+        done.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert not done.wait(0.2)  # real time passes, simulated time does not
+    clock.set_wall(clock.wall() + 3600)  # a wall-clock jump (NTP step) must not end the wait
+    assert not done.wait(0.2)
+    clock.advance(30.0)
+    assert done.wait(5)
+    assert result == [False]
+    thread.join()
+    result.clear()
+    wake.set()
+    assert wait_on_clock(clock, 1000.0, wake) is True  # woken early
