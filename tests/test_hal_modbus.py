@@ -316,3 +316,20 @@ def test_port_lost_and_back_is_reopened(tmp_path) -> None:
         bus.close()
     finally:
         first.stop()
+
+
+@pytest.mark.parametrize(
+    ("change", "answered"),
+    # a Linux pty keeps baud rate and stop bits but drops parity, so a parity mismatch cannot be simulated
+    [({}, True), ({"baudrate": 19200}, False), ({"baudrate": 4800}, False), ({"stopbits": 2}, False)],
+)
+def test_meters_answer_only_at_their_line_settings(meter_bus, change: dict, answered: bool) -> None:
+    meter_bus.sim.add_slave(1)
+    meter_bus.sim.set_registers(1, 3, 0, [5])
+    with ModbusBus(dataclasses.replace(meter_bus.port, retries=0, **change)) as bus:
+        if answered:
+            assert bus.read_registers(1, 0, 1) == [5]
+        else:
+            with pytest.raises(NoResponseError):
+                bus.read_registers(1, 0, 1)
+    assert meter_bus.sim.requests(1) == 1

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import termios
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -78,8 +80,14 @@ class SimulatedMeterBus:
         stopbits: int = 1,
         bytesize: int = 8,
         seed: int = 0,
+        node_path: str | None = None,
     ) -> None:
         self.port_path = port_path
+        # a pty carries bytes at any speed; with the node's end known, a request sent at another baud rate or
+        # stop bits than the bus's gets no reply, as on a real line where the meter sees only framing errors.
+        # (Linux ptys drop the parity and byte-size settings, so those cannot be checked.)
+        self.node_path = node_path
+        self._node_fd: int | None = None
         self.baudrate = baudrate
         self.parity = parity
         self.stopbits = stopbits
@@ -224,7 +232,7 @@ class SimulatedMeterBus:
         address = packet[0]
         with self._lock:
             slave = self._slaves.get(address)
-            if slave is None or not slave.present:
+            if slave is None or not slave.present or not self._line_matches():
                 return b""
             self._replies[address] += 1
             if not slave.faults or slave.faults[0][0] == "exception":
@@ -249,6 +257,23 @@ class SimulatedMeterBus:
             else:  # wrong_function
                 body[1] = 4 if body[1] == 3 else 3
             return bytes(body) + crc16(bytes(body))
+
+    def _line_matches(self) -> bool:
+        """Whether the node's end of the pty is set to this bus's baud rate and stop bits."""
+        if self.node_path is None:
+            return True
+        try:
+            if self._node_fd is None:
+                self._node_fd = os.open(self.node_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            node_side = line_settings(self._node_fd)
+        except (OSError, termios.error) as exc:
+            log.debug("cannot read the line settings of %s: %s", self.node_path, exc)
+            return True
+        mine = (self.baudrate, self.parity, self.stopbits, self.bytesize)
+        if (node_side[0], node_side[2]) != (self.baudrate, self.stopbits):
+            log.debug("request at %s ignored by a bus at %s", node_side, mine)
+            return False
+        return True
 
     def _devices(self) -> list[SimDevice]:
         # one catch-all device (id 0) with every register address; its action answers from the addressed
@@ -322,6 +347,10 @@ class SimulatedMeterBus:
             future.result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        with self._lock:
+            fd, self._node_fd = self._node_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def __enter__(self) -> SimulatedMeterBus:
         return self.start()
@@ -330,6 +359,18 @@ class SimulatedMeterBus:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def line_settings(fd: int) -> tuple[int, str, int, int]:
+    """(baudrate, parity, stopbits, bytesize) a serial tty is set to."""
+    _, _, cflag, _, _, ospeed, _ = termios.tcgetattr(fd)
+    bauds = {getattr(termios, f"B{b}"): b for b in _BAUDS if hasattr(termios, f"B{b}")}
+    parity = ("O" if cflag & termios.PARODD else "E") if cflag & termios.PARENB else "N"
+    sizes = {termios.CS5: 5, termios.CS6: 6, termios.CS7: 7, termios.CS8: 8}
+    return bauds.get(ospeed, 0), parity, 2 if cflag & termios.CSTOPB else 1, sizes[cflag & termios.CSIZE]
+
+
+_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
 # Encoder: total litres -> the (function_code, start, words) writes that show it in a meter's registers
