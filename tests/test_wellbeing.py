@@ -451,3 +451,61 @@ def test_parse_local_date() -> None:
     assert parse_local_date("2026-05-06T12:00:00+00:00", TZ) == datetime(2026, 5, 6, 20, tzinfo=TZ).timestamp()
     with pytest.raises(ValueError):
         parse_local_date("next tuesday", TZ)
+
+
+# ---------------------------------------------------------------------------------- learned limits, more edges
+def test_learned_usual_day_makes_a_high_volume_day_info_and_a_decline_a_warning() -> None:
+    home = Home(day_at(6))
+    _routine(home, 16)  # ~69 L a day
+    home.seen.clear()
+    home.idle(home.until(7))
+    home.use(300, minutes=30)
+    high = [d for d in home.seen if d.kind == "high_daily_volume"]
+    assert [(d.state, d.severity) for d in high] == [("raised", "info")]
+    assert high[0].payload["usual_litres"] == pytest.approx(69, abs=10)
+    home.seen.clear()
+    for _ in range(4):  # then a third of the usual water, day after day
+        home.idle(home.until(7))
+        for _ in range(3):
+            home.use(8)
+            home.idle(5)
+    low = [d for d in home.seen if d.kind == "low_daily_volume" and d.state == "raised"]
+    assert low and low[0].payload["reason"] == "decline" and low[0].severity == "warning"
+
+
+def test_learned_flow_length_warns_before_the_fixed_2_h() -> None:
+    home = Home(day_at(6))
+    _routine(home, 16)  # flows of a couple of minutes
+    home.seen.clear()
+    home.idle(home.until(10))
+    home.use(6 * 40, minutes=40)
+    flow = [d for d in home.seen if d.kind == "continuous_flow"]
+    assert flow and flow[0].severity == "warning"
+    assert flow[0].payload["warning_after_min"] < 120
+
+
+def test_a_day_mostly_offline_is_not_judged_for_low_volume() -> None:
+    home = Home(day_at(0, 1))
+    home.idle(home.until(7))
+    home.use(6)
+    home.fail(12)
+    home.idle(home.until(0, 5))
+    assert not any(d.kind == "low_daily_volume" for d in home.seen)
+
+
+def test_back_home_early_and_ack_with_nothing_open() -> None:
+    home = Home(day_at(8))
+    assert home.monitor.acknowledge(home.t) == []
+    assert home.monitor.set_away(home.t + 86400, home.t) == []
+    assert home.monitor.away_until is not None
+    assert home.monitor.set_away(None, home.t) == []
+    assert home.monitor.away_until is None
+
+
+def test_state_is_strict_json_even_before_any_reading() -> None:
+    monitor = WellbeingMonitor(WellbeingSettings(), TZ)
+    json.dumps(monitor.state(), allow_nan=False)
+    home = Home(day_at(8))
+    home.use(6)
+    home.fail(1)
+    json.dumps(home.monitor.state(), allow_nan=False)
