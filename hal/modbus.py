@@ -43,7 +43,8 @@ COUNTERS: tuple[str, ...] = (
     "port_error",
 )
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for FC 3/4 (250 data bytes)
-_RETRIED_EXCEPTION_CODES = frozenset({6})  # "slave device busy" is worth asking again; other codes are answers
+# 5 "acknowledge" (still working) and 6 "busy" are worth asking again; other exception codes are answers
+_RETRIED_EXCEPTION_CODES = frozenset({5, 6})
 
 
 def crc16(data: bytes) -> bytes:
@@ -133,6 +134,8 @@ def classify_reply(frame: bytes, slave: int, function_code: int, count: int) -> 
         return WrongResponderError, f"reply from slave {frame[0]} to a request for slave {slave}"
     if frame[1] & 0x7F != function_code:
         return WrongResponderError, f"reply with function code {frame[1]} to function code {function_code}"
+    if frame[1] & 0x80:  # an exception minimalmodbus does not treat as one (5, "acknowledge")
+        return SlaveExceptionError, f"exception code {frame[2]}"
     return ShortFrameError, f"{len(frame)} bytes with byte count {frame[2]}, expected {2 * count} data bytes"
 
 
@@ -257,6 +260,10 @@ class ModbusBus:
         except minimalmodbus.InvalidResponseError:
             frame = self._serial.last_reply
             cls, why = classify_reply(frame, slave, function_code, count)
+            if cls is SlaveExceptionError:
+                raise SlaveExceptionError(
+                    f"slave {slave}: {why}", exception_code=frame[2], frame=frame, **where
+                ) from None
             raise cls(f"slave {slave}: {why}", frame=frame, **where) from None
         except minimalmodbus.ModbusException as exc:  # anything else minimalmodbus reports (an OSError subclass)
             raise ModbusError(f"slave {slave}: {exc}", frame=self._serial.last_reply, **where) from None

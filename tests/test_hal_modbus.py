@@ -97,14 +97,19 @@ def test_exception_code_is_carried_and_not_retried(meter_bus) -> None:
     assert sim.requests(9) == 1  # "illegal address" is an answer: asking again cannot help
 
 
-def test_busy_slave_is_asked_again(meter_bus) -> None:
+@pytest.mark.parametrize("code", [5, 6])  # acknowledge (minimalmodbus does not raise for it), busy
+def test_busy_slave_is_asked_again(meter_bus, code: int) -> None:
     sim = meter_bus.sim
     sim.add_slave(9)
-    sim.inject(9, "exception", exception_code=6)
+    sim.inject(9, "exception", exception_code=code)
     with ModbusBus(dataclasses.replace(meter_bus.port, retries=1)) as bus:
         assert bus.read_registers(9, 0, 1) == [0]
         assert bus.stats()[9]["slave_exception"] == 1
     assert sim.requests(9) == 2
+    sim.inject(9, "exception", exception_code=code)
+    with ModbusBus(dataclasses.replace(meter_bus.port, retries=0)) as bus, pytest.raises(SlaveExceptionError) as caught:
+        bus.read_registers(9, 0, 1)
+    assert caught.value.exception_code == code
 
 
 @pytest.mark.parametrize("fault", ["silence", "bad_crc", "garbage", "short", "wrong_slave"])
