@@ -366,7 +366,8 @@ class ElevatorNode:
             self.runtime.run_tick(self.tick, self.clock.monotonic())
             if housekeeping:
                 self.runtime.housekeeping(self.clock.monotonic())
-            deadline = self.detector.next_deadline()
+            with self._lock:  # a gpiozero callback may be updating the detector on another thread
+                deadline = self.detector.next_deadline()
             wait = self.section.tick_s
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - self.clock.monotonic()))
