@@ -168,6 +168,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             KivyClock.schedule_once(touch, args.touch_after)
         if soak is not None:
             KivyClock.schedule_interval(soak_step, 0.05)
+            # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a
+            # soak also churns the label textures as much as hours of real countdowns would
+            KivyClock.schedule_interval(lambda _dt: app._update_eta(), 0)
         else:
             KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
 
