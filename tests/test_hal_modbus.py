@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from common.config import SerialPort
+from hal.clock import ManualClock
 from hal.modbus import (
     COUNTERS,
     CrcError,
@@ -338,3 +339,33 @@ def test_meters_answer_only_at_their_line_settings(meter_bus, change: dict, answ
             with pytest.raises(NoResponseError):
                 bus.read_registers(1, 0, 1)
     assert meter_bus.sim.requests(1) == 1
+
+
+def test_consumption_script_on_a_manual_clock(meter_bus) -> None:
+    def encode(litres: float):
+        return [(4, 10, [int(litres) >> 16, int(litres) & 0xFFFF])]
+
+    clock = ManualClock()
+    meter = SimulatedMeter(meter_bus.sim, 3, encode, total_litres=100)
+    script = [(60.0, 5.0), (120.0, 2.5), (180.0, {"set_total": 0}), (240.0, 1.0)]
+    meter.start(script, clock)
+    try:
+        with ModbusBus(meter_bus.port) as bus:
+
+            def total() -> int:
+                high, low = bus.read_registers(3, 10, 2, function_code=4)
+                return (high << 16) | low
+
+            assert total() == 100
+            expected = {60: 105, 120: 107, 180: 0, 240: 1}
+            for t, litres in expected.items():
+                clock.advance(60)
+                for _ in range(200):  # the script thread wakes when the clock moves
+                    if total() == litres:
+                        break
+                assert total() == litres, f"t={t}"
+        assert meter.wait(5)
+    finally:
+        meter.stop()
+    with pytest.raises(ValueError, match="set_total"):
+        meter.play([(0.0, {"reset": 0})], clock)

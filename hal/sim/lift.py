@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from common.config import ButtonPin, InputPin
 from hal.clock import Clock
+from hal.sim.timeline import wait_for_clock
 
 log = logging.getLogger(__name__)
 
@@ -138,23 +139,10 @@ class LiftSimulator:
         steps = sorted(((float(t), normalise(v)) for t, v in scenario), key=lambda step: step[0])
         origin = clock.monotonic() if start is None else start
         for t, values in steps:
-            if not self._wait(clock, origin + t):
+            if not wait_for_clock(clock, origin + t, self._stop):
                 return
             self.set(values)
             log.debug("lift sim t=%.1f s: %s", t, values)
-
-    def _wait(self, clock: Clock, target: float) -> bool:
-        wait_until = getattr(clock, "wait_until", None)
-        while not self._stop.is_set():
-            remaining = target - clock.monotonic()
-            if remaining <= 0:
-                return True
-            if callable(wait_until):
-                wait_until(target, 0.05)  # a ManualClock: wake when the test advances time
-            else:
-                speed = getattr(clock, "speed", 1.0)
-                clock.sleep(min(remaining, 0.05 * speed))  # short naps keep stop() prompt
-        return False
 
     def start(self, scenario: Scenario, clock: Clock) -> threading.Thread:
         """Play ``scenario`` on a background thread from now; ``stop()`` ends it."""

@@ -28,7 +28,7 @@ import random
 import termios
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -39,7 +39,9 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
+from hal.clock import Clock
 from hal.modbus import crc16
+from hal.sim.timeline import wait_for_clock
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +379,16 @@ _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 Encoder = Callable[[float], Iterable[tuple[int, int, Sequence[int]]]]
 
 
+# a consumption script: (t_seconds, litres drawn) steps, or (t_seconds, {"set_total": litres}) for a reset
+ConsumptionScript = Sequence[tuple[float, float | Mapping[str, float]]]
+
+
 class SimulatedMeter:
     """One water meter on a ``SimulatedMeterBus``: a litre counter written through the caller's encoder.
 
     ``draw(litres)`` adds consumption; ``set_total(litres)`` models a counter reset or a replaced meter;
-    a rollover is ``set_total`` past the register range as the caller's encoder wraps it.
+    a rollover is ``set_total`` past the register range as the caller's encoder wraps it. ``play(script,
+    clock)`` or ``start(script, clock)`` run a consumption script on a ManualClock or FastClock.
     """
 
     def __init__(self, bus: SimulatedMeterBus, address: int, encode: Encoder, total_litres: float = 0.0) -> None:
@@ -390,6 +397,8 @@ class SimulatedMeter:
         self._encode = encode
         self._lock = threading.Lock()
         self._total = float(total_litres)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         bus.add_slave(address)
         self._publish()
 
@@ -414,3 +423,42 @@ class SimulatedMeter:
 
     def _publish(self) -> None:
         self.bus.write_many(self.address, self._encode(self._total))
+
+    def play(self, script: ConsumptionScript, clock: Clock, start: float | None = None) -> None:
+        """Apply each step when ``clock`` reaches ``start + t``; blocks until the end or ``stop()``."""
+        steps = sorted(script, key=lambda step: step[0])
+        for _, action in steps:  # refuse a bad script before the first step, not halfway through a day
+            if not isinstance(action, int | float) and set(action) != {"set_total"}:
+                raise ValueError(f"script step {action!r}: litres drawn, or {{'set_total': litres}}")
+        origin = clock.monotonic() if start is None else start
+        for t, action in steps:
+            if not wait_for_clock(clock, origin + float(t), self._stop):
+                return
+            if isinstance(action, int | float):
+                self.draw(float(action))
+            else:
+                self.set_total(action["set_total"])
+
+    def start(self, script: ConsumptionScript, clock: Clock) -> threading.Thread:
+        """Play ``script`` on a background thread from now."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"meter {self.address} is already playing a script")
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.play, args=(script, clock, clock.monotonic()), name=f"sim-meter-{self.address}", daemon=True
+        )
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a started script to finish; True when it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
