@@ -140,6 +140,8 @@ def test_stop_ends_a_scenario_early(lift) -> None:
     assert sim.wait(1)
     clock.advance(7200)
     assert not devices["power_fail"].is_active
+    sim.play([(0.0, {"power_fail": True})], clock)  # a stopped simulator plays the next scenario
+    assert devices["power_fail"].is_active
 
 
 def test_resync_after_the_node_reopens_its_devices(lift, mock_factory: MockFactory) -> None:

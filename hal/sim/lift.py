@@ -136,6 +136,10 @@ class LiftSimulator:
         Blocks until the last step or ``stop()``. With a ManualClock it waits for the test to advance time;
         with a FastClock (or SystemClock) it sleeps in the clock's time.
         """
+        self._stop.clear()
+        self._play(scenario, clock, start)
+
+    def _play(self, scenario: Scenario, clock: Clock, start: float | None) -> None:
         steps = sorted(((float(t), normalise(v)) for t, v in scenario), key=lambda step: step[0])
         origin = clock.monotonic() if start is None else start
         for t, values in steps:
@@ -150,7 +154,7 @@ class LiftSimulator:
             raise RuntimeError("a scenario is already playing")
         self._stop.clear()
         origin = clock.monotonic()
-        self._thread = threading.Thread(target=self.play, args=(scenario, clock, origin), name="lift-sim", daemon=True)
+        self._thread = threading.Thread(target=self._play, args=(scenario, clock, origin), name="lift-sim", daemon=True)
         self._thread.start()
         return self._thread
 

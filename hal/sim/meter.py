@@ -204,8 +204,8 @@ class SimulatedMeterBus:
         with self._lock:
             address = self._addressed
             slave = self._slaves.get(address) if address is not None else None
-            if slave is None:
-                return None
+            if slave is None or not slave.present:
+                return None  # no reply will be sent: leave its faults for later
             if slave.faults and slave.faults[0][0] == "exception":
                 _, code = slave.faults.popleft()
                 self._faults_done[(address, "exception")] += 1
@@ -426,6 +426,10 @@ class SimulatedMeter:
 
     def play(self, script: ConsumptionScript, clock: Clock, start: float | None = None) -> None:
         """Apply each step when ``clock`` reaches ``start + t``; blocks until the end or ``stop()``."""
+        self._stop.clear()
+        self._play(script, clock, start)
+
+    def _play(self, script: ConsumptionScript, clock: Clock, start: float | None) -> None:
         steps = sorted(script, key=lambda step: step[0])
         for _, action in steps:  # refuse a bad script before the first step, not halfway through a day
             if not isinstance(action, int | float) and set(action) != {"set_total"}:
@@ -445,7 +449,7 @@ class SimulatedMeter:
             raise RuntimeError(f"meter {self.address} is already playing a script")
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self.play, args=(script, clock, clock.monotonic()), name=f"sim-meter-{self.address}", daemon=True
+            target=self._play, args=(script, clock, clock.monotonic()), name=f"sim-meter-{self.address}", daemon=True
         )
         self._thread.start()
         return self._thread
