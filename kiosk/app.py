@@ -36,11 +36,10 @@ from kiosk.controller import KioskController  # noqa: E402
 from kiosk.png import write_png  # noqa: E402
 from kiosk.ride import STATES, Car, RideView  # noqa: E402
 from kiosk.texts import Texts  # noqa: E402
-from kiosk.theme import rgba  # noqa: E402
+from kiosk.theme import CANCELLABLE, action_kind, rgba  # noqa: E402
 
 log = logging.getLogger(__name__)
 KV_FILE = Path(__file__).with_name("kiosk.kv")
-CANCELLABLE = frozenset({"requesting", "searching", "assigned"})
 SAMPLE_CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")
 SAMPLE_ETA_S = 245.0
 
@@ -393,20 +392,6 @@ class KioskApp(App):
     # ------------------------------------------------------------------------------------- tools
     def labels(self) -> list[Label]:
         return [w for w in self.root_widget.walk() if isinstance(w, Label)]
-
-
-def action_kind(view: RideView) -> str:
-    """The side button of a screen: cancel a ride, call (again), retry, back to idle, or none (idle)."""
-    state = view.state
-    if state == "idle":
-        return "none"
-    if state in CANCELLABLE or (state == "offline" and view.cancellable):
-        return "cancel"
-    if state == "cancelled":
-        return "call"
-    if state in ("offline", "no_car", "error"):
-        return "retry"
-    return "back"  # arrived
 
 
 def _car_params(car: Car | None) -> dict[str, Any]:

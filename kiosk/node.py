@@ -136,6 +136,7 @@ class KioskNode:
             else:
                 self.part_ok("gpio")
         self.led_state: LedPattern | None = None
+        self._view_changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._started = False
         self._on_view(machine.view())
@@ -215,6 +216,13 @@ class KioskNode:
             apply_led(self.led, pattern)
         self.led_state = pattern
         self.runtime.set_health(kiosk_state=view.state, presses=self.controller.counts["presses"])
+        with self._view_changed:
+            self._view_changed.notify_all()
+
+    def wait_for_state(self, *states: str, timeout_s: float = 10.0) -> bool:
+        """Block (real seconds) until the kiosk shows one of ``states``; False on timeout. For scenarios."""
+        with self._view_changed:
+            return self._view_changed.wait_for(lambda: self.controller.state in states, timeout_s)
 
     def _record(self, report: Report) -> None:
         self.runtime.record_state(report.kind, dict(report.payload), report.severity)

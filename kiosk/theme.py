@@ -106,6 +106,25 @@ STATE_ICONS: dict[str, str] = {
 }
 
 
+# the side button of each screen; its words are labels.<kind>_zh/_en in the texts file
+SIDE_BUTTONS = ("cancel", "call", "retry", "back")
+CANCELLABLE = frozenset({"requesting", "searching", "assigned"})
+
+
+def action_kind(view: object) -> str:
+    """The side button for a RideView: cancel a ride, call a taxi, try again, back to idle, or none (idle)."""
+    state = getattr(view, "state", "idle")
+    if state == "idle":
+        return "none"
+    if state in CANCELLABLE or (state == "offline" and getattr(view, "cancellable", False)):
+        return "cancel"
+    if state == "cancelled":
+        return "call"
+    if state in ("offline", "no_car", "error"):
+        return "retry"
+    return "back"  # arrived
+
+
 @dataclass(frozen=True)
 class Rgb:
     r: float

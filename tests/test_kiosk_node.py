@@ -171,8 +171,10 @@ def test_fast_clock_headless_node_for_the_simulated_community(
     try:
         node.start_thread()
         node.press("simulated")
-        wait_for(node, "assigned")
+        assert node.state == "requesting"  # at once, before any answer
+        assert node.wait_for_state("assigned", timeout_s=10)
         assert len(central.rides()) == 1
+        assert not node.wait_for_state("no_car", timeout_s=0.1)
     finally:
         node.close()
 

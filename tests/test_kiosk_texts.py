@@ -152,3 +152,21 @@ def test_missing_wav_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TextsError) as info:
         load_texts(tmp_path / "texts.toml", "北门", "110")
     assert "idle.wav_zh = 'nope.wav': no such WAV file" in "\n".join(info.value.problems)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_every_screen_has_a_side_button_with_words(state: str) -> None:
+    from kiosk.ride import RideView
+
+    t = texts()
+    for cancellable in (False, True):
+        kind = theme.action_kind(RideView(state, cancellable=cancellable))  # type: ignore[arg-type]
+        if state == "idle":
+            assert kind == "none"  # the call button is the whole screen
+            continue
+        assert kind in theme.SIDE_BUTTONS
+        assert t.label(f"{kind}_zh") and t.label(f"{kind}_en")
+    # a ride that may still bring a car can always be cancelled, also while the central is unreachable
+    assert (theme.action_kind(RideView(state, cancellable=True)) == "cancel") == (  # type: ignore[arg-type]
+        state in ("requesting", "searching", "assigned", "offline")
+    )
