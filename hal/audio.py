@@ -2,7 +2,7 @@
 
 ``say()`` only queues: a worker thread plays, so a lift or a kiosk never waits on audio and never crashes on
 it. A missing player or sound card is logged once as a warning; prompts are then dropped (and counted) until
-a retry a few minutes later finds audio working again.
+a retry 30 s later finds audio working again (a USB sound card replugged, a busy device freed).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ DEFAULT_VOICE = "cmn"  # Mandarin: the language of the residents
 RATE_WPM = 150  # espeak-ng's default is 175 words/min; slower is clearer for elderly listeners
 QUEUE_MAX = 16  # prompts waiting; beyond this new prompts are dropped (a stuck player must not eat memory)
 PLAY_TIMEOUT_S = 120.0  # longest prompt we would ever play
-RETRY_AFTER_FAILURE_S = 300.0  # after audio failed, try again this much later (a USB sound card replugged)
+RETRY_AFTER_FAILURE_S = 30.0  # after audio failed, try again this much later: cheap, and a prompt may matter
 _PACKAGES = {ESPEAK: "espeak-ng", APLAY: "alsa-utils"}
 
 

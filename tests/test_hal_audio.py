@@ -210,3 +210,35 @@ def test_backend_none_and_recording_speaker() -> None:
 
 def test_volume_maps_onto_espeak_amplitude() -> None:
     assert [espeak_amplitude(v) for v in (0, 50, 80, 100)] == [0, 100, 160, 200]
+
+
+def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    # an aplay that fails while the "card" file is missing: a USB sound card unplugged, then plugged back
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    card = tmp_path / "card"
+    script = bin_dir / "aplay"
+    script.write_text(
+        f'#!/bin/sh\n[ -e "{card}" ] && exit 0\necho "aplay: main:831: audio open error: No such device" >&2\nexit 1\n',
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    os.symlink(shutil.which("espeak-ng"), bin_dir / "espeak-ng")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    caplog.set_level(logging.INFO, logger="hal.audio")
+    speaker = EspeakSpeaker(AudioSection(), retry_after_s=0.0)
+    try:
+        speaker.say("one")
+        speaker.say("two")
+        assert speaker.wait_idle(10)
+        assert speaker.health()["failed"] == 2 and "No such device" in str(speaker.health()["last_error"])
+        card.touch()
+        speaker.say("three")
+        assert speaker.wait_idle(10)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert health["played"] == 1 and health["last_error"] is None
+    messages = [r.getMessage() for r in caplog.records if r.name == "hal.audio"]
+    assert sum("audio unavailable" in m for m in messages) == 1
+    assert "audio works again" in messages
