@@ -13,7 +13,7 @@ import logging
 import os
 
 from gpiozero import LED, Button, Device, DigitalInputDevice
-from gpiozero.exc import BadPinFactory, GPIOZeroError
+from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
@@ -81,7 +81,7 @@ def _pin_error(exc: GPIOZeroError, pin: int, what: str) -> GPIOZeroError:
     text = str(exc)
     if isinstance(exc, BadPinFactory):
         return BadPinFactory(f"BCM {pin} ({what}): no usable GPIO pin factory: {text}")
-    if "in use" in text:
+    if isinstance(exc, GPIOPinInUse):
         text = f"already in use ({text}); two config keys on one pin, or another process holds it"
     return type(exc)(f"BCM {pin} ({what}): {text}")
 
