@@ -350,7 +350,10 @@ def run(quick: bool) -> list[Figure]:
         Figure("meter_peer: CPU", round(load["cpu_pct"], 2), "% of one core", f"<= 2; {PEER}: 8.6"),
         Figure("meter_peer: threads", load["threads"], "", f"{PEER}: 20"),
         Figure(
-            "meter_peer: written to disk", round(load["write_per_min"] / 1024, 1), "kB/min", f"<= 230; {PEER}: 2,320"
+            "meter_peer: written to disk",
+            round(load["write_per_min"] / 1024, 1),
+            f"kB/min over {load['elapsed']:.0f} s",
+            f"<= 230; {PEER}: 2,320",
         ),
         Figure(
             "meter_peer: start to first reading at central",
