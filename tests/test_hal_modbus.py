@@ -301,7 +301,7 @@ def test_port_lost_and_back_is_reopened(tmp_path) -> None:
         sim = SimulatedMeterBus(meter).start()
         sim.add_slave(1)
         sim.set_registers(1, 3, 0, [11])
-        bus = ModbusBus(SerialPort(port=node, timeout_s=0.1, retries=0, gap_s=0.0))
+        bus = ModbusBus(SerialPort(port=node, timeout_s=0.25, retries=0, gap_s=0.0))
         assert bus.read_registers(1, 0, 1) == [11]
         sim.stop()
         first.stop()  # the USB adapter is pulled: its tty disappears
