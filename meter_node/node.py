@@ -28,7 +28,7 @@ from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_
 log = logging.getLogger(__name__)
 
 TECHNICAL_RECIPIENTS: tuple[str, ...] = ("maintenance", "operator")
-TECHNICAL_KINDS = frozenset({"meter_offline", "meter_reset", "implausible_reading", "meter_health"})
+TECHNICAL_KINDS = frozenset({"meter_offline", "meter_reset", "implausible_reading", "meter_health", "wellbeing_fault"})
 STATE_FILE = "meter-state.json"
 STATE_VERSION = 1
 # spoken at the home when a wellbeing alert is raised there (Mandarin): "Hello, if you are fine, please press
@@ -167,6 +167,8 @@ class MeterNode:
         self._apply_away()
         self.last_read_wall: float | None = None
         self.readings_stored = 0
+        self.wellbeing_errors: dict[str, int] = {}
+        self._faulted: set[str] = set()
 
     # ---------------------------------------------------------------------------------------------- setup
     def _make_monitor(self, meter: MeterEntry, state: Mapping[str, Any] | None = None) -> WellbeingMonitor:
@@ -313,7 +315,7 @@ class MeterNode:
         for detection in read.detections:
             self._emit_technical(detection)
         # a gap (None) goes to the monitor too: it never counts as activity or inactivity
-        for detection in self.monitors[meter.id].update(wall, read.total_litres):
+        for detection in self._judge(meter, wall, read.total_litres):
             self._emit_wellbeing(meter, detection)
         if read.total_litres is not None:
             self.last_read_wall = wall
@@ -322,6 +324,35 @@ class MeterNode:
             first = not self.cadence.seen(meter.id)
             self.cadence.recorded(meter.id, read.at, read.total_litres)
             readings.append(self._reading_event(meter, read, wall, first=first))
+
+    def _judge(self, meter: MeterEntry, wall: float, total: float | None) -> list[Detection]:
+        """The household's wellbeing rules on one read. A fault in the rules for one household must neither
+        stop the other households nor pass silently: it is logged with its traceback once, counted, and raised
+        as a ``wellbeing_fault`` technical alert (that household is not watched until it clears)."""
+        try:
+            detections = self.monitors[meter.id].update(wall, total)
+        except Exception as exc:  # noqa: BLE001 - see the docstring: reported as an alert, never swallowed
+            self.wellbeing_errors[meter.id] = self.wellbeing_errors.get(meter.id, 0) + 1
+            if meter.id not in self._faulted:  # the traceback once per fault, not once per poll
+                log.exception("meter %s: wellbeing rules failed", meter.id)
+                self._faulted.add(meter.id)
+                self._emit_technical(
+                    Detection(
+                        kind="wellbeing_fault",
+                        state="raised",
+                        at=wall,
+                        severity="warning",
+                        key=meter.id,
+                        payload={"meter_id": meter.id, "error": f"{type(exc).__name__}: {exc}"[:500]},
+                    )
+                )
+            return []
+        if meter.id in self._faulted:
+            self._faulted.discard(meter.id)
+            self._emit_technical(
+                Detection("wellbeing_fault", "cleared", wall, "info", {"meter_id": meter.id}, key=meter.id)
+            )
+        return detections
 
     def _reading_event(self, meter: MeterEntry, read: MeterRead, wall: float, *, first: bool) -> Event:
         """A ``meter_reading``; the first of each meter after start is a state event so it goes out at once
@@ -404,7 +435,11 @@ class MeterNode:
 
     def health(self) -> dict[str, Any]:
         """Per-meter health for the heartbeat: status and counters by error class."""
-        return {"meters": self.reader.health(), "last_read_wall": self.last_read_wall}
+        return {
+            "meters": self.reader.health(),
+            "last_read_wall": self.last_read_wall,
+            "wellbeing_errors": dict(self.wellbeing_errors),
+        }
 
     def close(self) -> None:
         """Save state, release the buttons and the bus (the runtime is closed by whoever made it)."""

@@ -153,11 +153,17 @@ def harnesses() -> Iterator[list[Harness]]:
 
 
 class Speaker:
+    """Records what is said, and what the outbox held at that moment (an alert is stored before the chime)."""
+
     def __init__(self) -> None:
         self.said: list[str | None] = []
+        self.outbox: Any = None
+        self.alerts_stored_when_said: list[int] = []
 
     def say(self, text: str | None = None, wav: Path | None = None) -> None:
         self.said.append(text)
+        if self.outbox is not None:
+            self.alerts_stored_when_said.append(self.outbox.depth()["alert"])
 
 
 # ------------------------------------------------------------------------------------------ the cadence
@@ -191,6 +197,7 @@ def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
     speaker = Speaker()
     h = Harness(node_config(tmp_path, registered.url, ONE_METER), bus, ManualClock(wall=START_WALL), speaker)
     harnesses.append(h)
+    speaker.outbox = h.runtime.outbox
 
     def morning_use(now: float) -> None:  # 06:00-06:20: washing, then silence
         if now < 1000 + 20 * 60:
@@ -204,6 +211,7 @@ def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
     alerts = registered.alerts()
     assert [(a["kind"], a["severity"]) for a in alerts] == [("inactivity", "warning")]
     assert speaker.said == [CHIME_PROMPT]
+    assert speaker.alerts_stored_when_said == [1]  # the alert was durable before the chime played
     h.run(4.0 * 3600)  # past 12 h: urgent, the same alert updated
     h.sync()
     alerts = registered.alerts()
@@ -571,3 +579,35 @@ def test_a_broken_site_profile_stops_the_config_naming_file_and_key(tmp_path: Pa
     assert str(site_profiles / "acme_9000.toml") in message and "swap = 'little'" in message
     (site_profiles / "acme_9000.toml").write_text(shipped)
     assert load_config(config_file).role_config.meters[1].profile == "acme_9000"
+
+
+def test_a_fault_in_one_households_rules_is_an_alert_and_spares_the_others(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meters = ONE_METER + (
+        '\n[[meter.meters]]\nid = "b12-502"\naddress = 2\nprofile = "u32_le_litres"\npoll_interval_s = 60\n'
+        'household = { resident = "B12-502" }\n'
+    )
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    bus.add(2, "u32_le_litres", 8000.0)
+    h = Harness(node_config(tmp_path, registered.url, meters), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    h.run(120)
+    broken = h.node.monitors["b12-301"]
+
+    def fail(now: float, total: float | None) -> list[Any]:
+        raise ZeroDivisionError("a bug in the rules")
+
+    monkeypatch.setattr(broken, "update", fail)
+    bus.litres[2] = 8100.0
+    h.run(300)
+    monkeypatch.undo()
+    h.run(120)
+    h.sync()
+    faults = registered.events(NODE_ID, kind="wellbeing_fault")
+    assert [e["state"] for e in faults] == ["raised", "cleared"]
+    assert faults[0]["payload"]["meter_id"] == "b12-301" and "ZeroDivisionError" in faults[0]["payload"]["error"]
+    assert h.node.health()["wellbeing_errors"] == {"b12-301": 5}
+    other = [e for e in registered.events(NODE_ID, kind="meter_reading") if e["payload"]["meter_id"] == "b12-502"]
+    assert other[-1]["payload"]["total_litres"] == 8100.0  # the other household was read and recorded all along
