@@ -149,7 +149,7 @@ class _QueuedSpeaker:
         self._failed_until: float | None = None  # monotonic time before which prompts are dropped
         self._warned = warned  # True when the caller already warned (a player known missing at start)
         self._full_warned = False
-        self._counts = {"played": 0, "dropped": 0, "failed": 0}
+        self._counts = {"played": 0, "skipped": 0, "dropped": 0, "failed": 0}
         self._last_error: str | None = None
         self._closed = False
         self._player: subprocess.Popen[bytes] | None = None  # the espeak-ng or aplay running now
@@ -197,7 +197,7 @@ class _QueuedSpeaker:
                 self._counts["dropped"] += 1
                 return
         try:
-            self._play(text, wav)
+            played = self._play(text, wav)
         except AudioError as exc:
             with self._lock:
                 if self._closed:
@@ -213,6 +213,9 @@ class _QueuedSpeaker:
                 log.debug("audio still unavailable: %s", exc)
             return
         with self._lock:
+            if not played:  # proves nothing about the audio path either way
+                self._counts["skipped"] += 1
+                return
             self._counts["played"] += 1
             recovered = self._failed_until is not None
             self._failed_until = None
@@ -221,7 +224,8 @@ class _QueuedSpeaker:
         if recovered:
             log.info("audio works again")
 
-    def _play(self, text: str | None, wav: Path | None) -> None:
+    def _play(self, text: str | None, wav: Path | None) -> bool:
+        """Play one prompt; False when there was nothing this backend can play; AudioError on failure."""
         raise NotImplementedError
 
     def _track(self, proc: subprocess.Popen[bytes] | None) -> None:
@@ -272,6 +276,7 @@ class EspeakSpeaker(_QueuedSpeaker):
     ) -> None:
         self.section = section
         self.backend = section.backend
+        self._missing_wavs: set[Path] = set()
         # a wrong voice still speaks (espeak-ng's default voice beats silence in a stuck lift) but is reported
         self.voice_error = unknown_voice(section.voice) if section.backend != "wav" else None
         self.voice: str | None = section.voice
@@ -280,20 +285,21 @@ class EspeakSpeaker(_QueuedSpeaker):
             log.warning("%s; speaking with voice %s instead", self.voice_error, self.voice or "espeak-ng's default")
         super().__init__(retry_after_s, warned)
 
-    def _play(self, text: str | None, wav: Path | None) -> None:
-        use_wav = wav is not None and self.backend != "espeak"
-        if use_wav and not wav.is_file():  # type: ignore[union-attr]
-            log.warning("prompt WAV %s is missing; %s", wav, "speaking the text" if text else "nothing to say")
-            use_wav = False
-        if use_wav:
-            self._aplay(wav)  # type: ignore[arg-type]
-            return
+    def _play(self, text: str | None, wav: Path | None) -> bool:
+        if wav is not None and self.backend != "espeak":
+            if wav.is_file():
+                self._aplay(wav)
+                return True
+            if wav not in self._missing_wavs:  # once per file: a prompt may repeat every minute
+                self._missing_wavs.add(wav)
+                log.warning("prompt WAV %s is missing; %s", wav, "speaking the text" if text else "nothing to say")
         if text is None or self.backend == "wav":
-            log.debug("prompt has no text for backend %s", self.backend)
-            return
+            log.debug("prompt has nothing backend %s can play: text %r, wav %s", self.backend, text, wav)
+            return False
         with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
             path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, self.section.volume, check_voice=False)
             self._aplay(path)
+        return True
 
     def health(self) -> dict[str, object]:
         return {**super().health(), "error": self.voice_error}

@@ -242,3 +242,21 @@ def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.Monkey
     messages = [r.getMessage() for r in caplog.records if r.name == "hal.audio"]
     assert sum("audio unavailable" in m for m in messages) == 1
     assert "audio works again" in messages
+
+
+def test_wav_backend_skips_text_and_warns_once_per_missing_file(fake_aplay, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="hal.audio")
+    fake_aplay.release()
+    speaker = make_speaker(AudioSection(backend="wav"))
+    missing = tmp_path / "reassurance.wav"
+    try:
+        speaker.say("text only")
+        for _ in range(3):
+            speaker.say("reassurance", wav=missing)
+        assert speaker.wait_idle(10)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert (health["played"], health["skipped"], health["failed"]) == (0, 4, 0)
+    assert fake_aplay.calls() == []
+    assert len([w for w in warnings_from(caplog) if "reassurance.wav is missing" in w]) == 1
