@@ -10,6 +10,7 @@ See docs/sync.md for the whole set of guarantees.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -136,7 +137,7 @@ class Outbox:
         self._dead_count = 0
         self._next_seq = 1
         self._reserved = 1  # every seq < this is reserved on disk
-        self._seq_floor = 0  # the highest seq ever deleted after an ack
+        self._seq_floor = 0  # the highest seq deleted after an ack (on disk with each reservation)
         self._bytes_since_check = 0
         self._closed = False
         self.corrupt_recoveries = 0
@@ -152,7 +153,33 @@ class Outbox:
         self._over_logged_at: float | None = None
         # room for a full group-commit window of readings, twice, so a reading put never waits for a reservation
         self._seq_block = max(SEQ_BLOCK_MIN, 2 * section.reading_commit_max + 16)
-        self._conn: sqlite3.Connection = self._open_or_recover()
+        self._lock_fd = self._take_process_lock()
+        try:
+            self._conn: sqlite3.Connection = self._open_or_recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _take_process_lock(self) -> int:
+        """One process per outbox: a second node process on the same file would hand out the same seq numbers."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutboxError(
+                f"outbox {self.path} is in use by another process (is the node already running?)"
+            ) from None
+        return fd
+
+    def _abandon(self) -> None:
+        """Let go of the database as a kill -9 would: no flush, no clean close (tests use this)."""
+        self._closed = True
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        os.close(self._lock_fd)
 
     # ------------------------------------------------------------------------------------------ opening
     def _connect(self, target: str) -> sqlite3.Connection:
@@ -434,6 +461,9 @@ class Outbox:
             if reserve:
                 self._reserved = self._next_seq + self._seq_block
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._reserved),))
+                # the highest acknowledged number, kept on disk with the reservation (no extra page write per
+                # ack): an unclean stop's gap report (outbox_resumed) then starts close to where it really starts
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(self._seq_floor),))
             for key, value in (state or {}).items():
                 if value is None:
                     conn.execute("DELETE FROM node_state WHERE key = ?", (key,))
@@ -648,10 +678,6 @@ class Outbox:
                     # by seq AND id: never deletes anything but the acknowledged event
                     conn.executemany(f"DELETE FROM {_TABLE[prio]} WHERE seq = ? AND id = ?", rows)
                     removed[prio] = conn.total_changes - before
-                if top > self._seq_floor:
-                    # the highest number known stored, even once every event is deleted: makes the gap an
-                    # unclean stop reports (outbox_resumed) start where it really starts
-                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(top),))
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -843,6 +869,7 @@ class Outbox:
                 conn = self._conn
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(self._next_seq),))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(self._seq_floor),))
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', '1')")
                 conn.execute("COMMIT")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -851,6 +878,7 @@ class Outbox:
             finally:
                 self._closed = True
                 self._conn.close()
+                os.close(self._lock_fd)  # the kernel drops the flock with the descriptor
 
     def __enter__(self) -> Outbox:
         return self

@@ -34,7 +34,7 @@ class Node:
         if clean:
             self.outbox.close()
         else:
-            self.outbox._conn.close()  # noqa: SLF001 - kill -9: nothing flushed, nothing closed
+            self.outbox._abandon()  # noqa: SLF001 - kill -9: nothing flushed, nothing closed
         return Node(self.directory, self.clock, self.book.renotify_s)
 
 
