@@ -126,7 +126,9 @@ def test_the_page_shows_alerts_devices_and_rides_and_acknowledges(central, tmp_p
     assert before["status"].startswith("已更新 Updated")
     assert "电梯困人 Trapped passenger" in before["alerts"] and "7号楼2单元 Building 7" in before["alerts"]
     assert "长时间未用水 No water use for a long time" in before["alerts"]
-    assert "王丽 Wang Li 13800000000" in before["alerts"] and "社工 Social worker" in before["alerts"]
+    assert "请联系 Contact 家属 Family" in before["alerts"] and "王丽 Wang Li 13800000000" in before["alerts"]
+    assert "还需联系 社工 Social worker" in before["alerts"]  # the escalation still pending
+    assert "未登记联系人 no contact registered" in before["alerts"]  # the lift was registered without contacts
     assert before["buttons"].count("确认 Acknowledge") == 2
     assert "2 条丢失 lost" in before["nodes"] and "未同步 Not synced" in before["nodes"]
     assert "长白新村北门 North Gate" in before["rides"]
