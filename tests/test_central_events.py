@@ -174,3 +174,12 @@ def test_null_payload_or_recipients_count_as_empty(central, lift):
     assert central.post_events(lift, [event]).json()["accepted"] == [event["id"]]
     (stored,) = central.events(LIFT)
     assert stored["payload"] == {} and stored["recipients"] == []
+
+
+def test_events_can_be_filtered_by_node_and_kind(central, lift):
+    meter = central.register("cbxc-b12-meters", "meter")
+    central.post_events(lift, [wire_event(LIFT, 1, kind="door_state"), wire_event(LIFT, 2, kind="entrapment")])
+    central.post_events(meter, [wire_event("cbxc-b12-meters", 1, kind="reading")])
+    assert [e["kind"] for e in central.events(LIFT, kind="entrapment")] == ["entrapment"]
+    assert [e["node_id"] for e in central.events(kind="reading")] == ["cbxc-b12-meters"]
+    assert len(central.events()) == 3

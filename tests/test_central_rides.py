@@ -173,3 +173,16 @@ def test_ride_view_timeline_at_time_scale():
     assert ride_view(plan, start, arrives_at, scale)["status"] == "arrived"
     late_cancel = ride_view(plan, start, arrives_at + 5, scale, cancelled_at=arrives_at + 1)
     assert late_cancel["status"] == "arrived"  # a cancel after arrival changes nothing
+
+
+def test_an_operator_lists_and_cancels_rides(central, kiosk):
+    ride = order(central, kiosk, "press-0010").json()
+    assert [r["ride_id"] for r in central.rides()] == [ride["ride_id"]]
+    answer = requests.post(
+        f"{central.url}/api/v1/rides/{ride['ride_id']}/cancel",
+        json={"reason": "resident called the centre"},
+        headers=central.operator_headers,
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+    assert status(central, kiosk, ride["ride_id"])["status"] == "cancelled"
