@@ -170,3 +170,24 @@ def test_steps_between_for_callers_that_step_time() -> None:
     steps = list(steps_between(ENTRAPMENT, after=0.0, until=12.0))
     assert [t for t, _ in steps] == [5.0, 12.0]
     assert steps[0][1] == {"door_closed": True, "moving": True, "in_door_zone": False}
+
+
+@pytest.mark.parametrize(
+    ("spec", "active_level"),
+    [
+        (ButtonPin(pin=5), False),  # pressed pulls the pin low
+        (ButtonPin(pin=5, pull_up=False), True),
+        (InputPin(pin=5, active_high=False, pull_up=True), False),
+        (InputPin(pin=5, active_high=True, pull_up=True), True),
+        (InputPin(pin=5), True),
+    ],
+)
+def test_level_for_each_wiring(mock_factory: MockFactory, spec, active_level: bool) -> None:
+    assert LiftSimulator.level_for(spec, True) is active_level
+    assert LiftSimulator.level_for(spec, False) is (not active_level)
+    device = make_button(spec) if isinstance(spec, ButtonPin) else make_input(spec)
+    sim = LiftSimulator(mock_factory, {"alarm_button" if isinstance(spec, ButtonPin) else "inspection": spec})
+    sim.set(dict.fromkeys(sim.pins, True))
+    assert device.is_active
+    sim.set(dict.fromkeys(sim.pins, False))
+    assert not device.is_active
