@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import sqlite3
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -316,6 +317,13 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(sqlite3.Error)
+    async def _storage(_: Request, exc: sqlite3.Error) -> JSONResponse:
+        # a 5xx: nodes keep their events and retry later; nothing was acknowledged
+        log.error("storage error: %s: %s", type(exc).__name__, exc)
+        body = error_body("storage_error", f"the central cannot store or read data now ({type(exc).__name__})")
+        return JSONResponse(body, 503, headers={"Retry-After": "30"})
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

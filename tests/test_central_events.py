@@ -183,3 +183,10 @@ def test_events_can_be_filtered_by_node_and_kind(central, lift):
     assert [e["kind"] for e in central.events(LIFT, kind="entrapment")] == ["entrapment"]
     assert [e["node_id"] for e in central.events(kind="reading")] == ["cbxc-b12-meters"]
     assert len(central.events()) == 3
+
+
+def test_a_storage_failure_is_a_503_json_error_and_nothing_is_acknowledged(central, lift):
+    central._server.app.state.store.close()  # the database becomes unusable under the running server
+    answer = central.post_events(lift, [wire_event(LIFT, 1)])
+    assert answer.status_code == 503 and answer.json()["error"] == "storage_error"
+    assert answer.headers["Retry-After"] == "30"
