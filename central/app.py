@@ -325,6 +325,12 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
         body = error_body("storage_error", f"the central cannot store or read data now ({type(exc).__name__})")
         return JSONResponse(body, 503, headers={"Retry-After": "30"})
 
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback and re-raises after this answer; the client still gets structured JSON
+        body = error_body("internal", f"unexpected {type(exc).__name__} at the central; nothing was acknowledged")
+        return JSONResponse(body, 500)
+
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(error_body("not_found", str(exc)), 404)

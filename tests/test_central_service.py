@@ -211,3 +211,14 @@ def test_a_damaged_database_stops_serve_with_a_clear_line(tmp_path):
     assert out.returncode == 1
     assert f"cannot open the database {db}: DatabaseError" in out.stderr
     assert db.read_bytes().startswith(b"this is not a database")  # left as it was for the operator
+
+
+def test_an_unexpected_error_still_answers_json_500(central, monkeypatch):
+    token = central.register("cbxc-b7-u2-lift1")
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(central._server.app.state.store, "store_heartbeat", broken)
+    answer = requests.post(f"{central.url}/api/v1/heartbeat", json={}, headers=central.node_headers(token), timeout=10)
+    assert answer.status_code == 500 and answer.json()["error"] == "internal"
