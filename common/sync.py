@@ -273,6 +273,9 @@ class Uploader:
             return
         try:
             self._send(items, token, result)
+            if not result.acked and not result.dead_lettered:
+                # a 2xx that acknowledges nothing: sending the same batch again at once would spin
+                raise _Failure("transient", f"NoAck: the central acknowledged none of {len(items)} events")
         except _Failure as failure:
             self._on_failure(failure, result)
             return

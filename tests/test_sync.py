@@ -653,3 +653,19 @@ def test_wait_on_clock_follows_the_clock_not_the_wall(clock: ManualClock) -> Non
     result.clear()
     wake.set()
     assert wait_on_clock(clock, 1000.0, wake) is True  # woken early
+
+
+def test_a_reply_that_acknowledges_nothing_backs_off(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    event = runtime.record_state("door_state", {})
+    fake.then(Reply(200, {"accepted": [], "rejected": []}))
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and "NoAck" in (result.error or "")
+    assert runtime.outbox.depth()["state"] == 1
+    clock.advance(result.retry_in_s or 0)
+    assert runtime.uploader.run_once().status == "sent"
+    assert event.id in fake.events
