@@ -611,3 +611,17 @@ def test_a_fault_in_one_households_rules_is_an_alert_and_spares_the_others(
     assert h.node.health()["wellbeing_errors"] == {"b12-301": 5}
     other = [e for e in registered.events(NODE_ID, kind="meter_reading") if e["payload"]["meter_id"] == "b12-502"]
     assert other[-1]["payload"]["total_litres"] == 8100.0  # the other household was read and recorded all along
+
+
+def test_tick_interval_follows_the_fastest_meter(registered: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    h = Harness(node_config(tmp_path, registered.url, ONE_METER), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    assert h.node.tick_interval_s() == 5.0  # 60 s polls: a read is at most 5 s late
+    fast = node_config(
+        tmp_path / "fast", registered.url, ONE_METER.replace("poll_interval_s = 60", "poll_interval_s = 1")
+    )
+    h2 = Harness(fast, bus, ManualClock(wall=START_WALL))
+    harnesses.append(h2)
+    assert h2.node.tick_interval_s() == 0.25
