@@ -1,0 +1,562 @@
+"""The simulated community: the reference central, a lift, a water meter and a kiosk on simulated hardware.
+
+One day is played with a fast clock: a resident hails a taxi at the north gate, a passenger is trapped between
+floors, the central goes off the network for 90 minutes, and a resident living alone stops using water. Every
+party's view is printed as a timeline, and the run ends by checking that every event the nodes stored reached
+the central exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+import threading
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from central.config import parse_central_config
+from central.server import CentralServer
+from common.config import NodeConfig, parse_config
+from community.timeline import Timeline
+from elevator_node.node import ElevatorNode
+from hal.clock import FastClock
+from hal.sim.lift import LiftSimulator
+from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
+from hal.sim.serial_pair import SerialPair
+from kiosk.node import KioskNode
+from meter_node.node import MeterNode
+from meter_node.profiles import load_profile
+from provisioning import cmd_register
+from provisioning.tomlwrite import dumps
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+TZ = ZoneInfo("Asia/Shanghai")
+SITE = "changbai-xincun"
+CLAIM_KEY = "community-demo-claim-key-0001"
+OPERATOR_KEY = "community-demo-operator-key-0001"
+# Monday 2026-11-23, 06:58 in Shanghai
+START = datetime(2026, 11, 23, 6, 58, tzinfo=TZ)
+
+LIFT, METER, KIOSK = "cbxc-b7-u2-lift1", "cbxc-b12-meters", "cbxc-north-gate-kiosk"
+METER_ID = "b12-301"
+METER_PROFILE = "ultrad_int_ml"
+
+
+@dataclass(frozen=True)
+class Speeds:
+    """Simulated seconds per real second in each phase."""
+
+    day: float = 60.0  # the ride and the lift: minutes matter
+    hours: float = 1000.0  # the long afternoon and evening of the silent resident
+
+
+@dataclass
+class Outcome:
+    """What the run saw, checked at the end."""
+
+    checks: dict[str, bool] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, note: str = "") -> None:
+        self.checks[name] = ok
+        self.notes[name] = note
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(self.checks.values())
+
+
+class TimelineSpeaker:
+    """A node's voice: what would be spoken in the car, at the kiosk or in the home, printed on the timeline."""
+
+    def __init__(self, timeline: Timeline, party: str) -> None:
+        self.timeline = timeline
+        self.party = party
+
+    def say(self, text: str | None = None, wav: Path | None = None) -> None:
+        self.timeline.add(self.party, f'voice: "{text}"' if text else f"voice: {wav}")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+def _node_config(example: str, workdir: Path, url: str, changes: dict[str, Any]) -> tuple[Path, NodeConfig]:
+    """An example config with this run's data dir, central, token file, mock pins and the given changes."""
+    data = tomllib.loads((ROOT / "examples" / example).read_text(encoding="utf-8"))
+    node_id = data["node"]["id"]
+    data["node"].update(data_dir=str(workdir / "data"), log_level="WARNING")
+    data["central"] = {
+        "url": url,
+        "token_file": str(workdir / f"{node_id}.token"),
+        "batch_max_age_s": 30.0,
+        "heartbeat_interval_s": 1800.0,
+    }
+    data["gpio"] = {"pin_factory": "mock"}
+    data["audio"] = {"backend": "none"}
+    for section, values in changes.items():
+        data.setdefault(section, {}).update(values)
+    path = workdir / f"{node_id}.toml"
+    path.write_text(dumps(data, header=f"simulated community: {node_id}"), encoding="utf-8")
+    return path, parse_config(data, path)
+
+
+def _register(config_path: Path, claim_file: Path, contacts: list[str]) -> None:
+    argv = ["--config", str(config_path), "--claim-key-file", str(claim_file), "--non-interactive"]
+    for contact in contacts:
+        argv += ["--contact", contact]
+    with contextlib.redirect_stdout(io.StringIO()):  # the timeline says it once for all three
+        code = cmd_register.main(argv)
+    if code != 0:
+        raise RuntimeError(f"provision register {config_path.name} failed with exit code {code}")
+
+
+class Community:
+    """Builds every party, plays the day, checks the outcome."""
+
+    def __init__(self, workdir: Path, speeds: Speeds, timeline_out: Any = None) -> None:
+        self.workdir = workdir
+        self.speeds = speeds
+        self.clock = FastClock(speed=speeds.day, start_wall=START.timestamp())
+        self.timeline = Timeline(self.clock, out=timeline_out)
+        self.outcome = Outcome()
+        self.put_ids: dict[str, list[str]] = {LIFT: [], METER: [], KIOSK: []}
+        self.outage: tuple[float, float] | None = None  # (start, end) wall times; end 0 while it lasts
+        self.put_during_outage: list[tuple[str, str]] = []  # (node id, event id)
+        self._severity: dict[str, str] = {}  # alert id -> last severity printed
+        self._closers: list[Callable[[], None]] = []
+        self._http = requests.Session()
+        self._http.headers["Authorization"] = f"Bearer {OPERATOR_KEY}"
+
+    # -------------------------------------------------------------------------------------- building
+    def build(self) -> None:
+        tl = self.timeline
+        central_config = parse_central_config(
+            {
+                "sites": [{"id": SITE, "name": "长白新村 Changbai Xincun", "claim_key": CLAIM_KEY}],
+                "operators": [{"name": "社区中心 community centre", "key": OPERATOR_KEY}],
+                "escalation": {"after_s": 600},
+                "fleet": {"seed": 7, "no_car_rate": 0.0, "assign_delay_min_s": 20, "assign_delay_max_s": 60},
+            },
+            self.workdir / "central.toml",
+        )
+        self.central = CentralServer(central_config, self.workdir / "central.sqlite", clock=self.clock)
+        self.central.start()
+        self._closers.append(self.central.stop)
+        tl.add("central", f"reference central up at {self.central.url} (SQLite {self.workdir / 'central.sqlite'})")
+
+        self.factory = MockFactory()
+        Device.pin_factory = self.factory
+        self._closers.append(self.factory.reset)
+
+        url = self.central.url
+        lift_path, lift_config = _node_config("elevator.toml", self.workdir, url, {})
+        kiosk_path, kiosk_config = _node_config(
+            "kiosk.toml",
+            self.workdir,
+            url,
+            {"kiosk": {"button": {"pin": 6, "hold_s": 2.0}, "led": {"pin": 13}, "led_pwm": False}},
+        )
+        self.pair = SerialPair(self.workdir / "serial")
+        node_port, meter_port = self.pair.start()
+        self._closers.append(self.pair.stop)
+        meter_path, meter_config = _node_config(
+            "meter.toml",
+            self.workdir,
+            url,
+            {
+                "meter": {
+                    "serial": {"port": node_port, "baudrate": 9600, "timeout_s": 0.2, "retries": 2},
+                    "meters": [
+                        {
+                            "id": METER_ID,
+                            "address": 1,
+                            "profile": METER_PROFILE,
+                            "poll_interval_s": 60,
+                            "offline_after_s": 1800,
+                            "household": {"resident": "B12-301"},
+                        }
+                    ],
+                }
+            },
+        )
+        claim = self.workdir / "claim.key"
+        claim.write_text(CLAIM_KEY, encoding="utf-8")
+        claim.chmod(0o600)
+        _register(
+            lift_path,
+            claim,
+            [
+                "property_management=物业值班 Property desk,021-6500 0001",
+                "maintenance=维保 Lift maintenance,021-6500 0002",
+            ],
+        )
+        _register(
+            meter_path,
+            claim,
+            ["family=女儿 Daughter,139 0000 0301", "social_worker=社工 Social worker Wang,021-6500 0003"],
+        )
+        _register(kiosk_path, claim, [])
+        tl.add("technician", "registered lift, water meter and kiosk with `provision register` (tokens mode 0600)")
+
+        self.meter_sim = SimulatedMeterBus(meter_port, baudrate=9600, node_path=node_port).start()
+        self._closers.append(self.meter_sim.stop)
+        self.meter_sim.add_slave(1)
+        self.water = SimulatedMeter(
+            self.meter_sim, 1, load_profile(METER_PROFILE).register_writes, total_litres=48_210.0
+        )
+
+        self.lift = ElevatorNode(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
+        self.lift_sim = LiftSimulator.from_elevator_config(self.factory, lift_config.role_config)
+        self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
+        self.kiosk = KioskNode(kiosk_config, clock=self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
+        self.kiosk.controller.add_listener(self._on_kiosk_view)
+        self.meter = MeterNode(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
+        for node_id, node in ((LIFT, self.lift), (KIOSK, self.kiosk), (METER, self.meter)):
+            node.runtime.outbox.add_listener(lambda event, n=node_id: self._on_put(n, event))
+
+        self.lift.start()
+        self._closers.append(self.lift.stop)
+        self.kiosk.start_thread()
+        self._closers.append(self.kiosk.close)
+        meter_thread = threading.Thread(target=self.meter.run, name="meter-node", daemon=True)
+        meter_thread.start()
+        self._closers.append(lambda: (self.meter.stop(), meter_thread.join(10), self.meter.runtime.stop()))
+        self.watcher = CentralWatcher(self)
+        self.watcher.start()
+        self._closers.append(self.watcher.stop)
+        self.resident = Resident(self)
+        self.resident.start()
+        self._closers.append(self.resident.stop)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except (OSError, RuntimeError, requests.RequestException) as exc:
+                log.warning("closing %s: %s: %s", closer, type(exc).__name__, exc)
+        self._closers.clear()
+
+    # ------------------------------------------------------------------------------------- observers
+    _ALERT_STATES = ("raised", "updated", "cleared")
+
+    def _on_put(self, node_id: str, event: Any) -> None:
+        self.put_ids[node_id].append(event.id)
+        if self.outage is not None and not self.outage[1]:
+            self.put_during_outage.append((node_id, event.id))
+        if event.alert_id and event.state == "updated" and self._severity.get(event.alert_id) == event.severity:
+            return  # a re-notification (EN 81-28: re-sent until acknowledged): counted, not printed
+        if event.alert_id:
+            self._severity[event.alert_id] = event.severity
+        if event.priority == "alert" or event.kind in ("ride_requested", "ride_assigned", "meter_offline"):
+            party = {LIFT: "lift node", METER: "meter node", KIOSK: "kiosk node"}[node_id]
+            detail = _payload_summary(event.payload)
+            self.timeline.add(party, f"stored {event.severity} {event.kind} {event.state}{detail} -> outbox")
+
+    def _on_kiosk_view(self, view: Any) -> None:
+        extra = f" plate {view.plate}" if getattr(view, "plate", None) else ""
+        self.timeline.add("kiosk north gate", f"screen: {view.state}{extra}")
+
+    # --------------------------------------------------------------------------------------- playing
+    def wait_until(self, hh_mm: str, day: int = 0) -> None:
+        hour, minute = map(int, hh_mm.split(":"))
+        target = (START + timedelta(days=day)).replace(hour=hour, minute=minute, second=0).timestamp()
+        self.clock.sleep(max(0.0, target - self.clock.wall()))
+
+    def play(self) -> None:
+        tl = self.timeline
+        self.clock.set_speed(self.speeds.day)
+        self.wait_until("07:02")
+        tl.add("resident at north gate", "presses the big arcade button")
+        self.factory.pin(6).drive_low()
+        self.clock.sleep(1)
+        self.factory.pin(6).drive_high()
+        self.wait_until("07:10")
+
+        tl.add("passenger", "calls the lift at floor 1, steps in, the doors close and the car starts up")
+        self.lift_sim.apply(door_closed=False)
+        self.clock.sleep(3)
+        self.lift_sim.apply(occupied=True)
+        self.clock.sleep(4)
+        self.lift_sim.apply(door_closed=True)
+        self.clock.sleep(3)
+        self.lift_sim.apply(moving=True, in_door_zone=False)
+        self.clock.sleep(6)
+        tl.add("passenger", "the car stops between floors 3 and 4 and does not move")
+        self.lift_sim.apply(moving=False)
+        self.wait_until("07:24")
+        tl.add("maintenance", "arrives, brings the car to floor 3 and opens the doors")
+        self.lift_sim.apply(moving=True)
+        self.clock.sleep(5)
+        self.lift_sim.apply(moving=False, in_door_zone=True)
+        self.clock.sleep(2)
+        self.lift_sim.apply(door_closed=False)
+        self.clock.sleep(5)
+        self.lift_sim.apply(occupied=False)
+        self.clock.sleep(8)
+        self.lift_sim.apply(door_closed=True)
+        tl.add("maintenance", "the passenger is out; the lift is back in service")
+        self.wait_until("07:32")
+
+        tl.add("director", f"fast forward x{self.speeds.hours:g} through the day")
+        self.clock.set_speed(self.speeds.hours)
+        self.wait_until("16:00")
+        tl.add("network", "the central goes off the network (outage begins)")
+        self.central.stop()
+        self.watcher.pause(True)
+        self.outage = (self.clock.wall(), 0.0)
+        self.wait_until("17:30")
+        self.outage = (self.outage[0], self.clock.wall())
+        self.central.start()
+        self.watcher.pause(False)
+        tl.add("network", "the central is back (outage over)")
+        self.wait_until("23:00")
+        self.clock.set_speed(self.speeds.day)
+        tl.add("director", "end of the scripted day; waiting for the nodes to drain their outboxes")
+
+    # ------------------------------------------------------------------------------------- checking
+    def verify(self) -> Outcome:
+        out = self.outcome
+        nodes = {LIFT: self.lift, METER: self.meter, KIOSK: self.kiosk}
+        for node in nodes.values():
+            node.runtime.uploader.wake()
+        drained = _wait_real(lambda: all(sum(n.runtime.outbox.depth().values()) == 0 for n in nodes.values()), 20)
+        out.check("every outbox drained", drained)
+        self.watcher.poll()
+        at_central: Counter[str] = Counter()
+        for node_id, ids in self.put_ids.items():
+            stored = Counter(e["id"] for e in self._events(node_id))
+            at_central.update(stored)
+            missing = [i for i in ids if stored[i] == 0]
+            doubled = [i for i, n in stored.items() if n > 1]
+            gaps = self._get(f"/nodes/{node_id}").get("seq_gaps") or []
+            out.check(
+                f"{node_id}: every stored event at the central once",
+                not missing and not doubled and not gaps,
+                f"{len(ids)} stored on the node, {sum(stored.values())} at the central, "
+                f"{len(missing)} missing, {len(doubled)} twice, seq gaps {gaps}",
+            )
+        alerts = self._get("/alerts", state="all", limit=500)["alerts"]
+        kinds = {(a["node_id"], a["kind"]) for a in alerts}
+        trapped = [a for a in alerts if a["kind"] == "entrapment"]
+        out.check("trapped passenger: one entrapment alert", len(trapped) == 1, f"{len(trapped)} alert(s)")
+        if trapped:
+            roles = {n["role"] for n in trapped[0].get("notified", [])}
+            out.check(
+                "entrapment reached property management and maintenance",
+                {"property_management", "maintenance"} <= roles,
+                ", ".join(sorted(roles)),
+            )
+        silent = [a for a in alerts if a["node_id"] == METER and a["kind"] in ("inactivity", "missed_morning")]
+        out.check(
+            "silent resident: wellbeing alert at the central",
+            bool(silent),
+            ", ".join(sorted(k for _, k in kinds if _ == METER)),
+        )
+        roles = {n["role"] for a in silent for n in a.get("notified", [])}
+        out.check(
+            "wellbeing alert reached family and social worker",
+            {"family", "social_worker"} <= roles,
+            ", ".join(sorted(roles)),
+        )
+        rides = self._get("/rides")["rides"]
+        out.check(
+            "one press, one taxi, arrived",
+            len(rides) == 1 and rides[0]["status"] == "arrived",
+            str([r["status"] for r in rides]),
+        )
+        made = self.put_during_outage
+        delivered = sum(at_central[i] == 1 for _, i in made)
+        out.check(
+            "outage: everything stored during it arrived afterwards",
+            bool(made) and delivered == len(made),
+            f"{len(made)} events stored during the 90 min outage, {delivered} delivered once",
+        )
+        return out
+
+    def _get(self, path: str, **params: Any) -> Any:
+        answer = self._http.get(f"{self.central.url}/api/v1{path}", params=params, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def _events(self, node_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self._get("/events", node_id=node_id, after=after, limit=10_000)
+            if not page["events"]:
+                return found
+            found += page["events"]
+            after = page["next_after"]
+
+
+def _payload_summary(payload: Any) -> str:
+    keys = ("label_zh", "trapped_s", "silent_h", "in_door_zone", "plate", "resident")
+    shown = [f"{k}={payload[k]}" for k in keys if isinstance(payload, dict) and k in payload]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _wait_real(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class CentralWatcher:
+    """What the community centre sees: polls the central's alerts and rides, and plays the operator who
+    acknowledges an alert after a while and resolves it once it is cleared on site."""
+
+    ACK_AFTER_S = {"entrapment": 60.0}
+    DEFAULT_ACK_AFTER_S = 1200.0
+
+    def __init__(self, community: Community) -> None:
+        self.c = community
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._notified: set[tuple[str, str]] = set()
+        self._rides: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="central-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            if not self._paused.is_set():
+                try:
+                    self.poll()
+                except requests.RequestException as exc:
+                    log.debug("watcher: %s", exc)
+
+    def poll(self) -> None:
+        tl = self.c.timeline
+        now = self.c.clock.wall()
+        for a in self.c._get("/alerts", state="all", limit=500)["alerts"]:
+            state = (a["state"], a.get("cleared_at") is not None, a.get("update_count"))
+            label = f"{a['kind']} from {a['node_id']}"
+            if self._seen.get(a["id"]) != state:
+                first = a["id"] not in self._seen
+                self._seen[a["id"]] = state
+                if first:
+                    tl.add("central", f"ALERT {a['severity']} {label}: {a['state']}{_payload_summary(a['payload'])}")
+                elif a.get("cleared_at") is not None and a["state"] != "resolved":
+                    tl.add("central", f"{label} cleared on site")
+            for n in a.get("notified", []):
+                if (a["id"], n["role"]) not in self._notified:
+                    self._notified.add((a["id"], n["role"]))
+                    who = ", ".join(c.get("name", "") for c in n.get("contacts", [])) or "-"
+                    tl.add("central", f"notifies {n['role']} ({who}) of {a['kind']}")
+            self._operate(a, now)
+        for r in self.c._get("/rides")["rides"]:
+            if self._rides.get(r["ride_id"]) != r["status"]:
+                self._rides[r["ride_id"]] = r["status"]
+                car = r.get("assigned") or {}
+                extra = f" {car.get('plate')}, {car.get('colour')} {car.get('model')}" if car else ""
+                tl.add("central", f"ride {r['ride_id'][:8]} {r['status']}{extra}")
+
+    def _operate(self, alert: dict[str, Any], now: float) -> None:
+        http, url = self.c._http, self.c.central.url
+        wait = self.ACK_AFTER_S.get(alert["kind"], self.DEFAULT_ACK_AFTER_S)
+        if alert["state"] == "open" and now - alert["opened_at"] >= wait:
+            http.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "on our way"}, timeout=10)
+            self.c.timeline.add("operator", f"acknowledges {alert['kind']} from {alert['node_id']}")
+        elif alert["state"] == "acknowledged" and alert.get("cleared_at") is not None:
+            http.post(f"{url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "checked on site"}, timeout=10)
+            self.c.timeline.add("operator", f"resolves {alert['kind']} from {alert['node_id']}")
+
+
+class Resident:
+    """The elderly resident of B12-301: a usual morning, then a fall at 10:15 after which no water is used."""
+
+    # (local time, litres, minutes the draw lasts)
+    USES = (
+        ("06:35", 6.0, 1),  # toilet
+        ("06:50", 3.0, 2),  # washing face, brushing teeth
+        ("07:05", 1.5, 1),  # kettle
+        ("07:30", 4.0, 3),  # washing up breakfast
+        ("08:40", 6.0, 1),  # toilet
+        ("10:10", 2.0, 2),  # tap, the last use
+    )
+    STEP_S = 30.0
+
+    def __init__(self, community: Community) -> None:
+        self.c = community
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="resident", daemon=True)
+        day = START.date()
+        self.draws = [
+            (datetime.combine(day, datetime.strptime(t, "%H:%M").time(), TZ).timestamp(), litres, minutes * 60.0)
+            for t, litres, minutes in self.USES
+        ]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        last = self.c.clock.wall()
+        fell = False
+        while not self._stop.is_set():
+            self.c.clock.sleep(self.STEP_S)
+            now = self.c.clock.wall()
+            litres = sum(amount * _overlap(t0, t0 + dur, last, now) / dur for t0, amount, dur in self.draws)
+            if litres > 0:
+                self.c.water.draw(litres)
+            if not fell and now >= self.draws[-1][0] + 300:
+                fell = True
+                self.c.timeline.add("resident B12-301", "falls at home and cannot get up; no more water is used")
+            last = now
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def run(speeds: Speeds, workdir: Path | None = None, keep: bool = False, out: Any = None) -> Outcome:
+    """Play the community's day; returns what was checked. ``workdir`` is kept when given or ``keep``."""
+    own = workdir is None
+    path = Path(tempfile.mkdtemp(prefix="changbai-community-")) if own else workdir
+    path.mkdir(parents=True, exist_ok=True)
+    community = Community(path, speeds, out)
+    try:
+        community.build()
+        community.play()
+        return community.verify()
+    finally:
+        community.close()
+        if own and not keep:
+            shutil.rmtree(path, ignore_errors=True)
