@@ -363,15 +363,17 @@ class ElevatorNode:
         from common.sync import wait_on_clock
 
         while not self._stop.is_set():
-            self.runtime.run_tick(self.tick, self.clock.monotonic())
+            ticked_at = self.clock.monotonic()
+            self.runtime.run_tick(self.tick, ticked_at)
             if housekeeping:
                 self.runtime.housekeeping(self.clock.monotonic())
             with self._lock:  # a gpiozero callback may be updating the detector on another thread
                 deadline = self.detector.next_deadline()
-            wait = self.section.tick_s
+            # wait until a point in time, not for a duration: time that passed meanwhile counts
+            target = ticked_at + self.section.tick_s
             if deadline is not None:
-                wait = max(0.0, min(wait, deadline - self.clock.monotonic()))
-            wait_on_clock(self.clock, max(wait, 0.01), self._stop)
+                target = min(target, deadline)
+            wait_on_clock(self.clock, target - self.clock.monotonic(), self._stop)
 
     def _stop_thread(self) -> None:
         self._stop.set()
