@@ -97,6 +97,19 @@ class MeterConfig:
                     load_profile_file(known[meter.profile])
                 except ProfileError as exc:  # a broken profile file stops the node like a broken config
                     out += [f"meters[{i}].profile = {meter.profile!r}: {line}" for line in exc.problems]
+        gap_s = self.wellbeing.max_reading_interval_min * 60.0
+        for i, meter in enumerate(self.meters):
+            if meter.poll_interval_s >= gap_s:
+                # every interval between two reads would be a gap: the household would never be watched
+                out.append(
+                    f"meters[{i}].poll_interval_s = {meter.poll_interval_s:g}: must be below "
+                    f"wellbeing.max_reading_interval_min ({gap_s:g} s), or every interval is a gap"
+                )
+            if meter.offline_after_s < 2 * meter.poll_interval_s:
+                out.append(
+                    f"meters[{i}].offline_after_s = {meter.offline_after_s:g}: must be at least two poll "
+                    f"intervals ({2 * meter.poll_interval_s:g} s), or one late read is an outage"
+                )
         buttons = [m.household.ok_button.pin for m in self.meters if m.household.ok_button is not None]
         for dup in sorted({p for p in buttons if buttons.count(p) > 1}):
             out.append(f"meters: ok_button pin {dup} is used by more than one household")

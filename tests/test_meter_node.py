@@ -625,3 +625,33 @@ def test_tick_interval_follows_the_fastest_meter(registered: Any, tmp_path: Path
     h2 = Harness(fast, bus, ManualClock(wall=START_WALL))
     harnesses.append(h2)
     assert h2.node.tick_interval_s() == 0.25
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "poll_interval_s = 10\noffline_after_s = 600",
+            "poll_interval_s = 600\noffline_after_s = 1800",
+            "every interval is a gap",
+        ),
+        (
+            "poll_interval_s = 10\noffline_after_s = 600",
+            "poll_interval_s = 10\noffline_after_s = 15",
+            "two poll intervals",
+        ),
+    ],
+    ids=["poll slower than the gap limit", "offline sooner than two polls"],
+)
+def test_meter_timings_that_would_hide_a_household_are_refused(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    from common.config import ConfigError, load_config
+
+    text = (ROOT / "examples" / "meter.toml").read_text()
+    assert old in text
+    config_file = tmp_path / "node.toml"
+    config_file.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file)
+    assert "meters[0]." in str(info.value) and message in str(info.value)

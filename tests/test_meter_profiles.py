@@ -158,6 +158,12 @@ BAD = [
     ("word swap on u16", GOOD.replace('data_type = "f32"', 'data_type = "u16"'), "fraction.swap", "no word order"),
     ("overlap", GOOD.replace("register = 11", "register = 10"), "fraction.register = 10", "overlaps"),
     ("too far apart", GOOD.replace("register = 11", "register = 90"), "fraction.register = 90", "max_read_registers"),
+    (
+        "past 65535",
+        (PROFILE_DIR / "u32_le_litres.toml").read_text().replace("register = 8\n", "register = 65535\n"),
+        "register = 65535",
+        "past wire address 65535",
+    ),
     ("invalid toml", GOOD + "\n[[[", "invalid TOML", ""),
 ]
 

@@ -92,6 +92,10 @@ class ProfileSpec:
         for key, data_type, swap in self._parts():
             if _TYPES[data_type][0] == 1 and swap in ("word", "word_byte"):
                 out.append(f"{key}swap = {swap!r}: a one-register {data_type} has no word order; use 'byte'")
+        if not out:
+            first, count = _span(self)
+            if first - self.register_base + count > 65536:
+                out.append(f"register = {self.register}: the registers run past wire address 65535")
         if self.fraction is not None and not out:
             first, count = _span(self)
             if count > self.max_read_registers:
