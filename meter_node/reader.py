@@ -298,9 +298,10 @@ class MeterHealth:
     def _error_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.counters.items() if v and k not in ("reads_ok", "reads_failed")}
 
-    def report(self) -> dict[str, Any]:
-        """Health as shown in the heartbeat and the logs."""
-        return {"status": self.status, "last_ok_at": self.last_ok_at, **self.counters}
+    def report(self, now: float) -> dict[str, Any]:
+        """Health as shown in the heartbeat and the logs (ages, not this process's monotonic times)."""
+        age = None if self.last_ok_at is None else round(now - self.last_ok_at, 1)
+        return {"status": self.status, "last_ok_age_s": age, **self.counters}
 
 
 # ------------------------------------------------------------------------------------------------ reader
@@ -427,7 +428,8 @@ class MeterReader:
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per-meter health: status and counters by error class."""
-        return {mid: m.health.report() for mid, m in self._meters.items()}
+        now = self._clock.monotonic()
+        return {mid: m.health.report(now) for mid, m in self._meters.items()}
 
     def status(self, meter_id: str) -> HealthStatus:
         return self._meters[meter_id].health.status
