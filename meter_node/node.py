@@ -156,6 +156,7 @@ class MeterNode:
         self.cadence = ReadingCadence(section.reading_min_interval_s, section.reading_sample_s)
         self.state_path = config.state_dir / STATE_FILE
         self._away_applied: dict[str, str] = {}
+        self.state_save_errors = 0
         self._load_state()
         self._next_save = clock.monotonic() + section.state_save_s
         self._dirty = False
@@ -258,7 +259,11 @@ class MeterNode:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.state_path)
         except OSError as exc:
+            # a full or failing SD card: say so, keep watching from memory, try again in a minute (not every tick)
             log.error("meter state: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)
+            self.state_save_errors += 1
+            self._dirty = False
+            self._next_save = self.clock.monotonic() + min(60.0, self.section.state_save_s)
             return
         self._dirty = False
         self._next_save = self.clock.monotonic() + self.section.state_save_s
@@ -440,6 +445,7 @@ class MeterNode:
             "meters": self.reader.health(),
             "last_read_wall": self.last_read_wall,
             "wellbeing_errors": dict(self.wellbeing_errors),
+            "state_save_errors": self.state_save_errors,
         }
 
     def close(self) -> None:

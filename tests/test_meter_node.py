@@ -655,3 +655,26 @@ def test_meter_timings_that_would_hide_a_household_are_refused(
     with pytest.raises(ConfigError) as info:
         load_config(config_file)
     assert "meters[0]." in str(info.value) and message in str(info.value)
+
+
+def test_a_state_file_that_cannot_be_written_is_retried_each_minute_not_each_tick(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    h = Harness(node_config(tmp_path, registered.url, ONE_METER), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    real_replace = os.replace
+
+    def disk_full(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    h.run(10 * 60)  # state_save_s is 300 s: the first save fails, then one try a minute
+    assert 4 <= h.node.state_save_errors <= 7
+    assert h.node.health()["meters"]["b12-301"]["reads_ok"] >= 10  # the node kept reading
+    monkeypatch.setattr(os, "replace", real_replace)
+    h.run(2 * 60)
+    assert json.loads((tmp_path / "data" / NODE_ID / STATE_FILE).read_text())["counters"]["b12-301"]["last_raw"] == 5000
