@@ -290,7 +290,13 @@ class MeterNode:
             offline = sorted(mid for mid, h in meters.items() if h["status"] == "offline")
             # the periodic self-test fails while a meter is offline: its household is not watched
             selftest = {"all_meters_online": not offline, "meters_offline": offline}
-            self.runtime.set_health(last_sensor_read=self.last_read_wall, meters=meters, selftest=selftest)
+            self.runtime.set_health(
+                last_sensor_read=self.last_read_wall,
+                meters=meters,
+                selftest=selftest,
+                wellbeing_errors=dict(self.wellbeing_errors),
+                state_save_errors=self.state_save_errors,
+            )
         now = self.clock.monotonic()
         # after an alert at once (a restart must not raise it again), else every state_save_s (SD card wear)
         if now >= self._next_save or self._dirty:
