@@ -166,25 +166,31 @@ class ElevatorDetector:
             now = s.last_at  # time never runs backwards for the rules
         self._now = now
         self._out = []
-        if not s.started:
-            self._first(now, snapshot)
-        else:
-            self._inputs(now, snapshot)
         if s.restore_note_due:
             s.restore_note_due = False
             for inc in list(s.incidents.values()):
                 self._emit(inc, "updated", {"restored": True})
+        if not s.started:
+            self._first(now, snapshot)
+        else:
+            # a change can arrive late (a busy node, a restart): what the old inputs had reached by now counts
+            # first, as if the tick had run just before the change
+            self._rules(now)
+            self._inputs(now, snapshot)
+        self._rules(now)
+        s.last_at = now
+        return self._out
+
+    def _rules(self, now: float) -> None:
         self._confirm(now)
         self._sensor_faults(now)
-        if not s.inspection:
-            self._entrapment(now, snapshot)
+        if not self._s.inspection:
+            self._entrapment(now)
             self._door_open_while_moving(now)
             self._stopped_outside_door_zone(now)
             self._door_held_open(now)
             self._alarm_button(now)
             self._power_loss(now)
-        s.last_at = now
-        return self._out
 
     def next_deadline(self) -> float | None:
         """The earliest future time at which a timer may expire (a superset: nothing may happen then)."""
@@ -317,9 +323,6 @@ class ElevatorDetector:
 
     def _inputs(self, now: float, snap: LiftSnapshot) -> None:
         s = self._s
-        # an opening or a presence gap that already lasted long enough counts before the next change ends it
-        # (after a late poll or a restart, its confirmation time may have passed unseen)
-        self._confirm(now)
         if snap.door_closed != s.door_raw_closed:
             self._changed("door", now)
             s.door_raw_closed, s.door_raw_since = snap.door_closed, now
@@ -463,7 +466,7 @@ class ElevatorDetector:
             still = None  # neither fitted: doors closed + occupied alone (see docs/elevator.md)
         return _later(s.door_closed_since, s.occupied_since, still, s.inspection_ended_at)
 
-    def _entrapment(self, now: float, snap: LiftSnapshot) -> None:
+    def _entrapment(self, now: float) -> None:
         s, st = self._s, self.settings
         ident = ("entrapment", "")
         inc = self._open(ident)

@@ -194,3 +194,30 @@ def test_random_inputs_keep_the_incident_lifecycle() -> None:
             if inspection:
                 assert all(k == "sensor_fault" for k, _ in open_)
         assert {"entrapment", "alarm_button", "door_held_open", "power_loss"} <= seen_kinds
+
+
+def test_a_late_update_still_counts_what_the_old_inputs_reached() -> None:
+    """A change that arrives after a missed tick (busy node, restart) is judged as if the tick had run just
+    before it: a 5 s alarm hold, a door open 3 s while running and a 5 s power cut are not lost."""
+    base = LiftSnapshot(door_closed=True, occupied=True, moving=False, in_door_zone=True, alarm_button=False)
+    detector = ElevatorDetector()
+    detector.update(0.0, base)
+    detector.update(10.0, LiftSnapshot(**{**base.__dict__, "alarm_button": True}))
+    events = detector.update(15.0, base)  # released; no tick in between
+    assert [(e.kind, e.state, e.at) for e in events] == [("alarm_button", "raised", 15.0)]
+    detector = ElevatorDetector()
+    detector.update(20.0, LiftSnapshot(**{**base.__dict__, "moving": True, "in_door_zone": False}))
+    detector.update(
+        21.0, LiftSnapshot(**{**base.__dict__, "moving": True, "in_door_zone": False, "door_closed": False})
+    )
+    events = detector.update(24.0, LiftSnapshot(**{**base.__dict__, "moving": True, "in_door_zone": False}))
+    assert [(e.kind, e.state) for e in events] == [
+        ("door_open_while_moving", "raised"),
+        ("door_open_while_moving", "cleared"),
+    ]
+    detector = ElevatorDetector()
+    powered = LiftSnapshot(**{**base.__dict__, "power_ok": True})
+    detector.update(30.0, powered)
+    detector.update(31.0, LiftSnapshot(**{**base.__dict__, "power_ok": False}))
+    events = detector.update(36.0, powered)
+    assert [(e.kind, e.state) for e in events] == [("power_loss", "raised"), ("power_loss", "cleared")]
