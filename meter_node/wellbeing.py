@@ -443,8 +443,13 @@ class WellbeingMonitor:
             return
         if self._day is None:
             return
+        silence = self._silence(b)
+        s = self.settings
+        limit = s.night_inactivity_warning_h if self._overlaps_night(b - silence, b) else s.inactivity_warning_h
+        if silence > limit * _HOUR_S:
+            return  # past the fixed limit: an absence nobody entered, or an incident; never learned as a habit
         # kept with the day and learned when the day closes: a silence must not widen the profile judging it
-        self._day.setdefault("slots", {})[str(self._slot_of(b - 1))] = round(self._silence(b), 1)
+        self._day.setdefault("slots", {})[str(self._slot_of(b - 1))] = round(silence, 1)
 
     def _night_check(self, start: float, litres: float | None) -> None:
         """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local without flow."""
