@@ -846,12 +846,22 @@ class Outbox:
             }
 
     def check(self) -> str:
-        """SQLite's quick_check of the database: "ok" or the first problem (for the self-test)."""
-        with self._lock:
-            try:
-                return str(self._conn.execute("PRAGMA quick_check").fetchone()[0])
-            except sqlite3.Error as exc:
-                return f"{type(exc).__name__}: {exc}"
+        """SQLite's quick_check of the database: "ok" or the first problem (for the self-test).
+
+        Runs on its own read-only connection (WAL lets it read beside the writer), so a check of a large
+        database on a slow card never holds up an alert being put."""
+        if self.volatile:
+            return "ok (in memory)"
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0)
+        except sqlite3.Error as exc:
+            return f"{type(exc).__name__}: {exc}"
+        try:
+            return str(conn.execute("PRAGMA quick_check").fetchone()[0])
+        except sqlite3.Error as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
 
     def read_state(self, key: str) -> str | None:
         """Node state stored with ``put(..., state=...)``."""

@@ -436,3 +436,15 @@ def test_a_second_process_cannot_open_the_same_outbox(path: Path, clock: ManualC
         open_outbox(path, clock)  # a second Outbox in this process is refused too
     box.close()
     open_outbox(path, clock).close()  # free again once closed
+
+
+def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
+    box = open_outbox(path, clock, reading_commit_window_s=0.0)
+    box.put_many([event(n=i, text="c" * 300) for i in range(2000)])
+    assert box.check() == "ok"
+    box._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - the pages are in the main file now
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 :] = b"\x5a" * (len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+    assert box.check() != "ok"  # the self-test sees a card going bad
+    box._abandon()  # noqa: SLF001
