@@ -278,3 +278,36 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
         conn.close()
     assert stored == count  # every reading, including the group-commit window, flushed on the way out
     assert clean == "1"
+
+
+def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(central: object, tmp_path: Path) -> None:
+    """A lift incident through the whole node runtime on a fast clock: raised, re-sent while open, cleared,
+    delivered to the real central as one alert."""
+    from hal.clock import FastClock
+
+    token = central.register("cbxc-b7-u2-lift1", "elevator")  # type: ignore[attr-defined]
+    config = node_config(tmp_path, central.url, token, node_id="cbxc-b7-u2-lift1", role="elevator")  # type: ignore[attr-defined]
+    clock = FastClock(speed=200.0)
+    node = NodeRuntime(config, clock, renotify_s=60.0)
+    start = clock.monotonic()
+    sent: list = []
+
+    def tick(now: float) -> None:
+        elapsed = now - start
+        if elapsed >= 10 and not sent:
+            sent.append(
+                node.emit(Detection("trapped_passenger", "raised", now, "urgent", {"floor": 4}), ("maintenance",))
+            )
+        elif elapsed >= 200 and len(sent) == 1:
+            sent.append(node.emit(Detection("trapped_passenger", "cleared", now, "info")))
+        elif len(sent) == 2 and sum(node.outbox.depth().values()) == 0 or elapsed > 3000:
+            node.request_stop()
+
+    node.run(tick, 1.0)
+    assert len(sent) == 2
+    [alert] = [a for a in central.alerts() if a["kind"] == "trapped_passenger"]  # type: ignore[attr-defined]
+    assert alert["alert_id"] == sent[0].alert_id
+    assert alert["on_site"] == "cleared"
+    assert alert["count"] >= 4  # raised, re-sent at least twice in 190 s with a 60 s interval, cleared
+    states = [e["state"] for e in central.events("cbxc-b7-u2-lift1", kind="trapped_passenger")]  # type: ignore[attr-defined]
+    assert states[0] == "raised" and states[-1] == "cleared" and set(states[1:-1]) == {"updated"}
