@@ -68,8 +68,8 @@ class AlertBook:
     """Turns detections into Events with a stable ``alert_id`` per incident and stores them first.
 
     ``state_path`` is a JSON copy of the open alerts, written atomically on each raise and clear. The outbox
-    database is the authority; the copy is read only when the outbox had to start a fresh database (first
-    start, or after corruption), so open alerts survive even a lost database.
+    database is the authority; the copy is read only when the database holds no book at all (it was replaced
+    after corruption, now or in an earlier run), so open alerts survive even a lost database.
     """
 
     def __init__(
@@ -101,7 +101,9 @@ class AlertBook:
     def _load(self) -> dict[tuple[str, str], OpenAlert]:
         raw = self._outbox.read_state(STATE_KEY)
         source = "outbox"
-        if raw is None and self._outbox.fresh and self.state_path.exists():
+        # no book in the database at all: a fresh database (first start, or one that replaced a corrupt
+        # file, now or in an earlier run); the copy then holds what was open when the old one was lost
+        if raw is None and self.state_path.exists():
             try:
                 raw = self.state_path.read_text(encoding="utf-8")
                 source = str(self.state_path)

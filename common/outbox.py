@@ -425,6 +425,7 @@ class Outbox:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, mark)
+            self._fsync_dir()
         except OSError as exc:
             log.warning("outbox: cannot write %s: %s", mark, exc)
 

@@ -171,3 +171,15 @@ def test_a_failed_store_leaves_the_book_unchanged(node: Node, monkeypatch: pytes
     with pytest.raises(OutboxError):
         node.book.record(trapped("raised"))
     assert node.book.open_alerts() == []  # no alert believed sent that is not stored
+
+
+def test_open_alerts_survive_corruption_found_while_running_and_a_restart(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raised = node.book.record(trapped("raised"), ("maintenance",))
+    # the database goes bad while the node runs: the outbox moves it aside and starts a fresh one
+    node.outbox._recover(RuntimeError("simulated: database disk image is malformed"))  # noqa: SLF001
+    assert node.outbox.read_state("alerts.open") is None
+    node = node.restart(clean=True)  # restarted before any further alert event
+    [alert] = node.book.open_alerts()
+    assert alert.alert_id == raised.alert_id
