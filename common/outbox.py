@@ -334,6 +334,7 @@ class Outbox:
             exc,
             aside,
         )
+        self._salvaged_state: dict[str, str] = {}
         salvaged, salvaged_reserved, dead = self._salvage(aside)
         try:
             conn = self._connect(str(self.path))
@@ -371,7 +372,7 @@ class Outbox:
                 "volatile": self.volatile,
             },
         )
-        self._write(salvaged + [event])
+        self._write(salvaged + [event], dict(self._salvaged_state))  # node state (open alerts) if it reads
         if not self.volatile:
             self._restrict_mode()
         self._fsync_dir()
@@ -389,9 +390,11 @@ class Outbox:
         except sqlite3.Error:
             return events, reserved, dead
         try:
-            for table in (*_TABLE.values(), "meta", "dead_letters"):
+            for table in (*_TABLE.values(), "meta", "dead_letters", "node_state"):
                 try:
-                    if table == "meta":
+                    if table == "node_state":
+                        self._salvaged_state = dict(conn.execute("SELECT key, value FROM node_state").fetchall())
+                    elif table == "meta":
                         row = conn.execute("SELECT value FROM meta WHERE key = 'seq_reserved'").fetchone()
                         reserved = int(row[0]) if row else 0
                     elif table == "dead_letters":
