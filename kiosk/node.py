@@ -16,6 +16,7 @@ from gpiozero.exc import GPIOZeroError
 
 from common.config import NodeConfig
 from common.events import Detection
+from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from hal.clock import Clock, SystemClock
 from kiosk.client import RidesClient
@@ -122,9 +123,15 @@ class KioskNode:
             voice_language=kiosk.voice_language,
             record=self._record,
         )
-        self.controller.add_listener(self._on_view)
+        # everything the view listener touches exists before the button can be pressed
         self.button: Any = None
         self.led: Any = None
+        self.led_state: LedPattern | None = None
+        self.record_failures = 0
+        self._view_changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self.controller.add_listener(self._on_view)
         if use_gpio and (kiosk.button is not None or kiosk.led is not None):
             try:
                 self._open_gpio()
@@ -135,10 +142,6 @@ class KioskNode:
                 self.fault("gpio", f"{type(exc).__name__}: {exc}")
             else:
                 self.part_ok("gpio")
-        self.led_state: LedPattern | None = None
-        self._view_changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._started = False
         self._on_view(machine.view())
 
     @property
@@ -225,7 +228,14 @@ class KioskNode:
             return self._view_changed.wait_for(lambda: self.controller.state in states, timeout_s)
 
     def _record(self, report: Report) -> None:
-        self.runtime.record_state(report.kind, dict(report.payload), report.severity)
+        try:
+            self.runtime.record_state(report.kind, dict(report.payload), report.severity)
+        except OutboxError as exc:
+            # the resident's ride matters more than its record: the ride goes on, the failure is counted
+            self.record_failures += 1
+            self.runtime.set_health(record_failures=self.record_failures)
+            log.error("could not store %s in the outbox: %s", report.kind, exc)
+            return
         # ride events are worth sending now (the operator page shows rides live), not at the next idle wake-up
         self.runtime.uploader.wake()
 

@@ -264,3 +264,13 @@ def test_kiosk_without_a_working_screen_runs_headless_and_says_so(central, tmp_p
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_outbox_failure_never_stops_a_ride(mock_factory: MockFactory, tmp_path: Path) -> None:
+    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+    try:
+        node.runtime.outbox.close()  # the SD card gave up
+        node.press("button")
+        assert node.state == "requesting" and node.record_failures >= 2  # button_pressed, ride_requested
+    finally:
+        node.close()
