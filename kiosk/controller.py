@@ -99,6 +99,11 @@ class KioskController:
             effects = self.machine.handle(self.clock.monotonic(), event)
             self._apply(effects)
 
+    def resume(self, request_id: str, ride_id: str | None) -> None:
+        """Pick up a ride saved before a restart (see RideMachine.resume)."""
+        with self._lock:
+            self._apply(self.machine.resume(self.clock.monotonic(), request_id, ride_id))
+
     def view(self) -> RideView:
         with self._lock:
             return self.machine.view()

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +133,9 @@ class KioskNode:
         self._view_changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._started = False
+        self._saved_ride: tuple[str, str | None] | None = None
+        self._to_resume = self._load_ride()
+        self._saved_ride = self._to_resume  # on disk already
         self.controller.add_listener(self._on_view)
         if use_gpio and (kiosk.button is not None or kiosk.led is not None):
             try:
@@ -219,8 +224,51 @@ class KioskNode:
             apply_led(self.led, pattern)
         self.led_state = pattern
         self.runtime.set_health(kiosk_state=view.state, presses=self.controller.counts["presses"])
+        self._save_ride()
         with self._view_changed:
             self._view_changed.notify_all()
+
+    # ------------------------------------------------------------------------------------- restarts
+    @property
+    def ride_file(self) -> Path:
+        return self.state_dir / "ride.json"
+
+    def _save_ride(self) -> None:
+        """Keep the active ride on disk so a restart (watchdog, power blip) can pick it up again."""
+        active = self.controller.machine.active_ride()
+        if active == self._saved_ride or self._to_resume is not None:
+            return  # unchanged, or a saved ride still waits for start() to pick it up
+        try:
+            if active is None:
+                self.ride_file.unlink(missing_ok=True)
+            else:
+                body = {"request_id": active[0], "ride_id": active[1], "saved_wall": self.clock.wall()}
+                tmp = self.ride_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(body), encoding="utf-8")
+                os.replace(tmp, self.ride_file)
+        except OSError as exc:
+            log.error("cannot save the active ride to %s: %s", self.ride_file, exc)
+            return
+        self._saved_ride = active
+
+    def _load_ride(self) -> tuple[str, str | None] | None:
+        try:
+            body = json.loads(self.ride_file.read_text(encoding="utf-8"))
+            request_id, ride_id, saved = body["request_id"], body.get("ride_id"), float(body["saved_wall"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring unreadable %s: %s", self.ride_file, exc)
+            return None
+        if not isinstance(request_id, str) or not (ride_id is None or isinstance(ride_id, str)):
+            log.error("ignoring %s: bad ids", self.ride_file)
+            return None
+        age = self.clock.wall() - saved
+        if self.clock.wall_synced() and age > self.kiosk.timing.assigned_max_s:
+            log.info("the ride saved %.0f s ago is too old to pick up", age)
+            self.ride_file.unlink(missing_ok=True)
+            return None
+        return (request_id, ride_id)
 
     def wait_for_state(self, *states: str, timeout_s: float = 10.0) -> bool:
         """Block (real seconds) until the kiosk shows one of ``states``; False on timeout. For scenarios."""
@@ -246,6 +294,10 @@ class KioskNode:
             self._started = True
             self.runtime.start()
             self.controller.start()
+            if self._to_resume is not None:
+                log.info("picking up ride %s from before the restart", self._to_resume[0])
+                self.controller.resume(*self._to_resume)
+                self._to_resume = None
 
     def run_headless(self) -> int:
         """Button, LED and voice only, until SIGTERM; the runtime pings the watchdog from this loop."""

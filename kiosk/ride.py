@@ -223,6 +223,30 @@ class RideMachine:
         self.cancel_owed: str | None = None
         self.cancel_ride_id: str | None = None
         self.cancel_next: float | None = None
+        self.resumed = False  # the ride came from before a restart; its first answer decides what to show
+
+    def resume(self, now: float, request_id: str, ride_id: str | None) -> list[Effect]:
+        """Pick up a ride the kiosk had before a restart (watchdog, power blip): ask the central where it is.
+
+        Nothing is ordered twice (the same request id); a ride the central has closed meanwhile returns the
+        kiosk to idle without announcing an old outcome to whoever stands at the gate now.
+        """
+        out: list[Effect] = []
+        self.request_id, self.ride_id = request_id, ride_id
+        self.requested_at = now
+        self.resumed = True
+        self._enter(now, "requesting" if ride_id is None else "searching", out)
+        if ride_id is not None:
+            self.searching_since = now
+        out.append(Report("ride_resumed", "info", {"request_id": request_id, "ride_id": ride_id}))
+        self._send(now, out)
+        return out
+
+    def active_ride(self) -> tuple[str, str | None] | None:
+        """(request id, ride id) of a ride that may still bring a car, for saving across a restart."""
+        if self.request_id is None:
+            return None
+        return (self.request_id, self.ride_id)
 
     # ---------------------------------------------------------------------------------------- queries
     def view(self) -> RideView:
@@ -317,6 +341,14 @@ class RideMachine:
         if reply.status not in CENTRAL_STATUSES:
             self._fault(now, out, 0, f"unknown ride status {reply.status!r}")
             return
+        if self.resumed:
+            self.resumed = False
+            if reply.status in ("arrived", "no_car", "cancelled"):
+                out.append(
+                    Report("ride_closed_while_down", "info", {"request_id": self.request_id, "status": reply.status})
+                )
+                self._reset(now, out)
+                return
         if self.state == "offline":
             out.append(Report("central_reachable", "info", {}))
         self.ride_id = reply.ride_id
@@ -460,6 +492,7 @@ class RideMachine:
         """Forget the current ride (the car stays on screen for arrived; no more network for it)."""
         self.request_id = None
         self.ride_id = None
+        self.resumed = False
         self.in_flight = None
         self.next_due = None
         self.searching_since = None

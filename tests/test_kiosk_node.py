@@ -274,3 +274,64 @@ def test_outbox_failure_never_stops_a_ride(mock_factory: MockFactory, tmp_path: 
         assert node.state == "requesting" and node.record_failures >= 2  # button_pressed, ride_requested
     finally:
         node.close()
+
+
+def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk")
+    config = load_config(write_config(tmp_path, central.url, token))
+    first = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
+    first.start_thread()
+    first.press("button")
+    assert first.wait_for_state("searching", "assigned")
+    plate = None
+    first.close()  # the watchdog killed it, or the power blinked
+    assert (config.state_dir / "ride.json").exists()
+    voice = RecordingSpeaker()
+    second = KioskNode(config, speaker=voice, use_gpio=False)
+    try:
+        assert second.state == "idle"
+        second.start_thread()
+        assert second.wait_for_state("assigned", timeout_s=10)
+        plate = second.controller.view().car.plate
+        rides = central.rides()
+        assert len(rides) == 1 and rides[0]["assigned"]["plate"] == plate
+        assert any(" ".join(c for c in plate if c.isalnum()) in s for s in voice.texts)
+        second.press("button")  # still the same ride
+        assert len(central.rides()) == 1
+    finally:
+        second.close()
+
+
+def test_a_ride_that_ended_while_the_kiosk_was_down_is_not_announced(central, tmp_path: Path) -> None:
+    token = central.register(NODE, "kiosk")
+    config = load_config(write_config(tmp_path, central.url, token))
+    first = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
+    first.start_thread()
+    first.press("button")
+    assert first.wait_for_state("searching", "assigned")
+    first.close()
+    central.clock.advance(3600)  # an hour later the car has long come and gone
+    voice = RecordingSpeaker()
+    second = KioskNode(config, speaker=voice, use_gpio=False)
+    try:
+        second.start_thread()
+        deadline = time.monotonic() + 10
+        while (config.state_dir / "ride.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (config.state_dir / "ride.json").exists()
+        assert second.state == "idle"
+        assert not any("到了" in s for s in voice.texts)  # no "your taxi is here" to a stranger
+    finally:
+        second.close()
+
+
+def test_unreadable_ride_file_is_ignored(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9", "token"))
+    config.state_dir.mkdir(parents=True)
+    (config.state_dir / "ride.json").write_text("{not json")
+    node = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
+    try:
+        node.start()
+        assert node.state == "idle"
+    finally:
+        node.close()

@@ -450,3 +450,27 @@ def test_every_state_is_reachable_and_shown() -> None:
 def test_plate_is_spoken_character_by_character() -> None:
     assert speakable_plate("沪A·D12345") == "沪 A D 1 2 3 4 5"
     assert speakable_plate("沪B-12 345") == "沪 B 1 2 3 4 5"
+
+
+def test_resume_after_restart_polls_the_saved_ride_and_orders_nothing() -> None:
+    m = machine()
+    out = m.resume(0.0, "req-old", "ride-old")
+    assert m.state == "searching" and of(out, PollRide) == [PollRide("req-old", "ride-old")]
+    assert not of(out, SendRequest) and "ride_resumed" in reports(out)
+    m.handle(0.2, RideReply("req-old", "ride-old", "assigned", CAR, eta_s=60))
+    assert m.state == "assigned"
+
+
+def test_resume_of_an_order_without_answer_resends_the_same_request_id() -> None:
+    m = machine()
+    out = m.resume(0.0, "req-old", None)
+    assert m.state == "requesting" and of(out, SendRequest) == [SendRequest("req-old")]
+
+
+@pytest.mark.parametrize("status", ["arrived", "no_car", "cancelled"])
+def test_resumed_ride_closed_meanwhile_goes_quietly_to_idle(status: str) -> None:
+    m = machine()
+    m.resume(0.0, "req-old", "ride-old")
+    out = m.handle(0.2, RideReply("req-old", "ride-old", status, CAR))
+    assert m.state == "idle" and spoken(out) == ["idle"] and "ride_closed_while_down" in reports(out)
+    assert m.active_ride() is None
