@@ -16,7 +16,7 @@ from bench.bench_crash_safety import NODE_ID, check, crash_rounds
 def test_sigkill_at_random_moments_loses_nothing_durable(central: Any, tmp_path: Path) -> None:
     token = central.register(NODE_ID, "meter")
     report = crash_rounds(central.url, token, tmp_path / "node", 50, lambda: central.events(NODE_ID), seed=7)
-    assert report.durable > 1000  # the children did real work between kills
+    assert report.durable > 200  # the children did real work between kills
     assert report.missing == []
     assert report.duplicates == 0
     assert report.seq_conflicts == 0

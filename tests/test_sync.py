@@ -526,12 +526,12 @@ def test_thread_sends_an_alert_at_once(fake: FakeCentral, tmp_path: Path, runtim
     runtimes.append(runtime)
     runtime.record_reading("car_position", {"n": 1})
     runtime.start()
-    for _ in range(100):
+    for _ in range(200):  # generous for a loaded CI machine; usually a few rounds
         if fake.heartbeats:
             break
         time.sleep(0.05)
     alert = trapped(runtime)
-    for _ in range(100):
+    for _ in range(200):  # generous for a loaded CI machine; usually a few rounds
         if alert.id in fake.events:
             break
         time.sleep(0.05)
@@ -580,12 +580,12 @@ def test_thread_wakes_for_a_state_event(fake: FakeCentral, tmp_path: Path, runti
     runtime = make_runtime(tmp_path, fake.url, fake.token, SystemClock())
     runtimes.append(runtime)
     runtime.start()
-    for _ in range(100):
+    for _ in range(200):  # generous for a loaded CI machine; usually a few rounds
         if fake.heartbeats:
             break
         time.sleep(0.05)
     event = runtime.record_state("door_state", {"open": True})
-    for _ in range(100):
+    for _ in range(200):  # generous for a loaded CI machine; usually a few rounds
         if event.id in fake.events:
             break
         time.sleep(0.05)
@@ -610,7 +610,7 @@ def test_the_upload_thread_survives_an_unexpected_error(
     monkeypatch.setattr("common.sync.wait_on_clock", lambda _clock, _s, wake: wake.wait(0.02))
     runtime.start()
     event = runtime.record_state("door_state", {})
-    for _ in range(200):
+    for _ in range(500):
         if event.id in fake.events:
             break
         time.sleep(0.02)
