@@ -448,3 +448,28 @@ def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
     path.write_bytes(bytes(data))
     assert box.check() != "ok"  # the self-test sees a card going bad
     box._abandon()  # noqa: SLF001
+
+
+def test_a_full_disk_drops_readings_to_store_the_alert(
+    path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = open_outbox(path, clock, reading_commit_window_s=0.0)
+    readings = [box.put(event(n=i)) for i in range(40)]
+    real_write = box._write  # noqa: SLF001
+    calls = []
+
+    def full_once(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = 13  # type: ignore[attr-defined]
+            raise error
+        real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(box, "_write", full_once)
+    alert = box.put(event("trapped", "alert"))
+    kept = box.batch(100)
+    assert kept[0].id == alert.id
+    assert box.stats()["dropped"]["reading"] == 10  # a quarter of the readings, the oldest
+    assert [e.id for e in kept if e.kind == "flow"] == [r.id for r in readings[10:]]
+    box.close()

@@ -669,3 +669,19 @@ def test_a_reply_that_acknowledges_nothing_backs_off(
     clock.advance(result.retry_in_s or 0)
     assert runtime.uploader.run_once().status == "sent"
     assert event.id in fake.events
+
+
+def test_a_redirect_is_not_followed_and_keeps_events(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    event = runtime.record_state("door_state", {})
+    fake.then(Reply(302, b"", {"Location": "http://127.0.0.1:1/elsewhere"}))
+    result = runtime.uploader.run_once()
+    assert result.status == "backoff" and "302" in (result.error or "")
+    assert runtime.outbox.depth()["state"] == 1
+    clock.advance(result.retry_in_s or 0)
+    assert runtime.uploader.run_once().status == "sent"
+    assert event.id in fake.events
