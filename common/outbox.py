@@ -499,8 +499,11 @@ class Outbox:
                 self._write(events, state)
             elif code == _SQLITE_FULL:
                 log.error("outbox %s: disk full; dropping the oldest readings to make room", self.path)
-                if not self._drop_oldest("reading", max(1, self._counts["reading"] // 4), "disk full"):
-                    self._drop_oldest("state", max(1, self._counts["state"] // 4), "disk full")
+                try:
+                    if not self._drop_oldest("reading", max(1, self._counts["reading"] // 4), "disk full"):
+                        self._drop_oldest("state", max(1, self._counts["state"] // 4), "disk full")
+                except sqlite3.Error as drop_exc:  # even the delete needs room in the WAL
+                    log.error("outbox %s: cannot make room: %s", self.path, drop_exc)
                 try:
                     self._write(events, state)
                 except sqlite3.Error as again:
