@@ -192,6 +192,7 @@ class ElevatorNode:
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
                 open_incidents=[inc["kind"] for inc in self.detector.open_incidents()],
                 audio=self.speaker.health() if hasattr(self.speaker, "health") else None,
+                selftest={"lift_inputs_read": True, "state_saved": self._save_error is None},
             )
             return events
 

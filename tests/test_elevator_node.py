@@ -405,6 +405,7 @@ def test_unwritable_state_does_not_stop_alerts(mock_factory: Any, tmp_path: Path
     h.run(91.0)
     assert [(e.kind, e.state) for e in h.alert_events()] == [("entrapment", "raised")]
     assert "state_save_error" in h.runtime.health()
+    assert h.runtime.health()["selftest"]["state_saved"] is False  # the EN 81-28 self-test reports it
 
 
 def test_outbox_refusal_is_retried_and_the_passenger_still_hears(
