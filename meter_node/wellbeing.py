@@ -49,8 +49,10 @@ class WellbeingSettings:
         12.0, min=1.0, max=48.0, help="the same for a silence that began at night (Gujo 12 h)"
     )
     night_inactivity_urgent_h: float = setting(14.0, min=1.0, max=72.0, help="urgent for a silence begun at night")
-    night_start: str = setting("00:00", pattern=_HHMM, help="a silence reaching into night_start..night_end")
-    night_end: str = setting("05:00", pattern=_HHMM, help="...is judged by the night limits (it holds sleep)")
+    night_start: str = setting(
+        "00:00", pattern=_HHMM, help="night window start: a silence reaching into it gets the night limits"
+    )
+    night_end: str = setting("05:00", pattern=_HHMM, help="night window end (local time)")
     inactivity_min_h: float = setting(2.0, min=0.5, max=24.0, help="adaptive warning is never sooner than this")
     inactivity_margin_h: float = setting(1.5, min=0.0, max=12.0, help="adaptive warning: usual longest + this")
     urgent_margin_h: float = setting(4.0, min=0.0, max=24.0, help="adaptive urgent: usual longest + this")
