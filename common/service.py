@@ -22,7 +22,7 @@ from typing import Any
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
-from common.outbox import Outbox
+from common.outbox import Outbox, OutboxError
 from common.sync import Uploader, wait_on_clock
 from hal.clock import Clock, SystemClock
 
@@ -207,7 +207,10 @@ class NodeRuntime:
             while not self._stop.is_set():
                 now = self.clock.monotonic()
                 self.run_tick(tick, now)
-                self.housekeeping(now)
+                try:
+                    self.housekeeping(now)
+                except Exception as exc:  # noqa: BLE001 - e.g. OutboxError: counted like a tick error, loop goes on
+                    self._tick_failed(exc, now)
                 if watchdog_s is not None:
                     systemd_notify("WATCHDOG=1")  # only here: a tick that hangs stops the pings
                     last_ping = time.monotonic()
@@ -265,7 +268,10 @@ class NodeRuntime:
                 {"reason": "exception_storm", "errors_in_window": len(self._error_times), "last_error": text[:500]},
                 key="tick",
             )
-            self.alerts.record(detection, FAULT_RECIPIENTS)
+            try:
+                self.alerts.record(detection, FAULT_RECIPIENTS)
+            except OutboxError as store_exc:
+                log.critical("exception storm: cannot store the node_fault alert: %s", store_exc)
 
     def housekeeping(self, now: float) -> None:
         """After each tick: commit due readings, re-send open alerts, end an exception storm that stopped."""

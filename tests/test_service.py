@@ -311,3 +311,32 @@ def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(cent
     assert alert["count"] >= 4  # raised, re-sent at least twice in 190 s with a 60 s interval, cleared
     states = [e["state"] for e in central.events("cbxc-b7-u2-lift1", kind="trapped_passenger")]  # type: ignore[attr-defined]
     assert states[0] == "raised" and states[-1] == "cleared" and set(states[1:-1]) == {"updated"}
+
+
+def test_an_outbox_failure_in_housekeeping_does_not_stop_the_loop(
+    runtime: NodeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.outbox import OutboxError
+
+    clock = runtime.clock
+    real_renotify = runtime.alerts.due_renotify
+    failures = []
+
+    def flaky_renotify(now: float) -> list:
+        if not failures:
+            failures.append(1)
+            raise OutboxError("disk I/O error")
+        return real_renotify(now)
+
+    monkeypatch.setattr(runtime.alerts, "due_renotify", flaky_renotify)
+    ticks = []
+
+    def tick(now: float) -> None:
+        ticks.append(now)
+        clock.advance(1)  # type: ignore[attr-defined]
+        if len(ticks) == 3:
+            runtime.request_stop()
+
+    runtime.run(tick, 1.0)
+    assert len(ticks) == 3
+    assert runtime.health()["tick_errors"] == 1 and "OutboxError" in runtime.health()["last_tick_error"]
