@@ -187,7 +187,7 @@ class Community:
                             "id": METER_ID,
                             "address": 1,
                             "profile": METER_PROFILE,
-                            "poll_interval_s": 60,
+                            "poll_interval_s": 120,
                             "offline_after_s": 1800,
                             "household": {"resident": "B12-301"},
                         }

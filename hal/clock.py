@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import shutil
 import subprocess
 import threading
@@ -71,13 +72,22 @@ _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 _STA_UNSYNC = 0x0040
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs `ldconfig -p`: once per process, not once per check
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+
+
 def kernel_clock_synced() -> bool | None:
     """Ask the kernel (adjtimex) whether NTP has synchronised the clock; None when it cannot be asked."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    libc = _libc()
+    if libc is None:
         return None
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError):
