@@ -181,6 +181,8 @@ class WellbeingMonitor:
                 return []
             return self._evaluate(t, [])
         total = float(total_litres)
+        if not math.isfinite(total):
+            return self.update(t, None)  # a garbled read is a failed read
         last_t = self._last_t
         if last_t is None:
             self._start(t, total)

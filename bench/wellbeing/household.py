@@ -4,9 +4,11 @@ Parameters (per use) follow the SIMDEUM end-use statistics (Blokker et al. 2010,
 Manage. 136(1):19-26; the values as shipped in KWR's pysimdeum data files for the "senior" user): toilet
 7.2 flushes a day (Poisson), 6 or 9 L cisterns filling at 0.042 L/s; bathroom tap 4.1 uses a day, 15-40 s at
 up to 0.083 L/s; kitchen tap about 10 uses a day for a one-person home, 13-45 s at up to 0.17-0.25 L/s; shower
-with probability 0.69 a day, chi-square duration with 6.5 minutes' mean at 0.123-0.142 L/s. Together these give
-about 90-140 L a day, in line with Chinese urban per-capita domestic use (about 125 L/person/day nationally in
-2022; Shanghai quoted 165 L in 2006, China Daily 2006-05-16). pysimdeum's senior is away ~10 h a day; this
+with probability 0.69 a day, chi-square duration with 6.5 minutes' mean at 0.123-0.142 L/s. Together (with our
+bed-time and back-home routines and the washing machine) they give 150-190 L a day (tests/test_wellbeing.py checks
+it): Shanghai's 165 L/person/day quoted in 2006 (China Daily 2006-05-16), above China's national 125 L/person/day
+of 2022. An elderly person living alone probably uses less; fewer pulses would make silence harder to tell from
+life on 10 L meters, so the figures for those are on the kind side. pysimdeum's senior is away ~10 h a day; this
 model is for a mostly housebound person (REFERENCE.md), with a daily market trip as the usual outing.
 Our own assumptions (no public source found, stated so they can be challenged): wake 05:30-07:30 with a
 20-40 min day-to-day spread, bed 21:00-22:30, 0.3-2 night toilet visits (nocturia is common after 70), the
