@@ -715,26 +715,39 @@ class Outbox:
             if where is None:
                 return False
             prio, seq = where
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(f"SELECT body FROM {_TABLE[prio]} WHERE seq = ?", (seq,)).fetchone()
-                if row is None:
-                    conn.execute("ROLLBACK")
+                if not self._move_to_dead_letters(prio, seq, event_id, reason):
                     return False
-                conn.execute(
-                    "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
-                    (seq, event_id, prio, reason[:2000], self._clock.wall(), row[0]),
-                )
-                conn.execute(f"DELETE FROM {_TABLE[prio]} WHERE seq = ?", (seq,))
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise OutboxError(f"outbox {self.path}: dead letter failed: {exc}") from exc
+                carried = list(self._pending)
+                self._recover(exc)  # the event stays queued in the fresh file if it could be salvaged
+                self._pending = carried
+                return False
             self._counts[prio] -= 1
             self._dead_count += 1
         log.error("outbox: event %s (%s) moved to dead letters: %s", event_id, prio, reason)
+        return True
+
+    def _move_to_dead_letters(self, prio: str, seq: int, event_id: str, reason: str) -> bool:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f"SELECT body FROM {_TABLE[prio]} WHERE seq = ?", (seq,)).fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, event_id, prio, reason[:2000], self._clock.wall(), row[0]),
+            )
+            conn.execute(f"DELETE FROM {_TABLE[prio]} WHERE seq = ?", (seq,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
         return True
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
