@@ -74,6 +74,7 @@ def run(quick: bool) -> list[Figure]:
         ("central up, commit every reading (window 0)", True, 0.0, 1024),
         ("central down all hour, 1 KiB pages", False, 5.0, 1024),
         ("central down all hour, 4 KiB pages (SQLite default)", False, 5.0, 4096),
+        ("central down all hour, 60 s commit window", False, 60.0, 1024),
     ]
     default_page = outbox_module.PAGE_SIZE
     try:
