@@ -335,11 +335,19 @@ class Community:
         nodes = {LIFT: self.lift, METER: self.meter, KIOSK: self.kiosk}
         for node in nodes.values():
             node.runtime.uploader.wake()
-        drained = _wait_real(lambda: all(sum(n.runtime.outbox.depth().values()) == 0 for n in nodes.values()), 20)
+        # the nodes keep running (a reading may be stored at any moment): check the events stored up to a moment
+        # at which every outbox was empty, i.e. everything stored before it had been acknowledged by the central
+        checked: dict[str, list[str]] = {}
+
+        def all_empty() -> bool:
+            checked.update({node_id: list(ids) for node_id, ids in self.put_ids.items()})
+            return all(sum(n.runtime.outbox.depth().values()) == 0 for n in nodes.values())
+
+        drained = _wait_real(all_empty, 20)
         out.check("every outbox drained", drained)
         self.watcher.poll()
         at_central: Counter[str] = Counter()
-        for node_id, ids in self.put_ids.items():
+        for node_id, ids in checked.items():
             stored = Counter(e["id"] for e in self._events(node_id))
             at_central.update(stored)
             missing = [i for i in ids if stored[i] == 0]
