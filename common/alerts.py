@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.events import Detection, Event, make_event
+from common.files import write_atomic
 from common.outbox import Outbox
 from hal.clock import Clock
 
@@ -124,20 +124,9 @@ class AlertBook:
         return json.dumps([a.to_json() for a in book.values()], ensure_ascii=False, separators=(",", ":"), default=str)
 
     def _write_copy(self, text: str) -> None:
-        """Atomic copy: temp file, fsync, rename, fsync of the directory."""
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        """Atomic copy (common.files.write_atomic)."""
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_path)
-            fd = os.open(self.state_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_atomic(self.state_path, text)
         except OSError as exc:
             # the outbox holds the authoritative copy; this one only helps after a lost database
             log.error("alerts: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)

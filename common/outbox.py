@@ -23,6 +23,7 @@ from typing import Any
 
 from common.config import OutboxSection
 from common.events import PRIORITY_RANK, Event, make_event
+from common.files import fsync_dir, write_atomic
 from hal.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -301,15 +302,9 @@ class Outbox:
     def _fsync_dir(self) -> None:
         # a newly created database or WAL file is durable only once its directory entry is
         try:
-            fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            log.warning("outbox: cannot fsync %s: %s", self.path.parent, exc)
 
     def _recover(self, exc: BaseException) -> sqlite3.Connection:
         """Move a corrupt or unreadable database aside, salvage what can be read, start a fresh one."""
@@ -421,14 +416,8 @@ class Outbox:
         if self.volatile:
             return
         mark = self._seq_mark_path
-        tmp = mark.with_name(mark.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{self._reserved}\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, mark)
-            self._fsync_dir()
+            write_atomic(mark, f"{self._reserved}\n")
         except OSError as exc:
             log.warning("outbox: cannot write %s: %s", mark, exc)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from common.config import NodeConfig
 from common.events import Detection, Event
+from common.files import write_atomic
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
 from hal.clock import Clock, SystemClock
@@ -35,22 +35,6 @@ def read_boot_id(path: Path = BOOT_ID_PATH) -> str | None:
         return path.read_text(encoding="ascii").strip() or None
     except OSError:
         return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a crash leaves either the old or the new file: temp, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def restart_shift(

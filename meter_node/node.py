@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
+from common.files import write_atomic
 from hal.clock import Clock
 from hal.modbus import ModbusBus, PortError
 from meter_node.config import MeterConfig, MeterEntry
@@ -250,14 +250,8 @@ class MeterNode:
             "away_applied": self._away_applied,
         }
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_path)
+            write_atomic(self.state_path, text)
         except OSError as exc:
             # a full or failing SD card: say so, keep watching from memory, try again in a minute (not every tick)
             log.error("meter state: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)
