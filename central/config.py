@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.config import ConfigError, _Collector, build, setting
+from common.config import ConfigError, _Collector, build, read_toml, setting
 
 SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 KEY_HELP = "at least 16 characters; make one with `central new-key`"
@@ -137,20 +136,7 @@ def parse_central_config(data: dict[str, Any], file: Path) -> CentralConfig:
 
 def load_central_config(path: Path | str) -> CentralConfig:
     """Read and validate the central config file; raises ConfigError naming every problem."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{file}: file not found (use --config PATH)"]) from None
-    except PermissionError:
-        raise ConfigError([f"{file}: not readable (check owner and mode)"]) from None
-    except (IsADirectoryError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{file}: not a UTF-8 TOML file ({exc})"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
-    return parse_central_config(data, file)
+    return parse_central_config(read_toml(path), Path(path))
 
 
 def replace_fleet(config: CentralConfig, **changes: Any) -> CentralConfig:

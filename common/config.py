@@ -361,8 +361,8 @@ def parse_config(data: Mapping[str, Any], file: Path) -> NodeConfig:
     return NodeConfig(path=file, role_config=role_config, **sections)
 
 
-def load_config(path: Path | str) -> NodeConfig:
-    """Read and validate a node config file; raises ConfigError naming every problem."""
+def read_toml(path: Path | str) -> dict[str, Any]:
+    """Read a TOML file; any problem (missing, unreadable, not UTF-8, bad TOML) is a ConfigError naming it."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -374,11 +374,17 @@ def load_config(path: Path | str) -> NodeConfig:
         raise ConfigError([f"{file}: is a directory, expected a TOML file"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot be read ({exc.strerror})"]) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
-    return parse_config(data, file)
+
+
+def load_config(path: Path | str) -> NodeConfig:
+    """Read and validate a node config file; raises ConfigError naming every problem."""
+    return parse_config(read_toml(path), Path(path))
 
 
 def load_config_or_exit(path: Path | str, expected_role: str | None = None) -> NodeConfig:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import _Collector, build, setting
+from common.config import ConfigError, _Collector, build, read_toml, setting
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -276,16 +275,11 @@ class MeterProfile:
 # ----------------------------------------------------------------------------------------------- loading
 def load_profile_file(path: Path | str) -> MeterProfile:
     """Load and validate one profile file; raises ProfileError naming the file and each bad key."""
-    file = Path(path)
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError([f"{file}: profile file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError([f"{file}: cannot read profile ({exc})"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError([f"{file}: invalid TOML: {exc}"]) from None
-    return parse_profile(data, file)
+        data = read_toml(path)
+    except ConfigError as exc:
+        raise ProfileError(exc.problems) from None
+    return parse_profile(data, Path(path))
 
 
 def parse_profile(data: Mapping[str, Any], file: Path) -> MeterProfile:
