@@ -26,7 +26,7 @@ import requests
 from common.config import NodeConfig
 from common.events import Event, make_event
 from common.outbox import Outbox, OutboxError
-from hal.clock import Clock, SystemClock
+from hal.clock import Clock, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,7 @@ def wait_on_clock(clock: Clock, seconds: float, wake: threading.Event) -> bool:
     Works for SystemClock (real time), FastClock (scaled) and ManualClock (returns once a test moves time
     past the deadline); never sleeps on wall time.
     """
-    if seconds <= 0:
-        return wake.is_set()
-    deadline = clock.monotonic() + seconds
-    speed = getattr(clock, "speed", None)
-    cap = 1.0 if isinstance(clock, SystemClock) else 0.05
-    while True:
-        remaining = deadline - clock.monotonic()
-        if remaining <= 0:
-            return wake.is_set()
-        step = remaining / speed if speed else remaining
-        if wake.wait(min(step, cap)):
-            return True
+    return wait_until(clock, clock.monotonic() + seconds, wake) if seconds > 0 else wake.is_set()
 
 
 @dataclass

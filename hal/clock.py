@@ -144,6 +144,22 @@ class SystemClock:
             return self._synced
 
 
+def wait_until(clock: Clock, target: float, event: threading.Event) -> bool:
+    """Block until ``clock.monotonic()`` reaches ``target`` or ``event`` is set; True when the event was set.
+
+    Works for SystemClock (real time), FastClock (scaled: naps of at most 50 ms real time, so a speed change
+    is followed) and ManualClock (returns once a test moves time past ``target``); never sleeps on wall time.
+    """
+    cap = 1.0 if isinstance(clock, SystemClock) else 0.05
+    while not event.is_set():
+        remaining = target - clock.monotonic()
+        if remaining <= 0:
+            break
+        speed = getattr(clock, "speed", None)
+        event.wait(min(remaining / speed if speed else remaining, cap))
+    return event.is_set()
+
+
 class ManualClock:
     """A clock that moves only when told: ``advance()``, ``set_wall()``. ``sleep()`` advances it.
 

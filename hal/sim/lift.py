@@ -18,8 +18,7 @@ from typing import Any
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from common.config import ButtonPin, InputPin
-from hal.clock import Clock
-from hal.sim.timeline import wait_for_clock
+from hal.sim.timeline import ScriptPlayer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def normalise(values: Mapping[str, Any]) -> dict[str, bool]:
     return out
 
 
-class LiftSimulator:
+class LiftSimulator(ScriptPlayer):
     """Lift sensors on MockFactory pins. ``apply(door="closed", occupied=True)`` or ``play(scenario, clock)``."""
 
     def __init__(self, factory: MockFactory, pins: Mapping[str, InputPin | ButtonPin]) -> None:
@@ -74,8 +73,7 @@ class LiftSimulator:
         self.pins = dict(pins)
         self._state: dict[str, bool] = dict.fromkeys(self.pins, False)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @classmethod
     def from_elevator_config(cls, factory: MockFactory, section: Any) -> LiftSimulator:
@@ -130,46 +128,14 @@ class LiftSimulator:
             return dict(self._state)
 
     # --------------------------------------------------------------------------------------- scenarios
-    def play(self, scenario: Scenario, clock: Clock, start: float | None = None) -> None:
-        """Apply each (t_seconds, values) step when ``clock``'s monotonic time reaches ``start + t``.
+    _player_name = "lift-sim"
 
-        Blocks until the last step or ``stop()``. With a ManualClock it waits for the test to advance time;
-        with a FastClock (or SystemClock) it sleeps in the clock's time.
-        """
-        self._stop.clear()
-        self._play(scenario, clock, start)
+    def _steps(self, scenario: Scenario) -> list[tuple[float, dict[str, bool]]]:
+        return sorted(((float(t), normalise(v)) for t, v in scenario), key=lambda step: step[0])
 
-    def _play(self, scenario: Scenario, clock: Clock, start: float | None) -> None:
-        steps = sorted(((float(t), normalise(v)) for t, v in scenario), key=lambda step: step[0])
-        origin = clock.monotonic() if start is None else start
-        for t, values in steps:
-            if not wait_for_clock(clock, origin + t, self._stop):
-                return
-            self.set(values)
-            log.debug("lift sim t=%.1f s: %s", t, values)
-
-    def start(self, scenario: Scenario, clock: Clock) -> threading.Thread:
-        """Play ``scenario`` on a background thread from now; ``stop()`` ends it."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("a scenario is already playing")
-        self._stop.clear()
-        origin = clock.monotonic()
-        self._thread = threading.Thread(target=self._play, args=(scenario, clock, origin), name="lift-sim", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a started scenario to finish; True when it did."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    def _apply(self, t: float, values: dict[str, bool]) -> None:
+        self.set(values)
+        log.debug("lift sim t=%.1f s: %s", t, values)
 
 
 def steps_between(scenario: Scenario, after: float, until: float) -> Iterable[tuple[float, dict[str, bool]]]:

@@ -39,9 +39,8 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
-from hal.clock import Clock
 from hal.modbus import crc16
-from hal.sim.timeline import wait_for_clock
+from hal.sim.timeline import ScriptPlayer
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +382,7 @@ Encoder = Callable[[float], Iterable[tuple[int, int, Sequence[int]]]]
 ConsumptionScript = Sequence[tuple[float, float | Mapping[str, float]]]
 
 
-class SimulatedMeter:
+class SimulatedMeter(ScriptPlayer):
     """One water meter on a ``SimulatedMeterBus``: a litre counter written through the caller's encoder.
 
     ``draw(litres)`` adds consumption; ``set_total(litres)`` models a counter reset or a replaced meter;
@@ -397,8 +396,8 @@ class SimulatedMeter:
         self._encode = encode
         self._lock = threading.Lock()
         self._total = float(total_litres)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self._player_name = f"sim-meter-{address}"
         bus.add_slave(address)
         self._publish()
 
@@ -424,45 +423,15 @@ class SimulatedMeter:
     def _publish(self) -> None:
         self.bus.write_many(self.address, self._encode(self._total))
 
-    def play(self, script: ConsumptionScript, clock: Clock, start: float | None = None) -> None:
-        """Apply each step when ``clock`` reaches ``start + t``; blocks until the end or ``stop()``."""
-        self._stop.clear()
-        self._play(script, clock, start)
-
-    def _play(self, script: ConsumptionScript, clock: Clock, start: float | None) -> None:
-        steps = sorted(script, key=lambda step: step[0])
+    def _steps(self, script: ConsumptionScript) -> list[tuple[float, float | Mapping[str, float]]]:
+        steps = sorted(((float(t), action) for t, action in script), key=lambda step: step[0])
         for _, action in steps:  # refuse a bad script before the first step, not halfway through a day
             if not isinstance(action, int | float) and set(action) != {"set_total"}:
                 raise ValueError(f"script step {action!r}: litres drawn, or {{'set_total': litres}}")
-        origin = clock.monotonic() if start is None else start
-        for t, action in steps:
-            if not wait_for_clock(clock, origin + float(t), self._stop):
-                return
-            if isinstance(action, int | float):
-                self.draw(float(action))
-            else:
-                self.set_total(action["set_total"])
+        return steps
 
-    def start(self, script: ConsumptionScript, clock: Clock) -> threading.Thread:
-        """Play ``script`` on a background thread from now."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError(f"meter {self.address} is already playing a script")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._play, args=(script, clock, clock.monotonic()), name=f"sim-meter-{self.address}", daemon=True
-        )
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a started script to finish; True when it did."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    def _apply(self, t: float, action: float | Mapping[str, float]) -> None:
+        if isinstance(action, int | float):
+            self.draw(float(action))
+        else:
+            self.set_total(action["set_total"])
