@@ -11,7 +11,6 @@ process that only imports the same libraries.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -25,70 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure
-from central.config import parse_central_config
-from central.server import CentralServer
+from bench.harness import SITE, UploadWatch, proc_stat, register, start_central
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_ID = "bench-lift-b7-u2-1"
-SITE = "changbai-xincun"
-CLAIM_KEY = "bench-claim-key-0000000001"
-OPERATOR_KEY = "bench-operator-key-000000001"
 ENTRAPMENT_S = 10.0
-
-
-class AlertWatch:
-    """ASGI wrapper around the central: the time each upload holding an entrapment was answered 200."""
-
-    def __init__(self) -> None:
-        self.stored_at: list[float] = []
-
-    def wrap(self, app: Any) -> Callable:
-        async def watched(scope: dict, receive: Any, send: Any) -> None:
-            if scope["type"] != "http" or scope["path"] != "/api/v1/events":
-                await app(scope, receive, send)
-                return
-            body = bytearray()
-
-            async def recv() -> Any:
-                message = await receive()
-                if message["type"] == "http.request":
-                    body.extend(message.get("body", b""))
-                return message
-
-            status: list[int] = []
-
-            async def snd(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    status.append(message["status"])
-                await send(message)
-                done = message["type"] == "http.response.body" and not message.get("more_body")
-                if done and status and status[0] == 200 and b'"state":"raised"' in body and b"entrapment" in body:
-                    self.stored_at.append(time.monotonic())
-
-            await app(scope, recv, snd)
-
-        return watched
-
-
-def start_central(folder: Path, watch: AlertWatch | None = None) -> CentralServer:
-    doc = {
-        "sites": [{"id": SITE, "name": "bench", "claim_key": CLAIM_KEY}],
-        "operators": [{"name": "bench", "key": OPERATOR_KEY}],
-    }
-    config = parse_central_config(doc, folder / "central.toml")
-    server = CentralServer(config, folder / "central.sqlite3", wrap=watch.wrap if watch else None)
-    server.start()
-    return server
-
-
-def register(server: CentralServer, token_file: Path) -> None:
-    import requests
-
-    body = {"claim_key": CLAIM_KEY, "node_id": NODE_ID, "role": "elevator", "site": SITE, "location": "bench"}
-    answer = requests.post(f"{server.url}/api/v1/nodes/register", json=body, timeout=10)
-    answer.raise_for_status()
-    token_file.write_text(answer.json()["token"], encoding="utf-8")
-    token_file.chmod(0o600)
 
 
 def config_text(folder: Path, central_url: str, log_level: str = "WARNING") -> str:
@@ -138,7 +78,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     from hal.sim.lift import LiftSimulator
 
     folder.mkdir(parents=True)
-    watch = AlertWatch()
+    watch = UploadWatch(b"entrapment", b'"state":"raised"')
     server = start_central(folder, watch)
     previous = Device.pin_factory
     Device.pin_factory = factory = MockFactory()
@@ -146,7 +86,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     raised: list[float] = []
     stored: list[float] = []
     try:
-        register(server, folder / "token")
+        register(server, NODE_ID, "elevator", folder / "token")
         config = parse_config(tomllib.loads(config_text(folder, server.url)), folder / "node.toml")
         clock = SystemClock()
         runtime = NodeRuntime(config, clock)
@@ -191,21 +131,6 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
 
 
 # --------------------------------------------------------------------------------------------------- idle
-def proc_stat(pid: int) -> tuple[float, int, int, int]:
-    """(cpu seconds, rss bytes, write_bytes, threads) of a process now."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-    write = 0
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes:"):
-            write = int(line.split()[1])
-    return cpu, rss, write, len(os.listdir(f"/proc/{pid}/task"))
-
-
 BASELINE = "import gpiozero, requests, sqlite3, json, threading, time; time.sleep(3600)"
 
 
@@ -215,7 +140,7 @@ def measure_idle(folder: Path, duration_s: float) -> dict[str, Any]:
     server = start_central(folder)
     procs: list[subprocess.Popen] = []
     try:
-        register(server, folder / "token")
+        register(server, NODE_ID, "elevator", folder / "token")
         cfg = folder / "node.toml"
         cfg.write_text(config_text(folder, server.url), encoding="utf-8")
         node = subprocess.Popen(
@@ -244,12 +169,12 @@ def measure_idle(folder: Path, duration_s: float) -> dict[str, Any]:
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=30)
         return {
-            "cpu_pct": 100.0 * (n1[0] - n0[0]) / elapsed,
-            "rss": n1[1],
-            "write_per_min": (n1[2] - n0[2]) / elapsed * 60.0,
-            "threads": n1[3],
-            "base_cpu_pct": 100.0 * (b1[0] - b0[0]) / elapsed,
-            "base_rss": b1[1],
+            "cpu_pct": 100.0 * (n1.cpu_s - n0.cpu_s) / elapsed,
+            "rss": n1.rss,
+            "write_per_min": (n1.write_bytes - n0.write_bytes) / elapsed * 60.0,
+            "threads": n1.threads,
+            "base_cpu_pct": 100.0 * (b1.cpu_s - b0.cpu_s) / elapsed,
+            "base_rss": b1.rss,
             "exit_code": node.returncode,
             "elapsed": elapsed,
         }

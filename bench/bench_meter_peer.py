@@ -23,76 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure
-from central.config import parse_central_config
+from bench.harness import OPERATOR_KEY, SITE, ProcStat, UploadWatch, proc_stat, register, start_central
 from central.server import CentralServer
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_ID = "bench-meter-peer"
-SITE = "changbai-xincun"
-CLAIM_KEY = "bench-claim-key-0000000001"
-OPERATOR_KEY = "bench-operator-key-000000001"
 METERS = 10
 PROFILE = "u32_le_litres"
 PEER = "thingsboard-gateway 3.8.5"
 BAUD = 9600
 _STORED = re.compile(r"stored (\d+) reading\(s\), seq (\d+)-(\d+)")
-
-
-# ------------------------------------------------------------------------------------------------ central
-class DeliveryWatch:
-    """ASGI wrapper around the central: notes when the first upload holding a meter reading was answered 200."""
-
-    def __init__(self) -> None:
-        self.first_reading_at: float | None = None
-        self.armed_at: float | None = None
-
-    def wrap(self, app: Any) -> Callable:
-        async def watched(scope: dict, receive: Any, send: Any) -> None:
-            if scope["type"] != "http" or scope["path"] != "/api/v1/events" or self.first_reading_at is not None:
-                await app(scope, receive, send)
-                return
-            body = bytearray()
-
-            async def recv() -> Any:
-                message = await receive()
-                if message["type"] == "http.request":
-                    body.extend(message.get("body", b""))
-                return message
-
-            status: list[int] = []
-
-            async def snd(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    status.append(message["status"])
-                await send(message)
-                done = message["type"] == "http.response.body" and not message.get("more_body")
-                if done and status and status[0] == 200 and b'"meter_reading"' in body:
-                    self.first_reading_at = self.first_reading_at or time.monotonic()
-
-            await app(scope, recv, snd)
-
-        return watched
-
-
-def start_central(folder: Path, watch: DeliveryWatch) -> CentralServer:
-    doc = {
-        "sites": [{"id": SITE, "name": "bench", "claim_key": CLAIM_KEY}],
-        "operators": [{"name": "bench", "key": OPERATOR_KEY}],
-    }
-    config = parse_central_config(doc, folder / "central.toml")
-    server = CentralServer(config, folder / "central.sqlite3", wrap=watch.wrap)
-    server.start()
-    return server
-
-
-def register(server: CentralServer, token_file: Path) -> None:
-    import requests
-
-    body = {"claim_key": CLAIM_KEY, "node_id": NODE_ID, "role": "meter", "site": SITE, "location": "bench"}
-    answer = requests.post(f"{server.url}/api/v1/nodes/register", json=body, timeout=10)
-    answer.raise_for_status()
-    token_file.write_text(answer.json()["token"], encoding="utf-8")
-    token_file.chmod(0o600)
 
 
 def central_readings(server: CentralServer) -> list[dict[str, Any]]:
@@ -207,22 +147,8 @@ class NodeProcess:
             elif len(self.lines) < 200:
                 self.lines.append(line.rstrip())
 
-    def stat(self) -> tuple[float, int, int]:
-        """(cpu seconds, rss bytes, write_bytes) of the node process now (write_bytes: what it caused to be
-        written to the block device, so the pty and the loopback socket do not count)."""
-        pid = self.proc.pid
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime + stime, plus the children it waited for (cutime + cstime): a helper the node spawns counts too
-        cpu = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        rss = 0
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-        write = 0
-        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("write_bytes:"):
-                write = int(line.split()[1])
-        return cpu, rss, write
+    def stat(self) -> ProcStat:
+        return proc_stat(self.proc.pid)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
@@ -249,27 +175,27 @@ def measure_load(folder: Path, duration_s: float) -> dict[str, Any]:
     """Phase 1: start the node, time the first delivered reading, then sample RSS, CPU and disk writes."""
     from hal.sim.serial_pair import SerialPair
 
-    watch = DeliveryWatch()
+    watch = UploadWatch(b'"meter_reading"')
     server = start_central(folder, watch)
     pair = SerialPair()
     node_port, meter_port = pair.start()
     sim = Meters(meter_port)
     try:
-        register(server, folder / "token")
+        register(server, NODE_ID, "meter", folder / "token")
         config = write_config(folder, server.url, node_port, "INFO")
         node = NodeProcess(config)
         try:
-            delivered = wait_for(lambda: watch.first_reading_at is not None, 30.0)
-            first_s = (watch.first_reading_at - node.started) if delivered and watch.first_reading_at else None
+            delivered = wait_for(lambda: watch.first is not None, 30.0)
+            first_s = (watch.first - node.started) if delivered and watch.first else None
             time.sleep(max(0.0, 5.0 - (time.monotonic() - node.started)))  # warm-up: imports, first sync
             samples = []
             t0 = time.monotonic()
-            cpu0, rss0, w0 = node.stat()
+            s0 = node.stat()
             req0 = sim.requests()
             while time.monotonic() - t0 < duration_s and node.proc.poll() is None:
                 time.sleep(1.0)
-                samples.append(node.stat()[1])
-            cpu1, rss1, w1 = node.stat()
+                samples.append(node.stat().rss)
+            s1 = node.stat()
             elapsed = time.monotonic() - t0
             reads = sim.requests() - req0
             threads = len(os.listdir(f"/proc/{node.proc.pid}/task"))
@@ -277,11 +203,11 @@ def measure_load(folder: Path, duration_s: float) -> dict[str, Any]:
             node.stop()
         return {
             "first_reading_s": first_s,
-            "rss_start": rss0,
-            "rss_end": rss1,
-            "rss_max": max(samples or [rss1]),
-            "cpu_pct": 100.0 * (cpu1 - cpu0) / elapsed,
-            "write_per_min": (w1 - w0) / elapsed * 60.0,
+            "rss_start": s0.rss,
+            "rss_end": s1.rss,
+            "rss_max": max(samples or [s1.rss]),
+            "cpu_pct": 100.0 * (s1.cpu_s - s0.cpu_s) / elapsed,
+            "write_per_min": (s1.write_bytes - s0.write_bytes) / elapsed * 60.0,
             "threads": threads,
             "elapsed": elapsed,
             "reads_served": reads,
@@ -301,14 +227,14 @@ def kill_rounds(folder: Path, rounds: int, seed: int = 5) -> dict[str, Any]:
     from hal.sim.serial_pair import SerialPair
 
     rng = random.Random(seed)
-    watch = DeliveryWatch()
+    watch = UploadWatch(b'"meter_reading"')
     server = start_central(folder, watch)
     pair = SerialPair()
     node_port, meter_port = pair.start()
     sim = Meters(meter_port, flow_l_min=20.0)  # totals change every few seconds: many readings to lose
     acked: set[int] = set()
     try:
-        register(server, folder / "token")
+        register(server, NODE_ID, "meter", folder / "token")
         # every changed total recorded (10 readings a second): many acknowledged readings to lose
         config = write_config(folder, server.url, node_port, "DEBUG", every_change=True)
         for _ in range(rounds):
