@@ -12,8 +12,8 @@ import importlib
 import logging
 import os
 
-from gpiozero import LED, Button, Device, DigitalInputDevice
-from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError
+from gpiozero import LED, PWMLED, Button, Device, DigitalInputDevice
+from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinPWMUnsupported
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
@@ -128,9 +128,17 @@ def make_button(spec: ButtonPin, pin_factory: Factory | None = None) -> Button:
         raise _pin_error(exc, spec.pin, "button") from exc
 
 
-def make_led(spec: LedPin, pin_factory: Factory | None = None) -> LED:
-    """An LED or lamp, off at start; ``active_high = false`` for one wired from 3.3 V to the pin."""
+def make_led(spec: LedPin, pin_factory: Factory | None = None, *, dimmable: bool = False) -> LED | PWMLED:
+    """An LED or lamp, off at start; ``active_high = false`` for one wired from 3.3 V to the pin.
+
+    ``dimmable``: a PWMLED (it can pulse) when the pin can do PWM, else a plain LED and an info log line.
+    """
     try:
+        if dimmable:
+            try:
+                return PWMLED(spec.pin, active_high=spec.active_high, initial_value=0, pin_factory=pin_factory)
+            except PinPWMUnsupported:
+                log.info("BCM %d cannot dim (no PWM): a plain LED instead", spec.pin)
         return LED(spec.pin, active_high=spec.active_high, initial_value=False, pin_factory=pin_factory)
     except GPIOZeroError as exc:
         raise _pin_error(exc, spec.pin, "LED") from exc

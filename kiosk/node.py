@@ -166,20 +166,8 @@ class KioskNode:
             # gpiozero calls this on its own thread; the controller is thread-safe
             self.button.when_pressed = lambda *_: self.controller.press("button")
         if self.kiosk.led is not None:
-            self.led = self._make_status_led(make_led)
-
-    def _make_status_led(self, make_led: Any) -> Any:
-        """A dimmable LED for the idle pulse when the pin can do PWM (lgpio: any pin), else hal's plain LED."""
-        spec = self.kiosk.led
-        if self.kiosk.led_pwm:
-            from gpiozero import PWMLED
-            from gpiozero.exc import PinPWMUnsupported
-
-            try:
-                return PWMLED(spec.pin, active_high=spec.active_high, initial_value=0)
-            except PinPWMUnsupported:
-                log.info("BCM %d cannot dim (no PWM): the idle pulse becomes a slow blink", spec.pin)
-        return make_led(spec)
+            # dimmable: the idle pulse when the pin can do PWM (lgpio: any pin), else a slow blink
+            self.led = make_led(self.kiosk.led, dimmable=self.kiosk.led_pwm)
 
     def close_gpio(self) -> None:
         for device in (self.button, self.led):

@@ -196,3 +196,21 @@ def test_two_nodes_in_one_process_use_their_own_factories(mock_factory: MockFact
     finally:
         kiosk_pins.reset()
         kiosk_pins.close()
+
+
+def test_dimmable_led_is_a_pwm_led_on_a_pwm_pin_and_a_plain_led_otherwise(mock_factory: MockFactory) -> None:
+    from gpiozero import LED, PWMLED
+    from gpiozero.pins.mock import MockPWMPin
+
+    plain = make_led(LedPin(pin=12), dimmable=True)  # MockPin: no PWM
+    assert type(plain) is LED
+    plain.close()
+    pwm_factory = MockFactory(pin_class=MockPWMPin)
+    try:
+        led = make_led(LedPin(pin=12), pwm_factory, dimmable=True)
+        assert isinstance(led, PWMLED)
+        led.value = 0.5
+        assert pwm_factory.pin(12).state == 0.5
+        led.close()
+    finally:
+        pwm_factory.reset()
