@@ -125,8 +125,8 @@ def _soak(config: Path, env: dict[str, str], hours: float, headless: bool, speed
 
 
 def run(quick: bool) -> list[Figure]:
+    from bench.harness import register, start_central
     from kiosk.xvfb import Xvfb
-    from tests.fixtures.central import CentralHandle, config_document
 
     runs = 1 if quick else 5
     # three days: the first day warms caches up (every screen, fonts, GL textures); the next two must be flat
@@ -138,10 +138,9 @@ def run(quick: bool) -> list[Figure]:
         # a fleet like the real one, seen through the fast clock of the soak (600x): assigned in 30-120 s
         fleet = {"time_scale": 600.0, "assign_delay_min_s": 30.0, "assign_delay_max_s": 120.0}
         fleet.update(eta_min_s=120.0, eta_max_s=420.0, no_car_rate=0.05)
-        central = CentralHandle(base, config_document(fleet=fleet))
-        central.start()
+        central = start_central(base, fleet=fleet)
         try:
-            token = central.register(NODE, "kiosk", pickup_point="长白新村北门")
+            token = register(central, NODE, "kiosk", base / "token", pickup_point="长白新村北门")
             startup, feedback, stored = [], [], []
             for i in range(runs):
                 d = base / f"run{i}"
@@ -206,5 +205,5 @@ def run(quick: bool) -> list[Figure]:
                     ),
                 ]
         finally:
-            central.close()
+            central.stop()
     return figures

@@ -59,11 +59,13 @@ class UploadWatch:
         return watched
 
 
-def start_central(folder: Path, watch: UploadWatch | None = None) -> CentralServer:
-    """The reference central on a free loopback port with a SQLite file in ``folder``."""
-    doc = {
+def start_central(folder: Path, watch: UploadWatch | None = None, fleet: dict[str, Any] | None = None) -> CentralServer:
+    """The reference central on a free loopback port with a SQLite file in ``folder`` (``fleet``: settings of
+    its simulated taxis)."""
+    doc: dict[str, Any] = {
         "sites": [{"id": SITE, "name": "bench", "claim_key": CLAIM_KEY}],
         "operators": [{"name": "bench", "key": OPERATOR_KEY}],
+        "fleet": dict(fleet or {}),
     }
     config = parse_central_config(doc, folder / "central.toml")
     server = CentralServer(config, folder / "central.sqlite3", wrap=watch.wrap if watch else None)
@@ -71,13 +73,16 @@ def start_central(folder: Path, watch: UploadWatch | None = None) -> CentralServ
     return server
 
 
-def register(server: CentralServer, node_id: str, role: str, token_file: Path) -> None:
-    """Register a node with the site's claim key; its token goes to ``token_file`` (mode 0600)."""
+def register(server: CentralServer, node_id: str, role: str, token_file: Path, pickup_point: str = "") -> str:
+    """Register a node with the site's claim key; its token goes to ``token_file`` (mode 0600) and is returned."""
     body = {"claim_key": CLAIM_KEY, "node_id": node_id, "role": role, "site": SITE, "location": "bench"}
+    body["pickup_point"] = pickup_point
     answer = requests.post(f"{server.url}/api/v1/nodes/register", json=body, timeout=10)
     answer.raise_for_status()
-    token_file.write_text(answer.json()["token"], encoding="utf-8")
+    token: str = answer.json()["token"]
+    token_file.write_text(token, encoding="utf-8")
     token_file.chmod(0o600)
+    return token
 
 
 @dataclass(frozen=True)
