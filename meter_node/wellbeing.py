@@ -48,7 +48,9 @@ class WellbeingSettings:
     night_inactivity_warning_h: float = setting(
         12.0, min=1.0, max=48.0, help="the same for a silence that began at night (Gujo 12 h)"
     )
-    night_inactivity_urgent_h: float = setting(14.0, min=1.0, max=72.0, help="urgent for a silence begun at night")
+    night_inactivity_urgent_h: float = setting(
+        16.0, min=1.0, max=72.0, help="urgent for a silence reaching into the night (a late waking is harmless)"
+    )
     night_start: str = setting(
         "00:00", pattern=_HHMM, help="night window start: a silence reaching into it gets the night limits"
     )
@@ -56,6 +58,9 @@ class WellbeingSettings:
     inactivity_min_h: float = setting(2.0, min=0.5, max=24.0, help="adaptive warning is never sooner than this")
     inactivity_margin_h: float = setting(1.5, min=0.0, max=12.0, help="adaptive warning: usual longest + this")
     urgent_margin_h: float = setting(4.0, min=0.0, max=24.0, help="adaptive urgent: usual longest + this")
+    night_urgent_margin_h: float = setting(
+        6.0, min=0.0, max=24.0, help="adaptive urgent for a silence holding the night (a late waking is harmless)"
+    )
     profile_quantile: float = setting(1.0, min=0.5, max=1.0, help="how high in the usual silences the profile sits")
     urgent_after_warning_min: float = setting(60.0, min=0.0, max=720.0, help="warning first, urgent after this")
     # morning
@@ -75,6 +80,18 @@ class WellbeingSettings:
     base_window_h: int = setting(24, min=2, max=48, help="base (leak) flow: quietest 2 h in this many hours")
     min_use_litres: float = setting(2.0, min=0.1, max=50.0, help="litres above base flow that make a use")
     use_window_min: float = setting(10.0, min=1.0, max=60.0, help="a use is min_use_litres within this window")
+    coarse_pair_min: float = setting(
+        90.0, min=0.0, max=360.0, help="coarse (10 L) meter: a lone pulse is life only with another within this"
+    )
+    coarse_silence_h: float = setting(
+        11.0, min=1.0, max=48.0, help="coarse meter: no paired pulses this long: warning (a slow leak's lone pulses)"
+    )
+    coarse_night_silence_h: float = setting(
+        14.0, min=1.0, max=48.0, help="the same for a silence reaching into the night (night visits are lone pulses)"
+    )
+    coarse_lone_max: int = setting(
+        2, min=0, max=50, help="coarse meter: that warning needs at most this many lone pulses"
+    )
     # daily volume
     low_daily_litres: float = setting(10.0, min=0.0, max=1000.0, help="a day below this: warning (Jing'an 10 L)")
     decline_fraction: float = setting(0.5, min=0.05, max=0.95, help="3-day mean below this x usual: warning")
@@ -149,11 +166,14 @@ class WellbeingMonitor:
         self._last_total: float | None = None
         self._next_check = -math.inf
         self._anchor = 0.0  # last sign of life: a use event, an "I'm OK", the start of watching
+        self._paired_anchor = 0.0  # the same, counting on a coarse meter only pulses that came in pairs
+        self._lone_count = 0  # lone pulses since the paired anchor
         self._gaps: list[list[float]] = []  # [start, end] of time not observed (no reading for too long)
         self._rises: deque[list[float]] = deque()  # [t, excess over floor, excess over base] within the window
         self._win_use = 0.0
         self._win_flow = 0.0
         self._last_rise_t: float | None = None
+        self._lone_t: float | None = None  # coarse meter: the last pulse not yet confirmed (or confirming) as use
         self._resolution = math.inf  # smallest step seen: the meter's pulse size
         self._short_bin: list[float] = [0.0, 0.0]  # [bin index, litres]
         self._short_bins: deque[float] = deque(maxlen=6)
@@ -201,6 +221,8 @@ class WellbeingMonitor:
         t = _to_epoch(now)
         out: list[Detection] = []
         self._anchor = max(self._anchor, t)
+        self._paired_anchor = max(self._paired_anchor, t)
+        self._lone_count = 0
         if self._day is not None and self._day["first_use"] is None and t >= self._day["morning_t"]:
             self._day["first_use"] = t
         for kind in ("inactivity", "missed_morning"):
@@ -254,9 +276,12 @@ class WellbeingMonitor:
             "last_t": self._last_t,
             "last_total": self._last_total,
             "anchor": self._anchor,
+            "paired_anchor": self._paired_anchor,
+            "lone_count": self._lone_count,
             "gaps": [list(g) for g in self._gaps],
             "rises": [list(r) for r in self._rises],
             "last_rise_t": self._last_rise_t,
+            "lone_t": self._lone_t,
             "resolution": None if math.isinf(self._resolution) else self._resolution,
             "short_bin": list(self._short_bin),
             "short_bins": list(self._short_bins),
@@ -277,7 +302,7 @@ class WellbeingMonitor:
     # ------------------------------------------------------------------------------------------- the step
     def _start(self, t: float, total: float) -> None:
         self._last_t, self._last_total = t, total
-        self._anchor = t  # watching starts here: silence before it is unknown
+        self._anchor = self._paired_anchor = t  # watching starts here: silence before it is unknown
         self._short_bin = [t // _SHORT_BIN_S, 0.0]
         self._hour_bin = [t // _HOUR_S, 0.0]
         self._next_slot_t = (t // _SLOT_S + 1) * _SLOT_S
@@ -335,7 +360,7 @@ class WellbeingMonitor:
         self._trim_window(t)
         # on top of a steady flow (a tap left on, a new leak) a use must stand out from its wobble too
         if self._win_use >= use_min + 0.1 * floor_rate * self._window():
-            self._mark_use(t, out, on_top=floor_rate > 0)
+            self._mark_use(t, out, on_top=floor_rate > 0, paired=self._paired(t))
         if self._win_flow >= use_min:
             if self._run is None:
                 self._run = {"start": self._rises[0][0], "last": t, "litres": 0.0, "ack": 0.0}
@@ -366,6 +391,22 @@ class WellbeingMonitor:
             return self.settings.min_use_litres
         return max(self.settings.min_use_litres, 0.5 * self._resolution)
 
+    def _coarse(self) -> bool:
+        """Pulses so large (10 L) that one pulse is a use: then a lone pulse needs a companion (see _paired)."""
+        return not math.isinf(self._resolution) and self._resolution >= 2 * self.settings.min_use_litres
+
+    def _paired(self, t: float) -> bool:
+        """On a coarse meter a use needs two pulses within ``coarse_pair_min``: a slow leak (below the base-flow
+        floor of a 10 L meter) sends lone pulses hours apart that would otherwise hide a silent home, while a
+        person's activity sends pulses in clusters (a flush, a wash, the kettle)."""
+        window = self.settings.coarse_pair_min * 60.0
+        if not self._coarse() or window <= 0 or self._win_use >= 1.5 * self._resolution:
+            self._lone_t = t
+            return True
+        paired = self._lone_t is not None and t - self._lone_t <= window
+        self._lone_t = t
+        return paired
+
     def _window(self) -> float:
         return self._use_window
 
@@ -379,7 +420,7 @@ class WellbeingMonitor:
         if not rises:
             self._win_use = self._win_flow = 0.0
 
-    def _mark_use(self, t: float, out: list[Detection], on_top: bool = False) -> None:
+    def _mark_use(self, t: float, out: list[Detection], on_top: bool = False, paired: bool = True) -> None:
         day = self._day
         assert day is not None
         run = self._run
@@ -388,9 +429,20 @@ class WellbeingMonitor:
         self._anchor = max(self._anchor, t)
         if day["first_use"] is None and t >= day["morning_t"]:
             day["first_use"] = t
-        self._clear("inactivity", t, out)
         if day["first_use"] is not None:
             self._clear("missed_morning", t, out)
+        if not paired:
+            # a lone pulse on a coarse meter restarts the ordinary silence clock, but it may be a slow leak's: an
+            # open inactivity alert stays open while the paired clock still finds the home silent (see _paired)
+            self._lone_count += 1
+            open_inc = self._incidents.get("inactivity")
+            due = self._paired_silence_due(t, any_count=bool(open_inc and open_inc.get("paired_clock")))
+            if due is None or due > t:
+                self._clear("inactivity", t, out)
+            return
+        self._paired_anchor = max(self._paired_anchor, t)
+        self._lone_count = 0
+        self._clear("inactivity", t, out)
 
     # ------------------------------------------------------------------------------------ clocks rolling on
     def _roll(self, t: float, out: list[Detection]) -> None:
@@ -632,6 +684,8 @@ class WellbeingMonitor:
                 next_check = min(next_check, max(t + (urgent - silence), raised + s.urgent_after_warning_min * 60.0))
             else:
                 next_check = min(next_check, t + (warn - silence))
+            if self._coarse() and "inactivity" not in self._incidents:
+                next_check = min(next_check, self._check_paired_silence(t, seen_t, out))
             day = self._day
             if day["first_use"] is None:
                 deadline = day["start_t"] + self._morning_deadline_s()
@@ -654,6 +708,42 @@ class WellbeingMonitor:
         self._next_check = next_check
         self._prune_gaps(t)
         return out
+
+    def _check_paired_silence(self, t: float, seen_t: float, out: list[Detection]) -> float:
+        """Coarse meter: silence counted from the last pulses that came in a pair (``coarse_silence_h``, 11 h; 14 h
+        for a silence holding the night), if at most ``coarse_lone_max`` lone pulses came since. A slow leak's
+        lone pulses (below what a 10 L meter can show as base flow) keep restarting the ordinary clock; this clock
+        still sees the silent home. Warning only: lone pulses may be a person's quiet day or night visit to the
+        toilet, so this clock never calls the social worker on its own."""
+        due = self._paired_silence_due(seen_t)
+        if due is not None and due > seen_t:
+            return t + (due - seen_t)
+        if due is None:
+            return math.inf
+        silence = max(0.0, seen_t - self._paired_anchor - self._gap_seconds(self._paired_anchor, seen_t))
+        payload = {
+            "silence_h": round(silence / 3600.0, 2),
+            "last_use": _iso_local(self._paired_anchor, self.tz),
+            "last_pulse": _iso_local(self._anchor, self.tz),
+            "lone_pulses": self._lone_count,
+            "reason": "lone_pulses",
+        }
+        self._set(out, "inactivity", "warning", t, payload)
+        if "inactivity" in self._incidents:
+            self._incidents["inactivity"]["paired_clock"] = True
+        return math.inf
+
+    def _paired_silence_due(self, t: float, any_count: bool = False) -> float | None:
+        """When the paired clock's warning is due (at or before ``t``: due now), or None if it never will be:
+        more lone pulses than a slow leak sends make a quiet but living day (``any_count``: an alert the paired
+        clock raised stays open through further lone pulses until two come together)."""
+        s = self.settings
+        if self._lone_count > s.coarse_lone_max and not any_count:
+            return None
+        silence = max(0.0, t - self._paired_anchor - self._gap_seconds(self._paired_anchor, t))
+        night = self._overlaps_night(self._paired_anchor, t)
+        limit = (s.coarse_night_silence_h if night else s.coarse_silence_h) * _HOUR_S
+        return t + max(0.0, limit - silence)
 
     def _check_flow(self, t: float, run: dict[str, float], out: list[Detection]) -> None:
         s = self.settings
@@ -713,7 +803,8 @@ class WellbeingMonitor:
         covered = min(48, int((t - self._anchor) // _SLOT_S) + 2)
         cover_usual = max(profile[(slot - k) % 48] for k in range(covered))
         warn = max(s.inactivity_min_h * _HOUR_S, now_usual + max(s.inactivity_margin_h * _HOUR_S, 0.25 * now_usual))
-        urgent = max(warn + _HOUR_S, cover_usual + s.urgent_margin_h * _HOUR_S)
+        margin = s.night_urgent_margin_h if over_night else s.urgent_margin_h
+        urgent = max(warn + _HOUR_S, cover_usual + margin * _HOUR_S)
         return min(warn, cap_warn), min(urgent, cap_urgent)
 
     def _overlaps_night(self, a: float, b: float) -> bool:
@@ -760,13 +851,15 @@ class WellbeingMonitor:
         return total
 
     def _prune_gaps(self, t: float) -> None:
-        horizon = min(self._anchor, t - 2 * 86400.0, self._day["start_t"] if self._day else t)
+        horizon = min(self._anchor, self._paired_anchor, t - 2 * 86400.0, self._day["start_t"] if self._day else t)
         if self._gaps and self._gaps[0][1] < horizon:
             self._gaps = [g for g in self._gaps if g[1] >= horizon]
 
     def _end_away(self, t: float) -> None:
         self._away_until = None
         self._anchor = max(self._anchor, t)  # back home: watching starts again from here
+        self._paired_anchor = max(self._paired_anchor, t)
+        self._lone_count = 0
         if self._day is not None and self._day["first_use"] is None:
             self._day["first_use"] = t  # no missed-morning alert on the day of return
         self._next_check = -math.inf
@@ -817,11 +910,14 @@ class WellbeingMonitor:
         self._last_t = state["last_t"]
         self._last_total = state["last_total"]
         self._anchor = float(state["anchor"])
+        self._paired_anchor = float(state.get("paired_anchor", self._anchor))  # absent before the pairing rule
+        self._lone_count = int(state.get("lone_count", 0))
         self._gaps = [list(map(float, g)) for g in state["gaps"]]
         self._rises = deque(list(map(float, r)) for r in state["rises"])
         self._win_use = sum(r[1] for r in self._rises)
         self._win_flow = sum(r[2] for r in self._rises)
         self._last_rise_t = state["last_rise_t"]
+        self._lone_t = state.get("lone_t")  # absent in states saved before the pairing rule
         self._resolution = math.inf if state["resolution"] is None else float(state["resolution"])
         self._short_bin = list(state["short_bin"])
         self._short_bins = deque(state["short_bins"], maxlen=6)

@@ -110,6 +110,62 @@ def test_silence_over_the_night_gets_the_longer_night_limit() -> None:
     assert ("inactivity", "raised", "warning") in kinds(home.seen)  # 12 h after 21:04
 
 
+def test_a_late_waking_after_an_evening_last_use_is_urgent_only_at_16_h() -> None:
+    home = Home(day_at(20))
+    home.use(6)  # last use 20:02: a silence that holds the night
+    home.idle(12.05)
+    assert ("inactivity", "raised", "warning") in kinds(home.seen)  # the family hears at 12 h (night limit)
+    later = home.idle(4 - 0.05 - 0.02)  # 15 h 58 min: a late waking, not yet the social worker
+    assert [d for d in later if d.kind == "inactivity"] == []
+    assert ("inactivity", "updated", "urgent") in kinds(home.idle(0.05))
+
+
+def _pulses(home: Home, pulses: int) -> list[Detection]:
+    """A coarse (10 L) meter's pulses one poll apart."""
+    out: list[Detection] = []
+    for _ in range(pulses):
+        home.t += POLL
+        home.total += 10.0
+        out += home.poll()
+    return out
+
+
+def _leaky_silence(lone_at: tuple[float, ...]) -> Home:
+    """10 L meter: a morning use at 08:00 (two pulses), then silence with lone pulses at the given hours."""
+    home = Home(day_at(7, 58))
+    _pulses(home, 2)
+    for hour in lone_at:
+        home.idle(home.until(int(hour), int(round(hour % 1 * 60))))
+        _pulses(home, 1)
+    return home
+
+
+def test_coarse_meter_slow_leak_lone_pulses_do_not_hide_a_silent_home() -> None:
+    # a slow leak pulses every 4.5 h: each lone pulse restarts the ordinary 8 h clock, the paired clock goes on
+    home = _leaky_silence((12.5, 17.0))
+    assert home.idle(home.until(18, 59)) == []  # 10 h 59 min without paired pulses
+    raised = home.idle(2 / 60)
+    assert kinds(raised) == [("inactivity", "raised", "warning")]
+    assert raised[0].payload["reason"] == "lone_pulses" and raised[0].payload["lone_pulses"] == 2
+    assert _pulses(home, 1) == []  # one more lone pulse (the leak's?) does not clear it
+    home.idle(0.5)
+    assert kinds(_pulses(home, 2)) == [("inactivity", "cleared", "warning")]  # two pulses together: someone
+
+
+def test_coarse_meter_three_scattered_pulses_are_a_quiet_living_day() -> None:
+    home = _leaky_silence((11.0, 14.0, 17.0))
+    assert [d for d in home.idle(home.until(22)) if d.kind == "inactivity"] == []
+
+
+def test_one_litre_meter_needs_no_pairs() -> None:
+    home = Home(day_at(8))
+    home.use(6)
+    for _ in range(4):  # a small use every 3 h is life on a fine meter
+        home.idle(3)
+        home.use(3)
+    assert [d for d in home.seen if d.kind == "inactivity"] == []
+
+
 def test_a_small_use_below_min_litres_is_not_a_sign_of_life_but_two_litres_is() -> None:
     home = Home(day_at(8))
     home.use(6)
