@@ -157,6 +157,17 @@ def test_coarse_meter_three_scattered_pulses_are_a_quiet_living_day() -> None:
     assert [d for d in home.idle(home.until(22)) if d.kind == "inactivity"] == []
 
 
+def test_paired_clock_survives_a_restart_and_reads_a_state_saved_before_it() -> None:
+    home = _leaky_silence((12.5, 17.0))
+    saved = json.loads(json.dumps(home.monitor.state()))
+    again = Home(datetime.fromtimestamp(home.t, TZ), state=saved)
+    again.total = home.total
+    assert kinds(again.idle(again.until(19, 1))) == [("inactivity", "raised", "warning")]
+    older = {k: v for k, v in saved.items() if k not in ("paired_anchor", "lone_count", "lone_t")}
+    restored = WellbeingMonitor(WellbeingSettings(), TZ, older)  # a state from before the paired clock
+    assert restored.state()["paired_anchor"] == saved["anchor"] and restored.state()["lone_count"] == 0
+
+
 def test_one_litre_meter_needs_no_pairs() -> None:
     home = Home(day_at(8))
     home.use(6)
