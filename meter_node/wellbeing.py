@@ -35,6 +35,7 @@ _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _SLOT_S = 1800  # the silence profile is learned per half hour of local time
 _SHORT_BIN_S = 600  # 10-minute bins: the short-term flow floor (a tap left running stops being "use")
 _HOUR_S = 3600
+_LONE_KEEP = 12  # lone pulses kept for the steadiness test (a 14 h night at a leak's 2-7 L/h sends 3-10)
 _RANK = {"info": 0, "warning": 1, "urgent": 2}
 
 
@@ -90,7 +91,13 @@ class WellbeingSettings:
         14.0, min=1.0, max=48.0, help="the same for a silence reaching into the night (night visits are lone pulses)"
     )
     coarse_lone_max: int = setting(
-        2, min=0, max=50, help="coarse meter: that warning needs at most this many lone pulses"
+        2, min=0, max=50, help="coarse meter: that warning needs at most this many irregular lone pulses"
+    )
+    coarse_steady_min: int = setting(
+        3, min=3, max=12, help="coarse meter: lone pulses at a steady beat (a leak's) from this many on"
+    )
+    coarse_steady_cv: float = setting(
+        0.05, min=0.0, max=1.0, help="coarse meter: steady = intervals' coefficient of variation at most this"
     )
     # daily volume
     low_daily_litres: float = setting(10.0, min=0.0, max=1000.0, help="a day below this: warning (Jing'an 10 L)")
@@ -168,11 +175,13 @@ class WellbeingMonitor:
         self._anchor = 0.0  # last sign of life: a use event, an "I'm OK", the start of watching
         self._paired_anchor = 0.0  # the same, counting on a coarse meter only pulses that came in pairs
         self._lone_count = 0  # lone pulses since the paired anchor
+        self._lone_times: list[float] = []  # the latest of them (their steadiness tells a leak from a person)
         self._gaps: list[list[float]] = []  # [start, end] of time not observed (no reading for too long)
         self._rises: deque[list[float]] = deque()  # [t, excess over floor, excess over base] within the window
         self._win_use = 0.0
         self._win_flow = 0.0
         self._last_rise_t: float | None = None
+        self._partner_t: float | None = None  # the pulse the latest pulse paired with (not state: used at once)
         self._lone_t: float | None = None  # coarse meter: the last pulse not yet confirmed (or confirming) as use
         self._resolution = math.inf  # smallest step seen: the meter's pulse size
         self._short_bin: list[float] = [0.0, 0.0]  # [bin index, litres]
@@ -223,6 +232,7 @@ class WellbeingMonitor:
         self._anchor = max(self._anchor, t)
         self._paired_anchor = max(self._paired_anchor, t)
         self._lone_count = 0
+        self._lone_times = []
         if self._day is not None and self._day["first_use"] is None and t >= self._day["morning_t"]:
             self._day["first_use"] = t
         for kind in ("inactivity", "missed_morning"):
@@ -278,6 +288,7 @@ class WellbeingMonitor:
             "anchor": self._anchor,
             "paired_anchor": self._paired_anchor,
             "lone_count": self._lone_count,
+            "lone_times": list(self._lone_times),
             "gaps": [list(g) for g in self._gaps],
             "rises": [list(r) for r in self._rises],
             "last_rise_t": self._last_rise_t,
@@ -335,6 +346,7 @@ class WellbeingMonitor:
         day = self._day
         assert day is not None
         day["volume"] += delta
+        self._partner_t = None
         self._check_high(t, day["volume"], out)
         use_min = self._use_min()
         base_rate = self._base_lph / _HOUR_S
@@ -404,6 +416,7 @@ class WellbeingMonitor:
             self._lone_t = t
             return True
         paired = self._lone_t is not None and t - self._lone_t <= window
+        self._partner_t = self._lone_t if paired else None
         self._lone_t = t
         return paired
 
@@ -427,14 +440,24 @@ class WellbeingMonitor:
         if run is not None and t - run["start"] > self._usual_run_cap() and not on_top:
             return  # flow going on far longer than usual is a tap left on, not a sign of life
         self._anchor = max(self._anchor, t)
-        if day["first_use"] is None and t >= day["morning_t"]:
-            day["first_use"] = t
+        steady = False
+        if not paired:
+            self._lone_count += 1
+            self._lone_times.append(t)
+            del self._lone_times[:-_LONE_KEEP]
+            steady = self._steady_tail() > 0
+        if day["first_use"] is None and not steady:
+            # a lone pulse that keeps a leak's steady beat is no first use; a pair counts from its first pulse
+            first = self._partner_t if paired and self._partner_t is not None else t
+            if first >= day["morning_t"]:
+                day["first_use"] = first
+            elif t >= day["morning_t"]:
+                day["first_use"] = t
         if day["first_use"] is not None:
             self._clear("missed_morning", t, out)
         if not paired:
             # a lone pulse on a coarse meter restarts the ordinary silence clock, but it may be a slow leak's: an
             # open inactivity alert stays open while the paired clock still finds the home silent (see _paired)
-            self._lone_count += 1
             open_inc = self._incidents.get("inactivity")
             due = self._paired_silence_due(t, any_count=bool(open_inc and open_inc.get("paired_clock")))
             if due is None or due > t:
@@ -442,7 +465,24 @@ class WellbeingMonitor:
             return
         self._paired_anchor = max(self._paired_anchor, t)
         self._lone_count = 0
+        self._lone_times = []
         self._clear("inactivity", t, out)
+
+    def _steady_tail(self) -> int:
+        """How many of the latest lone pulses keep a steady beat (0: none do): a slow leak's pulses come at a
+        near-constant interval, a person's are irregular. At least ``coarse_steady_min`` pulses, and the intervals'
+        coefficient of variation at most ``coarse_steady_cv``; the longest such run ending with the last pulse."""
+        s = self.settings
+        times = self._lone_times
+        best = 0
+        for k in range(s.coarse_steady_min, len(times) + 1):
+            tail = times[-k:]
+            gaps = [b - a for a, b in zip(tail, tail[1:], strict=False)]
+            mean = sum(gaps) / len(gaps)
+            spread = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
+            if mean > 0 and spread <= s.coarse_steady_cv * mean:
+                best = k
+        return best
 
     # ------------------------------------------------------------------------------------ clocks rolling on
     def _roll(self, t: float, out: list[Detection]) -> None:
@@ -726,6 +766,7 @@ class WellbeingMonitor:
             "last_use": _iso_local(self._paired_anchor, self.tz),
             "last_pulse": _iso_local(self._anchor, self.tz),
             "lone_pulses": self._lone_count,
+            "steady_pulses": self._steady_tail(),
             "reason": "lone_pulses",
         }
         self._set(out, "inactivity", "warning", t, payload)
@@ -738,7 +779,7 @@ class WellbeingMonitor:
         more lone pulses than a slow leak sends make a quiet but living day (``any_count``: an alert the paired
         clock raised stays open through further lone pulses until two come together)."""
         s = self.settings
-        if self._lone_count > s.coarse_lone_max and not any_count:
+        if self._lone_count - self._steady_tail() > s.coarse_lone_max and not any_count:
             return None
         silence = max(0.0, t - self._paired_anchor - self._gap_seconds(self._paired_anchor, t))
         night = self._overlaps_night(self._paired_anchor, t)
@@ -860,6 +901,7 @@ class WellbeingMonitor:
         self._anchor = max(self._anchor, t)  # back home: watching starts again from here
         self._paired_anchor = max(self._paired_anchor, t)
         self._lone_count = 0
+        self._lone_times = []
         if self._day is not None and self._day["first_use"] is None:
             self._day["first_use"] = t  # no missed-morning alert on the day of return
         self._next_check = -math.inf
@@ -912,6 +954,7 @@ class WellbeingMonitor:
         self._anchor = float(state["anchor"])
         self._paired_anchor = float(state.get("paired_anchor", self._anchor))  # absent before the pairing rule
         self._lone_count = int(state.get("lone_count", 0))
+        self._lone_times = [float(x) for x in state.get("lone_times", [])]  # absent before the steadiness rule
         self._gaps = [list(map(float, g)) for g in state["gaps"]]
         self._rises = deque(list(map(float, r)) for r in state["rises"])
         self._win_use = sum(r[1] for r in self._rises)

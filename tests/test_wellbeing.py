@@ -153,8 +153,69 @@ def test_coarse_meter_slow_leak_lone_pulses_do_not_hide_a_silent_home() -> None:
 
 
 def test_coarse_meter_three_scattered_pulses_are_a_quiet_living_day() -> None:
-    home = _leaky_silence((11.0, 14.0, 17.0))
+    home = _leaky_silence((10.5, 13.0, 17.5))  # 2.5 h then 4.5 h apart: irregular, a person's
     assert [d for d in home.idle(home.until(22)) if d.kind == "inactivity"] == []
+
+
+def test_coarse_meter_three_pulses_at_a_steady_beat_are_a_leak_not_a_living_day() -> None:
+    home = _leaky_silence((11.0, 14.0, 17.0))  # exactly 3 h apart: a leak's beat, not a person's
+    raised = [d for d in home.idle(home.until(19, 1)) if d.kind == "inactivity"]
+    assert kinds(raised) == [("inactivity", "raised", "warning")]
+    assert raised[0].payload["lone_pulses"] == 3 and raised[0].payload["steady_pulses"] == 3
+
+
+def test_coarse_meter_a_persons_lone_pulse_before_a_leaks_steady_beat_still_warns() -> None:
+    home = _leaky_silence((9.75, 11.5, 15.0, 18.5))  # one irregular pulse, then a 3.5 h beat
+    raised = [d for d in home.idle(home.until(19, 1)) if d.kind == "inactivity"]
+    assert kinds(raised) == [("inactivity", "raised", "warning")]
+    assert raised[0].payload["steady_pulses"] == 3
+    home2 = _leaky_silence((9.75, 11.5, 15.0, 17.5))  # no beat: four irregular lone pulses, a living day
+    assert [d for d in home2.idle(home2.until(19, 1)) if d.kind == "inactivity"] == []
+
+
+def _night_leak(lone_at: tuple[float, ...], restart_after: int = 99) -> Home:
+    """10 L meter: an evening use at 21:00 (two pulses), then a night and morning with lone pulses at these hours
+    (a restart from the saved state after ``restart_after`` of them)."""
+    home = Home(day_at(20, 58))
+    _pulses(home, 2)
+    for n, hour in enumerate(lone_at):
+        home.idle(home.until(int(hour), int(round(hour % 1 * 60))))
+        _pulses(home, 1)
+        if n + 1 == restart_after:
+            again = Home(datetime.fromtimestamp(home.t, TZ), state=json.loads(json.dumps(home.monitor.state())))
+            again.total, again.seen = home.total, home.seen
+            home = again
+    return home
+
+
+@pytest.mark.parametrize("restart_after", [99, 2])
+def test_night_fall_with_a_slow_leak_a_steady_beat_is_no_first_use_and_the_paired_clock_warns(
+    restart_after: int,
+) -> None:
+    # a fall after 21:00; a 2.5 L/h leak pulses every 4 h (more lone pulses than coarse_lone_max)
+    home = _night_leak((22.5, 2.5, 6.5, 10.5), restart_after)
+    assert ("missed_morning", "raised", "info") in kinds(home.seen)  # the 06:30 pulse kept the beat: no first use
+    assert [d for d in home.seen if d.kind == "inactivity"] == []
+    raised = [d for d in home.idle(home.until(11, 1)) if d.kind == "inactivity"]  # 14 h holding the night
+    assert kinds(raised) == [("inactivity", "raised", "warning")]
+    assert raised[0].payload["lone_pulses"] == 4 and raised[0].payload["steady_pulses"] == 4
+
+
+def test_night_with_irregular_lone_pulses_is_a_living_night_and_morning() -> None:
+    home = _night_leak((22.5, 3.25, 6.5))  # night visits and an early wash: irregular
+    home.idle(home.until(11, 30))
+    assert [d for d in home.seen if d.kind in ("inactivity", "missed_morning")] == []
+
+
+def test_a_pair_after_a_steady_beat_is_the_first_use_from_its_first_pulse() -> None:
+    home = _night_leak((22.5, 2.5, 6.5))
+    home.idle(home.until(8, 10))
+    _pulses(home, 1)
+    home.idle(0.5)
+    _pulses(home, 1)  # 08:11 and 08:42: together, someone is up
+    assert home.monitor.state()["day"]["first_use"] == pytest.approx(day_at(8, 11).timestamp() + 86400, abs=60)
+    home.idle(home.until(12))
+    assert [d for d in home.seen if d.kind in ("inactivity", "missed_morning")] == []
 
 
 def test_paired_clock_survives_a_restart_and_reads_a_state_saved_before_it() -> None:
@@ -163,7 +224,7 @@ def test_paired_clock_survives_a_restart_and_reads_a_state_saved_before_it() -> 
     again = Home(datetime.fromtimestamp(home.t, TZ), state=saved)
     again.total = home.total
     assert kinds(again.idle(again.until(19, 1))) == [("inactivity", "raised", "warning")]
-    older = {k: v for k, v in saved.items() if k not in ("paired_anchor", "lone_count", "lone_t")}
+    older = {k: v for k, v in saved.items() if k not in ("paired_anchor", "lone_count", "lone_t", "lone_times")}
     restored = WellbeingMonitor(WellbeingSettings(), TZ, older)  # a state from before the paired clock
     assert restored.state()["paired_anchor"] == saved["anchor"] and restored.state()["lone_count"] == 0
 
@@ -594,7 +655,7 @@ def test_days_close_across_a_daylight_saving_change() -> None:
     total = 0.0
     found: list[Detection] = []
     for minute in range(0, 3 * 24 * 60, 5):
-        if minute % 120 == 0:
+        if minute % 120 == 0 and minute // 120 % 3 != 2:  # uses 2 and 4 h apart (an exact beat is a leak's)
             total += 8
         found += monitor.update(start + minute * 60, total)
     dates = [d["date"] for d in monitor.state()["history"]]
