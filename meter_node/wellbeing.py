@@ -776,8 +776,9 @@ class WellbeingMonitor:
 
     def _paired_silence_due(self, t: float, any_count: bool = False) -> float | None:
         """When the paired clock's warning is due (at or before ``t``: due now), or None if it never will be:
-        more lone pulses than a slow leak sends make a quiet but living day (``any_count``: an alert the paired
-        clock raised stays open through further lone pulses until two come together)."""
+        more than ``coarse_lone_max`` lone pulses that keep no steady beat (see _steady_tail) make a quiet but living
+        day (``any_count``: an alert the paired clock raised stays open through further lone pulses until two come
+        together)."""
         s = self.settings
         if self._lone_count - self._steady_tail() > s.coarse_lone_max and not any_count:
             return None
