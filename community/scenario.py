@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable
@@ -352,14 +353,14 @@ class Community:
             at_central.update(stored)
             missing = [i for i in ids if stored[i] == 0]
             doubled = [i for i, n in stored.items() if n > 1]
-            gaps = self._get(f"/nodes/{node_id}").get("seq_gaps") or []
+            gaps = self.api_get(f"/nodes/{node_id}").get("seq_gaps") or []
             out.check(
                 f"{node_id}: every stored event at the central once",
                 not missing and not doubled and not gaps,
                 f"{len(ids)} stored on the node, {sum(stored.values())} at the central, "
                 f"{len(missing)} missing, {len(doubled)} twice, seq gaps {gaps}",
             )
-        alerts = self._get("/alerts", state="all", limit=500)["alerts"]
+        alerts = self.api_get("/alerts", state="all", limit=500)["alerts"]
         kinds = {(a["node_id"], a["kind"]) for a in alerts}
         trapped = [a for a in alerts if a["kind"] == "entrapment"]
         out.check("trapped passenger: one entrapment alert", len(trapped) == 1, f"{len(trapped)} alert(s)")
@@ -382,7 +383,7 @@ class Community:
             {"family", "social_worker"} <= roles,
             ", ".join(sorted(roles)),
         )
-        rides = self._get("/rides")["rides"]
+        rides = self.api_get("/rides")["rides"]
         out.check(
             "one press, one taxi, arrived",
             len(rides) == 1 and rides[0]["status"] == "arrived",
@@ -397,7 +398,8 @@ class Community:
         )
         return out
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def api_get(self, path: str, **params: Any) -> Any:
+        """GET /api/v1{path} at the central as the operator (the community centre)."""
         answer = self._http.get(f"{self.central.url}/api/v1{path}", params=params, timeout=10)
         answer.raise_for_status()
         return answer.json()
@@ -406,7 +408,7 @@ class Community:
         found: list[dict[str, Any]] = []
         after = 0
         while True:
-            page = self._get("/events", node_id=node_id, after=after, limit=10_000)
+            page = self.api_get("/events", node_id=node_id, after=after, limit=10_000)
             if not page["events"]:
                 return found
             found += page["events"]
@@ -420,8 +422,6 @@ def _payload_summary(payload: Any) -> str:
 
 
 def _wait_real(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -470,7 +470,7 @@ class CentralWatcher:
     def poll(self) -> None:
         tl = self.c.timeline
         now = self.c.clock.wall()
-        for a in self.c._get("/alerts", state="all", limit=500)["alerts"]:
+        for a in self.c.api_get("/alerts", state="all", limit=500)["alerts"]:
             state = (a["state"], a.get("cleared_at") is not None, a.get("update_count"))
             label = f"{a['kind']} from {a['node_id']}"
             if self._seen.get(a["id"]) != state:
@@ -486,7 +486,7 @@ class CentralWatcher:
                     who = ", ".join(c.get("name", "") for c in n.get("contacts", [])) or "-"
                     tl.add("central", f"notifies {n['role']} ({who}) of {a['kind']}")
             self._operate(a, now)
-        for r in self.c._get("/rides")["rides"]:
+        for r in self.c.api_get("/rides")["rides"]:
             if self._rides.get(r["ride_id"]) != r["status"]:
                 self._rides[r["ride_id"]] = r["status"]
                 car = r.get("assigned") or {}
