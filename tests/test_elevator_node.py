@@ -149,6 +149,18 @@ def board(car: LiftSimulator) -> None:
     car.apply(door="closed")
 
 
+def boarded(
+    factory: Any, config: NodeConfig, clock: ManualClock, harnesses: list[Harness]
+) -> tuple[Harness, LiftSimulator]:
+    """A node on the car's pins, and a passenger who boards and is shut in at a floor (the restart tests)."""
+    h = Harness(config, clock)
+    harnesses.append(h)
+    car = lift(factory, h)
+    h.node.step()
+    board(car)
+    return h, car
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def test_trapped_passenger_alert_reaches_the_central_and_the_car_speaks(
     mock_factory: Any, registered: Any, tmp_path: Path, harnesses: list[Harness]
@@ -252,11 +264,7 @@ def test_restart_during_an_entrapment_continues_the_same_alert(
 ) -> None:
     clock = ManualClock(wall=START_WALL)
     config = node_config(tmp_path)
-    first = Harness(config, clock)
-    harnesses.append(first)
-    car = lift(mock_factory, first)
-    first.node.step()
-    board(car)
+    first, car = boarded(mock_factory, config, clock, harnesses)
     first.run(100.0)
     alert_id = first.alert_events()[0].alert_id
     first.close()  # the node stops; the car stays as it is
@@ -280,11 +288,7 @@ def test_restart_before_the_threshold_times_from_the_real_start(
 ) -> None:
     clock = ManualClock(wall=START_WALL)
     config = node_config(tmp_path)
-    first = Harness(config, clock)
-    harnesses.append(first)
-    car = lift(mock_factory, first)
-    first.node.step()
-    board(car)
+    first, car = boarded(mock_factory, config, clock, harnesses)
     first.run(60.0)
     first.close()
     clock.advance(20.0)
@@ -305,11 +309,7 @@ def test_unsynced_reboot_counts_from_the_last_save_and_says_so(
 ) -> None:
     clock = ManualClock(wall=START_WALL, synced=False)
     config = node_config(tmp_path)
-    first = Harness(config, clock)
-    harnesses.append(first)
-    car = lift(mock_factory, first)
-    first.node.step()
-    board(car)
+    first, car = boarded(mock_factory, config, clock, harnesses)
     first.run(60.0)
     first.close()
     clock.advance(20.0)
@@ -345,11 +345,7 @@ def test_state_file_is_written_atomically_and_unreadable_state_starts_fresh(
 ) -> None:
     clock = ManualClock(wall=START_WALL)
     config = node_config(tmp_path)
-    first = Harness(config, clock)
-    harnesses.append(first)
-    car = lift(mock_factory, first)
-    first.node.step()
-    board(car)
+    first, car = boarded(mock_factory, config, clock, harnesses)
     first.run(5.0)
     state_path = config.state_dir / STATE_FILE
     saved = json.loads(state_path.read_text())
@@ -371,11 +367,7 @@ def test_lost_state_with_an_open_alert_clears_it_only_if_not_seen_again(
 ) -> None:
     clock = ManualClock(wall=START_WALL)
     config = node_config(tmp_path)
-    first = Harness(config, clock)
-    harnesses.append(first)
-    car = lift(mock_factory, first)
-    first.node.step()
-    board(car)
+    first, car = boarded(mock_factory, config, clock, harnesses)
     first.run(95.0)
     alert_id = first.alert_events()[0].alert_id
     first.close()
