@@ -18,46 +18,21 @@ from kiosk import theme
 from kiosk.png import read_png
 from kiosk.ride import STATES
 from kiosk.xvfb import Xvfb
+from tests.kiosk_helpers import NODE, write_kiosk_config
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parent.parent
-NODE = "cbxc-north-gate-kiosk"
 
 
 def kiosk_config(tmp_path: Path, url: str, token: str | None, width: int = 800, height: int = 480) -> Path:
-    token_file = tmp_path / "token"
-    if token is not None:
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-    path = tmp_path / "kiosk.toml"
-    path.write_text(
-        f"""
-[node]
-id = "{NODE}"
-role = "kiosk"
-site = "changbai-xincun"
-data_dir = "{tmp_path / "data"}"
-
-[central]
-url = "{url}"
-token_file = "{token_file}"
-connect_timeout_s = 1
-read_timeout_s = 3
-batch_max_age_s = 0.1
-
-[audio]
-backend = "none"
-
-[kiosk]
-pickup_point = "长白新村北门"
-pickup_point_en = "Changbai Xincun North Gate"
-hotline = "021-6543 2100"
-screen = {{ width = {width}, height = {height}, fullscreen = false }}
-timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5 }}
-""",
-        encoding="utf-8",
+    return write_kiosk_config(
+        tmp_path,
+        url,
+        token,
+        central_extra="batch_max_age_s = 0.1",
+        kiosk_extra='pickup_point_en = "Changbai Xincun North Gate"\n'
+        f"screen = {{ width = {width}, height = {height}, fullscreen = false }}",
     )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,48 +17,20 @@ from common.config import load_config
 from hal.audio import RecordingSpeaker
 from hal.clock import FastClock
 from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
+from tests.kiosk_helpers import NODE, write_kiosk_config
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE = "cbxc-north-gate-kiosk"
 BUTTON, LED = 17, 18
 
 
 def write_config(tmp_path: Path, url: str, token: str | None) -> Path:
-    token_file = tmp_path / "token"
-    if token is not None:
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-    path = tmp_path / "kiosk.toml"
-    path.write_text(
-        f"""
-[node]
-id = "{NODE}"
-role = "kiosk"
-site = "changbai-xincun"
-data_dir = "{tmp_path / "data"}"
-
-[central]
-url = "{url}"
-token_file = "{token_file}"
-connect_timeout_s = 1
-read_timeout_s = 3
-
-[gpio]
-pin_factory = "mock"
-
-[audio]
-backend = "none"
-
-[kiosk]
-pickup_point = "长白新村北门"
-hotline = "021-6543 2100"
-button = {{ pin = {BUTTON}, bounce_s = 0 }}
-led = {{ pin = {LED} }}
-timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5 }}
-""",
-        encoding="utf-8",
+    return write_kiosk_config(
+        tmp_path,
+        url,
+        token,
+        sections='[gpio]\npin_factory = "mock"\n',
+        kiosk_extra=f"button = {{ pin = {BUTTON}, bounce_s = 0 }}\nled = {{ pin = {LED} }}",
     )
-    return path
 
 
 def wait_for(node: KioskNode, *states: str, timeout: float = 10.0) -> None:
