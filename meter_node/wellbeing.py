@@ -371,12 +371,14 @@ class WellbeingMonitor:
         self._win_flow += excess_flow
         self._trim_window(t)
         # on top of a steady flow (a tap left on, a new leak) a use must stand out from its wobble too
+        used = False
         if self._win_use >= use_min + 0.1 * floor_rate * self._window():
-            self._mark_use(t, out, on_top=floor_rate > 0, paired=self._paired(t))
+            used = self._mark_use(t, out, on_top=floor_rate > 0, paired=self._paired(t))
         if self._win_flow >= use_min:
             if self._run is None:
-                self._run = {"start": self._rises[0][0], "last": t, "litres": 0.0, "ack": 0.0}
+                self._run = {"start": self._rises[0][0], "last": t, "litres": 0.0, "ack": 0.0, "used": False}
             self._run["last"] = t
+            self._run["used"] = self._run.get("used", True) or used
             self._run["litres"] += excess_flow
             if self._away_until is not None and self.settings.away_ends_on_use and self._run["litres"] >= 5 * use_min:
                 self._end_away(t)
@@ -433,12 +435,13 @@ class WellbeingMonitor:
         if not rises:
             self._win_use = self._win_flow = 0.0
 
-    def _mark_use(self, t: float, out: list[Detection], on_top: bool = False, paired: bool = True) -> None:
+    def _mark_use(self, t: float, out: list[Detection], on_top: bool = False, paired: bool = True) -> bool:
+        """A use at ``t``: a sign of life (False when it is not taken as one: a flow running far too long)."""
         day = self._day
         assert day is not None
         run = self._run
         if run is not None and t - run["start"] > self._usual_run_cap() and not on_top:
-            return  # flow going on far longer than usual is a tap left on, not a sign of life
+            return False  # flow going on far longer than usual is a tap left on, not a sign of life
         self._anchor = max(self._anchor, t)
         steady = False
         if not paired:
@@ -462,11 +465,12 @@ class WellbeingMonitor:
             due = self._paired_silence_due(t, any_count=bool(open_inc and open_inc.get("paired_clock")))
             if due is None or due > t:
                 self._clear("inactivity", t, out)
-            return
+            return True
         self._paired_anchor = max(self._paired_anchor, t)
         self._lone_count = 0
         self._lone_times = []
         self._clear("inactivity", t, out)
+        return True
 
     def _steady_tail(self) -> int:
         """How many of the latest lone pulses keep a steady beat (0: none do): a slow leak's pulses come at a
@@ -525,9 +529,10 @@ class WellbeingMonitor:
             self._day["longest_run"] = max(self._day["longest_run"], run["last"] - run["start"])
         if "continuous_flow" in self._incidents:
             self._clear("continuous_flow", t, out, litres=round(run["litres"], 1))
-        if run["last"] - run["start"] > self._usual_run_cap():
+        if run["last"] - run["start"] > self._usual_run_cap() or not run.get("used", True):
             return
-        # the end of an ordinary flow is the last sign of life it gives
+        # the end of an ordinary flow that was use is the last sign of life it gives (a flow that never stood out
+        # from the floor, such as a leak whose pulses come and go in and out of the window, gives none)
         self._anchor = max(self._anchor, run["last"])
 
     def _sample_slot(self, b: float) -> None:
