@@ -36,6 +36,7 @@ _SLOT_S = 1800  # the silence profile is learned per half hour of local time
 _SHORT_BIN_S = 600  # 10-minute bins: the short-term flow floor (a tap left running stops being "use")
 _HOUR_S = 3600
 _LONE_KEEP = 12  # lone pulses kept for the steadiness test (a 14 h night at a leak's 2-7 L/h sends 3-10)
+_BEAT_MIN_S = 300.0  # coarse meter: pulses closer than this are a tap running (the flow rules' business), no beat
 _RANK = {"info": 0, "warning": 1, "urgent": 2}
 
 
@@ -90,6 +91,9 @@ class WellbeingSettings:
     coarse_night_silence_h: float = setting(
         14.0, min=1.0, max=48.0, help="the same for a silence reaching into the night (night visits are lone pulses)"
     )
+    coarse_margin_h: float = setting(
+        2.0, min=0.0, max=24.0, help="coarse meter: the learned paired-clock warning comes this much later"
+    )
     coarse_lone_max: int = setting(
         2, min=0, max=50, help="coarse meter: that warning needs at most this many irregular lone pulses"
     )
@@ -99,6 +103,11 @@ class WellbeingSettings:
     coarse_steady_cv: float = setting(
         0.05, min=0.0, max=1.0, help="coarse meter: steady = intervals' coefficient of variation at most this"
     )
+    beat_count: int = setting(
+        4, min=2, max=50, help="coarse meter: this many pulse intervals alike make a leak's beat (its pulses no use)"
+    )
+    beat_tolerance: float = setting(0.02, min=0.0, max=0.5, help="coarse meter: alike = within this share")
+    beat_memory_h: float = setting(96.0, min=6.0, max=720.0, help="coarse meter: intervals kept for the beat")
     # daily volume
     low_daily_litres: float = setting(10.0, min=0.0, max=1000.0, help="a day below this: warning (Jing'an 10 L)")
     decline_fraction: float = setting(0.5, min=0.05, max=0.95, help="3-day mean below this x usual: warning")
@@ -167,7 +176,7 @@ class WellbeingMonitor:
         self._max_interval = s.max_reading_interval_min * 60.0
         self._use_window = s.use_window_min * 60.0
         self._night = (_minutes(s.night_start) * 60, _minutes(s.night_end) * 60)
-        self._profile_cache: list[float] | None = None
+        self._profile_cache: dict[str, list[float]] = {}  # "slots" / "paired_slots" -> usual silence per slot
         # -- everything below is state (see state())
         self._last_t: float | None = None
         self._last_total: float | None = None
@@ -181,6 +190,8 @@ class WellbeingMonitor:
         self._win_use = 0.0
         self._win_flow = 0.0
         self._last_rise_t: float | None = None
+        self._intervals: list[list[float]] = []  # coarse meter: [t, seconds since the pulse before] (a leak's beat)
+        self._beat_cache: float | None | bool = False  # False: not worked out since the last interval
         self._partner_t: float | None = None  # the pulse the latest pulse paired with (not state: used at once)
         self._lone_t: float | None = None  # coarse meter: the last pulse not yet confirmed (or confirming) as use
         self._resolution = math.inf  # smallest step seen: the meter's pulse size
@@ -193,7 +204,8 @@ class WellbeingMonitor:
         self._run: dict[str, float] | None = None  # the flow run now going: start, last, litres, ack
         self._day: dict[str, Any] | None = None
         self._history: list[dict[str, Any]] = []
-        self._slots: dict[int, list[float]] = {}
+        self._slots: dict[int, list[float]] = {}  # half hour of local time -> the ongoing silence then, per day
+        self._paired_slots: dict[int, list[float]] = {}  # the same for the paired clock (coarse meters)
         self._next_slot_t: float | None = None
         self._clean_nights: list[str] = []
         self._away_until: float | None = None
@@ -292,6 +304,7 @@ class WellbeingMonitor:
             "gaps": [list(g) for g in self._gaps],
             "rises": [list(r) for r in self._rises],
             "last_rise_t": self._last_rise_t,
+            "intervals": [list(x) for x in self._intervals],
             "lone_t": self._lone_t,
             "resolution": None if math.isinf(self._resolution) else self._resolution,
             "short_bin": list(self._short_bin),
@@ -304,6 +317,7 @@ class WellbeingMonitor:
             "day": dict(self._day) if self._day else None,
             "history": [dict(d) for d in self._history],
             "slots": {str(k): list(v) for k, v in self._slots.items()},
+            "paired_slots": {str(k): list(v) for k, v in self._paired_slots.items()},
             "next_slot_t": self._next_slot_t,
             "clean_nights": list(self._clean_nights),
             "away_until": self._away_until,
@@ -352,6 +366,7 @@ class WellbeingMonitor:
         base_rate = self._base_lph / _HOUR_S
         span = self._span_h() * _HOUR_S
         since = min(t - self._last_rise_t, span) if self._last_rise_t is not None else span
+        on_beat = self._on_beat(t, delta, gap)
         self._last_rise_t = t
         if gap:
             # water used some time during the gap proves life then, but not when: the silence clock restarts
@@ -364,7 +379,7 @@ class WellbeingMonitor:
         self._short_bin[1] += delta
         self._hour_bin[1] += delta
         floor_rate = max(base_rate, min(self._short_bins) / _SHORT_BIN_S if len(self._short_bins) == 6 else 0.0)
-        excess_use = max(0.0, delta - floor_rate * since)
+        excess_use = 0.0 if on_beat else max(0.0, delta - floor_rate * since)
         excess_flow = max(0.0, delta - base_rate * since)
         self._rises.append([t, excess_use, excess_flow])
         self._win_use += excess_use
@@ -382,6 +397,42 @@ class WellbeingMonitor:
             self._run["litres"] += excess_flow
             if self._away_until is not None and self.settings.away_ends_on_use and self._run["litres"] >= 5 * use_min:
                 self._end_away(t)
+
+    def _on_beat(self, t: float, delta: float, gap: bool) -> bool:
+        """Coarse meter: note this pulse's interval since the one before, and say whether it keeps a leak's learned
+        beat (then it is no use). A slow or running leak below what a 10 L meter shows as base flow pulses at a
+        constant interval whenever nobody uses water; a person's pulses come at any interval."""
+        if not self._coarse() or gap or self._last_rise_t is None or delta > 1.5 * self._resolution:
+            return False
+        interval = t - self._last_rise_t
+        beat = self._beat()
+        on = beat is not None and abs(interval - beat) <= self._beat_tolerance(beat)
+        if interval >= _BEAT_MIN_S:
+            keep = t - self.settings.beat_memory_h * _HOUR_S
+            self._intervals = [x for x in self._intervals if x[0] > keep] + [[t, interval]]
+            self._beat_cache = False
+        return on
+
+    def _beat_tolerance(self, beat: float) -> float:
+        return max(self.settings.beat_tolerance * beat, 120.0)
+
+    def _beat(self) -> float | None:
+        """The beat (seconds between pulses) that most recent intervals keep within the tolerance, if at least
+        ``beat_count`` do and the latest of them is from the last day and a half: a leak's (by chance a person's
+        habit; one beat only, so chance has little room)."""
+        if self._beat_cache is not False:
+            return self._beat_cache  # type: ignore[return-value]
+        best: list[list[float]] = []
+        for _, interval in self._intervals:
+            near = [x for x in self._intervals if abs(x[1] - interval) <= self._beat_tolerance(interval)]
+            if len(near) > len(best):
+                best = near
+        recent = self._intervals[-1][0] - 36 * _HOUR_S if self._intervals else 0.0
+        beat = None
+        if len(best) >= self.settings.beat_count and max(x[0] for x in best) >= recent:
+            beat = sorted(x[1] for x in best)[len(best) // 2]
+        self._beat_cache = beat
+        return beat
 
     def _check_high(self, t: float, litres: float, out: list[Detection]) -> None:
         s = self.settings
@@ -461,9 +512,7 @@ class WellbeingMonitor:
         if not paired:
             # a lone pulse on a coarse meter restarts the ordinary silence clock, but it may be a slow leak's: an
             # open inactivity alert stays open while the paired clock still finds the home silent (see _paired)
-            open_inc = self._incidents.get("inactivity")
-            due = self._paired_silence_due(t, any_count=bool(open_inc and open_inc.get("paired_clock")))
-            if due is None or due > t:
+            if self._paired_silence_due(t) > t:
                 self._clear("inactivity", t, out)
             return True
         self._paired_anchor = max(self._paired_anchor, t)
@@ -544,13 +593,16 @@ class WellbeingMonitor:
             return
         if self._day is None:
             return
-        silence = self._silence(b)
         s = self.settings
-        limit = s.night_inactivity_warning_h if self._overlaps_night(b - silence, b) else s.inactivity_warning_h
-        if silence > limit * _HOUR_S:
-            return  # past the fixed limit: an absence nobody entered, or an incident; never learned as a habit
-        # kept with the day and learned when the day closes: a silence must not widen the profile judging it
-        self._day.setdefault("slots", {})[str(self._slot_of(b - 1))] = round(silence, 1)
+        clocks = [("slots", self._anchor, s.inactivity_warning_h, s.night_inactivity_warning_h)]
+        if self._coarse():
+            clocks.append(("paired_slots", self._paired_anchor, s.coarse_silence_h, s.coarse_night_silence_h))
+        for name, anchor, day_limit, night_limit in clocks:
+            silence = self._observed(anchor, b)
+            if silence > (night_limit if self._overlaps_night(anchor, b) else day_limit) * _HOUR_S:
+                continue  # past the fixed limit: an absence nobody entered, or an incident; never learned as a habit
+            # kept with the day and learned when the day closes: a silence must not widen the profile judging it
+            self._day.setdefault(name, {})[str(self._slot_of(b - 1))] = round(silence, 1)
 
     def _night_check(self, start: float, litres: float | None) -> None:
         """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local without flow."""
@@ -637,11 +689,12 @@ class WellbeingMonitor:
         }
         self._history.append(record)
         if not record["away"]:
-            for slot, silence in day.get("slots", {}).items():
-                samples = self._slots.setdefault(int(slot), [])
-                samples.append(silence)
-                del samples[: -s.history_days]
-            self._profile_cache = None
+            for name, learned in (("slots", self._slots), ("paired_slots", self._paired_slots)):
+                for slot, silence in day.get(name, {}).items():
+                    samples = learned.setdefault(int(slot), [])
+                    samples.append(silence)
+                    del samples[: -s.history_days]
+            self._profile_cache = {}
         del self._history[: -max(2 * s.history_days, s.history_days + s.decline_days)]
         self._day = self._new_day(end)
         self._clear("high_daily_volume", end, out, day_litres=record["volume"])
@@ -755,42 +808,49 @@ class WellbeingMonitor:
         return out
 
     def _check_paired_silence(self, t: float, seen_t: float, out: list[Detection]) -> float:
-        """Coarse meter: silence counted from the last pulses that came in a pair (``coarse_silence_h``, 11 h; 14 h
-        for a silence holding the night), if at most ``coarse_lone_max`` lone pulses came since. A slow leak's
-        lone pulses (below what a 10 L meter can show as base flow) keep restarting the ordinary clock; this clock
-        still sees the silent home. Warning only: lone pulses may be a person's quiet day or night visit to the
-        toilet, so this clock never calls the social worker on its own."""
+        """Coarse meter: silence counted from the last pulses that came in a pair. Warns past the paired clock's
+        limit (``_paired_limit``) if at most ``coarse_lone_max`` irregular lone pulses came within that limit's
+        span. A slow leak's lone pulses (below what a 10 L meter can show as base flow) keep restarting the ordinary
+        clock; this clock still sees the silent home. Warning only: lone pulses may be a person's quiet day or
+        night visit to the toilet, so this clock never calls the social worker on its own."""
         due = self._paired_silence_due(seen_t)
-        if due is not None and due > seen_t:
+        if due > seen_t:
             return t + (due - seen_t)
-        if due is None:
-            return math.inf
-        silence = max(0.0, seen_t - self._paired_anchor - self._gap_seconds(self._paired_anchor, seen_t))
         payload = {
-            "silence_h": round(silence / 3600.0, 2),
+            "silence_h": round(self._observed(self._paired_anchor, seen_t) / 3600.0, 2),
             "last_use": _iso_local(self._paired_anchor, self.tz),
             "last_pulse": _iso_local(self._anchor, self.tz),
+            "warning_after_h": round(self._paired_limit(seen_t) / 3600.0, 2),
             "lone_pulses": self._lone_count,
             "steady_pulses": self._steady_tail(),
             "reason": "lone_pulses",
         }
         self._set(out, "inactivity", "warning", t, payload)
-        if "inactivity" in self._incidents:
-            self._incidents["inactivity"]["paired_clock"] = True
         return math.inf
 
-    def _paired_silence_due(self, t: float, any_count: bool = False) -> float | None:
-        """When the paired clock's warning is due (at or before ``t``: due now), or None if it never will be:
-        more than ``coarse_lone_max`` lone pulses that keep no steady beat (see _steady_tail) make a quiet but living
-        day (``any_count``: an alert the paired clock raised stays open through further lone pulses until two come
-        together)."""
+    def _paired_limit(self, t: float) -> float:
+        """Seconds of paired silence that warn at ``t``: longer than the household's usual paired silence at this
+        time of day by the ordinary clock's margin plus ``coarse_margin_h``, within ``coarse_silence_h``
+        (``coarse_night_silence_h`` for a silence holding the night; night visits to the toilet send lone pulses)."""
         s = self.settings
-        if self._lone_count - self._steady_tail() > s.coarse_lone_max and not any_count:
-            return None
-        silence = max(0.0, t - self._paired_anchor - self._gap_seconds(self._paired_anchor, t))
         night = self._overlaps_night(self._paired_anchor, t)
-        limit = (s.coarse_night_silence_h if night else s.coarse_silence_h) * _HOUR_S
-        return t + max(0.0, limit - silence)
+        cap = (s.coarse_night_silence_h if night else s.coarse_silence_h) * _HOUR_S
+        profile = self._usual_profile("paired_slots")
+        if profile is None:
+            return cap
+        return min(cap, self._learned_warning(profile[self._slot_of(t)]) + s.coarse_margin_h * _HOUR_S)
+
+    def _paired_silence_due(self, t: float) -> float:
+        """When the paired clock's warning is due (at or before ``t``: due now). More than ``coarse_lone_max``
+        irregular lone pulses (not keeping a leak's steady beat, see _steady_tail) within the limit's span make a
+        quiet but living day: the warning then waits until they have left the span, and an open alert clears."""
+        limit = self._paired_limit(t)
+        due = t + max(0.0, limit - self._observed(self._paired_anchor, t))
+        steady = self._steady_tail()
+        irregular = self._lone_times[: len(self._lone_times) - steady]
+        recent = [x for x in irregular if x > due - limit]
+        excess = len(recent) - self.settings.coarse_lone_max
+        return due if excess <= 0 else max(due, recent[excess - 1] + limit)
 
     def _check_flow(self, t: float, run: dict[str, float], out: list[Detection]) -> None:
         s = self.settings
@@ -817,21 +877,26 @@ class WellbeingMonitor:
         elif length >= warn:
             self._set(out, "continuous_flow", "warning", t, payload)
 
-    def _usual_profile(self) -> list[float] | None:
+    def _usual_profile(self, name: str = "slots") -> list[float] | None:
         """Per half hour of local time: the usual longest ongoing silence then (a high quantile over the days,
-        smoothed by taking the largest within +-30 min so one quiet day's timing does not make a cliff)."""
-        if self._profile_cache is not None:
-            return self._profile_cache or None
+        smoothed by taking the largest within +-30 min so one quiet day's timing does not make a cliff). ``name``:
+        the ordinary clock's ("slots") or the paired clock's ("paired_slots"); None until learned."""
+        if not self._adaptive():
+            return None
+        if name not in self._profile_cache:
+            s = self.settings
+            learned = self._paired_slots if name == "paired_slots" else self._slots
+            raw = [_upper(learned.get(slot, [0.0]), s.profile_quantile) for slot in range(48)]
+            enough = all(len(learned.get(slot, [])) >= s.learning_days // 2 for slot in range(48))
+            self._profile_cache[name] = (
+                [max(raw[(k + d) % 48] for d in (-1, 0, 1)) for k in range(48)] if enough else []
+            )
+        return self._profile_cache[name] or None
+
+    def _learned_warning(self, usual: float) -> float:
+        """Warning after a silence longer than ``usual`` (the usual longest at this time of day) by a margin."""
         s = self.settings
-        raw: list[float] = []
-        for slot in range(48):
-            samples = self._slots.get(slot, [])
-            if len(samples) < s.learning_days // 2:
-                self._profile_cache = []
-                return None
-            raw.append(_upper(samples, s.profile_quantile))
-        self._profile_cache = [max(raw[(slot + k) % 48] for k in (-1, 0, 1)) for slot in range(48)]
-        return self._profile_cache
+        return max(s.inactivity_min_h * _HOUR_S, usual + max(s.inactivity_margin_h * _HOUR_S, 0.25 * usual))
 
     def _inactivity_thresholds(self, t: float) -> tuple[float, float]:
         """(warning, urgent) seconds of silence at ``t``: learned by local time of day, capped by the fixed rules.
@@ -842,14 +907,13 @@ class WellbeingMonitor:
         over_night = self._overlaps_night(self._anchor, t)
         cap_warn = (s.night_inactivity_warning_h if over_night else s.inactivity_warning_h) * _HOUR_S
         cap_urgent = (s.night_inactivity_urgent_h if over_night else s.inactivity_urgent_h) * _HOUR_S
-        profile = self._usual_profile() if self._adaptive() else None
+        profile = self._usual_profile()
         if profile is None:
             return cap_warn, cap_urgent
         slot = self._slot_of(t)
-        now_usual = profile[slot]
         covered = min(48, int((t - self._anchor) // _SLOT_S) + 2)
         cover_usual = max(profile[(slot - k) % 48] for k in range(covered))
-        warn = max(s.inactivity_min_h * _HOUR_S, now_usual + max(s.inactivity_margin_h * _HOUR_S, 0.25 * now_usual))
+        warn = self._learned_warning(profile[slot])
         margin = s.night_urgent_margin_h if over_night else s.urgent_margin_h
         urgent = max(warn + _HOUR_S, cover_usual + margin * _HOUR_S)
         return min(warn, cap_warn), min(urgent, cap_urgent)
@@ -885,7 +949,11 @@ class WellbeingMonitor:
 
     def _silence(self, t: float) -> float:
         """Observed seconds since the last sign of life (time in gaps does not count)."""
-        return max(0.0, t - self._anchor - self._gap_seconds(self._anchor, t))
+        return self._observed(self._anchor, t)
+
+    def _observed(self, since: float, t: float) -> float:
+        """Seconds from ``since`` to ``t`` that were observed (time in gaps does not count)."""
+        return max(0.0, t - since - self._gap_seconds(since, t))
 
     def _gap_seconds(self, a: float, b: float) -> float:
         total = 0.0
@@ -966,6 +1034,7 @@ class WellbeingMonitor:
         self._win_use = sum(r[1] for r in self._rises)
         self._win_flow = sum(r[2] for r in self._rises)
         self._last_rise_t = state["last_rise_t"]
+        self._intervals = [list(map(float, x)) for x in state.get("intervals", [])]  # absent before the beat rule
         self._lone_t = state.get("lone_t")  # absent in states saved before the pairing rule
         self._resolution = math.inf if state["resolution"] is None else float(state["resolution"])
         self._short_bin = list(state["short_bin"])
@@ -978,6 +1047,7 @@ class WellbeingMonitor:
         self._day = dict(state["day"]) if state["day"] else None
         self._history = [dict(d) for d in state["history"]]
         self._slots = {int(k): list(v) for k, v in state["slots"].items()}
+        self._paired_slots = {int(k): list(v) for k, v in state.get("paired_slots", {}).items()}  # absent before
         self._next_slot_t = state["next_slot_t"]
         self._clean_nights = list(state["clean_nights"])
         self._away_until = state["away_until"]

@@ -12,6 +12,7 @@ import json
 import random
 import statistics
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -325,7 +326,13 @@ def summarise(results: list[HouseholdResult]) -> dict[str, object]:
     return rows
 
 
-def evaluate(seeds: tuple[int, ...], days: int, settings: WellbeingSettings | None = None) -> dict[str, object]:
+def evaluate(
+    seeds: tuple[int, ...], days: int, settings: WellbeingSettings | None = None, jobs: int = 1
+) -> dict[str, object]:
+    """Every household of ``seeds`` (``jobs`` processes side by side; the result does not depend on it)."""
     settings = settings or WellbeingSettings()
-    results = [run_household(seed, days, settings, n) for n, seed in enumerate(seeds)]
-    return summarise(results)
+    args = (list(seeds), [days] * len(seeds), [settings] * len(seeds), range(len(seeds)))
+    if jobs <= 1:
+        return summarise(list(map(run_household, *args)))
+    with ProcessPoolExecutor(jobs) as pool:
+        return summarise(list(pool.map(run_household, *args, chunksize=2)))
