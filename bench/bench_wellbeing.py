@@ -6,6 +6,7 @@ Also the monitor's cost per poll, what a node pays for each meter it reads.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -32,7 +33,7 @@ def monitor_cost(days: int) -> tuple[float, int]:
 
 
 def run(quick: bool) -> list[Figure]:
-    summary = evaluate(QUICK_SEEDS if quick else REPORT_SEEDS, 45 if quick else 60)
+    summary = evaluate(QUICK_SEEDS if quick else REPORT_SEEDS, 45 if quick else 60, jobs=os.cpu_count() or 1)
     cost, polls = monitor_cost(7 if quick else 30)
     out = [
         Figure("wellbeing households evaluated", summary["households"], "", ""),

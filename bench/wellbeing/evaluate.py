@@ -27,8 +27,8 @@ SETUPS: tuple[tuple[float, float], ...] = ((1.0, 60.0), (10.0, 60.0), (1.0, 10.0
 ACUTE = ("collapse_day", "collapse_night", "collapse_tap")
 # what counts as "the family was told": a person alert or water running, at warning or above
 DETECTING = PERSON_KINDS | {"continuous_flow", "high_daily_volume"}
-TUNE_SEEDS = tuple(range(1, 41))
-REPORT_SEEDS = tuple(range(1001, 1081))
+TUNE_SEEDS = tuple(range(1, 201))  # 1-40 until round 3; 41-200 added in round 4 (docs/wellbeing.md)
+REPORT_SEEDS = tuple(range(3001, 3161))  # fresh for round 4; 1001-1080 and 2001-2080 were reported on before
 HORIZON = 36 * HOUR
 
 
