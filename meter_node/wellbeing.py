@@ -372,7 +372,8 @@ class WellbeingMonitor:
             # water used some time during the gap proves life then, but not when: the silence clock restarts
             # at the gap's end (gap time never counts as silence) and the flow windows start afresh
             if delta - base_rate * (t - self._gaps[-1][0]) >= use_min:
-                self._mark_use(t, out)
+                # on a coarse meter one pulse across a gap is a lone pulse (a slow leak's, maybe), two make a pair
+                self._mark_use(t, out, paired=not self._coarse() or delta >= 2 * self._resolution)
             self._rises.clear()
             self._win_use = self._win_flow = 0.0
             return

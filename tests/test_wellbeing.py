@@ -175,6 +175,22 @@ def test_coarse_meter_a_running_toilets_steady_beat_is_learned_and_does_not_hide
     assert [d for d in deaf.seen if d.kind == "inactivity"] == []
 
 
+def test_coarse_meter_one_pulse_across_a_gap_is_a_lone_pulse_two_are_a_pair() -> None:
+    # a 10 L meter offline for an hour; a leak's single pulse seen when it is back must not restart the paired
+    # clock (before: a night fall with a slow leak was found after 16.6 h because of one such pulse)
+    for pulses, paired in ((1, False), (2, True)):
+        home = _leaky_silence(())
+        before = home.monitor.state()["paired_anchor"]
+        home.idle(2)
+        home.fail(1)
+        home.t += POLL
+        home.total += 10.0 * pulses
+        home.poll()
+        state = home.monitor.state()
+        assert (state["paired_anchor"] > before) is paired
+        assert state["anchor"] == home.t  # either way the ordinary clock restarts: water proves life in the gap
+
+
 def test_coarse_meter_an_irregular_third_lone_pulse_clears_the_paired_clocks_warning() -> None:
     home = _leaky_silence((12.5, 17.0))
     home.idle(home.until(19, 30))
