@@ -13,17 +13,20 @@ import time
 from bench.figures import Figure
 from bench.wellbeing.__main__ import QUICK_SEEDS
 from bench.wellbeing.evaluate import EPOCH0, REPORT_SEEDS, TZ, evaluate
-from bench.wellbeing.household import DAY, Person, Surprises, simulate
+from bench.wellbeing.household import DAY, Person, Surprises, Use, simulate
 from bench.wellbeing.meter import MeterSetup, readings
 from bench.wellbeing.report import figures
 from meter_node.wellbeing import WellbeingMonitor, WellbeingSettings
 
 
-def monitor_cost(days: int) -> tuple[float, int]:
-    """Microseconds per update over one household polled every 10 s with 1 L pulses, and the polls fed."""
+def monitor_cost(days: int, resolution: float = 1.0, leak_lph: float = 0.0) -> tuple[float, int]:
+    """Microseconds per update over one household polled every 10 s, and the polls fed. ``leak_lph``: a leak
+    running all the time (on a 10 L meter the dearest case: the leak's beat is worked out at every pulse)."""
     rng = random.Random(7)
     uses, leaks, _ = simulate(Person.draw(rng), days, rng, Surprises())
-    series = list(readings(uses, leaks, MeterSetup(1.0, 10.0), 0.0, days * DAY, EPOCH0))
+    if leak_lph:
+        leaks = [*leaks, Use(0.0, days * DAY, leak_lph / 3600.0)]
+    series = list(readings(uses, leaks, MeterSetup(resolution, 10.0), 0.0, days * DAY, EPOCH0))
     monitor = WellbeingMonitor(WellbeingSettings(), TZ)
     update = monitor.update
     start = time.perf_counter()
@@ -34,9 +37,17 @@ def monitor_cost(days: int) -> tuple[float, int]:
 
 def run(quick: bool) -> list[Figure]:
     summary = evaluate(QUICK_SEEDS if quick else REPORT_SEEDS, 45 if quick else 60, jobs=os.cpu_count() or 1)
-    cost, polls = monitor_cost(7 if quick else 30)
+    days = 7 if quick else 30
+    cost, polls = monitor_cost(days)
+    leak_cost, leak_polls = monitor_cost(days, resolution=10.0, leak_lph=60.0)
     out = [
         Figure("wellbeing households evaluated", summary["households"], "", ""),
         Figure("wellbeing monitor cost per poll", round(cost, 2), "us", f"{polls:,} polls, 1 L pulses every 10 s"),
+        Figure(
+            "wellbeing monitor cost per poll, 10 L meter, 60 L/h leak",
+            round(leak_cost, 2),
+            "us",
+            f"{leak_polls:,} polls every 10 s, a pulse every 10 min besides use",
+        ),
     ]
     return out + figures(summary)

@@ -9,6 +9,7 @@ See docs/wellbeing.md for the rules, the sources and the evaluation.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ _SLOT_S = 1800  # the silence profile is learned per half hour of local time
 _SHORT_BIN_S = 600  # 10-minute bins: the short-term flow floor (a tap left running stops being "use")
 _HOUR_S = 3600
 _LONE_KEEP = 12  # lone pulses kept for the steadiness test (a 14 h night at a leak's 2-7 L/h sends 3-10)
+_BEAT_KEEP = 400  # intervals kept at most (a leak pulsing every 5 min for 96 h would send 1,152)
 _BEAT_MIN_S = 300.0  # coarse meter: pulses closer than this are a tap running (the flow rules' business), no beat
 _RANK = {"info": 0, "warning": 1, "urgent": 2}
 
@@ -410,7 +412,7 @@ class WellbeingMonitor:
         on = beat is not None and abs(interval - beat) <= self._beat_tolerance(beat)
         if interval >= _BEAT_MIN_S:
             keep = t - self.settings.beat_memory_h * _HOUR_S
-            self._intervals = [x for x in self._intervals if x[0] > keep] + [[t, interval]]
+            self._intervals = [x for x in self._intervals[-_BEAT_KEEP:] if x[0] > keep] + [[t, interval]]
             self._beat_cache = False
         return on
 
@@ -423,11 +425,15 @@ class WellbeingMonitor:
         habit; one beat only, so chance has little room)."""
         if self._beat_cache is not False:
             return self._beat_cache  # type: ignore[return-value]
-        best: list[list[float]] = []
-        for _, interval in self._intervals:
-            near = [x for x in self._intervals if abs(x[1] - interval) <= self._beat_tolerance(interval)]
-            if len(near) > len(best):
-                best = near
+        values = sorted(x[1] for x in self._intervals)
+        centre, most = 0.0, 0
+        for _, interval in self._intervals:  # the first interval (in time) with the most others near it
+            tol = self._beat_tolerance(interval)
+            count = bisect.bisect_right(values, interval + tol) - bisect.bisect_left(values, interval - tol)
+            if count > most:
+                centre, most = interval, count
+        tol = self._beat_tolerance(centre)
+        best = [x for x in self._intervals if abs(x[1] - centre) <= tol]
         recent = self._intervals[-1][0] - 36 * _HOUR_S if self._intervals else 0.0
         beat = None
         if len(best) >= self.settings.beat_count and max(x[0] for x in best) >= recent:
