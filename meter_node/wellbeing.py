@@ -291,6 +291,7 @@ class WellbeingMonitor:
             "usual_longest_flow_min": round(self._usual_run() / 60.0, 1) if self._usual_run() else None,
             "morning_deadline": self._morning_deadline_s(),
             "resolution_l": None if math.isinf(self._resolution) else self._resolution,
+            "leak_beat_min": None if self._beat() is None else round(self._beat() / 60.0, 1),  # type: ignore[operator]
         }
 
     def state(self) -> dict[str, Any]:
@@ -435,8 +436,12 @@ class WellbeingMonitor:
         tol = self._beat_tolerance(centre)
         best = [x for x in self._intervals if abs(x[1] - centre) <= tol]
         recent = self._intervals[-1][0] - 36 * _HOUR_S if self._intervals else 0.0
+        # a leak keeps its beat through every silence: two of its intervals follow one another (three pulses in a
+        # row); a person's intervals that agree by chance are scattered
+        ends = {round(x[0]) for x in best}
+        chained = any(round(x[0] - x[1]) in ends for x in best)
         beat = None
-        if len(best) >= self.settings.beat_count and max(x[0] for x in best) >= recent:
+        if len(best) >= self.settings.beat_count and chained and max(x[0] for x in best) >= recent:
             beat = sorted(x[1] for x in best)[len(best) // 2]
         self._beat_cache = beat
         return beat
