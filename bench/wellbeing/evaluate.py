@@ -28,7 +28,7 @@ ACUTE = ("collapse_day", "collapse_night", "collapse_tap")
 # what counts as "the family was told": a person alert or water running, at warning or above
 DETECTING = PERSON_KINDS | {"continuous_flow", "high_daily_volume"}
 TUNE_SEEDS = tuple(range(1, 201))  # 1-40 until round 3; 41-200 added in round 4 (docs/wellbeing.md)
-REPORT_SEEDS = tuple(range(3001, 3161))  # fresh for round 4; 1001-1080 and 2001-2080 were reported on before
+REPORT_SEEDS = tuple(range(4001, 4161))  # the final report (round 4b); 1001-1080, 2001-2080, 3001-3160 were before
 HORIZON = 36 * HOUR
 
 
