@@ -283,6 +283,7 @@ class WellbeingMonitor:
 
     def profile(self) -> dict[str, Any]:
         """What has been learned, for the health report and for docs/debugging."""
+        beat = self._beat()
         return {
             "learned_days": len(self._valid_days()),
             "adaptive": self._adaptive(),
@@ -291,7 +292,7 @@ class WellbeingMonitor:
             "usual_longest_flow_min": round(self._usual_run() / 60.0, 1) if self._usual_run() else None,
             "morning_deadline": self._morning_deadline_s(),
             "resolution_l": None if math.isinf(self._resolution) else self._resolution,
-            "leak_beat_min": None if self._beat() is None else round(self._beat() / 60.0, 1),  # type: ignore[operator]
+            "leak_beat_min": None if beat is None else round(beat / 60.0, 1),
         }
 
     def state(self) -> dict[str, Any]:
