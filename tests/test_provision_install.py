@@ -45,6 +45,29 @@ def make_config(tmp_path: Path, role: str, *extra: str) -> Path:
     return path
 
 
+def init_for(central, path: Path) -> Path:
+    """An elevator node's config at ``path`` that points at the test central."""
+    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
+    assert main([*argv, "--central-url", central.url, *ROLE_FLAGS["elevator"]]) == 0
+    return path
+
+
+def register_at(central, path: Path) -> str:
+    """Init and register a node at the test central; its token."""
+    init_for(central, path)
+    key = path.parent / "claim"
+    key.write_text(central.claim_key)
+    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
+    return (path.parent / "token").read_text()
+
+
+def post_heartbeat(central, token: str, beat: dict) -> None:
+    answer = requests.post(
+        f"{central.url}/api/v1/heartbeat", json=beat, headers=central.node_headers(token), timeout=10
+    )
+    assert answer.status_code == 200
+
+
 def unit_keys(text: str) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     for line in text.splitlines():
@@ -179,18 +202,8 @@ def test_install_with_a_bad_config_is_exit_2(tmp_path: Path, capsys: pytest.Capt
 # ------------------------------------------------------------------------------------------------ status
 def test_status_shows_the_last_heartbeat(central, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "etc" / "node.toml"
-    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
-    argv += ["--central-url", central.url, *ROLE_FLAGS["elevator"]]
-    assert main(argv) == 0
-    key = tmp_path / "claim"
-    key.write_text(central.claim_key)
-    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
-    token = (path.parent / "token").read_text()
-    beat = {"uptime_s": 12.0, "version": "test-1", "outbox_depth": 3, "clock_synced": True}
-    answer = requests.post(
-        f"{central.url}/api/v1/heartbeat", json=beat, headers=central.node_headers(token), timeout=10
-    )
-    assert answer.status_code == 200
+    token = register_at(central, path)
+    post_heartbeat(central, token, {"uptime_s": 12.0, "version": "test-1", "outbox_depth": 3, "clock_synced": True})
     operator_key = tmp_path / "operator.key"
     operator_key.write_text(central.operator_key)
     capsys.readouterr()
@@ -211,10 +224,7 @@ def test_status_shows_the_last_heartbeat(central, tmp_path: Path, capsys: pytest
 
 
 def test_status_when_the_central_is_down(central, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = tmp_path / "node.toml"
-    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
-    argv += ["--central-url", central.url, *ROLE_FLAGS["elevator"]]
-    assert main(argv) == 0
+    path = init_for(central, tmp_path / "node.toml")
     (tmp_path / "token").write_text("whatever")
     central.stop()
     assert main(["status", "--config", str(path), "--timeout", "2"]) == 3
@@ -223,12 +233,7 @@ def test_status_when_the_central_is_down(central, tmp_path: Path, capsys: pytest
 
 def test_status_of_a_node_the_central_never_heard(central, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "node.toml"
-    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
-    argv += ["--central-url", central.url, *ROLE_FLAGS["elevator"]]
-    assert main(argv) == 0
-    key = tmp_path / "claim"
-    key.write_text(central.claim_key)
-    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
+    register_at(central, path)
     capsys.readouterr()
     assert main(["status", "--config", str(path)]) == 1
     assert "last heartbeat never" in capsys.readouterr().out
@@ -295,17 +300,7 @@ def test_status_reads_the_unit_from_systemctl(
     central, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, state: str, code: int
 ) -> None:
     path = tmp_path / "node.toml"
-    argv = ["init", "--role", "elevator", "--config", str(path), "--non-interactive", "--site", central.site]
-    argv += ["--central-url", central.url, *ROLE_FLAGS["elevator"]]
-    assert main(argv) == 0
-    key = tmp_path / "claim"
-    key.write_text(central.claim_key)
-    assert main(["register", "--config", str(path), "--claim-key-file", str(key)]) == 0
-    token = (tmp_path / "token").read_text()
-    beat = {"uptime_s": 5.0}
-    assert requests.post(
-        f"{central.url}/api/v1/heartbeat", json=beat, headers=central.node_headers(token), timeout=10
-    ).ok
+    post_heartbeat(central, register_at(central, path), {"uptime_s": 5.0})
     fake_systemctl(tmp_path, monkeypatch, state)
     capsys.readouterr()
     assert main(["status", "--config", str(path)]) == code
