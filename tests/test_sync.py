@@ -655,32 +655,24 @@ def test_wait_on_clock_follows_the_clock_not_the_wall(clock: ManualClock) -> Non
     assert wait_on_clock(clock, 1000.0, wake) is True  # woken early
 
 
-def test_a_reply_that_acknowledges_nothing_backs_off(
-    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply(200, {"accepted": [], "rejected": []}), "NoAck"),  # a reply that acknowledges nothing
+        (Reply(302, b"", {"Location": "http://127.0.0.1:1/elsewhere"}), "302"),  # a redirect is not followed
+    ],
+    ids=["acknowledges-nothing", "redirect"],
+)
+def test_a_reply_that_is_no_acknowledgement_backs_off_and_keeps_the_event(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list, reply: Reply, error: str
 ) -> None:
     runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
     runtimes.append(runtime)
     runtime.uploader.run_once()
     event = runtime.record_state("door_state", {})
-    fake.then(Reply(200, {"accepted": [], "rejected": []}))
+    fake.then(reply)
     result = runtime.uploader.run_once()
-    assert result.status == "backoff" and "NoAck" in (result.error or "")
-    assert runtime.outbox.depth()["state"] == 1
-    clock.advance(result.retry_in_s or 0)
-    assert runtime.uploader.run_once().status == "sent"
-    assert event.id in fake.events
-
-
-def test_a_redirect_is_not_followed_and_keeps_events(
-    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
-) -> None:
-    runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
-    runtimes.append(runtime)
-    runtime.uploader.run_once()
-    event = runtime.record_state("door_state", {})
-    fake.then(Reply(302, b"", {"Location": "http://127.0.0.1:1/elsewhere"}))
-    result = runtime.uploader.run_once()
-    assert result.status == "backoff" and "302" in (result.error or "")
+    assert result.status == "backoff" and error in (result.error or "")
     assert runtime.outbox.depth()["state"] == 1
     clock.advance(result.retry_in_s or 0)
     assert runtime.uploader.run_once().status == "sent"
