@@ -13,7 +13,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from common.config import load_config
+from common.config import NodeConfig, load_config
 from hal.audio import RecordingSpeaker
 from hal.clock import FastClock
 from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
@@ -248,15 +248,20 @@ def test_outbox_failure_never_stops_a_ride(mock_factory: MockFactory, tmp_path: 
         node.close()
 
 
-def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_path: Path) -> None:
+def _ride_then_stop(central, tmp_path: Path) -> NodeConfig:
+    """A kiosk that asked for a ride and stopped while it was on its way (the watchdog, or the power); its config."""
     token = central.register(NODE, "kiosk")
     config = load_config(write_config(tmp_path, central.url, token))
     first = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
     first.start_thread()
     first.press("button")
     assert first.wait_for_state("searching", "assigned")
-    plate = None
-    first.close()  # the watchdog killed it, or the power blinked
+    first.close()
+    return config
+
+
+def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_path: Path) -> None:
+    config = _ride_then_stop(central, tmp_path)
     assert (config.state_dir / "ride.json").exists()
     voice = RecordingSpeaker()
     second = KioskNode(config, speaker=voice, use_gpio=False)
@@ -275,13 +280,7 @@ def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_
 
 
 def test_a_ride_that_ended_while_the_kiosk_was_down_is_not_announced(central, tmp_path: Path) -> None:
-    token = central.register(NODE, "kiosk")
-    config = load_config(write_config(tmp_path, central.url, token))
-    first = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
-    first.start_thread()
-    first.press("button")
-    assert first.wait_for_state("searching", "assigned")
-    first.close()
+    config = _ride_then_stop(central, tmp_path)
     central.clock.advance(3600)  # an hour later the car has long come and gone
     voice = RecordingSpeaker()
     second = KioskNode(config, speaker=voice, use_gpio=False)
