@@ -50,10 +50,10 @@ def _config(workdir: Path, url: str) -> Any:
 
 def child(workdir: Path, url: str, seed: int) -> None:
     """The node under test: puts events as fast as a busy node would while its uploader drains them."""
+    from common.clock import SystemClock
     from common.events import make_event
     from common.outbox import Outbox
     from common.sync import Uploader
-    from hal.clock import SystemClock
 
     config = _config(workdir, url)
     clock = SystemClock()
@@ -123,9 +123,9 @@ def crash_rounds(
     max_kill_delay_s: float = 0.25,
 ) -> CrashReport:
     """Run ``rounds`` start/SIGKILL cycles of the child, then drain what is left and check the central."""
+    from common.clock import SystemClock
     from common.outbox import Outbox
     from common.sync import Uploader
-    from hal.clock import SystemClock
 
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)

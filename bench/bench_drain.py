@@ -10,11 +10,11 @@ from pathlib import Path
 
 from bench.bench_crash_safety import LocalCentral
 from bench.figures import Figure
+from common.clock import SystemClock
 from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
 from common.events import make_event
 from common.outbox import Outbox
 from common.sync import Uploader
-from hal.clock import SystemClock
 
 
 def _drain(directory: Path, n: int, batch_size: int) -> tuple[float, int, int]:

@@ -70,11 +70,11 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
+    from common.clock import SystemClock
     from common.config import parse_config
     from common.service import NodeRuntime
     from elevator_node.node import ElevatorNode
     from hal.audio import RecordingSpeaker
-    from hal.clock import SystemClock
     from hal.sim.lift import LiftSimulator
 
     folder.mkdir(parents=True)

@@ -82,7 +82,7 @@ def _first(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
 
 def _headless_press_to_stored(url: str, token: str, n: int) -> list[float]:
     """Press -> the central's answer with a ride id, on the controller alone (no screen), ``n`` times."""
-    from hal.clock import SystemClock
+    from common.clock import SystemClock
     from kiosk.client import RidesClient
     from kiosk.controller import KioskController
     from kiosk.ride import RideMachine, RideTimings

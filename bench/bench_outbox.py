@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from bench.figures import Figure
+from common.clock import SystemClock
 from common.config import OutboxSection
 from common.events import Event, make_event
 from common.outbox import PAGE_SIZE, Outbox, event_json
-from hal.clock import SystemClock
 
 
 def _events(n: int, priority: str = "reading") -> list[Event]:

@@ -27,8 +27,8 @@ from central.config import CentralConfig, OperatorSection
 from central.fleet import DispatchPlan, plan_dispatch, ride_view
 from central.routing import notifications
 from central.store import Conflict, NotFound, Store
+from common.clock import Clock, SystemClock
 from common.events import RECIPIENT_ROLES
-from hal.clock import Clock, SystemClock
 
 log = logging.getLogger("central")
 

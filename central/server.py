@@ -17,7 +17,7 @@ import uvicorn
 
 from central.app import create_app
 from central.config import CentralConfig
-from hal.clock import Clock
+from common.clock import Clock
 
 
 class CentralServer:

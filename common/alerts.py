@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.clock import Clock
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
 from common.outbox import Outbox
-from hal.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.clock import Clock
 from common.config import OutboxSection
 from common.events import PRIORITY_RANK, Event, make_event
 from common.files import fsync_dir, write_atomic
-from hal.clock import Clock
 
 log = logging.getLogger(__name__)
 

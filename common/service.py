@@ -20,11 +20,11 @@ from types import FrameType
 from typing import Any
 
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook
+from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
 from common.outbox import Outbox, OutboxError
 from common.sync import Uploader, wait_on_clock
-from hal.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

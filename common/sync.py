@@ -23,10 +23,10 @@ from typing import Any
 
 import requests
 
+from common.clock import Clock, wait_until
 from common.config import NodeConfig
 from common.events import Event, make_event
 from common.outbox import Outbox, OutboxError
-from hal.clock import Clock, wait_until
 
 log = logging.getLogger(__name__)
 

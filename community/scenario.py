@@ -30,10 +30,10 @@ from gpiozero.pins.mock import MockFactory
 
 from central.config import parse_central_config
 from central.server import CentralServer
+from common.clock import FastClock
 from common.config import NodeConfig, parse_config
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
-from hal.clock import FastClock
 from hal.sim.lift import LiftSimulator
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from hal.clock import Clock
+from common.clock import Clock
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection, Event
 from common.files import write_atomic
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
-from hal.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

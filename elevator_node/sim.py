@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from common.clock import Clock
 from common.config import NodeConfig
 from elevator_node.node import ElevatorNode
-from hal.clock import Clock
 from hal.sim.lift import LiftSimulator, normalise
 
 Scenario = Sequence[tuple[float, Mapping[str, Any]]]

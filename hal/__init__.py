@@ -1,1 +1,1 @@
-"""The only code that touches hardware: GPIO, the Modbus bus, audio, clocks; sim/ fakes them."""
+"""The only code that touches hardware: GPIO, the Modbus bus, audio; sim/ fakes them."""

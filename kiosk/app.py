@@ -29,7 +29,7 @@ from kivy.uix.boxlayout import BoxLayout  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
-from hal.clock import Clock, SystemClock  # noqa: E402
+from common.clock import Clock, SystemClock  # noqa: E402
 from kiosk import theme  # noqa: E402
 from kiosk.config import ScreenSection  # noqa: E402
 from kiosk.controller import KioskController  # noqa: E402

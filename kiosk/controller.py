@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from hal.clock import Clock
+from common.clock import Clock
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
 from kiosk.ride import (
     Cancel,

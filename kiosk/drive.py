@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hal.clock import FastClock
+from common.clock import FastClock
 
 START_WALL = time.time()
 

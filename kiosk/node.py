@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 from gpiozero.exc import GPIOZeroError
 
+from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
-from hal.clock import Clock, SystemClock
 from kiosk.client import RidesClient
 from kiosk.config import KioskConfig, RideTimingSection
 from kiosk.controller import KioskController, Speaker

@@ -51,7 +51,7 @@ def run(config_path: Path) -> int:
     """Load the config (exit 2 on any problem), then poll, judge and sync until SIGTERM or SIGINT."""
     config = load_config_or_exit(config_path, expected_role="meter")
     setup_logging(config.node.log_level)
-    from hal.clock import SystemClock
+    from common.clock import SystemClock
     from meter_node.node import MeterNode
 
     node = MeterNode(config, SystemClock())

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.clock import Clock
 from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
-from hal.clock import Clock
 from hal.modbus import ModbusBus, PortError
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from common.clock import Clock, SystemClock
 from common.events import Detection
-from hal.clock import Clock, SystemClock
 from hal.modbus import (
     CrcError,
     ModbusError,

@@ -86,7 +86,7 @@ def pins_of(section: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def clock_synced() -> bool:
     """Whether NTP has synchronised the wall clock (a Pi has no RTC); patched in tests."""
-    from hal.clock import SystemClock
+    from common.clock import SystemClock
 
     return SystemClock().wall_synced()
 

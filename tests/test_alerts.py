@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from common.alerts import AlertBook
+from common.clock import ManualClock
 from common.config import OutboxSection
 from common.events import Detection
 from common.outbox import Outbox
-from hal.clock import ManualClock
 
 NODE = "cbxc-b7-u2-lift1"
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from hal import clock as clock_mod
-from hal.clock import FastClock, ManualClock, SystemClock
+from common import clock as clock_mod
+from common.clock import FastClock, ManualClock, SystemClock
 
 
 def test_manual_clock_timer_ignores_wall_jump() -> None:

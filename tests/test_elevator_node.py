@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from common.clock import ManualClock
 from common.config import NodeConfig, parse_config
 from common.outbox import OutboxError
 from common.service import NodeRuntime
 from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
 from elevator_node.node import STATE_FILE, ElevatorNode, restart_shift
 from hal.audio import RecordingSpeaker
-from hal.clock import ManualClock
 from hal.sim.lift import LiftSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -511,8 +511,8 @@ def test_example_config_builds_a_node(mock_factory: Any, tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------- simulated community
 def test_simulated_lift_plays_the_trapped_passenger_on_a_fast_clock(mock_factory: Any, tmp_path: Path) -> None:
     """The community's lift: the real node on its own thread, hal.sim.lift playing the scenario, FastClock."""
+    from common.clock import FastClock
     from elevator_node.sim import SimulatedLift, trapped_passenger_scenario
-    from hal.clock import FastClock
 
     clock = FastClock(50.0, start_wall=START_WALL)
     config = node_config(tmp_path)

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from common.clock import ManualClock
 from common.config import SerialPort
-from hal.clock import ManualClock
 from hal.modbus import (
     COUNTERS,
     CrcError,

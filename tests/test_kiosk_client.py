@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from hal.clock import SystemClock
+from common.clock import SystemClock
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient, parse_ride
 from kiosk.controller import KioskController
 from kiosk.ride import Report, RideMachine, RideTimings

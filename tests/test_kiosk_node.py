@@ -13,9 +13,9 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from common.clock import FastClock
 from common.config import NodeConfig, load_config
 from hal.audio import RecordingSpeaker
-from hal.clock import FastClock
 from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
 from tests.kiosk_helpers import NODE, write_kiosk_config
 

@@ -122,8 +122,8 @@ def test_every_state_has_an_icon_as_well_as_a_colour() -> None:
 
 
 def test_recorded_prompt_replaces_the_spoken_text(tmp_path: Path) -> None:
+    from common.clock import ManualClock
     from hal.audio import RecordingSpeaker
-    from hal.clock import ManualClock
     from kiosk.controller import KioskController
     from kiosk.ride import Speak
 

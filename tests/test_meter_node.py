@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from common.clock import FastClock, ManualClock
 from common.config import NodeConfig, parse_config
 from common.service import NodeRuntime
-from hal.clock import FastClock, ManualClock
 from meter_node.node import CHIME_PROMPT, STATE_FILE, MeterNode, ReadingCadence
 from meter_node.profiles import load_profile
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from common.clock import ManualClock
 from common.config import ButtonPin
-from hal.clock import ManualClock
 from hal.modbus import CrcError, NoResponseError, ShortFrameError, SlaveExceptionError, WrongResponderError
 from meter_node.config import HouseholdSection, MeterEntry
 from meter_node.profiles import load_profile

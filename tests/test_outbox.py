@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from common.clock import ManualClock
 from common.config import OutboxSection
 from common.events import Event, make_event
 from common.outbox import Outbox
-from hal.clock import ManualClock
 
 NODE = "test-node-1"
 
@@ -423,7 +423,7 @@ def test_a_second_process_cannot_open_the_same_outbox(path: Path, clock: ManualC
     box = open_outbox(path, clock)
     script = (
         "import sys; from pathlib import Path; from common.config import OutboxSection;"
-        "from common.outbox import Outbox, OutboxError; from hal.clock import ManualClock\n"
+        "from common.outbox import Outbox, OutboxError; from common.clock import ManualClock\n"
         "try:\n    Outbox(Path(sys.argv[1]), OutboxSection(), ManualClock())\n"
         "except OutboxError as exc:\n    print(exc); sys.exit(3)\n"
     )

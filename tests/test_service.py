@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from common.clock import ManualClock
 from common.events import Detection
 from common.service import STORM_CLEAR_S, STORM_COUNT, NodeRuntime, systemd_notify, watchdog_interval_s
-from hal.clock import ManualClock
 from tests.sync_helpers import FakeCentral, fake_central, node_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ def test_run_loop_notifies_ticks_and_stops(
 def test_watchdog_is_not_pinged_while_a_tick_hangs(
     notify: NotifySocket, tmp_path: Path, fake: FakeCentral, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hal.clock import SystemClock
+    from common.clock import SystemClock
 
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # ping every 0.05 s while alive
     node = NodeRuntime(node_config(tmp_path, fake.url, fake.token), SystemClock())
@@ -283,7 +283,7 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
 def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(central: object, tmp_path: Path) -> None:
     """A lift incident through the whole node runtime on a fast clock: raised, re-sent while open, cleared,
     delivered to the real central as one alert."""
-    from hal.clock import FastClock
+    from common.clock import FastClock
 
     token = central.register("cbxc-b7-u2-lift1", "elevator")  # type: ignore[attr-defined]
     config = node_config(tmp_path, central.url, token, node_id="cbxc-b7-u2-lift1", role="elevator")  # type: ignore[attr-defined]

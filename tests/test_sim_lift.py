@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from common.clock import FastClock, ManualClock
 from common.config import ButtonPin, InputPin, load_config
-from hal.clock import FastClock, ManualClock
 from hal.gpio import make_button, make_input
 from hal.sim.lift import LiftSimulator, steps_between
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import requests
 
+from common.clock import ManualClock, SystemClock
 from common.config import OutboxSection
 from common.events import Detection, Event, make_event
 from common.outbox import Outbox
 from common.service import NodeRuntime
 from common.sync import ALERT_BACKOFF_MAX_S, Uploader, parse_retry_after
-from hal.clock import ManualClock, SystemClock
 from tests.sync_helpers import FakeCentral, Reply, fake_central, node_config, run_until
 
 NODE = "cbxc-b7-u2-lift1"

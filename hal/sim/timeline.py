@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from hal.clock import Clock, wait_until
+from common.clock import Clock, wait_until
 
 
 class ScriptPlayer:

@@ -1,4 +1,4 @@
-"""Clocks: monotonic time for timers, wall time for timestamps, and whether wall time can be trusted.
+"""Clocks: monotonic time for timers, wall time for timestamps, and whether wall time can be trusted (not hardware).
 
 A Raspberry Pi has no real-time clock: until NTP syncs, wall time may read 1970 or the last shutdown time.
 Nothing in the project sleeps on wall time. ``ManualClock`` and ``FastClock`` let tests and the simulated
