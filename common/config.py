@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 DEFAULT_CONFIG_PATH = Path("/etc/changbai/node.toml")
 EXIT_CONFIG = 2
+# bumped with every config change a release migrates (updates/migrations.py); a bundle's manifest carries it
+CONFIG_SCHEMA_VERSION = 1
 
 # role name -> "module:Class" of its section; imported lazily so common/ never imports a role at load time
 ROLE_SECTIONS: dict[str, str] = {

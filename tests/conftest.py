@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.gpio",
     "tests.fixtures.serial",
     "tests.fixtures.central",
+    "tests.fixtures.releases",
 ]

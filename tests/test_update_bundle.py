@@ -1,0 +1,136 @@
+"""Release bundles: a real one built from this project, its signature checked by us and by openssl, and
+bundles with a bad signature, a changed file or a cut-off end refused."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from common.config import CONFIG_SCHEMA_VERSION
+from updates.build import local_target, platform_tags, wheel_requirements
+from updates.bundle import extract_bundle, read_verified_manifest
+from updates.manifest import (
+    HashMismatch,
+    ReleaseError,
+    SignatureError,
+    generate_key,
+    load_public_key,
+    public_key_pem,
+    sha256_file,
+)
+from updates.release_cli import main as release_main
+
+VERSION = "0.1.0+t1"
+
+
+def _rewrite(bundle: Path, out: Path, change) -> Path:
+    """Copy a bundle tar member by member, letting ``change(name, data)`` return new bytes."""
+    with tarfile.open(bundle) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            data = change(member.name, data)
+            info = tarfile.TarInfo(member.name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_a_bundle_holds_the_suite_and_every_dependency_each_hashed(release_kit, tmp_path):
+    bundle = release_kit.bundle(VERSION)
+    manifest = extract_bundle(bundle, load_public_key(release_kit.public_key), tmp_path)
+    assert (manifest.version, manifest.role, manifest.target) == (VERSION, "elevator", local_target())
+    assert manifest.config_schema == CONFIG_SCHEMA_VERSION
+    assert manifest.requirement == f"changbai-nodes=={VERSION}"
+    names = {f.name.split("-")[0].lower() for f in manifest.files}
+    for needed in ("changbai_nodes", "cryptography", "requests", "gpiozero", "pyserial", "minimalmodbus", "pip"):
+        assert needed in names, f"{needed} missing from {sorted(names)}"
+    assert manifest.installer.name.startswith("pip-")
+    assert not manifest.no_binary  # the local machine has a binary wheel of everything
+    for entry in manifest.files:
+        assert sha256_file(tmp_path / entry.name) == (entry.size, entry.sha256)
+
+
+def test_openssl_verifies_the_signature_and_refuses_a_changed_manifest(release_kit, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    with tarfile.open(release_kit.bundle(VERSION)) as tar:
+        raw = tar.extractfile("manifest.json").read()
+        signature = base64.b64decode(tar.extractfile("manifest.sig").read())
+    (tmp_path / "m.json").write_bytes(raw)
+    (tmp_path / "sig").write_bytes(signature)
+    cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(release_kit.public_key), "-rawin"]
+    cmd += ["-in", str(tmp_path / "m.json"), "-sigfile", str(tmp_path / "sig")]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    (tmp_path / "m.json").write_bytes(raw.replace(VERSION.encode(), b"9.9.9"))
+    assert subprocess.run(cmd, capture_output=True).returncode != 0
+
+
+def test_another_key_or_a_changed_manifest_is_refused(release_kit, tmp_path):
+    bundle = release_kit.bundle(VERSION)
+    other = tmp_path / "other.pub"
+    other.write_bytes(public_key_pem(generate_key().public_key()))
+    with pytest.raises(SignatureError, match="does not verify"):
+        read_verified_manifest(bundle, load_public_key(other))
+
+    def older(name: str, data: bytes) -> bytes:
+        return data.replace(VERSION.encode(), b"0.0.1") if name == "manifest.json" else data
+
+    forged = _rewrite(bundle, tmp_path / "forged.bundle", older)
+    with pytest.raises(SignatureError):
+        extract_bundle(forged, load_public_key(release_kit.public_key), tmp_path / "x")
+
+
+def test_a_changed_file_is_refused_by_its_hash(release_kit, tmp_path):
+    def swap(name: str, data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1]) if name.startswith("files/requests-") else data
+
+    bad = _rewrite(release_kit.bundle(VERSION), tmp_path / "bad.bundle", swap)
+    with pytest.raises(HashMismatch, match="requests-.*sha256"):
+        extract_bundle(bad, load_public_key(release_kit.public_key), tmp_path / "x")
+
+
+def test_a_cut_off_bundle_is_refused(release_kit, tmp_path):
+    data = release_kit.bundle(VERSION).read_bytes()
+    cut = tmp_path / "cut.bundle"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReleaseError):
+        extract_bundle(cut, load_public_key(release_kit.public_key), tmp_path / "x")
+
+
+def test_the_command_line_verifies_and_shows_a_bundle(release_kit, capsys):
+    bundle = str(release_kit.bundle(VERSION))
+    assert release_main(["verify", bundle, "--public-key", str(release_kit.public_key)]) == 0
+    assert "OK: changbai-nodes 0.1.0+t1 (elevator" in capsys.readouterr().out
+    assert release_main(["show", bundle, "--public-key", str(release_kit.public_key)]) == 0
+    assert "installer" in capsys.readouterr().out
+
+
+def test_keygen_protects_the_private_key_and_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHANGBAI_RELEASE_PASSPHRASE", "correct horse battery staple")
+    assert release_main(["keygen", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "release.key").stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "release.key").read_bytes()
+    assert release_main(["keygen", "--out", str(tmp_path)]) == 1
+    assert "orphan every node" in capsys.readouterr().err
+
+
+def test_pi_targets_ask_pip_for_the_pi_platforms_and_extras():
+    tags = platform_tags("linux_aarch64")
+    assert "manylinux_2_36_aarch64" in tags and "manylinux2014_aarch64" in tags and "linux_aarch64" in tags
+    assert platform_tags(local_target()) == []
+
+
+def test_extras_pick_their_requirements(release_kit, tmp_path):
+    with tarfile.open(release_kit.bundle(VERSION)) as tar:
+        member = next(m for m in tar.getmembers() if m.name.startswith("files/changbai_nodes-"))
+        (tmp_path / "w.whl").write_bytes(tar.extractfile(member).read())
+    plain = wheel_requirements(tmp_path / "w.whl", ())
+    assert not any(r.lower().startswith("kivy") for r in plain)
+    assert any(r.lower().startswith("kivy") for r in wheel_requirements(tmp_path / "w.whl", ("kiosk",)))
+    assert any(r.lower().startswith("lgpio") for r in wheel_requirements(tmp_path / "w.whl", ("pi-gpio",)))
