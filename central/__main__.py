@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         app.state.store.close()
+        app.state.releases.close()
     return 0
 
 
@@ -124,6 +125,44 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release_add(args: argparse.Namespace) -> int:
+    from central.release_store import ReleaseStore
+    from central.releases import publish_bundle
+    from central.store import Conflict
+    from updates.manifest import ReleaseError
+
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    releases = ReleaseStore(args.db)
+    try:
+        manifest = publish_bundle(releases, args.bundle, args.public_key, time.time())
+    except (ReleaseError, Conflict) as exc:
+        print(f"central release add: {args.bundle}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        releases.close()
+    print(
+        f"added {manifest.label}: {len(manifest.files)} files; start a rollout on /operator/updates or POST /api/v1/rollouts"
+    )
+    return 0
+
+
+def cmd_release_list(args: argparse.Namespace) -> int:
+    from central.release_store import ReleaseStore
+
+    releases = ReleaseStore(args.db)
+    try:
+        rows, rollouts = releases.releases(), releases.rollouts()
+    finally:
+        releases.close()
+    for r in rows:
+        print(f"{r['role']:9} {r['target']:16} {r['version']:20} {r['bytes'] / 1e6:6.1f} MB  {r['notes']}")
+    for r in rollouts:
+        print(
+            f"rollout {r['id']}: {r['version']} to {r['role']} nodes, {r['state']} at stage {r['stage']} {r['reason']}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="central", description="Reference central endpoint of changbai-nodes.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -160,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", help="list registered nodes from the database (read-only)")
     nodes.add_argument("--db", type=Path, default=DEFAULT_DB)
     nodes.set_defaults(func=cmd_nodes)
+
+    release = sub.add_parser("release", help="software releases: add a signed bundle, list releases and rollouts")
+    release_sub = release.add_subparsers(dest="release_command", metavar="ACTION", required=True)
+    add = release_sub.add_parser("add", help="verify a bundle with the release public key and publish it")
+    add.add_argument("bundle", type=Path)
+    add.add_argument("--db", type=Path, default=DEFAULT_DB, help="the central's database (files go beside it)")
+    add.add_argument("--public-key", type=Path, default=Path("/etc/changbai/release.pub"))
+    add.set_defaults(func=cmd_release_add)
+    listing = release_sub.add_parser("list", help="releases and rollouts")
+    listing.add_argument("--db", type=Path, default=DEFAULT_DB)
+    listing.set_defaults(func=cmd_release_list)
     return parser
 
 

@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from central import releases
 from central.config import CentralConfig, OperatorSection
 from central.fleet import DispatchPlan, plan_dispatch, ride_view
 from central.routing import notifications
@@ -302,6 +303,7 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
     app.state.config = config
     app.state.clock = clock
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
+    releases.install(app, db_path)  # software updates: central/releases.py
 
     # -------------------------------------------------------------------------------------- errors
     @app.exception_handler(ApiError)

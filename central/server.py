@@ -97,4 +97,5 @@ class CentralServer:
                 raise RuntimeError(f"central on {self.url} did not stop within {timeout_s} s")
         if self.app is not None:
             self.app.state.store.close()
+            self.app.state.releases.close()
         self._server = self._thread = self.app = None
