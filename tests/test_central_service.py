@@ -34,6 +34,15 @@ CONTRACT = {
     "/api/v1/rides/{ride_id}": {"get"},
     "/api/v1/rides/{ride_id}/cancel": {"post"},
     "/api/v1/health": {"get"},
+    # software updates (central/releases.py, docs/updates.md)
+    "/api/v1/updates/check": {"get"},
+    "/api/v1/updates/report": {"post"},
+    "/api/v1/updates/nodes": {"get"},
+    "/api/v1/releases": {"get"},
+    "/api/v1/releases/{role}/{target}/{version}/files/{name}": {"get"},
+    "/api/v1/rollouts": {"post", "get"},
+    "/api/v1/rollouts/{rollout}": {"get"},
+    "/api/v1/rollouts/{rollout}/{action}": {"post"},
 }
 
 
