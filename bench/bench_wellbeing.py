@@ -1,7 +1,7 @@
-"""Wellbeing rules on simulated elderly households: recall and false alarms beside the services' fixed rules.
+"""Wellbeing rules on every household model: recall and false alarms beside the services' fixed rules.
 
-Report seeds only (the rules were tuned on bench.wellbeing.evaluate.TUNE_SEEDS). ``--quick``: 8 households x 45 days.
-Also the monitor's cost per poll, what a node pays for each meter it reads.
+Report seeds only (the rules were tuned on bench.wellbeing.evaluate.TUNE_SEEDS). ``--quick``: 8 households x 45 days
+per model. Also the monitor's cost per poll, what a node pays for each meter it reads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from bench.wellbeing.__main__ import QUICK_SEEDS
 from bench.wellbeing.evaluate import EPOCH0, REPORT_SEEDS, TZ, evaluate
 from bench.wellbeing.household import DAY, Person, Surprises, Use, simulate
 from bench.wellbeing.meter import MeterSetup, readings
+from bench.wellbeing.models import AT_HOME, MODELS
 from bench.wellbeing.report import figures
+from bench.wellbeing.summary import summarise
 from meter_node.wellbeing import WellbeingMonitor, WellbeingSettings
 
 
@@ -36,12 +38,10 @@ def monitor_cost(days: int, resolution: float = 1.0, leak_lph: float = 0.0) -> t
 
 
 def run(quick: bool) -> list[Figure]:
-    summary = evaluate(QUICK_SEEDS if quick else REPORT_SEEDS, 45 if quick else 60, jobs=os.cpu_count() or 1)
     days = 7 if quick else 30
     cost, polls = monitor_cost(days)
     leak_cost, leak_polls = monitor_cost(days, resolution=10.0, leak_lph=60.0)
     out = [
-        Figure("wellbeing households evaluated", summary["households"], "", ""),
         Figure("wellbeing monitor cost per poll", round(cost, 2), "us", f"{polls:,} polls, 1 L pulses every 10 s"),
         Figure(
             "wellbeing monitor cost per poll, 10 L meter, 60 L/h leak",
@@ -50,4 +50,7 @@ def run(quick: bool) -> list[Figure]:
             f"{leak_polls:,} polls every 10 s, a pulse every 10 min besides use",
         ),
     ]
-    return out + figures(summary)
+    for model in MODELS:
+        results = evaluate(model, QUICK_SEEDS if quick else REPORT_SEEDS, 45 if quick else 60, jobs=os.cpu_count() or 1)
+        out += figures(summarise(results), model, model in AT_HOME)
+    return out

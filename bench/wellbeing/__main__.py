@@ -1,4 +1,4 @@
-"""`python -m bench.wellbeing [--quick] [--tune] [--seeds A-B]`: evaluate the wellbeing rules; prints the table."""
+"""`python -m bench.wellbeing [--model M] [--quick] [--tune] [--seeds A-B]`: evaluate the wellbeing rules."""
 
 from __future__ import annotations
 
@@ -9,28 +9,36 @@ import sys
 import time
 
 from bench.wellbeing.evaluate import REPORT_SEEDS, TUNE_SEEDS, evaluate
+from bench.wellbeing.models import MODELS
 from bench.wellbeing.report import markdown
+from bench.wellbeing.summary import summarise
 
 QUICK_SEEDS = REPORT_SEEDS[:8]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wellbeing", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", action="append", choices=sorted(MODELS), help="household model (repeat; default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help=f"{len(QUICK_SEEDS)} households, 45 days")
-    parser.add_argument("--tune", action="store_true", help="the tuning seeds instead of the report seeds")
-    parser.add_argument("--seeds", type=_seed_range, metavar="A-B", help="other seeds, e.g. 3001-3160 (fresh ones)")
+    parser.add_argument("--tune", action="store_true", help="each model's tuning seeds instead of the report seeds")
+    parser.add_argument("--seeds", type=_seed_range, metavar="A-B", help="other seeds, e.g. 6001-6160 (fresh ones)")
+    parser.add_argument("--days", type=int, help="days per household (default 60; --quick 45)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes side by side (default: cores)")
     parser.add_argument("--json", action="store_true", help="print the raw summary as JSON too")
     args = parser.parse_args(argv)
-    seeds = args.seeds or (TUNE_SEEDS if args.tune else (QUICK_SEEDS if args.quick else REPORT_SEEDS))
-    days = 45 if args.quick else 60
-    start = time.monotonic()
-    print(f"{len(seeds)} households, {days} days each, {args.jobs} processes...", file=sys.stderr)
-    summary = evaluate(seeds, days, jobs=args.jobs)
-    print(markdown(summary, seeds, days))
-    if args.json:
-        print(json.dumps(summary, indent=1))
-    print(f"({time.monotonic() - start:.0f} s)", file=sys.stderr)
+    days = args.days or (45 if args.quick else 60)
+    for model in args.model or sorted(MODELS):
+        seeds = args.seeds or (TUNE_SEEDS[model] if args.tune else (QUICK_SEEDS if args.quick else REPORT_SEEDS))
+        start = time.monotonic()
+        print(f"{model}: {len(seeds)} households, {days} days each, {args.jobs} processes...", file=sys.stderr)
+        summary = summarise(evaluate(model, seeds, days, jobs=args.jobs))
+        print(markdown(summary, seeds, days, model))
+        if args.json:
+            print(json.dumps(summary, indent=1))
+        print(f"({model}: {time.monotonic() - start:.0f} s)\n", file=sys.stderr)
+        sys.stdout.flush()
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DAY = 86400.0
@@ -93,6 +94,11 @@ class Day:
     bed: float
     away: bool = False
     notes: list[str] = field(default_factory=list)
+    out: list[tuple[float, float]] = field(default_factory=list)  # (leave, back): out of the flat
+
+
+# a day's outings: (person, rng, day, surprises) -> [(leave, back), ...]; the household model's own is _usual_outings
+OutingPlan = Callable[[Person, random.Random, Day, Surprises], list[tuple[float, float]]]
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -105,10 +111,29 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+def _usual_outings(person: Person, rng: random.Random, day: Day, surprises: Surprises) -> list[tuple[float, float]]:
+    """A mostly housebound person: the market most mornings, sometimes out in the afternoon, a long day out now
+    and then."""
+    base = day.index * DAY
+    if rng.random() < surprises.long_outing_p:
+        start = day.wake + rng.uniform(1.0, 2.5) * HOUR
+        day.notes.append("long outing")
+        return [(start, start + rng.uniform(6, 10) * HOUR)]
+    outings = []
+    if rng.random() < person.market_p:
+        start = base + rng.uniform(8.0, 10.0) * HOUR
+        outings.append((start, start + rng.uniform(1.0, 3.0) * HOUR))
+    if rng.random() < person.afternoon_out_p:
+        start = base + rng.uniform(14.0, 16.0) * HOUR
+        outings.append((start, start + rng.uniform(1.0, 3.0) * HOUR))
+    return outings
+
+
 def simulate(
-    person: Person, days: int, rng: random.Random, surprises: Surprises
+    person: Person, days: int, rng: random.Random, surprises: Surprises, plan: OutingPlan = _usual_outings
 ) -> tuple[list[Use], list[Use], list[Day]]:
-    """(uses, leaks, days): uses sorted by start; leaks are long low flows that go on whatever the person does."""
+    """(uses, leaks, days): uses sorted by start; leaks are long low flows that go on whatever the person does.
+    ``plan`` says when the person goes out each day."""
     uses: list[Use] = []
     leaks: list[Use] = []
     diary: list[Day] = []
@@ -144,20 +169,11 @@ def simulate(
             trip_left = rng.randint(1, 3)
             leave = wake + rng.uniform(1.0, 4.0) * HOUR
             _awake_period(person, rng, uses, wake, leave, meals=True)
+            day.out = [(leave, base + DAY)]
             day.notes.append(f"trip {trip_left} nights")
             continue
-        outings: list[tuple[float, float]] = []
-        if rng.random() < surprises.long_outing_p:
-            start = wake + rng.uniform(1.0, 2.5) * HOUR
-            outings.append((start, start + rng.uniform(6, 10) * HOUR))
-            day.notes.append("long outing")
-        else:
-            if rng.random() < person.market_p:
-                start = base + rng.uniform(8.0, 10.0) * HOUR
-                outings.append((start, start + rng.uniform(1.0, 3.0) * HOUR))
-            if rng.random() < person.afternoon_out_p:
-                start = base + rng.uniform(14.0, 16.0) * HOUR
-                outings.append((start, start + rng.uniform(1.0, 3.0) * HOUR))
+        outings = plan(person, rng, day, surprises)
+        day.out = outings
         visitors = None
         if rng.random() < surprises.visitors_p:
             start = base + rng.uniform(11, 15) * HOUR
