@@ -74,7 +74,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     from common.config import parse_config
     from common.service import NodeRuntime
     from elevator_node.node import ElevatorNode
-    from hal.audio import RecordingSpeaker
+    from hal.audio import NullSpeaker
     from hal.sim.lift import LiftSimulator
 
     folder.mkdir(parents=True)
@@ -93,7 +93,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
         runtime.outbox.add_listener(
             lambda e: outbox_at.append(time.monotonic()) if e.kind == "entrapment" and e.state == "raised" else None
         )
-        node = ElevatorNode(config, clock, runtime=runtime, speaker=RecordingSpeaker())
+        node = ElevatorNode(config, clock, runtime=runtime, speaker=NullSpeaker())
         if not deadline_wakeup:
             node.detector.next_deadline = lambda: None  # type: ignore[method-assign]  # the peer: tick only
         car = LiftSimulator.from_elevator_config(factory, config.role_config)

@@ -103,6 +103,9 @@ class SerialPort:
 
 
 # ----------------------------------------------------------------------------------------- common sections
+_HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeSection:
     """Who and where this node is, and where it keeps its data."""
@@ -154,12 +157,24 @@ class GpioSection:
 
 @dataclass(frozen=True, kw_only=True)
 class AudioSection:
-    """Voice prompts: espeak-ng text or WAV files via aplay."""
+    """Voice prompts: espeak-ng text or recorded WAV files (a prompt pack) via aplay, louder by day than at night."""
 
-    backend: Literal["auto", "espeak", "wav", "none"] = setting("auto")
-    voice: str = setting("cmn", help="espeak-ng voice: cmn (Mandarin), en, ...")
-    volume: int = setting(80, min=0, max=100, help="percent")
+    backend: Literal["auto", "espeak", "wav", "none"] = setting(
+        "auto", help="auto/espeak: recordings where there are any, else espeak-ng; wav: recordings only; none: silent"
+    )
+    voice: str = setting(
+        "cmn-latn-pinyin",
+        help="espeak-ng voice: cmn-latn-pinyin (Mandarin), en, ...; cmn is read as English-spelled pinyin by "
+        "espeak-ng 1.51 and is replaced by cmn-latn-pinyin with a warning",
+    )
+    volume: int = setting(80, min=0, max=100, help="percent, by day")
+    night_volume: int = setting(50, min=0, max=100, help="percent, from night_start to night_end (local time)")
+    night_start: str = setting("22:00", pattern=_HH_MM, help="HH:MM local time (node.timezone) the night begins")
+    night_end: str = setting("07:00", pattern=_HH_MM, help="HH:MM local time the night ends; = night_start: no night")
     device: str = setting("", help="ALSA device for aplay; empty: default")
+    pack: Path | None = setting(
+        None, help="prompt pack folder (pack.toml + one WAV per prompt id), played instead of espeak-ng"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

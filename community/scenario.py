@@ -34,6 +34,7 @@ from common.clock import FastClock
 from common.config import NodeConfig, parse_config
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
+from hal.audio import Wav
 from hal.sim.lift import LiftSimulator
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
@@ -89,8 +90,15 @@ class TimelineSpeaker:
         self.timeline = timeline
         self.party = party
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
-        self.timeline.add(self.party, f'voice: "{text}"' if text else f"voice: {wav}")
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        loudness = f" (volume {volume}%)" if volume is not None else ""
+        self.timeline.add(self.party, (f'voice: "{text}"' if text else f"voice: {wav}") + loudness)
+
+    def health(self) -> dict[str, object]:
+        return {"backend": "timeline", "last_error": None}
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return True
 
     def close(self) -> None:
         """Nothing to release."""

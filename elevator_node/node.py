@@ -19,6 +19,9 @@ from common.events import Detection, Event
 from common.files import write_atomic
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
+from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
+from hal.audio import Speaker
+from speech.voice import make_voice
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,8 @@ def restart_shift(
 
 
 class ElevatorNode:
-    """One lift car's retrofit box. ``runtime`` (NodeRuntime) and ``speaker`` (hal.audio) are made from the
-    config when not given; pins come from hal.gpio (a test installs gpiozero's MockFactory first).
+    """One lift car's retrofit box. ``runtime`` (NodeRuntime) and ``speaker`` (hal.audio, under the node's
+    ``voice``: prompt pack and day/night volume) are made from the config when not given; pins come from hal.gpio (a test installs gpiozero's MockFactory first).
 
     Use ``run()`` for the service (blocks until SIGTERM), or ``start()``/``stop()`` to run it in a thread (the
     simulated community), or call ``step()`` yourself (tests with a ManualClock).
@@ -67,7 +70,7 @@ class ElevatorNode:
         config: NodeConfig,
         clock: Clock | None = None,
         runtime: Any | None = None,
-        speaker: Any | None = None,
+        speaker: Speaker | None = None,
         *,
         boot_id: str | None = None,
     ) -> None:
@@ -82,11 +85,9 @@ class ElevatorNode:
             runtime = NodeRuntime(config, self.clock)
         self.runtime = runtime
         self._own_speaker = speaker is None
-        if speaker is None:
-            from hal.audio import make_speaker
-
-            speaker = make_speaker(config.audio)
-        self.speaker = speaker
+        self.voice = make_voice(config.audio, config.node.timezone, self.clock.wall, speaker)
+        self.speaker = self.voice.speaker
+        self.prompts = {prompt.id: prompt for prompt in prompts(self.section)}
         # a process restart within one boot keeps the monotonic clock: only the real clock can tell
         self.boot_id = (
             boot_id if boot_id is not None else read_boot_id() if isinstance(self.clock, SystemClock) else None
@@ -175,7 +176,7 @@ class ElevatorNode:
                 last_sensor_read=self.clock.wall(),
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
                 open_incidents=[inc["kind"] for inc in self.detector.open_incidents()],
-                audio=self.speaker.health() if hasattr(self.speaker, "health") else None,
+                audio=self.voice.health(),
                 selftest={"lift_inputs_read": True, "state_saved": self._save_error is None},
             )
             return events
@@ -213,21 +214,21 @@ class ElevatorNode:
         voice = self.section.voice
         for d in detections:
             if d.kind == "entrapment" and d.state == "raised":
-                self._say(voice.question, voice.question_wav)
+                self._say(ENTRAPMENT, voice.question_wav)
                 self._next_reassurance = now + voice.repeat_s
             elif d.kind == "entrapment" and d.state == "updated" and d.payload.get("restored"):
                 self._next_reassurance = now  # the passenger heard nothing while the node was down
             elif d.kind == "entrapment" and d.state == "cleared":
                 self._next_reassurance = None
             elif d.kind == "alarm_button" and d.state in ("raised", "updated"):
-                self._say(voice.alarm_ack, voice.alarm_ack_wav)
+                self._say(ALARM_ACK, voice.alarm_ack_wav)
         if self._next_reassurance is not None and now >= self._next_reassurance:
-            self._say(voice.reassurance, voice.reassurance_wav)
+            self._say(REASSURANCE, voice.reassurance_wav)
             self._next_reassurance = max(self._next_reassurance + voice.repeat_s, now + voice.repeat_s / 2)
 
-    def _say(self, text: str, wav: Path | None) -> None:
-        # Speaker.say queues and never raises (hal.audio); a WAV wins, the text is spoken if the file is missing
-        self.speaker.say(text=text, wav=wav)
+    def _say(self, prompt_id: str, wav: Path | None) -> None:
+        # queues and never raises (hal.audio); a configured WAV wins, then the pack, then espeak-ng
+        self.voice.say(self.prompts[prompt_id], wav=wav)
 
     # -------------------------------------------------------------------------------------- persistence
     def _restore(self) -> ElevatorDetector:

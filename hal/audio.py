@@ -1,48 +1,85 @@
-"""Voice prompts: text spoken by espeak-ng (Mandarin or English) or a WAV file, played with aplay.
+"""Voice prompts: text spoken by espeak-ng or WAV files (one, or clips joined into one), played with aplay.
 
 ``say()`` only queues: a worker thread plays, so a lift or a kiosk never waits on audio and never crashes on
 it. A missing player or sound card is logged once as a warning; prompts are then dropped (and counted) until
-a retry 30 s later finds audio working again (a USB sound card replugged, a busy device freed).
+a retry 30 s later finds audio working again (a USB sound card replugged, a busy device freed). The volume is
+asked for before each prompt, so a day/night schedule applies to the next prompt said.
+
+Takes its own ``AudioSpec`` (plain values) and imports nothing from the rest of the project.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from common.config import AudioSection
+from hal.espeak import (
+    DEFAULT_VOICE,
+    ESPEAK,
+    MANDARIN_VOICE,
+    AudioError,
+    render_to_wav,
+    resolve_voice,
+)
+from hal.wavfile import SAMPLE_WIDTH, WavError, join_and_scale, read_info
+
+__all__ = [
+    "DEFAULT_VOICE",
+    "MANDARIN_VOICE",
+    "AudioError",
+    "AudioSpec",
+    "EspeakSpeaker",
+    "NullSpeaker",
+    "Speaker",
+    "Wav",
+    "make_speaker",
+]
 
 log = logging.getLogger(__name__)
 
-ESPEAK = "espeak-ng"
 APLAY = "aplay"
-DEFAULT_VOICE = "cmn"  # Mandarin: the language of the residents
-RATE_WPM = 150  # espeak-ng's default is 175 words/min; slower is clearer for elderly listeners
 QUEUE_MAX = 16  # prompts waiting; beyond this new prompts are dropped (a stuck player must not eat memory)
 PLAY_TIMEOUT_S = 120.0  # longest prompt we would ever play
 RETRY_AFTER_FAILURE_S = 30.0  # after audio failed, try again this much later: cheap, and a prompt may matter
 _PACKAGES = {ESPEAK: "espeak-ng", APLAY: "alsa-utils"}
 
+Wav = Path | Sequence[Path]  # one recording, or clips played one after the other as one prompt
+Backend = Literal["auto", "espeak", "wav", "none"]
 
-class AudioError(RuntimeError):
-    """A prompt could not be rendered or played; ``render_to_wav`` raises it, ``Speaker.say`` never does."""
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """How a node speaks: backend, espeak-ng voice, ALSA device, and the volume of a prompt said without one."""
+
+    backend: Backend = "auto"
+    voice: str = DEFAULT_VOICE
+    device: str = ""
+    volume: int = 80  # percent
 
 
 class Speaker(Protocol):
-    """Says prompts without blocking the caller and without raising."""
+    """Says prompts without blocking the caller and without raising; the one speaker interface of every node."""
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
-        """Queue a prompt: the WAV when given and playable, else the text."""
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        """Queue a prompt: the WAV (or clips, joined) when given and playable, else the text; ``volume`` in
+        percent (None: the speaker's own)."""
+        ...
+
+    def health(self) -> dict[str, object]:
+        """Counts and the last error (None when fine), for the heartbeat and the self-test."""
+        ...
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every queued prompt was played or dropped; False on timeout."""
         ...
 
     def close(self) -> None:
@@ -50,64 +87,14 @@ class Speaker(Protocol):
         ...
 
 
-def espeak_amplitude(volume_percent: int) -> int:
-    """Config volume 0..100 % onto espeak-ng's amplitude 0..200 (its default 100 is 50 %)."""
-    return max(0, min(200, round(volume_percent * 2)))
-
-
-@functools.lru_cache(maxsize=1)
-def espeak_voices() -> frozenset[str]:
-    """Voice and language names espeak-ng knows (``espeak-ng --voices``); empty when it cannot be asked."""
-    try:
-        done = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return frozenset()
-    names: set[str] = set()
-    for line in done.stdout.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 5:
-            language, name, file = fields[1], fields[3], fields[4]
-            names.update({language, name, file, file.rsplit("/", 1)[-1]})
-            names.update(re.findall(r"\(([^\s()]+) \d+\)", line))  # other languages: "(zh-cmn 5)(zh 5)"
-    return frozenset(n.lower() for n in names)
-
-
-def unknown_voice(voice: str) -> str | None:
-    """A problem line when espeak-ng would not know ``voice`` (it silently falls back to English), else None."""
-    known = espeak_voices()
-    base = voice.split("+", 1)[0].lower()  # "en+f3": voice plus variant
-    if not known or base in known:
-        return None
-    return f"audio.voice {voice!r} is not an espeak-ng voice (e.g. cmn for Mandarin, en for English)"
-
-
-def render_to_wav(
-    text: str,
-    path: Path,
-    voice: str | None = DEFAULT_VOICE,
-    volume: int = 80,
-    timeout_s: float = 30.0,
-    check_voice: bool = True,
-) -> Path:
-    """Speak ``text`` into a WAV file with ``espeak-ng -w`` (no sound card needed); raises AudioError.
-
-    An unknown voice is an error here: espeak-ng itself would quietly speak Mandarin text in English.
-    """
-    if check_voice and voice is not None and (problem := unknown_voice(voice)):
-        raise AudioError(problem)
-    chosen = ["-v", voice] if voice is not None else []  # None: espeak-ng's own default voice
-    # "--": a prompt such as "-5 度" must never be read as an option
-    command = [ESPEAK, *chosen, "-a", str(espeak_amplitude(volume)), "-s", str(RATE_WPM), "-w", str(path), "--", text]
-    _run(command, timeout_s)
-    if not path.exists() or path.stat().st_size <= 44:  # 44 bytes: a WAV header without samples
-        raise AudioError(f"{ESPEAK} wrote no audio to {path} (voice {voice!r})")
-    return path
+def _wav_paths(wav: Wav) -> list[Path]:
+    return [wav] if isinstance(wav, Path) else list(wav)
 
 
 def _run(
     command: list[str], timeout_s: float, track: Callable[[subprocess.Popen[bytes] | None], None] | None = None
 ) -> None:
-    """Run a player or renderer; every failure becomes AudioError with a message a technician can act on.
+    """Run a player; every failure becomes AudioError with a message a technician can act on.
 
     ``track`` is told the running process (and None when it ended), so a closing speaker can stop it.
     """
@@ -141,7 +128,7 @@ class _QueuedSpeaker:
     backend = "queued"
 
     def __init__(self, retry_after_s: float = RETRY_AFTER_FAILURE_S, warned: bool = False) -> None:
-        self._queue: queue.Queue[tuple[str | None, Path | None] | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self._queue: queue.Queue[tuple[str | None, Wav | None, int | None] | None] = queue.Queue(maxsize=QUEUE_MAX)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = False
@@ -156,7 +143,7 @@ class _QueuedSpeaker:
         self._thread = threading.Thread(target=self._work, name=f"speaker-{self.backend}", daemon=True)
         self._thread.start()
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
         if text is None and wav is None:
             log.debug("say() with neither text nor wav: nothing to say")
             return
@@ -164,7 +151,7 @@ class _QueuedSpeaker:
             if self._closed:
                 return
             try:
-                self._queue.put_nowait((text, wav))  # under the lock, so wait_idle never misses a prompt
+                self._queue.put_nowait((text, wav, volume))  # under the lock, so wait_idle never misses a prompt
             except queue.Full:
                 self._counts["dropped"] += 1
                 first = not self._full_warned
@@ -190,14 +177,14 @@ class _QueuedSpeaker:
             self._busy = False
             self._idle.notify_all()
 
-    def _play_one(self, text: str | None, wav: Path | None) -> None:
+    def _play_one(self, text: str | None, wav: Wav | None, volume: int | None) -> None:
         now = time.monotonic()
         with self._lock:
             if self._failed_until is not None and now < self._failed_until:
                 self._counts["dropped"] += 1
                 return
         try:
-            played = self._play(text, wav)
+            played = self._play(text, wav, volume)
         except AudioError as exc:
             with self._lock:
                 if self._closed:
@@ -224,7 +211,7 @@ class _QueuedSpeaker:
         if recovered:
             log.info("audio works again")
 
-    def _play(self, text: str | None, wav: Path | None) -> bool:
+    def _play(self, text: str | None, wav: Wav | None, volume: int | None) -> bool:
         """Play one prompt; False when there was nothing this backend can play; AudioError on failure."""
         raise NotImplementedError
 
@@ -271,53 +258,71 @@ class _QueuedSpeaker:
 class EspeakSpeaker(_QueuedSpeaker):
     """Text through espeak-ng into a temporary WAV, WAV files through aplay (``-D device`` when configured)."""
 
-    def __init__(
-        self, section: AudioSection, retry_after_s: float = RETRY_AFTER_FAILURE_S, warned: bool = False
-    ) -> None:
-        self.section = section
-        self.backend = section.backend
+    def __init__(self, spec: AudioSpec, retry_after_s: float = RETRY_AFTER_FAILURE_S, warned: bool = False) -> None:
+        self.spec = spec
+        self.backend = spec.backend
         self._missing_wavs: set[Path] = set()
-        # a wrong voice still speaks (espeak-ng's default voice beats silence in a stuck lift) but is reported
-        self.voice_error = unknown_voice(section.voice) if section.backend != "wav" else None
-        self.voice: str | None = section.voice
-        if self.voice_error:
-            self.voice = DEFAULT_VOICE if unknown_voice(DEFAULT_VOICE) is None else None
-            log.warning("%s; speaking with voice %s instead", self.voice_error, self.voice or "espeak-ng's default")
+        self._last_volume: int | None = None  # of the last prompt played
+        # a wrong voice still speaks (a Mandarin voice beats silence in a stuck lift) but is reported; espeak-ng
+        # 1.51's "cmn" reads Chinese as English-spelled pinyin and is replaced by cmn-latn-pinyin, with a warning
+        self.voice: str = spec.voice
+        self.voice_error: str | None = None
+        if spec.backend != "wav":
+            self.voice, self.voice_error = resolve_voice(spec.voice)
+            if self.voice_error:
+                log.warning("audio voice: %s", self.voice_error)
         super().__init__(retry_after_s, warned)
 
-    def _play(self, text: str | None, wav: Path | None) -> bool:
+    def _play(self, text: str | None, wav: Wav | None, volume: int | None) -> bool:
+        volume = max(0, min(100, self.spec.volume if volume is None else volume))
+        self._last_volume = volume
         if wav is not None and self.backend != "espeak":
-            if wav.is_file():
-                self._aplay(wav)
-                return True
-            if wav not in self._missing_wavs:  # once per file: a prompt may repeat every minute
-                self._missing_wavs.add(wav)
-                log.warning("prompt WAV %s is missing; %s", wav, "speaking the text" if text else "nothing to say")
+            paths = _wav_paths(wav)
+            missing = [p for p in paths if not p.is_file()]
+            if not missing:
+                try:
+                    self._play_wavs(paths, volume)
+                    return True
+                except WavError as exc:  # a bad recording: say the text rather than nothing
+                    missing = [exc.path or paths[0]]
+                    log.warning("prompt WAV not playable: %s", exc)
+            for path in missing:
+                if path not in self._missing_wavs:  # once per file: a prompt may repeat every minute
+                    self._missing_wavs.add(path)
+                    log.warning("prompt WAV %s is missing; %s", path, "speaking the text" if text else "nothing to say")
         if text is None or self.backend == "wav":
             log.debug("prompt has nothing backend %s can play: text %r, wav %s", self.backend, text, wav)
             return False
         with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
-            path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, self.section.volume, check_voice=False)
+            path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, volume, check_voice=False)
             self._aplay(path)
         return True
 
+    def _play_wavs(self, paths: list[Path], volume: int) -> None:
+        """One file at full volume goes to aplay as it is; clips, or a lower volume, through one joined file."""
+        if len(paths) == 1 and (volume == 100 or read_info(paths[0], loudness=False).width != SAMPLE_WIDTH):
+            self._aplay(paths[0])  # as recorded (only 16-bit samples can be scaled)
+            return
+        with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
+            self._aplay(join_and_scale(paths, Path(tmp) / "prompt.wav", volume / 100))
+
     def health(self) -> dict[str, object]:
-        return {**super().health(), "error": self.voice_error}
+        return {**super().health(), "voice": self.voice, "volume": self._last_volume, "error": self.voice_error}
 
     def _aplay(self, path: Path) -> None:
         command = [APLAY, "-q"]
-        if self.section.device:
-            command += ["-D", self.section.device]
+        if self.spec.device:
+            command += ["-D", self.spec.device]
         _run([*command, str(path)], PLAY_TIMEOUT_S, self._track)
 
 
 class NullSpeaker:
-    """Says nothing (``audio.backend = "none"``): a node without a speaker."""
+    """Says nothing (``backend = "none"``): a node without a speaker."""
 
     backend = "none"
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
-        log.debug("voice prompt not played (audio.backend = none): %r %s", text, wav or "")
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        log.debug("voice prompt not played (audio backend none): %r %s", text, wav or "")
 
     def health(self) -> dict[str, object]:
         return {"backend": self.backend, "last_error": None}
@@ -329,45 +334,11 @@ class NullSpeaker:
         pass
 
 
-class RecordingSpeaker:
-    """For tests: remembers every prompt in ``.said`` as (text, wav); ``wait_for(n)`` blocks until n were said."""
-
-    backend = "recording"
-
-    def __init__(self) -> None:
-        self.said: list[tuple[str | None, Path | None]] = []
-        self._cond = threading.Condition()
-
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
-        with self._cond:
-            self.said.append((text, wav))
-            self._cond.notify_all()
-
-    @property
-    def texts(self) -> list[str | None]:
-        with self._cond:
-            return [text for text, _ in self.said]
-
-    def wait_for(self, n: int, timeout: float = 5.0) -> bool:
-        """True once at least ``n`` prompts were said; False after ``timeout`` real seconds."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.said) >= n, timeout)
-
-    def health(self) -> dict[str, object]:
-        return {"backend": self.backend, "played": len(self.said), "last_error": None}
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-def make_speaker(section: AudioSection) -> Speaker:
-    """The node's speaker from ``[audio]``: espeak-ng and aplay ("auto", "espeak", "wav") or silence ("none")."""
-    if section.backend == "none":
+def make_speaker(spec: AudioSpec) -> Speaker:
+    """The node's speaker: espeak-ng and aplay ("auto", "espeak", "wav") or silence ("none")."""
+    if spec.backend == "none":
         return NullSpeaker()
-    missing = [p for p in ((APLAY,) if section.backend == "wav" else (ESPEAK, APLAY)) if shutil.which(p) is None]
+    missing = [p for p in ((APLAY,) if spec.backend == "wav" else (ESPEAK, APLAY)) if shutil.which(p) is None]
     if missing:
         # said once here; each prompt then fails quietly inside the worker until the retry finds them
         log.warning(
@@ -375,4 +346,4 @@ def make_speaker(section: AudioSection) -> Speaker:
             " and ".join(missing),
             " ".join(_PACKAGES[p] for p in missing),
         )
-    return EspeakSpeaker(section, warned=bool(missing))
+    return EspeakSpeaker(spec, warned=bool(missing))

@@ -10,9 +10,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from common.clock import Clock
+from common.spoken import Language
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
 from kiosk.ride import (
     Cancel,
@@ -37,15 +37,12 @@ from kiosk.ride import (
     Tick,
 )
 from kiosk.texts import Texts
+from speech.voice import Voice
 
 log = logging.getLogger(__name__)
 
 ViewListener = Callable[[RideView], None]
 Recorder = Callable[[Report], None]
-
-
-class Speaker(Protocol):
-    def say(self, text: str | None = None, wav: object | None = None) -> None: ...
 
 
 class KioskController:
@@ -58,15 +55,15 @@ class KioskController:
         clock: Clock,
         texts: Texts,
         *,
-        speaker: Speaker | None = None,
-        voice_language: str = "zh",
+        voice: Voice | None = None,
+        voice_language: Language = "zh",
         record: Recorder | None = None,
     ) -> None:
         self.machine = machine
         self.rides = rides
         self.clock = clock
         self.texts = texts
-        self.speaker = speaker
+        self.voice = voice
         self.voice_language = voice_language
         self._record = record
         self._listeners: list[ViewListener] = []
@@ -130,22 +127,16 @@ class KioskController:
 
     def _speak(self, effect: Speak) -> None:
         try:
-            text = self.texts.voice(effect.key, self.voice_language, effect.params)
+            prompt = self.texts.prompt(effect.key, self.voice_language)
+            fields = self.texts.voice_fields(effect.params, self.voice_language)
+            text = prompt.fill(fields)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("voice prompt %s cannot be filled in: %s", effect.key, exc)
             return
         self.spoken.append(text)
         del self.spoken[:-50]
-        if self.speaker is None:
-            return
-        wav = self.texts.wav(effect.key, self.voice_language)
-        if wav is None:
-            self.speaker.say(text)
-            return
-        self.speaker.say(wav=wav)
-        if "plate" in effect.params:
-            # a recording cannot know the car: the plate and car are spoken after it
-            self.speaker.say(self.texts.voice(effect.key, self.voice_language, effect.params))
+        if self.voice is not None:
+            self.voice.say(prompt, fields)  # the prompt pack's recording when it has one, else espeak-ng
 
     def _report(self, report: Report) -> None:
         if self._record is None:

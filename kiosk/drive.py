@@ -1,7 +1,7 @@
 """Drive the real kiosk app in its own interpreter for tests and benchmarks: touch the call button, wait, report.
 
 ``python -m kiosk.drive --config node.toml --touch --until assigned --shot out.png`` starts the full app (the
-node without GPIO, a recording voice), sends a synthetic touch through Kivy's input path to the call button,
+node without GPIO, a silent speaker), sends a synthetic touch through Kivy's input path to the call button,
 and prints one JSON object per line: ``idle_drawn`` (first frame), ``touched``, ``feedback_drawn`` (first frame
 after the press), ``state`` (each change) and ``done``. Exit 0 when ``--until`` was reached in time.
 """
@@ -18,18 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from common.clock import FastClock
+from hal.audio import NullSpeaker
 
 START_WALL = time.time()
-
-
-class RecordingVoice:
-    """A speaker that only remembers (no audio device in CI)."""
-
-    def __init__(self) -> None:
-        self.said: list[str] = []
-
-    def say(self, text: str | None = None, wav: object | None = None) -> None:
-        self.said.append(text or str(wav))
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -93,9 +84,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             self.sx, self.sy = values["x"], values["y"]
             super().depack(values)
 
-    voice = RecordingVoice()
     clock = FastClock(args.speed) if args.soak_hours else None
-    node = KioskNode(config, speaker=voice, use_gpio=False, clock=clock)
+    # no audio device in CI: the controller keeps the last prompts' texts (node.controller.spoken)
+    node = KioskNode(config, speaker=NullSpeaker(), use_gpio=False, clock=clock)
     app = KioskApp(node.texts, config.role_config.screen, controller=node.controller, tick=node.safe_tick)
     result: dict[str, Any] = {"reached": False}
     marks: dict[str, float] = {}
@@ -156,7 +147,6 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         assert soak is not None
         if app.view.state == "idle" and soak.due_ride():
             touch(0)
-        del voice.said[:-20]  # a day of prompts is not the kiosk's memory
         if soak.step():
             app.stop()
 
@@ -185,7 +175,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         rides=soak.rides if soak else None,
         reached=result["reached"],
         state=app.view.state,
-        spoken=voice.said,
+        spoken=node.controller.spoken[-20:],
         counts=node.controller.counts,
         plate=app.view.car.plate if app.view.car else None,
     )
@@ -233,8 +223,7 @@ class Soak:
 def _soak_headless(args: argparse.Namespace, config: Any) -> int:
     from kiosk.node import KioskNode
 
-    voice = RecordingVoice()
-    node = KioskNode(config, speaker=voice, use_gpio=False, clock=FastClock(args.speed))
+    node = KioskNode(config, speaker=NullSpeaker(), use_gpio=False, clock=FastClock(args.speed))
     soak = Soak(node, args)
     node.start_thread()
     try:
@@ -244,7 +233,6 @@ def _soak_headless(args: argparse.Namespace, config: Any) -> int:
             if soak.step():
                 break
             time.sleep(0.05)
-            del voice.said[:-20]  # a day of prompts is not the node's memory
     finally:
         node.close()
     emit("done", rides=soak.rides, state=node.state, counts=node.controller.counts)

@@ -21,11 +21,13 @@ from common.config import NodeConfig
 from common.events import Detection
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
+from hal.audio import Speaker
 from kiosk.client import RidesClient
 from kiosk.config import KioskConfig, RideTimingSection
-from kiosk.controller import KioskController, Speaker
+from kiosk.controller import KioskController
 from kiosk.ride import Report, RideMachine, RideTimings, RideView
 from kiosk.texts import Texts, load_texts
+from speech.voice import make_voice
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -109,11 +111,9 @@ class KioskNode:
         self.runtime = runtime or NodeRuntime(config, self.clock)
         self.texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
         self._own_speaker = speaker is None
-        if speaker is None:
-            from hal.audio import make_speaker
-
-            speaker = make_speaker(config.audio)
-        self.speaker = speaker
+        tz = config.node.timezone
+        self.voice = make_voice(config.audio, tz, self.clock.wall, speaker, language=kiosk.voice_language)
+        self.speaker = self.voice.speaker
         self.rides = rides or RidesClient.from_config(config)
         machine = RideMachine(ride_timings(kiosk.timing), now=self.clock.monotonic())
         self.controller = KioskController(
@@ -121,7 +121,7 @@ class KioskNode:
             self.rides,
             self.clock,
             self.texts,
-            speaker=speaker,
+            voice=self.voice,
             voice_language=kiosk.voice_language,
             record=self._record,
         )
@@ -211,7 +211,9 @@ class KioskNode:
         if self.led is not None and pattern != self.led_state:
             apply_led(self.led, pattern)
         self.led_state = pattern
-        self.runtime.set_health(kiosk_state=view.state, presses=self.controller.counts["presses"])
+        self.runtime.set_health(
+            kiosk_state=view.state, presses=self.controller.counts["presses"], audio=self.voice.health()
+        )
         self._save_ride()
         with self._view_changed:
             self._view_changed.notify_all()
@@ -313,7 +315,7 @@ class KioskNode:
         self.runtime.stop()
         self.close_gpio()
         self.rides.close()
-        if self._own_speaker and hasattr(self.speaker, "close"):
+        if self._own_speaker:
             self.speaker.close()
 
     # ------------------------------------------------------------------------------------- systemd

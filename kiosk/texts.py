@@ -1,7 +1,9 @@
 """The kiosk's words, from one data file (kiosk/texts.toml): screen lines Chinese first, English under, voice.
 
 Loaded and checked once at start: every state has every line, and every placeholder can be filled, so a typo
-in the texts file stops the kiosk with a clear message instead of crashing on a resident's press.
+in the texts file stops the kiosk with a clear message instead of crashing on a resident's press. Voice lines
+become prompts with stable ids (``kiosk.<state>``) whose numbers are written for listening (common.spoken): the
+hotline digit by digit with 幺, the plate character by character, minutes as a whole count.
 """
 
 from __future__ import annotations
@@ -13,12 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.spoken import (
+    COUNT_WORDS,
+    DIGITS_ZH,
+    PHONE_ONE,
+    PLATE_WORDS,
+    Language,
+    code_for_listening,
+    minutes_for_listening,
+    phone_for_listening,
+    plate_for_listening,
+)
 from kiosk.ride import STATES, speakable_plate
+from speech.voice import Prompt
 
 DEFAULT_TEXTS = Path(__file__).with_name("texts.toml")
 STATE_KEYS = ("heading_zh", "heading_en", "detail_zh", "detail_en", "voice_zh", "voice_en")
-# optional recorded prompts, relative to the texts file; played instead of the spoken text
-WAV_KEYS = ("wav_zh", "wav_en")
+# recorded prompts moved to prompt packs ([audio] pack): one folder for every role, with fallback to espeak-ng
+OLD_WAV_KEYS = ("wav_zh", "wav_en")
+PROMPT_PREFIX = "kiosk."
 LABEL_KEYS = (
     "call_zh",
     "call_en",
@@ -45,6 +60,31 @@ LABEL_KEYS = (
 CAR_FIELDS = ("plate", "plate_spoken", "colour", "model", "colour_zh", "model_zh", "eta_min")
 ALWAYS_FIELDS = ("pickup_point", "pickup_point_en", "hotline")
 CAR_STATES = frozenset({"assigned", "arrived"})
+# how each placeholder is said: fixed ones (from the config) are written into the prompt's text, the others are
+# the prompt's variable fields
+FIXED_VOICE_FIELDS = ("pickup_point", "pickup_point_en", "hotline")
+# example cars and waits for speech checks and listings: a blue 7-character plate, a green 8-character one,
+# a W (said in two syllables), models whose letters and digits a Mandarin voice must spell
+EXAMPLE_CARS = (
+    {
+        "plate": "沪A·5G832",
+        "colour_zh": "白色",
+        "model_zh": "大众朗逸",
+        "colour": "white",
+        "model": "Volkswagen Lavida",
+    },
+    {"plate": "沪A·D12345", "colour_zh": "天蓝色", "model_zh": "荣威Ei5", "colour": "sky blue", "model": "Roewe Ei5"},
+    {"plate": "苏E·W0W88", "colour_zh": "深蓝色", "model_zh": "别克GL8", "colour": "dark blue", "model": "Buick GL8"},
+)
+EXAMPLE_MINUTES = (2, 1, 12)
+# the words a recorded voice needs for a field (car colours and models come from the central: record those seen)
+WORDS_OF = {
+    "plate": PLATE_WORDS,
+    "plate_spoken": PLATE_WORDS,
+    "hotline": (*DIGITS_ZH, PHONE_ONE),
+    "eta_min": COUNT_WORDS,
+    "minutes": COUNT_WORDS,
+}
 
 
 class TextsError(Exception):
@@ -83,14 +123,46 @@ class Texts:
         """A screen line of ``state``: key is heading_zh, heading_en, detail_zh or detail_en."""
         return self.states[state][key].format(**self.params(extra))
 
-    def voice(self, key: str, language: str, extra: Mapping[str, Any] | None = None) -> str:
-        """The voice prompt for state ``key`` in ``language`` (zh or en)."""
-        return self.states[key][f"voice_{language}"].format(**self.params(extra))
+    def voice(self, key: str, language: Language, extra: Mapping[str, Any] | None = None) -> str:
+        """The voice prompt for state ``key`` in ``language`` (zh or en), as it is said."""
+        return self.prompt(key, language).fill(self.voice_fields(extra, language))
 
-    def wav(self, key: str, language: str) -> Path | None:
-        """A recorded prompt for state ``key`` (absolute path), or None: then the text is spoken."""
-        name = self.states[key].get(f"wav_{language}")
-        return (self.source.parent / name) if name else None
+    def prompt(self, key: str, language: Language, fixed: bool = True) -> Prompt:
+        """State ``key``'s voice line as a prompt (id ``kiosk.<key>``): the gate and hotline written in (unless
+        not ``fixed``), the car and the minutes left as fields; ``examples`` fill them with EXAMPLE_CARS."""
+        fills = {name: self._spoken(name, value, language) for name, value in self.params().items()}
+        template, words = "", set()
+        for literal, name, _, _ in string.Formatter().parse(self.states[key][f"voice_{language}"]):
+            template += literal.replace("{", "{{").replace("}", "}}")
+            if name is None:
+                continue
+            if fixed and name in FIXED_VOICE_FIELDS:
+                template += fills[name].replace("{", "{{").replace("}", "}}")
+            else:
+                template += "{" + name + "}"
+                words |= set(WORDS_OF.get(name, ()))
+        cases = zip(EXAMPLE_CARS, EXAMPLE_MINUTES, strict=True)
+        examples = tuple(self.voice_fields({**car, "eta_min": m, "minutes": m}, language) for car, m in cases)
+        return Prompt(PROMPT_PREFIX + key, template, f"the kiosk shows {key}", examples, tuple(sorted(words)))
+
+    def prompts(self, language: Language, fixed: bool = True) -> tuple[Prompt, ...]:
+        """Every voice prompt of the kiosk, in state order."""
+        return tuple(self.prompt(state, language, fixed) for state in self.states)
+
+    def voice_fields(self, extra: Mapping[str, Any] | None, language: Language) -> dict[str, str]:
+        """The variable parts of a voice prompt (car, minutes), each written for listening."""
+        values = self.params(extra)
+        return {name: self._spoken(name, value, language) for name, value in values.items()}
+
+    @staticmethod
+    def _spoken(name: str, value: Any, language: Language) -> str:
+        if name == "hotline":
+            return phone_for_listening(str(value), language)
+        if name in ("plate", "plate_spoken"):
+            return plate_for_listening(str(value), language)
+        if name in ("eta_min", "minutes"):
+            return minutes_for_listening(float(value), language)
+        return code_for_listening(str(value), language)
 
     def label(self, key: str, **extra: Any) -> str:
         return self.labels[key].format(**self.params(extra))
@@ -132,12 +204,14 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
                     f"{file}: {state}.{key}: placeholder {{{sorted(unknown)[0]}}} not available here; "
                     f"allowed: {', '.join(sorted(allowed))}"
                 )
-        for key in WAV_KEYS:
-            if key in table and not (isinstance(table[key], str) and (file.parent / table[key]).is_file()):
-                problems.append(f"{file}: {state}.{key} = {table[key]!r}: no such WAV file next to the texts file")
-        for extra in sorted(set(table) - set(STATE_KEYS) - set(WAV_KEYS)):
-            allowed = ", ".join(STATE_KEYS + WAV_KEYS)
-            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {allowed}")
+        for key in OLD_WAV_KEYS:
+            if key in table:
+                problems.append(
+                    f"{file}: {state}.{key}: recorded prompts are now a prompt pack: record {PROMPT_PREFIX}{state} "
+                    "in a pack folder and set [audio] pack (provision prompts --role kiosk lists what to record)"
+                )
+        for extra in sorted(set(table) - set(STATE_KEYS) - set(OLD_WAV_KEYS)):
+            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {', '.join(STATE_KEYS)}")
         states[state] = {k: v for k, v in table.items() if isinstance(v, str)}
     labels = data.get("labels")
     if not isinstance(labels, dict):

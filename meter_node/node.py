@@ -20,10 +20,13 @@ from common.clock import Clock
 from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
+from hal.audio import Speaker
 from hal.modbus import ModbusBus, PortError
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus
+from meter_node.voice import prompts
 from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
+from speech.voice import Voice, make_voice
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +34,6 @@ TECHNICAL_RECIPIENTS: tuple[str, ...] = ("maintenance", "operator")
 TECHNICAL_KINDS = frozenset({"meter_offline", "meter_reset", "implausible_reading", "meter_health", "wellbeing_fault"})
 STATE_FILE = "meter-state.json"
 STATE_VERSION = 1
-# spoken at the home when a wellbeing alert is raised there (Mandarin): "Hello, if you are fine, please press
-# the 'I'm OK' button."
-CHIME_PROMPT = "您好，如果您一切安好，请按一下“我很好”按钮。"
 
 
 # ------------------------------------------------------------------------------------------ reading cadence
@@ -129,7 +129,7 @@ class MeterNode:
         runtime: Any | None = None,
         bus: RegisterBus | None = None,
         *,
-        speaker: Any | None = None,
+        speaker: Speaker | None = None,
     ) -> None:
         section: MeterConfig = config.role_config
         self.config = config
@@ -162,7 +162,8 @@ class MeterNode:
         self._dirty = False
         self._presses: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._buttons: list[Any] = []
-        self.speaker = speaker
+        self._speaker = speaker  # injected (tests, the simulated community), else made when a home has a chime
+        self.voice: Voice | None = None
         self._own_speaker = False
         self._setup_home_devices()
         self._apply_away()
@@ -204,11 +205,11 @@ class MeterNode:
                 # gpiozero calls this from its own thread: only queue the press, the node loop handles it
                 button.when_pressed = lambda mid=meter.id: self._presses.put((mid, self.clock.wall()))
                 self._buttons.append(button)
-        if self.speaker is None and any(m.household.chime for m in self.meters.values()):
-            from hal.audio import make_speaker
-
-            self.speaker = make_speaker(self.config.audio)
-            self._own_speaker = True
+        if any(m.household.chime for m in self.meters.values()):
+            audio, timezone = self.config.audio, self.config.node.timezone
+            self.voice = make_voice(audio, timezone, self.clock.wall, self._speaker)
+            self._own_speaker = self._speaker is None
+            (self.chime,) = prompts()
 
     # ---------------------------------------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -290,6 +291,7 @@ class MeterNode:
                 selftest=selftest,
                 wellbeing_errors=dict(self.wellbeing_errors),
                 state_save_errors=self.state_save_errors,
+                audio=self.voice.health() if self.voice is not None else None,
             )
         now = self.clock.monotonic()
         # after an alert at once (a restart must not raise it again), else every state_save_s (SD card wear)
@@ -398,8 +400,8 @@ class MeterNode:
         )
         self.runtime.emit(detection, recipients_for(detection))  # durable before anything else is done about it
         self._dirty = True
-        if detection.state == "raised" and meter.household.chime and self.speaker is not None:
-            self.speaker.say(CHIME_PROMPT)
+        if detection.state == "raised" and meter.household.chime and self.voice is not None:
+            self.voice.say(self.chime)
 
     def _handle_presses(self) -> None:
         while True:
@@ -454,8 +456,8 @@ class MeterNode:
         for button in self._buttons:
             button.close()
         self._buttons.clear()
-        if self._own_speaker and self.speaker is not None:
-            self.speaker.close()
+        if self._own_speaker and self.voice is not None:
+            self.voice.speaker.close()
             self._own_speaker = False
         if self._own_bus:
             close = getattr(self.bus, "close", None)

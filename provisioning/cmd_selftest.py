@@ -17,13 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from common.config import NodeConfig, SerialPort
 from provisioning import central_client, prompt
+from provisioning.checks import FAIL, PASS, SKIP, Check
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
     EXIT_CHECK_FAILED,
@@ -33,8 +33,8 @@ from provisioning.errors import (
     ProvisionError,
 )
 from provisioning.schema import PIN_TYPES
+from provisioning.selftest_voice import check_voice, wants_voice
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
 POLL_S = 0.01
 
 # what the technician does to make each input change, by config key
@@ -49,20 +49,6 @@ TRIGGER_HINTS = {
     "ok_button": "press the resident's I'm-OK button",
     "button": "press the arcade button",
 }
-VOICE_TEXT = "自检：语音正常。Self test: voice prompt."
-
-
-@dataclass
-class Check:
-    """One line of the table."""
-
-    name: str
-    result: str  # pass, fail, skip
-    detail: str
-    hardware_error: bool = False  # the device could not be used at all (pin factory, serial port)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "result": self.result, "detail": self.detail}
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -248,65 +234,6 @@ def check_display() -> Check:
     )
 
 
-def wants_voice(config: NodeConfig) -> bool:
-    if config.node.role in ("elevator", "kiosk"):
-        return True
-    meters = getattr(config.role_config, "meters", ())
-    return any(getattr(getattr(m, "household", None), "chime", False) for m in meters)
-
-
-def check_voice(config: NodeConfig, confirm: bool) -> Check:
-    name = "voice prompt"
-    if config.audio.backend == "none":
-        return Check(name, SKIP, "audio.backend = none")
-    try:
-        from hal import audio
-    except ImportError as exc:
-        return Check(name, FAIL, f"hal.audio not available: {exc}")
-    speaker = audio.make_speaker(config.audio)
-    prompt.say(f">>> listen: the node says {VOICE_TEXT!r}")
-    speaker.say(VOICE_TEXT)
-    waited = _wait_spoken(speaker)
-    problem = _speaker_problem(speaker)
-    _close(speaker)
-    if problem:
-        return Check(name, FAIL, problem, hardware_error=True)
-    if not confirm:
-        return Check(name, PASS, f"played ({waited}; not confirmed: no terminal)")
-    if prompt.confirm("did you hear the voice prompt?"):
-        return Check(name, PASS, "heard, confirmed by the technician")
-    return Check(name, FAIL, "not heard: check the speaker, amplifier, volume (audio.volume) and audio.device")
-
-
-def _wait_spoken(speaker: Any, limit_s: float = 15.0) -> str:
-    # the Speaker queues and never blocks the caller; give it time to finish before asking or closing
-    for name in ("wait_idle", "drain", "join"):
-        method = getattr(speaker, name, None)
-        if callable(method):
-            try:
-                method(limit_s)
-            except TypeError:
-                method()
-            return "finished"
-    return "queued"
-
-
-def _speaker_problem(speaker: Any) -> str | None:
-    health = getattr(speaker, "health", None)
-    report = health() if callable(health) else health
-    if isinstance(report, dict):
-        error = report.get("last_error") or report.get("error")
-        if error:
-            return f"audio: {error}"
-    return None
-
-
-def _close(thing: Any) -> None:
-    close = getattr(thing, "close", None)
-    if callable(close):
-        close()
-
-
 def check_meters(config: NodeConfig, timeout_s: float) -> list[Check]:
     """Read each configured meter once through ModbusBus and decode it with its profile."""
     serial_port: SerialPort | None = getattr(config.role_config, "serial", None)
@@ -409,7 +336,7 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
     if config.node.role == "kiosk":
         checks.append(check_display())
     if wants_voice(config):
-        checks.append(check_voice(config, confirm))
+        checks += check_voice(config, confirm)
     checks += check_meters(config, args.timeout)
     checks.append(check_central(config, checks, args.timeout))
     return checks

@@ -25,8 +25,9 @@ from common.outbox import OutboxError
 from common.service import NodeRuntime
 from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
 from elevator_node.node import STATE_FILE, ElevatorNode, restart_shift
-from hal.audio import RecordingSpeaker
+from hal.audio import Wav
 from hal.sim.lift import LiftSimulator
+from tests.speech_helpers import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_ID = "cbxc-b7-u2-lift1"
@@ -73,16 +74,16 @@ def node_config(tmp_path: Path, central_url: str = "http://127.0.0.1:9", extra: 
 
 
 class OrderedSpeaker(RecordingSpeaker):
-    """hal.audio's RecordingSpeaker that also notes whether an alert was already in the outbox when it spoke."""
+    """A RecordingSpeaker that also notes whether an alert was already in the outbox when it spoke."""
 
     def __init__(self, runtime: NodeRuntime) -> None:
         super().__init__()
         self.runtime = runtime
         self.alert_stored_first: list[bool] = []
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
         self.alert_stored_first.append(bool(self.runtime.alerts.open_alerts()))
-        super().say(text, wav)
+        super().say(text, wav, volume)
 
 
 class Harness:

@@ -11,17 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import AudioSection
-from hal.audio import (
-    QUEUE_MAX,
-    AudioError,
-    EspeakSpeaker,
-    NullSpeaker,
-    RecordingSpeaker,
-    espeak_amplitude,
-    make_speaker,
-    render_to_wav,
-)
+from hal.audio import QUEUE_MAX, AudioError, AudioSpec, EspeakSpeaker, NullSpeaker, make_speaker
+from hal.espeak import espeak_amplitude, render_to_wav
 
 
 def warnings_from(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -61,7 +52,11 @@ def fake_aplay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_render_to_wav_writes_real_audio(tmp_path: Path) -> None:
-    cases = (("cmn", "请保持冷静，救援人员正在赶来。"), ("en", "Please stay calm, help is coming."), ("cmn", "-5 度"))
+    cases = (
+        ("cmn-latn-pinyin", "请保持冷静，救援人员正在赶来。"),
+        ("en", "Please stay calm, help is coming."),
+        ("cmn-latn-pinyin", "-5 度"),
+    )
     for voice, text in cases:
         path = render_to_wav(text, tmp_path / f"{voice}-{len(text)}.wav", voice=voice)
         data = path.read_bytes()
@@ -79,7 +74,7 @@ def test_render_to_wav_with_unknown_voice_raises(tmp_path: Path) -> None:
 def test_speaker_with_unknown_voice_still_speaks_and_reports(fake_aplay, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="hal.audio")
     fake_aplay.release()
-    speaker = make_speaker(AudioSection(voice="cmm"))
+    speaker = make_speaker(AudioSpec(voice="cmm"))
     try:
         speaker.say("请保持冷静")
         assert speaker.wait_idle(10)
@@ -94,7 +89,7 @@ def test_speaker_with_unknown_voice_still_speaks_and_reports(fake_aplay, caplog)
 def test_no_sound_card_logs_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="hal.audio")
     # a device that exists on no machine: aplay fails here and on a developer's laptop alike
-    speaker = make_speaker(AudioSection(device="changbai_no_such_card"))
+    speaker = make_speaker(AudioSpec(device="changbai_no_such_card"))
     try:
         for _ in range(3):
             speaker.say("请保持冷静")
@@ -112,7 +107,7 @@ def test_no_sound_card_logs_once_and_never_raises(caplog: pytest.LogCaptureFixtu
 def test_missing_players_log_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor aplay
     caplog.set_level(logging.DEBUG, logger="hal.audio")
-    speaker = make_speaker(AudioSection())
+    speaker = make_speaker(AudioSpec())
     try:
         speaker.say("one")
         speaker.say("two")
@@ -126,7 +121,7 @@ def test_missing_players_log_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_say_returns_while_the_prompt_plays(fake_aplay) -> None:
-    speaker = make_speaker(AudioSection(device="plughw:1,0", voice="en"))
+    speaker = make_speaker(AudioSpec(device="plughw:1,0", voice="en"))
     try:
         speaker.say("Help is coming.")
         assert not speaker.wait_idle(0.2)  # the player is still "playing": say() did not wait for it
@@ -142,17 +137,19 @@ def test_say_returns_while_the_prompt_plays(fake_aplay) -> None:
 def test_wav_prompt_goes_to_aplay(fake_aplay, tmp_path: Path) -> None:
     wav = render_to_wav("电梯", tmp_path / "lift.wav")
     fake_aplay.release()
-    speaker = make_speaker(AudioSection())
+    speaker = make_speaker(AudioSpec())
     try:
-        speaker.say("spoken only when the WAV is missing", wav=wav)
+        speaker.say("spoken only when the WAV is missing", wav=wav, volume=100)
+        speaker.say("spoken only when the WAV is missing", wav=wav)  # 80 %: a scaled copy is played
         assert speaker.wait_idle(10)
     finally:
         speaker.close()
-    assert fake_aplay.calls() == [f"-q {wav}"]
+    direct, scaled = fake_aplay.calls()
+    assert direct == f"-q {wav}" and scaled.endswith("/prompt.wav") and str(wav) not in scaled
 
 
 def test_a_full_queue_drops_prompts_and_keeps_count(fake_aplay) -> None:
-    speaker = make_speaker(AudioSection())
+    speaker = make_speaker(AudioSpec())
     total = QUEUE_MAX + 5
     try:
         callers = [threading.Thread(target=speaker.say, args=(f"prompt {i}",)) for i in range(total)]
@@ -171,7 +168,7 @@ def test_a_full_queue_drops_prompts_and_keeps_count(fake_aplay) -> None:
 
 
 def test_close_is_prompt_and_later_prompts_are_ignored(fake_aplay) -> None:
-    speaker = make_speaker(AudioSection())
+    speaker = make_speaker(AudioSpec())
     assert isinstance(speaker, EspeakSpeaker)
     speaker.say("first")
     speaker.say("second")
@@ -184,7 +181,7 @@ def test_close_is_prompt_and_later_prompts_are_ignored(fake_aplay) -> None:
 
 def test_close_stops_a_prompt_that_is_playing(fake_aplay, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="hal.audio")
-    speaker = make_speaker(AudioSection())
+    speaker = make_speaker(AudioSpec())
     assert isinstance(speaker, EspeakSpeaker)
     speaker.say("a long reassurance")
     for _ in range(500):  # until the worker has rendered the text and started the player
@@ -197,15 +194,11 @@ def test_close_stops_a_prompt_that_is_playing(fake_aplay, caplog) -> None:
     assert speaker.health()["failed"] == 0 and not warnings_from(caplog)
 
 
-def test_backend_none_and_recording_speaker() -> None:
-    assert isinstance(make_speaker(AudioSection(backend="none")), NullSpeaker)
-    recorder = RecordingSpeaker()
-    wav = Path("alarm_ack.wav")
-    threading.Thread(target=recorder.say, args=("已收到您的求助",)).start()
-    threading.Thread(target=recorder.say, kwargs={"wav": wav}).start()
-    assert recorder.wait_for(2, timeout=5)
-    assert sorted(recorder.said, key=str) == sorted([("已收到您的求助", None), (None, wav)], key=str)
-    assert not recorder.wait_for(3, timeout=0.01)
+def test_backend_none_says_nothing() -> None:
+    speaker = make_speaker(AudioSpec(backend="none"))
+    assert isinstance(speaker, NullSpeaker)
+    speaker.say("已收到您的求助")
+    assert speaker.wait_idle(0) and speaker.health()["last_error"] is None
 
 
 def test_volume_maps_onto_espeak_amplitude() -> None:
@@ -226,7 +219,7 @@ def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.Monkey
     os.symlink(shutil.which("espeak-ng"), bin_dir / "espeak-ng")
     monkeypatch.setenv("PATH", str(bin_dir))
     caplog.set_level(logging.INFO, logger="hal.audio")
-    speaker = EspeakSpeaker(AudioSection(), retry_after_s=0.0)
+    speaker = EspeakSpeaker(AudioSpec(), retry_after_s=0.0)
     try:
         speaker.say("one")
         speaker.say("two")
@@ -247,7 +240,7 @@ def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_wav_backend_skips_text_and_warns_once_per_missing_file(fake_aplay, tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="hal.audio")
     fake_aplay.release()
-    speaker = make_speaker(AudioSection(backend="wav"))
+    speaker = make_speaker(AudioSpec(backend="wav"))
     missing = tmp_path / "reassurance.wav"
     try:
         speaker.say("text only")

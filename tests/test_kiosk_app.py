@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from common.spoken import phone_for_listening, plate_for_listening
 from kiosk import theme
 from kiosk.png import read_png
 from kiosk.ride import STATES
@@ -86,7 +87,7 @@ def test_touch_on_the_call_button_hails_a_ride_and_shows_the_plate(central, disp
     rides = central.rides()
     assert len(rides) == 1 and rides[0]["node_id"] == NODE
     assert done["plate"] == rides[0]["assigned"]["plate"]
-    plate_spoken = " ".join(ch for ch in done["plate"] if ch.isalnum())
+    plate_spoken = plate_for_listening(done["plate"])
     assert any(plate_spoken in s for s in done["spoken"])
     width, height, rgb = read_png(shot)
     assert (width, height) == (800, 480)
@@ -102,7 +103,7 @@ def test_touch_with_the_central_down_shows_offline_and_the_hotline(display: str,
     shot = tmp_path / "offline.png"
     lines = drive(config, display, tmp_path, "--touch", "--until", "offline", "--shot", str(shot), "--timeout", "20")
     assert lines[-1]["reached"]
-    assert any("021-6543 2100" in s for s in lines[-1]["spoken"])
+    assert any(phone_for_listening("021-6543 2100") in s for s in lines[-1]["spoken"])
     _, _, rgb = read_png(shot)
     assert pixel_count(rgb, theme.NOTICE_BG) > 0.02 * len(rgb) / 3  # the hotline panel
 

@@ -9,10 +9,13 @@ import pytest
 import requests
 
 from common.clock import SystemClock
+from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient, parse_ride
 from kiosk.controller import KioskController
 from kiosk.ride import Report, RideMachine, RideTimings
 from kiosk.texts import load_texts
+from speech.voice import Voice
+from tests.speech_helpers import RecordingSpeaker
 
 NODE = "cbxc-north-gate-kiosk"
 FAST = RideTimings(
@@ -26,20 +29,12 @@ FAST = RideTimings(
 )
 
 
-class Said:
-    def __init__(self) -> None:
-        self.said: list[str] = []
-
-    def say(self, text: str | None = None, wav: object | None = None) -> None:
-        self.said.append(text or "")
-
-
 class Flow:
     """A controller wired to the central, its worker running; ``wait_for(state)`` ticks in real time."""
 
     def __init__(self, url: str, token: str | None, read_timeout_s: float = 3.0) -> None:
         self.client = RidesClient(url, token, "长白新村北门", connect_timeout_s=1, read_timeout_s=read_timeout_s)
-        self.speaker = Said()
+        self.speaker = RecordingSpeaker()
         self.reports: list[Report] = []
         self.views: list[str] = []
         self.controller = KioskController(
@@ -47,7 +42,7 @@ class Flow:
             self.client,
             SystemClock(),
             load_texts(None, "长白新村北门", "021-6543 2100"),
-            speaker=self.speaker,
+            voice=Voice(self.speaker),
             record=self.reports.append,
         )
         self.controller.add_listener(lambda view: self.views.append(view.state))
@@ -92,7 +87,7 @@ def test_press_orders_one_car_that_is_assigned_and_arrives(central, flow) -> Non
     assert len(rides) == 1 and rides[0]["node_id"] == NODE and rides[0]["pickup_point"] == "长白新村北门"
     assert view.car is not None and view.car.plate == rides[0]["assigned"]["plate"]
     assert view.car.colour_zh == rides[0]["assigned"]["colour_zh"]
-    assert any(" ".join(ch for ch in view.car.plate if ch.isalnum()) in s for s in f.speaker.said)
+    assert any(plate_for_listening(view.car.plate) in s for s in f.speaker.texts)
     f.wait_for("arrived", timeout=15)
     assert [r.kind for r in f.reports][:2] == ["button_pressed", "ride_requested"]
     assert "ride_arrived" in [r.kind for r in f.reports]
@@ -115,7 +110,7 @@ def test_central_down_goes_offline_at_once_then_reconnects_with_the_same_request
     central.stop()
     f.controller.press("screen")
     f.wait_for("offline", timeout=5)
-    assert any("021-6543 2100" in s for s in f.speaker.said)
+    assert any(phone_for_listening("021-6543 2100") in s for s in f.speaker.texts)
     assert "central_unreachable" in [r.kind for r in f.reports]
     central.start()
     f.wait_for("assigned", timeout=10)

@@ -15,9 +15,10 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from common.clock import FastClock
 from common.config import NodeConfig, load_config
-from hal.audio import RecordingSpeaker
+from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
 from tests.kiosk_helpers import NODE, write_kiosk_config
+from tests.speech_helpers import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
 BUTTON, LED = 17, 18
@@ -70,7 +71,7 @@ def test_arcade_button_hails_a_ride_with_led_and_voice(central, mock_factory: Mo
         rides = central.rides()
         assert len(rides) == 1 and rides[0]["node_id"] == NODE
         plate = rides[0]["assigned"]["plate"]
-        assert any(" ".join(c for c in plate if c.isalnum()) in s for s in voice.texts)
+        assert any(plate_for_listening(plate) in s for s in voice.texts)
         press(mock_factory)  # a second press repeats the news, orders nothing
         time.sleep(0.3)
         assert len(central.rides()) == 1 and node.controller.counts["requests"] == 1
@@ -97,7 +98,7 @@ def test_led_goes_dark_when_out_of_service(mock_factory: MockFactory, tmp_path: 
         wait_for(node, "offline", timeout=5)
         eventually(lambda: node.led_state == LedPattern("off"))
         assert mock_factory.pin(LED).state == 0
-        assert any("021-6543 2100" in s for s in voice.texts)
+        assert any(phone_for_listening("021-6543 2100") in s for s in voice.texts)
     finally:
         node.close()
 
@@ -272,7 +273,7 @@ def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_
         plate = second.controller.view().car.plate
         rides = central.rides()
         assert len(rides) == 1 and rides[0]["assigned"]["plate"] == plate
-        assert any(" ".join(c for c in plate if c.isalnum()) in s for s in voice.texts)
+        assert any(plate_for_listening(plate) in s for s in voice.texts)
         second.press("button")  # still the same ride
         assert len(central.rides()) == 1
     finally:

@@ -36,15 +36,25 @@ def test_every_state_has_both_languages_and_a_voice(state: str) -> None:
     assert all(ord(ch) < 0x3000 for ch in t.line(state, "heading_en", params))
 
 
-def test_assigned_voice_reads_the_plate_character_by_character() -> None:
-    said = texts().voice("assigned", "zh", {**CAR, "eta_min": 4})
-    assert "沪 A D 1 2 3 4 5" in said and "白色" in said and "4分钟" in said
+def test_assigned_voice_reads_the_plate_character_by_character_and_whole_minutes() -> None:
+    said = texts().voice("assigned", "zh", {**CAR, "eta_min": 2})
+    assert "沪 A，D 一 二 三 四 五" in said and "白色" in said and "两分钟" in said
+    said = texts().voice("assigned", "en", {**CAR, "eta_min": 12})
+    assert "Hu A, D 1 2 3 4 5" in said and "12 minutes" in said
 
 
 @pytest.mark.parametrize("state", ["offline", "error", "no_car"])
-def test_out_of_service_voice_gives_the_hotline(state: str) -> None:
-    assert "021-6543 2100" in texts().voice(state, "zh")
-    assert "021-6543 2100" in texts().voice(state, "en")
+def test_out_of_service_voice_gives_the_hotline_digit_by_digit(state: str) -> None:
+    assert "零 二 幺，六 五 四 三，二 幺 零 零" in texts().voice(state, "zh")  # 1 as 幺, in the written groups
+    assert "0 2 1, 6 5 4 3, 2 1 0 0" in texts().voice(state, "en")
+
+
+def test_voice_prompts_have_stable_ids_with_the_gate_and_hotline_written_in() -> None:
+    prompts = {p.id: p for p in texts().prompts("zh")}
+    assert set(prompts) == {f"kiosk.{state}" for state in STATES}
+    assert "长白新村北门" in prompts["kiosk.idle"].template and not prompts["kiosk.idle"].fields
+    assert "零 二 幺" in prompts["kiosk.no_car"].template and not prompts["kiosk.no_car"].fields
+    assert prompts["kiosk.assigned"].fields == ("plate_spoken", "colour_zh", "model_zh", "eta_min")
 
 
 def test_text_changes_need_no_code(tmp_path: Path) -> None:
@@ -121,37 +131,14 @@ def test_every_state_has_an_icon_as_well_as_a_colour() -> None:
     assert theme.STATE_ICONS["cancelled"] != theme.STATE_ICONS["no_car"] != theme.STATE_ICONS["offline"]
 
 
-def test_recorded_prompt_replaces_the_spoken_text(tmp_path: Path) -> None:
-    from common.clock import ManualClock
-    from hal.audio import RecordingSpeaker
-    from kiosk.controller import KioskController
-    from kiosk.ride import Speak
-
-    (tmp_path / "idle.wav").write_bytes(b"RIFF")
-    (tmp_path / "assigned.wav").write_bytes(b"RIFF")
-    source = DEFAULT_TEXTS.read_text(encoding="utf-8")
-    source = source.replace("[idle]\n", '[idle]\nwav_zh = "idle.wav"\n').replace(
-        "[assigned]\n", '[assigned]\nwav_zh = "assigned.wav"\n'
-    )
-    (tmp_path / "texts.toml").write_text(source, encoding="utf-8")
-    t = load_texts(tmp_path / "texts.toml", "北门", "110")
-    speaker = RecordingSpeaker()
-    controller = KioskController(None, None, ManualClock(), t, speaker=speaker)  # type: ignore[arg-type]
-    controller._speak(Speak("idle", {}))
-    controller._speak(Speak("searching", {}))
-    controller._speak(Speak("assigned", {**CAR, "eta_min": 3}))
-    assert speaker.said[0] == (None, tmp_path / "idle.wav")
-    assert speaker.said[1][0] == t.voice("searching", "zh")
-    assert speaker.said[2] == (None, tmp_path / "assigned.wav")
-    assert "沪 A D 1 2 3 4 5" in speaker.said[3][0]
-
-
-def test_missing_wav_file_is_refused(tmp_path: Path) -> None:
-    source = DEFAULT_TEXTS.read_text(encoding="utf-8").replace("[idle]\n", '[idle]\nwav_zh = "nope.wav"\n')
+def test_old_recorded_prompt_keys_point_to_prompt_packs(tmp_path: Path) -> None:
+    source = DEFAULT_TEXTS.read_text(encoding="utf-8").replace("[idle]\n", '[idle]\nwav_zh = "idle.wav"\n')
     (tmp_path / "texts.toml").write_text(source, encoding="utf-8")
     with pytest.raises(TextsError) as info:
         load_texts(tmp_path / "texts.toml", "北门", "110")
-    assert "idle.wav_zh = 'nope.wav': no such WAV file" in "\n".join(info.value.problems)
+    (problem,) = info.value.problems
+    assert "idle.wav_zh: recorded prompts are now a prompt pack: record kiosk.idle" in problem
+    assert "[audio] pack" in problem
 
 
 @pytest.mark.parametrize("state", STATES)

@@ -19,8 +19,11 @@ import pytest
 from common.clock import FastClock, ManualClock
 from common.config import NodeConfig, parse_config
 from common.service import NodeRuntime
-from meter_node.node import CHIME_PROMPT, STATE_FILE, MeterNode, ReadingCadence
+from hal.audio import Wav
+from meter_node.node import STATE_FILE, MeterNode, ReadingCadence
 from meter_node.profiles import load_profile
+from meter_node.voice import CHIME_TEXT
+from tests.speech_helpers import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_ID = "cbxc-b12-meters"
@@ -152,16 +155,16 @@ def harnesses() -> Iterator[list[Harness]]:
         h.close()
 
 
-class Speaker:
+class Speaker(RecordingSpeaker):
     """Records what is said, and what the outbox held at that moment (an alert is stored before the chime)."""
 
     def __init__(self) -> None:
-        self.said: list[str | None] = []
+        super().__init__()
         self.outbox: Any = None
         self.alerts_stored_when_said: list[int] = []
 
-    def say(self, text: str | None = None, wav: Path | None = None) -> None:
-        self.said.append(text)
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        super().say(text, wav, volume)
         if self.outbox is not None:
             self.alerts_stored_when_said.append(self.outbox.depth()["alert"])
 
@@ -205,12 +208,12 @@ def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
 
     h.run(8.2 * 3600, morning_use)  # 7 h 50 min of silence since the last use
     h.sync()
-    assert registered.alerts() == [] and speaker.said == []
+    assert registered.alerts() == [] and speaker.texts == []
     h.run(0.3 * 3600)  # past 8 h of silence (the fixed warning rule)
     h.sync()
     alerts = registered.alerts()
     assert [(a["kind"], a["severity"]) for a in alerts] == [("inactivity", "warning")]
-    assert speaker.said == [CHIME_PROMPT]
+    assert speaker.texts == [CHIME_TEXT]
     assert speaker.alerts_stored_when_said == [1]  # the alert was durable before the chime played
     h.run(4.0 * 3600)  # past 12 h: urgent, the same alert updated
     h.sync()

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from gpiozero import Device
 
+from elevator_node.config import DEFAULT_QUESTION
 from meter_node.profiles import load_profile
 from provisioning import cmd_selftest
 from provisioning.cli import main
+from tests.speech_helpers import RecordingSpeaker
 
 PROMPT = re.compile(r">>> trigger (\S+) on BCM (\d+)")
 
@@ -234,17 +236,50 @@ def test_voice_is_played_and_confirmed_on_a_terminal(
 ) -> None:
     from hal import audio
 
-    speaker = audio.RecordingSpeaker()
-    monkeypatch.setattr(audio, "make_speaker", lambda section: speaker)
+    speaker = RecordingSpeaker()
+    monkeypatch.setattr(audio, "make_speaker", lambda spec: speaker)
     path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--set", "audio.backend=espeak", "--force")
     register(path, central, tmp_path)
     monkeypatch.setattr(sys, "stdin", TerminalInput("y\n"))
     code, report = selftest(path, technician, "--skip-inputs", terminal=True)
     assert code == 0, report
     checks = {c["name"]: c for c in report["checks"]}
-    assert checks["voice prompt"]["detail"] == "heard, confirmed by the technician"
-    assert speaker.texts == [cmd_selftest.VOICE_TEXT]
-    assert "did you hear the voice prompt?" in technician.getvalue()
+    assert checks["voice prompt"]["detail"].endswith("heard, confirmed by the technician")
+    assert speaker.texts == [DEFAULT_QUESTION]  # the lift plays its entrapment prompt
+    assert "did you hear lift.entrapment clearly?" in technician.getvalue()
+    # every prompt of the lift read by the real espeak-ng in Mandarin
+    assert checks["speech check"]["result"] == "pass"
+    assert "3 prompts (3 texts) read in cmn-latn-pinyin" in checks["speech check"]["detail"]
+
+
+def test_voice_plays_through_the_real_aplay_and_old_cmn_is_replaced(
+    central, mock_factory, technician, tmp_path: Path
+) -> None:
+    # audio.device = null: ALSA's null device, so the real espeak-ng and the real aplay run on a box without sound
+    flags = ("--set", "audio.backend=espeak", "--set", "audio.device=null", "--set", "audio.voice=cmn", "--force")
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, *flags)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--skip-inputs")
+    assert code == 0, report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["voice prompt"]["detail"].startswith("played lift.entrapment at ")
+    assert "finished" in checks["voice prompt"]["detail"]
+    speech = checks["speech check"]["detail"]
+    assert "read in cmn-latn-pinyin" in speech and "'cmn' does not read Chinese characters in Chinese" in speech
+
+
+def test_a_prompt_espeak_would_read_in_english_fails_the_speech_check(
+    central, mock_factory, technician, tmp_path: Path
+) -> None:
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, "--set", "audio.backend=none", "--force")
+    text = path.read_text(encoding="utf-8").replace('backend = "none"', 'backend = "espeak"\ndevice = "null"')
+    path.write_text(text + '\n[elevator.voice]\nquestion = "请问电梯还在运行吗？Help is coming."\n', encoding="utf-8")
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--skip-inputs")
+    assert code == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["speech check"]["result"] == "fail"
+    assert "lift.entrapment" in checks["speech check"]["detail"] and "Help" in checks["speech check"]["detail"]
 
 
 def test_led_the_technician_did_not_see_fails(central, mock_factory, technician, tmp_path: Path, monkeypatch) -> None:

@@ -1,0 +1,18 @@
+"""What the lift car says, as prompts with stable ids (a prompt pack records them by these ids)."""
+
+from __future__ import annotations
+
+from elevator_node.config import ElevatorConfig, VoicePrompts
+from speech.voice import Prompt
+
+ENTRAPMENT, REASSURANCE, ALARM_ACK = "lift.entrapment", "lift.reassurance", "lift.alarm_ack"
+
+
+def prompts(section: ElevatorConfig | None = None) -> tuple[Prompt, ...]:
+    """The car's prompts with this lift's texts ([elevator.voice]), or the defaults."""
+    voice = section.voice if section is not None else VoicePrompts()
+    return (
+        Prompt(ENTRAPMENT, voice.question, "once, when a passenger has been trapped for entrapment_s"),
+        Prompt(REASSURANCE, voice.reassurance, "every voice.repeat_s until the entrapment clears"),
+        Prompt(ALARM_ACK, voice.alarm_ack, "when a held alarm button raises an alert"),
+    )

@@ -1,0 +1,125 @@
+"""WAV files for voice prompts: what a file holds (format, length, loudness), and clips joined and scaled into one
+file for aplay (a prompt pack's pieces played as one prompt, at the volume of the hour).
+
+Only uncompressed PCM WAV (Python's ``wave``); scaling and loudness need 16-bit samples, the format every
+recorder and ``sox`` can write.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE_WIDTH = 2  # bytes: 16-bit PCM
+
+
+class WavError(ValueError):
+    """A file that is not a WAV this module can use; ``path`` is the file, the message says what is wrong."""
+
+    def __init__(self, path: Path | None, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """The format and content of one WAV file."""
+
+    path: Path
+    rate: int
+    channels: int
+    width: int  # bytes per sample
+    frames: int
+    rms: float  # 0..1 of full scale; NaN when the samples are not 16-bit
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.rate if self.rate else 0.0
+
+    @property
+    def format(self) -> tuple[int, int, int]:
+        """(rate, channels, width): clips joined into one prompt must share it."""
+        return self.rate, self.channels, self.width
+
+    def describe(self) -> str:
+        return f"{self.duration_s:.1f} s, {self.rate} Hz, {self.channels} ch, {8 * self.width}-bit"
+
+
+def _samples(data: bytes) -> array.array:
+    samples = array.array("h")
+    samples.frombytes(data)
+    if sys.byteorder == "big":
+        samples.byteswap()  # WAV is little-endian
+    return samples
+
+
+def _to_bytes(samples: array.array) -> bytes:
+    if sys.byteorder == "big":
+        samples = array.array("h", samples)
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def _read(path: Path, samples: bool = True) -> tuple[tuple[int, int, int], int, bytes]:
+    """((rate, channels, width), frames, the sample bytes unless not ``samples``); WavError naming the file."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            frames = w.getnframes()
+            return (
+                (w.getframerate(), w.getnchannels(), w.getsampwidth()),
+                frames,
+                w.readframes(frames) if samples else b"",
+            )
+    except FileNotFoundError:
+        raise WavError(path, "no such file") from None
+    except (wave.Error, EOFError) as exc:
+        raise WavError(path, f"not a PCM WAV file ({exc})") from None
+    except OSError as exc:
+        raise WavError(path, f"cannot be read ({exc.strerror})") from None
+
+
+def read_info(path: Path, loudness: bool = True) -> WavInfo:
+    """Format, length and (with ``loudness``) RMS level of ``path``; raises WavError unless a readable PCM WAV."""
+    (rate, channels, width), frames, data = _read(path, loudness)
+    rms = math.nan
+    if width == SAMPLE_WIDTH and data:
+        samples = _samples(data[: len(data) - len(data) % 2])
+        rms = math.sqrt(sum(s * s for s in samples) / len(samples)) / 32768.0
+    return WavInfo(path, rate, channels, width, frames, rms)
+
+
+def join_and_scale(paths: Sequence[Path], out: Path, gain: float = 1.0) -> Path:
+    """Write ``paths`` one after the other into ``out``, samples multiplied by ``gain`` (16-bit only).
+
+    Raises WavError when a file cannot be read, the files differ in format, or a gain is asked of samples
+    that are not 16-bit.
+    """
+    if not paths:
+        raise WavError(None, "no WAV files to join")
+    chunks: list[bytes] = []
+    params = None
+    for path in paths:
+        these, _, chunk = _read(path)
+        if params is not None and these != params:
+            raise WavError(path, f"{these[0]} Hz {these[1]} ch {8 * these[2]}-bit differs from {paths[0]}")
+        params = these
+        chunks.append(chunk)
+    assert params is not None
+    data = b"".join(chunks)
+    if gain != 1.0:
+        if params[2] != SAMPLE_WIDTH:
+            raise WavError(paths[0], f"volume can only be set on 16-bit samples, not {8 * params[2]}-bit")
+        samples = _samples(data)
+        samples = array.array("h", (max(-32768, min(32767, round(s * gain))) for s in samples))
+        data = _to_bytes(samples)
+    with wave.open(str(out), "wb") as w:
+        w.setframerate(params[0])
+        w.setnchannels(params[1])
+        w.setsampwidth(params[2])
+        w.writeframes(data)
+    return out

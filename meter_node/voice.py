@@ -1,0 +1,14 @@
+"""What a meter node says in a home: the chime prompt, with its stable id (a prompt pack records it by this id)."""
+
+from __future__ import annotations
+
+from speech.voice import Prompt
+
+CHIME = "meter.chime"
+# "Hello, if you are fine, please press the 'I'm OK' button." (Mandarin)
+CHIME_TEXT = "您好，如果您一切安好，请按一下“我很好”按钮。"
+
+
+def prompts(section: object | None = None) -> tuple[Prompt, ...]:
+    """The meter node's prompts (the same for every config)."""
+    return (Prompt(CHIME, CHIME_TEXT, "in the home when a wellbeing alert is raised there (household.chime)"),)

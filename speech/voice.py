@@ -1,0 +1,213 @@
+"""A node's voice: every prompt has a stable id and a text; ``Voice.say`` plays the prompt pack's recording of it
+when the pack has one (pieces and words joined for prompts with variable parts), else has espeak-ng speak the
+text, at the day or night volume of the node's local time.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as dtime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from common.config import AudioSection
+from hal.audio import AudioSpec, Speaker, make_speaker
+from speech.pack import PackError, PromptPack, load_pack
+
+log = logging.getLogger(__name__)
+
+
+def _speakable(text: str) -> str:
+    return "".join(ch.upper() for ch in text if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One thing a node can say: a stable id ("lift.entrapment"), its text with {fields} for the variable parts
+    (already written for listening), when it is said, and example fields (for checks and listings)."""
+
+    id: str
+    template: str
+    when: str = ""
+    examples: tuple[Mapping[str, str], ...] = field(default=(), compare=False)
+    words: tuple[str, ...] = field(default=(), compare=False)  # what a pack records for the fields (digits...)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(self.template) if name))
+
+    def fill(self, fields: Mapping[str, str] | None = None) -> str:
+        return self.template.format(**(fields or {}))
+
+    def pieces(self) -> list[tuple[str, str]]:
+        """The clips a pack needs for this prompt, as (clip id, text): the whole prompt when it has no fields,
+        else each fixed piece between fields that has something to say, numbered from 1."""
+        if not self.fields:
+            return [(self.id, self.template)]
+        literals = [literal for literal, _, _, _ in string.Formatter().parse(self.template)]
+        spoken = [literal for literal in literals if _speakable(literal)]
+        return [(f"{self.id}.{n}", literal) for n, literal in enumerate(spoken, 1)]
+
+    def texts(self) -> list[str]:
+        """Every example filled in (the text alone when it has no fields): what a speech check reads."""
+        if not self.fields:
+            return [self.template]
+        return [self.fill(example) for example in self.examples]
+
+
+# --------------------------------------------------------------------------------------------- the schedule
+def _minutes(hh_mm: str) -> int:
+    hours, minutes = hh_mm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+@dataclass(frozen=True)
+class VolumeSchedule:
+    """Day and night volume by the node's local time; the night may run over midnight (22:00-07:00)."""
+
+    day: int
+    night: int
+    night_start: str = "22:00"
+    night_end: str = "07:00"
+    timezone: str = "Asia/Shanghai"
+
+    @classmethod
+    def from_config(cls, audio: AudioSection, timezone: str) -> VolumeSchedule:
+        return cls(audio.volume, audio.night_volume, audio.night_start, audio.night_end, timezone)
+
+    def is_night(self, local: dtime) -> bool:
+        start, end, now = _minutes(self.night_start), _minutes(self.night_end), local.hour * 60 + local.minute
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end
+
+    def volume_at(self, wall_s: float) -> int:
+        local = datetime.fromtimestamp(wall_s, ZoneInfo(self.timezone)).time()
+        return self.night if self.is_night(local) else self.day
+
+
+# ------------------------------------------------------------------------------------------------ the voice
+def pack_clips(pack: PromptPack, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path], str | None]:
+    """The clips that say ``prompt`` with ``fields``, in order: the whole recording, or its fixed pieces with the
+    words of each field between them; ([], why not) when one is missing or says another text."""
+    clips: list[Path] = []
+    pieces = iter(prompt.pieces())
+    for literal, name, _, _ in string.Formatter().parse(prompt.template):
+        if _speakable(literal) or not prompt.fields:
+            clip_id, text = next(pieces)
+            clip = pack.clip(clip_id)
+            if clip is None:
+                return [], f"the pack has no {clip_id}"
+            if _speakable(clip.text) != _speakable(text):
+                return [], f"the pack's {clip_id} says {clip.text!r}, the node's text is {text!r}"
+            clips.append(clip.path)
+        if name:
+            words, missing = pack.word_clips(str(fields.get(name, "")))
+            if missing is not None:
+                return [], f"the pack has no word.{missing} for {{{name}}}"
+            clips += words
+    return clips, None
+
+
+class Voice:
+    """Says prompts by id through a Speaker: recordings from the pack where it has them, else synthesis."""
+
+    def __init__(
+        self,
+        speaker: Speaker,
+        pack: PromptPack | None = None,
+        *,
+        schedule: VolumeSchedule | None = None,
+        wall: Callable[[], float] | None = None,
+        pack_problem: str | None = None,
+    ) -> None:
+        self.speaker = speaker
+        self.pack = pack
+        self.schedule = schedule
+        self._wall = wall
+        self.pack_problem = pack_problem
+        self.synthesised: dict[str, str] = {}  # prompt id -> why the pack could not say it
+
+    def volume(self) -> int | None:
+        """The volume for a prompt said now (None: the speaker's own, when there is no schedule or clock)."""
+        if self.schedule is None or self._wall is None:
+            return None
+        return self.schedule.volume_at(self._wall())
+
+    def say(self, prompt: Prompt, fields: Mapping[str, str] | None = None, wav: Path | None = None) -> str:
+        """Say ``prompt`` with its variable ``fields``; ``wav`` (a recording configured for this one prompt) wins
+        over the pack. Returns the text (spoken, or what the recording says). Never raises for audio."""
+        text = prompt.fill(fields)
+        if wav is None and self.pack is not None:
+            clips, why = self.recording(prompt, fields or {})
+            if clips:
+                self.speaker.say(text=text, wav=clips, volume=self.volume())
+                return text
+            if self.synthesised.get(prompt.id) != why:
+                self.synthesised[prompt.id] = why or ""
+                log.warning("prompt pack %s: %s is synthesised: %s", self.pack.name, prompt.id, why)
+        self.speaker.say(text=text, wav=wav, volume=self.volume())
+        return text
+
+    def recording(self, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path], str | None]:
+        """The pack's clips for ``prompt`` in order, or ([], why not)."""
+        if self.pack is None:
+            return [], "no prompt pack"
+        return pack_clips(self.pack, prompt, fields)
+
+    def health(self) -> dict[str, object]:
+        pack: dict[str, object] | None = None
+        if self.pack is not None or self.pack_problem:
+            pack = {
+                "name": self.pack.name if self.pack else None,
+                "clips": len(self.pack.clips) if self.pack else 0,
+                "problem": self.pack_problem,
+                "synthesised": dict(sorted(self.synthesised.items())),
+            }
+        return {**self.speaker.health(), "pack": pack}
+
+
+def open_pack(audio: AudioSection, language: str = "zh") -> tuple[PromptPack | None, str | None]:
+    """The configured prompt pack, or (None, why) when there is none or it cannot be used (never raises: a lift
+    speaks with espeak-ng rather than not at all)."""
+    if audio.pack is None:
+        return None, None
+    try:
+        pack = load_pack(audio.pack)
+    except PackError as exc:
+        problem = "; ".join(exc.problems)
+        log.error("audio.pack not used, speaking with espeak-ng: %s", problem)
+        return None, problem
+    if pack.language != language:
+        problem = f"{audio.pack}: pack.language = {pack.language!r} but this node speaks {language!r}"
+        log.error("audio.pack not used: %s", problem)
+        return None, problem
+    for line in pack.problems:
+        log.warning("prompt pack: %s", line)
+    return pack, None
+
+
+def audio_spec(audio: AudioSection) -> AudioSpec:
+    return AudioSpec(backend=audio.backend, voice=audio.voice, device=audio.device, volume=audio.volume)
+
+
+def make_voice(
+    audio: AudioSection,
+    timezone: str,
+    wall: Callable[[], float],
+    speaker: Speaker | None = None,
+    language: str = "zh",
+) -> Voice:
+    """The node's voice from ``[audio]``: its speaker (made here unless given), pack and volume schedule."""
+    pack, problem = open_pack(audio, language)
+    return Voice(
+        speaker if speaker is not None else make_speaker(audio_spec(audio)),
+        pack,
+        schedule=VolumeSchedule.from_config(audio, timezone),
+        wall=wall,
+        pack_problem=problem,
+    )
