@@ -85,9 +85,10 @@ class ElevatorNode:
             runtime = NodeRuntime(config, self.clock)
         self.runtime = runtime
         self._own_speaker = speaker is None
-        self.voice = make_voice(config.audio, config.node.timezone, self.clock.wall, speaker)
-        self.speaker = self.voice.speaker
         self.prompts = {prompt.id: prompt for prompt in prompts(self.section)}
+        audio, tz = config.audio, config.node.timezone
+        self.voice = make_voice(audio, tz, self.clock.wall, speaker, prompts=self.prompts.values())
+        self.speaker = self.voice.speaker
         # a process restart within one boot keeps the monotonic clock: only the real clock can tell
         self.boot_id = (
             boot_id if boot_id is not None else read_boot_id() if isinstance(self.clock, SystemClock) else None

@@ -112,7 +112,10 @@ class KioskNode:
         self.texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
         self._own_speaker = speaker is None
         tz = config.node.timezone
-        self.voice = make_voice(config.audio, tz, self.clock.wall, speaker, language=kiosk.voice_language)
+        language = kiosk.voice_language
+        self.voice = make_voice(
+            config.audio, tz, self.clock.wall, speaker, language, prompts=self.texts.prompts(language)
+        )
         self.speaker = self.voice.speaker
         self.rides = rides or RidesClient.from_config(config)
         machine = RideMachine(ride_timings(kiosk.timing), now=self.clock.monotonic())

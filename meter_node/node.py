@@ -207,9 +207,9 @@ class MeterNode:
                 self._buttons.append(button)
         if any(m.household.chime for m in self.meters.values()):
             audio, timezone = self.config.audio, self.config.node.timezone
-            self.voice = make_voice(audio, timezone, self.clock.wall, self._speaker)
-            self._own_speaker = self._speaker is None
             (self.chime,) = prompts()
+            self.voice = make_voice(audio, timezone, self.clock.wall, self._speaker, prompts=[self.chime])
+            self._own_speaker = self._speaker is None
 
     # ---------------------------------------------------------------------------------------------- state
     def _load_state(self) -> None:

@@ -1,6 +1,6 @@
 """`provision`: the field technician's command, from a blank Pi to a registered, tested, running node.
 
-Subcommands: init, register, scan, selftest, install, status. Every failure is one clear line on stderr and
+Subcommands: init, register, scan, selftest, prompts, install, status. Every failure is one clear line on stderr and
 an exit code from ``provisioning.errors``; secrets (claim key, token) never reach stdout, stderr or a log.
 """
 
@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "register": ("provisioning.cmd_register", "exchange the site's claim key for this node's token"),
     "scan": ("provisioning.cmd_scan", "search an RS-485 bus for Modbus water meters"),
     "selftest": ("provisioning.cmd_selftest", "check inputs, LEDs, voice, meters, central, clock and disk"),
+    "prompts": ("provisioning.cmd_prompts", "list every prompt a role can say; check it, a pack, or write a manifest"),
     "install": ("provisioning.cmd_install", "install, enable and start the systemd service"),
     "status": ("provisioning.cmd_status", "the service state and the node's last heartbeat"),
 }

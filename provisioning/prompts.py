@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from common.config import NodeConfig
 from common.spoken import Language
 from hal.espeak import EspeakError, SpeechCheck, check_speech, resolve_voice
-from speech.pack import PromptPack
-from speech.voice import Prompt, pack_clips
+from speech.voice import Prompt
 
 ROLES = ("elevator", "kiosk", "meter")
 # the prompt the self-test plays on each role: the one that matters most to the person who hears it
@@ -78,26 +77,4 @@ def check_prompts(prompts: tuple[Prompt, ...], voice: str) -> tuple[str, str | N
     return used, warning, results
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Whether a pack records one prompt (every example, for prompts with variable parts), and why not."""
-
-    prompt: Prompt
-    recorded: bool
-    why: str | None
-
-
-def pack_coverage(pack: PromptPack, prompts: tuple[Prompt, ...]) -> list[Coverage]:
-    """For each prompt: recorded by the pack, or synthesised and why (the first missing clip)."""
-    found = []
-    for prompt in prompts:
-        why = None
-        for fields in prompt.examples or ({},):
-            _, why = pack_clips(pack, prompt, fields)
-            if why:
-                break
-        found.append(Coverage(prompt, why is None, why))
-    return found
-
-
-__all__ = ["EspeakError", "check_prompts", "pack_coverage", "role_prompts", "voice_language"]
+__all__ = ["EspeakError", "check_prompts", "role_prompts", "voice_language"]

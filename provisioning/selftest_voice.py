@@ -10,8 +10,8 @@ from hal import audio
 from hal.espeak import EspeakError
 from provisioning import prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
-from provisioning.prompts import SELFTEST_PROMPT, check_prompts, pack_coverage, role_prompts, voice_language
-from speech.voice import Prompt, audio_spec, make_voice, open_pack
+from provisioning.prompts import SELFTEST_PROMPT, check_prompts, role_prompts, voice_language
+from speech.voice import Prompt, audio_spec, make_voice, open_pack, pack_gaps
 
 
 def wants_voice(config: NodeConfig) -> bool:
@@ -51,12 +51,12 @@ def check_pack(config: NodeConfig, prompts: tuple[Prompt, ...]) -> Check | None:
     pack, problem = open_pack(config.audio, voice_language(config))
     if pack is None:
         return Check(name, FAIL, f"not used, every prompt is synthesised: {problem}")
-    synthesised = [c for c in pack_coverage(pack, prompts) if not c.recorded]
+    gaps = pack_gaps(pack, prompts)
     issues = f"; {len(pack.problems)} problems: {pack.problems[0]}" if pack.problems else ""
-    if not synthesised:
+    if not gaps:
         return Check(name, PASS, f"{pack.name}: all {len(prompts)} prompts recorded{issues}")
-    listed = ", ".join(f"{c.prompt.id} ({c.why})" for c in synthesised[:3])
-    more = f" and {len(synthesised) - 3} more" if len(synthesised) > 3 else ""
+    listed = ", ".join(f"{prompt_id} ({why})" for prompt_id, why in list(gaps.items())[:3])
+    more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
     result = FAIL if config.audio.backend == "wav" else PASS  # recordings only: a missing one is silence
     fallback = "silent (backend wav)" if result == FAIL else "synthesised by espeak-ng"
     return Check(name, result, f"{pack.name}: {fallback}: {listed}{more}{issues}")

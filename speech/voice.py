@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as dtime
@@ -91,6 +91,19 @@ class VolumeSchedule:
 
 
 # ------------------------------------------------------------------------------------------------ the voice
+def pack_gaps(pack: PromptPack, prompts: Iterable[Prompt]) -> dict[str, str]:
+    """The prompts ``pack`` cannot say (with every example, for prompts with variable parts), and why: these are
+    synthesised."""
+    gaps = {}
+    for prompt in prompts:
+        for fields in prompt.examples or ({},):
+            _, why = pack_clips(pack, prompt, fields)
+            if why:
+                gaps[prompt.id] = why
+                break
+    return gaps
+
+
 def pack_clips(pack: PromptPack, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path], str | None]:
     """The clips that say ``prompt`` with ``fields``, in order: the whole recording, or its fixed pieces with the
     words of each field between them; ([], why not) when one is missing or says another text."""
@@ -124,13 +137,18 @@ class Voice:
         schedule: VolumeSchedule | None = None,
         wall: Callable[[], float] | None = None,
         pack_problem: str | None = None,
+        prompts: Iterable[Prompt] = (),
     ) -> None:
         self.speaker = speaker
         self.pack = pack
         self.schedule = schedule
         self._wall = wall
         self.pack_problem = pack_problem
-        self.synthesised: dict[str, str] = {}  # prompt id -> why the pack could not say it
+        # prompt id -> why the pack cannot say it; known at start for the node's own prompts, so a missing
+        # recording shows in the log and the heartbeat before the day it is needed
+        self.synthesised: dict[str, str] = pack_gaps(pack, prompts) if pack is not None else {}
+        for prompt_id, why in self.synthesised.items():
+            log.warning("prompt pack %s: %s will be synthesised: %s", pack.name if pack else "", prompt_id, why)
 
     def volume(self) -> int | None:
         """The volume for a prompt said now (None: the speaker's own, when there is no schedule or clock)."""
@@ -201,8 +219,10 @@ def make_voice(
     wall: Callable[[], float],
     speaker: Speaker | None = None,
     language: str = "zh",
+    prompts: Iterable[Prompt] = (),
 ) -> Voice:
-    """The node's voice from ``[audio]``: its speaker (made here unless given), pack and volume schedule."""
+    """The node's voice from ``[audio]``: its speaker (made here unless given), pack and volume schedule; the
+    pack is checked against the node's ``prompts`` at once."""
     pack, problem = open_pack(audio, language)
     return Voice(
         speaker if speaker is not None else make_speaker(audio_spec(audio)),
@@ -210,4 +230,5 @@ def make_voice(
         schedule=VolumeSchedule.from_config(audio, timezone),
         wall=wall,
         pack_problem=problem,
+        prompts=prompts,
     )

@@ -14,9 +14,9 @@ from common.config import AudioSection
 from hal.audio import AudioSpec, make_speaker
 from hal.espeak import MANDARIN_VOICE, render_to_wav, respell
 from hal.wavfile import join_and_scale, read_info
-from provisioning.prompts import pack_coverage, role_prompts
+from provisioning.prompts import role_prompts
 from speech.pack import MANIFEST, PackError, load_pack
-from speech.voice import Voice, open_pack
+from speech.voice import Voice, open_pack, pack_gaps
 from tests.speech_helpers import RecordingSpeaker, sox_stat
 
 # a second voice stands in for a volunteer's recording: real WAV files, told apart from the node's own synthesis
@@ -62,8 +62,14 @@ def test_a_recorded_prompt_replaces_synthesis_and_a_missing_one_falls_back(tmp_p
     warned = [r.getMessage() for r in caplog.records if "synthesised" in r.getMessage()]
     assert warned == ["prompt pack test volunteers: lift.alarm_ack is synthesised: the pack has no lift.alarm_ack"]
     assert voice.health()["pack"]["synthesised"] == {"lift.alarm_ack": "the pack has no lift.alarm_ack"}
-    coverage = {c.prompt.id: c.recorded for c in pack_coverage(pack, role_prompts("elevator"))}
-    assert coverage == {"lift.entrapment": True, "lift.reassurance": True, "lift.alarm_ack": False}
+    assert pack_gaps(pack, role_prompts("elevator")) == {"lift.alarm_ack": "the pack has no lift.alarm_ack"}
+    # a node tells its prompts up front: the gap is in the log and the heartbeat before anyone needs the prompt
+    caplog.clear()
+    started = Voice(RecordingSpeaker(), pack, prompts=role_prompts("elevator"))
+    assert started.health()["pack"]["synthesised"] == {"lift.alarm_ack": "the pack has no lift.alarm_ack"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "prompt pack test volunteers: lift.alarm_ack will be synthesised: the pack has no lift.alarm_ack"
+    ]
 
 
 def test_a_recording_of_another_text_is_not_played(tmp_path: Path) -> None:
