@@ -85,12 +85,13 @@ def _headless_press_to_stored(url: str, token: str, n: int) -> list[float]:
     from common.clock import SystemClock
     from kiosk.client import RidesClient
     from kiosk.controller import KioskController
-    from kiosk.ride import RideMachine, RideTimings
+    from kiosk.config import RideTimingSection
+    from kiosk.ride import RideMachine
     from kiosk.texts import load_texts
 
     client = RidesClient(url, token, "长白新村北门")
     controller = KioskController(
-        RideMachine(RideTimings(poll_interval_s=0.2), now=time.monotonic()),
+        RideMachine(RideTimingSection(poll_interval_s=0.2), now=time.monotonic()),
         client,
         SystemClock(),
         load_texts(None, "长白新村北门", "021-6543 2100"),

@@ -34,7 +34,7 @@ from kiosk import theme  # noqa: E402
 from kiosk.config import ScreenSection  # noqa: E402
 from kiosk.controller import KioskController  # noqa: E402
 from kiosk.png import write_png  # noqa: E402
-from kiosk.ride import STATES, Car, RideView  # noqa: E402
+from kiosk.ride_events import STATES, Car, RideView  # noqa: E402
 from kiosk.texts import Texts  # noqa: E402
 from kiosk.theme import CANCELLABLE, action_kind, rgba  # noqa: E402
 

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 
 from common.config import NodeConfig
-from kiosk.ride import Car
+from kiosk.ride_events import Car
 
 log = logging.getLogger(__name__)
 API = "/api/v1"

@@ -40,9 +40,23 @@ class RideTimingSection:
         180.0, min=10.0, max=3600.0, help="an order not delivered by then is dropped (resident told to call)"
     )
     search_give_up_s: float = setting(600.0, min=30.0, max=3600.0, help="searching this long: no car")
-    assigned_max_s: float = setting(2700.0, min=60.0, max=14400.0, help="assigned but never arrived: idle")
+    assigned_max_s: float = setting(
+        2700.0, min=60.0, max=14400.0, help="assigned (or late) but never arrived: idle, and the ride is cancelled"
+    )
+    late_after_s: float = setting(300.0, min=60.0, max=3600.0, help="this long past the promised ETA: car_late")
+    late_without_eta_s: float = setting(
+        900.0, min=60.0, max=7200.0, help="a car assigned without an ETA counts as late this long after assignment"
+    )
+    reassure_every_s: float = setting(60.0, min=20.0, max=600.0, help="searching: the reassurance prompt repeats")
     # WCAG 2.2 "enough time": >= 20 s to read a result before the screen moves on
-    result_hold_s: float = setting(30.0, min=20.0, max=600.0, help="arrived/no car/cancelled/error shown this long")
+    result_hold_s: float = setting(30.0, min=20.0, max=600.0, help="no car/cancelled/error shown this long")
+    arrived_hold_s: float = setting(180.0, min=20.0, max=1800.0, help="the plate stays on screen this long")
+    confirm_hold_s: float = setting(30.0, min=20.0, max=300.0, help="the cancel question waits this long, then keeps")
+    help_hold_s: float = setting(90.0, min=20.0, max=1800.0, help="the help screen stays this long")
+    help_clear_s: float = setting(
+        1800.0, min=60.0, max=86400.0, help="a help request is re-sent every renotify interval until then"
+    )
+    arcade_hold_s: float = setting(3.0, min=1.0, max=10.0, help="holding the arcade button this long asks for help")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,21 +14,25 @@ from collections.abc import Callable
 from common.clock import Clock
 from common.spoken import Language
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
-from kiosk.ride import (
+from kiosk.ride import RideMachine
+from kiosk.ride_events import (
+    Back,
     Cancel,
     CancelDone,
     CancelRide,
     CentralRejected,
     CentralUnreachable,
+    ConfirmCancel,
     Effect,
+    Help,
     NetworkDown,
     NetworkUp,
     PollRide,
     Press,
     Probe,
+    RaiseAlert,
     Report,
     RideEvent,
-    RideMachine,
     RideReply,
     RideView,
     SendRequest,
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ViewListener = Callable[[RideView], None]
 Recorder = Callable[[Report], None]
+AlertRaiser = Callable[[RaiseAlert], None]
 
 
 class KioskController:
@@ -58,6 +63,7 @@ class KioskController:
         voice: Voice | None = None,
         voice_language: Language = "zh",
         record: Recorder | None = None,
+        raise_alert: AlertRaiser | None = None,
     ) -> None:
         self.machine = machine
         self.rides = rides
@@ -66,6 +72,7 @@ class KioskController:
         self.voice = voice
         self.voice_language = voice_language
         self._record = record
+        self._raise_alert = raise_alert
         self._listeners: list[ViewListener] = []
         self._lock = threading.RLock()
         self._work: queue.Queue[Effect | None] = queue.Queue()
@@ -84,6 +91,15 @@ class KioskController:
 
     def cancel(self, source: str = "screen") -> None:
         self.handle(Cancel(source))
+
+    def confirm_cancel(self, source: str = "screen") -> None:
+        self.handle(ConfirmCancel(source))
+
+    def back(self, source: str = "screen") -> None:
+        self.handle(Back(source))
+
+    def help(self, source: str = "screen") -> None:
+        self.handle(Help(source))
 
     def tick(self) -> None:
         self.handle(Tick())
@@ -107,11 +123,15 @@ class KioskController:
 
     @property
     def state(self) -> str:
-        return self.machine.state
+        return self.machine.shown
 
     # ---------------------------------------------------------------------------------------- effects
     def _apply(self, effects: list[Effect]) -> None:
-        # what the resident sees and hears first; the outbox and the network after
+        # an alert is stored before anything else is done about it; then what the resident sees and hears;
+        # the outbox and the network after
+        for effect in effects:
+            if isinstance(effect, RaiseAlert) and self._raise_alert is not None:
+                self._raise_alert(effect)
         for effect in effects:
             if isinstance(effect, Show):
                 for listener in self._listeners:

@@ -23,15 +23,18 @@ from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from hal.audio import Speaker
 from kiosk.client import RidesClient
-from kiosk.config import KioskConfig, RideTimingSection
+from kiosk.config import KioskConfig
 from kiosk.controller import KioskController
-from kiosk.ride import Report, RideMachine, RideTimings, RideView
+from kiosk.ride import RideMachine
+from kiosk.ride_events import RaiseAlert, Report, RideView
 from kiosk.texts import Texts, load_texts
 from speech.voice import make_voice
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 FAULT_RECIPIENTS = ("maintenance",)
+HELP_RECIPIENTS = ("property_management",)
+HELP_KEY = "kiosk"
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,11 @@ LED_PATTERNS: dict[str, LedPattern] = {
     "arrived": LedPattern("on"),
     "no_car": LedPattern("blink", 1.0, 1.0),
     "cancelled": LedPattern("blink", 1.0, 1.0),
+    "car_late": LedPattern("on"),
     "offline": LedPattern("off"),
     "error": LedPattern("off"),
+    "help_requested": LedPattern("blink", 0.5, 0.5),
+    "confirm_cancel": LedPattern("on"),
 }
 
 
@@ -76,18 +82,6 @@ def apply_led(led: Any, pattern: LedPattern) -> None:
         led.pulse(fade_in_time=pattern.on_s, fade_out_time=pattern.off_s, background=True)
     else:
         led.blink(on_time=pattern.on_s, off_time=pattern.off_s, background=True)
-
-
-def ride_timings(section: RideTimingSection) -> RideTimings:
-    return RideTimings(
-        poll_interval_s=section.poll_interval_s,
-        retry_interval_s=section.retry_interval_s,
-        reply_timeout_s=section.reply_timeout_s,
-        request_give_up_s=section.request_give_up_s,
-        search_give_up_s=section.search_give_up_s,
-        assigned_max_s=section.assigned_max_s,
-        result_hold_s=section.result_hold_s,
-    )
 
 
 class KioskNode:
@@ -118,7 +112,7 @@ class KioskNode:
         )
         self.speaker = self.voice.speaker
         self.rides = rides or RidesClient.from_config(config)
-        machine = RideMachine(ride_timings(kiosk.timing), now=self.clock.monotonic())
+        machine = RideMachine(kiosk.timing, now=self.clock.monotonic())
         self.controller = KioskController(
             machine,
             self.rides,
@@ -127,12 +121,14 @@ class KioskNode:
             voice=self.voice,
             voice_language=kiosk.voice_language,
             record=self._record,
+            raise_alert=self._raise_alert,
         )
         # everything the view listener touches exists before the button can be pressed
         self.button: Any = None
         self.led: Any = None
         self.led_state: LedPattern | None = None
         self.record_failures = 0
+        self._arcade_held = False
         self._view_changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -166,11 +162,24 @@ class KioskNode:
         use_pin_factory(self.config.gpio)
         if self.kiosk.button is not None:
             self.button = make_button(self.kiosk.button)
-            # gpiozero calls this on its own thread; the controller is thread-safe
-            self.button.when_pressed = lambda *_: self.controller.press("button")
+            # a press counts when the button is let go, so holding it for help never also orders a taxi;
+            # gpiozero calls these on its own thread; the controller is thread-safe
+            self.button.hold_time = self.kiosk.timing.arcade_hold_s
+            self.button.when_held = self._arcade_held_down
+            self.button.when_released = self._arcade_released
         if self.kiosk.led is not None:
             # dimmable: the idle pulse when the pin can do PWM (lgpio: any pin), else a slow blink
             self.led = make_led(self.kiosk.led, dimmable=self.kiosk.led_pwm)
+
+    def _arcade_held_down(self, *_: Any) -> None:
+        self._arcade_held = True
+        self.controller.help("button")
+
+    def _arcade_released(self, *_: Any) -> None:
+        if self._arcade_held:
+            self._arcade_held = False
+            return
+        self.controller.press("button")
 
     def close_gpio(self) -> None:
         for device in (self.button, self.led):
@@ -202,6 +211,7 @@ class KioskNode:
     def tick(self, now: float | None = None) -> None:
         """Timeouts, polls and retries, then the runtime's housekeeping (committing readings, re-notifying)."""
         self.controller.tick()
+        self._close_old_help()
         self.runtime.housekeeping(self.clock.monotonic() if now is None else now)
 
     def safe_tick(self) -> None:
@@ -267,6 +277,31 @@ class KioskNode:
         """Block (real seconds) until the kiosk shows one of ``states``; False on timeout. For scenarios."""
         with self._view_changed:
             return self._view_changed.wait_for(lambda: self.controller.state in states, timeout_s)
+
+    def _raise_alert(self, alert: RaiseAlert) -> None:
+        """help_requested: an alert to the property desk, re-sent until it closes (help_clear_s after)."""
+        detection = Detection(alert.kind, "raised", self.clock.monotonic(), alert.severity, alert.payload, key=HELP_KEY)
+        try:
+            self.runtime.emit(detection, HELP_RECIPIENTS)
+        except OutboxError as exc:
+            self.record_failures += 1
+            self.runtime.set_health(record_failures=self.record_failures)
+            log.error("could not store the help request in the outbox: %s", exc)
+            return
+        self.runtime.uploader.wake()
+
+    def _close_old_help(self) -> None:
+        # the node cannot see help arrive: the request is re-sent until help_clear_s, then closed on the node
+        # (the central keeps it open until an operator resolves it)
+        for alert in self.runtime.alerts.open_alerts():
+            if (
+                alert.kind == "help_requested"
+                and self.clock.wall() - alert.raised_wall >= self.kiosk.timing.help_clear_s
+            ):
+                payload = {"why": "help_clear_s passed on the kiosk"}
+                self.runtime.emit(
+                    Detection("help_requested", "cleared", self.clock.monotonic(), "info", payload, key=alert.key)
+                )
 
     def _record(self, report: Report) -> None:
         try:

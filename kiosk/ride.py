@@ -1,221 +1,80 @@
 """The ride state machine: one press orders one car; pure (time, event) -> effects, no I/O, no Kivy.
 
 The screen, the arcade button and the voice all run on the effects this machine returns. Network replies come
-back as events; the machine never waits for one, so the kiosk can answer a press at once and never hangs.
+back as events; the machine never waits for one, so the kiosk can answer a press at once and never hangs. A new
+ride starts only from idle; help and the cancel question are overlays shown over the ride, which goes on.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-RideState = Literal["idle", "requesting", "searching", "assigned", "arrived", "no_car", "cancelled", "offline", "error"]
-STATES: tuple[RideState, ...] = (
-    "idle",
-    "requesting",
-    "searching",
-    "assigned",
-    "arrived",
-    "no_car",
-    "cancelled",
-    "offline",
-    "error",
-)
-# a result the resident reads, then the kiosk is free again
-RESULT_STATES: frozenset[str] = frozenset({"arrived", "no_car", "cancelled", "error"})
-# a car is (or may be) on its way for this kiosk
-ACTIVE_STATES: frozenset[str] = frozenset({"requesting", "searching", "assigned"})
-# what the central's GET /rides/{id} may answer
-CENTRAL_STATUSES: frozenset[str] = frozenset({"searching", "assigned", "arrived", "no_car", "cancelled"})
-
-
-@dataclass(frozen=True)
-class RideTimings:
-    """Seconds; the defaults match kiosk.config.RideTimingSection."""
-
-    poll_interval_s: float = 3.0
-    retry_interval_s: float = 5.0
-    reply_timeout_s: float = 25.0
-    request_give_up_s: float = 180.0
-    search_give_up_s: float = 600.0
-    assigned_max_s: float = 2700.0
-    result_hold_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class Car:
-    """The taxi the central assigned."""
-
-    plate: str
-    colour: str = ""  # English, as the central's fleet names it
-    model: str = ""
-    colour_zh: str = ""
-    model_zh: str = ""
-
-
-# ------------------------------------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class Press:
-    """The call button (screen or arcade button)."""
-
-    source: str = "screen"
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """The cancel button."""
-
-    source: str = "screen"
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passes; timeouts and polls are due on ticks."""
-
-
-@dataclass(frozen=True)
-class RideReply:
-    """The central answered POST /rides or GET /rides/{id} for ``request_id``."""
-
-    request_id: str
-    ride_id: str
-    status: str
-    car: Car | None = None
-    eta_s: float | None = None
-
-
-@dataclass(frozen=True)
-class CentralUnreachable:
-    """A request for ``request_id`` (None: a probe) got no HTTP answer, or a 5xx: try again later."""
-
-    request_id: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class CentralRejected:
-    """The central refused the request (4xx, or a reply that breaks the contract): retrying will not help."""
-
-    request_id: str | None
-    http_status: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class CancelDone:
-    """The central confirmed the cancel of ``request_id``'s ride."""
-
-    request_id: str
-
-
-@dataclass(frozen=True)
-class NetworkDown:
-    """The node learned from elsewhere (uploader, link) that the central cannot be reached."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class NetworkUp:
-    """The central answered again (a probe or any other request)."""
-
-
-RideEvent = (
-    Press | Cancel | Tick | RideReply | CentralUnreachable | CentralRejected | CancelDone | NetworkDown | NetworkUp
+from kiosk.config import RideTimingSection
+from kiosk.ride_events import (
+    ACTIVE_STATES,
+    CENTRAL_STATUSES,
+    DRIVER_STATES,
+    RESULT_STATES,
+    Back,
+    Cancel,
+    CancelDone,
+    CancelRide,
+    Car,
+    CentralRejected,
+    CentralUnreachable,
+    ConfirmCancel,
+    Effect,
+    Help,
+    NetworkDown,
+    NetworkUp,
+    PollRide,
+    Press,
+    Probe,
+    RaiseAlert,
+    Report,
+    RideEvent,
+    RideReply,
+    RideState,
+    RideView,
+    SendRequest,
+    Show,
+    Speak,
+    Tick,
+    new_request_id,
 )
 
-
-# ------------------------------------------------------------------------------------------------ effects
-@dataclass(frozen=True)
-class RideView:
-    """Everything a screen needs to draw a state; ``eta_due`` is monotonic time the car should be there."""
-
-    state: RideState
-    car: Car | None = None
-    eta_due: float | None = None
-    ride_id: str | None = None
-    since: float = 0.0
-    cancellable: bool = False  # a ride the resident can still cancel (also while offline)
+# a real change of the ride ends an overlay: the resident must see the plate, the arrival or the outcome
+OVERLAY_BREAKERS = frozenset({"idle", "assigned", "arrived", "no_car", "cancelled", "error"})
 
 
-@dataclass(frozen=True)
-class Show:
-    view: RideView
-
-
-@dataclass(frozen=True)
-class Speak:
-    """A voice prompt: ``key`` names a text in the texts file, ``params`` fill it in."""
-
-    key: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    """POST /rides with this request id (the same id on every retry: the central orders one car)."""
-
-    request_id: str
-
-
-@dataclass(frozen=True)
-class PollRide:
-    request_id: str
-    ride_id: str
-
-
-@dataclass(frozen=True)
-class CancelRide:
-    """POST /rides/{id}/cancel; with ride_id None the worker first learns it by re-sending the request."""
-
-    request_id: str
-    ride_id: str | None
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Check whether the central answers at all (offline with nothing to send)."""
-
-
-@dataclass(frozen=True)
-class Report:
-    """An event for the outbox: presses, ride outcomes, faults."""
-
-    kind: str
-    severity: Literal["info", "warning", "urgent"] = "info"
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-
-Effect = Show | Speak | SendRequest | PollRide | CancelRide | Probe | Report
-
-
-def new_request_id() -> str:
-    return str(uuid.uuid4())
-
-
-# ------------------------------------------------------------------------------------------------ machine
 class RideMachine:
-    """One kiosk's ride: ``handle(now, event) -> effects``. ``now`` is monotonic seconds."""
+    """One kiosk's ride: ``handle(now, event) -> effects``. ``now`` is monotonic seconds.
+
+    ``timing`` is the ``[kiosk.timing]`` config section itself (one place for every default).
+    """
 
     def __init__(
         self,
-        timings: RideTimings | None = None,
+        timing: RideTimingSection | None = None,
         make_request_id: Callable[[], str] = new_request_id,
         now: float = 0.0,
     ) -> None:
-        self.t = timings or RideTimings()
+        self.t = timing or RideTimingSection()
         self._make_request_id = make_request_id
         self.state: RideState = "idle"
         self.since = now
+        self.overlay: RideState | None = None  # help_requested or confirm_cancel, over ``state``
+        self.overlay_since = now
         self.request_id: str | None = None
         self.ride_id: str | None = None
         self.car: Car | None = None
         self.eta_due: float | None = None
+        self.late_at: float | None = None  # promised arrival + late_after_s, fixed when the car is assigned
         self.requested_at: float | None = None  # the press that started the ride
         self.searching_since: float | None = None
         self.assigned_at: float | None = None
+        self.next_reassure: float | None = None
         # a network call in flight: (what, sent at); one at a time, a reply or its timeout frees it
         self.in_flight: tuple[str, float] | None = None
         self.next_due: float | None = None  # next poll/retry/probe
@@ -249,8 +108,23 @@ class RideMachine:
         return (self.request_id, self.ride_id)
 
     # ---------------------------------------------------------------------------------------- queries
+    @property
+    def shown(self) -> RideState:
+        """The screen now: the overlay if there is one, else the ride's state."""
+        return self.overlay or self.state
+
     def view(self) -> RideView:
-        return RideView(self.state, self.car, self.eta_due, self.ride_id, self.since, self.request_id is not None)
+        since = self.overlay_since if self.overlay else self.since
+        return RideView(
+            self.shown,
+            self.car,
+            self.eta_due,
+            self.ride_id,
+            since,
+            self.request_id is not None,
+            self.requested_at,
+            self.state,
+        )
 
     def eta_left(self, now: float) -> float | None:
         return None if self.eta_due is None else max(0.0, self.eta_due - now)
@@ -264,6 +138,8 @@ class RideMachine:
         left = self.eta_left(now)
         if left is not None:
             params["eta_min"] = max(1, round(left / 60))
+        if self.requested_at is not None:
+            params["minutes"] = max(1, int((now - self.requested_at) // 60))
         return params
 
     # ---------------------------------------------------------------------------------------- events
@@ -275,6 +151,14 @@ class RideMachine:
                 self._on_press(now, event, out)
             case Cancel():
                 self._on_cancel(now, event, out)
+            case ConfirmCancel():
+                if self.overlay == "confirm_cancel":
+                    self.overlay = None
+                    self._cancel_now(now, event.source, out)
+            case Back():
+                self._on_back(now, out)
+            case Help():
+                self._on_help(now, event, out)
             case RideReply():
                 self._on_reply(now, event, out)
             case CentralUnreachable():
@@ -297,17 +181,23 @@ class RideMachine:
         return out
 
     def _on_press(self, now: float, event: Press, out: list[Effect]) -> None:
-        out.append(Report("button_pressed", "info", {"source": event.source, "state": self.state}))
-        if self.state in ACTIVE_STATES or (self.state == "offline" and self.request_id is not None):
-            # a second press never orders a second car: tell the resident where things stand
+        out.append(Report("button_pressed", "info", {"source": event.source, "state": self.shown}))
+        if self.overlay == "confirm_cancel":
+            self._close_overlay(now, out)  # the big button means "keep my taxi"
             out.append(Speak(self.state, self.voice_params(now)))
+            return
+        if self.state in RESULT_STATES - {"arrived"} and self.overlay is None:
+            self._reset(now, out)  # no car / cancelled / error: back to idle, where the next press orders
+            return
+        if self.overlay is not None or self.state != "idle":
+            # never a second car: say again where things stand (the plate again on arrived, the hotline offline)
+            out.append(Speak(self.shown, self.voice_params(now)))
             out.append(Show(self.view()))
             return
-        # idle, a result on screen, or offline with nothing pending: a new ride
         self.request_id = self._make_request_id()
         self.ride_id = None
         self.car = None
-        self.eta_due = None
+        self.eta_due = self.late_at = None
         self.requested_at = now
         self.searching_since = None
         self.assigned_at = None
@@ -316,18 +206,43 @@ class RideMachine:
         self._send(now, out)
 
     def _on_cancel(self, now: float, event: Cancel, out: list[Effect]) -> None:
+        if self.overlay is not None:
+            return  # neither overlay has a cancel button: a stale tap
         if self.state in RESULT_STATES:
             self._reset(now, out)
             return
         if self.request_id is None:
-            if self.state == "idle":
-                out.append(Speak("idle", {}))
-            return  # offline with nothing ordered: nothing to cancel
+            return  # idle, or offline with nothing ordered: nothing to cancel
+        if self.car is not None and (self.state in DRIVER_STATES or self.state == "offline"):
+            self._open_overlay(now, "confirm_cancel", out)  # a driver is on the way: ask first
+            return
+        self._cancel_now(now, event.source, out)
+
+    def _cancel_now(self, now: float, source: str, out: list[Effect]) -> None:
+        if self.request_id is None:
+            return
         request_id, ride_id = self.request_id, self.ride_id
         self.cancel_owed, self.cancel_ride_id, self.cancel_next = request_id, ride_id, now
-        out.append(Report("ride_cancelled", "info", {"request_id": request_id, "ride_id": ride_id, "by": "resident"}))
+        payload = {"request_id": request_id, "ride_id": ride_id, "by": "resident", "source": source}
+        out.append(Report("ride_cancelled", "info", payload))
         self._drop_ride()
         self._enter(now, "cancelled", out)
+
+    def _on_back(self, now: float, out: list[Effect]) -> None:
+        if self.overlay is not None:
+            self._close_overlay(now, out)
+        elif self.state in RESULT_STATES:
+            self._reset(now, out)
+
+    def _on_help(self, now: float, event: Help, out: list[Effect]) -> None:
+        if self.overlay != "help_requested":
+            payload: dict[str, Any] = {"source": event.source, "kiosk_state": self.state}
+            if self.request_id is not None:
+                payload["request_id"] = self.request_id
+            if self.car is not None:
+                payload["plate"] = self.car.plate
+            out.append(RaiseAlert("help_requested", "warning", payload))
+        self._open_overlay(now, "help_requested", out)
 
     def _on_reply(self, now: float, reply: RideReply, out: list[Effect]) -> None:
         if reply.request_id == self.cancel_owed:
@@ -344,9 +259,8 @@ class RideMachine:
         if self.resumed:
             self.resumed = False
             if reply.status in ("arrived", "no_car", "cancelled"):
-                out.append(
-                    Report("ride_closed_while_down", "info", {"request_id": self.request_id, "status": reply.status})
-                )
+                payload = {"request_id": self.request_id, "status": reply.status}
+                out.append(Report("ride_closed_while_down", "info", payload))
                 self._reset(now, out)
                 return
         if self.state == "offline":
@@ -360,21 +274,19 @@ class RideMachine:
                 self.searching_since = now
             if self.state != "searching":
                 self._enter(now, "searching", out)
+                self.next_reassure = now + self.t.reassure_every_s
         elif status == "assigned":
             if reply.car is None or not reply.car.plate:
                 self._fault(now, out, 0, "assigned without a plate")
                 return
-            if self.state != "assigned" or reply.car != self.car:
+            if self.state not in DRIVER_STATES or reply.car != self.car:
                 self.car = reply.car
                 self.assigned_at = now
+                promised = self.eta_due if self.eta_due is not None else now + self.t.late_without_eta_s
+                self.late_at = promised + (self.t.late_after_s if self.eta_due is not None else 0.0)
                 self._enter(now, "assigned", out)
-                out.append(
-                    Report(
-                        "ride_assigned",
-                        "info",
-                        {"request_id": self.request_id, "ride_id": self.ride_id, "plate": self.car.plate},
-                    )
-                )
+                payload = {"request_id": self.request_id, "ride_id": self.ride_id, "plate": self.car.plate}
+                out.append(Report("ride_assigned", "info", payload))
         else:  # arrived, no_car, cancelled: the central closed the ride
             out.append(Report(f"ride_{status}", "info", {"request_id": self.request_id, "ride_id": self.ride_id}))
             self._drop_ride()
@@ -415,7 +327,7 @@ class RideMachine:
 
     # ------------------------------------------------------------------------------------------ time
     def _due(self, now: float, out: list[Effect]) -> None:
-        """Timeouts, polls and retries that are due at ``now``."""
+        """Timeouts, polls, retries and prompts that are due at ``now``."""
         t = self.t
         if self.in_flight is not None and now - self.in_flight[1] >= t.reply_timeout_s:
             # the worker never answered: never leave a spinner hanging
@@ -424,17 +336,8 @@ class RideMachine:
                 self._enter(now, "offline", out)
                 out.append(Report("central_unreachable", "warning", {"reason": "no reply"}))
             self.next_due = now + t.retry_interval_s
-        if self.state in RESULT_STATES and now - self.since >= t.result_hold_s:
-            self._reset(now, out)
-        elif (
-            self.state == "searching"
-            and self.searching_since is not None
-            and now - self.searching_since >= t.search_give_up_s
-        ):
-            self._give_up(now, out, "no_car", "searching too long")
-        elif self.state == "assigned" and self.assigned_at is not None and now - self.assigned_at >= t.assigned_max_s:
-            out.append(Report("ride_expired", "warning", {"request_id": self.request_id, "ride_id": self.ride_id}))
-            self._reset(now, out)
+        self._due_overlay(now, out)
+        self._due_screen(now, out)
         if self.state == "offline" and self.request_id is not None and self.requested_at is not None:
             waited = now - self.requested_at
             if self.ride_id is None and waited >= t.request_give_up_s:
@@ -448,10 +351,38 @@ class RideMachine:
             out.append(CancelRide(self.cancel_owed, self.cancel_ride_id))
             self.cancel_next = now + t.retry_interval_s
 
+    def _due_overlay(self, now: float, out: list[Effect]) -> None:
+        hold = {"help_requested": self.t.help_hold_s, "confirm_cancel": self.t.confirm_hold_s}
+        if self.overlay is not None and now - self.overlay_since >= hold[self.overlay]:
+            self._close_overlay(now, out)  # an unanswered cancel question keeps the ride
+
+    def _due_screen(self, now: float, out: list[Effect]) -> None:
+        t, state = self.t, self.state
+        hold = t.arrived_hold_s if state == "arrived" else t.result_hold_s
+        if state in RESULT_STATES and now - self.since >= hold:
+            self._reset(now, out)
+        elif (
+            state == "searching"
+            and self.searching_since is not None
+            and now - self.searching_since >= t.search_give_up_s
+        ):
+            self._give_up(now, out, "no_car", "searching too long")
+        elif state in DRIVER_STATES and self.assigned_at is not None and now - self.assigned_at >= t.assigned_max_s:
+            out.append(Report("ride_expired", "warning", {"request_id": self.request_id, "ride_id": self.ride_id}))
+            self.cancel_owed, self.cancel_ride_id, self.cancel_next = self.request_id, self.ride_id, now
+            self._reset(now, out)
+        elif state == "assigned" and self.late_at is not None and now >= self.late_at:
+            payload = {"request_id": self.request_id, "ride_id": self.ride_id, "plate": self.car and self.car.plate}
+            out.append(Report("ride_late", "warning", payload))
+            self._enter(now, "car_late", out)
+        elif state == "searching" and self.next_reassure is not None and now >= self.next_reassure:
+            self.next_reassure = now + t.reassure_every_s
+            if self.overlay is None:
+                out.append(Speak("searching_wait", self.voice_params(now)))
+
     def _give_up(self, now: float, out: list[Effect], state: RideState, why: str) -> None:
-        out.append(
-            Report("ride_given_up", "warning", {"request_id": self.request_id, "ride_id": self.ride_id, "why": why})
-        )
+        payload = {"request_id": self.request_id, "ride_id": self.ride_id, "why": why}
+        out.append(Report("ride_given_up", "warning", payload))
         self.cancel_owed, self.cancel_ride_id, self.cancel_next = self.request_id, self.ride_id, now
         self._drop_ride()
         self._enter(now, state, out)
@@ -485,8 +416,20 @@ class RideMachine:
     def _enter(self, now: float, state: RideState, out: list[Effect]) -> None:
         self.state = state
         self.since = now
-        out.append(Show(self.view()))
+        if self.overlay is not None and state in OVERLAY_BREAKERS:
+            self.overlay = None
+        if self.overlay is None:
+            out.append(Show(self.view()))
         out.append(Speak(state, self.voice_params(now)))
+
+    def _open_overlay(self, now: float, overlay: RideState, out: list[Effect]) -> None:
+        self.overlay, self.overlay_since = overlay, now
+        out.append(Show(self.view()))
+        out.append(Speak(overlay, self.voice_params(now)))
+
+    def _close_overlay(self, now: float, out: list[Effect]) -> None:
+        self.overlay = None
+        out.append(Show(self.view()))
 
     def _drop_ride(self) -> None:
         """Forget the current ride (the car stays on screen for arrived; no more network for it)."""
@@ -498,6 +441,8 @@ class RideMachine:
         self.searching_since = None
         self.assigned_at = None
         self.requested_at = None
+        self.next_reassure = None
+        self.late_at = None
 
     def _reset(self, now: float, out: list[Effect]) -> None:
         self._drop_ride()

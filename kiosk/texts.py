@@ -26,11 +26,13 @@ from common.spoken import (
     phone_for_listening,
     plate_for_listening,
 )
-from kiosk.ride import STATES, speakable_plate
+from kiosk.ride import speakable_plate
+from kiosk.ride_events import STATES
 from speech.voice import Prompt
 
 DEFAULT_TEXTS = Path(__file__).with_name("texts.toml")
-STATE_KEYS = ("heading_zh", "heading_en", "detail_zh", "detail_en", "voice_zh", "voice_en")
+VOICE_KEYS = ("voice_zh", "voice_en")
+STATE_KEYS = ("heading_zh", "heading_en", "detail_zh", "detail_en", *VOICE_KEYS)
 # recorded prompts moved to prompt packs ([audio] pack): one folder for every role, with fallback to espeak-ng
 OLD_WAV_KEYS = ("wav_zh", "wav_en")
 PROMPT_PREFIX = "kiosk."
@@ -43,8 +45,14 @@ LABEL_KEYS = (
     "cancel_en",
     "back_zh",
     "back_en",
-    "retry_zh",
-    "retry_en",
+    "keep_zh",
+    "keep_en",
+    "confirm_zh",
+    "confirm_en",
+    "help_zh",
+    "help_en",
+    "waited_zh",
+    "waited_en",
     "pickup_zh",
     "pickup_en",
     "eta_title_zh",
@@ -59,7 +67,11 @@ LABEL_KEYS = (
 # what each placeholder may hold; a state without a car cannot name one
 CAR_FIELDS = ("plate", "plate_spoken", "colour", "model", "colour_zh", "model_zh", "eta_min")
 ALWAYS_FIELDS = ("pickup_point", "pickup_point_en", "hotline")
-CAR_STATES = frozenset({"assigned", "arrived"})
+CAR_STATES = frozenset({"assigned", "arrived", "car_late", "confirm_cancel"})
+# minutes since the press that started the ride
+WAIT_STATES = frozenset({"searching", "searching_wait"})
+# prompts that are spoken only, never a screen of their own: [section] with voice_zh and voice_en
+VOICE_ONLY = ("searching_wait",)
 # how each placeholder is said: fixed ones (from the config) are written into the prompt's text, the others are
 # the prompt's variable fields
 FIXED_VOICE_FIELDS = ("pickup_point", "pickup_point_en", "hotline")
@@ -183,13 +195,15 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
         raise TextsError([f"{file}: invalid TOML: {exc}"]) from None
     problems: list[str] = []
     states: dict[str, dict[str, str]] = {}
-    for state in STATES:
+    for state in (*STATES, *VOICE_ONLY):
         table = data.get(state)
         if not isinstance(table, dict):
             problems.append(f"{file}: [{state}]: missing section")
             continue
         allowed = set(ALWAYS_FIELDS) | (set(CAR_FIELDS) if state in CAR_STATES else set())
-        for key in STATE_KEYS:
+        allowed |= {"minutes"} if state in WAIT_STATES else set()
+        keys = STATE_KEYS if state in STATES else VOICE_KEYS
+        for key in keys:
             value = table.get(key)
             if not isinstance(value, str) or not value.strip():
                 problems.append(f"{file}: {state}.{key}: missing or empty")
@@ -210,8 +224,8 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
                     f"{file}: {state}.{key}: recorded prompts are now a prompt pack: record {PROMPT_PREFIX}{state} "
                     "in a pack folder and set [audio] pack (provision prompts --role kiosk lists what to record)"
                 )
-        for extra in sorted(set(table) - set(STATE_KEYS) - set(OLD_WAV_KEYS)):
-            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {', '.join(STATE_KEYS)}")
+        for extra in sorted(set(table) - set(keys) - set(OLD_WAV_KEYS)):
+            problems.append(f"{file}: {state}.{extra}: unknown key; allowed: {', '.join(keys)}")
         states[state] = {k: v for k, v in table.items() if isinstance(v, str)}
     labels = data.get("labels")
     if not isinstance(labels, dict):
@@ -220,7 +234,7 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
     for key in LABEL_KEYS:
         if not isinstance(labels.get(key), str):
             problems.append(f"{file}: labels.{key}: missing")
-    for section in sorted(set(data) - set(STATES) - {"labels"}):
+    for section in sorted(set(data) - set(STATES) - set(VOICE_ONLY) - {"labels"}):
         problems.append(f"{file}: [{section}]: unknown section")
     if problems:
         raise TextsError(problems)

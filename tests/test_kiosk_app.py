@@ -17,7 +17,7 @@ import pytest
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk import theme
 from kiosk.png import read_png
-from kiosk.ride import STATES
+from kiosk.ride_events import STATES
 from kiosk.xvfb import Xvfb
 from tests.kiosk_helpers import NODE, write_kiosk_config
 

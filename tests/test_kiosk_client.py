@@ -12,13 +12,15 @@ from common.clock import SystemClock
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient, parse_ride
 from kiosk.controller import KioskController
-from kiosk.ride import Report, RideMachine, RideTimings
+from kiosk.config import RideTimingSection
+from kiosk.ride import RideMachine
+from kiosk.ride_events import Report
 from kiosk.texts import load_texts
 from speech.voice import Voice
 from tests.speech_helpers import RecordingSpeaker
 
 NODE = "cbxc-north-gate-kiosk"
-FAST = RideTimings(
+FAST = RideTimingSection(
     poll_interval_s=0.1,
     retry_interval_s=0.2,
     reply_timeout_s=5,

@@ -6,31 +6,35 @@ import itertools
 
 import pytest
 
-from kiosk.ride import (
+from kiosk.config import RideTimingSection
+from kiosk.ride import RideMachine, speakable_plate
+from kiosk.ride_events import (
     ACTIVE_STATES,
+    STATES,
+    Back,
     Cancel,
     CancelDone,
     CancelRide,
     Car,
     CentralRejected,
     CentralUnreachable,
+    ConfirmCancel,
+    Help,
     NetworkDown,
     NetworkUp,
     PollRide,
     Press,
     Probe,
+    RaiseAlert,
     Report,
-    RideMachine,
     RideReply,
-    RideTimings,
     SendRequest,
     Show,
     Speak,
     Tick,
-    speakable_plate,
 )
 
-T = RideTimings(
+T = RideTimingSection(
     poll_interval_s=3,
     retry_interval_s=5,
     reply_timeout_s=25,
@@ -104,8 +108,8 @@ def test_full_ride_idle_to_arrived_to_idle() -> None:
     out = m.handle(7.5, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
     assert m.state == "arrived" and shown(out) == ["arrived"] and "ride_arrived" in reports(out)
     assert of(out, Show)[0].view.car == CAR  # the plate stays on screen while the car is at the gate
-    assert m.handle(37.0, Tick()) == []  # held long enough to read (30 s)
-    out = m.handle(37.5, Tick())
+    assert m.handle(187.0, Tick()) == []  # the plate stays while the resident finds the car (3 min)
+    out = m.handle(187.5, Tick())
     assert m.state == "idle" and shown(out) == ["idle"] and m.car is None
 
 
@@ -163,6 +167,7 @@ def test_press_while_assigned_repeats_plate_and_eta() -> None:
         "colour_zh": "白色",
         "model_zh": "大众朗逸",
         "eta_min": 3,
+        "minutes": 1,
     }
     assert m.state == "assigned" and not of(out, SendRequest)
 
@@ -232,9 +237,9 @@ def test_undelivered_order_is_given_up_and_cancelled_in_case_it_got_through() ->
     assert m.state == "offline" and m.request_id is None and m.cancel_owed == "req-1"
     assert "ride_given_up" in reports(out) and of(out, CancelRide) == [CancelRide("req-1", None)]
     assert of(m.handle(now + 5, Tick()), Probe)  # still offline: keeps checking for the central by itself
-    # a later press is a new order with a new id
+    # offline with nothing ordered: a press gives the hotline, never a new order (a new ride starts from idle)
     out = m.handle(now + 2, Press())
-    assert of(out, SendRequest) == [SendRequest("req-2")]
+    assert spoken(out) == ["offline"] and not of(out, SendRequest)
 
 
 def test_network_down_at_idle_shows_offline_and_probes_until_up() -> None:
@@ -251,10 +256,13 @@ def test_network_down_at_idle_shows_offline_and_probes_until_up() -> None:
     assert m.state == "idle" and shown(out) == ["idle"]
 
 
-def test_press_while_offline_without_an_order_still_tries() -> None:
+def test_press_while_offline_without_an_order_gives_the_hotline_and_orders_nothing() -> None:
     m = machine()
     m.handle(0, NetworkDown())
     out = m.handle(1, Press())
+    assert m.state == "offline" and spoken(out) == ["offline"] and not of(out, SendRequest)
+    m.handle(2, NetworkUp())
+    out = m.handle(3, Press())
     assert m.state == "requesting" and of(out, SendRequest) == [SendRequest("req-1")]
 
 
@@ -287,6 +295,9 @@ def test_cancel_from_every_active_state(where: str) -> None:
         m.handle(0.5, CentralUnreachable("req-1", "refused"))
     assert m.state == where
     out = m.handle(4, Cancel())
+    if where == "assigned":  # a driver accepted: the kiosk asks first
+        assert shown(out) == ["confirm_cancel"] and m.state == "assigned" and not of(out, CancelRide)
+        out = m.handle(4.5, ConfirmCancel())
     assert m.state == "cancelled" and shown(out) == ["cancelled"] and spoken(out) == ["cancelled"]
     assert "ride_cancelled" in reports(out)
     expected_ride = None if where in ("requesting", "offline") else "ride-1"
@@ -336,6 +347,7 @@ def test_late_reply_for_a_cancelled_ride_is_ignored_after_a_new_press() -> None:
     m = machine()
     to_searching(m)
     m.handle(1, Cancel())
+    m.handle(2, Press())  # cancelled -> idle
     m.handle(2, Press())
     assert m.request_id == "req-2"
     out = m.handle(2.1, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=60))
@@ -353,6 +365,8 @@ def test_central_closes_the_ride(status: str) -> None:
     assert f"ride_{status}" in reports(out)
     assert not of(m.handle(10, Tick()), PollRide)
     m.handle(33.2, Tick())
+    assert m.state == ("arrived" if status == "arrived" else "idle")  # the plate stays 3 minutes
+    m.handle(183.2, Tick())
     assert m.state == "idle"
 
 
@@ -399,11 +413,13 @@ def test_central_rejects_the_order(http_status: int) -> None:
     assert m.state == "idle"
 
 
-def test_press_on_error_or_result_starts_a_new_ride() -> None:
+def test_press_on_error_returns_to_idle_and_the_next_press_orders() -> None:
     m = machine()
     m.handle(0, Press())
     m.handle(0.3, CentralRejected("req-1", 500, "bug"))
     out = m.handle(1, Press())
+    assert m.state == "idle" and not of(out, SendRequest) and spoken(out) == ["idle"]
+    out = m.handle(2, Press())
     assert m.state == "requesting" and of(out, SendRequest) == [SendRequest("req-2")]
 
 
@@ -437,13 +453,24 @@ def test_every_state_is_reachable_and_shown() -> None:
     record(m.handle(5.2, RideReply("req-1", "ride-1", "assigned", CAR, 10)))
     record(m.handle(8.2, Tick()))
     record(m.handle(8.3, RideReply("req-1", "ride-1", "arrived", CAR, 0)))
-    record(m.handle(9, Press()))
+    record(m.handle(9, Back()))
+    record(m.handle(9.05, Press()))
     record(m.handle(9.1, Cancel()))
+    record(m.handle(9.2, Press()))
     record(m.handle(10, Press()))
     record(m.handle(10.1, RideReply("req-3", "ride-3", "no_car")))
+    record(m.handle(10.5, Help()))
+    record(m.handle(10.6, Back()))
     record(m.handle(11, Press()))
+    record(m.handle(11.05, Press()))
     record(m.handle(11.1, CentralRejected("req-4", 401, "bad token")))
-    assert seen == {"idle", "requesting", "searching", "assigned", "arrived", "no_car", "cancelled", "offline", "error"}
+    record(m.handle(11.2, Press()))
+    record(m.handle(11.3, Press()))
+    record(m.handle(11.4, RideReply("req-5", "ride-5", "assigned", CAR, 60)))
+    record(m.handle(11.5, Cancel()))
+    record(m.handle(12, Back()))
+    record(m.handle(11.4 + 60 + 300, Tick()))
+    assert seen == set(STATES)
     assert seen >= ACTIVE_STATES
 
 
@@ -474,3 +501,157 @@ def test_resumed_ride_closed_meanwhile_goes_quietly_to_idle(status: str) -> None
     out = m.handle(0.2, RideReply("req-old", "ride-old", status, CAR))
     assert m.state == "idle" and spoken(out) == ["idle"] and "ride_closed_while_down" in reports(out)
     assert m.active_ride() is None
+
+
+# ------------------------------------------------------------------------------ issue 11: the kiosk flow
+def test_press_on_arrived_repeats_the_plate_and_never_orders_a_second_taxi() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(4, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
+    for t in (5, 20, 100):
+        out = m.handle(t, Press("button"))
+        assert spoken(out) == ["arrived"] and of(out, Speak)[0].params["plate"] == CAR.plate
+        assert not of(out, SendRequest) and m.state == "arrived" and m.request_id is None
+    assert m.handle(183.9, Tick()) == [] and m.state == "arrived"  # still the plate, 3 min after arrival
+    assert shown(m.handle(184.1, Tick())) == ["idle"]
+    assert of(m.handle(185, Press()), SendRequest) == [SendRequest("req-2")]  # a new ride, from idle
+
+
+def test_back_on_arrived_closes_the_ride_at_once() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(4, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
+    assert shown(m.handle(10, Back())) == ["idle"] and m.car is None
+
+
+@pytest.mark.parametrize("how", ["keep", "timeout", "big button"])
+def test_cancel_after_a_driver_accepted_asks_and_keeps_the_ride_unless_confirmed(how: str) -> None:
+    m = machine()
+    to_assigned(m)
+    out = m.handle(10, Cancel())
+    assert shown(out) == ["confirm_cancel"] and spoken(out) == ["confirm_cancel"] and not of(out, CancelRide)
+    assert m.view().ride_state == "assigned" and m.view().car == CAR
+    assert of(out, PollRide)  # the ride goes on under the question: polls continue
+    m.handle(10.6, RideReply("req-1", "ride-1", "assigned", CAR, eta_s=200))
+    assert m.shown == "confirm_cancel"
+    if how == "keep":
+        out = m.handle(12, Back())
+    elif how == "timeout":
+        assert m.handle(39.9, Tick()) == [] or m.shown == "confirm_cancel"
+        out = m.handle(40.1, Tick())
+    else:
+        out = m.handle(12, Press("button"))
+    assert "assigned" in shown(out) and m.shown == "assigned" and m.request_id == "req-1"
+    assert not of(out, CancelRide) and "ride_cancelled" not in reports(out)
+
+
+def test_confirmed_cancel_cancels_and_a_second_tap_on_the_same_place_is_harmless() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(10, Cancel())
+    assert m.handle(10.3, Cancel()) == [] or m.shown == "confirm_cancel"  # an anxious second tap: nothing
+    out = m.handle(12, ConfirmCancel())
+    assert m.state == "cancelled" and of(out, CancelRide) == [CancelRide("req-1", "ride-1")]
+
+
+def test_arrival_during_the_cancel_question_shows_the_plate() -> None:
+    m = machine()
+    to_assigned(m)
+    m.handle(10, Cancel())
+    m.handle(12.6, Tick())
+    out = m.handle(13, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
+    assert shown(out) == ["arrived"] and m.overlay is None
+    assert m.handle(14, ConfirmCancel()) == [] or m.state == "arrived"
+
+
+def poll_until(m: RideMachine, start: float, until: float, status: str = "assigned", eta_s: float = 0.0) -> list:
+    """Tick every second from ``start`` + 1 to ``until``, answering every poll with ``status``; every effect."""
+    seen: list = []
+    now = start
+    while now + 1 <= until:
+        now += 1
+        out = m.handle(now, Tick())
+        seen += out
+        if of(out, PollRide):
+            seen += m.handle(
+                now + 0.1, RideReply("req-1", "ride-1", status, CAR if status != "searching" else None, eta_s)
+            )
+    return seen
+
+
+def test_car_late_five_minutes_after_the_promised_eta_with_hotline_and_help() -> None:
+    m = machine()
+    to_assigned(m)  # assigned at 3.5 with eta 240 s: due at 243.5, late from 543.5
+    seen = poll_until(m, 3.5, 542.5)
+    assert m.state == "assigned" and "car_late" not in shown(seen)
+    seen = poll_until(m, 542.5, 543.5)
+    assert m.state == "car_late" and shown(seen) == ["car_late"] and spoken(seen) == ["car_late"]
+    assert "ride_late" in reports(seen)
+    seen = poll_until(m, 543.5, 600)  # still assigned at the central: stays late, polls go on
+    assert m.state == "car_late" and not shown(seen)
+    out = m.handle(601, Cancel())
+    assert shown(out) == ["confirm_cancel"]  # a driver accepted: still asks first
+    m.handle(602, Back())
+    m.handle(603, Tick())
+    out = m.handle(603.1, RideReply("req-1", "ride-1", "arrived", CAR, eta_s=0))
+    assert m.state == "arrived" and shown(out) == ["arrived"]
+
+
+def test_a_late_car_that_never_comes_is_cancelled_after_assigned_max() -> None:
+    m = machine()
+    to_assigned(m)
+    seen = poll_until(m, 3.5, 2703.5)
+    assert "ride_expired" in reports(seen) and m.state == "idle"
+    assert CancelRide("req-1", "ride-1") in of(seen, CancelRide)
+
+
+def test_searching_shows_minutes_waited_and_reassures_every_minute() -> None:
+    m = machine()
+    to_searching(m)  # pressed at 0, searching from 0.5
+    assert m.view().waiting_since == 0.0
+    seen = poll_until(m, 0.5, 200, status="searching")
+    prompts = [e for e in of(seen, Speak) if e.key == "searching_wait"]
+    assert [p.params["minutes"] for p in prompts] == [1, 2, 3]
+    assert not shown(seen)  # a prompt, not a new screen
+
+
+def test_no_reassurance_over_the_help_screen() -> None:
+    m = machine()
+    to_searching(m)
+    m.handle(30, Help())
+    seen = poll_until(m, 30, 100, status="searching")
+    assert "searching_wait" not in spoken(seen)
+
+
+def test_help_from_any_screen_raises_one_alert_and_says_someone_is_told() -> None:
+    m = machine()
+    to_assigned(m)
+    out = m.handle(10, Help("button"))
+    alerts = of(out, RaiseAlert)
+    assert len(alerts) == 1 and alerts[0].kind == "help_requested" and alerts[0].severity == "warning"
+    assert alerts[0].payload["plate"] == CAR.plate and alerts[0].payload["kiosk_state"] == "assigned"
+    assert shown(out) == ["help_requested"] and spoken(out) == ["help_requested"]
+    out = m.handle(12, Help())  # pressed again: the voice again, no second alert
+    assert not of(out, RaiseAlert) and spoken(out) == ["help_requested"]
+    out = m.handle(13, Press())  # the big button on the help screen orders nothing
+    assert not of(out, SendRequest) and spoken(out) == ["help_requested"]
+    # the ride went on underneath; a new car (or the arrival) ends the help screen so the plate shows
+    m.handle(13.5, Tick())
+    other = Car("沪B·12345", colour_zh="金黄色", model_zh="大众途安")
+    out = m.handle(13.6, RideReply("req-1", "ride-1", "assigned", other, eta_s=100))
+    assert shown(out) == ["assigned"] and m.overlay is None
+
+
+def test_help_screen_times_out_back_to_the_ride() -> None:
+    m = machine()
+    out = m.handle(1, Help())
+    assert of(out, RaiseAlert) and m.shown == "help_requested"
+    assert m.handle(90.9, Tick()) == []
+    assert shown(m.handle(91.1, Tick())) == ["idle"]
+
+
+def test_plain_cancel_before_a_driver_accepts_needs_no_confirmation() -> None:
+    m = machine()
+    to_searching(m)
+    out = m.handle(2, Cancel())
+    assert m.state == "cancelled" and "confirm_cancel" not in shown(out)

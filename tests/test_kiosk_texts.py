@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import theme
-from kiosk.ride import STATES
+from kiosk.ride_events import STATES
 from kiosk.texts import DEFAULT_TEXTS, TextsError, load_texts
 
 CAR = {
@@ -143,7 +143,7 @@ def test_old_recorded_prompt_keys_point_to_prompt_packs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("state", STATES)
 def test_every_screen_has_a_side_button_with_words(state: str) -> None:
-    from kiosk.ride import RideView
+    from kiosk.ride_events import RideView
 
     t = texts()
     for cancellable in (False, True):

@@ -1,0 +1,246 @@
+"""What goes into the ride machine (events: presses, replies, time) and what comes out (effects: show, speak, send).
+
+Plain frozen dataclasses, no behaviour: kiosk/ride.py decides, kiosk/controller.py carries the effects out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RideState = Literal[
+    "idle",
+    "requesting",
+    "searching",
+    "assigned",
+    "car_late",
+    "arrived",
+    "no_car",
+    "cancelled",
+    "offline",
+    "error",
+    "help_requested",
+    "confirm_cancel",
+]
+# every screen, in the order the snapshots and the docs list them
+STATES: tuple[RideState, ...] = (
+    "idle",
+    "requesting",
+    "searching",
+    "assigned",
+    "arrived",
+    "car_late",
+    "no_car",
+    "cancelled",
+    "offline",
+    "error",
+    "help_requested",
+    "confirm_cancel",
+)
+# screens shown over the ride's own state, which goes on underneath
+OVERLAYS: frozenset[str] = frozenset({"help_requested", "confirm_cancel"})
+# a result the resident reads, then the kiosk is free again
+RESULT_STATES: frozenset[str] = frozenset({"arrived", "no_car", "cancelled", "error"})
+# a car is (or may be) on its way for this kiosk
+ACTIVE_STATES: frozenset[str] = frozenset({"requesting", "searching", "assigned", "car_late"})
+# a driver has accepted: cancelling asks first
+DRIVER_STATES: frozenset[str] = frozenset({"assigned", "car_late"})
+# what the central's GET /rides/{id} may answer
+CENTRAL_STATUSES: frozenset[str] = frozenset({"searching", "assigned", "arrived", "no_car", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Car:
+    """The taxi the central assigned."""
+
+    plate: str
+    colour: str = ""  # English, as the central's fleet names it
+    model: str = ""
+    colour_zh: str = ""
+    model_zh: str = ""
+
+
+# ------------------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Press:
+    """The call button (screen or arcade button)."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """The cancel button (after a driver accepted it only asks: confirm_cancel)."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class ConfirmCancel:
+    """The "yes, cancel" button of confirm_cancel."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Back:
+    """Back, keep the ride, or close: leaves an overlay, or a result screen for idle."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Help:
+    """The help button on the screen, or the arcade button held down: tell the property desk."""
+
+    source: str = "screen"
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passes; timeouts and polls are due on ticks."""
+
+
+@dataclass(frozen=True)
+class RideReply:
+    """The central answered POST /rides or GET /rides/{id} for ``request_id``."""
+
+    request_id: str
+    ride_id: str
+    status: str
+    car: Car | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CentralUnreachable:
+    """A request for ``request_id`` (None: a probe) got no HTTP answer, or a 5xx: try again later."""
+
+    request_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CentralRejected:
+    """The central refused the request (4xx, or a reply that breaks the contract): retrying will not help."""
+
+    request_id: str | None
+    http_status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CancelDone:
+    """The central confirmed the cancel of ``request_id``'s ride."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class NetworkDown:
+    """The node learned from elsewhere (uploader, link) that the central cannot be reached."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkUp:
+    """The central answered again (a probe or any other request)."""
+
+
+RideEvent = (
+    Press
+    | Cancel
+    | ConfirmCancel
+    | Back
+    | Help
+    | Tick
+    | RideReply
+    | CentralUnreachable
+    | CentralRejected
+    | CancelDone
+    | NetworkDown
+    | NetworkUp
+)
+
+
+# ------------------------------------------------------------------------------------------------ effects
+@dataclass(frozen=True)
+class RideView:
+    """Everything a screen needs to draw a state (monotonic times): ``eta_due`` when the car should be there,
+    ``waiting_since`` the press that started the ride, ``ride_state`` the ride's own state under an overlay."""
+
+    state: RideState
+    car: Car | None = None
+    eta_due: float | None = None
+    ride_id: str | None = None
+    since: float = 0.0
+    cancellable: bool = False  # a ride the resident can still cancel (also while offline)
+    waiting_since: float | None = None
+    ride_state: RideState | None = None
+
+
+@dataclass(frozen=True)
+class Show:
+    view: RideView
+
+
+@dataclass(frozen=True)
+class Speak:
+    """A voice prompt: ``key`` names a text in the texts file, ``params`` fill it in."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """POST /rides with this request id (the same id on every retry: the central orders one car)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class PollRide:
+    request_id: str
+    ride_id: str
+
+
+@dataclass(frozen=True)
+class CancelRide:
+    """POST /rides/{id}/cancel; with ride_id None the worker first learns it by re-sending the request."""
+
+    request_id: str
+    ride_id: str | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Check whether the central answers at all (offline with nothing to send)."""
+
+
+@dataclass(frozen=True)
+class RaiseAlert:
+    """An incident for the alert book (help_requested): stored in the outbox before anything else."""
+
+    kind: str
+    severity: Literal["info", "warning", "urgent"]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """An event for the outbox: presses, ride outcomes, faults."""
+
+    kind: str
+    severity: Literal["info", "warning", "urgent"] = "info"
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+Effect = Show | Speak | SendRequest | PollRide | CancelRide | Probe | RaiseAlert | Report
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
