@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_screen(node, config.role_config.screen, windowed=getattr(args, "windowed", False))
 
 
+def user_cache() -> Path:
+    """Where a command run by hand (snapshots) keeps what it made once, e.g. the font face."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "changbai-kiosk"
+
+
 def _has_display() -> bool:
     # X11/Wayland, or KMS/DRM through SDL2 (KIVY_WINDOW=sdl2 with SDL_VIDEODRIVER=kmsdrm on a Pi)
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER"))
@@ -87,11 +92,16 @@ def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> i
     app = KioskApp(
         node.texts,
         screen,
+        font_cache=node.config.node.data_dir / "fonts",
         controller=node.controller,
         tick=node.safe_tick,
         watchdog=node.notify,
         watchdog_period_s=node.watchdog_period_s(),
     )
+    if app.font_problem:
+        node.fault("font", app.font_problem)
+    else:
+        node.part_ok("font")
     # systemd stops the kiosk with SIGTERM; Escape and window-close are ignored
     from kivy.clock import Clock as KivyClock
 
@@ -133,12 +143,13 @@ def snapshot(out_dir: Path, config_path: Path | None) -> int:
             from kiosk.kivyconf import configure_kivy
 
             configure_kivy(screen, fullscreen=False, kivy_home=Path(home))
-            from kiosk.app import KioskApp, SnapshotRunner
+            from kiosk.app import KioskApp
+            from kiosk.snapshot import SnapshotRunner
 
             sizes = [(screen.width, screen.height)]
             if (800, 480) not in sizes:
                 sizes.append((800, 480))
-            app = KioskApp(texts, screen)
+            app = KioskApp(texts, screen, font_cache=user_cache() / "fonts")
             runner = SnapshotRunner(app, out_dir, sizes)
             app.on_ready = runner.start
             app.run()
@@ -150,9 +161,7 @@ def snapshot(out_dir: Path, config_path: Path | None) -> int:
         print(f"snapshot incomplete: {len(missing)} states not rendered", file=sys.stderr)
         return 1
     for entry in runner.manifest:
-        print(
-            f"{entry['file']}  {entry['width']}x{entry['height']}  colours={entry['colours']}  text_px={entry['text_pixels']}"
-        )
+        print(f"{entry['file']}  {entry['width']}x{entry['height']}  {len(entry['texts'])} lines of text")
     return 0
 
 

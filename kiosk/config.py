@@ -8,25 +8,47 @@ from typing import Literal
 
 from common.config import ButtonPin, LedPin, setting
 
-# fonts-noto-cjk on Debian/Raspberry Pi OS; a .ttc holds every CJK region, Kivy picks the first (JP/SC glyphs
-# are the same for the characters a kiosk shows)
+# fonts-noto-cjk on Debian/Raspberry Pi OS: one .ttc holds the JP, KR, SC, TC and HK faces; the kiosk uses the SC face
 DEFAULT_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 DEFAULT_FONT_BOLD = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
+DEFAULT_FONT_FACE = "Noto Sans CJK SC"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ScreenSection:
-    """The touch screen; 800x480 is the official Raspberry Pi 7-inch DSI display."""
+    """The touch screen; the default is the official Raspberry Pi 7-inch display (800x480, 154.21x85.92 mm)."""
 
-    width: int = setting(1280, min=320, max=7680, help="pixels, after rotation")
-    height: int = setting(800, min=240, max=4320, help="pixels, after rotation")
+    diagonal_in: float = setting(7.0, min=3.0, max=100.0, help="the panel's diagonal in inches")
+    width: int = setting(800, min=320, max=7680, help="pixels, after rotation")
+    height: int = setting(480, min=240, max=4320, help="pixels, after rotation")
+    width_mm: float = setting(
+        0.0, min=0.0, max=3000.0, help="active area width after rotation; 0: the known panel's, else from diagonal_in"
+    )
+    height_mm: float = setting(0.0, min=0.0, max=3000.0, help="active area height after rotation; 0: as width_mm")
     rotation: Literal[0, 90, 180, 270] = setting(0, help="degrees; 180 for a display mounted upside down")
     fullscreen: bool = setting(True, help="false only for development on a desktop")
-    font: Path = setting(DEFAULT_FONT, help="a font with CJK glyphs (fonts-noto-cjk)")
-    font_bold: Path = setting(DEFAULT_FONT_BOLD, help="bold CJK font for the plate and headings")
+    font: Path = setting(DEFAULT_FONT, help="a font (or collection) with CJK glyphs (fonts-noto-cjk)")
+    font_bold: Path = setting(DEFAULT_FONT_BOLD, help="bold CJK font for the plate, headings and buttons")
+    font_face: str = setting(
+        DEFAULT_FONT_FACE, help="family taken from a font collection: the Simplified Chinese face for Shanghai"
+    )
+    english: bool = setting(False, help="an English line under each Chinese one (smaller; best on 10-inch and up)")
+    night_brightness: int = setting(
+        30, min=5, max=100, help="backlight percent at night ([audio] night_start..night_end); 100: no dimming"
+    )
+    day_brightness: int = setting(100, min=5, max=100, help="backlight percent by day")
+    backlight: Path | None = setting(
+        None, help="sysfs backlight folder (holds brightness, max_brightness); omit: the first in /sys/class/backlight"
+    )
+    shift_every_s: float = setting(180.0, min=10.0, max=3600.0, help="the idle screen moves slightly this often")
     touch_input: str = setting(
         "", help="extra Kivy input provider for the touch panel, e.g. probesysfs,provider=hidinput; empty: SDL2's"
     )
+
+    def problems(self) -> list[str]:
+        if (self.width_mm > 0) != (self.height_mm > 0):
+            return ["screen.width_mm, screen.height_mm: give both, or neither"]
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,7 +70,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from kivy.core.window import Window
     from kivy.input.motionevent import MotionEvent
 
-    from kiosk.app import KioskApp, read_rgb
+    from kiosk.app import KioskApp
+    from kiosk.snapshot import read_rgb
     from kiosk.node import KioskNode
     from kiosk.png import write_png
 
@@ -87,7 +88,13 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     clock = FastClock(args.speed) if args.soak_hours else None
     # no audio device in CI: the controller keeps the last prompts' texts (node.controller.spoken)
     node = KioskNode(config, speaker=NullSpeaker(), use_gpio=False, clock=clock)
-    app = KioskApp(node.texts, config.role_config.screen, controller=node.controller, tick=node.safe_tick)
+    app = KioskApp(
+        node.texts,
+        config.role_config.screen,
+        font_cache=config.node.data_dir / "fonts",
+        controller=node.controller,
+        tick=node.safe_tick,
+    )
     result: dict[str, Any] = {"reached": False}
     marks: dict[str, float] = {}
     last_state = [""]
@@ -160,7 +167,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             KivyClock.schedule_interval(soak_step, 0.05)
             # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a
             # soak also churns the label textures as much as hours of real countdowns would
-            KivyClock.schedule_interval(lambda _dt: app._update_eta(), 0)
+            KivyClock.schedule_interval(lambda _dt: app._update_status(), 0)
         else:
             KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
 

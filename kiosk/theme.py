@@ -5,30 +5,38 @@ No Kivy import: tests compute every text/background contrast from these constant
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # ------------------------------------------------------------------------------------------------ colours
+# every text/background pair is at least 7:1 (WCAG 2.2 AAA), checked on the constants and on rendered pixels
 BACKGROUND = "#F7F7F2"  # warm off-white: less glare than pure white in sun at a gate
 TEXT = "#111111"
 TEXT_SECONDARY = "#333333"  # English lines under the Chinese
 BAR_BG = "#1F3A5F"  # the pickup-point bar
 BAR_TEXT = "#FFFFFF"
-CALL_BG = "#0B6E3A"
-CALL_BG_PRESSED = "#064A26"
+CALL_BG = "#085C30"
+CALL_BG_PRESSED = "#053D20"
 CALL_TEXT = "#FFFFFF"
-CANCEL_BG = "#A4161A"
-CANCEL_BG_PRESSED = "#6E0E11"
+CANCEL_BG = "#8E1216"
+CANCEL_BG_PRESSED = "#5E0B0E"
 CANCEL_TEXT = "#FFFFFF"
 BACK_BG = "#3A3A3A"
 BACK_BG_PRESSED = "#1E1E1E"
 BACK_TEXT = "#FFFFFF"
-PLATE_BG = "#0A3A8C"  # a Chinese plate: white characters on blue (new-energy plates are green; blue reads better)
-PLATE_TEXT = "#FFFFFF"
-NOTICE_BG = "#FFE08A"  # offline / error / no car panel
+HELP_BG = "#FFC94D"  # amber: found at a glance on every screen, dark text
+HELP_BG_PRESSED = "#E0A300"
+HELP_TEXT = "#111111"
+# Chinese plates: blue with white characters (7 characters), new-energy green with black characters (8)
+PLATE_BLUE_BG = "#0A3A8C"
+PLATE_BLUE_TEXT = "#FFFFFF"
+PLATE_GREEN_BG = "#7ACC6E"
+PLATE_GREEN_TEXT = "#111111"
+NOTICE_BG = "#FFE08A"  # the hotline panel
 NOTICE_TEXT = "#111111"
 ICON = "#111111"
 
-# every (text, background, where) pair on screen; tests hold each to 4.5:1 (WCAG 2.2 AA, MIIT ageing rules)
+# every (text, background, where) pair on screen
 TEXT_PAIRS: tuple[tuple[str, str, str], ...] = (
     (TEXT, BACKGROUND, "headings and details"),
     (TEXT_SECONDARY, BACKGROUND, "English lines"),
@@ -39,58 +47,108 @@ TEXT_PAIRS: tuple[tuple[str, str, str], ...] = (
     (CANCEL_TEXT, CANCEL_BG_PRESSED, "cancel button, pressed"),
     (BACK_TEXT, BACK_BG, "back button"),
     (BACK_TEXT, BACK_BG_PRESSED, "back button, pressed"),
-    (PLATE_TEXT, PLATE_BG, "plate"),
-    (NOTICE_TEXT, NOTICE_BG, "offline/error notice and hotline"),
+    (HELP_TEXT, HELP_BG, "help button"),
+    (HELP_TEXT, HELP_BG_PRESSED, "help button, pressed"),
+    (PLATE_BLUE_TEXT, PLATE_BLUE_BG, "blue plate"),
+    (PLATE_GREEN_TEXT, PLATE_GREEN_BG, "green new-energy plate"),
+    (NOTICE_TEXT, NOTICE_BG, "hotline panel"),
     (ICON, BACKGROUND, "state icon"),
 )
-MIN_CONTRAST = 4.5
+MIN_CONTRAST = 7.0  # WCAG 2.2 AAA
 
-# ---------------------------------------------------------------------------------------------- sizes (dp)
-# at 800x480 (the official 7" screen); larger screens scale every size up by min(w/800, h/480)
-BASE_WIDTH, BASE_HEIGHT = 800, 480
-MIN_TARGET_DP = 60  # MIIT 2021: main targets >= 60x60 dp
-MIN_KEY_TEXT_DP = 30  # MIIT 2021: the largest text >= 30 dp
-SIZES_DP: dict[str, float] = {
-    "bar_height": 64,
-    "bar_text": 30,
-    "bar_text_en": 24,
-    "call_text_zh": 64,
-    "call_text_en": 36,
-    "call_hint_zh": 30,
-    "call_hint_en": 26,
-    "heading_zh": 40,
-    "heading_en": 30,
-    "detail_zh": 28,
-    "detail_en": 24,
-    "plate_text": 72,
-    "eta_text": 36,
-    "eta_text_en": 30,
-    "hotline_text": 44,
-    "action_text_zh": 34,
-    "action_text_en": 30,
-    "action_width": 230,
-    "icon": 56,
-    "padding": 10,
+# the side buttons: kind -> (background, pressed, text); their words are labels.<kind>_zh/_en
+BUTTON_COLOURS: dict[str, tuple[str, str, str]] = {
+    "cancel": (CANCEL_BG, CANCEL_BG_PRESSED, CANCEL_TEXT),
+    "confirm": (CANCEL_BG, CANCEL_BG_PRESSED, CANCEL_TEXT),
+    "back": (BACK_BG, BACK_BG_PRESSED, BACK_TEXT),
+    "keep": (BACK_BG, BACK_BG_PRESSED, BACK_TEXT),
+    "help": (HELP_BG, HELP_BG_PRESSED, HELP_TEXT),
 }
-# key text (MIIT: the largest text >= 30 dp): headings, the call and action buttons, the plate, the hotline
-KEY_TEXT_SIZES = (
-    "bar_text",
-    "call_text_zh",
-    "call_text_en",
-    "call_hint_zh",
-    "heading_zh",
-    "heading_en",
-    "plate_text",
-    "eta_text",
-    "eta_text_en",
-    "hotline_text",
-    "action_text_zh",
-    "action_text_en",
-)
-# main text (MIIT elder mode: >= 18 dp): details and English helper lines
-MIN_MAIN_TEXT_DP = 18
-MAIN_TEXT_SIZES = ("bar_text_en", "call_hint_en", "detail_zh", "detail_en")
-TARGET_SIZES = ("action_width",)  # the action column; its buttons are taller still
+
+
+def plate_colours(plate: str) -> tuple[str, str]:
+    """(background, text) of a Chinese plate: 8 characters is a green new-energy plate, else blue."""
+    chars = sum(1 for ch in plate if ch.isalnum())
+    return (PLATE_GREEN_BG, PLATE_GREEN_TEXT) if chars == 8 else (PLATE_BLUE_BG, PLATE_BLUE_TEXT)
+
+
+# ------------------------------------------------------------------------------------------- sizes (mm)
+# The layout in millimetres on the reference screen, the official 7-inch display; a larger screen scales it up
+# by how much larger it is. Text sizes are font sizes (the em); the ink of a Chinese line is about 0.95 em, of
+# digits about 0.77 em. The minimums below are ink heights, measured on rendered screens by the tests.
+REFERENCE_MM = (154.21, 85.92)  # Raspberry Pi Touch Display, active area (landscape)
+KNOWN_PANELS: dict[tuple[float, int, int], tuple[float, float]] = {
+    (7.0, 800, 480): REFERENCE_MM,  # non-square pixels: 0.193 mm wide, 0.179 mm tall
+    (7.0, 480, 800): (REFERENCE_MM[1], REFERENCE_MM[0]),
+}
+LAYOUT_MM: dict[str, float] = {
+    "padding": 1.6,
+    "bar_height": 11.0,
+    "bar_text": 7.8,
+    "heading": 13.2,
+    "text": 7.8,
+    "plate": 19.8,
+    "hotline": 16.2,
+    "call_text": 21.0,
+    "call_hint": 8.6,
+    "button_text": 7.8,
+    "button_height": 20.5,
+    "button_width": 46.0,
+    "help_width": 30.0,
+    "confirm_width": 48.0,
+    "icon": 11.0,
+    "shift": 1.0,  # the idle screen's burn-in shift, at most this far each way
+    "text_en": 6.2,
+    "heading_en": 8.0,
+}
+# ink heights the tests hold every screen to on the 7-inch screen (issue 11: readable at 1.5 m)
+MIN_INK_MM = {"heading": 12.0, "text": 7.0, "plate": 15.0, "hotline": 12.0}
+MIN_TARGET_MM = 20.0
+
+
+@dataclass(frozen=True)
+class ScreenGeometry:
+    """A screen's pixels and millimetres: the pixel pitch each way, and the layout scale against the 7-inch."""
+
+    width_px: int
+    height_px: int
+    width_mm: float
+    height_mm: float
+
+    @classmethod
+    def of(cls, diagonal_in: float, width_px: int, height_px: int, width_mm: float = 0.0, height_mm: float = 0.0):
+        """From the config: the given active area, a known panel's, or square pixels over the diagonal."""
+        if width_mm <= 0 or height_mm <= 0:
+            known = KNOWN_PANELS.get((round(diagonal_in, 1), width_px, height_px))
+            if known is not None:
+                width_mm, height_mm = known
+            else:
+                pitch = diagonal_in * 25.4 / math.hypot(width_px, height_px)
+                width_mm, height_mm = width_px * pitch, height_px * pitch
+        return cls(width_px, height_px, width_mm, height_mm)
+
+    @property
+    def mm_per_px_x(self) -> float:
+        return self.width_mm / self.width_px
+
+    @property
+    def mm_per_px_y(self) -> float:
+        return self.height_mm / self.height_px
+
+    @property
+    def scale(self) -> float:
+        """How much larger than on the 7-inch every size is drawn (never smaller)."""
+        ref_w, ref_h = REFERENCE_MM if self.width_mm >= self.height_mm else (REFERENCE_MM[1], REFERENCE_MM[0])
+        return max(1.0, min(self.width_mm / ref_w, self.height_mm / ref_h))
+
+    def layout_px(self) -> dict[str, float]:
+        """Every LAYOUT_MM size in pixels on this screen: widths by the horizontal pitch, the rest vertical."""
+        out = {}
+        for key, mm in LAYOUT_MM.items():
+            pitch = self.mm_per_px_x if key.endswith("_width") else self.mm_per_px_y
+            out[key] = mm * self.scale / pitch
+        return out
+
 
 # state -> icon shape drawn beside the heading: the state is never told by colour alone
 STATE_ICONS: dict[str, str] = {
@@ -99,30 +157,30 @@ STATE_ICONS: dict[str, str] = {
     "searching": "magnifier",
     "assigned": "taxi",
     "arrived": "check",
+    "car_late": "clock",
     "no_car": "exclamation",
     "cancelled": "cross",
     "offline": "no_link",
     "error": "exclamation",
+    "help_requested": "person",
+    "confirm_cancel": "question",
 }
+# screens that show the hotline in large digits
+HOTLINE_STATES = frozenset({"car_late", "no_car", "offline", "error"})
 
 
-# the side button of each screen; its words are labels.<kind>_zh/_en in the texts file
-SIDE_BUTTONS = ("cancel", "call", "retry", "back")
-CANCELLABLE = frozenset({"requesting", "searching", "assigned"})
-
-
-def action_kind(view: object) -> str:
-    """The side button for a RideView: cancel a ride, call a taxi, try again, back to idle, or none (idle)."""
+def primary_button(view: object) -> str:
+    """The bottom-left button of a screen: cancel a ride, back, keep the ride, or none."""
     state = getattr(view, "state", "idle")
-    if state == "idle":
-        return "none"
-    if state in CANCELLABLE or (state == "offline" and getattr(view, "cancellable", False)):
+    if state == "confirm_cancel":
+        return "keep"
+    if state in ("requesting", "searching", "assigned", "car_late"):
         return "cancel"
-    if state == "cancelled":
-        return "call"
-    if state in ("offline", "no_car", "error"):
-        return "retry"
-    return "back"  # arrived
+    if state == "offline" and getattr(view, "cancellable", False):
+        return "cancel"
+    if state in ("arrived", "no_car", "cancelled", "error", "help_requested"):
+        return "back"
+    return "none"  # idle, offline with nothing ordered
 
 
 @dataclass(frozen=True)
@@ -162,8 +220,3 @@ def contrast_ratio(foreground: str, background: str) -> float:
     a, b = relative_luminance(foreground), relative_luminance(background)
     hi, lo = max(a, b), min(a, b)
     return (hi + 0.05) / (lo + 0.05)
-
-
-def scale_for(width: int, height: int) -> float:
-    """How much larger than the 800x480 design every size is drawn (never smaller)."""
-    return max(1.0, min(width / BASE_WIDTH, height / BASE_HEIGHT))
