@@ -84,8 +84,8 @@ def _headless_press_to_stored(url: str, token: str, n: int) -> list[float]:
     """Press -> the central's answer with a ride id, on the controller alone (no screen), ``n`` times."""
     from common.clock import SystemClock
     from kiosk.client import RidesClient
-    from kiosk.controller import KioskController
     from kiosk.config import RideTimingSection
+    from kiosk.controller import KioskController
     from kiosk.ride import RideMachine
     from kiosk.texts import load_texts
 

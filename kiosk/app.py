@@ -358,7 +358,9 @@ class KioskApp(App):
 
     def _unguard(self, buttons: list[Widget]) -> None:
         if time.monotonic() < self.last_touch + TOUCH_GUARD_S - 0.01:
-            KivyClock.schedule_once(lambda _dt: self._unguard(buttons), self.last_touch + TOUCH_GUARD_S - time.monotonic())
+            KivyClock.schedule_once(
+                lambda _dt: self._unguard(buttons), self.last_touch + TOUCH_GUARD_S - time.monotonic()
+            )
             return
         for button in buttons:
             button.disabled, button.opacity = False, 1

@@ -78,7 +78,9 @@ class RideTimingSection:
     help_clear_s: float = setting(
         1800.0, min=60.0, max=86400.0, help="a help request is re-sent every renotify interval until then"
     )
-    arcade_hold_s: float = setting(3.0, min=1.0, max=10.0, help="holding the arcade button this long asks for help")
+    arcade_hold_s: float = setting(
+        3.0, min=1.0, max=10.0, help="holding the arcade button this long asks for help (button.hold_s is not used)"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

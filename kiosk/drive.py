@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--touch", action="store_true", help="touch the call button once the idle screen is up")
     parser.add_argument("--touch-after", type=float, default=0.3, help="seconds after the first frame")
+    parser.add_argument(
+        "--tap-cancel-after", type=float, default=0.0, help="then tap where the cancel button goes, this much later"
+    )
     parser.add_argument("--until", default="", help="stop when this ride state is shown")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--shot", type=Path, help="PNG of the screen when --until is reached")
@@ -71,9 +74,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from kivy.input.motionevent import MotionEvent
 
     from kiosk.app import KioskApp
-    from kiosk.snapshot import read_rgb
     from kiosk.node import KioskNode
     from kiosk.png import write_png
+    from kiosk.snapshot import read_rgb
 
     class Touch(MotionEvent):
         def __init__(self, x: float, y: float) -> None:
@@ -108,6 +111,9 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         if "touched" in marks and "feedback_drawn" not in marks and app.view.state != "idle":
             marks["feedback_drawn"] = now
             emit("feedback_drawn", latency_s=now - marks["touched"], state=app.view.state)
+        if "touched" in marks and "buttons_shown" not in marks and app.view.state != "idle" and app.buttons_shown():
+            marks["buttons_shown"] = now
+            emit("buttons_shown", since_touch_s=now - marks["touched"], state=app.view.state)
         if app.view.state != last_state[0]:
             last_state[0] = app.view.state
             emit("state", state=app.view.state, view_ride=app.view.ride_id)
@@ -120,15 +126,25 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             KivyClock.schedule_once(finish, 0.3)
 
     def touch(_dt: float) -> None:
-        button = app.call_button
-        x, y = button.to_window(*button.center)
-        t = Touch(x, y)
         marks["touched"] = time.perf_counter()
-        emit("touched", x=x, y=y)
+        tap(app.call_button, "touched")
+
+    def tap(widget: Any, event: str) -> None:
+        x, y = widget.to_window(*widget.center)
+        emit(event, x=x, y=y, state=app.view.state)
+        t = Touch(x, y)
         EventLoop.post_dispatch_input("begin", t)
         EventLoop.post_dispatch_input("end", t)
 
+    def tap_cancel(_dt: float) -> None:
+        # an anxious second tap where the cancel button will appear (it is not there yet)
+        app.screen.ids.primary_slot.do_layout()
+        tap(app.screen.ids.primary_slot, "second_tap")
+
     def finish(_dt: float) -> None:
+        if not app.buttons_shown() and time.monotonic() < drain_until[0]:
+            KivyClock.schedule_once(finish, 0.1)  # the picture with the buttons the resident will see
+            return
         if args.shot is not None and result["reached"]:
             w, h = Window.size
             write_png(args.shot, w, h, read_rgb(w, h), bottom_up=True)
@@ -163,6 +179,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             escape()
         if args.touch:
             KivyClock.schedule_once(touch, args.touch_after)
+        if args.tap_cancel_after:
+            KivyClock.schedule_once(tap_cancel, args.touch_after + args.tap_cancel_after)
         if soak is not None:
             KivyClock.schedule_interval(soak_step, 0.05)
             # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a

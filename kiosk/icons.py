@@ -85,7 +85,14 @@ class StateIcon(Widget):
             elif kind == "question":
                 Line(circle=(*p(0.5, 0.5), s * 0.46), width=w)
                 Line(
-                    points=[*p(0.36, 0.64), *p(0.42, 0.74), *p(0.58, 0.74), *p(0.64, 0.64), *p(0.5, 0.5), *p(0.5, 0.38)],
+                    points=[
+                        *p(0.36, 0.64),
+                        *p(0.42, 0.74),
+                        *p(0.58, 0.74),
+                        *p(0.64, 0.64),
+                        *p(0.5, 0.5),
+                        *p(0.5, 0.38),
+                    ],
                     width=w * 1.3,
                     joint="round",
                 )

@@ -11,13 +11,15 @@ from kivy.clock import Clock as KivyClock
 from kivy.core.window import Window
 from kivy.uix.widget import Widget
 
-from kiosk.app import KioskButton, CallButton, KioskApp
+from kiosk.app import CallButton, KioskApp, KioskButton
 from kiosk.png import write_png
 from kiosk.ride_events import STATES, Car, RideView
 
 # a green new-energy plate (8 characters) on its way, a blue one (7) at the gate
 SAMPLE_CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")
-SAMPLE_CAR_BLUE = Car("沪B·X7253", colour="golden yellow", model="Volkswagen Touran", colour_zh="金黄色", model_zh="大众途安")
+SAMPLE_CAR_BLUE = Car(
+    "沪B·X7253", colour="golden yellow", model="Volkswagen Touran", colour_zh="金黄色", model_zh="大众途安"
+)
 SAMPLE_ETA_S = 245.0
 SAMPLE_WAITED_S = 185.0
 

@@ -11,8 +11,8 @@ import requests
 from common.clock import SystemClock
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient, parse_ride
-from kiosk.controller import KioskController
 from kiosk.config import RideTimingSection
+from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import Report
 from kiosk.texts import load_texts

@@ -76,7 +76,7 @@ def test_text_changes_need_no_code(tmp_path: Path) -> None:
         (('heading_en = "Taxi cancelled"\n', ""), "cancelled.heading_en: missing"),
         (("[error]", "[eror]"), "[error]: missing section"),
         (('call_zh = "叫出租车"', 'call_zh = "叫出租车 {"'), "call_zh"),
-        (('retry_en = "Try again"\n', 'retry_en = "Try again"\ntypo = "x"\n'), None),
+        (('help_en = "Help"\n', 'help_en = "Help"\ntypo = "x"\n'), None),
     ],
 )
 def test_broken_texts_file_is_refused_naming_the_key(
@@ -95,8 +95,8 @@ def test_broken_texts_file_is_refused_naming_the_key(
 
 
 @pytest.mark.parametrize(("fg", "bg", "where"), theme.TEXT_PAIRS, ids=[p[2] for p in theme.TEXT_PAIRS])
-def test_every_text_colour_pair_has_contrast_4_5(fg: str, bg: str, where: str) -> None:
-    assert theme.contrast_ratio(fg, bg) >= theme.MIN_CONTRAST, where
+def test_every_text_colour_pair_has_contrast_7(fg: str, bg: str, where: str) -> None:
+    assert theme.contrast_ratio(fg, bg) >= theme.MIN_CONTRAST == 7.0, where
 
 
 def test_contrast_formula_matches_wcag_reference_points() -> None:
@@ -114,21 +114,11 @@ def test_every_text_colour_in_the_kv_file_is_a_checked_foreground() -> None:
         assert getattr(theme, name) in foregrounds, name
 
 
-def test_sizes_meet_the_ageing_friendly_rules() -> None:
-    for key in theme.KEY_TEXT_SIZES:
-        assert theme.SIZES_DP[key] >= theme.MIN_KEY_TEXT_DP, key
-    for key in theme.MAIN_TEXT_SIZES:
-        assert theme.SIZES_DP[key] >= theme.MIN_MAIN_TEXT_DP, key
-    assert theme.SIZES_DP["action_width"] >= theme.MIN_TARGET_DP
-    # every size is used at 800x480 at least at its design value, and larger screens never shrink it
-    assert theme.scale_for(800, 480) == 1.0 and theme.scale_for(640, 400) == 1.0
-    assert theme.scale_for(1280, 800) == pytest.approx(1.6)
-
-
 def test_every_state_has_an_icon_as_well_as_a_colour() -> None:
     assert set(theme.STATE_ICONS) == set(STATES)
     # states that share a colour scheme are told apart by their icon
     assert theme.STATE_ICONS["cancelled"] != theme.STATE_ICONS["no_car"] != theme.STATE_ICONS["offline"]
+    assert len({theme.STATE_ICONS[s] for s in ("car_late", "help_requested", "confirm_cancel", "no_car")}) == 4
 
 
 def test_old_recorded_prompt_keys_point_to_prompt_packs(tmp_path: Path) -> None:
@@ -142,18 +132,36 @@ def test_old_recorded_prompt_keys_point_to_prompt_packs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_every_screen_has_a_side_button_with_words(state: str) -> None:
+def test_every_screen_has_its_buttons_with_words(state: str) -> None:
     from kiosk.ride_events import RideView
 
     t = texts()
+    assert t.label("help_zh") and t.label("help_en")  # help is on every screen
     for cancellable in (False, True):
-        kind = theme.action_kind(RideView(state, cancellable=cancellable))  # type: ignore[arg-type]
-        if state == "idle":
-            assert kind == "none"  # the call button is the whole screen
+        kind = theme.primary_button(RideView(state, cancellable=cancellable))  # type: ignore[arg-type]
+        if kind == "none":
+            assert state in ("idle", "offline") and not (state == "offline" and cancellable)
             continue
-        assert kind in theme.SIDE_BUTTONS
+        assert kind in theme.BUTTON_COLOURS
         assert t.label(f"{kind}_zh") and t.label(f"{kind}_en")
     # a ride that may still bring a car can always be cancelled, also while the central is unreachable
-    assert (theme.action_kind(RideView(state, cancellable=True)) == "cancel") == (  # type: ignore[arg-type]
-        state in ("requesting", "searching", "assigned", "offline")
+    assert (theme.primary_button(RideView(state, cancellable=True)) == "cancel") == (  # type: ignore[arg-type]
+        state in ("requesting", "searching", "assigned", "car_late", "offline")
     )
+
+
+def test_plate_colours_follow_the_number_of_characters() -> None:
+    assert theme.plate_colours("沪A·D12345") == (theme.PLATE_GREEN_BG, theme.PLATE_GREEN_TEXT)  # new energy, 8
+    assert theme.plate_colours("沪B·X7253") == (theme.PLATE_BLUE_BG, theme.PLATE_BLUE_TEXT)  # 7
+    assert theme.plate_colours("沪B12345") == (theme.PLATE_BLUE_BG, theme.PLATE_BLUE_TEXT)
+
+
+def test_screen_geometry_of_the_default_and_larger_panels() -> None:
+    seven = theme.ScreenGeometry.of(7.0, 800, 480)
+    assert (seven.mm_per_px_x, seven.mm_per_px_y) == pytest.approx((0.1928, 0.1790), abs=1e-4)
+    assert seven.scale == 1.0
+    ten = theme.ScreenGeometry.of(10.1, 1280, 800)
+    portrait = theme.ScreenGeometry.of(15.6, 1080, 1920)
+    big = theme.ScreenGeometry.of(21.5, 1920, 1080)
+    assert 1.0 < ten.scale < portrait.scale < big.scale
+    assert big.width_mm == pytest.approx(476, abs=1)  # 21.5" 16:9
