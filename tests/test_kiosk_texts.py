@@ -9,7 +9,7 @@ import pytest
 
 from kiosk import theme
 from kiosk.ride_events import STATES
-from kiosk.texts import DEFAULT_TEXTS, TextsError, load_texts
+from kiosk.texts import DEFAULT_TEXTS, VOICE_ONLY, TextsError, load_texts
 
 CAR = {
     "plate": "沪A·D12345",
@@ -51,7 +51,8 @@ def test_out_of_service_voice_gives_the_hotline_digit_by_digit(state: str) -> No
 
 def test_voice_prompts_have_stable_ids_with_the_gate_and_hotline_written_in() -> None:
     prompts = {p.id: p for p in texts().prompts("zh")}
-    assert set(prompts) == {f"kiosk.{state}" for state in STATES}
+    assert set(prompts) == {f"kiosk.{key}" for key in (*STATES, *VOICE_ONLY)}
+    assert prompts["kiosk.searching_wait"].fields == ("minutes",)  # the reassurance every minute
     assert "长白新村北门" in prompts["kiosk.idle"].template and not prompts["kiosk.idle"].fields
     assert "零 二 幺" in prompts["kiosk.no_car"].template and not prompts["kiosk.no_car"].fields
     assert prompts["kiosk.assigned"].fields == ("plate_spoken", "colour_zh", "model_zh", "eta_min")
