@@ -160,6 +160,11 @@ def wait_until(clock: Clock, target: float, event: threading.Event) -> bool:
     return event.is_set()
 
 
+def wait_on_clock(clock: Clock, seconds: float, wake: threading.Event) -> bool:
+    """Wait ``seconds`` of the clock's time, or until ``wake`` is set; True when woken."""
+    return wait_until(clock, clock.monotonic() + seconds, wake) if seconds > 0 else wake.is_set()
+
+
 class ManualClock:
     """A clock that moves only when told: ``advance()``, ``set_wall()``. ``sleep()`` advances it.
 

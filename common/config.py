@@ -129,6 +129,10 @@ class CentralSection:
     ca_bundle: Path | None = setting(None, help="extra CA bundle for TLS; verification is always on")
     connect_timeout_s: float = setting(5.0, min=0.5, max=60.0)
     read_timeout_s: float = setting(15.0, min=1.0, max=300.0)
+    request_limit_s: float = setting(
+        30.0, min=2.0, max=600.0, help="total time for one request and its whole reply (a drip ends here)"
+    )
+    max_reply_kb: int = setting(4096, min=64, max=262144, help="largest reply read; a larger one is refused")
     batch_size: int = setting(200, min=1, max=5000, help="events per upload")
     batch_max_age_s: float = setting(2.0, min=0.0, max=3600.0, help="oldest waiting reading before upload")
     backoff_max_s: float = setting(300.0, min=1.0, max=3600.0, help="cap of the retry backoff")
@@ -144,6 +148,12 @@ class OutboxSection:
     max_mb: float = setting(64.0, min=1.0, max=4096.0, help="disk bound; oldest readings dropped first")
     reading_commit_window_s: float = setting(5.0, min=0.0, max=60.0, help="group commit of readings")
     reading_commit_max: int = setting(100, min=1, max=10000)
+    reserve_mb: float = setting(
+        2.0, min=0.0, max=256.0, help="space kept beside the outbox, released when the disk fills; 0: none"
+    )
+    memory_events_max: int = setting(
+        2000, min=100, max=100000, help="events kept in memory while the disk refuses writes"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

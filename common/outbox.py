@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,42 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
 def _error_code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return None if code is None else code & 0xFF
+
+
+def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The most recent dead letters on ``conn``: seq, id, priority, reason, at_wall, kind, wall_time."""
+    rows = conn.execute(
+        "SELECT seq, id, priority, reason, at_wall, body FROM dead_letters ORDER BY seq DESC LIMIT ?", (limit,)
+    ).fetchall()
+    out = []
+    for seq, event_id, prio, reason, at_wall, body in rows:
+        try:
+            wire = json.loads(body)
+        except ValueError:
+            wire = {}
+        letter = {"seq": seq, "id": event_id, "priority": prio, "reason": reason, "at_wall": at_wall}
+        out.append({**letter, "kind": wire.get("kind"), "wall_time": wire.get("wall_time")})
+    return out
+
+
+def requeue_dead_letters(conn: sqlite3.Connection, ids: Iterable[str] | None = None) -> int:
+    """Move dead letters (all, or these ids) back into their queues with their own seq and id, in one
+    transaction on ``conn``; returns how many. Used by the outbox and by ``provision dead-letters --resend``."""
+    wanted = None if ids is None else list(ids)
+    where = "" if wanted is None else f" WHERE id IN ({','.join('?' * len(wanted))})"
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(f"SELECT seq, id, priority, body FROM dead_letters{where}", wanted or ()).fetchall()
+        for seq, event_id, prio, body in rows:
+            table = _TABLE.get(prio, "q_state")
+            conn.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", (seq, event_id, body))
+            conn.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return len(rows)
 
 
 class Outbox:
@@ -560,13 +596,19 @@ class Outbox:
             return n
 
     def flush_due(self) -> int:
-        """Commit the waiting readings if their window has passed; returns how many were committed."""
+        """Commit the waiting readings if their window has passed; returns how many were committed. Also
+        notices events another process queued (``provision dead-letters --resend``)."""
         with self._lock:
-            if self._pending_since is None:
+            if self._closed:
                 return 0
-            if self._clock.monotonic() - self._pending_since < self._section.reading_commit_window_s:
-                return 0
-            return self.flush()
+            outside = self._notice_other_writers()
+            due = self._pending_since is not None and (
+                self._clock.monotonic() - self._pending_since >= self._section.reading_commit_window_s
+            )
+            flushed = self.flush() if due else 0
+        if outside is not None:
+            self._notify(outside)
+        return flushed
 
     def next_flush_at(self) -> float | None:
         """Monotonic time when the waiting readings are due to be committed, or None."""
@@ -596,8 +638,9 @@ class Outbox:
         """
         return [Event.from_wire(json.loads(body)) for _, body in self.batch_raw(limit)]
 
-    def batch_raw(self, limit: int) -> list[tuple[str, str]]:
-        """Like ``batch`` but (id, wire JSON text) pairs, so an upload need not decode and encode again."""
+    def batch_raw(self, limit: int, exclude: Collection[str] = ()) -> list[tuple[str, str]]:
+        """Like ``batch`` but (id, wire JSON text) pairs, so an upload need not decode and encode again.
+        Events whose id is in ``exclude`` (held back by the uploader) are left out."""
         out: list[tuple[str, str]] = []
         with self._lock:
             self._check_open()
@@ -605,14 +648,20 @@ class Outbox:
                 remaining = limit - len(out)
                 if remaining <= 0:
                     break
-                rows = self._read(f"SELECT seq, id, body FROM {_TABLE[prio]} ORDER BY seq LIMIT ?", (remaining,))
+                sql = f"SELECT seq, id, body FROM {_TABLE[prio]} ORDER BY seq LIMIT ?"
+                rows = self._read(sql, (remaining + len(exclude),))
                 for seq, event_id, body in rows:
+                    if event_id in exclude or len(out) >= limit:
+                        continue
                     self._inflight[event_id] = (prio, seq)
                     out.append((event_id, body))
                 if prio == "reading":
-                    for event in self._pending[: limit - len(out)]:
-                        self._inflight[event.id] = (prio, event.seq)  # type: ignore[assignment]
-                        out.append((event.id, event_json(event)))
+                    for event in self._pending:
+                        if len(out) >= limit:
+                            break
+                        if event.id not in exclude:
+                            self._inflight[event.id] = (prio, event.seq)  # type: ignore[assignment]
+                            out.append((event.id, event_json(event)))
         return out
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -742,19 +791,66 @@ class Outbox:
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent dead letters: id, priority, reason, at_wall, seq, kind."""
         with self._lock:
-            rows = self._read(
-                "SELECT seq, id, priority, reason, at_wall, body FROM dead_letters ORDER BY seq DESC LIMIT ?", (limit,)
-            )
-        out = []
-        for seq, event_id, prio, reason, at_wall, body in rows:
-            try:
-                kind = json.loads(body).get("kind")
-            except ValueError:
-                kind = None
-            out.append(
-                {"seq": seq, "id": event_id, "priority": prio, "reason": reason, "at_wall": at_wall, "kind": kind}
-            )
-        return out
+            self._check_open()
+            return list_dead_letters(self._conn, limit)
+
+    def requeue_dead_letters(self, ids: Iterable[str] | None = None) -> int:
+        """Queue dead letters again (all, or those with these ids), each with its own id and seq: the central
+        keeps an event once by id, so one that had arrived after all is not stored twice. Returns how many."""
+        with self._lock:
+            self._check_open()
+            self._commit([])
+            moved = requeue_dead_letters(self._conn, ids)
+            self._refresh_counts()
+            first = self._first_waiting() if moved else None
+        if moved:
+            log.warning("outbox: %d dead letter(s) queued again", moved)
+        if first is not None:
+            self._notify(first)
+        return moved
+
+    def resend_after_upgrade(self, version: str) -> int:
+        """Once per software version: dead letters are queued again after an upgrade (the new version may
+        send what the old one could not). Returns how many were queued."""
+        with self._lock:
+            self._check_open()
+            rows = self._read("SELECT value FROM meta WHERE key = 'dead_letters_version'")
+            if rows and rows[0][0] == version:
+                return 0
+        moved = self.requeue_dead_letters() if self._dead_count else 0
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('dead_letters_version', ?)", (version,))
+        if moved:
+            log.warning("outbox: version %s: %d dead letter(s) of an earlier version sent again", version, moved)
+        return moved
+
+    def _refresh_counts(self) -> None:
+        for prio, table in _TABLE.items():
+            self._counts[prio] = self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        self._dead_count = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _notice_other_writers(self) -> Event | None:
+        """``provision dead-letters --resend`` writes to the database beside the running node: SQLite's
+        data_version tells this connection that another one committed; the counts are read again and the
+        first waiting event is returned, to be announced to the listeners."""
+        try:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == getattr(self, "_data_version", version):
+                self._data_version = version
+                return None
+            self._refresh_counts()
+            return self._first_waiting()
+        except sqlite3.Error as exc:
+            log.debug("outbox: data_version: %s", exc)
+            return None
+
+    def _first_waiting(self) -> Event | None:
+        for table in _TABLE.values():
+            row = self._conn.execute(f"SELECT body FROM {table} ORDER BY seq LIMIT 1").fetchone()
+            if row is not None:
+                return Event.from_wire(json.loads(row[0]))
+        return None
 
     # ------------------------------------------------------------------------------------------ disk bound
     def _used_bytes(self) -> int:

@@ -12,19 +12,21 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook
-from common.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
 from common.outbox import Outbox, OutboxError
-from common.sync import Uploader, wait_on_clock
+from common.sync import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,14 @@ STORM_COUNT = 10
 STORM_WINDOW_S = 60.0
 STORM_CLEAR_S = 300.0
 FAULT_RECIPIENTS = ("maintenance",)
+OUTBOX_FILE = "outbox.sqlite"
 
 _notify_warned = False
+
+
+def outbox_path(config: NodeConfig) -> Path:
+    """Where a node keeps its outbox: ``state_dir/outbox.sqlite``."""
+    return config.state_dir / OUTBOX_FILE
 
 
 def systemd_notify(message: str) -> bool:
@@ -95,11 +103,15 @@ class NodeRuntime:
         self.node_id = config.node.id
         self.state_dir = config.state_dir
         self.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self.outbox = Outbox(self.state_dir / "outbox.sqlite", config.outbox, self.clock, node_id=self.node_id)
+        self.outbox = Outbox(outbox_path(config), config.outbox, self.clock, node_id=self.node_id)
         self.alerts = AlertBook(
             self.state_dir / "alerts.json", self.node_id, self.clock, self.outbox, renotify_s=renotify_s
         )
         self.uploader = Uploader(config, self.outbox, self.clock, health=self.health)
+        try:
+            self.outbox.resend_after_upgrade(self.uploader.version)
+        except (OutboxError, sqlite3.Error) as exc:  # the dead letters stay; the next start tries again
+            log.error("cannot queue the dead letters again after the upgrade: %s: %s", type(exc).__name__, exc)
         self._health_lock = threading.Lock()
         self._health: dict[str, Any] = {}
         self._stop = threading.Event()

@@ -1,32 +1,33 @@
 """Uploader: drains the outbox to the central (POST /api/v1/events) and sends the heartbeat and self-test.
 
-Deletes from the outbox exactly the ids the central acknowledged. Network errors, 5xx, 408 and 429 back off
-exponentially with full jitter (capped, Retry-After honoured); 401/403 pause uploads and retry on a long
-interval; events the central refuses as invalid become dead letters, never silently dropped. All timing comes
-from the injected Clock, so ``run_once`` can be driven by a ManualClock in tests.
+Deletes from the outbox exactly the ids the central acknowledged. A reply is judged by its status code and by
+the typed refusal body only our central sends (common/reply.py): 401/403 from our central pause uploads; 413
+splits the batch; an event becomes a dead letter only when our central says that event is invalid; anything
+else (network errors, 5xx, 429, a proxy's 404 page, garbage) keeps everything and backs off exponentially with
+full jitter, honouring Retry-After. All timing comes from the injected Clock, so ``run_once`` can be driven by
+a ManualClock in tests.
 """
 
 from __future__ import annotations
 
-import email.utils
-import importlib.metadata
 import json
 import logging
 import random
 import sqlite3
-import stat
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
-from common.clock import Clock, wait_until
+from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Event, make_event
+from common.http import CentralHttp, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
+from common.reply import Verdict, classify_upload, describe, is_auth_refusal
+from common.report import heartbeat_body, package_version, selftest_report
+from common.token import TokenFile
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +39,16 @@ TOKEN_RECHECK_S = 60.0
 IDLE_WAKE_S = 60.0
 
 
-def package_version() -> str:
-    try:
-        return importlib.metadata.version("changbai-nodes")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def wait_on_clock(clock: Clock, seconds: float, wake: threading.Event) -> bool:
-    """Wait ``seconds`` of the clock's time, or until ``wake`` is set; True when woken.
-
-    Works for SystemClock (real time), FastClock (scaled) and ManualClock (returns once a test moves time
-    past the deadline); never sleeps on wall time.
-    """
-    return wait_until(clock, clock.monotonic() + seconds, wake) if seconds > 0 else wake.is_set()
-
-
 @dataclass
 class SyncResult:
     """What one ``run_once`` did. ``status``: idle, sent, waiting (batch not due), backoff, auth_blocked,
-    no_token, contract_error, failed."""
+    no_token, failed. ``held``: events the central did not take this time and that wait for a later retry."""
 
     status: str
     sent: int = 0
     acked: int = 0
     dead_lettered: int = 0
+    held: int = 0
     requests: int = 0
     error: str | None = None
     retry_in_s: float | None = None
@@ -72,29 +58,13 @@ class SyncResult:
 
 
 class _Failure(Exception):
-    """A failed upload; ``kind`` says how to react."""
+    """A failed upload; ``kind`` (transient, auth) says how to react."""
 
     def __init__(self, kind: str, error: str, retry_after: float | None = None) -> None:
         super().__init__(error)
-        self.kind = kind  # transient, auth, contract
+        self.kind = kind
         self.error = error
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None, wall_now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - wall_now)
 
 
 class Uploader:
@@ -112,7 +82,6 @@ class Uploader:
         health: Callable[[], dict] | None = None,
         *,
         rng: random.Random | None = None,
-        session: requests.Session | None = None,
     ) -> None:
         self._config = config
         self._central = config.central
@@ -124,11 +93,13 @@ class Uploader:
         base = self._central.url.rstrip("/")
         self.events_url = f"{base}{API}/events"
         self.heartbeat_url = f"{base}{API}/heartbeat"
-        self._session = session or requests.Session()
-        # no proxies or .netrc from the environment: a netrc entry would replace our Authorization header
-        self._session.trust_env = False
-        # TLS verification is always on; a CA bundle adds trust, nothing turns it off
-        self._session.verify = str(self._central.ca_bundle) if self._central.ca_bundle else True
+        self._http = CentralHttp(
+            ca_bundle=self._central.ca_bundle,
+            connect_timeout_s=self._central.connect_timeout_s,
+            read_timeout_s=self._central.read_timeout_s,
+            total_timeout_s=self._central.request_limit_s,
+            max_reply_bytes=int(self._central.max_reply_kb * 1024),
+        )
         self.version = package_version()
         host = (urllib.parse.urlsplit(self._central.url).hostname or "").lower()
         if self._central.url.lower().startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
@@ -146,13 +117,16 @@ class Uploader:
         self._readings_since: float | None = None
         self._next_heartbeat = now
         self._next_selftest = now
-        self._token_mode_warned: int | None = None
+        self._token = TokenFile(self._central.token_file)
+        # events the central did not take (a lone event still 413, a rejection with a code that is not final):
+        # kept in the outbox, left out of batches until this monotonic time, so they cannot stall the rest
+        self._held: dict[str, float] = {}
         self.last_success_wall: float | None = None
         self.last_error: str | None = None
         self.last_error_wall: float | None = None
         self.last_heartbeat_wall: float | None = None
         self.last_selftest: dict[str, Any] | None = None
-        self.totals = {"requests": 0, "acked": 0, "dead_lettered": 0, "heartbeats": 0, "loop_errors": 0}
+        self.totals = {"requests": 0, "acked": 0, "dead_lettered": 0, "held": 0, "heartbeats": 0, "loop_errors": 0}
         outbox.add_listener(self._on_put)
 
     # ------------------------------------------------------------------------------------------ waking
@@ -172,22 +146,9 @@ class Uploader:
 
     # ------------------------------------------------------------------------------------------ token
     def _read_token(self) -> str | None:
-        path = self._central.token_file
-        try:
-            mode = path.stat().st_mode
-            token = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            self._fail_state("no_token", f"token file {path} does not exist (provision the node)")
-            return None
-        except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-            self._fail_state("no_token", f"token file {path} unreadable: {type(exc).__name__}")
-            return None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO) and self._token_mode_warned != mode:
-            self._token_mode_warned = mode
-            log.warning("token file %s is readable by others (mode %o); it should be 0600", path, mode & 0o777)
-        if not token:
-            self._fail_state("no_token", f"token file {path} is empty")
-            return None
+        token = self._token.read()
+        if token is None:
+            self._fail_state("no_token", self._token.problem or "no token")
         return token
 
     def _fail_state(self, state: str, error: str) -> None:
@@ -199,14 +160,14 @@ class Uploader:
 
     # ------------------------------------------------------------------------------------------ one step
     def run_once(self) -> SyncResult:
-        """Do what is due now: commit due readings, a self-test, one upload (with bisection if needed), a
-        heartbeat. Never raises for network or central trouble."""
+        """Do what is due now: commit due readings, a self-test, one upload (split if the central says the batch
+        is too large), a heartbeat. Never raises for network or central trouble."""
         now = self._clock.monotonic()
         self._outbox.flush_due()
         with self._lock:
             wait = self._next_attempt - now
         if wait > 0:
-            status = self._state if self._state in ("auth_blocked", "contract_error", "no_token") else "backoff"
+            status = self._state if self._state in ("auth_blocked", "no_token") else "backoff"
             return SyncResult(status=status, retry_in_s=wait, error=self.last_error)
         result = SyncResult(status="idle")
         if now >= self._next_selftest:
@@ -217,15 +178,14 @@ class Uploader:
             log.info("sync: token file %s found; uploading", self._central.token_file)
             self._state = "idle"
         if token is None:
+            retry = min(TOKEN_RECHECK_S, self._central.auth_retry_s)
             with self._lock:
-                self._next_attempt = now + min(TOKEN_RECHECK_S, self._central.auth_retry_s)
-            result.status = "no_token"
-            result.error = self.last_error
-            result.retry_in_s = min(TOKEN_RECHECK_S, self._central.auth_retry_s)
+                self._next_attempt = now + retry
+            result.status, result.error, result.retry_in_s = "no_token", self.last_error, retry
             return result
         if self._upload_due(now):
             self._upload_step(token, result)
-            if result.status in ("backoff", "auth_blocked", "contract_error", "failed"):
+            if result.status in ("backoff", "auth_blocked", "failed"):
                 return result
         elif sum(self._outbox.depth().values()):
             result.status = "waiting"
@@ -246,25 +206,24 @@ class Uploader:
             self._readings_since = now
         return now - self._readings_since >= self._central.batch_max_age_s
 
+    def _held_now(self) -> set[str]:
+        now = self._clock.monotonic()
+        for event_id in [i for i, until in self._held.items() if until <= now]:
+            del self._held[event_id]
+        return set(self._held)
+
     def _upload_step(self, token: str, result: SyncResult) -> None:
         limit = self._central.batch_size
-        items = self._outbox.batch_raw(limit)
-        if not items:
-            return
-        mine = f'"node_id":{json.dumps(self._node_id, ensure_ascii=False)}'
-        for event_id, body in list(items):
-            if mine not in body:
-                # only in an outbox carried over from another node id; the central would refuse the batch (403)
-                self._outbox.dead_letter(event_id, f"event belongs to another node id, not {self._node_id}")
-                result.dead_lettered += 1
-                items.remove((event_id, body))
+        items = self._outbox.batch_raw(limit, exclude=self._held_now())
         if not items:
             return
         try:
-            self._send(items, token, result)
+            self._deliver(items, token, result)
+            self._log_held(result)
             if not result.acked and not result.dead_lettered:
-                # a 2xx that acknowledges nothing: sending the same batch again at once would spin
-                raise _Failure("transient", f"NoAck: the central acknowledged none of {len(items)} events")
+                # a reply that takes no event (a 2xx without one, every event too large): back off, do not spin
+                why = f" ({result.error})" if result.error else ""
+                raise _Failure("transient", f"NoAck: the central took none of {len(items)} events{why}")
         except _Failure as failure:
             self._on_failure(failure, result)
             return
@@ -275,7 +234,7 @@ class Uploader:
             self._state = "ok"
         self.last_success_wall = self._clock.wall()
         depth = self._outbox.depth()
-        result.more = len(items) >= limit and sum(depth.values()) > 0
+        result.more = len(items) >= limit and sum(depth.values()) > len(self._held)
         if not depth["reading"]:
             self._readings_since = None
         elif result.more:
@@ -285,100 +244,70 @@ class Uploader:
             # the readings left arrived while this batch was on its way: their wait starts now
             self._readings_since = self._clock.monotonic()
 
-    def _send(self, items: list[tuple[str, str]], token: str, result: SyncResult) -> int:
-        """POST ``items``; on a whole-batch refusal (4xx, 413) split and retry the halves. Returns accepted."""
+    def _deliver(self, items: list[tuple[str, str]], token: str, result: SyncResult) -> None:
+        """POST ``items`` and apply the verdict; a batch too large for the central is split in halves."""
         wall = self._clock.wall()
         body = '{"node_wall_time":' + json.dumps(wall) + ',"events":[' + ",".join(b for _, b in items) + "]}"
-        response = self._post(self.events_url, body.encode("utf-8"), token, result)
-        code = response.status_code
-        if 200 <= code < 300:
-            return self._apply_reply(items, response, result)
-        if code in (401, 403):
-            raise _Failure("auth", f"HTTP {code} {self._reason(response)}")
-        if code in (408, 429) or code >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), wall)
-            raise _Failure("transient", f"HTTP {code}", retry_after)
-        if 400 <= code < 500:
-            reason = f"HTTP {code}: {self._reason(response)}"
-            if len(items) > 1:
-                # find the bad event(s): never dead-letter the good ones with them
-                half = len(items) // 2
-                accepted = self._send(items[:half], token, result)
-                return accepted + self._send(items[half:], token, result)
-            if code == 413 or self._single_is_event_problem(response):
-                self._dead_letter(items[0][0], reason, result)
-                return 0
-            raise _Failure("contract", f"central refused a single event with {reason}; keeping it")
-        raise _Failure("transient", f"HTTP {code} (unexpected)")
+        verdict = classify_upload(self._post(self.events_url, body.encode("utf-8"), token, result), wall)
+        if verdict.action == "ack":
+            self._apply(items, verdict, result)
+        elif verdict.action == "split" and len(items) > 1:
+            half = len(items) // 2
+            self._deliver(items[:half], token, result)
+            self._deliver(items[half:], token, result)
+        elif verdict.action == "split":
+            self._hold(items[0][0], f"{verdict.error}: this one event is larger than the central takes", result)
+        elif verdict.action == "auth":
+            raise _Failure("auth", verdict.error)
+        else:
+            raise _Failure("transient", verdict.error, verdict.retry_after)
 
-    @staticmethod
-    def _single_is_event_problem(response: requests.Response) -> bool:
-        """Does a whole-batch refusal of one event name the event? Else it may be our envelope or a contract
-        mismatch, and dead-lettering would throw away a good event."""
-        try:
-            text = json.dumps(response.json())
-        except ValueError:
-            return False
-        return "events" in text
+    def _apply(self, items: list[tuple[str, str]], verdict: Verdict, result: SyncResult) -> None:
+        sent = {event_id for event_id, _ in items}
+        accepted = [i for i in verdict.accepted if i in sent]
+        result.sent += len(items)
+        acked = self._outbox.ack(accepted) if accepted else 0
+        result.acked += acked
+        self.totals["acked"] += acked
+        taken = set(accepted)
+        for rejection in verdict.rejected:
+            if rejection.event_id not in sent or rejection.event_id in taken:
+                continue
+            taken.add(rejection.event_id)
+            reason = f"rejected by central: {rejection.code or 'no code'}: {rejection.reason}"[:500]
+            if rejection.final:
+                self._dead_letter(rejection.event_id, reason, result)
+            else:
+                self._hold(rejection.event_id, reason, result)
+
+    def _hold(self, event_id: str, reason: str, result: SyncResult) -> None:
+        self._held[event_id] = self._clock.monotonic() + self._central.backoff_max_s
+        result.held += 1
+        result.error = reason
+        self.totals["held"] += 1
+
+    def _log_held(self, result: SyncResult) -> None:
+        if result.held:
+            log.warning(
+                "sync: %d event(s) kept, not taken by the central (%s); retrying them in %.0f s",
+                result.held,
+                result.error,
+                self._central.backoff_max_s,
+            )
 
     def _dead_letter(self, event_id: str, reason: str, result: SyncResult) -> None:
         if self._outbox.dead_letter(event_id, reason):
             result.dead_lettered += 1
             self.totals["dead_lettered"] += 1
 
-    @staticmethod
-    def _reason(response: requests.Response) -> str:
-        try:
-            data = response.json()
-        except ValueError:
-            return response.reason or ""
-        if isinstance(data, Mapping):
-            for key in ("message", "detail", "error"):
-                if key in data:
-                    return str(data[key])[:300]
-        return str(data)[:300]
-
-    def _post(self, url: str, body: bytes, token: str, result: SyncResult) -> requests.Response:
+    def _post(self, url: str, body: bytes, token: str, result: SyncResult) -> HttpReply:
         result.requests += 1
         self.totals["requests"] += 1
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        timeout = (self._central.connect_timeout_s, self._central.read_timeout_s)
         try:
-            return self._session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-        except requests.exceptions.SSLError as exc:
-            raise _Failure("transient", f"SSLError: TLS verification failed ({self._short(exc)})") from exc
-        except requests.exceptions.Timeout as exc:
-            raise _Failure("transient", type(exc).__name__) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise _Failure("transient", f"ConnectionError: {self._short(exc)}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise _Failure("transient", type(exc).__name__) from exc
-
-    @staticmethod
-    def _short(exc: BaseException) -> str:
-        return str(exc).replace("\n", " ")[:200]
-
-    def _apply_reply(self, items: list[tuple[str, str]], response: requests.Response, result: SyncResult) -> int:
-        try:
-            reply = response.json()
-        except ValueError as exc:
-            raise _Failure("transient", "InvalidReply: response is not JSON") from exc
-        if not isinstance(reply, Mapping) or not isinstance(reply.get("accepted"), list):
-            raise _Failure("transient", "InvalidReply: no 'accepted' list in the response")
-        sent = {event_id for event_id, _ in items}
-        accepted = [i for i in reply["accepted"] if isinstance(i, str) and i in sent]
-        result.sent += len(items)
-        acked = self._outbox.ack(accepted) if accepted else 0
-        result.acked += acked
-        self.totals["acked"] += acked
-        rejected = reply.get("rejected") or []
-        for item in rejected if isinstance(rejected, list) else []:
-            if not isinstance(item, Mapping):
-                continue
-            event_id = item.get("id")
-            if isinstance(event_id, str) and event_id in sent and event_id not in accepted:
-                self._dead_letter(event_id, f"rejected by central: {item.get('reason', '')}"[:500], result)
-        return len(accepted)
+            return self._http.request("POST", url, body=body, headers=headers)
+        except HttpFailure as exc:
+            raise _Failure("transient", exc.text) from exc
 
     def _on_failure(self, failure: _Failure, result: SyncResult) -> None:
         now = self._clock.monotonic()
@@ -398,27 +327,29 @@ class Uploader:
                     delay,
                     self._central.token_file,
                 )
-            elif failure.kind == "contract":
-                self._state = "contract_error"
-                delay = self._central.auth_retry_s
-                log.error("sync: %s; retrying in %.0f s", failure.error, delay)
             else:
                 self._state = "backoff"
-                cap = self._central.backoff_max_s
-                if self._outbox.depth()["alert"]:
-                    cap = min(cap, ALERT_BACKOFF_MAX_S)
-                ceiling = min(cap, BACKOFF_BASE_S * 2 ** min(self._failures - 1, 30))
-                delay = self._rng.uniform(0.0, ceiling)  # full jitter
-                if failure.retry_after is not None:
-                    delay = max(delay, min(failure.retry_after, self._central.backoff_max_s))
+                delay = self._backoff_delay(failure.retry_after)
                 # a long outage must not flood the journal (SD card): log the first few, then at 2^n attempts
                 n = self._failures
                 level = logging.WARNING if n <= 3 or n & (n - 1) == 0 else logging.DEBUG
                 log.log(level, "sync: upload failed (%s), attempt %d; retrying in %.1f s", failure.error, n, delay)
             self._next_attempt = now + delay
-        result.status = self._state if failure.kind != "transient" else "backoff"
+        result.status = self._state
         result.error = failure.error
         result.retry_in_s = delay
+
+    def _backoff_delay(self, retry_after: float | None) -> float:
+        """Full jitter under an exponential ceiling; Retry-After is honoured but capped at backoff_max_s, so a
+        wrong header cannot silence alarms for a day."""
+        cap = self._central.backoff_max_s
+        if self._outbox.depth()["alert"]:
+            cap = min(cap, ALERT_BACKOFF_MAX_S)
+        ceiling = min(cap, BACKOFF_BASE_S * 2 ** min(self._failures - 1, 30))
+        delay = self._rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._central.backoff_max_s))
+        return delay
 
     # ------------------------------------------------------------------------------------------ heartbeat
     def _send_heartbeat(self, token: str, result: SyncResult) -> None:
@@ -426,15 +357,15 @@ class Uploader:
         self._next_heartbeat = now + self._central.heartbeat_interval_s
         body = json.dumps(self.heartbeat_body(), ensure_ascii=False, default=str).encode("utf-8")
         try:
-            response = self._post(self.heartbeat_url, body, token, result)
+            reply = self._post(self.heartbeat_url, body, token, result)
         except _Failure as failure:
             log.warning("sync: heartbeat failed: %s", failure.error)
             return
-        if response.status_code in (401, 403):
-            self._on_failure(_Failure("auth", f"HTTP {response.status_code} on heartbeat"), result)
+        if is_auth_refusal(reply):
+            self._on_failure(_Failure("auth", f"{describe(reply)} on heartbeat"), result)
             return
-        if not 200 <= response.status_code < 300:
-            log.warning("sync: heartbeat refused: HTTP %d %s", response.status_code, self._reason(response))
+        if not 200 <= reply.status < 300:
+            log.warning("sync: heartbeat refused: %s", describe(reply))
             return
         result.heartbeat_sent = True
         self.totals["heartbeats"] += 1
@@ -450,53 +381,30 @@ class Uploader:
             return {"health_error": f"{type(exc).__name__}: {exc}"}
 
     def heartbeat_body(self) -> dict[str, Any]:
-        """The heartbeat: uptime, version, outbox depth per priority, dropped, dead letters, last sensor read,
-        clock state, sync status, last self-test, and the node's own health fields."""
-        stats = self._outbox.stats()
-        health = self._health_fields()
-        return {
-            "node_id": self._node_id,
-            "role": self._config.node.role,
-            "node_wall_time": self._clock.wall(),
-            "clock_synced": self._clock.wall_synced(),
-            "uptime_s": round(self._clock.monotonic() - self._started, 1),
-            "version": self.version,
-            "outbox_depth": stats["depth"],
-            "dropped": stats["dropped"],
-            "dead_letters": stats["dead_letters"],
-            "last_sensor_read": health.get("last_sensor_read"),
-            "selftest": self.last_selftest,
-            "outbox": {
-                k: stats[k]
-                for k in (
-                    "uncommitted_readings",
-                    "db_bytes",
-                    "db_limit_bytes",
-                    "corrupt_recoveries",
-                    "volatile",
-                    "next_seq",
-                )
-            },
-            "sync": self.status(),
-            "health": health,
-        }
+        """The heartbeat (common/report.py)."""
+        return heartbeat_body(
+            self._config,
+            self._clock,
+            outbox_stats=self._outbox.stats(),
+            health=self._health_fields(),
+            uptime_s=self._clock.monotonic() - self._started,
+            version=self.version,
+            selftest=self.last_selftest,
+            sync=self.status(),
+        )
 
     def _selftest(self, now: float) -> None:
         """The periodic self-test (EN 81-28 test call): checks, stored as a durable event and in the heartbeat."""
         self._next_selftest = now + self._central.selftest_interval_h * 3600.0
-        checks: dict[str, Any] = {}
-        checks["outbox_integrity"] = self._outbox.check()
-        checks["token_present"] = self._central.token_file.exists()
-        checks["clock_synced"] = self._clock.wall_synced()
-        checks["last_upload_ok_wall"] = self.last_success_wall
-        extra = self._health_fields().get("selftest")
-        if isinstance(extra, Mapping):
-            checks.update(extra)
-        # an unsynced clock is reported, not a failure: events carry clock_synced and the upload's wall time
-        ok = checks["outbox_integrity"] == "ok" and all(
-            v is not False for k, v in checks.items() if k != "clock_synced"
+        report = selftest_report(
+            integrity=self._outbox.check(),
+            token_present=self._central.token_file.exists(),
+            clock=self._clock,
+            last_upload_ok_wall=self.last_success_wall,
+            extra=self._health_fields().get("selftest"),
+            interval_h=self._central.selftest_interval_h,
         )
-        report = {"ok": bool(ok), "checks": checks, "interval_h": self._central.selftest_interval_h}
+        ok = report["ok"]
         event = make_event(
             self._node_id,
             "selftest",
@@ -510,11 +418,11 @@ class Uploader:
             self._outbox.put(event)
         except (OutboxError, sqlite3.Error) as exc:
             report["ok"] = False
-            checks["outbox_writable"] = f"{type(exc).__name__}: {exc}"
+            report["checks"]["outbox_writable"] = f"{type(exc).__name__}: {exc}"
             log.error("self-test: cannot store the report: %s", exc)
         report["at_wall"] = self._clock.wall()
         self.last_selftest = report
-        (log.info if ok else log.warning)("self-test %s: %s", "ok" if ok else "FAILED", checks)
+        (log.info if ok else log.warning)("self-test %s: %s", "ok" if ok else "FAILED", report["checks"])
 
     # ------------------------------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -530,13 +438,14 @@ class Uploader:
                 "last_error_wall": self.last_error_wall,
                 "last_heartbeat_wall": self.last_heartbeat_wall,
                 "next_attempt_in_s": round(wait, 1),
+                "held_events": len(self._held),
                 **self.totals,
             }
 
     # ------------------------------------------------------------------------------------------ thread
     def _next_wake(self) -> float:
         now = self._clock.monotonic()
-        deadlines = [self._next_heartbeat, self._next_selftest, now + IDLE_WAKE_S]
+        deadlines = [self._next_heartbeat, self._next_selftest, now + IDLE_WAKE_S, *self._held.values()]
         with self._lock:
             if self._next_attempt > now:
                 deadlines.append(self._next_attempt)
@@ -579,15 +488,13 @@ class Uploader:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the thread (waits for an upload in progress, at most the request timeouts)."""
+        """Stop the thread (waits for an upload in progress, at most the request's time limit)."""
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None:
-            limit = (
-                timeout if timeout is not None else self._central.connect_timeout_s + self._central.read_timeout_s + 1
-            )
+            limit = timeout if timeout is not None else self._central.request_limit_s + 1
             thread.join(limit)
             if thread.is_alive():
                 log.warning("sync: uploader thread did not stop within %.0f s", limit)
-        self._session.close()
+        self._http.close()

@@ -347,7 +347,7 @@ class ElevatorNode:
         self._thread.start()
 
     def _loop(self, housekeeping: bool) -> None:
-        from common.sync import wait_on_clock
+        from common.clock import wait_on_clock
 
         while not self._stop.is_set():
             ticked_at = self.clock.monotonic()

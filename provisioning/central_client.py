@@ -39,7 +39,10 @@ def call(
         else (config.central.connect_timeout_s, config.central.read_timeout_s)
     )
     try:
-        return requests.request(method, url, headers=headers, json=body, timeout=timeout, verify=verify)
+        # never follow a redirect: a 307/308 would post the claim key or the token to wherever it points
+        response = requests.request(
+            method, url, headers=headers, json=body, timeout=timeout, verify=verify, allow_redirects=False
+        )
     except requests.exceptions.SSLError as exc:
         raise ProvisionError(
             EXIT_CENTRAL,
@@ -66,6 +69,15 @@ def call(
         raise ProvisionError(EXIT_BAD_INPUT, f"central.url is not usable: {exc}") from None
     except OSError as exc:  # e.g. the CA bundle file cannot be read
         raise ProvisionError(EXIT_BAD_INPUT, f"cannot talk to the central: {exc}") from None
+    if 300 <= response.status_code < 400:
+        target = response.headers.get("Location", "(no Location)")
+        raise ProvisionError(
+            EXIT_CENTRAL,
+            f"central at {config.central.url} answered HTTP {response.status_code} redirecting to {target[:200]}; "
+            "not followed (the claim key and the token are only ever sent to central.url)",
+            ["set central.url to the central's own address (https://..., without /api/v1)"],
+        )
+    return response
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """`provision`: the field technician's command, from a blank Pi to a registered, tested, running node.
 
-Subcommands: init, register, scan, selftest, prompts, install, status. Every failure is one clear line on stderr and
-an exit code from ``provisioning.errors``; secrets (claim key, token) never reach stdout, stderr or a log.
+Subcommands: init, register, scan, selftest, prompts, install, status, dead-letters. Every failure is one clear line on
+stderr and an exit code from ``provisioning.errors``; secrets (claim key, token) never reach stdout, stderr or a log.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prompts": ("provisioning.cmd_prompts", "list every prompt a role can say; check it, a pack, or write a manifest"),
     "install": ("provisioning.cmd_install", "install, enable and start the systemd service"),
     "status": ("provisioning.cmd_status", "the service state and the node's last heartbeat"),
+    "dead-letters": ("provisioning.cmd_deadletters", "events the central refused, with reasons; --resend"),
 }
 
 

@@ -1,5 +1,6 @@
-"""A small scripted central on 127.0.0.1 for sync tests: answers like the v1 contract, or as a test scripts it
-(500, 429 + Retry-After, garbage JSON, a slow reply, 401, a whole-batch 422), and records what it received."""
+"""A small scripted central on 127.0.0.1 for sync tests: answers like the v1 contract (typed refusal bodies,
+per-event rejection codes), or as a test scripts it (500, 429 + Retry-After, garbage JSON, a slow reply, 401,
+a whole-batch 422), and records what it received."""
 
 from __future__ import annotations
 
@@ -26,18 +27,35 @@ class Reply:
     delay_s: float = 0.0
 
 
+ERROR_SCHEMA = "changbai-error/1"
+
+
+def refusal(code: str, message: str = "", fields: list[str] | None = None) -> dict[str, Any]:
+    """Our central's typed refusal body (docs/api.md, the error contract)."""
+    return {"schema": ERROR_SCHEMA, "error": code, "message": message or code, "fields": fields or []}
+
+
+def _json_reply(
+    status: int, body: dict[str, Any], n: int, **headers: str
+) -> tuple[int, bytes, dict[str, str], float, int]:
+    return status, json.dumps(body).encode(), {"Content-Type": "application/json", **headers}, 0.0, n
+
+
 class FakeCentral:
     """Accepts events with the right token (idempotent by id), rejects per event any kind in
-    ``reject_kinds``, refuses a whole batch with 422 when it holds a kind in ``poison_kinds``."""
+    ``reject_kinds`` (code ``invalid_event``) or ``retry_kinds`` (code ``try_later``, not final), refuses a
+    whole batch with our 422 ``invalid_body`` when it holds a kind in ``poison_kinds``."""
 
-    def __init__(self, token: str = "node-token") -> None:
+    def __init__(self, token: str = "node-token", node_id: str | None = None) -> None:
         self.token = token
+        self.node_id = node_id  # the node this token belongs to; None: any node id is taken
         self.events: dict[str, dict] = {}
         self.receipts: Counter[str] = Counter()
         self.heartbeats: list[dict] = []
         self.requests: list[tuple[str, int, int]] = []  # (path, status, events in body)
         self.script: deque[Reply] = deque()
         self.reject_kinds: set[str] = set()
+        self.retry_kinds: set[str] = set()
         self.poison_kinds: set[str] = set()
         self.order: list[str] = []  # event ids in arrival order (first arrival)
         self.wall_times: list[float] = []
@@ -105,44 +123,55 @@ class FakeCentral:
             with self._lock:
                 scripted = self.script.popleft() if self.script else None
             if scripted is not None:
-                body = scripted.body
+                body, headers = scripted.body, dict(scripted.headers)
                 if isinstance(body, dict | list):
                     body = json.dumps(body).encode()
-                return scripted.status, body or b"", scripted.headers, scripted.delay_s, n
+                    headers.setdefault("Content-Type", "application/json")
+                return scripted.status, body or b"", headers, scripted.delay_s, n
         if auth != f"Bearer {self.token}":
-            return 401, b'{"error":"unauthorized"}', {"WWW-Authenticate": "Bearer"}, 0.0, n
+            return _json_reply(401, refusal("unauthorized"), n, **{"WWW-Authenticate": "Bearer"})
         if not isinstance(data, dict):
-            return 422, b'{"error":"invalid","message":"body: not JSON"}', {}, 0.0, n
+            return _json_reply(422, refusal("invalid_body", "body: not JSON"), n)
         if path.endswith("/heartbeat"):
             with self._lock:
                 self.heartbeats.append(data)
-            return 200, b'{"ok":true}', {}, 0.0, n
+            return _json_reply(200, {"ok": True}, n)
         if not path.endswith("/events"):
-            return 404, b"{}", {}, 0.0, n
+            return _json_reply(404, refusal("not_found"), n)
         events = data.get("events")
         if not isinstance(events, list) or not isinstance(data.get("node_wall_time"), float | int):
-            return 422, b'{"error":"invalid","message":"node_wall_time or events missing"}', {}, 0.0, n
+            return _json_reply(422, refusal("invalid_body", "node_wall_time or events missing"), n)
         if any(e.get("kind") in self.poison_kinds for e in events):
-            body = json.dumps({"error": "invalid", "message": "events: invalid event", "fields": ["events"]})
-            return 422, body.encode(), {}, 0.0, n
+            return _json_reply(422, refusal("invalid_body", "events: invalid", ["events"]), n)
         accepted, rejected = [], []
         with self._lock:
             self.wall_times.append(data["node_wall_time"])
-            for event in events:
-                if event.get("kind") in self.reject_kinds:
-                    rejected.append({"id": event["id"], "reason": "kind not allowed"})
+            for index, event in enumerate(events):
+                code = self._rejection_code(event)
+                if code is not None:
+                    reason = {"foreign_event": "another node's event", "invalid_event": "kind not allowed"}.get(
+                        code, "busy"
+                    )
+                    rejected.append({"id": event["id"], "index": index, "code": code, "reason": reason})
                     continue
                 self.receipts[event["id"]] += 1
                 if event["id"] not in self.events:
                     self.events[event["id"]] = event
                     self.order.append(event["id"])
                 accepted.append(event["id"])
-        return 200, json.dumps({"accepted": accepted, "rejected": rejected}).encode(), {}, 0.0, n
+        return _json_reply(200, {"accepted": accepted, "rejected": rejected}, n)
+
+    def _rejection_code(self, event: dict[str, Any]) -> str | None:
+        if self.node_id is not None and event.get("node_id") != self.node_id:
+            return "foreign_event"
+        if event.get("kind") in self.reject_kinds:
+            return "invalid_event"
+        return "try_later" if event.get("kind") in self.retry_kinds else None
 
 
 @contextmanager
-def fake_central(token: str = "node-token") -> Iterator[FakeCentral]:
-    central = FakeCentral(token).start()
+def fake_central(token: str = "node-token", node_id: str | None = None) -> Iterator[FakeCentral]:
+    central = FakeCentral(token, node_id).start()
     try:
         yield central
     finally:

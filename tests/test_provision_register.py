@@ -12,6 +12,7 @@ import requests
 
 from common.config import load_config
 from provisioning.cli import main
+from tests.hostile import Fault, hostile_proxy
 
 
 def make_config(tmp_path: Path, url: str, node_id: str = "cbxc-b7-u2-lift1") -> Path:
@@ -114,6 +115,21 @@ def test_tls_failure_is_exit_3_and_says_tls(central, tmp_path: Path, everything)
     key = claim_file(tmp_path, central.claim_key)
     assert main(["register", "--config", str(config_path), "--claim-key-file", str(key), "--timeout", "3"]) == 3
     assert "TLS failure" in everything()
+
+
+@pytest.mark.parametrize("status", [307, 308, 302])
+def test_a_redirect_is_not_followed_with_the_claim_key(central, tmp_path: Path, everything, status: int) -> None:
+    with hostile_proxy(central.url) as front, hostile_proxy() as elsewhere:
+        front.always(Fault("reply", status, b"", {"Location": f"{elsewhere.url}/api/v1/nodes/register"}))
+        config_path = make_config(tmp_path, front.url)
+        key = claim_file(tmp_path, central.claim_key)
+        assert main(["register", "--config", str(config_path), "--claim-key-file", str(key), "--timeout", "5"]) == 3
+        assert [r[1] for r in front.requests] == ["/api/v1/nodes/register"]
+        assert elsewhere.requests == []  # the claim key never went to the redirect's target
+    shown = everything()
+    assert f"HTTP {status}" in shown and "not followed" in shown
+    assert central.claim_key not in shown
+    assert not load_config(config_path).central.token_file.exists()
 
 
 def test_claim_key_sources(central, tmp_path: Path, everything, monkeypatch) -> None:

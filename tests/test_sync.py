@@ -20,9 +20,10 @@ from common.clock import ManualClock, SystemClock
 from common.config import OutboxSection
 from common.events import Detection, Event, make_event
 from common.outbox import Outbox
+from common.reply import parse_retry_after
 from common.service import NodeRuntime
-from common.sync import ALERT_BACKOFF_MAX_S, Uploader, parse_retry_after
-from tests.sync_helpers import FakeCentral, Reply, fake_central, node_config, run_until
+from common.sync import ALERT_BACKOFF_MAX_S, Uploader
+from tests.sync_helpers import FakeCentral, Reply, fake_central, node_config, refusal, run_until
 
 NODE = "cbxc-b7-u2-lift1"
 
@@ -34,7 +35,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def fake() -> Iterator[FakeCentral]:
-    with fake_central() as central:
+    with fake_central(node_id=NODE) as central:
         yield central
 
 
@@ -166,7 +167,7 @@ def test_500_backs_off_with_full_jitter_then_delivers(
     waits = []
     for attempt in range(1, 7):
         result = runtime.uploader.run_once()
-        assert result.status == "backoff" and result.error == "HTTP 500"
+        assert result.status == "backoff" and (result.error or "").startswith("HTTP 500")
         assert 0 <= result.retry_in_s <= min(8.0, 2 ** (attempt - 1))
         waits.append(result.retry_in_s)
         assert runtime.outbox.depth()["state"] == 1
@@ -191,7 +192,7 @@ def test_429_retry_after_is_honoured(central: Any, tmp_path: Path, clock: Manual
     runtime.record_state("door_state", {"open": True})
     central.faults.fail_next(1, status=429, retry_after=7)
     result = runtime.uploader.run_once()
-    assert result.status == "backoff" and result.error == "HTTP 429"
+    assert result.status == "backoff" and (result.error or "").startswith("HTTP 429")
     assert result.retry_in_s == pytest.approx(7.0)
     clock.advance(6.9)
     assert runtime.uploader.run_once().requests == 0
@@ -355,37 +356,52 @@ def test_rejected_events_become_dead_letters(
     assert fake.heartbeats[-1]["dead_letters"] == 1
 
 
-def test_whole_batch_422_is_bisected_and_only_the_bad_event_dead_lettered(
-    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
-) -> None:
-    fake.poison_kinds.add("poison")
-    runtime = make_runtime(tmp_path, fake.url, fake.token, clock, outbox={"reading_commit_window_s": 0.0})
-    runtimes.append(runtime)
-    runtime.uploader.run_once()
-    good = [runtime.record_state("door_state", {"n": i}) for i in range(7)]
-    bad = runtime.record_state("poison", {})
-    good += [runtime.record_state("door_state", {"n": i}) for i in range(7, 12)]
-    result = runtime.uploader.run_once()
-    assert result.status == "sent"
-    assert result.dead_lettered == 1
-    assert {g.id for g in good} <= set(fake.events)
-    assert [d["id"] for d in runtime.outbox.dead_letters()] == [bad.id]
-    assert sum(runtime.outbox.depth().values()) == 0
-
-
-def test_a_refusal_that_names_no_event_dead_letters_nothing(
-    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(422, refusal("invalid_body", "events: invalid", ["events"])),  # ours, about the whole envelope
+        Reply(400, {"error": "invalid", "message": "events[0]: bad event"}),  # not ours: names events, means nothing
+    ],
+    ids=["our-422", "foreign-400-naming-events"],
+)
+def test_a_whole_batch_refusal_dead_letters_nothing(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list, reply: Reply
 ) -> None:
     runtime = make_runtime(tmp_path, fake.url, fake.token, clock)
     runtimes.append(runtime)
     runtime.uploader.run_once()
     events = [runtime.record_state("door_state", {"n": i}) for i in range(3)]
-    refusal = Reply(400, {"error": "invalid", "message": "node_wall_time: field required"})
-    fake.then(*[refusal] * 10)
+    fake.then(reply)
     result = runtime.uploader.run_once()
-    assert result.status == "contract_error"
+    assert result.status == "backoff" and str(reply.status) in (result.error or "")
+    assert result.requests == 1  # not bisected: only 413 splits a batch
     assert runtime.outbox.dead_letters() == []
     assert runtime.outbox.depth()["state"] == len(events)
+    drain(runtime, clock)
+    assert {e.id for e in events} <= set(fake.events)
+
+
+def test_a_rejection_that_is_not_final_is_kept_and_retried_later(
+    fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list
+) -> None:
+    fake.retry_kinds.add("door_state")
+    runtime = make_runtime(tmp_path, fake.url, fake.token, clock, central={"backoff_max_s": 60.0})
+    runtimes.append(runtime)
+    runtime.uploader.run_once()
+    held = runtime.record_state("door_state", {})
+    result = runtime.uploader.run_once()
+    # nothing taken: a back-off (not a spin), the event kept and held out of the next batches
+    assert result.status == "backoff" and result.held == 1 and result.dead_lettered == 0
+    alert = trapped(runtime)  # an alert cuts the wait short, and the held event does not stall it
+    result = runtime.uploader.run_once()
+    assert result.status == "sent" and alert.id in fake.events
+    assert runtime.outbox.depth()["state"] == 1 and runtime.outbox.dead_letters() == []
+    fake.retry_kinds.clear()
+    clock.advance(59)
+    assert runtime.uploader.run_once().requests == 0  # still held: nothing to send
+    clock.advance(2)
+    drain(runtime, clock)
+    assert held.id in fake.events
 
 
 def test_413_splits_the_batch(fake: FakeCentral, tmp_path: Path, clock: ManualClock, runtimes: list) -> None:
@@ -467,11 +483,11 @@ def test_tls_verification_is_always_on(tmp_path: Path, clock: ManualClock) -> No
     config = node_config(tmp_path, "https://127.0.0.1:1", "t")
     box = Outbox(tmp_path / "o.sqlite", OutboxSection(), clock)
     uploader = Uploader(config, box, clock)
-    assert uploader._session.verify is True  # noqa: SLF001
+    assert uploader._http._session.verify is True  # noqa: SLF001
     bundle = tmp_path / "ca.pem"
     bundle.write_text("x")
     config = node_config(tmp_path, "https://127.0.0.1:1", "t", central={"ca_bundle": str(bundle)})
-    assert Uploader(config, box, clock)._session.verify == str(bundle)  # noqa: SLF001
+    assert Uploader(config, box, clock)._http._session.verify == str(bundle)  # noqa: SLF001
     box.close()
 
 
@@ -555,7 +571,9 @@ def test_auth_no_token_wrong_token_other_node_and_replay(
     runtime = make_runtime(tmp_path / "wrong", central.url, "not-the-token", clock)
     runtimes.append(runtime)
     event = trapped(runtime)
-    assert runtime.uploader.run_once().status == "auth_blocked"
+    refused = runtime.uploader.run_once()
+    # a pause (auth_blocked) once the central's 401 carries the typed refusal body, else a back-off; both keep it
+    assert refused.status in ("auth_blocked", "backoff") and "HTTP 401" in (refused.error or "")
     assert runtime.outbox.depth()["alert"] == 1
     assert central.events(NODE) == []
     # another node's events with this node's token
@@ -631,7 +649,7 @@ def test_plain_http_to_another_host_is_warned_about(
 
 
 def test_wait_on_clock_follows_the_clock_not_the_wall(clock: ManualClock) -> None:
-    from common.sync import wait_on_clock
+    from common.clock import wait_on_clock
 
     wake = threading.Event()
     done = threading.Event()

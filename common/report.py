@@ -1,0 +1,88 @@
+"""What the node reports about itself: the periodic self-test (EN 81-28's automatic test call) and the
+heartbeat body. Pure functions of the facts the uploader and the outbox hold."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from typing import Any
+
+from common.clock import Clock
+from common.config import NodeConfig
+
+
+def package_version() -> str:
+    """The installed software's version (what the heartbeat and the dead-letter resend go by)."""
+    try:
+        return importlib.metadata.version("changbai-nodes")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# the outbox figures the heartbeat carries beside depth, dropped and dead letters
+OUTBOX_FIELDS = (
+    "uncommitted_readings",
+    "db_bytes",
+    "db_limit_bytes",
+    "corrupt_recoveries",
+    "volatile",
+    "next_seq",
+    "storage",
+    "unstored",
+    "reserve_bytes",
+)
+
+
+def selftest_report(
+    *,
+    integrity: str,
+    token_present: bool,
+    clock: Clock,
+    last_upload_ok_wall: float | None,
+    extra: Any,
+    interval_h: float,
+) -> dict[str, Any]:
+    """The self-test: the outbox's integrity check, the token file, the clock, the last good upload and the
+    role's own checks (``extra``, a mapping of name -> result, False meaning failed). An unsynced clock is
+    reported, not a failure: events carry clock_synced and each upload carries the node's wall time."""
+    checks: dict[str, Any] = {
+        "outbox_integrity": integrity,
+        "token_present": token_present,
+        "clock_synced": clock.wall_synced(),
+        "last_upload_ok_wall": last_upload_ok_wall,
+    }
+    if isinstance(extra, Mapping):
+        checks.update(extra)
+    ok = integrity.startswith("ok") and all(v is not False for k, v in checks.items() if k != "clock_synced")
+    return {"ok": bool(ok), "checks": checks, "interval_h": interval_h}
+
+
+def heartbeat_body(
+    config: NodeConfig,
+    clock: Clock,
+    *,
+    outbox_stats: Mapping[str, Any],
+    health: Mapping[str, Any],
+    uptime_s: float,
+    version: str,
+    selftest: Mapping[str, Any] | None,
+    sync: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The heartbeat: uptime, version, outbox depth per priority, dropped, dead letters, last sensor read,
+    clock state, sync status, last self-test, and the node's own health fields."""
+    return {
+        "node_id": config.node.id,
+        "role": config.node.role,
+        "node_wall_time": clock.wall(),
+        "clock_synced": clock.wall_synced(),
+        "uptime_s": round(uptime_s, 1),
+        "version": version,
+        "outbox_depth": outbox_stats["depth"],
+        "dropped": outbox_stats["dropped"],
+        "dead_letters": outbox_stats["dead_letters"],
+        "last_sensor_read": health.get("last_sensor_read"),
+        "selftest": selftest,
+        "outbox": {k: outbox_stats[k] for k in OUTBOX_FIELDS if k in outbox_stats},
+        "sync": dict(sync),
+        "health": dict(health),
+    }
