@@ -142,7 +142,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         tap(app.screen.ids.primary_slot, "second_tap")
 
     def finish(_dt: float) -> None:
-        if not app.buttons_shown() and time.monotonic() < drain_until[0]:
+        waiting_buttons = "touched" in marks and "buttons_shown" not in marks  # the frame that shows them
+        if (waiting_buttons or not app.buttons_shown()) and time.monotonic() < drain_until[0]:
             KivyClock.schedule_once(finish, 0.1)  # the picture with the buttons the resident will see
             return
         if args.shot is not None and result["reached"]:
