@@ -7,7 +7,7 @@ import time
 
 from common.config import NodeConfig
 from hal import audio
-from hal.espeak import EspeakError
+from hal.espeak import EspeakError, is_tonal
 from provisioning import prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
 from provisioning.prompts import SELFTEST_PROMPT, check_prompts, role_prompts, voice_language
@@ -35,7 +35,11 @@ def check_speech_of(config: NodeConfig, prompts: tuple[Prompt, ...]) -> Check:
     if failed:
         first = failed[0]
         more = f" (and {len(failed) - 1} more prompts)" if len(failed) > 1 else ""
-        detail = f"{first.prompt.id}: {first.problems[0]}{more}{mapped}"
+        hint = ""
+        if (voice_language(config) == "en") == is_tonal(used):
+            wanted = "en" if voice_language(config) == "en" else "cmn-latn-pinyin"
+            hint = f"; kiosk.voice_language = {voice_language(config)!r} needs audio.voice = {wanted!r}"
+        detail = f"{first.prompt.id}: {first.problems[0]}{more}{hint}{mapped}"
         return Check(name, FAIL, detail)
     texts = sum(len(r.checks) for r in results)
     sample = results[0].checks[0] if results and results[0].checks else None

@@ -324,3 +324,16 @@ def test_kiosk_without_a_screen_is_a_hardware_error(
     assert code == 4
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["screen"]["result"] == "fail" and "DSI" in checks["screen"]["detail"]
+
+
+def test_an_english_kiosk_with_a_mandarin_voice_is_told_which_voice(
+    central, mock_factory, technician, tmp_path
+) -> None:
+    flags = ["--node-id", "cbxc-gate-kiosk", "--pickup-point", "北门", "--hotline", "021-6543 2100"]
+    flags += ["--set", "kiosk.voice_language=en", "--set", "audio.backend=espeak", "--set", "audio.device=null"]
+    path = init(tmp_path, "kiosk", central.url, *flags, "--force")
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--skip-inputs")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1 and checks["speech check"]["result"] == "fail"
+    assert "kiosk.voice_language = 'en' needs audio.voice = 'en'" in checks["speech check"]["detail"]
