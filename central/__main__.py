@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import re
 import secrets
 import sqlite3
@@ -30,13 +31,18 @@ def _load(path: Path):  # -> CentralConfig; imported lazily so --help works with
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from central.app import create_app
+    from central.server import make_server
 
     setup_logging(args.log_level)
     config = _load(args.config)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("central serve: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         args.db.parent.mkdir(parents=True, exist_ok=True)
         app = create_app(config, args.db)
@@ -44,19 +50,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # never start on a fresh database beside a damaged one: the operator must look at it
         print(f"central serve: cannot open the database {args.db}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
-        print("central serve: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level.lower(),
-            access_log=args.access_log,
-            ssl_certfile=args.ssl_certfile,
-            ssl_keyfile=args.ssl_keyfile,
+    if not args.ssl_certfile and args.host not in LOOPBACK:
+        logging.getLogger("central").warning(
+            "serving plain HTTP on %s: tokens and keys cross the network in clear text; put a TLS front"
+            " (docs/central.md) or give --ssl-certfile/--ssl-keyfile",
+            args.host,
         )
+    server = make_server(
+        app,
+        config.server,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    try:
+        server.run()
     finally:
         app.state.store.close()
         app.state.releases.close()

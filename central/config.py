@@ -16,17 +16,34 @@ from typing import Any
 from common.config import ConfigError, _Collector, build, read_toml, setting
 
 SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
-KEY_HELP = "at least 16 characters; make one with `central new-key`"
+KEY_MIN_CHARS = 24
+KEY_HELP = f"at least {KEY_MIN_CHARS} characters, not the example's CHANGE-ME; make one with `central new-key`"
+KEY_PATTERN = rf"^(?!.*(?i:change-me))\S{{{KEY_MIN_CHARS},256}}$"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServerSection:
-    """Limits of the HTTP API."""
+    """Limits of the HTTP API and of the connections that carry it."""
 
     max_body_bytes: int = setting(2_097_152, min=1024, max=268_435_456, help="larger request bodies get 413")
     max_events_per_batch: int = setting(5000, min=1, max=100_000, help="more events in one upload get 413")
     max_event_bytes: int = setting(65_536, min=256, max=16_777_216, help="a larger single event is rejected")
+    max_heartbeat_bytes: int = setting(65_536, min=1024, max=16_777_216, help="a larger heartbeat gets 413")
     node_stale_after_s: float = setting(900.0, min=10.0, max=604_800.0, help="operator page flags a silent node")
+    header_timeout_s: float = setting(
+        10.0, min=0.5, max=300.0, help="a connection whose request head has not arrived by then is closed"
+    )
+    body_timeout_s: float = setting(60.0, min=1.0, max=3600.0, help="a request body not complete by then gets 408")
+    idle_timeout_s: float = setting(5.0, min=0.5, max=300.0, help="an idle kept-alive connection is closed")
+    max_connections: int = setting(
+        1000, min=10, max=100_000, help="beyond this, the oldest connection still waiting for its head is dropped"
+    )
+    max_buffered_bytes: int = setting(
+        33_554_432, min=1_048_576, max=4_294_967_296, help="request bodies held at once; beyond, 503"
+    )
+    register_failures_per_min: int = setting(
+        10, min=1, max=10_000, help="wrong claim keys per client address and minute before 429"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +52,7 @@ class SiteSection:
 
     id: str = setting(pattern=SITE_PATTERN, help="site id, as in the nodes' node.site")
     name: str = setting("", help="display name, e.g. 长白新村 Changbai Xincun")
-    claim_key: str = setting(pattern=r"^\S{16,256}$", help=KEY_HELP)
+    claim_key: str = setting(pattern=KEY_PATTERN, help=KEY_HELP)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +60,7 @@ class OperatorSection:
     """A person or desk allowed to read and handle alerts; named on every ack/resolve they make."""
 
     name: str = setting(pattern=r"^\S.{0,79}$", help="shown as who acknowledged/resolved")
-    key: str = setting("", pattern=r"^(\S{16,256})?$", help=KEY_HELP)
+    key: str = setting("", pattern=rf"^({KEY_PATTERN[1:-1]})?$", help=KEY_HELP)
     key_sha256: str = setting("", pattern=r"^([0-9a-f]{64})?$", help="sha256 hex of the key instead of the key")
 
     def problems(self) -> list[str]:
@@ -134,9 +151,29 @@ def parse_central_config(data: dict[str, Any], file: Path) -> CentralConfig:
     return config
 
 
+def file_mode_problems(path: Path) -> list[str]:
+    """The config holds claim and operator keys: other users must not read it, nor the group change it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return []  # read_toml names a missing or unreadable file
+    if mode & 0o027:
+        return [f"{path}: mode {mode:04o} lets other users read or change the keys in it; run chmod 600 {path}"]
+    return []
+
+
 def load_central_config(path: Path | str) -> CentralConfig:
-    """Read and validate the central config file; raises ConfigError naming every problem."""
-    return parse_central_config(read_toml(path), Path(path))
+    """Read and validate the central config file and its mode; raises ConfigError naming every problem."""
+    path = Path(path)
+    document = read_toml(path)
+    mode_problems = file_mode_problems(path)
+    try:
+        config = parse_central_config(document, path)
+    except ConfigError as exc:
+        raise ConfigError(mode_problems + exc.problems) from None
+    if mode_problems:
+        raise ConfigError(mode_problems)
+    return config
 
 
 def replace_fleet(config: CentralConfig, **changes: Any) -> CentralConfig:

@@ -1,4 +1,5 @@
-"""Run the central under uvicorn in a background thread: for tests, benchmarks and the simulated community.
+"""Serving the central: ``make_server`` (uvicorn with the connection limits, for ``central serve`` and tests),
+and ``CentralServer``, the central in a background thread for tests, benchmarks and the simulated community.
 
 ``CentralServer(config, db_path).start()`` binds 127.0.0.1 on a free port (or the one given) and returns once
 it answers; ``stop()`` shuts it down cleanly; ``start()`` again reuses the same port and database.
@@ -6,6 +7,7 @@ it answers; ``stop()`` shuts it down cleanly; ``start()`` again reuses the same 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -16,8 +18,30 @@ from typing import Any
 import uvicorn
 
 from central.app import create_app
-from central.config import CentralConfig
+from central.config import CentralConfig, ServerSection
+from central.guard import ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
 from common.clock import Clock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn with the accept-error log throttled (a descriptor shortage must not become a log flood)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(ThrottledAcceptLog())
+        await super().startup(sockets)
+
+
+def make_server(app: Any, server: ServerSection, **options: Any) -> uvicorn.Server:
+    """uvicorn serving ``app`` under the [server] limits: head, body and idle timeouts, the connection cap."""
+    limits = ConnectionLimits(server.header_timeout_s, raise_fd_limit(server.max_connections))
+    config = uvicorn.Config(
+        app,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=max(1, round(server.idle_timeout_s)),
+        timeout_graceful_shutdown=options.pop("timeout_graceful_shutdown", 5),
+        **options,
+    )
+    return _Uvicorn(config)
 
 
 class CentralServer:
@@ -66,15 +90,14 @@ class CentralServer:
         self.port = sock.getsockname()[1]
         self.app = create_app(self.config, self.db_path, self.clock)
         served = self._wrap(self.app) if self._wrap else self.app
-        config = uvicorn.Config(
+        self._server = make_server(
             served,
+            self.config.server,
             log_level=self._log_level,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
-            timeout_keep_alive=5,
         )
-        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name=f"central:{self.port}", daemon=True
         )

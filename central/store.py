@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from central.jsonvalues import load_stored
+
 SCHEMA_VERSION = 1
+MAX_HEALTH_ROW = 1_048_576  # bytes of stored health beyond which a row predates the bound and is reset
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -140,6 +144,7 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        _create_private(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -149,6 +154,9 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         with self._lock:
             self._db.executescript(SCHEMA)
+            # health stored before heartbeats were bounded (issue 12: 30 heartbeats made one node 62 MB): the
+            # snapshot is dropped, the node's next heartbeat stores a fresh one
+            self._db.execute("UPDATE nodes SET health = NULL WHERE length(CAST(health AS BLOB)) > ?", (MAX_HEALTH_ROW,))
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -201,12 +209,17 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE nodes SET last_seen_at = ? WHERE node_id = ?", (now, node_id))
 
-    def store_heartbeat(self, node_id: str, health: Mapping[str, Any], now: float) -> dict[str, Any]:
+    def store_heartbeat(
+        self, node_id: str, health: Mapping[str, Any], now: float, keep: Collection[str] | None = None
+    ) -> dict[str, Any]:
         """Merge a heartbeat into the node's health: keys sent replace their last value, keys left out keep
-        theirs (a partial heartbeat, e.g. a technician's self-test, does not blank the rest). Returns it."""
+        theirs (a partial heartbeat, e.g. a technician's self-test, does not blank the rest). Of the stored
+        keys only those in ``keep`` survive (health stored before the keys were bounded shrinks). Returns it."""
         with self._lock, self._tx():
             row = self._db.execute("SELECT health FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
-            merged = {**(json.loads(row["health"]) if row and row["health"] else {}), **health}
+            old = load_stored(row["health"] if row else None, {})
+            old = {k: v for k, v in old.items() if keep is None or k in keep} if isinstance(old, dict) else {}
+            merged = {**old, **health}
             merged["received_at"] = now
             self._db.execute(
                 "UPDATE nodes SET health = ?, last_heartbeat_at = ?, last_seen_at = ? WHERE node_id = ?",
@@ -507,11 +520,20 @@ def _by(who: str | None) -> str:
     return f" by {who}" if who else ""
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it holds token hashes and residents' contacts);
+    SQLite gives its -wal and -shm files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _node_row(row: sqlite3.Row) -> dict[str, Any]:
     node = dict(row)
     node.pop("token_hash")
-    node["contacts"] = json.loads(node["contacts"])
-    node["health"] = json.loads(node["health"]) if node["health"] else None
+    node["contacts"] = load_stored(node["contacts"], {})
+    node["health"] = load_stored(node["health"])
     # seq numbers start at 1: every number up to the highest seen that never arrived is a lost event
     node["seq_missing"] = node["max_seq"] - node["seqs_received"]
     return node
@@ -521,15 +543,15 @@ def _event_row(row: sqlite3.Row) -> dict[str, Any]:
     ev = dict(row)
     ev["clock_synced"] = bool(ev["clock_synced"])
     ev["time_corrected"] = bool(ev["time_corrected"])
-    ev["payload"] = json.loads(ev["payload"])
-    ev["recipients"] = json.loads(ev["recipients"])
+    ev["payload"] = load_stored(ev["payload"], {})
+    ev["recipients"] = load_stored(ev["recipients"], [])
     return ev
 
 
 def _alert_row(row: sqlite3.Row) -> dict[str, Any]:
     alert = dict(row)
-    alert["payload"] = json.loads(alert["payload"])
-    alert["recipients"] = json.loads(alert["recipients"])
+    alert["payload"] = load_stored(alert["payload"], {})
+    alert["recipients"] = load_stored(alert["recipients"], [])
     alert["cleared_on_site"] = alert["on_site"] == "cleared"
     return alert
 

@@ -61,7 +61,7 @@ def test_a_malformed_body_is_422_naming_the_field(central, lift):
     text_time = requests.post(url, json={"node_wall_time": "noon", "events": []}, headers=headers, timeout=10)
     assert text_time.status_code == 422 and text_time.json()["fields"] == ["node_wall_time"]
     not_json = requests.post(url, data=b"{not json", headers={**headers, "Content-Type": "application/json"})
-    assert not_json.status_code == 422 and not_json.json()["error"] == "invalid"
+    assert not_json.status_code == 422 and not_json.json()["error"] == "invalid_body"
 
 
 def test_invalid_events_are_rejected_one_by_one_with_the_reason(central, lift):
@@ -121,7 +121,7 @@ def test_too_many_events_in_one_batch_is_413(make_central):
     central = make_central(server={"max_events_per_batch": 10})
     token = central.register(LIFT)
     answer = central.post_events(token, [wire_event(LIFT, seq) for seq in range(1, 12)])
-    assert answer.status_code == 413 and answer.json()["error"] == "batch_too_large"
+    assert answer.status_code == 413 and answer.json()["error"] == "body_too_large"
     assert central.events() == []
 
 

@@ -85,7 +85,8 @@ def test_node_calls_need_a_valid_token(central):
     wrong = requests.post(url, json=body, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert wrong.status_code == 401
     operator_key = requests.post(url, json=body, headers=central.operator_headers, timeout=10)
-    assert operator_key.status_code == 401  # an operator key is not a node token
+    assert operator_key.status_code == 403  # a valid credential, but an operator key is not a node token
+    assert operator_key.json()["error"] == "forbidden"
     assert central.events() == []
     assert central.post_events(token, body["events"]).status_code == 200
 
@@ -103,10 +104,15 @@ def test_operator_calls_need_an_operator_key(central):
 def test_a_node_cannot_write_another_nodes_events(central):
     lift = central.register(LIFT)
     central.register("cbxc-b12-meters", "meter")
-    mixed = [wire_event(LIFT, 1), wire_event("cbxc-b12-meters", 1)]
-    answer = central.post_events(lift, mixed)
-    assert answer.status_code == 403
-    assert central.events() == []  # nothing of the batch was stored, not even the node's own event
+    own, other, missing = wire_event(LIFT, 1), wire_event("cbxc-b12-meters", 1), wire_event(LIFT, 2)
+    del missing["node_id"]
+    answer = central.post_events(lift, [own, other, missing])
+    # one rejection per event, never a 403 for the batch (a node takes 403 as an auth block)
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == [own["id"]]
+    codes = {r["id"]: (r["code"], r["index"]) for r in answer.json()["rejected"]}
+    assert codes == {other["id"]: ("foreign_event", 1), missing["id"]: ("invalid_event", 2)}
+    assert [e["id"] for e in central.events()] == [own["id"]]  # the other node's event was not stored
 
 
 def test_heartbeat_is_stored_and_shown_with_last_seen(central):
@@ -121,15 +127,17 @@ def test_heartbeat_is_stored_and_shown_with_last_seen(central):
         "dead_letters": 1,
         "last_sensor_read": 1_789_999_990.0,
         "clock_synced": False,
-        "modbus": {"errors": 2},  # extra keys are kept as sent
+        "health": {"modbus": {"errors": 2}},  # the role's own fields
+        "modbus": {"errors": 2},  # an unknown key: ignored, so a node's stored health stays bounded
     }
     answer = requests.post(
         f"{central.url}/api/v1/heartbeat", json=health, headers=central.node_headers(token), timeout=10
     )
-    assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert answer.status_code == 200 and answer.json()["ok"] is True and answer.json()["ignored"] == ["modbus"]
     node = central.node(LIFT)
     assert node["health"]["outbox_depth"] == {"alert": 0, "state": 2, "reading": 40}
-    assert node["health"]["modbus"] == {"errors": 2} and node["health"]["clock_synced"] is False
+    assert node["health"]["health"] == {"modbus": {"errors": 2}} and node["health"]["clock_synced"] is False
+    assert "modbus" not in node["health"]
     assert node["last_heartbeat_at"] is not None and node["stale"] is False
     bad = requests.post(
         f"{central.url}/api/v1/heartbeat", json={"uptime_s": "long"}, headers=central.node_headers(token), timeout=10

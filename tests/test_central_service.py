@@ -85,9 +85,21 @@ def test_health_needs_no_auth(central):
     assert answer.status_code == 200 and answer.json()["status"] == "ok"
 
 
-def test_example_config_is_valid():
-    config = load_central_config(EXAMPLE)
-    assert config.site("changbai-xincun").claim_key
+CLAIM_KEY = "tested-claim-key-changbai-000001"
+
+
+def usable_example(tmp_path: Path) -> Path:
+    """The example config with its CHANGE-ME keys replaced, mode 0600: what an installer ends up with."""
+    path = tmp_path / "central.toml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace("CHANGE-ME-changbai-claim-key-0001", CLAIM_KEY)
+    path.write_text(text.replace("CHANGE-ME-operator-key-centre-0001", "tested-operator-key-centre-00001"))
+    path.chmod(0o600)
+    return path
+
+
+def test_example_config_is_valid_once_its_keys_are_changed(tmp_path):
+    config = load_central_config(usable_example(tmp_path))
+    assert config.site("changbai-xincun").claim_key == CLAIM_KEY
     assert len(config.operators) == 2 and config.fleet.no_car_rate == 0.05
 
 
@@ -111,18 +123,18 @@ def test_operator_key_may_be_given_as_its_sha256(tmp_path, capsys):
     lines = {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in capsys.readouterr().out.splitlines())}
     path = tmp_path / "central.toml"
     path.write_text(
-        f'[[sites]]\nid = "s1"\nclaim_key = "claim-key-0123456789"\n'
+        f'[[sites]]\nid = "s1"\nclaim_key = "claim-key-0123456789-0123456789"\n'
         f'[[operators]]\nname = "desk"\nkey_sha256 = "{lines["key_sha256"]}"\n',
         encoding="utf-8",
     )
+    path.chmod(0o600)
     config = load_central_config(path)
     assert config.operator_for(lines["key"]).name == "desk"
     assert config.operator_for(lines["key"] + "x") is None
 
 
 def test_admin_commands_add_and_show_a_site(tmp_path, capsys):
-    path = tmp_path / "central.toml"
-    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    path = usable_example(tmp_path)
     assert main(["add-site", "--config", str(path), "--site", "siping-road", "--name", '四平路 "Siping"']) == 0
     key = capsys.readouterr().out.split("technician): ")[1].split()[0]
     assert load_central_config(path).site("siping-road").claim_key == key
@@ -173,7 +185,18 @@ def test_central_serve_runs_the_server_and_stops_on_sigterm(tmp_path):
     port = _free_port()
     db = tmp_path / "data" / "central.sqlite3"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "central", "serve", "--config", str(EXAMPLE), "--db", str(db), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "central",
+            "serve",
+            "--config",
+            str(usable_example(tmp_path)),
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -191,7 +214,7 @@ def test_central_serve_runs_the_server_and_stops_on_sigterm(tmp_path):
                 time.sleep(0.1)
         assert answer.json()["status"] == "ok"
         body = {
-            "claim_key": "CHANGE-ME-changbai-claim-key-0001",
+            "claim_key": CLAIM_KEY,
             "node_id": "cbxc-b7-u2-lift1",
             "role": "elevator",
             "site": "changbai-xincun",
@@ -211,7 +234,7 @@ def test_a_damaged_database_stops_serve_with_a_clear_line(tmp_path):
     db = tmp_path / "central.sqlite3"
     db.write_bytes(b"this is not a database" * 100)
     out = subprocess.run(
-        [sys.executable, "-m", "central", "serve", "--config", str(EXAMPLE), "--db", str(db)],
+        [sys.executable, "-m", "central", "serve", "--config", str(usable_example(tmp_path)), "--db", str(db)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -230,4 +253,4 @@ def test_an_unexpected_error_still_answers_json_500(central, monkeypatch):
 
     monkeypatch.setattr(central._server.app.state.store, "store_heartbeat", broken)
     answer = requests.post(f"{central.url}/api/v1/heartbeat", json={}, headers=central.node_headers(token), timeout=10)
-    assert answer.status_code == 500 and answer.json()["error"] == "internal"
+    assert answer.status_code == 500 and answer.json()["error"] == "server_error"

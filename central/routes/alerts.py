@@ -1,0 +1,83 @@
+"""Alerts: the operators' list, one alert with its log, acknowledge and resolve."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+
+from central.bodies import AlertAction
+from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
+from central.errors import refusals
+from central.routes import api_router
+from central.views import alert_view
+
+log = logging.getLogger("central")
+router = api_router("operator")
+
+AlertNumber = Annotated[int, Path(ge=1, le=2**63 - 1, description="the central's alert id")]
+
+
+@router.get("/alerts", responses=refusals(401, 403, 422, 503))
+def get_alerts(
+    _: OperatorAuth,
+    store: StoreDep,
+    config: ConfigDep,
+    clock: ClockDep,
+    state: Literal["open", "acknowledged", "resolved", "active", "all"] = "open",
+    node_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """Alerts newest first; ``active`` = open and acknowledged (not yet resolved)."""
+    now = clock.wall()
+    nodes = {n["node_id"]: n for n in store.nodes()}
+    if state == "active":
+        found = store.alerts("open", node_id, limit) + store.alerts("acknowledged", node_id, limit)
+        found.sort(key=lambda a: -a["id"])
+    else:
+        found = store.alerts(state, node_id, limit)
+    return {"alerts": [alert_view(a, nodes, now, config) for a in found], "server_time": now}
+
+
+@router.get("/alerts/{alert}", responses=refusals(401, 403, 404, 422, 503))
+def get_alert(
+    alert: AlertNumber, _: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
+) -> dict[str, Any]:
+    """One alert with its log (every event and operator action)."""
+    nodes = {n["node_id"]: n for n in store.nodes()}
+    return alert_view(store.alert(alert, with_log=True), nodes, clock.wall(), config)
+
+
+@router.post("/alerts/{alert}/ack", responses=refusals(401, 403, 404, 409, 413, 422, 503))
+def ack_alert(
+    alert: AlertNumber,
+    operator: OperatorAuth,
+    store: StoreDep,
+    config: ConfigDep,
+    clock: ClockDep,
+    body: AlertAction | None = None,
+) -> dict[str, Any]:
+    """open -> acknowledged; 409 when it is not open."""
+    body = body or AlertAction()
+    now = clock.wall()
+    done = store.acknowledge(alert, body.by or operator.name, operator.name, body.note, now)
+    log.info("alert %d acknowledged by %s", alert, body.by or operator.name)
+    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)
+
+
+@router.post("/alerts/{alert}/resolve", responses=refusals(401, 403, 404, 409, 413, 422, 503))
+def resolve_alert(
+    alert: AlertNumber,
+    operator: OperatorAuth,
+    store: StoreDep,
+    config: ConfigDep,
+    clock: ClockDep,
+    body: AlertAction | None = None,
+) -> dict[str, Any]:
+    """open or acknowledged -> resolved; 409 when already resolved."""
+    body = body or AlertAction()
+    now = clock.wall()
+    done = store.resolve(alert, body.by or operator.name, operator.name, body.note, now)
+    log.info("alert %d resolved by %s", alert, body.by or operator.name)
+    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)

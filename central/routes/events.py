@@ -1,0 +1,94 @@
+"""Events: a node's batch (idempotent by event id, each event accepted or rejected on its own) and the operators'
+read of stored events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import ValidationError
+
+from central.bodies import WIRE_EVENT, EventBatch
+from central.config import CentralConfig
+from central.deps import ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
+from central.errors import ApiError, refusals, validation_message
+from central.jsonvalues import describe, problems
+from central.routes import api_router
+
+log = logging.getLogger("central")
+router = api_router("nodes")
+
+INT64_MAX = 2**63 - 1
+
+
+def _rejection(raw: Any, index: int | None, code: str, reason: str) -> dict[str, Any]:
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    event_id = event_id[:64] if isinstance(event_id, str) and not problems(event_id) else None
+    return {"id": event_id, "index": index, "code": code, "reason": reason}
+
+
+def check_event(raw: Any, index: int, node_id: str, config: CentralConfig) -> tuple[dict | None, dict | None]:
+    """(the validated event, None) or (None, its rejection): ``invalid_event`` when the event itself breaks the
+    contract, ``foreign_event`` when it names another node."""
+    if not isinstance(raw, dict):
+        return None, _rejection(raw, index, "invalid_event", "an event must be a JSON object")
+    if "node_id" in raw and raw["node_id"] != node_id:
+        reason = f"node_id {str(raw['node_id'])[:80]!r} is not this token's node {node_id!r}"
+        return None, _rejection(raw, index, "foreign_event", reason)
+    found = problems(raw)
+    if found:
+        return None, _rejection(raw, index, "invalid_event", describe(found))
+    try:
+        event = WIRE_EVENT.validate_python(raw).model_dump()
+    except ValidationError as exc:
+        return None, _rejection(raw, index, "invalid_event", validation_message(list(exc.errors()))[0])
+    size = len(json.dumps(raw, ensure_ascii=False).encode())
+    if size > config.server.max_event_bytes:
+        reason = f"event is {size} bytes; at most {config.server.max_event_bytes}"
+        return None, _rejection(raw, index, "invalid_event", reason)
+    return event, None
+
+
+@router.post("/events", responses=refusals(401, 403, 413, 422, 503))
+def post_events(
+    body: EventBatch, node: NodeAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
+) -> dict[str, Any]:
+    """A batch of the node's events; idempotent by event id. Events that cannot be stored are listed in
+    ``rejected`` with a ``code`` (``invalid_event``, ``foreign_event``); the others are stored and acknowledged."""
+    node_id = node["node_id"]
+    limit = config.server.max_events_per_batch
+    if len(body.events) > limit:
+        raise ApiError(413, "body_too_large", f"{len(body.events)} events in one batch; at most {limit}")
+    valid: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, raw in enumerate(body.events):
+        event, rejection = check_event(raw, index, node_id, config)
+        if event is not None:
+            valid.append(event)
+        else:
+            rejected.append(rejection)
+    now = clock.wall()
+    _new, foreign_ids = store.ingest(node_id, valid, body.node_wall_time, now)
+    taken = set(foreign_ids)
+    for event_id in foreign_ids:
+        rejected.append(_rejection({"id": event_id}, None, "foreign_event", "event id already used by another node"))
+    for item in rejected:
+        log.warning("node %s: event %s rejected (%s): %s", node_id, item["id"], item["code"], item["reason"][:300])
+    accepted = [e["id"] for e in valid if e["id"] not in taken]
+    return {"accepted": accepted, "rejected": rejected, "server_time": now}
+
+
+@router.get("/events", tags=["operator"], responses=refusals(401, 403, 422, 503))
+def get_events(
+    _: OperatorAuth,
+    store: StoreDep,
+    node_id: str | None = None,
+    kind: str | None = None,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """Stored events in the order received; page with ``after`` = the last ``row`` seen."""
+    events = store.events(node_id, kind, after, limit)
+    return {"events": events, "next_after": events[-1]["row"] if events else after}

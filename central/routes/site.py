@@ -1,0 +1,58 @@
+"""What anyone may read: liveness, the contract under /api/v1, and the operator page (with a strict CSP)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import re
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from central.deps import ClockDep
+from central.errors import refusals
+from central.routes import API, api_router
+
+router = api_router("anyone")
+pages = APIRouter(include_in_schema=False)
+
+
+@router.get("/health", responses=refusals(503))
+def health(request: Request, clock: ClockDep) -> dict[str, Any]:
+    """Liveness for technicians and load balancers; no auth, no data."""
+    return {"status": "ok", "server_time": clock.wall(), "version": request.app.version}
+
+
+@pages.get(f"{API}/openapi.json")
+def openapi_under_api(request: Request) -> JSONResponse:
+    """The same document as /openapi.json, for clients that keep every call under /api/v1."""
+    return JSONResponse(request.app.openapi())
+
+
+def operator_page_html() -> str:
+    return resources.files("central").joinpath("operator.html").read_text(encoding="utf-8")
+
+
+def _hashes(html: str, tag: str) -> str:
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
+
+
+@functools.cache
+def operator_page_headers() -> dict[str, str]:
+    """The page's own script and style by hash and nothing else: no inline injection, no framing."""
+    html = operator_page_html()
+    policy = (
+        f"default-src 'none'; script-src {_hashes(html, 'script')}; style-src {_hashes(html, 'style')};"
+        " connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {"Cache-Control": "no-store", "Content-Security-Policy": policy}
+
+
+@pages.get("/", response_class=HTMLResponse)
+@pages.get("/operator", response_class=HTMLResponse)
+def operator_page() -> HTMLResponse:
+    return HTMLResponse(operator_page_html(), headers=operator_page_headers())
