@@ -28,6 +28,7 @@ from central.jsonvalues import parse_json
 log = logging.getLogger("central")
 
 OVERLOAD_RETRY_S = 5
+DRAIN_S = 5.0  # at most this long spent reading the rest of a refused body
 
 
 class MemoryBudget:
@@ -53,9 +54,17 @@ class MemoryBudget:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        more: bool = True,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.more = more  # whether the client still has body to send
         self.headers = headers or []
 
 
@@ -72,50 +81,58 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        held, more = 0, True
+        chunks: list[bytes] = []
         try:
-            declared = _declared_length(scope)
-            if declared is not None and declared > self.max_bytes:
-                raise _Refused(413, "body_too_large", f"request body is larger than {self.max_bytes} bytes")
-            chunks: list[bytes] = []
-            deadline = asyncio.get_running_loop().time() + self.timeout_s
-            while more:
-                message = await self._receive(receive, deadline)
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                more = message.get("more_body", False)
-                if held + len(chunk) > self.max_bytes:
-                    raise _Refused(413, "body_too_large", f"request body is larger than {self.max_bytes} bytes")
-                if chunk and not self.budget.take(len(chunk)):
-                    raise _Refused(
-                        503,
-                        "overloaded",
-                        "the central holds too many request bodies now; try again later",
-                        [(b"retry-after", str(OVERLOAD_RETRY_S).encode())],
-                    )
-                held += len(chunk)
-                chunks.append(chunk)
+            more = await self._read(scope, receive, chunks)
         except _Refused as refused:
-            self.budget.give(held)
-            chunks = []
+            self.budget.give(sum(map(len, chunks)))
+            chunks.clear()
             log.warning("refused a request to %s: %s", scope.get("path"), refused.message)
             if refused.status != 408:
-                await self._drain(receive, more)
+                await self._drain(receive, refused.more)
             await send_refusal(send, refused.status, refused.code, refused.message, refused.headers)
             return
+        except BaseException:  # cancelled while reading: give the memory back
+            self.budget.give(sum(map(len, chunks)))
+            raise
+        held = sum(map(len, chunks))
+        if more:  # the client went away mid-body: nothing to answer
+            self.budget.give(held)
+            return
         body = b"".join(chunks)
-        del chunks
+        chunks.clear()
         try:
             await self.app(scope, _replay(body, receive), send)
         finally:
             self.budget.give(held)
 
+    async def _read(self, scope: dict, receive: Any, chunks: list[bytes]) -> bool:
+        """Read the body into ``chunks`` (each taken from the budget); True when the client left before its end."""
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            raise _Refused(413, "body_too_large", f"request body is larger than {self.max_bytes} bytes", more=True)
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        held, more = 0, True
+        while more:
+            message = await self._receive(receive, deadline)
+            if message["type"] == "http.disconnect":
+                return True
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            if held + len(chunk) > self.max_bytes:
+                raise _Refused(413, "body_too_large", f"request body is larger than {self.max_bytes} bytes", more)
+            if chunk and not self.budget.take(len(chunk)):
+                message = "the central holds too many request bodies now; try again later"
+                raise _Refused(503, "overloaded", message, more, [(b"retry-after", str(OVERLOAD_RETRY_S).encode())])
+            held += len(chunk)
+            chunks.append(chunk)
+        return False
+
     async def _drain(self, receive: Any, more: bool) -> None:
         """Read (and drop) a bounded amount more, so that the client finishes sending and reads the refusal
         instead of a connection reset (a node splits a batch on 413, but not on a reset)."""
         budget = 8 * self.max_bytes
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        deadline = asyncio.get_running_loop().time() + min(self.timeout_s, DRAIN_S)
         try:
             while more and budget > 0:
                 message = await self._receive(receive, deadline)
@@ -140,7 +157,7 @@ def _declared_length(scope: dict) -> int | None:
             try:
                 return int(value)
             except ValueError:
-                raise _Refused(400, "bad_request", "Content-Length is not a number") from None
+                raise _Refused(400, "bad_request", "Content-Length is not a number", more=False) from None
     return None
 
 

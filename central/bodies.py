@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
 from central.jsonvalues import StoredBody
 from common.events import RECIPIENT_ROLES
@@ -21,7 +21,20 @@ CONTACT_ROLES = ("family", "social_worker", "property_management", "maintenance"
 Role = Literal[tuple(RECIPIENT_ROLES)]  # type: ignore[valid-type]
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
-Counts = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# the largest integer every JSON reader keeps exact (I-JSON, RFC 7493); stored values may go to 2^63 - 1
+MAX_SAFE_INT = 2**53 - 1
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer: an int, or a number with no fraction (JSON Schema counts 1.0 as an integer); not a bool."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("should be an integer")
+    return value
+
+
+Counts = Annotated[int, Field(strict=False, ge=0, le=MAX_SAFE_INT), BeforeValidator(_json_integer)]
 
 
 class Contact(BaseModel):
@@ -72,7 +85,7 @@ class WireEvent(StoredBody):
     payload: dict[str, Any] = Field(default_factory=dict)
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     recipients: list[Role] = Field(default_factory=list)  # type: ignore[valid-type]
-    seq: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)] | None = None
+    seq: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), BeforeValidator(_json_integer)] | None = None
 
     # null where an object or a list belongs carries no information: not worth dead-lettering an alert for
     @field_validator("payload", mode="before")
@@ -108,13 +121,13 @@ class HeartbeatBody(StoredBody):
     node_id: ShortText | None = None
     role: ShortText | None = None
     node_wall_time: FiniteFloat | None = None
-    uptime_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    uptime_s: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
     version: ShortText | None = None
     outbox_depth: Counts | dict[str, Counts] | None = None
     dropped: Counts | dict[str, Counts] | None = None
     dead_letters: Counts | None = None
     last_sensor_read: FiniteFloat | None = None
-    clock_synced: bool | None = None
+    clock_synced: Annotated[bool, Field(strict=True)] | None = None
     selftest: dict[str, Any] | None = None
     outbox: dict[str, Any] | None = None
     sync: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from typing import Any, Literal
 
@@ -141,9 +142,28 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_body", message, fields), 422)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods the OpenAPI document lists for ``path``."""
+    paths = app.openapi()["paths"]
+    if path in paths:  # a literal path wins over a template it also fits (/nodes/register, /nodes/{node_id})
+        return {method.upper() for method in paths[path]}
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path):
+            methods |= {method.upper() for method in operations}
+    return methods
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return refusal(exc.status_code, str(exc.detail), exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path; a path served by two routers
+        # (POST and GET /events) must name both: take them from the contract
+        methods = allowed_methods(request.app, request.url.path)
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(methods))}
+    return refusal(exc.status_code, str(exc.detail), headers)
 
 
 async def _storage(_: Request, exc: Exception) -> JSONResponse:

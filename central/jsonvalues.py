@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 MAX_DEPTH = 32
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -142,19 +142,22 @@ def parse_json(raw: bytes) -> Any:
 
 
 class StoredBody(BaseModel):
-    """Base of every request body the central stores: the whole raw body passes ``problems()`` first.
+    """Base of every request body the central stores: its fields, as sent, pass ``problems()`` first.
 
     ``isolated`` names list fields whose items are checked one by one later (an event batch's events, so one
     poisoned event is one rejection, not a refused batch).
     """
 
+    # JSON types as JSON has them: no "1" for 1, no false for 0 (integers: ``bodies._json_integer``)
+    model_config = ConfigDict(strict=True)
     isolated: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _storable(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            checked = {k: v for k, v in data.items() if k not in cls.isolated}
+            # keys that are not fields are never stored (ignored, or refused by extra="forbid")
+            checked = {k: v for k, v in data.items() if k in cls.model_fields and k not in cls.isolated}
             found = problems(checked)
             if found:
                 raise ValueError(describe(found))

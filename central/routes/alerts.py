@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 
-from central.bodies import AlertAction
+from central.bodies import MAX_SAFE_INT, AlertAction
 from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
 from central.errors import refusals
 from central.routes import api_router
@@ -16,7 +16,7 @@ from central.views import alert_view
 log = logging.getLogger("central")
 router = api_router("operator")
 
-AlertNumber = Annotated[int, Path(ge=1, le=2**63 - 1, description="the central's alert id")]
+AlertNumber = Annotated[int, Path(ge=1, le=MAX_SAFE_INT, description="the central's alert id")]
 
 
 @router.get("/alerts", responses=refusals(401, 403, 422, 503))

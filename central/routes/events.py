@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Query
 from pydantic import ValidationError
 
-from central.bodies import WIRE_EVENT, EventBatch
+from central.bodies import MAX_SAFE_INT, WIRE_EVENT, EventBatch
 from central.config import CentralConfig
 from central.deps import ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
 from central.errors import ApiError, refusals, validation_message
@@ -19,8 +19,6 @@ from central.routes import api_router
 
 log = logging.getLogger("central")
 router = api_router("nodes")
-
-INT64_MAX = 2**63 - 1
 
 
 def _rejection(raw: Any, index: int | None, code: str, reason: str) -> dict[str, Any]:
@@ -86,7 +84,7 @@ def get_events(
     store: StoreDep,
     node_id: str | None = None,
     kind: str | None = None,
-    after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Stored events in the order received; page with ``after`` = the last ``row`` seen."""
