@@ -34,7 +34,13 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-Counts = Annotated[int, Field(strict=False, ge=0, le=MAX_SAFE_INT), BeforeValidator(_json_integer)]
+def json_int(ge: int, le: int) -> Any:
+    """An integer field of a strict body: ``ge``..``le``, as JSON writes it (``3`` or ``3.0``, never ``true``).
+    The bounds come before the validator, so the OpenAPI shows them as minimum and maximum."""
+    return Annotated[int, Field(strict=False, ge=ge, le=le), BeforeValidator(_json_integer)]
+
+
+Counts = json_int(0, MAX_SAFE_INT)
 
 
 class Contact(BaseModel):
@@ -85,7 +91,7 @@ class WireEvent(StoredBody):
     payload: dict[str, Any] = Field(default_factory=dict)
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     recipients: list[Role] = Field(default_factory=list)  # type: ignore[valid-type]
-    seq: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), BeforeValidator(_json_integer)] | None = None
+    seq: json_int(0, 2**63 - 1) | None = None  # type: ignore[valid-type]
 
     # null where an object or a list belongs carries no information: not worth dead-lettering an alert for
     @field_validator("payload", mode="before")
@@ -123,9 +129,9 @@ class HeartbeatBody(StoredBody):
     node_wall_time: FiniteFloat | None = None
     uptime_s: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
     version: ShortText | None = None
-    outbox_depth: Counts | dict[str, Counts] | None = None
-    dropped: Counts | dict[str, Counts] | None = None
-    dead_letters: Counts | None = None
+    outbox_depth: Counts | dict[str, Counts] | None = None  # type: ignore[valid-type]
+    dropped: Counts | dict[str, Counts] | None = None  # type: ignore[valid-type]
+    dead_letters: Counts | None = None  # type: ignore[valid-type]
     last_sensor_read: FiniteFloat | None = None
     clock_synced: Annotated[bool, Field(strict=True)] | None = None
     selftest: dict[str, Any] | None = None

@@ -1,7 +1,8 @@
 """Software updates at the central: nodes ask for their release and fetch its files (HTTP Range), report how it
 went; operators start, pause, resume and abort staged rollouts and watch them (``/operator/updates``).
 
-An APIRouter on ``app.state.releases`` (a ``ReleaseStore``), ``app.state.store``, ``.config`` and ``.clock``.
+An APIRouter on ``app.state.releases`` (a ``ReleaseStore``), ``app.state.store``, ``.config`` and ``.clock``;
+auth and refusals are the rest of the API's (``central.deps``, ``central.errors``).
 A rollout moves on only when something looks at it (a node's check or report, an operator's read), so no
 background thread is needed: ``progress()`` applies every verdict that is due.
 """
@@ -16,77 +17,34 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import APIRouter, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from central import rollout as rules
+from central.asgi_limits import JsonRoute
+from central.bodies import MAX_SAFE_INT, json_int
+from central.deps import NodeAuth, OperatorAuth
+from central.errors import ApiError, refusals
+from central.jsonvalues import StoredBody
 from central.release_store import ReleaseStore
+from central.routes import API
+from central.routes.site import page_headers
 from central.store import Conflict, NotFound
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 
-API = "/api/v1"
 REPORT_STATES = ("downloading", "staged", "refused", "switched", "committed", "rolled_back", "failed", "deferred")
-bearer = HTTPBearer(auto_error=False, description="node token or operator key")
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
-
-
-class Refused(Exception):
-    """A request refused with ``status``; answered as ``{"error": code, "message": ..., "fields": []}`` like the
-    rest of the API."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _api_error(status: int, code: str, message: str) -> Refused:
-    return Refused(status, code, message)
-
-
-async def _refused(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Refused)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse({"error": exc.code, "message": exc.message, "fields": []}, exc.status, headers=headers)
+RolloutNumber = Annotated[int, PathParam(ge=1, le=MAX_SAFE_INT, description="the rollout's id")]
 
 
 def install(app: FastAPI, db_path: Path | str) -> None:
     """Add the update routes and their tables to the central's app (``app.state.releases``)."""
     app.state.releases = ReleaseStore(db_path)
-    app.add_exception_handler(Refused, _refused)
     app.include_router(router)
-
-
-def _creds(request: Request, creds: HTTPAuthorizationCredentials | None) -> str:
-    if creds is None:
-        raise _api_error(401, "unauthorized", "a node token or operator key is required (Authorization: Bearer)")
-    return creds.credentials
-
-
-def node_auth(
-    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> dict[str, Any]:
-    node = request.app.state.store.node_for_token(_creds(request, creds))
-    if node is None:
-        raise _api_error(401, "unauthorized", "unknown node or wrong token (re-register to get a new one)")
-    return node
-
-
-def operator_auth(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Any:
-    token = _creds(request, creds)
-    operator = request.app.state.config.operator_for(token)
-    if operator is None:
-        if request.app.state.store.node_for_token(token) is not None:
-            raise _api_error(403, "forbidden", "a node token cannot be used for operator calls")
-        raise _api_error(401, "unauthorized", "unknown operator key")
-    return operator
-
-
-NodeAuth = Annotated[dict[str, Any], Depends(node_auth)]
-OperatorAuth = Annotated[Any, Depends(operator_auth)]
 
 
 def _releases(request: Request) -> ReleaseStore:
@@ -188,7 +146,7 @@ def publish_bundle(releases: ReleaseStore, bundle: Path, public_key: Path, now: 
 
 
 # ------------------------------------------------------------------------------------------------- nodes
-@router.get(f"{API}/updates/check", tags=["nodes"])
+@router.get(f"{API}/updates/check", tags=["nodes"], responses=refusals(401, 403, 422, 503))
 def check_update(
     request: Request,
     node: NodeAuth,
@@ -229,7 +187,11 @@ def check_update(
     }
 
 
-@router.get(f"{API}/releases/{{role}}/{{target}}/{{version}}/files/{{name}}", tags=["nodes"])
+@router.get(
+    f"{API}/releases/{{role}}/{{target}}/{{version}}/files/{{name}}",
+    tags=["nodes"],
+    responses=refusals(401, 403, 404, 422, 503),
+)
 def release_file(request: Request, role: str, target: str, version: Version, name: str, _: NodeAuth) -> FileResponse:
     """One file of a release; HTTP Range requests resume a cut download."""
     if not re.fullmatch(FILE_NAME_PATTERN, name) or _releases(request).release(role, target, version) is None:
@@ -240,18 +202,18 @@ def release_file(request: Request, role: str, target: str, version: Version, nam
     return FileResponse(path, media_type="application/octet-stream")
 
 
-class ReportBody(BaseModel):
+class ReportBody(StoredBody):
     """POST /updates/report: how an update went on the node."""
 
     model_config = ConfigDict(extra="forbid")
-    rollout: int | None = None
+    rollout: json_int(1, MAX_SAFE_INT) | None = None  # type: ignore[valid-type]
     version: Version
     state: Literal[REPORT_STATES]  # type: ignore[valid-type]
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
     from_version: Annotated[str, StringConstraints(max_length=64)] = ""
 
 
-@router.post(f"{API}/updates/report", tags=["nodes"])
+@router.post(f"{API}/updates/report", tags=["nodes"], responses=refusals(401, 403, 413, 422, 503))
 def report_update(request: Request, body: ReportBody, node: NodeAuth) -> dict[str, Any]:
     """Record a step or the outcome of a node's update; a failure may halt its rollout at once."""
     releases, now = _releases(request), _now(request)
@@ -265,34 +227,47 @@ def report_update(request: Request, body: ReportBody, node: NodeAuth) -> dict[st
 
 
 # ---------------------------------------------------------------------------------------------- operator
-class RolloutBody(BaseModel):
+class RolloutBody(StoredBody):
     """POST /rollouts: start a staged rollout of a published release to every node of a role."""
 
     model_config = ConfigDict(extra="forbid")
     role: Literal["elevator", "meter", "kiosk"]
     version: Version
-    shares: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=lambda: [10.0, 50.0, 100.0])
+    shares: Annotated[list[Annotated[float, Field(gt=0, le=100)]], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: [10.0, 50.0, 100.0]
+    )
     max_failure_rate: Annotated[float, Field(ge=0, lt=1)] = 0.1
     soak_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 3600.0
 
+    @field_validator("shares")
+    @classmethod
+    def _cumulative(cls, shares: list[float]) -> list[float]:
+        """Shares are cumulative percentages of the stable nodes: in any order, the last stage always 100 %."""
+        out = sorted(set(shares))
+        return out if out[-1] == 100 else [*out, 100.0]
 
-class RolloutAction(BaseModel):
+
+class RolloutAction(StoredBody):
+    """POST /rollouts/{id}/{action}: an optional note."""
+
     model_config = ConfigDict(extra="forbid")
     note: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
-@router.get(f"{API}/releases", tags=["operator"])
+@router.get(f"{API}/releases", tags=["operator"], responses=refusals(401, 403, 422, 503))
 def list_releases(request: Request, _: OperatorAuth, role: str | None = None) -> dict[str, Any]:
     return {"releases": _releases(request).releases(role), "server_time": _now(request)}
 
 
-@router.post(f"{API}/rollouts", status_code=201, tags=["operator"])
+@router.post(
+    f"{API}/rollouts", status_code=201, tags=["operator"], responses=refusals(401, 403, 404, 409, 413, 422, 503)
+)
 def start_rollout(request: Request, body: RolloutBody, operator: OperatorAuth) -> dict[str, Any]:
     """Start: the pilot nodes first, then each share of the stable nodes; halts itself on failures."""
     releases, now = _releases(request), _now(request)
     plan = rules.Plan(tuple(body.shares), body.max_failure_rate, body.soak_s)
     if plan.problems():
-        raise _api_error(422, "invalid", "; ".join(plan.problems()))
+        raise ApiError(422, "invalid_body", "; ".join(plan.problems()), ["shares"])
     if not releases.targets_of(body.role, body.version):
         raise NotFound(f"release {body.version} for {body.role} nodes was never added (central release add)")
     fields = {"shares": list(plan.shares), "max_failure_rate": plan.max_failure_rate, "soak_s": plan.soak_s}
@@ -300,14 +275,14 @@ def start_rollout(request: Request, body: RolloutBody, operator: OperatorAuth) -
     return rollout_view(releases, releases.rollout(rollout), now, with_timeline=True)
 
 
-@router.get(f"{API}/rollouts", tags=["operator"])
+@router.get(f"{API}/rollouts", tags=["operator"], responses=refusals(401, 403, 503))
 def list_rollouts(request: Request, _: OperatorAuth) -> dict[str, Any]:
     releases, now = _releases(request), _now(request)
     return {"rollouts": [rollout_view(releases, r, now, False) for r in releases.rollouts()], "server_time": now}
 
 
-@router.get(f"{API}/rollouts/{{rollout}}", tags=["operator"])
-def get_rollout(request: Request, rollout: int, _: OperatorAuth) -> dict[str, Any]:
+@router.get(f"{API}/rollouts/{{rollout}}", tags=["operator"], responses=refusals(401, 403, 404, 422, 503))
+def get_rollout(request: Request, rollout: RolloutNumber, _: OperatorAuth) -> dict[str, Any]:
     releases = _releases(request)
     return rollout_view(releases, releases.rollout(rollout), _now(request), with_timeline=True)
 
@@ -316,10 +291,12 @@ _MOVES = {"pause": ("running",), "resume": ("paused", "halted"), "abort": ("runn
 _TO = {"pause": "paused", "resume": "running", "abort": "aborted"}
 
 
-@router.post(f"{API}/rollouts/{{rollout}}/{{action}}", tags=["operator"])
+@router.post(
+    f"{API}/rollouts/{{rollout}}/{{action}}", tags=["operator"], responses=refusals(401, 403, 404, 409, 413, 422, 503)
+)
 def move_rollout(
     request: Request,
-    rollout: int,
+    rollout: RolloutNumber,
     action: Literal["pause", "resume", "abort"],
     operator: OperatorAuth,
     body: RolloutAction | None = None,
@@ -337,7 +314,7 @@ def move_rollout(
     return rollout_view(releases, releases.rollout(rollout), now, with_timeline=True)
 
 
-@router.get(f"{API}/updates/nodes", tags=["operator"])
+@router.get(f"{API}/updates/nodes", tags=["operator"], responses=refusals(401, 403, 503))
 def update_nodes(request: Request, _: OperatorAuth) -> dict[str, Any]:
     """Every node: the version it runs (last heartbeat), its channel and its update state."""
     return {"nodes": _releases(request).node_states(), "server_time": _now(request)}
@@ -346,4 +323,4 @@ def update_nodes(request: Request, _: OperatorAuth) -> dict[str, Any]:
 @router.get("/operator/updates", include_in_schema=False, response_class=HTMLResponse)
 def updates_page() -> HTMLResponse:
     html = resources.files("central").joinpath("updates.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, headers=page_headers(html))

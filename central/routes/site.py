@@ -42,9 +42,8 @@ def _hashes(html: str, tag: str) -> str:
 
 
 @functools.cache
-def operator_page_headers() -> dict[str, str]:
-    """The page's own script and style by hash and nothing else: no inline injection, no framing."""
-    html = operator_page_html()
+def page_headers(html: str) -> dict[str, str]:
+    """A page's own script and style by hash and nothing else: no inline injection, no framing."""
     policy = (
         f"default-src 'none'; script-src {_hashes(html, 'script')}; style-src {_hashes(html, 'style')};"
         " connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -55,4 +54,5 @@ def operator_page_headers() -> dict[str, str]:
 @pages.get("/", response_class=HTMLResponse)
 @pages.get("/operator", response_class=HTMLResponse)
 def operator_page() -> HTMLResponse:
-    return HTMLResponse(operator_page_html(), headers=operator_page_headers())
+    html = operator_page_html()
+    return HTMLResponse(html, headers=page_headers(html))
