@@ -39,7 +39,7 @@ class ServerSection:
         1000, min=10, max=100_000, help="beyond this, the oldest connection still waiting for its head is dropped"
     )
     max_buffered_bytes: int = setting(
-        33_554_432, min=1_048_576, max=4_294_967_296, help="request bodies held at once; beyond, 503"
+        16_777_216, min=1_048_576, max=4_294_967_296, help="bytes of request bodies held at once; beyond, 503"
     )
     register_failures_per_min: int = setting(
         10, min=1, max=10_000, help="wrong claim keys per client address and minute before 429"

@@ -27,6 +27,9 @@ from central.errors import error_bytes
 log = logging.getLogger("central")
 
 FD_HEADROOM = 64  # descriptors kept free for the database, logs and the listening socket
+# asyncio accepts up to the listen backlog in one go before any connection_made() runs: those descriptors must
+# exist too, or accept() fails with EMFILE
+BACKLOG = 128
 OVERLOAD_RETRY_S = 5
 
 
@@ -141,7 +144,7 @@ def raise_fd_limit(max_connections: int) -> int:
             soft = target
         except (ValueError, OSError):
             pass
-    allowed = max(10, soft - FD_HEADROOM) if soft != resource.RLIM_INFINITY else max_connections
+    allowed = max(10, soft - FD_HEADROOM - BACKLOG) if soft != resource.RLIM_INFINITY else max_connections
     if allowed < max_connections:
         log.warning("open-file limit %d allows %d connections, not %d", soft, allowed, max_connections)
     return min(max_connections, allowed)

@@ -19,7 +19,7 @@ import uvicorn
 
 from central.app import create_app
 from central.config import CentralConfig, ServerSection
-from central.guard import ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
+from central.guard import BACKLOG, ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
 from common.clock import Clock
 
 
@@ -37,6 +37,7 @@ def make_server(app: Any, server: ServerSection, **options: Any) -> uvicorn.Serv
     config = uvicorn.Config(
         app,
         http=guarded_protocol(limits),
+        backlog=BACKLOG,
         timeout_keep_alive=max(1, round(server.idle_timeout_s)),
         timeout_graceful_shutdown=options.pop("timeout_graceful_shutdown", 5),
         **options,
