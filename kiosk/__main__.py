@@ -87,6 +87,7 @@ def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> i
         node.fault("screen", "no window could be opened")
         return node.run_headless()
     node.part_ok("screen")
+    node.open_backlight()
     from kiosk.app import KioskApp
 
     app = KioskApp(

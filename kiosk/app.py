@@ -124,13 +124,6 @@ class KioskRoot(BoxLayout):
         return super().on_touch_down(touch)
 
 
-def shift_offset(step: int, amplitude: float) -> tuple[float, float]:
-    """The idle screen's offset at shift ``step``: a slow walk around a small square, back to the middle."""
-    pattern = ((0, 0), (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
-    dx, dy = pattern[step % len(pattern)]
-    return dx * amplitude, dy * amplitude
-
-
 # ------------------------------------------------------------------------------------------------ app
 class KioskApp(App):
     """The full-screen kiosk. ``controller`` None: a still screen (snapshots)."""
@@ -254,7 +247,7 @@ class KioskApp(App):
         # against burn-in on an idle screen left for hours; a ride's screens stay put
         step = self.shift_step if self.view.state == "idle" else 0
         root = self.root_widget
-        root.shift_x, root.shift_y = shift_offset(step, self.sizes["shift"])
+        root.shift_x, root.shift_y = theme.shift_offset(step, self.sizes["shift"])
 
     # ------------------------------------------------------------------------------------- inputs
     def press(self) -> None:

@@ -11,8 +11,10 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from gpiozero.exc import GPIOZeroError
 
@@ -22,13 +24,14 @@ from common.events import Detection
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from hal.audio import Speaker
+from hal.backlight import Backlight, open_backlight
 from kiosk.client import RidesClient
 from kiosk.config import KioskConfig
 from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import RaiseAlert, Report, RideView
 from kiosk.texts import Texts, load_texts
-from speech.voice import make_voice
+from speech.voice import VolumeSchedule, make_voice
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -128,6 +131,9 @@ class KioskNode:
         self.led: Any = None
         self.led_state: LedPattern | None = None
         self.record_failures = 0
+        # the screen dims at the same night hours the voice gets quieter ([audio] night_start..night_end)
+        self.night = VolumeSchedule.from_config(config.audio, config.node.timezone)
+        self.backlight: Backlight | None = None
         self._arcade_held = False
         self._view_changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -212,6 +218,7 @@ class KioskNode:
         """Timeouts, polls and retries, then the runtime's housekeeping (committing readings, re-notifying)."""
         self.controller.tick()
         self._close_old_help()
+        self._set_brightness()
         self.runtime.housekeeping(self.clock.monotonic() if now is None else now)
 
     def safe_tick(self) -> None:
@@ -289,6 +296,20 @@ class KioskNode:
             log.error("could not store the help request in the outbox: %s", exc)
             return
         self.runtime.uploader.wake()
+
+    def open_backlight(self) -> None:
+        """Take the display's backlight (for the screen; a headless kiosk leaves it alone)."""
+        self.backlight = open_backlight(self.kiosk.screen.backlight)
+
+    def brightness_now(self) -> int:
+        """Backlight percent for this moment: night_brightness from night_start to night_end, else day."""
+        screen = self.kiosk.screen
+        local = datetime.fromtimestamp(self.clock.wall(), ZoneInfo(self.night.timezone)).time()
+        return screen.night_brightness if self.night.is_night(local) else screen.day_brightness
+
+    def _set_brightness(self) -> None:
+        if self.backlight is not None and self.backlight.set_percent(self.brightness_now()):
+            self.runtime.set_health(screen_brightness=self.backlight.percent)
 
     def _close_old_help(self) -> None:
         # the node cannot see help arrive: the request is re-sent until help_clear_s, then closed on the node

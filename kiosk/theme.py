@@ -150,6 +150,13 @@ class ScreenGeometry:
         return out
 
 
+def shift_offset(step: int, amplitude: float) -> tuple[float, float]:
+    """The idle screen's offset at shift ``step``: a slow walk around a small square, back to the middle."""
+    pattern = ((0, 0), (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
+    dx, dy = pattern[step % len(pattern)]
+    return dx * amplitude, dy * amplitude
+
+
 # state -> icon shape drawn beside the heading: the state is never told by colour alone
 STATE_ICONS: dict[str, str] = {
     "idle": "taxi",

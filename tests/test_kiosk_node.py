@@ -307,3 +307,32 @@ def test_unreadable_ride_file_is_ignored(tmp_path: Path) -> None:
         assert node.state == "idle"
     finally:
         node.close()
+
+
+def test_screen_dims_at_the_audio_night_hours_through_sysfs(tmp_path: Path) -> None:
+    """A backlight folder as the kernel shows it (brightness, max_brightness); Shanghai time from the wall clock."""
+    from common.clock import ManualClock
+
+    light = tmp_path / "backlight"
+    light.mkdir()
+    (light / "max_brightness").write_text("255\n")
+    (light / "brightness").write_text("255\n")
+    config = write_kiosk_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        None,
+        sections='[gpio]\npin_factory = "mock"\n',
+        kiosk_extra=f'screen = {{ backlight = "{light}", night_brightness = 30 }}',
+    )
+    clock = ManualClock()
+    clock.set_wall(1_780_000_000 - 1_780_000_000 % 86400 + 15 * 3600)  # 15:00 UTC = 23:00 in Shanghai
+    node = KioskNode(load_config(config), speaker=RecordingSpeaker(), use_gpio=False, clock=clock)
+    try:
+        node.open_backlight()
+        node.tick()
+        assert (light / "brightness").read_text().strip() == str(round(255 * 0.3))
+        clock.set_wall(clock.wall() + 9 * 3600)  # 08:00 in Shanghai: day ([audio] night ends 07:00)
+        node.tick()
+        assert (light / "brightness").read_text().strip() == "255"
+    finally:
+        node.close()

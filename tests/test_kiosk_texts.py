@@ -166,3 +166,11 @@ def test_screen_geometry_of_the_default_and_larger_panels() -> None:
     big = theme.ScreenGeometry.of(21.5, 1920, 1080)
     assert 1.0 < ten.scale < portrait.scale < big.scale
     assert big.width_mm == pytest.approx(476, abs=1)  # 21.5" 16:9
+
+
+def test_idle_screen_walks_a_small_square_against_burn_in() -> None:
+    offsets = [theme.shift_offset(step, 5.0) for step in range(18)]
+    assert offsets[0] == (0, 0) and offsets[9] == (0, 0)  # back to the middle every nine steps
+    assert len(set(offsets[:9])) == 9  # every step moves the picture
+    assert all(abs(dx) <= 5 and abs(dy) <= 5 for dx, dy in offsets)
+    assert theme.LAYOUT_MM["shift"] <= 1.5  # slightly: at most 1.5 mm each way
