@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from common.cli import setup_logging
-from common.config import ConfigError, default_config_path, load_config, load_config_or_exit
-from kiosk.config import KioskConfig, ScreenSection
+from common.config import ConfigError, NodeConfig, default_config_path, load_config, load_config_or_exit
+from kiosk.config import KioskConfig
 from kiosk.texts import Texts, TextsError, load_texts
 
 log = logging.getLogger("kiosk")
@@ -43,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config_or_exit(config_path or default_config_path(), "kiosk")
     setup_logging(config.node.log_level)
     texts = _texts_or_exit(config.role_config)
-    from kiosk.node import KioskNode
-
-    node = KioskNode(config, texts=texts)
     if getattr(args, "headless", False) or not _has_display():
         if not getattr(args, "headless", False):
             log.warning("no display found: running headless (arcade button and voice only)")
-        return node.run_headless()
-    return run_screen(node, config.role_config.screen, windowed=getattr(args, "windowed", False))
+        return make_node(config, texts).run_headless()
+    return run_screen(config, texts, windowed=getattr(args, "windowed", False))
+
+
+def make_node(config: NodeConfig, texts: Texts) -> Any:
+    """The kiosk without its screen (imported here: the screen shows before the node and its network start)."""
+    from kiosk.node import KioskNode
+
+    return KioskNode(config, texts=texts)
 
 
 def user_cache() -> Path:
@@ -72,11 +76,13 @@ def _texts_or_exit(kiosk: KioskConfig) -> Texts:
         raise SystemExit(EXIT_TEXTS) from None
 
 
-def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> int:
-    """The touch screen in this process's main thread; the node (button, LED, outbox) alongside."""
+def run_screen(config: NodeConfig, texts: Texts, *, windowed: bool = False) -> int:
+    """The touch screen in this process's main thread: the idle screen first, then the node (button, LED,
+    outbox, network) starts behind it and the ride flow is attached; a touch in between is kept."""
     from kiosk.kivyconf import configure_kivy
 
-    configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=node.state_dir / "kivy")
+    screen = config.role_config.screen
+    configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=config.state_dir / "kivy")
     try:
         from kivy.core.window import Window
     except SystemExit:  # some Kivy window providers exit the process when they cannot open a display
@@ -84,34 +90,21 @@ def run_screen(node: Any, screen: ScreenSection, *, windowed: bool = False) -> i
     if Window is None:
         # a kiosk with a broken screen still hails taxis by button and voice
         log.error("no screen could be opened: running headless (arcade button and voice)")
+        node = make_node(config, texts)
         node.fault("screen", "no window could be opened")
         return node.run_headless()
-    node.part_ok("screen")
-    node.open_backlight()
-    from kiosk.app import KioskApp
-
-    app = KioskApp(
-        node.texts,
-        screen,
-        font_cache=node.config.node.data_dir / "fonts",
-        controller=node.controller,
-        tick=node.safe_tick,
-        watchdog=node.notify,
-        watchdog_period_s=node.watchdog_period_s(),
-    )
-    if app.font_problem:
-        node.fault("font", app.font_problem)
-    else:
-        node.part_ok("font")
-    # systemd stops the kiosk with SIGTERM; Escape and window-close are ignored
     from kivy.clock import Clock as KivyClock
 
+    from kiosk.app import open_screen
+
+    app, nodes = open_screen(config, texts, lambda: make_node(config, texts))
+    # systemd stops the kiosk with SIGTERM; Escape and window-close are ignored
     signal.signal(signal.SIGTERM, lambda *_: KivyClock.schedule_once(lambda _dt: app.stop(), 0))
-    node.start()
     try:
         app.run()
     finally:
-        node.close()
+        for node in nodes:
+            node.close()
     return 0
 
 
@@ -150,7 +143,7 @@ def snapshot(out_dir: Path, config_path: Path | None) -> int:
             sizes = [(screen.width, screen.height)]
             if (800, 480) not in sizes:
                 sizes.append((800, 480))
-            app = KioskApp(texts, screen, font_cache=user_cache() / "fonts")
+            app = KioskApp(texts, screen, font_cache=user_cache() / "fonts", still=True)
             runner = SnapshotRunner(app, out_dir, sizes)
             app.on_ready = runner.start
             app.run()

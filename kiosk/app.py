@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import kivyconf
 
@@ -27,13 +27,16 @@ from kivy.uix.label import Label  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
 from common.clock import Clock, SystemClock  # noqa: E402
+from common.config import NodeConfig  # noqa: E402
 from kiosk import theme  # noqa: E402
 from kiosk.config import ScreenSection  # noqa: E402
-from kiosk.controller import KioskController  # noqa: E402
 from kiosk.fonts import FontError, kiosk_fonts  # noqa: E402
 from kiosk.icons import StateIcon  # noqa: E402
 from kiosk.ride_events import RideView  # noqa: E402
 from kiosk.texts import Texts  # noqa: E402
+
+if TYPE_CHECKING:  # the controller (and the network client under it) is attached after the first frame
+    from kiosk.controller import KioskController
 
 log = logging.getLogger(__name__)
 KV_FILE = Path(__file__).with_name("kiosk.kv")
@@ -126,7 +129,8 @@ class KioskRoot(BoxLayout):
 
 # ------------------------------------------------------------------------------------------------ app
 class KioskApp(App):
-    """The full-screen kiosk. ``controller`` None: a still screen (snapshots)."""
+    """The full-screen kiosk. The ride flow comes with ``controller`` or later with ``attach``; ``still``: a
+    screen that never gets one (snapshots)."""
 
     kv_file = str(KV_FILE)  # App.load_kv() reads it once, before build()
     font = StringProperty("Roboto")
@@ -145,6 +149,7 @@ class KioskApp(App):
         watchdog: Callable[[str], Any] | None = None,
         watchdog_period_s: float = 0.0,
         on_ready: Callable[[KioskApp], None] | None = None,
+        still: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -157,6 +162,7 @@ class KioskApp(App):
         self.watchdog = watchdog
         self.watchdog_period_s = watchdog_period_s
         self.on_ready = on_ready
+        self.still = still  # a still screen (snapshots): touches do nothing
         self.font_problem = ""
         try:
             self.font, self.font_bold = kiosk_fonts(screen, font_cache)
@@ -171,6 +177,7 @@ class KioskApp(App):
         self.panel: Widget | None = None
         self.last_touch = -1e9  # time.monotonic() of the last touch-down anywhere on the screen
         self.shift_step = 0
+        self._pending: list[str] = []  # touches before the ride controller is attached (the first moments)
         self._main_thread = threading.current_thread()
         self._resize()
 
@@ -199,18 +206,41 @@ class KioskApp(App):
         KivyClock.schedule_interval(self._every_second, 1.0)
         KivyClock.schedule_interval(self._shift, self.screen_cfg.shift_every_s)
         if self.controller is not None:
-            self.controller.add_listener(self.show)
-            self.controller.start()
-            self._show(self.controller.view())
-        if self.tick is not None:
-            KivyClock.schedule_interval(lambda _dt: self.tick(), 0.25)
-        if self.watchdog is not None:
-            self.watchdog("READY=1")
-            if self.watchdog_period_s > 0:
-                # pinged from the UI thread: a frozen screen stops the pings and systemd restarts the kiosk
-                KivyClock.schedule_interval(lambda _dt: self.watchdog("WATCHDOG=1"), self.watchdog_period_s)
+            self.attach(self.controller, self.tick, self.watchdog, self.watchdog_period_s)
         if self.on_ready is not None:
             KivyClock.schedule_once(lambda _dt: self.on_ready(self), 0)
+
+    def after_first_frame(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the first screen is on the glass (the rest of the kiosk starts behind it)."""
+
+        def flipped(*_: Any) -> None:
+            Window.unbind(on_flip=flipped)
+            KivyClock.schedule_once(lambda _dt: callback(), 0)
+
+        Window.bind(on_flip=flipped)
+
+    def attach(
+        self,
+        controller: KioskController,
+        tick: Callable[[], None] | None = None,
+        watchdog: Callable[[str], Any] | None = None,
+        watchdog_period_s: float = 0.0,
+    ) -> None:
+        """Connect the ride flow: its views to the screen, the screen's touches (also those made already) to it."""
+        self.controller, self.tick, self.clock = controller, tick or controller.tick, controller.clock
+        self.watchdog, self.watchdog_period_s = watchdog, watchdog_period_s
+        controller.add_listener(self.show)
+        controller.start()
+        self._show(controller.view())
+        KivyClock.schedule_interval(lambda _dt: self.tick(), 0.25)
+        if watchdog is not None:
+            watchdog("READY=1")
+            if watchdog_period_s > 0:
+                # pinged from the UI thread: a frozen screen stops the pings and systemd restarts the kiosk
+                KivyClock.schedule_interval(lambda _dt: watchdog("WATCHDOG=1"), watchdog_period_s)
+        pending, self._pending = self._pending, []
+        for action in pending:
+            getattr(controller, action)("screen")
 
     def on_stop(self) -> None:
         if self.controller is not None:
@@ -252,25 +282,22 @@ class KioskApp(App):
     # ------------------------------------------------------------------------------------- inputs
     def press(self) -> None:
         """The call button."""
-        if self.controller is not None:
-            self.controller.press("screen")
+        self._act("press")
 
     def _primary(self) -> None:
-        if self.controller is None:
-            return
-        kind = self.primary.kind
-        if kind == "cancel":
-            self.controller.cancel("screen")
-        else:  # back, keep
-            self.controller.back("screen")
+        self._act("cancel" if self.primary.kind == "cancel" else "back")  # back, keep
 
     def _confirm(self) -> None:
-        if self.controller is not None:
-            self.controller.confirm_cancel("screen")
+        self._act("confirm_cancel")
 
     def _help(self) -> None:
+        self._act("help")
+
+    def _act(self, action: str) -> None:
         if self.controller is not None:
-            self.controller.help("screen")
+            getattr(self.controller, action)("screen")
+        elif self.still is False:
+            self._pending.append(action)  # handed over as soon as the ride flow is attached
 
     # ------------------------------------------------------------------------------------- screens
     def show(self, view: RideView) -> None:
@@ -418,6 +445,25 @@ class KioskApp(App):
     def texts_on_screen(self) -> list[Label]:
         """Every visible line of text now on screen."""
         return [w for w in self.root_widget.walk() if isinstance(w, Text | Word) and w.text and w.opacity > 0]
+
+
+def open_screen(config: NodeConfig, texts: Texts, make_node: Callable[[], Any]) -> tuple[KioskApp, list[Any]]:
+    """The kiosk's screen, with the node (``make_node()``: a KioskNode) built and attached once the first screen
+    is drawn; returns the app and the list the node is put in (to close it after the app stops)."""
+    app = KioskApp(texts, config.role_config.screen, font_cache=config.node.data_dir / "fonts")
+    nodes: list[Any] = []
+
+    def start_node() -> None:
+        node = make_node()
+        nodes.append(node)
+        node.part_ok("screen")
+        node.fault("font", app.font_problem) if app.font_problem else node.part_ok("font")
+        node.open_backlight()
+        node.start()
+        app.attach(node.controller, node.safe_tick, node.notify, node.watchdog_period_s())
+
+    app.after_first_frame(start_node)
+    return app, nodes
 
 
 def _car_params(car: Any) -> dict[str, Any]:

@@ -73,10 +73,11 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from kivy.core.window import Window
     from kivy.input.motionevent import MotionEvent
 
-    from kiosk.app import KioskApp
+    from kiosk.app import KioskApp, open_screen
     from kiosk.node import KioskNode
     from kiosk.png import write_png
     from kiosk.snapshot import read_rgb
+    from kiosk.texts import load_texts
 
     class Touch(MotionEvent):
         def __init__(self, x: float, y: float) -> None:
@@ -89,15 +90,16 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             super().depack(values)
 
     clock = FastClock(args.speed) if args.soak_hours else None
-    # no audio device in CI: the controller keeps the last prompts' texts (node.controller.spoken)
-    node = KioskNode(config, speaker=NullSpeaker(), use_gpio=False, clock=clock)
-    app = KioskApp(
-        node.texts,
-        config.role_config.screen,
-        font_cache=config.node.data_dir / "fonts",
-        controller=node.controller,
-        tick=node.safe_tick,
-    )
+    kiosk = config.role_config
+    texts = load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+
+    # as `kiosk run` does: the screen first, the node behind it; no audio device in CI: the controller keeps the
+    # last prompts' texts (node.controller.spoken)
+    def make_node() -> Any:
+
+        return KioskNode(config, texts=texts, speaker=NullSpeaker(), use_gpio=False, clock=clock)
+
+    app, nodes = open_screen(config, texts, make_node)
     result: dict[str, Any] = {"reached": False}
     marks: dict[str, float] = {}
     last_state = [""]
@@ -151,7 +153,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             write_png(args.shot, w, h, read_rgb(w, h), bottom_up=True)
             args.shot = None
         # let the uploader send the ride's events before the node stops (they would wait in the outbox anyway)
-        waiting = node.runtime.outbox.depth()
+        waiting = nodes[0].runtime.outbox.depth() if nodes else {"state": 0, "alert": 0}
         if (waiting["state"] or waiting["alert"]) and time.monotonic() < drain_until[0]:
             KivyClock.schedule_once(finish, 0.1)
             return
@@ -165,10 +167,14 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         Window.dispatch("on_request_close")
         emit("escaped", cursor_visible=bool(Window.show_cursor))
 
-    soak = Soak(node, args) if args.soak_hours else None
+    soaks: list[Soak] = []
 
     def soak_step(_dt: float) -> None:
-        assert soak is not None
+        if not nodes:
+            return
+        if not soaks:
+            soaks.append(Soak(nodes[0], args))
+        soak = soaks[0]
         if app.view.state == "idle" and soak.due_ride():
             touch(0)
         if soak.step():
@@ -182,7 +188,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             KivyClock.schedule_once(touch, args.touch_after)
         if args.tap_cancel_after:
             KivyClock.schedule_once(tap_cancel, args.touch_after + args.tap_cancel_after)
-        if soak is not None:
+        if args.soak_hours:
             KivyClock.schedule_interval(soak_step, 0.05)
             # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a
             # soak also churns the label textures as much as hours of real countdowns would
@@ -191,14 +197,15 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
 
     app.on_ready = ready
-    node.start()
     try:
         app.run()
     finally:
-        node.close()
+        for node in nodes:
+            node.close()
+    node = nodes[0]
     emit(
         "done",
-        rides=soak.rides if soak else None,
+        rides=soaks[0].rides if soaks else None,
         reached=result["reached"],
         state=app.view.state,
         spoken=node.controller.spoken[-20:],

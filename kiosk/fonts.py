@@ -141,5 +141,6 @@ def face_file(path: Path, family: str, cache_dir: Path) -> Path:
 def kiosk_fonts(screen: ScreenSection, cache_dir: Path) -> tuple[str, str]:
     """The Simplified Chinese faces of the configured fonts as files Kivy loads; raises FontError."""
     regular = face_file(screen.font, screen.font_face, cache_dir)
-    bold = face_file(screen.font_bold, screen.font_face, cache_dir) if screen.font_bold.exists() else regular
+    same = screen.font_bold == screen.font or not screen.font_bold.exists()
+    bold = regular if same else face_file(screen.font_bold, screen.font_face, cache_dir)
     return str(regular), str(bold)

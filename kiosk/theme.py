@@ -81,24 +81,26 @@ KNOWN_PANELS: dict[tuple[float, int, int], tuple[float, float]] = {
     (7.0, 800, 480): REFERENCE_MM,  # non-square pixels: 0.193 mm wide, 0.179 mm tall
     (7.0, 480, 800): (REFERENCE_MM[1], REFERENCE_MM[0]),
 }
+# Four text sizes only: Kivy opens the CJK font once per size, and each is about 2.4 MB in memory (measured)
+TEXT_MM, HEADING_MM, HOTLINE_MM, LARGE_MM = 7.8, 13.2, 16.8, 20.6
 LAYOUT_MM: dict[str, float] = {
     "padding": 1.6,
     "bar_height": 11.0,
-    "bar_text": 7.8,
-    "heading": 13.2,
-    "text": 7.8,
-    "plate": 20.6,
-    "hotline": 16.8,
-    "call_text": 21.0,
-    "call_hint": 8.6,
-    "button_text": 7.8,
+    "bar_text": TEXT_MM,
+    "heading": HEADING_MM,
+    "text": TEXT_MM,
+    "plate": LARGE_MM,
+    "hotline": HOTLINE_MM,
+    "call_text": LARGE_MM,
+    "call_hint": TEXT_MM,
+    "button_text": TEXT_MM,
     "button_height": 20.5,
     "button_width": 46.0,
     "help_width": 30.0,
     "confirm_width": 48.0,
     "icon": 11.0,
     "shift": 1.0,  # the idle screen's burn-in shift, at most this far each way
-    "text_en": 6.2,
+    "text_en": 6.2,  # English lines (kiosk.screen.english): two more sizes
     "heading_en": 8.0,
 }
 # ink heights the tests hold every screen to on the 7-inch screen (issue 11: readable at 1.5 m)
