@@ -395,7 +395,8 @@ class KioskApp(App):
         content = panel.ids.content
         fixed = [c for c in content.children if c.size_hint_y is None]
         needed = sum(c.height for c in fixed) + content.spacing * max(0, len(fixed) - 1)
-        too_wide = panel.ids.plate_box.width > content.width + 1 or panel.ids.hotline.width > content.width
+        ids = panel.ids
+        too_wide = ids.plate_box.right > content.right + 1 or ids.hotline.right > content.right + 1
         if (needed > content.height + 1 or too_wide) and panel.fit > 0.6:
             panel.fit = max(0.6, panel.fit * 0.95)
             log.warning("%s text too long for the screen: shrunk to %.0f%%", self.view.state, panel.fit * 100)

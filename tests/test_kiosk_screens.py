@@ -97,6 +97,14 @@ def test_ink_heights_on_the_seven_inch_screen_meet_the_1_5_m_minimums(seven_inch
                 assert digits["height_px"] * entry["mm_per_px"][1] >= 15.0, (entry["state"], digits)
 
 
+def test_no_text_runs_off_the_screen(seven_inch: list[dict]) -> None:
+    for entry in seven_inch:
+        for m in measured(entry):
+            left, top, w, h = m["box"]
+            inside = left >= 0 and top >= 0 and left + w <= entry["width"] and top + h <= entry["height"]
+            assert inside and m["width_px"] < w, (entry["state"], m["text"], m["box"])
+
+
 def test_contrast_of_every_rendered_text_is_at_least_7_to_1(seven_inch: list[dict]) -> None:
     low = []
     for entry in seven_inch:
