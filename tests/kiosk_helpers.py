@@ -9,7 +9,14 @@ NODE = "cbxc-north-gate-kiosk"
 
 
 def write_kiosk_config(
-    tmp_path: Path, url: str, token: str | None, *, central_extra: str = "", sections: str = "", kiosk_extra: str = ""
+    tmp_path: Path,
+    url: str,
+    token: str | None,
+    *,
+    central_extra: str = "",
+    sections: str = "",
+    kiosk_extra: str = "",
+    timing: str = "",
 ) -> Path:
     """kiosk.toml in ``tmp_path`` for a central at ``url``; the token file is written when ``token`` is given."""
     token_file = tmp_path / "token"
@@ -38,7 +45,7 @@ backend = "none"
 [kiosk]
 pickup_point = "长白新村北门"
 hotline = "021-6543 2100"
-timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5 }}
+timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5{", " + timing if timing else ""} }}
 {kiosk_extra}
 """,
         encoding="utf-8",

@@ -336,3 +336,38 @@ def test_screen_dims_at_the_audio_night_hours_through_sysfs(tmp_path: Path) -> N
         assert (light / "brightness").read_text().strip() == "255"
     finally:
         node.close()
+
+
+def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
+    central, mock_factory: MockFactory, tmp_path: Path
+) -> None:
+    """Held for arcade_hold_s: a help_requested alert (warning, property desk) at the central, no taxi."""
+    token = central.register(NODE, "kiosk", pickup_point="长白新村北门")
+    config = write_kiosk_config(
+        tmp_path,
+        central.url,
+        token,
+        central_extra="batch_max_age_s = 0.1",
+        sections='[gpio]\npin_factory = "mock"\n',
+        kiosk_extra=f"button = {{ pin = {BUTTON}, bounce_s = 0 }}",
+        timing="arcade_hold_s = 1.0",
+    )
+    voice = RecordingSpeaker()
+    node = KioskNode(load_config(config), speaker=voice)
+    try:
+        node.start_thread()
+        pin = mock_factory.pin(BUTTON)
+        pin.drive_low()
+        wait_for(node, "help_requested", timeout=5)  # while still held
+        pin.drive_high()
+        deadline = time.monotonic() + 10
+        while not [e for e in central.events(NODE) if e["kind"] == "help_requested"]:
+            assert time.monotonic() < deadline, "the help request never reached the central"
+            time.sleep(0.1)
+        alert = next(e for e in central.events(NODE) if e["kind"] == "help_requested")
+        assert alert["severity"] == "warning" and alert["state"] == "raised"
+        assert alert["recipients"] == ["property_management"] and alert["payload"]["source"] == "button"
+        assert central.rides() == [] and node.state == "help_requested"  # letting go ordered nothing
+        assert any("物业" in s for s in voice.texts)
+    finally:
+        node.close()
