@@ -36,24 +36,26 @@ OUTBOX_FIELDS = (
 def selftest_report(
     *,
     integrity: str,
+    storage: str,
     token_present: bool,
     clock: Clock,
     last_upload_ok_wall: float | None,
     extra: Any,
     interval_h: float,
 ) -> dict[str, Any]:
-    """The self-test: the outbox's integrity check, the token file, the clock, the last good upload and the
+    """The self-test: the outbox's integrity check and whether the disk takes its writes, the token file, the clock, the last good upload and the
     role's own checks (``extra``, a mapping of name -> result, False meaning failed). An unsynced clock is
     reported, not a failure: events carry clock_synced and each upload carries the node's wall time."""
     checks: dict[str, Any] = {
         "outbox_integrity": integrity,
+        "outbox_storage": storage,
         "token_present": token_present,
         "clock_synced": clock.wall_synced(),
         "last_upload_ok_wall": last_upload_ok_wall,
     }
     if isinstance(extra, Mapping):
         checks.update(extra)
-    ok = integrity.startswith("ok") and all(v is not False for k, v in checks.items() if k != "clock_synced")
+    ok = integrity == "ok" and storage == "ok" and all(v is not False for k, v in checks.items() if k != "clock_synced")
     return {"ok": bool(ok), "checks": checks, "interval_h": interval_h}
 
 

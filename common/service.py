@@ -102,7 +102,10 @@ class NodeRuntime:
         self.clock: Clock = clock or SystemClock()
         self.node_id = config.node.id
         self.state_dir = config.state_dir
-        self.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:  # a full or read-only disk: the node runs on, its outbox keeps events in memory
+            log.critical("cannot create the state folder %s: %s; running without disk", self.state_dir, exc)
         self.outbox = Outbox(outbox_path(config), config.outbox, self.clock, node_id=self.node_id)
         self.alerts = AlertBook(
             self.state_dir / "alerts.json", self.node_id, self.clock, self.outbox, renotify_s=renotify_s
@@ -132,7 +135,7 @@ class NodeRuntime:
         return self.alerts.record(detection, recipients)
 
     def record_reading(self, kind: str, payload: Mapping[str, Any]) -> Event:
-        """A measurement (priority reading, state observed); group-committed, see common/outbox.py."""
+        """A measurement (priority reading, state observed); group-committed, see docs/sync.md."""
         event = make_event(
             self.node_id,
             kind,

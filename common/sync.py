@@ -398,6 +398,7 @@ class Uploader:
         self._next_selftest = now + self._central.selftest_interval_h * 3600.0
         report = selftest_report(
             integrity=self._outbox.check(),
+            storage=self._outbox.stats()["storage"],
             token_present=self._central.token_file.exists(),
             clock=self._clock,
             last_upload_ok_wall=self.last_success_wall,

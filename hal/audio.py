@@ -11,6 +11,7 @@ Takes its own ``AudioSpec`` (plain values) and imports nothing from the rest of 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
 import subprocess
@@ -120,6 +121,14 @@ def _run(
         why = lines[-1] if lines else f"exit code {proc.returncode}"
         hint = " (no sound card? check audio.device and aplay -l)" if command[0] == APLAY else ""
         raise AudioError(f"{command[0]} failed: {why}{hint}")
+
+
+def scratch_dir() -> str | None:
+    """Where a prompt's short-lived WAV is made: /dev/shm (memory) when it is there, so the voice in a stuck
+    lift still speaks when the card is full or read-only (and a prompt does not wear the card); else the
+    default temporary folder."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 class _QueuedSpeaker:
@@ -293,7 +302,7 @@ class EspeakSpeaker(_QueuedSpeaker):
         if text is None or self.backend == "wav":
             log.debug("prompt has nothing backend %s can play: text %r, wav %s", self.backend, text, wav)
             return False
-        with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="changbai-say-", dir=scratch_dir()) as tmp:
             path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, volume, check_voice=False)
             self._aplay(path)
         return True
@@ -303,7 +312,7 @@ class EspeakSpeaker(_QueuedSpeaker):
         if len(paths) == 1 and (volume == 100 or read_info(paths[0], loudness=False).width != SAMPLE_WIDTH):
             self._aplay(paths[0])  # as recorded (only 16-bit samples can be scaled)
             return
-        with tempfile.TemporaryDirectory(prefix="changbai-say-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="changbai-say-", dir=scratch_dir()) as tmp:
             self._aplay(join_and_scale(paths, Path(tmp) / "prompt.wav", volume / 100))
 
     def health(self) -> dict[str, object]:

@@ -29,10 +29,19 @@ FAULT_CENTRAL = {
 def fault_node(tmp: Path, url: str, token: str, clock: Any, **sections: Any) -> NodeRuntime:
     """A lift node's runtime (outbox, alert book, uploader) with the fault bounds; not started."""
     central = {**FAULT_CENTRAL, **sections.pop("central", {})}
-    config = node_config(tmp, url, token, node_id=NODE, role="elevator", central=central, **sections)
+    written = (tmp / "token").exists()  # a restart on a full disk: the token file is there already
+    config = node_config(
+        tmp, url, None if written else token, node_id=NODE, role="elevator", central=central, **sections
+    )
     runtime = NodeRuntime(config, clock)
     runtime.uploader._rng = random.Random(7)  # noqa: SLF001 - reproducible jitter
     return runtime
+
+
+def provision(tmp: Path, token: str) -> None:
+    """The token file as ``provision register`` leaves it (before the disk fills)."""
+    (tmp / "token").write_text(token + "\n")
+    (tmp / "token").chmod(0o600)
 
 
 def put_mix(runtime: NodeRuntime, alerts: int = 3, states: int = 5, readings: int = 20) -> list[Event]:

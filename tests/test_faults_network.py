@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from bench.hostile import SPRING_BOOT_404_HTML, SPRING_BOOT_404_JSON, Fault, HostileProxy, hostile_proxy
 from common.clock import ManualClock
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
-from tests.hostile import SPRING_BOOT_404_HTML, SPRING_BOOT_404_JSON, Fault, HostileProxy, hostile_proxy
 
 
 @pytest.fixture

@@ -275,22 +275,22 @@ def test_corruption_found_while_running_is_recovered(
     box.put(event(n=1))
     # damage every page after the header while the outbox is open (an SD card going bad); SQLite's page cache
     # hides it from this connection, so the next write fails the way SQLite reports it
-    box._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001
+    box._store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001
     data = bytearray(path.read_bytes())
     data[100:] = b"\xff" * (len(data) - 100)
     path.write_bytes(bytes(data))
-    real_write = box._write  # noqa: SLF001
+    real_write = box._store.db.write  # noqa: SLF001
     calls = []
 
-    def failing_write(*args: object, **kwargs: object) -> None:
+    def failing_write(*args: object, **kwargs: object) -> dict:
         calls.append(1)
         if len(calls) == 1:
             error = sqlite3.DatabaseError("database disk image is malformed")
             error.sqlite_errorcode = 11  # type: ignore[attr-defined]
             raise error
-        real_write(*args, **kwargs)  # type: ignore[arg-type]
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(box, "_write", failing_write)
+    monkeypatch.setattr(box._store.db, "write", failing_write)  # noqa: SLF001
     alert = box.put(event("trapped", "alert"))
     kinds = [e.kind for e in box.batch(10)]
     assert "trapped" in kinds and "outbox_corrupt" in kinds
@@ -442,7 +442,7 @@ def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
     box.put_many([event(n=i, text="c" * 300) for i in range(2000)])
     assert box.check() == "ok"
-    box._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - the pages are in the main file now
+    box._store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - the pages are in the main file now
     data = bytearray(path.read_bytes())
     data[len(data) // 2 :] = b"\x5a" * (len(data) - len(data) // 2)
     path.write_bytes(bytes(data))
@@ -453,20 +453,21 @@ def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
 def test_a_full_disk_drops_readings_to_store_the_alert(
     path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    box = open_outbox(path, clock, reading_commit_window_s=0.0)
+    # without a reserve file to release, a full disk costs the oldest quarter of the readings
+    box = open_outbox(path, clock, reading_commit_window_s=0.0, reserve_mb=0.0)
     readings = [box.put(event(n=i)) for i in range(40)]
-    real_write = box._write  # noqa: SLF001
+    real_write = box._store.db.write  # noqa: SLF001
     calls = []
 
-    def full_once(*args: object, **kwargs: object) -> None:
+    def full_once(*args: object, **kwargs: object) -> dict:
         calls.append(1)
         if len(calls) == 1:
             error = sqlite3.OperationalError("database or disk is full")
             error.sqlite_errorcode = 13  # type: ignore[attr-defined]
             raise error
-        real_write(*args, **kwargs)  # type: ignore[arg-type]
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(box, "_write", full_once)
+    monkeypatch.setattr(box._store.db, "write", full_once)  # noqa: SLF001
     alert = box.put(event("trapped", "alert"))
     kept = box.batch(100)
     assert kept[0].id == alert.id

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.hostile import Fault, hostile_proxy
 from common.config import load_config
 from provisioning.cli import main
-from tests.hostile import Fault, hostile_proxy
 
 
 def make_config(tmp_path: Path, url: str, node_id: str = "cbxc-b7-u2-lift1") -> Path:
