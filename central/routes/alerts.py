@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 
 from central.bodies import MAX_SAFE_INT, AlertAction
+from central.config import CentralConfig, OperatorSection
 from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
 from central.errors import refusals
 from central.routes import api_router
+from central.store import Store
 from central.views import alert_view
 
 log = logging.getLogger("central")
@@ -49,6 +51,18 @@ def get_alert(
     return alert_view(store.alert(alert, with_log=True), nodes, clock.wall(), config)
 
 
+def _handle(
+    action: str, alert: int, operator: OperatorSection, store: Store, config: CentralConfig, now: float,
+    body: AlertAction | None,
+) -> dict[str, Any]:  # fmt: skip
+    body = body or AlertAction()
+    by = body.by or operator.name
+    change = store.acknowledge if action == "acknowledged" else store.resolve
+    done = change(alert, by, operator.name, body.note, now)
+    log.info("alert %d %s by %s", alert, action, by)
+    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)
+
+
 @router.post("/alerts/{alert}/ack", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def ack_alert(
     alert: AlertNumber,
@@ -59,11 +73,7 @@ def ack_alert(
     body: AlertAction | None = None,
 ) -> dict[str, Any]:
     """open -> acknowledged; 409 when it is not open."""
-    body = body or AlertAction()
-    now = clock.wall()
-    done = store.acknowledge(alert, body.by or operator.name, operator.name, body.note, now)
-    log.info("alert %d acknowledged by %s", alert, body.by or operator.name)
-    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)
+    return _handle("acknowledged", alert, operator, store, config, clock.wall(), body)
 
 
 @router.post("/alerts/{alert}/resolve", responses=refusals(401, 403, 404, 409, 413, 422, 503))
@@ -76,8 +86,4 @@ def resolve_alert(
     body: AlertAction | None = None,
 ) -> dict[str, Any]:
     """open or acknowledged -> resolved; 409 when already resolved."""
-    body = body or AlertAction()
-    now = clock.wall()
-    done = store.resolve(alert, body.by or operator.name, operator.name, body.note, now)
-    log.info("alert %d resolved by %s", alert, body.by or operator.name)
-    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)
+    return _handle("resolved", alert, operator, store, config, clock.wall(), body)
