@@ -144,11 +144,14 @@ class Uploader:
     def __init__(self, central: CentralProcess, token: str) -> None:
         self.central, self.token = central, token
         self.sent: list[str] = []
+        self.events: dict[str, dict[str, Any]] = {}
         self.acked: set[str] = set()
         self.seq = 0
 
     def upload(self, batch: list[dict[str, Any]], text: str | None = None, give_up_s: float = 60.0) -> dict | None:
-        self.sent += [e["id"] for e in batch if e.get("node_id") == NODE and "poison" not in e.get("payload", {})]
+        good = [e for e in batch if e.get("node_id") == NODE and "poison" not in e.get("payload", {})]
+        self.sent += [e["id"] for e in good]
+        self.events.update((e["id"], e) for e in good)
         data = (text or json.dumps({"node_wall_time": time.time(), "events": batch})).encode("utf-8")
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         deadline = time.monotonic() + give_up_s
@@ -164,6 +167,13 @@ class Uploader:
             time.sleep(float(answer.headers.get("Retry-After", "0.2")))
         return None
 
+    def resend_unacknowledged(self, batch_size: int = 200) -> None:
+        missing = [self.events[i] for i in self.sent if i not in self.acked and i in self.events]
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start : start + batch_size]
+            self.sent = [i for i in self.sent if i not in {e["id"] for e in batch}]
+            self.upload(batch, give_up_s=60.0)
+
     def next_batch(self, size: int) -> list[dict[str, Any]]:
         batch = [event(self.seq + i + 1) for i in range(size)]
         self.seq += size
@@ -176,18 +186,23 @@ def _count(central: CentralProcess, uploader: Uploader) -> tuple[int, int, int]:
     return delivered, len(uploader.sent) - delivered, len(stored) - len(set(stored))
 
 
-def _hold_connections(port: int, half_open: int, bodies: int, sockets: list[socket.socket]) -> None:
+def _hold_connections(port: int, half_open: int, bodies: int, sockets: list[socket.socket], until: float) -> None:
+    """Open the flood's connections (giving up at ``until``: a central that stopped accepting is the finding)."""
     for _ in range(half_open):
+        if time.monotonic() > until:
+            return
         try:
-            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=2))
         except OSError:
             time.sleep(0.01)
     head = (
         b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2097000\r\n\r\n"
     )
     for _ in range(bodies):
+        if time.monotonic() > until:
+            return
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
             sock.sendall(head + b" " * 1_500_000)
             sockets.append(sock)
         except OSError:
@@ -200,8 +215,9 @@ def slow_client_flood(workdir: Path, quick: bool, tree: Path = ROOT, label: str 
     token = central.register()
     uploader = Uploader(central, token)
     sockets: list[socket.socket] = []
-    flood = threading.Thread(target=_hold_connections, args=(central.port, 1100, 60, sockets), daemon=True)
     hold_s = 8.0 if quick else 30.0
+    until = time.monotonic() + hold_s
+    flood = threading.Thread(target=_hold_connections, args=(central.port, 1100, 60, sockets, until), daemon=True)
     gaps, last_ok, probes, probe_ok = [], time.monotonic(), 0, 0
     started = time.monotonic()
     flood.start()
@@ -221,10 +237,7 @@ def slow_client_flood(workdir: Path, quick: bool, tree: Path = ROOT, label: str 
         for sock in sockets:
             sock.close()
     uploader.upload([], give_up_s=60.0)  # the central is reachable again
-    for _ in range(3):  # a node retries what was not acknowledged during the flood
-        missing = [i for i in uploader.sent if i not in uploader.acked]
-        if not missing:
-            break
+    uploader.resend_unacknowledged()  # as a node does with what the flood kept it from delivering
     delivered, lost, duplicated = _count(central, uploader)
     result = CaseResult(
         f"slow-client flood{label}",
@@ -269,7 +282,7 @@ def poisoned_payloads(workdir: Path, quick: bool, tree: Path = ROOT, label: str 
         batch = [*uploader.next_batch(5), bad]
         text = json.dumps({"node_wall_time": time.time(), "events": batch})
         text = text.replace('"NAN"', "NaN").replace('"SURROGATE"', '"\\ud800"')
-        if uploader.upload(batch, text, give_up_s=10.0) is not None:
+        if uploader.upload(batch, text, give_up_s=3.0) is not None:
             answers += 1
         for path in ("/alerts?state=all", "/events?limit=50", "/nodes"):
             try:
@@ -302,6 +315,7 @@ def run_cases(quick: bool, peer_tree: Path | None = None) -> list[CaseResult]:
         for tree, label in trees:
             with tempfile.TemporaryDirectory(prefix="bench-faults-central-") as tmp:
                 results.append(case(Path(tmp), quick, tree, label))
+            print(f"[faults_central] {results[-1]}", file=sys.stderr, flush=True)
     return results
 
 
