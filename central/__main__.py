@@ -7,7 +7,6 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def cmd_serve(args: argparse.Namespace) -> int:
     from central.app import create_app
     from central.server import make_server
+    from central.storage import StorageError
 
     setup_logging(args.log_level)
     config = _load(args.config)
@@ -46,8 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         args.db.parent.mkdir(parents=True, exist_ok=True)
         app = create_app(config, args.db)
-    except (OSError, sqlite3.Error) as exc:
+    except StorageError as exc:
         # never start on a fresh database beside a damaged one: the operator must look at it
+        print(f"central serve: cannot open the database {args.db}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"central serve: cannot open the database {args.db}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if not args.ssl_certfile and args.host not in LOOPBACK:
@@ -123,23 +126,33 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if not args.db.exists():
         print(f"central nodes: no database at {args.db}", file=sys.stderr)
         return 1
-    db = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)
-    rows = db.execute(
-        "SELECT node_id, role, site, location, last_seen_at, max_seq - seqs_received FROM nodes ORDER BY site, node_id"
-    ).fetchall()
-    db.close()
+    from central.storage import StorageError, open_store
+
+    try:
+        store = open_store(args.db, read_only=True)
+        try:
+            nodes = store.nodes()
+        finally:
+            store.close()
+    except StorageError as exc:
+        print(f"central nodes: cannot read {args.db}: {exc}", file=sys.stderr)
+        return 1
     now = time.time()
     print(f"{'node':32} {'role':9} {'site':18} {'last seen':>12} {'lost seq':>8}  location")
-    for node_id, role, site, location, seen, missing in rows:
+    for node in nodes:
+        seen = node["last_seen_at"]
         ago = "never" if seen is None else f"{now - seen:,.0f} s ago"
-        print(f"{node_id:32} {role:9} {site:18} {ago:>12} {missing:>8}  {location}")
+        print(
+            f"{node['node_id']:32} {node['role']:9} {node['site']:18} {ago:>12} {node['seq_missing']:>8}"
+            f"  {node['location']}"
+        )
     return 0
 
 
 def cmd_release_add(args: argparse.Namespace) -> int:
     from central.release_store import ReleaseStore
     from central.releases import publish_bundle
-    from central.store import Conflict
+    from central.storage import Conflict
     from updates.manifest import ReleaseError
 
     args.db.parent.mkdir(parents=True, exist_ok=True)

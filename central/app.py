@@ -1,4 +1,4 @@
-"""The central's app factory: ``create_app(config, db_path, clock)`` wires the store, limits and routers.
+"""The central's app factory: ``create_app(config, database, clock)`` wires the store, limits and routers.
 
 Each concern is a router module under ``central/routes/``; routes get the store, config and clock from
 ``app.state`` through ``central.deps``. The clock is injectable so tests can move time (alert escalation, the
@@ -19,10 +19,12 @@ from central.errors import install_handlers
 from central.ratelimit import FailureLimiter
 from central.routes import alerts, events, nodes, rides, site
 from central.routes.site import operator_page_html
-from central.store import Store
+from central.storage import Component, open_store
 from common.clock import Clock, SystemClock
 
 ROUTERS = (nodes.router, events.router, alerts.router, rides.router, site.router, site.pages)
+# tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
+STORAGE_COMPONENTS: tuple[Component, ...] = ()
 
 __all__ = ["create_app", "operator_page_html"]
 
@@ -34,8 +36,9 @@ def _version() -> str:
         return "unknown"
 
 
-def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None = None) -> FastAPI:
-    """The central as an ASGI app over the SQLite file ``db_path`` (created, mode 0600, when missing)."""
+def create_app(config: CentralConfig, database: Path | str, clock: Clock | None = None) -> FastAPI:
+    """The central as an ASGI app over ``database``: a SQLite file (created, mode 0600, when missing) or a
+    ``postgresql://`` URL (``central.storage.open_store``). Raises StorageError when it cannot be opened."""
     server = config.server
     app = FastAPI(
         title="changbai-nodes central",
@@ -45,7 +48,7 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
         docs_url=None,
         redoc_url=None,
     )
-    app.state.store = Store(db_path)
+    app.state.store = open_store(database, STORAGE_COMPONENTS)
     app.state.config = config
     app.state.clock = clock or SystemClock()
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
@@ -53,7 +56,7 @@ def create_app(config: CentralConfig, db_path: Path | str, clock: Clock | None =
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    releases.install(app, db_path)  # software updates: central/releases.py
+    releases.install(app, database)  # software updates: central/releases.py
     app.add_middleware(
         BodyLimit, max_bytes=server.max_body_bytes, timeout_s=server.body_timeout_s, budget=app.state.memory_budget
     )

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from central.config import CentralConfig, OperatorSection
 from central.errors import ApiError
-from central.store import Store
+from central.storage import Store
 from common.clock import Clock
 
 bearer = HTTPBearer(auto_error=False, description="node token or operator key")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -19,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from central.store import Conflict, NotFound
+from central.storage.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger("central")
 
@@ -169,7 +168,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 async def _storage(_: Request, exc: Exception) -> JSONResponse:
     # a 5xx: nodes keep their events and retry later; nothing was acknowledged
     log.error("storage error: %s: %s", type(exc).__name__, exc)
-    body = error_body("storage_error", f"the central cannot store or read data now ({type(exc).__name__})")
+    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
+    body = error_body("storage_error", f"the central cannot store or read data now ({cause})")
     return JSONResponse(body, 503, headers={"Retry-After": str(STORAGE_RETRY_S)})
 
 
@@ -191,7 +191,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(sqlite3.Error, _storage)
+    app.add_exception_handler(StorageError, _storage)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(Exception, _bug)

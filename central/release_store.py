@@ -1,6 +1,6 @@
 """The central's release tables (releases, rollouts, their timeline, each node's update state): all their SQL.
 
-It opens its own connection to the central's SQLite file (WAL lets it share the file with ``central.store``);
+It opens its own connection to the central's SQLite file (WAL lets it share the file with ``central.storage``);
 a PostgreSQL engine replaces this one class. Bundle files live on disk beside the database, under
 ``releases/ROLE/TARGET/VERSION/`` (manifest.json, manifest.sig, files/).
 """
@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from central.store import Conflict, NotFound
-from central.store import _Transaction as Transaction  # the one BEGIN IMMEDIATE/COMMIT helper
+from central.storage.errors import Conflict, NotFound
+from central.storage.sqlite import Transaction  # the one BEGIN IMMEDIATE/COMMIT helper
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (

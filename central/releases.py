@@ -31,7 +31,7 @@ from central.jsonvalues import StoredBody
 from central.release_store import ReleaseStore
 from central.routes import API
 from central.routes.site import page_headers
-from central.store import Conflict, NotFound
+from central.storage.errors import Conflict, NotFound
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 

@@ -12,7 +12,7 @@ from central.config import CentralConfig, OperatorSection
 from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
 from central.errors import refusals
 from central.routes import api_router
-from central.store import Store
+from central.storage import Store
 from central.views import alert_view
 
 log = logging.getLogger("central")
@@ -33,12 +33,12 @@ def get_alerts(
 ) -> dict[str, Any]:
     """Alerts newest first; ``active`` = open and acknowledged (not yet resolved)."""
     now = clock.wall()
-    nodes = {n["node_id"]: n for n in store.nodes()}
     if state == "active":
         found = store.alerts("open", node_id, limit) + store.alerts("acknowledged", node_id, limit)
         found.sort(key=lambda a: -a["id"])
     else:
         found = store.alerts(state, node_id, limit)
+    nodes = store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
     return {"alerts": [alert_view(a, nodes, now, config) for a in found], "server_time": now}
 
 
@@ -47,8 +47,8 @@ def get_alert(
     alert: AlertNumber, _: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
 ) -> dict[str, Any]:
     """One alert with its log (every event and operator action)."""
-    nodes = {n["node_id"]: n for n in store.nodes()}
-    return alert_view(store.alert(alert, with_log=True), nodes, clock.wall(), config)
+    found = store.alert(alert, with_log=True)
+    return alert_view(found, store.nodes_by_id([found["node_id"]]), clock.wall(), config)
 
 
 def _handle(
@@ -60,7 +60,7 @@ def _handle(
     change = store.acknowledge if action == "acknowledged" else store.resolve
     done = change(alert, by, operator.name, body.note, now)
     log.info("alert %d %s by %s", alert, action, by)
-    return alert_view(done, {n["node_id"]: n for n in store.nodes()}, now, config)
+    return alert_view(done, store.nodes_by_id([done["node_id"]]), now, config)
 
 
 @router.post("/alerts/{alert}/ack", responses=refusals(401, 403, 404, 409, 413, 422, 503))

@@ -15,7 +15,7 @@ from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, Operator
 from central.errors import ApiError, refusals
 from central.fleet import plan_dispatch
 from central.routes import api_router
-from central.store import Store
+from central.storage import Store
 from central.views import ride_out
 
 log = logging.getLogger("central")

@@ -1,9 +1,12 @@
-"""The central's SQLite tables (schema version 1), apart from the code that reads and writes them."""
+"""Core schema version 1: the SQLite tables of the central before migrations were versioned (issue 15).
 
-SCHEMA_VERSION = 1
-MAX_HEALTH_ROW = 1_048_576  # bytes of stored health beyond which a row predates the bound and is reset
+A database made by that central records ``meta.schema_version = 1`` and has exactly these tables; the statements
+are ``IF NOT EXISTS``, so applying version 1 to it changes nothing and records it. PostgreSQL starts at version 2.
+"""
 
-SCHEMA = """
+from __future__ import annotations
+
+SQLITE = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY,
@@ -97,4 +100,5 @@ CREATE TABLE IF NOT EXISTS rides (
     cancelled_by TEXT,
     UNIQUE (node_id, request_id)
 );
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 """

@@ -1,0 +1,68 @@
+"""The thin layer every engine provides: transactions that run SQL and answer rows as dicts.
+
+Statements are written once with ``?`` placeholders; an engine that wants another style (psycopg's ``%s``)
+converts them. ``Database.write()`` is a read-write transaction (committed when the block ends, rolled back on
+any exception), ``Database.read()`` a read-only one. Engine exceptions never leave a block: they come out as
+``central.storage.errors.StorageError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    engine: str
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        """The first row, or None."""
+
+    def all(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Every row."""
+
+    def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+
+    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """The statement once per row of arguments."""
+
+    def script(self, sql: str) -> None:
+        """Several statements without arguments (DDL), in this transaction."""
+
+
+class Database(Protocol):
+    """Connections to one database of one engine (``engine`` is ``"sqlite"`` or ``"postgresql"``)."""
+
+    engine: str
+    target: str  # what it was opened from, without a password (for messages)
+
+    def write(self) -> AbstractContextManager[Tx]:
+        """A read-write transaction."""
+
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction (a consistent snapshot)."""
+
+    def close(self) -> None:
+        """Close every connection; later calls raise StorageUnavailable."""
+
+
+def split_script(sql: str) -> Iterator[str]:
+    """The statements of a DDL script: split at a ';' that ends a line (our migrations keep to that)."""
+    statement: list[str] = []
+    for line in sql.splitlines():
+        statement.append(line)
+        if line.rstrip().endswith(";"):
+            text = "\n".join(statement).strip().rstrip(";").strip()
+            statement = []
+            if text and not all(part.strip().startswith("--") for part in text.splitlines()):
+                yield text
+    rest = "\n".join(statement).strip()
+    if rest and not all(part.strip().startswith("--") for part in rest.splitlines()):
+        yield rest

@@ -1,0 +1,84 @@
+"""The statements both engines run, with ``?`` placeholders (an engine converts them to its own style).
+
+An engine's own SQL (schema, bulk writes, partitions, retention) lives in its module; what differs only in a word
+is chosen by ``Store`` from the engine's module, never written into the logic.
+"""
+
+from __future__ import annotations
+
+RESET_HUGE_HEALTH = "UPDATE nodes SET health = NULL WHERE length(CAST(health AS BLOB)) > ?"
+
+# ------------------------------------------------------------------------------------------------ nodes
+NODE_SITE = "SELECT site FROM nodes WHERE node_id = ?"
+INSERT_NODE = (
+    "INSERT INTO nodes (role, site, area, location, pickup_point, contacts, token_hash, node_id, registered_at,"
+    " token_issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+REREGISTER_NODE = (
+    "UPDATE nodes SET role = ?, site = ?, area = ?, location = ?, pickup_point = ?, contacts = ?, token_hash = ?,"
+    " token_issued_at = ?, registrations = registrations + 1 WHERE node_id = ?"
+)
+NODE_BY_TOKEN = "SELECT * FROM nodes WHERE token_hash = ?"
+NODE_BY_ID = "SELECT * FROM nodes WHERE node_id = ?"
+NODES_BY_ID = "SELECT * FROM nodes WHERE node_id IN ({marks})"
+ALL_NODES = "SELECT * FROM nodes ORDER BY site, node_id"
+TOUCH_NODE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ?"
+NODE_HEALTH = "SELECT health FROM nodes WHERE node_id = ?"
+STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ?, last_seen_at = ? WHERE node_id = ?"
+
+# ----------------------------------------------------------------------------------------------- events
+INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
+    " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
+COUNT_REPLAY = "UPDATE nodes SET replays = replays + 1 WHERE node_id = ?"
+COUNT_RECEIVED = "UPDATE nodes SET events_received = events_received + ?, last_seen_at = ? WHERE node_id = ?"
+OTHER_EVENT_WITH_SEQ = "SELECT 1 FROM events WHERE node_id = ? AND seq = ? AND id != ? LIMIT 1"
+COUNT_SEQ_CONFLICT = "UPDATE nodes SET seq_conflicts = seq_conflicts + 1 WHERE node_id = ?"
+COUNT_SEQ = (
+    "UPDATE nodes SET seqs_received = seqs_received + 1,"
+    " max_seq = CASE WHEN max_seq > ? THEN max_seq ELSE ? END WHERE node_id = ?"
+)
+FIRST_SEQ = "SELECT MIN(seq) FROM events WHERE node_id = ? AND seq >= 1"
+SEQ_GAPS = (
+    "SELECT seq + 1 AS first, next - 1 AS last FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next FROM"
+    " (SELECT DISTINCT seq FROM events WHERE node_id = ? AND seq >= 1) AS s) AS g WHERE next > seq + 1 LIMIT ?"
+)
+EVENTS_PAGE = "SELECT * FROM events WHERE {where} ORDER BY row LIMIT ?"
+
+# ----------------------------------------------------------------------------------------------- alerts
+LATEST_ALERT = "SELECT * FROM alerts WHERE node_id = ? AND alert_id = ? ORDER BY occurrence DESC LIMIT 1"
+INSERT_ALERT = (
+    "INSERT INTO alerts (node_id, alert_id, occurrence, kind, severity, state, on_site, opened_at, raised_at,"
+    " last_update_at, count, payload, recipients, first_event_id, last_event_id, cleared_at)"
+    " VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING id"
+)
+UPDATE_ALERT = (
+    "UPDATE alerts SET severity = ?, on_site = ?, last_update_at = ?, count = count + 1, payload = ?,"
+    " recipients = ?, last_event_id = ?, cleared_at = ? WHERE id = ?"
+)
+INSERT_ALERT_LOG = "INSERT INTO alert_log (alert, at, action, by, note, event_id) VALUES (?, ?, ?, ?, ?, ?)"
+ALERTS_PAGE = "SELECT * FROM alerts {where} ORDER BY id DESC LIMIT ?"
+ALERT_BY_ID = "SELECT * FROM alerts WHERE id = ?"
+ALERT_LOG = "SELECT at, action, by, note, event_id FROM alert_log WHERE alert = ? ORDER BY row"
+ALERT_STATE = "SELECT state, acknowledged_by, resolved_by FROM alerts WHERE id = ?"
+ACKNOWLEDGE = (
+    "UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, acknowledged_via = ?,"
+    " ack_note = ? WHERE id = ?"
+)
+RESOLVE = (
+    "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolved_via = ?, resolve_note = ?"
+    " WHERE id = ?"
+)
+
+# ------------------------------------------------------------------------------------------------ rides
+RIDE_BY_REQUEST = "SELECT * FROM rides WHERE node_id = ? AND request_id = ?"
+RIDE_BY_ID = "SELECT * FROM rides WHERE ride_id = ?"
+INSERT_RIDE = (
+    "INSERT INTO rides (ride_id, node_id, request_id, pickup_point, phone_tail, requested_at, plan)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+RECENT_RIDES = "SELECT * FROM rides ORDER BY requested_at DESC LIMIT ?"
+CANCEL_RIDE = "UPDATE rides SET cancelled_at = ?, cancelled_by = ? WHERE ride_id = ? AND cancelled_at IS NULL"

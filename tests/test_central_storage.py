@@ -1,0 +1,103 @@
+"""Central storage: versioned migrations per component, a database made by the previous schema, engine errors
+turned into storage errors (no server: the Store itself)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from central.storage import (
+    Component,
+    Migration,
+    NotFound,
+    SchemaTooNew,
+    StorageCorrupt,
+    StorageUnavailable,
+    open_database,
+    open_store,
+)
+from central.storage.migrations import applied, migrate
+from central.storage.schema_v1 import SQLITE as SCHEMA_V1
+
+LIFT = "cbxc-b7-u2-lift1"
+
+
+def _legacy_database(path) -> None:
+    """A database as the central before versioned migrations made it: schema version 1 in ``meta``."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V1)
+    db.execute(
+        "INSERT INTO nodes (node_id, role, site, token_hash, registered_at, token_issued_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (LIFT, "elevator", "changbai-xincun", "ab" * 32, 1.0, 1.0),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_database_of_the_first_schema_is_recognised_and_kept(tmp_path):
+    path = tmp_path / "central.sqlite3"
+    _legacy_database(path)
+    store = open_store(path)
+    try:
+        assert store.node(LIFT)["role"] == "elevator"
+        assert applied(store.db)["core"] >= 1
+    finally:
+        store.close()
+
+
+def test_a_component_adds_its_tables_once_and_in_order(tmp_path):
+    path = tmp_path / "central.sqlite3"
+    first = Migration(1, "notes", sqlite="CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);", postgresql="")
+    second = Migration(2, "notes.by", sqlite="ALTER TABLE notes ADD COLUMN by TEXT;", postgresql="")
+    store = open_store(path, [Component("notes", (first,))])
+    store.close()
+    store = open_store(path, [Component("notes", (first, second))])  # a later central adds a migration
+    try:
+        with store.db.write() as tx:
+            tx.execute("INSERT INTO notes (text, by) VALUES (?, ?)", ("hello", "me"))
+        assert applied(store.db)["notes"] == 2
+        assert migrate(store.db, [Component("notes", (first, second))]) == []  # nothing left to do
+    finally:
+        store.close()
+
+
+def test_a_database_migrated_by_a_newer_central_is_refused_untouched(tmp_path):
+    path = tmp_path / "central.sqlite3"
+    one = Migration(1, "t", sqlite="CREATE TABLE t (x INTEGER);", postgresql="")
+    two = Migration(2, "u", sqlite="CREATE TABLE u (x INTEGER);", postgresql="")
+    open_store(path, [Component("extra", (one, two))]).close()
+    with pytest.raises(SchemaTooNew, match="'extra' is at schema version 2"):
+        open_store(path, [Component("extra", (one,))])
+
+
+def test_migrations_must_be_numbered_in_order():
+    with pytest.raises(ValueError, match="numbered 1..n"):
+        Component("bad", (Migration(2, "x", sqlite="", postgresql=""),))
+
+
+def test_a_failed_migration_leaves_nothing_half_done(tmp_path):
+    path = tmp_path / "central.sqlite3"
+    broken = Migration(1, "broken", sqlite="CREATE TABLE half (x INTEGER);\nNOT SQL AT ALL;", postgresql="")
+    with pytest.raises(StorageUnavailable):
+        open_store(path, [Component("broken", (broken,))])
+    db = open_database(path)
+    try:
+        with db.read() as tx:
+            assert tx.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'half'") == 0
+        assert "broken" not in applied(db)
+    finally:
+        db.close()
+
+
+def test_engine_errors_come_out_as_storage_errors(tmp_path):
+    damaged = tmp_path / "damaged.sqlite3"
+    damaged.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageCorrupt, match="DatabaseError: file is not a database"):
+        open_store(damaged)
+    store = open_store(tmp_path / "ok.sqlite3")
+    with pytest.raises(NotFound):
+        store.node("nobody")
+    store.close()
+    with pytest.raises(StorageUnavailable, match="closed database"):
+        store.node("nobody")
