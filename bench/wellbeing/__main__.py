@@ -13,7 +13,7 @@ from bench.wellbeing.models import MODELS
 from bench.wellbeing.report import markdown
 from bench.wellbeing.summary import summarise
 
-QUICK_SEEDS = REPORT_SEEDS[:8]
+QUICK_SEEDS = tuple(range(9001, 9009))  # a smoke check only: never the report seeds
 
 
 def main(argv: list[str] | None = None) -> int:

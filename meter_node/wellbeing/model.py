@@ -1,0 +1,279 @@
+"""The per-household model: how long this home's silences last given when they began, and thresholds that meet a
+false-alarm budget.
+
+From the ended silences of the last ``history_days`` (one hour or longer, at home) the model estimates, for a
+silence beginning in each half hour of a weekday or a weekend day, how often it would outlast a threshold T
+(a kernel over +-90 min of start time, the other kind of day at a third of the weight, and a smooth tail: each
+silence of length L counts exp(-(T - L) / (0.25 h + 0.1 L)) for T beyond it, so one odd day does not set the
+line). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
+a fall (weighted by how much of the day each start time's silences cover) while the expected false alarms a
+month stay within the budget (a Lagrange multiplier found by bisection), inside the fixed outer limits. A silence
+held over the night turns urgent by the usual first use of the morning + ``night_urgent_after_wake_h``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from meter_node.wellbeing.settings import WellbeingSettings, minutes
+from meter_node.wellbeing.state import DayRecord
+from meter_node.wellbeing.timeline import HOUR, upper
+
+SLOTS = 48
+SLOT_S = 1800.0
+_KERNEL_MIN = 90.0
+_OTHER_KIND = 1.0 / 3.0  # weight of a weekday's silence for a weekend threshold and the other way round
+_PRIOR_PER_DAY = 0.5 / 30.0  # unseen harmless silences of 2 h or more: half a month, spread over the day
+_PRIOR_MEAN_S = 3.0 * HOUR
+PARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
+WATCHABLE_H = 12.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Seconds of silence before a warning and an urgent alert, per start slot, for [weekday, weekend]."""
+
+    warning: tuple[tuple[float, ...], tuple[float, ...]]
+    urgent: tuple[tuple[float, ...], tuple[float, ...]]
+    wake_s: tuple[float | None, float | None]  # the usual (median) first use, seconds after midnight
+    morning_warning_s: float | None  # missed_morning turns warning then (seconds after midnight)
+    expected_warnings: float  # false warnings a month the model expects (silence and morning)
+    expected_urgent: float
+    detect_h: dict[str, float]  # expected hours to a warning after a fall, per part of the day
+    detect_urgent_h: dict[str, float]
+
+    @property
+    def watchable(self) -> bool:
+        return all(v <= WATCHABLE_H for v in self.detect_h.values())
+
+
+def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> float | None:
+    """Seconds after local midnight by which the first use is expected (None: not learned)."""
+    firsts = [d.first_use_s for d in days if d.first_use_s is not None]
+    if len(firsts) < settings.learning_days:
+        return None
+    learned = upper(firsts, 0.93) + settings.morning_margin_min * 60.0
+    low = minutes(settings.morning_start) * 60.0 + HOUR
+    return min(max(learned, low), minutes(settings.morning_latest) * 60.0)
+
+
+def _tail(length: float, t: float) -> float:
+    return 1.0 if length > t else math.exp(-(t - length) / (900.0 + 0.1 * length))
+
+
+class _Slots:
+    """Per (kind of day, start slot): how often a silence begun there outlasts each threshold of a grid, and how
+    much of the day such silences cover (where a fall would wait for that slot's threshold)."""
+
+    def __init__(self, silences: list[tuple[bool, int, float]], days: tuple[float, float], grid: list[float]) -> None:
+        self.grid = grid
+        raw = [[[0.0] * len(grid) for _ in range(SLOTS)] for _ in range(2)]
+        cover = [[0.0] * SLOTS for _ in range(2)]
+        for weekend, slot, length in silences:
+            row = raw[int(weekend)][slot]
+            for i, t in enumerate(grid):
+                row[i] += _tail(length, t)
+            cover[int(weekend)][slot] += min(length, 12 * HOUR)
+        self.rates: list[list[list[float]]] = []
+        self.weights: list[list[float]] = []
+        for kind in (0, 1):
+            n_days = max(1.0, days[kind] + _OTHER_KIND * days[1 - kind])
+            rates, weights = [], []
+            for k in range(SLOTS):
+                row = [_PRIOR_PER_DAY / SLOTS * math.exp(-max(0.0, t - 2 * HOUR) / _PRIOR_MEAN_S) for t in grid]
+                covered = 0.0
+                for offset, w in _KERNEL:
+                    j = (k + offset) % SLOTS
+                    for other in (0, 1):
+                        scale = w * (1.0 if other == kind else _OTHER_KIND) / n_days
+                        if raw[other][j][0]:
+                            row = [a + scale * b for a, b in zip(row, raw[other][j], strict=True)]
+                        covered += scale * cover[other][j]
+                rates.append(row)
+                weights.append(covered + 900.0)
+            self.rates.append(rates)
+            self.weights.append(weights)
+
+
+# triangular kernel over start slots (+-90 min), normalised so a silence counts once in total
+_KERNEL = tuple((d, (1.0 - abs(d) / 3.0) / 3.0) for d in range(-2, 3))
+
+
+def _choose(slots: _Slots, low: list[list[int]], high: list[list[int]], budget: float) -> list[list[int]]:
+    """Per slot, an index into the grid (from ``low`` to ``high``) minimising the expected time to detect, weight x T,
+    while the false alarms a month they add stay within ``budget``: every slot starts at its largest threshold
+    and the cheapest steps down (least false alarms per hour of detection gained, on each slot's lower convex
+    hull) are taken while the budget allows; that is the Lagrangian optimum. Silences longer than the outer limits
+    alarm whatever is chosen (the safety floor): the budget is for what the learned thresholds add."""
+    share = (5.0 / 7.0, 2.0 / 7.0)
+    grid = slots.grid
+    chosen = [list(row) for row in high]
+    steps: list[tuple[float, int, int, int, float]] = []  # (false alarms per weighted second, kind, slot, to, cost)
+    total = 0.0
+    for kind in (0, 1):
+        for k in range(SLOTS):
+            cost = [30.0 * share[kind] * r for r in slots.rates[kind][k]]
+            weight = share[kind] * slots.weights[kind][k]
+            top = high[kind][k]
+            hull = [top]
+            for i in range(top - 1, low[kind][k] - 1, -1):  # lower convex hull from the top down
+                while len(hull) >= 2 and _slope(cost, grid, hull[-2], hull[-1]) >= _slope(cost, grid, hull[-1], i):
+                    hull.pop()
+                hull.append(i)
+            for a, b in zip(hull, hull[1:], strict=False):
+                added = cost[b] - cost[a]
+                steps.append((added / (weight * (grid[a] - grid[b])), kind, k, b, added))
+    steps.sort()
+    for _, kind, k, to, added in steps:
+        if total + added > budget:
+            break
+        if to < chosen[kind][k]:
+            total += added
+            chosen[kind][k] = to
+    return chosen
+
+
+def _slope(cost: list[float], grid: list[float], a: int, b: int) -> float:
+    """False alarms added per second of threshold taken off, from grid index a down to b."""
+    return (cost[b] - cost[a]) / (grid[a] - grid[b])
+
+
+def fit(
+    silences: list[list[float]],
+    days: list[DayRecord],
+    tz: tzinfo,
+    settings: WellbeingSettings,
+    warning_budget: float,
+    with_morning: bool = True,
+) -> Thresholds:
+    """The thresholds for one household from its valid ``days`` and its ended ``silences`` [start, s, out]."""
+    valid = {d.date for d in days}
+    kinds = (sum(not d.weekend for d in days), sum(d.weekend for d in days))
+    samples = []
+    for start, length, out in silences:
+        local = datetime.fromtimestamp(start, tz)
+        if not out and local.date().isoformat() in valid:
+            samples.append((local.weekday() >= 5, (local.hour * 60 + local.minute) // 30, length))
+    grid = _grid(settings.warning_min_h * HOUR, settings.urgent_max_h * HOUR, SLOT_S)
+    slots = _Slots(samples, (float(kinds[0]), float(kinds[1])), grid)
+    # the morning rule's warning takes at most a quarter of the budget; the silences get the rest
+    morning_w, morning_expected = (
+        _morning_warning(days, settings, 0.25 * warning_budget) if with_morning else (None, 0.0)
+    )
+    w_budget = max(0.0, warning_budget - morning_expected)
+    w_top = bisect.bisect_right(grid, settings.warning_max_h * HOUR + 1.0) - 1
+    w_idx = _choose(slots, [[0] * SLOTS] * 2, [[w_top] * SLOTS] * 2, w_budget)
+    after = int(math.ceil(settings.urgent_after_warning_min * 60.0 / SLOT_S - 1e-9))
+    top = len(grid) - 1
+    u_low = [[min(top, i + after) for i in row] for row in w_idx]
+    u_idx = _choose(slots, u_low, [[top] * SLOTS] * 2, settings.urgent_budget_per_month)
+    warning = [[grid[i] for i in row] for row in w_idx]
+    urgent = [[grid[i] for i in row] for row in u_idx]
+    wake = (
+        _median([d.first_use_s for d in days if not d.weekend]),
+        _median([d.first_use_s for d in days if d.weekend]),
+    )
+    gap = settings.urgent_after_warning_min * 60.0
+    for kind in (0, 1):
+        for k in range(SLOTS):
+            cap = _night_cap(k, wake[kind], settings)
+            if cap is not None and urgent[kind][k] > cap:
+                urgent[kind][k] = max(cap, settings.warning_min_h * HOUR + gap)
+                warning[kind][k] = min(warning[kind][k], urgent[kind][k] - gap)
+    share = (5.0 / 7.0, 2.0 / 7.0)
+    expected_w = morning_expected + sum(
+        30.0 * share[kind] * slots.rates[kind][k][w_idx[kind][k]] for kind in (0, 1) for k in range(SLOTS)
+    )
+    expected_u = sum(30.0 * share[kind] * slots.rates[kind][k][u_idx[kind][k]] for kind in (0, 1) for k in range(SLOTS))
+    detect, detect_urgent = _monitorability(silences, days, tz, warning, urgent)
+    return Thresholds(
+        (tuple(warning[0]), tuple(warning[1])),
+        (tuple(urgent[0]), tuple(urgent[1])),
+        wake,
+        morning_w,
+        round(expected_w, 2),
+        round(expected_u, 2),
+        detect,
+        detect_urgent,
+    )
+
+
+def _morning_warning(days: list[DayRecord], settings: WellbeingSettings, budget: float) -> tuple[float | None, float]:
+    """(seconds after midnight, expected false warnings a month) for the missed-morning warning: the earliest time,
+    from the learned deadline + ``morning_warning_after_min`` on, whose expected late mornings meet ``budget``
+    (each day's first use F counts exp(-(W - F) / 30 min) for a warning time W after it). A day with no use by the
+    latest warning time (out overnight, unannounced) alarms whatever is chosen: like silences past the outer limits
+    it is not the budget's."""
+    deadline = morning_deadline_s(days, settings)
+    if deadline is None:
+        return None, 0.0
+    w = deadline + settings.morning_warning_after_min * 60.0
+    latest = minutes(settings.morning_latest) * 60.0 + settings.morning_warning_after_min * 60.0
+    firsts = [d.first_use_s for d in days if d.first_use_s is not None and d.first_use_s <= latest]
+
+    def expected(at: float) -> float:
+        return 30.0 * sum(_morning_tail(f, at) for f in firsts) / max(1, len(firsts))
+
+    while expected(w) > budget and w < latest:
+        w += 300.0
+    return w, expected(w)
+
+
+def _morning_tail(first: float, at: float) -> float:
+    return 1.0 if first > at else math.exp(-(at - first) / 1800.0)
+
+
+def _grid(low: float, high: float, step: float) -> list[float]:
+    n = max(0, int(math.floor((high - low) / step + 1e-9)))
+    return [low + i * step for i in range(n + 1)] if high > low else [high]
+
+
+def _median(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.median(found) if found else None
+
+
+def _night_cap(k: int, wake_s: float | None, settings: WellbeingSettings) -> float | None:
+    """Urgent limit for a silence begun in slot ``k`` between 18:00 and the usual first use: that use + margin."""
+    if wake_s is None:
+        return None
+    start = k * SLOT_S
+    if k >= 36:  # evening: the first use is tomorrow's
+        return wake_s + 86400.0 - start + settings.night_urgent_after_wake_h * HOUR
+    if start + SLOT_S <= wake_s:
+        return wake_s - start + settings.night_urgent_after_wake_h * HOUR
+    return None
+
+
+def _monitorability(
+    silences: list[list[float]],
+    days: list[DayRecord],
+    tz: tzinfo,
+    warning: list[list[float]],
+    urgent: list[list[float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Expected hours from a fall to the warning (and to the urgent alert), per part of the day, over the learned
+    days: a fall at each half hour finds the silence then going on (or a recent use) and waits for its threshold."""
+    spans = sorted((s, s + length) for s, length, out in silences if not out)
+    starts = [s for s, _ in spans]
+    sums = {name: [0.0, 0.0, 0] for name, _, _ in PARTS}
+    for day in days:
+        midnight = datetime.fromisoformat(day.date).replace(tzinfo=tz).timestamp()
+        for k in range(SLOTS):
+            t = midnight + (k + 0.5) * SLOT_S
+            i = bisect.bisect_right(starts, t) - 1
+            anchor = spans[i][0] if i >= 0 and spans[i][1] > t else t - 600.0
+            local = datetime.fromtimestamp(anchor, tz)
+            kind = int(local.weekday() >= 5)
+            slot = (local.hour * 60 + local.minute) // 30
+            part = PARTS[min(3, k // 12)][0]
+            sums[part][0] += max(0.0, anchor + warning[kind][slot] - t)
+            sums[part][1] += max(0.0, anchor + urgent[kind][slot] - t)
+            sums[part][2] += 1
+    detect = {p: round(v[0] / v[2] / HOUR, 1) if v[2] else 0.0 for p, v in sums.items()}
+    detect_urgent = {p: round(v[1] / v[2] / HOUR, 1) if v[2] else 0.0 for p, v in sums.items()}
+    return detect, detect_urgent

@@ -1,0 +1,251 @@
+"""``WellbeingMonitor``: one household's meter totals through the shared timeline and the rules; pure.
+
+Fed every poll (``update(now, total_litres)``, ``None`` for a failed read), plus the home's inputs (``acknowledge``,
+``door``, ``going_out``, ``set_away``). It never reads a clock or sleeps. Its whole state is one ``WellbeingState``
+(``state()`` / ``WellbeingMonitor(settings, tz, state)``). What is open is the alert book's: the monitor
+remembers only the severity it last reported per kind, to say raised, updated or cleared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from common import statefile
+from common.events import Detection
+from meter_node.wellbeing.model import Thresholds, fit, morning_deadline_s
+from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
+from meter_node.wellbeing.settings import WellbeingSettings
+from meter_node.wellbeing.state import MIGRATIONS, VERSION, WellbeingState
+from meter_node.wellbeing.timeline import HOUR, Timeline
+
+KINDS: tuple[str, ...] = (
+    "inactivity",
+    "missed_morning",
+    "continuous_flow",
+    "low_daily_volume",
+    "high_daily_volume",
+    "leak_suspected",
+)
+# the kinds that are about the person; away mode suppresses these, the others are about the flat's water
+PERSON_KINDS: frozenset[str] = frozenset({"inactivity", "missed_morning", "low_daily_volume"})
+PROFILE_KIND = "wellbeing_profile"
+_RANK = {"info": 0, "warning": 1, "urgent": 2}
+_CLEARED_BY = {"inactivity": "use", "missed_morning": "day_end"}
+
+
+def to_epoch(when: datetime | float) -> float:
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError("a naive datetime has no time zone; give an aware one or Unix seconds")
+        return when.timestamp()
+    return float(when)
+
+
+class WellbeingMonitor:
+    """The wellbeing rules for one household's meter. Pure: never reads a clock, never sleeps.
+
+    Time is wall time (an aware datetime or Unix seconds) because the rules are about local time of day.
+    """
+
+    def __init__(
+        self, settings: WellbeingSettings, tz: str | tzinfo, state: Mapping[str, Any] | None = None, *, key: str = ""
+    ) -> None:
+        self.settings = settings
+        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        self.key = key
+        self.data = WellbeingState() if state is None else statefile.load(WellbeingState, state, VERSION, MIGRATIONS)
+        self.timeline = Timeline(self.data, settings, self.tz)
+        self._next_check = -math.inf
+        self._fits: dict[bool, Thresholds | None] = {}
+        self._usual: float | None | bool = False  # False: not worked out since the last day closed
+        self._reason: str | None = None  # why findings clear now ("acknowledged", "away"), for the payload
+
+    # --------------------------------------------------------------------------------------------- inputs
+    def update(self, now: datetime | float, total_litres: float | None) -> list[Detection]:
+        """One poll. ``total_litres`` None is a failed read: it is neither use nor silence."""
+        t = to_epoch(now)
+        s = self.data
+        if total_litres is None or not math.isfinite(float(total_litres)):
+            if t < self._next_check or s.last_t is None:
+                return []
+            return self._evaluate(t)
+        total = float(total_litres)
+        if s.last_t is None:
+            self.timeline.start(t, total)
+            return []
+        dt = t - s.last_t
+        if dt <= 0:  # a repeated or out-of-order row says nothing new
+            return []
+        if total == s.last_total and t < self._next_check and dt <= self.timeline.max_interval:
+            s.last_t = t  # the fast path: nothing flowed and no deadline is due
+            return []
+        away = s.away_until is not None
+        self.timeline.feed(t, total)
+        run = s.run
+        if away and run is not None and self.settings.away_ends_on_use and run.litres >= 5 * self.timeline.use_min():
+            self.timeline.end_away(t)  # someone is home
+        return self._evaluate(t)
+
+    def acknowledge(self, now: datetime | float) -> list[Detection]:
+        """The resident (or family) said "I'm OK": a sign of life. Clears inactivity and missed_morning, and takes
+        a continuous-flow alert down to info (the tap may be running on purpose), restarting its clock."""
+        t = to_epoch(now)
+        self.timeline.life(t)
+        if self.data.run is not None:
+            self.data.run.ack = t
+        return self._evaluate(t, reason="acknowledged")
+
+    def door(self, now: datetime | float) -> list[Detection]:
+        """The flat's door contact moved: a sign of life. Without water within ``door_out_min`` the resident is
+        taken to be out (the outer limits apply) until water or the door again says they are back."""
+        t = to_epoch(now)
+        s = self.data
+        back = s.out_since is not None
+        self.timeline.life(t, door=True)
+        s.out_since, s.door_t = (None, None) if back else (s.out_since, t)
+        return self._evaluate(t)
+
+    def going_out(self, now: datetime | float) -> list[Detection]:
+        """The away button: the resident is going out now (back on the next water use or door event)."""
+        t = to_epoch(now)
+        self.timeline.life(t, door=True)
+        self.data.out_since = t
+        return self._evaluate(t)
+
+    def set_away(self, until: datetime | float | None, now: datetime | float | None = None) -> list[Detection]:
+        """Away / in hospital until ``until`` (None: back home now). Person alerts are suppressed and the open
+        ones cleared; flow and leak alerts go on (water running in an empty flat matters)."""
+        s = self.data
+        t = to_epoch(now) if now is not None else (s.last_t or 0.0)
+        if until is None:
+            if s.away_until is not None:
+                self.timeline.end_away(t)
+        else:
+            s.away_until = to_epoch(until)
+        if s.last_t is None:
+            return []
+        return self._evaluate(t, reason="away")
+
+    @property
+    def away_until(self) -> float | None:
+        return self.data.away_until
+
+    def open_incidents(self) -> dict[str, str]:
+        """kind -> severity this monitor last reported (the alert book keeps the incidents themselves)."""
+        return dict(self.data.reported)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as plain JSON-ready data."""
+        return statefile.dump(self.data, VERSION)
+
+    # ------------------------------------------------------------------------------------ what is learned
+    def thresholds(self, paired: bool) -> Thresholds | None:
+        """The learned thresholds (None until ``learning_days`` valid days, or with ``adaptive = false``)."""
+        if paired not in self._fits:
+            cfg = self.settings
+            days = self.timeline.valid_days()
+            if not self.timeline.learned():
+                self._fits[paired] = None
+            elif paired:
+                budget = cfg.coarse_warning_budget_per_month
+                self._fits[paired] = fit(self.data.paired_silences, days, self.tz, cfg, budget, with_morning=False)
+            else:
+                self._fits[paired] = fit(self.data.silences, days, self.tz, cfg, cfg.warning_budget_per_month)
+        return self._fits[paired]
+
+    def usual_daily(self) -> float | None:
+        """The median daily volume of the whole observed days before the last ``decline_days``."""
+        if self._usual is False:
+            cfg = self.settings
+            history = self.data.history[: max(0, len(self.data.history) - cfg.decline_days)]
+            days = [d for d in history if not d.away and d.coverage >= 0.9][-2 * cfg.history_days :]
+            volumes = sorted(d.volume for d in days)
+            self._usual = round(volumes[len(volumes) // 2], 1) if len(days) >= cfg.learning_days else None
+        return self._usual  # type: ignore[return-value]
+
+    def profile(self) -> dict[str, Any]:
+        """What has been learned and how well this home can be watched (the profile event's payload)."""
+        s, tl = self.data, self.timeline
+        learned = self.thresholds(False)
+        usual_run = tl.usual_run()
+        out: dict[str, Any] = {
+            "learned_days": len(tl.valid_days()),
+            "adaptive": learned is not None,
+            "base_flow_lph": round(s.base_lph, 3),
+            "usual_daily_litres": self.usual_daily(),
+            "usual_longest_flow_min": round(usual_run / 60.0, 1) if usual_run else None,
+            "morning_deadline_s": morning_deadline_s(tl.valid_days(), self.settings) if learned else None,
+            "resolution_l": s.resolution or None,
+            "warning_budget_per_month": self.settings.warning_budget_per_month,
+            "urgent_budget_per_month": self.settings.urgent_budget_per_month,
+        }
+        if learned is not None:
+            out.update(
+                expected_false_warnings_per_month=learned.expected_warnings,
+                expected_false_urgent_per_month=learned.expected_urgent,
+                detect_h=learned.detect_h,
+                detect_urgent_h=learned.detect_urgent_h,
+                watchable=learned.watchable,
+            )
+        return out
+
+    # -------------------------------------------------------------------------------------------- judging
+    def _evaluate(self, t: float, reason: str | None = None) -> list[Detection]:
+        s, tl = self.data, self.timeline
+        assert s.last_t is not None and s.day is not None
+        if t > s.last_t:
+            tl.roll(t)
+        out: list[Detection] = []
+        if tl.closed:  # a new day: learn again, and say what is learned (once, however many days closed)
+            self._fits, self._usual = {}, False
+            tl.closed = []
+            out.append(Detection(PROFILE_KIND, "observed", s.day.start_t, "info", self.profile(), self.key))
+        seen_t = min(t, s.last_t + tl.max_interval)  # an ongoing gap: time stops counting
+        if s.door_t is not None and s.out_since is None and seen_t - s.door_t >= self.settings.door_out_min * 60:
+            s.out_since = s.door_t
+        next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR)
+        found: dict[str, Finding] = {}
+        for rule in RULES:
+            if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
+                continue
+            finding, due = rule.assess(self, t, seen_t)
+            next_check = min(next_check, due)
+            held = found.get(rule.kind)
+            if finding is not None and (held is None or _RANK[finding.severity] > _RANK[held.severity]):
+                found[rule.kind] = finding
+        self._reason = reason
+        out += self._report(t, found)
+        if s.last_t + tl.max_interval > t:
+            next_check = min(next_check, s.last_t + tl.max_interval + 1.0)
+        self._next_check = next_check
+        return out
+
+    def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
+        """Changes of the findings as detections: raised, updated when the severity rises (or an "I'm OK" takes
+        it down), cleared when a finding is gone."""
+        s = self.data
+        out: list[Detection] = []
+        for kind in KINDS:
+            finding, held = found.get(kind), s.reported.get(kind)
+            if finding is None:
+                if held is not None:
+                    del s.reported[kind]
+                    cause = "use" if kind == "missed_morning" and s.day and s.day.first_use else None
+                    body = {"reason": self._reason or cause or _CLEARED_BY.get(kind, "ended")}
+                    out.append(Detection(kind, "cleared", t, held, body, self.key))  # type: ignore[arg-type]
+                continue
+            if held is not None and finding.severity == held:
+                continue
+            if held is not None and _RANK[finding.severity] < _RANK[held] and not finding.lower:
+                continue  # only an "I'm OK" takes a severity down; a threshold moving with the day does not
+            body = dict(finding.payload)
+            if finding.severity == "urgent":
+                body["escalate_after_s"] = round(self.settings.escalate_after_min * 60.0)
+            s.reported[kind] = finding.severity
+            state = "raised" if held is None else "updated"
+            out.append(Detection(kind, state, t, finding.severity, body, self.key))  # type: ignore[arg-type]
+        return out

@@ -1,0 +1,139 @@
+"""The wellbeing monitor's whole state: one dataclass, saved and restored by common.statefile, versioned.
+
+Version 1 was the state of the rules before the per-household model (issue 14): a dict listed by hand. Its day
+history, meter bookkeeping and away date carry over; the learned profile does not (the model learns silences,
+not the old per-half-hour maxima) and the open incidents are the alert book's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+VERSION = 2
+
+
+@dataclass
+class Run:
+    """Water moving now (a flow run): when it began, its last rise, litres above base, an "I'm OK" during it."""
+
+    start: float
+    last: float
+    litres: float = 0.0
+    ack: float = 0.0
+    used: bool = False  # stood out from the floor as a use at least once
+
+
+@dataclass
+class Day:
+    """The local day now going."""
+
+    date: str
+    start_t: float
+    end_t: float
+    morning_t: float
+    volume: float = 0.0
+    first_use: float | None = None
+    longest_run: float = 0.0
+    away: bool = False
+
+
+@dataclass
+class DayRecord:
+    """A closed day, as the rules learn from it."""
+
+    date: str
+    weekend: bool
+    volume: float
+    coverage: float
+    first_use_s: float | None
+    longest_run_s: float
+    away: bool
+
+
+@dataclass
+class WellbeingState:
+    """Everything a monitor needs to carry on after a restart (JSON through common.statefile)."""
+
+    last_t: float | None = None
+    last_total: float | None = None
+    resolution: float = 0.0  # smallest rise seen: the meter's pulse size (0: none seen yet)
+    gaps: list[list[float]] = field(default_factory=list)  # [start, end] not observed
+    rises: list[list[float]] = field(default_factory=list)  # [t, litres over the floor, over base] in the window
+    last_rise_t: float | None = None
+    lone_t: float | None = None  # coarse meter: the last pulse without a partner yet
+    short_bin: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [10-minute index, litres]
+    short_bins: list[float] = field(default_factory=list)
+    hour_bin: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [hour index, litres]
+    hour_bins: list[float | None] = field(default_factory=list)
+    base_lph: float = 0.0
+    leak_lph: float = 0.0
+    run: Run | None = None
+    anchor: float = 0.0  # the last sign of life
+    paired_anchor: float = 0.0  # coarse meter: the last sign of life from pulses that came in a pair
+    out_since: float | None = None  # the door contact or the away button says the resident went out
+    door_t: float | None = None  # the last door event (out if no water follows)
+    # [start, observed seconds, 1 if the resident was known to be out] of ended silences, for learning
+    silences: list[list[float]] = field(default_factory=list)
+    paired_silences: list[list[float]] = field(default_factory=list)
+    day: Day | None = None
+    history: list[DayRecord] = field(default_factory=list)
+    clean_nights: list[str] = field(default_factory=list)
+    away_until: float | None = None
+    leak_raised_day: str | None = None
+    reported: dict[str, str] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
+
+
+def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 (the rules before issue 14) -> 2: keep the day history and the meter's bookkeeping."""
+    fresh = WellbeingState()
+    history = [
+        {
+            "date": d["date"],
+            "weekend": _weekend(d["date"]),
+            "volume": float(d["volume"]),
+            "coverage": float(d["coverage"]),
+            "first_use_s": d.get("first_use_s"),
+            "longest_run_s": float(d.get("longest_run_s", 0.0)),
+            "away": bool(d.get("away", False)),
+        }
+        for d in old.get("history", [])
+    ]
+    day = old.get("day")
+    new_day = None
+    if day:
+        keep = ("date", "start_t", "end_t", "morning_t", "volume", "first_use", "longest_run", "away")
+        new_day = {k: day[k] for k in keep}
+    resolution = old.get("resolution")
+    run = old.get("run")
+    reported = {k: v["severity"] for k, v in old.get("incidents", {}).items()}
+    return {
+        **{k: v for k, v in vars(fresh).items()},
+        "last_t": old.get("last_t"),
+        "last_total": old.get("last_total"),
+        "resolution": 0.0 if resolution is None else float(resolution),
+        "gaps": old.get("gaps", []),
+        "short_bin": old.get("short_bin", [0.0, 0.0]),
+        "short_bins": old.get("short_bins", []),
+        "hour_bin": old.get("hour_bin", [0.0, 0.0]),
+        "hour_bins": old.get("hour_bins", []),
+        "base_lph": float(old.get("base_lph", 0.0)),
+        "leak_lph": float(old.get("leak_lph", 0.0)),
+        "run": None if not run else {k: run.get(k, 0.0) for k in ("start", "last", "litres", "ack")} | {"used": True},
+        "anchor": float(old.get("anchor", 0.0)),
+        "paired_anchor": float(old.get("paired_anchor", old.get("anchor", 0.0))),
+        "day": new_day,
+        "history": history,
+        "clean_nights": old.get("clean_nights", []),
+        "away_until": old.get("away_until"),
+        "leak_raised_day": old.get("incidents", {}).get("leak_suspected", {}).get("raised_day"),
+        "reported": reported,
+    }
+
+
+def _weekend(iso_date: str) -> bool:
+    return date.fromisoformat(iso_date).weekday() >= 5
+
+
+MIGRATIONS = {1: _from_v1}

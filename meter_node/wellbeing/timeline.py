@@ -1,0 +1,330 @@
+"""One shared timeline of uses from a meter's totals: gaps, base flow, flow runs, signs of life, silences, days.
+
+The rules (rules.py) read it; only this module writes the meter's side of the state. A *use* is at least
+``min_use_litres`` above the floor within ``use_window_min``; the floor is the base flow (the quietest 2-hour span
+of the last day: a leak) or, on top of steady flow, the quietest 10 minutes of the last hour. A use is one sign of
+life from its start: water keeps moving after the person has acted (a cistern refills for 2-4 minutes), so a flow
+run proves life until ``refill_min`` before its water stopped, never before it started, and a run far longer than
+usual (a tap left on after a fall) proves nothing after the usual longest run.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, tzinfo
+
+from meter_node.wellbeing.settings import WellbeingSettings, minutes
+from meter_node.wellbeing.state import Day, DayRecord, Run, WellbeingState
+
+HOUR = 3600.0
+SHORT_BIN_S = 600.0
+MIN_SILENCE_S = 3600.0  # shorter silences change no threshold (they are all at least warning_min_h)
+
+
+def upper(values: list[float], share: float) -> float:
+    """A high quantile that ignores the very top few (one odd day must not widen a threshold much)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+class Timeline:
+    """The meter side of a household's state: ``feed`` a reading, read the signs of life and the days."""
+
+    def __init__(self, state: WellbeingState, settings: WellbeingSettings, tz: tzinfo) -> None:
+        self.s = state
+        self.settings = settings
+        self.tz = tz
+        self.max_interval = settings.max_reading_interval_min * 60.0
+        self.window = settings.use_window_min * 60.0
+        self.hour_keep = max(settings.leak_window_h, settings.base_window_h)
+        self.closed: list[DayRecord] = []  # days closed by the last feed (the monitor's day rules read them)
+
+    # ------------------------------------------------------------------------------------------ readings
+    def start(self, t: float, total: float) -> None:
+        s = self.s
+        s.last_t, s.last_total = t, total
+        s.anchor = s.paired_anchor = t  # watching starts here: silence before it is unknown
+        s.short_bin = [t // SHORT_BIN_S, 0.0]
+        s.hour_bin = [t // HOUR, 0.0]
+        s.day = self.new_day(t)
+        if t > s.day.start_t:
+            s.gaps.append([s.day.start_t, t])  # the day before watching began is not observed
+
+    def feed(self, t: float, total: float) -> None:
+        """One valid reading after the first (``t`` later than the last)."""
+        s = self.s
+        assert s.last_t is not None and s.last_total is not None
+        last_t = s.last_t
+        gap = t - last_t > self.max_interval
+        if gap:
+            s.gaps.append([last_t + self.max_interval, t])
+        delta = total - s.last_total
+        s.last_t, s.last_total = t, total
+        self.roll(t)
+        if delta < 0:  # meter replaced or reset (the reader reports it): the interval's volume is unknown
+            if not gap:
+                s.gaps.append([last_t, t])
+        elif delta > 0:
+            s.resolution = delta if s.resolution <= 0 else min(s.resolution, delta)
+            self._add(t, delta, gap)
+
+    def _add(self, t: float, delta: float, gap: bool) -> None:
+        s = self.s
+        assert s.day is not None
+        s.day.volume += delta
+        use_min = self.use_min()
+        base_rate = s.base_lph / HOUR
+        span = self.span_h() * HOUR
+        since = min(t - s.last_rise_t, span) if s.last_rise_t is not None else span
+        s.last_rise_t = t
+        if gap:
+            # water used some time during the gap proves life then, but not when: life at the gap's end
+            if delta - base_rate * (t - s.gaps[-1][0]) >= use_min:
+                self.life(t, paired=not self.coarse() or delta >= 2 * s.resolution)
+            s.rises = []
+            return
+        s.short_bin[1] += delta
+        s.hour_bin[1] += delta
+        short_floor = min(s.short_bins) / SHORT_BIN_S if len(s.short_bins) == 6 else 0.0
+        floor_rate = max(base_rate, short_floor)
+        s.rises.append([t, max(0.0, delta - floor_rate * since), max(0.0, delta - base_rate * since)])
+        self._trim(t)
+        win_use = sum(r[1] for r in s.rises)
+        win_flow = sum(r[2] for r in s.rises)
+        if win_flow >= use_min:
+            if s.run is None:
+                s.run = Run(start=s.rises[0][0], last=t)
+            s.run.last = t
+            s.run.litres += s.rises[-1][2]
+        # on top of a steady flow (a tap left on, a new leak) a use must stand out from its wobble too
+        if win_use >= use_min + 0.1 * floor_rate * self.window:
+            if s.run is not None:
+                s.run.used = True
+            self.life(self.life_time(t), paired=self.paired(t, win_use))
+
+    def life_time(self, t: float) -> float:
+        """Until when the water now moving proves life (see the module docstring)."""
+        run = self.s.run
+        if run is None:
+            return t
+        refill = self.settings.refill_min * 60.0
+        return min(max(run.start, t - refill), run.start + self.run_cap())
+
+    def paired(self, t: float, win_use: float) -> bool:
+        """Coarse (10 L) meter: a pulse is a person's when another comes within ``coarse_pair_min`` (a flush, a wash,
+        the kettle); a slow leak's lone pulses hours apart are not."""
+        s = self.s
+        window = self.settings.coarse_pair_min * 60.0
+        if not self.coarse() or window <= 0 or win_use >= 1.5 * s.resolution:
+            s.lone_t = t
+            return True
+        paired = s.lone_t is not None and t - s.lone_t <= window
+        s.lone_t = t
+        return paired
+
+    def life(self, t: float, paired: bool = True, door: bool = False) -> None:
+        """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use."""
+        s = self.s
+        if t <= s.anchor and (not paired or t <= s.paired_anchor):
+            return
+        day = s.day
+        if day is not None and day.first_use is None and t >= day.morning_t and not door:
+            day.first_use = t
+        if not door:
+            s.door_t = None  # water: the resident is in
+            s.out_since = None
+        out = 1.0 if s.out_since is not None else 0.0
+        if t > s.anchor:
+            self._learn(s.silences, s.anchor, t, out)
+            s.anchor = t
+        if paired and t > s.paired_anchor:
+            self._learn(s.paired_silences, s.paired_anchor, t, out)
+            s.paired_anchor = t
+
+    def _learn(self, silences: list[list[float]], since: float, t: float, out: float) -> None:
+        length = self.observed(since, t)
+        if length >= MIN_SILENCE_S and self.s.away_until is None:
+            cap = (self.settings.warning_max_h + 1.0) * HOUR  # an absence or an incident must not become a habit
+            silences.append([since, round(min(length, cap), 1), out])
+
+    def _trim(self, t: float) -> None:
+        rises = self.s.rises
+        cut = 0
+        while cut < len(rises) and rises[cut][0] <= t - self.window:
+            cut += 1
+        if cut:
+            del rises[:cut]
+
+    # ---------------------------------------------------------------------------------------- rolling on
+    def roll(self, t: float) -> None:
+        """Close every bin and day whose end is at or before ``t`` (lazily: nothing runs per poll)."""
+        s = self.s
+        short_idx = t // SHORT_BIN_S
+        if short_idx > s.short_bin[0]:
+            skipped = int(short_idx - s.short_bin[0])
+            s.short_bins = (s.short_bins + [s.short_bin[1]] + [0.0] * min(skipped - 1, 6))[-6:]
+            s.short_bin = [short_idx, 0.0]
+        hour_idx = t // HOUR
+        if hour_idx - s.hour_bin[0] > self.hour_keep + 1:  # a long gap: skip ahead
+            s.hour_bins = [None] * self.hour_keep
+            s.hour_bin = [hour_idx - 1, 0.0]
+        while s.hour_bin[0] < hour_idx:
+            start = s.hour_bin[0] * HOUR
+            valid = self.gap_seconds(start, start + HOUR) == 0.0
+            s.hour_bins = (s.hour_bins + [s.hour_bin[1] if valid else None])[-self.hour_keep :]
+            self._night_check(start, s.hour_bin[1] if valid else None)
+            s.hour_bin = [s.hour_bin[0] + 1, 0.0]
+            self._update_base()
+        while s.day is not None and s.day.end_t <= t:
+            self._close_day()
+        if s.rises:
+            self._trim(t)
+        if s.run is not None and sum(r[2] for r in s.rises) < self.use_min():
+            self._end_run()
+        if s.away_until is not None and t >= s.away_until:
+            self.end_away(s.away_until)
+        self._prune(t)
+
+    def _end_run(self) -> None:
+        s = self.s
+        run = s.run
+        assert run is not None and s.day is not None
+        s.run = None
+        if "continuous_flow" not in s.reported or run.ack:
+            s.day.longest_run = max(s.day.longest_run, run.last - run.start)
+        if run.used:  # a run that never stood out as use (a leak's pulses in and out of the window) gives none
+            self.life(self.life_time(run.last), paired=not self.coarse() or run.litres >= 2 * s.resolution)
+
+    def end_away(self, t: float) -> None:
+        s = self.s
+        s.away_until = None
+        s.anchor = max(s.anchor, t)  # back home: watching starts again from here
+        s.paired_anchor = max(s.paired_anchor, t)
+        if s.day is not None and s.day.first_use is None:
+            s.day.first_use = t  # no missed-morning alert on the day of return
+
+    def _night_check(self, start: float, litres: float | None) -> None:
+        """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local without flow."""
+        if litres is None:
+            return
+        local = datetime.fromtimestamp(start, self.tz)
+        if local.hour < 6 and litres < 0.5 * self.settings.leak_min_lph:
+            stamp = local.date().isoformat()
+            if stamp not in self.s.clean_nights:
+                self.s.clean_nights = [*self.s.clean_nights, stamp][-7:]
+
+    def _update_base(self) -> None:
+        s, cfg = self.s, self.settings
+        bins = s.hour_bins
+        s.base_lph = self._quietest(bins[-cfg.base_window_h :], s.base_lph)
+        recent = bins[-cfg.leak_window_h :]
+        enough = len(bins) >= cfg.leak_window_h and sum(b is not None for b in recent) >= cfg.leak_window_h // 2
+        s.leak_lph = self._quietest(recent, 0.0) if enough else 0.0
+
+    def _quietest(self, bins: list[float | None], fallback: float) -> float:
+        """Litres per hour in the quietest span (2 h; up to 6 h for 10 L pulses): a base flow that ignores use."""
+        n = self.span_h()
+        # one pulse in a span may be the tail of a use before it: only what is beyond one pulse is base flow
+        pulse = self.s.resolution
+        spans = [
+            max(0.0, sum(b for b in bins[i : i + n] if b is not None) - pulse) / n
+            for i in range(len(bins) - n + 1)
+            if all(b is not None for b in bins[i : i + n])
+        ]
+        if not spans:
+            return fallback
+        # below two pulses per span a steady flow cannot be told from use; call it none
+        return min(spans) if min(spans) >= 2 * pulse / n else 0.0
+
+    def _prune(self, t: float) -> None:
+        s = self.s
+        keep = t - (self.settings.history_days + 1) * 86400.0
+        if s.silences and s.silences[0][0] < keep:
+            s.silences = [x for x in s.silences if x[0] >= keep]
+        if s.paired_silences and s.paired_silences[0][0] < keep:
+            s.paired_silences = [x for x in s.paired_silences if x[0] >= keep]
+        horizon = min(s.anchor, s.paired_anchor, t - 2 * 86400.0, s.day.start_t if s.day else t)
+        if s.gaps and s.gaps[0][1] < horizon:
+            s.gaps = [g for g in s.gaps if g[1] >= horizon]
+
+    # ------------------------------------------------------------------------------------------- days
+    def new_day(self, t: float) -> Day:
+        local = datetime.fromtimestamp(t, self.tz)
+        start = datetime(local.year, local.month, local.day, tzinfo=self.tz)
+        end = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), self.tz)
+        return Day(
+            date=start.date().isoformat(),
+            start_t=start.timestamp(),
+            end_t=end.timestamp(),
+            morning_t=start.timestamp() + minutes(self.settings.morning_start) * 60,
+            away=self.s.away_until is not None,
+        )
+
+    def _close_day(self) -> None:
+        s = self.s
+        day = s.day
+        assert day is not None
+        covered = 1.0 - self.gap_seconds(day.start_t, day.end_t) / (day.end_t - day.start_t)
+        record = DayRecord(
+            date=day.date,
+            weekend=datetime.fromtimestamp(day.start_t, self.tz).weekday() >= 5,
+            volume=round(day.volume, 2),
+            coverage=round(covered, 3),
+            first_use_s=None if day.first_use is None else round(day.first_use - day.start_t),
+            longest_run_s=round(day.longest_run),
+            away=day.away or s.away_until is not None,
+        )
+        keep = max(2 * self.settings.history_days, self.settings.history_days + self.settings.decline_days)
+        s.history = [*s.history, record][-keep:]
+        s.day = self.new_day(day.end_t)
+        self.closed.append(record)
+
+    def valid_days(self) -> list[DayRecord]:
+        cfg = self.settings
+        return [d for d in self.s.history[-cfg.history_days :] if not d.away and d.coverage >= 0.9]
+
+    def learned(self) -> bool:
+        cfg = self.settings
+        return cfg.adaptive and len(self.valid_days()) >= cfg.learning_days
+
+    def usual_run(self) -> float | None:
+        if not self.learned():
+            return None
+        return upper([d.longest_run_s for d in self.valid_days()], 0.9)
+
+    def run_cap(self) -> float:
+        """Flow longer than this is not taken as a sign of life (a tap left running after a fall)."""
+        usual = self.usual_run()
+        limit = self.settings.continuous_flow_h * HOUR
+        return limit / 2 if usual is None else min(limit / 2, max(usual * 1.5, 15 * 60.0))
+
+    # ---------------------------------------------------------------------------------------- helpers
+    def use_min(self) -> float:
+        """Litres above base flow that make a use: min_use_litres, or one pulse of a coarse (10 L) meter."""
+        if self.s.resolution <= 0:
+            return self.settings.min_use_litres
+        return max(self.settings.min_use_litres, 0.5 * self.s.resolution)
+
+    def coarse(self) -> bool:
+        """Pulses so large (10 L) that one pulse is a use: then a lone pulse needs a companion (see paired)."""
+        return self.s.resolution >= 2 * self.settings.min_use_litres
+
+    def span_h(self) -> int:
+        """Hours in a base-flow span: 2, longer for coarse pulses so a slow leak shows in every span."""
+        if self.s.resolution <= 0:
+            return 2
+        return int(min(6, max(2, round(self.s.resolution / 2))))
+
+    def observed(self, since: float, t: float) -> float:
+        """Seconds from ``since`` to ``t`` that were observed (time in gaps does not count)."""
+        return max(0.0, t - since - self.gap_seconds(since, t))
+
+    def gap_seconds(self, a: float, b: float) -> float:
+        total = 0.0
+        for start, end in self.s.gaps:
+            if end > a and start < b:
+                total += min(end, b) - max(start, a)
+        last = self.s.last_t
+        if last is not None and b > last + self.max_interval:  # a gap still going on
+            total += b - max(a, last + self.max_interval)
+        return total
