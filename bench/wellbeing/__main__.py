@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from bench.wellbeing.evaluate import REPORT_SEEDS, TUNE_SEEDS, evaluate
 from bench.wellbeing.models import MODELS
 from bench.wellbeing.report import markdown
 from bench.wellbeing.summary import summarise
+from meter_node.wellbeing import WellbeingSettings
 
 QUICK_SEEDS = tuple(range(9001, 9009))  # a smoke check only: never the report seeds
 
@@ -27,19 +29,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, help="days per household (default 60; --quick 45)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes side by side (default: cores)")
     parser.add_argument("--json", action="store_true", help="print the raw summary as JSON too")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a [meter.wellbeing] setting (tuning)"
+    )
     args = parser.parse_args(argv)
     days = args.days or (45 if args.quick else 60)
+    settings = _settings(args.set)
     for model in args.model or sorted(MODELS):
         seeds = args.seeds or (TUNE_SEEDS[model] if args.tune else (QUICK_SEEDS if args.quick else REPORT_SEEDS))
         start = time.monotonic()
         print(f"{model}: {len(seeds)} households, {days} days each, {args.jobs} processes...", file=sys.stderr)
-        summary = summarise(evaluate(model, seeds, days, jobs=args.jobs))
+        summary = summarise(evaluate(model, seeds, days, settings, jobs=args.jobs))
         print(markdown(summary, seeds, days, model))
         if args.json:
             print(json.dumps(summary, indent=1))
         print(f"({model}: {time.monotonic() - start:.0f} s)\n", file=sys.stderr)
         sys.stdout.flush()
     return 0
+
+
+def _settings(pairs: list[str]) -> WellbeingSettings:
+    """WellbeingSettings with ``key=value`` overrides, checked by the config engine's types."""
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        field = next((f for f in dataclasses.fields(WellbeingSettings) if f.name == key), None)
+        if field is None:
+            raise SystemExit(f"--set {pair!r}: no [meter.wellbeing] key {key!r}")
+        values[key] = {"bool": lambda v: v.lower() == "true", "int": int, "float": float}.get(str(field.type), str)(
+            text
+        )
+    return dataclasses.replace(WellbeingSettings(), **values)
 
 
 def _seed_range(text: str) -> tuple[int, ...]:

@@ -4,8 +4,9 @@ false-alarm budget.
 From the ended silences of the last ``history_days`` (one hour or longer, at home) the model estimates, for a
 silence beginning in each half hour of a weekday or a weekend day, how often it would outlast a threshold T
 (a kernel over +-90 min of start time, the other kind of day at a third of the weight, and a smooth tail: each
-silence of length L counts exp(-(T - L) / (0.25 h + 0.1 L)) for T beyond it, so one odd day does not set the
-line). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
+silence of length L counts exp(-(T - L) / m) for T beyond it, m the spread (standard deviation) of the longer half
+of the silences begun near that time, so one odd day does not set the line and a home whose silences run long gets a long tail).
+With fewer than ``history_days`` days learned the budget shrinks in proportion (a young estimate is optimistic). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
 a fall (weighted by how much of the day each start time's silences cover) while the expected false alarms a
 month stay within the budget (a Lagrange multiplier found by bisection), inside the fixed outer limits. A silence
 held over the night turns urgent by the usual first use of the morning + ``night_urgent_after_wake_h``.
@@ -43,12 +44,15 @@ class Thresholds:
     morning_warning_s: float | None  # missed_morning turns warning then (seconds after midnight)
     expected_warnings: float  # false warnings a month the model expects (silence and morning)
     expected_urgent: float
+    floor_warnings: float  # false warnings a month from silences past the outer limits: no threshold avoids them
+    warning_budget: float  # the budget the thresholds were chosen for (young estimates get less)
     detect_h: dict[str, float]  # expected hours to a warning after a fall, per part of the day
     detect_urgent_h: dict[str, float]
 
     @property
     def watchable(self) -> bool:
-        return all(v <= WATCHABLE_H for v in self.detect_h.values())
+        """Within 12 h of a fall in every part of the day, and the outer limits alone within the budget."""
+        return all(v <= WATCHABLE_H for v in self.detect_h.values()) and self.floor_warnings <= self.warning_budget
 
 
 def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> float | None:
@@ -61,8 +65,8 @@ def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> fl
     return min(max(learned, low), minutes(settings.morning_latest) * 60.0)
 
 
-def _tail(length: float, t: float) -> float:
-    return 1.0 if length > t else math.exp(-(t - length) / (900.0 + 0.1 * length))
+def _tail(length: float, t: float, scale: float) -> float:
+    return 1.0 if length > t else math.exp(-(t - length) / scale)
 
 
 class _Slots:
@@ -71,32 +75,51 @@ class _Slots:
 
     def __init__(self, silences: list[tuple[bool, int, float]], days: tuple[float, float], grid: list[float]) -> None:
         self.grid = grid
-        raw = [[[0.0] * len(grid) for _ in range(SLOTS)] for _ in range(2)]
-        cover = [[0.0] * SLOTS for _ in range(2)]
+        raw: list[list[list[float]]] = [[[] for _ in range(SLOTS)] for _ in range(2)]
         for weekend, slot, length in silences:
-            row = raw[int(weekend)][slot]
-            for i, t in enumerate(grid):
-                row[i] += _tail(length, t)
-            cover[int(weekend)][slot] += min(length, 12 * HOUR)
+            raw[int(weekend)][slot].append(length)
         self.rates: list[list[list[float]]] = []
         self.weights: list[list[float]] = []
+        prior = [_PRIOR_PER_DAY / SLOTS * math.exp(-max(0.0, t - 2 * HOUR) / _PRIOR_MEAN_S) for t in grid]
         for kind in (0, 1):
             n_days = max(1.0, days[kind] + _OTHER_KIND * days[1 - kind])
             rates, weights = [], []
             for k in range(SLOTS):
-                row = [_PRIOR_PER_DAY / SLOTS * math.exp(-max(0.0, t - 2 * HOUR) / _PRIOR_MEAN_S) for t in grid]
-                covered = 0.0
-                for offset, w in _KERNEL:
-                    j = (k + offset) % SLOTS
-                    for other in (0, 1):
-                        scale = w * (1.0 if other == kind else _OTHER_KIND) / n_days
-                        if raw[other][j][0]:
-                            row = [a + scale * b for a, b in zip(row, raw[other][j], strict=True)]
-                        covered += scale * cover[other][j]
-                rates.append(row)
-                weights.append(covered + 900.0)
+                near = [
+                    (w * (1.0 if other == kind else _OTHER_KIND) / n_days, length)
+                    for offset, w in _KERNEL
+                    for other in (0, 1)
+                    for length in raw[other][(k + offset) % SLOTS]
+                ]
+                # the tail beyond what was seen: exponential with the spread of the longer half of the silences begun
+                # near this time (a home whose long silences vary a lot has a long tail), at least 15 minutes
+                rates_scale = _upper_spread(near)
+                rates.append(
+                    [
+                        p + sum(w * _tail(length, t, rates_scale) for w, length in near)
+                        for p, t in zip(prior, grid, strict=True)
+                    ]
+                )
+                weights.append(sum(w * min(length, 12 * HOUR) for w, length in near) + 900.0)
             self.rates.append(rates)
             self.weights.append(weights)
+
+
+def _upper_spread(samples: list[tuple[float, float]]) -> float:
+    """The weighted standard deviation of the longer half of the (weight, length) samples of 2 h or more (the ones
+    that bear on a threshold), at least 15 minutes."""
+    ordered = sorted((x for x in samples if x[1] >= 2 * HOUR), key=lambda x: x[1])
+    if not ordered:
+        return 900.0
+    half = sum(w for w, _ in ordered) / 2.0
+    upper, seen = [], 0.0
+    for w, length in ordered:
+        seen += w
+        if seen >= half:
+            upper.append((w, length))
+    mass = sum(w for w, _ in upper)
+    mean = sum(w * length for w, length in upper) / mass
+    return max(900.0, math.sqrt(sum(w * (length - mean) ** 2 for w, length in upper) / mass))
 
 
 # triangular kernel over start slots (+-90 min), normalised so a silence counts once in total
@@ -160,6 +183,9 @@ def fit(
             samples.append((local.weekday() >= 5, (local.hour * 60 + local.minute) // 30, length))
     grid = _grid(settings.warning_min_h * HOUR, settings.urgent_max_h * HOUR, SLOT_S)
     slots = _Slots(samples, (float(kinds[0]), float(kinds[1])), grid)
+    # with fewer days than history_days the estimate is young (optimistic): the budget shrinks in proportion
+    young = min(1.0, len(days) / settings.history_days)
+    warning_budget *= young
     # the morning rule's warning takes at most a quarter of the budget; the silences get the rest
     morning_w, morning_expected = (
         _morning_warning(days, settings, 0.25 * warning_budget) if with_morning else (None, 0.0)
@@ -170,25 +196,23 @@ def fit(
     after = int(math.ceil(settings.urgent_after_warning_min * 60.0 / SLOT_S - 1e-9))
     top = len(grid) - 1
     u_low = [[min(top, i + after) for i in row] for row in w_idx]
-    u_idx = _choose(slots, u_low, [[top] * SLOTS] * 2, settings.urgent_budget_per_month)
+    u_idx = _choose(slots, u_low, [[top] * SLOTS] * 2, settings.urgent_budget_per_month * young)
     warning = [[grid[i] for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
     wake = (
         _median([d.first_use_s for d in days if not d.weekend]),
         _median([d.first_use_s for d in days if d.weekend]),
     )
-    gap = settings.urgent_after_warning_min * 60.0
-    for kind in (0, 1):
-        for k in range(SLOTS):
-            cap = _night_cap(k, wake[kind], settings)
-            if cap is not None and urgent[kind][k] > cap:
-                urgent[kind][k] = max(cap, settings.warning_min_h * HOUR + gap)
-                warning[kind][k] = min(warning[kind][k], urgent[kind][k] - gap)
+    _night(warning, urgent, wake, _bedtime(samples), settings)
     share = (5.0 / 7.0, 2.0 / 7.0)
-    expected_w = morning_expected + sum(
-        30.0 * share[kind] * slots.rates[kind][k][w_idx[kind][k]] for kind in (0, 1) for k in range(SLOTS)
-    )
-    expected_u = sum(30.0 * share[kind] * slots.rates[kind][k][u_idx[kind][k]] for kind in (0, 1) for k in range(SLOTS))
+
+    def expected(chosen: list[list[float]]) -> float:
+        at = [[max(0, bisect.bisect_right(grid, t + 1.0) - 1) for t in row] for row in chosen]
+        return sum(30.0 * share[kind] * slots.rates[kind][k][at[kind][k]] for kind in (0, 1) for k in range(SLOTS))
+
+    expected_w = morning_expected + expected(warning)
+    expected_u = expected(urgent)
+    floor = expected([[grid[w_top]] * SLOTS] * 2)
     detect, detect_urgent = _monitorability(silences, days, tz, warning, urgent)
     return Thresholds(
         (tuple(warning[0]), tuple(warning[1])),
@@ -197,9 +221,52 @@ def fit(
         morning_w,
         round(expected_w, 2),
         round(expected_u, 2),
+        round(floor, 2),
+        warning_budget,
         detect,
         detect_urgent,
     )
+
+
+def _bedtime(samples: list[tuple[bool, int, float]]) -> float | None:
+    """The usual start of the night's silence (seconds after midnight, past 24 h after midnight): the median start
+    of the silences of 4 h or more begun between 18:00 and 04:00."""
+    starts = [
+        k * SLOT_S + (86400.0 if k < 8 else 0.0)
+        for _, k, length in samples
+        if (k >= 36 or k < 8) and length >= 4 * HOUR
+    ]
+    return statistics.median(starts) if starts else None
+
+
+def _night(
+    warning: list[list[float]],
+    urgent: list[list[float]],
+    wake: tuple[float | None, float | None],
+    bed: float | None,
+    settings: WellbeingSettings,
+) -> None:
+    """A silence begun at night (from an hour before the usual bedtime to the usual first use) is judged by the
+    morning: no warning before an hour after the usual first use (the missed-morning rule speaks first), urgent by
+    that use + ``night_urgent_after_wake_h``."""
+    gap = settings.urgent_after_warning_min * 60.0
+    for kind in (0, 1):
+        first = wake[kind]
+        if first is None or bed is None:
+            continue
+        night_from = (bed - HOUR) % 86400.0
+        for k in range(SLOTS):
+            start = k * SLOT_S
+            if start < first and (night_from > first or start >= night_from):
+                to_wake = first - start
+            elif night_from > first and start >= night_from:
+                to_wake = first + 86400.0 - start
+            else:
+                continue
+            cap = to_wake + settings.night_urgent_after_wake_h * HOUR
+            w = max(warning[kind][k], min(settings.warning_max_h * HOUR, to_wake + HOUR))
+            warning[kind][k] = min(w, cap - gap)
+            urgent[kind][k] = min(max(urgent[kind][k], warning[kind][k] + gap), cap)
 
 
 def _morning_warning(days: list[DayRecord], settings: WellbeingSettings, budget: float) -> tuple[float | None, float]:
@@ -235,18 +302,6 @@ def _grid(low: float, high: float, step: float) -> list[float]:
 def _median(values: list[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     return statistics.median(found) if found else None
-
-
-def _night_cap(k: int, wake_s: float | None, settings: WellbeingSettings) -> float | None:
-    """Urgent limit for a silence begun in slot ``k`` between 18:00 and the usual first use: that use + margin."""
-    if wake_s is None:
-        return None
-    start = k * SLOT_S
-    if k >= 36:  # evening: the first use is tomorrow's
-        return wake_s + 86400.0 - start + settings.night_urgent_after_wake_h * HOUR
-    if start + SLOT_S <= wake_s:
-        return wake_s - start + settings.night_urgent_after_wake_h * HOUR
-    return None
 
 
 def _monitorability(

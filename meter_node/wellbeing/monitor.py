@@ -61,7 +61,7 @@ class WellbeingMonitor:
         self.timeline = Timeline(self.data, settings, self.tz)
         self._next_check = -math.inf
         self._fits: dict[bool, Thresholds | None] = {}
-        self._usual: float | None | bool = False  # False: not worked out since the last day closed
+        self._usual: dict[int, float | None] = {}  # worked out once a day
         self._reason: str | None = None  # why findings clear now ("acknowledged", "away"), for the payload
 
     # --------------------------------------------------------------------------------------------- inputs
@@ -157,15 +157,16 @@ class WellbeingMonitor:
                 self._fits[paired] = fit(self.data.silences, days, self.tz, cfg, cfg.warning_budget_per_month)
         return self._fits[paired]
 
-    def usual_daily(self) -> float | None:
-        """The median daily volume of the whole observed days before the last ``decline_days``."""
-        if self._usual is False:
+    def usual_daily(self, exclude_last: int = 0) -> float | None:
+        """The median daily volume of the whole observed days (before the last ``exclude_last``)."""
+        if exclude_last not in self._usual:
             cfg = self.settings
-            history = self.data.history[: max(0, len(self.data.history) - cfg.decline_days)]
+            history = self.data.history[: max(0, len(self.data.history) - exclude_last)]
             days = [d for d in history if not d.away and d.coverage >= 0.9][-2 * cfg.history_days :]
             volumes = sorted(d.volume for d in days)
-            self._usual = round(volumes[len(volumes) // 2], 1) if len(days) >= cfg.learning_days else None
-        return self._usual  # type: ignore[return-value]
+            usual = round(volumes[len(volumes) // 2], 1) if len(days) >= cfg.learning_days else None
+            self._usual[exclude_last] = usual
+        return self._usual[exclude_last]
 
     def profile(self) -> dict[str, Any]:
         """What has been learned and how well this home can be watched (the profile event's payload)."""
@@ -187,6 +188,7 @@ class WellbeingMonitor:
             out.update(
                 expected_false_warnings_per_month=learned.expected_warnings,
                 expected_false_urgent_per_month=learned.expected_urgent,
+                expected_false_warnings_past_limits=learned.floor_warnings,
                 detect_h=learned.detect_h,
                 detect_urgent_h=learned.detect_urgent_h,
                 watchable=learned.watchable,
@@ -201,13 +203,13 @@ class WellbeingMonitor:
             tl.roll(t)
         out: list[Detection] = []
         if tl.closed:  # a new day: learn again, and say what is learned (once, however many days closed)
-            self._fits, self._usual = {}, False
+            self._fits, self._usual = {}, {}
             tl.closed = []
             out.append(Detection(PROFILE_KIND, "observed", s.day.start_t, "info", self.profile(), self.key))
         seen_t = min(t, s.last_t + tl.max_interval)  # an ongoing gap: time stops counting
         if s.door_t is not None and s.out_since is None and seen_t - s.door_t >= self.settings.door_out_min * 60:
             s.out_since = s.door_t
-        next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR)
+        next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR, s.away_until or math.inf)
         found: dict[str, Finding] = {}
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():

@@ -36,7 +36,7 @@ class View(Protocol):
     tz: tzinfo
 
     def thresholds(self, paired: bool) -> Thresholds | None: ...
-    def usual_daily(self) -> float | None: ...
+    def usual_daily(self, exclude_last: int = 0) -> float | None: ...
 
 
 def iso_local(t: float, tz: tzinfo) -> str:
@@ -75,8 +75,8 @@ class SilenceRule:
         learned = v.thresholds(self.paired)
         if learned is None:
             night = overlaps_night(anchor, seen_t, cfg, v.tz)
-            if self.paired:
-                return cfg.night_inactivity_warning_h * HOUR, INF, "fixed"
+            if self.paired:  # warning only; night visits to the toilet send lone pulses
+                return (cfg.night_inactivity_urgent_h if night else cfg.night_inactivity_warning_h) * HOUR, INF, "fixed"
             warn = cfg.night_inactivity_warning_h if night else cfg.inactivity_warning_h
             urgent = cfg.night_inactivity_urgent_h if night else cfg.inactivity_urgent_h
             return warn * HOUR, urgent * HOUR, "fixed"
@@ -208,7 +208,7 @@ class LowVolumeRule:
         if last.away or last.coverage < 0.9:
             return None, INF
         recent = [d for d in s.history[-cfg.decline_days :] if not d.away and d.coverage >= 0.9]
-        usual = v.usual_daily()
+        usual = v.usual_daily(cfg.decline_days)
         reason = None
         if last.volume < cfg.low_daily_litres:
             reason = "below_fixed"

@@ -189,11 +189,12 @@ class Timeline:
         s = self.s
         run = s.run
         assert run is not None and s.day is not None
+        until = self.life_time(run.last)
         s.run = None
         if "continuous_flow" not in s.reported or run.ack:
             s.day.longest_run = max(s.day.longest_run, run.last - run.start)
         if run.used:  # a run that never stood out as use (a leak's pulses in and out of the window) gives none
-            self.life(self.life_time(run.last), paired=not self.coarse() or run.litres >= 2 * s.resolution)
+            self.life(until, paired=not self.coarse() or run.litres >= 2 * s.resolution)
 
     def end_away(self, t: float) -> None:
         s = self.s
