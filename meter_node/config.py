@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
-from common.config import ButtonPin, SerialPort, setting
+from common.config import ButtonPin, InputPin, SerialPort, setting
 from meter_node.profiles import ProfileError, load_profile_file, profile_files
 from meter_node.wellbeing import WellbeingSettings, parse_local_date
 
@@ -19,6 +19,12 @@ class HouseholdSection:
         pattern=r"^[^\s].{0,63}$", help="a label for the resident, e.g. 'B12-301' (no names: the central has them)"
     )
     ok_button: ButtonPin | None = setting(None, help="optional 'I'm OK' button in the home")
+    away_button: ButtonPin | None = setting(
+        None, help="optional 'going out' button by the flat's door: out until the next water use or door event"
+    )
+    door: InputPin | None = setting(
+        None, help="optional contact on the flat's door: a sign of life; no water after it: the resident is out"
+    )
     chime: bool = setting(False, help="play a chime and prompt in the home when an alert is raised")
     away_until: str = setting(
         "",
@@ -110,7 +116,18 @@ class MeterConfig:
                     f"meters[{i}].offline_after_s = {meter.offline_after_s:g}: must be at least two poll "
                     f"intervals ({2 * meter.poll_interval_s:g} s), or one late read is an outage"
                 )
-        buttons = [m.household.ok_button.pin for m in self.meters if m.household.ok_button is not None]
-        for dup in sorted({p for p in buttons if buttons.count(p) > 1}):
-            out.append(f"meters: ok_button pin {dup} is used by more than one household")
+        pins = [
+            (pin.pin, f"{m.id}.{name}")
+            for m in self.meters
+            for name, pin in (
+                ("ok_button", m.household.ok_button),
+                ("away_button", m.household.away_button),
+                ("door", m.household.door),
+            )
+            if pin is not None
+        ]
+        numbers = [n for n, _ in pins]
+        for dup in sorted({n for n in numbers if numbers.count(n) > 1}):
+            users = ", ".join(where for n, where in pins if n == dup)
+            out.append(f"meters: GPIO pin {dup} is used more than once ({users})")
         return out

@@ -160,7 +160,8 @@ class MeterNode:
         self._load_state()
         self._next_save = clock.monotonic() + section.state_save_s
         self._dirty = False
-        self._presses: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
+        # (meter id, what, wall time) from gpiozero's threads: "ok", "out" (away button) or "door"
+        self._presses: queue.SimpleQueue[tuple[str, str, float]] = queue.SimpleQueue()
         self._buttons: list[Any] = []
         self._speaker = speaker  # injected (tests, the simulated community), else made when a home has a chime
         self.voice: Voice | None = None
@@ -193,18 +194,26 @@ class MeterNode:
                     self._emit_wellbeing(meter, detection)
 
     def _setup_home_devices(self) -> None:
-        if any(m.household.ok_button for m in self.meters.values()):
-            from hal.gpio import make_button, use_pin_factory
+        homes = self.meters.values()
+        if any(m.household.ok_button or m.household.away_button or m.household.door for m in homes):
+            from hal.gpio import make_button, make_input, use_pin_factory
 
             use_pin_factory(self.config.gpio)
-            for meter in self.meters.values():
-                pin = meter.household.ok_button
-                if pin is None:
-                    continue
-                button = make_button(pin)
-                # gpiozero calls this from its own thread: only queue the press, the node loop handles it
-                button.when_pressed = lambda mid=meter.id: self._presses.put((mid, self.clock.wall()))
-                self._buttons.append(button)
+            for meter in homes:
+                house = meter.household
+                # gpiozero calls these from its own thread: only queue what happened, the node loop handles it
+                for what, pin in (("ok", house.ok_button), ("out", house.away_button)):
+                    if pin is not None:
+                        button = make_button(pin)
+                        button.when_pressed = lambda mid=meter.id, w=what: self._presses.put(
+                            (mid, w, self.clock.wall())
+                        )
+                        self._buttons.append(button)
+                if house.door is not None:
+                    door = make_input(house.door)
+                    moved = lambda mid=meter.id: self._presses.put((mid, "door", self.clock.wall()))  # noqa: E731
+                    door.when_activated, door.when_deactivated = moved, moved
+                    self._buttons.append(door)
         if any(m.household.chime for m in self.meters.values()):
             audio, timezone = self.config.audio, self.config.node.timezone
             (self.chime,) = prompts()
@@ -406,29 +415,26 @@ class MeterNode:
     def _handle_presses(self) -> None:
         while True:
             try:
-                meter_id, wall = self._presses.get_nowait()
+                meter_id, what, wall = self._presses.get_nowait()
             except queue.Empty:
                 return
             meter = self.meters[meter_id]
-            log.info("household %s: 'I'm OK' pressed", meter.household.resident)
-            for detection in self.monitors[meter_id].acknowledge(wall):
+            monitor = self.monitors[meter_id]
+            if what == "door":
+                found = monitor.door(wall)  # no event of its own: the door moves many times a day
+            else:
+                log.info("household %s: %s pressed", meter.household.resident, "'I'm OK'" if what == "ok" else "away")
+                found = monitor.acknowledge(wall) if what == "ok" else monitor.going_out(wall)
+                kind = "im_ok_pressed" if what == "ok" else "going_out_pressed"
+                payload = {"meter_id": meter_id, "resident": meter.household.resident}
+                self.runtime.emit(Detection(kind, "observed", wall, "info", payload, meter_id), ("family",))
+            for detection in found:
                 self._emit_wellbeing(meter, detection)
-            self.runtime.emit(
-                Detection(
-                    kind="im_ok_pressed",
-                    state="observed",
-                    at=wall,
-                    severity="info",
-                    key=meter_id,
-                    payload={"meter_id": meter_id, "resident": meter.household.resident},
-                ),
-                ("family",),
-            )
             self._dirty = True
 
     def press_ok(self, meter_id: str) -> None:
         """The 'I'm OK' button of ``meter_id``'s household (also what a GPIO press does)."""
-        self._presses.put((meter_id, self.clock.wall()))
+        self._presses.put((meter_id, "ok", self.clock.wall()))
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT or ``stop()``: the runtime's loop ticks the node; state saved at the end."""

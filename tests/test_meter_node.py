@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from common.clock import FastClock, ManualClock
-from common.config import NodeConfig, parse_config
+from common.config import ConfigError, NodeConfig, parse_config
 from common.service import NodeRuntime
 from hal.audio import Wav
 from meter_node.node import STATE_FILE, MeterNode, ReadingCadence
@@ -314,6 +314,44 @@ def test_ok_button_acknowledges_and_away_mode_suppresses(
         last = registered.events(NODE_ID, kind=kind)[-1]
         assert last["state"] == "cleared" and last["payload"]["reason"] == "acknowledged", kind
     assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
+
+
+def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
+) -> None:
+    household = (
+        'household = { resident = "B12-301", door = { pin = 17, pull_up = true, active_high = false, bounce_s = 0.0 }, '
+        "away_button = { pin = 6, bounce_s = 0.0 } }"
+    )
+    meters = ONE_METER.replace('household = { resident = "B12-301", chime = true }', household)
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    h = Harness(node_config(tmp_path, registered.url, meters), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    h.run(120)
+    door = mock_factory.pin(17)
+    door.drive_low()  # the door opens and closes; no water follows
+    door.drive_high()
+    h.run(15 * 60)
+    monitor = h.node.monitors["b12-301"]
+    assert monitor.data.out_since is not None  # out: the outer limits apply, not the learned ones
+    door.drive_low()  # back
+    h.run(60)
+    assert monitor.data.out_since is None and monitor.data.door_t is None
+    button = mock_factory.pin(6)
+    button.drive_low()  # "going out"
+    button.drive_high()
+    h.run(60)
+    h.sync()
+    assert monitor.data.out_since is not None
+    assert registered.events(NODE_ID, kind="going_out_pressed")[0]["payload"]["resident"] == "B12-301"
+
+
+def test_a_gpio_pin_used_twice_in_the_homes_is_a_config_error(tmp_path: Path) -> None:
+    household = 'household = { resident = "B12-301", door = { pin = 5 }, ok_button = { pin = 5 } }'
+    meters = ONE_METER.replace('household = { resident = "B12-301", chime = true }', household)
+    with pytest.raises(ConfigError, match=r"GPIO pin 5 is used more than once \(b12-301.ok_button, b12-301.door\)"):
+        node_config(tmp_path, "http://127.0.0.1:9", meters)
 
 
 def test_profile_state_file_is_replaced_atomically_and_bad_state_starts_fresh(

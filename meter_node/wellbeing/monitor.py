@@ -180,7 +180,7 @@ class WellbeingMonitor:
             "usual_daily_litres": self.usual_daily(),
             "usual_longest_flow_min": round(usual_run / 60.0, 1) if usual_run else None,
             "morning_deadline_s": morning_deadline_s(tl.valid_days(), self.settings) if learned else None,
-            "resolution_l": s.resolution or None,
+            "resolution_l": round(s.resolution, 3) or None,
             "warning_budget_per_month": self.settings.warning_budget_per_month,
             "urgent_budget_per_month": self.settings.urgent_budget_per_month,
         }
