@@ -21,14 +21,15 @@ from bench.wellbeing.summary import summarise
 from meter_node.wellbeing import WellbeingMonitor, WellbeingSettings
 
 
-def monitor_cost(days: int, resolution: float = 1.0, leak_lph: float = 0.0) -> tuple[float, int]:
-    """Microseconds per update over one household polled every 10 s, and the polls fed. ``leak_lph``: a leak
-    running all the time (on a 10 L meter the dearest case: the leak's beat is worked out at every pulse)."""
+def monitor_cost(days: int, resolution: float = 1.0, leak_lph: float = 0.0, poll_s: float = 10.0) -> tuple[float, int]:
+    """Microseconds per update over one household polled every ``poll_s``, and the polls fed; the daily model fit
+    is included (spread over the polls of the day: the dearer the slower the polls). ``leak_lph``: a leak running
+    all the time."""
     rng = random.Random(7)
     uses, leaks, _ = simulate(Person.draw(rng), days, rng, Surprises())
     if leak_lph:
         leaks = [*leaks, Use(0.0, days * DAY, leak_lph / 3600.0)]
-    series = list(readings(uses, leaks, MeterSetup(resolution, 10.0), 0.0, days * DAY, EPOCH0))
+    series = list(readings(uses, leaks, MeterSetup(resolution, poll_s), 0.0, days * DAY, EPOCH0))
     monitor = WellbeingMonitor(WellbeingSettings(), TZ)
     update = monitor.update
     start = time.perf_counter()
@@ -41,6 +42,7 @@ def run(quick: bool) -> list[Figure]:
     days = 7 if quick else 30
     cost, polls = monitor_cost(days)
     leak_cost, leak_polls = monitor_cost(days, resolution=10.0, leak_lph=60.0)
+    slow_cost, slow_polls = monitor_cost(days, poll_s=60.0)
     out = [
         Figure("wellbeing monitor cost per poll", round(cost, 2), "us", f"{polls:,} polls, 1 L pulses every 10 s"),
         Figure(
@@ -48,6 +50,12 @@ def run(quick: bool) -> list[Figure]:
             round(leak_cost, 2),
             "us",
             f"{leak_polls:,} polls every 10 s, a pulse every 10 min besides use",
+        ),
+        Figure(
+            "wellbeing monitor cost per poll, 1 L meter polled every 60 s",
+            round(slow_cost, 2),
+            "us",
+            f"<= 10 us; {slow_polls:,} polls: the daily fit spread over fewer polls",
         ),
     ]
     for model in MODELS:

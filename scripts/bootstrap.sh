@@ -50,9 +50,9 @@ make_venv() {
     stamp="$VENV/.changbai-installed"
     want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing changbai-nodes[kiosk,central,sim,test] into $VENV (first run takes a minute)"
+        say "installing changbai-nodes[kiosk,central,sim,test,bench] into $VENV (first run takes a minute)"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[kiosk,central,sim,test]"
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[kiosk,central,sim,test,bench]"
         echo "$want" > "$stamp"
     fi
 }

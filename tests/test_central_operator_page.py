@@ -63,6 +63,7 @@ const settle = () => new Promise(r => setTimeout(r, 400));
     if (step === "snapshot") {
       out.snapshots = (out.snapshots || []).concat([{ status: get("status").textContent,
         alerts: get("alerts").textContent, nodes: get("nodes").textContent, rides: get("rides").textContent,
+        households: get("households").textContent,
         buttons: get("alerts").buttons().map(b => b.textContent) }]);
     } else if (step === "click-first-ack") {
       const button = get("alerts").buttons().find(b => b.textContent.includes("Acknowledge"));
@@ -109,9 +110,14 @@ def test_the_page_shows_alerts_devices_and_rides_and_acknowledges(central, tmp_p
             wire_event(LIFT, 4),  # seq 2 and 3 never arrive
         ],
     )
+    profile = {"resident": "B12-301", "meter_id": "b12-301", "learned_days": 20, "adaptive": True, "watchable": False}
+    profile["detect_h"] = {"night": 6.5, "morning": 3.0, "afternoon": 13.5, "evening": 8.0}
     central.post_events(
         meter,
-        [wire_event(METER, 1, kind="inactivity", alert_id="m1", recipients=["family", "social_worker"], **urgent)],
+        [
+            wire_event(METER, 1, kind="inactivity", alert_id="m1", recipients=["family", "social_worker"], **urgent),
+            wire_event(METER, 2, kind="wellbeing_profile", recipients=["social_worker"], payload=profile),
+        ],
     )
     requests.post(
         f"{central.url}/api/v1/heartbeat",
@@ -132,6 +138,9 @@ def test_the_page_shows_alerts_devices_and_rides_and_acknowledges(central, tmp_p
     assert before["buttons"].count("确认 Acknowledge") == 2
     assert "2 条丢失 lost" in before["nodes"] and "未同步 Not synced" in before["nodes"]
     assert "长白新村北门 North Gate" in before["rides"]
+    # the meter's latest profile: a fall in the afternoon would be found after 13.5 h: flagged for the social worker
+    assert "B12-301" in before["households"] and "6.5 / 3 / 13.5 / 8" in before["households"]
+    assert "否：请加每日电话或门磁 No: add a daily call or a door sensor" in before["households"]
     # the newest alert (the meter's) is first; its button acknowledged it, with the name from the page
     acked = central.alerts("acknowledged")
     assert [a["kind"] for a in acked] == ["inactivity"]

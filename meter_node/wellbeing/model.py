@@ -65,8 +65,27 @@ def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> fl
     return min(max(learned, low), minutes(settings.morning_latest) * 60.0)
 
 
-def _tail(length: float, t: float, scale: float) -> float:
-    return 1.0 if length > t else math.exp(-(t - length) / scale)
+def _outlasting(samples: list[tuple[float, float]], grid: list[float], scale: float) -> list[float]:
+    """For each threshold of the evenly spaced ``grid``: the weighted count of (weight, length) samples outlasting
+    it, a sample of length L counting exp(-(T - L) / scale) for T beyond it. Linear in samples + grid (a running
+    product over the grid), as this runs for every start slot every day."""
+    n = len(grid)
+    longer = [0.0] * (n + 1)  # weight whose length is beyond grid[i], by the first index it is not beyond
+    entering = [0.0] * n  # the tail's value where it starts, by that index
+    step = grid[1] - grid[0] if n > 1 else 1.0
+    for w, length in samples:
+        j = bisect.bisect_left(grid, length)  # grid[j] >= length: from j on the sample is in its tail
+        longer[j] += w
+        if j < n:
+            entering[j] += w * math.exp(-(grid[j] - length) / scale)
+    out = [0.0] * n
+    beyond = sum(longer)
+    tail, decay = 0.0, math.exp(-step / scale)
+    for i in range(n):
+        beyond -= longer[i]
+        tail = tail * decay + entering[i]
+        out[i] = beyond + tail
+    return out
 
 
 class _Slots:
@@ -93,13 +112,8 @@ class _Slots:
                 ]
                 # the tail beyond what was seen: exponential with the spread of the longer half of the silences begun
                 # near this time (a home whose long silences vary a lot has a long tail), at least 15 minutes
-                rates_scale = _upper_spread(near)
-                rates.append(
-                    [
-                        p + sum(w * _tail(length, t, rates_scale) for w, length in near)
-                        for p, t in zip(prior, grid, strict=True)
-                    ]
-                )
+                seen = _outlasting(near, grid, _upper_spread(near))
+                rates.append([p + x for p, x in zip(prior, seen, strict=True)])
                 weights.append(sum(w * min(length, 12 * HOUR) for w, length in near) + 900.0)
             self.rates.append(rates)
             self.weights.append(weights)

@@ -1,0 +1,93 @@
+"""The trade-off curve: time to detect against false alarms per household-month as the budget varies, per model.
+
+``python -m bench.wellbeing.curve [--seeds A-B] [--out docs/img/wellbeing-tradeoff.png]`` evaluates every household
+model at several warning budgets (the urgent budget moves with it, in the default ratio 0.3 : 2) and draws one
+line per model with matplotlib (the ``bench`` extra). The default budget is marked on each line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a Pi or in CI
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+from bench.wellbeing.__main__ import _seed_range  # noqa: E402
+from bench.wellbeing.evaluate import evaluate  # noqa: E402
+from bench.wellbeing.models import MODELS  # noqa: E402
+from bench.wellbeing.summary import summarise  # noqa: E402
+from meter_node.wellbeing import WellbeingSettings  # noqa: E402
+
+BUDGETS = (0.5, 1.0, 2.0, 4.0, 8.0)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def points(model: str, seeds: tuple[int, ...], days: int, jobs: int) -> list[dict[str, float]]:
+    """One point per budget: false warnings and urgent alerts a household-month, median hours, recall 12 h."""
+    out = []
+    base = WellbeingSettings()
+    ratio = base.urgent_budget_per_month / base.warning_budget_per_month
+    for budget in BUDGETS:
+        settings = dataclasses.replace(base, warning_budget_per_month=budget, urgent_budget_per_month=budget * ratio)
+        summary = summarise(evaluate(model, seeds, days, settings, jobs=jobs))
+        false = summary["false_per_household_month"]
+        out.append(
+            {
+                "budget": budget,
+                "false_alarms": round(false["node_warning"] + false["node_urgent"], 2),
+                "false_urgent": false["node_urgent"],
+                "median_h": summary["node"]["median_h"] or float("nan"),
+                "recall_12h": summary["node"]["recall_12h"],
+            }
+        )
+        print(f"{model} budget {budget}: {out[-1]}", file=sys.stderr)
+    return out
+
+
+def draw(curves: dict[str, list[dict[str, float]]], seeds: tuple[int, ...], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    default = WellbeingSettings().warning_budget_per_month
+    for model, pts in curves.items():
+        xs = [p["false_alarms"] for p in pts]
+        ys = [p["median_h"] for p in pts]
+        (line,) = ax.plot(xs, ys, marker="o", label=model)
+        for p in pts:
+            if p["budget"] == default:
+                ax.plot([p["false_alarms"]], [p["median_h"]], marker="*", markersize=14, color=line.get_color())
+    ax.set_xlabel("false warnings + urgent alerts per household-month")
+    ax.set_ylabel("median hours from a collapse to the first alert")
+    ax.set_title(
+        f"Wellbeing model: budgets {', '.join(map(str, BUDGETS))} (star: default 2), seeds {seeds[0]}-{seeds[-1]}"
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wellbeing.curve", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=_seed_range, default=tuple(range(1, 41)), metavar="A-B")
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--model", action="append", choices=sorted(MODELS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "wellbeing-tradeoff.png")
+    args = parser.parse_args(argv)
+    curves = {m: points(m, args.seeds, args.days, args.jobs) for m in args.model or sorted(MODELS)}
+    draw(curves, args.seeds, args.out)
+    print(json.dumps(curves, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
