@@ -4,8 +4,8 @@ false-alarm budget.
 From the ended silences of the last ``history_days`` (one hour or longer, at home) the model estimates, for a
 silence beginning in each half hour of a weekday or a weekend day, how often it would outlast a threshold T
 (a kernel over +-90 min of start time, the other kind of day at a third of the weight, and a smooth tail: each
-silence of length L counts exp(-(T - L) / m) for T beyond it, m the spread (standard deviation) of the longer half
-of the silences begun near that time, so one odd day does not set the line and a home whose silences run long gets a long tail).
+silence of length L counts exp(-(T - L) / m) for T beyond it, m a robust kernel bandwidth of the silences begun
+near that time (Silverman's rule on the spread or the interquartile range), so one odd day does not set the line and a home whose silences run long gets a long tail).
 With fewer than ``history_days`` days learned the budget shrinks in proportion (a young estimate is optimistic). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
 a fall (weighted by how much of the day each start time's silences cover) while the expected false alarms a
 month stay within the budget (a Lagrange multiplier found by bisection), inside the fixed outer limits. A silence
@@ -110,30 +110,38 @@ class _Slots:
                     for other in (0, 1)
                     for length in raw[other][(k + offset) % SLOTS]
                 ]
-                # the tail beyond what was seen: exponential with the spread of the longer half of the silences begun
-                # near this time (a home whose long silences vary a lot has a long tail), at least 15 minutes
-                seen = _outlasting(near, grid, _upper_spread(near))
+                # the tail beyond what was seen: exponential with a robust bandwidth of the silences begun near this
+                # time (a home whose long silences vary a lot has a long tail), at least 15 minutes
+                seen = _outlasting(near, grid, _bandwidth(near))
                 rates.append([p + x for p, x in zip(prior, seen, strict=True)])
                 weights.append(sum(w * min(length, 12 * HOUR) for w, length in near) + 900.0)
             self.rates.append(rates)
             self.weights.append(weights)
 
 
-def _upper_spread(samples: list[tuple[float, float]]) -> float:
-    """The weighted standard deviation of the longer half of the (weight, length) samples of 2 h or more (the ones
-    that bear on a threshold), at least 15 minutes."""
+def _bandwidth(samples: list[tuple[float, float]]) -> float:
+    """How far beyond its length a silence still counts (the tail's scale): a robust kernel bandwidth (Silverman's
+    0.9 min(sd, IQR / 1.34) n^-1/5, weighted) of the (weight, length) samples of 2 h or more, at least 15 minutes.
+    The IQR keeps a rare long silence from widening every other one's tail (its own sample already counts)."""
     ordered = sorted((x for x in samples if x[1] >= 2 * HOUR), key=lambda x: x[1])
-    if not ordered:
+    mass = sum(w for w, _ in ordered)
+    if mass <= 0:
         return 900.0
-    half = sum(w for w, _ in ordered) / 2.0
-    upper, seen = [], 0.0
+    mean = sum(w * length for w, length in ordered) / mass
+    sd = math.sqrt(sum(w * (length - mean) ** 2 for w, length in ordered) / mass)
+    iqr = _weighted_quantile(ordered, 0.75 * mass) - _weighted_quantile(ordered, 0.25 * mass)
+    n_eff = mass**2 / sum(w * w for w, _ in ordered)
+    spread = min(sd, iqr / 1.34) if iqr > 0 else sd
+    return max(900.0, 0.9 * spread * n_eff**-0.2)
+
+
+def _weighted_quantile(ordered: list[tuple[float, float]], at: float) -> float:
+    seen = 0.0
     for w, length in ordered:
         seen += w
-        if seen >= half:
-            upper.append((w, length))
-    mass = sum(w for w, _ in upper)
-    mean = sum(w * length for w, length in upper) / mass
-    return max(900.0, math.sqrt(sum(w * (length - mean) ** 2 for w, length in upper) / mass))
+        if seen >= at:
+            return length
+    return ordered[-1][1]
 
 
 # triangular kernel over start slots (+-90 min), normalised so a silence counts once in total
@@ -200,24 +208,35 @@ def fit(
     # with fewer days than history_days the estimate is young (optimistic): the budget shrinks in proportion
     young = min(1.0, len(days) / settings.history_days)
     warning_budget *= young
-    # the morning rule's warning takes at most a quarter of the budget; the silences get the rest
-    morning_w, morning_expected = (
-        _morning_warning(days, settings, 0.25 * warning_budget) if with_morning else (None, 0.0)
+    urgent_budget = settings.urgent_budget_per_month * young
+    # the morning rule's warning and the night's urgent alert take at most a quarter and a half of the budgets
+    morning_w, night_urgent, morning_expected, night_expected = (
+        _morning_times(days, settings, 0.25 * warning_budget, 0.5 * urgent_budget)
+        if with_morning
+        else (None, [None, None], 0.0, 0.0)
     )
-    w_budget = max(0.0, warning_budget - morning_expected)
-    w_top = bisect.bisect_right(grid, settings.warning_max_h * HOUR + 1.0) - 1
-    w_idx = _choose(slots, [[0] * SLOTS] * 2, [[w_top] * SLOTS] * 2, w_budget)
-    after = int(math.ceil(settings.urgent_after_warning_min * 60.0 / SLOT_S - 1e-9))
-    top = len(grid) - 1
-    u_low = [[min(top, i + after) for i in row] for row in w_idx]
-    u_idx = _choose(slots, u_low, [[top] * SLOTS] * 2, settings.urgent_budget_per_month * young)
-    warning = [[grid[i] for i in row] for row in w_idx]
-    urgent = [[grid[i] for i in row] for row in u_idx]
     wake = (
         _median([d.first_use_s for d in days if not d.weekend]),
         _median([d.first_use_s for d in days if d.weekend]),
     )
-    _night(warning, urgent, wake, _bedtime(samples), settings)
+    top = len(grid) - 1
+    w_top = bisect.bisect_right(grid, settings.warning_max_h * HOUR + 1.0) - 1
+    # the night's slots are the morning's: fixed below, no budget spent on them here
+    marks_w = [[-1.0] * SLOTS for _ in (0, 1)]
+    marks_u = [[-1.0] * SLOTS for _ in (0, 1)]
+    _night(marks_w, marks_u, night_urgent, _bedtime(samples), settings)
+    night = [[marks_u[kind][k] >= 0.0 for k in range(SLOTS)] for kind in (0, 1)]
+    w_high = [[w_top] * SLOTS for _ in (0, 1)]
+    w_low = [[w_top if night[kind][k] else 0 for k in range(SLOTS)] for kind in (0, 1)]
+    w_idx = _choose(slots, w_low, w_high, max(0.0, warning_budget - morning_expected))
+    after = int(math.ceil(settings.urgent_after_warning_min * 60.0 / SLOT_S - 1e-9))
+    u_low = [
+        [top if night[kind][k] else min(top, i + after) for k, i in enumerate(row)] for kind, row in enumerate(w_idx)
+    ]
+    u_idx = _choose(slots, u_low, [[top] * SLOTS for _ in (0, 1)], max(0.0, urgent_budget - night_expected))
+    warning = [[grid[i] for i in row] for row in w_idx]
+    urgent = [[grid[i] for i in row] for row in u_idx]
+    _night(warning, urgent, night_urgent, _bedtime(samples), settings)
     share = (5.0 / 7.0, 2.0 / 7.0)
 
     def expected(chosen: list[list[float]]) -> float:
@@ -225,7 +244,7 @@ def fit(
         return sum(30.0 * share[kind] * slots.rates[kind][k][at[kind][k]] for kind in (0, 1) for k in range(SLOTS))
 
     expected_w = morning_expected + expected(warning)
-    expected_u = expected(urgent)
+    expected_u = night_expected + expected(urgent)
     floor = expected([[grid[w_top]] * SLOTS] * 2)
     detect, detect_urgent = _monitorability(silences, days, tz, warning, urgent)
     return Thresholds(
@@ -256,52 +275,74 @@ def _bedtime(samples: list[tuple[bool, int, float]]) -> float | None:
 def _night(
     warning: list[list[float]],
     urgent: list[list[float]],
-    wake: tuple[float | None, float | None],
+    urgent_at: list[float | None],
     bed: float | None,
-    settings: WellbeingSettings,
+    cfg: WellbeingSettings,
 ) -> None:
-    """A silence begun at night (from an hour before the usual bedtime to the usual first use) is judged by the
-    morning: no warning before an hour after the usual first use (the missed-morning rule speaks first), urgent by
-    that use + ``night_urgent_after_wake_h``."""
-    gap = settings.urgent_after_warning_min * 60.0
+    """A silence begun at night (from an hour before the usual bedtime to ``morning_start``, after which a use is the
+    day's first) is judged by the morning: urgent at ``urgent_at`` (seconds after midnight, per kind of day), the
+    inactivity warning an hour before (the missed-morning warning speaks earlier)."""
+    gap = cfg.urgent_after_warning_min * 60.0
+    morning = minutes(cfg.morning_start) * 60.0  # from then a use is the day's first
     for kind in (0, 1):
-        first = wake[kind]
-        if first is None or bed is None:
+        at = urgent_at[kind]
+        if at is None or bed is None:
             continue
         night_from = (bed - HOUR) % 86400.0
         for k in range(SLOTS):
             start = k * SLOT_S
-            if start < first and (night_from > first or start >= night_from):
-                to_wake = first - start
-            elif night_from > first and start >= night_from:
-                to_wake = first + 86400.0 - start
+            if start < morning and (night_from > morning or start >= night_from):
+                until = at - start
+            elif night_from > morning and start >= night_from:
+                until = at + 86400.0 - start
             else:
                 continue
-            cap = to_wake + settings.night_urgent_after_wake_h * HOUR
-            w = max(warning[kind][k], min(settings.warning_max_h * HOUR, to_wake + HOUR))
-            warning[kind][k] = min(w, cap - gap)
-            urgent[kind][k] = min(max(urgent[kind][k], warning[kind][k] + gap), cap)
+            urgent[kind][k] = max(until, cfg.warning_min_h * HOUR + gap)
+            warning[kind][k] = urgent[kind][k] - gap
 
 
-def _morning_warning(days: list[DayRecord], settings: WellbeingSettings, budget: float) -> tuple[float | None, float]:
-    """(seconds after midnight, expected false warnings a month) for the missed-morning warning: the earliest time,
-    from the learned deadline + ``morning_warning_after_min`` on, whose expected late mornings meet ``budget``
-    (each day's first use F counts exp(-(W - F) / 30 min) for a warning time W after it). A day with no use by the
-    latest warning time (out overnight, unannounced) alarms whatever is chosen: like silences past the outer limits
-    it is not the budget's."""
-    deadline = morning_deadline_s(days, settings)
-    if deadline is None:
-        return None, 0.0
-    w = deadline + settings.morning_warning_after_min * 60.0
-    latest = minutes(settings.morning_latest) * 60.0 + settings.morning_warning_after_min * 60.0
-    firsts = [d.first_use_s for d in days if d.first_use_s is not None and d.first_use_s <= latest]
+def _late_morning(firsts: list[float], start: float, latest: float, budget: float) -> tuple[float, float]:
+    """(the earliest time from ``start`` to ``latest`` whose expected late mornings a month meet ``budget``, that
+    expectation): each day's first use F counts exp(-(W - F) / 30 min) for a time W after it."""
 
     def expected(at: float) -> float:
         return 30.0 * sum(_morning_tail(f, at) for f in firsts) / max(1, len(firsts))
 
-    while expected(w) > budget and w < latest:
-        w += 300.0
-    return w, expected(w)
+    at = start
+    while expected(at) > budget and at < latest:
+        at += 300.0
+    return min(at, max(start, latest)), expected(min(at, max(start, latest)))
+
+
+def _morning_times(
+    days: list[DayRecord], cfg: WellbeingSettings, warning_budget: float, urgent_budget: float
+) -> tuple[float | None, list[float | None], float, float]:
+    """(missed-morning warning time, night urgent time per kind of day, their expected false warnings and urgent
+    alerts a month), in seconds after midnight. The warning: the earliest time from the learned deadline +
+    ``morning_warning_after_min`` whose expected late mornings meet its budget. The night's urgent: the earliest
+    from an hour after the deadline meeting its budget, never later than the usual (median) first use +
+    ``night_urgent_after_wake_h`` (then before the missed-morning warning, if that is later). A day with no use by then (out overnight, unannounced) alarms whatever is
+    chosen: like silences past the outer limits it is not the budget's."""
+    deadline = morning_deadline_s(days, cfg)
+    if deadline is None:
+        return None, [None, None], 0.0, 0.0
+    latest = minutes(cfg.morning_latest) * 60.0 + cfg.morning_warning_after_min * 60.0
+    firsts = [d.first_use_s for d in days if d.first_use_s is not None and d.first_use_s <= latest]
+    warn, warn_expected = _late_morning(firsts, deadline + cfg.morning_warning_after_min * 60.0, latest, warning_budget)
+    urgent_at: list[float | None] = []
+    urgent_expected = 0.0
+    for kind in (False, True):
+        own = [d.first_use_s for d in days if d.weekend == kind and d.first_use_s is not None]
+        usual = _median(own) if len(own) >= 4 else _median([d.first_use_s for d in days])
+        if usual is None:
+            urgent_at.append(None)
+            continue
+        cap = usual + cfg.night_urgent_after_wake_h * HOUR
+        start = min(deadline + cfg.urgent_after_warning_min * 60.0, cap)
+        at, expected = _late_morning(firsts, start, cap, urgent_budget)
+        urgent_at.append(at)
+        urgent_expected += expected * (2.0 / 7.0 if kind else 5.0 / 7.0)
+    return warn, urgent_at, warn_expected, urgent_expected
 
 
 def _morning_tail(first: float, at: float) -> float:
