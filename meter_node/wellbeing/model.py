@@ -229,7 +229,9 @@ def fit(
     w_high = [[w_top] * SLOTS for _ in (0, 1)]
     w_low = [[w_top if night[kind][k] else 0 for k in range(SLOTS)] for kind in (0, 1)]
     w_idx = _choose(slots, w_low, w_high, max(0.0, warning_budget - morning_expected))
-    after = int(math.ceil(settings.urgent_after_warning_min * 60.0 / SLOT_S - 1e-9))
+    # by day the social worker is called only well after the family (rare long outings are not in every month)
+    margin = max(settings.urgent_after_warning_min * 60.0, settings.urgent_margin_h * HOUR)
+    after = int(math.ceil(margin / SLOT_S - 1e-9))
     u_low = [
         [top if night[kind][k] else min(top, i + after) for k, i in enumerate(row)] for kind, row in enumerate(w_idx)
     ]

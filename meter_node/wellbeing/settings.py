@@ -39,9 +39,14 @@ class WellbeingSettings:
     night_end: str = setting("05:00", pattern=_HHMM, help="night window end (local time)")
     # fixed outer limits for safety: learned thresholds stay within them
     warning_min_h: float = setting(2.0, min=0.5, max=24.0, help="a learned warning is never sooner than this")
-    warning_max_h: float = setting(14.0, min=1.0, max=48.0, help="a learned warning is never later than this")
+    warning_max_h: float = setting(
+        12.0, min=1.0, max=48.0, help="a learned warning is never later than this (Gujo 12 h)"
+    )
     urgent_max_h: float = setting(20.0, min=1.0, max=72.0, help="a learned urgent alert is never later than this")
     urgent_after_warning_min: float = setting(60.0, min=0.0, max=720.0, help="warning first, urgent after this")
+    urgent_margin_h: float = setting(
+        4.0, min=0.0, max=24.0, help="by day a learned urgent alert comes at least this long after the warning"
+    )
     night_urgent_after_wake_h: float = setting(
         3.0, min=0.5, max=12.0, help="a silence held over the night is urgent this long after the usual first use"
     )
