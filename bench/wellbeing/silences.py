@@ -1,0 +1,51 @@
+"""How often each household model is silent for long, whatever the rule: the floor no water-only rule can beat.
+
+``python -m bench.wellbeing.silences [--seeds 1-20]`` counts, per household-month after day 16, the gaps between
+simulated water uses (of any size, of 1 L or more, of 2 L or more) longer than 12, 14 and 20 hours, straight from the
+simulated uses (no meter, no rule): any rule that finds every fall within 12 h warns at least that often.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.wellbeing.__main__ import _seed_range
+from bench.wellbeing.household import DAY, HOUR
+from bench.wellbeing.models import MODELS
+
+LIMITS_H = (12, 14, 20)
+MIN_LITRES = (0.0, 1.0, 2.0)
+
+
+def long_silences(model: str, seeds: tuple[int, ...], days: int = 60, start_day: int = 16) -> dict[float, list[float]]:
+    """min litres of a use -> silences a household-month longer than each of LIMITS_H."""
+    months = len(seeds) * (days - start_day) / 30.0
+    out = {}
+    for litres in MIN_LITRES:
+        counts = [0] * len(LIMITS_H)
+        for seed in seeds:
+            home = MODELS[model](seed, days, seed)
+            starts = sorted(u.start for u in home.uses if u.litres >= litres and u.start >= start_day * DAY)
+            for a, b in zip(starts, starts[1:], strict=False):
+                for i, limit in enumerate(LIMITS_H):
+                    counts[i] += b - a > limit * HOUR
+        out[litres] = [round(c / months, 2) for c in counts]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wellbeing.silences", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=_seed_range, default=tuple(range(1, 21)), metavar="A-B")
+    parser.add_argument("--model", action="append", choices=sorted(MODELS))
+    args = parser.parse_args(argv)
+    print("| model | uses counted | > 12 h | > 14 h | > 20 h |\n|---|---|---|---|---|")
+    for model in args.model or sorted(MODELS):
+        for litres, counts in long_silences(model, args.seeds).items():
+            label = "any" if litres == 0 else f">= {litres:g} L"
+            print(f"| {model} | {label} | " + " | ".join(f"{c:.2f}" for c in counts) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
