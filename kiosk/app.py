@@ -187,17 +187,24 @@ class KioskApp(App):
         self.idle = IdlePanel()
         self.call_button = self.idle.ids.call
         self.call_button.bind(on_press=lambda *_: self.press())
-        self.screen = ScreenPanel()
+        self._screen: ScreenPanel | None = None  # built at the first screen after idle: idle comes up sooner
         self.primary = KioskButton(on_release=lambda *_: self._primary())
         self.confirm = KioskButton(on_release=lambda *_: self._confirm())
-        for help_button in (self.idle.ids.help, self.screen.ids.help):
-            help_button.bind(on_release=lambda *_: self._help())
+        self.idle.ids.help.bind(on_release=lambda *_: self._help())
         t, english = self.texts, self.screen_cfg.english
         self.root_widget.ids.bar_zh.text = f"{t.label('pickup_zh')}：{t.pickup_point}"
         if english:
             self.root_widget.ids.bar_en.text = f"{t.label('pickup_en')}: {t.pickup_point_en}"
         self._show(self.view)
         return self.root_widget
+
+    @property
+    def screen(self) -> ScreenPanel:
+        """The panel of every screen but idle."""
+        if self._screen is None:
+            self._screen = ScreenPanel()
+            self._screen.ids.help.bind(on_release=lambda *_: self._help())
+        return self._screen
 
     def on_start(self) -> None:
         Window.show_cursor = False
@@ -324,8 +331,8 @@ class KioskApp(App):
         self._apply_shift()
         if changed:
             self._guard_buttons()
-        if panel is self.screen:
-            self.screen.fit = 1.0
+        if panel is self._screen:
+            self._screen.fit = 1.0
             KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
         self.shown_at[view.state] = time.monotonic()
 
@@ -369,7 +376,8 @@ class KioskApp(App):
         """A screen opened by a touch shows its buttons only a second after it: an anxious second tap on the
         same spot lands on nothing."""
         wait = self.last_touch + TOUCH_GUARD_S - time.monotonic()
-        buttons = [self.primary, self.confirm, self.idle.ids.help, self.screen.ids.help, self.call_button]
+        buttons = [self.primary, self.confirm, self.idle.ids.help, self.call_button]
+        buttons += [self._screen.ids.help] if self._screen is not None else []
         if wait <= 0:
             return
         for button in buttons:

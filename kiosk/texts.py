@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.spoken import (
     COUNT_WORDS,
@@ -28,7 +28,9 @@ from common.spoken import (
 )
 from kiosk.ride import speakable_plate
 from kiosk.ride_events import STATES
-from speech.voice import Prompt
+
+if TYPE_CHECKING:  # the voice is needed only after the first screen is drawn (kiosk start-up)
+    from speech.voice import Prompt
 
 DEFAULT_TEXTS = Path(__file__).with_name("texts.toml")
 VOICE_KEYS = ("voice_zh", "voice_en")
@@ -155,6 +157,8 @@ class Texts:
                 words |= set(WORDS_OF.get(name, ()))
         cases = zip(EXAMPLE_CARS, EXAMPLE_MINUTES, strict=True)
         examples = tuple(self.voice_fields({**car, "eta_min": m, "minutes": m}, language) for car, m in cases)
+        from speech.voice import Prompt  # deferred with the voice (see the TYPE_CHECKING import)
+
         return Prompt(PROMPT_PREFIX + key, template, f"the kiosk shows {key}", examples, tuple(sorted(words)))
 
     def prompts(self, language: Language, fixed: bool = True) -> tuple[Prompt, ...]:
