@@ -29,12 +29,14 @@ BUDGETS = (0.5, 1.0, 2.0, 4.0, 8.0)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def points(model: str, seeds: tuple[int, ...], days: int, jobs: int) -> list[dict[str, float]]:
+def points(
+    model: str, seeds: tuple[int, ...], days: int, jobs: int, budgets: tuple[float, ...] = BUDGETS
+) -> list[dict[str, float]]:
     """One point per budget: false warnings and urgent alerts a household-month, median hours, recall 12 h."""
     out = []
     base = WellbeingSettings()
     ratio = base.urgent_budget_per_month / base.warning_budget_per_month
-    for budget in BUDGETS:
+    for budget in budgets:
         settings = dataclasses.replace(base, warning_budget_per_month=budget, urgent_budget_per_month=budget * ratio)
         summary = summarise(evaluate(model, seeds, days, settings, jobs=jobs))
         false = summary["false_per_household_month"]
@@ -51,7 +53,9 @@ def points(model: str, seeds: tuple[int, ...], days: int, jobs: int) -> list[dic
     return out
 
 
-def draw(curves: dict[str, list[dict[str, float]]], seeds: tuple[int, ...], path: Path) -> None:
+def draw(
+    curves: dict[str, list[dict[str, float]]], seeds: tuple[int, ...], budgets: tuple[float, ...], path: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     default = WellbeingSettings().warning_budget_per_month
     for model, pts in curves.items():
@@ -80,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--model", action="append", choices=sorted(MODELS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--budgets", type=lambda t: tuple(float(x) for x in t.split(",")), default=BUDGETS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "wellbeing-tradeoff.png")
     args = parser.parse_args(argv)
-    curves = {m: points(m, args.seeds, args.days, args.jobs) for m in args.model or sorted(MODELS)}
-    draw(curves, args.seeds, args.out)
+    curves = {m: points(m, args.seeds, args.days, args.jobs, args.budgets) for m in args.model or sorted(MODELS)}
+    draw(curves, args.seeds, args.budgets, args.out)
     print(json.dumps(curves, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

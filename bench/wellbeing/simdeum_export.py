@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists():
             continue
         data = household(seed, args.days, args.variant)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs making the same household never share a file
         tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
         tmp.replace(path)
         print(f"{path.name}: {len(data['uses'])} end-use events", file=sys.stderr)
