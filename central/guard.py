@@ -102,6 +102,10 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer = None
         if self in self._shed().waiting:
             self._shed().counts["head_timeouts"] += 1
+            if self.conn.trailing_data[0] and not self.transport.is_closing():
+                # half a request head arrived: say why the connection ends (a client that sent nothing gets nothing)
+                message = f"the request head did not arrive within {self.limits.header_timeout_s:g} s"
+                self.transport.write(raw_refusal(408, "Request Timeout", "request_timeout", message))
             self._close()
 
     def _close(self) -> None:

@@ -72,6 +72,17 @@ def test_the_database_is_created_private(central):
         assert path.exists() and path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
 
 
+def test_an_existing_database_readable_by_others_is_warned(tmp_path, caplog):
+    from central.storage import open_store
+
+    path = tmp_path / "central.sqlite3"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="central"):
+        open_store(path).close()
+    assert "mode 0644" in caplog.text and "chmod 600" in caplog.text
+
+
 def test_plain_http_off_loopback_is_warned(tmp_path):
     from tests.test_central_service import usable_example
 

@@ -99,6 +99,14 @@ def test_a_request_head_dripping_in_is_cut_off(make_central, sockets):
     assert time.monotonic() - started < 5  # 1 s header timeout, not the 4 s the whole drip takes
 
 
+def test_half_a_request_head_gets_408_with_the_typed_body(make_central, sockets):
+    central = make_central(server=LIMITS)
+    sock = connect(central, sockets, b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\n")
+    answer = answer_of(sock)
+    assert answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer
+    assert b'"schema": "changbai-error/1"' in answer or b'"schema":"changbai-error/1"' in answer
+
+
 def test_a_body_that_stops_arriving_gets_408_and_the_central_stays_up(make_central, sockets):
     central = make_central(server=LIMITS)
     token = central.register(LIFT)

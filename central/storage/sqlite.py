@@ -8,6 +8,7 @@ refuses ``--workers`` above 1 on SQLite.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ from typing import Any
 
 from central.storage.database import split_script
 from central.storage.errors import StorageCorrupt, StorageError, StorageIntegrityError, StorageUnavailable
+
+log = logging.getLogger("central")
 
 
 def translate(exc: sqlite3.Error, target: str) -> StorageError:
@@ -134,7 +137,11 @@ def _create_private(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        pass
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "database %s has mode %04o: other users may read token hashes and contacts; chmod 600", path, mode
+            )
 
 
 class Transaction:
