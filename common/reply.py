@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from common.http import HttpReply
 
 ERROR_SCHEMA = "changbai-error/1"
+BACKOFF_BASE_S = 1.0
 # per-event codes that mean "this event itself will never be accepted": the node keeps it as a dead letter
 DEAD_LETTER_CODES = frozenset({"invalid_event", "foreign_event"})
 
@@ -72,6 +74,18 @@ def parse_retry_after(value: str | None, wall_now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - wall_now)
+
+
+def backoff_delay(
+    failures: int, cap: float, retry_after_cap: float, retry_after: float | None, rng: random.Random
+) -> float:
+    """Full jitter under an exponential ceiling (1 s x 2^(failures-1), at most ``cap``); Retry-After is honoured
+    but at most ``retry_after_cap``, so a wrong header cannot silence alarms for a day."""
+    ceiling = min(cap, BACKOFF_BASE_S * 2 ** min(failures - 1, 30))
+    delay = rng.uniform(0.0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry_after_cap))
+    return delay
 
 
 def _json(body: bytes) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from common.clock import Clock
 from common.config import NodeConfig
+from common.events import Event, make_event
 
 
 def package_version() -> str:
@@ -57,6 +58,19 @@ def selftest_report(
         checks.update(extra)
     ok = integrity == "ok" and storage == "ok" and all(v is not False for k, v in checks.items() if k != "clock_synced")
     return {"ok": bool(ok), "checks": checks, "interval_h": interval_h}
+
+
+def selftest_event(node_id: str, clock: Clock, report: Mapping[str, Any]) -> Event:
+    """The self-test as a durable state event (so it arrives after an outage too)."""
+    return make_event(
+        node_id,
+        "selftest",
+        wall_time=clock.wall(),
+        clock_synced=clock.wall_synced(),
+        severity="info" if report["ok"] else "warning",
+        priority="state",
+        payload=report,
+    )
 
 
 def heartbeat_body(

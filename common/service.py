@@ -202,7 +202,7 @@ class NodeRuntime:
         if self._closed:
             return
         self._closed = True
-        self.uploader.stop()
+        self.uploader.stop(send_unstored=True)
         self.outbox.close()
 
     # ------------------------------------------------------------------------------------------ run loop

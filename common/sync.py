@@ -22,21 +22,21 @@ from typing import Any
 
 from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
-from common.events import Event, make_event
+from common.events import Event
 from common.http import CentralHttp, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
-from common.reply import Verdict, classify_upload, describe, is_auth_refusal
-from common.report import heartbeat_body, package_version, selftest_report
+from common.reply import Verdict, backoff_delay, classify_upload, describe, is_auth_refusal
+from common.report import heartbeat_body, package_version, selftest_event, selftest_report
 from common.token import TokenFile
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-BACKOFF_BASE_S = 1.0
 # while an alert waits, retries are at least this frequent whatever backoff_max_s says (EN 81-28: shortest delay)
 ALERT_BACKOFF_MAX_S = 30.0
 TOKEN_RECHECK_S = 60.0
 IDLE_WAKE_S = 60.0
+MAX_FINAL_BATCHES = 20  # at a stop on a refusing disk: what memory holds (its bound / batch size, twice)
 
 
 @dataclass
@@ -299,6 +299,8 @@ class Uploader:
         if self._outbox.dead_letter(event_id, reason):
             result.dead_lettered += 1
             self.totals["dead_lettered"] += 1
+        else:  # the disk refuses the move now: kept, and not sent again at once
+            self._hold(event_id, reason, result)
 
     def _post(self, url: str, body: bytes, token: str, result: SyncResult) -> HttpReply:
         result.requests += 1
@@ -329,7 +331,9 @@ class Uploader:
                 )
             else:
                 self._state = "backoff"
-                delay = self._backoff_delay(failure.retry_after)
+                cap = self._central.backoff_max_s
+                alert_cap = ALERT_BACKOFF_MAX_S if self._outbox.depth()["alert"] else cap
+                delay = backoff_delay(self._failures, min(cap, alert_cap), cap, failure.retry_after, self._rng)
                 # a long outage must not flood the journal (SD card): log the first few, then at 2^n attempts
                 n = self._failures
                 level = logging.WARNING if n <= 3 or n & (n - 1) == 0 else logging.DEBUG
@@ -338,18 +342,6 @@ class Uploader:
         result.status = self._state
         result.error = failure.error
         result.retry_in_s = delay
-
-    def _backoff_delay(self, retry_after: float | None) -> float:
-        """Full jitter under an exponential ceiling; Retry-After is honoured but capped at backoff_max_s, so a
-        wrong header cannot silence alarms for a day."""
-        cap = self._central.backoff_max_s
-        if self._outbox.depth()["alert"]:
-            cap = min(cap, ALERT_BACKOFF_MAX_S)
-        ceiling = min(cap, BACKOFF_BASE_S * 2 ** min(self._failures - 1, 30))
-        delay = self._rng.uniform(0.0, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self._central.backoff_max_s))
-        return delay
 
     # ------------------------------------------------------------------------------------------ heartbeat
     def _send_heartbeat(self, token: str, result: SyncResult) -> None:
@@ -406,17 +398,8 @@ class Uploader:
             interval_h=self._central.selftest_interval_h,
         )
         ok = report["ok"]
-        event = make_event(
-            self._node_id,
-            "selftest",
-            wall_time=self._clock.wall(),
-            clock_synced=self._clock.wall_synced(),
-            severity="info" if ok else "warning",
-            priority="state",
-            payload=report,
-        )
         try:
-            self._outbox.put(event)
+            self._outbox.put(selftest_event(self._node_id, self._clock, report))
         except (OutboxError, sqlite3.Error) as exc:
             report["ok"] = False
             report["checks"]["outbox_writable"] = f"{type(exc).__name__}: {exc}"
@@ -488,8 +471,9 @@ class Uploader:
         self._thread = threading.Thread(target=self._loop, name="uploader", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the thread (waits for an upload in progress, at most the request's time limit)."""
+    def stop(self, timeout: float | None = None, *, send_unstored: bool = False) -> None:
+        """Stop the thread (waits for an upload in progress, at most the request's time limit); with
+        ``send_unstored``, one last upload of the events only memory holds (the disk refused them)."""
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None
@@ -498,4 +482,19 @@ class Uploader:
             thread.join(limit)
             if thread.is_alive():
                 log.warning("sync: uploader thread did not stop within %.0f s", limit)
+        if send_unstored and (thread is None or not thread.is_alive()):
+            self._send_unstored()
         self._http.close()
+
+    def _send_unstored(self) -> None:
+        """At a stop while the disk refuses writes: what only memory holds is sent now (readings whatever their
+        age), batch after batch until a request fails."""
+        for _ in range(MAX_FINAL_BATCHES):
+            if self._outbox.stats()["storage"] == "ok" or not sum(self._outbox.depth().values()):
+                return
+            with self._lock:
+                self._next_attempt = self._readings_since = self._clock.monotonic() - self._central.batch_max_age_s
+            result = self.run_once()
+            log.warning("sync: upload at the stop of what the disk refused: %s (%d acked)", result.status, result.acked)
+            if result.status != "sent":
+                return

@@ -67,13 +67,14 @@ def drain(runtime: NodeRuntime, clock: ManualClock, limit: int = 500) -> int:
     return run_until(lambda: step(runtime, clock), lambda: sum(runtime.outbox.depth().values()) == 0, limit)
 
 
-def assert_delivered_once(central: Any, runtime: NodeRuntime, made: list[Event]) -> None:
-    """Nothing acknowledged is lost, nothing is stored twice, nothing is left behind or dead-lettered."""
+def assert_delivered_once(central: Any, runtime: NodeRuntime, made: list[Event], dead: int = 0) -> None:
+    """Nothing acknowledged is lost, nothing is stored twice, nothing is left behind or (but ``dead`` events
+    the test made invalid on purpose) dead-lettered."""
     stored = Counter(e["id"] for e in central.events(NODE))
     missing = [e.kind for e in made if stored[e.id] == 0]
     assert not missing, f"{len(missing)} events never reached the central: {missing[:5]}"
     assert max(stored.values()) == 1, "an event was stored twice"
     assert sum(runtime.outbox.depth().values()) == 0
-    assert runtime.outbox.dead_letters() == []
+    assert len(runtime.outbox.dead_letters()) == dead
     alerts = {a["alert_id"] for a in central.alerts()} if made else set()
     assert {e.alert_id for e in made if e.priority == "alert"} <= alerts

@@ -228,3 +228,17 @@ def test_the_lift_detects_and_speaks_on_a_full_or_read_only_disk(
         assert [a["kind"] for a in central.alerts()] == ["entrapment"]  # and the alert left the full disk
     finally:
         node.close()
+
+
+@pytest.mark.parametrize("mix", [(2, 2, 3), (0, 0, 250)], ids=["alerts-state-readings", "readings-only"])
+def test_a_stop_on_a_full_disk_sends_what_only_memory_holds(
+    central: Any, disk: SmallDisk, clock: ManualClock, mix: tuple[int, int, int]
+) -> None:
+    token = central.register(NODE, "elevator")
+    runtime = fault_node(disk.root, central.url, token, clock, outbox={"reserve_mb": 0.0})
+    disk.fill()
+    made = put_mix(runtime, *mix)  # the disk takes none of them (250 readings: more than one batch)
+    assert sum(runtime.outbox.stats()["unstored"].values()) == len(made)
+    runtime.stop()  # the service is stopped (an update, a reboot) before the uploader's next turn
+    stored = {e["id"] for e in central.events(NODE)}
+    assert {e.id for e in made} <= stored

@@ -15,6 +15,7 @@ import pytest
 
 from bench.hostile import SPRING_BOOT_404_HTML, SPRING_BOOT_404_JSON, Fault, HostileProxy, hostile_proxy
 from common.clock import ManualClock
+from common.events import make_event
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
 
 
@@ -156,3 +157,20 @@ def test_a_redirect_is_not_followed(central: Any, proxy: HostileProxy, node: Any
     assert results[0].status == "backoff" and "307" in (results[0].error or "")
     drain(node, clock)
     assert_delivered_once(central, node, made)
+
+
+@pytest.mark.parametrize("other", ["", "cbxc-b9-u1-lift1"], ids=["without-node-id", "another-nodes-id"])
+def test_an_event_of_no_or_another_node_is_one_dead_letter_not_an_auth_block(
+    central: Any, node: Any, clock: ManualClock, other: str
+) -> None:
+    made = put_mix(node, readings=0)
+    stray = node.outbox.put(make_event(other, "door_state", wall_time=clock.wall(), clock_synced=True))
+    result = node.uploader.run_once()
+    assert result.status == "sent" and result.dead_lettered == 1, result
+    assert not node.uploader.status()["auth_blocked"]
+    [letter] = node.outbox.dead_letters()
+    assert letter["id"] == stray.id and "foreign_event" in letter["reason"]
+    node.outbox.requeue_dead_letters()  # kept, not lost: it can be sent again (and is refused again)
+    drain_result = node.uploader.run_once()
+    assert drain_result.dead_lettered == 1
+    assert_delivered_once(central, node, made, dead=1)

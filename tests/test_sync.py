@@ -572,8 +572,7 @@ def test_auth_no_token_wrong_token_other_node_and_replay(
     runtimes.append(runtime)
     event = trapped(runtime)
     refused = runtime.uploader.run_once()
-    # a pause (auth_blocked) once the central's 401 carries the typed refusal body, else a back-off; both keep it
-    assert refused.status in ("auth_blocked", "backoff") and "HTTP 401" in (refused.error or "")
+    assert refused.status == "auth_blocked" and "HTTP 401 unauthorized" in (refused.error or "")
     assert runtime.outbox.depth()["alert"] == 1
     assert central.events(NODE) == []
     # another node's events with this node's token
