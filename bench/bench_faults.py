@@ -135,7 +135,7 @@ def full_at_start(b: NodeBench) -> tuple[list[NodeProcess], float]:
     return [node], time.monotonic()
 
 
-def _two_runs(b: NodeBench, between: Callable[[], None]) -> tuple[NodeProcess, NodeProcess]:
+def _two_runs(b: NodeBench, between: Callable[[], object]) -> tuple[NodeProcess, NodeProcess]:
     """Half the events while the central is away (they stay queued), a stop, ``between``, the other half."""
     half = b.events // 2
     b.proxy.always(DOWN)
@@ -201,7 +201,8 @@ DISK_FAULTS: dict[str, Scenario] = {
 # ------------------------------------------------------------------------------------------ one case
 def stored(central: CentralProcess) -> list[tuple[str, int | None]]:
     """(id, seq) of every event the central holds, in the order stored."""
-    found, after = [], 0
+    found: list[tuple[str, int | None]] = []
+    after = 0
     while True:
         page = requests.get(
             f"{central.url}/api/v1/events",

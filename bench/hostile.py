@@ -80,8 +80,7 @@ class HostileProxy:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def script(self, fault: Fault, count: int = 1) -> None:
         with self._lock:
@@ -151,7 +150,7 @@ class HostileProxy:
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
         if self.upstream is None:
             return 502, {"Content-Type": "text/plain"}, b"no upstream"
-        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        upstream = http.client.HTTPConnection(self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30)
         try:
             keep = {k: v for k, v in headers.items() if k in ("authorization", "content-type", "accept")}
             upstream.request(method, path, body=body, headers=keep)

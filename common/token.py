@@ -25,17 +25,16 @@ class TokenFile:
             mode = path.stat().st_mode
             token = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            return self._missing(f"token file {path} does not exist (provision the node)")
+            self.problem = f"token file {path} does not exist (provision the node)"
+            return None
         except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-            return self._missing(f"token file {path} unreadable: {type(exc).__name__}")
+            self.problem = f"token file {path} unreadable: {type(exc).__name__}"
+            return None
         if mode & (stat.S_IRWXG | stat.S_IRWXO) and self._mode_warned != mode:
             self._mode_warned = mode
             log.warning("token file %s is readable by others (mode %o); it should be 0600", path, mode & 0o777)
         if not token:
-            return self._missing(f"token file {path} is empty")
+            self.problem = f"token file {path} is empty"
+            return None
         self.problem = None
         return token
-
-    def _missing(self, problem: str) -> None:
-        self.problem = problem
-        return None

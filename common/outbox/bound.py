@@ -87,9 +87,8 @@ def drop_oldest(store: Store, prio: str, n: int, reason: str) -> int:
         reason = f"disk bound {store.section.max_mb:g} MB"
     payload = {"priority": prio, "count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1], "reason": reason}
     note = store.note("outbox_dropped", "warning", payload)
-    count = store.db.drop_through(
-        prio, seqs[-1], (note.seq, note.id, event_json(note)), {f"dropped_{prio}": str(total)}
-    )  # type: ignore[arg-type]
+    row = (note.seq or 0, note.id, event_json(note))
+    count = store.db.drop_through(prio, seqs[-1], row, {f"dropped_{prio}": str(total)})
     store.dropped[prio] = total
     store.counts[prio] -= count
     store.counts["state"] += 1

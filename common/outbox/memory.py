@@ -33,7 +33,7 @@ class MemoryQueue:
 
     def add(self, events: Iterable[Event], state: Mapping[str, str | None] | None = None) -> list[Event]:
         for event in events:
-            self.events[event.priority].append(event)  # type: ignore[index]
+            self.events[event.priority].append(event)
         self.state.update(state or {})
         pushed: list[Event] = []
         while len(self) > self.limit:

@@ -188,7 +188,7 @@ class Outbox:
                 remaining = limit - len(out)
                 if remaining <= 0:
                     break
-                rows = self._store.read(lambda db, p=prio, n=remaining: db.rows(p, n + len(skip)), [])
+                rows = self._stored_rows(prio, remaining + len(skip))
                 waiting = self._store.memory.events[prio] + (self._pending if prio == "reading" else [])
                 for seq, event_id, body in rows:
                     if len(out) < limit and event_id not in skip:
@@ -199,6 +199,10 @@ class Outbox:
                         self._inflight[event.id] = (prio, event.seq or 0)
                         out.append((event.id, event_json(event)))
         return out
+
+    def _stored_rows(self, prio: str, limit: int) -> list[tuple[int, str, str]]:
+        no_rows: list[tuple[int, str, str]] = []
+        return self._store.read(lambda db: db.rows(prio, limit), no_rows)
 
     def ack(self, ids: Iterable[str]) -> int:
         """Delete exactly these event ids (the central acknowledged them); returns how many were deleted."""
@@ -227,7 +231,8 @@ class Outbox:
         found = {i: self._inflight[i] for i in ids if i in self._inflight}
         missing = ids - set(found)
         if missing:
-            found.update(self._store.read(lambda db: db.locate(missing), {}))
+            nowhere: dict[str, tuple[str, int]] = {}
+            found.update(self._store.read(lambda db: db.locate(missing), nowhere))
         return found
 
     # ------------------------------------------------------------------------------------------ dead letters

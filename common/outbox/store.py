@@ -201,7 +201,7 @@ class Store:
         added = 0
         for event in events:
             body = event_json(event)
-            rows[event.priority].append((event.seq, event.id, body))  # type: ignore[index,arg-type]
+            rows[event.priority].append((event.seq or 0, event.id, body))
             added += len(body) + 16
         meta = dict(self.meta_due)
         if self.seq.needs_reservation():
@@ -437,7 +437,12 @@ class Store:
 
     def requeue(self, ids: list[str] | None) -> int:
         moved: list[int] = []
-        if not self.writable or not self._attempt(lambda: moved.append(requeue_dead_letters(self.db.conn, ids))):  # type: ignore[union-attr]
+
+        def move() -> None:
+            assert self.db is not None
+            moved.append(requeue_dead_letters(self.db.conn, ids))
+
+        if not self.writable or not self._attempt(move):
             return 0
         self.refresh()
         return moved[-1] if moved else 0
