@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from common.config import EXIT_CONFIG, default_config_path, load_config_or_exit
+from elevator_node.config import default_section
+from elevator_node.replay import TraceError, replay_file
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -58,13 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _replay(trace: Path, config_path: Path | None) -> int:
-    from elevator_node.detector import DetectorSettings
-    from elevator_node.replay import TraceError, replay_file
-
-    settings = DetectorSettings()
+    settings = default_section()
     if config_path is not None:
-        config = load_config_or_exit(config_path, "elevator")
-        settings = DetectorSettings.from_config(config.role_config)
+        settings = load_config_or_exit(config_path, "elevator").role_config
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")  # label_zh and voice texts are Chinese, whatever the locale
     try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from common.config import ButtonPin, InputPin, setting
 
@@ -102,3 +103,14 @@ class ElevatorConfig:
         if self.alarm_bypass_s < self.alarm_hold_s:
             found.append("alarm_bypass_s must be at least alarm_hold_s")
         return found
+
+
+def identity(section: ElevatorConfig) -> dict[str, str]:
+    """Which car: the building, unit and lift every lift event carries."""
+    return {"building": section.building, "unit": section.unit, "lift": section.lift}
+
+
+def default_section(**settings: Any) -> ElevatorConfig:
+    """The section the detector runs on without a config file (a trace replay, tests): every default but
+    ``settings``, no identity. The detector reads no pins; the two required ones are placeholders."""
+    return dataclasses.replace(ElevatorConfig(building="", door=InputPin(pin=0), occupancy=InputPin(pin=1)), **settings)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.events import Detection, Severity
+from elevator_node.config import ElevatorConfig, identity
 
 KINDS: tuple[str, ...] = (
     "entrapment",
@@ -55,45 +56,6 @@ class LiftSnapshot:
     alarm_button: bool | None = None
     inspection: bool | None = None
     power_ok: bool | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class DetectorSettings:
-    """Thresholds and identity the rules need; ``from_config`` takes them from an ``[elevator]`` section."""
-
-    building: str = ""
-    unit: str = ""
-    lift: str = ""
-    occupancy_kind: Literal["presence", "motion"] = "presence"
-    entrapment_s: float = 90.0
-    door_open_confirm_s: float = 2.0
-    occupancy_dropout_s: float = 2.0
-    vacant_clear_s: float = 30.0
-    stopped_outside_door_zone_s: float = 60.0
-    door_held_open_s: float = 120.0
-    door_open_while_moving_s: float = 1.0
-    door_open_while_moving_in_zone_s: float = 5.0
-    alarm_hold_s: float = 3.0
-    alarm_bypass_s: float = 30.0
-    power_loss_s: float = 2.0
-    occupancy_stuck_cycles: int = 10
-    occupancy_silent_cycles: int = 30
-    door_stuck_h: float = 2.0
-    door_stuck_moves: int = 4
-    flap_window_s: float = 10.0
-    flap_max_changes: int = 12
-    flap_clear_s: float = 60.0
-    inspection_stuck_h: float = 12.0
-
-    @classmethod
-    def from_config(cls, section: Any) -> DetectorSettings:
-        """Settings from an ``ElevatorConfig`` (any object with the same attribute names)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{n: getattr(section, n) for n in names if hasattr(section, n)})
-
-    @property
-    def identity(self) -> dict[str, str]:
-        return {"building": self.building, "unit": self.unit, "lift": self.lift}
 
 
 @dataclass
@@ -152,8 +114,8 @@ def _later(*times: float | None) -> float:
 class ElevatorDetector:
     """Turns lift snapshots into incidents: raised once, updated on material changes, cleared; see docs/elevator.md."""
 
-    def __init__(self, settings: DetectorSettings | None = None) -> None:
-        self.settings = settings or DetectorSettings()
+    def __init__(self, settings: ElevatorConfig) -> None:
+        self.settings = settings  # the [elevator] section itself: a renamed setting fails here, never silently
         self._s = _State()
         self._out: list[Detection] = []
         self._now = 0.0
@@ -253,7 +215,7 @@ class ElevatorDetector:
 
     @classmethod
     def from_state(
-        cls, settings: DetectorSettings, exported: dict[str, Any], *, shift: float, timing: Timing
+        cls, settings: ElevatorConfig, exported: dict[str, Any], *, shift: float, timing: Timing
     ) -> ElevatorDetector:
         """A detector continuing ``exported`` after a restart.
 
@@ -627,12 +589,12 @@ class ElevatorDetector:
             self._emit(inc, "cleared", payload)
 
     def _observe(self, payload: dict[str, Any]) -> None:
-        body = {**self.settings.identity, **payload}
+        body = {**identity(self.settings), **payload}
         self._out.append(Detection(INSPECTION_KIND, "observed", self._now, "info", body, ""))
 
     def _emit(self, inc: dict[str, Any], state: str, extra: dict[str, Any]) -> None:
         kind, now = inc["kind"], self._now
-        body: dict[str, Any] = {**self.settings.identity}
+        body: dict[str, Any] = {**identity(self.settings)}
         body.update(inc.get("facts", {}))
         lasted = round(now - inc["start_at"], 3)
         if kind == "entrapment":

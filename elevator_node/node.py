@@ -18,7 +18,7 @@ from common.config import NodeConfig
 from common.events import Detection, Event
 from common.files import write_atomic
 from elevator_node.config import ElevatorConfig
-from elevator_node.detector import KINDS, DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
+from elevator_node.detector import KINDS, ElevatorDetector, LiftSnapshot, Timing
 from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
 from hal.audio import Speaker
 from speech.voice import make_voice
@@ -77,7 +77,6 @@ class ElevatorNode:
         self.config = config
         self.section: ElevatorConfig = config.role_config
         self.clock: Clock = clock or SystemClock()
-        self.settings = DetectorSettings.from_config(self.section)
         self._own_runtime = runtime is None
         if runtime is None:
             from common.service import NodeRuntime
@@ -236,12 +235,12 @@ class ElevatorNode:
         try:
             saved = json.loads(self.state_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            detector = ElevatorDetector(self.settings)
+            detector = ElevatorDetector(self.section)
             self._adopt_orphans(detector)
             return detector
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             log.error("elevator state %s unreadable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
-            detector = ElevatorDetector(self.settings)
+            detector = ElevatorDetector(self.section)
             self._adopt_orphans(detector)
             return detector
         try:
@@ -254,10 +253,10 @@ class ElevatorNode:
                 wall_synced=self.clock.wall_synced(),
                 boot_id=self.boot_id,
             )
-            detector = ElevatorDetector.from_state(self.settings, saved["detector"], shift=shift, timing=timing)
+            detector = ElevatorDetector.from_state(self.section, saved["detector"], shift=shift, timing=timing)
         except (KeyError, TypeError, ValueError) as exc:
             log.error("elevator state %s unusable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
-            detector = ElevatorDetector(self.settings)
+            detector = ElevatorDetector(self.section)
             self._adopt_orphans(detector)
             return detector
         opened = [inc["kind"] for inc in detector.open_incidents()]
@@ -270,7 +269,7 @@ class ElevatorNode:
         if book is None:
             return
         mine = {(inc["kind"], inc["key"]) for inc in detector.open_incidents()}
-        grace = self.settings.entrapment_s + 60.0
+        grace = self.section.entrapment_s + 60.0
         for alert in book.open_alerts():
             if alert.kind in KINDS and (alert.kind, alert.key) not in mine:
                 log.warning("alert %s/%s open without detector state: kept for %.0f s", alert.kind, alert.key, grace)

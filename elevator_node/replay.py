@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from common.events import Detection
-from elevator_node.detector import DetectorSettings, ElevatorDetector, LiftSnapshot, Timing
+from elevator_node.config import ElevatorConfig
+from elevator_node.detector import ElevatorDetector, LiftSnapshot, Timing
 
 HEADER: tuple[str, ...] = ("t", "door", "occupied", "moving", "level", "alarm_button")
 EXTRA_COLUMNS: tuple[str, ...] = ("inspection", "power", "restart")
@@ -114,7 +115,7 @@ def parse_trace(lines: Iterable[str], name: str = "trace") -> list[TraceRow]:
     return rows
 
 
-def replay(rows: list[TraceRow], settings: DetectorSettings) -> Iterator[Detection]:
+def replay(rows: list[TraceRow], settings: ElevatorConfig) -> Iterator[Detection]:
     """Run the rows through a detector, also at every timer deadline between rows, as the node's tick would."""
     detector = ElevatorDetector(settings)
     last_t: float | None = None
@@ -147,7 +148,7 @@ def to_json_line(detection: Detection) -> str:
     return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
-def replay_file(path: Path, settings: DetectorSettings, out: TextIO) -> int:
+def replay_file(path: Path, settings: ElevatorConfig, out: TextIO) -> int:
     """Parse then replay ``path`` to ``out``; returns the number of events. Raises TraceError before any output."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header

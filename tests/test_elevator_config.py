@@ -9,7 +9,6 @@ import pytest
 
 from common.config import ConfigError, parse_config
 from elevator_node.config import DEFAULT_QUESTION, ElevatorConfig
-from elevator_node.detector import DetectorSettings
 
 BASE = """
 [node]
@@ -45,8 +44,6 @@ def test_defaults_follow_the_issue_and_reference() -> None:
     assert section.occupancy_kind == "presence" and section.moving is None and section.level_zone is None
     assert section.voice.question == DEFAULT_QUESTION and section.voice.repeat_s == 60.0
     assert section.tick_s <= 0.5
-    settings = DetectorSettings.from_config(section)
-    assert settings.building == "7" and settings.entrapment_s == 90.0
 
 
 def test_optional_sensors_and_voice_files() -> None:
