@@ -74,8 +74,8 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     from common.config import parse_config
     from common.service import NodeRuntime
     from elevator_node.node import ElevatorNode
+    from elevator_node.sim import lift_sensors
     from hal.audio import NullSpeaker
-    from hal.sim.lift import LiftSimulator
 
     folder.mkdir(parents=True)
     watch = UploadWatch(b"entrapment", b'"state":"raised"')
@@ -96,7 +96,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
         node = ElevatorNode(config, clock, runtime=runtime, speaker=NullSpeaker())
         if not deadline_wakeup:
             node.detector.next_deadline = lambda: None  # type: ignore[method-assign]  # the peer: tick only
-        car = LiftSimulator.from_elevator_config(factory, config.role_config)
+        car = lift_sensors(factory, config.role_config)
         car.apply(in_door_zone=True, moving=False, door="open", occupied=False, alarm_button=False)
         service = threading.Thread(target=node.run, name="bench-elevator-run", daemon=True)
         service.start()  # the production loop: runtime.run (0.5 s tick) + the deadline thread

@@ -39,6 +39,10 @@ class Clock(Protocol):
         """Wait ``seconds`` of this clock's monotonic time."""
         ...
 
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        """Block until ``monotonic()`` reaches ``until`` or ``wake`` is set; True when woken. Never wall time."""
+        ...
+
 
 class _Timex(ctypes.Structure):
     # struct timex from <sys/timex.h>; only the fields before the padding matter here
@@ -131,6 +135,10 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        # naps of 1 s: the monotonic clock does not jump, the cap only bounds one wait on a suspended system
+        return _wait_in_naps(self, until, wake, 1.0)
+
     def wall_synced(self) -> bool:
         now = time.monotonic()
         with self._lock:
@@ -144,31 +152,27 @@ class SystemClock:
             return self._synced
 
 
-def wait_until(clock: Clock, target: float, event: threading.Event) -> bool:
-    """Block until ``clock.monotonic()`` reaches ``target`` or ``event`` is set; True when the event was set.
-
-    Works for SystemClock (real time), FastClock (scaled: naps of at most 50 ms real time, so a speed change
-    is followed) and ManualClock (returns once a test moves time past ``target``); never sleeps on wall time.
-    """
-    cap = 1.0 if isinstance(clock, SystemClock) else 0.05
-    while not event.is_set():
-        remaining = target - clock.monotonic()
+def _wait_in_naps(clock: Clock, until: float, wake: threading.Event, nap_s: float) -> bool:
+    """Wait in naps of at most ``nap_s`` real seconds, so a clock that a test moves is followed; the clock's
+    seconds are real ones (SystemClock, ManualClock)."""
+    while not wake.is_set():
+        remaining = until - clock.monotonic()
         if remaining <= 0:
             break
-        speed = getattr(clock, "speed", None)
-        event.wait(min(remaining / speed if speed else remaining, cap))
-    return event.is_set()
+        wake.wait(min(remaining, nap_s))
+    return wake.is_set()
 
 
 def wait_on_clock(clock: Clock, seconds: float, wake: threading.Event) -> bool:
     """Wait ``seconds`` of the clock's time, or until ``wake`` is set; True when woken."""
-    return wait_until(clock, clock.monotonic() + seconds, wake) if seconds > 0 else wake.is_set()
+    return clock.wait(clock.monotonic() + seconds, wake) if seconds > 0 else wake.is_set()
 
 
 class ManualClock:
     """A clock that moves only when told: ``advance()``, ``set_wall()``. ``sleep()`` advances it.
 
-    Thread-safe; ``wait_until()`` lets another thread block until the test moves time past a point.
+    Thread-safe; ``wait_until()`` lets another thread block until the test moves time past a point, and
+    ``wait()`` (the Clock protocol's) returns once it does or the event is set.
     """
 
     def __init__(self, wall: float = 1_767_225_600.0, monotonic: float = 1000.0, synced: bool = True) -> None:
@@ -207,6 +211,9 @@ class ManualClock:
             self._wall = wall
             if synced is not None:
                 self._synced = synced
+
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        return _wait_in_naps(self, until, wake, 0.05)
 
     def wait_until(self, monotonic: float, timeout: float | None = None) -> bool:
         """Block (in real time, at most ``timeout``) until monotonic time reaches ``monotonic``."""
@@ -253,6 +260,15 @@ class FastClock:
             self._origin_sim = now_sim
             self._origin_real = time.monotonic()
             self.speed = speed
+
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        # naps of at most 50 ms real time, so a speed change made meanwhile is followed
+        while not wake.is_set():
+            remaining = until - self.monotonic()
+            if remaining <= 0:
+                break
+            wake.wait(min(remaining / self.speed, 0.05))
+        return wake.is_set()
 
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of simulated time, following speed changes made meanwhile."""

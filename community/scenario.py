@@ -34,8 +34,8 @@ from common.clock import FastClock
 from common.config import NodeConfig, parse_config
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
+from elevator_node.sim import lift_sensors
 from hal.audio import Wav
-from hal.sim.lift import LiftSimulator
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
 from kiosk.node import KioskNode
@@ -231,7 +231,7 @@ class Community:
         )
 
         self.lift = ElevatorNode(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
-        self.lift_sim = LiftSimulator.from_elevator_config(self.factory, lift_config.role_config)
+        self.lift_sim = lift_sensors(self.factory, lift_config.role_config)
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
         self.kiosk = KioskNode(kiosk_config, clock=self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
         self.kiosk.controller.add_listener(self._on_kiosk_view)

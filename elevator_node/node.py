@@ -115,7 +115,7 @@ class ElevatorNode:
     def _make_inputs(self) -> None:
         from hal import gpio
 
-        gpio.use_pin_factory(self.config.gpio)
+        gpio.use_pin_factory(self.config.gpio.pin_factory)
         s = self.section
         try:
             for name in ("door", "occupancy", "moving", "level_zone", "inspection", "power_fail"):

@@ -10,12 +10,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gpiozero.pins.mock import MockFactory
+
 from common.clock import Clock
 from common.config import NodeConfig
+from elevator_node.config import ElevatorConfig
 from elevator_node.node import ElevatorNode
-from hal.sim.lift import LiftSimulator, normalise
+from hal.sim.lift import LiftSimulator, SensorPin, normalise
 
 Scenario = Sequence[tuple[float, Mapping[str, Any]]]
+
+
+def lift_sensors(factory: MockFactory, section: ElevatorConfig) -> LiftSimulator:
+    """The simulated sensors an ``[elevator]`` section wires; sensors not fitted are left out."""
+    inputs = {
+        "door_closed": section.door,
+        "occupied": section.occupancy,
+        "moving": section.moving,
+        "in_door_zone": section.level_zone,
+        "inspection": section.inspection,
+        "power_fail": section.power_fail,
+    }
+    pins = {sensor: SensorPin.of_input(spec) for sensor, spec in inputs.items() if spec is not None}
+    if section.alarm_button is not None:
+        pins["alarm_button"] = SensorPin.of_button(section.alarm_button)
+    return LiftSimulator(factory, pins)
 
 
 def trapped_passenger_scenario(stuck_at: float = 20.0, rescue_after_s: float = 600.0) -> list[tuple[float, dict]]:
@@ -52,12 +71,12 @@ class SimulatedLift:
         self,
         config: NodeConfig,
         clock: Clock,
-        factory: Any,
+        factory: MockFactory,
         *,
         runtime: Any | None = None,
         speaker: Any | None = None,
     ) -> None:
-        self.sensors = LiftSimulator.from_elevator_config(factory, config.role_config)
+        self.sensors = lift_sensors(factory, config.role_config)
         self.node = ElevatorNode(config, clock, runtime=runtime, speaker=speaker)
         self.clock = clock
 

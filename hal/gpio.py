@@ -3,7 +3,8 @@
 All hardware goes through gpiozero's pin factory: ``lgpio`` on a Pi, ``mock`` (MockFactory) in tests and the
 simulated community. A test installs a MockFactory and then builds the node; the node never knows.
 Each builder takes an optional ``pin_factory`` (gpiozero's own keyword) for callers that run several nodes'
-pins in one process, each on its own MockFactory.
+pins in one process, each on its own MockFactory. The pin specs are this module's own protocols: a role's
+config (``common.config.InputPin``...) fits them as it is, and this module imports nothing from the project.
 """
 
 from __future__ import annotations
@@ -11,15 +12,50 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from typing import Protocol
 
 from gpiozero import LED, PWMLED, Button, Device, DigitalInputDevice
 from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinPWMUnsupported
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
-from common.config import ButtonPin, GpioSection, InputPin, LedPin
-
 log = logging.getLogger(__name__)
+
+
+class InputSpec(Protocol):
+    """A digital input: BCM pin, the level that means active, the internal pull (None: none), debounce."""
+
+    @property
+    def pin(self) -> int: ...
+    @property
+    def active_high(self) -> bool: ...
+    @property
+    def pull_up(self) -> bool | None: ...
+    @property
+    def bounce_s(self) -> float: ...
+
+
+class ButtonSpec(Protocol):
+    """A push button: BCM pin, wired to ground with the pull-up (True) or to 3.3 V, debounce, hold time."""
+
+    @property
+    def pin(self) -> int: ...
+    @property
+    def pull_up(self) -> bool: ...
+    @property
+    def bounce_s(self) -> float: ...
+    @property
+    def hold_s(self) -> float: ...
+
+
+class LedSpec(Protocol):
+    """An LED or lamp: BCM pin, lit by a high level (True) or a low one."""
+
+    @property
+    def pin(self) -> int: ...
+    @property
+    def active_high(self) -> bool: ...
+
 
 ENV_PIN_FACTORY = "GPIOZERO_PIN_FACTORY"
 # gpiozero's own factory names and where they live (the same entry points gpiozero registers)
@@ -39,8 +75,9 @@ _INSTALL_HINT = {
 }
 
 
-def use_pin_factory(section: GpioSection) -> None:
-    """Install the pin factory: ``gpio.pin_factory``, else $GPIOZERO_PIN_FACTORY, else gpiozero's default.
+def use_pin_factory(configured: str = "") -> None:
+    """Install the pin factory: ``configured`` (the config's ``gpio.pin_factory``), else $GPIOZERO_PIN_FACTORY,
+    else gpiozero's default.
 
     A MockFactory that is already installed (by a test or the simulated community) is kept whatever the
     config says: the harness swaps the factory, not the node. Raises ``BadPinFactory`` naming the factory
@@ -48,9 +85,9 @@ def use_pin_factory(section: GpioSection) -> None:
     """
     current = Device.pin_factory
     if isinstance(current, MockFactory):
-        log.debug("keeping the installed MockFactory (config asks for %r)", section.pin_factory or "default")
+        log.debug("keeping the installed MockFactory (config asks for %r)", configured or "default")
         return
-    name = section.pin_factory or os.environ.get(ENV_PIN_FACTORY, "").strip().lower()
+    name = configured or os.environ.get(ENV_PIN_FACTORY, "").strip().lower()
     if not name:
         return  # gpiozero picks its default (lgpio, rpigpio, pigpio, native) on the first device
     if name not in PIN_FACTORIES:
@@ -60,7 +97,7 @@ def use_pin_factory(section: GpioSection) -> None:
     module_name, _, class_name = PIN_FACTORIES[name].partition(":")
     if current is not None and type(current).__name__ == class_name:
         return
-    source = "gpio.pin_factory" if section.pin_factory else f"${ENV_PIN_FACTORY}"
+    source = "gpio.pin_factory" if configured else f"${ENV_PIN_FACTORY}"
     try:
         factory_class = getattr(importlib.import_module(module_name), class_name)
         factory = factory_class()
@@ -86,7 +123,7 @@ def _pin_error(exc: GPIOZeroError, pin: int, what: str) -> GPIOZeroError:
     return type(exc)(f"BCM {pin} ({what}): {text}")
 
 
-def make_input(spec: InputPin, pin_factory: Factory | None = None) -> DigitalInputDevice:
+def make_input(spec: InputSpec, pin_factory: Factory | None = None) -> DigitalInputDevice:
     """A digital input (door contact, level zone, presence/motion output) that is active as the config says.
 
     gpiozero only accepts ``active_state`` without a pull resistor, and with one the pull decides the active
@@ -114,7 +151,7 @@ def make_input(spec: InputPin, pin_factory: Factory | None = None) -> DigitalInp
     return device
 
 
-def make_button(spec: ButtonPin, pin_factory: Factory | None = None) -> Button:
+def make_button(spec: ButtonSpec, pin_factory: Factory | None = None) -> Button:
     """A push button: pressed pulls the pin low with ``pull_up`` (the usual wiring), high without."""
     try:
         return Button(
@@ -128,7 +165,7 @@ def make_button(spec: ButtonPin, pin_factory: Factory | None = None) -> Button:
         raise _pin_error(exc, spec.pin, "button") from exc
 
 
-def make_led(spec: LedPin, pin_factory: Factory | None = None, *, dimmable: bool = False) -> LED | PWMLED:
+def make_led(spec: LedSpec, pin_factory: Factory | None = None, *, dimmable: bool = False) -> LED | PWMLED:
     """An LED or lamp, off at start; ``active_high = false`` for one wired from 3.3 V to the pin.
 
     ``dimmable``: a PWMLED (it can pulse) when the pin can do PWM, else a plain LED and an info log line.

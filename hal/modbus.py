@@ -23,14 +23,42 @@ import termios
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import minimalmodbus
 import serial
 
-from common.config import SerialPort
-
 log = logging.getLogger(__name__)
+
+
+class SerialSpec(Protocol):
+    """An RS-485 port and its line settings (a node's ``common.config.SerialPort`` fits as it is)."""
+
+    @property
+    def port(self) -> str: ...
+    @property
+    def baudrate(self) -> int: ...
+    @property
+    def parity(self) -> Literal["N", "E", "O"]: ...
+    @property
+    def stopbits(self) -> Literal[1, 2]: ...
+    @property
+    def bytesize(self) -> Literal[7, 8]: ...
+    @property
+    def timeout_s(self) -> float:
+        """Reply timeout per request."""
+        ...
+
+    @property
+    def retries(self) -> int:
+        """Extra attempts after a failed request."""
+        ...
+
+    @property
+    def gap_s(self) -> float:
+        """Minimum silence between frames."""
+        ...
+
 
 COUNTERS: tuple[str, ...] = (
     "ok",
@@ -159,7 +187,7 @@ class _RecordingSerial(serial.Serial):
 class ModbusBus:
     """The one owner of a serial port: ``read_registers`` from any slave on it, safely from many threads."""
 
-    def __init__(self, port: SerialPort) -> None:
+    def __init__(self, port: SerialSpec) -> None:
         self.port = port
         self._lock = threading.Lock()  # held for a whole request-reply exchange, retries included
         self._stats_lock = threading.Lock()  # so stats() never waits for a slow exchange

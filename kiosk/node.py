@@ -165,7 +165,7 @@ class KioskNode:
     def _open_gpio(self) -> None:
         from hal.gpio import make_button, make_led, use_pin_factory
 
-        use_pin_factory(self.config.gpio)
+        use_pin_factory(self.config.gpio.pin_factory)
         if self.kiosk.button is not None:
             self.button = make_button(self.kiosk.button)
             # a press counts when the button is let go, so holding it for help never also orders a taxi;

@@ -198,7 +198,7 @@ class MeterNode:
         if any(m.household.ok_button or m.household.away_button or m.household.door for m in homes):
             from hal.gpio import make_button, make_input, use_pin_factory
 
-            use_pin_factory(self.config.gpio)
+            use_pin_factory(self.config.gpio.pin_factory)
             for meter in homes:
                 house = meter.household
                 # gpiozero calls these from its own thread: only queue what happened, the node loop handles it

@@ -112,7 +112,7 @@ class Inputs:
         try:
             from hal import gpio
 
-            gpio.use_pin_factory(config.gpio)
+            gpio.use_pin_factory(config.gpio.pin_factory)
             self.gpio: Any = gpio
         except ImportError as exc:
             self.factory_error = f"hal.gpio not available: {exc}"

@@ -25,6 +25,7 @@ from common.outbox import OutboxError
 from common.service import NodeRuntime
 from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
 from elevator_node.node import STATE_FILE, ElevatorNode, restart_shift
+from elevator_node.sim import lift_sensors
 from hal.audio import Wav
 from hal.sim.lift import LiftSimulator
 from tests.speech_helpers import RecordingSpeaker
@@ -141,7 +142,7 @@ def registered(central: Any, tmp_path: Path) -> Any:
 
 def lift(factory: Any, h: Harness) -> LiftSimulator:
     """The car's sensors on the MockFactory pins the node uses (hal.sim.lift follows the config's wiring)."""
-    return LiftSimulator.from_elevator_config(factory, h.config.role_config)
+    return lift_sensors(factory, h.config.role_config)
 
 
 def board(car: LiftSimulator) -> None:

@@ -21,7 +21,7 @@ from common.clock import ManualClock
 from common.config import parse_config
 from common.events import Detection
 from elevator_node.node import ElevatorNode
-from hal.sim.lift import LiftSimulator
+from elevator_node.sim import lift_sensors
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, provision, put_mix, step
 from tests.test_elevator_node import config_text
 
@@ -213,7 +213,7 @@ def test_the_lift_detects_and_speaks_on_a_full_or_read_only_disk(
     clock = ManualClock()
     node = ElevatorNode(config, clock)  # the real runtime and the real espeak-ng speaker, from the config
     try:
-        car = LiftSimulator.from_elevator_config(mock_factory, config.role_config)
+        car = lift_sensors(mock_factory, config.role_config)
         node.step()
         car.apply(in_door_zone=True, moving=False, door="open", occupied=True)
         car.apply(door="closed")

@@ -11,7 +11,7 @@ from gpiozero import Device
 from gpiozero.exc import BadPinFactory, GPIOPinInUse, PinInvalidPin
 from gpiozero.pins.mock import MockFactory
 
-from common.config import ButtonPin, GpioSection, InputPin, LedPin
+from common.config import ButtonPin, InputPin, LedPin
 from hal.gpio import ENV_PIN_FACTORY, make_button, make_input, make_led, use_pin_factory
 
 
@@ -143,24 +143,24 @@ def no_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_config_mock_factory_is_installed(no_factory) -> None:
-    use_pin_factory(GpioSection(pin_factory="mock"))
+    use_pin_factory("mock")
     assert isinstance(Device.pin_factory, MockFactory)
 
 
 def test_env_pin_factory_is_honoured(no_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_PIN_FACTORY, "mock")
-    use_pin_factory(GpioSection())
+    use_pin_factory()
     assert isinstance(Device.pin_factory, MockFactory)
 
 
 def test_unknown_env_factory_is_refused(no_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_PIN_FACTORY, "banana")
     with pytest.raises(BadPinFactory, match="banana.*allowed: lgpio"):
-        use_pin_factory(GpioSection())
+        use_pin_factory()
 
 
 def test_no_setting_leaves_gpiozero_default(no_factory) -> None:
-    use_pin_factory(GpioSection())
+    use_pin_factory()
     assert Device.pin_factory is None  # gpiozero picks its default on the first device
 
 
@@ -168,7 +168,7 @@ def test_lgpio_missing_off_pi_is_a_clear_error(no_factory) -> None:
     if importlib.util.find_spec("lgpio") is not None:
         pytest.skip("lgpio is installed here: this test is for machines without it")
     with pytest.raises(BadPinFactory) as caught:
-        use_pin_factory(GpioSection(pin_factory="lgpio"))
+        use_pin_factory("lgpio")
     message = str(caught.value)
     assert "gpio.pin_factory = 'lgpio'" in message and "pi-gpio" in message
     assert Device.pin_factory is None
@@ -176,7 +176,7 @@ def test_lgpio_missing_off_pi_is_a_clear_error(no_factory) -> None:
 
 def test_installed_mock_factory_is_kept(mock_factory: MockFactory) -> None:
     # the example configs say lgpio; a test or the simulated community has already installed a MockFactory
-    use_pin_factory(GpioSection(pin_factory="lgpio"))
+    use_pin_factory("lgpio")
     assert Device.pin_factory is mock_factory
 
 

@@ -10,8 +10,9 @@ from gpiozero.pins.mock import MockFactory
 
 from common.clock import FastClock, ManualClock
 from common.config import ButtonPin, InputPin, load_config
+from elevator_node.sim import lift_sensors
 from hal.gpio import make_button, make_input
-from hal.sim.lift import LiftSimulator, steps_between
+from hal.sim.lift import LiftSimulator, SensorPin, steps_between
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -27,12 +28,16 @@ PINS: dict[str, InputPin | ButtonPin] = {
 }
 
 
+def sensor(spec: InputPin | ButtonPin) -> SensorPin:
+    return SensorPin.of_button(spec) if isinstance(spec, ButtonPin) else SensorPin.of_input(spec)
+
+
 @pytest.fixture
 def lift(mock_factory: MockFactory):
     devices = {
         name: make_button(spec) if isinstance(spec, ButtonPin) else make_input(spec) for name, spec in PINS.items()
     }
-    sim = LiftSimulator(mock_factory, PINS)
+    sim = LiftSimulator(mock_factory, {name: sensor(spec) for name, spec in PINS.items()})
     sim.set(dict.fromkeys(PINS, False))
     yield sim, devices
     sim.stop()
@@ -70,7 +75,7 @@ def test_bad_scenarios_are_refused(lift, mock_factory: MockFactory) -> None:
         sim.apply(door="ajar")
     with pytest.raises(ValueError, match="true or false"):
         sim.apply(occupied="yes")
-    partial = LiftSimulator(mock_factory, {"door_closed": PINS["door_closed"]})
+    partial = LiftSimulator(mock_factory, {"door_closed": sensor(PINS["door_closed"])})
     with pytest.raises(ValueError, match="not fitted"):
         partial.apply(moving=True)
 
@@ -158,7 +163,7 @@ def test_from_the_example_elevator_config(mock_factory: MockFactory) -> None:
     section = load_config(EXAMPLES / "elevator.toml").role_config
     door = make_input(section.door)
     occupancy = make_input(section.occupancy)
-    sim = LiftSimulator.from_elevator_config(mock_factory, section)
+    sim = lift_sensors(mock_factory, section)
     assert set(sim.pins) >= {"door_closed", "occupied"}
     sim.apply(door="closed", occupied=True)
     assert door.is_active and occupancy.is_active
@@ -183,10 +188,10 @@ def test_steps_between_for_callers_that_step_time() -> None:
     ],
 )
 def test_level_for_each_wiring(mock_factory: MockFactory, spec, active_level: bool) -> None:
-    assert LiftSimulator.level_for(spec, True) is active_level
-    assert LiftSimulator.level_for(spec, False) is (not active_level)
+    assert LiftSimulator.level_for(sensor(spec), True) is active_level
+    assert LiftSimulator.level_for(sensor(spec), False) is (not active_level)
     device = make_button(spec) if isinstance(spec, ButtonPin) else make_input(spec)
-    sim = LiftSimulator(mock_factory, {"alarm_button" if isinstance(spec, ButtonPin) else "inspection": spec})
+    sim = LiftSimulator(mock_factory, {"alarm_button" if isinstance(spec, ButtonPin) else "inspection": sensor(spec)})
     sim.set(dict.fromkeys(sim.pins, True))
     assert device.is_active
     sim.set(dict.fromkeys(sim.pins, False))

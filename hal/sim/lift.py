@@ -1,7 +1,8 @@
 """Simulated lift sensors: drive gpiozero MockFactory pins from a scenario, as the real contacts would.
 
-Each sensor is mapped to the pin spec the node uses (``InputPin``/``ButtonPin`` from config), so the level
-driven is the one the node's gpiozero device reads as active or inactive, whatever the wiring polarity.
+Each sensor is a ``SensorPin``: its pin and the level the node's gpiozero device reads as active, made from the
+same spec the node builds its device from (``SensorPin.of_input``/``of_button``), whatever the wiring polarity.
+The role maps its config to sensors (``elevator_node.sim.lift_sensors``).
 
 Sensors (True = the named condition holds): ``door_closed``, ``occupied``, ``moving``, ``in_door_zone``,
 ``alarm_button`` (pressed), ``inspection``, ``power_fail``. Aliases: ``door`` = "open"/"closed",
@@ -13,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from common.config import ButtonPin, InputPin
+from hal.gpio import ButtonSpec, InputSpec
 from hal.sim.timeline import ScriptPlayer
 
 log = logging.getLogger(__name__)
@@ -31,17 +33,23 @@ SENSORS: tuple[str, ...] = (
     "inspection",
     "power_fail",
 )
-# sensor -> the [elevator] config key that wires it
-ELEVATOR_CONFIG_KEYS: dict[str, str] = {
-    "door_closed": "door",
-    "occupied": "occupancy",
-    "moving": "moving",
-    "in_door_zone": "level_zone",
-    "alarm_button": "alarm_button",
-    "inspection": "inspection",
-    "power_fail": "power_fail",
-}
 Scenario = Sequence[tuple[float, Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class SensorPin:
+    """A simulated sensor's BCM pin and the level (True = high) at which the node reads it active."""
+
+    pin: int
+    active_high: bool
+
+    @classmethod
+    def of_input(cls, spec: InputSpec) -> SensorPin:
+        return cls(spec.pin, spec.active_high)
+
+    @classmethod
+    def of_button(cls, spec: ButtonSpec) -> SensorPin:
+        return cls(spec.pin, not spec.pull_up)  # a pull-up button is pressed when it pulls the pin low
 
 
 def normalise(values: Mapping[str, Any]) -> dict[str, bool]:
@@ -65,7 +73,7 @@ def normalise(values: Mapping[str, Any]) -> dict[str, bool]:
 class LiftSimulator(ScriptPlayer):
     """Lift sensors on MockFactory pins. ``apply(door="closed", occupied=True)`` or ``play(scenario, clock)``."""
 
-    def __init__(self, factory: MockFactory, pins: Mapping[str, InputPin | ButtonPin]) -> None:
+    def __init__(self, factory: MockFactory, pins: Mapping[str, SensorPin]) -> None:
         unknown = set(pins) - set(SENSORS)
         if unknown:
             raise ValueError(f"unknown lift sensors {sorted(unknown)}; allowed: {', '.join(SENSORS)}")
@@ -75,22 +83,10 @@ class LiftSimulator(ScriptPlayer):
         self._lock = threading.Lock()
         super().__init__()
 
-    @classmethod
-    def from_elevator_config(cls, factory: MockFactory, section: Any) -> LiftSimulator:
-        """The sensors an ``[elevator]`` section wires (door, occupancy, ...); sensors not fitted are left out."""
-        pins = {
-            sensor: getattr(section, key)
-            for sensor, key in ELEVATOR_CONFIG_KEYS.items()
-            if getattr(section, key, None) is not None
-        }
-        return cls(factory, pins)
-
     @staticmethod
-    def level_for(spec: InputPin | ButtonPin, active: bool) -> bool:
+    def level_for(spec: SensorPin, active: bool) -> bool:
         """The pin level (True = high) at which the node's device reads ``active``."""
-        # a pull-up button is pressed when it pulls the pin low
-        active_level = not spec.pull_up if isinstance(spec, ButtonPin) else spec.active_high
-        return active_level if active else not active_level
+        return spec.active_high if active else not spec.active_high
 
     def _pin(self, sensor: str) -> MockPin:
         return self.factory.pin(self.pins[sensor].pin)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from common.clock import Clock, wait_until
+
+class Clock(Protocol):
+    """What a script needs of a clock (``common.clock``'s clocks have it): its time, and a wait on it."""
+
+    def monotonic(self) -> float: ...
+
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        """Block until ``monotonic()`` reaches ``until`` or ``wake`` is set; True when woken."""
+        ...
 
 
 class ScriptPlayer:
@@ -37,7 +45,7 @@ class ScriptPlayer:
         steps = self._steps(script)
         origin = clock.monotonic() if start is None else start
         for t, action in steps:
-            if wait_until(clock, origin + t, self._stop):
+            if clock.wait(origin + t, self._stop):
                 return  # stopped
             self._apply(t, action)
 
