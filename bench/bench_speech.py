@@ -13,12 +13,13 @@ import wave
 from pathlib import Path
 
 from bench.figures import Figure
+from common.config import AudioSection
+from common.speech.pack import MANIFEST, load_pack
+from common.speech.voice import Prompt, Voice, VolumeSchedule
 from hal.audio import AudioSpec, make_speaker
 from hal.espeak import MANDARIN_VOICE, check_speech, render_to_wav, respell
 from hal.wavfile import join_and_scale, read_info
 from provisioning.prompts import role_prompts
-from speech.pack import MANIFEST, load_pack
-from speech.voice import Prompt, Voice, VolumeSchedule
 
 
 def _said_to_played_ms(voice: Voice, prompt: Prompt, runs: int) -> list[float]:
@@ -55,7 +56,8 @@ def run(quick: bool) -> list[Figure]:
         speaker = make_speaker(AudioSpec(backend="auto", device="null"))
         try:
             synthesised = _said_to_played_ms(Voice(speaker), entrapment, runs)
-            schedule = VolumeSchedule(day=50, night=50)  # below 100 %: the recording is scaled before it plays
+            # below 100 %: the recording is scaled before it plays
+            schedule = VolumeSchedule(AudioSection(volume=50, night_volume=50), "Asia/Shanghai")
             night = Voice(speaker, load_pack(folder), schedule=schedule, wall=time.time)
             recorded = _said_to_played_ms(night, entrapment, runs)
         finally:

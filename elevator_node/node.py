@@ -17,11 +17,11 @@ from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection, Event
 from common.files import write_atomic
+from common.speech.voice import make_voice
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, ElevatorDetector, LiftSnapshot, Timing
 from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
 from hal.audio import Speaker
-from speech.voice import make_voice
 
 log = logging.getLogger(__name__)
 

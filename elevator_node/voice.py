@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from common.speech.voice import Prompt
 from elevator_node.config import ElevatorConfig, VoicePrompts
-from speech.voice import Prompt
 
 ENTRAPMENT, REASSURANCE, ALARM_ACK = "lift.entrapment", "lift.reassurance", "lift.alarm_ack"
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from common.clock import Clock
+from common.speech.voice import Voice
 from common.spoken import Language
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
 from kiosk.ride import RideMachine
@@ -41,7 +42,6 @@ from kiosk.ride_events import (
     Tick,
 )
 from kiosk.texts import Texts
-from speech.voice import Voice
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from common.config import NodeConfig
 from common.events import Detection
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
+from common.speech.voice import VolumeSchedule, make_voice
 from hal.audio import Speaker
 from hal.backlight import Backlight, open_backlight
 from kiosk.client import RidesClient
@@ -31,7 +32,6 @@ from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import RaiseAlert, Report, RideView
 from kiosk.texts import Texts, load_texts
-from speech.voice import VolumeSchedule, make_voice
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -132,7 +132,7 @@ class KioskNode:
         self.led_state: LedPattern | None = None
         self.record_failures = 0
         # the screen dims at the same night hours the voice gets quieter ([audio] night_start..night_end)
-        self.night = VolumeSchedule.from_config(config.audio, config.node.timezone)
+        self.night = VolumeSchedule(config.audio, config.node.timezone)
         self.backlight: Backlight | None = None
         self._arcade_held = False
         self._view_changed = threading.Condition()

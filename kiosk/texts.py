@@ -30,7 +30,7 @@ from kiosk.ride import speakable_plate
 from kiosk.ride_events import STATES
 
 if TYPE_CHECKING:  # the voice is needed only after the first screen is drawn (kiosk start-up)
-    from speech.voice import Prompt
+    from common.speech.voice import Prompt
 
 DEFAULT_TEXTS = Path(__file__).with_name("texts.toml")
 VOICE_KEYS = ("voice_zh", "voice_en")
@@ -157,7 +157,7 @@ class Texts:
                 words |= set(WORDS_OF.get(name, ()))
         cases = zip(EXAMPLE_CARS, EXAMPLE_MINUTES, strict=True)
         examples = tuple(self.voice_fields({**car, "eta_min": m, "minutes": m}, language) for car, m in cases)
-        from speech.voice import Prompt  # deferred with the voice (see the TYPE_CHECKING import)
+        from common.speech.voice import Prompt  # deferred with the voice (see the TYPE_CHECKING import)
 
         return Prompt(PROMPT_PREFIX + key, template, f"the kiosk shows {key}", examples, tuple(sorted(words)))
 

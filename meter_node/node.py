@@ -20,13 +20,13 @@ from common.clock import Clock
 from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
+from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
 from hal.modbus import ModbusBus, PortError
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus
 from meter_node.voice import prompts
 from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
-from speech.voice import Voice, make_voice
 
 log = logging.getLogger(__name__)
 

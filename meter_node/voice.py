@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speech.voice import Prompt
+from common.speech.voice import Prompt
 
 CHIME = "meter.chime"
 # "Hello, if you are fine, please press the 'I'm OK' button." (Mandarin)

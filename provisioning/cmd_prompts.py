@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from common.config import NodeConfig
+from common.speech.pack import PackError, load_pack
+from common.speech.voice import Prompt, pack_gaps
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
@@ -28,8 +30,6 @@ from provisioning.errors import (
 )
 from provisioning.prompts import ROLES, EspeakError, check_prompts, role_prompts
 from provisioning.tomlwrite import dumps
-from speech.pack import PackError, load_pack
-from speech.voice import Prompt, pack_gaps
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.config import NodeConfig
+from common.speech.voice import Prompt
 from common.spoken import Language
 from hal.espeak import EspeakError, SpeechCheck, check_speech, resolve_voice
-from speech.voice import Prompt
 
 ROLES = ("elevator", "kiosk", "meter")
 # the prompt the self-test plays on each role: the one that matters most to the person who hears it

@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 
 from common.config import NodeConfig
+from common.speech.voice import Prompt, audio_spec, make_voice, open_pack, pack_gaps
 from hal import audio
 from hal.espeak import EspeakError, is_tonal
 from provisioning import prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
 from provisioning.prompts import SELFTEST_PROMPT, check_prompts, role_prompts, voice_language
-from speech.voice import Prompt, audio_spec, make_voice, open_pack, pack_gaps
 
 
 def wants_voice(config: NodeConfig) -> bool:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from common.clock import SystemClock
+from common.speech.voice import Voice
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient, parse_ride
 from kiosk.config import RideTimingSection
@@ -16,7 +17,6 @@ from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import Report
 from kiosk.texts import load_texts
-from speech.voice import Voice
 from tests.speech_helpers import RecordingSpeaker
 
 NODE = "cbxc-north-gate-kiosk"

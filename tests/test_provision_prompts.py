@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from common.speech.pack import load_pack
+from common.speech.voice import Voice
 from hal.espeak import MANDARIN_VOICE, render_to_wav, respell
 from kiosk.texts import load_texts
 from provisioning.cli import main
-from speech.pack import load_pack
-from speech.voice import Voice
 from tests.speech_helpers import RecordingSpeaker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -14,6 +14,8 @@ import pytest
 from pypinyin import Style, lazy_pinyin
 
 from central.fleet import CAR_COLOURS, CAR_MODELS
+from common.config import AudioSection
+from common.speech.voice import Prompt, Voice, VolumeSchedule
 from common.spoken import (
     chinese_number,
     code_for_listening,
@@ -24,7 +26,6 @@ from common.spoken import (
 from hal.audio import AudioSpec, make_speaker
 from hal.espeak import DEFAULT_VOICE, MANDARIN_VOICE, check_speech, phonemes, render_to_wav, resolve_voice, respell
 from provisioning.prompts import ROLES, role_prompts
-from speech.voice import Prompt, Voice, VolumeSchedule
 from tests.speech_helpers import RecordingSpeaker, sox_stat
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -185,7 +186,8 @@ def test_a_prompt_really_plays_and_is_audible(tmp_path: Path) -> None:
 
 
 def test_night_volume_by_local_time_across_midnight() -> None:
-    schedule = VolumeSchedule(day=80, night=40, night_start="22:00", night_end="07:00", timezone="Asia/Shanghai")
+    audio = AudioSection(volume=80, night_volume=40, night_start="22:00", night_end="07:00")
+    schedule = VolumeSchedule(audio, timezone="Asia/Shanghai")
     assert [schedule.is_night(dtime(h, m)) for h, m in ((21, 59), (22, 0), (3, 0), (6, 59), (7, 0))] == [
         False,
         True,
@@ -193,7 +195,8 @@ def test_night_volume_by_local_time_across_midnight() -> None:
         True,
         False,
     ]
-    assert not VolumeSchedule(80, 40, "22:00", "22:00").is_night(dtime(23, 0))  # same times: no night
+    no_night = AudioSection(night_start="22:00", night_end="22:00")
+    assert not VolumeSchedule(no_night, "Asia/Shanghai").is_night(dtime(23, 0))  # same times: no night
     at = datetime(2026, 12, 4, 23, 30, tzinfo=SHANGHAI).timestamp()  # 15:30 UTC: local time decides
     assert schedule.volume_at(at) == 40 and schedule.volume_at(at - 12 * 3600) == 80
     speaker, clock = RecordingSpeaker(), [at]

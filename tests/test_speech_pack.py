@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from common.config import AudioSection
+from common.speech.pack import MANIFEST, PackError, load_pack
+from common.speech.voice import Voice, open_pack, pack_gaps
 from hal.audio import AudioSpec, make_speaker
 from hal.espeak import MANDARIN_VOICE, render_to_wav, respell
 from hal.wavfile import join_and_scale, read_info
 from provisioning.prompts import role_prompts
-from speech.pack import MANIFEST, PackError, load_pack
-from speech.voice import Voice, open_pack, pack_gaps
 from tests.speech_helpers import RecordingSpeaker, sox_stat
 
 # a second voice stands in for a volunteer's recording: real WAV files, told apart from the node's own synthesis
@@ -46,7 +46,7 @@ def assigned_prompt():
 
 
 def test_a_recorded_prompt_replaces_synthesis_and_a_missing_one_falls_back(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="speech.voice")
+    caplog.set_level(logging.WARNING, logger="common.speech.voice")
     clips = lift_clips()
     del clips["lift.alarm_ack"]
     pack = load_pack(record(tmp_path / "pack", clips))
@@ -170,7 +170,7 @@ def test_a_pack_without_a_usable_manifest_is_refused(tmp_path: Path, manifest: s
 
 
 def test_a_node_whose_pack_cannot_be_used_speaks_with_espeak(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.ERROR, logger="speech.voice")
+    caplog.set_level(logging.ERROR, logger="common.speech.voice")
     pack, problem = open_pack(AudioSection(pack=tmp_path / "nowhere"))
     assert pack is None and "no such file" in str(problem)
     english = record(tmp_path / "en", {"kiosk.cancelled": "已取消叫车。"}, language="en")

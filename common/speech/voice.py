@@ -15,8 +15,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from common.config import AudioSection
+from common.speech.pack import PackError, PromptPack, load_pack
 from hal.audio import AudioSpec, Speaker, make_speaker
-from speech.pack import PackError, PromptPack, load_pack
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +67,22 @@ def _minutes(hh_mm: str) -> int:
 
 @dataclass(frozen=True)
 class VolumeSchedule:
-    """Day and night volume by the node's local time; the night may run over midnight (22:00-07:00)."""
+    """Day and night volume by the node's local time, from the ``[audio]`` section itself (volume, night_volume,
+    night_start, night_end); the night may run over midnight (22:00-07:00)."""
 
-    day: int
-    night: int
-    night_start: str = "22:00"
-    night_end: str = "07:00"
-    timezone: str = "Asia/Shanghai"
-
-    @classmethod
-    def from_config(cls, audio: AudioSection, timezone: str) -> VolumeSchedule:
-        return cls(audio.volume, audio.night_volume, audio.night_start, audio.night_end, timezone)
+    audio: AudioSection
+    timezone: str
 
     def is_night(self, local: dtime) -> bool:
-        start, end, now = _minutes(self.night_start), _minutes(self.night_end), local.hour * 60 + local.minute
+        start, end = _minutes(self.audio.night_start), _minutes(self.audio.night_end)
+        now = local.hour * 60 + local.minute
         if start <= end:
             return start <= now < end
         return now >= start or now < end
 
     def volume_at(self, wall_s: float) -> int:
         local = datetime.fromtimestamp(wall_s, ZoneInfo(self.timezone)).time()
-        return self.night if self.is_night(local) else self.day
+        return self.audio.night_volume if self.is_night(local) else self.audio.volume
 
 
 # ------------------------------------------------------------------------------------------------ the voice
@@ -227,7 +222,7 @@ def make_voice(
     return Voice(
         speaker if speaker is not None else make_speaker(audio_spec(audio)),
         pack,
-        schedule=VolumeSchedule.from_config(audio, timezone),
+        schedule=VolumeSchedule(audio, timezone),
         wall=wall,
         pack_problem=problem,
         prompts=prompts,
