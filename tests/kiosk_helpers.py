@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from PIL import Image
+
 NODE = "cbxc-north-gate-kiosk"
 
 
@@ -95,3 +97,10 @@ def ink(rows: list[list[Rgb]]) -> dict[str, object]:
 
 def hex_colour(rgb: Rgb) -> str:
     return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+def read_png(path: Path) -> tuple[int, int, bytes]:
+    """(width, height, RGB rows top first) of a snapshot, read by Pillow (not by the kiosk's own writer)."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        return rgb.width, rgb.height, rgb.tobytes()

@@ -16,9 +16,8 @@ import pytest
 
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk import theme
-from kiosk.png import read_png
 from kiosk.xvfb import Xvfb
-from tests.kiosk_helpers import NODE, write_kiosk_config
+from tests.kiosk_helpers import NODE, read_png, write_kiosk_config
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parent.parent

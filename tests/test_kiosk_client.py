@@ -17,6 +17,7 @@ from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import Report
 from kiosk.texts import load_texts
+from tests.conftest import eventually
 from tests.speech_helpers import RecordingSpeaker
 
 NODE = "cbxc-north-gate-kiosk"
@@ -51,13 +52,11 @@ class Flow:
         self.controller.start()
 
     def wait_for(self, *states: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> str | None:
             self.controller.tick()
-            if self.controller.state in states:
-                return self.controller.state
-            time.sleep(0.02)
-        raise AssertionError(f"still {self.controller.state} after {timeout} s, wanted {states}; saw {self.views}")
+            return self.controller.state if self.controller.state in states else None
+
+        return eventually(reached, timeout, what=f"the kiosk in {states}; it showed {self.views}")
 
     def close(self) -> None:
         self.controller.stop()
@@ -135,7 +134,7 @@ def test_order_stored_but_answer_lost_is_the_same_ride_on_retry(central, flow) -
     f.controller.press("screen")
     f.wait_for("offline", timeout=5)
     f.wait_for("searching", "assigned", timeout=10)
-    time.sleep(1.0)  # the delayed original has been handled by now
+    eventually(lambda: central.faults.delayed_done == 1, what="the central handles the delayed original")
     assert len(central.rides()) == 1
     assert f.controller.counts["requests"] >= 2
 
@@ -146,11 +145,12 @@ def test_cancel_reaches_the_central(central, flow) -> None:
     f.wait_for("searching", "assigned")
     f.controller.cancel("screen")
     assert f.controller.state == "cancelled"
-    deadline = time.monotonic() + 5
-    while central.rides()[0]["status"] != "cancelled" and time.monotonic() < deadline:
+
+    def cancelled() -> bool:
         f.controller.tick()
-        time.sleep(0.05)
-    assert central.rides()[0]["status"] == "cancelled"
+        return central.rides()[0]["status"] == "cancelled"
+
+    eventually(cancelled, 5, 0.05, "the ride cancelled at the central")
     assert f.controller.machine.cancel_owed is None
 
 
@@ -165,7 +165,10 @@ def test_unknown_token_shows_the_error_screen(central, flow) -> None:
 def test_missing_token_file_is_an_error_not_a_crash(central, flow) -> None:
     f = flow(token=None)
     f.controller.press("screen")
-    f.wait_for("error")
+    assert f.wait_for("error") == "error"
+    assert central.rides() == []  # nothing ordered without a token
+    errors = [r for r in f.reports if r.kind == "central_error"]
+    assert errors and "no node token" in errors[0].payload["reason"], f.reports
 
 
 def test_client_error_classes(central) -> None:

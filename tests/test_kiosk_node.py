@@ -17,6 +17,7 @@ from common.clock import FastClock
 from common.config import NodeConfig, load_config
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
+from tests.conftest import eventually
 from tests.kiosk_helpers import NODE, write_kiosk_config
 from tests.speech_helpers import RecordingSpeaker
 
@@ -35,17 +36,7 @@ def write_config(tmp_path: Path, url: str, token: str | None) -> Path:
 
 
 def wait_for(node: KioskNode, *states: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while node.state not in states:
-        assert time.monotonic() < deadline, f"still {node.state}, wanted {states}"
-        time.sleep(0.02)
-
-
-def eventually(check, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
+    eventually(lambda: node.state in states, timeout, what=f"the kiosk in {states}")
 
 
 def press(factory: MockFactory) -> None:
@@ -73,15 +64,14 @@ def test_arcade_button_hails_a_ride_with_led_and_voice(central, mock_factory: Mo
         plate = rides[0]["assigned"]["plate"]
         assert any(plate_for_listening(plate) in s for s in voice.texts)
         press(mock_factory)  # a second press repeats the news, orders nothing
-        time.sleep(0.3)
+        eventually(lambda: node.controller.counts["presses"] == 2, what="the second press handled")
         assert len(central.rides()) == 1 and node.controller.counts["requests"] == 1
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def both_presses_and_the_ride_at_the_central() -> list[dict]:
             kinds = [e["kind"] for e in central.events(NODE)]
-            if kinds.count("button_pressed") >= 2 and "ride_assigned" in kinds:
-                break
-            time.sleep(0.1)
-        events = central.events(NODE)
+            return central.events(NODE) if kinds.count("button_pressed") >= 2 and "ride_assigned" in kinds else []
+
+        events = eventually(both_presses_and_the_ride_at_the_central)
         presses = [e for e in events if e["kind"] == "button_pressed"]
         assert len(presses) == 2 and all(e["payload"]["source"] == "button" for e in presses)
         assert "ride_assigned" in [e["kind"] for e in events]
@@ -166,11 +156,12 @@ def test_kiosk_run_headless_starts_and_stops_on_sigterm(central, tmp_path: Path)
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while not central.events(NODE) and time.monotonic() < deadline:
+
+        def reached() -> bool:
             assert proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.1)
-        assert central.events(NODE), "the headless kiosk never reached the central"
+            return bool(central.events(NODE))
+
+        eventually(reached, 15, 0.1, "the headless kiosk reaches the central")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -222,14 +213,14 @@ def test_kiosk_without_a_working_screen_runs_headless_and_says_so(central, tmp_p
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        faults: list[dict] = []
-        while not faults and time.monotonic() < deadline:
+
+        def faults() -> list[dict]:
             assert proc.poll() is None, proc.communicate()[1][-2000:]
-            faults = [e for e in central.events(NODE) if e["kind"] == "kiosk_fault"]
-            time.sleep(0.1)
-        assert faults and faults[0]["payload"]["part"] == "screen" and faults[0]["state"] == "raised"
-        assert "maintenance" in faults[0]["recipients"]
+            return [e for e in central.events(NODE) if e["kind"] == "kiosk_fault"]
+
+        found = eventually(faults, 20, 0.1, "a kiosk_fault at the central")
+        assert found[0]["payload"]["part"] == "screen" and found[0]["state"] == "raised"
+        assert "maintenance" in found[0]["recipients"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -287,10 +278,7 @@ def test_a_ride_that_ended_while_the_kiosk_was_down_is_not_announced(central, tm
     second = KioskNode(config, speaker=voice, use_gpio=False)
     try:
         second.start_thread()
-        deadline = time.monotonic() + 10
-        while (config.state_dir / "ride.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not (config.state_dir / "ride.json").exists()
+        eventually(lambda: not (config.state_dir / "ride.json").exists(), what="the ended ride forgotten")
         assert second.state == "idle"
         assert not any("到了" in s for s in voice.texts)  # no "your taxi is here" to a stranger
     finally:
@@ -360,11 +348,8 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         pin.drive_low()
         wait_for(node, "help_requested", timeout=5)  # while still held
         pin.drive_high()
-        deadline = time.monotonic() + 10
-        while not [e for e in central.events(NODE) if e["kind"] == "help_requested"]:
-            assert time.monotonic() < deadline, "the help request never reached the central"
-            time.sleep(0.1)
-        alert = next(e for e in central.events(NODE) if e["kind"] == "help_requested")
+        helps = eventually(lambda: [e for e in central.events(NODE) if e["kind"] == "help_requested"], 10, 0.1)
+        alert = helps[0]
         assert alert["severity"] == "warning" and alert["state"] == "raised"
         assert alert["recipients"] == ["property_management"] and alert["payload"]["source"] == "button"
         assert central.rides() == [] and node.state == "help_requested"  # letting go ordered nothing

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from kiosk import theme
-from kiosk.png import read_png
 from kiosk.ride_events import STATES
-from tests.kiosk_helpers import hex_colour, ink, pixels_in, write_kiosk_config
+from tests.kiosk_helpers import hex_colour, ink, pixels_in, read_png, write_kiosk_config
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parent.parent
