@@ -12,13 +12,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
 from central.jsonvalues import StoredBody
-from common.events import RECIPIENT_ROLES
+from common.catalogue import KIND_PATTERN, Priority, Recipient, Severity, State
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
-CONTACT_ROLES = ("family", "social_worker", "property_management", "maintenance", "operator")
 
-Role = Literal[tuple(RECIPIENT_ROLES)]  # type: ignore[valid-type]
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
 # the largest integer every JSON reader keeps exact (I-JSON, RFC 7493); stored values may go to 2^63 - 1
@@ -63,9 +61,7 @@ class RegisterBody(StoredBody):
     area: ShortText = ""
     location: ShortText = ""
     pickup_point: ShortText = ""
-    contacts: dict[Literal[CONTACT_ROLES], Annotated[list[Contact | ShortText], Field(max_length=20)]] = Field(  # type: ignore[valid-type]
-        default_factory=dict
-    )
+    contacts: dict[Recipient, Annotated[list[Contact | ShortText], Field(max_length=20)]] = Field(default_factory=dict)
 
 
 class EventBatch(StoredBody):
@@ -77,20 +73,21 @@ class EventBatch(StoredBody):
 
 
 class WireEvent(StoredBody):
-    """One event as ``common.events.Event.to_wire()`` makes it; unknown keys are ignored (newer nodes)."""
+    """One event as ``common.events.Event.to_wire()`` makes it (exactly ``WIRE_FIELDS``), its values from the
+    catalogue (``common.catalogue``); unknown keys are ignored (newer nodes)."""
 
     model_config = ConfigDict(extra="ignore")
     id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     node_id: str
-    kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-    severity: Literal["info", "warning", "urgent"]
-    state: Literal["raised", "updated", "cleared", "observed"]
-    priority: Literal["alert", "state", "reading"]
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
+    severity: Severity
+    state: State
+    priority: Priority
     wall_time: FiniteFloat
     clock_synced: Annotated[bool, Field(strict=True)]
     payload: dict[str, Any] = Field(default_factory=dict)
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    recipients: list[Role] = Field(default_factory=list)  # type: ignore[valid-type]
+    recipients: list[Recipient] = Field(default_factory=list)
     seq: json_int(0, 2**63 - 1) | None = None  # type: ignore[valid-type]
 
     # null where an object or a list belongs carries no information: not worth dead-lettering an alert for

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
 
 SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
@@ -82,10 +83,8 @@ class EscalationSection:
     later_roles: tuple[str, ...] = setting(("social_worker",), help="roles held back until the escalation")
 
     def problems(self) -> list[str]:
-        from common.events import RECIPIENT_ROLES
-
-        bad = [r for r in self.later_roles if r not in RECIPIENT_ROLES]
-        return [f"later_roles: unknown role(s) {bad}; allowed: {', '.join(RECIPIENT_ROLES)}"] if bad else []
+        bad = [r for r in self.later_roles if r not in RECIPIENTS]
+        return [f"later_roles: unknown role(s) {bad}; allowed: {', '.join(RECIPIENTS)}"] if bad else []
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import catalogue
 from common.clock import Clock
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
@@ -137,7 +138,9 @@ class AlertBook:
 
         raised when the incident is already open becomes updated; updated of an incident not open opens it
         (the raise was before a lost state); cleared closes it; observed becomes a plain state event.
+        ``recipients`` default to the catalogue's for the kind (``common.catalogue``).
         """
+        recipients = tuple(recipients) or catalogue.recipients(detection.kind)
         payload = dict(detection.payload)
         if detection.key and "key" not in payload:
             payload["key"] = detection.key

@@ -2,7 +2,8 @@
 
 An Event's id is a UUID made on the node when the event is created and never changes; the central uses it to
 make ingest idempotent. ``seq`` is a per-node number that only grows, given by the outbox when the event is
-first stored, so the central can see a lost event as a gap.
+first stored, so the central can see a lost event as a gap. Every kind, its severities, recipients and payload
+fields: ``common.catalogue``.
 """
 
 from __future__ import annotations
@@ -12,23 +13,13 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Severity = Literal["info", "warning", "urgent"]
-State = Literal["raised", "updated", "cleared", "observed"]
-Priority = Literal["alert", "state", "reading"]
+from common import catalogue
+from common.catalogue import Priority, Severity, State
 
-SEVERITIES: tuple[str, ...] = ("info", "warning", "urgent")
-STATES: tuple[str, ...] = ("raised", "updated", "cleared", "observed")
 # drain order: lower first
 PRIORITY_RANK: dict[str, int] = {"alert": 0, "state": 1, "reading": 2}
-RECIPIENT_ROLES: tuple[str, ...] = (
-    "property_management",
-    "maintenance",
-    "family",
-    "social_worker",
-    "operator",
-)
 
 
 @dataclass(frozen=True)
@@ -66,11 +57,28 @@ class Event:
     seq: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON-ready dict sent to the central."""
-        wire = dataclasses.asdict(self)
+        """The JSON-ready dict sent to the central: every field, by name (``WIRE_FIELDS``)."""
+        wire = {name: getattr(self, name) for name in WIRE_FIELDS}
         wire["payload"] = dict(self.payload)
         wire["recipients"] = list(self.recipients)
         return wire
+
+    def with_seq(self, seq: int) -> Event:
+        """This event with its outbox ``seq`` (the constructor with every field as it is, but ``seq``)."""
+        return Event(
+            self.id,
+            self.node_id,
+            self.kind,
+            self.severity,
+            self.state,
+            self.priority,
+            self.wall_time,
+            self.clock_synced,
+            self.payload,
+            self.alert_id,
+            self.recipients,
+            seq,
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_wire(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -81,6 +89,10 @@ class Event:
         values = {k: v for k, v in data.items() if k in known}
         values["recipients"] = tuple(values.get("recipients", ()))
         return cls(**values)
+
+
+# the keys of an event on the wire (docs/api.md; the central's WireEvent has exactly these)
+WIRE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Event))
 
 
 def new_event_id() -> str:
@@ -101,7 +113,9 @@ def make_event(
     alert_id: str | None = None,
     recipients: tuple[str, ...] = (),
 ) -> Event:
-    """Create an Event with a new id; the outbox gives it its ``seq`` when stored."""
+    """Create an Event with a new id; the outbox gives it its ``seq`` when stored. An event that does not match
+    its kind in the catalogue is logged (an error in the tests), never refused."""
+    catalogue.check(kind, severity, state, payload or {})
     return Event(
         id=new_event_id(),
         node_id=node_id,

@@ -11,28 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.events import Detection, Severity
+from common.catalogue import CATALOGUE, State, severity
+from common.events import Detection
 from elevator_node.config import ElevatorConfig, identity
 
-KINDS: tuple[str, ...] = (
-    "entrapment",
-    "door_open_while_moving",
-    "stopped_outside_door_zone",
-    "door_held_open",
-    "alarm_button",
-    "power_loss",
-    "sensor_fault",
+# the lift's incidents; their severities and recipients are the catalogue's (common/catalogue.py)
+KINDS: tuple[str, ...] = tuple(
+    name for name, kind in CATALOGUE.items() if kind.sender == "elevator" and kind.priority == "alert"
 )
 INSPECTION_KIND = "inspection_mode"
-SEVERITY: dict[str, Severity] = {
-    "entrapment": "urgent",
-    "door_open_while_moving": "urgent",
-    "stopped_outside_door_zone": "warning",
-    "door_held_open": "warning",
-    "alarm_button": "urgent",
-    "power_loss": "urgent",
-    "sensor_fault": "warning",
-}
 # names used by Chinese lift-monitoring platforms (REFERENCE.md): trapped at a floor / between floors
 LABEL_AT_FLOOR = "平层关人"
 LABEL_BETWEEN_FLOORS = "非平层关人"
@@ -592,7 +579,7 @@ class ElevatorDetector:
         body = {**identity(self.settings), **payload}
         self._out.append(Detection(INSPECTION_KIND, "observed", self._now, "info", body, ""))
 
-    def _emit(self, inc: dict[str, Any], state: str, extra: dict[str, Any]) -> None:
+    def _emit(self, inc: dict[str, Any], state: State, extra: dict[str, Any]) -> None:
         kind, now = inc["kind"], self._now
         body: dict[str, Any] = {**identity(self.settings)}
         body.update(inc.get("facts", {}))
@@ -611,4 +598,4 @@ class ElevatorDetector:
                 body["presses"] = inc["presses"]
         body["timing"] = inc.get("timing", "monotonic")
         body.update(extra)
-        self._out.append(Detection(kind, state, now, SEVERITY[kind], body, inc["key"]))  # type: ignore[arg-type]
+        self._out.append(Detection(kind, state, now, severity(kind), body, inc["key"]))

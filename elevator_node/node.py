@@ -25,7 +25,6 @@ from hal.audio import Speaker
 
 log = logging.getLogger(__name__)
 
-RECIPIENTS: tuple[str, ...] = ("property_management", "maintenance")
 STATE_FILE = "elevator_state.json"
 STATE_FILE_VERSION = 1
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -187,7 +186,7 @@ class ElevatorNode:
         events: list[Event] = []
         for index, detection in enumerate(detections):
             try:
-                events.append(self.runtime.emit(detection, RECIPIENTS))
+                events.append(self.runtime.emit(detection))  # to the catalogue's recipients
             except OutboxError as exc:
                 # the alert must not be lost: keep it and the ones after it, try again on the next tick
                 log.critical("cannot store %s %s: %s; retrying next tick", detection.kind, detection.state, exc)

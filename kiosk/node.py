@@ -35,8 +35,6 @@ from kiosk.texts import Texts, load_texts
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
-FAULT_RECIPIENTS = ("maintenance",)
-HELP_RECIPIENTS = ("property_management",)
 HELP_KEY = "kiosk"
 
 
@@ -198,7 +196,7 @@ class KioskNode:
         detection = Detection(
             "kiosk_fault", "raised", self.clock.monotonic(), "warning", {"part": part, "reason": reason[:300]}, key=part
         )
-        self.runtime.emit(detection, FAULT_RECIPIENTS)
+        self.runtime.emit(detection)  # to the catalogue's recipients
 
     def part_ok(self, part: str) -> None:
         if self.runtime.alerts.is_open("kiosk_fault", part):
@@ -289,7 +287,7 @@ class KioskNode:
         """help_requested: an alert to the property desk, re-sent until it closes (help_clear_s after)."""
         detection = Detection(alert.kind, "raised", self.clock.monotonic(), alert.severity, alert.payload, key=HELP_KEY)
         try:
-            self.runtime.emit(detection, HELP_RECIPIENTS)
+            self.runtime.emit(detection)  # to the catalogue's recipients
         except OutboxError as exc:
             self.record_failures += 1
             self.runtime.set_health(record_failures=self.record_failures)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.catalogue import RECIPIENTS
 from provisioning import central_client, prompt, wiring
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
@@ -25,8 +26,6 @@ from provisioning.errors import (
     ProvisionError,
 )
 from provisioning.files import atomic_write, service_user_ids
-
-CONTACT_ROLES = ("family", "social_worker", "property_management", "maintenance", "operator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROLE=NAME[,PHONE[,NOTE]]",
-        help=f"someone the central notifies for this node's alerts; ROLE one of {', '.join(CONTACT_ROLES)}",
+        help=f"someone the central notifies for this node's alerts; ROLE one of {', '.join(RECIPIENTS)}",
     )
     parser.add_argument("--user", default=wiring.SERVICE_USER, help="service user who owns the token file")
     parser.add_argument("--non-interactive", action="store_true", help="never ask for the claim key")
@@ -95,10 +94,10 @@ def parse_contacts(items: list[str]) -> dict[str, list[dict[str, str]]]:
     for item in items:
         role, sep, rest = item.partition("=")
         role = role.strip()
-        if not sep or role not in CONTACT_ROLES or not rest.strip():
+        if not sep or role not in RECIPIENTS or not rest.strip():
             raise ProvisionError(
                 EXIT_BAD_INPUT,
-                f"--contact {item!r}: expected ROLE=NAME[,PHONE[,NOTE]] with ROLE one of {', '.join(CONTACT_ROLES)}",
+                f"--contact {item!r}: expected ROLE=NAME[,PHONE[,NOTE]] with ROLE one of {', '.join(RECIPIENTS)}",
             )
         parts = [p.strip() for p in rest.split(",", 2)]
         contact = {"name": parts[0]}

@@ -73,7 +73,7 @@ def test_incidents_with_different_keys_are_different_alerts(node: Node) -> None:
 
 
 def test_observed_is_a_plain_state_event(node: Node) -> None:
-    event = node.book.record(Detection("alarm_button", "observed", 0.0, "info", {"held_s": 3.2}))
+    event = node.book.record(Detection("inspection_mode", "observed", 0.0, "info", {"active": True}))
     assert (event.priority, event.state, event.alert_id) == ("state", "observed", None)
     assert node.book.open_alerts() == []
 

@@ -16,6 +16,7 @@ from central.deps import ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
 from central.errors import ApiError, refusals, validation_message
 from central.jsonvalues import describe, problems
 from central.routes import api_router
+from common import catalogue
 
 log = logging.getLogger("central")
 router = api_router("nodes")
@@ -46,7 +47,22 @@ def check_event(raw: Any, index: int, node_id: str, config: CentralConfig) -> tu
     if size > config.server.max_event_bytes:
         reason = f"event is {size} bytes; at most {config.server.max_event_bytes}"
         return None, _rejection(raw, index, "invalid_event", reason)
+    for problem in catalogue.problems(event["kind"], event["severity"], event["state"], event["payload"]):
+        _note_once(node_id, problem)  # stored all the same: an alert is never refused for a field too many
     return event, None
+
+
+_noted: set[tuple[str, str]] = set()
+
+
+def _note_once(node_id: str, problem: str) -> None:
+    """Log a catalogue mismatch once per node and problem (bounded, so a stream of them costs no memory)."""
+    if (node_id, problem) in _noted:
+        return
+    if len(_noted) >= 10_000:
+        _noted.clear()
+    _noted.add((node_id, problem))
+    log.warning("node %s: event catalogue: %s", node_id, problem)
 
 
 @router.post("/events", responses=refusals(401, 403, 413, 422, 503))

@@ -16,7 +16,7 @@ from common.outbox.db import PAGE_SIZE, list_dead_letters, requeue_dead_letters
 from common.outbox.errors import OutboxError
 from common.outbox.memory import PRIORITIES
 from common.outbox.outbox import Outbox
-from common.outbox.wire import event_json, with_seq
+from common.outbox.wire import event_json
 
 __all__ = [
     "PAGE_SIZE",
@@ -26,5 +26,4 @@ __all__ = [
     "event_json",
     "list_dead_letters",
     "requeue_dead_letters",
-    "with_seq",
 ]

@@ -20,7 +20,7 @@ from common.outbox.errors import OutboxError
 from common.outbox.lock import ProcessLock
 from common.outbox.memory import PRIORITIES
 from common.outbox.store import Store
-from common.outbox.wire import event_json, with_seq
+from common.outbox.wire import event_json
 
 log = logging.getLogger("common.outbox")
 
@@ -84,7 +84,7 @@ class Outbox:
         self._check_priority(event)
         with self._lock:
             self._check_open()
-            stored = with_seq(event, self._store.seq.take())
+            stored = event.with_seq(self._store.seq.take())
             window = self._section.reading_commit_window_s
             if stored.priority == "reading" and window > 0 and not state:
                 now = self._clock.monotonic()
@@ -109,7 +109,7 @@ class Outbox:
             self._check_priority(event)
         with self._lock:
             self._check_open()
-            stored = [with_seq(e, self._store.seq.take()) for e in batch]
+            stored = [e.with_seq(self._store.seq.take()) for e in batch]
             self._commit(stored)
         first = next((e for e in stored if e.priority != "reading"), stored[-1] if stored else None)
         if first is not None:

@@ -32,7 +32,7 @@ from common.outbox.memory import PRIORITIES, MemoryQueue
 from common.outbox.recovery import recover
 from common.outbox.reserve import Reserve
 from common.outbox.seq import SeqCounter
-from common.outbox.wire import event_json, with_seq
+from common.outbox.wire import event_json
 
 log = logging.getLogger("common.outbox")
 
@@ -176,7 +176,7 @@ class Store:
             priority="state",
             payload=payload,
         )
-        return with_seq(event, self.seq.take())
+        return event.with_seq(self.seq.take())
 
     def _recover(self, exc: BaseException) -> QueueDb | None:
         return recover(self, exc)

@@ -38,21 +38,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_
 
 
 def event_json(event: Event) -> str:
-    """``Event.to_wire()`` as compact JSON (built field by field: several times faster than ``asdict``)."""
-    wire = {
-        "alert_id": event.alert_id,
-        "clock_synced": event.clock_synced,
-        "id": event.id,
-        "kind": event.kind,
-        "node_id": event.node_id,
-        "payload": dict(event.payload),
-        "priority": event.priority,
-        "recipients": list(event.recipients),
-        "seq": event.seq,
-        "severity": event.severity,
-        "state": event.state,
-        "wall_time": event.wall_time,
-    }
+    """``Event.to_wire()`` as compact JSON that is always valid UTF-8."""
+    wire = event.to_wire()
     try:
         text = _ENCODER.encode(wire)
     except ValueError:  # NaN or infinity: JSON has no such numbers; null says "no value"
@@ -64,11 +51,3 @@ def event_json(event: Event) -> str:
         log.warning("outbox: event %s (%s) carried text that is not UTF-8; replaced", event.id, event.kind)
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-def with_seq(event: Event, seq: int) -> Event:
-    """A copy of ``event`` carrying ``seq`` (as ``dataclasses.replace``, without its per-call cost)."""
-    copy = object.__new__(Event)
-    copy.__dict__.update(event.__dict__)
-    copy.__dict__["seq"] = seq
-    return copy
