@@ -34,8 +34,8 @@ KIND_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 # set by the tests: a catalogue problem raises instead of being logged
 STRICT = False
 
-LIFT = ("property_management", "maintenance")
-TECHNICIANS = ("maintenance", "operator")
+LIFT: tuple[Recipient, ...] = ("property_management", "maintenance")
+TECHNICIANS: tuple[Recipient, ...] = ("maintenance", "operator")
 
 # every payload field, with its meaning (one name, one meaning, whichever kind carries it)
 FIELDS: dict[str, str] = {
@@ -182,7 +182,9 @@ def _kinds(*kinds: EventKind) -> dict[str, EventKind]:
     return {kind.name: kind for kind in kinds}
 
 
-_AW, _W, _I, _U = ("urgent", "warning"), ("warning",), ("info",), ("urgent",)
+_W: tuple[Severity, ...] = ("warning",)
+_I: tuple[Severity, ...] = ("info",)
+_U: tuple[Severity, ...] = ("urgent",)
 _ANY: tuple[Severity, ...] = ("warning", "urgent", "info")
 CATALOGUE: dict[str, EventKind] = _kinds(
     # ------------------------------------------------------------------------------------------- a lift car

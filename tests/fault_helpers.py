@@ -48,7 +48,7 @@ def put_mix(runtime: NodeRuntime, alerts: int = 3, states: int = 5, readings: in
     """Alerts (each its own incident), state events and readings, as a lift node makes them."""
     made: list[Event] = []
     for i in range(alerts):
-        detection = Detection("entrapment", "raised", 0.0, "urgent", {"floor": i}, key=f"car-{i}")  # type: ignore[arg-type]
+        detection = Detection("entrapment", "raised", 0.0, "urgent", {"seconds_trapped": 90.0 + i}, key=f"car-{i}")
         made.append(runtime.emit(detection, ("property_management", "maintenance")))
     made += [runtime.record_state("door_state", {"open": i % 2 == 0}) for i in range(states)]
     made += [runtime.record_reading("car_position", {"n": i}) for i in range(readings)]

@@ -150,7 +150,7 @@ def test_a_disk_filling_while_the_node_runs_keeps_every_alert(
         disk.fill()
         caplog.set_level(logging.INFO, logger="common.outbox")
         for i in range(20):
-            detection = Detection("entrapment", "raised", 0.0, "urgent", {"n": i}, key=f"car-{i}")
+            detection = Detection("entrapment", "raised", 0.0, "urgent", {"seconds_trapped": 90.0 + i}, key=f"car-{i}")
             made.append(runtime.emit(detection, ("maintenance",)))
         assert runtime.outbox.depth()["alert"] == 20
         assert runtime.outbox.stats()["reserve_bytes"] == 0  # released for them
