@@ -38,7 +38,9 @@ def json_int(ge: int, le: int) -> Any:
     return Annotated[int, Field(strict=False, ge=ge, le=le), BeforeValidator(_json_integer)]
 
 
-Counts = json_int(0, MAX_SAFE_INT)
+JsonInteger = BeforeValidator(_json_integer)
+Counts = Annotated[int, Field(strict=False, ge=0, le=MAX_SAFE_INT), JsonInteger]
+SeqNumber = Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), JsonInteger]
 
 
 class Contact(BaseModel):
@@ -88,7 +90,7 @@ class WireEvent(StoredBody):
     payload: dict[str, Any] = Field(default_factory=dict)
     alert_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     recipients: list[Recipient] = Field(default_factory=list)
-    seq: json_int(0, 2**63 - 1) | None = None  # type: ignore[valid-type]
+    seq: SeqNumber | None = None
 
     # null where an object or a list belongs carries no information: not worth dead-lettering an alert for
     @field_validator("payload", mode="before")
@@ -126,9 +128,9 @@ class HeartbeatBody(StoredBody):
     node_wall_time: FiniteFloat | None = None
     uptime_s: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
     version: ShortText | None = None
-    outbox_depth: Counts | dict[str, Counts] | None = None  # type: ignore[valid-type]
-    dropped: Counts | dict[str, Counts] | None = None  # type: ignore[valid-type]
-    dead_letters: Counts | None = None  # type: ignore[valid-type]
+    outbox_depth: Counts | dict[str, Counts] | None = None
+    dropped: Counts | dict[str, Counts] | None = None
+    dead_letters: Counts | None = None
     last_sensor_read: FiniteFloat | None = None
     clock_synced: Annotated[bool, Field(strict=True)] | None = None
     selftest: dict[str, Any] | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common import catalogue
+from common.catalogue import SEVERITIES, Priority, Severity, State
 from common.clock import Clock
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
@@ -37,7 +38,7 @@ class OpenAlert:
     alert_id: str
     kind: str
     key: str
-    severity: str
+    severity: Severity
     raised_wall: float
     recipients: tuple[str, ...] = ()
     payload: dict[str, Any] = field(default_factory=dict)
@@ -57,12 +58,20 @@ class OpenAlert:
             alert_id=str(data["alert_id"]),
             kind=str(data["kind"]),
             key=str(data.get("key", "")),
-            severity=str(data.get("severity", "warning")),
+            severity=_severity(data.get("severity")),
             raised_wall=float(data.get("raised_wall", 0.0)),
             recipients=tuple(data.get("recipients", ())),
             payload=dict(data.get("payload", {})),
             updates=int(data.get("updates", 0)),
         )
+
+
+def _severity(value: Any) -> Severity:
+    """A stored severity; one this code does not know (a newer or damaged book) is kept as a warning."""
+    for known in SEVERITIES:
+        if value == known:
+            return known
+    return "warning"
 
 
 class AlertBook:
@@ -199,8 +208,8 @@ class AlertBook:
     def _event(
         self,
         detection: Detection,
-        state: str,
-        priority: str,
+        state: State,
+        priority: Priority,
         payload: dict[str, Any],
         alert_id: str | None,
         recipients: tuple[str, ...],
@@ -211,8 +220,8 @@ class AlertBook:
             wall_time=self._clock.wall(),
             clock_synced=self._clock.wall_synced(),
             severity=detection.severity,
-            state=state,  # type: ignore[arg-type]
-            priority=priority,  # type: ignore[arg-type]
+            state=state,
+            priority=priority,
             payload=payload,
             alert_id=alert_id,
             recipients=tuple(recipients),
@@ -236,7 +245,7 @@ class AlertBook:
                     alert.kind,
                     wall_time=self._clock.wall(),
                     clock_synced=self._clock.wall_synced(),
-                    severity=alert.severity,  # type: ignore[arg-type]
+                    severity=alert.severity,
                     state="updated",
                     priority="alert",
                     payload=payload,

@@ -268,7 +268,7 @@ def _convert(tp: Any, value: Any, key: str, out: _Collector) -> Any:
         val_tp = typing.get_args(tp)[1]
         converted = {k: _convert(val_tp, v, f"{key}.{k}", out) for k, v in value.items()}
         return _BAD if any(v is _BAD for v in converted.values()) else types.MappingProxyType(converted)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             out.add(key, value, "wrong type; expected a table")
             return _BAD

@@ -49,7 +49,7 @@ def section_table(title: str, cls: type, nested: list[tuple[str, type]]) -> str:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         inner = typing.get_args(tp)[0] if typing.get_origin(tp) in (tuple, list) else tp
-        if dataclasses.is_dataclass(inner) and inner not in (c for _, c in nested):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner) and inner not in (c for _, c in nested):
             nested.append((f"{title}.{f.name}" + ("[]" if inner is not tp else ""), inner))
         kind = cfg._describe(tp).replace("|", "\\|")
         help_text = str(f.metadata.get("help", "")).replace("|", "\\|")

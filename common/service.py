@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook
+from common.catalogue import Severity
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
@@ -148,14 +149,14 @@ class NodeRuntime:
         )
         return self.outbox.put(event)
 
-    def record_state(self, kind: str, payload: Mapping[str, Any], severity: str = "info") -> Event:
+    def record_state(self, kind: str, payload: Mapping[str, Any], severity: Severity = "info") -> Event:
         """A one-off fact that is not an alert (priority state); durable when this returns."""
         event = make_event(
             self.node_id,
             kind,
             wall_time=self.clock.wall(),
             clock_synced=self.clock.wall_synced(),
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,
             state="observed",
             priority="state",
             payload=payload,

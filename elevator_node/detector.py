@@ -339,12 +339,18 @@ class ElevatorDetector:
     def _confirm(self, now: float) -> None:
         """Promote a door opening or a presence gap that lasted long enough; the PIR latch."""
         s, st = self._s, self.settings
-        if not s.door_raw_closed and s.door_closed and now - s.door_raw_since >= st.door_open_confirm_s - _EPS:
+        opened_at, gap_at = s.door_raw_since, s.occ_raw_since  # set by the first update, before any rule runs
+        if (
+            not s.door_raw_closed
+            and s.door_closed
+            and opened_at is not None
+            and now - opened_at >= st.door_open_confirm_s - _EPS
+        ):
             self._door_opened(now)
         if st.occupancy_kind == "presence":
             if s.occ_raw and not s.occupied:
                 s.occupied, s.occupied_since = True, s.occ_raw_since
-            elif not s.occ_raw and s.occupied and now - s.occ_raw_since >= self._vacancy_limit() - _EPS:
+            elif not s.occ_raw and s.occupied and gap_at is not None and now - gap_at >= self._vacancy_limit() - _EPS:
                 s.occupied, s.occupied_since = False, None
                 self._clear(("entrapment", ""), {"reason": "vacant"})
         elif s.occ_raw and s.door_closed and not s.occupied:

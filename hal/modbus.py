@@ -272,7 +272,7 @@ class ModbusBus:
             time.sleep(wait)  # bus timing is real time, never a simulated clock
         self._serial.last_reply = b""
         self._instrument.address = slave
-        where = {"slave": slave, "function_code": function_code, "address": address}
+        where: dict[str, Any] = {"slave": slave, "function_code": function_code, "address": address}
         try:
             return self._instrument.read_registers(address, count, function_code)
         except minimalmodbus.NoResponseError:

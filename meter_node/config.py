@@ -83,8 +83,8 @@ class MeterConfig:
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
             out.append(f"meters: id {dup!r} is used more than once")
         addresses = [m.address for m in self.meters]
-        for dup in sorted({a for a in addresses if addresses.count(a) > 1}):
-            out.append(f"meters: slave address {dup} is used more than once on one bus")
+        for address in sorted({a for a in addresses if addresses.count(a) > 1}):
+            out.append(f"meters: slave address {address} is used more than once on one bus")
         if self.profile_dir is not None and not self.profile_dir.is_dir():
             out.append(f"profile_dir = {str(self.profile_dir)!r}: not a directory")
         try:
@@ -127,7 +127,7 @@ class MeterConfig:
             if pin is not None
         ]
         numbers = [n for n, _ in pins]
-        for dup in sorted({n for n in numbers if numbers.count(n) > 1}):
-            users = ", ".join(where for n, where in pins if n == dup)
-            out.append(f"meters: GPIO pin {dup} is used more than once ({users})")
+        for number in sorted({n for n in numbers if numbers.count(n) > 1}):
+            users = ", ".join(where for n, where in pins if n == number)
+            out.append(f"meters: GPIO pin {number} is used more than once ({users})")
         return out

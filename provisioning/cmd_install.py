@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import grp
 import os
 import re
@@ -317,7 +318,7 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
         warnings.append("systemd is not running here: unit written but not enabled or started")
     else:
         for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit_name(role)]):
-            actions.append(Action(" ".join(cmd), lambda cmd=cmd: _run(cmd)))
+            actions.append(Action(" ".join(cmd), functools.partial(_run, cmd)))
         if not args.no_start:
             cmd = ["systemctl", "restart", unit_name(role)]
             actions.append(Action(" ".join(cmd) + " (waits for the node's READY)", lambda: _run(cmd)))

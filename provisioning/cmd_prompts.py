@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, config: NodeConfig | None, role: str) -> int:
             used, warning, results = check_prompts(prompts, voice)
         except EspeakError as exc:
             raise ProvisionError(EXIT_HARDWARE, str(exc)) from None
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"id": r.prompt.id, "ok": r.ok, "texts": [{"text": c.text, "phonemes": c.phonemes} for c in r.checks],
              "problems": r.problems}
             for r in results

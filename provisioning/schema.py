@@ -179,7 +179,7 @@ def knobs_of(cls: type, path: tuple[str, ...], flag_prefix: str, *, required: bo
         inner, optional = unwrap_optional(tp)
         dashed = f.name.replace("_", "-")
         flag = f"{flag_prefix}-{dashed}" if flag_prefix else f"--{dashed}"
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             table_required = required and not has_default(f) and not optional
             out += knobs_of(inner, (*path, f.name), flag, required=table_required)
             continue
@@ -230,7 +230,7 @@ def table_arrays_of(cls: type, path: tuple[str, ...]) -> list[TableArray]:
         inner, _ = unwrap_optional(hints[f.name])
         if typing.get_origin(inner) in (tuple, list):
             item = typing.get_args(inner)[0]
-            if dataclasses.is_dataclass(item):
+            if isinstance(item, type) and dataclasses.is_dataclass(item):
                 singular = f.name[:-1] if f.name.endswith("s") and len(f.name) > 1 else f.name
                 out.append(
                     TableArray(

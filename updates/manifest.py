@@ -104,7 +104,7 @@ def _need(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], patt
     value = data.get(key)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise ManifestError(f"manifest field {key!r} missing or of the wrong type ({value!r})")
-    if pattern and not re.fullmatch(pattern, value):
+    if pattern and not (isinstance(value, str) and re.fullmatch(pattern, value)):
         raise ManifestError(f"manifest field {key!r} = {value!r} does not match {pattern}")
     return value
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.catalogue import Severity
 from common.clock import Clock
 from common.config import OutboxSection
 from common.events import Event, make_event
@@ -165,14 +166,14 @@ class Store:
         }
         return self.note("outbox_resumed", "info", payload)
 
-    def note(self, kind: str, severity: str, payload: Mapping[str, Any]) -> Event:
+    def note(self, kind: str, severity: Severity, payload: Mapping[str, Any]) -> Event:
         """A technical event of the outbox itself, numbered."""
         event = make_event(
             self.node_id,
             kind,
             wall_time=self.clock.wall(),
             clock_synced=self.clock.wall_synced(),
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,
             priority="state",
             payload=payload,
         )

@@ -122,7 +122,7 @@ def load_pack(folder: Path) -> PromptPack:
     language = head.get("language", "zh") if isinstance(head, dict) else None
     if language not in LANGUAGES:
         fatal.append(f"{manifest}: pack.language = {language!r}: allowed: {', '.join(LANGUAGES)}")
-    if fatal:
+    if fatal or not isinstance(listed, dict):
         raise PackError(fatal)
     clips: dict[str, Clip] = {}
     problems: list[str] = []

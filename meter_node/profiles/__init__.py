@@ -7,7 +7,6 @@ each profile (``<name>.golden.json``) hold raw register words and the litres the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -109,7 +108,7 @@ class ProfileSpec:
         return out
 
     def _parts(self) -> list[tuple[str, str, str]]:
-        parts = [("", self.data_type, self.swap)]
+        parts: list[tuple[str, str, str]] = [("", self.data_type, self.swap)]
         if self.fraction is not None:
             parts.append(("fraction.", self.fraction.data_type, self.fraction.swap))
         return parts
@@ -286,7 +285,7 @@ def parse_profile(data: Mapping[str, Any], file: Path) -> MeterProfile:
     """Validate an already-parsed profile table (``file`` names it in errors)."""
     out = _Collector(file)
     spec = build(ProfileSpec, data, "", out)
-    if out.problems or not dataclasses.is_dataclass(spec):
+    if out.problems or not isinstance(spec, ProfileSpec):
         raise ProfileError(out.problems or [f"{file}: not a usable profile"])
     return MeterProfile(name=file.name.removesuffix(".toml"), path=file, spec=spec)
 
