@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.figures import Figure
+
+if TYPE_CHECKING:
+    from common.catalogue import Priority, State
 
 NODE_ID = "crash-test-node"
 REPO = Path(__file__).resolve().parent.parent
@@ -69,8 +72,8 @@ def child(workdir: Path, url: str, seed: int) -> None:
         n += 1
         roll = rng.random()
 
-        def make(priority: str, kind: str, n: int = n) -> Any:
-            state = "raised" if priority == "alert" else "observed"
+        def make(priority: Priority, kind: str, n: int = n) -> Any:
+            state: State = "raised" if priority == "alert" else "observed"
             return make_event(
                 NODE_ID,
                 kind,
@@ -251,7 +254,7 @@ class LocalCentral:
         while True:
             page = self._http.get(
                 f"{self.url}/api/v1/events",
-                params={"node_id": self.node_id, "after": after, "limit": 10_000},
+                params={"node_id": self.node_id, "after": str(after), "limit": "10000"},
                 headers={"Authorization": f"Bearer {self.OPERATOR}"},
                 timeout=60,
             ).json()

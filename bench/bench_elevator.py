@@ -73,7 +73,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
     from common.clock import SystemClock
     from common.config import parse_config
     from common.service import NodeRuntime
-    from elevator_node.node import ElevatorNode
+    from elevator_node.node import build_node
     from elevator_node.sim import lift_sensors
     from hal.audio import NullSpeaker
 
@@ -93,7 +93,7 @@ def measure_latency(folder: Path, samples: int, deadline_wakeup: bool) -> dict[s
         runtime.outbox.add_listener(
             lambda e: outbox_at.append(time.monotonic()) if e.kind == "entrapment" and e.state == "raised" else None
         )
-        node = ElevatorNode(config, clock, runtime=runtime, speaker=NullSpeaker())
+        node = build_node(config, clock, runtime=runtime, speaker=NullSpeaker())
         if not deadline_wakeup:
             node.detector.next_deadline = lambda: None  # type: ignore[method-assign]  # the peer: tick only
         car = lift_sensors(factory, config.role_config)
@@ -160,7 +160,7 @@ def measure_idle(folder: Path, duration_s: float) -> dict[str, Any]:
             time.sleep(0.05)
         time.sleep(3.0)  # warm-up: the first heartbeat and upload are done
         if node.poll() is not None:
-            raise RuntimeError(f"elevator node exited {node.returncode}: {node.stderr.read()[-2000:]}")
+            raise RuntimeError(f"elevator node exited {node.returncode}: {node.communicate()[1][-2000:]}")
         n0, b0 = proc_stat(node.pid), proc_stat(base.pid)
         t0 = time.monotonic()
         time.sleep(duration_s)

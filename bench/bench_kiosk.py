@@ -95,7 +95,7 @@ def _lines(proc: subprocess.Popen[str], timeout: float) -> list[dict[str, Any]]:
     out, err = proc.communicate(timeout=timeout)
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     if not lines or lines[-1]["event"] != "done":
-        raise RuntimeError(f"{proc.args}: failed: {err[-2000:]}")
+        raise RuntimeError(f"{proc.args!r}: failed: {err[-2000:]}")
     return lines
 
 

@@ -9,6 +9,7 @@ temporary SQLite) and the simulated meters run in this process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -239,7 +240,7 @@ def kill_rounds(folder: Path, rounds: int, seed: int = 5) -> dict[str, Any]:
         config = write_config(folder, server.url, node_port, "DEBUG", every_change=True)
         for _ in range(rounds):
             node = NodeProcess(config)
-            wait_for(lambda n=node: bool(n.acked_seqs), 20.0)
+            wait_for(functools.partial(lambda n: bool(n.acked_seqs), node), 20.0)
             time.sleep(rng.uniform(0.5, 6.0))
             node.stop(signal.SIGKILL)
             acked |= node.acked_seqs
@@ -265,8 +266,10 @@ def run(quick: bool) -> list[Figure]:
     duration = 20.0 if quick else 300.0
     rounds = 3 if quick else 10
     with tempfile.TemporaryDirectory(prefix="bench-meter-", dir="/var/tmp") as tmp:
-        load = measure_load(Path(tmp) / "load", duration) if (Path(tmp) / "load").mkdir() is None else {}
-        kill = kill_rounds(Path(tmp) / "kill", rounds) if (Path(tmp) / "kill").mkdir() is None else {}
+        (Path(tmp) / "load").mkdir()
+        (Path(tmp) / "kill").mkdir()
+        load = measure_load(Path(tmp) / "load", duration)
+        kill = kill_rounds(Path(tmp) / "kill", rounds)
     mb = 1024 * 1024
     first = load["first_reading_s"]
     rss_note = f"start {load['rss_start'] / mb:.1f}, end {load['rss_end'] / mb:.1f} MB over {load['elapsed']:.0f} s"

@@ -11,22 +11,23 @@ import time
 from pathlib import Path
 
 from bench.figures import Figure
+from common.catalogue import Priority, State
 from common.clock import SystemClock
 from common.config import OutboxSection
 from common.events import Event, make_event
 from common.outbox import PAGE_SIZE, Outbox, event_json
 
 
-def _events(n: int, priority: str = "reading") -> list[Event]:
-    state = "raised" if priority == "alert" else "observed"
+def _events(n: int, priority: Priority = "reading") -> list[Event]:
+    state: State = "raised" if priority == "alert" else "observed"
     return [
         make_event(
             "bench-node",
             "flow",
             wall_time=1.767e9 + i,
             clock_synced=True,
-            priority=priority,  # type: ignore[arg-type]
-            state=state,  # type: ignore[arg-type]
+            priority=priority,
+            state=state,
             payload={"meter": "b12-u3", "litres": 12345.6 + i, "flow_lpm": 3.2},
         )
         for i in range(n)

@@ -128,7 +128,13 @@ class CentralProcess:
 
 
 def event(seq: int, **fields: Any) -> dict[str, Any]:
-    ev = {"id": str(uuid.uuid4()), "node_id": NODE, "kind": "door_state", "severity": "info", "state": "observed"}
+    ev: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "node_id": NODE,
+        "kind": "door_state",
+        "severity": "info",
+        "state": "observed",
+    }
     ev.update(priority="state", wall_time=time.time(), clock_synced=True, payload={"n": seq}, seq=seq)
     ev.update(fields)
     return ev
@@ -260,7 +266,7 @@ def poisoned_payloads(workdir: Path, quick: bool, tree: Path = ROOT, label: str 
     deep: dict = {"leaf": 1}
     for _ in range(259):
         deep = {"d": deep}
-    poisons = [
+    poisons: list[tuple[str, dict[str, Any]]] = [
         ("deep", {"payload": {"poison": deep}, "kind": "entrapment", "state": "raised", "alert_id": "a-deep"}),
         ("nan", {"payload": {"poison": "NAN"}}),
         ("surrogate", {"payload": {"poison": "SURROGATE"}, "alert_id": "SURROGATE", "state": "raised"}),

@@ -9,6 +9,7 @@ the central exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import shutil
@@ -34,6 +35,7 @@ from common.clock import FastClock
 from common.config import NodeConfig, parse_config
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
+from elevator_node.node import build_node as build_lift
 from elevator_node.sim import lift_sensors
 from hal.audio import Wav
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
@@ -230,14 +232,14 @@ class Community:
             self.meter_sim, 1, load_profile(METER_PROFILE).register_writes, total_litres=48_210.0
         )
 
-        self.lift = ElevatorNode(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
+        self.lift = build_lift(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
         self.lift_sim = lift_sensors(self.factory, lift_config.role_config)
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
         self.kiosk = KioskNode(kiosk_config, clock=self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
         self.kiosk.controller.add_listener(self._on_kiosk_view)
         self.meter = MeterNode(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
-        for node_id, node in ((LIFT, self.lift), (KIOSK, self.kiosk), (METER, self.meter)):
-            node.runtime.outbox.add_listener(lambda event, n=node_id: self._on_put(n, event))
+        for node_id, node in self._nodes().items():
+            node.runtime.outbox.add_listener(functools.partial(self._on_put, node_id))
 
         self.lift.start()
         self._closers.append(self.lift.stop)
@@ -245,7 +247,13 @@ class Community:
         self._closers.append(self.kiosk.close)
         meter_thread = threading.Thread(target=self.meter.run, name="meter-node", daemon=True)
         meter_thread.start()
-        self._closers.append(lambda: (self.meter.stop(), meter_thread.join(10), self.meter.runtime.stop()))
+
+        def stop_meter() -> None:
+            self.meter.stop()
+            meter_thread.join(10)
+            self.meter.runtime.stop()
+
+        self._closers.append(stop_meter)
         self.watcher = CentralWatcher(self)
         self.watcher.start()
         self._closers.append(self.watcher.stop)
@@ -338,10 +346,13 @@ class Community:
         self.clock.set_speed(self.speeds.day)
         tl.add("director", "end of the scripted day; waiting for the nodes to drain their outboxes")
 
+    def _nodes(self) -> dict[str, ElevatorNode | KioskNode | MeterNode]:
+        return {LIFT: self.lift, KIOSK: self.kiosk, METER: self.meter}
+
     # ------------------------------------------------------------------------------------- checking
     def verify(self) -> Outcome:
         out = self.outcome
-        nodes = {LIFT: self.lift, METER: self.meter, KIOSK: self.kiosk}
+        nodes = self._nodes()
         for node in nodes.values():
             node.runtime.uploader.wake()
         # the nodes keep running (a reading may be stored at any moment): check the events stored up to a moment
@@ -565,7 +576,7 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 def run(speeds: Speeds, workdir: Path | None = None, keep: bool = False, out: Any = None) -> Outcome:
     """Play the community's day; returns what was checked. ``workdir`` is kept when given or ``keep``."""
     own = workdir is None
-    path = Path(tempfile.mkdtemp(prefix="changbai-community-")) if own else workdir
+    path = Path(tempfile.mkdtemp(prefix="changbai-community-")) if workdir is None else workdir
     path.mkdir(parents=True, exist_ok=True)
     community = Community(path, speeds, out)
     try:

@@ -13,14 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from common.clock import Clock, SystemClock
+from gpiozero import Button, DigitalInputDevice
+from gpiozero.exc import BadPinFactory, GPIOZeroError
+
+from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event
 from common.files import write_atomic
-from common.speech.voice import make_voice
+from common.outbox import OutboxError
+from common.service import NodeRuntime
+from common.speech.voice import Voice, make_voice
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, ElevatorDetector, LiftSnapshot, Timing
 from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
+from hal import gpio
 from hal.audio import Speaker
 
 log = logging.getLogger(__name__)
@@ -57,36 +63,23 @@ def restart_shift(
 
 
 class ElevatorNode:
-    """One lift car's retrofit box. ``runtime`` (NodeRuntime) and ``speaker`` (hal.audio, under the node's
-    ``voice``: prompt pack and day/night volume) are made from the config when not given; pins come from hal.gpio (a test installs gpiozero's MockFactory first).
+    """One lift car's retrofit box, on its ``runtime`` (outbox, alert book, uploader) and its ``voice``; it owns
+    both (``close()`` stops them). Pins come from hal.gpio (a test installs gpiozero's MockFactory first).
+    ``build_node(config)`` makes one from its config.
 
     Use ``run()`` for the service (blocks until SIGTERM), or ``start()``/``stop()`` to run it in a thread (the
     simulated community), or call ``step()`` yourself (tests with a ManualClock).
     """
 
     def __init__(
-        self,
-        config: NodeConfig,
-        clock: Clock | None = None,
-        runtime: Any | None = None,
-        speaker: Speaker | None = None,
-        *,
-        boot_id: str | None = None,
+        self, config: NodeConfig, clock: Clock, runtime: NodeRuntime, voice: Voice, *, boot_id: str | None = None
     ) -> None:
         self.config = config
         self.section: ElevatorConfig = config.role_config
-        self.clock: Clock = clock or SystemClock()
-        self._own_runtime = runtime is None
-        if runtime is None:
-            from common.service import NodeRuntime
-
-            runtime = NodeRuntime(config, self.clock)
+        self.clock = clock
         self.runtime = runtime
-        self._own_speaker = speaker is None
+        self.voice = voice
         self.prompts = {prompt.id: prompt for prompt in prompts(self.section)}
-        audio, tz = config.audio, config.node.timezone
-        self.voice = make_voice(audio, tz, self.clock.wall, speaker, prompts=self.prompts.values())
-        self.speaker = self.voice.speaker
         # a process restart within one boot keeps the monotonic clock: only the real clock can tell
         self.boot_id = (
             boot_id if boot_id is not None else read_boot_id() if isinstance(self.clock, SystemClock) else None
@@ -102,18 +95,16 @@ class ElevatorNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_snapshot: LiftSnapshot | None = None
-        self._devices: dict[str, Any] = {}
+        self._devices: dict[str, DigitalInputDevice | Button] = {}
         try:
             self.detector = self._restore()
             self._make_inputs()
         except BaseException:
-            self._release_owned()  # a node that cannot start must not leave its outbox or speaker open
+            self._release()  # a node that cannot start must not leave its outbox or speaker open
             raise
 
     # ------------------------------------------------------------------------------------------- inputs
     def _make_inputs(self) -> None:
-        from hal import gpio
-
         gpio.use_pin_factory(self.config.gpio.pin_factory)
         s = self.section
         try:
@@ -181,8 +172,6 @@ class ElevatorNode:
             return events
 
     def _store(self, detections: list[Detection]) -> list[Event]:
-        from common.outbox import OutboxError
-
         events: list[Event] = []
         for index, detection in enumerate(detections):
             try:
@@ -264,9 +253,7 @@ class ElevatorNode:
         return detector
 
     def _adopt_orphans(self, detector: ElevatorDetector) -> None:
-        book = getattr(self.runtime, "alerts", None)
-        if book is None:
-            return
+        book = self.runtime.alerts
         mine = {(inc["kind"], inc["key"]) for inc in detector.open_incidents()}
         grace = self.section.entrapment_s + 60.0
         for alert in book.open_alerts():
@@ -333,8 +320,7 @@ class ElevatorNode:
         """Run in a background thread (the simulated community); ``stop()`` ends it."""
         if self._thread is not None:
             return
-        if hasattr(self.runtime, "start"):
-            self.runtime.start()
+        self.runtime.start()
         self._start_thread(housekeeping=True)
 
     def _start_thread(self, housekeeping: bool) -> None:
@@ -345,8 +331,6 @@ class ElevatorNode:
         self._thread.start()
 
     def _loop(self, housekeeping: bool) -> None:
-        from common.clock import wait_on_clock
-
         while not self._stop.is_set():
             ticked_at = self.clock.monotonic()
             self.runtime.run_tick(self.tick, ticked_at)
@@ -380,28 +364,43 @@ class ElevatorNode:
         self._devices = {}
 
     def close(self) -> None:
-        """Save state and free the pins; the runtime too when this node made it. Idempotent."""
+        """Save state, free the pins, close the voice and stop the runtime. Idempotent."""
         with self._lock:
             if self._devices:
                 self._persist(self.clock.monotonic(), force=True)
             self._close_devices()
-        self._release_owned()
+        self._release()
 
-    def _release_owned(self) -> None:
-        if self._own_speaker:
-            self.speaker.close()
-        if self._own_runtime:
-            self.runtime.stop()
+    def _release(self) -> None:
+        self.voice.speaker.close()
+        self.runtime.stop()
+
+
+def build_node(
+    config: NodeConfig,
+    clock: Clock | None = None,
+    *,
+    runtime: NodeRuntime | None = None,
+    speaker: Speaker | None = None,
+    boot_id: str | None = None,
+) -> ElevatorNode:
+    """An elevator node from its config: its runtime (made here unless given: a test's, a bench's with a
+    listener) and its voice (the prompt pack and day/night volume of ``[audio]``; the speaker from ``[audio]``
+    unless one is given: a recording one in tests, the community's timeline). The node owns them all."""
+    clock = clock or SystemClock()
+    runtime = runtime or NodeRuntime(config, clock)
+    try:
+        voice = make_voice(config.audio, config.node.timezone, clock.wall, speaker, prompts=prompts(config.role_config))
+    except BaseException:
+        runtime.stop()
+        raise
+    return ElevatorNode(config, clock, runtime, voice, boot_id=boot_id)
 
 
 def run_node(config: NodeConfig) -> int:
     """``elevator-node run``: build the node from its config and run until stopped; the exit code."""
-    from gpiozero.exc import BadPinFactory, GPIOZeroError
-
-    from common.outbox import OutboxError
-
     try:
-        node = ElevatorNode(config)
+        node = build_node(config)
     except (BadPinFactory, GPIOZeroError, OutboxError, OSError) as exc:
         log.critical("cannot start the elevator node: %s: %s", type(exc).__name__, exc)
         return 1

@@ -14,8 +14,10 @@ from gpiozero.pins.mock import MockFactory
 
 from common.clock import Clock
 from common.config import NodeConfig
+from common.service import NodeRuntime
 from elevator_node.config import ElevatorConfig
-from elevator_node.node import ElevatorNode
+from elevator_node.node import build_node
+from hal.audio import Speaker
 from hal.sim.lift import LiftSimulator, SensorPin, normalise
 
 Scenario = Sequence[tuple[float, Mapping[str, Any]]]
@@ -73,11 +75,11 @@ class SimulatedLift:
         clock: Clock,
         factory: MockFactory,
         *,
-        runtime: Any | None = None,
-        speaker: Any | None = None,
+        runtime: NodeRuntime | None = None,
+        speaker: Speaker | None = None,
     ) -> None:
         self.sensors = lift_sensors(factory, config.role_config)
-        self.node = ElevatorNode(config, clock, runtime=runtime, speaker=speaker)
+        self.node = build_node(config, clock, runtime=runtime, speaker=speaker)
         self.clock = clock
 
     def start(self, scenario: Scenario | None = None) -> None:
@@ -93,6 +95,6 @@ class SimulatedLift:
         return self.sensors.wait(timeout)
 
     def stop(self) -> None:
-        """Stop the scenario and the node (the node closes the runtime and speaker it made itself)."""
+        """Stop the scenario and the node (which closes its runtime and speaker)."""
         self.sensors.stop()
         self.node.stop()

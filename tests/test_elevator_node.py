@@ -24,7 +24,7 @@ from common.config import NodeConfig, parse_config
 from common.outbox import OutboxError
 from common.service import NodeRuntime
 from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
-from elevator_node.node import STATE_FILE, ElevatorNode, restart_shift
+from elevator_node.node import STATE_FILE, build_node, restart_shift
 from elevator_node.sim import lift_sensors
 from hal.audio import Wav
 from hal.sim.lift import LiftSimulator
@@ -95,7 +95,7 @@ class Harness:
         self.clock = clock
         self.runtime = NodeRuntime(config, clock)
         self.speaker = OrderedSpeaker(self.runtime)
-        self.node = ElevatorNode(config, clock, runtime=self.runtime, speaker=self.speaker)
+        self.node = build_node(config, clock, runtime=self.runtime, speaker=self.speaker)
         self.closed = False
 
     def run(self, seconds: float, step: float = 0.5) -> list[Any]:
@@ -501,7 +501,7 @@ def test_example_config_builds_a_node(mock_factory: Any, tmp_path: Path) -> None
         **{**config.__dict__, "node": type(config.node)(**{**config.node.__dict__, "data_dir": tmp_path})}
     )
     runtime = NodeRuntime(config, ManualClock())
-    node = ElevatorNode(config, ManualClock(), runtime=runtime, speaker=OrderedSpeaker(runtime))
+    node = build_node(config, ManualClock(), runtime=runtime, speaker=OrderedSpeaker(runtime))
     try:
         snap = node.read_snapshot()
         assert snap.moving is False and snap.power_ok is True and snap.alarm_button is False

@@ -20,7 +20,7 @@ from bench.small_disk import CannotMount, SmallDisk
 from common.clock import ManualClock
 from common.config import parse_config
 from common.events import Detection
-from elevator_node.node import ElevatorNode
+from elevator_node.node import build_node
 from elevator_node.sim import lift_sensors
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, provision, put_mix, step
 from tests.test_elevator_node import config_text
@@ -211,7 +211,7 @@ def test_the_lift_detects_and_speaks_on_a_full_or_read_only_disk(
     else:
         disk.read_only()
     clock = ManualClock()
-    node = ElevatorNode(config, clock)  # the real runtime and the real espeak-ng speaker, from the config
+    node = build_node(config, clock)  # the real runtime and the real espeak-ng speaker, from the config
     try:
         car = lift_sensors(mock_factory, config.role_config)
         node.step()
