@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from hal.espeak import (
     DEFAULT_VOICE,
@@ -75,7 +75,7 @@ class Speaker(Protocol):
         percent (None: the speaker's own)."""
         ...
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         """Counts and the last error (None when fine), for the heartbeat and the self-test."""
         ...
 
@@ -231,7 +231,7 @@ class _QueuedSpeaker:
         if proc is not None and closing:
             proc.kill()
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         """For the heartbeat and the self-test: counts, queue depth and the last error (None when fine)."""
         with self._lock:
             return {
@@ -315,7 +315,7 @@ class EspeakSpeaker(_QueuedSpeaker):
         with tempfile.TemporaryDirectory(prefix="changbai-say-", dir=scratch_dir()) as tmp:
             self._aplay(join_and_scale(paths, Path(tmp) / "prompt.wav", volume / 100))
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         return {**super().health(), "voice": self.voice, "volume": self._last_volume, "error": self.voice_error}
 
     def _aplay(self, path: Path) -> None:
@@ -333,7 +333,7 @@ class NullSpeaker:
     def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
         log.debug("voice prompt not played (audio backend none): %r %s", text, wav or "")
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         return {"backend": self.backend, "last_error": None}
 
     def wait_idle(self, timeout: float | None = None) -> bool:

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 from hal.audio import Wav
 
@@ -43,16 +44,17 @@ class RecordingSpeaker:
             self._cond.notify_all()
 
     @property
-    def texts(self) -> list[str | None]:
+    def texts(self) -> list[str]:
+        """What was said, in order; "" for a WAV played without a text."""
         with self._cond:
-            return [text for text, _ in self.said]
+            return [text or "" for text, _ in self.said]
 
     def wait_for(self, n: int, timeout: float = 5.0) -> bool:
         """True once at least ``n`` prompts were said; False after ``timeout`` real seconds."""
         with self._cond:
             return self._cond.wait_for(lambda: len(self.said) >= n, timeout)
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         return {"backend": self.backend, "played": len(self.said), "last_error": None}
 
     def wait_idle(self, timeout: float | None = None) -> bool:

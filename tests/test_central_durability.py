@@ -59,7 +59,7 @@ def _wait_up(url: str, proc: subprocess.Popen, **kwargs) -> None:
             requests.get(f"{url}/api/v1/health", timeout=2, **kwargs)
             return
         except requests.ConnectionError:
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, proc.communicate()[1].decode()
             assert time.monotonic() < deadline, "central serve did not answer"
             time.sleep(0.05)
 

@@ -77,7 +77,9 @@ const settle = () => new Promise(r => setTimeout(r, 400));
 
 
 def run_page(central, tmp_path, steps: list[str], key: str | None = None) -> dict:
-    script = re.search(r"<script>(.*)</script>", operator_page_html(), re.S).group(1)
+    found = re.search(r"<script>(.*)</script>", operator_page_html(), re.S)
+    assert found is not None
+    script = found.group(1)
     (tmp_path / "page.js").write_text(script, encoding="utf-8")
     (tmp_path / "harness.js").write_text(HARNESS, encoding="utf-8")
     out = subprocess.run(

@@ -56,7 +56,7 @@ def closed_by_server(sock: socket.socket) -> bool:
 
 def answer_of(sock: socket.socket, timeout_s: float = 10.0) -> bytes:
     sock.settimeout(timeout_s)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = sock.recv(65536)
         if not data:

@@ -48,7 +48,7 @@ SECTIONS = _section_classes()
 
 def _settings_parameter(core: type) -> tuple[str, type]:
     """The constructor parameter whose type is a config section, and that class."""
-    hints = typing.get_type_hints(core.__init__)
+    hints = typing.get_type_hints(vars(core)["__init__"])
     for name, hint in hints.items():
         for candidate in (hint, *typing.get_args(hint)):
             if candidate in SECTIONS:
@@ -58,7 +58,7 @@ def _settings_parameter(core: type) -> tuple[str, type]:
 
 def _settings_attribute(core: type, parameter: str) -> str:
     """The attribute ``__init__`` keeps the parameter in (``self.settings = settings or ...``)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(core.__init__)))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(vars(core)["__init__"])))
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]

@@ -52,6 +52,7 @@ def test_optional_sensors_and_voice_files() -> None:
         + 'occupancy_kind = "motion"\nmoving = { pin = 22, bounce_s = 0.2 }\nalarm_button = { pin = 24 }\n'
         + '[elevator.voice]\nquestion_wav = "/etc/changbai/voice/q.wav"\nrepeat_s = 90\n'
     )
+    assert section.moving is not None and section.alarm_button is not None
     assert section.occupancy_kind == "motion" and section.moving.pin == 22 and section.alarm_button.pin == 24
     assert section.voice.question_wav == Path("/etc/changbai/voice/q.wav") and section.voice.repeat_s == 90.0
 

@@ -412,7 +412,7 @@ def test_outbox_refusal_is_retried_and_the_passenger_still_hears(
     board(car)
     h.run(89.0)
     real_emit = h.runtime.emit
-    failures = []
+    failures: list[BaseException] = []
 
     def failing_emit(detection: Any, recipients: tuple[str, ...] = ()) -> Any:
         if not failures:

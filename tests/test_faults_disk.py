@@ -221,8 +221,8 @@ def test_the_lift_detects_and_speaks_on_a_full_or_read_only_disk(
             clock.advance(0.5)
             node.step()
         assert node.runtime.outbox.depth()["alert"] == 1  # raised, held in memory
-        assert node.speaker.wait_idle(30)
-        health = node.speaker.health()
+        assert node.voice.speaker.wait_idle(30)
+        health = node.voice.speaker.health()
         assert health["played"] >= 1 and health["failed"] == 0, health  # the car spoke to the passenger
         node.runtime.uploader.run_once()
         assert [a["kind"] for a in central.alerts()] == ["entrapment"]  # and the alert left the full disk

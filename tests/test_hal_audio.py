@@ -216,7 +216,7 @@ def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.Monkey
         encoding="utf-8",
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    os.symlink(shutil.which("espeak-ng"), bin_dir / "espeak-ng")
+    os.symlink(shutil.which("espeak-ng") or "/usr/bin/espeak-ng", bin_dir / "espeak-ng")
     monkeypatch.setenv("PATH", str(bin_dir))
     caplog.set_level(logging.INFO, logger="hal.audio")
     speaker = EspeakSpeaker(AudioSpec(), retry_after_s=0.0)

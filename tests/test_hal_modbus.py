@@ -26,7 +26,7 @@ from hal.modbus import (
 from hal.sim.meter import FAULTS, SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair, SerialPairError
 
-FAULT_CLASSES = {
+FAULT_CLASSES: dict[str, type[ModbusError]] = {
     "silence": NoResponseError,
     "bad_crc": CrcError,
     "exception": SlaveExceptionError,
@@ -76,8 +76,9 @@ def test_each_fault_raises_its_class_and_is_counted(meter_bus, fault: str) -> No
         sim.inject(5, fault)
         with pytest.raises(expected) as caught:
             bus.read_registers(5, 0, 2)
-        assert type(caught.value) is expected
-        assert caught.value.slave == 5 and caught.value.attempts == 1
+        error = caught.value
+        assert type(error) is expected and isinstance(error, ModbusError)
+        assert error.slave == 5 and error.attempts == 1
         assert bus.read_registers(5, 0, 2) == [1, 2]  # the fault was one reply only
         stats = bus.stats()[5]
     assert stats[expected.counter] == 1

@@ -130,7 +130,7 @@ def test_kiosk_run_pings_the_watchdog_from_the_ui_thread_and_stops_on_sigterm(
     try:
         deadline = time.monotonic() + 30
         while messages.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
             try:
                 messages.append(sock.recv(256).decode())
             except TimeoutError:
@@ -142,7 +142,8 @@ def test_kiosk_run_pings_the_watchdog_from_the_ui_thread_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
         sock.close()
 
 

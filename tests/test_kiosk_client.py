@@ -52,9 +52,9 @@ class Flow:
         self.controller.start()
 
     def wait_for(self, *states: str, timeout: float = 10.0) -> str:
-        def reached() -> str | None:
+        def reached() -> str:
             self.controller.tick()
-            return self.controller.state if self.controller.state in states else None
+            return self.controller.state if self.controller.state in states else ""
 
         return eventually(reached, timeout, what=f"the kiosk in {states}; it showed {self.views}")
 

@@ -101,7 +101,7 @@ def test_idle_pulses_on_a_pwm_pin(tmp_path: Path) -> None:
         node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
         assert node.led_state == LedPattern("pulse", 1.5, 1.5)
         deadline = time.monotonic() + 3
-        levels = set()
+        levels: set[float] = set()
         while time.monotonic() < deadline and len(levels) < 3:
             levels.add(round(factory.pin(LED).state, 1))
             time.sleep(0.05)
@@ -168,8 +168,9 @@ def test_kiosk_run_headless_starts_and_stops_on_sigterm(central, tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_bad_config_exits_2(tmp_path: Path) -> None:
@@ -227,7 +228,8 @@ def test_kiosk_without_a_working_screen_runs_headless_and_says_so(central, tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_outbox_failure_never_stops_a_ride(mock_factory: MockFactory, tmp_path: Path) -> None:
@@ -261,7 +263,9 @@ def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_
         assert second.state == "idle"
         second.start_thread()
         assert second.wait_for_state("assigned", timeout_s=10)
-        plate = second.controller.view().car.plate
+        car = second.controller.view().car
+        assert car is not None
+        plate = car.plate
         rides = central.rides()
         assert len(rides) == 1 and rides[0]["assigned"]["plate"] == plate
         assert any(plate_for_listening(plate) in s for s in voice.texts)

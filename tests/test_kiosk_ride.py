@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import types
 
 import pytest
 
@@ -51,7 +52,7 @@ def machine() -> RideMachine:
     return RideMachine(T, make_request_id=lambda: f"req-{next(counter)}", now=0.0)
 
 
-def of(effects: list, kind: type) -> list:
+def of(effects: list, kind: type | types.UnionType) -> list:
     return [e for e in effects if isinstance(e, kind)]
 
 

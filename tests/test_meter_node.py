@@ -466,6 +466,7 @@ def test_every_fault_class_on_the_serial_bus(
     flat = SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, 5000.0)
     tuf = SimulatedMeter(sim, 2, load_profile("tuf2000_long_real4").register_writes, 123_456.5)
     pulses = load_profile("pulse_u32_10l")
+    assert pulses.rollover_litres is not None
     near_top = pulses.rollover_litres - 20.0  # two pulses below the counter's width
     pulse = SimulatedMeter(sim, 3, pulses.register_writes, near_top)
     bus = ModbusBus(dataclasses.replace(meter_bus.port, retries=0))  # each injected fault is one failed read
@@ -530,7 +531,7 @@ def test_every_fault_class_on_the_serial_bus(
     assert health["b12-303"]["rollovers"] == 1 and health["b12-302"]["implausible"] == 1
     assert health["b12-301"]["resets"] == 1
 
-    readings = {}
+    readings: dict[str, list[Any]] = {}
     for e in registered.events(NODE_ID, kind="meter_reading"):
         readings.setdefault(e["payload"]["meter_id"], []).append(e["payload"])
     # the pulse meter's continuous total went past the register width; its raw value wrapped

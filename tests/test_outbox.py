@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.catalogue import Priority, State
 from common.clock import ManualClock
 from common.config import OutboxSection
 from common.events import Event, make_event
@@ -17,8 +18,8 @@ from common.outbox import Outbox
 NODE = "test-node-1"
 
 
-def event(kind: str = "flow", priority: str = "reading", **payload: object) -> Event:
-    state = "raised" if priority == "alert" else "observed"
+def event(kind: str = "flow", priority: Priority = "reading", **payload: object) -> Event:
+    state: State = "raised" if priority == "alert" else "observed"
     return make_event(
         NODE,
         kind,
@@ -26,8 +27,14 @@ def event(kind: str = "flow", priority: str = "reading", **payload: object) -> E
         clock_synced=True,
         priority=priority,
         state=state,
-        payload=payload,  # type: ignore[arg-type]
+        payload=payload,
     )
+
+
+def seq(stored: Event) -> int:
+    """The seq of an event the outbox stored (it always has one)."""
+    assert stored.seq is not None
+    return stored.seq
 
 
 def stored_ids(path: Path) -> dict[str, set[str]]:
@@ -65,7 +72,7 @@ def test_drain_order_is_alert_then_state_then_reading_in_creation_order(path: Pa
         box.put(event("trapped", "alert", n=5)),
         box.put(event("door", "state", n=6)),
     ]
-    assert [e.seq for e in made] == sorted(e.seq for e in made)
+    assert [seq(e) for e in made] == sorted(seq(e) for e in made)
     assert len({e.seq for e in made}) == 6
     drained = box.batch(100)
     assert [e.payload["n"] for e in drained] == [3, 5, 2, 6, 1, 4]
@@ -123,7 +130,7 @@ def test_window_zero_makes_readings_durable_at_put(path: Path, clock: ManualCloc
 def test_put_many_is_durable_and_ordered(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock)
     stored = box.put_many([event(n=i) for i in range(50)] + [event("trapped", "alert")])
-    assert [e.seq for e in stored] == list(range(stored[0].seq, stored[0].seq + 51))  # type: ignore[operator]
+    assert [e.seq for e in stored] == list(range(seq(stored[0]), seq(stored[0]) + 51))
     assert len(stored_ids(path)["reading"]) == 50
     assert box.batch(1)[0].priority == "alert"
     box.close()
@@ -183,7 +190,7 @@ def test_dead_letter_is_kept_and_reported(path: Path, clock: ManualClock) -> Non
 
 def test_seq_only_grows_across_clean_restart_without_a_gap(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
-    first = [box.put(event(n=i)).seq for i in range(3)]
+    first = [seq(box.put(event(n=i))) for i in range(3)]
     box.ack([e.id for e in box.batch(10)])  # the queue is empty: seq must not restart
     box.close()
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
@@ -200,7 +207,7 @@ def test_unclean_stop_leaves_an_explained_gap_and_never_reuses_a_number(path: Pa
     box._abandon()  # noqa: SLF001 - a crash: no flush, no clean close
     box = open_outbox(path, clock, reading_commit_window_s=30.0, reading_commit_max=50)
     after = box.put(event("trapped", "alert"))
-    assert after.seq > max(e.seq for e in lost)  # type: ignore[type-var]
+    assert seq(after) > max(seq(e) for e in lost)
     notes = [e for e in box.batch(100) if e.kind == "outbox_resumed"]
     assert len(notes) == 1
     payload = notes[0].payload
@@ -251,7 +258,7 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_reports_it(
     path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
-    before = [box.put(event(n=i)).seq for i in range(1200)]  # passes a reservation block: the seq mark is written
+    before = [seq(box.put(event(n=i))) for i in range(1200)]  # passes a reservation block: the seq mark is written
     box.close()
     path.write_bytes(b"this is not an sqlite database" * 100)
     with caplog.at_level(logging.CRITICAL, logger="common.outbox"):
@@ -261,10 +268,10 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_reports_it(
     assert aside and aside[0].read_bytes().startswith(b"this is not")
     events = box.batch(10)
     assert [e.kind for e in events] == ["outbox_corrupt"]
-    assert events[0].seq > max(before)  # type: ignore[operator]
+    assert seq(events[0]) > max(before)
     assert box.stats()["corrupt_recoveries"] == 1
     after = box.put(event("trapped", "alert"))
-    assert after.seq > events[0].seq  # type: ignore[operator]
+    assert seq(after) > seq(events[0])
     box.close()
 
 
@@ -275,11 +282,13 @@ def test_corruption_found_while_running_is_recovered(
     box.put(event(n=1))
     # damage every page after the header while the outbox is open (an SD card going bad); SQLite's page cache
     # hides it from this connection, so the next write fails the way SQLite reports it
-    box._store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001
+    db = box._store.db  # noqa: SLF001
+    assert db is not None
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(path.read_bytes())
     data[100:] = b"\xff" * (len(data) - 100)
     path.write_bytes(bytes(data))
-    real_write = box._store.db.write  # noqa: SLF001
+    real_write = db.write
     calls = []
 
     def failing_write(*args: object, **kwargs: object) -> dict:
@@ -324,14 +333,14 @@ def test_concurrent_put_batch_ack_loses_nothing(path: Path, clock: ManualClock) 
     lock = threading.Lock()
     done = threading.Event()
 
-    def producer(priority: str) -> None:
+    def producer(priority: Priority) -> None:
         for i in range(300):
             stored = box.put(event("p", priority, n=i))
             with lock:
                 made.append(stored)
 
     def consumer() -> None:
-        while not done.is_set() or sum(box.depth().values()):
+        while not done.is_set() or sum(box.depth().values()) > 0:
             batch = box.batch(25)
             box.ack([e.id for e in batch])
             with lock:
@@ -356,7 +365,7 @@ def test_concurrent_put_batch_ack_loses_nothing(path: Path, clock: ManualClock) 
 def test_put_refuses_an_unknown_priority(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock)
     with pytest.raises(ValueError, match="priority"):
-        box.put(event("x", "urgent"))
+        box.put(event("x", "urgent"))  # type: ignore[arg-type]  # the wrong value is the test
     box.close()
 
 
@@ -442,7 +451,9 @@ def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
     box.put_many([event(n=i, text="c" * 300) for i in range(2000)])
     assert box.check() == "ok"
-    box._store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - the pages are in the main file now
+    db = box._store.db  # noqa: SLF001
+    assert db is not None
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages are in the main file now
     data = bytearray(path.read_bytes())
     data[len(data) // 2 :] = b"\x5a" * (len(data) - len(data) // 2)
     path.write_bytes(bytes(data))
@@ -456,7 +467,9 @@ def test_a_full_disk_drops_readings_to_store_the_alert(
     # without a reserve file to release, a full disk costs the oldest quarter of the readings
     box = open_outbox(path, clock, reading_commit_window_s=0.0, reserve_mb=0.0)
     readings = [box.put(event(n=i)) for i in range(40)]
-    real_write = box._store.db.write  # noqa: SLF001
+    db = box._store.db  # noqa: SLF001
+    assert db is not None
+    real_write = db.write
     calls = []
 
     def full_once(*args: object, **kwargs: object) -> dict:

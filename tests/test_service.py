@@ -106,12 +106,13 @@ def test_run_loop_notifies_ticks_and_stops(
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "20000000")
     clock = runtime.clock
+    assert isinstance(clock, ManualClock)
     seen: list[float] = []
 
     def tick(now: float) -> None:
         seen.append(now)
         runtime.record_reading("flow", {"litres": len(seen)})
-        clock.advance(10)  # type: ignore[attr-defined] - the tick moves the simulated time on
+        clock.advance(10)  # the tick moves the simulated time on
         if len(seen) == 5:
             runtime.request_stop()
 
@@ -320,7 +321,7 @@ def test_an_outbox_failure_in_housekeeping_does_not_stop_the_loop(
 
     clock = runtime.clock
     real_renotify = runtime.alerts.due_renotify
-    failures = []
+    failures: list[int] = []
 
     def flaky_renotify(now: float) -> list:
         if not failures:

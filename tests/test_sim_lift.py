@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -81,7 +82,7 @@ def test_bad_scenarios_are_refused(lift, mock_factory: MockFactory) -> None:
 
 
 # an entrapment: the car stops between floors, doors stay closed with someone inside
-ENTRAPMENT = [
+ENTRAPMENT: list[tuple[float, dict[str, Any]]] = [
     (0.0, {"door": "open", "occupied": True, "level": True}),
     (5.0, {"door": "closed", "moving": True, "level": False}),
     (12.0, {"moving": False}),
@@ -153,7 +154,9 @@ def test_resync_after_the_node_reopens_its_devices(lift, mock_factory: MockFacto
     sim, devices = lift
     sim.apply(door="closed")
     devices["door_closed"].close()  # the node restarts: closing gives the pin back to its pull-up
-    door = make_input(PINS["door_closed"])
+    door_spec = PINS["door_closed"]
+    assert isinstance(door_spec, InputPin)
+    door = make_input(door_spec)
     assert not door.is_active
     sim.resync()
     assert door.is_active

@@ -168,15 +168,16 @@ def test_500_backs_off_with_full_jitter_then_delivers(
     for attempt in range(1, 7):
         result = runtime.uploader.run_once()
         assert result.status == "backoff" and (result.error or "").startswith("HTTP 500")
-        assert 0 <= result.retry_in_s <= min(8.0, 2 ** (attempt - 1))
-        waits.append(result.retry_in_s)
+        wait = result.retry_in_s
+        assert wait is not None and 0 <= wait <= min(8.0, 2 ** (attempt - 1))
+        waits.append(wait)
         assert runtime.outbox.depth()["state"] == 1
         before = len(central.faults.hits)
-        clock.advance(result.retry_in_s / 2)
-        if result.retry_in_s > 0.01:
+        clock.advance(wait / 2)
+        if wait > 0.01:
             assert runtime.uploader.run_once().status == "backoff"  # no request while waiting
             assert len(central.faults.hits) == before
-        clock.advance(result.retry_in_s / 2 + 0.001)
+        clock.advance(wait / 2 + 0.001)
     assert len(set(waits)) > 1  # jittered
     assert runtime.uploader.status()["consecutive_failures"] == 6
     assert runtime.uploader.run_once().status == "sent"
@@ -265,7 +266,7 @@ def test_an_alert_cuts_the_wait_short(central: Any, tmp_path: Path, clock: Manua
     central.faults.fail_next(1, status=429, retry_after=3000)
     runtime.uploader.run_once()
     clock.advance(60)
-    assert runtime.uploader.run_once().retry_in_s > 100  # Retry-After, capped at backoff_max_s
+    assert (runtime.uploader.run_once().retry_in_s or 0) > 100  # Retry-After, capped at backoff_max_s
     alert = trapped(runtime)
     assert runtime.uploader.run_once().status == "sent"  # EN 81-28: the alarm goes at once
     assert central.events(NODE, kind="trapped_passenger")[0]["id"] == alert.id
@@ -282,7 +283,7 @@ def test_backoff_is_capped_lower_while_an_alert_waits(tmp_path: Path, clock: Man
     for _ in range(20):
         result = runtime.uploader.run_once()
         assert result.status == "backoff" and "ConnectionError" in (result.error or "")
-        waits.append(result.retry_in_s)
+        waits.append(result.retry_in_s or 0.0)
         clock.advance(result.retry_in_s or 0)
     assert max(waits) <= ALERT_BACKOFF_MAX_S
     assert runtime.outbox.depth()["alert"] == 1
@@ -464,7 +465,7 @@ def test_full_jitter_backoff_stays_under_the_cap(tmp_path: Path, clock: ManualCl
     waits = []
     for _ in range(30):
         result = uploader.run_once()
-        waits.append(result.retry_in_s)
+        waits.append(result.retry_in_s or 0.0)
         clock.advance(result.retry_in_s or 0)
     assert all(0 <= w <= 20.0 for w in waits)
     assert max(waits[10:]) > 10  # the ceiling grew to the cap
@@ -564,7 +565,7 @@ def test_auth_no_token_wrong_token_other_node_and_replay(
     token = central.register(NODE, "elevator")
     other = central.register("cbxc-b9-u1-lift1", "elevator")
     url = f"{central.url}/api/v1/events"
-    batch = {"node_wall_time": time.time(), "events": [wire_event(NODE, 1)]}
+    batch: dict[str, Any] = {"node_wall_time": time.time(), "events": [wire_event(NODE, 1)]}
     # no token
     assert requests.post(url, json=batch, timeout=10).status_code == 401
     # wrong token, through the node's own uploader: paused, nothing lost
@@ -581,10 +582,11 @@ def test_auth_no_token_wrong_token_other_node_and_replay(
     assert [r["code"] for r in answer.json()["rejected"]] == ["foreign_event"]  # one rejection, not a 403
     assert central.events(NODE) == []
     # replay of a batch: acknowledged again, stored once
-    first = central.post_events(token, batch["events"])
-    again = central.post_events(token, batch["events"])
+    events = batch["events"]
+    first = central.post_events(token, events)
+    again = central.post_events(token, events)
     assert first.status_code == again.status_code == 200
-    assert first.json()["accepted"] == again.json()["accepted"] == [batch["events"][0]["id"]]
+    assert first.json()["accepted"] == again.json()["accepted"] == [events[0]["id"]]
     assert len(central.events(NODE)) == 1
     # the rotated token reaches the node: it resumes on its next auth retry
     runtime.config.central.token_file.write_text(token)

@@ -33,7 +33,8 @@ def _rewrite(bundle: Path, out: Path, change) -> Path:
     """Copy a bundle tar member by member, letting ``change(name, data)`` return new bytes."""
     with tarfile.open(bundle) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
         for member in src.getmembers():
-            data = src.extractfile(member).read()
+            reader = src.extractfile(member)
+            data = reader.read() if reader is not None else b""  # a directory has no data
             data = change(member.name, data)
             info = tarfile.TarInfo(member.name)
             info.size = len(data)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as dtime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from common.config import AudioSection
@@ -172,7 +173,7 @@ class Voice:
             return [], "no prompt pack"
         return pack_clips(self.pack, prompt, fields)
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         pack: dict[str, object] | None = None
         if self.pack is not None or self.pack_problem:
             pack = {

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer
@@ -203,7 +204,7 @@ class SimulatedMeterBus:
         with self._lock:
             address = self._addressed
             slave = self._slaves.get(address) if address is not None else None
-            if slave is None or not slave.present:
+            if address is None or slave is None or not slave.present:
                 return None  # no reply will be sent: leave its faults for later
             if slave.faults and slave.faults[0][0] == "exception":
                 _, code = slave.faults.popleft()
@@ -300,7 +301,7 @@ class SimulatedMeterBus:
         async def open_server() -> None:
             self._server = ModbusSerialServer(
                 context=self._devices(),
-                framer="rtu",
+                framer=FramerType.RTU,
                 port=self.port_path,
                 baudrate=self.baudrate,
                 parity=self.parity,
