@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -122,8 +122,8 @@ class BodyLimit:
             if held + len(chunk) > self.max_bytes:
                 raise _Refused(413, "body_too_large", f"request body is larger than {self.max_bytes} bytes", more)
             if chunk and not self.budget.take(len(chunk)):
-                message = "the central holds too many request bodies now; try again later"
-                raise _Refused(503, "overloaded", message, more, [(b"retry-after", str(OVERLOAD_RETRY_S).encode())])
+                busy = "the central holds too many request bodies now; try again later"
+                raise _Refused(503, "overloaded", busy, more, [(b"retry-after", str(OVERLOAD_RETRY_S).encode())])
             held += len(chunk)
             chunks.append(chunk)
         return False
@@ -223,7 +223,7 @@ class _SafeJsonRequest(Request):
 class JsonRoute(APIRoute):
     """Route class of every router: request bodies are parsed by ``parse_json``."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def safe_json_handler(request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -119,7 +120,7 @@ def field_name(loc: tuple | list) -> str:
     return name or "body"
 
 
-def validation_message(errors: list[dict]) -> tuple[str, list[str]]:
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
     """(one message naming each bad field and why, the fields)."""
     fields = list(dict.fromkeys(field_name(e.get("loc", ())) for e in errors))
     parts = []
@@ -155,7 +156,7 @@ def allowed_methods(app: FastAPI, path: str) -> set[str]:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    headers = exc.headers
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 405:
         # Starlette names the methods of the first route matching the path; a path served by two routers
         # (POST and GET /events) must name both: take them from the contract

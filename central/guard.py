@@ -62,7 +62,7 @@ class GuardedH11Protocol(H11Protocol):
 
     limits: ConnectionLimits = ConnectionLimits(header_timeout_s=10.0, max_connections=1000)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # TCP: a Transport
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         shed = self._shed()

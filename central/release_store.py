@@ -126,7 +126,8 @@ class ReleaseStore:
                 raise Conflict(
                     f"release {manifest['version']} for {manifest['role']}/{manifest['target']} exists"
                 ) from None
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # an INSERT sets it
+        return cur.lastrowid
 
     def releases(self, role: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, version, role, target, config_schema, bytes, notes, added_at FROM releases"
@@ -165,7 +166,8 @@ class ReleaseStore:
                 " stage_started_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, 'running', 0, ?, ?, ?)",
                 (role, version, json.dumps(plan["shares"]), plan["max_failure_rate"], plan["soak_s"], now, now, by),
             )
-            rollout = int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT sets it
+            rollout = cur.lastrowid
             self._log(rollout, now, "started", f"{version} to {role} nodes by {by}")
         return rollout
 

@@ -141,7 +141,7 @@ class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
 
 
 class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection  # type: ignore[assignment]  # a subclass of urllib3's own
+    ConnectionCls = _HTTPSConnection  # a subclass of urllib3's own
 
 
 class _WatchedAdapter(requests.adapters.HTTPAdapter):

@@ -14,6 +14,7 @@ from kiosk.config import RideTimingSection
 from kiosk.ride_events import (
     ACTIVE_STATES,
     CENTRAL_STATUSES,
+    CLOSED_BY_CENTRAL,
     DRIVER_STATES,
     RESULT_STATES,
     Back,
@@ -290,7 +291,7 @@ class RideMachine:
         else:  # arrived, no_car, cancelled: the central closed the ride
             out.append(Report(f"ride_{status}", "info", {"request_id": self.request_id, "ride_id": self.ride_id}))
             self._drop_ride()
-            self._enter(now, status, out)  # type: ignore[arg-type]
+            self._enter(now, CLOSED_BY_CENTRAL[status], out)
             return
         self.next_due = now + self.t.poll_interval_s
 

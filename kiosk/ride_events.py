@@ -49,6 +49,8 @@ ACTIVE_STATES: frozenset[str] = frozenset({"requesting", "searching", "assigned"
 DRIVER_STATES: frozenset[str] = frozenset({"assigned", "car_late"})
 # what the central's GET /rides/{id} may answer
 CENTRAL_STATUSES: frozenset[str] = frozenset({"searching", "assigned", "arrived", "no_car", "cancelled"})
+# a ride the central closed: its status -> the kiosk's state
+CLOSED_BY_CENTRAL: dict[str, RideState] = {"arrived": "arrived", "no_car": "no_car", "cancelled": "cancelled"}
 
 
 @dataclass(frozen=True)

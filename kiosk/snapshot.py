@@ -13,7 +13,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.app import CallButton, KioskApp, KioskButton
 from kiosk.png import write_png
-from kiosk.ride_events import STATES, Car, RideView
+from kiosk.ride_events import STATES, Car, RideState, RideView
 
 # a green new-energy plate (8 characters) on its way, a blue one (7) at the gate
 SAMPLE_CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")
@@ -24,12 +24,12 @@ SAMPLE_ETA_S = 245.0
 SAMPLE_WAITED_S = 185.0
 
 
-def sample_view(state: str, now: float) -> RideView:
+def sample_view(state: RideState, now: float) -> RideView:
     """A representative view of ``state``: a car for the screens that show one, 3 minutes waited searching."""
     car = {"assigned": SAMPLE_CAR, "car_late": SAMPLE_CAR, "confirm_cancel": SAMPLE_CAR, "arrived": SAMPLE_CAR_BLUE}
     ride = state not in ("idle", "no_car", "cancelled", "error", "offline", "help_requested")
     return RideView(
-        state,  # type: ignore[arg-type]
+        state,
         car.get(state),
         now + SAMPLE_ETA_S if state in ("assigned", "confirm_cancel") else None,
         "ride-sample" if ride else None,

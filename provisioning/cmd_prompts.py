@@ -11,6 +11,7 @@ the real espeak-ng, a prompt pack's coverage, or a pack manifest to record from.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -156,8 +157,8 @@ def main(argv: list[str]) -> int:
         raise ProvisionError(EXIT_BAD_INPUT, "give --role (default texts) or --config (this node's), not both")
     config = None if args.role else load_node_config(args.config)
     role = args.role or (config.node.role if config else "")
-    if sys.stdout.encoding and sys.stdout.encoding.lower() not in ("utf-8", "utf8"):
-        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]  # the texts are Chinese
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower() not in ("utf-8", "utf8"):
+        sys.stdout.reconfigure(encoding="utf-8")  # the texts are Chinese
     return run(args, config, role)
 
 

@@ -14,7 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
+from common.config import (
+    AudioSection,
+    CentralSection,
+    GpioSection,
+    NodeConfig,
+    NodeSection,
+    OutboxSection,
+    Role,
+)
 
 
 @dataclass
@@ -184,7 +192,7 @@ def node_config(
     token: str | None = "node-token",
     *,
     node_id: str = "test-node-1",
-    role: str = "meter",
+    role: Role = "meter",
     central: dict[str, Any] | None = None,
     outbox: dict[str, Any] | None = None,
 ) -> NodeConfig:
@@ -198,7 +206,7 @@ def node_config(
     central_section.update(central or {})
     config = NodeConfig(
         path=tmp / "node.toml",
-        node=NodeSection(id=node_id, role=role, site="test-site", data_dir=tmp / "data"),  # type: ignore[arg-type]
+        node=NodeSection(id=node_id, role=role, site="test-site", data_dir=tmp / "data"),
         central=CentralSection(**_paths(central_section)),
         outbox=OutboxSection(**(outbox or {})),
         gpio=GpioSection(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.alerts import AlertBook
+from common.catalogue import State
 from common.clock import ManualClock
 from common.config import OutboxSection
 from common.events import Detection
@@ -43,8 +44,8 @@ def node(tmp_path: Path, clock: ManualClock) -> Node:
     return Node(tmp_path / NODE, clock)
 
 
-def trapped(state: str, at: float = 0.0, key: str = "", **payload: object) -> Detection:
-    return Detection("trapped_passenger", state, at, "urgent", payload, key)  # type: ignore[arg-type]
+def trapped(state: State, at: float = 0.0, key: str = "", **payload: object) -> Detection:
+    return Detection("trapped_passenger", state, at, "urgent", payload, key)
 
 
 def test_one_incident_is_one_alert(node: Node) -> None:

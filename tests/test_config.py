@@ -49,7 +49,7 @@ def test_values_are_typed_and_frozen(tmp_path: Path) -> None:
     assert isinstance(config.central.read_timeout_s, float)
     assert config.state_dir == Path("/var/lib/changbai/test-node-1")
     with pytest.raises(AttributeError):
-        config.node.id = "other"  # type: ignore[misc]
+        config.node.id = "other"  # type: ignore[misc]  # writing a frozen setting is the test
 
 
 BAD = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import theme
-from kiosk.ride_events import STATES
+from kiosk.ride_events import STATES, RideState, RideView
 from kiosk.texts import DEFAULT_TEXTS, VOICE_ONLY, TextsError, load_texts
 
 CAR = {
@@ -133,20 +133,19 @@ def test_old_recorded_prompt_keys_point_to_prompt_packs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_every_screen_has_its_buttons_with_words(state: str) -> None:
-    from kiosk.ride_events import RideView
+def test_every_screen_has_its_buttons_with_words(state: RideState) -> None:
 
     t = texts()
     assert t.label("help_zh") and t.label("help_en")  # help is on every screen
     for cancellable in (False, True):
-        kind = theme.primary_button(RideView(state, cancellable=cancellable))  # type: ignore[arg-type]
+        kind = theme.primary_button(RideView(state, cancellable=cancellable))
         if kind == "none":
             assert state in ("idle", "offline") and not (state == "offline" and cancellable)
             continue
         assert kind in theme.BUTTON_COLOURS
         assert t.label(f"{kind}_zh") and t.label(f"{kind}_en")
     # a ride that may still bring a car can always be cancelled, also while the central is unreachable
-    assert (theme.primary_button(RideView(state, cancellable=True)) == "cancel") == (  # type: ignore[arg-type]
+    assert (theme.primary_button(RideView(state, cancellable=True)) == "cancel") == (
         state in ("requesting", "searching", "assigned", "car_late", "offline")
     )
 

@@ -204,7 +204,9 @@ def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
 
     def morning_use(now: float) -> None:  # 06:00-06:20: washing, then silence
         if now < 1000 + 20 * 60:
-            bus.litres[1] = float(bus.litres[1]) + 3.0  # type: ignore[arg-type]
+            litres = bus.litres[1]
+            assert isinstance(litres, float)
+            bus.litres[1] = litres + 3.0
 
     h.run(8.2 * 3600, morning_use)  # 7 h 50 min of silence since the last use
     h.sync()

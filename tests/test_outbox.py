@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,8 +59,8 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / NODE / "outbox.sqlite"
 
 
-def open_outbox(path: Path, clock: ManualClock, **section: object) -> Outbox:
-    return Outbox(path, OutboxSection(**section), clock)  # type: ignore[arg-type]
+def open_outbox(path: Path, clock: ManualClock, **section: Any) -> Outbox:
+    return Outbox(path, OutboxSection(**section), clock)
 
 
 def test_drain_order_is_alert_then_state_then_reading_in_creation_order(path: Path, clock: ManualClock) -> None:
@@ -211,9 +212,9 @@ def test_unclean_stop_leaves_an_explained_gap_and_never_reuses_a_number(path: Pa
     notes = [e for e in box.batch(100) if e.kind == "outbox_resumed"]
     assert len(notes) == 1
     payload = notes[0].payload
-    assert payload["seq_not_stored_from"] == alert.seq + 1  # type: ignore[operator]
-    assert payload["seq_not_stored_from"] <= min(e.seq for e in lost)  # type: ignore[type-var]
-    assert payload["seq_not_stored_to"] >= max(e.seq for e in lost)  # type: ignore[type-var]
+    assert payload["seq_not_stored_from"] == seq(alert) + 1
+    assert payload["seq_not_stored_from"] <= min(seq(e) for e in lost)
+    assert payload["seq_not_stored_to"] >= max(seq(e) for e in lost)
     assert payload["seq_not_stored_to"] < after.seq
     box.close()
 
@@ -291,13 +292,13 @@ def test_corruption_found_while_running_is_recovered(
     real_write = db.write
     calls = []
 
-    def failing_write(*args: object, **kwargs: object) -> dict:
+    def failing_write(*args: Any, **kwargs: Any) -> dict:
         calls.append(1)
         if len(calls) == 1:
             error = sqlite3.DatabaseError("database disk image is malformed")
-            error.sqlite_errorcode = 11  # type: ignore[attr-defined]
+            error.sqlite_errorcode = 11
             raise error
-        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+        return real_write(*args, **kwargs)
 
     monkeypatch.setattr(box._store.db, "write", failing_write)  # noqa: SLF001
     alert = box.put(event("trapped", "alert"))
@@ -404,7 +405,7 @@ def test_what_still_reads_from_a_damaged_file_is_carried_over(path: Path, clock:
     assert [e.seq for e in kept[:3]] == [a.seq for a in alerts]
     [note] = [e for e in box.batch(10_000) if e.kind == "outbox_corrupt"]
     assert note.payload["salvaged_events"] >= 3
-    assert note.seq > 3000  # type: ignore[operator]
+    assert seq(note) > 3000
     box.close()
 
 
@@ -418,7 +419,7 @@ def test_the_resume_gap_starts_near_the_last_acknowledged_number(path: Path, clo
     box = open_outbox(path, clock)
     [note] = [e for e in box.batch(10) if e.kind == "outbox_resumed"]
     # the floor is written with each reservation: at most a block behind, never past what was acknowledged
-    assert sent[-1].seq - 64 - 10 < note.payload["seq_not_stored_from"] <= sent[-1].seq + 1  # type: ignore[operator]
+    assert seq(sent[-1]) - 64 - 10 < note.payload["seq_not_stored_from"] <= seq(sent[-1]) + 1
     assert note.payload["seq_not_stored_from"] > 1
     box.close()
 
@@ -472,13 +473,13 @@ def test_a_full_disk_drops_readings_to_store_the_alert(
     real_write = db.write
     calls = []
 
-    def full_once(*args: object, **kwargs: object) -> dict:
+    def full_once(*args: Any, **kwargs: Any) -> dict:
         calls.append(1)
         if len(calls) == 1:
             error = sqlite3.OperationalError("database or disk is full")
-            error.sqlite_errorcode = 13  # type: ignore[attr-defined]
+            error.sqlite_errorcode = 13
             raise error
-        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+        return real_write(*args, **kwargs)
 
     monkeypatch.setattr(box._store.db, "write", full_once)  # noqa: SLF001
     alert = box.put(event("trapped", "alert"))

@@ -18,6 +18,7 @@ import pytest
 from common.clock import ManualClock
 from common.events import Detection
 from common.service import STORM_CLEAR_S, STORM_COUNT, NodeRuntime, systemd_notify, watchdog_interval_s
+from tests.fixtures.central import CentralHandle
 from tests.sync_helpers import FakeCentral, fake_central, node_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,11 +169,12 @@ def test_a_failing_tick_is_counted_and_the_node_keeps_running(
     runtime: NodeRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = runtime.clock
+    assert isinstance(clock, ManualClock)
     calls = []
 
     def tick(now: float) -> None:
         calls.append(now)
-        clock.advance(1)  # type: ignore[attr-defined]
+        clock.advance(1)
         if len(calls) == 3:
             raise KeyError("register 40001")
         if len(calls) == 6:
@@ -188,7 +190,8 @@ def test_a_failing_tick_is_counted_and_the_node_keeps_running(
 
 
 def test_an_exception_storm_raises_a_node_fault_alert_and_clears(runtime: NodeRuntime) -> None:
-    clock: ManualClock = runtime.clock  # type: ignore[assignment]
+    clock = runtime.clock
+    assert isinstance(clock, ManualClock)
 
     def broken(_now: float) -> None:
         raise OSError("serial port gone")
@@ -222,7 +225,8 @@ def test_emit_and_readings_reach_the_outbox(runtime: NodeRuntime) -> None:
 
 
 def test_housekeeping_renotifies_open_alerts(runtime: NodeRuntime) -> None:
-    clock: ManualClock = runtime.clock  # type: ignore[assignment]
+    clock = runtime.clock
+    assert isinstance(clock, ManualClock)
     raised = runtime.emit(Detection("trapped_passenger", "raised", 0.0, "urgent"))
     clock.advance(runtime.alerts.renotify_s + 1)
     runtime.housekeeping(clock.monotonic())
@@ -281,13 +285,15 @@ def test_signal_stops_gracefully(tmp_path: Path, signum: int) -> None:
     assert clean == "1"
 
 
-def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(central: object, tmp_path: Path) -> None:
+def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(
+    central: CentralHandle, tmp_path: Path
+) -> None:
     """A lift incident through the whole node runtime on a fast clock: raised, re-sent while open, cleared,
     delivered to the real central as one alert."""
     from common.clock import FastClock
 
-    token = central.register("cbxc-b7-u2-lift1", "elevator")  # type: ignore[attr-defined]
-    config = node_config(tmp_path, central.url, token, node_id="cbxc-b7-u2-lift1", role="elevator")  # type: ignore[attr-defined]
+    token = central.register("cbxc-b7-u2-lift1", "elevator")
+    config = node_config(tmp_path, central.url, token, node_id="cbxc-b7-u2-lift1", role="elevator")
     clock = FastClock(speed=200.0)
     node = NodeRuntime(config, clock, renotify_s=60.0)
     start = clock.monotonic()
@@ -306,11 +312,11 @@ def test_an_incident_end_to_end_on_a_fast_clock_is_one_alert_at_the_central(cent
 
     node.run(tick, 1.0)
     assert len(sent) == 2
-    [alert] = [a for a in central.alerts() if a["kind"] == "trapped_passenger"]  # type: ignore[attr-defined]
+    [alert] = [a for a in central.alerts() if a["kind"] == "trapped_passenger"]
     assert alert["alert_id"] == sent[0].alert_id
     assert alert["on_site"] == "cleared"
     assert alert["count"] >= 4  # raised, re-sent at least twice in 190 s with a 60 s interval, cleared
-    states = [e["state"] for e in central.events("cbxc-b7-u2-lift1", kind="trapped_passenger")]  # type: ignore[attr-defined]
+    states = [e["state"] for e in central.events("cbxc-b7-u2-lift1", kind="trapped_passenger")]
     assert states[0] == "raised" and states[-1] == "cleared" and set(states[1:-1]) == {"updated"}
 
 
@@ -320,6 +326,7 @@ def test_an_outbox_failure_in_housekeeping_does_not_stop_the_loop(
     from common.outbox import OutboxError
 
     clock = runtime.clock
+    assert isinstance(clock, ManualClock)
     real_renotify = runtime.alerts.due_renotify
     failures: list[int] = []
 
@@ -334,7 +341,7 @@ def test_an_outbox_failure_in_housekeeping_does_not_stop_the_loop(
 
     def tick(now: float) -> None:
         ticks.append(now)
-        clock.advance(1)  # type: ignore[attr-defined]
+        clock.advance(1)
         if len(ticks) == 3:
             runtime.request_stop()
 

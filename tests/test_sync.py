@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from common.catalogue import State
 from common.clock import ManualClock, SystemClock
 from common.config import OutboxSection
 from common.events import Detection, Event, make_event
@@ -58,8 +59,8 @@ def reading(runtime: NodeRuntime, n: int) -> Event:
     return runtime.record_reading("car_position", {"n": n})
 
 
-def trapped(runtime: NodeRuntime, state: str = "raised", key: str = "") -> Event:
-    return runtime.emit(Detection("trapped_passenger", state, 0.0, "urgent", {"floor": 3}, key), ("maintenance",))  # type: ignore[arg-type]
+def trapped(runtime: NodeRuntime, state: State = "raised", key: str = "") -> Event:
+    return runtime.emit(Detection("trapped_passenger", state, 0.0, "urgent", {"floor": 3}, key), ("maintenance",))
 
 
 def drain(runtime: NodeRuntime, clock: ManualClock, limit: int = 2000) -> int:

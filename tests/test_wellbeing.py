@@ -33,8 +33,8 @@ class Home:
             self.poll()
 
     def poll(self, total: float | None | str = "current") -> list[Detection]:
-        value = self.total if total == "current" else total
-        found = self.monitor.update(self.t, value)  # type: ignore[arg-type]
+        value = self.total if isinstance(total, str) else total  # "current": the meter's total now
+        found = self.monitor.update(self.t, value)
         self.profiles += [d for d in found if d.kind == PROFILE_KIND]
         found = [d for d in found if d.kind != PROFILE_KIND]  # alerts only; the daily profile is kept aside
         self.seen += found

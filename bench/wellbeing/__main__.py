@@ -8,6 +8,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bench.wellbeing.evaluate import REPORT_SEEDS, TUNE_SEEDS, evaluate
 from bench.wellbeing.models import MODELS
@@ -50,15 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings(pairs: list[str]) -> WellbeingSettings:
     """WellbeingSettings with ``key=value`` overrides, checked by the config engine's types."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
+    parse: dict[str, Callable[[str], Any]] = {"bool": lambda v: v.lower() == "true", "int": int, "float": float}
     for pair in pairs:
         key, _, text = pair.partition("=")
         field = next((f for f in dataclasses.fields(WellbeingSettings) if f.name == key), None)
         if field is None:
             raise SystemExit(f"--set {pair!r}: no [meter.wellbeing] key {key!r}")
-        values[key] = {"bool": lambda v: v.lower() == "true", "int": int, "float": float}.get(str(field.type), str)(
-            text
-        )
+        values[key] = parse.get(str(field.type), str)(text)
     return dataclasses.replace(WellbeingSettings(), **values)
 
 

@@ -79,15 +79,15 @@ def summarise(results: list[HouseholdResult]) -> dict[str, Any]:
     rows["false_by_kind"] = dict(sorted(by_kind.items()))
     by_setup: dict[str, Any] = {}
     for setup in sorted({(r.resolution_l, r.poll_s) for r in results}):
-        sel = [r for r in results if (r.resolution_l, r.poll_s) == setup]
-        sel_months = sum(r.months for r in sel)
-        values = [i.node_s for r in sel for i in r.incidents if i.kind in ACUTE]
+        chosen = [r for r in results if (r.resolution_l, r.poll_s) == setup]
+        sel_months = sum(r.months for r in chosen)
+        values = [i.node_s for r in chosen for i in r.incidents if i.kind in ACUTE]
         by_setup[f"{setup[0]:g} L / {setup[1]:g} s"] = {
-            "households": len(sel),
+            "households": len(chosen),
             "recall_12h": round(_recall(values, 12), 3),
             "median_h": _median_h(values),
-            "false_warning": _per_month(sel, sel_months, "warning"),
-            "false_urgent": _per_month(sel, sel_months, "urgent"),
+            "false_warning": _per_month(chosen, sel_months, "warning"),
+            "false_urgent": _per_month(chosen, sel_months, "urgent"),
         }
     rows["by_setup"] = by_setup
     rows["leaks"] = {"simulated": sum(r.leaks for r in results), "alerts": sum(r.leaks_found for r in results)}

@@ -81,7 +81,7 @@ def post_events(
         event, rejection = check_event(raw, index, node_id, config)
         if event is not None:
             valid.append(event)
-        else:
+        if rejection is not None:
             rejected.append(rejection)
     now = clock.wall()
     _new, foreign_ids = store.ingest(node_id, valid, body.node_wall_time, now)

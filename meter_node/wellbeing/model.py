@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -53,6 +54,10 @@ class Thresholds:
     def watchable(self) -> bool:
         """Within 12 h of a fall in every part of the day, and the outer limits alone within the budget."""
         return all(v <= WATCHABLE_H for v in self.detect_h.values()) and self.floor_warnings <= self.warning_budget
+
+
+# no morning rule: no warning time, no urgent time by weekday/weekend, nothing expected of either
+_NO_MORNING: tuple[float | None, list[float | None], float, float] = (None, [None, None], 0.0, 0.0)
 
 
 def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> float | None:
@@ -211,9 +216,7 @@ def fit(
     urgent_budget = settings.urgent_budget_per_month * young
     # the morning rule's warning and the night's urgent alert take at most a quarter and a half of the budgets
     morning_w, night_urgent, morning_expected, night_expected = (
-        _morning_times(days, settings, 0.25 * warning_budget, 0.5 * urgent_budget)
-        if with_morning
-        else (None, [None, None], 0.0, 0.0)
+        _morning_times(days, settings, 0.25 * warning_budget, 0.5 * urgent_budget) if with_morning else _NO_MORNING
     )
     wake = (
         _median([d.first_use_s for d in days if not d.weekend]),
@@ -356,7 +359,7 @@ def _grid(low: float, high: float, step: float) -> list[float]:
     return [low + i * step for i in range(n + 1)] if high > low else [high]
 
 
-def _median(values: list[float | None]) -> float | None:
+def _median(values: Sequence[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     return statistics.median(found) if found else None
 

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import statefile
+from common.catalogue import State
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit, morning_deadline_s
 from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
@@ -237,8 +238,8 @@ class WellbeingMonitor:
                 if held is not None:
                     del s.reported[kind]
                     cause = "use" if kind == "missed_morning" and s.day and s.day.first_use else None
-                    body = {"reason": self._reason or cause or _CLEARED_BY.get(kind, "ended")}
-                    out.append(Detection(kind, "cleared", t, held, body, self.key))  # type: ignore[arg-type]
+                    body: dict[str, Any] = {"reason": self._reason or cause or _CLEARED_BY.get(kind, "ended")}
+                    out.append(Detection(kind, "cleared", t, held, body, self.key))
                 continue
             if held is not None and finding.severity == held:
                 continue
@@ -248,6 +249,6 @@ class WellbeingMonitor:
             if finding.severity == "urgent":
                 body["escalate_after_s"] = round(self.settings.escalate_after_min * 60.0)
             s.reported[kind] = finding.severity
-            state = "raised" if held is None else "updated"
-            out.append(Detection(kind, state, t, finding.severity, body, self.key))  # type: ignore[arg-type]
+            state: State = "raised" if held is None else "updated"
+            out.append(Detection(kind, state, t, finding.severity, body, self.key))
         return out

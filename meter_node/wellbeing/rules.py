@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
+from common.catalogue import Severity
 from meter_node.wellbeing.model import SLOT_S, Thresholds, morning_deadline_s
 from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import WellbeingState
@@ -22,7 +23,7 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Finding:
-    severity: str
+    severity: Severity
     payload: dict[str, Any] = field(default_factory=dict)
     lower: bool = False  # may take an open alert's severity down (only an "I'm OK" does)
 
@@ -183,7 +184,7 @@ class LeakRule:
         if s.leak_lph >= cfg.leak_min_lph:
             if s.leak_raised_day is None:
                 s.leak_raised_day = datetime.fromtimestamp(t, v.tz).date().isoformat()
-            severity = "warning" if s.leak_lph >= cfg.leak_warning_lph else "info"
+            severity: Severity = "warning" if s.leak_lph >= cfg.leak_warning_lph else "info"
             return Finding(severity, {"base_flow_lph": round(s.leak_lph, 2)}), next_hour
         if s.leak_raised_day is None:
             return None, next_hour

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from common.catalogue import Severity
+
 VERSION = 2
 
 
@@ -82,7 +84,7 @@ class WellbeingState:
     clean_nights: list[str] = field(default_factory=list)
     away_until: float | None = None
     leak_raised_day: str | None = None
-    reported: dict[str, str] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
+    reported: dict[str, Severity] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
 
 
 def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
