@@ -1,20 +1,18 @@
 """The event catalogue: every kind of event a node sends to the central, with its severities, who is told and
 its payload fields. The one answer to "what does a node send?": nodes take their kinds, severities and
 recipients from here, the central validates against it, and docs/api.md's table is generated from it
-(``python -m common.catalogue --write docs/api.md``; a test fails when the page is stale).
+(``python -m common.catalogue_doc --write docs/api.md``; a test fails when the page is stale).
 
-A payload field means the same in every kind that carries it (``FIELDS``). An event of a catalogued kind with
+A payload field means the same in every kind that carries it (``common.event_fields.FIELDS``). An event of a catalogued kind with
 a field not listed for it, or a severity it does not have, is a catalogue problem: logged on a node (an alert is
 never refused for it), an error in the tests (``STRICT``), noted by the central.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 log = logging.getLogger(__name__)
@@ -37,127 +35,6 @@ STRICT = False
 LIFT: tuple[Recipient, ...] = ("property_management", "maintenance")
 TECHNICIANS: tuple[Recipient, ...] = ("maintenance", "operator")
 
-# every payload field, with its meaning (one name, one meaning, whichever kind carries it)
-FIELDS: dict[str, str] = {
-    # added by the alert book to any alert
-    "key": "which incident of this kind (a meter id, a sensor); absent for the only one",
-    "renotify": "true on a re-send of an alert still open (every renotify_s)",
-    "open_for_s": "seconds the alert has been open, on a re-send",
-    "reason": "why it cleared or happened, one word or a short phrase",
-    # a lift car
-    "building": "the lift's building",
-    "unit": "the lift's unit (stairwell)",
-    "lift": "the lift's number within the unit",
-    "timing": "how well the duration is known: monotonic, wall_clock (across a restart) or lower_bound",
-    "restored": "true on the first update after the node restarted with the incident open",
-    "seconds": "how long the condition has lasted",
-    "seconds_trapped": "seconds the doors have been closed with someone in a still car",
-    "in_door_zone": "the car is at a floor (null: no level sensor)",
-    "label_zh": "the platform name of the case: 平层关人 (at a floor), 非平层关人 (between floors), 困人",
-    "moving": "the car was moving (null: no movement sensor)",
-    "occupancy_kind": "presence (mmWave) or motion (PIR)",
-    "stillness_from": "which input says the car is still: moving, level_zone or door",
-    "door_closed": "the doors were closed",
-    "occupied": "someone was seen in the car",
-    "presses": "alarm-button presses counted in this incident",
-    "input": "the faulty input (door, occupancy, moving, ...)",
-    "fault": "what is wrong with it: flapping, stuck, stuck_on, silent",
-    "changes": "changes of the input within window_s",
-    "window_s": "the flapping window",
-    "door_openings": "door openings counted for the fault",
-    "unchanged_s": "seconds the door contact did not change",
-    "car_moves": "times the car moved meanwhile",
-    "on_s": "seconds the inspection switch has been on",
-    "active": "inspection mode is on",
-    "cleared": "the alerts inspection mode cleared",
-    "lasted_s": "how long inspection mode lasted",
-    # a water meter and its household
-    "meter_id": "the meter (its [[meter.meters]] id)",
-    "resident": "the household the meter watches",
-    "total_litres": "the meter's total, offset for resets",
-    "raw_litres": "the total as the meter reads it",
-    "read_wall": "wall time of the read",
-    "previous_litres": "the total before",
-    "new_litres": "the total after a reset",
-    "reading_litres": "the refused reading",
-    "elapsed_s": "seconds since the last good reading",
-    "allowed_litres": "the most water that could have flowed meanwhile",
-    "suppressed_since_last": "implausible readings not reported since the last report",
-    "status": "the meter's (or the ride's) status now",
-    "previous": "the status before",
-    "silent_s": "seconds without an answer from the meter",
-    "reads_ok": "good reads",
-    "reads_failed": "failed reads",
-    "resets": "counter resets seen",
-    "rollovers": "counter rollovers seen",
-    "implausible": "implausible readings",
-    "bad_value": "reads with a value the profile cannot decode",
-    "no_response": "Modbus: no reply",
-    "crc": "Modbus: bad CRC",
-    "slave_exception": "Modbus: exception reply",
-    "wrong_responder": "Modbus: reply from another slave or function",
-    "short_frame": "Modbus: reply cut short",
-    "modbus_error": "Modbus: other error",
-    "port_error": "the serial port failed",
-    "error": "the exception, as text",
-    "silence_h": "hours without a sign of life",
-    "last_use": "local time of the last water use",
-    "warning_after_h": "the household's warning threshold, hours",
-    "urgent_after_h": "the household's urgent threshold, hours (null: none)",
-    "thresholds": "where the thresholds come from: learned or fixed",
-    "escalate_after_s": "seconds without an acknowledgement before the central escalates to the social worker",
-    "deadline": "local time by which a morning use was expected",
-    "acknowledged": "true when an 'I'm OK' press took the alert down",
-    "flow_minutes": "minutes the water has been running",
-    "litres": "litres in that run",
-    "rate_lpm": "litres per minute",
-    "warning_after_min": "the warning threshold, minutes",
-    "urgent_after_min": "the urgent threshold, minutes",
-    "base_flow_lph": "the flow that never stops, litres per hour",
-    "day_litres": "litres used that day",
-    "usual_litres": "the household's usual day, litres",
-    "limit_litres": "the learned limit, litres",
-    "date": "the local date",
-    "adaptive": "the thresholds are learned from this household",
-    "learned_days": "days the model has learned from",
-    "morning_deadline_s": "seconds after morning_start by which a use is expected",
-    "resolution_l": "the meter's smallest step, litres",
-    "urgent_budget_per_month": "false urgent alerts allowed per month",
-    "warning_budget_per_month": "false warnings allowed per month",
-    "usual_daily_litres": "the usual day, litres",
-    "usual_longest_flow_min": "the usual longest run, minutes",
-    # a kiosk
-    "source": "what was pressed: screen or button",
-    "state": "what the screen showed",
-    "kiosk_state": "what the screen showed",
-    "request_id": "the kiosk's ride request id (idempotency key at the central)",
-    "ride_id": "the central's ride id",
-    "plate": "the taxi's plate",
-    "by": "who cancelled",
-    "why": "why the kiosk gave up",
-    "http_status": "the central's HTTP status",
-    "part": "the broken part: screen, gpio, ...",
-    # the node itself
-    "errors_in_window": "tick errors within the storm window",
-    "last_error": "the last error, as text",
-    "ok": "every self-test check passed",
-    "checks": "each self-test check and its result",
-    "interval_h": "hours between self-tests",
-    "count": "how many",
-    "first_seq": "first seq dropped",
-    "last_seq": "last seq dropped",
-    "priority": "the priority of what was dropped",
-    "moved_to": "where the damaged file was moved",
-    "salvaged_events": "events salvaged from it",
-    "dead_letters_lost": "dead letters that could not be salvaged",
-    "seq_resumed_at": "the seq numbering goes on from here",
-    "volatile": "events held in memory only",
-    "unclean_stop": "the node did not stop cleanly",
-    "seq_not_stored_from": "first seq number that may never have been stored",
-    "seq_not_stored_to": "last such number",
-    "max_lost_readings": "the most readings the stop can have cost",
-    "note": "what the numbers mean",
-}
 ALERT_FIELDS = ("key", "renotify", "open_for_s", "reason")
 LIFT_FIELDS = ("building", "unit", "lift", "timing", "restored", *ALERT_FIELDS)
 HOUSEHOLD = ("meter_id", "resident")
@@ -167,7 +44,7 @@ MODBUS_COUNTS = ("no_response", "crc", "slave_exception", "wrong_responder", "sh
 @dataclass(frozen=True)
 class EventKind:
     """One kind of event: who sends it, its severities (the usual first; a clear may be ``info``), how it is
-    usually sent, who is told, its payload fields (names from ``FIELDS``) and what it means."""
+    usually sent, who is told, its payload fields (names from ``common.event_fields.FIELDS``) and what it means."""
 
     name: str
     sender: Sender
@@ -592,47 +469,3 @@ def check(kind: str, severity: str, state: str, payload: Mapping[str, Any]) -> N
         if problem not in _reported:
             _reported.add(problem)
             log.warning("event catalogue: %s", problem)
-
-
-# ------------------------------------------------------------------------------------------ docs/api.md
-BEGIN_MARK = "<!-- event catalogue: generated by `python -m common.catalogue --write docs/api.md` -->"
-END_MARK = "<!-- end of the event catalogue -->"
-SENDER_TITLES = {"elevator": "a lift car", "meter": "a water meter", "kiosk": "a kiosk", "any": "any node"}
-
-
-def render() -> str:
-    """The catalogue as Markdown: one table of kinds per sender, then every payload field and its meaning."""
-    lines = [BEGIN_MARK, ""]
-    for sender, title in SENDER_TITLES.items():
-        lines += [f"**Sent by {title}**", "", "| kind | severity | to | payload | what |", "|---|---|---|---|---|"]
-        for kind in CATALOGUE.values():
-            if kind.sender != sender:
-                continue
-            to = ", ".join(kind.recipients) or "operators"
-            fields = ", ".join(f"`{name}`" for name in kind.payload if name not in ALERT_FIELDS) or "-"
-            lines.append(f"| `{kind.name}` | {' / '.join(kind.severities)} | {to} | {fields} | {kind.summary} |")
-        lines.append("")
-    lines += [
-        f"Every alert may also carry {', '.join(f'`{name}`' for name in ALERT_FIELDS)}. The payload fields:",
-        "",
-        "| field | meaning |",
-        "|---|---|",
-    ]
-    lines += [f"| `{name}` | {meaning} |" for name, meaning in sorted(FIELDS.items())]
-    return "\n".join([*lines, "", END_MARK])
-
-
-def replace_in(text: str) -> str:
-    """``text`` (docs/api.md) with the generated part between the marks replaced by ``render()``."""
-    start, end = text.index(BEGIN_MARK), text.index(END_MARK) + len(END_MARK)
-    return text[:start] + render() + text[end:]
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Print the event catalogue as Markdown, or --write it into a page.")
-    parser.add_argument("--write", type=Path, metavar="PAGE", help="replace the generated part of PAGE")
-    args = parser.parse_args()
-    if args.write:
-        args.write.write_text(replace_in(args.write.read_text(encoding="utf-8")), encoding="utf-8")
-    else:
-        print(render())

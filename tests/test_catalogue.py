@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from central.bodies import WIRE_EVENT, WireEvent
-from common import catalogue
-from common.catalogue import ALERT_FIELDS, CATALOGUE, FIELDS, RECIPIENTS
+from common import catalogue, catalogue_doc
+from common.catalogue import ALERT_FIELDS, CATALOGUE, RECIPIENTS
+from common.event_fields import FIELDS
 from common.events import WIRE_FIELDS, Detection, Event, make_event
 from kiosk.ride_events import CENTRAL_STATUSES
 from tests.fixtures.central import wire_event
@@ -28,7 +29,7 @@ KIND_CALLS = {"Detection": 0, "Report": 0, "RaiseAlert": 0, "make_event": 1, "no
 
 def test_docs_api_md_holds_the_current_catalogue() -> None:
     text = API_DOC.read_text(encoding="utf-8")
-    assert catalogue.replace_in(text) == text, "run: python -m common.catalogue --write docs/api.md"
+    assert catalogue_doc.replace_in(text) == text, "run: python -m common.catalogue_doc --write docs/api.md"
 
 
 def test_the_central_reads_exactly_the_wire_fields_of_an_event() -> None:
