@@ -13,9 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from central.jsonvalues import StoredBody
 from common.catalogue import KIND_PATTERN, Priority, Recipient, Severity, State
-
-NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
-SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+from common.contract import NODE_ID_PATTERN, SITE_PATTERN
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 ShortText = Annotated[str, StringConstraints(max_length=500)]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from common.contract import NODE_ID_PATTERN, SITE_PATTERN
+
 DEFAULT_CONFIG_PATH = Path("/etc/changbai/node.toml")
 EXIT_CONFIG = 2
 # bumped with every config change a release migrates (updates/migrations.py); a bundle's manifest carries it
@@ -110,9 +112,9 @@ _HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 class NodeSection:
     """Who and where this node is, and where it keeps its data."""
 
-    id: str = setting(pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$", help="unique node id, lower case")
+    id: str = setting(pattern=NODE_ID_PATTERN, help="unique node id, lower case")
     role: Role = setting()
-    site: str = setting(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$", help="site (residential compound) id")
+    site: str = setting(pattern=SITE_PATTERN, help="site (residential compound) id")
     area: str = setting("", help="residential area / street, free text")
     location: str = setting("", help="where the node is, free text (building, unit, gate)")
     timezone: str = setting("Asia/Shanghai", help="IANA time zone for local-time rules")

@@ -22,6 +22,7 @@ from typing import Any
 
 from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
+from common.contract import API_PREFIX
 from common.events import Event
 from common.http import CentralHttp, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
@@ -31,7 +32,7 @@ from common.token import TokenFile
 
 log = logging.getLogger(__name__)
 
-API = "/api/v1"
+API = API_PREFIX
 # while an alert waits, retries are at least this frequent whatever backoff_max_s says (EN 81-28: shortest delay)
 ALERT_BACKOFF_MAX_S = 30.0
 TOKEN_RECHECK_S = 60.0

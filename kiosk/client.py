@@ -16,10 +16,11 @@ from typing import Any
 import requests
 
 from common.config import NodeConfig
+from common.contract import API_PREFIX
 from kiosk.ride_events import Car
 
 log = logging.getLogger(__name__)
-API = "/api/v1"
+API = API_PREFIX
 
 
 class RidesError(Exception):

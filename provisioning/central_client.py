@@ -9,9 +9,10 @@ from typing import Any
 import requests
 
 from common.config import NodeConfig
+from common.contract import API_PREFIX
 from provisioning.errors import EXIT_BAD_INPUT, EXIT_CENTRAL, EXIT_PERMISSION, ProvisionError
 
-API = "/api/v1"
+API = API_PREFIX
 
 
 def api_url(config: NodeConfig, path: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from central.asgi_limits import JsonRoute
+from common.contract import API_PREFIX
 
-API = "/api/v1"
+API = API_PREFIX
 
 
 def api_router(tag: str) -> APIRouter:

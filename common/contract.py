@@ -1,0 +1,8 @@
+"""What the nodes and the central must agree on besides the event schema: where the API lives and what a node
+id and a site id look like (docs/api.md)."""
+
+from __future__ import annotations
+
+API_PREFIX = "/api/v1"
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
+SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
