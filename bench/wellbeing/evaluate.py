@@ -26,6 +26,7 @@ from bench.wellbeing.baselines import Nagano, Shanghai
 from bench.wellbeing.household import DAY, HOUR, Day, Use
 from bench.wellbeing.meter import MeterSetup, readings
 from bench.wellbeing.models import MODELS, Household
+from common.catalogue import SEVERITY_RANK
 from meter_node.wellbeing import PERSON_KINDS, WellbeingMonitor, WellbeingSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -43,7 +44,6 @@ TUNE_SEEDS: dict[str, tuple[int, ...]] = {
 }
 REPORT_SEEDS = tuple(range(6001, 6161))  # fresh; 5001-5008 were seen in a smoke run
 HORIZON = 36 * HOUR
-_RANK = {"info": 0, "warning": 1, "urgent": 2}
 
 
 @dataclass
@@ -150,7 +150,10 @@ def run_household(model: str, seed: int, days: int, settings: WellbeingSettings,
             if det.kind == "leak_suspected":
                 leaks_found += det.state == "raised"
             elif det.state in ("raised", "updated"):
-                if det.state == "raised" or _RANK[det.severity] > _RANK[open_peak.get(det.kind, "info")]:
+                if (
+                    det.state == "raised"
+                    or SEVERITY_RANK[det.severity] > SEVERITY_RANK[open_peak.get(det.kind, "info")]
+                ):
                     false_node[det.severity] += 1
                     name = f"{det.kind}:{det.severity}"
                     false_by_kind[name] = false_by_kind.get(name, 0) + 1

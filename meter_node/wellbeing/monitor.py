@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import statefile
-from common.catalogue import State
+from common.catalogue import SEVERITY_RANK, State
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit, morning_deadline_s
 from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
@@ -34,7 +34,6 @@ KINDS: tuple[str, ...] = (
 # the kinds that are about the person; away mode suppresses these, the others are about the flat's water
 PERSON_KINDS: frozenset[str] = frozenset({"inactivity", "missed_morning", "low_daily_volume"})
 PROFILE_KIND = "wellbeing_profile"
-_RANK = {"info": 0, "warning": 1, "urgent": 2}
 _CLEARED_BY = {"inactivity": "use", "missed_morning": "day_end"}
 
 
@@ -218,7 +217,7 @@ class WellbeingMonitor:
             finding, due = rule.assess(self, t, seen_t)
             next_check = min(next_check, due)
             held = found.get(rule.kind)
-            if finding is not None and (held is None or _RANK[finding.severity] > _RANK[held.severity]):
+            if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
         out += self._report(t, found)
@@ -243,7 +242,7 @@ class WellbeingMonitor:
                 continue
             if held is not None and finding.severity == held:
                 continue
-            if held is not None and _RANK[finding.severity] < _RANK[held] and not finding.lower:
+            if held is not None and SEVERITY_RANK[finding.severity] < SEVERITY_RANK[held] and not finding.lower:
                 continue  # only an "I'm OK" takes a severity down; a threshold moving with the day does not
             body = dict(finding.payload)
             if finding.severity == "urgent":
