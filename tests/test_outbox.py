@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,22 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / NODE / "outbox.sqlite"
 
 
+_opened: list[Outbox] = []
+
+
 def open_outbox(path: Path, clock: ManualClock, **section: Any) -> Outbox:
-    return Outbox(path, OutboxSection(**section), clock)
+    """An outbox the test may close itself (a restart); every one still open is closed after the test, also
+    when an assertion failed half-way."""
+    box = Outbox(path, OutboxSection(**section), clock)
+    _opened.append(box)
+    return box
+
+
+@pytest.fixture(autouse=True)
+def _close_every_outbox() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 def test_drain_order_is_alert_then_state_then_reading_in_creation_order(path: Path, clock: ManualClock) -> None:
@@ -79,7 +94,6 @@ def test_drain_order_is_alert_then_state_then_reading_in_creation_order(path: Pa
     assert [e.payload["n"] for e in drained] == [3, 5, 2, 6, 1, 4]
     assert [e.priority for e in box.batch(3)] == ["alert", "alert", "state"]
     assert drained[0] == made[2]  # the stored event is exactly what put returned
-    box.close()
 
 
 def test_alerts_and_state_are_on_disk_when_put_returns(path: Path, clock: ManualClock) -> None:
@@ -89,7 +103,6 @@ def test_alerts_and_state_are_on_disk_when_put_returns(path: Path, clock: Manual
     on_disk = stored_ids(path)
     assert alert.id in on_disk["alert"]
     assert state.id in on_disk["state"]
-    box.close()
 
 
 def test_readings_are_group_committed_by_time(path: Path, clock: ManualClock) -> None:
@@ -103,14 +116,12 @@ def test_readings_are_group_committed_by_time(path: Path, clock: ManualClock) ->
     clock.advance(0.2)
     assert box.flush_due() == 3
     assert stored_ids(path)["reading"] == {r.id for r in readings}
-    box.close()
 
 
 def test_readings_are_group_committed_by_count(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=60.0, reading_commit_max=4)
     readings = [box.put(event(n=i)) for i in range(5)]
     assert stored_ids(path)["reading"] == {r.id for r in readings[:4]}
-    box.close()
 
 
 def test_an_alert_commits_waiting_readings_with_it(path: Path, clock: ManualClock) -> None:
@@ -118,14 +129,12 @@ def test_an_alert_commits_waiting_readings_with_it(path: Path, clock: ManualCloc
     reading = box.put(event(n=1))
     box.put(event("trapped", "alert"))
     assert reading.id in stored_ids(path)["reading"]
-    box.close()
 
 
 def test_window_zero_makes_readings_durable_at_put(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock, reading_commit_window_s=0.0)
     reading = box.put(event(n=1))
     assert reading.id in stored_ids(path)["reading"]
-    box.close()
 
 
 def test_put_many_is_durable_and_ordered(path: Path, clock: ManualClock) -> None:
@@ -134,7 +143,6 @@ def test_put_many_is_durable_and_ordered(path: Path, clock: ManualClock) -> None
     assert [e.seq for e in stored] == list(range(seq(stored[0]), seq(stored[0]) + 51))
     assert len(stored_ids(path)["reading"]) == 50
     assert box.batch(1)[0].priority == "alert"
-    box.close()
 
 
 def test_ack_deletes_exactly_the_acknowledged_ids(path: Path, clock: ManualClock) -> None:
@@ -146,7 +154,6 @@ def test_ack_deletes_exactly_the_acknowledged_ids(path: Path, clock: ManualClock
     left = {e.id for e in box.batch(100)}
     assert left == {e.id for e in made} - set(acked)
     assert box.ack(acked) == 0  # acknowledging again deletes nothing more
-    box.close()
 
 
 def test_ack_of_ids_never_handed_out_and_after_restart(path: Path, clock: ManualClock) -> None:
@@ -156,7 +163,6 @@ def test_ack_of_ids_never_handed_out_and_after_restart(path: Path, clock: Manual
     box = open_outbox(path, clock)
     assert box.ack([made[1].id, made[3].id]) == 2
     assert [e.id for e in box.batch(10)] == [made[0].id, made[2].id]
-    box.close()
 
 
 def test_waiting_readings_can_be_sent_and_acked_without_touching_disk(path: Path, clock: ManualClock) -> None:
@@ -168,7 +174,6 @@ def test_waiting_readings_can_be_sent_and_acked_without_touching_disk(path: Path
     clock.advance(10)
     assert box.flush_due() == 0
     assert stored_ids(path)["reading"] == set()
-    box.close()
 
 
 def test_dead_letter_is_kept_and_reported(path: Path, clock: ManualClock) -> None:
@@ -186,7 +191,6 @@ def test_dead_letter_is_kept_and_reported(path: Path, clock: ManualClock) -> Non
     assert letters[bad.id]["reason"] == "HTTP 422: kind not allowed"
     assert letters[bad.id]["kind"] == "weird"
     assert box.batch(10) == []
-    box.close()
 
 
 def test_seq_only_grows_across_clean_restart_without_a_gap(path: Path, clock: ManualClock) -> None:
@@ -198,7 +202,6 @@ def test_seq_only_grows_across_clean_restart_without_a_gap(path: Path, clock: Ma
     nxt = box.put(event(n=9)).seq
     assert nxt == first[-1] + 1
     assert [e.kind for e in box.batch(10)] == ["flow"]  # no resume note after a clean stop
-    box.close()
 
 
 def test_unclean_stop_leaves_an_explained_gap_and_never_reuses_a_number(path: Path, clock: ManualClock) -> None:
@@ -216,7 +219,6 @@ def test_unclean_stop_leaves_an_explained_gap_and_never_reuses_a_number(path: Pa
     assert payload["seq_not_stored_from"] <= min(seq(e) for e in lost)
     assert payload["seq_not_stored_to"] >= max(seq(e) for e in lost)
     assert payload["seq_not_stored_to"] < after.seq
-    box.close()
 
 
 def test_disk_bound_drops_oldest_readings_never_alerts(path: Path, clock: ManualClock) -> None:
@@ -252,7 +254,6 @@ def test_alerts_are_kept_even_over_the_bound(path: Path, clock: ManualClock, cap
     assert box.depth()["alert"] == len(made)
     assert box.stats()["dropped"]["alert"] == 0
     assert "alerts are never dropped" in caplog.text
-    box.close()
 
 
 def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_reports_it(
@@ -273,7 +274,6 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_reports_it(
     assert box.stats()["corrupt_recoveries"] == 1
     after = box.put(event("trapped", "alert"))
     assert seq(after) > seq(events[0])
-    box.close()
 
 
 def test_corruption_found_while_running_is_recovered(
@@ -305,7 +305,6 @@ def test_corruption_found_while_running_is_recovered(
     kinds = [e.kind for e in box.batch(10)]
     assert "trapped" in kinds and "outbox_corrupt" in kinds
     assert alert.id in {e.id for e in box.batch(10)}
-    box.close()
 
 
 def test_unreadable_payload_value_does_not_lose_an_alert(path: Path, clock: ManualClock) -> None:
@@ -313,7 +312,6 @@ def test_unreadable_payload_value_does_not_lose_an_alert(path: Path, clock: Manu
     stored = box.put(event("trapped", "alert", where=Path("/dev/ttyUSB0")))
     assert box.batch(1)[0].payload["where"] == "/dev/ttyUSB0"
     assert stored.id == box.batch(1)[0].id
-    box.close()
 
 
 def test_node_state_is_written_with_the_event(path: Path, clock: ManualClock) -> None:
@@ -324,7 +322,6 @@ def test_node_state_is_written_with_the_event(path: Path, clock: ManualClock) ->
     assert box.read_state("alerts.open") == '["a"]'
     box.put(event("trapped", "alert"), state={"alerts.open": None})
     assert box.read_state("alerts.open") is None
-    box.close()
 
 
 def test_concurrent_put_batch_ack_loses_nothing(path: Path, clock: ManualClock) -> None:
@@ -360,14 +357,12 @@ def test_concurrent_put_batch_ack_loses_nothing(path: Path, clock: ManualClock) 
     assert len({e.seq for e in made}) == 900
     assert acked == {e.id for e in made}
     assert box.depth() == {"alert": 0, "state": 0, "reading": 0}
-    box.close()
 
 
 def test_put_refuses_an_unknown_priority(path: Path, clock: ManualClock) -> None:
     box = open_outbox(path, clock)
     with pytest.raises(ValueError, match="priority"):
         box.put(event("x", "urgent"))  # type: ignore[arg-type]  # the wrong value is the test
-    box.close()
 
 
 def test_stored_json_is_the_wire_form() -> None:
@@ -386,7 +381,6 @@ def test_database_is_readable_by_its_owner_only(path: Path, clock: ManualClock) 
     box.put(event("trapped", "alert"))
     assert path.stat().st_mode & 0o077 == 0
     assert Path(str(path) + "-wal").stat().st_mode & 0o077 == 0
-    box.close()
 
 
 def test_what_still_reads_from_a_damaged_file_is_carried_over(path: Path, clock: ManualClock) -> None:
@@ -406,7 +400,6 @@ def test_what_still_reads_from_a_damaged_file_is_carried_over(path: Path, clock:
     [note] = [e for e in box.batch(10_000) if e.kind == "outbox_corrupt"]
     assert note.payload["salvaged_events"] >= 3
     assert seq(note) > 3000
-    box.close()
 
 
 def test_the_resume_gap_starts_near_the_last_acknowledged_number(path: Path, clock: ManualClock) -> None:
@@ -421,7 +414,6 @@ def test_the_resume_gap_starts_near_the_last_acknowledged_number(path: Path, clo
     # the floor is written with each reservation: at most a block behind, never past what was acknowledged
     assert seq(sent[-1]) - 64 - 10 < note.payload["seq_not_stored_from"] <= seq(sent[-1]) + 1
     assert note.payload["seq_not_stored_from"] > 1
-    box.close()
 
 
 def test_a_second_process_cannot_open_the_same_outbox(path: Path, clock: ManualClock) -> None:
@@ -487,4 +479,3 @@ def test_a_full_disk_drops_readings_to_store_the_alert(
     assert kept[0].id == alert.id
     assert box.stats()["dropped"]["reading"] == 10  # a quarter of the readings, the oldest
     assert [e.id for e in kept if e.kind == "flow"] == [r.id for r in readings[10:]]
-    box.close()
