@@ -6,96 +6,24 @@ monotonic clock, or a trace's ``t``). ``export_state()``/``from_state()`` carry 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from common.catalogue import CATALOGUE, State, severity
 from common.events import Detection
 from elevator_node.config import ElevatorConfig, identity
+from elevator_node.lift_state import TIMING_RANK, LiftSnapshot, LiftState, Timing, export, later, restore
 
 # the lift's incidents; their severities and recipients are the catalogue's (common/catalogue.py)
-KINDS: tuple[str, ...] = tuple(
-    name for name, kind in CATALOGUE.items() if kind.sender == "elevator" and kind.priority == "alert"
-)
+KINDS = tuple(name for name, kind in CATALOGUE.items() if kind.sender == "elevator" and kind.priority == "alert")
 INSPECTION_KIND = "inspection_mode"
 # names used by Chinese lift-monitoring platforms (REFERENCE.md): trapped at a floor / between floors
 LABEL_AT_FLOOR = "平层关人"
 LABEL_BETWEEN_FLOORS = "非平层关人"
 LABEL_TRAPPED = "困人"
-STATE_VERSION = 1
-Timing = Literal["monotonic", "wall_clock", "lower_bound"]
-_TIMING_RANK = {"monotonic": 0, "wall_clock": 1, "lower_bound": 2}  # how well a duration is known, best first
 _EPS = 1e-9
 # inputs watched for flapping; a panicking passenger may press the alarm button faster than any sensor changes
 _FLAP_INPUTS = ("door", "occupancy", "moving", "level_zone", "inspection", "power")
-
-
-@dataclass(frozen=True)
-class LiftSnapshot:
-    """The car's inputs at one moment. ``None`` means the sensor is not fitted."""
-
-    door_closed: bool
-    occupied: bool
-    moving: bool | None = None
-    in_door_zone: bool | None = None
-    alarm_button: bool | None = None
-    inspection: bool | None = None
-    power_ok: bool | None = None
-
-
-@dataclass
-class _State:
-    """Everything the detector remembers; JSON-ready. Fields named ``*_at``/``*_since`` are times on ``now``."""
-
-    started: bool = False
-    last_at: float | None = None
-    # door: raw contact, and the confirmed state (an opening counts once it lasted door_open_confirm_s)
-    door_raw_closed: bool = True
-    door_raw_since: float | None = None
-    door_closed: bool = True
-    door_closed_since: float | None = None
-    door_open_since: float | None = None
-    # occupancy: raw input, and the effective "someone is in the car" (presence with dropout, or the PIR latch)
-    occ_raw: bool = False
-    occ_raw_since: float | None = None
-    occupied: bool = False
-    occupied_since: float | None = None
-    # movement
-    moving: bool | None = None
-    moving_since: float | None = None
-    still_since: float | None = None
-    in_zone: bool | None = None
-    zone_since: float | None = None
-    level_changed_at: float | None = None
-    alarm: bool | None = None
-    alarm_since: float | None = None
-    alarm_hold_counted: bool = False
-    power_ok: bool | None = None
-    power_since: float | None = None
-    inspection: bool = False
-    inspection_since: float | None = None
-    inspection_ended_at: float | None = None
-    # sensor-fault bookkeeping
-    occ_on_openings: int = 0
-    occ_silent_openings: int = 0
-    moves_since_door_change: int = 0
-    flap_changes: dict[str, list[float]] = field(default_factory=dict)
-    # open incidents: "kind|key" -> {kind, key, start_at, raised_at, ...}
-    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # set by from_state: [time, timing] of each restart; a start before it was carried over with that timing
-    restores: list[list[Any]] = field(default_factory=list)
-    restore_note_due: bool = False
-
-
-def _is_time_field(name: str) -> bool:
-    return name.endswith("_at") or name.endswith("_since")
-
-
-def _later(*times: float | None) -> float:
-    """The latest of the given start times; ``None`` (no constraint) counts as the beginning of time."""
-    return max((t for t in times if t is not None), default=-math.inf)
 
 
 class ElevatorDetector:
@@ -103,7 +31,7 @@ class ElevatorDetector:
 
     def __init__(self, settings: ElevatorConfig) -> None:
         self.settings = settings  # the [elevator] section itself: a renamed setting fails here, never silently
-        self._s = _State()
+        self._s = LiftState()
         self._out: list[Detection] = []
         self._now = 0.0
 
@@ -159,17 +87,17 @@ class ElevatorDetector:
         if start is not None:
             add(start + st.stopped_outside_door_zone_s)
         if not s.door_closed and s.door_open_since is not None:
-            add(_later(s.door_open_since, s.inspection_ended_at) + st.door_held_open_s)
+            add(later(s.door_open_since, s.inspection_ended_at) + st.door_held_open_s)
         if not s.door_raw_closed and s.moving and s.door_raw_since is not None:
-            begin = _later(s.door_raw_since, s.moving_since, s.inspection_ended_at)
+            begin = later(s.door_raw_since, s.moving_since, s.inspection_ended_at)
             add(begin + st.door_open_while_moving_s)
             add(begin + st.door_open_while_moving_in_zone_s)
         if s.alarm and s.alarm_since is not None:
-            begin = _later(s.alarm_since, s.inspection_ended_at)
+            begin = later(s.alarm_since, s.inspection_ended_at)
             add(begin + st.alarm_hold_s)
             add(begin + st.alarm_bypass_s)
         if s.power_ok is False and s.power_since is not None:
-            add(_later(s.power_since, s.inspection_ended_at) + st.power_loss_s)
+            add(later(s.power_since, s.inspection_ended_at) + st.power_loss_s)
         if s.door_raw_since is not None:
             add(s.door_raw_since + st.door_stuck_h * 3600)
         if s.inspection and s.inspection_since is not None:
@@ -198,57 +126,21 @@ class ElevatorDetector:
 
     def export_state(self) -> dict[str, Any]:
         """A JSON-ready copy of the whole state, times on this detector's ``now`` axis."""
-        return {"version": STATE_VERSION, "state": dataclasses.asdict(self._s)}
+        return export(self._s)
 
     @classmethod
     def from_state(
         cls, settings: ElevatorConfig, exported: dict[str, Any], *, shift: float, timing: Timing
     ) -> ElevatorDetector:
-        """A detector continuing ``exported`` after a restart.
-
-        ``shift`` is added to every stored time to put it on the new ``now`` axis; ``timing`` says how well that
-        is known (``monotonic``: same boot; ``wall_clock``: both wall clocks were synced; ``lower_bound``: the
-        downtime is unknown and not counted). Incidents still open are reported once as ``updated`` with
-        ``restored: true`` on the next update. Raises ValueError on a state it cannot read.
-        """
-        if not isinstance(exported, dict) or exported.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported detector state version: {exported.get('version')!r}")
-        raw = dict(exported["state"])
-        known = {f.name for f in dataclasses.fields(_State)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown detector state fields: {sorted(unknown)}")
-
-        def moved(value: Any) -> Any:
-            return None if value is None else float(value) + shift
-
-        for name in list(raw):
-            if _is_time_field(name):
-                raw[name] = moved(raw[name])
-        raw["flap_changes"] = {k: [float(t) + shift for t in v] for k, v in raw.get("flap_changes", {}).items()}
-        incidents = {}
-        for ident, inc in raw.get("incidents", {}).items():
-            inc = dict(inc)
-            for name in list(inc):
-                if _is_time_field(name):
-                    inc[name] = moved(inc[name])
-            worse = _TIMING_RANK.get(timing, 2) > _TIMING_RANK.get(inc.get("timing", "monotonic"), 2)
-            inc["timing"] = timing if worse else inc.get("timing", "monotonic")
-            incidents[ident] = inc
-        raw["incidents"] = incidents
-        raw["restores"] = [[float(at) + shift, str(how)] for at, how in raw.get("restores", [])][-16:]
+        """A detector continuing ``exported`` after a restart (``lift_state.restore``: the shift, the timing)."""
         detector = cls(settings)
-        detector._s = _State(**raw)
-        s = detector._s
-        if s.started and s.last_at is not None:
-            s.restores.append([s.last_at, timing])
-            s.restore_note_due = bool(incidents)
+        detector._s = restore(exported, shift=shift, timing=timing)
         return detector
 
     def _timing_of(self, start: float) -> str:
         """How well a duration from ``start`` is known: the worst timing of the restarts since ``start``."""
         timings = [how for at, how in self._s.restores if start < at - _EPS]
-        return max(timings, key=lambda how: _TIMING_RANK.get(how, 2), default="monotonic")
+        return max(timings, key=lambda how: TIMING_RANK.get(how, 2), default="monotonic")
 
     # ------------------------------------------------------------------------------------------- inputs
     def _first(self, now: float, snap: LiftSnapshot) -> None:
@@ -419,7 +311,7 @@ class ElevatorDetector:
             still = s.still_since
         else:
             still = None  # neither fitted: doors closed + occupied alone (see docs/elevator.md)
-        return _later(s.door_closed_since, s.occupied_since, still, s.inspection_ended_at)
+        return later(s.door_closed_since, s.occupied_since, still, s.inspection_ended_at)
 
     def _entrapment(self, now: float) -> None:
         s, st = self._s, self.settings
@@ -460,7 +352,7 @@ class ElevatorDetector:
             return
         if self._open(ident):
             return
-        start = _later(s.door_raw_since, s.moving_since, s.inspection_ended_at)
+        start = later(s.door_raw_since, s.moving_since, s.inspection_ended_at)
         limit = st.door_open_while_moving_in_zone_s if s.in_zone else st.door_open_while_moving_s
         if now - start >= limit - _EPS:
             self._raise(ident[0], "", now, {}, start_at=start, in_door_zone=s.in_zone)
@@ -470,7 +362,7 @@ class ElevatorDetector:
         if s.inspection or s.in_zone is not False or s.moving:
             return None
         still = s.still_since if s.moving is False else s.level_changed_at
-        return _later(still, s.zone_since, s.inspection_ended_at)
+        return later(still, s.zone_since, s.inspection_ended_at)
 
     def _stopped_outside_door_zone(self, now: float) -> None:
         s, st = self._s, self.settings
@@ -488,7 +380,7 @@ class ElevatorDetector:
         if s.door_closed:
             self._clear(ident, {"reason": "door_closed"})
             return
-        start = _later(s.door_open_since, s.inspection_ended_at)
+        start = later(s.door_open_since, s.inspection_ended_at)
         if not self._open(ident) and now - start >= st.door_held_open_s - _EPS:
             self._raise(ident[0], "", now, {"occupied": s.occ_raw}, start_at=start)
 
@@ -502,7 +394,7 @@ class ElevatorDetector:
             return
         if s.alarm_hold_counted:
             return
-        start = _later(s.alarm_since, s.inspection_ended_at)
+        start = later(s.alarm_since, s.inspection_ended_at)
         # with the doors open the passenger can walk out: only a long hold gets past the misuse filter
         limit = st.alarm_hold_s if s.door_closed else st.alarm_bypass_s
         if now - start < limit - _EPS:
@@ -522,7 +414,7 @@ class ElevatorDetector:
         if s.power_ok is not False:
             self._clear(ident, {"reason": "power_restored"})
             return
-        start = _later(s.power_since, s.inspection_ended_at)
+        start = later(s.power_since, s.inspection_ended_at)
         if not self._open(ident) and now - start >= st.power_loss_s - _EPS:
             self._raise(ident[0], "", now, {}, start_at=start)
 

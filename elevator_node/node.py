@@ -24,7 +24,8 @@ from common.outbox import OutboxError
 from common.service import NodeRuntime
 from common.speech.voice import Voice, make_voice
 from elevator_node.config import ElevatorConfig
-from elevator_node.detector import KINDS, ElevatorDetector, LiftSnapshot, Timing
+from elevator_node.detector import KINDS, ElevatorDetector
+from elevator_node.lift_state import LiftSnapshot, Timing
 from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
 from hal import gpio
 from hal.audio import Speaker

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from common.events import Detection
 from elevator_node.config import ElevatorConfig
-from elevator_node.detector import ElevatorDetector, LiftSnapshot, Timing
+from elevator_node.detector import ElevatorDetector
+from elevator_node.lift_state import LiftSnapshot, Timing
 
 HEADER: tuple[str, ...] = ("t", "door", "occupied", "moving", "level", "alarm_button")
 EXTRA_COLUMNS: tuple[str, ...] = ("inspection", "power", "restart")
