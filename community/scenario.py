@@ -20,10 +20,9 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import requests
 from gpiozero import Device
@@ -33,6 +32,7 @@ from central.config import parse_central_config
 from central.server import CentralServer
 from common.clock import FastClock
 from common.config import NodeConfig, parse_config
+from community.parties import START, CentralWatcher, Resident, payload_summary
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
 from elevator_node.node import build_node as build_lift
@@ -49,12 +49,9 @@ from provisioning.tomlwrite import dumps
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-TZ = ZoneInfo("Asia/Shanghai")
 SITE = "changbai-xincun"
 CLAIM_KEY = "community-demo-claim-key-0001"
 OPERATOR_KEY = "community-demo-operator-key-0001"
-# Monday 2026-11-23, 06:58 in Shanghai
-START = datetime(2026, 11, 23, 6, 58, tzinfo=TZ)
 
 LIFT, METER, KIOSK = "cbxc-b7-u2-lift1", "cbxc-b12-meters", "cbxc-north-gate-kiosk"
 METER_ID = "b12-301"
@@ -156,6 +153,18 @@ class Community:
 
     # -------------------------------------------------------------------------------------- building
     def build(self) -> None:
+        """The central, then the three nodes registered and running, then the parties who act on their own."""
+        self._start_central()
+        configs = self._configure_nodes()
+        self._start_nodes(*configs)
+        self.watcher = CentralWatcher(self)
+        self.watcher.start()
+        self._closers.append(self.watcher.stop)
+        self.resident = Resident(self)
+        self.resident.start()
+        self._closers.append(self.resident.stop)
+
+    def _start_central(self) -> None:
         tl = self.timeline
         central_config = parse_central_config(
             {
@@ -171,6 +180,9 @@ class Community:
         self._closers.append(self.central.stop)
         tl.add("central", f"reference central up at {self.central.url} (SQLite {self.workdir / 'central.sqlite'})")
 
+    def _configure_nodes(self) -> tuple[NodeConfig, NodeConfig, NodeConfig]:
+        """The three nodes' configs on the simulated hardware, each registered by the technician."""
+        tl = self.timeline
         self.factory = MockFactory()
         Device.pin_factory = self.factory
         self._closers.append(self.factory.reset)
@@ -184,7 +196,7 @@ class Community:
             {"kiosk": {"button": {"pin": 6, "hold_s": 2.0}, "led": {"pin": 13}, "led_pwm": False}},
         )
         self.pair = SerialPair(self.workdir / "serial")
-        node_port, meter_port = self.pair.start()
+        self.node_port, self.meter_port = node_port, meter_port = self.pair.start()
         self._closers.append(self.pair.stop)
         meter_path, meter_config = _node_config(
             "meter.toml",
@@ -224,8 +236,11 @@ class Community:
         )
         _register(kiosk_path, claim, [])
         tl.add("technician", "registered lift, water meter and kiosk with `provision register` (tokens mode 0600)")
+        return lift_config, kiosk_config, meter_config
 
-        self.meter_sim = SimulatedMeterBus(meter_port, baudrate=9600, node_path=node_port).start()
+    def _start_nodes(self, lift_config: NodeConfig, kiosk_config: NodeConfig, meter_config: NodeConfig) -> None:
+        tl = self.timeline
+        self.meter_sim = SimulatedMeterBus(self.meter_port, baudrate=9600, node_path=self.node_port).start()
         self._closers.append(self.meter_sim.stop)
         self.meter_sim.add_slave(1)
         self.water = SimulatedMeter(
@@ -254,12 +269,6 @@ class Community:
             self.meter.runtime.stop()
 
         self._closers.append(stop_meter)
-        self.watcher = CentralWatcher(self)
-        self.watcher.start()
-        self._closers.append(self.watcher.stop)
-        self.resident = Resident(self)
-        self.resident.start()
-        self._closers.append(self.resident.stop)
 
     def close(self) -> None:
         for closer in reversed(self._closers):
@@ -282,7 +291,7 @@ class Community:
             self._severity[event.alert_id] = event.severity
         if event.priority == "alert" or event.kind in ("ride_requested", "ride_assigned", "meter_offline"):
             party = {LIFT: "lift node", METER: "meter node", KIOSK: "kiosk node"}[node_id]
-            detail = _payload_summary(event.payload)
+            detail = payload_summary(event.payload)
             self.timeline.add(party, f"stored {event.severity} {event.kind} {event.state}{detail} -> outbox")
 
     def _on_kiosk_view(self, view: Any) -> None:
@@ -434,12 +443,6 @@ class Community:
             after = page["next_after"]
 
 
-def _payload_summary(payload: Any) -> str:
-    keys = ("label_zh", "trapped_s", "silent_h", "in_door_zone", "plate", "resident")
-    shown = [f"{k}={payload[k]}" for k in keys if isinstance(payload, dict) and k in payload]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
 def _wait_real(predicate: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -447,130 +450,6 @@ def _wait_real(predicate: Callable[[], bool], timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
-
-
-class CentralWatcher:
-    """What the community centre sees: polls the central's alerts and rides, and plays the operator who
-    acknowledges an alert after a while and resolves it once it is cleared on site."""
-
-    ACK_AFTER_S = {"entrapment": 60.0}
-    DEFAULT_ACK_AFTER_S = 1200.0
-
-    def __init__(self, community: Community) -> None:
-        self.c = community
-        self._seen: dict[str, tuple[Any, ...]] = {}
-        self._notified: set[tuple[str, str]] = set()
-        self._rides: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._paused = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="central-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def pause(self, paused: bool) -> None:
-        if paused:
-            self._paused.set()
-        else:
-            self._paused.clear()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            if not self._paused.is_set():
-                try:
-                    self.poll()
-                except requests.RequestException as exc:
-                    log.debug("watcher: %s", exc)
-
-    def poll(self) -> None:
-        tl = self.c.timeline
-        now = self.c.clock.wall()
-        for a in self.c.api_get("/alerts", state="all", limit=500)["alerts"]:
-            state = (a["state"], a.get("cleared_at") is not None, a.get("update_count"))
-            label = f"{a['kind']} from {a['node_id']}"
-            if self._seen.get(a["id"]) != state:
-                first = a["id"] not in self._seen
-                self._seen[a["id"]] = state
-                if first:
-                    tl.add("central", f"ALERT {a['severity']} {label}: {a['state']}{_payload_summary(a['payload'])}")
-                elif a.get("cleared_at") is not None and a["state"] != "resolved":
-                    tl.add("central", f"{label} cleared on site")
-            for n in a.get("notified", []):
-                if (a["id"], n["role"]) not in self._notified:
-                    self._notified.add((a["id"], n["role"]))
-                    who = ", ".join(c.get("name", "") for c in n.get("contacts", [])) or "-"
-                    tl.add("central", f"notifies {n['role']} ({who}) of {a['kind']}")
-            self._operate(a, now)
-        for r in self.c.api_get("/rides")["rides"]:
-            if self._rides.get(r["ride_id"]) != r["status"]:
-                self._rides[r["ride_id"]] = r["status"]
-                car = r.get("assigned") or {}
-                extra = f" {car.get('plate')}, {car.get('colour')} {car.get('model')}" if car else ""
-                tl.add("central", f"ride {r['ride_id'][:8]} {r['status']}{extra}")
-
-    def _operate(self, alert: dict[str, Any], now: float) -> None:
-        http, url = self.c._http, self.c.central.url
-        wait = self.ACK_AFTER_S.get(alert["kind"], self.DEFAULT_ACK_AFTER_S)
-        if alert["state"] == "open" and now - alert["opened_at"] >= wait:
-            http.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "on our way"}, timeout=10)
-            self.c.timeline.add("operator", f"acknowledges {alert['kind']} from {alert['node_id']}")
-        elif alert["state"] == "acknowledged" and alert.get("cleared_at") is not None:
-            http.post(f"{url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "checked on site"}, timeout=10)
-            self.c.timeline.add("operator", f"resolves {alert['kind']} from {alert['node_id']}")
-
-
-class Resident:
-    """The elderly resident of B12-301: a usual morning, then a fall at 10:15 after which no water is used."""
-
-    # (local time, litres, minutes the draw lasts)
-    USES = (
-        ("06:35", 6.0, 1),  # toilet
-        ("06:50", 3.0, 2),  # washing face, brushing teeth
-        ("07:05", 1.5, 1),  # kettle
-        ("07:30", 4.0, 3),  # washing up breakfast
-        ("08:40", 6.0, 1),  # toilet
-        ("10:10", 2.0, 2),  # tap, the last use
-    )
-    STEP_S = 30.0
-
-    def __init__(self, community: Community) -> None:
-        self.c = community
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="resident", daemon=True)
-        day = START.date()
-        self.draws = [
-            (datetime.combine(day, datetime.strptime(t, "%H:%M").time(), TZ).timestamp(), litres, minutes * 60.0)
-            for t, litres, minutes in self.USES
-        ]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        last = self.c.clock.wall()
-        fell = False
-        while not self._stop.is_set():
-            self.c.clock.sleep(self.STEP_S)
-            now = self.c.clock.wall()
-            litres = sum(amount * _overlap(t0, t0 + dur, last, now) / dur for t0, amount, dur in self.draws)
-            if litres > 0:
-                self.c.water.draw(litres)
-            if not fell and now >= self.draws[-1][0] + 300:
-                fell = True
-                self.c.timeline.add("resident B12-301", "falls at home and cannot get up; no more water is used")
-            last = now
-
-
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
 
 
 def run(speeds: Speeds, workdir: Path | None = None, keep: bool = False, out: Any = None) -> Outcome:

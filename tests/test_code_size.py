@@ -15,8 +15,6 @@ MAX_FUNCTION_LINES = 80
 # still over, to be split by their owners: file -> lines, or "file:function" -> lines, as measured when listed
 KNOWN_OVER: dict[str, int] = {
     "common/sync.py": 501,
-    "community/scenario.py": 589,
-    "community/scenario.py:build": 105,
     "kiosk/drive.py:_run": 150,
     "provisioning/cmd_install.py:plan": 129,
     "tests/test_meter_node.py": 725,
