@@ -35,7 +35,17 @@ from central.storage.errors import Conflict, NotFound
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 
-REPORT_STATES = ("downloading", "staged", "refused", "switched", "committed", "rolled_back", "failed", "deferred")
+REPORT_STATES = (
+    "downloading",
+    "staged",
+    "refused",
+    "switched",
+    "committed",
+    "rolled_back",
+    "failed",
+    "deferred",
+    "interrupted",
+)
 router = APIRouter(route_class=JsonRoute)
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 RolloutNumber = Annotated[int, PathParam(ge=1, le=MAX_SAFE_INT, description="the rollout's id")]

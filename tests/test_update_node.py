@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from tests.fixtures.central import CentralHandle, config_document
 from tests.update_helpers import RELEASES, CuttingProxy, ManagedNode, NodeSupervisor, wait_for
 from updates.journal import Journal
 from updates.layout import Layout
+from updates.updater import COMMIT_STEPS, STEPS
 
 V1, V2 = "0.1.0+n1", "0.1.0+n2"
 NODE = "cbxc-b9-u1-lift1"
@@ -218,3 +220,50 @@ def test_no_update_while_a_passenger_is_trapped(rig):
     assert layout.current() == V1
     state = [n for n in central.get("/updates/nodes")["nodes"] if n["node_id"] == NODE][0]
     assert state["update_state"] == "deferred"
+
+
+KILL_STEPS = ("check", "download", "install", "preflight", *STEPS, *COMMIT_STEPS)
+
+
+def node_is_runnable(node: ManagedNode) -> str:
+    """The version ``current`` runs, after checking it can run: installed completely, its self-test passes on
+    the config as it is now, and the config is the one that belongs to that version."""
+    layout = Layout(node.root)
+    current = layout.current()
+    assert layout.problem(current, "elevator") is None, layout.problem(current, "elevator")
+    python = layout.venv(current) / "bin" / "python"
+    cmd = [str(python), "-I", "-m", "updates.selftest", "--config", str(node.config)]
+    check = subprocess.run([*cmd, "--from-schema", str(layout.config_schema(current))], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    migrated = b'note = "migrated to schema 2"' in node.config.read_bytes()
+    assert migrated == (current == V2), f"{current} with a config {'of' if migrated else 'not of'} schema 2"
+    if current == V1:
+        assert node.config.read_bytes() == node.original_config
+    return current
+
+
+@pytest.mark.slow
+def test_kill_9_at_every_step_of_an_update_leaves_a_runnable_node(rig):
+    central, node, _ = rig
+    rollout(central, V2)
+    script = Path(__file__).with_name("update_kill_at.py")
+    seen = {}
+    with NodeSupervisor(node):
+        for step in KILL_STEPS:
+            layout = reset(node)
+            rollout(central, V2)  # the last round's commit completed the previous one
+            if step == "install":
+                shutil.rmtree(layout.version_dir(V2))
+            python = node.root / "committed" / "venv" / "bin" / "python"
+            killed = subprocess.run(
+                [str(python), str(script), str(node.config), step], capture_output=True, text=True, timeout=300
+            )
+            assert killed.returncode == -9, f"{step}: {killed.stdout} {killed.stderr}"
+            # what runs next on a real node: the unit's ExecStartPre (after a crash or a power cut) or the timer
+            repaired = node.updater("recover")
+            assert repaired.returncode == 0, repaired.stderr
+            if Journal.load(layout.journal).phase == "trial":
+                node.updater("tick")  # the timer finishes the trial
+            seen[step] = node_is_runnable(node)
+    assert set(seen) == set(KILL_STEPS)
+    assert seen["journal-done"] == V2 and seen["write-config"] == V1

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.config import ConfigError, default_config_path, load_config
+from common.config import ConfigError, default_config_path
 from updates.fetch import CentralUnavailable
 from updates.manifest import ReleaseError
-from updates.updater import UpdateBusy, Updater
+from updates.updater import UpdateBusy, Updater, load_updater_config
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CENTRAL, EXIT_BUSY = 0, 1, 2, 3, 4
 FAILED_STATES = ("failed", "refused", "rolled_back")
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None, prog: str = "changbai-update") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     path = args.config or default_config_path()
     try:
-        config = load_config(path)
+        config = load_updater_config(path)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"config error: {line}", file=sys.stderr)

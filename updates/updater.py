@@ -8,6 +8,7 @@ called before each step: the command line prints progress with it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.alerts import AlertBook
-from common.config import NodeConfig
+from common.config import ConfigError, NodeConfig, UpdateSection, load_config, read_toml
 from common.files import write_atomic
 from common.health_file import read_health
 from common.sync import package_version
@@ -39,6 +40,30 @@ log = logging.getLogger(__name__)
 STEPS = ("backup-config", "journal-switching", "write-config", "switch-current", "journal-trial", "restart")
 COMMIT_STEPS = ("commit-link", "journal-done")
 POLL_S = 1.0
+DEFAULT_ROOT = UpdateSection().root
+
+
+def load_updater_config(path: Path) -> NodeConfig:
+    """The node config as this (committed) version's updater can read it. During a switch or a trial the file
+    may already be in the new version's schema; then the copy saved before the switch is used for the
+    updater's own settings (paths, central, [update]), with ``path`` still naming the real file."""
+    try:
+        return load_config(path)
+    except ConfigError as first:
+        try:
+            root = Path(read_toml(path).get("update", {}).get("root", DEFAULT_ROOT))
+        except (ConfigError, AttributeError):
+            raise first from None
+        layout = Layout(root)
+        journal = Journal.load(layout.journal)
+        for version in (journal.from_version, layout.committed()):
+            backup = layout.backup(version) if version else None
+            if backup and backup.is_file():
+                try:
+                    return dataclasses.replace(load_config(backup), path=Path(path))
+                except ConfigError:
+                    continue
+        raise first from None
 
 
 class UpdateBusy(ReleaseError):
@@ -247,6 +272,21 @@ class Updater:
                 return self.rollback_trial(journal, reason)
             time.sleep(POLL_S)
 
+    def resume_trial(self, journal: Journal) -> dict[str, Any]:
+        """A trial whose updater died: if the node still runs the old process, restart it on the new version
+        (the kill may have come before the restart), with a fresh health window; then judge it as usual."""
+        health = read_health(self.config.state_dir) or {}
+        if health.get("version") != journal.to_version or (health.get("started_wall") or 0) < journal.started_wall:
+            self.say(f"resuming the trial of {journal.to_version}: restarting the node on it")
+            journal.started_wall = self.wall()
+            journal.trial_deadline_wall = self.wall() + self.settings.health_timeout_s
+            self.save(journal)
+            try:
+                self.restart_unit()
+            except ReleaseError as exc:
+                return self.rollback_trial(journal, f"{journal.to_version} did not start: {exc}")
+        return self.wait_trial(journal)
+
     def commit(self, journal: Journal, reason: str) -> dict[str, Any]:
         self.step("commit-link")
         self.layout.point("committed", journal.to_version)
@@ -347,7 +387,7 @@ class Updater:
             self.flush_reports()
             journal = self.journal()
             if journal.phase == "trial":
-                return self.wait_trial(journal)
+                return self.resume_trial(journal)
             if not self.settings.enabled:
                 return {
                     "state": "none",
