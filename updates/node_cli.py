@@ -24,7 +24,16 @@ from updates.fetch import CentralUnavailable
 from updates.manifest import ReleaseError
 from updates.updater import UpdateBusy, Updater, load_updater_config
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CENTRAL, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CENTRAL, EXIT_BUSY, EXIT_PERMISSION = 0, 1, 2, 3, 4, 5
+EXIT_CODES = """\
+exit codes:
+  0  ok (also: no update, or an update deferred)
+  1  the update failed, was refused or was rolled back (the reason is printed)
+  2  the node config is invalid
+  3  the central could not be asked (network, TLS, token)
+  4  another update run is in progress on this node
+  5  permission: run as root
+"""
 FAILED_STATES = ("failed", "refused", "rolled_back")
 
 
@@ -65,7 +74,7 @@ def print_outcome(outcome: dict[str, Any]) -> int:
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="node config (default $CHANGBAI_CONFIG or /etc/changbai/node.toml)"
@@ -134,6 +143,9 @@ def main(argv: list[str] | None = None, prog: str = "changbai-update") -> int:
     except ReleaseError as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except PermissionError as exc:
+        print(f"{prog} {args.command}: {exc.strerror}: {exc.filename} (run as root)", file=sys.stderr)
+        return EXIT_PERMISSION
 
 
 if __name__ == "__main__":
