@@ -13,7 +13,7 @@ from typing import Any
 from common.files import write_atomic
 
 FILE_NAME = "health.json"
-MIN_INTERVAL_S = 2.0
+BEAT_REFRESH_S = 60.0
 
 
 def health_path(state_dir: Path) -> Path:
@@ -21,18 +21,17 @@ def health_path(state_dir: Path) -> Path:
 
 
 class HealthFile:
-    """Writes the node's health snapshot when it changed (at most every MIN_INTERVAL_S of monotonic time)."""
+    """Writes the node's health snapshot when it changed; a change of the heartbeat time alone at most once a
+    minute (the updater needs the first heartbeat after a start, and the SD card wears)."""
 
     def __init__(self, state_dir: Path, version: str) -> None:
         self.path = health_path(state_dir)
         self.version = version
         self.started_wall = time.time()
         self._last: dict[str, Any] | None = None
-        self._written_at = float("-inf")
+        self._written_at = float("-inf")  # time.monotonic() of the last write
 
-    def publish(
-        self, now: float, heartbeat_wall: float | None, selftest: dict[str, Any] | None, role: dict[str, Any]
-    ) -> bool:
+    def publish(self, heartbeat_wall: float | None, selftest: dict[str, Any] | None, role: dict[str, Any]) -> bool:
         """Write the snapshot if it changed; True when written. Never raises for a disk problem."""
         snapshot = {
             "version": self.version,
@@ -43,13 +42,18 @@ class HealthFile:
             "selftest_failed": sorted(k for k, v in ((selftest or {}).get("checks") or {}).items() if v is False),
             "role": role,
         }
-        if snapshot == self._last or now - self._written_at < MIN_INTERVAL_S:
+        if snapshot == self._last:
+            return False
+        # only a newer heartbeat: refreshed at most once a minute of real time (a fast clock, the SD card)
+        only_beat = self._last is not None and self._last["heartbeat_ok_wall"] is not None
+        only_beat = only_beat and {**snapshot, "heartbeat_ok_wall": None} == {**self._last, "heartbeat_ok_wall": None}
+        if only_beat and time.monotonic() - self._written_at < BEAT_REFRESH_S:
             return False
         try:
             write_atomic(self.path, json.dumps({**snapshot, "written_wall": time.time()}, default=str), mode=0o644)
         except OSError:
             return False  # the updater then sees no fresh health, which is the truth
-        self._last, self._written_at = snapshot, now
+        self._last, self._written_at = snapshot, time.monotonic()
         return True
 
 

@@ -4,20 +4,25 @@ loopback, installed into a temporary root by the node's own installed updater, t
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from bench.update_rig import RELEASES, CuttingProxy, ManagedNode, NodeSupervisor, wait_for
 from central.__main__ import main as central_main
 from common.files import write_atomic
 from tests.fixtures.central import CentralHandle, config_document
-from tests.update_helpers import RELEASES, CuttingProxy, ManagedNode, NodeSupervisor, wait_for
+from updates.bundle import MANIFEST, SIGNATURE
 from updates.journal import Journal
 from updates.layout import Layout
+from updates.manifest import generate_key, parse_manifest, public_key_pem, sign_manifest
 from updates.updater import COMMIT_STEPS, STEPS
 
 V1, V2 = "0.1.0+n1", "0.1.0+n2"
@@ -100,27 +105,19 @@ def test_the_node_updates_itself_migrates_its_config_and_commits(rig):
 
 
 def test_a_release_signed_with_another_key_is_refused(rig, release_kit, tmp_path):
-    central, node, _ = rig
+    central, node, bundles = rig
     reset(node)
-    from updates.build import Builder
-
-    other = tmp_path / "other"
-    from updates.manifest import generate_key, public_key_pem
-
-    key = generate_key()
+    key = generate_key()  # someone else's key: the central trusts it here, the node does not
     (tmp_path / "other.pub").write_bytes(public_key_pem(key.public_key()))
-    bundle = (
-        Builder(
-            source=Path(__file__).parents[1],
-            role="elevator",
-            target=release_kit.target,
-            key=key,
-            out_dir=other,
-            version="0.1.0+evil",
-        )
-        .run()
-        .bundle
-    )
+    with tarfile.open(bundles[V2]) as src:
+        manifest = parse_manifest(src.extractfile(MANIFEST).read())
+        raw, signature = sign_manifest(dataclasses.replace(manifest, version="0.1.0+evil"), key)
+        bundle = tmp_path / "evil.bundle"
+        with tarfile.open(bundle, "w") as dst:
+            for member in src.getmembers():
+                data = {MANIFEST: raw, SIGNATURE: signature}.get(member.name) or src.extractfile(member).read()
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
     publish(central, release_kit, bundle, key=tmp_path / "other.pub")
     rollout(central, "0.1.0+evil")
     result = node.updater("now")

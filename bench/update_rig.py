@@ -1,4 +1,4 @@
-"""A node managed by the updater in a temporary root, for the update tests and the updates bench.
+"""A node managed by the updater in a temporary root, for the update tests and the updates benchmarks.
 
 ``ManagedNode(directory, central_url, token, public_key)`` writes a lift node's config (mock GPIO pins, no
 audio) whose [update] root is ``directory/opt`` and whose restart command asks ``NodeSupervisor`` to restart
@@ -17,11 +17,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from common.files import write_atomic
+from updates.build import Builder, copy_source
+from updates.manifest import generate_key, local_target, private_key_pem, public_key_pem
 
 SCHEMA_2 = """
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +69,45 @@ lift = "1"
 door = { pin = 17, active_high = false, pull_up = true }
 occupancy = { pin = 27 }
 """
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ReleaseKit:
+    root: Path
+    private_key: Ed25519PrivateKey
+    key_path: Path
+    public_key: Path
+    target: str = field(default_factory=local_target)
+    _built: dict[tuple, Path] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, root: Path) -> ReleaseKit:
+        """A fresh release key pair in ``root`` (unencrypted: tests and benchmarks only)."""
+        key = generate_key()
+        write_atomic(root / "release.key", private_key_pem(key, None))
+        write_atomic(root / "release.pub", public_key_pem(key.public_key()), mode=0o644)
+        return cls(root, key, root / "release.key", root / "release.pub")
+
+    def bundle(self, version: str, role: str = "elevator", append: dict[str, str] | None = None) -> Path:
+        """A signed bundle of this project (with ``append`` applied) at ``version``; cached per arguments."""
+        cache_key = (version, role, tuple(sorted((append or {}).items())))
+        if cache_key in self._built:
+            return self._built[cache_key]
+        with tempfile.TemporaryDirectory(prefix="tree-", dir=self.root) as tmp:
+            tree = Path(tmp) / "src"
+            copy_source(PROJECT, tree, version)
+            for relative, text in (append or {}).items():
+                with open(tree / relative, "a", encoding="utf-8") as handle:
+                    handle.write("\n" + text + "\n")
+            out = self.root / f"out-{len(self._built)}"
+            result = Builder(
+                source=tree, role=role, target=self.target, key=self.private_key, out_dir=out, version=version
+            ).run()
+        self._built[cache_key] = result.bundle
+        return result.bundle
 
 
 class ManagedNode:
