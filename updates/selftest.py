@@ -25,7 +25,7 @@ from common.config import CONFIG_SCHEMA_VERSION, ConfigError, parse_config, read
 from common.events import make_event
 from common.outbox import Outbox
 from common.sync import package_version
-from provisioning.tomlwrite import dumps
+from common.tomlwrite import dumps
 from updates.layout import PROGRAMS
 from updates.manifest import generate_key, key_id
 from updates.migrations import MigrationError, migrate
