@@ -35,7 +35,17 @@ from central.storage.errors import Conflict, NotFound
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 
-REPORT_STATES = ("downloading", "staged", "refused", "switched", "committed", "rolled_back", "failed", "deferred")
+REPORT_STATES = (
+    "downloading",
+    "staged",
+    "refused",
+    "switched",
+    "committed",
+    "rolled_back",
+    "failed",
+    "deferred",
+    "interrupted",
+)
 router = APIRouter(route_class=JsonRoute)
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 RolloutNumber = Annotated[int, PathParam(ge=1, le=MAX_SAFE_INT, description="the rollout's id")]
@@ -65,9 +75,14 @@ def progress(releases: ReleaseStore, rollout: dict[str, Any], now: float) -> dic
         if rollout["state"] != "running":
             return rollout
         plan = plan_of(rollout)
-        members = rules.stages(rollout["id"], plan, releases.channels(rollout["role"]))[rollout["stage"]]
+        every = rules.stages(rollout["id"], plan, releases.channels(rollout["role"]))
+        outcomes = releases.outcomes(rollout["id"])
+        earlier = rules.failed_earlier(plan, every[: rollout["stage"]], outcomes)
+        if earlier:
+            releases.set_rollout(rollout["id"], now, "halted", earlier, state="halted", reason=earlier)
+            return releases.rollout(rollout["id"])
         verdict = rules.judge(
-            plan, rollout["stage"], members, releases.outcomes(rollout["id"]), now - rollout["stage_started_at"]
+            plan, rollout["stage"], every[rollout["stage"]], outcomes, now - rollout["stage_started_at"]
         )
         name = plan.stage_names[rollout["stage"]]
         if verdict.action == "halt":

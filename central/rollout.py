@@ -100,3 +100,13 @@ def judge(plan: Plan, stage: int, members: Sequence[str], outcomes: Mapping[str,
     if size and soaked_s < plan.soak_s:
         return Verdict("wait", f"soaking: {soaked_s:.0f} of {plan.soak_s:.0f} s", size, ok, bad)
     return Verdict("complete" if last else "advance", f"{ok} of {size} succeeded", size, ok, bad)
+
+
+def failed_earlier(plan: Plan, done: Sequence[Sequence[str]], outcomes: Mapping[str, str]) -> str | None:
+    """Why the rollout must halt for a stage already passed (its nodes can still report a failure, e.g. a
+    rollback hours later), or None."""
+    for index, members in enumerate(done):
+        size, _ok, bad = count(members, outcomes)
+        if size and bad / size > plan.max_failure_rate:
+            return f"stage {plan.stage_names[index]}: {bad} of {size} nodes failed ({bad / size:.0%} > limit {plan.max_failure_rate:.0%})"
+    return None

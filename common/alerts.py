@@ -258,6 +258,15 @@ class AlertBook:
             log.warning("alert re-sent (still open): %s %s", event.kind, event.alert_id)
         return sent
 
+    @staticmethod
+    def read_copy(path: Path) -> list[dict[str, Any]]:
+        """The open alerts in a book's JSON copy, for another process on the node (the updater); [] if none."""
+        try:
+            items = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
     def open_alerts(self) -> list[OpenAlert]:
         """The alerts raised and not cleared, oldest first (copies)."""
         with self._lock:

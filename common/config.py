@@ -190,6 +190,27 @@ class AudioSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class UpdateSection:
+    """Software updates (docs/updates.md): the channel, the release key, where versions live, the health window."""
+
+    enabled: bool = setting(True, help="false: the node never updates by itself (a technician still can)")
+    channel: Literal["pilot", "stable"] = setting("stable", help="pilot nodes get each release first")
+    public_key: Path = setting(Path("/etc/changbai/release.pub"), help="Ed25519 key releases must be signed with")
+    root: Path = setting(Path("/opt/changbai"), help="versions/, the current and committed links live here")
+    check_interval_h: float = setting(6.0, min=0.01, max=168.0, help="how often the node asks for a release")
+    health_timeout_s: float = setting(
+        150.0, min=5.0, max=1800.0, help="the new version must report healthy within this, else it is rolled back"
+    )
+    night_window: str = setting(
+        "01:00-05:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
+        help="kiosks update only in this local-time window, and only when idle",
+    )
+    keep_versions: int = setting(3, min=2, max=10, help="installed versions kept for rollback")
+    restart_command: tuple[str, ...] = setting((), help="empty: systemctl restart changbai-ROLE.service")
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """A whole validated node config. ``role_config`` is the section named by ``node.role``."""
 
@@ -200,6 +221,7 @@ class NodeConfig:
     gpio: GpioSection
     audio: AudioSection
     role_config: Any
+    update: UpdateSection = field(default_factory=UpdateSection)
 
     @property
     def state_dir(self) -> Path:
@@ -361,6 +383,7 @@ def parse_config(data: Mapping[str, Any], file: Path) -> NodeConfig:
     out = _Collector(file)
     common = {"node": NodeSection, "central": CentralSection, "outbox": OutboxSection, "gpio": GpioSection}
     common["audio"] = AudioSection
+    common["update"] = UpdateSection
     role = data.get("node", {}).get("role") if isinstance(data.get("node"), dict) else None
     allowed_top = set(common) | ({role} if role in ROLE_SECTIONS else set())
     for unknown in sorted(set(data) - allowed_top):

@@ -65,6 +65,7 @@ def render() -> str:
         ("outbox", cfg.OutboxSection),
         ("gpio", cfg.GpioSection),
         ("audio", cfg.AudioSection),
+        ("update", cfg.UpdateSection),
     ]
     for title, cls in common:
         out.append(section_table(title, cls, []))

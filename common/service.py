@@ -26,6 +26,7 @@ from common.catalogue import Severity
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
+from common.health_file import HealthFile
 from common.outbox import Outbox, OutboxError
 from common.sync import Uploader
 
@@ -129,6 +130,7 @@ class NodeRuntime:
         self._last_logged: tuple[str, float] | None = None
         self._storm = False
         self._started_mono = self.clock.monotonic()
+        self.health_file = HealthFile(self.state_dir, self.uploader.version)  # read by the updater
 
     # ------------------------------------------------------------------------------------------ recording
     def emit(self, detection: Detection, recipients: tuple[str, ...] = ()) -> Event:
@@ -293,6 +295,8 @@ class NodeRuntime:
         """After each tick: commit due readings, re-send open alerts, end an exception storm that stopped."""
         self.outbox.flush_due()
         self.alerts.due_renotify(now)
+        role_state = {k: v for k, v in self._health.items() if k == "kiosk_state"}
+        self.health_file.publish(self.uploader.last_heartbeat_wall, self.uploader.last_selftest, role_state)
         if self._storm and (self._last_error_at is None or now - self._last_error_at >= STORM_CLEAR_S):
             self._storm = False
             self._error_times.clear()

@@ -32,6 +32,7 @@ from central.config import parse_central_config
 from central.server import CentralServer
 from common.clock import FastClock
 from common.config import NodeConfig, parse_config
+from common.tomlwrite import dumps
 from community.parties import START, CentralWatcher, Resident, payload_summary
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
@@ -44,7 +45,6 @@ from kiosk.node import KioskNode
 from meter_node.node import MeterNode
 from meter_node.profiles import load_profile
 from provisioning import cmd_register
-from provisioning.tomlwrite import dumps
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """`provision`: the field technician's command, from a blank Pi to a registered, tested, running node.
 
-Subcommands: init, register, scan, selftest, prompts, install, status, dead-letters. Every failure is one clear line on
-stderr and an exit code from ``provisioning.errors``; secrets (claim key, token) never reach stdout, stderr or a log.
+Subcommands: init, register, scan, selftest, prompts, install, status, dead-letters, update. Every failure is one
+clear line on stderr and an exit code from ``provisioning.errors``; secrets (claim key, token) never reach stdout,
+stderr or a log.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "install": ("provisioning.cmd_install", "install, enable and start the systemd service"),
     "status": ("provisioning.cmd_status", "the service state and the node's last heartbeat"),
     "dead-letters": ("provisioning.cmd_deadletters", "events the central refused, with reasons; --resend"),
+    "update": ("provisioning.cmd_update", "software update: status, check, now (or --bundle FILE), rollback"),
 }
 
 

@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from common import tomlwrite
 from common.config import (
     CentralSection,
     ConfigError,
@@ -25,7 +26,7 @@ from common.config import (
     parse_config,
     role_section_class,
 )
-from provisioning import prompt, tomlwrite, wiring
+from provisioning import prompt, wiring
 from provisioning.errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_OK, ProvisionError
 from provisioning.files import atomic_write, service_user_ids
 from provisioning.schema import BadValue, Knob, TableArray, knobs_of, table_arrays_of, unwrap_optional

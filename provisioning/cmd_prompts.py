@@ -20,6 +20,7 @@ from typing import Any
 from common.config import NodeConfig
 from common.speech.pack import PackError, load_pack
 from common.speech.voice import Prompt, pack_gaps
+from common.tomlwrite import dumps
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
@@ -30,7 +31,6 @@ from provisioning.errors import (
     ProvisionError,
 )
 from provisioning.prompts import ROLES, EspeakError, check_prompts, role_prompts
-from provisioning.tomlwrite import dumps
 
 
 def build_parser() -> argparse.ArgumentParser:

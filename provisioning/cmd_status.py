@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import NodeConfig
+from common.sync import package_version
 from provisioning import central_client
 from provisioning.cmd_install import systemd_running, unit_name
 from provisioning.configfile import add_config_flag, load_node_config
@@ -24,6 +25,8 @@ from provisioning.errors import (
     EXIT_PERMISSION,
     ProvisionError,
 )
+from updates.journal import Journal
+from updates.layout import Layout
 
 UNIT_PROPERTIES = ("ActiveState", "SubState", "NRestarts", "ExecMainStartTimestamp", "UnitFileState", "Result")
 
@@ -107,6 +110,7 @@ def main(argv: list[str]) -> int:
     config = load_node_config(args.config)
     unit = unit_state(config.node.role)
     report: dict[str, Any] = {"node_id": config.node.id, "role": config.node.role, "unit": unit}
+    report["update"] = update_state(config)
     exit_code = EXIT_OK
     if unit.get("available") and unit.get("ActiveState") != "active":
         exit_code = EXIT_CHECK_FAILED
@@ -149,7 +153,26 @@ def _text(report: dict[str, Any]) -> str:
         for key in ("version", "uptime_s", "outbox_depth", "clock_synced", "last_sensor_read"):
             if key in beat:
                 lines.append(f"          {key}: {beat[key]}")
+    update = report["update"]
+    last = update.get("last_result") or {}
+    lines.append(
+        f"software  {update.get('current') or package_version() + ' (not managed by the updater)'}, "
+        f"update {update.get('phase', 'idle')}"
+        + (f"; last: {last.get('state')} {last.get('version')}: {last.get('reason', '')}" if last else "")
+    )
     return "\n".join(lines)
+
+
+def update_state(config: NodeConfig) -> dict[str, Any]:
+    """The updater's view (versions, phase, last result) from ROOT; {} when the node is not managed by it."""
+    layout = Layout(config.update.root)
+    journal = Journal.load(layout.journal)
+    return {
+        "current": layout.current(),
+        "committed": layout.committed(),
+        "phase": journal.phase,
+        "last_result": journal.last_result,
+    }
 
 
 if __name__ == "__main__":

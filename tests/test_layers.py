@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "meter_node": {"common", "hal"},
     "kiosk": {"common", "hal"},
     "central": {"common", "updates"},  # updates: the release bundle format it verifies and serves
-    "provisioning": {"common", "hal", *NODES},
+    "provisioning": {"common", "hal", *NODES, "updates"},  # updates: provision update and status
     "updates": {"common"},
 }
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common import tomlwrite
 from common.config import load_config
-from provisioning import tomlwrite
 from provisioning.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import zipfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from updates.bundle import bundle_name, write_bundle
-from updates.manifest import PACKAGE, FileEntry, Manifest, ReleaseError, sha256_file, sign_manifest
+from updates.manifest import PACKAGE, FileEntry, Manifest, ReleaseError, local_target, sha256_file, sign_manifest
 
 PI_TARGETS = ("linux_aarch64", "linux_armv7l")
 GLIBC_MAX = 36  # Raspberry Pi OS / Debian 12 Bookworm
@@ -33,11 +32,6 @@ ROLE_EXTRAS = {"elevator": (), "meter": (), "kiosk": ("kiosk",)}
 PI_EXTRAS = ("pi-gpio",)
 SKIP_DIRS = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", "var", "out"}
 Progress = Callable[[str], None]
-
-
-def local_target() -> str:
-    """This machine's target name, e.g. linux_x86_64 (what a node reports and a test bundle is built for)."""
-    return sysconfig.get_platform().replace("-", "_").replace(".", "_")
 
 
 def platform_tags(target: str) -> list[str]:

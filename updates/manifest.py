@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+import sysconfig
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +99,11 @@ class Manifest:
     @property
     def label(self) -> str:
         return f"{self.package} {self.version} ({self.role}, {self.target})"
+
+
+def local_target() -> str:
+    """This machine's target name, e.g. linux_aarch64 on a Pi 4, linux_x86_64 here (what a node asks for)."""
+    return sysconfig.get_platform().replace("-", "_").replace(".", "_")
 
 
 def _need(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], pattern: str | None = None) -> Any:

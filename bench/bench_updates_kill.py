@@ -1,0 +1,177 @@
+"""kill -9 at random moments of real updates, and the time a bad release takes to be rolled back by the node.
+
+A lift node is installed from a real bundle into a temporary root and kept running from ``ROOT/current`` by a
+supervisor that behaves like systemd (Restart=always, ``changbai-update recover`` as ExecStartPre). Each round
+starts the node's own updater (``ROOT/committed/venv/bin/changbai-update now``) towards a release whose config
+schema differs (so a config of the wrong version would not validate), and SIGKILLs it after a random delay
+drawn over the length of an unkilled update. Then, as on a node, the next start or timer tick repairs
+(``recover``, and ``tick`` when a trial was left), and the round checks: ``current`` is a completely installed
+version whose self-test passes on the config as it is, and the config is byte for byte the original (version
+1) or its migration (version 2). Every tenth round the new version is removed first, so kills land in the
+install too. Between rounds the node is put back on version 1 (links, config, journal).
+
+Then a release that exits at start is rolled out with the default 150 s health window: once with the updater
+waiting (the node rolls back alone), once with the updater killed just after the switch (the next timer tick,
+here 120 s later as with changbai-update.timer, restarts the trial and rolls back).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.figures import Figure
+from bench.harness import OPERATOR_KEY, register, start_central
+from bench.update_rig import RELEASES, ManagedNode, NodeSupervisor, ReleaseKit, wait_for
+from central.__main__ import main as central_main
+from updates.journal import Journal
+from updates.layout import Layout
+
+V1, V2, BAD = "0.1.0+k1", "0.1.0+k2", "0.1.0+kbad"
+NODE = "bench-kill-lift"
+TIMER_S = 120.0
+
+
+def _rollout(url: str, version: str) -> None:
+    headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    for item in requests.get(f"{url}/api/v1/rollouts", headers=headers, timeout=30).json()["rollouts"]:
+        if item["state"] in ("running", "paused", "halted"):
+            requests.post(f"{url}/api/v1/rollouts/{item['id']}/abort", headers=headers, timeout=30)
+    body = {"role": "elevator", "version": version, "shares": [100], "soak_s": 0}
+    requests.post(f"{url}/api/v1/rollouts", json=body, headers=headers, timeout=30).raise_for_status()
+
+
+def _reset(node: ManagedNode) -> Layout:
+    layout = Layout(node.root)
+    layout.point("current", V1)
+    layout.point("committed", V1)
+    node.config.write_bytes(node.original_config)
+    layout.journal.unlink(missing_ok=True)
+    return layout
+
+
+def _runnable(node: ManagedNode) -> str | None:
+    """None when the node can run, else what is wrong."""
+    layout = Layout(node.root)
+    current = layout.current()
+    problem = layout.problem(current, "elevator")
+    if problem:
+        return problem
+    cmd = [str(layout.venv(current) / "bin" / "python"), "-I", "-m", "updates.selftest", "--config", str(node.config)]
+    check = subprocess.run([*cmd, "--from-schema", str(layout.config_schema(current))], capture_output=True, text=True)
+    if check.returncode != 0:
+        return f"{current}: {check.stdout.strip()[-300:]}"
+    migrated = b'note = "migrated to schema 2"' in node.config.read_bytes()
+    if migrated != (current == V2) or (current == V1 and node.config.read_bytes() != node.original_config):
+        return f"{current} with the config of the other version"
+    return None
+
+
+def _kill_rounds(node: ManagedNode, url: str, rounds: int, rng: random.Random) -> dict:
+    exe = node.root / "committed" / "venv" / "bin" / "changbai-update"
+    for _warm_up in range(2):  # the first installs version 2; the second is a whole update as most rounds are
+        started = time.monotonic()
+        _reset(node)
+        _rollout(url, V2)
+        subprocess.run([str(exe), "--config", str(node.config), "now"], capture_output=True, timeout=600)
+        span = time.monotonic() - started
+    broken, killed, on_v2 = [], 0, 0
+    for index in range(rounds):
+        layout = _reset(node)
+        _rollout(url, V2)
+        if index % 10 == 9:
+            shutil.rmtree(layout.version_dir(V2), ignore_errors=True)
+        proc = subprocess.Popen(
+            [str(exe), "--config", str(node.config), "now"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            proc.wait(rng.uniform(0.0, span))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed += 1
+        node.updater("recover")
+        if Journal.load(layout.journal).phase == "trial":
+            node.updater("tick")
+        problem = _runnable(node)
+        if problem:
+            broken.append(f"round {index}: {problem}")
+        on_v2 += Layout(node.root).current() == V2
+    return {"span": span, "killed": killed, "broken": broken, "on_v2": on_v2}
+
+
+def _rollback_time(node: ManagedNode, url: str, kill_updater: bool, timer_s: float) -> float:
+    layout = _reset(node)
+    _rollout(url, BAD)
+    exe = node.root / "committed" / "venv" / "bin" / "changbai-update"
+    proc = subprocess.Popen(
+        [str(exe), "--config", str(node.config), "now"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(lambda: layout.current() == BAD or proc.poll() is not None, 900, "the switch to the bad release")
+    switched = time.monotonic()
+    if kill_updater:
+        proc.kill()
+        proc.wait()
+        time.sleep(timer_s)  # until the next changbai-update.timer run
+        node.updater("tick", timeout=900)
+    else:
+        proc.wait(900)
+    wait_for(lambda: Journal.load(layout.journal).last_result.get("state") == "rolled_back", 900, "the rollback")
+    return time.monotonic() - switched
+
+
+def run(quick: bool) -> list[Figure]:
+    rounds = 20 if quick else 200
+    rng = random.Random(17)
+    with tempfile.TemporaryDirectory(prefix="bench-update-kill-") as tmp:
+        folder = Path(tmp)
+        kit = ReleaseKit.new(folder)
+        bundles = {
+            V1: kit.bundle(V1),
+            V2: kit.bundle(V2, append=RELEASES["schema2"]),
+            BAD: kit.bundle(BAD, append=RELEASES["dies_at_start"]),
+        }
+        server = start_central(folder)
+        try:
+            for bundle in bundles.values():
+                db = str(server.db_path)
+                assert (
+                    central_main(["release", "add", str(bundle), "--db", db, "--public-key", str(kit.public_key)]) == 0
+                )
+            token = register(server, NODE, "elevator", folder / "token")
+            node = ManagedNode(folder / "node", server.url, token, kit.public_key, NODE, 20 if quick else 150)
+            installed = node.first_install(bundles[V1])
+            assert installed.returncode == 0, installed.stdout + installed.stderr
+            with NodeSupervisor(node):
+                wait_for(lambda: (node.dir / "var" / NODE / "health.json").exists(), 60, "the node's first health")
+                kills = _kill_rounds(node, server.url, rounds, rng)
+                timer_s = 10.0 if quick else TIMER_S
+                alive = _rollback_time(node, server.url, kill_updater=False, timer_s=timer_s)
+                dead = _rollback_time(node, server.url, kill_updater=True, timer_s=timer_s)
+        finally:
+            server.stop()
+    for line in kills["broken"][:10]:
+        print(f"  NOT RUNNABLE: {line}")
+    window = "20 s (quick)" if quick else "150 s"
+    return [
+        Figure(f"kill -9 rounds during updates (random moment over {kills['span']:.0f} s)", rounds, "rounds", "200"),
+        Figure("  of which the updater was killed", kills["killed"], "rounds", ""),
+        Figure(
+            "  node left without a runnable version, or with the other version's config",
+            len(kills["broken"]),
+            "rounds",
+            "0",
+        ),
+        Figure("  rounds that ended on the new version", kills["on_v2"], "rounds", ""),
+        Figure(f"bad release rolled back by the node, updater waiting (window {window})", alive, "s", "< 300"),
+        Figure(
+            f"bad release rolled back, updater killed after the switch (+{timer_s:.0f} s timer)", dead, "s", "< 300"
+        ),
+    ]
