@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_screen(config, texts, windowed=getattr(args, "windowed", False))
 
 
-def make_node(config: NodeConfig, texts: Texts) -> Any:
-    """The kiosk without its screen (imported here: the screen shows before the node and its network start)."""
+def make_node(config: NodeConfig, texts: Texts, **options: Any) -> Any:
+    """The kiosk without its screen (imported here: the screen shows before the node and its network start);
+    ``options`` go to KioskNode (kiosk.drive: a silent speaker, no GPIO, a fast clock)."""
     from kiosk.node import KioskNode
 
-    return KioskNode(config, texts=texts)
+    return KioskNode(config, texts=texts, **options)
 
 
 def user_cache() -> Path:
