@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from common.clock import FastClock
-from hal.audio import NullSpeaker
 from kiosk.__main__ import make_node
 from kiosk.probe import emit, rss_mb
 from kiosk.texts import load_texts
@@ -92,7 +91,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     # as `kiosk run` does: the screen first, the node (imported only then) behind it; no audio device in CI: the
     # controller keeps the last prompts' texts (node.controller.spoken)
     def node() -> Any:
-        return make_node(config, texts, speaker=NullSpeaker(), use_gpio=False, clock=clock)
+        return make_node(config, texts, silent=True, use_gpio=False, clock=clock)
 
     app, nodes = open_screen(config, texts, node)
     result: dict[str, Any] = {"reached": False}
@@ -243,7 +242,7 @@ class Soak:
 def _soak_headless(args: argparse.Namespace, config: Any) -> int:
     kiosk = config.role_config
     texts = load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
-    node = make_node(config, texts, speaker=NullSpeaker(), use_gpio=False, clock=FastClock(args.speed))
+    node = make_node(config, texts, silent=True, use_gpio=False, clock=FastClock(args.speed))
     soak = Soak(node, args)
     node.start_thread()
     try:
