@@ -28,7 +28,7 @@ from kivy.uix.widget import Widget  # noqa: E402
 
 from common.clock import Clock, SystemClock  # noqa: E402
 from common.config import NodeConfig  # noqa: E402
-from kiosk import theme  # noqa: E402
+from kiosk import faces, theme  # noqa: E402
 from kiosk.config import ScreenSection  # noqa: E402
 from kiosk.fonts import FontError, kiosk_fonts  # noqa: E402
 from kiosk.icons import StateIcon  # noqa: E402
@@ -164,6 +164,7 @@ class KioskApp(App):
         self.on_ready = on_ready
         self.still = still  # a still screen (snapshots): touches do nothing
         self.font_problem = ""
+        faces.install()  # one font per file for every text size (2.2 MB each for the CJK face)
         try:
             self.font, self.font_bold = kiosk_fonts(screen, font_cache)
         except FontError as exc:
