@@ -66,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
         def first_frame(self, *_: object) -> None:
             Window.unbind(on_flip=self.first_frame)
-            emit("idle_drawn", since_start_s=time.time() - START_WALL, rss_mb=round(rss_mb(), 2))
+            emit(
+                "idle_drawn",
+                since_start_s=time.time() - START_WALL,
+                cpu_s=time.process_time(),
+                rss_mb=round(rss_mb(), 2),
+            )
             if args.presses:
                 Clock.schedule_interval(self.press, args.every)
             else:

@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         now = time.perf_counter()
         if "idle_drawn" not in marks:
             marks["idle_drawn"] = now
-            emit("idle_drawn", since_start_s=time.time() - START_WALL)
+            emit("idle_drawn", since_start_s=time.time() - START_WALL, cpu_s=time.process_time())
         if "touched" in marks and "feedback_drawn" not in marks and app.view.state != "idle":
             marks["feedback_drawn"] = now
             emit("feedback_drawn", latency_s=now - marks["touched"], state=app.view.state)
