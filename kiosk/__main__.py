@@ -50,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_screen(config, texts, windowed=getattr(args, "windowed", False))
 
 
-def make_node(config: NodeConfig, texts: Texts) -> Any:
-    """The kiosk without its screen (imported here: the screen shows before the node and its network start)."""
+def make_node(config: NodeConfig, texts: Texts, *, silent: bool = False, **options: Any) -> Any:
+    """The kiosk without its screen (imported here: the screen shows before the node, its network and its voice
+    are even imported); ``silent``: a speaker that plays nothing, whatever [audio] says; ``options`` go to
+    KioskNode (kiosk.drive: no GPIO, a fast clock)."""
+    from hal.audio import NullSpeaker
     from kiosk.node import KioskNode
 
-    return KioskNode(config, texts=texts)
+    if silent:
+        options["speaker"] = NullSpeaker()
+    return KioskNode(config, texts=texts, **options)
 
 
 def user_cache() -> Path:

@@ -28,12 +28,12 @@ from kivy.uix.widget import Widget  # noqa: E402
 
 from common.clock import Clock, SystemClock  # noqa: E402
 from common.config import NodeConfig  # noqa: E402
-from kiosk import theme  # noqa: E402
+from kiosk import faces, theme  # noqa: E402
 from kiosk.config import ScreenSection  # noqa: E402
 from kiosk.fonts import FontError, kiosk_fonts  # noqa: E402
 from kiosk.icons import StateIcon  # noqa: E402
-from kiosk.ride_events import RideView  # noqa: E402
 from kiosk.texts import Texts  # noqa: E402
+from kiosk.view import RideView  # noqa: E402
 
 if TYPE_CHECKING:  # the controller (and the network client under it) is attached after the first frame
     from kiosk.controller import KioskController
@@ -164,6 +164,7 @@ class KioskApp(App):
         self.on_ready = on_ready
         self.still = still  # a still screen (snapshots): touches do nothing
         self.font_problem = ""
+        faces.install()  # one font per file for every text size (2.2 MB each for the CJK face)
         try:
             self.font, self.font_bold = kiosk_fonts(screen, font_cache)
         except FontError as exc:
@@ -187,9 +188,9 @@ class KioskApp(App):
         self.idle = IdlePanel()
         self.call_button = self.idle.ids.call
         self.call_button.bind(on_press=lambda *_: self.press())
-        self._screen: ScreenPanel | None = None  # built at the first screen after idle: idle comes up sooner
-        self.primary = KioskButton(on_release=lambda *_: self._primary())
-        self.confirm = KioskButton(on_release=lambda *_: self._confirm())
+        # the panel of the other screens and its two buttons are built at the first screen after idle: idle comes
+        # up sooner
+        self._screen: ScreenPanel | None = None
         self.idle.ids.help.bind(on_release=lambda *_: self._help())
         t, english = self.texts, self.screen_cfg.english
         self.root_widget.ids.bar_zh.text = f"{t.label('pickup_zh')}：{t.pickup_point}"
@@ -202,6 +203,8 @@ class KioskApp(App):
     def screen(self) -> ScreenPanel:
         """The panel of every screen but idle."""
         if self._screen is None:
+            self.primary = KioskButton(on_release=lambda *_: self._primary())
+            self.confirm = KioskButton(on_release=lambda *_: self._confirm())
             self._screen = ScreenPanel()
             self._screen.ids.help.bind(on_release=lambda *_: self._help())
         return self._screen
@@ -376,8 +379,9 @@ class KioskApp(App):
         """A screen opened by a touch shows its buttons only a second after it: an anxious second tap on the
         same spot lands on nothing."""
         wait = self.last_touch + TOUCH_GUARD_S - time.monotonic()
-        buttons = [self.primary, self.confirm, self.idle.ids.help, self.call_button]
-        buttons += [self._screen.ids.help] if self._screen is not None else []
+        buttons = [self.idle.ids.help, self.call_button]
+        if self._screen is not None:
+            buttons += [self.primary, self.confirm, self._screen.ids.help]
         if wait <= 0:
             return
         for button in buttons:
@@ -395,7 +399,7 @@ class KioskApp(App):
 
     def buttons_shown(self) -> bool:
         """True when the screen's buttons can be touched (the guard after a touch is over)."""
-        return not self.primary.disabled and not self.call_button.disabled
+        return (self._screen is None or not self.primary.disabled) and not self.call_button.disabled
 
     def _autofit(self) -> None:
         """Shrink the text when a long line from the texts file would run off the screen (logged)."""

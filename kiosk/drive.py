@@ -9,7 +9,6 @@ after the press), ``state`` (each change) and ``done``. Exit 0 when ``--until`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -18,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from common.clock import FastClock
-from hal.audio import NullSpeaker
+from kiosk.__main__ import make_node
+from kiosk.probe import emit, rss_mb
+from kiosk.texts import load_texts
 
 START_WALL = time.time()
-
-
-def emit(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "wall": time.time(), **fields}, ensure_ascii=False), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +71,8 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from kivy.input.motionevent import MotionEvent
 
     from kiosk.app import KioskApp, open_screen
-    from kiosk.node import KioskNode
     from kiosk.png import write_png
     from kiosk.snapshot import read_rgb
-    from kiosk.texts import load_texts
 
     class Touch(MotionEvent):
         def __init__(self, x: float, y: float) -> None:
@@ -93,13 +88,12 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     kiosk = config.role_config
     texts = load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
 
-    # as `kiosk run` does: the screen first, the node behind it; no audio device in CI: the controller keeps the
-    # last prompts' texts (node.controller.spoken)
-    def make_node() -> Any:
+    # as `kiosk run` does: the screen first, the node (imported only then) behind it; no audio device in CI: the
+    # controller keeps the last prompts' texts (node.controller.spoken)
+    def node() -> Any:
+        return make_node(config, texts, silent=True, use_gpio=False, clock=clock)
 
-        return KioskNode(config, texts=texts, speaker=NullSpeaker(), use_gpio=False, clock=clock)
-
-    app, nodes = open_screen(config, texts, make_node)
+    app, nodes = open_screen(config, texts, node)
     result: dict[str, Any] = {"reached": False}
     marks: dict[str, float] = {}
     last_state = [""]
@@ -109,7 +103,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         now = time.perf_counter()
         if "idle_drawn" not in marks:
             marks["idle_drawn"] = now
-            emit("idle_drawn", since_start_s=time.time() - START_WALL)
+            emit("idle_drawn", since_start_s=time.time() - START_WALL, cpu_s=time.process_time())
         if "touched" in marks and "feedback_drawn" not in marks and app.view.state != "idle":
             marks["feedback_drawn"] = now
             emit("feedback_drawn", latency_s=now - marks["touched"], state=app.view.state)
@@ -215,14 +209,6 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     return 0 if result["reached"] or not args.until else 1
 
 
-def rss_mb() -> float:
-    """This process's resident set size (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Soak:
     """A day of use on a fast clock: a ride every few simulated minutes, RSS every simulated hour."""
 
@@ -254,9 +240,9 @@ class Soak:
 
 
 def _soak_headless(args: argparse.Namespace, config: Any) -> int:
-    from kiosk.node import KioskNode
-
-    node = KioskNode(config, speaker=NullSpeaker(), use_gpio=False, clock=FastClock(args.speed))
+    kiosk = config.role_config
+    texts = load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+    node = make_node(config, texts, silent=True, use_gpio=False, clock=FastClock(args.speed))
     soak = Soak(node, args)
     node.start_thread()
     try:

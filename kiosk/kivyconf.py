@@ -9,10 +9,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-
-from kiosk.config import ScreenSection
+from typing import Protocol
 
 _configured = False
+
+
+class WindowSettings(Protocol):
+    """What ``configure_kivy`` reads of the screen (``kiosk.config.ScreenSection`` has it; the bench's bare app
+    passes its own, so it carries nothing of the kiosk's config)."""
+
+    width: int
+    height: int
+    rotation: int
+    fullscreen: bool
+    touch_input: str
 
 
 def prepare_environment(kivy_home: Path | None = None) -> None:
@@ -27,7 +37,7 @@ def prepare_environment(kivy_home: Path | None = None) -> None:
         os.environ["KIVY_HOME"] = str(kivy_home)
 
 
-def configure_kivy(screen: ScreenSection, *, fullscreen: bool | None = None, kivy_home: Path | None = None) -> None:
+def configure_kivy(screen: WindowSettings, *, fullscreen: bool | None = None, kivy_home: Path | None = None) -> None:
     """Hardened kiosk settings: full screen, no cursor, Escape does not quit, no screensaver, no multitouch."""
     global _configured
     prepare_environment(kivy_home)

@@ -453,8 +453,3 @@ class RideMachine:
 
     def _clear_cancel(self) -> None:
         self.cancel_owed = self.cancel_ride_id = self.cancel_next = None
-
-
-def speakable_plate(plate: str) -> str:
-    """A plate read character by character: 沪A·D12345 -> '沪 A D 1 2 3 4 5' (separators dropped)."""
-    return " ".join(ch for ch in plate if ch.isalnum())

@@ -10,35 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-RideState = Literal[
-    "idle",
-    "requesting",
-    "searching",
-    "assigned",
-    "car_late",
-    "arrived",
-    "no_car",
-    "cancelled",
-    "offline",
-    "error",
-    "help_requested",
-    "confirm_cancel",
-]
-# every screen, in the order the snapshots and the docs list them
-STATES: tuple[RideState, ...] = (
-    "idle",
-    "requesting",
-    "searching",
-    "assigned",
-    "arrived",
-    "car_late",
-    "no_car",
-    "cancelled",
-    "offline",
-    "error",
-    "help_requested",
-    "confirm_cancel",
-)
+# what the screen needs lives in kiosk.view (drawn before the rest of the kiosk is imported); the same names here
+from kiosk.view import STATES as STATES
+from kiosk.view import Car as Car
+from kiosk.view import RideState as RideState
+from kiosk.view import RideView as RideView
+
 # screens shown over the ride's own state, which goes on underneath
 OVERLAYS: frozenset[str] = frozenset({"help_requested", "confirm_cancel"})
 # a result the resident reads, then the kiosk is free again
@@ -51,17 +28,6 @@ DRIVER_STATES: frozenset[str] = frozenset({"assigned", "car_late"})
 CENTRAL_STATUSES: frozenset[str] = frozenset({"searching", "assigned", "arrived", "no_car", "cancelled"})
 # a ride the central closed: its status -> the kiosk's state
 CLOSED_BY_CENTRAL: dict[str, RideState] = {"arrived": "arrived", "no_car": "no_car", "cancelled": "cancelled"}
-
-
-@dataclass(frozen=True)
-class Car:
-    """The taxi the central assigned."""
-
-    plate: str
-    colour: str = ""  # English, as the central's fleet names it
-    model: str = ""
-    colour_zh: str = ""
-    model_zh: str = ""
 
 
 # ------------------------------------------------------------------------------------------------- events
@@ -169,21 +135,6 @@ RideEvent = (
 
 
 # ------------------------------------------------------------------------------------------------ effects
-@dataclass(frozen=True)
-class RideView:
-    """Everything a screen needs to draw a state (monotonic times): ``eta_due`` when the car should be there,
-    ``waiting_since`` the press that started the ride, ``ride_state`` the ride's own state under an overlay."""
-
-    state: RideState
-    car: Car | None = None
-    eta_due: float | None = None
-    ride_id: str | None = None
-    since: float = 0.0
-    cancellable: bool = False  # a ride the resident can still cancel (also while offline)
-    waiting_since: float | None = None
-    ride_state: RideState | None = None
-
-
 @dataclass(frozen=True)
 class Show:
     view: RideView

@@ -13,7 +13,7 @@ from kivy.uix.widget import Widget
 
 from kiosk.app import CallButton, KioskApp, KioskButton
 from kiosk.png import write_png
-from kiosk.ride_events import STATES, Car, RideState, RideView
+from kiosk.view import STATES, Car, RideState, RideView
 
 # a green new-energy plate (8 characters) on its way, a blue one (7) at the gate
 SAMPLE_CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")

@@ -26,8 +26,7 @@ from common.spoken import (
     phone_for_listening,
     plate_for_listening,
 )
-from kiosk.ride import speakable_plate
-from kiosk.ride_events import STATES
+from kiosk.view import STATES
 
 if TYPE_CHECKING:  # the voice is needed only after the first screen is drawn (kiosk start-up)
     from common.speech.voice import Prompt
@@ -252,3 +251,8 @@ def load_texts(path: Path | None, pickup_point: str, hotline: str, pickup_point_
     if problems:
         raise TextsError(problems)
     return texts
+
+
+def speakable_plate(plate: str) -> str:
+    """A plate read character by character: 沪A·D12345 -> '沪 A D 1 2 3 4 5' (separators dropped)."""
+    return " ".join(ch for ch in plate if ch.isalnum())

@@ -360,3 +360,29 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         assert any("物业" in s for s in voice.texts)
     finally:
         node.close()
+
+
+GPIO_LOADED = """
+import sys
+from common.config import load_config
+from hal.audio import NullSpeaker
+from kiosk.node import KioskNode
+node = KioskNode(load_config(sys.argv[1]), speaker=NullSpeaker())
+print("gpiozero" in sys.modules, node.button is not None)
+node.close()
+"""
+
+
+def test_gpiozero_is_loaded_only_by_a_kiosk_with_a_button_or_led(tmp_path: Path) -> None:
+    # a screen-only kiosk does not carry gpiozero's 2.2 MB; one with an arcade button opens it (mock pins here)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "wired").mkdir()
+    plain = write_kiosk_config(tmp_path / "plain", "http://127.0.0.1:9", None)
+    wired = write_config(tmp_path / "wired", "http://127.0.0.1:9", None)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for config, expected in ((plain, "False False"), (wired, "True True")):
+        proc = subprocess.run(
+            [sys.executable, "-c", GPIO_LOADED, str(config)], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split("\n")[-2] == expected

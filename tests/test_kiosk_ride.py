@@ -8,7 +8,7 @@ import types
 import pytest
 
 from kiosk.config import RideTimingSection
-from kiosk.ride import RideMachine, speakable_plate
+from kiosk.ride import RideMachine
 from kiosk.ride_events import (
     ACTIVE_STATES,
     STATES,
@@ -34,6 +34,7 @@ from kiosk.ride_events import (
     Speak,
     Tick,
 )
+from kiosk.texts import speakable_plate
 
 T = RideTimingSection(
     poll_interval_s=3,
