@@ -28,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kiosk.drive", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--touch", action="store_true", help="touch the call button once the idle screen is up")
-    parser.add_argument("--touch-after", type=float, default=0.3, help="seconds after the first frame")
     parser.add_argument(
-        "--tap-cancel-after", type=float, default=0.0, help="then tap where the cancel button goes, this much later"
+        "--touch-after", type=float, default=0.3, help="seconds after the node is attached behind the first frame"
+    )
+    parser.add_argument(
+        "--tap-cancel-after", type=float, default=0.0, help="then tap where the cancel button goes, this long after"
     )
     parser.add_argument("--until", default="", help="stop when this ride state is shown")
     parser.add_argument("--timeout", type=float, default=30.0)
@@ -123,11 +125,15 @@ def _run(args: argparse.Namespace, config: Any) -> int:
 
     def touch(_dt: float) -> None:
         marks["touched"] = time.perf_counter()
+        if args.tap_cancel_after:
+            # timed from this touch: timed from the start, a slow first frame put both taps before the press
+            # reached the ride flow (the second one then landed on the idle screen)
+            KivyClock.schedule_once(tap_cancel, args.tap_cancel_after)
         tap(app.call_button, "touched")
 
-    def tap(widget: Any, event: str) -> None:
+    def tap(widget: Any, event: str, **fields: Any) -> None:
         x, y = widget.to_window(*widget.center)
-        emit(event, x=x, y=y, state=app.view.state)
+        emit(event, x=x, y=y, state=app.view.state, **fields)
         t = Touch(x, y)
         EventLoop.post_dispatch_input("begin", t)
         EventLoop.post_dispatch_input("end", t)
@@ -135,7 +141,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     def tap_cancel(_dt: float) -> None:
         # an anxious second tap where the cancel button will appear (it is not there yet)
         app.screen.ids.primary_slot.do_layout()
-        tap(app.screen.ids.primary_slot, "second_tap")
+        tap(app.screen.ids.primary_slot, "second_tap", since_touch_s=time.perf_counter() - marks["touched"])
 
     def finish(_dt: float) -> None:
         waiting_buttons = "touched" in marks and "buttons_shown" not in marks  # the frame that shows them
@@ -174,14 +180,19 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         if soak.step():
             app.stop()
 
+    def when_attached(then: Any) -> None:
+        # the node is built behind the first frame (open_screen); a touch before it only waits in the app
+        if app.controller is None:
+            KivyClock.schedule_once(lambda _dt: when_attached(then), 0.05)
+        else:
+            then()
+
     def ready(_app: KioskApp) -> None:
         Window.bind(on_flip=on_flip)
         if args.escape:
             escape()
         if args.touch:
-            KivyClock.schedule_once(touch, args.touch_after)
-        if args.tap_cancel_after:
-            KivyClock.schedule_once(tap_cancel, args.touch_after + args.tap_cancel_after)
+            when_attached(lambda: KivyClock.schedule_once(touch, args.touch_after))
         if args.soak_hours:
             KivyClock.schedule_interval(soak_step, 0.05)
             # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a

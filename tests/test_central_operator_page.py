@@ -28,6 +28,7 @@ HARNESS = r"""
 const vm = require("vm");
 const [script, base, key, stepsJson] = process.argv.slice(2);
 const steps = JSON.parse(stepsJson);
+let inflight = 0;
 class El {
   constructor(tag) { this.tag = tag; this.children = []; this.attrs = {}; this.listeners = {}; this.own = "";
     this.value = ""; const set = new Set(); this.classList = { add: c => set.add(c), remove: c => set.delete(c),
@@ -51,11 +52,26 @@ const context = vm.createContext({
               getElementById: get },
   localStorage: { getItem: k => store[k] ?? null, setItem: (k, v) => { store[k] = v; }, removeItem: k => { delete store[k]; } },
   window: { prompt: () => "on my way", alert: m => console.error("ALERT " + m) },
-  fetch: (u, o) => fetch(base + u, o),
+  fetch: (u, o) => {
+    // each request counts until its body is read, so settle() knows when the page has nothing in flight
+    inflight += 1;
+    return fetch(base + u, o)
+      .then(async r => new Response(await r.arrayBuffer(), { status: r.status, statusText: r.statusText, headers: r.headers }))
+      .finally(() => { inflight -= 1; });
+  },
   setInterval: () => 0,
 });
 vm.runInContext(require("fs").readFileSync(script, "utf8"), context);
-const settle = () => new Promise(r => setTimeout(r, 400));
+// the page has settled when no request has been in flight for a few turns of the event loop (its handlers run
+// in promise callbacks between them); waits on that, not on a fixed time that a loaded machine overruns
+const turn = () => new Promise(r => setTimeout(r, 10));
+const settle = async () => {
+  const deadline = Date.now() + 30000;
+  for (let idle = 0; idle < 5; idle = inflight ? 0 : idle + 1) {
+    if (Date.now() > deadline) throw new Error("the page still had requests in flight after 30 s");
+    await turn();
+  }
+};
 (async () => {
   const out = {};
   await settle();

@@ -153,6 +153,7 @@ def test_no_button_under_the_finger_within_a_second_of_the_press(central, displa
     config = kiosk_config(tmp_path, central.url, token)
     lines = drive(config, display, tmp_path, "--touch", "--tap-cancel-after", "0.5", "--until", "assigned")
     assert lines[-1]["reached"], lines
+    print("LINES", json.dumps(lines))
     second = next(e for e in lines if e["event"] == "second_tap")
     assert second["state"] in ("requesting", "searching", "assigned")  # the tap came while a ride was on
     states = [e["state"] for e in lines if e["event"] == "state"]

@@ -93,9 +93,18 @@ def put(sim: SimulatedMeterBus, address: int, profile_name: str, litres: float) 
     sim.set_registers(address, profile.function_code, profile.address, profile.encode(litres))
 
 
+# a scan that must hear a meter waits this long for each reply: on a loaded machine a reply through the pty,
+# the router thread and the pymodbus thread took up to 0.48 s (400 reads, load 14: median 0.025 s, p99 0.25 s);
+# at 0.05 s a responder's reply was often taken for silence. Each silent address costs this wait, so a scan that
+# must hear nothing keeps the short one.
+ANSWER_TIMEOUT = "0.5"
+SILENCE_TIMEOUT = "0.05"
+
+
 def test_scan_finds_each_meter_at_its_baud_with_its_profile(two_speed_bus, capsys: pytest.CaptureFixture) -> None:
     port, _ = two_speed_bus
-    argv = ["scan", "--port", port, "--addresses", "1-8", "--bauds", "9600,19200", "--timeout", "0.05", "--json"]
+    argv = ["scan", "--port", port, "--addresses", "1-8", "--bauds", "9600,19200", "--timeout", ANSWER_TIMEOUT]
+    argv.append("--json")
     assert main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -112,12 +121,12 @@ def test_scan_finds_each_meter_at_its_baud_with_its_profile(two_speed_bus, capsy
 
 def test_scan_table_and_nothing_found(two_speed_bus, capsys: pytest.CaptureFixture) -> None:
     port, _ = two_speed_bus
-    assert main(["scan", "--port", port, "--addresses", "1-3", "--bauds", "9600", "--timeout", "0.05"]) == 0
+    assert main(["scan", "--port", port, "--addresses", "1-3", "--bauds", "9600", "--timeout", ANSWER_TIMEOUT]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.strip() and line.split()[0].isdigit()]
     assert [(r[0], r[1], r[3]) for r in rows] == [("1", "9600", "ultrad_int_ml")]
     # slave 3 runs at 19200: at 2400 nobody answers, and the scan says so with exit 1
-    assert main(["scan", "--port", port, "--addresses", "3", "--bauds", "2400", "--timeout", "0.05"]) == 1
+    assert main(["scan", "--port", port, "--addresses", "3", "--bauds", "2400", "--timeout", SILENCE_TIMEOUT]) == 1
     assert "no meter answered" in capsys.readouterr().out
 
 
@@ -127,7 +136,7 @@ def test_scan_says_when_no_profile_fits(two_speed_bus, capsys: pytest.CaptureFix
     # every layout decodes a total far too large for a water meter, or a NaN fraction
     sims[9600].set_registers(5, 3, 0, [0x7FFF] * 16)
     sims[9600].set_registers(5, 4, 0, [0x7FFF] * 4)
-    argv = ["scan", "--port", port, "--addresses", "5", "--bauds", "9600", "--timeout", "0.05", "--json"]
+    argv = ["scan", "--port", port, "--addresses", "5", "--bauds", "9600", "--timeout", ANSWER_TIMEOUT, "--json"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     (responder,) = report["responders"]
