@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
 
@@ -117,6 +118,7 @@ class CentralConfig:
     operators: tuple[OperatorSection, ...] = setting((), help="[[operators]] tables")
     escalation: EscalationSection = setting(default_factory=EscalationSection)
     fleet: FleetSection = setting(default_factory=FleetSection)
+    notify: NotifySection = setting(default_factory=NotifySection)
 
     def problems(self) -> list[str]:
         out = []

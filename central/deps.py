@@ -7,18 +7,36 @@ app with any store or clock.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from central.changes import ChangeHub
 from central.config import CentralConfig, OperatorSection
 from central.errors import ApiError
+from central.notify.store import NotifyStore
 from central.storage import Store
 from common.clock import Clock
 
 bearer = HTTPBearer(auto_error=False, description="node token or operator key")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+@dataclass(frozen=True)
+class Central:
+    """What the newer routes need at once: storage, the delivery log, config, clock and the change hub."""
+
+    store: Store
+    notify: NotifyStore
+    config: CentralConfig
+    clock: Clock
+    changes: ChangeHub
+
+
+def get_central(request: Request) -> Central:
+    return request.app.state.central
 
 
 def get_store(request: Request) -> Store:
@@ -33,7 +51,18 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
+def get_notify(request: Request) -> NotifyStore:
+    return request.app.state.notify
+
+
+def get_changes(request: Request) -> ChangeHub:
+    return request.app.state.changes
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+NotifyDep = Annotated[NotifyStore, Depends(get_notify)]
+ChangesDep = Annotated[ChangeHub, Depends(get_changes)]
+CentralDep = Annotated[Central, Depends(get_central)]
 ConfigDep = Annotated[CentralConfig, Depends(get_config)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from central.config import CentralConfig
 from central.fleet import DispatchPlan, ride_view
+from central.kinds import kind_zh, reasons
+from central.notify.store import NotifyStore
 from central.routing import notifications
+from central.storage import Store
 
 
 def _handled_at(alert: dict[str, Any]) -> float | None:
@@ -15,9 +18,15 @@ def _handled_at(alert: dict[str, Any]) -> float | None:
 
 
 def alert_view(
-    alert: dict[str, Any], nodes: dict[str, dict[str, Any]], now: float, config: CentralConfig
+    alert: dict[str, Any],
+    nodes: dict[str, dict[str, Any]],
+    now: float,
+    config: CentralConfig,
+    urgent_at: float | None = None,
 ) -> dict[str, Any]:
-    """An alert with its notification schedule, the contacts of the roles it reaches and where its node is."""
+    """An alert with its notification schedule, the contacts of the roles it reaches and where its node is.
+
+    ``urgent_at``: when it turned urgent (from its log); the held-back roles are due that long after it."""
     node = nodes.get(alert["node_id"], {})
     payload = alert["payload"] if isinstance(alert["payload"], dict) else {}
     schedule = notifications(
@@ -28,6 +37,7 @@ def alert_view(
         handled_at=_handled_at(alert),
         now=now,
         escalation=config.escalation,
+        urgent_at=urgent_at,
     )
     contacts = node.get("contacts") or {}
     for entry in schedule["notified"]:
@@ -38,6 +48,7 @@ def alert_view(
     alert.update(schedule)
     alert["contacts"] = {role: contacts.get(role, []) for role in roles}
     alert.update(site=node.get("site"), area=node.get("area"), location=node.get("location"), role=node.get("role"))
+    alert.update(urgent_at=urgent_at, title_zh=kind_zh(alert["kind"]), reasons=reasons(alert["kind"], payload))
     return alert
 
 
@@ -59,3 +70,33 @@ def node_view(node: dict[str, Any], now: float, config: CentralConfig) -> dict[s
     node["seen_ago_s"] = None if seen is None else max(0.0, now - seen)
     node["stale"] = seen is None or now - seen > config.server.node_stale_after_s
     return node
+
+
+def told(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """When each role was really told: its first delivery accepted by a receiver, by whom and on which channel."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in sorted((d for d in deliveries if d["state"] == "sent"), key=lambda d: d["sent_at"]):
+        out.setdefault(d["role"], {"at": d["sent_at"], "channel": d["channel"], "recipients": d["recipients"]})
+    return out
+
+
+def alert_views(
+    found: list[dict[str, Any]], store: Store, notify: NotifyStore, now: float, config: CentralConfig,
+    detail: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Alert views with what really happened: when each turned urgent, every delivery, who was told when."""
+    ids = [a["id"] for a in found]
+    nodes = store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
+    urgent = notify.urgent_since(ids)
+    deliveries = notify.deliveries(ids, with_attempts=detail)
+    answers = notify.answers(ids) if detail else {}
+    out = []
+    for a in found:
+        view = alert_view(a, nodes, now, config, urgent.get(a["id"]))
+        mine = deliveries.get(a["id"], [])
+        view["told"] = told(mine)
+        view["deliveries"] = mine
+        if detail:
+            view["link_answers"] = answers.get(a["id"], [])
+        out.append(view)
+    return out

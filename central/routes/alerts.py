@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 
 from central.bodies import MAX_SAFE_INT, AlertAction
-from central.config import CentralConfig, OperatorSection
-from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
+from central.config import OperatorSection
+from central.deps import Central, CentralDep, ClockDep, ConfigDep, NotifyDep, OperatorAuth, StoreDep
 from central.errors import refusals
 from central.routes import api_router
-from central.storage import Store
-from central.views import alert_view
+from central.views import alert_views
 
 log = logging.getLogger("central")
 router = api_router("operator")
@@ -25,6 +24,7 @@ AlertNumber = Annotated[int, Path(ge=1, le=MAX_SAFE_INT, description="the centra
 def get_alerts(
     _: OperatorAuth,
     store: StoreDep,
+    notify: NotifyDep,
     config: ConfigDep,
     clock: ClockDep,
     state: Literal["open", "acknowledged", "resolved", "active", "all"] = "open",
@@ -38,52 +38,43 @@ def get_alerts(
         found.sort(key=lambda a: -a["id"])
     else:
         found = store.alerts(state, node_id, limit)
-    nodes = store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
-    return {"alerts": [alert_view(a, nodes, now, config) for a in found], "server_time": now}
+    return {"alerts": alert_views(found, store, notify, now, config), "server_time": now}
 
 
 @router.get("/alerts/{alert}", responses=refusals(401, 403, 404, 422, 503))
 def get_alert(
-    alert: AlertNumber, _: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
+    alert: AlertNumber, _: OperatorAuth, store: StoreDep, notify: NotifyDep, config: ConfigDep, clock: ClockDep
 ) -> dict[str, Any]:
-    """One alert with its log (every event and operator action)."""
+    """One alert with its log (every event and operator action), every delivery with its attempts, and the
+    answers given through acknowledgement links."""
     found = store.alert(alert, with_log=True)
-    return alert_view(found, store.nodes_by_id([found["node_id"]]), clock.wall(), config)
+    return alert_views([found], store, notify, clock.wall(), config, detail=True)[0]
 
 
 def _handle(
-    action: str, alert: int, operator: OperatorSection, store: Store, config: CentralConfig, now: float,
-    body: AlertAction | None,
-) -> dict[str, Any]:  # fmt: skip
+    action: str, alert: int, operator: OperatorSection, central: Central, body: AlertAction | None
+) -> dict[str, Any]:
     body = body or AlertAction()
     by = body.by or operator.name
+    store, now = central.store, central.clock.wall()
     change = store.acknowledge if action == "acknowledged" else store.resolve
     done = change(alert, by, operator.name, body.note, now)
     log.info("alert %d %s by %s", alert, action, by)
-    return alert_view(done, store.nodes_by_id([done["node_id"]]), now, config)
+    central.changes.changed()
+    return alert_views([done], store, central.notify, now, central.config)[0]
 
 
 @router.post("/alerts/{alert}/ack", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def ack_alert(
-    alert: AlertNumber,
-    operator: OperatorAuth,
-    store: StoreDep,
-    config: ConfigDep,
-    clock: ClockDep,
-    body: AlertAction | None = None,
+    alert: AlertNumber, operator: OperatorAuth, central: CentralDep, body: AlertAction | None = None
 ) -> dict[str, Any]:
     """open -> acknowledged; 409 when it is not open."""
-    return _handle("acknowledged", alert, operator, store, config, clock.wall(), body)
+    return _handle("acknowledged", alert, operator, central, body)
 
 
 @router.post("/alerts/{alert}/resolve", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def resolve_alert(
-    alert: AlertNumber,
-    operator: OperatorAuth,
-    store: StoreDep,
-    config: ConfigDep,
-    clock: ClockDep,
-    body: AlertAction | None = None,
+    alert: AlertNumber, operator: OperatorAuth, central: CentralDep, body: AlertAction | None = None
 ) -> dict[str, Any]:
     """open or acknowledged -> resolved; 409 when already resolved."""
-    return _handle("resolved", alert, operator, store, config, clock.wall(), body)
+    return _handle("resolved", alert, operator, central, body)
