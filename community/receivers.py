@@ -44,7 +44,7 @@ class _Failures:
     status: int = 500
     body: bytes = b""
     retry_after: str | None = None
-    hold_s: float = 0.0
+    path: str = "/"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,8 +54,6 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         owner = self.server.owner
         status, reply, headers = owner._answer(self.path)
-        if owner.failures.hold_s and status >= 300:
-            time.sleep(owner.failures.hold_s)  # a receiver that answers slowly (the sender's timeout is tested)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -96,18 +94,23 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
-    def fail_next(self, count: int, status: int = 500, body: bytes = b"", retry_after: str | None = None) -> None:
-        """Answer the next ``count`` requests with ``status`` (a robot: 200 with an errcode when given a body)."""
+    def fail_next(
+        self, count: int, status: int = 500, body: bytes = b"", retry_after: str | None = None, path: str = "/"
+    ) -> None:
+        """Answer the next ``count`` requests to paths starting with ``path`` with ``status`` (a robot's error:
+        status 200 with an errcode ``body``)."""
         with self._cond:
-            self.failures = _Failures(count, status, body, retry_after)
+            self.failures = _Failures(count, status, body, retry_after, path)
 
     def _answer(self, path: str) -> tuple[int, bytes, dict[str, str]]:
         with self._cond:
             f = self.failures
-            if f.count > 0:
+            if f.count > 0 and path.startswith(f.path):
                 f.count -= 1
                 headers = {"Retry-After": f.retry_after} if f.retry_after else {}
                 return f.status, f.body or b'{"error":"simulated failure"}', headers

@@ -32,6 +32,7 @@ from central.config import parse_central_config
 from central.server import CentralServer
 from common.clock import FastClock
 from common.config import NodeConfig, parse_config
+from community.messages import Messages
 from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
 from elevator_node.sim import lift_sensors
@@ -155,12 +156,16 @@ class Community:
     # -------------------------------------------------------------------------------------- building
     def build(self) -> None:
         tl = self.timeline
+        self.messages = Messages(tl)
+        self.messages.start()
+        self._closers.append(self.messages.stop)
         central_config = parse_central_config(
             {
                 "sites": [{"id": SITE, "name": "长白新村 Changbai Xincun", "claim_key": CLAIM_KEY}],
                 "operators": [{"name": "社区中心 community centre", "key": OPERATOR_KEY}],
                 "escalation": {"after_s": 600},
                 "fleet": {"seed": 7, "no_car_rate": 0.0, "assign_delay_min_s": 20, "assign_delay_max_s": 60},
+                "notify": self.messages.notify_section(),
             },
             self.workdir / "central.toml",
         )
@@ -373,7 +378,7 @@ class Community:
         trapped = [a for a in alerts if a["kind"] == "entrapment"]
         out.check("trapped passenger: one entrapment alert", len(trapped) == 1, f"{len(trapped)} alert(s)")
         if trapped:
-            roles = {n["role"] for n in trapped[0].get("notified", [])}
+            roles = set(trapped[0].get("told", {}))
             out.check(
                 "entrapment reached property management and maintenance",
                 {"property_management", "maintenance"} <= roles,
@@ -385,12 +390,15 @@ class Community:
             bool(silent),
             ", ".join(sorted(k for _, k in kinds if _ == METER)),
         )
-        roles = {n["role"] for a in silent for n in a.get("notified", [])}
+        roles = {role for a in silent for role in a.get("told", {})}
         out.check(
             "wellbeing alert reached family and social worker",
             {"family", "social_worker"} <= roles,
             ", ".join(sorted(roles)),
         )
+        by_link = [a["acknowledged_by"] for a in silent if "短信链接" in (a.get("acknowledged_by") or "")]
+        out.check("the social worker answered from her phone (acknowledgement link)", bool(by_link), ", ".join(by_link))
+        out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(
             "one press, one taxi, arrived",
@@ -443,6 +451,7 @@ class CentralWatcher:
     acknowledges an alert after a while and resolves it once it is cleared on site."""
 
     ACK_AFTER_S = {"entrapment": 60.0}
+    SOCIAL_WORKER_ANSWERS = ("inactivity",)
     DEFAULT_ACK_AFTER_S = 1200.0
 
     def __init__(self, community: Community) -> None:
@@ -488,11 +497,11 @@ class CentralWatcher:
                     tl.add("central", f"ALERT {a['severity']} {label}: {a['state']}{_payload_summary(a['payload'])}")
                 elif a.get("cleared_at") is not None and a["state"] != "resolved":
                     tl.add("central", f"{label} cleared on site")
-            for n in a.get("notified", []):
-                if (a["id"], n["role"]) not in self._notified:
-                    self._notified.add((a["id"], n["role"]))
-                    who = ", ".join(c.get("name", "") for c in n.get("contacts", [])) or "-"
-                    tl.add("central", f"notifies {n['role']} ({who}) of {a['kind']}")
+            for role, told in a.get("told", {}).items():
+                if (a["id"], role) not in self._notified:
+                    self._notified.add((a["id"], role))
+                    who = ", ".join(c.get("name", "") for c in told["recipients"]) or "-"
+                    tl.add("central", f"told {role} ({who}) of {a['kind']} via {told['channel']}", told["at"])
             self._operate(a, now)
         for r in self.c.api_get("/rides")["rides"]:
             if self._rides.get(r["ride_id"]) != r["status"]:
@@ -504,6 +513,8 @@ class CentralWatcher:
     def _operate(self, alert: dict[str, Any], now: float) -> None:
         http, url = self.c._http, self.c.central.url
         wait = self.ACK_AFTER_S.get(alert["kind"], self.DEFAULT_ACK_AFTER_S)
+        if alert["state"] == "open" and alert["kind"] in self.SOCIAL_WORKER_ANSWERS:
+            return  # the social worker answers through the link in her message (community/messages.py)
         if alert["state"] == "open" and now - alert["opened_at"] >= wait:
             http.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "on our way"}, timeout=10)
             self.c.timeline.add("operator", f"acknowledges {alert['kind']} from {alert['node_id']}")

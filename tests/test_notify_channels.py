@@ -13,10 +13,10 @@ import urllib.parse
 import pytest
 
 from central.config import parse_central_config
-from central.notify.channels import clip_utf8, render_email, render_http, verify
+from central.notify.channels import render_email, render_http, verify
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, LinkError, make_token, read_token
-from central.notify.message import compose
+from central.notify.message import clip_utf8, compose
 from central.notify.plan import planned
 from central.notify.retry import Outcome, delay_after, next_delay, robot_outcome
 from central.notify.worker import RateLimit
@@ -96,7 +96,7 @@ def test_dingtalk_signed_mode_matches_the_documented_formula() -> None:
 def test_the_sms_gateway_gets_the_numbers_and_a_short_text() -> None:
     req = render_http(channel(type="sms", url="http://127.0.0.1/sms", secret="k"), message(), 0)
     body = json.loads(req.body)
-    assert body["to"] == ["13800000001", "13900000002"] and len(body["text"]) <= 300
+    assert body["to"] == ["13800000001", "13900000002"] and len(body["text"].encode()) <= 600
     assert "X-Changbai-Signature" in req.headers
 
 
@@ -106,6 +106,19 @@ def test_email_goes_to_the_contacts_addresses_and_the_channel_list() -> None:
     assert mail["To"] == "zhang@example.org, desk@x.org"
     assert mail["Subject"].startswith("【紧急】长时间未用水")
     assert "无人确认，通知社工" in mail.get_content()
+
+
+def test_a_long_message_is_cut_but_its_link_never() -> None:
+    link = "https://central.example/ack/" + "x" * 120
+    long = compose(
+        {**ALERT, "payload": {**ALERT["payload"], "error": "长" * 900}}, "family", "opened", CONTACTS, "k", link
+    )
+    for req in (
+        render_http(channel(type="sms", url="http://127.0.0.1/sms"), long, 0),
+        render_http(channel(type="wecom", url="http://127.0.0.1/w"), long, 0),
+    ):
+        text = json.dumps(json.loads(req.body), ensure_ascii=False)
+        assert link in text and "…" in text
 
 
 def test_clip_utf8_never_splits_a_character() -> None:

@@ -47,12 +47,14 @@ class Message:
     def emails(self) -> list[str]:
         return [str(c["email"]) for c in self.contacts if c.get("email")]
 
-    def text(self) -> str:
-        """Title, the reasons and the link, one per line (SMS, robots, e-mail body)."""
-        body = [self.title, *self.lines]
-        if self.link:
-            body.append(f"确认收到（我已知晓 / 我去看看）：{self.link}")
-        return "\n".join(body)
+    def text(self, max_bytes: int | None = None) -> str:
+        """Title, the reasons and the link, one per line (SMS, robots, e-mail body). With ``max_bytes`` (UTF-8)
+        the reasons are cut, never the link: a cut link would not open."""
+        link = f"\n确认收到（我已知晓 / 我去看看）：{self.link}" if self.link else ""
+        body = "\n".join([self.title, *self.lines])
+        if max_bytes is not None:
+            body = clip_utf8(body, max(0, max_bytes - len(link.encode())))
+        return body + link
 
     def to_json(self, sent_at: float) -> dict[str, Any]:
         """The generic webhook's body (schema ``changbai-notification/1``, docs/central.md)."""
@@ -73,6 +75,14 @@ class Message:
             "recipients": [dict(c) for c in self.contacts],
             "sent_at": sent_at,
         }
+
+
+def clip_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes on a character boundary (with … when cut)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: max(0, limit - 3)].decode("utf-8", errors="ignore") + "…"
 
 
 def _since(alert: Mapping[str, Any]) -> str:
