@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from central import releases
+from central.accounts.store import CONSOLE, ConsoleStore
 from central.asgi_limits import BodyLimit, MemoryBudget, SecurityHeaders
 from central.changes import ChangeHub
 from central.config import CentralConfig
@@ -24,15 +25,15 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
-from central.routes import ack, alerts, events, nodes, rides, site
+from central.routes import ack, alerts, events, nodes, people, rides, site
 from central.routes.site import operator_page_html
 from central.storage import Component, open_store
 from central.views import alert_views
 from common.clock import Clock, SystemClock
 
-ROUTERS = (nodes.router, events.router, alerts.router, rides.router, site.router, site.pages, ack.pages)
+ROUTERS = (nodes.router, events.router, alerts.router, rides.router, people.router, site.router, site.pages, ack.pages)
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
-STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY,)
+STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE)
 
 __all__ = ["create_app", "operator_page_html"]
 
@@ -61,7 +62,7 @@ def _notifier(app: FastAPI) -> Notifier:
         state.notify,
         state.config,
         state.clock,
-        views=lambda found, now: alert_views(found, state.store, state.notify, now, state.config),
+        views=lambda found, now: alert_views(found, state.central, now),
         public_url=lambda: state.public_url,
     )
 
@@ -87,7 +88,10 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.changes = ChangeHub()
     app.state.notifier = _notifier(app)
     app.state.changes.subscribe(app.state.notifier.wake)
-    app.state.central = Central(app.state.store, app.state.notify, config, app.state.clock, app.state.changes)
+    app.state.console = ConsoleStore(app.state.store.db)
+    app.state.central = Central(
+        app.state.store, app.state.notify, config, app.state.clock, app.state.changes, app.state.console
+    )
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     install_handlers(app)

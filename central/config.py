@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from central.accounts.config import AccountsSection
 from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
@@ -119,6 +120,7 @@ class CentralConfig:
     escalation: EscalationSection = setting(default_factory=EscalationSection)
     fleet: FleetSection = setting(default_factory=FleetSection)
     notify: NotifySection = setting(default_factory=NotifySection)
+    accounts: AccountsSection = setting(default_factory=AccountsSection)
 
     def problems(self) -> list[str]:
         out = []

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from central.config import CentralConfig
 from central.fleet import DispatchPlan, ride_view
 from central.kinds import kind_zh, reasons
-from central.notify.store import NotifyStore
 from central.routing import notifications
-from central.storage import Store
+
+if TYPE_CHECKING:
+    from central.deps import Central
 
 
 def _handled_at(alert: dict[str, Any]) -> float | None:
@@ -23,10 +24,12 @@ def alert_view(
     now: float,
     config: CentralConfig,
     urgent_at: float | None = None,
+    flat_contacts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An alert with its notification schedule, the contacts of the roles it reaches and where its node is.
 
-    ``urgent_at``: when it turned urgent (from its log); the held-back roles are due that long after it."""
+    ``urgent_at``: when it turned urgent (from its log); the held-back roles are due that long after it.
+    ``flat_contacts``: the contacts kept for the resident's flat, which replace the node's for their roles."""
     node = nodes.get(alert["node_id"], {})
     payload = alert["payload"] if isinstance(alert["payload"], dict) else {}
     schedule = notifications(
@@ -39,7 +42,7 @@ def alert_view(
         escalation=config.escalation,
         urgent_at=urgent_at,
     )
-    contacts = node.get("contacts") or {}
+    contacts = {**(node.get("contacts") or {}), **(flat_contacts or {})}
     for entry in schedule["notified"]:
         entry["contacts"] = contacts.get(entry["role"], [])
     roles = list(alert["recipients"])
@@ -81,22 +84,34 @@ def told(deliveries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def alert_views(
-    found: list[dict[str, Any]], store: Store, notify: NotifyStore, now: float, config: CentralConfig,
-    detail: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Alert views with what really happened: when each turned urgent, every delivery, who was told when."""
+    found: list[dict[str, Any]], central: Central, now: float, detail: bool = False
+) -> list[dict[str, Any]]:
+    """Alert views with what really happened: when each turned urgent, every delivery, who was told when; the
+    flat's contacts for a resident's alert."""
     ids = [a["id"] for a in found]
-    nodes = store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
-    urgent = notify.urgent_since(ids)
-    deliveries = notify.deliveries(ids, with_attempts=detail)
-    answers = notify.answers(ids) if detail else {}
+    nodes = central.store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
+    urgent = central.notify.urgent_since(ids)
+    deliveries = central.notify.deliveries(ids, with_attempts=detail)
+    answers = central.notify.answers(ids) if detail else {}
+    flats = central.console.flat_contacts({k for a in found if (k := flat_of(a, nodes))})
     out = []
     for a in found:
-        view = alert_view(a, nodes, now, config, urgent.get(a["id"]))
+        key = flat_of(a, nodes)
+        view = alert_view(a, nodes, now, central.config, urgent.get(a["id"]), flats.get(key) if key else None)
         mine = deliveries.get(a["id"], [])
         view["told"] = told(mine)
         view["deliveries"] = mine
+        if key:
+            view["flat"] = key[1]
         if detail:
             view["link_answers"] = answers.get(a["id"], [])
         out.append(view)
     return out
+
+
+def flat_of(alert: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """(site, flat) of a resident's alert (the meter node's ``household.resident`` in its payload), or None."""
+    payload = alert.get("payload")
+    resident = payload.get("resident") if isinstance(payload, dict) else None
+    site = nodes.get(alert["node_id"], {}).get("site")
+    return (site, resident) if isinstance(resident, str) and site else None

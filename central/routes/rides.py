@@ -7,11 +7,11 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
 
+from central.accounts.roles import Actor
 from central.bodies import CancelBody, RideRequest
-from central.config import OperatorSection
-from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, OperatorAuth, StoreDep
+from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, OperatorAuth, StoreDep, client_address, require
 from central.errors import ApiError, refusals
 from central.fleet import plan_dispatch
 from central.routes import api_router
@@ -49,10 +49,14 @@ def post_ride(
     return ride_out(ride, now, config)
 
 
-def _own_ride(store: Store, ride_id: str, who: dict[str, Any] | OperatorSection) -> dict[str, Any]:
+def _own_ride(store: Store, ride_id: str, who: dict[str, Any] | Actor) -> dict[str, Any]:
     ride = store.ride(ride_id)
-    if isinstance(who, dict) and ride["node_id"] != who["node_id"]:
-        raise ApiError(403, "forbidden", "this ride was requested by another node")
+    if isinstance(who, dict):
+        if ride["node_id"] != who["node_id"]:
+            raise ApiError(403, "forbidden", "this ride was requested by another node")
+    else:
+        kiosk = store.nodes_by_id([ride["node_id"]]).get(ride["node_id"], {})
+        require(who, "rides", kiosk.get("site"))
     return ride
 
 
@@ -64,21 +68,26 @@ def get_ride(ride_id: str, who: NodeOrOperator, store: StoreDep, config: ConfigD
 
 @router.get("/rides", tags=["operator"], responses=refusals(401, 403, 422, 503))
 def list_rides(
-    _: OperatorAuth,
+    actor: OperatorAuth,
     store: StoreDep,
     config: ConfigDep,
     clock: ClockDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Recent rides, newest first."""
+    require(actor, "rides")
     now = clock.wall()
-    return {"rides": [ride_out(r, now, config) for r in store.rides(limit)], "server_time": now}
+    rides = store.rides(limit)
+    sites, kiosks = actor.sites(), store.nodes_by_id({r["node_id"] for r in rides})
+    mine = [r for r in rides if sites is None or kiosks.get(r["node_id"], {}).get("site") in sites]
+    return {"rides": [ride_out(r, now, config) for r in mine], "server_time": now}
 
 
 @router.post("/rides/{ride_id}/cancel", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def cancel_ride(
     ride_id: str,
     who: NodeOrOperator,
+    request: Request,
     store: StoreDep,
     config: ConfigDep,
     clock: ClockDep,
@@ -93,5 +102,7 @@ def cancel_ride(
     if current["status"] != "cancelled":
         by = who["node_id"] if isinstance(who, dict) else who.name
         store.cancel_ride(ride_id, by, now)
+        if not isinstance(who, dict):
+            request.app.state.console.audit(now, by, who.via, "ride_cancelled", ride_id, "", client_address(request))
         log.info("ride %s cancelled by %s", ride_id, by)
     return ride_out(store.ride(ride_id), now, config)
