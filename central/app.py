@@ -25,13 +25,24 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
-from central.routes import ack, alerts, events, nodes, people, rides, site
+from central.routes import ack, alerts, events, nodes, people, residents, rides, site, stream
 from central.routes.site import operator_page_html
 from central.storage import Component, open_store
 from central.views import alert_views
 from common.clock import Clock, SystemClock
 
-ROUTERS = (nodes.router, events.router, alerts.router, rides.router, people.router, site.router, site.pages, ack.pages)
+ROUTERS = (
+    nodes.router,
+    events.router,
+    alerts.router,
+    rides.router,
+    people.router,
+    residents.router,
+    site.router,
+    site.pages,
+    ack.pages,
+    stream.pages,
+)
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
 STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE)
 

@@ -217,12 +217,34 @@ class NotifyStore:
                 out.setdefault(r["alert"], []).append(r)
         return out
 
+    def changed_since(self, cursor: tuple[int, int, int], limit: int = 5000) -> tuple[set[int], tuple[int, int, int]]:
+        """Alerts changed after ``cursor`` (alert-log row, attempt id, link-answer id) and the cursor now."""
+        log_row, attempt, answer = cursor
+        with self.db.read() as tx:
+            logs = tx.all("SELECT alert, row FROM alert_log WHERE row > ? ORDER BY row LIMIT ?", (log_row, limit))
+            tries = tx.all(
+                "SELECT d.alert AS alert, a.id AS id FROM notify_attempts a JOIN notify_deliveries d"
+                " ON d.id = a.delivery WHERE a.id > ? ORDER BY a.id LIMIT ?",
+                (attempt, limit),
+            )
+            answers = tx.all("SELECT alert, id FROM notify_answers WHERE id > ? ORDER BY id LIMIT ?", (answer, limit))
+        ids = {r["alert"] for r in logs} | {r["alert"] for r in tries} | {r["alert"] for r in answers}
+        now = (
+            logs[-1]["row"] if logs else log_row,
+            tries[-1]["id"] if tries else attempt,
+            answers[-1]["id"] if answers else answer,
+        )
+        return ids, now
+
+    def cursor_now(self) -> tuple[int, int, int]:
+        with self.db.read() as tx:
+            return (
+                int(tx.scalar("SELECT COALESCE(MAX(row), 0) FROM alert_log") or 0),
+                int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM notify_attempts") or 0),
+                int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM notify_answers") or 0),
+            )
+
     def alert_log_cursor(self) -> int:
         """The newest row of the core's alert log: it grows with every alert event and operator action."""
         with self.db.read() as tx:
             return int(tx.scalar(_LOG_CURSOR) or 0)
-
-    def cursor(self) -> int:
-        """Grows whenever an attempt or a link answer is recorded (the console's change feed watches it)."""
-        with self.db.read() as tx:
-            return int(tx.scalar(_CURSOR) or 0)
