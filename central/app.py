@@ -25,8 +25,7 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
-from central.routes import ack, alerts, events, nodes, people, residents, rides, site, stream
-from central.routes.site import operator_page_html
+from central.routes import ack, alerts, console, events, nodes, people, residents, rides, site, stream
 from central.storage import Component, open_store
 from central.views import alert_views
 from common.clock import Clock, SystemClock
@@ -42,11 +41,12 @@ ROUTERS = (
     site.pages,
     ack.pages,
     stream.pages,
+    console.pages,
 )
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
 STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE)
 
-__all__ = ["create_app", "operator_page_html"]
+__all__ = ["create_app"]
 
 
 def _version() -> str:

@@ -10,17 +10,8 @@ import requests
 
 from central.__main__ import main as central_main
 from central.accounts.passwords import hash_password, verify
+from tests.console_helpers import PASSWORD, add_user
 from tests.fixtures.central import OTHER_SITE, wire_event
-
-PASSWORD = "correct horse battery 7"
-
-
-def add_user(central, username: str, *roles: str, name: str = "", monkeypatch=None) -> None:
-    argv = ["user", "add", username, "--db", str(central.db_path), "--name", name or username, "--password-stdin"]
-    for role in roles:
-        argv += ["--role", role]
-    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert central_main(argv) == 0
 
 
 def login(central, username: str, password: str = PASSWORD) -> requests.Session:
