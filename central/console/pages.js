@@ -49,6 +49,7 @@ function bars(points, width, height, label) {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 16}`);
   svg.setAttribute("class", "chart");
+  svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", label);
   points.forEach((p, i) => {
