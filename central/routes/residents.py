@@ -6,10 +6,10 @@ and away mode, and the flat's open and past alerts. Flats are edited by an admin
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Request
-from pydantic import ConfigDict, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints
 
 from central.bodies import CONTACT_ROLES, ShortText
 from central.deps import Central, CentralDep, OperatorAuth, client_address, require
@@ -40,15 +40,9 @@ class FlatBody(StoredBody):
     model_config = ConfigDict(extra="forbid")
     name: ShortText = ""
     note: ShortText = ""
-    contacts: dict[str, list[FlatContact]] = {}
-
-    @field_validator("contacts")
-    @classmethod
-    def _known_roles(cls, value: dict[str, list[FlatContact]]) -> dict[str, list[FlatContact]]:
-        bad = [r for r in value if r not in CONTACT_ROLES]
-        if bad:
-            raise ValueError(f"unknown role(s) {bad}; roles: {', '.join(CONTACT_ROLES)}")
-        return value
+    contacts: dict[Literal[CONTACT_ROLES], Annotated[list[FlatContact], Field(max_length=20)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict
+    )
 
 
 def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, Any]]]:
