@@ -21,6 +21,7 @@ from central.asgi_limits import BodyLimit, MemoryBudget, SecurityHeaders
 from central.changes import ChangeHub
 from central.config import CentralConfig
 from central.deps import Central
+from central.dispatch.store import DISPATCH, DispatchStore
 from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
@@ -44,7 +45,7 @@ ROUTERS = (
     console.pages,
 )
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
-STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE)
+STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE, DISPATCH)
 
 __all__ = ["create_app"]
 
@@ -100,6 +101,7 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.notifier = _notifier(app)
     app.state.changes.subscribe(app.state.notifier.wake)
     app.state.console = ConsoleStore(app.state.store.db)
+    app.state.dispatch = DispatchStore(app.state.store.db)
     app.state.central = Central(
         app.state.store, app.state.notify, config, app.state.clock, app.state.changes, app.state.console
     )

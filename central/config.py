@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from central.accounts.config import AccountsSection
+from central.dispatch.config import DispatchSection
 from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
@@ -121,6 +122,7 @@ class CentralConfig:
     fleet: FleetSection = setting(default_factory=FleetSection)
     notify: NotifySection = setting(default_factory=NotifySection)
     accounts: AccountsSection = setting(default_factory=AccountsSection)
+    dispatch: DispatchSection = setting(default_factory=DispatchSection)
 
     def problems(self) -> list[str]:
         out = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from central.config import CentralConfig
+from central.dispatch.provider import dispatched_view
 from central.fleet import DispatchPlan, ride_view
 from central.kinds import kind_zh, reasons
 from central.routing import notifications
@@ -55,11 +56,21 @@ def alert_view(
     return alert
 
 
-def ride_out(ride: dict[str, Any], now: float, config: CentralConfig) -> dict[str, Any]:
-    """A ride with its status at ``now``."""
-    view = ride_view(
-        DispatchPlan(**ride["plan"]), ride["requested_at"], now, config.fleet.time_scale, ride["cancelled_at"]
-    )
+def ride_out(
+    ride: dict[str, Any], now: float, config: CentralConfig, dispatched: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A ride with its status at ``now``: from the simulated fleet's plan, or from what its provider said
+    (``dispatched``, the dispatch table's row; a ride the table lost is ``no_car``, never searching forever)."""
+    if ride["plan"].get("provider"):
+        row = dispatched or {"status": "no_car", "car": None, "reason": "lost", "assigned_at": None,
+                             "arrived_at": None, "no_car_at": ride["requested_at"], "eta_s": None}  # fmt: skip
+        timeout = config.dispatch.search_timeout_s
+        view = dispatched_view(row, ride["requested_at"], now, timeout, ride["cancelled_at"])
+    else:
+        view = ride_view(
+            DispatchPlan(**ride["plan"]), ride["requested_at"], now, config.fleet.time_scale, ride["cancelled_at"]
+        )
+        view["no_car_reason"] = "no_car" if view["status"] == "no_car" else None
     out = {k: ride[k] for k in ("ride_id", "request_id", "node_id", "pickup_point", "phone_tail")}
     out["requested_at"] = ride["requested_at"]
     out.update(view)
