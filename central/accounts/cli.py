@@ -14,13 +14,14 @@ from pathlib import Path
 
 from central.accounts.passwords import hash_password, weakness
 from central.accounts.roles import ROLES, grants_json, parse_grant
-from central.accounts.store import CONSOLE, ConsoleStore
-from central.notify.store import NOTIFY
+from central.accounts.store import ConsoleStore
 from central.storage import Conflict, NotFound, StorageError, open_store
 
 
 def _open(db: Path) -> tuple[ConsoleStore, object]:
-    store = open_store(db, (NOTIFY, CONSOLE))
+    from central.app import STORAGE_COMPONENTS  # the whole central's tables, as `central serve` makes them
+
+    store = open_store(db, STORAGE_COMPONENTS)
     return ConsoleStore(store.db), store
 
 

@@ -138,6 +138,7 @@ export async function taxiPage(view) {
   try { [rides, nodes] = await Promise.all([api("GET", "/rides?limit=100"), api("GET", "/nodes")]); } catch (err) { failed(view, err); return; }
   const kiosks = Object.fromEntries(nodes.nodes.map((n) => [n.node_id, n]));
   const ZH = { searching: "正在找车", assigned: "司机已接单", arrived: "车已到达", no_car: "无车可派", cancelled: "已取消" };
+  const WHY = { no_car: "附近无车", provider_down: "调度平台连不上", provider_refused: "调度平台拒绝", no_answer: "调度平台无回应", lost: "记录丢失" };
   const order = (r) => (r.status === "no_car" ? 0 : r.status === "searching" ? 1 : 2);
   const sorted = [...rides.rides].sort((a, b) => order(a) - order(b) || b.requested_at - a.requested_at);
   const now = rides.server_time;
@@ -152,7 +153,8 @@ export async function taxiPage(view) {
       } }, "取消") : "";
       return h("tr", { class: r.status === "no_car" ? "nocar" : "" }, h("td", {}, (kiosks[r.node_id] || {}).location || r.pickup_point || r.node_id),
         h("td", {}, r.phone_tail || "—"), h("td", {}, clock(r.requested_at, true)), h("td", {}, span(searching)),
-        h("td", {}, ZH[r.status] + (r.status === "no_car" ? "：请致电老人或派人协助" : "")), h("td", {}, car), h("td", {}, cancel));
+        h("td", {}, ZH[r.status] + (r.status === "no_car" ? `（${WHY[r.no_car_reason] || "无车"}）：请致电老人或派人协助` : "")),
+        h("td", {}, car), h("td", {}, cancel));
     })))));
 }
 

@@ -123,7 +123,7 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
     }
 
 
-@router.put("/residents/{site}/{flat}", responses=refusals(401, 403, 413, 422, 503))
+@router.put("/residents/{site}/{flat}", responses=refusals(401, 403, 404, 413, 422, 503))
 def put_resident(
     site: SiteId, flat: FlatId, body: FlatBody, actor: OperatorAuth, central: CentralDep, request: Request
 ) -> dict[str, Any]:
