@@ -15,13 +15,12 @@ from pathlib import Path
 from central.accounts.passwords import hash_password, weakness
 from central.accounts.roles import ROLES, grants_json, parse_grant
 from central.accounts.store import ConsoleStore
+from central.app import STORAGE_COMPONENTS
 from central.storage import Conflict, NotFound, StorageError, open_store
 
 
 def _open(db: Path) -> tuple[ConsoleStore, object]:
-    from central.app import STORAGE_COMPONENTS  # the whole central's tables, as `central serve` makes them
-
-    store = open_store(db, STORAGE_COMPONENTS)
+    store = open_store(db, STORAGE_COMPONENTS)  # the whole central's tables, as `central serve` makes them
     return ConsoleStore(store.db), store
 
 
