@@ -2,7 +2,7 @@
 
 One place for what people read: the duty console gets it through ``GET /api/v1/catalogue`` and every alert view
 (``title_zh``, ``reasons``), the notifier writes its messages from it. A kind nobody named here is still shown,
-by its code, and ``tests/test_console_kinds.py`` fails when a node emits a kind that has no name.
+by its code, and ``tests/test_console_kinds.py`` fails when the event catalogue has a kind without a name.
 """
 
 from __future__ import annotations
@@ -12,40 +12,62 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-# kind -> (zh, en, group); group picks the console's view: lift, meter, kiosk, node
-KINDS: dict[str, tuple[str, str, str]] = {
-    # the lift box (elevator_node/detector.py)
-    "entrapment": ("电梯困人", "Passenger trapped in the lift", "lift"),
-    "door_open_while_moving": ("运行中开门", "Door open while the car moves", "lift"),
-    "stopped_outside_door_zone": ("门区外停梯", "Car stopped outside the door zone", "lift"),
-    "door_held_open": ("长时间开门", "Door held open", "lift"),
-    "alarm_button": ("轿厢警铃按下", "Alarm button pressed in the car", "lift"),
-    "power_loss": ("电梯停电", "Lift power lost", "lift"),
-    "sensor_fault": ("传感器故障", "Sensor fault", "lift"),
-    "inspection_mode": ("检修模式", "Inspection mode", "lift"),
-    # the water meter and the wellbeing watch (meter_node/)
-    "inactivity": ("长时间未用水", "No water used for a long time", "meter"),
-    "missed_morning": ("早上未用水", "No water used this morning", "meter"),
-    "continuous_flow": ("长时间持续用水", "Water running for a long time", "meter"),
-    "low_daily_volume": ("当日用水过少", "Very little water used today", "meter"),
-    "high_daily_volume": ("当日用水过多", "Much more water than usual today", "meter"),
-    "leak_suspected": ("疑似漏水", "Suspected leak", "meter"),
-    "meter_offline": ("水表无响应", "Meter not answering", "meter"),
-    "meter_reset": ("水表读数回退", "Meter total went down (replaced or reset)", "meter"),
-    "implausible_reading": ("水表读数异常", "Implausible meter reading", "meter"),
-    "meter_health": ("水表通讯状况", "Meter communication health", "meter"),
-    "meter_reading": ("水表读数", "Meter reading", "meter"),
-    "wellbeing_fault": ("监护规则故障", "Wellbeing rules failed", "meter"),
-    "wellbeing_profile": ("用水规律（每日）", "Daily water-use profile", "meter"),
-    "im_ok_pressed": ("按下“我很好”", "'I'm OK' pressed", "meter"),
-    "away": ("外出模式", "Away mode", "meter"),
-    # the taxi kiosk (kiosk/)
-    "help_requested": ("叫车屏求助", "Help requested at the kiosk", "kiosk"),
-    "kiosk_fault": ("叫车屏故障", "Kiosk fault", "kiosk"),
-    "ride_requested": ("一键叫车", "Taxi requested", "kiosk"),
+from common.catalogue import CATALOGUE
+
+# kind -> (zh, en): what people read; which kinds exist, who sends them and who is told is common/catalogue.py
+KINDS: dict[str, tuple[str, str]] = {
+    # the lift box
+    "entrapment": ("电梯困人", "Passenger trapped in the lift"),
+    "door_open_while_moving": ("运行中开门", "Door open while the car moves"),
+    "stopped_outside_door_zone": ("门区外停梯", "Car stopped outside the door zone"),
+    "door_held_open": ("长时间开门", "Door held open"),
+    "alarm_button": ("轿厢警铃按下", "Alarm button pressed in the car"),
+    "power_loss": ("电梯停电", "Lift power lost"),
+    "sensor_fault": ("传感器故障", "Sensor fault"),
+    "inspection_mode": ("检修模式", "Inspection mode"),
+    # the water meter and the wellbeing watch
+    "inactivity": ("长时间未用水", "No water used for a long time"),
+    "missed_morning": ("早上未用水", "No water used this morning"),
+    "continuous_flow": ("长时间持续用水", "Water running for a long time"),
+    "low_daily_volume": ("当日用水过少", "Very little water used today"),
+    "high_daily_volume": ("当日用水过多", "Much more water than usual today"),
+    "leak_suspected": ("疑似漏水", "Suspected leak"),
+    "meter_offline": ("水表无响应", "Meter not answering"),
+    "meter_reset": ("水表读数回退", "Meter total went down (replaced or reset)"),
+    "implausible_reading": ("水表读数异常", "Implausible meter reading"),
+    "meter_health": ("水表通讯状况", "Meter communication health"),
+    "meter_reading": ("水表读数", "Meter reading"),
+    "wellbeing_fault": ("监护规则故障", "Wellbeing rules failed"),
+    "wellbeing_profile": ("用水规律（每日）", "Daily water-use profile"),
+    "im_ok_pressed": ("按下“我很好”", "'I'm OK' pressed"),
+    "going_out_pressed": ("按下“外出”", "'Going out' pressed (away mode)"),
+    # the taxi kiosk
+    "help_requested": ("叫车屏求助", "Help requested at the kiosk"),
+    "kiosk_fault": ("叫车屏故障", "Kiosk fault"),
+    "button_pressed": ("叫车按钮按下", "Kiosk button pressed"),
+    "ride_requested": ("一键叫车", "Taxi requested"),
+    "ride_assigned": ("司机已接单", "A driver accepted"),
+    "ride_arrived": ("车已到达", "The taxi arrived"),
+    "ride_no_car": ("无车可派", "No car"),
+    "ride_cancelled": ("叫车已取消", "Ride cancelled"),
+    "ride_resumed": ("叫车继续", "Ride resumed after a restart"),
+    "ride_closed_while_down": ("离线时结束的叫车", "Ride closed while the kiosk was down"),
+    "ride_late": ("车辆迟到", "The taxi is late"),
+    "ride_expired": ("叫车过期", "Ride expired"),
+    "ride_given_up": ("叫车放弃", "Ride given up"),
+    "cancel_refused": ("取消被拒", "Cancel refused"),
+    "central_unreachable": ("叫车屏连不上中心", "Kiosk cannot reach the central"),
+    "central_reachable": ("叫车屏恢复连接", "Kiosk reaches the central again"),
+    "central_error": ("中心回复错误", "The central answered with an error"),
     # any node
-    "node_fault": ("设备故障", "Device fault", "node"),
+    "node_fault": ("设备故障", "Device fault"),
+    "selftest": ("设备自检", "Self-test"),
+    "outbox_dropped": ("设备丢弃了事件", "Events dropped on the device"),
+    "outbox_corrupt": ("设备存储损坏", "Device storage damaged"),
+    "outbox_resumed": ("设备存储恢复", "Device storage resumed"),
 }
+# the console's views by the sender of each kind (common/catalogue.py)
+GROUPS = {"elevator": "lift", "meter": "meter", "kiosk": "kiosk", "any": "node"}
 
 ROLES: dict[str, tuple[str, str]] = {
     "property_management": ("物业", "Property desk"),
@@ -81,11 +103,13 @@ TARGET_MINUTES: dict[str, int] = {"entrapment": 30}
 
 def kind_zh(kind: str) -> str:
     """The Chinese name of a kind, or the code itself for a kind nobody named."""
-    return KINDS.get(kind, (kind, kind, "node"))[0]
+    return KINDS.get(kind, (kind, kind))[0]
 
 
 def kind_group(kind: str) -> str:
-    return KINDS.get(kind, ("", "", "node"))[2]
+    """lift, meter, kiosk or node (the sender of the kind in the event catalogue; node for an unknown kind)."""
+    entry = CATALOGUE.get(kind)
+    return GROUPS[entry.sender] if entry else "node"
 
 
 def role_zh(role: str) -> str:
@@ -95,7 +119,7 @@ def role_zh(role: str) -> str:
 def catalogue() -> dict[str, Any]:
     """Everything the console names, for ``GET /api/v1/catalogue``."""
     return {
-        "kinds": {k: {"zh": zh, "en": en, "group": g} for k, (zh, en, g) in KINDS.items()},
+        "kinds": {k: {"zh": zh, "en": en, "group": kind_group(k)} for k, (zh, en) in KINDS.items()},
         "roles": {k: {"zh": zh, "en": en} for k, (zh, en) in ROLES.items()},
         "severities": {k: {"zh": zh, "en": en} for k, (zh, en) in SEVERITIES.items()},
         "alert_states": {k: {"zh": zh, "en": en} for k, (zh, en) in ALERT_STATES.items()},

@@ -6,12 +6,12 @@ and away mode, and the flat's open and past alerts. Flats are edited by an admin
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Path, Request
 from pydantic import ConfigDict, Field, StringConstraints
 
-from central.bodies import CONTACT_ROLES, ShortText
+from central.bodies import ShortText
 from central.deps import Central, CentralDep, OperatorAuth, client_address, require
 from central.errors import refusals
 from central.jsonvalues import StoredBody
@@ -19,12 +19,13 @@ from central.routes import api_router
 from central.storage import NotFound
 from central.views import alert_views, flat_of
 from central.water import day_edges, hour_edges, last_use, use_between
+from common.catalogue import Recipient
 
 router = api_router("residents")
 SiteId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
 FlatId = Annotated[str, Path(min_length=1, max_length=64)]
 SCAN_LIMIT = 200_000  # events read per node for one view (a reference central keeps them all)
-LIFE_KINDS = ("meter_reading", "wellbeing_profile", "im_ok_pressed", "away", "wellbeing_away")
+LIFE_KINDS = ("meter_reading", "wellbeing_profile", "im_ok_pressed", "going_out_pressed")
 
 
 class FlatContact(StoredBody):
@@ -40,9 +41,7 @@ class FlatBody(StoredBody):
     model_config = ConfigDict(extra="forbid")
     name: ShortText = ""
     note: ShortText = ""
-    contacts: dict[Literal[CONTACT_ROLES], Annotated[list[FlatContact], Field(max_length=20)]] = Field(  # type: ignore[valid-type]
-        default_factory=dict
-    )
+    contacts: dict[Recipient, Annotated[list[FlatContact], Field(max_length=20)]] = Field(default_factory=dict)
 
 
 def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, Any]]]:
@@ -117,7 +116,7 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
         "profile": profiles[-1]["payload"] if profiles else None,
         "profile_at": profiles[-1]["time"] if profiles else None,
         "ok_presses": [ev["time"] for ev in events["im_ok_pressed"]][-20:],
-        "away": [{"at": ev["time"], **ev["payload"]} for ev in events["away"] + events["wellbeing_away"]][-10:],
+        "away": [{"at": ev["time"], **ev["payload"]} for ev in events["going_out_pressed"]][-10:],
         "alerts": alerts,
         "server_time": now,
     }
