@@ -162,7 +162,10 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     page.wait_for_selector("article[data-severity=warning]")
     assert no_sideways_scroll(page)
     shot(page, "phone-board")
-    page.goto(central.url + "/#/resident/changbai-xincun/B12-301")
+    page.goto(central.url + "/#/residents")
+    row = page.wait_for_selector("a[href='#/resident/changbai-xincun/B12-301']")
+    assert "可以监护" in page.inner_text("main") and "9.5 / 4 / 5.5 / 6" in page.inner_text("main")
+    row.click()
     page.wait_for_selector("#chart-daily svg rect")
     assert page.eval_on_selector_all("#chart-daily rect.bar", "r => r.length") >= 29
     assert page.eval_on_selector_all("#chart-hourly rect", "r => r.length") == 48

@@ -72,18 +72,28 @@ export async function residentsPage(view) {
   let data;
   try { data = await api("GET", "/residents"); } catch (err) { failed(view, err); return; }
   view.replaceChildren(h("h2", {}, "独居老人住户"), data.residents.length ? h("div", { class: "scroll" }, h("table", {},
-    h("thead", {}, h("tr", {}, h("th", {}, "住户"), h("th", {}, "名称"), h("th", {}, "未解决告警"))),
+    h("thead", {}, h("tr", {}, ...["住户", "名称", "未解决告警", "可监护性", "摔倒后多久发现（夜/上午/下午/晚，小时）"].map((t) => h("th", {}, t)))),
     h("tbody", {}, data.residents.map((r) => h("tr", {},
       h("td", {}, h("a", { href: `#/resident/${r.site}/${encodeURIComponent(r.flat)}` }, r.flat)),
-      h("td", {}, r.name || "—"), h("td", {}, String(r.open_alerts))))))) : h("p", { class: "empty" }, "暂无住户记录"));
+      h("td", {}, r.name || "—"), h("td", {}, String(r.open_alerts)), h("td", { class: watchClass(r.profile) }, watchText(r.profile)),
+      h("td", {}, r.profile && r.profile.detect_h ? ["night", "morning", "afternoon", "evening"].map((k) => r.profile.detect_h[k] ?? "—").join(" / ") : "—")))))) :
+    h("p", { class: "empty" }, "暂无住户记录"));
 }
+
+function watchText(p) {
+  if (!p || p.adaptive === undefined) return "尚未收到用水规律";
+  if (!p.adaptive) return `学习中（已 ${p.learned_days ?? 0} 天）`;
+  return p.watchable ? "可以监护" : "不宜只靠水表：请增加每日电话或门磁";
+}
+
+function watchClass(p) { return p && p.adaptive && !p.watchable ? "error" : ""; }
 
 export async function residentPage(view, site, flat, cat) {
   let r;
   try { r = await api("GET", `/residents/${site}/${encodeURIComponent(flat)}`); } catch (err) { failed(view, err); return; }
   const p = r.profile || {};
   const detect = p.detect_h ? ["night", "morning", "afternoon", "evening"].map((k, i) => `${["夜间", "上午", "下午", "晚上"][i]} ${p.detect_h[k] ?? "—"} 小时`).join("，") : "—";
-  const watch = p.adaptive === undefined ? "尚未收到用水规律" : !p.adaptive ? `学习中（已 ${p.learned_days ?? 0} 天）` : p.watchable ? "可以监护" : "不宜只靠水表：请增加每日电话或门磁";
+  const watch = watchText(r.profile);
   const contacts = Object.entries(r.contacts || {}).map(([role, people]) => h("li", {}, `${roleZh(cat, role)}：`, ...people.flatMap((c, i) => [i ? "、" : "", tel(c)])));
   view.replaceChildren(
     h("h2", {}, `住户 ${r.flat}${r.name ? " · " + r.name : ""}`),

@@ -93,8 +93,27 @@ def list_residents(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
         if key and (sites is None or key[0] in sites):
             known.setdefault(key, {"site": key[0], "flat": key[1], "name": "", "contacts": {}})
             open_by_flat[key] = open_by_flat.get(key, 0) + (a["state"] != "resolved")
-    rows = [{**f, "open_alerts": open_by_flat.get(k, 0)} for k, f in sorted(known.items())]
+    profiles = _latest_profiles(central, sites)
+    for key in profiles:
+        known.setdefault(key, {"site": key[0], "flat": key[1], "name": "", "contacts": {}})
+    rows = [{**f, "open_alerts": open_by_flat.get(k, 0), "profile": profiles.get(k)} for k, f in sorted(known.items())]
     return {"residents": rows}
+
+
+def _latest_profiles(central: Central, sites: set[str] | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The newest ``wellbeing_profile`` of each household (the meter node sends one a day): monitorability."""
+    nodes = {n["node_id"]: n["site"] for n in central.store.nodes() if n["role"] == "meter"}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    after = 0
+    while True:
+        page = central.store.events(None, "wellbeing_profile", after, 10_000)
+        for ev in page:
+            site, p = nodes.get(ev["node_id"]), ev["payload"] if isinstance(ev["payload"], dict) else {}
+            if site and isinstance(p.get("resident"), str) and (sites is None or site in sites):
+                out[(site, p["resident"])] = {**p, "at": ev["time"]}
+        if len(page) < 10_000:
+            return out
+        after = page[-1]["row"]
 
 
 @router.get("/residents/{site}/{flat}", responses=refusals(401, 403, 404, 422, 503))
