@@ -177,10 +177,21 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     assert page.evaluate(CONTRAST_JS) == []
 
 
-def test_the_banner_stays_in_view_when_the_central_goes_away(browser, central, monkeypatch):
+def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes_away(browser, central, monkeypatch):
     add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+    lift = central.register(LIFT, "elevator", contacts={"maintenance": [{"name": "赵师傅", "phone": "400-820-0000"}]})
     page = login(browser, central, "limin")
     wait_js(page, "document.body.dataset.link === 'up'")
+    central.post_events(lift, [alert_event(LIFT, "entrapment", recipients=["maintenance"])])
+    page.wait_for_selector("a[href^='tel:']")
+    # the desk selects the phone number to copy it; two more alerts arrive and the board reorders
+    page.evaluate("""() => { const r = document.createRange(); r.selectNodeContents(document.querySelector("a[href^='tel:']"));
+                              getSelection().removeAllRanges(); getSelection().addRange(r); }""")
+    central.post_events(lift, [alert_event(LIFT, "power_loss"), alert_event(LIFT, "door_held_open", "warning")])
+    wait_js(page, "document.querySelectorAll('#alerts article').length === 3")
+    ticked = page.inner_text("#alerts .timer")
+    wait_js(page, f"document.querySelector('#alerts .timer').textContent !== '{ticked}'")  # a tick: deferred work ran
+    assert page.evaluate("getSelection().toString()") == "400-820-0000"
     central.stop()
     page.wait_for_selector("#banner:not([hidden])", timeout=20_000)
     banner = page.inner_text("#banner")
