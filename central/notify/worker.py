@@ -152,9 +152,9 @@ class Notifier:
         fresh = [p for p in plans if p.key not in self._known]
         if fresh:
             new = self.notify.plan(fresh, now)
-            self._known.update(p.key for p in fresh)
             if new:
                 log.info("notifier: %d new deliveries planned", new)
+        self._known = {p.key for p in plans}  # only the active alerts' keys: the set never outgrows them
         self._next_due = next_due
         self.notify.drop_resolved()
 
