@@ -13,20 +13,11 @@ import subprocess
 
 import pytest
 
+from tests.console_helpers import BROWSER_FLAGS
+
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/bootstrap.sh installs it)")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--virtual-time-budget=3000",
-]
+FLAGS = [*BROWSER_FLAGS, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000"]
 
 
 def render(url: str, profile) -> tuple[str, str]:
