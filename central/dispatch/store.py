@@ -59,10 +59,16 @@ class DispatchStore:
             if row is None or row["status"] in FINAL:
                 return False
             tx.execute(
-                "UPDATE dispatch_rides SET status = ?, reason = ?, updated_at = ?, car = COALESCE(?, car),"
-                " eta_s = COALESCE(?, eta_s), eta_from = CASE WHEN ? IS NULL THEN eta_from ELSE ? END WHERE ride_id = ?",
-                (status, reason, at, json.dumps(car, ensure_ascii=False) if car else None, eta_s, eta_s, at, ride_id),
+                "UPDATE dispatch_rides SET status = ?, reason = ?, updated_at = ? WHERE ride_id = ?",
+                (status, reason, at, ride_id),
             )
+            if car:
+                tx.execute(
+                    "UPDATE dispatch_rides SET car = ? WHERE ride_id = ?",
+                    (json.dumps(car, ensure_ascii=False), ride_id),
+                )
+            if eta_s is not None:
+                tx.execute("UPDATE dispatch_rides SET eta_s = ?, eta_from = ? WHERE ride_id = ?", (eta_s, at, ride_id))
             if stamp:  # the column name comes from the fixed mapping above
                 tx.execute(f"UPDATE dispatch_rides SET {stamp} = COALESCE({stamp}, ?) WHERE ride_id = ?", (at, ride_id))
         return True
