@@ -116,9 +116,10 @@ def role_zh(role: str) -> str:
     return ROLES.get(role, (role, role))[0]
 
 
-def catalogue() -> dict[str, Any]:
-    """Everything the console names, for ``GET /api/v1/catalogue``."""
+def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything the console names, for ``GET /api/v1/catalogue`` (``sites``: id -> display name)."""
     return {
+        "sites": dict(sites or {}),
         "kinds": {k: {"zh": zh, "en": en, "group": kind_group(k)} for k, (zh, en) in KINDS.items()},
         "roles": {k: {"zh": zh, "en": en} for k, (zh, en) in ROLES.items()},
         "severities": {k: {"zh": zh, "en": en} for k, (zh, en) in SEVERITIES.items()},
@@ -202,8 +203,6 @@ def reasons(kind: str, payload: Mapping[str, Any] | Any) -> list[str]:
     p = payload if isinstance(payload, Mapping) else {}
     group = kind_group(kind)
     out = _lift(kind, p) if group == "lift" else _meter(kind, p) if group == "meter" else []
-    if p.get("resident") and group == "meter":
-        out.insert(0, f"住户 {p['resident']}")
     if not out:  # a kind without its own words: say what the node sent, plainly
         out = [f"{k}：{v}" for k, v in p.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
     return out

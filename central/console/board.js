@@ -113,7 +113,7 @@ export class Board {
     p.sev.className = `sev ${a.severity}`;
     set(p.sev, SEV_ZH[a.severity] || a.severity);
     set(p.title, a.title_zh || a.kind);
-    set(p.where, [a.location, a.flat && `住户 ${a.flat}`, a.site].filter(Boolean).join(" · "));
+    set(p.where, [a.location, a.flat && `住户 ${a.flat}`, siteName(this.catalogue, a.site)].filter(Boolean).join(" · "));
     const stale = a.state === "acknowledged" && Date.now() / 1000 - a.acknowledged_at > STALE_ACK_S;
     set(p.state, a.state === "acknowledged" ? `已由 ${a.acknowledged_by} 确认 ${clock(a.acknowledged_at, true)}` + (stale ? "（已很久未解决）" : "") : "尚无人确认");
     p.state.className = stale ? "stale" : a.state === "acknowledged" ? "state-ack" : "";
@@ -170,6 +170,10 @@ export class Board {
     document.body.dataset.alarm = n ? "on" : "off";
     if (n) this.beeper.start(); else this.beeper.stop();
   }
+}
+
+export function siteName(catalogue, site) {
+  return ((catalogue.sites || {})[site]) || site;
 }
 
 export function roleZh(catalogue, role) {

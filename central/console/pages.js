@@ -1,6 +1,6 @@
 // The pages besides the board: an alert's detail and timeline, residents, lifts, the taxi desk, history.
 import { api, clock, errorText, h, span, tel } from "./api.js";
-import { roleZh } from "./board.js";
+import { roleZh, siteName } from "./board.js";
 
 const SEV_ZH = { urgent: "紧急", warning: "警告", info: "提示" };
 const STATE_ZH = { open: "待处理", acknowledged: "已确认", resolved: "已解决" };
@@ -36,7 +36,7 @@ export async function detailPage(view, id, cat) {
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← 返回告警")),
     h("h2", {}, `${SEV_ZH[a.severity]} · ${a.title_zh}`),
-    h("p", {}, [a.location, a.flat && `住户 ${a.flat}`, a.site].filter(Boolean).join(" · "), " · ", STATE_ZH[a.state]),
+    h("p", {}, [a.location, a.flat && `住户 ${a.flat}`, siteName(cat, a.site)].filter(Boolean).join(" · "), " · ", STATE_ZH[a.state]),
     a.flat ? h("p", {}, h("a", { href: `#/resident/${a.site}/${encodeURIComponent(a.flat)}` }, "查看住户详情")) : "",
     h("h3", {}, "为什么报警"), h("ul", { class: "reasons", id: "reasons" }, (a.reasons || []).map((r) => h("li", {}, r))),
     h("h3", {}, "联系人"), h("ul", {}, contacts.length ? contacts : [h("li", {}, "未登记联系人")]),

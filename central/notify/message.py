@@ -104,7 +104,7 @@ def compose(
     sev = SEVERITIES.get(severity, (severity, ""))[0]
     title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
     lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
-    lines += [r for r in reasons(str(alert.get("kind", "")), payload) if not r.startswith("住户 ")]
+    lines += reasons(str(alert.get("kind", "")), payload)
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
         lines.append(f"{alert['acknowledged_by']} 已确认在处理")
     return Message(

@@ -125,6 +125,7 @@ def list_users(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
 
 
 @router.get("/catalogue", responses=refusals(503))
-def get_catalogue() -> dict[str, Any]:
-    """Every kind, role, severity and state in words (Chinese and English), and the response targets."""
-    return catalogue()
+def get_catalogue(central: CentralDep) -> dict[str, Any]:
+    """Every kind, role, severity and state in words (Chinese and English), the sites' names and the response
+    targets."""
+    return catalogue({s.id: s.name or s.id for s in central.config.sites})
