@@ -97,7 +97,7 @@ export class Live {
     const was = this.down;
     this.down = down;
     const banner = document.getElementById("banner");
-    if (!down) { banner.hidden = true; document.body.dataset.link = "up"; return; }
+    if (!down) { banner.hidden = true; document.body.dataset.link = "up"; document.body.style.paddingTop = ""; return; }
     document.body.dataset.link = "down";
     this.showBanner();
     if (!was && this.source && this.source.readyState === EventSource.CLOSED) setTimeout(() => this.start(), 3000);
@@ -107,5 +107,6 @@ export class Live {
     const last = this.lastUpdate ? `最后更新 ${clock(this.lastUpdate)}（${ago(Date.now() / 1000 - this.lastUpdate)}）` : "尚未收到数据";
     banner.textContent = `⚠ 无法连接中心：下面的内容可能已过时。${last}。正在重连…`;
     banner.hidden = false;
+    document.body.style.paddingTop = banner.offsetHeight + "px"; // the fixed banner covers nothing (CSSOM: allowed by the policy)
   }
 }
