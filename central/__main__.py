@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from central.accounts import cli as accounts_cli
 from common.cli import setup_logging
 from common.config import EXIT_CONFIG, ConfigError
 
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = release_sub.add_parser("list", help="releases and rollouts")
     listing.add_argument("--db", type=Path, default=DEFAULT_DB)
     listing.set_defaults(func=cmd_release_list)
+    accounts_cli.add_parsers(sub, DEFAULT_DB)
     return parser
 
 

@@ -7,26 +7,47 @@ simulated fleet) without sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from central import releases
+from central.accounts.store import CONSOLE, ConsoleStore
 from central.asgi_limits import BodyLimit, MemoryBudget, SecurityHeaders
+from central.changes import ChangeHub
 from central.config import CentralConfig
+from central.deps import Central
+from central.dispatch.store import DISPATCH, DispatchStore
 from central.errors import install_handlers
+from central.notify.store import NOTIFY, NotifyStore
+from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
-from central.routes import alerts, events, nodes, rides, site
-from central.routes.site import operator_page_html
+from central.routes import ack, alerts, console, events, nodes, people, residents, rides, site, stream
 from central.storage import Component, open_store
+from central.views import alert_views
 from common.clock import Clock, SystemClock
 
-ROUTERS = (nodes.router, events.router, alerts.router, rides.router, site.router, site.pages)
+ROUTERS = (
+    nodes.router,
+    events.router,
+    alerts.router,
+    rides.router,
+    people.router,
+    residents.router,
+    site.router,
+    site.pages,
+    ack.pages,
+    stream.pages,
+    console.pages,
+)
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
-STORAGE_COMPONENTS: tuple[Component, ...] = ()
+STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE, DISPATCH)
 
-__all__ = ["create_app", "operator_page_html"]
+__all__ = ["create_app"]
 
 
 def _version() -> str:
@@ -34,6 +55,28 @@ def _version() -> str:
         return version("changbai-nodes")
     except PackageNotFoundError:
         return "unknown"
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background jobs run while the app is served: the notifier."""
+    app.state.notifier.start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app.state.notifier.stop)
+
+
+def _notifier(app: FastAPI) -> Notifier:
+    state = app.state
+    return Notifier(
+        state.store,
+        state.notify,
+        state.config,
+        state.clock,
+        views=lambda found, now: alert_views(found, state.central, now),
+        public_url=lambda: state.public_url,
+    )
 
 
 def create_app(config: CentralConfig, database: Path | str, clock: Clock | None = None) -> FastAPI:
@@ -47,10 +90,21 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
         'refusal is `{"schema": "changbai-error/1", "error", "message", "fields"}` (docs/api.md#errors).',
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.store = open_store(database, STORAGE_COMPONENTS)
     app.state.config = config
     app.state.clock = clock or SystemClock()
+    app.state.notify = NotifyStore(app.state.store.db)
+    app.state.public_url = ""  # the address the central is served at, set by whoever serves it (ack links)
+    app.state.changes = ChangeHub()
+    app.state.notifier = _notifier(app)
+    app.state.changes.subscribe(app.state.notifier.wake)
+    app.state.console = ConsoleStore(app.state.store.db)
+    app.state.dispatch = DispatchStore(app.state.store.db)
+    app.state.central = Central(
+        app.state.store, app.state.notify, config, app.state.clock, app.state.changes, app.state.console
+    )
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     install_handlers(app)

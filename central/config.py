@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from central.accounts.config import AccountsSection
+from central.dispatch.config import DispatchSection
+from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
 
@@ -117,6 +120,9 @@ class CentralConfig:
     operators: tuple[OperatorSection, ...] = setting((), help="[[operators]] tables")
     escalation: EscalationSection = setting(default_factory=EscalationSection)
     fleet: FleetSection = setting(default_factory=FleetSection)
+    notify: NotifySection = setting(default_factory=NotifySection)
+    accounts: AccountsSection = setting(default_factory=AccountsSection)
+    dispatch: DispatchSection = setting(default_factory=DispatchSection)
 
     def problems(self) -> list[str]:
         out = []

@@ -30,13 +30,15 @@ def notifications(
     handled_at: float | None,
     now: float,
     escalation: EscalationSection,
+    urgent_at: float | None = None,
 ) -> dict[str, Any]:
     """The notification schedule of one alert occurrence.
 
     ``handled_at`` is when an operator first acknowledged or resolved it (None: not yet). An urgent alert
     escalates when it names a held-back role (``escalation.later_roles``, e.g. the social worker) or carries
     ``escalate_after_s``: the other roles (e.g. family) are notified at ``opened_at``, the held-back roles at
-    ``opened_at + delay`` unless it was handled before then. Everything else notifies every role at once.
+    ``urgent_at + delay`` unless it was handled before then (``urgent_at``: when the alert turned urgent, from
+    its log; ``opened_at`` when not given). Everything else notifies every role at once.
 
     Returns ``{"notified": [{"role", "at"}], "escalation": None | {"after_s", "due_at", "roles", "state"}}``
     with state ``pending``, ``escalated`` or ``not_needed``.
@@ -48,7 +50,7 @@ def notifications(
     if not wants or not first or not later:
         return {"notified": [{"role": r, "at": opened_at} for r in roles], "escalation": None}
     after_s = escalation_delay(payload, escalation)
-    due_at = opened_at + after_s
+    due_at = max(opened_at, urgent_at or opened_at) + after_s
     notified = [{"role": r, "at": opened_at} for r in first]
     if handled_at is not None and handled_at <= due_at:
         state = "not_needed"

@@ -90,13 +90,14 @@ class CentralServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         self.app = create_app(self.config, self.db_path, self.clock)
+        self.app.state.public_url = self.url
         served = self._wrap(self.app) if self._wrap else self.app
         self._server = make_server(
             served,
             self.config.server,
             log_level=self._log_level,
             access_log=False,
-            lifespan="off",
+            lifespan="on",
             timeout_graceful_shutdown=2,
         )
         self._thread = threading.Thread(

@@ -31,6 +31,7 @@ class CentralWatcher:
     acknowledges an alert after a while and resolves it once it is cleared on site."""
 
     ACK_AFTER_S = {"entrapment": 60.0}
+    SOCIAL_WORKER_ANSWERS = ("inactivity",)
     DEFAULT_ACK_AFTER_S = 1200.0
 
     def __init__(self, community: Community) -> None:
@@ -76,11 +77,11 @@ class CentralWatcher:
                     tl.add("central", f"ALERT {a['severity']} {label}: {a['state']}{payload_summary(a['payload'])}")
                 elif a.get("cleared_at") is not None and a["state"] != "resolved":
                     tl.add("central", f"{label} cleared on site")
-            for n in a.get("notified", []):
-                if (a["id"], n["role"]) not in self._notified:
-                    self._notified.add((a["id"], n["role"]))
-                    who = ", ".join(c.get("name", "") for c in n.get("contacts", [])) or "-"
-                    tl.add("central", f"notifies {n['role']} ({who}) of {a['kind']}")
+            for role, told in a.get("told", {}).items():
+                if (a["id"], role) not in self._notified:
+                    self._notified.add((a["id"], role))
+                    who = ", ".join(c.get("name", "") for c in told["recipients"]) or "-"
+                    tl.add("central", f"told {role} ({who}) of {a['kind']} via {told['channel']}", told["at"])
             self._operate(a, now)
         for r in self.c.api_get("/rides")["rides"]:
             if self._rides.get(r["ride_id"]) != r["status"]:
@@ -92,6 +93,8 @@ class CentralWatcher:
     def _operate(self, alert: dict[str, Any], now: float) -> None:
         http, url = self.c._http, self.c.central.url
         wait = self.ACK_AFTER_S.get(alert["kind"], self.DEFAULT_ACK_AFTER_S)
+        if alert["state"] == "open" and alert["kind"] in self.SOCIAL_WORKER_ANSWERS:
+            return  # the social worker answers through the link in her message (community/messages.py)
         if alert["state"] == "open" and now - alert["opened_at"] >= wait:
             http.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "on our way"}, timeout=10)
             self.c.timeline.add("operator", f"acknowledges {alert['kind']} from {alert['node_id']}")

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 
+from central.accounts.roles import Actor
 from central.bodies import MAX_SAFE_INT, AlertAction
-from central.config import CentralConfig, OperatorSection
-from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
-from central.errors import refusals
+from central.deps import Central, CentralDep, OperatorAuth, client_address
+from central.errors import ApiError, refusals
 from central.routes import api_router
-from central.storage import Store
-from central.views import alert_view
+from central.views import alert_views
 
 log = logging.getLogger("central")
 router = api_router("operator")
@@ -23,67 +22,81 @@ AlertNumber = Annotated[int, Path(ge=1, le=MAX_SAFE_INT, description="the centra
 
 @router.get("/alerts", responses=refusals(401, 403, 422, 503))
 def get_alerts(
-    _: OperatorAuth,
-    store: StoreDep,
-    config: ConfigDep,
-    clock: ClockDep,
+    actor: OperatorAuth,
+    central: CentralDep,
     state: Literal["open", "acknowledged", "resolved", "active", "all"] = "open",
     node_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    severity: Literal["info", "warning", "urgent"] | None = None,
+    flat: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[float | None, Query(ge=0, le=1e11, description="opened at or after (Unix s)")] = None,
+    until: Annotated[float | None, Query(ge=0, le=1e11, description="opened before (Unix s)")] = None,
 ) -> dict[str, Any]:
-    """Alerts newest first; ``active`` = open and acknowledged (not yet resolved)."""
-    now = clock.wall()
+    """Alerts newest first; ``active`` = open and acknowledged (not yet resolved). The history's filters: kind,
+    site, severity, the resident's flat and when it was opened."""
+    store, now = central.store, central.clock.wall()
+    filtered = any(x is not None for x in (kind, site, severity, flat, since, until))
+    scan = 5000 if filtered else limit  # filters are applied to the newest 5000 (a reference central's history)
     if state == "active":
-        found = store.alerts("open", node_id, limit) + store.alerts("acknowledged", node_id, limit)
+        found = store.alerts("open", node_id, scan) + store.alerts("acknowledged", node_id, scan)
         found.sort(key=lambda a: -a["id"])
     else:
-        found = store.alerts(state, node_id, limit)
-    nodes = store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
-    return {"alerts": [alert_view(a, nodes, now, config) for a in found], "server_time": now}
+        found = store.alerts(state, node_id, scan)
+    found = [
+        a for a in found
+        if (kind is None or a["kind"] == kind) and (severity is None or a["severity"] == severity)
+        and (since is None or a["opened_at"] >= since) and (until is None or a["opened_at"] < until)
+    ]  # fmt: skip
+    views = [
+        v for v in alert_views(found, central, now)
+        if actor.sees_alert(v) and (site is None or v["site"] == site) and (flat is None or v.get("flat") == flat)
+    ]  # fmt: skip
+    return {"alerts": views[:limit], "server_time": now}
 
 
 @router.get("/alerts/{alert}", responses=refusals(401, 403, 404, 422, 503))
-def get_alert(
-    alert: AlertNumber, _: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
-) -> dict[str, Any]:
-    """One alert with its log (every event and operator action)."""
-    found = store.alert(alert, with_log=True)
-    return alert_view(found, store.nodes_by_id([found["node_id"]]), clock.wall(), config)
+def get_alert(alert: AlertNumber, actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
+    """One alert with its log (every event and operator action), every delivery with its attempts, and the
+    answers given through acknowledgement links."""
+    view = alert_views([central.store.alert(alert, with_log=True)], central, central.clock.wall(), detail=True)[0]
+    _may_see(actor, view)
+    return view
+
+
+def _may_see(actor: Actor, view: dict[str, Any]) -> None:
+    if not actor.sees_alert(view):
+        raise ApiError(403, "forbidden", f"{actor.name} does not handle {view['kind']} alerts at {view['site']}")
 
 
 def _handle(
-    action: str, alert: int, operator: OperatorSection, store: Store, config: CentralConfig, now: float,
-    body: AlertAction | None,
-) -> dict[str, Any]:  # fmt: skip
+    action: str, alert: int, actor: Actor, central: Central, body: AlertAction | None, address: str
+) -> dict[str, Any]:
     body = body or AlertAction()
-    by = body.by or operator.name
+    store, now = central.store, central.clock.wall()
+    _may_see(actor, alert_views([store.alert(alert)], central, now)[0])
+    # a person is recorded by name; a machine client may say on whose behalf it acts
+    by = actor.name if actor.via == "session" else (body.by or actor.name)
     change = store.acknowledge if action == "acknowledged" else store.resolve
-    done = change(alert, by, operator.name, body.note, now)
+    done = change(alert, by, actor.username or actor.name, body.note, now)
+    central.console.audit(now, by, actor.via, action, f"alert {alert}", body.note, address)
     log.info("alert %d %s by %s", alert, action, by)
-    return alert_view(done, store.nodes_by_id([done["node_id"]]), now, config)
+    central.changes.changed()
+    return alert_views([done], central, now)[0]
 
 
 @router.post("/alerts/{alert}/ack", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def ack_alert(
-    alert: AlertNumber,
-    operator: OperatorAuth,
-    store: StoreDep,
-    config: ConfigDep,
-    clock: ClockDep,
-    body: AlertAction | None = None,
+    alert: AlertNumber, actor: OperatorAuth, central: CentralDep, request: Request, body: AlertAction | None = None
 ) -> dict[str, Any]:
     """open -> acknowledged; 409 when it is not open."""
-    return _handle("acknowledged", alert, operator, store, config, clock.wall(), body)
+    return _handle("acknowledged", alert, actor, central, body, client_address(request))
 
 
 @router.post("/alerts/{alert}/resolve", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def resolve_alert(
-    alert: AlertNumber,
-    operator: OperatorAuth,
-    store: StoreDep,
-    config: ConfigDep,
-    clock: ClockDep,
-    body: AlertAction | None = None,
+    alert: AlertNumber, actor: OperatorAuth, central: CentralDep, request: Request, body: AlertAction | None = None
 ) -> dict[str, Any]:
     """open or acknowledged -> resolved; 409 when already resolved."""
-    return _handle("resolved", alert, operator, store, config, clock.wall(), body)
+    return _handle("resolved", alert, actor, central, body, client_address(request))

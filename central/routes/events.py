@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from central.bodies import MAX_SAFE_INT, WIRE_EVENT, EventBatch
 from central.config import CentralConfig
-from central.deps import ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
+from central.deps import ChangesDep, ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
 from central.errors import ApiError, refusals, validation_message
 from central.jsonvalues import describe, problems
 from central.routes import api_router
@@ -67,7 +67,7 @@ def _note_once(node_id: str, problem: str) -> None:
 
 @router.post("/events", responses=refusals(401, 403, 413, 422, 503))
 def post_events(
-    body: EventBatch, node: NodeAuth, store: StoreDep, config: ConfigDep, clock: ClockDep
+    body: EventBatch, node: NodeAuth, store: StoreDep, config: ConfigDep, clock: ClockDep, changes: ChangesDep
 ) -> dict[str, Any]:
     """A batch of the node's events; idempotent by event id. Events that cannot be stored are listed in
     ``rejected`` with a ``code`` (``invalid_event``, ``foreign_event``); the others are stored and acknowledged."""
@@ -84,7 +84,9 @@ def post_events(
         if rejection is not None:
             rejected.append(rejection)
     now = clock.wall()
-    _new, foreign_ids = store.ingest(node_id, valid, body.node_wall_time, now)
+    new, foreign_ids = store.ingest(node_id, valid, body.node_wall_time, now)
+    if new:
+        changes.changed()  # the notifier and open consoles look now
     taken = set(foreign_ids)
     for event_id in foreign_ids:
         rejected.append(_rejection({"id": event_id}, None, "foreign_event", "event id already used by another node"))

@@ -61,10 +61,12 @@ def register(
 
 
 @router.get("/nodes", tags=["operator"], responses=refusals(401, 403, 503))
-def list_nodes(_: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep) -> dict[str, Any]:
-    """Every node with its latest health, last seen and how many seq numbers never arrived."""
-    now = clock.wall()
-    return {"nodes": [node_view(n, now, config) for n in store.nodes()], "server_time": now}
+def list_nodes(actor: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep) -> dict[str, Any]:
+    """Every node (of the caller's sites) with its latest health, last seen and how many seq numbers never
+    arrived."""
+    now, sites = clock.wall(), actor.sites()
+    nodes = [node_view(n, now, config) for n in store.nodes() if sites is None or n["site"] in sites]
+    return {"nodes": nodes, "server_time": now}
 
 
 @router.get("/nodes/{node_id}", tags=["operator"], responses=refusals(401, 403, 404, 422, 503))

@@ -1,4 +1,4 @@
-"""What anyone may read: liveness, the contract under /api/v1, and the operator page (with a strict CSP)."""
+"""What anyone may read: liveness, the contract under /api/v1, and the strict page policy of the HTML pages."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import base64
 import functools
 import hashlib
 import re
-from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from central.deps import ClockDep
 from central.errors import refusals
@@ -32,10 +31,6 @@ def openapi_under_api(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
-def operator_page_html() -> str:
-    return resources.files("central").joinpath("operator.html").read_text(encoding="utf-8")
-
-
 def _hashes(html: str, tag: str) -> str:
     blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
     return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
@@ -49,10 +44,3 @@ def page_headers(html: str) -> dict[str, str]:
         " connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     return {"Cache-Control": "no-store", "Content-Security-Policy": policy}
-
-
-@pages.get("/", response_class=HTMLResponse)
-@pages.get("/operator", response_class=HTMLResponse)
-def operator_page() -> HTMLResponse:
-    html = operator_page_html()
-    return HTMLResponse(html, headers=page_headers(html))

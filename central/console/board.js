@@ -1,0 +1,206 @@
+// The alert board: open and acknowledged alerts sorted by severity and acknowledgement, updated in place (a
+// refresh never replaces a card, so focus, a note being typed and a text selection survive), with the cues of a
+// new urgent alarm (sound, title, favicon) until it is acknowledged, and a running timer since it was raised.
+import { api, clock, errorText, h, span, tel } from "./api.js";
+
+const SEV_RANK = { urgent: 0, warning: 1, info: 2 };
+const SEV_ZH = { urgent: "紧急", warning: "警告", info: "提示" };
+const STALE_ACK_S = 24 * 3600;
+const LATE_S = 120;
+
+export function rank(a) {
+  const acked = a.state === "acknowledged" ? 1 : 0;
+  return [acked, SEV_RANK[a.severity] ?? 3, -(a.raised_at || a.opened_at)];
+}
+
+function compare(a, b) {
+  const x = rank(a), y = rank(b);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return b.id - a.id;
+}
+
+export class Board {
+  constructor(catalogue) {
+    this.catalogue = catalogue;
+    this.alerts = new Map(); // id -> alert view
+    this.cards = new Map(); // id -> {root, parts}
+    this.list = h("div", { id: "alerts" });
+    this.summary = h("p", { id: "board-summary", class: "muted" });
+    this.beeper = new Beeper();
+    setInterval(() => this.tick(), 1000);
+  }
+
+  mount(view) {
+    view.replaceChildren(h("h2", {}, "待处理告警"), this.summary, this.list);
+    this.render();
+  }
+
+  merge(alerts, replace = false) {
+    if (replace) for (const id of [...this.alerts.keys()]) if (!alerts.some((a) => a.id === id)) this.alerts.delete(id);
+    for (const a of alerts) {
+      if (a.state === "resolved") this.alerts.delete(a.id);
+      else this.alerts.set(a.id, a);
+    }
+    this.render();
+  }
+
+  sorted() { return [...this.alerts.values()].sort(compare); }
+
+  render() {
+    const started = performance.now();
+    const wanted = this.sorted();
+    for (const [id, card] of this.cards) if (!this.alerts.has(id)) { card.root.remove(); this.cards.delete(id); }
+    for (const a of wanted) {
+      let card = this.cards.get(a.id);
+      if (!card) { card = this.build(a); this.cards.set(a.id, card); }
+      this.update(card, a);
+    }
+    this.order(wanted.map((a) => this.cards.get(a.id).root));
+    const open = wanted.filter((a) => a.state === "open");
+    this.summary.textContent = wanted.length
+      ? `共 ${wanted.length} 条，其中 ${open.length} 条尚无人确认（紧急 ${open.filter((a) => a.severity === "urgent").length} 条）`
+      : "目前没有待处理的告警。";
+    this.cues(open.filter((a) => a.severity === "urgent"));
+    document.body.dataset.renderMs = String(Math.round(performance.now() - started));
+  }
+
+  // put the cards in order, moving only those out of place, and never while someone works inside the list
+  order(roots) {
+    const active = document.activeElement;
+    const selecting = !document.getSelection().isCollapsed && this.list.contains(document.getSelection().anchorNode);
+    const typing = active && this.list.contains(active) && active.tagName === "INPUT";
+    const current = [...this.list.children];
+    const same = current.length === roots.length && current.every((el, i) => el === roots[i]);
+    if (same) return;
+    if ((typing || selecting) && current.length) {
+      for (const r of roots) if (!r.isConnected) this.list.append(r);
+      this.deferred = true;
+      return;
+    }
+    roots.forEach((root, i) => { if (this.list.children[i] !== root) this.list.insertBefore(root, this.list.children[i] || null); });
+    this.deferred = false;
+  }
+
+  build(a) {
+    const p = {};
+    p.sev = h("span", { class: "sev" });
+    p.title = h("h3", {});
+    p.where = h("span", {});
+    p.state = h("span", {});
+    p.timer = h("span", { class: "timer" });
+    p.target = h("span", {});
+    p.late = h("div", { class: "late" });
+    p.reasons = h("ul", { class: "reasons" });
+    p.told = h("div", { class: "muted" });
+    p.contacts = h("div", { class: "contacts" });
+    p.note = h("input", { type: "text", placeholder: "备注（可不填）", "aria-label": "备注", maxlength: "500" });
+    p.ack = h("button", { class: "primary", type: "button", onclick: () => this.act(a.id, "ack", p) }, "确认（我来处理）");
+    p.resolve = h("button", { type: "button", onclick: () => this.act(a.id, "resolve", p) }, "已解决");
+    p.detail = h("a", { href: `#/alert/${a.id}`, class: "button" }, "详情");
+    p.error = h("div", { class: "error", role: "alert" });
+    const root = h("article", { class: "card", "data-alert": a.id, "data-shown-at": String(Date.now() / 1000) },
+      h("div", { class: "top" }, p.sev, p.title, p.state),
+      h("div", {}, p.where), h("div", {}, "已持续 ", p.timer, " ", p.target), p.late, p.reasons, p.told, p.contacts,
+      h("div", { class: "actions" }, p.note, p.ack, p.resolve, p.detail), p.error);
+    return { root, parts: p };
+  }
+
+  update(card, a) {
+    const p = card.parts, set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+    card.root.className = `card ${a.severity} ${a.state}`;
+    card.root.dataset.severity = a.severity;
+    card.root.dataset.state = a.state;
+    p.sev.className = `sev ${a.severity}`;
+    set(p.sev, SEV_ZH[a.severity] || a.severity);
+    set(p.title, a.title_zh || a.kind);
+    set(p.where, [a.location, a.flat && `住户 ${a.flat}`, siteName(this.catalogue, a.site)].filter(Boolean).join(" · "));
+    const stale = a.state === "acknowledged" && Date.now() / 1000 - a.acknowledged_at > STALE_ACK_S;
+    set(p.state, a.state === "acknowledged" ? `已由 ${a.acknowledged_by} 确认 ${clock(a.acknowledged_at, true)}` + (stale ? "（已很久未解决）" : "") : "尚无人确认");
+    p.state.className = stale ? "stale" : a.state === "acknowledged" ? "state-ack" : "";
+    const late = a.opened_at - a.raised_at > LATE_S;
+    set(p.late, late ? `节点 ${clock(a.raised_at, true)} 发出，中心 ${clock(a.opened_at, true)} 才收到（晚 ${span(a.opened_at - a.raised_at)}）` : "");
+    const reasons = (a.reasons || []).join("\n");
+    if (p.reasons.dataset.text !== reasons) {
+      p.reasons.dataset.text = reasons;
+      p.reasons.replaceChildren(...(a.reasons || []).slice(0, 4).map((r) => h("li", {}, r)));
+    }
+    const told = Object.entries(a.told || {}).map(([role, t]) => `${roleZh(this.catalogue, role)} ${clock(t.at)}（${t.channel}）`);
+    const pending = (a.escalation && a.escalation.state === "pending") ? `；${a.escalation.roles.map((r) => roleZh(this.catalogue, r)).join("、")} 将于 ${clock(a.escalation.due_at)} 通知（若无人确认）` : "";
+    set(p.told, (told.length ? "已通知：" + told.join("；") : "尚未送达任何通知") + pending);
+    const contactKey = JSON.stringify(a.contacts || {});
+    if (p.contacts.dataset.key !== contactKey) {
+      p.contacts.dataset.key = contactKey;
+      p.contacts.replaceChildren(...Object.entries(a.contacts || {}).filter(([, people]) => people.length).map(([role, people]) =>
+        h("div", {}, `${roleZh(this.catalogue, role)}：`, ...people.flatMap((c, i) => [i ? "、" : "", tel(c)]))));
+    }
+    p.ack.hidden = a.state !== "open";
+    this.tickOne(card, a);
+  }
+
+  tickOne(card, a) {
+    const now = Date.now() / 1000, since = now - a.raised_at;
+    card.parts.timer.textContent = span(since);
+    const target = (this.catalogue.targets_min || {})[a.kind];
+    card.parts.target.textContent = target ? (since < target * 60 ? `（${target} 分钟到场目标，还剩 ${span(target * 60 - since)}）` : `（已超过 ${target} 分钟到场目标）`) : "";
+  }
+
+  tick() {
+    for (const a of this.alerts.values()) { const card = this.cards.get(a.id); if (card) this.tickOne(card, a); }
+    if (this.deferred && !(document.activeElement && this.list.contains(document.activeElement))) this.render();
+  }
+
+  async act(id, action, p) {
+    p.error.textContent = "";
+    p.ack.disabled = p.resolve.disabled = true;
+    try {
+      const done = await api("POST", `/alerts/${id}/${action}`, { note: p.note.value });
+      p.note.value = "";
+      this.merge([done]);
+    } catch (err) {
+      p.error.textContent = errorText(err);
+    } finally {
+      p.ack.disabled = p.resolve.disabled = false;
+    }
+  }
+
+  cues(urgentOpen) {
+    const n = urgentOpen.length;
+    document.title = n ? `【紧急 ${n}】未确认 · 值班台` : "值班台 · 长白新村";
+    document.getElementById("favicon").href = n ? "/console/icon-alarm.svg" : "/console/icon-ok.svg";
+    document.body.dataset.alarm = n ? "on" : "off";
+    if (n) this.beeper.start(); else this.beeper.stop();
+  }
+}
+
+export function siteName(catalogue, site) {
+  return ((catalogue.sites || {})[site]) || site;
+}
+
+export function roleZh(catalogue, role) {
+  return ((catalogue.roles || {})[role] || {}).zh || role;
+}
+
+// a two-tone beep every 2 s while an urgent alarm waits for someone (Web Audio: no file, no download)
+class Beeper {
+  constructor() { this.timer = null; this.ctx = null; document.body.dataset.beeps = "0"; }
+  start() {
+    if (this.timer) return;
+    this.beep();
+    this.timer = setInterval(() => this.beep(), 2000);
+  }
+  stop() { clearInterval(this.timer); this.timer = null; }
+  beep() {
+    document.body.dataset.beeps = String(Number(document.body.dataset.beeps) + 1);
+    try {
+      this.ctx = this.ctx || new AudioContext();
+      if (this.ctx.state === "suspended") this.ctx.resume();
+      [880, 660].forEach((f, i) => {
+        const osc = this.ctx.createOscillator(), gain = this.ctx.createGain();
+        osc.frequency.value = f; gain.gain.value = 0.2;
+        osc.connect(gain).connect(this.ctx.destination);
+        const t = this.ctx.currentTime + i * 0.25;
+        osc.start(t); osc.stop(t + 0.2);
+      });
+    } catch (e) { /* no audio device: the title and the icon still say it */ }
+  }
+}

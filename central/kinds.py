@@ -1,0 +1,215 @@
+"""Every event kind and role in words (Chinese first, then English), and an alert's reasoning in words.
+
+One place for what people read: the duty console gets it through ``GET /api/v1/catalogue`` and every alert view
+(``title_zh``, ``reasons``), the notifier writes its messages from it. A kind nobody named here is still shown,
+by its code, and ``tests/test_console_kinds.py`` fails when the event catalogue has a kind without a name.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from common.catalogue import CATALOGUE
+
+# kind -> (zh, en): what people read; which kinds exist, who sends them and who is told is common/catalogue.py
+KINDS: dict[str, tuple[str, str]] = {
+    # the lift box
+    "entrapment": ("电梯困人", "Passenger trapped in the lift"),
+    "door_open_while_moving": ("运行中开门", "Door open while the car moves"),
+    "stopped_outside_door_zone": ("门区外停梯", "Car stopped outside the door zone"),
+    "door_held_open": ("长时间开门", "Door held open"),
+    "alarm_button": ("轿厢警铃按下", "Alarm button pressed in the car"),
+    "power_loss": ("电梯停电", "Lift power lost"),
+    "sensor_fault": ("传感器故障", "Sensor fault"),
+    "inspection_mode": ("检修模式", "Inspection mode"),
+    # the water meter and the wellbeing watch
+    "inactivity": ("长时间未用水", "No water used for a long time"),
+    "missed_morning": ("早上未用水", "No water used this morning"),
+    "continuous_flow": ("长时间持续用水", "Water running for a long time"),
+    "low_daily_volume": ("当日用水过少", "Very little water used today"),
+    "high_daily_volume": ("当日用水过多", "Much more water than usual today"),
+    "leak_suspected": ("疑似漏水", "Suspected leak"),
+    "meter_offline": ("水表无响应", "Meter not answering"),
+    "meter_reset": ("水表读数回退", "Meter total went down (replaced or reset)"),
+    "implausible_reading": ("水表读数异常", "Implausible meter reading"),
+    "meter_health": ("水表通讯状况", "Meter communication health"),
+    "meter_reading": ("水表读数", "Meter reading"),
+    "wellbeing_fault": ("监护规则故障", "Wellbeing rules failed"),
+    "wellbeing_profile": ("用水规律（每日）", "Daily water-use profile"),
+    "im_ok_pressed": ("按下“我很好”", "'I'm OK' pressed"),
+    "going_out_pressed": ("按下“外出”", "'Going out' pressed (away mode)"),
+    # the taxi kiosk
+    "help_requested": ("叫车屏求助", "Help requested at the kiosk"),
+    "kiosk_fault": ("叫车屏故障", "Kiosk fault"),
+    "button_pressed": ("叫车按钮按下", "Kiosk button pressed"),
+    "ride_requested": ("一键叫车", "Taxi requested"),
+    "ride_assigned": ("司机已接单", "A driver accepted"),
+    "ride_arrived": ("车已到达", "The taxi arrived"),
+    "ride_no_car": ("无车可派", "No car"),
+    "ride_cancelled": ("叫车已取消", "Ride cancelled"),
+    "ride_resumed": ("叫车继续", "Ride resumed after a restart"),
+    "ride_closed_while_down": ("离线时结束的叫车", "Ride closed while the kiosk was down"),
+    "ride_late": ("车辆迟到", "The taxi is late"),
+    "ride_expired": ("叫车过期", "Ride expired"),
+    "ride_given_up": ("叫车放弃", "Ride given up"),
+    "cancel_refused": ("取消被拒", "Cancel refused"),
+    "central_unreachable": ("叫车屏连不上中心", "Kiosk cannot reach the central"),
+    "central_reachable": ("叫车屏恢复连接", "Kiosk reaches the central again"),
+    "central_error": ("中心回复错误", "The central answered with an error"),
+    # any node
+    "node_fault": ("设备故障", "Device fault"),
+    "selftest": ("设备自检", "Self-test"),
+    "outbox_dropped": ("设备丢弃了事件", "Events dropped on the device"),
+    "outbox_corrupt": ("设备存储损坏", "Device storage damaged"),
+    "outbox_resumed": ("设备存储恢复", "Device storage resumed"),
+}
+# the console's views by the sender of each kind (common/catalogue.py)
+GROUPS = {"elevator": "lift", "meter": "meter", "kiosk": "kiosk", "any": "node"}
+
+ROLES: dict[str, tuple[str, str]] = {
+    "property_management": ("物业", "Property desk"),
+    "maintenance": ("电梯维保", "Lift maintenance"),
+    "family": ("家属", "Family"),
+    "social_worker": ("社工", "Social worker"),
+    "operator": ("社区值班", "Duty desk"),
+}
+
+SEVERITIES: dict[str, tuple[str, str]] = {
+    "urgent": ("紧急", "Urgent"),
+    "warning": ("警告", "Warning"),
+    "info": ("提示", "Info"),
+}
+
+ALERT_STATES: dict[str, tuple[str, str]] = {
+    "open": ("待处理", "Open"),
+    "acknowledged": ("已确认", "Acknowledged"),
+    "resolved": ("已解决", "Resolved"),
+}
+
+RIDE_STATUSES: dict[str, tuple[str, str]] = {
+    "searching": ("正在找车", "Searching"),
+    "assigned": ("司机已接单", "Driver on the way"),
+    "arrived": ("车已到达", "Arrived"),
+    "no_car": ("无车可派", "No car"),
+    "cancelled": ("已取消", "Cancelled"),
+}
+
+# a lift entrapment has a 30-minute rescue arrival target (TSG T5002, REFERENCE.md)
+TARGET_MINUTES: dict[str, int] = {"entrapment": 30}
+
+
+def kind_zh(kind: str) -> str:
+    """The Chinese name of a kind, or the code itself for a kind nobody named."""
+    return KINDS.get(kind, (kind, kind))[0]
+
+
+def kind_group(kind: str) -> str:
+    """lift, meter, kiosk or node (the sender of the kind in the event catalogue; node for an unknown kind)."""
+    entry = CATALOGUE.get(kind)
+    return GROUPS[entry.sender] if entry else "node"
+
+
+def role_zh(role: str) -> str:
+    return ROLES.get(role, (role, role))[0]
+
+
+def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything the console names, for ``GET /api/v1/catalogue`` (``sites``: id -> display name)."""
+    return {
+        "sites": dict(sites or {}),
+        "kinds": {k: {"zh": zh, "en": en, "group": kind_group(k)} for k, (zh, en) in KINDS.items()},
+        "roles": {k: {"zh": zh, "en": en} for k, (zh, en) in ROLES.items()},
+        "severities": {k: {"zh": zh, "en": en} for k, (zh, en) in SEVERITIES.items()},
+        "alert_states": {k: {"zh": zh, "en": en} for k, (zh, en) in ALERT_STATES.items()},
+        "ride_statuses": {k: {"zh": zh, "en": en} for k, (zh, en) in RIDE_STATUSES.items()},
+        "targets_min": dict(TARGET_MINUTES),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ reasoning
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _hours(value: Any) -> str | None:
+    h = _num(value)
+    if h is None:
+        return None
+    whole, minutes = int(h), round((h - int(h)) * 60)
+    if minutes == 60:
+        whole, minutes = whole + 1, 0
+    return f"{whole} 小时 {minutes} 分" if whole else f"{minutes} 分钟"
+
+
+def _seconds(value: Any) -> str | None:
+    s = _num(value)
+    if s is None:
+        return None
+    return f"{int(s // 60)} 分 {int(s % 60)} 秒" if s >= 60 else f"{int(s)} 秒"
+
+
+def _lift(kind: str, p: Mapping[str, Any]) -> list[str]:
+    out = []
+    zone = p.get("in_door_zone")
+    if kind == "entrapment":
+        where = {True: "停在平层（门区内）", False: "停在两层之间（门区外）"}.get(zone, "是否平层不明")
+        out.append(f"{p.get('label_zh') or '困人'}：轿厢{where}")
+        if (t := _seconds(p.get("seconds_trapped"))) is not None:
+            out.append(f"关门且有人、轿厢静止已 {t}（90 秒即报警）")
+        out.append("救援人员应在 30 分钟内到达")
+    elif (t := _seconds(p.get("seconds"))) is not None:
+        out.append(f"已持续 {t}")
+    if kind != "entrapment" and zone is not None:
+        out.append("在门区内" if zone else "在门区外")
+    if _num(p.get("presses")):
+        out.append(f"警铃按了 {int(p['presses'])} 次")
+    if p.get("timing") == "lower_bound":
+        out.append("节点重启过：实际时间可能更长")
+    return out
+
+
+def _meter(kind: str, p: Mapping[str, Any]) -> list[str]:
+    out = []
+    if (h := _hours(p.get("silence_h"))) is not None:
+        out.append(f"已 {h} 没有用水")
+    if p.get("last_use"):
+        out.append(f"最后一次用水：{p['last_use']}")
+    if (h := _hours(p.get("warning_after_h"))) is not None:
+        limit = f"超过 {h} 未用水即提醒"
+        if (u := _hours(p.get("urgent_after_h"))) is not None:
+            limit += f"，超过 {u} 为紧急"
+        out.append(limit + ("（按本户习惯学得）" if p.get("adaptive") else "（固定阈值）"))
+    if p.get("deadline"):
+        out.append(f"平时此前会用水，截止 {p['deadline']} 仍未用水")
+    if _num(p.get("flow_minutes")) is not None:
+        out.append(f"水已连续流了 {p['flow_minutes']} 分钟，共 {p.get('litres', '?')} 升")
+    if _num(p.get("day_litres")) is not None:
+        usual = p.get("usual_litres")
+        out.append(f"当日用水 {p['day_litres']} 升" + (f"，平时约 {usual} 升" if usual is not None else ""))
+    if p.get("reason") == "lone_pulses":
+        out.append("只有零星脉冲（可能是漏水或表的杂讯），不算有人用水")
+    if p.get("error"):
+        out.append(f"错误：{p['error']}")
+    return out
+
+
+def reasons(kind: str, payload: Mapping[str, Any] | Any) -> list[str]:
+    """Why this alert was raised, in short Chinese sentences, from its payload (what the node measured)."""
+    p = payload if isinstance(payload, Mapping) else {}
+    group = kind_group(kind)
+    out = _lift(kind, p) if group == "lift" else _meter(kind, p) if group == "meter" else []
+    if not out:  # a kind without its own words: say what the node sent, plainly
+        out = [f"{k}：{v}" for k, v in p.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
+    return out
+
+
+def clock_text(t: float | None, tz_offset_s: int = 8 * 3600) -> str:
+    """``12-04 16:43`` in Shanghai time (the messages' clock; the console shows the browser's)."""
+    if t is None:
+        return "—"
+    return time.strftime("%m-%d %H:%M", time.gmtime(t + tz_offset_s))

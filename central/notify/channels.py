@@ -1,0 +1,148 @@
+"""The channels: a ``Message`` formatted for each (generic webhook, WeCom robot, DingTalk robot, SMS gateway,
+SMTP e-mail), signed where the receiver checks a signature, and sent once (``send``); retries are the worker's.
+
+Formatting is pure (``render_http`` returns the request); only ``send`` touches the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import smtplib
+import time
+import urllib.parse
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import requests
+
+from central.notify.config import ChannelSection
+from central.notify.message import Message
+from central.notify.retry import Outcome, http_outcome, robot_outcome
+
+ROBOT_MAX_BYTES = 2048  # WeCom's text limit (UTF-8 bytes); DingTalk is held to the same
+SMS_MAX_BYTES = 600  # about 200 Chinese characters: a few SMS parts, the link whole
+SIGNATURE_HEADER = "X-Changbai-Signature"
+TIMESTAMP_HEADER = "X-Changbai-Timestamp"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The generic webhook's signature: ``sha256=`` + hex HMAC-SHA256(secret, timestamp + "." + body)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float, max_age_s: float = 300) -> bool:
+    """What a receiver checks: the signature matches and the timestamp is recent (replays are refused)."""
+    try:
+        fresh = abs(now - float(timestamp)) <= max_age_s
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk's signed mode: URL-encoded Base64 of HMAC-SHA256(secret, "timestamp\\nsecret")."""
+    mac = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(mac).decode())
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _signed(url: str, secret: str, key: str, body: bytes, now: float) -> HttpRequest:
+    headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
+    if secret:
+        stamp = str(int(now))
+        headers[TIMESTAMP_HEADER] = stamp
+        headers[SIGNATURE_HEADER] = sign(secret, stamp, body)
+    return HttpRequest(url, headers, body)
+
+
+def render_http(channel: ChannelSection, message: Message, now: float) -> HttpRequest:
+    """The HTTP request that carries ``message`` on ``channel`` (every type but email)."""
+    mobiles = message.mobiles if channel.mention else []
+    if channel.type == "webhook":
+        return _signed(channel.url, channel.secret, message.key, _json(message.to_json(now)), now)
+    if channel.type == "sms":
+        body = {"schema": "changbai-sms/1", "id": message.key, "to": message.mobiles,
+                "text": message.text(SMS_MAX_BYTES)}  # fmt: skip
+        return _signed(channel.url, channel.secret, message.key, _json(body), now)
+    if channel.type == "wecom":
+        text = {"content": message.text(ROBOT_MAX_BYTES), "mentioned_mobile_list": mobiles}
+        return HttpRequest(channel.url, {"Content-Type": "application/json"}, _json({"msgtype": "text", "text": text}))
+    if channel.type == "dingtalk":
+        # DingTalk highlights an @ only when the number also appears in the text
+        tail = "".join(f" @{m}" for m in mobiles)
+        content = message.text(ROBOT_MAX_BYTES - len(tail.encode())) + tail
+        body = {"msgtype": "text", "text": {"content": content}, "at": {"atMobiles": mobiles, "isAtAll": False}}
+        url = channel.url
+        if channel.secret:
+            ms = int(now * 1000)
+            url += ("&" if "?" in url else "?") + f"timestamp={ms}&sign={dingtalk_sign(channel.secret, ms)}"
+        return HttpRequest(url, {"Content-Type": "application/json"}, _json(body))
+    raise ValueError(f"channel {channel.id}: {channel.type} is not an HTTP channel")
+
+
+def render_email(channel: ChannelSection, message: Message) -> EmailMessage:
+    mail = EmailMessage()
+    mail["Subject"] = message.title
+    mail["From"] = channel.from_addr
+    mail["To"] = ", ".join(dict.fromkeys([*message.emails, *channel.to]))
+    mail["Message-ID"] = make_msgid(idstring=message.key.replace(":", "."), domain="changbai.invalid")
+    mail["X-Changbai-Delivery"] = message.key
+    mail.set_content(message.text())
+    return mail
+
+
+def _send_http(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
+    request = render_http(channel, message, time.time())
+    try:
+        reply = requests.post(request.url, data=request.body, headers=request.headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        return Outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+    if channel.type in ("wecom", "dingtalk"):
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        return robot_outcome(reply.status_code, body, channel.type)
+    return http_outcome(reply.status_code, reply.headers.get("Retry-After"))
+
+
+def _send_email(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
+    mail = render_email(channel, message)
+    if not mail["To"]:
+        return Outcome(False, None, "no e-mail address: neither the contacts nor the channel's `to` give one")
+    try:
+        with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s) as smtp:
+            if channel.smtp_starttls:
+                smtp.starttls()
+            if channel.smtp_user:
+                smtp.login(channel.smtp_user, channel.smtp_password)
+            refused = smtp.send_message(mail)
+    except (OSError, smtplib.SMTPException) as exc:
+        return Outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+    if refused:
+        return Outcome(False, None, f"refused: {', '.join(refused)}")
+    return Outcome(True, None)
+
+
+def send(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
+    """One attempt to deliver ``message`` on ``channel``; never raises for a network or receiver failure."""
+    if channel.type == "email":
+        return _send_email(channel, message, timeout_s)
+    if channel.type == "sms" and not message.mobiles:
+        return Outcome(False, None, "no mobile number among the contacts of this role")
+    return _send_http(channel, message, timeout_s)

@@ -1,0 +1,122 @@
+"""What a notification says: one ``Message`` per (alert, role, reason), in Chinese, from the alert as the API shows it.
+
+The same words as the duty console (``central.kinds``): the kind, how urgent, where, since when (the node's own
+time, and when the central received it if that was later), why (the alert's reasoning), whom it concerns, and
+the acknowledgement link. Channels only format it (``central.notify.channels``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from central.kinds import SEVERITIES, clock_text, kind_zh, reasons, role_zh
+
+REASON_ZH = {"opened": "新告警", "urgent": "已升级为紧急", "escalated": "无人确认，通知社工", "resent": "再次通知"}
+LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification, ready for any channel."""
+
+    key: str  # the delivery's idempotency key: the same message always has the same key
+    alert: int
+    role: str
+    reason: str
+    severity: str
+    kind: str
+    site: str
+    title: str
+    lines: tuple[str, ...]
+    link: str = ""
+    contacts: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def mobiles(self) -> list[str]:
+        """The contacts' phone numbers as digits (what robots @-mention and SMS gateways send to)."""
+        out = []
+        for c in self.contacts:
+            digits = "".join(ch for ch in str(c.get("phone", "")) if ch.isdigit())
+            if len(digits) >= 7 and digits not in out:
+                out.append(digits)
+        return out
+
+    @property
+    def emails(self) -> list[str]:
+        return [str(c["email"]) for c in self.contacts if c.get("email")]
+
+    def text(self, max_bytes: int | None = None) -> str:
+        """Title, the reasons and the link, one per line (SMS, robots, e-mail body). With ``max_bytes`` (UTF-8)
+        the reasons are cut, never the link: a cut link would not open."""
+        link = f"\n确认收到（我已知晓 / 我去看看）：{self.link}" if self.link else ""
+        body = "\n".join([self.title, *self.lines])
+        if max_bytes is not None:
+            body = clip_utf8(body, max(0, max_bytes - len(link.encode())))
+        return body + link
+
+    def to_json(self, sent_at: float) -> dict[str, Any]:
+        """The generic webhook's body (schema ``changbai-notification/1``, docs/central.md)."""
+        return {
+            "schema": "changbai-notification/1",
+            "delivery_id": self.key,
+            "alert_id": self.alert,
+            "role": self.role,
+            "reason": self.reason,
+            "severity": self.severity,
+            "kind": self.kind,
+            "kind_zh": kind_zh(self.kind),
+            "site": self.site,
+            "title": self.title,
+            "lines": list(self.lines),
+            "text": self.text(),
+            "ack_url": self.link or None,
+            "recipients": [dict(c) for c in self.contacts],
+            "sent_at": sent_at,
+        }
+
+
+def clip_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes on a character boundary (with … when cut)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: max(0, limit - 3)].decode("utf-8", errors="ignore") + "…"
+
+
+def _since(alert: Mapping[str, Any]) -> str:
+    raised, opened = alert.get("raised_at"), alert.get("opened_at")
+    text = f"发生于 {clock_text(raised)}"
+    if isinstance(raised, int | float) and isinstance(opened, int | float) and opened - raised > LATE_AFTER_S:
+        text += f"（中心 {clock_text(opened)} 才收到：节点当时离线）"
+    return text
+
+
+def compose(
+    alert: Mapping[str, Any], role: str, reason: str, contacts: Sequence[Mapping[str, str]], key: str, link: str = ""
+) -> Message:
+    """The message telling ``role`` about ``alert`` (an alert view) for ``reason`` (opened, urgent, escalated)."""
+    severity = str(alert.get("severity", "info"))
+    payload = alert.get("payload") if isinstance(alert.get("payload"), Mapping) else {}
+    flat = payload.get("resident") if isinstance(payload, Mapping) else None
+    where = " ".join(str(p) for p in (alert.get("location"), flat and f"住户 {flat}") if p)
+    sev = SEVERITIES.get(severity, (severity, ""))[0]
+    title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
+    lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
+    lines += reasons(str(alert.get("kind", "")), payload)
+    if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
+        lines.append(f"{alert['acknowledged_by']} 已确认在处理")
+    return Message(
+        key=key,
+        alert=int(alert["id"]),
+        role=role,
+        reason=reason,
+        severity=severity,
+        kind=str(alert.get("kind", "")),
+        site=str(alert.get("site") or ""),
+        title=title,
+        lines=tuple(lines),
+        link=link,
+        contacts=tuple(dict(c) for c in contacts if isinstance(c, Mapping)),
+    )

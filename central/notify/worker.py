@@ -1,0 +1,209 @@
+"""The notifier: a background thread in the central that plans, sends and records every notification.
+
+Each tick it plans what the active alerts need by now (``central.notify.plan``; stored once by key), takes the
+due deliveries (leased, so several central processes never send one twice at once), sends them on their channels
+in a small thread pool (a slow robot never holds up an SMS) and records each attempt as it happens. A failed
+delivery is retried with backoff until it is delivered, or dropped when the alert is resolved first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from central.config import CentralConfig
+from central.notify.channels import send
+from central.notify.config import ChannelSection
+from central.notify.links import LinkClaim, make_link
+from central.notify.message import compose
+from central.notify.plan import planned
+from central.notify.retry import Outcome, delay_after
+from central.notify.store import NotifyStore
+from central.storage import StorageError, Store
+from common.clock import Clock
+
+log = logging.getLogger("central.notify")
+RESCAN_S = 5.0  # alerts are planned again at least this often (escalations come due with time alone)
+LINK_SECRET = "ack_link"
+
+
+def contact_list(raw: Any) -> list[dict[str, str]]:
+    """Contacts as registered (objects, or plain strings) as ``{"name", "phone", ...}`` objects."""
+    out = []
+    for c in raw if isinstance(raw, list) else []:
+        if isinstance(c, Mapping):
+            out.append({k: str(v) for k, v in c.items() if isinstance(v, str | int)})
+        elif isinstance(c, str):
+            out.append({"name": c})
+    return out
+
+
+class RateLimit:
+    """At most ``per_minute`` sends in any 60 s (robots: about 20); ``wait`` says how long until the next."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.sent: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        while self.sent and now - self.sent[0] >= 60.0:
+            self.sent.popleft()
+        if not self.per_minute or len(self.sent) < self.per_minute:
+            return 0.0
+        return 60.0 - (now - self.sent[0])
+
+
+class Notifier:
+    """Plans, sends and records notifications for one central (``start``/``stop``/``wake``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        notify: NotifyStore,
+        config: CentralConfig,
+        clock: Clock,
+        views: Callable[[list[dict[str, Any]], float], list[dict[str, Any]]],
+        public_url: Callable[[], str],
+    ) -> None:
+        self.store, self.notify, self.config, self.clock = store, notify, config, clock
+        self.settings = config.notify
+        self._views = views
+        self._public_url = public_url
+        self._channels: dict[str, ChannelSection] = {c.id: c for c in self.settings.channels}
+        self._limits = {c.id: RateLimit(c.rate_per_minute) for c in self.settings.channels}
+        self._known: set[str] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="notify-send")
+        self._in_flight: set[int] = set()
+        self._lock = threading.Lock()
+        self._last_scan = 0.0
+        self._next_due = float("inf")
+        self._log_cursor = -1
+        self._secret: bytes | None = None
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+    @property
+    def enabled(self) -> bool:
+        return bool(self._channels)
+
+    def start(self) -> None:
+        if not self.enabled or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Something changed (an event arrived, an alert was acknowledged): look now, not at the next tick."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except StorageError as exc:  # the database is away: the next tick tries again, nothing is lost
+                log.warning("notifier: storage error: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug must not end the notifier: logged with its traceback
+                log.exception("notifier tick failed")
+            self._wake.wait(self.settings.tick_s)
+            self._wake.clear()
+
+    # ------------------------------------------------------------------------------------------------ work
+    def tick(self) -> None:
+        """Plan what is due, then send what is due."""
+        now = self.clock.wall()
+        cursor = self.notify.alert_log_cursor()
+        if cursor != self._log_cursor or now >= self._next_due or time.monotonic() - self._last_scan >= RESCAN_S:
+            self._scan(now)
+            self._log_cursor = cursor
+        lease_s = self.settings.timeout_s * 3 + 5
+        for row in self.notify.claim_due(now, lease_s):
+            with self._lock:
+                if row["id"] in self._in_flight:
+                    continue
+                self._in_flight.add(row["id"])
+            self._pool.submit(self._deliver, row)
+
+    def _scan(self, now: float) -> None:
+        self._last_scan = time.monotonic()
+        alerts = self.store.alerts("open", None, 5000) + self.store.alerts("acknowledged", None, 5000)
+        views = self._views(alerts, now)
+        plans, next_due = [], float("inf")
+        for view in views:
+            plans += [p for p in planned(view, view.get("urgent_at"), self.settings.channels_for, now)]
+            esc = view.get("escalation") or {}
+            if esc.get("state") == "pending":
+                next_due = min(next_due, float(esc["due_at"]))
+        fresh = [p for p in plans if p.key not in self._known]
+        if fresh:
+            new = self.notify.plan(fresh, now)
+            if new:
+                log.info("notifier: %d new deliveries planned", new)
+        self._known = {p.key for p in plans}  # only the active alerts' keys: the set never outgrows them
+        self._next_due = next_due
+        self.notify.drop_resolved()
+
+    def _link(self, view: Mapping[str, Any], role: str, names: str, key: str) -> str:
+        base = self.settings.public_url or self._public_url()
+        if not base:
+            return ""
+        if self._secret is None:
+            self._secret = self.notify.secret(LINK_SECRET)
+        expires = self.clock.wall() + self.settings.link_ttl_h * 3600
+        return make_link(base, self._secret, LinkClaim(int(view["id"]), role, names, key, expires))
+
+    def _deliver(self, row: dict[str, Any]) -> None:
+        try:
+            self._attempt(row)
+        except StorageError as exc:
+            log.warning("notifier: could not record delivery %s: %s", row["key"], exc)
+        except Exception:  # noqa: BLE001 - logged with the traceback; the lease runs out and it is retried
+            log.exception("notifier: delivery %s failed", row["key"])
+        finally:
+            with self._lock:
+                self._in_flight.discard(row["id"])
+            self._wake.set()
+
+    def _attempt(self, row: dict[str, Any]) -> None:
+        now = self.clock.wall()
+        channel = self._channels.get(row["channel"])
+        if channel is None:  # the channel left the config: kept in the log, tried again if it comes back
+            self.notify.record(row["id"], Outcome(False, None, "channel not configured"), now, 0.0, [], now + 300)
+            return
+        wait = self._limits[channel.id].wait(time.monotonic())
+        if wait > 0:
+            self.notify.defer(row["id"], now + wait)
+            return
+        view = self._views([self.store.alert(row["alert"])], now)[0]
+        contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
+        names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
+        message = compose(
+            view, row["role"], row["reason"], contacts, row["key"], self._link(view, row["role"], names, row["key"])
+        )
+        self._limits[channel.id].sent.append(time.monotonic())
+        started = time.monotonic()
+        outcome = send(channel, message, self.settings.timeout_s)
+        took_ms = (time.monotonic() - started) * 1000
+        at = self.clock.wall()
+        next_at = at + delay_after(outcome, row["attempts"] + 1, self.settings.retry_min_s, self.settings.retry_max_s)
+        recipients = [{k: c[k] for k in ("name", "phone", "email") if c.get(k)} for c in contacts]
+        self.notify.record(row["id"], outcome, at, took_ms, recipients, next_at)
+        if outcome.ok:
+            log.info("notified %s of alert %d on %s (%s)", row["role"], row["alert"], channel.id, row["reason"])
+        else:
+            log.warning("alert %d to %s on %s failed: %s", row["alert"], row["role"], channel.id, outcome.detail)

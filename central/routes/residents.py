@@ -1,0 +1,155 @@
+"""The social worker's view of a resident: the flat and its contacts, water use (30 days by day, 48 h by hour),
+last use, the usual pattern and monitorability (the meter node's daily ``wellbeing_profile``), "I'm OK" presses
+and away mode, and the flat's open and past alerts. Flats are edited by an administrator here or with
+`central flat set`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Request
+from pydantic import ConfigDict, Field, StringConstraints
+
+from central.bodies import ShortText
+from central.deps import Central, CentralDep, OperatorAuth, client_address, require
+from central.errors import refusals
+from central.jsonvalues import StoredBody
+from central.routes import api_router
+from central.storage import NotFound
+from central.views import alert_views, flat_of
+from central.water import day_edges, hour_edges, last_use, use_between
+from common.catalogue import Recipient
+
+router = api_router("residents")
+SiteId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+FlatId = Annotated[str, Path(min_length=1, max_length=64)]
+SCAN_LIMIT = 200_000  # events read per node for one view (a reference central keeps them all)
+LIFE_KINDS = ("meter_reading", "wellbeing_profile", "im_ok_pressed", "going_out_pressed")
+
+
+class FlatContact(StoredBody):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    phone: Annotated[str, StringConstraints(max_length=40)] = ""
+    email: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class FlatBody(StoredBody):
+    """PUT /residents/{site}/{flat}: the household's name, contacts per role and a note."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ShortText = ""
+    note: ShortText = ""
+    contacts: dict[Recipient, Annotated[list[FlatContact], Field(max_length=20)]] = Field(default_factory=dict)
+
+
+def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, Any]]]:
+    """The flat's life events from its site's meter nodes, by kind (readings matched by ``resident``)."""
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in LIFE_KINDS}
+    meters: set[str] = set()
+    for node in central.store.nodes():
+        if node["site"] != site or node["role"] != "meter":
+            continue
+        for kind in LIFE_KINDS:
+            after = 0
+            while True:
+                page = central.store.events(node["node_id"], kind, after, 10_000)
+                for ev in page:
+                    p = ev["payload"] if isinstance(ev["payload"], dict) else {}
+                    if p.get("resident") == flat or (p.get("meter_id") in meters and not p.get("resident")):
+                        out[kind].append(ev)
+                        if p.get("meter_id"):
+                            meters.add(p["meter_id"])
+                if len(page) < 10_000 or after > SCAN_LIMIT:
+                    break
+                after = page[-1]["row"]
+    return out
+
+
+def _water(readings: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    series = [(ev["time"], float(ev["payload"]["total_litres"])) for ev in readings
+              if isinstance(ev["payload"].get("total_litres"), int | float)]  # fmt: skip
+    days, hours = day_edges(now, 30), hour_edges(now, 48)
+    return {
+        "daily": [{"start": a, "litres": v} for a, v in zip(days, use_between(series, days), strict=False)],
+        "hourly": [{"start": a, "litres": v} for a, v in zip(hours, use_between(series, hours), strict=False)],
+        "last_use_at": last_use(series),
+        "last_reading_at": max((t for t, _ in series), default=None),
+    }
+
+
+@router.get("/residents", responses=refusals(401, 403, 503))
+def list_residents(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
+    """Flats with a record, and flats named by alerts, at the caller's sites."""
+    require(actor, "residents")
+    sites = actor.sites()
+    known = {(f["site"], f["flat"]): f for f in central.console.flats(sites)}
+    found = central.store.alerts("all", None, 5000)
+    nodes = central.store.nodes_by_id({a["node_id"] for a in found})
+    open_by_flat: dict[tuple[str, str], int] = {}
+    for a in found:
+        key = flat_of(a, nodes)
+        if key and (sites is None or key[0] in sites):
+            known.setdefault(key, {"site": key[0], "flat": key[1], "name": "", "contacts": {}})
+            open_by_flat[key] = open_by_flat.get(key, 0) + (a["state"] != "resolved")
+    profiles = _latest_profiles(central, sites)
+    for key in profiles:
+        known.setdefault(key, {"site": key[0], "flat": key[1], "name": "", "contacts": {}})
+    rows = [{**f, "open_alerts": open_by_flat.get(k, 0), "profile": profiles.get(k)} for k, f in sorted(known.items())]
+    return {"residents": rows}
+
+
+def _latest_profiles(central: Central, sites: set[str] | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The newest ``wellbeing_profile`` of each household (the meter node sends one a day): monitorability."""
+    nodes = {n["node_id"]: n["site"] for n in central.store.nodes() if n["role"] == "meter"}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    after = 0
+    while True:
+        page = central.store.events(None, "wellbeing_profile", after, 10_000)
+        for ev in page:
+            site, p = nodes.get(ev["node_id"]), ev["payload"] if isinstance(ev["payload"], dict) else {}
+            if site and isinstance(p.get("resident"), str) and (sites is None or site in sites):
+                out[(site, p["resident"])] = {**p, "at": ev["time"]}
+        if len(page) < 10_000:
+            return out
+        after = page[-1]["row"]
+
+
+@router.get("/residents/{site}/{flat}", responses=refusals(401, 403, 404, 422, 503))
+def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
+    """Everything the social worker needs about one household."""
+    require(actor, "residents", site)
+    now = central.clock.wall()
+    try:
+        record = central.console.flat(site, flat)
+    except NotFound:
+        record = {"site": site, "flat": flat, "name": "", "contacts": {}, "note": ""}
+    events = _events(central, site, flat)
+    profiles = events["wellbeing_profile"]
+    found = [a for a in central.store.alerts("all", None, 5000) if (a.get("payload") or {}).get("resident") == flat]
+    alerts = [v for v in alert_views(found, central, now) if v["site"] == site and actor.sees_alert(v)]
+    return {
+        **record,
+        "water": _water(events["meter_reading"], now),
+        "profile": profiles[-1]["payload"] if profiles else None,
+        "profile_at": profiles[-1]["time"] if profiles else None,
+        "ok_presses": [ev["time"] for ev in events["im_ok_pressed"]][-20:],
+        "away": [{"at": ev["time"], **ev["payload"]} for ev in events["going_out_pressed"]][-10:],
+        "alerts": alerts,
+        "server_time": now,
+    }
+
+
+@router.put("/residents/{site}/{flat}", responses=refusals(401, 403, 404, 413, 422, 503))
+def put_resident(
+    site: SiteId, flat: FlatId, body: FlatBody, actor: OperatorAuth, central: CentralDep, request: Request
+) -> dict[str, Any]:
+    """Set the flat's name, note and contacts (who is told of its alerts); admin."""
+    require(actor, "flats", site)
+    contacts = {role: [c.model_dump(exclude_defaults=True) for c in people] for role, people in body.contacts.items()}
+    now = central.clock.wall()
+    saved = central.console.set_flat(site, flat, body.name, contacts, body.note, actor.name, now)
+    central.console.audit(now, actor.name, actor.via, "flat_changed", f"{site}/{flat}",
+                          ", ".join(f"{r}: {len(p)}" for r, p in contacts.items()), client_address(request))  # fmt: skip
+    return saved

@@ -1,0 +1,216 @@
+"""Notifications really go out: the real central's notifier to real receivers on loopback (an HTTP server
+answering as a webhook, robots and an SMS gateway; an SMTP server), with failures, an outage and escalation."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from central.notify.channels import verify
+from community.receivers import MailReceiver, WebhookReceiver
+from tests.fixtures.central import wire_event
+
+SECRET = "webhook-signing-secret-0001"
+METER = "cbxc-b12-meters"
+CONTACTS = {
+    "family": [{"name": "王丽", "phone": "13800000001"}],
+    "social_worker": [{"name": "张社工", "phone": "13900000002"}],
+}
+
+
+@pytest.fixture
+def hooks():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def mail():
+    receiver = MailReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def notify_section(hooks: WebhookReceiver, mail: MailReceiver | None = None, **extra) -> dict:
+    channels = [
+        {"id": "family-hook", "type": "webhook", "roles": ["family"], "url": hooks.url("/hook"), "secret": SECRET},
+        {"id": "sw-sms", "type": "sms", "roles": ["social_worker"], "url": hooks.url("/sms"), "secret": SECRET},
+        {"id": "desk-wecom", "type": "wecom", "roles": ["property_management"], "url": hooks.url("/wecom?key=K")},
+    ]
+    if mail is not None:
+        channels.append({"id": "sw-mail", "type": "email", "roles": ["social_worker"], "smtp_host": "127.0.0.1",
+                         "smtp_port": mail.port, "from_addr": "central@changbai.test", "to": ["sw@changbai.test"]})  # fmt: skip
+    return {"retry_min_s": 0.2, "retry_max_s": 1.0, "timeout_s": 2.0, "tick_s": 0.1, "channels": channels, **extra}
+
+
+def raise_silence(central, token: str, severity: str = "urgent", alert_id: str = "b12-301:inactivity", **payload):
+    """An inactivity alert as the meter node sends it: the social worker is named once it is urgent."""
+    event = wire_event(
+        METER,
+        kind="inactivity",
+        severity=severity,
+        state="raised",
+        priority="alert",
+        alert_id=alert_id,
+        recipients=["family", "social_worker"] if severity == "urgent" else ["family"],
+        payload={"resident": "B12-301", "silence_h": 12.5, **payload},
+    )
+    assert central.post_events(token, [event]).status_code == 200
+    return event
+
+
+def eventually(check, timeout_s: float = 5.0):
+    """``check()`` once it is truthy (polled every 50 ms), else the last value after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def family_sent(central) -> dict | None:
+    return next((d for d in only_alert(central)["deliveries"] if d["role"] == "family" and d["state"] == "sent"), None)
+
+
+def only_alert(central) -> dict:
+    (alert,) = central.alerts("all")
+    return central.get(f"/alerts/{alert['id']}")
+
+
+def test_the_family_webhook_arrives_signed_within_5_s_and_its_time_is_recorded(make_central, hooks) -> None:
+    central = make_central(notify=notify_section(hooks))
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    sent_at = time.time()
+    raise_silence(central, token)
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), timeout_s=5.0)
+    took = time.time() - sent_at
+    (got,) = [r for r in hooks.received if r.path == "/hook"]
+    assert verify(
+        SECRET, got.headers["X-Changbai-Timestamp"], got.body, got.headers["X-Changbai-Signature"], time.time()
+    )
+    body = got.json()
+    assert body["kind_zh"] == "长时间未用水" and body["role"] == "family" and body["recipients"][0]["name"] == "王丽"
+    assert got.headers["Idempotency-Key"] == body["delivery_id"]
+    assert eventually(lambda: family_sent(central))
+    alert = only_alert(central)
+    told = alert["told"]["family"]
+    assert told["channel"] == "family-hook" and abs(told["at"] - got.at) < 1.0, (told, got.at)
+    print(f"family webhook delivered {took:.2f} s after the event was posted")
+    # the social worker is held back (urgent + escalation): nothing went to the SMS gateway yet
+    assert not [r for r in hooks.received if r.path == "/sms"]
+    assert alert["escalation"]["state"] == "pending" and "social_worker" not in alert["told"]
+
+
+def test_a_failing_receiver_is_retried_until_delivered_and_recorded_once(make_central, hooks) -> None:
+    hooks.fail_next(3, status=503, retry_after="0", path="/hook")
+    central = make_central(notify=notify_section(hooks))
+    token = central.register(METER, "meter", contacts=CONTACTS)
+    event = raise_silence(central, token, severity="warning")
+    assert eventually(lambda: family_sent(central), 10.0)
+    # the node sends the same incident again (an update) and replays the first event: still one delivery
+    central.post_events(token, [event, {**wire_event(METER), **{k: event[k] for k in ("kind", "alert_id", "recipients", "payload", "priority")},
+                                         "state": "updated", "severity": "warning"}])  # fmt: skip
+    deliveries = only_alert(central)["deliveries"]
+    (family,) = deliveries
+    assert family["state"] == "sent" and family["attempts"] == 4
+    assert [a["ok"] for a in family["attempt_log"]] == [False, False, False, True]
+    assert {a["status"] for a in family["attempt_log"][:3]} == {503}
+    keys = {r.headers["Idempotency-Key"] for r in hooks.received if r.path == "/hook"}
+    assert keys == {family["key"]}  # every retry carried the same key: a receiver can drop the repeats
+    assert len([r for r in hooks.delivered() if r.path == "/hook"]) == 1
+
+
+def test_a_receiver_that_is_down_gets_it_once_it_is_back(make_central) -> None:
+    down = WebhookReceiver()
+    port = down.port
+    hook_url = down.url("/hook")
+    down.stop()  # the port is closed: connections are refused
+    section = notify_section(down)
+    section["channels"] = [c for c in section["channels"] if c["id"] == "family-hook"]
+    central = make_central(notify=section)
+    token = central.register(METER, "meter", contacts=CONTACTS)
+    raise_silence(central, token, severity="warning")
+
+    def failed_attempts() -> int:
+        return sum(d["attempts"] for d in only_alert(central)["deliveries"] if d["role"] == "family")
+
+    assert eventually(lambda: failed_attempts() >= 2, 10.0)
+    receiver = WebhookReceiver(port).start()
+    assert receiver.url("/hook") == hook_url
+    try:
+        assert receiver.wait_for(lambda got: len(got) == 1, timeout_s=5.0)
+        assert eventually(lambda: family_sent(central))
+        alert = only_alert(central)
+        assert alert["told"]["family"]["at"] >= receiver.received[0].at - 1
+        errors = [a["detail"] for d in alert["deliveries"] for a in d["attempt_log"] if not a["ok"]]
+        assert errors and all("ConnectionError" in e for e in errors)
+    finally:
+        receiver.stop()
+
+
+def test_escalation_reaches_the_social_worker_by_sms_and_email_from_when_it_turned_urgent(make_central, hooks, mail):
+    central = make_central(notify=notify_section(hooks, mail), escalation={"after_s": 600})
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, token, severity="warning")
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    central.clock.advance(3 * 3600)  # three hours later the silence turns urgent
+    raise_silence(central, token, severity="urgent", silence_h=15.5)
+    # the family hears again that it is now urgent; the social worker not yet (10 min from turning urgent)
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
+    assert hooks.received[-1].json()["reason"] == "urgent"
+    alert = only_alert(central)
+    assert alert["escalation"]["due_at"] == pytest.approx(alert["urgent_at"] + 600)
+    assert alert["urgent_at"] >= alert["opened_at"] + 3 * 3600 - 5
+    central.clock.advance(601)
+    assert hooks.wait_for(lambda got: any(r.path == "/sms" for r in got), 5.0)
+    assert mail.wait_for(lambda got: len(got) == 1, 5.0)
+    sms = next(r for r in hooks.received if r.path == "/sms").json()
+    assert sms["to"] == ["13900000002"] and "无人确认，通知社工" in sms["text"]
+    assert mail.messages[0]["To"] == "sw@changbai.test" and "长时间未用水" in mail.messages[0]["Subject"]
+    assert eventually(lambda: set(only_alert(central)["told"]) == {"family", "social_worker"})
+
+
+def test_the_link_acknowledges_the_alert_and_stops_the_escalation(make_central, hooks) -> None:
+    central = make_central(notify=notify_section(hooks))
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, token)
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    link = next(r for r in hooks.received if r.path == "/hook").json()["ack_url"]
+    assert link.startswith(central.url + "/ack/")
+    page = requests.get(link, timeout=5)
+    assert page.status_code == 200 and "我去看看" in page.text and "长时间未用水" in page.text
+    assert only_alert(central)["state"] == "open"  # opening the link (a preview) changes nothing
+    answered = requests.post(link, data={"choice": "going"}, timeout=5)
+    assert "已记录" in answered.text
+    alert = only_alert(central)
+    assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "王丽（家属，短信链接）"
+    assert alert["ack_note"] == "我去看看" and alert["link_answers"][0]["choice"] == "going"
+    again = requests.post(link, data={"choice": "going"}, timeout=5)
+    assert "之前已经回复过" in again.text and len(only_alert(central)["link_answers"]) == 1
+    central.clock.advance(700)  # past the escalation: it was acknowledged in time, nobody else is told
+    assert alert["escalation"]["state"] == "not_needed" or only_alert(central)["escalation"]["state"] == "not_needed"
+    tampered = link[:-2] + ("AA" if not link.endswith("AA") else "BB")  # the signature's last characters
+    assert "链接无效" in requests.get(tampered, timeout=5).text
+    central.clock.advance(25 * 3600)
+    assert "已过期" in requests.get(link, timeout=5).text
+
+
+def test_robots_get_their_json_and_an_errcode_is_retried(make_central, hooks) -> None:
+    hooks.fail_next(1, status=200, body=b'{"errcode":93000,"errmsg":"invalid webhook url"}', path="/wecom")
+    central = make_central(notify=notify_section(hooks))
+    token = central.register("cbxc-b7-u2-lift1", "elevator", location="7号楼2单元",
+                             contacts={"property_management": [{"name": "物业值班", "phone": "021-65430000"}]})  # fmt: skip
+    event = wire_event("cbxc-b7-u2-lift1", kind="entrapment", severity="urgent", state="raised", priority="alert",
+                       alert_id=str(uuid.uuid4()), recipients=["property_management"],
+                       payload={"seconds_trapped": 95.0, "in_door_zone": False, "label_zh": "非平层关人"})  # fmt: skip
+    central.post_events(token, [event])
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path.startswith("/wecom")]) == 2, 5.0)
+    body = hooks.received[-1].json()
+    assert eventually(lambda: only_alert(central)["deliveries"][0]["state"] == "sent")
+    assert body["msgtype"] == "text" and "电梯困人" in body["text"]["content"]
+    assert "停在两层之间" in body["text"]["content"] and body["text"]["mentioned_mobile_list"] == ["02165430000"]
+    (d,) = only_alert(central)["deliveries"]
+    assert d["state"] == "sent" and "errcode 93000" in d["attempt_log"][0]["detail"]
