@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -90,7 +91,11 @@ def run(quick: bool = False) -> list[Figure]:
                     "Math.max(...[...document.querySelectorAll('#alerts article')].map(a => Number(a.dataset.shownAt)))"
                 )
                 screen.append(shown - newest)
-                hooks.wait_for(lambda got, n=i + 1: len(got) >= n, 10.0)
+
+                def arrived(got: list[Any], n: int = i + 1) -> bool:
+                    return len(got) >= n
+
+                hooks.wait_for(arrived, 10.0)
                 delivered.append(hooks.received[i].at - newest)
             _post(server, token, [_event("door_held_open", "warning") for _ in range(open_alerts - samples)])
             page.reload()

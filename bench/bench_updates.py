@@ -10,8 +10,10 @@ soak period per round, so the printed timeline is in simulated hours. Prints the
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -41,6 +43,9 @@ class SteppedClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def wait(self, until: float, wake: threading.Event) -> bool:
+        return wake.wait(max(0.0, until - self.monotonic()))
 
 
 def _rollout(server: CentralServer, clock: SteppedClock, tokens: dict[str, str], version: str, bad: bool) -> dict:
@@ -100,7 +105,7 @@ def run(quick: bool) -> list[Figure]:
         try:
             releases = server.app.state.releases
             for version in ("0.2.0-bad", "0.2.0"):
-                manifest = {
+                manifest: dict[str, Any] = {
                     "version": version,
                     "role": "elevator",
                     "target": local_target(),

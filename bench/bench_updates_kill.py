@@ -61,6 +61,8 @@ def _runnable(node: ManagedNode) -> str | None:
     """None when the node can run, else what is wrong."""
     layout = Layout(node.root)
     current = layout.current()
+    if current is None:
+        return "no current version"
     problem = layout.problem(current, "elevator")
     if problem:
         return problem

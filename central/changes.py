@@ -17,9 +17,9 @@ class ChangeHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
 
-    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[], object]) -> Callable[[], None]:
         """Run ``listener()`` on every change; returns the function that unsubscribes it."""
         with self._lock:
             self._listeners.append(listener)

@@ -157,7 +157,8 @@ def _lift(kind: str, p: Mapping[str, Any]) -> list[str]:
     out = []
     zone = p.get("in_door_zone")
     if kind == "entrapment":
-        where = {True: "停在平层（门区内）", False: "停在两层之间（门区外）"}.get(zone, "是否平层不明")
+        places: dict[Any, str] = {True: "停在平层（门区内）", False: "停在两层之间（门区外）"}
+        where = places.get(zone, "是否平层不明")
         out.append(f"{p.get('label_zh') or '困人'}：轿厢{where}")
         if (t := _seconds(p.get("seconds_trapped"))) is not None:
             out.append(f"关门且有人、轿厢静止已 {t}（90 秒即报警）")

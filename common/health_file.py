@@ -45,8 +45,9 @@ class HealthFile:
         if snapshot == self._last:
             return False
         # only a newer heartbeat: refreshed at most once a minute of real time (a fast clock, the SD card)
-        only_beat = self._last is not None and self._last["heartbeat_ok_wall"] is not None
-        only_beat = only_beat and {**snapshot, "heartbeat_ok_wall": None} == {**self._last, "heartbeat_ok_wall": None}
+        last = self._last
+        only_beat = last is not None and last["heartbeat_ok_wall"] is not None
+        only_beat = only_beat and {**snapshot, "heartbeat_ok_wall": None} == {**(last or {}), "heartbeat_ok_wall": None}
         if only_beat and time.monotonic() - self._written_at < BEAT_REFRESH_S:
             return False
         try:

@@ -205,16 +205,16 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     try:
         app.run()
     finally:
-        for node in nodes:
-            node.close()
-    node = nodes[0]
+        for built in nodes:
+            built.close()
+    kiosk_node = nodes[0]
     emit(
         "done",
         rides=soaks[0].rides if soaks else None,
         reached=result["reached"],
         state=app.view.state,
-        spoken=node.controller.spoken[-20:],
-        counts=node.controller.counts,
+        spoken=kiosk_node.controller.spoken[-20:],
+        counts=kiosk_node.controller.counts,
         plate=app.view.car.plate if app.view.car else None,
     )
     return 0 if result["reached"] or not args.until else 1

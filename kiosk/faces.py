@@ -93,6 +93,10 @@ class _Sdl:
             function.restype, function.argtypes = restype, argtypes
             setattr(self, name, function)
 
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a function not in _SIGNATURES (the set ones are instance attributes); typed for mypy."""
+        raise AttributeError(f"_Sdl has no {name}: add it to _SIGNATURES")
+
 
 def loaded_libraries(maps: Path = Path("/proc/self/maps")) -> tuple[str, str] | None:
     """(SDL2, SDL2_ttf) as mapped into this process (the ones Kivy's provider uses), or None."""

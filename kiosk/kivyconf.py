@@ -18,11 +18,17 @@ class WindowSettings(Protocol):
     """What ``configure_kivy`` reads of the screen (``kiosk.config.ScreenSection`` has it; the bench's bare app
     passes its own, so it carries nothing of the kiosk's config)."""
 
-    width: int
-    height: int
-    rotation: int
-    fullscreen: bool
-    touch_input: str
+    # read-only members: the kiosk's section is a frozen dataclass and its rotation a Literal of the four angles
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def fullscreen(self) -> bool: ...
+    @property
+    def touch_input(self) -> str: ...
+    @property
+    def rotation(self) -> int: ...
 
 
 def prepare_environment(kivy_home: Path | None = None) -> None:

@@ -22,6 +22,7 @@ FLAGS = [*BROWSER_FLAGS, "--enable-logging=stderr", "--v=0", "--virtual-time-bud
 
 def render(url: str, profile) -> tuple[str, str]:
     """(the DOM after the page's script ran, the browser's console log)."""
+    assert CHROMIUM is not None
     out = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
         capture_output=True,

@@ -57,7 +57,7 @@ def test_the_feed_pushes_changed_alerts_to_those_who_handle_them_and_resumes(cen
     assert next_named(as_wang, "hello")[2]["who"]["name"] == "王社工"
     central.post_events(lift, [alert_event("cbxc-b7-u2-lift1", "entrapment")])
     central.post_events(meter, [alert_event("cbxc-b12-meters", "inactivity", resident="B12-301")])
-    kinds = set()
+    kinds: set[str] = set()
     while len(kinds) < 2:
         kinds |= {a["kind"] for a in next_named(as_key, "alerts")[2]["alerts"]}
     assert kinds == {"entrapment", "inactivity"}

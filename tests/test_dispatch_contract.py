@@ -107,6 +107,7 @@ def test_a_ride_goes_to_the_dispatcher_and_its_signed_callbacks_move_it(make_cen
         "changed"
     ]
     now = kiosk.status(ride.ride_id)
+    assert now.car is not None and now.eta_s is not None
     assert now.status == "assigned" and now.car.plate == "沪A·D12345" and 170 <= now.eta_s <= 180
     forged = callback(central, {"ride_id": ride.ride_id, "status": "no_car"}, secret="someone-else-secret-000")
     assert forged.status_code == 401 and forged.json()["schema"] == "changbai-error/1"

@@ -9,6 +9,7 @@ import hmac
 import json
 import random
 import urllib.parse
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from central.notify.retry import Outcome, delay_after, next_delay, robot_outcome
 from central.notify.worker import RateLimit
 from common.config import ConfigError
 
-ALERT = {
+ALERT: dict[str, Any] = {
     "id": 17,
     "kind": "inactivity",
     "severity": "urgent",
@@ -172,7 +173,7 @@ def test_plan_tells_first_roles_at_once_the_social_worker_on_escalation_and_agai
         "family": [channel(id="sms", type="sms", url="http://x")],
         "social_worker": [channel(id="mail", type="email")],
     }
-    view = {"id": 5, "site": "s", "opened_at": 100.0, "notified": [{"role": "family", "at": 100.0}],
+    view: dict[str, Any] = {"id": 5, "site": "s", "opened_at": 100.0, "notified": [{"role": "family", "at": 100.0}],
             "escalation": {"state": "pending", "roles": ["social_worker"], "due_at": 700.0}}  # fmt: skip
     keys = [p.key for p in planned(view, None, lambda r, s: chans.get(r, []), 150.0)]
     assert keys == ["a5:family:sms:opened"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 import requests
@@ -36,7 +37,7 @@ def mail():
 
 
 def notify_section(hooks: WebhookReceiver, mail: MailReceiver | None = None, **extra) -> dict:
-    channels = [
+    channels: list[dict[str, Any]] = [
         {"id": "family-hook", "type": "webhook", "roles": ["family"], "url": hooks.url("/hook"), "secret": SECRET},
         {"id": "sw-sms", "type": "sms", "roles": ["social_worker"], "url": hooks.url("/sms"), "secret": SECRET},
         {"id": "desk-wecom", "type": "wecom", "roles": ["property_management"], "url": hooks.url("/wecom?key=K")},

@@ -227,6 +227,7 @@ def node_is_runnable(node: ManagedNode) -> str:
     the config as it is now, and the config is the one that belongs to that version."""
     layout = Layout(node.root)
     current = layout.current()
+    assert current is not None, "no current version"
     assert layout.problem(current, "elevator") is None, layout.problem(current, "elevator")
     python = layout.venv(current) / "bin" / "python"
     cmd = [str(python), "-I", "-m", "updates.selftest", "--config", str(node.config)]

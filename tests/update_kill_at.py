@@ -4,12 +4,13 @@
 import os
 import signal
 import sys
+from pathlib import Path
 
 from updates.updater import Updater, load_updater_config
 
 
 def main() -> None:
-    config, step = load_updater_config(sys.argv[1]), sys.argv[2]
+    config, step = load_updater_config(Path(sys.argv[1])), sys.argv[2]
 
     def on_step(name: str) -> None:
         if name == step:

@@ -174,7 +174,8 @@ class ConsoleStore:
             )
 
     def audit_log(self, before: int | None = None, limit: int = 200, actor: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if before is not None:
             where.append("id < ?")
             args.append(before)

@@ -16,6 +16,7 @@ import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 
 import requests
 
@@ -76,7 +77,7 @@ def render_http(channel: ChannelSection, message: Message, now: float) -> HttpRe
     if channel.type == "webhook":
         return _signed(channel.url, channel.secret, message.key, _json(message.to_json(now)), now)
     if channel.type == "sms":
-        body = {"schema": "changbai-sms/1", "id": message.key, "to": message.mobiles,
+        body: dict[str, Any] = {"schema": "changbai-sms/1", "id": message.key, "to": message.mobiles,
                 "text": message.text(SMS_MAX_BYTES)}  # fmt: skip
         return _signed(channel.url, channel.secret, message.key, _json(body), now)
     if channel.type == "wecom":
@@ -86,7 +87,11 @@ def render_http(channel: ChannelSection, message: Message, now: float) -> HttpRe
         # DingTalk highlights an @ only when the number also appears in the text
         tail = "".join(f" @{m}" for m in mobiles)
         content = message.text(ROBOT_MAX_BYTES - len(tail.encode())) + tail
-        body = {"msgtype": "text", "text": {"content": content}, "at": {"atMobiles": mobiles, "isAtAll": False}}
+        body = {
+            "msgtype": "text",
+            "text": {"content": content},
+            "at": {"atMobiles": mobiles, "isAtAll": False},
+        }
         url = channel.url
         if channel.secret:
             ms = int(now * 1000)

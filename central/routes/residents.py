@@ -147,7 +147,9 @@ def put_resident(
 ) -> dict[str, Any]:
     """Set the flat's name, note and contacts (who is told of its alerts); admin."""
     require(actor, "flats", site)
-    contacts = {role: [c.model_dump(exclude_defaults=True) for c in people] for role, people in body.contacts.items()}
+    contacts: dict[str, list[dict[str, Any]]] = {
+        role: [c.model_dump(exclude_defaults=True) for c in people] for role, people in body.contacts.items()
+    }
     now = central.clock.wall()
     saved = central.console.set_flat(site, flat, body.name, contacts, body.note, actor.name, now)
     central.console.audit(now, actor.name, actor.via, "flat_changed", f"{site}/{flat}",

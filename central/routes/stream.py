@@ -61,7 +61,7 @@ async def _feed(
 ) -> AsyncIterator[str]:
     woken, unsubscribe = central.changes.waiter()
     try:
-        cursor = start or await run_in_threadpool(central.notify.cursor_now)
+        cursor = start if start is not None else await run_in_threadpool(central.notify.cursor_now)
         yield "retry: 2000\n\n"
         yield _event("hello", {"cursor": _cursor_text(cursor), "server_time": central.clock.wall(),
                                "who": actor.to_json()}, _cursor_text(cursor))  # fmt: skip
