@@ -14,12 +14,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.clock import FastClock
 from kiosk.__main__ import make_node
 from kiosk.probe import emit, rss_mb
 from kiosk.texts import load_texts
+
+if TYPE_CHECKING:
+    from kiosk.app import KioskApp  # imported after the first frame at run time
 
 START_WALL = time.time()
 
@@ -72,7 +75,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     from kivy.core.window import Window
     from kivy.input.motionevent import MotionEvent
 
-    from kiosk.app import KioskApp, open_screen
+    from kiosk.app import open_screen
     from kiosk.png import write_png
     from kiosk.snapshot import read_rgb
 
@@ -207,17 +210,21 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     finally:
         for built in nodes:
             built.close()
-    kiosk_node = nodes[0]
+    _done(app, nodes[0], soaks, result["reached"])
+    return 0 if result["reached"] or not args.until else 1
+
+
+def _done(app: KioskApp, node: Any, soaks: list[Soak], reached: bool) -> None:
+    """The driver's last line: where the screen ended and what the node said and counted."""
     emit(
         "done",
         rides=soaks[0].rides if soaks else None,
-        reached=result["reached"],
+        reached=reached,
         state=app.view.state,
-        spoken=kiosk_node.controller.spoken[-20:],
-        counts=kiosk_node.controller.counts,
+        spoken=node.controller.spoken[-20:],
+        counts=node.controller.counts,
         plate=app.view.car.plate if app.view.car else None,
     )
-    return 0 if result["reached"] or not args.until else 1
 
 
 class Soak:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import types
 
 import pytest
@@ -49,8 +48,8 @@ CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="
 
 
 def machine() -> RideMachine:
-    counter = itertools.count(1)
-    return RideMachine(T, make_request_id=lambda: f"req-{next(counter)}", now=0.0)
+    ids = (f"req-{n}" for n in range(1, 1_000_000))
+    return RideMachine(T, make_request_id=lambda: next(ids), now=0.0)
 
 
 def of(effects: list, kind: type | types.UnionType) -> list:
