@@ -12,6 +12,7 @@ whose self-test fails (a module raises on import), one that passes its self-test
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -290,3 +291,123 @@ def _close(*socks: socket.socket) -> None:
         except OSError:
             pass
         sock.close()
+
+
+PROXY_ERROR_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    b"<hr><center>nginx</center></body></html>"
+)
+
+
+FILE_FAULTS = ("html", "drip", "huge", "garbage", "portal")
+
+
+class FileFaultProxy:
+    """A loopback HTTP proxy to the central that answers the update traffic as a hostile network would and
+    forwards the rest (each forwarded request with ``Connection: close``, so every request passes through here).
+    ``fault`` for the next ``count`` file downloads: ``html`` (a proxy's 200 error page, text/html), ``drip`` (a
+    200 whose bytes come one every 50 ms), ``huge`` (a 200 of 300 MB of zeros), ``garbage`` (a 200 of 4 KiB that
+    is not the file); ``portal`` answers every request with the error page; ``tamper`` changes the first file's sha256 in the manifest of the next update offer (its
+    signature kept); ``before_file`` is called before a file download is forwarded (a disk that fills then)."""
+
+    def __init__(self, upstream_port: int, fault: str = "", count: int = 1, before_file=None) -> None:
+        self.upstream_port, self.fault, self.left, self.before_file = upstream_port, fault, count, before_file
+        self.served: list[str] = []
+        self.sent = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head and (data := client.recv(65536)):
+                head += data
+            path = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
+            portal = self.fault == "portal"  # a captive portal: its page for every request
+            if (portal or "/files/" in path) and self.fault in FILE_FAULTS and self.left > 0:
+                self.left -= 1
+                self.served.append(self.fault)
+                self._answer(client, "html" if portal else self.fault)
+                return
+            if "/files/" in path and self.before_file is not None:
+                self.before_file()
+            tamper = "/updates/check" in path and self.fault == "tamper" and self.left > 0
+            self._forward(client, head, tamper)
+        except OSError:
+            pass
+        finally:
+            _close(client)
+
+    def _answer(self, client: socket.socket, fault: str) -> None:
+        kind, length = {
+            "html": ("text/html", len(PROXY_ERROR_PAGE)),
+            "drip": ("application/octet-stream", 10_000_000),
+            "huge": ("application/octet-stream", 300 * 1024 * 1024),
+            "garbage": ("application/octet-stream", 4096),
+        }[fault]
+        client.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {length}\r\n\r\n".encode())
+        if fault == "html":
+            client.sendall(PROXY_ERROR_PAGE)
+        elif fault == "drip":
+            for _ in range(length):
+                client.sendall(b"\0")
+                time.sleep(0.05)
+        elif fault == "huge":
+            chunk = b"\0" * (1024 * 1024)
+            for _ in range(length // len(chunk)):
+                client.sendall(chunk)
+                self.sent += len(chunk)  # how much the node took before it hung up
+        else:
+            client.sendall(os.urandom(length))
+
+    def _forward(self, client: socket.socket, head: bytes, tamper: bool) -> None:
+        top, _, rest = head.partition(b"\r\n\r\n")
+        lines = [line for line in top.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        try:
+            upstream.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + rest)
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+            answer = b""
+            while data := upstream.recv(65536):
+                if not tamper:
+                    client.sendall(data)
+                answer += data if tamper else b""
+            if tamper:
+                self.left -= 1
+                self.served.append("tamper")
+                client.sendall(_tampered(answer))
+        finally:
+            _close(upstream)
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
+def _tampered(answer: bytes) -> bytes:
+    """The central's update offer with the first file's sha256 in its manifest changed (signature kept)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    offer = json.loads(body)
+    if offer.get("update"):
+        manifest = json.loads(offer["update"]["manifest"])
+        manifest["files"][0]["sha256"] = "0" * 64
+        offer["update"]["manifest"] = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    data = json.dumps(offer).encode()
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith((b"content-length", b"transfer-enc"))]
+    return b"\r\n".join([*lines, f"Content-Length: {len(data)}".encode()]) + b"\r\n\r\n" + data

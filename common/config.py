@@ -207,6 +207,9 @@ class UpdateSection:
         help="kiosks update only in this local-time window, and only when idle",
     )
     keep_versions: int = setting(3, min=2, max=10, help="installed versions kept for rollback")
+    min_free_mb: float = setting(
+        100.0, min=0.0, max=100000.0, help="an update starts only if it leaves this much disk free (for the outbox)"
+    )
     restart_command: tuple[str, ...] = setting((), help="empty: systemctl restart changbai-ROLE.service")
 
 

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.serial",
     "tests.fixtures.central",
     "tests.fixtures.releases",
+    "tests.update_helpers",
 ]
 
 catalogue.STRICT = True

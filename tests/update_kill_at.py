@@ -6,7 +6,8 @@ import signal
 import sys
 from pathlib import Path
 
-from updates.updater import Updater, load_updater_config
+from updates.nodefiles import load_updater_config
+from updates.updater import Updater
 
 
 def main() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from common.config import NodeConfig
 from updates.manifest import FileEntry, HashMismatch, ReleaseError, check_file
@@ -19,10 +21,19 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 ATTEMPTS = 6
 READ_CHUNK = 64 * 1024
+# an attempt whose average rate stays below this after [central] read_timeout_s is cut and resumed: a trickle
+# (a throttling proxy, a dying link) must not hold the updater's lock for hours; 6 such attempts end the run
+MIN_RATE_BPS = 512
+OFFER_FIELDS = ("version", "manifest", "signature", "files_url")
 
 
 class CentralUnavailable(ReleaseError):
     """The central could not be asked (network, TLS, 5xx, token refused); nothing was changed."""
+
+
+class DownloadStalled(CentralUnavailable):
+    """A download made no progress worth having (too slow, or a proxy's page instead of the file); what
+    arrived is kept and resumed by the next run."""
 
 
 class CentralClient:
@@ -60,7 +71,13 @@ class CentralClient:
     def check(self, channel: str, target: str, version: str, force: bool = False) -> dict[str, Any]:
         """The central's answer: ``{"update": {...} | None, "reason": ...}``."""
         params = {"channel": channel, "target": target, "version": version, "force": "true" if force else "false"}
-        return self._call("GET", f"{API}/updates/check", params=params)
+        answer = self._call("GET", f"{API}/updates/check", params=params)
+        offer = answer.get("update") if isinstance(answer, dict) else "no object"
+        if offer is not None and not (
+            isinstance(offer, dict) and all(isinstance(offer.get(k), str) for k in OFFER_FIELDS)
+        ):
+            raise CentralUnavailable(f"the central's answer to the update check is not an offer: {str(answer)[:200]}")
+        return answer
 
     def report(self, outcome: dict[str, Any]) -> None:
         body = {k: outcome.get(k) for k in ("rollout", "version", "state", "reason")}
@@ -89,16 +106,21 @@ class CentralClient:
             if have > entry.size:
                 part.unlink()
                 have = 0
-            cut = False
+            cut = ""
             if have < entry.size:
                 try:
-                    self._fetch(url, part, have)
-                except requests.RequestException as exc:
-                    cut = True
-                    log.warning("download of %s cut at attempt %d: %s", entry.name, attempt, type(exc).__name__)
+                    self._fetch(url, part, have, entry.size)
+                except (requests.RequestException, urllib3.exceptions.HTTPError, DownloadStalled) as exc:
+                    cut = str(exc) if isinstance(exc, DownloadStalled) else type(exc).__name__
+                    log.warning("download of %s cut at attempt %d: %s", entry.name, attempt, cut)
             got = part.stat().st_size if part.exists() else 0
-            if got == entry.size or (got == have and not cut):
+            if got >= entry.size or (got == have and not cut):
                 break  # complete, or the server has no byte more: the hash check below decides
+            if attempt == ATTEMPTS and cut:
+                raise DownloadStalled(
+                    f"download of {entry.name} gave up after {ATTEMPTS} attempts ({got:,} of "
+                    f"{entry.size:,} bytes kept for the next run): {cut}"
+                )
             if progress:
                 progress(f"{entry.name}: {got:,} of {entry.size:,} bytes; resuming (attempt {attempt})")
         try:
@@ -108,14 +130,20 @@ class CentralClient:
             raise
         os.replace(part, dest)
 
-    def _fetch(self, url: str, part: Path, have: int) -> None:
-        """GET from byte ``have`` on (a Range request) and append to ``part``."""
+    def _fetch(self, url: str, part: Path, have: int, size: int) -> None:
+        """GET from byte ``have`` on (a Range request) and append to ``part``, never past ``size`` bytes (a
+        server or proxy that sends more cannot fill the disk). DownloadStalled when the answer is an HTML page
+        or comes slower than MIN_RATE_BPS; what arrived before is kept."""
         headers = self._headers()
         if have:
             headers["Range"] = f"bytes={have}-"
         with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as answer:
             if answer.status_code == 416:
                 return  # nothing after ``have``: the server's file is shorter than the manifest says
+            if answer.headers.get("Content-Type", "").lower().startswith("text/html"):
+                raise DownloadStalled(
+                    f"an HTML page (HTTP {answer.status_code}) instead of the file: a proxy or a captive portal?"
+                )
             if answer.status_code == 200 and have:
                 have = 0  # the server ignored the range: start again
             elif answer.status_code not in (200, 206):
@@ -123,7 +151,25 @@ class CentralClient:
             with open(part, "r+b" if have else "wb") as out:
                 out.seek(have)
                 out.truncate()
-                for chunk in answer.iter_content(READ_CHUNK):  # small: a cut keeps what arrived
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                try:
+                    self._copy(answer, out, size - have)
+                finally:
+                    out.flush()
+                    os.fsync(out.fileno())
+
+    def _copy(self, answer: requests.Response, out: Any, room: int) -> None:
+        """Write the answer's body to ``out``: at most ``room`` bytes (then one more, so an oversized file
+        fails its size check), in small chunks so a cut keeps what arrived, at MIN_RATE_BPS or faster."""
+        started, got, grace = time.monotonic(), 0, self.timeout[1]
+        raw = answer.raw
+        # read1: what has arrived (one socket read), so a trickle is measured while it trickles
+        chunks = iter(lambda: raw.read1(READ_CHUNK), b"") if hasattr(raw, "read1") else answer.iter_content(1024)
+        for chunk in chunks:
+            chunk = chunk[: room + 1 - got]
+            out.write(chunk)
+            got += len(chunk)
+            if got > room:
+                return
+            elapsed = time.monotonic() - started
+            if elapsed > grace and got < MIN_RATE_BPS * elapsed:
+                raise DownloadStalled(f"{got:,} bytes in {elapsed:.0f} s, slower than {MIN_RATE_BPS} bytes/s")

@@ -15,12 +15,16 @@ from typing import Any
 
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle
 from updates.fetch import CentralClient
-from updates.layout import Layout
+from updates.layout import READY, Layout
 from updates.manifest import Manifest, ReleaseError, load_public_key, local_target, verify_manifest
 
 INSTALL_TIMEOUT_S = 1800
 PREFLIGHT_TIMEOUT_S = 300
 MIGRATED = "node.toml.migrated"
+UNPACKING = ".unpacking"
+MB = 1024 * 1024
+# a release's venv takes about 4.2 times its wheels (measured: 9.1 MB of wheels, 38 MB installed, lift role)
+INSTALL_FACTOR = 5
 
 
 class PreflightFailed(ReleaseError):
@@ -45,11 +49,49 @@ def base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem of ``path`` (or of its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+class NoRoom(ReleaseError):
+    """Not enough disk for the release; nothing was written."""
+
+
 class Stager:
     """Stages releases into ``layout`` for a node of ``role``."""
 
-    def __init__(self, layout: Layout, role: str, public_key: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, layout: Layout, role: str, public_key: Path, say: Callable[[str], None], min_free_mb: float = 0.0
+    ) -> None:
         self.layout, self.role, self.public_key, self.say = layout, role, public_key, say
+        self.reserve = int(min_free_mb * 1024 * 1024)
+
+    def ensure_room(self, manifest: Manifest, to_download: int) -> None:
+        """NoRoom unless downloading ``to_download`` more bytes and installing the release (INSTALL_FACTOR times
+        its files) still leaves [update] min_free_mb free: the running node's outbox shares this disk."""
+        need = to_download + INSTALL_FACTOR * sum(f.size for f in manifest.files) + self.reserve
+        free = free_bytes(self.layout.root)
+        if free < need:
+            raise NoRoom(
+                f"not enough disk for {manifest.version}: {free / MB:.0f} MB free on {self.layout.root}, it needs "
+                f"{need / MB:.0f} MB (download {to_download / MB:.0f} MB, install about "
+                f"{(need - to_download - self.reserve) / MB:.0f} MB, and [update] min_free_mb {self.reserve / MB:.0f}"
+                " MB left for the node)"
+            )
+
+    def discard(self, version: str) -> None:
+        """Remove what a failed attempt at ``version`` left (downloads, a half-installed folder), never a
+        version that is installed completely or that a link points to."""
+        shutil.rmtree(self.layout.downloads / version, ignore_errors=True)
+        shutil.rmtree(self.layout.downloads / UNPACKING, ignore_errors=True)
+        protected = {self.layout.current(), self.layout.committed()}
+        folder = self.layout.version_dir(version)
+        if version and version not in protected and not (folder / READY).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
 
     def check_manifest(self, raw: bytes, signature: bytes) -> Manifest:
         """The verified manifest, if it is for this node's role and platform."""
@@ -69,8 +111,10 @@ class Stager:
         if manifest.version != offer["version"]:
             raise ReleaseError(f"the central offered {offer['version']} with the manifest of {manifest.version}")
         folder = self.layout.downloads / manifest.version
-        folder.mkdir(parents=True, exist_ok=True)
         total = sum(f.size for f in manifest.files)
+        have = sum(_size(folder / f.name) or _size(folder / (f.name + ".part")) for f in manifest.files)
+        self.ensure_room(manifest, max(0, total - have))
+        folder.mkdir(parents=True, exist_ok=True)
         for index, entry in enumerate(manifest.files, 1):
             self.say(f"download {index}/{len(manifest.files)}: {entry.name} ({entry.size:,} of {total:,} bytes in all)")
             client.download(offer["files_url"], entry, folder / entry.name, self.say)
@@ -80,8 +124,11 @@ class Stager:
 
     def unpack(self, bundle: Path) -> Manifest:
         """A bundle file (a technician's USB stick): verified and unpacked into downloads/VERSION."""
-        manifest, folder = None, self.layout.downloads / ".unpacking"
+        manifest, folder = None, self.layout.downloads / UNPACKING
         shutil.rmtree(folder, ignore_errors=True)
+        free = free_bytes(self.layout.root)
+        if free < 6 * bundle.stat().st_size + self.reserve:  # unpacked + installed (INSTALL_FACTOR) + reserve
+            raise NoRoom(f"not enough disk for {bundle.name}: {free / MB:.0f} MB free on {self.layout.root}")
         manifest = extract_bundle(bundle, load_public_key(self.public_key), folder, self.say)
         self.check_manifest((folder / MANIFEST).read_bytes(), (folder / SIGNATURE).read_bytes())
         final = self.layout.downloads / manifest.version
@@ -103,6 +150,7 @@ class Stager:
         _run(cmd, f"installing {manifest.requirement} offline")
         for name in (MANIFEST, SIGNATURE):
             shutil.copyfile(folder / name, target / name)
+        shutil.rmtree(folder, ignore_errors=True)  # installed: the wheels are not needed any more
 
     def preflight(self, manifest: Manifest, config_path: Path, from_schema: int) -> Staged:
         """The new version's own checks on the node's config (migrated) and on itself; READY when they pass."""
@@ -130,6 +178,13 @@ class Stager:
             raise PreflightFailed(f"{what} of {version} failed: " + "; ".join(problems[:5]), problems)
         self.layout.mark_ready(version, report)
         return Staged(manifest, out if out.exists() else None, report)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _run(cmd: list[str], what: str) -> None:

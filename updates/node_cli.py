@@ -22,7 +22,8 @@ from typing import Any
 from common.config import ConfigError, default_config_path
 from updates.fetch import CentralUnavailable
 from updates.manifest import ReleaseError
-from updates.updater import UpdateBusy, Updater, load_updater_config
+from updates.nodefiles import load_updater_config
+from updates.updater import UpdateBusy, Updater
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CENTRAL, EXIT_BUSY, EXIT_PERMISSION = 0, 1, 2, 3, 4, 5
 EXIT_CODES = """\
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None, prog: str = "changbai-update") -> int:
     except PermissionError as exc:
         print(f"{prog} {args.command}: {exc.strerror}: {exc.filename} (run as root)", file=sys.stderr)
         return EXIT_PERMISSION
+    except OSError as exc:  # a full or failing disk under the update root; the next run repairs (recover)
+        print(f"{prog} {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

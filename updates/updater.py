@@ -8,12 +8,10 @@ called before each step: the command line prints progress with it.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
 import logging
-import shutil
 import subprocess
 import time
 import zoneinfo
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.alerts import AlertBook
-from common.config import ConfigError, NodeConfig, UpdateSection, load_config, read_toml
+from common.config import NodeConfig
 from common.files import write_atomic
 from common.health_file import read_health
 from common.sync import package_version
@@ -32,6 +30,7 @@ from updates.install import PreflightFailed, Staged, Stager, base_python
 from updates.journal import Journal
 from updates.layout import Layout
 from updates.manifest import Manifest, ReleaseError, local_target, parse_manifest
+from updates.nodefiles import refusal, restore_config, sha256_of
 from updates.policy import blockers, trial_verdict
 
 log = logging.getLogger(__name__)
@@ -40,41 +39,10 @@ log = logging.getLogger(__name__)
 STEPS = ("backup-config", "journal-switching", "write-config", "switch-current", "journal-trial", "restart")
 COMMIT_STEPS = ("commit-link", "journal-done")
 POLL_S = 1.0
-DEFAULT_ROOT = UpdateSection().root
-
-
-def load_updater_config(path: Path) -> NodeConfig:
-    """The node config as this (committed) version's updater can read it. During a switch or a trial the file
-    may already be in the new version's schema; then the copy saved before the switch is used for the
-    updater's own settings (paths, central, [update]), with ``path`` still naming the real file."""
-    try:
-        return load_config(path)
-    except ConfigError as first:
-        try:
-            root = Path(read_toml(path).get("update", {}).get("root", DEFAULT_ROOT))
-        except (ConfigError, AttributeError):
-            raise first from None
-        layout = Layout(root)
-        journal = Journal.load(layout.journal)
-        for version in (journal.from_version, layout.committed()):
-            backup = layout.backup(version) if version else None
-            if backup and backup.is_file():
-                try:
-                    return dataclasses.replace(load_config(backup), path=Path(path))
-                except ConfigError:
-                    continue
-        raise first from None
 
 
 class UpdateBusy(ReleaseError):
     """Another updater run holds the lock (an update or a trial is going on)."""
-
-
-def sha256_of(path: Path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return ""
 
 
 class Updater:
@@ -100,7 +68,7 @@ class Updater:
         self._say = say or (lambda text: log.info("%s", text))
         self.python = python or base_python()
         self.wall = wall
-        self.stager = Stager(self.layout, self.role, config.update.public_key, self.say)
+        self.stager = Stager(self.layout, self.role, config.update.public_key, self.say, config.update.min_free_mb)
 
     # ------------------------------------------------------------------------------------------- basics
     def say(self, text: str) -> None:
@@ -183,7 +151,7 @@ class Updater:
         now_sha = sha256_of(self.config_path)
         if journal.config_after_sha != journal.config_before_sha and now_sha != journal.config_before_sha:
             if sha256_of(backup) == journal.config_before_sha:
-                write_atomic(self.config_path, backup.read_bytes(), mode=self.config_path.stat().st_mode & 0o777)
+                restore_config(backup, self.config_path)
             else:
                 log.error("config backup %s missing or changed; config left as it is", backup)
         if self.layout.current() != journal.from_version:
@@ -352,17 +320,18 @@ class Updater:
             staged = self.stage(manifest)
         except PreflightFailed as exc:
             version = offer["version"] if offer else "the bundle"
+            self.stager.discard(version)
             outcome = journal.finish("failed", version, str(exc), self.wall())
             self._skip(journal, version)
             self.save(journal)
             self.flush_reports()
             return outcome
-        except ReleaseError as exc:
+        except (ReleaseError, OSError) as exc:
             if isinstance(exc, CentralUnavailable):
                 raise
             version = offer["version"] if offer else str(bundle)
-            self.remove_downloads(version)
-            outcome = journal.finish("refused", version, str(exc), self.wall())
+            self.stager.discard(offer["version"] if offer else "")  # a full disk gets back what we took
+            outcome = journal.finish("refused", version, refusal(exc), self.wall())
             self.save(journal)
             self.flush_reports()
             return outcome
@@ -370,7 +339,17 @@ class Updater:
         if waiting:
             return self._deferred(journal, staged.manifest.version, rollout, waiting)
         self._report_soon(journal, "staged", staged.manifest.version, "installed and self-tested")
-        return self.apply(staged, rollout)
+        try:
+            return self.apply(staged, rollout)
+        except OSError as exc:  # the disk refused a write of the switch (full, read-only): undo it
+            if self.journal().phase not in ("idle", "switching"):
+                raise
+            self.recover()
+            journal = self.journal()
+            outcome = journal.finish("failed", staged.manifest.version, f"switch undone: {refusal(exc)}", self.wall())
+            self.save(journal)
+            self.flush_reports()
+            return outcome
 
     def _deferred(self, journal: Journal, version: str, rollout: int | None, why: list[str]) -> dict[str, Any]:
         reason = "; ".join(why)
@@ -480,6 +459,3 @@ class Updater:
 
     def target(self) -> str:
         return local_target()
-
-    def remove_downloads(self, version: str) -> None:
-        shutil.rmtree(self.layout.downloads / version, ignore_errors=True)
