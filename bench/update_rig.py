@@ -191,6 +191,10 @@ class NodeSupervisor:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
 
+    def running(self) -> bool:
+        """The node process started last is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             if self._proc is None or self._proc.poll() is not None:
