@@ -16,7 +16,8 @@ import pytest
 
 from bench.small_disk import CannotMount, SmallDisk
 from bench.update_rig import FileFaultProxy, ManagedNode, NodeSupervisor, wait_for
-from tests.update_helpers import V1, V2, outcome, reset, rollout, set_config
+from tests.fixtures.central import CentralHandle, config_document
+from tests.update_helpers import V1, V2, outcome, publish, reset, rollout, set_config
 from updates.layout import READY, Layout
 
 NODE = "cbxc-b9-u2-lift1"
@@ -26,12 +27,16 @@ MB = 1024 * 1024
 @pytest.fixture(scope="module")
 def disk_node(update_rig, release_kit, tmp_path_factory) -> Iterator[tuple]:
     """A lift node on v1 whose every file is on a 192 MB tmpfs, kept running; v2 rolled out."""
-    central, _, bundles = update_rig
+    _, _, bundles = update_rig
     try:
         disk = SmallDisk(tmp_path_factory.mktemp("disk") / "card", 192 * 1024)
     except CannotMount as exc:
         pytest.skip(f"no small filesystem to fill: {exc}")
+    central = CentralHandle(tmp_path_factory.mktemp("central"), config_document())  # its own: the rig's
+    central.start()  # rollouts count only their own node
     try:
+        for bundle in bundles.values():
+            publish(central, release_kit, bundle)
         token = central.register(NODE, "elevator")
         node = ManagedNode(disk.root / "node", central.url, token, release_kit.public_key, NODE, 20)
         set_config(node, "[update]\n", "[update]\nmin_free_mb = 5\n")
@@ -42,6 +47,7 @@ def disk_node(update_rig, release_kit, tmp_path_factory) -> Iterator[tuple]:
             wait_for(lambda: (central.node(NODE).get("health") or {}).get("version") == V1, 60, "v1's heartbeat")
             yield central, node, disk, supervisor
     finally:
+        central.close()
         disk.unmount()
 
 
