@@ -78,26 +78,30 @@ def _runnable(node: ManagedNode) -> str | None:
 
 def _kill_rounds(node: ManagedNode, url: str, rounds: int, rng: random.Random) -> dict:
     exe = node.root / "committed" / "venv" / "bin" / "changbai-update"
-    for _warm_up in range(2):  # the first installs version 2; the second is a whole update as most rounds are
+    spans = []
+    for _warm_up in range(2):  # the first downloads and installs version 2; the second finds it installed
         started = time.monotonic()
         _reset(node)
         _rollout(url, V2)
-        subprocess.run([str(exe), "--config", str(node.config), "now"], capture_output=True, timeout=600)
-        span = time.monotonic() - started
+        done = subprocess.run([str(exe), "--config", str(node.config), "now"], capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        spans.append(time.monotonic() - started)
     broken, killed, on_v2 = [], 0, 0
+    ends: dict[str, int] = {}
     for index in range(rounds):
         layout = _reset(node)
         _rollout(url, V2)
-        if index % 10 == 9:
+        install = index % 10 == 9
+        if install:
             shutil.rmtree(layout.version_dir(V2), ignore_errors=True)
-        proc = subprocess.Popen(
-            [str(exe), "--config", str(node.config), "now"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        proc = subprocess.Popen([str(exe), "--config", str(node.config), "now"], stdout=subprocess.PIPE, text=True)
         try:
-            proc.wait(rng.uniform(0.0, span))
+            out, _ = proc.communicate(timeout=rng.uniform(0.0, spans[0] if install else spans[1]))
+            end = (out.strip().splitlines() or [f"exit {proc.returncode}"])[-1].split(" ")[0]
+            ends[end] = ends.get(end, 0) + 1
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.communicate()
             killed += 1
         node.updater("recover")
         if Journal.load(layout.journal).phase == "trial":
@@ -106,7 +110,7 @@ def _kill_rounds(node: ManagedNode, url: str, rounds: int, rng: random.Random) -
         if problem:
             broken.append(f"round {index}: {problem}")
         on_v2 += Layout(node.root).current() == V2
-    return {"span": span, "killed": killed, "broken": broken, "on_v2": on_v2}
+    return {"spans": spans, "killed": killed, "broken": broken, "on_v2": on_v2, "ends": ends}
 
 
 def _rollback_time(node: ManagedNode, url: str, kill_updater: bool, timer_s: float) -> float:
@@ -162,9 +166,16 @@ def run(quick: bool) -> list[Figure]:
     for line in kills["broken"][:10]:
         print(f"  NOT RUNNABLE: {line}")
     window = "20 s (quick)" if quick else "150 s"
+    full, warm = kills["spans"]
+    ends = ", ".join(f"{n} {state}" for state, n in sorted(kills["ends"].items())) or "-"
     return [
-        Figure(f"kill -9 rounds during updates (random moment over {kills['span']:.0f} s)", rounds, "rounds", "200"),
-        Figure("  of which the updater was killed", kills["killed"], "rounds", ""),
+        Figure(
+            f"kill -9 rounds during updates (random moment over {warm:.0f} s; every tenth over {full:.0f} s, install)",
+            rounds,
+            "rounds",
+            "200",
+        ),
+        Figure(f"  of which the updater was killed (the others ended: {ends})", kills["killed"], "rounds", ""),
         Figure(
             "  node left without a runnable version, or with the other version's config",
             len(kills["broken"]),

@@ -22,11 +22,12 @@ from common.config import (
     ConfigError,
     GpioSection,
     NodeSection,
+    UpdateSection,
     default_config_path,
     parse_config,
     role_section_class,
 )
-from provisioning import prompt, wiring
+from provisioning import prompt, update_units, wiring
 from provisioning.errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_OK, ProvisionError
 from provisioning.files import atomic_write, service_user_ids
 from provisioning.schema import BadValue, Knob, TableArray, knobs_of, table_arrays_of, unwrap_optional
@@ -110,6 +111,13 @@ def build_parser(role: str | None, *, add_help: bool = True) -> argparse.Argumen
         help=f"config file to write (default {default_config_path()}; $CHANGBAI_CONFIG overrides)",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing config")
+    parser.add_argument(
+        "--release-key",
+        type=Path,
+        metavar="FILE",
+        help="the release public key (release.pub from the release engineer, never the private key): checked and "
+        "installed beside the config, where [update] public_key points (docs/updates.md)",
+    )
     parser.add_argument("--non-interactive", action="store_true", help="never ask; a missing setting is an error")
     parser.add_argument(
         "--set",
@@ -414,7 +422,15 @@ def main(argv: list[str]) -> int:
         argv = [*argv, "--role", role]
     args = build_parser(role).parse_args(argv)
     data = collect(args, role, config_path, interactive)
+    key_dest = None
+    if args.release_key is not None:
+        key_dest = Path(data.get("update", {}).get("public_key") or config_path.parent / "release.pub")
+        if key_dest != UpdateSection().public_key:
+            data.setdefault("update", {})["public_key"] = str(key_dest)
     text = render(data, config_path)
+    if key_dest is not None:
+        fingerprint = update_units.install_release_key(args.release_key, key_dest)
+        print(f"installed the release public key at {key_dest} (key id {fingerprint}: compare with the release's)")
     owner = _config_owner()
     atomic_write(config_path, text.encode("utf-8"), mode=0o640, owner=owner, overwrite=args.force)
     print(f"wrote {config_path} (role {role}, node {data['node']['id']})")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import NodeConfig, SerialPort
-from provisioning import prompt, wiring
+from provisioning import prompt, update_units, wiring
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
@@ -194,6 +194,41 @@ def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
 
+def _unit_actions(
+    config: NodeConfig,
+    place: Callable[[Path], Path],
+    user: str,
+    groups: list[str],
+    bin_dir: Path,
+    watchdog_s: int,
+    warnings: list[str],
+) -> tuple[list[Action], list[str]]:
+    """Writing the role unit (and, on a node the updater manages, the updater's units); the units to enable."""
+    role, managed = config.node.role, update_units.managed(config)
+    actions = []
+    unit_text = render_unit(config, user=user, groups=groups, bin_dir=bin_dir, watchdog_s=watchdog_s)
+    unit_path = place(UNIT_DIR / unit_name(role))
+    units = [unit_name(role)]
+    if managed:
+        unit_text = update_units.with_recover(unit_text, config)
+    actions.append(
+        Action(
+            f"write {unit_path} (Type=notify, WatchdogSec={watchdog_s}, Restart=always, User={user}, "
+            f"SupplementaryGroups={' '.join(groups) or '(none)'}"
+            + (", ExecStartPre changbai-update recover)" if managed else ")"),
+            lambda: atomic_write(unit_path, unit_text.encode("utf-8"), mode=0o644),
+        )
+    )
+    if managed:
+        for name, text in update_units.render_update_units(config).items():
+            path = place(UNIT_DIR / name)
+            actions.append(Action(f"write {path}", functools.partial(atomic_write, path, text.encode(), mode=0o644)))
+        units.append("changbai-update.timer")
+    else:
+        warnings.append(f"software updates: not managed by the updater; see docs/updates.md ({update_units.FIRST})")
+    return actions, units
+
+
 def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], list[str]]:
     """The actions of this install, and warnings for the technician."""
     role = config.node.role
@@ -208,7 +243,9 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
     warnings: list[str] = []
     actions: list[Action] = []
     program = ROLE_PROGRAMS[role]
-    bin_dir = Path(args.bin_dir) if args.bin_dir else Path(sys.executable).parent
+    managed = update_units.managed(config)  # installed by the updater: run through ROOT/current
+    default_bin = update_units.bin_dir(config) if managed else Path(sys.executable).parent
+    bin_dir = Path(args.bin_dir) if args.bin_dir else default_bin
     if not (bin_dir / program).exists():
         raise ProvisionError(
             EXIT_BAD_INPUT,
@@ -303,25 +340,21 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
             )
     if not token_file.exists():
         warnings.append(f"no token at {token_file}: run provision register, or the node cannot upload")
-    unit_text = render_unit(config, user=user, groups=groups, bin_dir=bin_dir, watchdog_s=args.watchdog_sec)
-    unit_path = place(UNIT_DIR / unit_name(role))
-    actions.append(
-        Action(
-            f"write {unit_path} (Type=notify, WatchdogSec={args.watchdog_sec}, Restart=always, User={user}, "
-            f"SupplementaryGroups={' '.join(groups) or '(none)'})",
-            lambda: atomic_write(unit_path, unit_text.encode("utf-8"), mode=0o644),
-        )
-    )
+    unit_actions, units = _unit_actions(config, place, user, groups, bin_dir, args.watchdog_sec, warnings)
+    actions += unit_actions
     if staged:
         warnings.append("--root: systemctl, useradd and chown skipped; run provision install on the node itself")
     elif not systemd_running():
         warnings.append("systemd is not running here: unit written but not enabled or started")
     else:
-        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit_name(role)]):
+        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", *units]):
             actions.append(Action(" ".join(cmd), functools.partial(_run, cmd)))
         if not args.no_start:
             cmd = ["systemctl", "restart", unit_name(role)]
             actions.append(Action(" ".join(cmd) + " (waits for the node's READY)", lambda: _run(cmd)))
+            if len(units) > 1:
+                timer = ["systemctl", "start", "changbai-update.timer"]
+                actions.append(Action(" ".join(timer), functools.partial(_run, timer)))
     return actions, warnings
 
 
