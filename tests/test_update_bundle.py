@@ -23,6 +23,7 @@ from updates.manifest import (
     load_public_key,
     public_key_pem,
     sha256_file,
+    verify_manifest,
 )
 from updates.release_cli import main as release_main
 
@@ -70,6 +71,28 @@ def test_openssl_verifies_the_signature_and_refuses_a_changed_manifest(release_k
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     (tmp_path / "m.json").write_bytes(raw.replace(VERSION.encode(), b"9.9.9"))
     assert subprocess.run(cmd, capture_output=True).returncode != 0
+
+
+def test_a_manifest_signed_by_openssl_is_accepted_and_sha256sum_agrees_with_it(release_kit, tmp_path):
+    """The other way round: a key and a signature made by openssl, and the files' hashes by coreutils."""
+    if shutil.which("openssl") is None or shutil.which("sha256sum") is None:
+        pytest.skip("openssl or sha256sum not installed")
+    key, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True)
+    raw = read_verified_manifest(release_kit.bundle(VERSION), load_public_key(release_kit.public_key))[1]
+    (tmp_path / "m.json").write_bytes(raw)
+    sign = ["openssl", "pkeyutl", "-sign", "-inkey", str(key), "-rawin", "-in", str(tmp_path / "m.json")]
+    signature = base64.b64encode(subprocess.run(sign, capture_output=True, check=True).stdout)
+    manifest = verify_manifest(raw, signature, load_public_key(pub))
+    with pytest.raises(SignatureError):
+        verify_manifest(raw.replace(VERSION.encode(), b"9.9.9"), signature, load_public_key(pub))
+    extract_bundle(release_kit.bundle(VERSION), load_public_key(release_kit.public_key), tmp_path / "files")
+    names = [entry.name for entry in manifest.files]
+    sums = subprocess.run(["sha256sum", *names], cwd=tmp_path / "files", capture_output=True, text=True, check=True)
+    assert {line.split()[1]: line.split()[0] for line in sums.stdout.splitlines()} == {
+        entry.name: entry.sha256 for entry in manifest.files
+    }
 
 
 def test_another_key_or_a_changed_manifest_is_refused(release_kit, tmp_path):
