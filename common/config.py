@@ -172,7 +172,9 @@ class AudioSection:
     """Voice prompts: espeak-ng text or recorded WAV files (a prompt pack) via aplay, louder by day than at night."""
 
     backend: Literal["auto", "espeak", "wav", "none"] = setting(
-        "auto", help="auto/espeak: recordings where there are any, else espeak-ng; wav: recordings only; none: silent"
+        "auto",
+        help="auto: recordings where the pack has them, else espeak-ng; espeak: espeak-ng only; wav: recordings, "
+        "espeak-ng (if installed) only for a prompt without one; none: silent",
     )
     voice: str = setting(
         "cmn-latn-pinyin",

@@ -5,6 +5,10 @@ it. A missing player or sound card is logged once as a warning; prompts are then
 a retry 30 s later finds audio working again (a USB sound card replugged, a busy device freed). The volume is
 asked for before each prompt, so a day/night schedule applies to the next prompt said.
 
+``backend = "wav"`` plays recordings; a prompt without a playable recording is still spoken by espeak-ng when it
+is installed (a warning once per text), and when it is not, the prompt is counted ``unsaid`` and its reason is the
+speaker's ``last_error`` (the self-test fails on it): a trapped passenger never gets silence without a trace.
+
 Takes its own ``AudioSpec`` (plain values) and imports nothing from the rest of the project.
 """
 
@@ -41,6 +45,7 @@ __all__ = [
     "EspeakSpeaker",
     "NullSpeaker",
     "Speaker",
+    "Unsaid",
     "Wav",
     "make_speaker",
 ]
@@ -131,6 +136,10 @@ def scratch_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
+class Unsaid(AudioError):
+    """A prompt nothing could say (backend wav, no recording, no espeak-ng): counted, reported, audio not muted."""
+
+
 class _QueuedSpeaker:
     """The worker thread and the failure bookkeeping shared by the real speakers."""
 
@@ -145,7 +154,7 @@ class _QueuedSpeaker:
         self._failed_until: float | None = None  # monotonic time before which prompts are dropped
         self._warned = warned  # True when the caller already warned (a player known missing at start)
         self._full_warned = False
-        self._counts = {"played": 0, "skipped": 0, "dropped": 0, "failed": 0}
+        self._counts = {"played": 0, "skipped": 0, "dropped": 0, "failed": 0, "unsaid": 0}
         self._last_error: str | None = None
         self._closed = False
         self._player: subprocess.Popen[bytes] | None = None  # the espeak-ng or aplay running now
@@ -194,6 +203,12 @@ class _QueuedSpeaker:
                 return
         try:
             played = self._play(text, wav, volume)
+        except Unsaid as exc:  # nothing wrong with the audio path: later prompts must still play
+            with self._lock:
+                self._counts["unsaid"] += 1
+                self._last_error = str(exc)
+            log.error("voice prompt not said: %s", exc)
+            return
         except AudioError as exc:
             with self._lock:
                 if self._closed:
@@ -276,7 +291,10 @@ class EspeakSpeaker(_QueuedSpeaker):
         # 1.51's "cmn" reads Chinese as English-spelled pinyin and is replaced by cmn-latn-pinyin, with a warning
         self.voice: str = spec.voice
         self.voice_error: str | None = None
-        if spec.backend != "wav":
+        self._spoken_instead: set[str] = set()  # texts backend wav had espeak-ng say (warned once each)
+        # backend wav without espeak-ng installed: nothing can say a prompt the recordings lack
+        self.synthesis = spec.backend != "wav" or shutil.which(ESPEAK) is not None
+        if self.synthesis:
             self.voice, self.voice_error = resolve_voice(spec.voice)
             if self.voice_error:
                 log.warning("audio voice: %s", self.voice_error)
@@ -299,9 +317,16 @@ class EspeakSpeaker(_QueuedSpeaker):
                 if path not in self._missing_wavs:  # once per file: a prompt may repeat every minute
                     self._missing_wavs.add(path)
                     log.warning("prompt WAV %s is missing; %s", path, "speaking the text" if text else "nothing to say")
-        if text is None or self.backend == "wav":
-            log.debug("prompt has nothing backend %s can play: text %r, wav %s", self.backend, text, wav)
+        if text is None:
+            log.debug("prompt has nothing backend %s can play: wav %s", self.backend, wav)
             return False
+        if self.backend == "wav":
+            if not self.synthesis:
+                raise Unsaid(f"audio.backend = wav: no recording of {text[:40]!r} and {ESPEAK} is not installed to "
+                             f"say it (record it in the prompt pack, or apt-get install {_PACKAGES[ESPEAK]})")  # fmt: skip
+            if text not in self._spoken_instead:
+                self._spoken_instead.add(text)
+                log.warning("audio.backend = wav: no recording of %r; %s says it", text[:40], ESPEAK)
         with tempfile.TemporaryDirectory(prefix="changbai-say-", dir=scratch_dir()) as tmp:
             path = render_to_wav(text, Path(tmp) / "prompt.wav", self.voice, volume, check_voice=False)
             self._aplay(path)
@@ -344,10 +369,13 @@ class NullSpeaker:
 
 
 def make_speaker(spec: AudioSpec) -> Speaker:
-    """The node's speaker: espeak-ng and aplay ("auto", "espeak", "wav") or silence ("none")."""
+    """The node's speaker: espeak-ng and aplay ("auto", "espeak"; "wav": recordings, espeak-ng for a prompt
+    without one) or silence ("none")."""
     if spec.backend == "none":
         return NullSpeaker()
     missing = [p for p in ((APLAY,) if spec.backend == "wav" else (ESPEAK, APLAY)) if shutil.which(p) is None]
+    if spec.backend == "wav" and shutil.which(ESPEAK) is None:
+        log.warning("audio.backend = wav without %s: a prompt the recordings lack cannot be said", ESPEAK)
     if missing:
         # said once here; each prompt then fails quietly inside the worker until the retry finds them
         log.warning(

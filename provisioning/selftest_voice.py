@@ -3,12 +3,13 @@ coverage, and one prompt played (on a lift, the entrapment prompt) for the techn
 
 from __future__ import annotations
 
+import shutil
 import time
 
 from common.config import NodeConfig
 from common.speech.voice import Prompt, audio_spec, make_voice, open_pack, pack_gaps
 from hal import audio
-from hal.espeak import EspeakError, is_tonal
+from hal.espeak import ESPEAK, EspeakError, is_tonal
 from provisioning import prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
 from provisioning.prompts import SELFTEST_PROMPT, check_prompts, role_prompts, voice_language
@@ -24,8 +25,8 @@ def wants_voice(config: NodeConfig) -> bool:
 def check_speech_of(config: NodeConfig, prompts: tuple[Prompt, ...]) -> Check:
     """Every prompt of the node read by the real espeak-ng in the configured voice: never a switch to English."""
     name = "speech check"
-    if config.audio.backend == "wav":
-        return Check(name, SKIP, "audio.backend = wav: recordings only, espeak-ng is never used")
+    if config.audio.backend == "wav" and shutil.which(ESPEAK) is None:
+        return Check(name, SKIP, "audio.backend = wav without espeak-ng: recordings only (see prompt pack)")
     try:
         used, warning, results = check_prompts(prompts, config.audio.voice)
     except EspeakError as exc:
@@ -61,8 +62,9 @@ def check_pack(config: NodeConfig, prompts: tuple[Prompt, ...]) -> Check | None:
         return Check(name, PASS, f"{pack.name}: all {len(prompts)} prompts recorded{issues}")
     listed = ", ".join(f"{prompt_id} ({why})" for prompt_id, why in list(gaps.items())[:3])
     more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
-    result = FAIL if config.audio.backend == "wav" else PASS  # recordings only: a missing one is silence
-    fallback = "silent (backend wav)" if result == FAIL else "synthesised by espeak-ng"
+    silent = config.audio.backend == "wav" and shutil.which(ESPEAK) is None  # nothing says what is not recorded
+    result = FAIL if silent else PASS
+    fallback = "SILENT (backend wav, espeak-ng not installed)" if silent else "synthesised by espeak-ng"
     return Check(name, result, f"{pack.name}: {fallback}: {listed}{more}{issues}")
 
 
@@ -84,12 +86,13 @@ def check_voice(config: NodeConfig, confirm: bool) -> list[Check]:
     prompt.say(f"    {said}")
     # the speaker queues and never blocks the caller: give it time to finish before asking or closing
     waited = "finished" if speaker.wait_idle(15.0) else "still playing after 15 s"
-    error = speaker.health().get("last_error")
+    health = speaker.health()
     speaker.close()
-    problem = f"audio: {error}" if error else None
     played = f"{chosen.id} at {volume}%"
-    if problem:
-        return [*checks, Check(name, FAIL, problem, hardware_error=True)]
+    if health.get("unsaid"):  # backend wav: not recorded, and nothing to synthesise it
+        return [*checks, Check(name, FAIL, f"{chosen.id} not said: {health.get('last_error')}")]
+    if error := health.get("last_error"):
+        return [*checks, Check(name, FAIL, f"audio: {error}", hardware_error=True)]
     if not confirm:
         return [*checks, Check(name, PASS, f"played {played} ({waited}; not confirmed: no terminal)")]
     if prompt.confirm(f"did you hear {chosen.id} clearly?"):

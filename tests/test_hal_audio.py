@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import array
 import logging
+import math
 import os
 import shutil
 import stat
 import threading
+import wave
 from pathlib import Path
 
 import pytest
 
 from hal.audio import QUEUE_MAX, AudioError, AudioSpec, EspeakSpeaker, NullSpeaker, make_speaker
 from hal.espeak import espeak_amplitude, render_to_wav
+from tests.speech_helpers import sox_stat
 
 
 def warnings_from(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -31,14 +35,21 @@ def fake_aplay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     release = tmp_path / "release"
     script = bin_dir / "aplay"
     sleep = shutil.which("sleep")
+    played = tmp_path / "played"
+    played.mkdir()
+    # each file played is copied aside (numbered), so a test can measure what the card would have got with sox
     script.write_text(
-        f'#!/bin/sh\necho "$@" >> "{calls}"\nwhile [ ! -e "{release}" ]; do {sleep} 0.01; done\nexit 0\n',
+        f'#!/bin/sh\necho "$@" >> "{calls}"\nfor a; do last="$a"; done\n'
+        f'{shutil.which("cp")} "$last" "{played}/$({shutil.which("ls")} "{played}" | {shutil.which("wc")} -l).wav"\n'
+        f'while [ ! -e "{release}" ]; do {sleep} 0.01; done\nexit 0\n',
         encoding="utf-8",
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     espeak = shutil.which("espeak-ng")
     assert espeak, "espeak-ng must be installed (apt-get install espeak-ng)"
     os.symlink(espeak, bin_dir / "espeak-ng")
+    if sox := shutil.which("sox"):  # measures what was played (speech_helpers.sox_stat)
+        os.symlink(sox, bin_dir / "sox")
     monkeypatch.setenv("PATH", str(bin_dir))
 
     class Player:
@@ -47,6 +58,10 @@ def fake_aplay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
         def calls(self) -> list[str]:
             return calls.read_text(encoding="utf-8").splitlines() if calls.exists() else []
+
+        def played(self) -> list[Path]:
+            """Copies of the files aplay was given, in order."""
+            return sorted(played.glob("*.wav"), key=lambda p: int(p.stem))
 
     return Player()
 
@@ -237,19 +252,56 @@ def test_audio_coming_back_is_noticed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "audio works again" in messages
 
 
-def test_wav_backend_skips_text_and_warns_once_per_missing_file(fake_aplay, tmp_path: Path, caplog) -> None:
+def test_wav_backend_speaks_what_has_no_recording_with_espeak(fake_aplay, tmp_path: Path, caplog) -> None:
+    """backend wav: a prompt without a recording is spoken by espeak-ng (sox hears speech), warned once per text."""
     caplog.set_level(logging.WARNING, logger="hal.audio")
     fake_aplay.release()
     speaker = make_speaker(AudioSpec(backend="wav"))
     missing = tmp_path / "reassurance.wav"
     try:
-        speaker.say("text only")
         for _ in range(3):
-            speaker.say("reassurance", wav=missing)
-        assert speaker.wait_idle(10)
+            speaker.say("请保持冷静", wav=missing)
+        assert speaker.wait_idle(20)
         health = speaker.health()
     finally:
         speaker.close()
-    assert (health["played"], health["skipped"], health["failed"]) == (0, 4, 0)
-    assert fake_aplay.calls() == []
-    assert len([w for w in warnings_from(caplog) if "reassurance.wav is missing" in w]) == 1
+    assert (health["played"], health["skipped"], health["unsaid"], health["last_error"]) == (3, 0, 0, None)
+    assert health["voice"] == "cmn-latn-pinyin"
+    stat = sox_stat(fake_aplay.played()[0])  # what the card got: espeak-ng's speech, not silence
+    assert stat["Length (seconds)"] > 0.8 and stat["RMS     amplitude"] > 0.02, stat
+    found = warnings_from(caplog)
+    assert len([w for w in found if "reassurance.wav is missing" in w]) == 1, found
+    assert len([w for w in found if "no recording of '请保持冷静'; espeak-ng says it" in w]) == 1, found
+
+
+def test_wav_backend_without_espeak_reports_each_unsaid_prompt(fake_aplay, tmp_path: Path) -> None:
+    """backend wav and no espeak-ng: a prompt without a recording is counted unsaid with the reason as the
+    speaker's error, and a recorded prompt after it still plays (the audio is not muted)."""
+    (Path(os.environ["PATH"]) / "espeak-ng").unlink()
+    recorded = tmp_path / "lift.wav"
+    write_tone(recorded)
+    fake_aplay.release()
+    speaker = make_speaker(AudioSpec(backend="wav"))
+    try:
+        speaker.say("请保持冷静", wav=tmp_path / "missing.wav")
+        assert speaker.wait_idle(10)
+        unsaid = speaker.health()
+        speaker.say("请保持冷静", wav=recorded, volume=100)
+        assert speaker.wait_idle(10)
+        after = speaker.health()
+    finally:
+        speaker.close()
+    assert (unsaid["played"], unsaid["unsaid"], unsaid["muted"]) == (0, 1, False)
+    assert "espeak-ng is not installed" in unsaid["last_error"] and "请保持冷静" in unsaid["last_error"]
+    assert (after["played"], after["last_error"]) == (1, None)
+    assert fake_aplay.calls() == [f"-q {recorded}"]
+
+
+def write_tone(path: Path, seconds: float = 0.5, rate: int = 22050) -> None:
+    """A 440 Hz tone as a 16-bit mono WAV: a recording that is not espeak-ng's."""
+    tone = (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(array.array("h", tone).tobytes())

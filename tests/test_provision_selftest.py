@@ -337,3 +337,45 @@ def test_an_english_kiosk_with_a_mandarin_voice_is_told_which_voice(
     checks = {c["name"]: c for c in report["checks"]}
     assert code == 1 and checks["speech check"]["result"] == "fail"
     assert "kiosk.voice_language = 'en' needs audio.voice = 'en'" in checks["speech check"]["detail"]
+
+
+def test_backend_wav_with_a_pack_lacking_the_entrapment_prompt(
+    central, mock_factory, technician, tmp_path: Path, monkeypatch
+) -> None:
+    """backend wav, the pack has no lift.entrapment: espeak-ng says it through the real aplay (the self-test
+    passes and names the fallback); on a box without espeak-ng the self-test fails and says why."""
+    import shutil
+
+    from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_REASSURANCE
+    from hal.espeak import render_to_wav
+
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    clips = {"lift.reassurance": DEFAULT_REASSURANCE, "lift.alarm_ack": DEFAULT_ALARM_ACK}
+    manifest = "".join(f'"{clip_id}" = "{text}"\n' for clip_id, text in clips.items())
+    (pack / "pack.toml").write_text(f'[pack]\nname = "no entrapment"\n[clips]\n{manifest}', encoding="utf-8")
+    for clip_id, text in clips.items():
+        render_to_wav(text, pack / f"{clip_id}.wav", volume=100)
+    flags = ("--set", "audio.backend=wav", "--set", "audio.device=null", "--set", f"audio.pack={pack}", "--force")
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR, *flags)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--skip-inputs")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0, report
+    assert "synthesised by espeak-ng: lift.entrapment (the pack has no lift.entrapment)" in checks["prompt pack"][
+        "detail"
+    ]
+    assert checks["speech check"]["result"] == "pass"
+    assert checks["voice prompt"]["detail"].startswith("played lift.entrapment at ")
+
+    bin_dir = tmp_path / "bin"  # the same box without espeak-ng: aplay only
+    bin_dir.mkdir()
+    (bin_dir / "aplay").symlink_to(shutil.which("aplay") or "/usr/bin/aplay")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, report = selftest(path, technician, "--skip-inputs")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1, report
+    assert checks["prompt pack"]["result"] == "fail" and "SILENT" in checks["prompt pack"]["detail"]
+    assert checks["voice prompt"]["result"] == "fail"
+    assert "lift.entrapment not said" in checks["voice prompt"]["detail"]
+    assert "espeak-ng is not installed" in checks["voice prompt"]["detail"]
