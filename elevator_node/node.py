@@ -22,6 +22,7 @@ from common.events import Detection, Event
 from common.files import write_atomic
 from common.outbox import OutboxError
 from common.service import NodeRuntime
+from common.speech.check import VoiceCheck, check_voice
 from common.speech.voice import Voice, make_voice
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, ElevatorDetector
@@ -36,6 +37,7 @@ STATE_FILE = "elevator_state.json"
 STATE_FILE_VERSION = 1
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 MIN_SAVE_INTERVAL_S = 1.0
+VOICE_CHECK_INTERVAL_S = 3600.0  # the entrapment prompt made (not played) and the audio path probed, hourly
 
 
 def read_boot_id(path: Path = BOOT_ID_PATH) -> str | None:
@@ -97,6 +99,9 @@ class ElevatorNode:
         self._thread: threading.Thread | None = None
         self.last_snapshot: LiftSnapshot | None = None
         self._devices: dict[str, DigitalInputDevice | Button] = {}
+        self.voice_check = VoiceCheck(None, "not checked yet")
+        self._voice_check_due: float | None = None  # node monotonic time; None: at the first tick
+        self._voice_checker: threading.Thread | None = None
         try:
             self.detector = self._restore()
             self._make_inputs()
@@ -168,7 +173,11 @@ class ElevatorNode:
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
                 open_incidents=[inc["kind"] for inc in self.detector.open_incidents()],
                 audio=self.voice.health(),
-                selftest={"lift_inputs_read": True, "state_saved": self._save_error is None},
+                selftest={
+                    "lift_inputs_read": True,
+                    "state_saved": self._save_error is None,
+                    **self.voice_check.report(),
+                },
             )
             return events
 
@@ -218,6 +227,31 @@ class ElevatorNode:
     def _say(self, prompt_id: str, wav: Path | None) -> None:
         # queues and never raises (hal.audio); a configured WAV wins, then the pack, then espeak-ng
         self.voice.say(self.prompts[prompt_id], wav=wav)
+
+    def check_voice(self) -> VoiceCheck:
+        """The voice part of the self-test (common.speech.check): the entrapment prompt made as the car would say
+        it, phonemes read, the audio path probed with silence. Stored for the next heartbeat; logged on failure."""
+        result = check_voice(
+            self.voice, self.prompts[ENTRAPMENT], self.config.audio.voice, wav=self.section.voice.question_wav
+        )
+        if self._stop.is_set():
+            return result  # the node is closing: a probe cut short by the speaker's close says nothing
+        if result.ok is False:
+            log.error("voice self-test FAILED: %s", result.detail)
+        elif result.ok and not self.voice_check.ok:
+            log.info("voice self-test: %s", result.detail)
+        self.voice_check = result
+        return result
+
+    def _check_voice_when_due(self, now: float) -> None:
+        """Start the voice check on its own thread when due (it runs espeak-ng: never on the tick's)."""
+        if self._voice_check_due is not None and now < self._voice_check_due:
+            return
+        if self._voice_checker is not None and self._voice_checker.is_alive():
+            return
+        self._voice_check_due = now + VOICE_CHECK_INTERVAL_S
+        self._voice_checker = threading.Thread(target=self.check_voice, name="voice-check", daemon=True)
+        self._voice_checker.start()
 
     # -------------------------------------------------------------------------------------- persistence
     def _restore(self) -> ElevatorDetector:
@@ -335,6 +369,7 @@ class ElevatorNode:
         while not self._stop.is_set():
             ticked_at = self.clock.monotonic()
             self.runtime.run_tick(self.tick, ticked_at)
+            self._check_voice_when_due(ticked_at)
             if housekeeping:
                 self.runtime.housekeeping(self.clock.monotonic())
             with self._lock:  # a gpiozero callback may be updating the detector on another thread
@@ -373,6 +408,7 @@ class ElevatorNode:
         self._release()
 
     def _release(self) -> None:
+        self._stop.set()
         self.voice.speaker.close()
         self.runtime.stop()
 

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "Unsaid",
     "Wav",
     "make_speaker",
+    "probe_audio",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 APLAY = "aplay"
 QUEUE_MAX = 16  # prompts waiting; beyond this new prompts are dropped (a stuck player must not eat memory)
 PLAY_TIMEOUT_S = 120.0  # longest prompt we would ever play
+PROBE_RATE = 22050  # Hz of the probe's silence (espeak-ng's rate)
 RETRY_AFTER_FAILURE_S = 30.0  # after audio failed, try again this much later: cheap, and a prompt may matter
 _PACKAGES = {ESPEAK: "espeak-ng", APLAY: "alsa-utils"}
 
@@ -140,13 +143,27 @@ class Unsaid(AudioError):
     """A prompt nothing could say (backend wav, no recording, no espeak-ng): counted, reported, audio not muted."""
 
 
+@dataclass
+class _Probe:
+    """A probe of the audio path in the queue: a short silence played through the player and device."""
+
+    path: Path
+    done: threading.Event
+    error: str | None = None
+
+
+PROBE_SILENCE_S = 0.2
+
+
 class _QueuedSpeaker:
     """The worker thread and the failure bookkeeping shared by the real speakers."""
 
     backend = "queued"
 
     def __init__(self, retry_after_s: float = RETRY_AFTER_FAILURE_S, warned: bool = False) -> None:
-        self._queue: queue.Queue[tuple[str | None, Wav | None, int | None] | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self._queue: queue.Queue[tuple[str | None, Wav | _Probe | None, int | None] | None] = queue.Queue(
+            maxsize=QUEUE_MAX
+        )
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = False
@@ -154,7 +171,7 @@ class _QueuedSpeaker:
         self._failed_until: float | None = None  # monotonic time before which prompts are dropped
         self._warned = warned  # True when the caller already warned (a player known missing at start)
         self._full_warned = False
-        self._counts = {"played": 0, "skipped": 0, "dropped": 0, "failed": 0, "unsaid": 0}
+        self._counts = {"played": 0, "skipped": 0, "dropped": 0, "failed": 0, "unsaid": 0, "probes": 0}
         self._last_error: str | None = None
         self._closed = False
         self._player: subprocess.Popen[bytes] | None = None  # the espeak-ng or aplay running now
@@ -195,7 +212,61 @@ class _QueuedSpeaker:
             self._busy = False
             self._idle.notify_all()
 
-    def _play_one(self, text: str | None, wav: Wav | None, volume: int | None) -> None:
+    def probe(self, timeout: float = PLAY_TIMEOUT_S) -> str | None:
+        """Play 0.2 s of silence through the player and the configured device, after whatever is queued: None
+        when the audio path took it, else why not. Nothing is heard; counted as ``probes``."""
+        with tempfile.TemporaryDirectory(prefix="changbai-probe-", dir=scratch_dir()) as tmp:
+            path = Path(tmp) / "silence.wav"
+            with wave.open(str(path), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(SAMPLE_WIDTH)
+                w.setframerate(PROBE_RATE)
+                w.writeframes(bytes(SAMPLE_WIDTH * int(PROBE_RATE * PROBE_SILENCE_S)))
+            probe = _Probe(path, threading.Event())
+            with self._lock:
+                if self._closed:
+                    return "the speaker is closed"
+                try:
+                    self._queue.put_nowait((None, probe, 100))
+                except queue.Full:
+                    return f"{QUEUE_MAX} prompts waiting: the audio is stuck"
+                self._busy = True
+            if not probe.done.wait(timeout):
+                return f"the audio probe did not finish within {timeout:g} s"
+            return probe.error
+
+    def _play_probe(self, probe: _Probe) -> None:
+        with self._lock:
+            muted = self._failed_until is not None and time.monotonic() < self._failed_until
+            error = self._last_error
+        try:
+            if muted:
+                probe.error = f"audio muted after a failure: {error}"
+                return
+            try:
+                self._aplay(probe.path)
+            except AudioError as exc:
+                probe.error = str(exc)
+                with self._lock:
+                    self._counts["failed"] += 1
+                    self._last_error = str(exc)
+                    self._failed_until = time.monotonic() + self._retry_after_s
+                log.warning("audio probe failed: %s", exc)
+                return
+            with self._lock:
+                self._counts["probes"] += 1
+                self._failed_until = None
+                self._last_error = None
+        finally:
+            probe.done.set()
+
+    def _aplay(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _play_one(self, text: str | None, wav: Wav | _Probe | None, volume: int | None) -> None:
+        if isinstance(wav, _Probe):
+            self._play_probe(wav)
+            return
         now = time.monotonic()
         with self._lock:
             if self._failed_until is not None and now < self._failed_until:
@@ -272,9 +343,12 @@ class _QueuedSpeaker:
             player.kill()  # a long prompt must not hold up a node's shutdown
         while True:  # drop what is waiting so the stop marker gets in at once
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is not None and isinstance(item[1], _Probe):
+                item[1].error = "the speaker was closed"
+                item[1].done.set()
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -341,7 +415,13 @@ class EspeakSpeaker(_QueuedSpeaker):
             self._aplay(join_and_scale(paths, Path(tmp) / "prompt.wav", volume / 100))
 
     def health(self) -> dict[str, Any]:
-        return {**super().health(), "voice": self.voice, "volume": self._last_volume, "error": self.voice_error}
+        return {
+            **super().health(),
+            "voice": self.voice,
+            "volume": self._last_volume,
+            "error": self.voice_error,
+            "synthesis": self.synthesis,
+        }
 
     def _aplay(self, path: Path) -> None:
         command = [APLAY, "-q"]
@@ -366,6 +446,14 @@ class NullSpeaker:
 
     def close(self) -> None:
         pass
+
+
+def probe_audio(speaker: Speaker, timeout: float = PLAY_TIMEOUT_S) -> tuple[bool, str | None]:
+    """Whether ``speaker``'s audio path can be probed, and why it failed (None: the probe played). A speaker
+    that plays nothing (backend none, a test's or the simulation's) cannot be probed: (False, None)."""
+    if not isinstance(speaker, _QueuedSpeaker):
+        return False, None
+    return True, speaker.probe(timeout)
 
 
 def make_speaker(spec: AudioSpec) -> Speaker:
