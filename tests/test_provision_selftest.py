@@ -362,9 +362,9 @@ def test_backend_wav_with_a_pack_lacking_the_entrapment_prompt(
     code, report = selftest(path, technician, "--skip-inputs")
     checks = {c["name"]: c for c in report["checks"]}
     assert code == 0, report
-    assert "synthesised by espeak-ng: lift.entrapment (the pack has no lift.entrapment)" in checks["prompt pack"][
-        "detail"
-    ]
+    assert (
+        "synthesised by espeak-ng: lift.entrapment (the pack has no lift.entrapment)" in checks["prompt pack"]["detail"]
+    )
     assert checks["speech check"]["result"] == "pass"
     assert checks["voice prompt"]["detail"].startswith("played lift.entrapment at ")
 
