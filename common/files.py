@@ -1,10 +1,14 @@
-"""Crash-safe file writes: a reader, or a node after a power cut, sees the old file or the whole new one."""
+"""Crash-safe file writes: a reader, or a node after a power cut, sees the old file or the whole new one; and
+folders in memory for what a node must write to start when its card is full or read-only."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -36,3 +40,30 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600, owner: tup
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def memory_folder(purpose: str) -> Path:
+    """A private folder in memory (/dev/shm, else the temporary folder) for ``purpose``: for files a node can make
+    again at every start (a font face taken out of a collection, Kivy's settings), never for data to keep."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else Path(tempfile.gettempdir())
+    folder = base / f"changbai-{purpose}-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def writable_folder(preferred: Path, purpose: str) -> Path:
+    """``preferred`` (made when missing) when a file can be made in it, else ``memory_folder(purpose)`` with a
+    warning: a read-only or broken card must not keep a node from starting."""
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        probe = preferred / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return preferred
+    except OSError as exc:
+        folder = memory_folder(purpose)
+        log.warning(
+            "%s cannot be written (%s): %s goes to %s in memory", preferred, exc.strerror or exc, purpose, folder
+        )
+        return folder

@@ -13,6 +13,7 @@ from typing import Any
 
 from common.cli import setup_logging
 from common.config import ConfigError, NodeConfig, default_config_path, load_config, load_config_or_exit
+from common.files import writable_folder
 from kiosk.config import KioskConfig
 from kiosk.texts import Texts, TextsError, load_texts
 
@@ -87,7 +88,8 @@ def run_screen(config: NodeConfig, texts: Texts, *, windowed: bool = False) -> i
     from kiosk.kivyconf import configure_kivy
 
     screen = config.role_config.screen
-    configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=config.state_dir / "kivy")
+    kivy_home = writable_folder(config.state_dir / "kivy", "kivy")  # Kivy writes its config.ini there
+    configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=kivy_home)
     try:
         from kivy.core.window import Window
     except SystemExit:  # some Kivy window providers exit the process when they cannot open a display

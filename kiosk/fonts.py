@@ -13,11 +13,12 @@ import logging
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import memory_folder
 from kiosk.config import ScreenSection
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,27 @@ def face_file(path: Path, family: str, cache_dir: Path) -> Path:
             return path
         stat = path.stat()
         key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{match.index}".encode()).hexdigest()[:12]
-        target = cache_dir / f"{family.replace(' ', '')}-{path.stem}-{key}.otf"
-        if not target.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(face_bytes(data, match.index))
+        name = f"{family.replace(' ', '')}-{path.stem}-{key}.otf"
+        what = f"face {match.index} ({family}) of {path}"
+        try:
+            return _cached(cache_dir / name, lambda: face_bytes(data, match.index), what)
+        except OSError as exc:  # a full or read-only card: the face is made again in memory at each start
+            log.warning("font: %s cannot be written (%s); the face goes to memory", cache_dir, exc.strerror or exc)
+            return _cached(memory_folder("fonts") / name, lambda: face_bytes(data, match.index), what)
+
+
+def _cached(target: Path, make: Callable[[], bytes], what: str) -> Path:
+    """``target`` holding ``make()``, written (through a temporary file) only when it is not there yet."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(make())
             os.replace(tmp, target)
-            log.info("font: face %d (%s) of %s written to %s", match.index, family, path, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.info("font: %s written to %s", what, target)
     return target
 
 

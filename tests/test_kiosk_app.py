@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.small_disk import CannotMount, SmallDisk
 from common.spoken import phone_for_listening, plate_for_listening
 from kiosk import theme
 from kiosk.xvfb import Xvfb
@@ -161,3 +163,55 @@ def test_no_button_under_the_finger_within_a_second_of_the_press(central, displa
     shown = next(e for e in lines if e["event"] == "buttons_shown")
     assert shown["since_touch_s"] >= 1.0
     assert len(central.rides()) == 1 and central.rides()[0]["status"] != "cancelled"
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_the_kiosk_starts_and_orders_a_taxi_on_a_read_only_or_full_card(
+    central, display: str, tmp_path: Path, fault: str
+) -> None:
+    """First start on a card that refuses writes: no Kivy home, no font cache, no outbox can be made there. The
+    screen still comes up (`kiosk run` tells systemd it is ready and keeps pinging) and a touch still gets a car."""
+    try:
+        card = SmallDisk(tmp_path / "card", 8192)
+    except CannotMount as exc:
+        pytest.skip(f"no small filesystem: {exc}")
+    try:
+        token = central.register(NODE, "kiosk", pickup_point="长白新村北门")
+        config = kiosk_config(tmp_path, central.url, token)
+        config.write_text(config.read_text().replace(str(tmp_path / "data"), str(card.root / "data")))
+        if fault == "read-only":
+            card.read_only()
+        else:
+            card.fill()
+        env = env_for(display, tmp_path)
+        del env["KIVY_HOME"]  # the product's own: <data_dir>/<node>/kivy, on the card
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(tmp_path / "notify.sock"))
+            sock.settimeout(1.0)
+            env.update(NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="400000")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kiosk", "--config", str(config), "run", "--windowed"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            messages: list[str] = []
+            deadline = time.monotonic() + 30
+            while "WATCHDOG=1" not in messages and proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    messages.append(sock.recv(256).decode())
+            running = proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            try:
+                log = proc.communicate(timeout=15)[1]
+            finally:
+                proc.kill()
+        assert running and messages[:1] == ["READY=1"] and proc.returncode == 0, (messages, log[-3000:])
+        assert "falling back to the file's first face" not in log, log[-3000:]  # the SC face, not the Japanese one
+        lines = drive(config, display, tmp_path, "--touch", "--until", "assigned")
+        assert lines[-1]["reached"], lines
+        assert [r["pickup_point"] for r in central.rides()] == ["长白新村北门"]
+    finally:
+        card.unmount()
