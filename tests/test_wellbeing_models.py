@@ -42,3 +42,23 @@ def test_the_long_outings_model_is_out_more_than_the_compact_one() -> None:
     assert 3.0 <= outings[2] <= 8.0
     for litres, uses, _ in (compact, outings, reu):
         assert 100 <= litres <= 220 and 15 <= uses <= 40
+
+
+def test_a_household_with_a_door_contact_moves_it_leaving_and_coming_back_from_every_outing() -> None:
+    """bench --door: two door events per outing, in order; a trip of nights away ends before the first use after it."""
+    from bench.wellbeing.evaluate import door_times
+
+    home = MODELS["compact"](3, 120, 0)
+    doors = door_times(home)
+    outings = [(a, b) for d in home.days for a, b in d.out]
+    assert outings and len(doors) == 2 * len(outings) and doors == sorted(doors)
+    trips = 0
+    for day in home.days[:-1]:
+        following = home.days[day.index + 1]
+        for leave, back in day.out:
+            if following.away and back >= following.index * DAY:  # a trip: back just before the next water
+                door_back = doors[doors.index(leave) + 1]
+                first_use = min(u.start for u in home.uses if u.start > back)
+                assert door_back == first_use - 60.0 and door_back > following.index * DAY
+                trips += 1
+    assert trips >= 1  # seed 3 has nights away

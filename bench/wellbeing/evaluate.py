@@ -46,6 +46,27 @@ REPORT_SEEDS = tuple(range(6001, 6161))  # fresh; 5001-5008 were seen in a smoke
 HORIZON = 36 * HOUR
 
 
+def door_times(home: Household) -> list[float]:
+    """When the flat's door contact moves (sim seconds), for a household that has one: leaving and coming back for
+    each outing; a trip of nights away ends with the door just before the first use after it."""
+    out: list[float] = []
+    for day in home.days:
+        for leave, back in day.out:
+            out.append(leave)
+            if day.index + 1 < len(home.days) and home.days[day.index + 1].away and back >= (day.index + 1) * DAY:
+                back = next((u.start - 60.0 for u in home.uses if u.start > back), back)
+            out.append(back)
+    return sorted(out)
+
+
+def _feed(monitor: WellbeingMonitor, doors: list[float], t: float, total: float | None) -> list:
+    """The door events up to the reading at ``t`` (epoch), then the reading: every detection, in order."""
+    found = []
+    while doors and doors[0] + EPOCH0 <= t:
+        found += monitor.door(doors.pop(0) + EPOCH0)
+    return found + monitor.update(t, total)
+
+
 @dataclass
 class Incident:
     kind: str
@@ -124,8 +145,12 @@ def _incidents(home: Household, rng: random.Random, learn_end: float, days: int)
     return sorted(out, key=lambda i: i.replay_from)
 
 
-def run_household(model: str, seed: int, days: int, settings: WellbeingSettings, index: int) -> HouseholdResult:
+def run_household(
+    model: str, seed: int, days: int, settings: WellbeingSettings, index: int, door: bool = False
+) -> HouseholdResult:
     home = MODELS[model](seed, days, index)
+    doors_all = door_times(home) if door else []
+    doors = list(doors_all)
     rng = random.Random(seed * 7919 + 17)
     meter = MeterSetup.draw(rng, home.resolution_l, home.poll_s, days)
     learn_end = (settings.learning_days + 2) * DAY
@@ -144,7 +169,7 @@ def run_household(model: str, seed: int, days: int, settings: WellbeingSettings,
         while pending and incidents[pending[0]].replay_from <= sim_t:
             snapshots[pending.pop(0)] = (json.dumps(monitor.state()), copy.deepcopy(baselines))
         counted = sim_t >= learn_end
-        for det in monitor.update(t, total):
+        for det in _feed(monitor, doors, t, total):
             if not counted:
                 continue
             if det.kind == "leak_suspected":
@@ -165,7 +190,8 @@ def run_household(model: str, seed: int, days: int, settings: WellbeingSettings,
                 false_baseline[b.name] += 1
     for idx, inc in enumerate(incidents):
         if idx in snapshots:
-            _run_incident(inc, home, meter, seed, settings, *snapshots[idx])
+            before = [d for d in doors_all if inc.replay_from <= d < inc.at]
+            _run_incident(inc, home, meter, seed, settings, before, *snapshots[idx])
     months = (days * DAY - learn_end) / (30 * DAY)
     return HouseholdResult(
         seed,
@@ -187,6 +213,7 @@ def _run_incident(
     meter: MeterSetup,
     seed: int,
     settings: WellbeingSettings,
+    doors: list[float],
     state_json: str,
     saved: list,
 ) -> None:
@@ -208,7 +235,7 @@ def _run_incident(
     inc.baseline_s = {b.name: None for b in saved}
     for t, total in readings(sorted(series, key=lambda u: u.start), leaks, meter, inc.replay_from, end, EPOCH0):
         sim_t = t - EPOCH0
-        for det in mon.update(t, total):
+        for det in _feed(mon, doors, t, total):
             if sim_t < inc.at or det.state not in ("raised", "updated") or det.severity == "info":
                 continue
             if (inc.kind == "decline" and (det.kind != "low_daily_volume" or inc.node_s is not None)) or (
@@ -228,15 +255,20 @@ def _run_incident(
 
 
 def evaluate(
-    model: str, seeds: tuple[int, ...], days: int, settings: WellbeingSettings | None = None, jobs: int = 1
+    model: str,
+    seeds: tuple[int, ...],
+    days: int,
+    settings: WellbeingSettings | None = None,
+    jobs: int = 1,
+    door: bool = False,
 ) -> list[HouseholdResult]:
     """Every household of ``seeds`` of ``model`` (``jobs`` processes side by side; the result does not depend on
-    it)."""
+    it); ``door``: every household has a door contact."""
     settings = settings or WellbeingSettings()
     if model.startswith("simdeum-"):
         simdeum.prepare(model.removeprefix("simdeum-"), seeds, days, jobs)
     n = len(seeds)
-    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n))
+    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n), [door] * n)
     if jobs <= 1:
         return list(map(run_household, *args))
     with ProcessPoolExecutor(jobs) as pool:
