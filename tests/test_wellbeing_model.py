@@ -139,3 +139,15 @@ def test_a_state_of_a_newer_version_or_with_a_field_missing_is_refused_naming_it
     broken = {k: v for k, v in saved.items() if k != "anchor"}
     with pytest.raises(StateError, match="anchor"):
         WellbeingMonitor(WellbeingSettings(), TZ, broken)
+
+
+def test_the_away_button_then_the_door_to_leave_is_still_out_and_the_next_door_is_back() -> None:
+    home = Home(day_at(8))
+    home.use(6, minutes=1)
+    home.monitor.going_out(home.t)
+    home.idle(1 / 60)
+    home.monitor.door(home.t)  # a minute later the door opens: leaving, not back
+    assert home.monitor.data.out_since is not None
+    assert _inactivity(home.idle(9)) == []  # out past the day's 8 h: not silent at home
+    home.monitor.door(home.t + 60.0 * home.settings.door_out_min)  # the door well after: back in
+    assert home.monitor.data.out_since is None and home.monitor.data.door_t is None

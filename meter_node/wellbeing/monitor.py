@@ -104,7 +104,9 @@ class WellbeingMonitor:
         taken to be out (the outer limits apply) until water or the door again says they are back."""
         t = to_epoch(now)
         s = self.data
-        back = s.out_since is not None
+        # the away button pressed and then the door opened to leave: still out (not back)
+        leaving = s.out_since is not None and s.door_t is None and t - s.out_since < self.settings.door_out_min * 60
+        back = s.out_since is not None and not leaving
         self.timeline.life(t, door=True)
         s.out_since, s.door_t = (None, None) if back else (s.out_since, t)
         return self._evaluate(t)
