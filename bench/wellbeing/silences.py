@@ -2,7 +2,10 @@
 
 ``python -m bench.wellbeing.silences [--seeds 1-20]`` counts, per household-month after day 16, the gaps between
 simulated water uses (of any size, of 1 L or more, of 2 L or more) longer than 12, 14 and 20 hours, straight from the
-simulated uses (no meter, no rule): any rule that finds every fall within 12 h warns at least that often.
+simulated uses (no meter, no rule): any rule that finds every fall within 12 h warns at least that often. With a door
+contact (``door``, as ``bench.wellbeing --door``) the door's movements are signs of life too, and the silences are
+split into those at home and the outings (from leaving to coming back): a fall at home needs only the first watched
+by the learned thresholds; an outing longer than the outer limit is a warning of its own kind ("not back yet").
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import sys
 
 from bench.wellbeing.__main__ import _seed_range
+from bench.wellbeing.evaluate import door_times
 from bench.wellbeing.household import DAY, HOUR
 from bench.wellbeing.models import MODELS
 
@@ -34,16 +38,38 @@ def long_silences(model: str, seeds: tuple[int, ...], days: int = 60, start_day:
     return out
 
 
+def door_silences(model: str, seeds: tuple[int, ...], days: int = 60, start_day: int = 16) -> dict[str, list[float]]:
+    """With a door contact: silences at home (between uses of any size and the door) and outings, a household-month,
+    longer than each of LIMITS_H."""
+    months = len(seeds) * (days - start_day) / 30.0
+    counts = {"at home": [0] * len(LIMITS_H), "out": [0] * len(LIMITS_H)}
+    for seed in seeds:
+        home = MODELS[model](seed, days, seed)
+        doors = door_times(home)
+        leaving = set(doors[0::2])
+        signs = sorted({u.start for u in home.uses} | set(doors))
+        signs = [t for t in signs if t >= start_day * DAY]
+        for a, b in zip(signs, signs[1:], strict=False):
+            where = "out" if a in leaving else "at home"
+            for i, limit in enumerate(LIMITS_H):
+                counts[where][i] += b - a > limit * HOUR
+    return {k: [round(c / months, 2) for c in v] for k, v in counts.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wellbeing.silences", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=_seed_range, default=tuple(range(1, 21)), metavar="A-B")
     parser.add_argument("--model", action="append", choices=sorted(MODELS))
+    parser.add_argument("--door", action="store_true", help="also: with a door contact, at home and out apart")
     args = parser.parse_args(argv)
     print("| model | uses counted | > 12 h | > 14 h | > 20 h |\n|---|---|---|---|---|")
     for model in args.model or sorted(MODELS):
         for litres, counts in long_silences(model, args.seeds).items():
             label = "any" if litres == 0 else f">= {litres:g} L"
             print(f"| {model} | {label} | " + " | ".join(f"{c:.2f}" for c in counts) + " |")
+        if args.door:
+            for where, counts in door_silences(model, args.seeds).items():
+                print(f"| {model} | any + door contact, {where} | " + " | ".join(f"{c:.2f}" for c in counts) + " |")
     return 0
 
 
