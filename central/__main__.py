@@ -35,7 +35,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from central.app import create_app
+    from central.app import close_app, create_app
     from central.server import make_server
     from central.storage import StorageError
 
@@ -73,8 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.run()
     finally:
-        app.state.store.close()
-        app.state.releases.close()
+        close_app(app)
     return 0
 
 
@@ -128,11 +127,12 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         print(f"central nodes: no database at {args.db}", file=sys.stderr)
         return 1
     from central.storage import StorageError, open_store
+    from central.storage.nodes import NodeFilter
 
     try:
         store = open_store(args.db, read_only=True)
         try:
-            nodes = store.nodes()
+            nodes = list(store.nodes.every(NodeFilter()))
         finally:
             store.close()
     except StorageError as exc:

@@ -26,8 +26,9 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
-from central.routes import ack, alerts, console, events, nodes, people, residents, rides, site, stream
+from central.routes import ack, alerts, changes, console, events, nodes, people, residents, rides, site, stream
 from central.storage import Component, open_store
+from central.storage.maintenance import MaintenanceThread
 from central.views import alert_views
 from common.clock import Clock, SystemClock
 
@@ -36,6 +37,7 @@ ROUTERS = (
     events.router,
     alerts.router,
     rides.router,
+    changes.router,
     people.router,
     residents.router,
     site.router,
@@ -47,7 +49,7 @@ ROUTERS = (
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
 STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE, DISPATCH)
 
-__all__ = ["create_app"]
+__all__ = ["close_app", "create_app"]
 
 
 def _version() -> str:
@@ -59,11 +61,13 @@ def _version() -> str:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Background jobs run while the app is served: the notifier."""
+    """Background jobs run while the app is served: the notifier and the storage's maintenance."""
     app.state.notifier.start()
+    app.state.maintenance.start()
     try:
         yield
     finally:
+        await asyncio.to_thread(app.state.maintenance.stop)
         await asyncio.to_thread(app.state.notifier.stop)
 
 
@@ -92,7 +96,13 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.store = open_store(database, STORAGE_COMPONENTS)
+    app.state.store = open_store(
+        database,
+        STORAGE_COMPONENTS,
+        retention=config.retention,
+        stale_after_s=server.node_stale_after_s,
+        pool_size=config.database.pool_size,
+    )
     app.state.config = config
     app.state.clock = clock or SystemClock()
     app.state.notify = NotifyStore(app.state.store.db)
@@ -105,8 +115,12 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.central = Central(
         app.state.store, app.state.notify, config, app.state.clock, app.state.changes, app.state.console
     )
+    app.state.maintenance = MaintenanceThread(
+        app.state.store.maintenance, app.state.clock, config.retention.maintenance_interval_s
+    )
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
+    app.state.stream_slots = changes.StreamSlots(server.max_streams)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -116,3 +130,10 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def close_app(app: FastAPI) -> None:
+    """Stop the app's maintenance thread and close its databases (after the server stopped)."""
+    app.state.maintenance.stop()
+    app.state.store.close()
+    app.state.releases.close()

@@ -48,6 +48,8 @@ class ServerSection:
     register_failures_per_min: int = setting(
         10, min=1, max=10_000, help="wrong claim keys per client address and minute before 429"
     )
+    max_streams: int = setting(100, min=1, max=10_000, help="change streams (server-sent events) open at once")
+    feed_poll_s: float = setting(1.0, min=0.05, max=60.0, help="how often each change stream looks for changes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +114,31 @@ class FleetSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DatabaseSection:
+    """Where the central keeps its data (docs/central.md#the-two-engines)."""
+
+    url: str = setting(
+        "",
+        pattern=r"^((sqlite|postgresql|postgres):\S+)?$",
+        help="empty: the SQLite file given by --db; postgresql://user@host:5432/db for PostgreSQL",
+    )
+    pool_size: int = setting(10, min=1, max=200, help="PostgreSQL connections per central process")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionSection:
+    """How long what is kept (docs/central.md#data-and-retention)."""
+
+    readings_days: int = setting(14, min=1, max=3650, help="raw readings; their daily totals are kept for good")
+    state_days: int = setting(90, min=1, max=36500, help="state events (door states, meter health, ...)")
+    changes_days: int = setting(30, min=1, max=3650, help="the change feed; an older cursor gets reset")
+    maintenance_interval_s: float = setting(
+        300.0, min=0.2, max=86_400.0, help="how often silent nodes are found and old rows removed"
+    )
+    utc_offset_h: float = setting(8.0, min=-12.0, max=14.0, help="the local day of daily totals (China: +8)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CentralConfig:
     """A whole validated central config."""
 
@@ -123,6 +150,8 @@ class CentralConfig:
     notify: NotifySection = setting(default_factory=NotifySection)
     accounts: AccountsSection = setting(default_factory=AccountsSection)
     dispatch: DispatchSection = setting(default_factory=DispatchSection)
+    database: DatabaseSection = setting(default_factory=DatabaseSection)
+    retention: RetentionSection = setting(default_factory=RetentionSection)
 
     def problems(self) -> list[str]:
         out = []

@@ -84,7 +84,7 @@ def node_auth(creds: Credentials, store: StoreDep, config: ConfigDep) -> dict[st
     """The calling node (from its token); 401 without a valid token, 403 for an operator key."""
     if creds is None:
         raise unauthorized("a node token is required (Authorization: Bearer TOKEN)")
-    node = store.node_for_token(creds.credentials)
+    node = store.nodes.for_token(creds.credentials)
     if node is not None:
         return node
     if config.operator_for(creds.credentials) is not None:
@@ -120,7 +120,7 @@ def operator_auth(
     operator = config.operator_for(creds.credentials)
     if operator is not None:
         return key_actor(operator)
-    if store.node_for_token(creds.credentials) is not None:
+    if store.nodes.for_token(creds.credentials) is not None:
         raise ApiError(403, "forbidden", "a node token cannot be used for operator calls")
     raise unauthorized("unknown operator key")
 
@@ -136,7 +136,7 @@ def node_or_operator(
     operator = config.operator_for(creds.credentials)
     if operator is not None:
         return key_actor(operator)
-    node = store.node_for_token(creds.credentials)
+    node = store.nodes.for_token(creds.credentials)
     if node is None:
         raise unauthorized("unknown node or wrong token")
     return node

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from central.app import create_app
+from central.app import close_app, create_app
 from central.config import CentralConfig, ServerSection
 from central.guard import BACKLOG, ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
 from common.clock import Clock
@@ -121,6 +121,5 @@ class CentralServer:
             if self._thread.is_alive():
                 raise RuntimeError(f"central on {self.url} did not stop within {timeout_s} s")
         if self.app is not None:
-            self.app.state.store.close()
-            self.app.state.releases.close()
+            close_app(self.app)
         self._server = self._thread = self.app = None

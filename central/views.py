@@ -100,7 +100,7 @@ def alert_views(
     """Alert views with what really happened: when each turned urgent, every delivery, who was told when; the
     flat's contacts for a resident's alert."""
     ids = [a["id"] for a in found]
-    nodes = central.store.nodes_by_id({a["node_id"] for a in found})  # only the nodes these alerts name
+    nodes = central.store.nodes.by_id({a["node_id"] for a in found})  # only the nodes these alerts name
     urgent = central.notify.urgent_since(ids)
     deliveries = central.notify.deliveries(ids, with_attempts=detail)
     answers = central.notify.answers(ids) if detail else {}

@@ -34,6 +34,9 @@ CONTRACT = {
     "/api/v1/rides/{ride_id}": {"get"},
     "/api/v1/rides/{ride_id}/cancel": {"post"},
     "/api/v1/health": {"get"},
+    # pages and the change feed for consoles (issue 15; /changes/stream is documented in docs/api.md only)
+    "/api/v1/summary": {"get"},
+    "/api/v1/changes": {"get"},
     # software updates (central/releases.py, docs/updates.md)
     "/api/v1/updates/check": {"get"},
     "/api/v1/updates/report": {"post"},
@@ -255,6 +258,6 @@ def test_an_unexpected_error_still_answers_json_500(central, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(central._server.app.state.store, "store_heartbeat", broken)
+    monkeypatch.setattr(central._server.app.state.store.nodes, "store_heartbeat", broken)
     answer = requests.post(f"{central.url}/api/v1/heartbeat", json={}, headers=central.node_headers(token), timeout=10)
     assert answer.status_code == 500 and answer.json()["error"] == "server_error"

@@ -40,7 +40,7 @@ def test_a_database_of_the_first_schema_is_recognised_and_kept(tmp_path):
     _legacy_database(path)
     store = open_store(path)
     try:
-        assert store.node(LIFT)["role"] == "elevator"
+        assert store.nodes.get(LIFT)["role"] == "elevator"
         assert applied(store.db)["core"] >= 1
     finally:
         store.close()
@@ -97,7 +97,7 @@ def test_engine_errors_come_out_as_storage_errors(tmp_path):
         open_store(damaged)
     store = open_store(tmp_path / "ok.sqlite3")
     with pytest.raises(NotFound):
-        store.node("nobody")
+        store.nodes.get("nobody")
     store.close()
     with pytest.raises(StorageUnavailable, match="closed database"):
-        store.node("nobody")
+        store.nodes.get("nobody")

@@ -124,7 +124,7 @@ function alertTable(alerts) {
 
 export async function liftsPage(view, cat) {
   let alerts, nodes;
-  try { [alerts, nodes] = await Promise.all([api("GET", "/alerts?state=all&limit=200"), api("GET", "/nodes")]); } catch (err) { failed(view, err); return; }
+  try { [alerts, nodes] = await Promise.all([api("GET", "/alerts?state=all&limit=200"), api("GET", "/nodes?role=elevator&limit=5000")]); } catch (err) { failed(view, err); return; }
   const lifts = alerts.alerts.filter((a) => ((cat.kinds || {})[a.kind] || {}).group === "lift");
   const rows = lifts.map((a) => {
     const p = a.payload || {};
@@ -145,7 +145,7 @@ export async function liftsPage(view, cat) {
 
 export async function taxiPage(view) {
   let rides, nodes;
-  try { [rides, nodes] = await Promise.all([api("GET", "/rides?limit=100"), api("GET", "/nodes")]); } catch (err) { failed(view, err); return; }
+  try { [rides, nodes] = await Promise.all([api("GET", "/rides?limit=100"), api("GET", "/nodes?role=kiosk&limit=5000")]); } catch (err) { failed(view, err); return; }
   const kiosks = Object.fromEntries(nodes.nodes.map((n) => [n.node_id, n]));
   const ZH = { searching: "正在找车", assigned: "司机已接单", arrived: "车已到达", no_car: "无车可派", cancelled: "已取消" };
   const WHY = { no_car: "附近无车", provider_down: "调度平台连不上", provider_refused: "调度平台拒绝", no_answer: "调度平台无回应", lost: "记录丢失" };

@@ -15,6 +15,7 @@ from typing import Any
 from central.notify.plan import Planned
 from central.notify.retry import Outcome
 from central.storage import Component, Database, Migration, Tx
+from central.storage.changes import ChangeFeed
 
 _TABLES = """
 CREATE TABLE notify_deliveries (
@@ -109,7 +110,6 @@ _ANSWER = (
     " ON CONFLICT (delivery, choice) DO NOTHING"
 )
 _ANSWERS_OF = "SELECT * FROM notify_answers WHERE alert IN ({marks}) ORDER BY id"
-_LOG_CURSOR = "SELECT COALESCE(MAX(row), 0) FROM alert_log"
 _CURSOR = (
     "SELECT (SELECT COALESCE(MAX(id), 0) FROM notify_attempts) + (SELECT COALESCE(MAX(id), 0) FROM notify_answers)"
 )
@@ -133,6 +133,7 @@ class NotifyStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.feed = ChangeFeed(db)
 
     def secret(self, name: str) -> bytes:
         """A random secret kept in the database (made on first use): the same for every central process."""
@@ -218,33 +219,30 @@ class NotifyStore:
         return out
 
     def changed_since(self, cursor: tuple[int, int, int], limit: int = 5000) -> tuple[set[int], tuple[int, int, int]]:
-        """Alerts changed after ``cursor`` (alert-log row, attempt id, link-answer id) and the cursor now."""
-        log_row, attempt, answer = cursor
+        """Alerts changed after ``cursor`` (change-feed position, attempt id, link-answer id) and the cursor now.
+        The alerts' own changes come from the central's one change feed (central.storage.changes)."""
+        feed_pos, attempt, answer = cursor
+        ids, feed_now = self.feed.alerts_changed(feed_pos, limit)
         with self.db.read() as tx:
-            logs = tx.all("SELECT alert, row FROM alert_log WHERE row > ? ORDER BY row LIMIT ?", (log_row, limit))
             tries = tx.all(
                 "SELECT d.alert AS alert, a.id AS id FROM notify_attempts a JOIN notify_deliveries d"
                 " ON d.id = a.delivery WHERE a.id > ? ORDER BY a.id LIMIT ?",
                 (attempt, limit),
             )
             answers = tx.all("SELECT alert, id FROM notify_answers WHERE id > ? ORDER BY id LIMIT ?", (answer, limit))
-        ids = {r["alert"] for r in logs} | {r["alert"] for r in tries} | {r["alert"] for r in answers}
-        now = (
-            logs[-1]["row"] if logs else log_row,
-            tries[-1]["id"] if tries else attempt,
-            answers[-1]["id"] if answers else answer,
-        )
+        ids |= {r["alert"] for r in tries} | {r["alert"] for r in answers}
+        now = (feed_now, tries[-1]["id"] if tries else attempt, answers[-1]["id"] if answers else answer)
         return ids, now
 
     def cursor_now(self) -> tuple[int, int, int]:
+        feed_pos = self.feed.latest()
         with self.db.read() as tx:
             return (
-                int(tx.scalar("SELECT COALESCE(MAX(row), 0) FROM alert_log") or 0),
+                feed_pos,
                 int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM notify_attempts") or 0),
                 int(tx.scalar("SELECT COALESCE(MAX(id), 0) FROM notify_answers") or 0),
             )
 
     def alert_log_cursor(self) -> int:
-        """The newest row of the core's alert log: it grows with every alert event and operator action."""
-        with self.db.read() as tx:
-            return int(tx.scalar(_LOG_CURSOR) or 0)
+        """The change feed's newest position: it grows with every alert event and operator action."""
+        return self.feed.latest()

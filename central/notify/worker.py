@@ -141,7 +141,7 @@ class Notifier:
 
     def _scan(self, now: float) -> None:
         self._last_scan = time.monotonic()
-        alerts = self.store.alerts("open", None, 5000) + self.store.alerts("acknowledged", None, 5000)
+        alerts = self.store.alerts.page("open", None, 5000) + self.store.alerts.page("acknowledged", None, 5000)
         views = self._views(alerts, now)
         plans, next_due = [], float("inf")
         for view in views:
@@ -189,7 +189,7 @@ class Notifier:
         if wait > 0:
             self.notify.defer(row["id"], now + wait)
             return
-        view = self._views([self.store.alert(row["alert"])], now)[0]
+        view = self._views([self.store.alerts.get(row["alert"])], now)[0]
         contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
         names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
         message = compose(

@@ -58,8 +58,8 @@ def _claim(central: Central, token: str) -> LinkClaim:
 
 
 def _summary(central: Central, claim: LinkClaim) -> str:
-    alert = central.store.alert(claim.alert)
-    node = central.store.nodes_by_id([alert["node_id"]]).get(alert["node_id"], {})
+    alert = central.store.alerts.get(claim.alert)
+    node = central.store.nodes.by_id([alert["node_id"]]).get(alert["node_id"], {})
     resident = alert["payload"].get("resident") if isinstance(alert["payload"], dict) else None
     where = " ".join(str(x) for x in (node.get("location"), resident and f"住户 {resident}") if x)
     state = {"open": "尚无人确认", "acknowledged": f"{alert.get('acknowledged_by') or ''} 已确认", "resolved": "已解决"}
@@ -99,7 +99,7 @@ def _answer(central: Central, token: str, choice: str) -> HTMLResponse:
     new = central.notify.answer(claim.alert, claim.role, claim.name, claim.delivery, choice, now)
     if new:
         try:
-            central.store.acknowledge(claim.alert, who, "ack-link", CHOICES[choice], now)
+            central.store.alerts.acknowledge(claim.alert, who, "ack-link", CHOICES[choice], now)
         except Conflict:
             pass  # already acknowledged or resolved: the answer is in the timeline all the same
         except NotFound:

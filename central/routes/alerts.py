@@ -33,17 +33,16 @@ def get_alerts(
     flat: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[float | None, Query(ge=0, le=1e11, description="opened at or after (Unix s)")] = None,
     until: Annotated[float | None, Query(ge=0, le=1e11, description="opened before (Unix s)")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SAFE_INT, description="the last id of the previous page")] = None,
 ) -> dict[str, Any]:
     """Alerts newest first; ``active`` = open and acknowledged (not yet resolved). The history's filters: kind,
-    site, severity, the resident's flat and when it was opened."""
+    site, severity, the resident's flat and when it was opened. ``next_before``: pass it as ``before`` for the
+    next (older) page; null when there is none."""
     store, now = central.store, central.clock.wall()
     filtered = any(x is not None for x in (kind, site, severity, flat, since, until))
-    scan = 5000 if filtered else limit  # filters are applied to the newest 5000 (a reference central's history)
-    if state == "active":
-        found = store.alerts("open", node_id, scan) + store.alerts("acknowledged", node_id, scan)
-        found.sort(key=lambda a: -a["id"])
-    else:
-        found = store.alerts(state, node_id, scan)
+    scan = 5000 if filtered else limit  # filters are applied to 5000 alerts at a time (one page of the history)
+    found = store.alerts.page(state, node_id, scan, before)
+    more = len(found) == scan
     found = [
         a for a in found
         if (kind is None or a["kind"] == kind) and (severity is None or a["severity"] == severity)
@@ -53,14 +52,18 @@ def get_alerts(
         v for v in alert_views(found, central, now)
         if actor.sees_alert(v) and (site is None or v["site"] == site) and (flat is None or v.get("flat") == flat)
     ]  # fmt: skip
-    return {"alerts": views[:limit], "server_time": now}
+    if len(views) > limit:
+        next_before: int | None = views[limit - 1]["id"]
+    else:
+        next_before = found[-1]["id"] if more and found else None
+    return {"alerts": views[:limit], "next_before": next_before, "server_time": now}
 
 
 @router.get("/alerts/{alert}", responses=refusals(401, 403, 404, 422, 503))
 def get_alert(alert: AlertNumber, actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
     """One alert with its log (every event and operator action), every delivery with its attempts, and the
     answers given through acknowledgement links."""
-    view = alert_views([central.store.alert(alert, with_log=True)], central, central.clock.wall(), detail=True)[0]
+    view = alert_views([central.store.alerts.get(alert, with_log=True)], central, central.clock.wall(), detail=True)[0]
     _may_see(actor, view)
     return view
 
@@ -75,10 +78,10 @@ def _handle(
 ) -> dict[str, Any]:
     body = body or AlertAction()
     store, now = central.store, central.clock.wall()
-    _may_see(actor, alert_views([store.alert(alert)], central, now)[0])
+    _may_see(actor, alert_views([store.alerts.get(alert)], central, now)[0])
     # a person is recorded by name; a machine client may say on whose behalf it acts
     by = actor.name if actor.via == "session" else (body.by or actor.name)
-    change = store.acknowledge if action == "acknowledged" else store.resolve
+    change = store.alerts.acknowledge if action == "acknowledged" else store.alerts.resolve
     done = change(alert, by, actor.username or actor.name, body.note, now)
     central.console.audit(now, by, actor.via, action, f"alert {alert}", body.note, address)
     log.info("alert %d %s by %s", alert, action, by)

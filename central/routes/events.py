@@ -84,7 +84,7 @@ def post_events(
         if rejection is not None:
             rejected.append(rejection)
     now = clock.wall()
-    new, foreign_ids = store.ingest(node_id, valid, body.node_wall_time, now)
+    new, foreign_ids = store.events.ingest(node_id, valid, body.node_wall_time, now)
     if new:
         changes.changed()  # the notifier and open consoles look now
     taken = set(foreign_ids)
@@ -106,5 +106,5 @@ def get_events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Stored events in the order received; page with ``after`` = the last ``row`` seen."""
-    events = store.events(node_id, kind, after, limit)
+    events = store.events.page(node_id, kind, after, limit)
     return {"events": events, "next_after": events[-1]["row"] if events else after}

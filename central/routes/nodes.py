@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from central.bodies import HEARTBEAT_KEYS, HeartbeatBody, RegisterBody
 from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, OperatorAuth, StoreDep
 from central.errors import ApiError, refusals
 from central.ratelimit import FailureLimiter
 from central.routes import api_router
+from central.storage.nodes import NodeFilter
 from central.views import node_view
 
 log = logging.getLogger("central")
@@ -54,19 +55,42 @@ def register(
         raise ApiError(403, "forbidden", "claim key not valid for this site", ["claim_key"])
     token = secrets.token_urlsafe(32)
     fields = body.model_dump(exclude={"claim_key"}, exclude_unset=True)  # contacts as sent
-    created = store.register_node(fields, token, clock.wall())
+    created = store.nodes.register(fields, token, clock.wall())
     what = "registered" if created else "re-registered, token rotated"
     log.info("node %s (%s) %s at site %s", body.node_id, body.role, what, body.site)
     return {"node_id": body.node_id, "token": token, "role": body.role, "site": body.site, "new": created}
 
 
-@router.get("/nodes", tags=["operator"], responses=refusals(401, 403, 503))
-def list_nodes(actor: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep) -> dict[str, Any]:
-    """Every node (of the caller's sites) with its latest health, last seen and how many seq numbers never
-    arrived."""
+@router.get("/nodes", tags=["operator"], responses=refusals(401, 403, 422, 503))
+def list_nodes(
+    actor: OperatorAuth,
+    store: StoreDep,
+    config: ConfigDep,
+    clock: ClockDep,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    role: Literal["elevator", "meter", "kiosk"] | None = None,
+    status: Literal["all", "stale", "lost_events", "attention"] = "all",
+    after: Annotated[str | None, Query(max_length=64, description="the last node_id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """A page of nodes in node id order, each with its latest health, last seen and how many seq numbers never
+    arrived, of the caller's sites. ``status``: ``stale`` (silent longer than ``node_stale_after_s``), ``lost_events``, ``attention``
+    (either). A full page answers ``next_after``: pass it as ``after`` for the next page; null at the end."""
     now, sites = clock.wall(), actor.sites()
-    nodes = [node_view(n, now, config) for n in store.nodes() if sites is None or n["site"] in sites]
-    return {"nodes": nodes, "server_time": now}
+    which = NodeFilter(site, role, status, now - config.server.node_stale_after_s, sites)
+    found = store.nodes.page(which, after, limit)
+    next_after = found[-1]["node_id"] if len(found) == limit else None
+    return {"nodes": [node_view(n, now, config) for n in found], "next_after": next_after, "server_time": now}
+
+
+@router.get("/summary", tags=["operator"], responses=refusals(401, 403, 503))
+def summary(actor: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep) -> dict[str, Any]:
+    """Counts for a console's header, whatever the number of nodes: per site and role, how many nodes, how
+    many stale, how many with lost events and how many events lost; and the alerts not yet resolved."""
+    now, mine = clock.wall(), actor.sites()
+    rows = store.nodes.summary(now - config.server.node_stale_after_s)
+    sites = [r for r in rows if mine is None or r["site"] in mine]
+    return {"sites": sites, "alerts": store.alerts.counts(), "server_time": now}
 
 
 @router.get("/nodes/{node_id}", tags=["operator"], responses=refusals(401, 403, 404, 422, 503))
@@ -74,7 +98,7 @@ def get_node(node_id: str, who: NodeOrOperator, store: StoreDep, config: ConfigD
     """One node, with its seq gaps as [first, last] ranges of missing numbers. A node may read its own."""
     if isinstance(who, dict) and who["node_id"] != node_id:
         raise ApiError(403, "forbidden", "a node may only read its own record")
-    return node_view(store.node(node_id), clock.wall(), config)
+    return node_view(store.nodes.get(node_id), clock.wall(), config)
 
 
 @router.post("/heartbeat", responses=refusals(401, 403, 413, 422, 503))
@@ -88,7 +112,7 @@ def heartbeat(
     if size > limit:
         raise ApiError(413, "body_too_large", f"heartbeat is {size} bytes once parsed; at most {limit}")
     now = clock.wall()
-    store.store_heartbeat(node["node_id"], health, now, keep=HEARTBEAT_KEYS)
+    store.nodes.store_heartbeat(node["node_id"], health, now, keep=HEARTBEAT_KEYS)
     ignored = sorted(body.model_extra or {})
     if ignored:
         log.info("node %s: heartbeat keys ignored (not part of the contract): %s", node["node_id"], ignored[:20])

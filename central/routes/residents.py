@@ -17,6 +17,7 @@ from central.errors import refusals
 from central.jsonvalues import StoredBody
 from central.routes import api_router
 from central.storage import NotFound
+from central.storage.nodes import NodeFilter
 from central.views import alert_views, flat_of
 from central.water import day_edges, hour_edges, last_use, use_between
 from common.catalogue import Recipient
@@ -48,13 +49,11 @@ def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, 
     """The flat's life events from its site's meter nodes, by kind (readings matched by ``resident``)."""
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in LIFE_KINDS}
     meters: set[str] = set()
-    for node in central.store.nodes():
-        if node["site"] != site or node["role"] != "meter":
-            continue
+    for node in central.store.nodes.every(NodeFilter(site=site, role="meter")):
         for kind in LIFE_KINDS:
             after = 0
             while True:
-                page = central.store.events(node["node_id"], kind, after, 10_000)
+                page = central.store.events.page(node["node_id"], kind, after, 10_000)
                 for ev in page:
                     p = ev["payload"] if isinstance(ev["payload"], dict) else {}
                     if p.get("resident") == flat or (p.get("meter_id") in meters and not p.get("resident")):
@@ -85,8 +84,8 @@ def list_residents(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
     require(actor, "residents")
     sites = actor.sites()
     known = {(f["site"], f["flat"]): f for f in central.console.flats(sites)}
-    found = central.store.alerts("all", None, 5000)
-    nodes = central.store.nodes_by_id({a["node_id"] for a in found})
+    found = central.store.alerts.page("all", None, 5000)
+    nodes = central.store.nodes.by_id({a["node_id"] for a in found})
     open_by_flat: dict[tuple[str, str], int] = {}
     for a in found:
         key = flat_of(a, nodes)
@@ -102,11 +101,11 @@ def list_residents(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
 
 def _latest_profiles(central: Central, sites: set[str] | None) -> dict[tuple[str, str], dict[str, Any]]:
     """The newest ``wellbeing_profile`` of each household (the meter node sends one a day): monitorability."""
-    nodes = {n["node_id"]: n["site"] for n in central.store.nodes() if n["role"] == "meter"}
+    nodes = {n["node_id"]: n["site"] for n in central.store.nodes.every(NodeFilter(role="meter"))}
     out: dict[tuple[str, str], dict[str, Any]] = {}
     after = 0
     while True:
-        page = central.store.events(None, "wellbeing_profile", after, 10_000)
+        page = central.store.events.page(None, "wellbeing_profile", after, 10_000)
         for ev in page:
             site, p = nodes.get(ev["node_id"]), ev["payload"] if isinstance(ev["payload"], dict) else {}
             if site and isinstance(p.get("resident"), str) and (sites is None or site in sites):
@@ -127,7 +126,9 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
         record = {"site": site, "flat": flat, "name": "", "contacts": {}, "note": ""}
     events = _events(central, site, flat)
     profiles = events["wellbeing_profile"]
-    found = [a for a in central.store.alerts("all", None, 5000) if (a.get("payload") or {}).get("resident") == flat]
+    found = [
+        a for a in central.store.alerts.page("all", None, 5000) if (a.get("payload") or {}).get("resident") == flat
+    ]
     alerts = [v for v in alert_views(found, central, now) if v["site"] == site and actor.sees_alert(v)]
     return {
         **record,

@@ -64,8 +64,8 @@ def post_ride(
         else dataclasses.asdict(plan_dispatch(config.fleet, f"{node['node_id']}\x1f{body.request_id}"))
     )
     ride_id = f"ride-{secrets.token_hex(8)}"
-    ride, created = store.create_ride(ride_id, node["node_id"], body.request_id, pickup, body.phone_tail, plan, now)
-    store.touch_node(node["node_id"], now)
+    ride, created = store.rides.create(ride_id, node["node_id"], body.request_id, pickup, body.phone_tail, plan, now)
+    store.nodes.touch(node["node_id"], now)
     if created and http:  # at most dispatch.timeout_s: a dispatcher that hangs gives no_car, not a hanging kiosk
         decision = _provider(request).create(ride)
         status = "searching" if decision.accepted else "no_car"
@@ -80,12 +80,12 @@ def post_ride(
 
 
 def _own_ride(store: Store, ride_id: str, who: dict[str, Any] | Actor) -> dict[str, Any]:
-    ride = store.ride(ride_id)
+    ride = store.rides.get(ride_id)
     if isinstance(who, dict):
         if ride["node_id"] != who["node_id"]:
             raise ApiError(403, "forbidden", "this ride was requested by another node")
     else:
-        kiosk = store.nodes_by_id([ride["node_id"]]).get(ride["node_id"], {})
+        kiosk = store.nodes.by_id([ride["node_id"]]).get(ride["node_id"], {})
         require(who, "rides", kiosk.get("site"))
     return ride
 
@@ -104,8 +104,8 @@ def list_rides(
     """Recent rides (of the caller's sites), newest first."""
     require(actor, "rides")
     now = clock.wall()
-    rides = store.rides(limit)
-    sites, kiosks = actor.sites(), store.nodes_by_id({r["node_id"] for r in rides})
+    rides = store.rides.recent(limit)
+    sites, kiosks = actor.sites(), store.nodes.by_id({r["node_id"] for r in rides})
     mine = [r for r in rides if sites is None or kiosks.get(r["node_id"], {}).get("site") in sites]
     return {"rides": [_out(request, r, now) for r in mine], "server_time": now}
 
@@ -123,7 +123,7 @@ def cancel_ride(
         raise ApiError(409, "conflict", f"ride {ride_id} is {current['status']}; nothing to cancel")
     if current["status"] != "cancelled":
         by = who["node_id"] if isinstance(who, dict) else who.name
-        store.cancel_ride(ride_id, by, now)
+        store.rides.cancel(ride_id, by, now)
         if ride["plan"].get("provider"):  # best effort: the ride is cancelled here whatever the dispatcher says
             row = _dispatch(request).get(ride_id) or {}
             _provider(request).cancel(ride_id, row.get("provider_ride_id"))
@@ -131,7 +131,7 @@ def cancel_ride(
         if not isinstance(who, dict):
             request.app.state.console.audit(now, by, who.via, "ride_cancelled", ride_id, "", client_address(request))
         log.info("ride %s cancelled by %s", ride_id, by)
-    return _out(request, store.ride(ride_id), now)
+    return _out(request, store.rides.get(ride_id), now)
 
 
 class Callback(BaseModel):

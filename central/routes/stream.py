@@ -1,7 +1,8 @@
 """The console's live feed: server-sent events instead of polling.
 
 ``GET /api/v1/stream`` (an operator's session or key) answers ``text/event-stream``: first ``hello`` with the
-feed's cursor, then ``alerts`` whenever alerts change (an event, an acknowledgement, a delivery attempt, a link
+feed's cursor (a position in the central's change feed, central/storage/changes.py, and the notifier's
+attempt and link-answer ids), then ``alerts`` whenever alerts change (an event, an acknowledgement, a delivery attempt, a link
 answer) carrying the changed alerts as the API shows them, and ``ping`` every few seconds with the server's time
 (a console that hears nothing for 15 s knows the central is away). Changes are found by cursor in storage, so a
 feed on one central process sees what another process did; in one process the change hub wakes it at once.
@@ -11,10 +12,8 @@ Not part of the node contract, so not in the OpenAPI document (docs/api.md#the-c
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,16 +22,12 @@ from fastapi.responses import StreamingResponse
 from central.accounts.roles import Actor
 from central.deps import Central, OperatorAuth, get_central
 from central.routes import API
+from central.sse import SSE_HEADERS, sse_event
 from central.views import alert_views
 
 pages = APIRouter(include_in_schema=False)
 PING_S = 5.0
 LOOK_S = 1.0  # changes made by another process are seen within this
-
-
-def _event(name: str, data: dict[str, Any], event_id: str | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 def _cursor_text(cursor: tuple[int, int, int]) -> str:
@@ -51,7 +46,7 @@ def _changes(central: Central, actor: Actor, cursor: tuple[int, int, int]) -> tu
     ids, now_cursor = central.notify.changed_since(cursor)
     if not ids:
         return [], now_cursor
-    found = [central.store.alert(i) for i in sorted(ids)]
+    found = [central.store.alerts.get(i) for i in sorted(ids)]
     views = [v for v in alert_views(found, central, central.clock.wall()) if actor.sees_alert(v)]
     return views, now_cursor
 
@@ -63,7 +58,7 @@ async def _feed(
     try:
         cursor = start if start is not None else await run_in_threadpool(central.notify.cursor_now)
         yield "retry: 2000\n\n"
-        yield _event("hello", {"cursor": _cursor_text(cursor), "server_time": central.clock.wall(),
+        yield sse_event("hello", {"cursor": _cursor_text(cursor), "server_time": central.clock.wall(),
                                "who": actor.to_json()}, _cursor_text(cursor))  # fmt: skip
         last_ping = time.monotonic()
         while not await request.is_disconnected():
@@ -72,10 +67,10 @@ async def _feed(
                 cursor = cursor2
                 if views:
                     data = {"alerts": views, "cursor": _cursor_text(cursor), "server_time": central.clock.wall()}
-                    yield _event("alerts", data, _cursor_text(cursor))
+                    yield sse_event("alerts", data, _cursor_text(cursor))
             if time.monotonic() - last_ping >= PING_S:
                 last_ping = time.monotonic()
-                yield _event("ping", {"server_time": central.clock.wall()})
+                yield sse_event("ping", {"server_time": central.clock.wall()})
             try:
                 await asyncio.wait_for(woken.wait(), LOOK_S)
             except TimeoutError:
@@ -89,5 +84,4 @@ async def _feed(
 async def stream(request: Request, actor: OperatorAuth) -> StreamingResponse:
     central = get_central(request)
     start = _parse_cursor(request.headers.get("last-event-id") or request.query_params.get("after"))
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx must not hold the events back
-    return StreamingResponse(_feed(request, central, actor, start), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_feed(request, central, actor, start), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from central.config import RetentionSection
 from central.storage.database import Database, Tx
 from central.storage.errors import (
     Conflict,
@@ -81,12 +82,19 @@ def open_database(target: str | Path, *, read_only: bool = False, pool_size: int
 
 
 def open_store(
-    target: str | Path, components: Sequence[Component] = (), *, read_only: bool = False, pool_size: int = 10
+    target: str | Path,
+    components: Sequence[Component] = (),
+    *,
+    retention: RetentionSection | None = None,
+    stale_after_s: float = 900.0,
+    read_only: bool = False,
+    pool_size: int = 10,
 ) -> Store:
-    """Open the database, apply every migration it lacks (core first, then ``components``), return the Store."""
+    """Open the database, apply every migration it lacks (core first, then ``components``), return the Store.
+    ``retention`` and ``stale_after_s`` are the config's ``[retention]`` and ``server.node_stale_after_s``."""
     db = open_database(target, read_only=read_only, pool_size=pool_size)
     try:
-        store = Store(db)
+        store = Store(db, retention or RetentionSection(), stale_after_s)
         if not read_only:
             migrate(db, [CORE, *components])
             store.repair()

@@ -36,6 +36,18 @@ class Tx(Protocol):
     def script(self, sql: str) -> None:
         """Several statements without arguments (DDL), in this transaction."""
 
+    def hold_append(self, key: int) -> None:
+        """This transaction appends to the ordered log ``key`` (change feed, events): readers that
+        ``wait_appends(key)`` see its rows only once it committed, never a later position first."""
+
+    def try_lock(self, key: int) -> bool:
+        """Take the exclusive lock ``key`` until this transaction ends, if free (PostgreSQL advisory lock;
+        always True on SQLite, where one process writes)."""
+
+    def wait_appends(self, key: int) -> None:
+        """Wait until no transaction appending to log ``key`` is in flight, and keep new ones out until this
+        transaction ends (a PostgreSQL advisory lock; nothing on SQLite, whose one writer commits in order)."""
+
 
 class Database(Protocol):
     """Connections to one database of one engine (``engine`` is ``"sqlite"`` or ``"postgresql"``)."""

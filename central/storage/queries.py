@@ -21,10 +21,18 @@ REREGISTER_NODE = (
 NODE_BY_TOKEN = "SELECT * FROM nodes WHERE token_hash = ?"
 NODE_BY_ID = "SELECT * FROM nodes WHERE node_id = ?"
 NODES_BY_ID = "SELECT * FROM nodes WHERE node_id IN ({marks})"
-ALL_NODES = "SELECT * FROM nodes ORDER BY site, node_id"
+NODES_PAGE = "SELECT * FROM nodes WHERE {where} ORDER BY node_id LIMIT ?"
+NODE_SUMMARY = (
+    "SELECT site, role, COUNT(*) AS nodes,"
+    " SUM(CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN 1 ELSE 0 END) AS stale,"
+    " SUM(CASE WHEN max_seq > seqs_received THEN 1 ELSE 0 END) AS with_lost_events,"
+    " SUM(max_seq - seqs_received) AS events_lost FROM nodes GROUP BY site, role ORDER BY site, role"
+)
+NODE_SEQ_MISSING = "SELECT max_seq - seqs_received FROM nodes WHERE node_id = ?"
 TOUCH_NODE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ?"
+NODE_LAST_SEEN = "SELECT last_seen_at FROM nodes WHERE node_id = ?"
 NODE_HEALTH = "SELECT health FROM nodes WHERE node_id = ?"
-STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ?, last_seen_at = ? WHERE node_id = ?"
+STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ? WHERE node_id = ?"
 
 # ----------------------------------------------------------------------------------------------- events
 INSERT_EVENT = (
@@ -34,7 +42,7 @@ INSERT_EVENT = (
 )
 EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
 COUNT_REPLAY = "UPDATE nodes SET replays = replays + 1 WHERE node_id = ?"
-COUNT_RECEIVED = "UPDATE nodes SET events_received = events_received + ?, last_seen_at = ? WHERE node_id = ?"
+COUNT_RECEIVED = "UPDATE nodes SET events_received = events_received + ? WHERE node_id = ?"
 OTHER_EVENT_WITH_SEQ = "SELECT 1 FROM events WHERE node_id = ? AND seq = ? AND id != ? LIMIT 1"
 COUNT_SEQ_CONFLICT = "UPDATE nodes SET seq_conflicts = seq_conflicts + 1 WHERE node_id = ?"
 COUNT_SEQ = (
@@ -62,6 +70,7 @@ UPDATE_ALERT = (
 INSERT_ALERT_LOG = "INSERT INTO alert_log (alert, at, action, by, note, event_id) VALUES (?, ?, ?, ?, ?, ?)"
 ALERTS_PAGE = "SELECT * FROM alerts {where} ORDER BY id DESC LIMIT ?"
 ALERT_BY_ID = "SELECT * FROM alerts WHERE id = ?"
+ALERT_COUNTS = "SELECT state, COUNT(*) AS alerts FROM alerts WHERE state IN ('open', 'acknowledged') GROUP BY state"
 ALERT_LOG = "SELECT at, action, by, note, event_id FROM alert_log WHERE alert = ? ORDER BY row"
 ALERT_STATE = "SELECT state, acknowledged_by, resolved_by FROM alerts WHERE id = ?"
 ACKNOWLEDGE = (
@@ -82,3 +91,13 @@ INSERT_RIDE = (
 )
 RECENT_RIDES = "SELECT * FROM rides ORDER BY requested_at DESC LIMIT ?"
 CANCEL_RIDE = "UPDATE rides SET cancelled_at = ?, cancelled_by = ? WHERE ride_id = ? AND cancelled_at IS NULL"
+
+# ----------------------------------------------------------------------------------------------- changes
+INSERT_CHANGE = "INSERT INTO changes (at, topic, key, action, data) VALUES (?, ?, ?, ?, ?)"
+DELETE_OLD_CHANGES = "DELETE FROM changes WHERE at < ?"
+MARK = "SELECT value FROM marks WHERE name = ?"
+SET_MARK = "INSERT INTO marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+FELL_SILENT = "SELECT node_id, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
+CHANGE_BOUNDS = "SELECT MIN(pos) AS first, MAX(pos) AS last FROM changes"
+CHANGES = "SELECT * FROM changes WHERE pos > ? ORDER BY pos LIMIT ?"
+CHANGES_OF_TOPICS = "SELECT * FROM changes WHERE pos > ? AND topic IN ({marks}) ORDER BY pos LIMIT ?"

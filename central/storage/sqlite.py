@@ -64,6 +64,16 @@ class SqliteTx:
         for statement in split_script(sql):
             self._conn.execute(statement)
 
+    def hold_append(self, key: int) -> None:
+        """Nothing: one writer, so positions commit in order."""
+
+    def wait_appends(self, key: int) -> None:
+        """Nothing: a read sees a committed prefix of every log."""
+
+    def try_lock(self, key: int) -> bool:
+        """True: one process writes, and this transaction already holds the write lock."""
+        return True
+
 
 class SqliteDatabase:
     """One SQLite file (created mode 0600: it holds token hashes and residents' contacts)."""

@@ -1,0 +1,153 @@
+"""Alerts: one per incident (node, alert_id, occurrence), built from alert events; the operators' lifecycle
+(open -> acknowledged -> resolved) with who and when; every step logged and put on the change feed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from central.storage import queries as q
+from central.storage.changes import append_change
+from central.storage.database import Database, Tx
+from central.storage.errors import Conflict, NotFound
+from central.storage.rows import alert_row, dumps
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "urgent": 2}
+ALERT_STATES = ("raised", "updated", "cleared")
+STATE_FILTERS = {
+    "open": ("open",),
+    "acknowledged": ("acknowledged",),
+    "resolved": ("resolved",),
+    "active": ("open", "acknowledged"),
+    "all": (),
+}
+
+
+class AlertBook:
+    """Reading and handling alerts."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def page(
+        self, state: str = "open", node_id: str | None = None, limit: int = 500, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Alerts newest first, in ``state`` (``active``: open or acknowledged), older than ``before`` (the last
+        id of the previous page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        states = STATE_FILTERS[state]
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args += states
+        if node_id:
+            where.append("node_id = ?")
+            args.append(node_id)
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self.db.read() as tx:
+            rows = tx.all(q.ALERTS_PAGE.format(where=clause), (*args, limit))
+        return [alert_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Alerts not yet resolved, by state (``open``, ``acknowledged``)."""
+        with self.db.read() as tx:
+            rows = tx.all(q.ALERT_COUNTS)
+        found = {r["state"]: int(r["alerts"]) for r in rows}
+        return {"open": found.get("open", 0), "acknowledged": found.get("acknowledged", 0)}
+
+    def get(self, alert: int, with_log: bool = False) -> dict[str, Any]:
+        with self.db.read() as tx:
+            return _alert(tx, alert, with_log)
+
+    def acknowledge(self, alert: int, by: str, via: str, note: str, now: float) -> dict[str, Any]:
+        """open -> acknowledged; Conflict when it is not open."""
+        return self._handle(alert, "acknowledged", by, via, note, now)
+
+    def resolve(self, alert: int, by: str, via: str, note: str, now: float) -> dict[str, Any]:
+        """open or acknowledged -> resolved; Conflict when already resolved."""
+        return self._handle(alert, "resolved", by, via, note, now)
+
+    def _handle(self, alert: int, action: str, by: str, via: str, note: str, now: float) -> dict[str, Any]:
+        with self.db.write() as tx:
+            row = tx.one(q.ALERT_STATE, (alert,))
+            if row is None:
+                raise NotFound(f"no alert {alert}")
+            if action == "acknowledged" and row["state"] != "open":
+                raise Conflict(f"alert {alert} is {row['state']}" + _by(row["acknowledged_by"]))
+            if action == "resolved" and row["state"] == "resolved":
+                raise Conflict(f"alert {alert} is resolved" + _by(row["resolved_by"]))
+            tx.execute(q.ACKNOWLEDGE if action == "acknowledged" else q.RESOLVE, (now, by, via, note, alert))
+            log(tx, alert, now, action, by, note, None)
+            done = _alert(tx, alert, False)
+            append_change(tx, now, "alert", alert, action, _summary(done, by=by))
+        return done
+
+
+def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: float, now: float) -> None:
+    """An alert event (raised/updated/cleared) opens the incident's alert or updates it, in the ingest's
+    transaction."""
+    latest = tx.one(q.LATEST_ALERT, (node_id, ev["alert_id"]))
+    recipients = list(dict.fromkeys(ev.get("recipients") or []))
+    payload = dict(ev.get("payload") or {})
+    cleared_at = now if ev["state"] == "cleared" else None
+    # a new incident after the operator closed the last one, or the node still seeing it after the resolution
+    # (a re-notification stamped later): never bury a live alert in a closed one
+    reopen = latest is not None and latest["state"] == "resolved"
+    reopen = (
+        reopen
+        and latest is not None
+        and (
+            ev["state"] == "raised"
+            or (ev["state"] == "updated" and latest["on_site"] != "cleared" and event_time > latest["resolved_at"])
+        )
+    )
+    if latest is None or reopen:
+        occurrence = 1 if latest is None else latest["occurrence"] + 1
+        alert = tx.scalar(
+            q.INSERT_ALERT,
+            (
+                node_id, ev["alert_id"], occurrence, ev["kind"], ev["severity"], ev["state"], now, event_time, now,
+                dumps(payload), dumps(recipients), ev["id"], ev["id"], cleared_at,
+            ),
+        )  # fmt: skip
+        log(tx, alert, now, f"event:{ev['state']}", None, None, ev["id"])
+        append_change(tx, now, "alert", alert, "opened", _summary(_alert(tx, alert, False)))
+        return
+    severity = max(latest["severity"], ev["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
+    merged = list(dict.fromkeys([*json.loads(latest["recipients"]), *recipients]))
+    tx.execute(
+        q.UPDATE_ALERT,
+        (severity, ev["state"], now, dumps(payload), dumps(merged), ev["id"], cleared_at, latest["id"]),
+    )
+    log(tx, latest["id"], now, f"event:{ev['state']}", None, None, ev["id"])
+    action = "cleared" if ev["state"] == "cleared" else "updated"
+    append_change(tx, now, "alert", latest["id"], action, _summary(_alert(tx, latest["id"], False)))
+
+
+def _summary(alert: Mapping[str, Any], by: str | None = None) -> dict[str, Any]:
+    out = {k: alert[k] for k in ("node_id", "kind", "severity", "state", "on_site", "count")}
+    if by is not None:
+        out["by"] = by
+    return out
+
+
+def _alert(tx: Tx, alert: int, with_log: bool) -> dict[str, Any]:
+    row = tx.one(q.ALERT_BY_ID, (alert,))
+    if row is None:
+        raise NotFound(f"no alert {alert}")
+    out = alert_row(row)
+    if with_log:
+        out["log"] = tx.all(q.ALERT_LOG, (alert,))
+    return out
+
+
+def log(tx: Tx, alert: int, at: float, action: str, by: str | None, note: str | None, event_id: str | None) -> None:
+    tx.execute(q.INSERT_ALERT_LOG, (alert, at, action, by, note, event_id))
+
+
+def _by(who: str | None) -> str:
+    return f" by {who}" if who else ""

@@ -1,0 +1,86 @@
+"""Work done on a timer rather than on a request: nodes that fell silent go on the change feed, and what is older
+than its retention is removed. ``Maintenance.run(now)`` does one round; ``MaintenanceThread`` runs it every
+``[retention] maintenance_interval_s`` in each central process (on PostgreSQL one process at a time does it:
+the round takes an advisory lock and the others skip).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from central.config import RetentionSection
+from central.storage import queries as q
+from central.storage.changes import append_change
+from central.storage.database import Database, Tx
+from central.storage.errors import StorageError
+from common.clock import Clock
+
+log = logging.getLogger("central.storage")
+MAINTENANCE_LOCK = 7_263_003  # advisory lock key (PostgreSQL): one maintenance round at a time
+DAY_S = 86_400.0
+
+
+class Maintenance:
+    """One round of timed work over the store's database."""
+
+    def __init__(self, db: Database, retention: RetentionSection, stale_after_s: float) -> None:
+        self.db = db
+        self.retention = retention
+        self.stale_after_s = stale_after_s
+
+    def run(self, now: float) -> dict[str, Any]:
+        """Do what is due at ``now``; returns what was done (empty when another process is doing it)."""
+        with self.db.write() as tx:
+            if not tx.try_lock(MAINTENANCE_LOCK):
+                return {}
+            report = {"silent": self._silent(tx, now)}
+            report["changes_removed"] = tx.execute(q.DELETE_OLD_CHANGES, (now - self.retention.changes_days * DAY_S,))
+        return report
+
+    def _silent(self, tx: Tx, now: float) -> int:
+        """Nodes last heard from between the previous round's cut and this one's: they fell silent since."""
+        cut = now - self.stale_after_s
+        previous = tx.scalar(q.MARK, ("silent_cut",))
+        tx.execute(q.SET_MARK, ("silent_cut", cut))
+        if previous is None or previous >= cut:  # the first round: nodes already silent are not news
+            return 0
+        rows = tx.all(q.FELL_SILENT, (previous, cut))
+        for row in rows:
+            append_change(tx, now, "node", row["node_id"], "silent", {"last_seen_at": row["last_seen_at"]})
+        return len(rows)
+
+
+class MaintenanceThread:
+    """Runs ``Maintenance.run`` every ``interval_s`` until ``stop()``; a failed round is logged and retried."""
+
+    def __init__(self, maintenance: Maintenance, clock: Clock, interval_s: float) -> None:
+        self._maintenance = maintenance
+        self._clock = clock
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the rounds (again, after a ``stop``)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="central-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(10)
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval_s):
+            try:
+                report = self._maintenance.run(self._clock.wall())
+            except StorageError as exc:
+                log.error("maintenance round failed (retried in %.0f s): %s", self._interval_s, exc)
+                continue
+            if any(report.values()):
+                log.info("maintenance: %s", report)
