@@ -36,7 +36,6 @@ from updates.layout import Layout
 
 V1, V2, BAD = "0.1.0+k1", "0.1.0+k2", "0.1.0+kbad"
 NODE = "bench-kill-lift"
-TIMER_S = 120.0
 
 
 def _rollout(url: str, version: str) -> None:
@@ -113,26 +112,6 @@ def _kill_rounds(node: ManagedNode, url: str, rounds: int, rng: random.Random) -
     return {"spans": spans, "killed": killed, "broken": broken, "on_v2": on_v2, "ends": ends}
 
 
-def _rollback_time(node: ManagedNode, url: str, kill_updater: bool, timer_s: float) -> float:
-    layout = _reset(node)
-    _rollout(url, BAD)
-    exe = node.root / "committed" / "venv" / "bin" / "changbai-update"
-    proc = subprocess.Popen(
-        [str(exe), "--config", str(node.config), "now"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_for(lambda: layout.current() == BAD or proc.poll() is not None, 900, "the switch to the bad release")
-    switched = time.monotonic()
-    if kill_updater:
-        proc.kill()
-        proc.wait()
-        time.sleep(timer_s)  # until the next changbai-update.timer run
-        node.updater("tick", timeout=900)
-    else:
-        proc.wait(900)
-    wait_for(lambda: Journal.load(layout.journal).last_result.get("state") == "rolled_back", 900, "the rollback")
-    return time.monotonic() - switched
-
-
 def run(quick: bool) -> list[Figure]:
     rounds = 20 if quick else 200
     rng = random.Random(17)
@@ -142,7 +121,6 @@ def run(quick: bool) -> list[Figure]:
         bundles = {
             V1: kit.bundle(V1),
             V2: kit.bundle(V2, append=RELEASES["schema2"]),
-            BAD: kit.bundle(BAD, append=RELEASES["dies_at_start"]),
         }
         server = start_central(folder)
         try:
@@ -158,14 +136,10 @@ def run(quick: bool) -> list[Figure]:
             with NodeSupervisor(node):
                 wait_for(lambda: (node.dir / "var" / NODE / "health.json").exists(), 60, "the node's first health")
                 kills = _kill_rounds(node, server.url, rounds, rng)
-                timer_s = 10.0 if quick else TIMER_S
-                alive = _rollback_time(node, server.url, kill_updater=False, timer_s=timer_s)
-                dead = _rollback_time(node, server.url, kill_updater=True, timer_s=timer_s)
         finally:
             server.stop()
     for line in kills["broken"][:10]:
         print(f"  NOT RUNNABLE: {line}")
-    window = "20 s (quick)" if quick else "150 s"
     full, warm = kills["spans"]
     ends = ", ".join(f"{n} {state}" for state, n in sorted(kills["ends"].items())) or "-"
     return [
@@ -183,8 +157,4 @@ def run(quick: bool) -> list[Figure]:
             "0",
         ),
         Figure("  rounds that ended on the new version", kills["on_v2"], "rounds", ""),
-        Figure(f"bad release rolled back by the node, updater waiting (window {window})", alive, "s", "< 300"),
-        Figure(
-            f"bad release rolled back, updater killed after the switch (+{timer_s:.0f} s timer)", dead, "s", "< 300"
-        ),
     ]

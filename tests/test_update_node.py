@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,35 @@ def test_a_release_that_fails_after_the_switch_is_rolled_back_by_the_node(rig, r
     assert journal.phase == "idle" and journal.last_result["state"] == "rolled_back"
     view = central.get(f"/rollouts/{started}")
     assert view["state"] == "halted" and "1 of 1 nodes failed" in view["reason"]
+
+
+def test_an_updater_killed_after_the_restart_keeps_the_trials_deadline(rig, release_kit):
+    """The next timer run judges the trial by the deadline it had (not a fresh window), so a release that fails
+    is rolled back at most one timer period after its deadline: 150 s + 120 s on a node."""
+    central, node, _ = rig
+    layout = reset(node)
+    version = "0.1.0+dies"
+    if version not in {r["version"] for r in central.get("/releases")["releases"]}:
+        publish(central, release_kit, release_kit.bundle(version, append=RELEASES["dies_at_start"]))
+    rollout(central, version)
+    text = node.config.read_text().replace("health_timeout_s = 20", "health_timeout_s = 8")
+    write_atomic(node.config, text, mode=0o640)
+    exe = node.root / "committed" / "venv" / "bin" / "changbai-update"
+    with NodeSupervisor(node):
+        wait_for(lambda: (Path(node.dir / "var" / NODE / "health.json")).exists(), 30, "the v1 node's health file")
+        updater = subprocess.Popen([str(exe), "--config", str(node.config), "now"], stdout=subprocess.DEVNULL)
+        try:
+            trial = wait_for(lambda: (j := Journal.load(layout.journal)).restarted_wall and j, 300, "the restart")
+        finally:
+            updater.kill()
+            updater.wait()
+        assert trial.phase == "trial" and layout.current() == version
+        wait_for(lambda: time.time() > trial.trial_deadline_wall, 30, "the trial's deadline")
+        result = node.updater("tick")  # the timer's next run
+    assert f"rolled_back {version}" in outcome(result), result.stdout + result.stderr
+    assert "resuming the trial" not in result.stdout  # not restarted with a fresh window
+    journal = Journal.load(layout.journal)
+    assert journal.trial_deadline_wall == trial.trial_deadline_wall and layout.current() == V1
 
 
 def test_no_update_while_a_passenger_is_trapped(rig):

@@ -31,6 +31,7 @@ class Journal:
     rollout: int | None = None
     started_wall: float = 0.0
     trial_deadline_wall: float = 0.0
+    restarted_wall: float = 0.0  # when the node was restarted on to_version (0: not yet, or a kill came first)
     config_before_sha: str = ""
     config_after_sha: str = ""
     reason: str = ""

@@ -195,7 +195,7 @@ class Updater:
         )
         journal.config_before_sha = before
         journal.config_after_sha = hashlib.sha256(migrated).hexdigest() if migrated else before
-        journal.started_wall, journal.reason = self.wall(), ""
+        journal.started_wall, journal.reason, journal.restarted_wall = self.wall(), "", 0.0
         self.save(journal)
         self.step("write-config")
         if migrated:
@@ -212,7 +212,8 @@ class Updater:
             self.restart_unit()
         except ReleaseError as exc:
             return self.rollback_trial(journal, f"{version} did not start: {exc}")
-        self._report_soon(journal, "switched", version, "")
+        journal.restarted_wall = self.wall()
+        self._report_soon(journal, "switched", version, "")  # saves the journal
         return self.wait_trial(journal)
 
     def _first_install(self, journal: Journal, version: str, rollout: int | None) -> dict[str, Any]:
@@ -241,10 +242,14 @@ class Updater:
             time.sleep(POLL_S)
 
     def resume_trial(self, journal: Journal) -> dict[str, Any]:
-        """A trial whose updater died: if the node still runs the old process, restart it on the new version
-        (the kill may have come before the restart), with a fresh health window; then judge it as usual."""
+        """A trial whose updater died. If the kill came before the node was restarted on the new version,
+        restart it now with a fresh health window; else keep the window it had, so a bad release is rolled back
+        at most one timer period after its deadline (150 s + 120 s). Then judge it as usual."""
         health = read_health(self.config.state_dir) or {}
-        if health.get("version") != journal.to_version or (health.get("started_wall") or 0) < journal.started_wall:
+        started = health.get("version") == journal.to_version and (health.get("started_wall") or 0) >= (
+            journal.started_wall
+        )
+        if not journal.restarted_wall and not started:
             self.say(f"resuming the trial of {journal.to_version}: restarting the node on it")
             journal.started_wall = self.wall()
             journal.trial_deadline_wall = self.wall() + self.settings.health_timeout_s
@@ -253,6 +258,8 @@ class Updater:
                 self.restart_unit()
             except ReleaseError as exc:
                 return self.rollback_trial(journal, f"{journal.to_version} did not start: {exc}")
+            journal.restarted_wall = self.wall()
+            self.save(journal)
         return self.wait_trial(journal)
 
     def commit(self, journal: Journal, reason: str) -> dict[str, Any]:
