@@ -96,8 +96,11 @@ def _kill_rounds(node: ManagedNode, url: str, rounds: int, rng: random.Random) -
         proc = subprocess.Popen([str(exe), "--config", str(node.config), "now"], stdout=subprocess.PIPE, text=True)
         try:
             out, _ = proc.communicate(timeout=rng.uniform(0.0, spans[0] if install else spans[1]))
-            end = (out.strip().splitlines() or [f"exit {proc.returncode}"])[-1].split(" ")[0]
+            last = (out.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            end = last.split(" ")[0]
             ends[end] = ends.get(end, 0) + 1
+            if end != "committed" and ends[end] <= 2:
+                print(f"  round {index} ended: {last[:300]}")
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()

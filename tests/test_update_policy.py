@@ -4,10 +4,14 @@ migrations, without installing anything."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from common.health_file import HealthFile, read_health
+from tests.conftest import eventually
 from updates.migrations import MIGRATIONS, Migration, MigrationError, migrate
 from updates.policy import blockers, in_window, trial_verdict
 
@@ -84,3 +88,25 @@ def test_migrations_run_in_order_and_a_gap_or_a_newer_config_is_an_error(monkeyp
         migrate(doc, 3, 4)
     with pytest.raises(MigrationError, match="newer"):
         migrate(doc, 5, 3)
+
+
+def test_a_pip_left_behind_by_a_killed_updater_dies_with_it():
+    """kill -9 of the updater alone (not the power) must not leave its pip writing into versions/VERSION while
+    the next run replaces that folder (bench_updates_kill found rounds refused with "File exists")."""
+    script = (
+        "import subprocess; from updates.install import _die_with_parent; "
+        "child = subprocess.Popen(['sleep', '120'], preexec_fn=_die_with_parent); print(child.pid, flush=True); "
+        "child.wait()"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+
+    def gone() -> bool:
+        try:
+            return Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] == "Z"  # dead, not yet reaped
+        except FileNotFoundError:
+            return True
+
+    eventually(gone, 10, what="the child to die with its parent")

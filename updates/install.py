@@ -4,8 +4,10 @@ Nothing here touches the running version; a version is usable only once its READ
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,6 +27,7 @@ UNPACKING = ".unpacking"
 MB = 1024 * 1024
 # a release's venv takes about 4.2 times its wheels (measured: 9.1 MB of wheels, 38 MB installed, lift role)
 INSTALL_FACTOR = 5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class PreflightFailed(ReleaseError):
@@ -163,7 +166,11 @@ class Stager:
         self.say(f"self-test of {version} on {config_path} (config schema {from_schema} -> {manifest.config_schema})")
         try:
             result = subprocess.run(
-                [*cmd, "--out", str(out)], capture_output=True, text=True, timeout=PREFLIGHT_TIMEOUT_S
+                [*cmd, "--out", str(out)],
+                capture_output=True,
+                text=True,
+                timeout=PREFLIGHT_TIMEOUT_S,
+                preexec_fn=_die_with_parent,
             )
         except subprocess.TimeoutExpired:
             raise PreflightFailed(f"self-test of {version} did not finish in {PREFLIGHT_TIMEOUT_S} s", []) from None
@@ -180,6 +187,15 @@ class Stager:
         return Staged(manifest, out if out.exists() else None, report)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGKILL when the updater dies (prctl PR_SET_PDEATHSIG),
+    so a pip left behind by a kill -9 of the updater never writes into a folder the next run is replacing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the next run's rmtree and mkdir then say what is in the way
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -189,7 +205,9 @@ def _size(path: Path) -> int:
 
 def _run(cmd: list[str], what: str) -> None:
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, preexec_fn=_die_with_parent
+        )
     except subprocess.TimeoutExpired:
         raise ReleaseError(f"{what}: no result within {INSTALL_TIMEOUT_S} s") from None
     if result.returncode != 0:
