@@ -36,7 +36,7 @@ from hal.espeak import (
     render_to_wav,
     resolve_voice,
 )
-from hal.wavfile import SAMPLE_WIDTH, WavError, join_and_scale, read_info
+from hal.wavfile import SAMPLE_WIDTH, WavError, fit, join_and_scale, read_info
 
 __all__ = [
     "DEFAULT_VOICE",
@@ -61,7 +61,9 @@ PROBE_RATE = 22050  # Hz of the probe's silence (espeak-ng's rate)
 RETRY_AFTER_FAILURE_S = 30.0  # after audio failed, try again this much later: cheap, and a prompt may matter
 _PACKAGES = {ESPEAK: "espeak-ng", APLAY: "alsa-utils"}
 
-Wav = Path | Sequence[Path]  # one recording, or clips played one after the other as one prompt
+# one recording, or clips played one after the other as one prompt; a str among the clips is a part no recording
+# says (a car model heard for the first time): espeak-ng says it, at the clips' rate and loudness
+Wav = Path | Sequence[Path | str]
 Backend = Literal["auto", "espeak", "wav", "none"]
 
 
@@ -96,7 +98,7 @@ class Speaker(Protocol):
         ...
 
 
-def _wav_paths(wav: Wav) -> list[Path]:
+def _wav_paths(wav: Wav) -> list[Path | str]:
     return [wav] if isinstance(wav, Path) else list(wav)
 
 
@@ -379,13 +381,13 @@ class EspeakSpeaker(_QueuedSpeaker):
         self._last_volume = volume
         if wav is not None and self.backend != "espeak":
             paths = _wav_paths(wav)
-            missing = [p for p in paths if not p.is_file()]
+            missing = [p for p in paths if isinstance(p, Path) and not p.is_file()]
             if not missing:
                 try:
                     self._play_wavs(paths, volume)
                     return True
                 except WavError as exc:  # a bad recording: say the text rather than nothing
-                    missing = [exc.path or paths[0]]
+                    missing = [exc.path or Path(str(paths[0]))]
                     log.warning("prompt WAV not playable: %s", exc)
             for path in missing:
                 if path not in self._missing_wavs:  # once per file: a prompt may repeat every minute
@@ -406,13 +408,35 @@ class EspeakSpeaker(_QueuedSpeaker):
             self._aplay(path)
         return True
 
-    def _play_wavs(self, paths: list[Path], volume: int) -> None:
-        """One file at full volume goes to aplay as it is; clips, or a lower volume, through one joined file."""
-        if len(paths) == 1 and (volume == 100 or read_info(paths[0], loudness=False).width != SAMPLE_WIDTH):
-            self._aplay(paths[0])  # as recorded (only 16-bit samples can be scaled)
+    def _play_wavs(self, parts: list[Path | str], volume: int) -> None:
+        """One file at full volume goes to aplay as it is; clips, or a lower volume, through one joined file;
+        text among the clips is rendered by espeak-ng and fitted to the clips' rate and loudness."""
+        one = parts[0] if len(parts) == 1 and isinstance(parts[0], Path) else None
+        if one is not None and (volume == 100 or read_info(one, loudness=False).width != SAMPLE_WIDTH):
+            self._aplay(one)  # as recorded (only 16-bit samples can be scaled)
             return
         with tempfile.TemporaryDirectory(prefix="changbai-say-", dir=scratch_dir()) as tmp:
+            paths = self._synthesise_parts(parts, Path(tmp))
             self._aplay(join_and_scale(paths, Path(tmp) / "prompt.wav", volume / 100))
+
+    def _synthesise_parts(self, parts: list[Path | str], folder: Path) -> list[Path]:
+        """``parts`` as files: each text rendered by espeak-ng at the recorded clips' rate, channels and mean RMS."""
+        texts = [part for part in parts if isinstance(part, str)]
+        if not texts:
+            return [part for part in parts if isinstance(part, Path)]
+        if not self.synthesis:
+            raise Unsaid(f"audio.backend = wav: no recording of {texts[0]!r} and {ESPEAK} is not installed to say it")
+        infos = [read_info(part) for part in parts if isinstance(part, Path)]
+        like = infos[0] if infos else None
+        level = sum(i.rms for i in infos) / len(infos) if infos else 0.0
+        paths = []
+        for n, part in enumerate(parts):
+            if isinstance(part, Path):
+                paths.append(part)
+                continue
+            said = render_to_wav(part, folder / f"part{n}.raw.wav", self.voice, 100, check_voice=False)
+            paths.append(fit(said, folder / f"part{n}.wav", like.rate, like.channels, level) if like else said)
+        return paths
 
     def health(self) -> dict[str, Any]:
         return {

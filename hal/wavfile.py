@@ -124,3 +124,37 @@ def join_and_scale(paths: Sequence[Path], out: Path, gain: float = 1.0) -> Path:
         w.setsampwidth(params[2])
         w.writeframes(data)
     return out
+
+
+def fit(path: Path, out: Path, rate: int, channels: int, rms: float) -> Path:
+    """Write ``path`` (16-bit, mono or stereo) into ``out`` at ``rate`` and ``channels`` (linear interpolation)
+    and at the RMS level ``rms`` (0..1; peaks clamped): a synthesised word joined between recorded clips
+    sounds at their rate and loudness."""
+    (rate_in, channels_in, width), frames, data = _read(path)
+    if width != SAMPLE_WIDTH or channels_in not in (1, 2) or channels not in (1, 2):
+        raise WavError(path, f"cannot fit {8 * width}-bit {channels_in} ch audio to {channels} ch")
+    samples = _samples(data[: len(data) - len(data) % 2])
+    mono = samples if channels_in == 1 else array.array("h", samples[0::2])  # a recorder's stereo: left
+    n = int(len(mono) * rate / rate_in) if rate != rate_in else len(mono)
+    step = rate_in / rate
+    values = []
+    for i in range(n):
+        x = i * step
+        j = int(x)
+        a = mono[j] if j < len(mono) else 0
+        b = mono[j + 1] if j + 1 < len(mono) else a
+        values.append(a + (b - a) * (x - j))
+    level = math.sqrt(sum(v * v for v in values) / len(values)) / 32768.0 if values else 0.0
+    gain = rms / level if level > 0 else 1.0
+    fitted = array.array("h", (max(-32768, min(32767, int(v * gain))) for v in values))
+    if channels == 2:
+        both = array.array("h", bytes(4 * len(fitted)))
+        both[0::2] = fitted
+        both[1::2] = fitted
+        fitted = both
+    with wave.open(str(out), "wb") as w:
+        w.setframerate(rate)
+        w.setnchannels(channels)
+        w.setsampwidth(SAMPLE_WIDTH)
+        w.writeframes(_to_bytes(fitted))
+    return out

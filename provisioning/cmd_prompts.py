@@ -19,7 +19,7 @@ from typing import Any
 
 from common.config import NodeConfig
 from common.speech.pack import PackError, load_pack
-from common.speech.voice import Prompt, pack_gaps
+from common.speech.voice import Prompt, pack_gaps, synthesised_parts
 from common.tomlwrite import dumps
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
@@ -132,8 +132,10 @@ def run(args: argparse.Namespace, config: NodeConfig | None, role: str) -> int:
         except PackError as exc:
             raise ProvisionError(EXIT_BAD_INPUT, f"{args.pack}: not a usable prompt pack", exc.problems) from None
         gaps = pack_gaps(pack, prompts)
+        mixed = {p.id: parts for p in prompts if p.id not in gaps and (parts := synthesised_parts(pack, p))}
         if args.json:
-            out = {"pack": pack.name, "clips": len(pack.clips), "problems": list(pack.problems), "synthesised": gaps}
+            out = {"pack": pack.name, "clips": len(pack.clips), "problems": list(pack.problems), "synthesised": gaps,
+                   "synthesised_parts": mixed}  # fmt: skip
             print(json.dumps(out, ensure_ascii=False, indent=2))
         else:
             print(f"pack {pack.name}: {len(pack.clips)} clips usable, {len(pack.problems)} problems")
@@ -141,7 +143,9 @@ def run(args: argparse.Namespace, config: NodeConfig | None, role: str) -> int:
                 print(f"  problem: {problem}")
             for prompt in prompts:
                 print(f"{'RECORDED   ' if prompt.id not in gaps else 'SYNTHESISED'}  {prompt.id}"
-                      + (f"  ({gaps[prompt.id]})" if prompt.id in gaps else ""))  # fmt: skip
+                      + (f"  ({gaps[prompt.id]})" if prompt.id in gaps else "")
+                      + (f"  (espeak-ng says what has no word clips: {', '.join(mixed[prompt.id][:3])}"
+                         f"{' ...' if len(mixed[prompt.id]) > 3 else ''})" if prompt.id in mixed else ""))  # fmt: skip
         return EXIT_CHECK_FAILED if gaps or pack.problems else EXIT_OK
     rows = _listing(prompts)
     if args.json:

@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import wave
 from pathlib import Path
@@ -305,3 +306,57 @@ def write_tone(path: Path, seconds: float = 0.5, rate: int = 22050) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(array.array("h", tone).tobytes())
+
+
+def test_a_field_without_word_clips_is_said_by_espeak_between_the_recordings(fake_aplay, tmp_path: Path) -> None:
+    """kiosk.assigned from a pack recorded at 44.1 kHz stereo, quieter than espeak-ng, with no words for the car:
+    the played file (measured by sox) is in the recordings' format, as long as the clips plus espeak-ng's part,
+    and that part is about as loud as the clips around it."""
+    from common.speech.pack import MANIFEST, load_pack
+    from common.speech.voice import Voice
+    from kiosk.texts import load_texts
+
+    texts = load_texts(None, "长白新村北门", "021-6543 2100")
+    prompt = texts.prompt("assigned", "zh")
+    fields = texts.voice_fields(
+        {"plate": "沪A·D12345", "colour_zh": "天蓝色", "model_zh": "荣威Ei5", "eta_min": 2}, "zh"
+    )
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    clips = {**dict(prompt.pieces()), **{f"word.{w}": w for w in ("沪", "A", "D", "一", "二", "三", "四", "五", "两")}}
+    for clip_id, text in clips.items():  # a volunteer's recording: another voice, another format, quieter
+        render_to_wav(text, tmp_path / "raw.wav", voice="cmn-latn-pinyin+f3", volume=100)
+        sox = ["sox", str(tmp_path / "raw.wav"), "-r", "44100", "-c", "2", str(pack / f"{clip_id}.wav"), "vol", "0.3"]
+        subprocess.run(sox, check=True, env={"PATH": os.environ["PATH"]})
+    manifest = "".join(f'"{clip_id}" = "{text}"\n' for clip_id, text in clips.items())
+    (pack / MANIFEST).write_text(f'[pack]\nname = "volunteers"\n[clips]\n{manifest}', encoding="utf-8")
+    fake_aplay.release()
+    speaker = make_speaker(AudioSpec())
+    voice = Voice(speaker, load_pack(pack))
+    try:
+        voice.say(prompt, fields)
+        assert speaker.wait_idle(30)
+        health = speaker.health()
+    finally:
+        speaker.close()
+    assert (health["played"], health["last_error"]) == (1, None)
+    (played,) = fake_aplay.played()
+    info = subprocess.run(["sox", "--i", str(played)], capture_output=True, text=True, check=True).stdout
+    assert "Sample Rate    : 44100" in info and "Channels       : 2" in info, info
+    parts, _ = voice.recording(prompt, fields)
+    recorded = [p for p in parts if isinstance(p, Path)]
+    assert [p if isinstance(p, str) else p.stem for p in parts] == [
+        "kiosk.assigned.1", *[f"word.{c}" for c in "沪AD一二三四五"], "天蓝色 荣威 E I 五",
+        "kiosk.assigned.2", "word.两", "kiosk.assigned.3",
+    ]  # fmt: skip
+    before = sum(sox_stat(p)["Length (seconds)"] for p in recorded[:9])
+    clips_s = sum(sox_stat(p)["Length (seconds)"] for p in recorded)
+    total = sox_stat(played)["Length (seconds)"]
+    synthesised_s = total - clips_s
+    assert synthesised_s > 1.0, (total, clips_s)  # espeak-ng said the car
+    # the middle of espeak-ng's part, against the recordings' mean level (the volume schedule scales all by 0.8)
+    trim = ["trim", f"{before + synthesised_s * 0.25:.3f}", f"{synthesised_s * 0.5:.3f}"]
+    done = subprocess.run(["sox", str(played), "-n", *trim, "stat"], capture_output=True, text=True, check=True)
+    part_rms = float(next(x for x in done.stderr.splitlines() if x.startswith("RMS     amplitude")).split(":")[1])
+    clip_rms = sum(sox_stat(p)["RMS     amplitude"] for p in recorded) / len(recorded)
+    assert 0.5 * clip_rms * 0.8 < part_rms < 2.0 * clip_rms * 0.8, (part_rms, clip_rms)

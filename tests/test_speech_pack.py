@@ -14,7 +14,7 @@ from common.config import AudioSection
 from common.speech.pack import MANIFEST, PackError, load_pack
 from common.speech.voice import Voice, open_pack, pack_gaps
 from hal.audio import AudioSpec, make_speaker
-from hal.espeak import MANDARIN_VOICE, render_to_wav, respell
+from hal.espeak import MANDARIN_VOICE, check_speech, render_to_wav, respell
 from hal.wavfile import join_and_scale, read_info
 from provisioning.prompts import role_prompts
 from tests.speech_helpers import RecordingSpeaker, sox_stat
@@ -100,16 +100,30 @@ def test_a_prompt_with_a_plate_is_joined_from_pieces_and_words(tmp_path: Path) -
     order = ["kiosk.assigned.1", *[f"word.{c}" for c in "沪AD一二三四五"], "word.白色", "word.大众朗逸"]
     order += ["kiosk.assigned.2", "word.两", "kiosk.assigned.3"]
     assert clips == [folder / f"{name}.wav" for name in order]
-    joined = join_and_scale(clips, tmp_path / "joined.wav", gain=0.5)
-    parts = sum(read_info(c).duration_s for c in clips)
+    paths = [c for c in clips if isinstance(c, Path)]
+    joined = join_and_scale(paths, tmp_path / "joined.wav", gain=0.5)
+    parts = sum(read_info(c).duration_s for c in paths)
     stat = sox_stat(joined)
     assert stat["Length (seconds)"] == pytest.approx(parts, abs=0.01)
     assert stat["RMS     amplitude"] == pytest.approx(
-        0.5 * sox_stat(join_and_scale(clips, tmp_path / "full.wav"))["RMS     amplitude"], rel=0.02
+        0.5 * sox_stat(join_and_scale(paths, tmp_path / "full.wav"))["RMS     amplitude"], rel=0.02
     )  # noqa: E501
-    # a plate with a letter nobody recorded: the whole prompt is synthesised, not half a human voice
-    other = texts.voice_fields({"plate": "沪A·K12345", "colour_zh": "白色", "model_zh": "大众朗逸", "eta_min": 2}, "zh")
-    assert voice.recording(prompt, other) == ([], "the pack has no word.K for {plate_spoken}")
+    # a plate with a letter nobody recorded, a car the pack has no words for: the pack says the fixed pieces and
+    # the fields it has words for, espeak-ng the rest (one phrase for neighbouring fields)
+    other = texts.voice_fields(
+        {"plate": "沪A·K12345", "colour_zh": "天蓝色", "model_zh": "荣威Ei5", "eta_min": 2}, "zh"
+    )
+    mixed, why = voice.recording(prompt, other)
+    assert why is None
+    assert mixed == [folder / "kiosk.assigned.1.wav", "沪 A，K 一 二 三 四 五。天蓝色 荣威 E I 五",
+                     folder / "kiosk.assigned.2.wav", folder / "word.两.wav", folder / "kiosk.assigned.3.wav"]  # fmt: skip
+    assert check_speech(str(mixed[1])).ok  # the part espeak-ng says, read by the real espeak-ng in Mandarin
+    # a fixed piece missing: the whole prompt is synthesised
+    (folder / "kiosk.assigned.2.wav").unlink()
+    assert Voice(RecordingSpeaker(), load_pack(folder)).recording(prompt, fields) == (
+        [],
+        "the pack has no kiosk.assigned.2",
+    )
 
 
 def test_joined_clips_play_through_the_real_aplay(tmp_path: Path) -> None:

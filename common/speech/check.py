@@ -35,10 +35,12 @@ class VoiceCheck:
         return {"voice": self.ok, "voice_detail": self.detail}
 
 
-def _recorded(clips: list[Path]) -> tuple[str | None, str]:
-    """(problem, description) of the pack's clips as they are on disk now."""
+def _recorded(clips: list[Path | str]) -> tuple[str | None, str]:
+    """(problem, description) of the pack's clips as they are on disk now (text parts are espeak-ng's)."""
     seconds = 0.0
     for path in clips:
+        if not isinstance(path, Path):
+            continue
         try:
             info = read_info(path)
         except WavError as exc:
@@ -80,7 +82,9 @@ def check_voice(
     if health.get("backend") == "none":
         return VoiceCheck(None, "audio.backend = none")
     synth_voice = str(health.get("voice") or synth_voice)  # the speaker's (cmn is replaced by cmn-latn-pinyin)
-    clips, why = ([wav], None) if wav is not None and wav.is_file() else voice.recording(prompt, fields or {})
+    clips, why = voice.recording(prompt, fields or {})
+    if wav is not None and wav.is_file():
+        clips, why = [wav], None
     if clips:
         problem, how = _recorded(clips)
     elif health.get("synthesis") is False:  # backend wav without espeak-ng

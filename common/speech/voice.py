@@ -22,6 +22,9 @@ from hal.audio import AudioSpec, Speaker, make_speaker
 log = logging.getLogger(__name__)
 
 
+_PAUSES = "，。、；：？！,.;:?!"
+
+
 def _speakable(text: str) -> str:
     return "".join(ch.upper() for ch in text if ch.isalnum())
 
@@ -100,10 +103,11 @@ def pack_gaps(pack: PromptPack, prompts: Iterable[Prompt]) -> dict[str, str]:
     return gaps
 
 
-def pack_clips(pack: PromptPack, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path], str | None]:
-    """The clips that say ``prompt`` with ``fields``, in order: the whole recording, or its fixed pieces with the
-    words of each field between them; ([], why not) when one is missing or says another text."""
-    clips: list[Path] = []
+def pack_clips(pack: PromptPack, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path | str], str | None]:
+    """What says ``prompt`` with ``fields``, in order: the whole recording, or its fixed pieces with the words of
+    each field between them, where a field without word clips (a car model heard for the first time) is its text,
+    for espeak-ng to say; ([], why not) when a fixed piece is missing or says another text."""
+    clips: list[Path | str] = []
     pieces = iter(prompt.pieces())
     for literal, name, _, _ in string.Formatter().parse(prompt.template):
         if _speakable(literal) or not prompt.fields:
@@ -114,12 +118,27 @@ def pack_clips(pack: PromptPack, prompt: Prompt, fields: Mapping[str, str]) -> t
             if _speakable(clip.text) != _speakable(text):
                 return [], f"the pack's {clip_id} says {clip.text!r}, the node's text is {text!r}"
             clips.append(clip.path)
+        elif literal.strip() and clips and isinstance(clips[-1], str):
+            clips[-1] += literal.strip()  # punctuation after a synthesised field: its pause
         if name:
-            words, missing = pack.word_clips(str(fields.get(name, "")))
-            if missing is not None:
-                return [], f"the pack has no word.{missing} for {{{name}}}"
-            clips += words
+            value = str(fields.get(name, ""))
+            words, missing = pack.word_clips(value)
+            if missing is None:
+                clips += words
+            elif clips and isinstance(clips[-1], str):  # next to another synthesised field: one phrase
+                clips[-1] += value if clips[-1][-1:] in _PAUSES else f" {value}"
+            else:
+                clips.append(value)
     return clips, None
+
+
+def synthesised_parts(pack: PromptPack, prompt: Prompt) -> list[str]:
+    """The parts of ``prompt``'s examples the pack has no words for (espeak-ng says them between its clips)."""
+    found: list[str] = []
+    for fields in prompt.examples:
+        parts, _ = pack_clips(pack, prompt, fields)
+        found += [part for part in parts if isinstance(part, str) and part not in found]
+    return found
 
 
 class Voice:
@@ -167,7 +186,7 @@ class Voice:
         self.speaker.say(text=text, wav=wav, volume=self.volume())
         return text
 
-    def recording(self, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path], str | None]:
+    def recording(self, prompt: Prompt, fields: Mapping[str, str]) -> tuple[list[Path | str], str | None]:
         """The pack's clips for ``prompt`` in order, or ([], why not)."""
         if self.pack is None:
             return [], "no prompt pack"
