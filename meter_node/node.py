@@ -7,6 +7,7 @@ readings follow, durably, in one transaction per poll cycle.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
@@ -20,6 +21,7 @@ from common.clock import Clock
 from common.config import NodeConfig, SerialPort
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
+from common.outbox.reserve import Reserve
 from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
 from hal.modbus import ModbusBus, PortError
@@ -34,6 +36,7 @@ TECHNICAL_RECIPIENTS: tuple[str, ...] = ("maintenance", "operator")
 TECHNICAL_KINDS = frozenset({"meter_offline", "meter_reset", "implausible_reading", "meter_health", "wellbeing_fault"})
 STATE_FILE = "meter-state.json"
 STATE_VERSION = 1
+STATE_RESERVE = 256 * 1024  # bytes kept free for the state file (a few KB a meter) when the card fills
 
 
 # ------------------------------------------------------------------------------------------ reading cadence
@@ -155,6 +158,9 @@ class MeterNode:
         self.monitors: dict[str, WellbeingMonitor] = {m.id: self._make_monitor(m) for m in section.meters}
         self.cadence = ReadingCadence(section.reading_min_interval_s, section.reading_sample_s)
         self.state_path = config.state_dir / STATE_FILE
+        # released when the card is full, so the state after an alert (its open incident) is still saved: a
+        # restart must neither raise the alert again nor forget to escalate it
+        self._state_reserve = Reserve(self.state_path.with_name(STATE_FILE + ".reserve"), STATE_RESERVE, "meter state")
         self._away_applied: dict[str, str] = {}
         self.state_save_errors = 0
         self._load_state()
@@ -261,7 +267,7 @@ class MeterNode:
         }
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         try:
-            write_atomic(self.state_path, text)
+            self._write_state(text)
         except OSError as exc:
             # a full or failing SD card: say so, keep watching from memory, try again in a minute (not every tick)
             log.error("meter state: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)
@@ -271,6 +277,15 @@ class MeterNode:
             return
         self._dirty = False
         self._next_save = self.clock.monotonic() + self.section.state_save_s
+        self._state_reserve.ensure()
+
+    def _write_state(self, text: str) -> None:
+        try:
+            write_atomic(self.state_path, text)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self._state_reserve.release():
+                raise
+            write_atomic(self.state_path, text)
 
     # ---------------------------------------------------------------------------------------------- loop
     def step(self) -> float:

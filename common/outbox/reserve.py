@@ -16,9 +16,10 @@ log = logging.getLogger("common.outbox")
 class Reserve:
     """``ensure()`` makes the file when there is room; ``release()`` gives its space back to the disk."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, name: str = "outbox") -> None:
         self.path = path
         self.size = size
+        self.name = name  # whose reserve, for the log (the outbox's, the meter state's)
         self.releases = 0
 
     @property
@@ -54,11 +55,11 @@ class Reserve:
             finally:
                 os.close(fd)
         except OSError as exc:
-            log.warning("outbox: cannot make the disk reserve %s: %s", self.path, exc)
+            log.warning("%s: cannot make the disk reserve %s: %s", self.name, self.path, exc)
             with contextlib.suppress(OSError):
                 self.path.unlink()
             return False
-        log.info("outbox: disk reserve of %d bytes in place at %s", self.size, self.path)
+        log.info("%s: disk reserve of %d bytes in place at %s", self.name, self.size, self.path)
         return True
 
     def _allocate(self, fd: int) -> None:
@@ -78,10 +79,8 @@ class Reserve:
         try:
             self.path.unlink()
         except OSError as exc:
-            log.error("outbox: cannot release the disk reserve %s: %s", self.path, exc)
+            log.error("%s: cannot release the disk reserve %s: %s", self.name, self.path, exc)
             return False
         self.releases += 1
-        log.critical(
-            "OUTBOX: THE DISK IS FULL; released the %d-byte reserve %s to keep storing alerts", self.size, self.path
-        )
+        log.critical("%s: THE DISK IS FULL; released the %d-byte reserve %s", self.name.upper(), self.size, self.path)
         return True
