@@ -1,15 +1,20 @@
 """What the node reports about itself: the periodic self-test (EN 81-28's automatic test call) and the
-heartbeat body. Pure functions of the facts the uploader and the outbox hold."""
+heartbeat body, from the facts the uploader and the outbox hold; ``run_selftest`` also stores the report."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from common.clock import Clock
 from common.config import NodeConfig
 from common.events import Event, make_event
+from common.outbox import Outbox, OutboxError
+
+log = logging.getLogger("common.sync")  # the uploader's log, where the self-test was always reported
 
 
 def package_version() -> str:
@@ -71,6 +76,33 @@ def selftest_event(node_id: str, clock: Clock, report: Mapping[str, Any]) -> Eve
         priority="state",
         payload=report,
     )
+
+
+def run_selftest(
+    outbox: Outbox, config: NodeConfig, clock: Clock, last_upload_ok_wall: float | None, extra: Any
+) -> dict[str, Any]:
+    """Run the self-test, store it in the outbox as a durable event (a failure to store it fails the test) and
+    log it; returns the report with its wall time, for the heartbeat."""
+    central = config.central
+    report = selftest_report(
+        integrity=outbox.check(),
+        storage=outbox.stats()["storage"],
+        token_present=central.token_file.exists(),
+        clock=clock,
+        last_upload_ok_wall=last_upload_ok_wall,
+        extra=extra,
+        interval_h=central.selftest_interval_h,
+    )
+    ok = report["ok"]
+    try:
+        outbox.put(selftest_event(config.node.id, clock, report))
+    except (OutboxError, sqlite3.Error) as exc:
+        report["ok"] = False
+        report["checks"]["outbox_writable"] = f"{type(exc).__name__}: {exc}"
+        log.error("self-test: cannot store the report: %s", exc)
+    report["at_wall"] = clock.wall()
+    (log.info if ok else log.warning)("self-test %s: %s", "ok" if ok else "FAILED", report["checks"])
+    return report
 
 
 def heartbeat_body(

@@ -27,7 +27,7 @@ from common.events import Event
 from common.http import CentralHttp, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
 from common.reply import Verdict, backoff_delay, classify_upload, describe, is_auth_refusal
-from common.report import heartbeat_body, package_version, selftest_event, selftest_report
+from common.report import heartbeat_body, package_version, run_selftest
 from common.token import TokenFile
 
 log = logging.getLogger(__name__)
@@ -389,25 +389,8 @@ class Uploader:
     def _selftest(self, now: float) -> None:
         """The periodic self-test (EN 81-28 test call): checks, stored as a durable event and in the heartbeat."""
         self._next_selftest = now + self._central.selftest_interval_h * 3600.0
-        report = selftest_report(
-            integrity=self._outbox.check(),
-            storage=self._outbox.stats()["storage"],
-            token_present=self._central.token_file.exists(),
-            clock=self._clock,
-            last_upload_ok_wall=self.last_success_wall,
-            extra=self._health_fields().get("selftest"),
-            interval_h=self._central.selftest_interval_h,
-        )
-        ok = report["ok"]
-        try:
-            self._outbox.put(selftest_event(self._node_id, self._clock, report))
-        except (OutboxError, sqlite3.Error) as exc:
-            report["ok"] = False
-            report["checks"]["outbox_writable"] = f"{type(exc).__name__}: {exc}"
-            log.error("self-test: cannot store the report: %s", exc)
-        report["at_wall"] = self._clock.wall()
-        self.last_selftest = report
-        (log.info if ok else log.warning)("self-test %s: %s", "ok" if ok else "FAILED", report["checks"])
+        extra = self._health_fields().get("selftest")
+        self.last_selftest = run_selftest(self._outbox, self._config, self._clock, self.last_success_wall, extra)
 
     # ------------------------------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
