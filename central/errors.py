@@ -36,6 +36,7 @@ STATUSES: dict[int, tuple[str, str]] = {
     408: ("request_timeout", "the request head or body took too long to arrive"),
     409: ("conflict", "the current state forbids it"),
     413: ("body_too_large", "the body (or the number of events) is over the limit"),
+    416: ("range_not_satisfiable", "the Range starts at or past the end of the file; Content-Range names its size"),
     422: ("invalid_body", "the body or a parameter does not validate; `fields` names each"),
     429: ("rate_limited", "too many attempts from this address; retry after Retry-After seconds"),
     500: ("server_error", "a bug in the central; nothing was acknowledged"),

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from central import rollout as rules
@@ -27,6 +27,7 @@ from central.asgi_limits import JsonRoute
 from central.bodies import MAX_SAFE_INT, json_int
 from central.deps import NodeAuth, OperatorAuth
 from central.errors import ApiError, refusals
+from central.files import TypedFileResponse
 from central.jsonvalues import StoredBody
 from central.release_store import ReleaseStore
 from central.routes import API
@@ -205,16 +206,18 @@ def check_update(
 @router.get(
     f"{API}/releases/{{role}}/{{target}}/{{version}}/files/{{name}}",
     tags=["nodes"],
-    responses=refusals(401, 403, 404, 422, 503),
+    responses=refusals(400, 401, 403, 404, 416, 422, 503),
 )
-def release_file(request: Request, role: str, target: str, version: Version, name: str, _: NodeAuth) -> FileResponse:
+def release_file(
+    request: Request, role: str, target: str, version: Version, name: str, _: NodeAuth
+) -> TypedFileResponse:
     """One file of a release; HTTP Range requests resume a cut download."""
     if not re.fullmatch(FILE_NAME_PATTERN, name) or _releases(request).release(role, target, version) is None:
         raise NotFound(f"no file {name!r} in release {version} for {role}/{target}")
     path = _releases(request).release_dir(role, target, version) / "files" / name
     if not path.is_file():
         raise NotFound(f"no file {name!r} in release {version} for {role}/{target}")
-    return FileResponse(path, media_type="application/octet-stream")
+    return TypedFileResponse(path, media_type="application/octet-stream")
 
 
 class ReportBody(StoredBody):

@@ -158,3 +158,28 @@ def test_a_tampered_bundle_is_not_published(central, release_kit, tmp_path, caps
     assert central_main(args) == 1
     assert "sha256" in capsys.readouterr().err
     assert central.get("/releases")["releases"] == []
+
+
+def test_a_range_the_file_cannot_satisfy_gets_the_typed_refusal(central, release_kit):
+    """ERROR-CONTRACT.md: every non-2xx of our central is the typed body, the file route's Range answers too
+    (Starlette's FileResponse answers 416 and 400 in plain text by itself)."""
+    _publish(central, release_kit)
+    pilot = central.register("cbxc-pilot-lift", "elevator")
+    central.register("cbxc-b1-lift", "elevator")  # a rollout with no node left to reach completes at once
+    _start(central, shares=[100], max_failure_rate=0.2, soak_s=0)
+    offer = _check(central, pilot, "pilot")["update"]
+    entry = json.loads(offer["manifest"])["files"][0]
+    url = f"{central.url}{offer['files_url']}{entry['name']}"
+    cases = {f"bytes={entry['size']}-": (416, "range_not_satisfiable"), "pages=0-10": (400, "bad_request")}
+    for header, (status, code) in cases.items():
+        answer = requests.get(url, headers=central.node_headers(pilot) | {"Range": header}, timeout=10)
+        assert answer.status_code == status, (header, answer.text)
+        assert answer.headers["content-type"] == "application/json", (header, answer.headers)
+        body = answer.json()
+        assert body["schema"] == "changbai-error/1" and body["error"] == code, body
+        assert int(answer.headers["content-length"]) == len(answer.content)
+    beyond = requests.get(url, headers=central.node_headers(pilot) | {"Range": f"bytes={entry['size']}-"}, timeout=10)
+    assert beyond.headers["content-range"] == f"bytes */{entry['size']}"  # RFC 9110: the size, for a resume
+    documented = requests.get(f"{central.url}/openapi.json", timeout=10).json()["paths"]
+    file_path = next(p for p in documented if p.endswith("/files/{name}"))
+    assert {"400", "416"} <= set(documented[file_path]["get"]["responses"])
