@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
+from tests.conftest import eventually
 from tests.fixtures.central import wire_event
 
 LIFT = "cbxc-b7-u2-lift1"
 LIMITS = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "max_connections": 50, "max_buffered_bytes": 1_048_576}
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 10.0, every_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(every_s)
 
 
 @pytest.fixture

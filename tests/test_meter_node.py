@@ -23,6 +23,7 @@ from hal.audio import Wav
 from meter_node.node import STATE_FILE, MeterNode, ReadingCadence
 from meter_node.profiles import load_profile
 from meter_node.voice import CHIME_TEXT
+from tests.conftest import eventually
 from tests.speech_helpers import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -409,25 +410,14 @@ def test_fast_clock_run_and_stop(registered: Any, tmp_path: Path) -> None:
     thread = threading.Thread(target=node.run, daemon=True)
     thread.start()
     try:
-        assert _wait(lambda: bus.reads >= 5, 10.0)
-        assert _wait(lambda: bool(registered.events(NODE_ID, kind="meter_reading")), 10.0)
+        eventually(lambda: bus.reads >= 5, what="five reads of the bus")
+        eventually(lambda: registered.events(NODE_ID, kind="meter_reading"), what="a reading at the central")
     finally:
         node.stop()
         thread.join(10.0)
     assert not thread.is_alive()
     # the node's own runtime (uploader thread included) delivered the first reading
     assert registered.events(NODE_ID, kind="meter_reading")[0]["payload"]["total_litres"] == 5000.0
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 # ------------------------------------------------------------------- the real serial path, every fault
