@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from central.notify import http
 from central.notify.config import ChannelSection
 from central.notify.message import Message
 from central.notify.retry import Outcome, http_outcome, robot_outcome
@@ -111,19 +112,34 @@ def render_email(channel: ChannelSection, message: Message) -> EmailMessage:
     return mail
 
 
+def _why(exc: Exception) -> str:
+    """The innermost reason of a network failure (requests wraps it in "Max retries exceeded ... Caused by")."""
+    reason: BaseException = exc
+    while True:
+        inner = reason.args[0] if reason.args else getattr(reason, "reason", None)
+        inner = inner if isinstance(inner, BaseException) else getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException):
+            return str(reason)
+        reason = inner
+
+
 def _send_http(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
     request = render_http(channel, message, time.time())
+    robot = channel.type in ("wecom", "dingtalk")
     try:
-        reply = requests.post(request.url, data=request.body, headers=request.headers, timeout=timeout_s)
-    except requests.RequestException as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
-    if channel.type in ("wecom", "dingtalk"):
+        reply = http.post(request.url, request.body, request.headers, timeout_s, read_body=robot)
+    except (requests.RequestException, http.DeadlineExceeded) as exc:
+        return Outcome(False, None, f"{type(exc).__name__}: {_why(exc)[:200]}")
+    if 300 <= reply.status < 400:
+        where = reply.headers.get("Location", "")[:200]
+        return Outcome(False, reply.status, f"HTTP {reply.status}: redirected to {where!r}, not followed (fix the url)")
+    if robot:
         try:
-            body = reply.json()
+            body = None if reply.cut else json.loads(reply.body)
         except ValueError:
             body = None
-        return robot_outcome(reply.status_code, body, channel.type)
-    return http_outcome(reply.status_code, reply.headers.get("Retry-After"))
+        return robot_outcome(reply.status, body, channel.type)
+    return http_outcome(reply.status, reply.headers.get("Retry-After"))
 
 
 def _send_email(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:

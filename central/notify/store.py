@@ -190,7 +190,13 @@ class NotifyStore:
         by_delivery: dict[int, list[dict[str, Any]]] = {}
         for a in attempts:
             by_delivery.setdefault(a["delivery"], []).append(
-                {"at": a["at"], "ok": bool(a["ok"]), "status": a["status"], "detail": a["detail"]}
+                {
+                    "at": a["at"],
+                    "ok": bool(a["ok"]),
+                    "status": a["status"],
+                    "detail": a["detail"],
+                    "took_ms": round(a["took_ms"]),
+                }
             )
         for r in rows:
             r["recipients"] = json.loads(r["recipients"] or "[]")
