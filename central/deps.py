@@ -154,5 +154,13 @@ def require(actor: Actor, power: str, site: str | None = None) -> None:
         raise ApiError(403, "forbidden", f"{actor.name} may not do this{where} (needs {power}); ask an administrator")
 
 
+def require_everywhere(actor: Actor, power: str) -> None:
+    """403 unless ``actor`` may use ``power`` at every site: the central-wide lists (users, the audit log) name
+    people and notes of every site, so an administrator of one site does not read them."""
+    require(actor, power)
+    if actor.sites() is not None:
+        raise ApiError(403, "forbidden", f"{actor.name} is an administrator of some sites only; this needs every site")
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""

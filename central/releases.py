@@ -23,9 +23,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from central import rollout as rules
+from central.accounts.roles import Actor
 from central.asgi_limits import JsonRoute
 from central.bodies import MAX_SAFE_INT, json_int
-from central.deps import NodeAuth, OperatorAuth
+from central.deps import NodeAuth, OperatorAuth, client_address, require_everywhere
 from central.errors import ApiError, refusals
 from central.files import TypedFileResponse
 from central.jsonvalues import StoredBody
@@ -64,6 +65,12 @@ def _releases(request: Request) -> ReleaseStore:
 
 def _now(request: Request) -> float:
     return request.app.state.clock.wall()
+
+
+def _audit(request: Request, actor: Actor, now: float, action: str, rollout: int, detail: str) -> None:
+    """A rollout started or moved is in the console's audit log, by whom and from where."""
+    address = client_address(request)
+    request.app.state.console.audit(now, actor.name, actor.via, action, f"rollout {rollout}", detail, address)
 
 
 def plan_of(rollout: dict[str, Any]) -> rules.Plan:
@@ -273,7 +280,8 @@ class RolloutAction(StoredBody):
 
 
 @router.get(f"{API}/releases", tags=["operator"], responses=refusals(401, 403, 422, 503))
-def list_releases(request: Request, _: OperatorAuth, role: str | None = None) -> dict[str, Any]:
+def list_releases(request: Request, actor: OperatorAuth, role: str | None = None) -> dict[str, Any]:
+    require_everywhere(actor, "updates")
     return {"releases": _releases(request).releases(role), "server_time": _now(request)}
 
 
@@ -282,6 +290,7 @@ def list_releases(request: Request, _: OperatorAuth, role: str | None = None) ->
 )
 def start_rollout(request: Request, body: RolloutBody, operator: OperatorAuth) -> dict[str, Any]:
     """Start: the pilot nodes first, then each share of the stable nodes; halts itself on failures."""
+    require_everywhere(operator, "updates")
     releases, now = _releases(request), _now(request)
     plan = rules.Plan(tuple(body.shares), body.max_failure_rate, body.soak_s)
     if plan.problems():
@@ -290,17 +299,20 @@ def start_rollout(request: Request, body: RolloutBody, operator: OperatorAuth) -
         raise NotFound(f"release {body.version} for {body.role} nodes was never added (central release add)")
     fields = {"shares": list(plan.shares), "max_failure_rate": plan.max_failure_rate, "soak_s": plan.soak_s}
     rollout = releases.start_rollout(body.role, body.version, fields, operator.name, now)
+    _audit(request, operator, now, "rollout_started", rollout, f"{body.role} {body.version}")
     return rollout_view(releases, releases.rollout(rollout), now, with_timeline=True)
 
 
 @router.get(f"{API}/rollouts", tags=["operator"], responses=refusals(401, 403, 503))
-def list_rollouts(request: Request, _: OperatorAuth) -> dict[str, Any]:
+def list_rollouts(request: Request, actor: OperatorAuth) -> dict[str, Any]:
+    require_everywhere(actor, "updates")
     releases, now = _releases(request), _now(request)
     return {"rollouts": [rollout_view(releases, r, now, False) for r in releases.rollouts()], "server_time": now}
 
 
 @router.get(f"{API}/rollouts/{{rollout}}", tags=["operator"], responses=refusals(401, 403, 404, 422, 503))
-def get_rollout(request: Request, rollout: RolloutNumber, _: OperatorAuth) -> dict[str, Any]:
+def get_rollout(request: Request, rollout: RolloutNumber, actor: OperatorAuth) -> dict[str, Any]:
+    require_everywhere(actor, "updates")
     releases = _releases(request)
     return rollout_view(releases, releases.rollout(rollout), _now(request), with_timeline=True)
 
@@ -320,6 +332,7 @@ def move_rollout(
     body: RolloutAction | None = None,
 ) -> dict[str, Any]:
     """pause (no new node starts), resume (also after a halt: the stage is judged afresh), abort."""
+    require_everywhere(operator, "updates")
     releases, now = _releases(request), _now(request)
     current = releases.rollout(rollout)
     if current["state"] not in _MOVES[action]:
@@ -329,11 +342,13 @@ def move_rollout(
     if action == "resume":
         fields["stage_started_at"] = now
     releases.set_rollout(rollout, now, _TO[action], f"by {operator.name}" + (f": {note}" if note else ""), **fields)
+    _audit(request, operator, now, f"rollout_{_TO[action]}", rollout, note)
     return rollout_view(releases, releases.rollout(rollout), now, with_timeline=True)
 
 
 @router.get(f"{API}/updates/nodes", tags=["operator"], responses=refusals(401, 403, 503))
-def update_nodes(request: Request, _: OperatorAuth) -> dict[str, Any]:
+def update_nodes(request: Request, actor: OperatorAuth) -> dict[str, Any]:
+    require_everywhere(actor, "updates")
     """Every node: the version it runs (last heartbeat), its channel and its update state."""
     return {"nodes": _releases(request).node_states(), "server_time": _now(request)}
 

@@ -21,7 +21,7 @@ ROLES: dict[str, tuple[str, str, frozenset[str], frozenset[str]]] = {
     "maintenance": ("维保", "Maintenance", frozenset({"lift", "node"}), frozenset({"nodes"})),
     "taxi_desk": ("叫车服务台", "Taxi desk", frozenset({"kiosk"}), frozenset({"rides", "nodes"})),
     "admin": ("管理员", "Administrator", frozenset({"lift", "meter", "kiosk", "node"}),
-              frozenset({"rides", "residents", "nodes", "users", "audit", "flats"})),
+              frozenset({"rides", "residents", "nodes", "users", "audit", "flats", "updates"})),
 }  # fmt: skip
 
 
@@ -69,7 +69,7 @@ class Actor:
         return out
 
     def may(self, power: str, site: str | None = None) -> bool:
-        """``power`` (rides, residents, nodes, users, audit, flats) at ``site`` (None: at any of its sites)."""
+        """``power`` (rides, residents, nodes, users, audit, flats, updates) at ``site`` (None: at any of its sites)."""
         return any(power in ROLES[g.role][3] and (site is None or g.covers(site)) for g in self.grants)
 
     def sees_alert(self, alert: Mapping[str, Any]) -> bool:

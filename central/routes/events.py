@@ -98,13 +98,16 @@ def post_events(
 
 @router.get("/events", tags=["operator"], responses=refusals(401, 403, 422, 503))
 def get_events(
-    _: OperatorAuth,
+    actor: OperatorAuth,
     store: StoreDep,
     node_id: str | None = None,
     kind: str | None = None,
     after: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
-    """Stored events in the order received; page with ``after`` = the last ``row`` seen."""
+    """Stored events in the order received, those the caller's roles see at its sites (a taxi desk reads no water
+    readings, a site's desk no other site's); page with ``after`` = the last ``row`` seen (``next_after``)."""
     events = store.events.page(node_id, kind, after, limit)
-    return {"events": events, "next_after": events[-1]["row"] if events else after}
+    sites = {n: node["site"] for n, node in store.nodes.by_id({e["node_id"] for e in events}).items()}
+    seen = [e for e in events if actor.sees_alert({"kind": e["kind"], "site": sites.get(e["node_id"])})]
+    return {"events": seen, "next_after": events[-1]["row"] if events else after}

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Query, Request
 
 from central.bodies import HEARTBEAT_KEYS, HeartbeatBody, RegisterBody
-from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, OperatorAuth, StoreDep
+from central.deps import ClockDep, ConfigDep, NodeAuth, NodeOrOperator, OperatorAuth, StoreDep, require
 from central.errors import ApiError, refusals
 from central.ratelimit import FailureLimiter
 from central.routes import api_router
@@ -98,7 +98,10 @@ def get_node(node_id: str, who: NodeOrOperator, store: StoreDep, config: ConfigD
     """One node, with its seq gaps as [first, last] ranges of missing numbers. A node may read its own."""
     if isinstance(who, dict) and who["node_id"] != node_id:
         raise ApiError(403, "forbidden", "a node may only read its own record")
-    return node_view(store.nodes.get(node_id), clock.wall(), config)
+    node = store.nodes.get(node_id)
+    if not isinstance(who, dict):
+        require(who, "nodes", node["site"])
+    return node_view(node, clock.wall(), config)
 
 
 @router.post("/heartbeat", responses=refusals(401, 403, 413, 422, 503))

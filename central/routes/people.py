@@ -17,7 +17,7 @@ from pydantic import ConfigDict, StringConstraints
 
 from central.accounts.passwords import verify
 from central.accounts.roles import Actor, grants_from_json
-from central.deps import SESSION_COOKIE, CentralDep, OperatorAuth, client_address, require
+from central.deps import SESSION_COOKIE, CentralDep, OperatorAuth, client_address, require_everywhere
 from central.errors import ApiError, refusals
 from central.jsonvalues import StoredBody
 from central.kinds import catalogue
@@ -112,7 +112,7 @@ def audit_log(
     who: Annotated[str | None, Query(max_length=80)] = None,
 ) -> dict[str, Any]:
     """Every action taken at the console, newest first (admin); page with ``before`` = the last ``id`` seen."""
-    require(actor, "audit")
+    require_everywhere(actor, "audit")
     entries = central.console.audit_log(before, limit, who)
     return {"entries": entries, "next_before": entries[-1]["id"] if entries else None}
 
@@ -120,7 +120,7 @@ def audit_log(
 @router.get("/users", responses=refusals(401, 403, 503))
 def list_users(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
     """The console's users and their roles (admin); never their password hashes."""
-    require(actor, "users")
+    require_everywhere(actor, "users")
     return {"users": central.console.users()}
 
 
