@@ -151,7 +151,7 @@ def _filtered_reads(central, s: requests.Session, kinds_only: bool = False) -> d
         sites = (item.get("site"), (item.get("node") or {}).get("site"))
         return kinds_only or central.site in sites or str(item.get("node_id", "")).startswith("cbxc")
 
-    out = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for name, path in (("alerts", "/api/v1/alerts?state=all"), ("events", "/api/v1/events"),
                        ("nodes", "/api/v1/nodes"), ("rides", "/api/v1/rides"), ("residents", "/api/v1/residents")):  # fmt: skip
         r = s.get(central.url + path, timeout=10)
