@@ -17,7 +17,7 @@ from tests.test_console_accounts import login, raise_alert
 # what an outsider gets on each route: "refused" (403), "filtered" (200 with none of this site's data),
 # "node" (a node's token only), "open" (no person's data: the console's files, health, catalogue, schema),
 # "own" (the caller's own session), "token" (the signed acknowledgement link), "claim" (a site's claim key),
-# "signed" (a dispatcher's HMAC-signed callback)
+# "signed" (a dispatcher's HMAC-signed callback), "unscoped" (a known gap, named where it is listed)
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/alerts"): "filtered",
     ("GET", "/api/v1/alerts/{alert}"): "refused",
@@ -62,6 +62,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/rollouts/{rollout}/{action}"): "refused",
     ("GET", "/api/v1/updates/nodes"): "refused",
     ("GET", "/operator/updates"): "open",
+    # KNOWN GAP (central-scale's change feed, landed while this test was written; reported to the lead): every
+    # operator reads every site's changes, and /summary's alert counts cover every site
+    ("GET", "/api/v1/changes"): "unscoped",
+    ("GET", "/api/v1/changes/stream"): "unscoped",
+    ("GET", "/api/v1/summary"): "unscoped",
 }
 
 
