@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from central.bodies import MAX_SAFE_INT
-from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep
+from central.deps import ClockDep, ConfigDep, OperatorAuth, StoreDep, require_everywhere
 from central.errors import ApiError, refusals
 from central.routes import api_router
 from central.sse import SSE_HEADERS, sse_event
@@ -34,13 +34,19 @@ After = Annotated[int, Query(ge=0, le=MAX_SAFE_INT, description="the last pos se
 Topics = Annotated[list[Topic] | None, Query(description="only these topics (repeat the parameter)")]
 
 
+def _whole_feed(actor: Any) -> None:
+    """The raw feed carries every kind at every site: machine keys and administrators of every site only; a
+    person of some sites or some kinds follows the console's filtered live feed (GET /api/v1/stream)."""
+    require_everywhere(actor, "audit")
+
+
 def _page_out(page: ChangePage, now: float) -> dict[str, Any]:
     return {"changes": page.changes, "next_after": page.next_after, "reset": page.reset, "server_time": now}
 
 
 @router.get("/changes", responses=refusals(401, 403, 422, 503))
 def get_changes(
-    _: OperatorAuth,
+    actor: OperatorAuth,
     store: StoreDep,
     clock: ClockDep,
     after: After = 0,
@@ -49,7 +55,9 @@ def get_changes(
 ) -> dict[str, Any]:
     """What changed after ``after``, oldest first: ``{"pos", "at", "topic", "key", "action", "data"}`` each.
     Pass ``next_after`` as ``after`` next time. ``reset: true``: the cursor is older than the kept feed (or
-    from another database): reload the views, then follow from ``next_after``."""
+    from another database): reload the views, then follow from ``next_after``. Machine keys and administrators
+    of every site only (403 otherwise)."""
+    _whole_feed(actor)
     return _page_out(store.changes.page(after, limit, topic), clock.wall())
 
 
@@ -105,7 +113,7 @@ async def _stream(
 @router.get("/changes/stream", include_in_schema=False, responses=refusals(401, 403, 422, 503))
 async def stream_changes(
     request: Request,
-    _: OperatorAuth,
+    actor: OperatorAuth,
     store: StoreDep,
     config: ConfigDep,
     after: After = 0,
@@ -114,6 +122,7 @@ async def stream_changes(
 ) -> StreamingResponse:
     """Server-sent events: one event per change (``id`` = its pos, ``event`` = its topic), ``reset`` when the
     cursor is too old, a comment every 15 s while nothing changes. Resumes after ``Last-Event-ID``."""
+    _whole_feed(actor)
     if last_event_id is not None and last_event_id.isdigit():
         after = int(last_event_id)
     slots: StreamSlots = request.app.state.stream_slots
