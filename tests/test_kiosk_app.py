@@ -65,6 +65,18 @@ def drive(config: Path, display: str, tmp_path: Path, *extra: str, timeout: floa
     return lines
 
 
+def kiosk_run(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`kiosk run --windowed` as its systemd unit starts it: stdout dropped, stderr kept for a failure's message."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--config", str(config), "run", "--windowed"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def pixel_count(rgb: bytes, colour: str, stride: int = 1) -> int:
     target = bytes(round(c * 255) for c in theme.rgba(colour)[:3])
     return sum(1 for i in range(0, len(rgb), 3 * stride) if rgb[i : i + 3] == target) * stride
@@ -120,14 +132,7 @@ def test_kiosk_run_pings_the_watchdog_from_the_ui_thread_and_stops_on_sigterm(
     sock.settimeout(0.5)
     env = env_for(display, tmp_path)
     env.update(NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")  # systemd WatchdogSec=0.4 s
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kiosk", "--config", str(config), "run", "--windowed"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = kiosk_run(config, env)
     messages: list[str] = []
     try:
         deadline = time.monotonic() + 30
@@ -189,14 +194,7 @@ def test_the_kiosk_starts_and_orders_a_taxi_on_a_read_only_or_full_card(
             sock.bind(str(tmp_path / "notify.sock"))
             sock.settimeout(1.0)
             env.update(NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="400000")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kiosk", "--config", str(config), "run", "--windowed"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            proc = kiosk_run(config, env)
             messages: list[str] = []
             deadline = time.monotonic() + 30
             while "WATCHDOG=1" not in messages and proc.poll() is None and time.monotonic() < deadline:
