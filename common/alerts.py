@@ -2,18 +2,20 @@
 
 A detector's raised/updated/cleared detections of one incident become Events carrying the same ``alert_id``;
 the Event is in the outbox before ``record`` returns, together with the book of open alerts (one SQLite
-transaction), so an alert and its bookkeeping never disagree and open alerts survive a restart. Open alerts
-are re-sent as ``updated`` every ``renotify_s`` until cleared: EN 81-28 wants an alarm repeated until it is
-acknowledged, and in v1 the central's acknowledgment does not reach the node.
+transaction), so an alert and its bookkeeping never disagree and open alerts survive a restart. The outbox is
+the one store of open incidents: nothing else on the node keeps a copy (``read_open`` lets another process,
+the updater, look). Open alerts are re-sent as ``updated`` every ``renotify_s`` until cleared: EN 81-28 wants
+an alarm repeated until it is acknowledged, and in v1 the central's acknowledgment does not reach the node.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,14 @@ from common import catalogue
 from common.catalogue import SEVERITIES, Priority, Severity, State
 from common.clock import Clock
 from common.events import Detection, Event, make_event
-from common.files import write_atomic
-from common.outbox import Outbox
+from common.outbox import Outbox, peek_state
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "alerts.open"
 DEFAULT_RENOTIFY_S = 300.0
+# versions up to 2026-12 also kept the book as a JSON file beside the outbox; read once, then removed
+LEGACY_COPY = "alerts.json"
 
 
 @dataclass
@@ -77,29 +80,19 @@ def _severity(value: Any) -> Severity:
 class AlertBook:
     """Turns detections into Events with a stable ``alert_id`` per incident and stores them first.
 
-    ``state_path`` is a JSON copy of the open alerts, written atomically on each raise and clear. The outbox
-    database is the authority; the copy is read only when the database holds no book at all (it was replaced
-    after corruption, now or in an earlier run), so open alerts survive even a lost database.
+    The open alerts live in the outbox (node state ``alerts.open``, written in the same transaction as each
+    alert event); this object holds them in memory only as the outbox has them.
     """
 
-    def __init__(
-        self,
-        state_path: Path,
-        node_id: str,
-        clock: Clock,
-        outbox: Outbox,
-        *,
-        renotify_s: float = DEFAULT_RENOTIFY_S,
-    ) -> None:
+    def __init__(self, node_id: str, clock: Clock, outbox: Outbox, *, renotify_s: float = DEFAULT_RENOTIFY_S) -> None:
         if renotify_s <= 0:
             raise ValueError("renotify_s must be > 0")
-        self.state_path = Path(state_path)
         self.node_id = node_id
         self.renotify_s = renotify_s
         self._clock = clock
         self._outbox = outbox
         self._lock = threading.RLock()
-        self._open: dict[tuple[str, str], OpenAlert] = self._load()
+        self._open: dict[tuple[str, str], OpenAlert] = _parse(outbox.read_state(STATE_KEY), "the outbox")
         if self._open:
             log.warning(
                 "alerts: %d alert(s) still open from before the restart: %s; re-sending them",
@@ -107,39 +100,8 @@ class AlertBook:
                 ", ".join(f"{a.kind}/{a.key or '-'} {a.alert_id}" for a in self._open.values()),
             )
 
-    # ------------------------------------------------------------------------------------------ persistence
-    def _load(self) -> dict[tuple[str, str], OpenAlert]:
-        raw = self._outbox.read_state(STATE_KEY)
-        source = "outbox"
-        # no book in the database at all: a fresh database (first start, or one that replaced a corrupt
-        # file, now or in an earlier run); the copy then holds what was open when the old one was lost
-        if raw is None and self.state_path.exists():
-            try:
-                raw = self.state_path.read_text(encoding="utf-8")
-                source = str(self.state_path)
-            except OSError as exc:
-                log.error("alerts: cannot read %s: %s", self.state_path, exc)
-        if not raw:
-            return {}
-        try:
-            items = [OpenAlert.from_json(d) for d in json.loads(raw)]
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error(
-                "alerts: open-alert state from %s unreadable (%s: %s); starting empty", source, type(exc).__name__, exc
-            )
-            return {}
-        return {(a.kind, a.key): a for a in items}
-
     def _state_json(self, book: Mapping[tuple[str, str], OpenAlert]) -> str:
-        return json.dumps([a.to_json() for a in book.values()], ensure_ascii=False, separators=(",", ":"), default=str)
-
-    def _write_copy(self, text: str) -> None:
-        """Atomic copy (common.files.write_atomic)."""
-        try:
-            write_atomic(self.state_path, text)
-        except OSError as exc:
-            # the outbox holds the authoritative copy; this one only helps after a lost database
-            log.error("alerts: cannot write %s: %s: %s", self.state_path, type(exc).__name__, exc)
+        return _book_json(book.values())
 
     # ------------------------------------------------------------------------------------------ recording
     def record(self, detection: Detection, recipients: tuple[str, ...] = ()) -> Event:
@@ -197,11 +159,8 @@ class AlertBook:
                 )
             else:
                 raise ValueError(f"unknown detection state {detection.state!r}")
-            text = self._state_json(book)
-            stored = self._outbox.put(event, state={STATE_KEY: text})
+            stored = self._outbox.put(event, state={STATE_KEY: self._state_json(book)})
             self._open = book  # only once the event and the book are durable together
-            if event.state in ("raised", "cleared"):
-                self._write_copy(text)
         log.info("alert %s %s/%s %s", event.state, detection.kind, detection.key or "-", event.alert_id)
         return stored
 
@@ -258,15 +217,6 @@ class AlertBook:
             log.warning("alert re-sent (still open): %s %s", event.kind, event.alert_id)
         return sent
 
-    @staticmethod
-    def read_copy(path: Path) -> list[dict[str, Any]]:
-        """The open alerts in a book's JSON copy, for another process on the node (the updater); [] if none."""
-        try:
-            items = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return []
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
     def open_alerts(self) -> list[OpenAlert]:
         """The alerts raised and not cleared, oldest first (copies)."""
         with self._lock:
@@ -276,3 +226,62 @@ class AlertBook:
     def is_open(self, kind: str, key: str = "") -> bool:
         with self._lock:
             return (kind, key) in self._open
+
+
+def _book_json(alerts: Iterable[OpenAlert]) -> str:
+    return json.dumps([a.to_json() for a in alerts], ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _parse(raw: str | None, source: str) -> dict[tuple[str, str], OpenAlert]:
+    """A stored book (JSON list of open alerts) by incident; empty when there is none or it is unreadable."""
+    if not raw:
+        return {}
+    try:
+        items = [OpenAlert.from_json(d) for d in json.loads(raw)]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.error(
+            "alerts: open-alert state from %s unreadable (%s: %s); starting empty", source, type(exc).__name__, exc
+        )
+        return {}
+    return {(a.kind, a.key): a for a in items}
+
+
+def adopt_legacy_copy(state_dir: Path, outbox: Outbox) -> int:
+    """Once, on the first start after the upgrade: an ``alerts.json`` an older version kept beside the outbox.
+
+    When the outbox holds no book (its database was replaced after corruption while the old version ran), the
+    copy's open alerts become the outbox's book, so a node upgraded in the field keeps its open incidents and
+    their alert ids; when it holds one, that book is the authority, as it was then. The file is removed once
+    the outbox has what it held. Returns how many open alerts were taken over.
+    """
+    path = Path(state_dir) / LEGACY_COPY
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:  # left in place: the next start tries again
+        log.error("alerts: cannot read the old copy %s: %s: %s", path, type(exc).__name__, exc)
+        return 0
+    taken = 0
+    if outbox.read_state(STATE_KEY) is None:
+        book = _parse(raw, str(path))
+        if book:
+            outbox.put_state({STATE_KEY: _book_json(book.values())})  # durable before the copy goes
+            taken = len(book)
+            log.warning("alerts: %d open alert(s) taken over from %s", taken, path)
+    try:
+        path.unlink()
+    except OSError as exc:
+        log.error("alerts: cannot remove the old copy %s: %s: %s", path, type(exc).__name__, exc)
+    return taken
+
+
+def read_open(outbox_file: Path) -> list[dict[str, Any]]:
+    """The open alerts in a node's outbox, read by another process on the node (the updater); [] when there is
+    no outbox or it cannot be read (logged)."""
+    try:
+        raw = peek_state(Path(outbox_file), STATE_KEY)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("alerts: cannot read the open alerts in %s: %s: %s", outbox_file, type(exc).__name__, exc)
+        return []
+    return [a.to_json() for a in _parse(raw, str(outbox_file)).values()]

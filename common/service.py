@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from common.alerts import DEFAULT_RENOTIFY_S, AlertBook
+from common.alerts import DEFAULT_RENOTIFY_S, AlertBook, adopt_legacy_copy
 from common.catalogue import Severity
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
@@ -109,9 +109,11 @@ class NodeRuntime:
         except OSError as exc:  # a full or read-only disk: the node runs on, its outbox keeps events in memory
             log.critical("cannot create the state folder %s: %s; running without disk", self.state_dir, exc)
         self.outbox = Outbox(outbox_path(config), config.outbox, self.clock, node_id=self.node_id)
-        self.alerts = AlertBook(
-            self.state_dir / "alerts.json", self.node_id, self.clock, self.outbox, renotify_s=renotify_s
-        )
+        try:
+            adopt_legacy_copy(self.state_dir, self.outbox)  # an older version's alerts.json, once
+        except (OutboxError, sqlite3.Error) as exc:  # the copy stays; the next start tries again
+            log.error("cannot take over the old alerts.json: %s: %s", type(exc).__name__, exc)
+        self.alerts = AlertBook(self.node_id, self.clock, self.outbox, renotify_s=renotify_s)
         self.uploader = Uploader(config, self.outbox, self.clock, health=self.health)
         try:
             self.outbox.resend_after_upgrade(self.uploader.version)

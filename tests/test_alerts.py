@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from common.alerts import AlertBook
+from common.alerts import LEGACY_COPY, AlertBook, adopt_legacy_copy, read_open
 from common.catalogue import State
 from common.clock import ManualClock
 from common.config import OutboxSection
@@ -29,7 +32,8 @@ class Node:
         self.directory = directory
         self.clock = clock
         self.outbox = Outbox(directory / "outbox.sqlite", OutboxSection(), clock, node_id=NODE)
-        self.book = AlertBook(directory / "alerts.json", NODE, clock, self.outbox, renotify_s=renotify_s)
+        adopt_legacy_copy(directory, self.outbox)  # what NodeRuntime does on every start
+        self.book = AlertBook(NODE, clock, self.outbox, renotify_s=renotify_s)
 
     def restart(self, clean: bool = True) -> Node:
         if clean:
@@ -152,14 +156,69 @@ def test_alert_open_before_restart_is_resent_at_once(node: Node, clock: ManualCl
     assert again.alert_id == raised.alert_id
 
 
-def test_open_alerts_survive_a_lost_outbox_through_the_json_copy(node: Node) -> None:
-    raised = node.book.record(trapped("raised"), ("family",))
-    node.outbox.close()
-    (node.directory / "outbox.sqlite").write_bytes(b"\x00garbage" * 512)  # the SD card ate the database
-    node = Node(node.directory, node.clock)
-    assert node.outbox.corrupt_recoveries == 1
+def legacy_copy(alert_id: str, kind: str = "trapped_passenger") -> str:
+    """An alerts.json as versions up to 2026-12 wrote it beside the outbox (OpenAlert.to_json of each)."""
+    alert = {"alert_id": alert_id, "kind": kind, "key": "", "severity": "urgent", "raised_wall": 1000.0}
+    return json.dumps([{**alert, "recipients": ["family"], "payload": {"floor": 3}, "updates": 2}])
+
+
+def test_no_copy_beside_the_outbox(node: Node) -> None:
+    node.book.record(trapped("raised"))
+    node.book.record(trapped("cleared"))
+    node.book.record(trapped("raised", key="car-2"))
+    assert sorted(p.name for p in node.directory.iterdir() if not p.name.startswith("outbox.sqlite")) == []
+
+
+def test_an_old_copy_is_taken_over_once_when_the_outbox_has_no_book(tmp_path: Path, clock: ManualClock) -> None:
+    # an older version lost its database to corruption and kept its open alert in alerts.json; then upgraded
+    directory = tmp_path / NODE
+    directory.mkdir()
+    (directory / LEGACY_COPY).write_text(legacy_copy("a-17"), encoding="utf-8")
+    node = Node(directory, clock)
+    assert not (directory / LEGACY_COPY).exists()  # read once, then the outbox is the only owner
     [alert] = node.book.open_alerts()
-    assert alert.alert_id == raised.alert_id and alert.recipients == ("family",)
+    assert (alert.alert_id, alert.recipients, alert.payload, alert.updates) == ("a-17", ("family",), {"floor": 3}, 2)
+    assert node.book.record(trapped("updated")).alert_id == "a-17"  # the same incident goes on
+    node = node.restart(clean=False)  # kill -9: the taken-over book is in the outbox, not in the gone file
+    assert [a.alert_id for a in node.book.open_alerts()] == ["a-17"]
+    assert node.book.record(trapped("cleared")).alert_id == "a-17"
+    assert node.restart().book.open_alerts() == []
+
+
+def test_an_old_copy_gives_way_to_the_outboxs_book(node: Node) -> None:
+    raised = node.book.record(trapped("raised"))
+    node.outbox.close()
+    # the old version wrote the copy at the raise and the book at every event: the outbox's book is newer
+    (node.directory / LEGACY_COPY).write_text(legacy_copy("stale"), encoding="utf-8")
+    node = Node(node.directory, node.clock)
+    assert [a.alert_id for a in node.book.open_alerts()] == [raised.alert_id]
+    assert not (node.directory / LEGACY_COPY).exists()
+
+
+def test_an_unreadable_old_copy_is_dropped_and_the_node_starts(tmp_path: Path, clock: ManualClock) -> None:
+    directory = tmp_path / NODE
+    directory.mkdir()
+    (directory / LEGACY_COPY).write_text("[{not json", encoding="utf-8")
+    node = Node(directory, clock)
+    assert node.book.open_alerts() == [] and not (directory / LEGACY_COPY).exists()
+
+
+def test_another_process_reads_the_open_alerts_from_the_outbox(node: Node) -> None:
+    path = node.directory / "outbox.sqlite"
+    raised = node.book.record(trapped("raised"), ("maintenance",))
+    # what the updater sees, while the node keeps its outbox open
+    code = (
+        "import json, sys; from pathlib import Path; from common.alerts import read_open;"
+        "print(json.dumps(read_open(Path(sys.argv[1]))))"
+    )
+    seen = json.loads(subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, check=True).stdout)
+    assert [(a["alert_id"], a["severity"], a["kind"]) for a in seen] == [
+        (raised.alert_id, "urgent", "trapped_passenger")
+    ]
+    node.book.record(trapped("cleared"))
+    assert read_open(path) == []
+    assert read_open(node.directory / "nothing.sqlite") == []
+    assert not (node.directory / "nothing.sqlite").exists()  # a look never creates a file
 
 
 def test_a_failed_store_leaves_the_book_unchanged(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,15 +244,27 @@ def test_open_alerts_survive_corruption_found_while_running_and_a_restart(
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     (node.directory / "outbox.sqlite").write_bytes(b"\x00garbage" * 512)
     node.outbox._store._recover(RuntimeError("simulated: database disk image is malformed"))  # noqa: SLF001
-    assert node.outbox.read_state("alerts.open") is None
-    node = node.restart(clean=True)  # restarted before any further alert event
+    # nothing of the old file reads: the outbox writes the book it knows into the fresh file itself
+    assert (raised.alert_id or "-") in (node.outbox.read_state("alerts.open") or "")
+    node = node.restart(clean=False)  # killed before any further alert event
     [alert] = node.book.open_alerts()
     assert alert.alert_id == raised.alert_id
 
 
+def test_a_book_only_read_in_this_run_survives_corruption_found_while_running(node: Node) -> None:
+    raised = node.book.record(trapped("raised"))
+    node = node.restart()  # this run reads the book at start and writes nothing before the damage
+    db = node.outbox._store.db  # noqa: SLF001
+    assert db is not None
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (node.directory / "outbox.sqlite").write_bytes(b"\x00garbage" * 512)
+    node.outbox._store._recover(RuntimeError("simulated: database disk image is malformed"))  # noqa: SLF001
+    node = node.restart(clean=False)
+    assert [a.alert_id for a in node.book.open_alerts()] == [raised.alert_id]
+
+
 def test_open_alerts_carried_over_when_the_old_database_still_reads(node: Node) -> None:
     raised = node.book.record(trapped("raised"))
-    (node.directory / "alerts.json").unlink()  # no copy to fall back on: only the salvage can keep it
     node.outbox._store._recover(RuntimeError("simulated: a page of the queue is damaged"))  # noqa: SLF001
     assert (raised.alert_id or "-") in (node.outbox.read_state("alerts.open") or "")
     node = node.restart(clean=True)

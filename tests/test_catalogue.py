@@ -123,7 +123,7 @@ def test_the_alert_book_sends_to_the_catalogues_recipients(tmp_path: Path) -> No
     clock = ManualClock()
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSection(), clock, node_id="n-1")
     try:
-        book = AlertBook(tmp_path / "alerts.json", "n-1", clock, outbox)
+        book = AlertBook("n-1", clock, outbox)
         raised = book.record(Detection("entrapment", "raised", 0.0, "urgent", {"seconds_trapped": 90.0}))
         help_asked = book.record(Detection("help_requested", "raised", 0.0, "warning", {"source": "button"}))
         told = book.record(Detection("inactivity", "raised", 0.0, "warning", {}), ("family", "social_worker"))

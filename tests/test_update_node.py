@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 
 from bench.update_rig import RELEASES, CuttingProxy, ManagedNode, NodeSupervisor, wait_for
+from common.alerts import STATE_KEY
+from common.clock import SystemClock
+from common.config import OutboxSection
 from common.files import write_atomic
+from common.outbox import Outbox
+from common.service import OUTBOX_FILE
 from tests.update_helpers import NODE, V1, V2, outcome, publish, reset, rollout
 from updates.bundle import MANIFEST, SIGNATURE
 from updates.journal import Journal
@@ -178,16 +183,22 @@ def test_an_updater_killed_after_the_restart_keeps_the_trials_deadline(rig, rele
     assert journal.trial_deadline_wall == trial.trial_deadline_wall and layout.current() == V1
 
 
+def book_in_outbox(node: ManagedNode, book: str | None) -> None:
+    with Outbox(node.dir / "var" / NODE / OUTBOX_FILE, OutboxSection(), SystemClock(), node_id=NODE) as outbox:
+        outbox.put_state({STATE_KEY: book})
+
+
 def test_no_update_while_a_passenger_is_trapped(rig):
     central, node, _ = rig
     layout = reset(node)
     rollout(central, V2)
     alert = {"alert_id": "a1", "kind": "entrapment", "key": "", "severity": "urgent", "raised_wall": 1.0}
-    write_atomic(node.dir / "var" / NODE / "alerts.json", json.dumps([alert]))
+    (node.dir / "var" / NODE).mkdir(parents=True, exist_ok=True)
+    book_in_outbox(node, json.dumps([alert]))  # the node's alert book, where the node keeps it
     try:
         result = node.updater("now")
     finally:
-        (node.dir / "var" / NODE / "alerts.json").unlink()
+        book_in_outbox(node, None)
     assert result.returncode == 0 and "deferred" in outcome(result) and "urgent alert" in outcome(result)
     assert layout.current() == V1
     state = [n for n in central.get("/updates/nodes")["nodes"] if n["node_id"] == NODE][0]

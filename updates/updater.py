@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common.alerts import AlertBook
+from common.alerts import read_open
 from common.config import NodeConfig
 from common.files import write_atomic
 from common.health_file import read_health
+from common.service import outbox_path
 from common.sync import package_version
 from updates.fetch import CentralClient, CentralUnavailable
 from updates.install import PreflightFailed, Staged, Stager, base_python
@@ -160,7 +161,7 @@ class Updater:
     # ------------------------------------------------------------------------------------------- policy
     def blockers(self, force: bool) -> list[str]:
         state_dir = self.config.state_dir
-        alerts = AlertBook.read_copy(state_dir / "alerts.json")
+        alerts = read_open(outbox_path(self.config))  # the node's own book, read-only
         health = read_health(state_dir) or {}
         kiosk_state = (health.get("role") or {}).get("kiosk_state")
         local = dt.datetime.now(zoneinfo.ZoneInfo(self.config.node.timezone)).time()

@@ -208,6 +208,20 @@ class QueueDb:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def peek_state(path: Path, key: str) -> str | None:
+    """One node-state value read by another process while the node may be running (the updater asks for the
+    open alerts): a read-only connection, so nothing is created or changed. None when the file or the key is
+    not there; raises sqlite3.Error when the file cannot be read."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        row = conn.execute("SELECT value FROM node_state WHERE key = ?", (key,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
 def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
     """The most recent dead letters on ``conn``: seq, id, priority, reason, at_wall, kind, wall_time."""
     rows = conn.execute(

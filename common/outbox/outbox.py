@@ -102,6 +102,13 @@ class Outbox:
         self._notify(stored)
         return stored
 
+    def put_state(self, state: Mapping[str, str | None]) -> None:
+        """Node state alone (key -> JSON text, or None to delete), durable when this returns (or held in memory
+        while the disk refuses writes, like an event)."""
+        with self._lock:
+            self._check_open()
+            self._commit([], state)
+
     def put_many(self, events: Iterable[Event]) -> list[Event]:
         """Store a burst of events in one transaction; all of them are durable when this returns."""
         batch = list(events)
@@ -339,7 +346,10 @@ class Outbox:
         with self._lock:
             if key in self._store.memory.state:
                 return self._store.memory.state[key]
-            return self._store.read(lambda db: db.read_state(key), None)
+            value = self._store.read(lambda db: db.read_state(key), None)
+            if value is not None:
+                self._store.known_state.setdefault(key, value)
+            return value
 
     # ------------------------------------------------------------------------------------------ closing
     def close(self) -> None:

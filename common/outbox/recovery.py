@@ -126,7 +126,8 @@ def recover(store: Store, exc: BaseException) -> QueueDb | None:
     store.meta_due.update(clean_close="0", schema_version=str(SCHEMA_VERSION))
     store.recovering = True
     try:
-        store.commit([*found.events, store.note("outbox_corrupt", "warning", payload)], found.state)
+        state = {**found.state, **store.known_state}  # what this process knows is newest
+        store.commit([*found.events, store.note("outbox_corrupt", "warning", payload)], state)
     finally:
         store.recovering = False
     if store.db is not None:

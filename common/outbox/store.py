@@ -63,6 +63,9 @@ class Store:
         self.dropped = dict.fromkeys(PRIORITIES, 0)
         self.dead_count = 0
         self.corrupt_recoveries = 0
+        # node state as this process last wrote or read it (the file holds no newer: one process per outbox);
+        # written back into a fresh file when damage is found while running and the salvage cannot read it
+        self.known_state: dict[str, str | None] = {}
         self.fresh = False
         self.refusing: str | None = None  # the disk fault that keeps events in memory; None: writes go to disk
         self.meta_due: dict[str, str] = {}  # meta rows for the next write
@@ -210,6 +213,7 @@ class Store:
             # unclean stop's gap report (outbox_resumed) then starts close to where it really starts
             meta.update(seq_reserved=str(self.seq.reserve()), seq_floor=str(self.seq.floor))
         removed = self.db.write(rows, state, meta, deletes)
+        self.known_state.update(state or {})
         self.meta_due.clear()
         for prio, table_rows in rows.items():
             self.counts[prio] += len(table_rows) - removed.get(prio, 0)
