@@ -14,10 +14,11 @@ from pathlib import Path
 from central.accounts import cli as accounts_cli
 from common.cli import setup_logging
 from common.config import EXIT_CONFIG, ConfigError
+from common.contract import SITE_PATTERN
 
 DEFAULT_CONFIG = Path("/etc/changbai/central.toml")
 DEFAULT_DB = Path("/var/lib/changbai/central.sqlite3")
-SITE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+SITE_RE = re.compile(SITE_PATTERN)
 
 
 def _load(path: Path):  # -> CentralConfig; imported lazily so --help works without fastapi

@@ -18,8 +18,8 @@ from central.dispatch.config import DispatchSection
 from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
 from common.config import ConfigError, _Collector, build, read_toml, setting
+from common.contract import SITE_PATTERN
 
-SITE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 KEY_MIN_CHARS = 24
 KEY_HELP = f"at least {KEY_MIN_CHARS} characters, not the example's CHANGE-ME; make one with `central new-key`"
 KEY_PATTERN = rf"^(?!.*(?i:change-me))\S{{{KEY_MIN_CHARS},256}}$"

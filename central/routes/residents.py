@@ -21,9 +21,10 @@ from central.storage.nodes import NodeFilter
 from central.views import alert_views, flat_of
 from central.water import day_edges, hour_edges, last_use, use_between
 from common.catalogue import Recipient
+from common.contract import SITE_PATTERN
 
 router = api_router("residents")
-SiteId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+SiteId = Annotated[str, Path(pattern=SITE_PATTERN)]
 FlatId = Annotated[str, Path(min_length=1, max_length=64)]
 SCAN_LIMIT = 200_000  # events read per node for one view (a reference central keeps them all)
 LIFE_KINDS = ("meter_reading", "wellbeing_profile", "im_ok_pressed", "going_out_pressed")

@@ -26,6 +26,7 @@ from central.notify.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from central.routes import api_router
 from central.storage import Store
 from central.views import ride_out
+from common.contract import API_PREFIX
 
 log = logging.getLogger("central")
 router = api_router("rides")
@@ -38,7 +39,7 @@ def _dispatch(request: Request) -> DispatchStore:
 def _provider(request: Request) -> HttpProvider:
     state = request.app.state
     section = state.config.dispatch
-    callback = (section.callback_url or state.public_url).rstrip("/") + "/api/v1/dispatch/callback"
+    callback = (section.callback_url or state.public_url).rstrip("/") + API_PREFIX + "/dispatch/callback"
     return HttpProvider(section, callback)
 
 
