@@ -12,8 +12,8 @@ from central.storage.changes import append_change
 from central.storage.database import Database, Tx
 from central.storage.errors import Conflict, NotFound
 from central.storage.rows import alert_row, dumps
+from common.catalogue import SEVERITY_RANK
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "urgent": 2}
 ALERT_STATES = ("raised", "updated", "cleared")
 STATE_FILTERS = {
     "open": ("open",),
