@@ -22,6 +22,7 @@ import logging
 import termios
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -187,15 +188,32 @@ class _RecordingSerial(serial.Serial):
 class ModbusBus:
     """The one owner of a serial port: ``read_registers`` from any slave on it, safely from many threads."""
 
-    def __init__(self, port: SerialSpec) -> None:
+    def __init__(
+        self, port: SerialSpec, *, retry_s: float | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Open ``port``. A port that fails (unplugged, or not there at start) is opened again before a later read.
+
+        ``retry_s`` None (the technician's tools): a port that cannot be opened now raises PortError here, and a
+        failed port is tried again at the next read. A number (a node, which must run without its adapter and
+        report the meters offline): a port missing at start is logged, not raised, and a failed port is tried
+        again at most every ``retry_s`` seconds of ``monotonic`` (the node's clock); reads meanwhile raise
+        PortError.
+        """
         self.port = port
         self._lock = threading.Lock()  # held for a whole request-reply exchange, retries included
         self._stats_lock = threading.Lock()  # so stats() never waits for a slow exchange
         self._counters: dict[int, dict[str, int]] = {}
         self._last_frame_end = 0.0
+        self._retry_s = retry_s or 0.0
+        self._monotonic = monotonic
+        self._next_try = monotonic()
+        self._closed = False
+        self._broken = True  # the port is not open (yet, or failed); opened before the next request
+        self._instrument: minimalmodbus.Instrument | None = None
         try:
+            # made closed (port=None), opened by _reopen: a port that is not there yet can be tried again later
             self._serial = _RecordingSerial(
-                port=port.port,
+                port=None,
                 baudrate=port.baudrate,
                 parity=port.parity,
                 stopbits=port.stopbits,
@@ -203,14 +221,15 @@ class ModbusBus:
                 timeout=port.timeout_s,
                 write_timeout=max(1.0, port.timeout_s),
             )
-        except serial.SerialException as exc:
-            raise PortError(f"cannot open serial port {port.port}: {exc}") from exc
+            self._serial.port = port.port
         except ValueError as exc:  # pyserial refuses a setting the driver cannot do
             raise PortError(f"serial port {port.port}: unusable settings: {exc}") from exc
-        self._instrument = minimalmodbus.Instrument(self._serial, 1, mode=minimalmodbus.MODE_RTU)
-        self._instrument.clear_buffers_before_each_transaction = True  # drop a late reply to an earlier request
-        self._closed = False
-        self._broken = False  # the port failed; reopened before the next request (an adapter replugged)
+        try:
+            self._reopen()
+        except PortError as exc:
+            if retry_s is None:
+                raise
+            log.error("%s; trying again every %.0f s", exc, retry_s)
         log.debug(
             "Modbus bus on %s: %d %d%s%d, timeout %.2f s, %d retries, gap %.3f s",
             port.port,
@@ -267,6 +286,7 @@ class ModbusBus:
             raise PortError(f"Modbus bus on {self.port.port} is closed")
         if self._broken:
             self._reopen()
+        assert self._instrument is not None  # made by the first successful open
         wait = self._last_frame_end + self.port.gap_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)  # bus timing is real time, never a simulated clock
@@ -297,19 +317,29 @@ class ModbusBus:
             raise ModbusError(f"slave {slave}: {exc}", frame=self._serial.last_reply, **where) from None
         except (OSError, termios.error) as exc:  # the tty vanished under us (USB adapter pulled)
             self._broken = True
+            self._next_try = self._monotonic() + self._retry_s
             raise PortError(f"serial port {self.port.port}: {exc}") from exc
         finally:
             self._last_frame_end = time.monotonic()
 
     def _reopen(self) -> None:
-        """Open the port again after a failure; PortError while the device is still gone."""
+        """Open the port (again, after a failure); PortError while the device is gone or before its next try."""
+        if self._monotonic() < self._next_try:
+            raise PortError(f"serial port {self.port.port} is not open; trying again every {self._retry_s:g} s")
+        first = self._instrument is None
         try:
             self._serial.close()
             self._serial.open()
-        except (OSError, termios.error) as exc:  # serial.SerialException is an OSError
-            raise PortError(f"serial port {self.port.port} is still unavailable: {exc}") from exc
+        except (OSError, termios.error, ValueError) as exc:  # serial.SerialException is an OSError
+            self._next_try = self._monotonic() + self._retry_s
+            what = "cannot open serial port" if first else "serial port"
+            raise PortError(f"{what} {self.port.port}{'' if first else ' is still unavailable'}: {exc}") from exc
+        if first:
+            self._instrument = minimalmodbus.Instrument(self._serial, 1, mode=minimalmodbus.MODE_RTU)
+            self._instrument.clear_buffers_before_each_transaction = True  # drop a late reply to an earlier request
+        else:
+            log.info("serial port %s reopened", self.port.port)
         self._broken = False
-        log.info("serial port %s reopened", self.port.port)
 
     def stats(self) -> dict[int, dict[str, int]]:
         """Per slave: attempts by outcome (``ok`` and each error counter), a copy."""

@@ -18,13 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common.clock import Clock
-from common.config import NodeConfig, SerialPort
+from common.config import NodeConfig
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
 from common.outbox.reserve import Reserve
 from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
-from hal.modbus import ModbusBus, PortError
+from hal.modbus import ModbusBus
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus
 from meter_node.voice import prompts
@@ -74,46 +74,7 @@ class ReadingCadence:
         return at // length if length > 0 else at
 
 
-# ------------------------------------------------------------------------------------------------ the bus
-class ReopeningBus:
-    """A ModbusBus that survives its port: a missing or unplugged USB adapter makes every read a
-    ``PortError`` (the meters go offline and ``meter_offline`` reaches the central) instead of a node that
-    crashes at start; the port is opened again at most every ``retry_s``."""
-
-    def __init__(self, port: SerialPort, clock: Clock, retry_s: float = 10.0) -> None:
-        self._port = port
-        self._clock = clock
-        self._retry_s = retry_s
-        self._bus: ModbusBus | None = None
-        self._next_try = clock.monotonic()
-        self._open()
-
-    def _open(self) -> None:
-        self._next_try = self._clock.monotonic() + self._retry_s
-        try:
-            self._bus = ModbusBus(self._port)
-        except PortError as exc:
-            log.error("serial port %s unusable (%s); retrying every %.0f s", self._port.port, exc, self._retry_s)
-
-    def read_registers(self, slave: int, address: int, count: int, function_code: int = 3) -> list[int]:
-        if self._bus is None and self._clock.monotonic() >= self._next_try:
-            self._open()
-        if self._bus is None:
-            raise PortError(f"serial port {self._port.port} is not open")
-        try:
-            return self._bus.read_registers(slave, address, count, function_code)
-        except PortError:
-            self.close()  # opened again on a later read
-            self._next_try = self._clock.monotonic() + self._retry_s
-            raise
-
-    def stats(self) -> dict[int, dict[str, int]]:
-        return self._bus.stats() if self._bus is not None else {}
-
-    def close(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            bus.close()
+PORT_RETRY_S = 10.0  # a missing or unplugged USB adapter is looked for again this often
 
 
 # ----------------------------------------------------------------------------------------------- the node
@@ -145,7 +106,9 @@ class MeterNode:
             runtime = NodeRuntime(config, clock)
         self.runtime = runtime
         self._own_bus = bus is None
-        self.bus: RegisterBus = bus if bus is not None else ReopeningBus(section.serial, clock)
+        self.bus: RegisterBus = (
+            bus if bus is not None else ModbusBus(section.serial, retry_s=PORT_RETRY_S, monotonic=clock.monotonic)
+        )
         self.meters: dict[str, MeterEntry] = {m.id: m for m in section.meters}
         self.reader = MeterReader(
             self.bus,

@@ -325,6 +325,27 @@ def test_port_lost_and_back_is_reopened(tmp_path) -> None:
         first.stop()
 
 
+def test_a_node_bus_waits_for_a_missing_port_and_opens_it_when_it_appears(tmp_path) -> None:
+    """``retry_s`` (the meter node's bus): no adapter at start is no exception; the port is looked for again
+    only every ``retry_s`` of the given clock, and read from once it is there."""
+    directory = tmp_path / "pair"
+    clock = ManualClock()
+    spec = SerialPort(port=str(directory / "node"), timeout_s=0.25, retries=0, gap_s=0.0)
+    bus = ModbusBus(spec, retry_s=10.0, monotonic=clock.monotonic)
+    try:
+        with pytest.raises(PortError, match="not open"):
+            bus.read_registers(1, 0, 1)
+        with SerialPair(directory=directory) as (_node, meter), SimulatedMeterBus(meter) as sim:
+            sim.add_slave(1)
+            sim.set_registers(1, 3, 0, [21])
+            with pytest.raises(PortError, match="not open"):  # 10 s have not passed: not tried yet
+                bus.read_registers(1, 0, 1)
+            clock.advance(10.0)
+            assert bus.read_registers(1, 0, 1) == [21]
+    finally:
+        bus.close()
+
+
 @pytest.mark.parametrize(
     ("change", "answered"),
     # a Linux pty keeps baud rate and stop bits but drops parity, so a parity mismatch cannot be simulated
