@@ -235,14 +235,11 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "]"
 
 
-class CuttingProxy:
-    """A loopback TCP proxy to the central that cuts the first ``cuts`` connections whose first request is a
-    file download after ``after_bytes`` of the answer (a network that drops mid-download). ``.url`` replaces the
-    central's URL; other traffic passes both ways untouched."""
+class _LoopbackProxy:
+    """A listening loopback port whose every connection is served by ``_serve`` on its own thread; ``.url``
+    replaces the central's URL."""
 
-    def __init__(self, upstream_port: int, after_bytes: int, cuts: int = 1) -> None:
-        self.upstream_port, self.after_bytes, self.cuts_left = upstream_port, after_bytes, cuts
-        self.cut = 0
+    def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -257,6 +254,20 @@ class CuttingProxy:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class CuttingProxy(_LoopbackProxy):
+    """A loopback TCP proxy to the central that cuts the first ``cuts`` connections whose first request is a
+    file download after ``after_bytes`` of the answer (a network that drops mid-download). ``.url`` replaces the
+    central's URL; other traffic passes both ways untouched."""
+
+    def __init__(self, upstream_port: int, after_bytes: int, cuts: int = 1) -> None:
+        self.upstream_port, self.after_bytes, self.cuts_left = upstream_port, after_bytes, cuts
+        self.cut = 0
+        super().__init__()
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
@@ -306,7 +317,7 @@ PROXY_ERROR_PAGE = (
 FILE_FAULTS = ("html", "drip", "huge", "garbage", "portal")
 
 
-class FileFaultProxy:
+class FileFaultProxy(_LoopbackProxy):
     """A loopback HTTP proxy to the central that answers the update traffic as a hostile network would and
     forwards the rest (each forwarded request with ``Connection: close``, so every request passes through here).
     ``fault`` for the next ``count`` file downloads: ``html`` (a proxy's 200 error page, text/html), ``drip`` (a
@@ -318,20 +329,7 @@ class FileFaultProxy:
         self.upstream_port, self.fault, self.left, self.before_file = upstream_port, fault, count, before_file
         self.served: list[str] = []
         self.sent = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, client: socket.socket) -> None:
         try:
