@@ -30,12 +30,6 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-def json_int(ge: int, le: int) -> Any:
-    """An integer field of a strict body: ``ge``..``le``, as JSON writes it (``3`` or ``3.0``, never ``true``).
-    The bounds come before the validator, so the OpenAPI shows them as minimum and maximum."""
-    return Annotated[int, Field(strict=False, ge=ge, le=le), BeforeValidator(_json_integer)]
-
-
 JsonInteger = BeforeValidator(_json_integer)
 Counts = Annotated[int, Field(strict=False, ge=0, le=MAX_SAFE_INT), JsonInteger]
 SeqNumber = Annotated[int, Field(strict=False, ge=0, le=2**63 - 1), JsonInteger]

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator
 from central import rollout as rules
 from central.accounts.roles import Actor
 from central.asgi_limits import JsonRoute
-from central.bodies import MAX_SAFE_INT, json_int
+from central.bodies import MAX_SAFE_INT, JsonInteger
 from central.deps import NodeAuth, OperatorAuth, client_address, require_everywhere
 from central.errors import ApiError, refusals
 from central.files import TypedFileResponse
@@ -37,7 +37,7 @@ from central.storage.errors import Conflict, NotFound
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 
-REPORT_STATES = (
+ReportState = Literal[
     "downloading",
     "staged",
     "refused",
@@ -47,7 +47,8 @@ REPORT_STATES = (
     "failed",
     "deferred",
     "interrupted",
-)
+]
+RolloutId = Annotated[int, Field(strict=False, ge=1, le=MAX_SAFE_INT), JsonInteger]
 router = APIRouter(route_class=JsonRoute)
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 RolloutNumber = Annotated[int, PathParam(ge=1, le=MAX_SAFE_INT, description="the rollout's id")]
@@ -231,9 +232,9 @@ class ReportBody(StoredBody):
     """POST /updates/report: how an update went on the node."""
 
     model_config = ConfigDict(extra="forbid")
-    rollout: json_int(1, MAX_SAFE_INT) | None = None  # type: ignore[valid-type]
+    rollout: RolloutId | None = None
     version: Version
-    state: Literal[REPORT_STATES]  # type: ignore[valid-type]
+    state: ReportState
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
     from_version: Annotated[str, StringConstraints(max_length=64)] = ""
 

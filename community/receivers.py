@@ -155,10 +155,10 @@ class MailReceiver:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 mail = message_from_bytes(envelope.content, policy=policy.default)
                 with receiver._cond:
-                    receiver.messages.append(mail)  # type: ignore[arg-type]
+                    receiver.messages.append(mail)
                     receiver._cond.notify_all()
                 if receiver.on_receive is not None:
-                    receiver.on_receive(mail)  # type: ignore[arg-type]
+                    receiver.on_receive(mail)
                 return "250 OK"
 
         port = self.port or _free_port()

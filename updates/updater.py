@@ -324,7 +324,11 @@ class Updater:
         journal.rollout, journal.from_version = rollout, self.layout.current() or ""
         try:
             self.step("download")
-            manifest = self.stager.fetch(self.client, offer) if offer else self.stager.unpack(bundle)  # type: ignore[arg-type]
+            if offer is not None:
+                manifest = self.stager.fetch(self.client, offer)
+            else:
+                assert bundle is not None, "no offer: a run with the technician's bundle"
+                manifest = self.stager.unpack(bundle)
             staged = self.stage(manifest)
         except PreflightFailed as exc:
             version = offer["version"] if offer else "the bundle"

@@ -16,10 +16,10 @@ from central.accounts.passwords import hash_password, weakness
 from central.accounts.roles import ROLES, grants_json, parse_grant
 from central.accounts.store import ConsoleStore
 from central.app import STORAGE_COMPONENTS
-from central.storage import Conflict, NotFound, StorageError, open_store
+from central.storage import Conflict, NotFound, StorageError, Store, open_store
 
 
-def _open(db: Path) -> tuple[ConsoleStore, object]:
+def _open(db: Path) -> tuple[ConsoleStore, Store]:
     store = open_store(db, STORAGE_COMPONENTS)  # the whole central's tables, as `central serve` makes them
     return ConsoleStore(store.db), store
 
@@ -49,7 +49,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"central user {args.user_command}: {exc}", file=sys.stderr)
         return 2
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
 
 
 def _user_action(args: argparse.Namespace, console: ConsoleStore) -> int:
@@ -95,7 +95,7 @@ def cmd_flat(args: argparse.Namespace) -> int:
     try:
         console.set_flat(args.site, args.flat, args.name, contacts, args.note, "central flat set", time.time())
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     print(f"flat {args.flat} at {args.site}: {sum(len(v) for v in contacts.values())} contact(s)")
     return 0
 
