@@ -53,15 +53,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         owner = self.server.owner
+        owner._arrived(self.path)
         status, reply, headers = owner._answer(self.path)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-        owner._record(Received(time.time(), self.path, dict(self.headers.items()), body, status))
+        try:
+            self.end_headers()
+            self.wfile.write(reply)
+        finally:  # the message arrived even when its sender is gone before the answer (recorded all the same)
+            owner._record(Received(time.time(), self.path, dict(self.headers.items()), body, status))
 
     def log_message(self, *_: Any) -> None:  # quiet: the timeline says what arrived
         pass
@@ -84,6 +87,8 @@ class WebhookReceiver:
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
         self.on_receive: Callable[[Received], None] | None = None
+        self._script: list[tuple[str, int, bytes, dict[str, str]]] = []
+        self._hold: tuple[str, threading.Event, threading.Event] | None = None
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -107,8 +112,43 @@ class WebhookReceiver:
         with self._cond:
             self.failures = _Failures(count, status, body, retry_after, path)
 
+    def reply_with(self, path: str, *answers: tuple[int, bytes] | tuple[int, bytes, dict[str, str]]) -> None:
+        """Answer the next requests to paths starting with ``path`` with these (status, body[, headers]) in
+        turn (a provider's documented bodies, replayed); then as usual."""
+        with self._cond:
+            for status, body, *headers in answers:
+                self._script.append((path, status, body, dict(headers[0]) if headers else {}))
+
+    def hold_next(self, path: str) -> tuple[threading.Event, threading.Event]:
+        """Hold the next request to ``path`` before answering: returns (arrived, release) events."""
+        arrived, release = threading.Event(), threading.Event()
+        with self._cond:
+            self._hold = (path, arrived, release)
+        return arrived, release
+
+    def _arrived(self, path: str) -> None:
+        with self._cond:
+            hold = self._hold if self._hold and path.startswith(self._hold[0]) else None
+            if hold:
+                self._hold = None
+        if hold:
+            hold[1].set()
+            hold[2].wait(30)
+
+    def unique(self, path: str = "/") -> list[Received]:
+        """The requests answered 2xx, one per ``Idempotency-Key`` (what a receiver that drops repeats keeps)."""
+        seen: dict[str, Received] = {}
+        for r in self.delivered():
+            if r.path.startswith(path):
+                seen.setdefault(r.headers.get("Idempotency-Key", str(id(r))), r)
+        return list(seen.values())
+
     def _answer(self, path: str) -> tuple[int, bytes, dict[str, str]]:
         with self._cond:
+            for i, (prefix, status, body, headers) in enumerate(self._script):
+                if path.startswith(prefix):
+                    del self._script[i]
+                    return status, body, headers
             f = self.failures
             if f.count > 0 and path.startswith(f.path):
                 f.count -= 1

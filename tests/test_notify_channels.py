@@ -19,7 +19,8 @@ from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, LinkError, make_token, read_token
 from central.notify.message import clip_utf8, compose
 from central.notify.plan import planned
-from central.notify.retry import Outcome, delay_after, next_delay, robot_outcome
+from central.notify.replies import robot_outcome
+from central.notify.retry import Outcome, delay_after, next_delay
 from central.notify.worker import RateLimit
 from common.config import ConfigError
 

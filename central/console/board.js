@@ -126,7 +126,8 @@ export class Board {
     }
     const told = Object.entries(a.told || {}).map(([role, t]) => `${roleZh(this.catalogue, role)} ${clock(t.at)}（${t.channel}）`);
     const pending = (a.escalation && a.escalation.state === "pending") ? `；${a.escalation.roles.map((r) => roleZh(this.catalogue, r)).join("、")} 将于 ${clock(a.escalation.due_at)} 通知（若无人确认）` : "";
-    set(p.told, (told.length ? "已通知：" + told.join("；") : "尚未送达任何通知") + pending);
+    const lost = (a.deliveries || []).filter((d) => d.state === "failed" && !(a.told || {})[d.role]).map((d) => `；${roleZh(this.catalogue, d.role)}（${d.channel}）无法送达，请电话联系`);
+    set(p.told, (told.length ? "已通知：" + told.join("；") : "尚未送达任何通知") + lost.join("") + pending);
     const contactKey = JSON.stringify(a.contacts || {});
     if (p.contacts.dataset.key !== contactKey) {
       p.contacts.dataset.key = contactKey;

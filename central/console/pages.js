@@ -21,6 +21,8 @@ export function timeline(a, cat) {
       const who = (d.recipients || []).map((c) => c.name).join("、");
       steps.push([t.at, `${t.ok ? "已送达" : "发送失败"}：${roleZh(cat, d.role)}${who ? "（" + who + "）" : ""} · ${d.channel}`, t.ok ? "" : t.detail, !t.ok]);
     }
+    if (d.ended_at && d.state === "dropped") steps.push([d.ended_at, `未发送：${roleZh(cat, d.role)} · ${d.channel}`, "告警已先解决，过时的提醒不再发出", false]);
+    if (d.ended_at && d.state === "failed") steps.push([d.ended_at, `无法送达，不再重试：${roleZh(cat, d.role)} · ${d.channel}（请电话联系）`, d.last_error || "", true]);
   }
   for (const x of a.link_answers || []) steps.push([x.at, `${x.name}（${roleZh(cat, x.role)}）通过链接回复`, x.choice === "going" ? "我去看看" : "我已知晓", false]);
   steps.sort((x, y) => x[0] - y[0]);

@@ -7,15 +7,17 @@ Formatting is pure (``render_http`` returns the request); only ``send`` touches 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import smtplib
+import socket
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any
 
 import requests
@@ -23,7 +25,8 @@ import requests
 from central.notify import http
 from central.notify.config import ChannelSection
 from central.notify.message import Message
-from central.notify.retry import Outcome, http_outcome, robot_outcome
+from central.notify.replies import failed, http_outcome, robot_outcome, sms_outcome
+from central.notify.retry import Outcome
 
 ROBOT_MAX_BYTES = 2048  # WeCom's text limit (UTF-8 bytes); DingTalk is held to the same
 SMS_MAX_BYTES = 600  # about 200 Chinese characters: a few SMS parts, the link whole
@@ -106,7 +109,8 @@ def render_email(channel: ChannelSection, message: Message) -> EmailMessage:
     mail["Subject"] = message.title
     mail["From"] = channel.from_addr
     mail["To"] = ", ".join(dict.fromkeys([*message.emails, *channel.to]))
-    mail["Message-ID"] = make_msgid(idstring=message.key.replace(":", "."), domain="changbai.invalid")
+    # the same on every attempt: a mailbox that got a message whose 250 was lost can drop the repeat
+    mail["Message-ID"] = f"<{message.key.replace(':', '.')}@changbai.invalid>"
     mail["X-Changbai-Delivery"] = message.key
     mail.set_content(message.text())
     return mail
@@ -127,7 +131,7 @@ def _send_http(channel: ChannelSection, message: Message, timeout_s: float) -> O
     request = render_http(channel, message, time.time())
     robot = channel.type in ("wecom", "dingtalk")
     try:
-        reply = http.post(request.url, request.body, request.headers, timeout_s, read_body=robot)
+        reply = http.post(request.url, request.body, request.headers, timeout_s, read_body=channel.type != "webhook")
     except (requests.RequestException, http.DeadlineExceeded) as exc:
         return Outcome(False, None, f"{type(exc).__name__}: {_why(exc)[:200]}")
     if 300 <= reply.status < 400:
@@ -139,25 +143,74 @@ def _send_http(channel: ChannelSection, message: Message, timeout_s: float) -> O
         except ValueError:
             body = None
         return robot_outcome(reply.status, body, channel.type)
+    if channel.type == "sms" and reply.cut:
+        return Outcome(False, reply.status, f"HTTP {reply.status}: an answer over 64 KB is no SMS gateway's")
+    if channel.type == "sms":
+        return sms_outcome(reply.status, reply.body, reply.headers.get("Retry-After"))
     return http_outcome(reply.status, reply.headers.get("Retry-After"))
 
 
+def _classify_smtp(exc: Exception) -> Outcome:
+    """4xx, a dropped connection or a timeout: tried again; every recipient refused with 5xx: permanent; any
+    other 5xx (sender, message or login refused): a person must fix the config, tried again slowly."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = {code for code, _ in exc.recipients.values()}
+        refused = ", ".join(f"{who} {code}" for who, (code, _) in exc.recipients.items())[:200]
+        kind = "permanent" if codes and all(c >= 500 for c in codes) else "retry"
+        return failed(kind, None, f"SMTP refused every recipient: {refused}")
+    code = getattr(exc, "smtp_code", None)
+    text = getattr(exc, "smtp_error", b"")
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or exc)
+    if isinstance(code, int) and code >= 500:
+        return failed("fix", None, f"SMTP {code}: {text[:200]}")
+    return Outcome(False, None, f"{type(exc).__name__}: {(f'{code} {text}' if code else str(exc))[:200]}")
+
+
 def _send_email(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
+    """One SMTP session within ``timeout_s`` in all: a server that stalls or drips is cut off at the deadline."""
     mail = render_email(channel, message)
     if not mail["To"]:
         return Outcome(False, None, "no e-mail address: neither the contacts nor the channel's `to` give one")
+    deadline = time.monotonic() + timeout_s
+    smtp = smtplib.SMTP(timeout=timeout_s)
+    cut = threading.Event()  # set when the watchdog ended the session: whatever was read after is not an answer
+    watchdog: threading.Timer | None = None
+    late = Outcome(False, None, f"no complete SMTP answer within {timeout_s:g} s")
     try:
-        with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s) as smtp:
-            if channel.smtp_starttls:
-                smtp.starttls()
-            if channel.smtp_user:
-                smtp.login(channel.smtp_user, channel.smtp_password)
-            refused = smtp.send_message(mail)
+        smtp.connect(channel.smtp_host, channel.smtp_port)
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (smtp.sock, cut))
+        watchdog.daemon = True
+        watchdog.start()
+        if channel.smtp_starttls:
+            smtp.starttls()
+        if channel.smtp_user:
+            smtp.login(channel.smtp_user, channel.smtp_password)
+        refused = smtp.send_message(mail)
     except (OSError, smtplib.SMTPException) as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
-    if refused:
-        return Outcome(False, None, f"refused: {', '.join(refused)}")
+        smtp.close()
+        if cut.is_set() or time.monotonic() >= deadline:
+            return Outcome(False, None, f"{late.detail} ({type(exc).__name__})")
+        return _classify_smtp(exc)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    try:
+        if cut.is_set():  # a reply cut short ("250" of "250 2.0.0 queued") must not pass for an acceptance
+            return late
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            smtp.quit()  # the message is accepted once DATA got its 250: a lost QUIT changes nothing
+    finally:
+        smtp.close()
+    if refused:  # some took it: told; the others are named
+        return Outcome(True, None, "refused: " + ", ".join(f"{who} {code}" for who, (code, _) in refused.items()))
     return Outcome(True, None)
+
+
+def _cut(sock: socket.socket | None, cut: threading.Event) -> None:
+    cut.set()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def send(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:

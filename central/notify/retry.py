@@ -1,4 +1,4 @@
-"""When to try a failed delivery again, and what a receiver's answer means: pure functions of their inputs.
+"""When to try a failed delivery again, and one attempt's result (what the answer means: ``replies``).
 
 A notification about a trapped passenger or a silent flat is retried until it is delivered (EN 81-28: a failed
 send is retried with the shortest delay the network allows); the wait doubles from ``retry_min_s`` up to
@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One attempt's result: ``ok``, the HTTP status (None: no answer or SMTP), what went wrong in words, and
-    ``retry_after`` seconds when the receiver asked for a pause."""
+    ``retry_after`` seconds when the receiver asked for a pause; ``permanent``: this message can never pass (an
+    invalid number, refused content), so it is not tried again."""
 
     ok: bool
     status: int | None = None
     detail: str = ""
     retry_after: float | None = None
+    permanent: bool = False
 
 
 def next_delay(attempts: int, retry_min_s: float, retry_max_s: float, rng: random.Random | None = None) -> float:
@@ -44,24 +45,3 @@ def retry_after_seconds(header: str | None) -> float | None:
     except ValueError:
         return None
     return value if value is not None and 0 <= value <= 86_400 else None
-
-
-def robot_outcome(status: int, body: Any, channel: str) -> Outcome:
-    """WeCom and DingTalk answer HTTP 200 with ``{"errcode": 0}`` on success; anything else failed."""
-    if not 200 <= status < 300:
-        return Outcome(False, status, f"HTTP {status}")
-    if not isinstance(body, dict) or "errcode" not in body:
-        return Outcome(False, status, f"{channel}: the answer is not a robot's JSON")
-    if body.get("errcode") == 0:
-        return Outcome(True, status)
-    code, msg = body.get("errcode"), str(body.get("errmsg", ""))[:200]
-    # 45009 (WeCom) and 130101 (DingTalk): more than about 20 messages a minute to the robot
-    pause = 60.0 if code in (45009, 130101) else None
-    return Outcome(False, status, f"{channel} errcode {code}: {msg}", retry_after=pause)
-
-
-def http_outcome(status: int, retry_after: str | None) -> Outcome:
-    """A webhook or SMS gateway: any 2xx is delivered; everything else is retried."""
-    if 200 <= status < 300:
-        return Outcome(True, status)
-    return Outcome(False, status, f"HTTP {status}", retry_after=retry_after_seconds(retry_after))

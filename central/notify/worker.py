@@ -8,6 +8,7 @@ delivery is retried with backoff until it is delivered, or dropped when the aler
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -107,6 +108,11 @@ class Notifier:
             self._thread.join(timeout_s)
             self._thread = None
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            unsent, self._in_flight = list(self._in_flight), set()
+        if unsent:  # claimed but never attempted: another process (or this one restarted) takes them at once
+            with contextlib.suppress(StorageError):
+                self.notify.release(unsent)
 
     def wake(self) -> None:
         """Something changed (an event arrived, an alert was acknowledged): look now, not at the next tick."""
@@ -131,7 +137,9 @@ class Notifier:
         if cursor != self._log_cursor or now >= self._next_due or time.monotonic() - self._last_scan >= RESCAN_S:
             self._scan(now)
             self._log_cursor = cursor
-        lease_s = self.settings.timeout_s * 3 + 5
+        # an attempt ends within timeout_s (a hard limit); the rest is for recording it. A process killed
+        # mid-attempt leaves its lease: another process (or this one restarted) takes the delivery after it
+        lease_s = self.settings.timeout_s * 2 + 3
         for row in self.notify.claim_due(now, lease_s):
             with self._lock:
                 if row["id"] in self._in_flight:
@@ -156,7 +164,7 @@ class Notifier:
                 log.info("notifier: %d new deliveries planned", new)
         self._known = {p.key for p in plans}  # only the active alerts' keys: the set never outgrows them
         self._next_due = next_due
-        self.notify.drop_resolved()
+        self.notify.drop_resolved(now)
 
     def _link(self, view: Mapping[str, Any], role: str, names: str, key: str) -> str:
         base = self.settings.public_url or self._public_url()
@@ -189,7 +197,11 @@ class Notifier:
         if wait > 0:
             self.notify.defer(row["id"], now + wait)
             return
-        view = self._views([self.store.alerts.get(row["alert"])], now)[0]
+        alert = self.store.alerts.get(row["alert"])
+        if alert.get("state") == "resolved":  # resolved since it was claimed: never sent late
+            self.notify.drop_resolved(now, row["id"])
+            return
+        view = self._views([alert], now)[0]
         contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
         names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
         message = compose(
