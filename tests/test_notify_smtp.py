@@ -32,13 +32,18 @@ def delivery(central) -> dict:
     return d
 
 
-@pytest.mark.parametrize("smtp", [["stall", "drip", "drop", "451", "ok"]], indirect=True)
-def test_a_stalling_dripping_dropping_refusing_server_gets_the_mail_once_every_attempt_recorded(make_central, smtp):
+def mail_until(make_central, smtp: HostileSmtp, state: str, timeout_s: float):
+    """A central mailing the family through ``smtp``; one alert; its delivery once it reached ``state``."""
     central = make_central(notify=mail_section(smtp.port))
     token = central.register(METER, "meter", contacts=CONTACTS)
     raise_silence(central, token, severity="warning")
-    assert eventually(lambda: delivery(central)["state"] == "sent", 20.0)
-    d = delivery(central)
+    assert eventually(lambda: delivery(central)["state"] == state, timeout_s)
+    return central, delivery(central)
+
+
+@pytest.mark.parametrize("smtp", [["stall", "drip", "drop", "451", "ok"]], indirect=True)
+def test_a_stalling_dripping_dropping_refusing_server_gets_the_mail_once_every_attempt_recorded(make_central, smtp):
+    central, d = mail_until(make_central, smtp, "sent", 20.0)
     log = d["attempt_log"]
     assert [a["ok"] for a in log] == [False, False, False, False, True] and d["attempts"] == 5
     stall, drip, drop, busy, _ = (a["detail"] for a in log)
@@ -62,11 +67,7 @@ def test_a_stalling_dripping_dropping_refusing_server_gets_the_mail_once_every_a
 
 @pytest.mark.parametrize("smtp", [["550"]], indirect=True)
 def test_a_recipient_refused_for_good_is_not_retried(make_central, smtp):
-    central = make_central(notify=mail_section(smtp.port))
-    token = central.register(METER, "meter", contacts=CONTACTS)
-    raise_silence(central, token, severity="warning")
-    assert eventually(lambda: delivery(central)["state"] == "failed", 10.0)
-    d = delivery(central)
+    _, d = mail_until(make_central, smtp, "failed", 10.0)
     assert (
         d["attempts"] == 1 and len(smtp.sessions) == 1 and "550" in d["last_error"] and "permanent" in d["last_error"]
     )
