@@ -203,3 +203,30 @@ def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes
     assert page.evaluate(CONTRAST_JS) == []
     central.start()
     page.wait_for_selector("#banner", state="hidden", timeout=20_000)
+
+
+def test_a_message_that_failed_for_good_says_so_on_the_board_and_the_timeline(browser, make_central, monkeypatch):
+    """The desk must see that the family could not be reached by SMS (an invalid number), so it phones them."""
+    from community.receivers import WebhookReceiver
+    from tests.test_notify_gateways import TENCENT_BAD_NUMBER
+
+    gateway = WebhookReceiver().start()
+    try:
+        gateway.reply_with("/sms", (200, TENCENT_BAD_NUMBER))
+        central = make_central(notify={"tick_s": 0.05, "channels": [
+            {"id": "family-sms", "type": "sms", "roles": ["family"], "url": gateway.url("/sms")}]})  # fmt: skip
+        add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+        meter = central.register(METER, "meter", contacts={"family": [{"name": "王丽", "phone": "13800000001"}]})
+        central.post_events(meter, [alert_event(METER, "inactivity", "warning", resident="B12-301", silence_h=9.0)])
+        page = login(browser, central, "limin")
+        card = page.wait_for_selector("article[data-severity=warning]")
+        wait_js(page, "document.querySelector('article').innerText.includes('无法送达，请电话联系')")
+        assert "尚未送达任何通知" in card.inner_text()
+        (alert,) = central.alerts()
+        page.goto(central.url + f"/#/alert/{alert['id']}")
+        page.wait_for_selector("#timeline")
+        steps = page.inner_text("#timeline")
+        assert "无法送达，不再重试：家属 · family-sms" in steps and "IncorrectPhoneNumber" in steps
+        assert page.evaluate(CONTRAST_JS) == []
+    finally:
+        gateway.stop()
