@@ -128,7 +128,7 @@ def run(quick: bool) -> list[Figure]:
         server = start_central(folder)
         try:
             for bundle in bundles.values():
-                db = str(server.db_path)
+                db = str(server.database)
                 assert (
                     central_main(["release", "add", str(bundle), "--db", db, "--public-key", str(kit.public_key)]) == 0
                 )

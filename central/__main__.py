@@ -35,25 +35,42 @@ def _load(path: Path):  # -> CentralConfig; imported lazily so --help works with
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def _database(args: argparse.Namespace, config) -> str:  # config: CentralConfig
+    """--db if given, else the config's [database] url, else the default SQLite file."""
+    return str(args.db or config.database.url or DEFAULT_DB)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from central.app import close_app, create_app
+    from central.app import STORAGE_COMPONENTS, close_app, create_app
     from central.server import make_server
-    from central.storage import StorageError
+    from central.storage import StorageError, describe_target, is_postgres, open_store, sqlite_path
+    from central.workers import Supervisor, bind
 
     setup_logging(args.log_level)
     config = _load(args.config)
+    database = _database(args, config)
+    shown = describe_target(database)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         print("central serve: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
         return EXIT_CONFIG
+    if args.workers > 1 and not is_postgres(database):
+        print(
+            f'central serve: --workers {args.workers} needs PostgreSQL ([database] url = "postgresql://..."):'
+            " SQLite has one writer, so a SQLite central is one process (--workers 1)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
-        args.db.parent.mkdir(parents=True, exist_ok=True)
-        app = create_app(config, args.db)
+        if not is_postgres(database):
+            sqlite_path(database).parent.mkdir(parents=True, exist_ok=True)
+        # migrations once, before any worker starts; a damaged database stops here with one line
+        open_store(database, STORAGE_COMPONENTS, pool_size=1).close()
     except StorageError as exc:
         # never start on a fresh database beside a damaged one: the operator must look at it
-        print(f"central serve: cannot open the database {args.db}: {exc}", file=sys.stderr)
+        print(f"central serve: cannot open the database {shown}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"central serve: cannot open the database {args.db}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"central serve: cannot open the database {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if not args.ssl_certfile and args.host not in LOOPBACK:
         logging.getLogger("central").warning(
@@ -61,21 +78,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             " (docs/central.md) or give --ssl-certfile/--ssl-keyfile",
             args.host,
         )
-    server = make_server(
-        app,
-        config.server,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level.lower(),
-        access_log=args.access_log,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-    )
+
+    def serve(sock) -> int:
+        app = create_app(config, database)
+        server = make_server(
+            app,
+            config.server,
+            log_level=args.log_level.lower(),
+            access_log=args.access_log,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            close_app(app)
+        return 0
+
     try:
-        server.run()
-    finally:
-        close_app(app)
-    return 0
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"central serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("central").info(
+        "central on %s:%d, database %s, %d process(es)", args.host, args.port, shown, args.workers
+    )
+    if args.workers == 1:
+        return serve(sock)
+    return Supervisor(serve, sock, args.workers).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -124,11 +154,12 @@ def cmd_show_claim_key(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    if not args.db.exists():
+    from central.storage import StorageError, is_postgres, open_store, sqlite_path
+    from central.storage.nodes import NodeFilter
+
+    if not is_postgres(args.db) and not sqlite_path(args.db).exists():
         print(f"central nodes: no database at {args.db}", file=sys.stderr)
         return 1
-    from central.storage import StorageError, open_store
-    from central.storage.nodes import NodeFilter
 
     try:
         store = open_store(args.db, read_only=True)
@@ -151,21 +182,30 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_store(args: argparse.Namespace):  # -> (Store, ReleaseStore); imported lazily like the rest
+    from central.app import STORAGE_COMPONENTS
+    from central.release_store import ReleaseStore, files_root
+    from central.storage import is_postgres, open_store
+
+    if not is_postgres(args.db):
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(args.db, STORAGE_COMPONENTS)
+    return store, ReleaseStore(store.db, files_root(args.db, args.files_dir))
+
+
 def cmd_release_add(args: argparse.Namespace) -> int:
-    from central.release_store import ReleaseStore
     from central.releases import publish_bundle
     from central.storage import Conflict
     from updates.manifest import ReleaseError
 
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    releases = ReleaseStore(args.db)
+    store, releases = _release_store(args)
     try:
         manifest = publish_bundle(releases, args.bundle, args.public_key, time.time())
     except (ReleaseError, Conflict) as exc:
         print(f"central release add: {args.bundle}: {exc}", file=sys.stderr)
         return 1
     finally:
-        releases.close()
+        store.close()
     print(
         f"added {manifest.label}: {len(manifest.files)} files; start a rollout on /operator/updates or POST /api/v1/rollouts"
     )
@@ -173,13 +213,11 @@ def cmd_release_add(args: argparse.Namespace) -> int:
 
 
 def cmd_release_list(args: argparse.Namespace) -> int:
-    from central.release_store import ReleaseStore
-
-    releases = ReleaseStore(args.db)
+    store, releases = _release_store(args)
     try:
         rows, rollouts = releases.releases(), releases.rollouts()
     finally:
-        releases.close()
+        store.close()
     for r in rows:
         print(f"{r['role']:9} {r['target']:16} {r['version']:20} {r['bytes'] / 1e6:6.1f} MB  {r['notes']}")
     for r in rollouts:
@@ -195,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the central (HTTP API, operator page)")
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"TOML config (default {DEFAULT_CONFIG})")
-    serve.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
+    serve.add_argument("--db", help=f"SQLite file or postgresql:// URL (default: [database] url, else {DEFAULT_DB})")
+    serve.add_argument("--workers", type=int, default=1, help="processes serving (PostgreSQL only; default 1)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -223,18 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show_claim_key)
 
     nodes = sub.add_parser("nodes", help="list registered nodes from the database (read-only)")
-    nodes.add_argument("--db", type=Path, default=DEFAULT_DB)
+    nodes.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file or postgresql:// URL")
     nodes.set_defaults(func=cmd_nodes)
 
     release = sub.add_parser("release", help="software releases: add a signed bundle, list releases and rollouts")
     release_sub = release.add_subparsers(dest="release_command", metavar="ACTION", required=True)
     add = release_sub.add_parser("add", help="verify a bundle with the release public key and publish it")
     add.add_argument("bundle", type=Path)
-    add.add_argument("--db", type=Path, default=DEFAULT_DB, help="the central's database (files go beside it)")
+    add.add_argument("--db", default=str(DEFAULT_DB), help="the central's database: a SQLite file or postgresql:// URL")
+    add.add_argument("--files-dir", type=Path, default=Path("/var/lib/changbai"), help="bundles' files (PostgreSQL)")
     add.add_argument("--public-key", type=Path, default=Path("/etc/changbai/release.pub"))
     add.set_defaults(func=cmd_release_add)
     listing = release_sub.add_parser("list", help="releases and rollouts")
-    listing.add_argument("--db", type=Path, default=DEFAULT_DB)
+    listing.add_argument("--db", default=str(DEFAULT_DB))
+    listing.add_argument("--files-dir", type=Path, default=Path("/var/lib/changbai"))
     listing.set_defaults(func=cmd_release_list)
     accounts_cli.add_parsers(sub, DEFAULT_DB)
     return parser

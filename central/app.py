@@ -26,6 +26,7 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
+from central.release_store import RELEASES, ReleaseStore, files_root
 from central.routes import ack, alerts, changes, console, events, nodes, people, residents, rides, site, stream
 from central.storage import Component, open_store
 from central.storage.maintenance import MaintenanceThread
@@ -47,7 +48,7 @@ ROUTERS = (
     console.pages,
 )
 # tables of other parts of the central, migrated after the core's (central.storage.migrations): add yours here
-STORAGE_COMPONENTS: tuple[Component, ...] = (NOTIFY, CONSOLE, DISPATCH)
+STORAGE_COMPONENTS: tuple[Component, ...] = (RELEASES, NOTIFY, CONSOLE, DISPATCH)
 
 __all__ = ["close_app", "create_app"]
 
@@ -124,7 +125,8 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    releases.install(app, database)  # software updates: central/releases.py
+    files = files_root(database, config.database.files_dir)
+    releases.install(app, ReleaseStore(app.state.store.db, files))  # software updates: central/releases.py
     app.add_middleware(
         BodyLimit, max_bytes=server.max_body_bytes, timeout_s=server.body_timeout_s, budget=app.state.memory_budget
     )
@@ -136,4 +138,3 @@ def close_app(app: FastAPI) -> None:
     """Stop the app's maintenance thread and close its databases (after the server stopped)."""
     app.state.maintenance.stop()
     app.state.store.close()
-    app.state.releases.close()

@@ -123,6 +123,9 @@ class DatabaseSection:
         help="empty: the SQLite file given by --db; postgresql://user@host:5432/db for PostgreSQL",
     )
     pool_size: int = setting(10, min=1, max=200, help="PostgreSQL connections per central process")
+    files_dir: Path = setting(
+        Path("/var/lib/changbai"), help="release bundles with PostgreSQL (SQLite: beside the file); shared by hosts"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,9 +54,9 @@ Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 RolloutNumber = Annotated[int, PathParam(ge=1, le=MAX_SAFE_INT, description="the rollout's id")]
 
 
-def install(app: FastAPI, db_path: Path | str) -> None:
-    """Add the update routes and their tables to the central's app (``app.state.releases``)."""
-    app.state.releases = ReleaseStore(db_path)
+def install(app: FastAPI, releases: ReleaseStore) -> None:
+    """Add the update routes to the central's app, over its release tables (``app.state.releases``)."""
+    app.state.releases = releases
     app.include_router(router)
 
 

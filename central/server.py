@@ -1,7 +1,7 @@
 """Serving the central: ``make_server`` (uvicorn with the connection limits, for ``central serve`` and tests),
 and ``CentralServer``, the central in a background thread for tests, benchmarks and the simulated community.
 
-``CentralServer(config, db_path).start()`` binds 127.0.0.1 on a free port (or the one given) and returns once
+``CentralServer(config, database).start()`` binds 127.0.0.1 on a free port (or the one given) and returns once
 it answers; ``stop()`` shuts it down cleanly; ``start()`` again reuses the same port and database.
 """
 
@@ -51,7 +51,7 @@ class CentralServer:
     def __init__(
         self,
         config: CentralConfig,
-        db_path: Path | str,
+        database: Path | str,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -60,7 +60,7 @@ class CentralServer:
         log_level: str = "warning",
     ) -> None:
         self.config = config
-        self.db_path = Path(db_path)
+        self.database = database  # a SQLite file or a postgresql:// URL
         self.host = host
         self.port = port
         self.clock = clock
@@ -89,7 +89,7 @@ class CentralServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        self.app = create_app(self.config, self.db_path, self.clock)
+        self.app = create_app(self.config, self.database, self.clock)
         self.app.state.public_url = self.url
         served = self._wrap(self.app) if self._wrap else self.app
         self._server = make_server(

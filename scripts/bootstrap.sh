@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium)
+DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium postgresql)
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 

@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.gpio",
     "tests.fixtures.serial",
     "tests.fixtures.central",
+    "tests.fixtures.postgres",
     "tests.fixtures.releases",
     "tests.update_helpers",
 ]

@@ -23,7 +23,7 @@ BROWSER_FLAGS = [  # REFERENCE.md: Debian's chromium, never a browser download
 
 
 def add_user(central, username: str, *roles: str, name: str = "", monkeypatch: pytest.MonkeyPatch) -> None:
-    argv = ["user", "add", username, "--db", str(central.db_path), "--name", name or username, "--password-stdin"]
+    argv = ["user", "add", username, "--db", str(central.database), "--name", name or username, "--password-stdin"]
     for role in roles:
         argv += ["--role", role]
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))

@@ -12,6 +12,8 @@ from central.config import EscalationSection
 from central.routing import notifications
 from tests.fixtures.central import wire_event
 
+pytestmark = pytest.mark.both_engines  # the same cases on SQLite and PostgreSQL
+
 LIFT = "cbxc-b7-u2-lift1"
 METER = "cbxc-b12-meters"
 LIFT_CONTACTS = {

@@ -11,6 +11,8 @@ import requests
 
 from tests.fixtures.central import wire_event
 
+pytestmark = pytest.mark.both_engines  # the same cases on SQLite and PostgreSQL
+
 LIFT = "cbxc-b7-u2-lift1"
 
 

@@ -6,9 +6,12 @@ import json
 import queue
 import threading
 
+import pytest
 import requests
 
 from tests.console_helpers import PASSWORD, add_user, alert_event
+
+pytestmark = pytest.mark.both_engines  # the same cases on SQLite and PostgreSQL
 
 
 def listen(central, session: requests.Session, headers: dict | None = None) -> queue.Queue:

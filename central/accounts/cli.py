@@ -19,7 +19,7 @@ from central.app import STORAGE_COMPONENTS
 from central.storage import Conflict, NotFound, StorageError, Store, open_store
 
 
-def _open(db: Path) -> tuple[ConsoleStore, Store]:
+def _open(db: str | Path) -> tuple[ConsoleStore, Store]:
     store = open_store(db, STORAGE_COMPONENTS)  # the whole central's tables, as `central serve` makes them
     return ConsoleStore(store.db), store
 
@@ -107,7 +107,7 @@ def add_parsers(sub: argparse._SubParsersAction, default_db: Path) -> None:
     for name, text in (("add", "add a person"), ("passwd", "set a new password"), ("roles", "replace the roles"),
                        ("disable", "end every session and refuse logins"), ("list", "list the users")):  # fmt: skip
         p = actions.add_parser(name, help=text)
-        p.add_argument("--db", type=Path, default=default_db)
+        p.add_argument("--db", default=str(default_db), help="SQLite file or postgresql:// URL")
         if name != "list":
             p.add_argument("username")
         if name == "add":
@@ -122,7 +122,7 @@ def add_parsers(sub: argparse._SubParsersAction, default_db: Path) -> None:
     flat = sub.add_parser("flat", help="a flat's name and contacts (who is told of its alerts)")
     flat_actions = flat.add_subparsers(dest="flat_command", metavar="ACTION", required=True)
     set_flat = flat_actions.add_parser("set", help="create or replace a flat's contacts")
-    set_flat.add_argument("--db", type=Path, default=default_db)
+    set_flat.add_argument("--db", default=str(default_db), help="SQLite file or postgresql:// URL")
     set_flat.add_argument("--site", required=True)
     set_flat.add_argument("--flat", required=True, help="as the meter node's household.resident, e.g. B12-301")
     set_flat.add_argument("--name", default="", help="how the social worker names the household")

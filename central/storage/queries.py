@@ -6,7 +6,8 @@ is chosen by ``Store`` from the engine's module, never written into the logic.
 
 from __future__ import annotations
 
-RESET_HUGE_HEALTH = "UPDATE nodes SET health = NULL WHERE length(CAST(health AS BLOB)) > ?"
+RESET_HUGE_HEALTH = "UPDATE nodes SET health = NULL WHERE {bytes} > ?"  # bytes: the engine's size in bytes
+HEALTH_BYTES = {"sqlite": "length(CAST(health AS BLOB))", "postgresql": "octet_length(health)"}
 
 # ------------------------------------------------------------------------------------------------ nodes
 NODE_SITE = "SELECT site FROM nodes WHERE node_id = ?"
@@ -22,11 +23,11 @@ NODE_BY_TOKEN = "SELECT * FROM nodes WHERE token_hash = ?"
 NODE_BY_ID = "SELECT * FROM nodes WHERE node_id = ?"
 NODES_BY_ID = "SELECT * FROM nodes WHERE node_id IN ({marks})"
 NODES_PAGE = "SELECT * FROM nodes WHERE {where} ORDER BY node_id LIMIT ?"
-NODE_SUMMARY = (
+NODE_SUMMARY = (  # SUMs cast: PostgreSQL's SUM of BIGINT is NUMERIC
     "SELECT site, role, COUNT(*) AS nodes,"
-    " SUM(CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN 1 ELSE 0 END) AS stale,"
-    " SUM(CASE WHEN max_seq > seqs_received THEN 1 ELSE 0 END) AS with_lost_events,"
-    " SUM(max_seq - seqs_received) AS events_lost FROM nodes GROUP BY site, role ORDER BY site, role"
+    " CAST(SUM(CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN 1 ELSE 0 END) AS BIGINT) AS stale,"
+    " CAST(SUM(CASE WHEN max_seq > seqs_received THEN 1 ELSE 0 END) AS BIGINT) AS with_lost_events,"
+    " CAST(SUM(max_seq - seqs_received) AS BIGINT) AS events_lost FROM nodes GROUP BY site, role ORDER BY site, role"
 )
 NODE_SEQ_MISSING = "SELECT max_seq - seqs_received FROM nodes WHERE node_id = ?"
 TOUCH_NODE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ?"
@@ -36,9 +37,9 @@ STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ? WHERE node_id
 
 # ----------------------------------------------------------------------------------------------- events
 INSERT_EVENT = (
-    "INSERT OR IGNORE INTO events (id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
+    "INSERT INTO events (id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
     " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
 COUNT_REPLAY = "UPDATE nodes SET replays = replays + 1 WHERE node_id = ?"

@@ -39,9 +39,9 @@ CORE = Component(
     (
         Migration(
             1,
-            "the first schema (SQLite only; PostgreSQL starts at version 2)",
+            "the first schema",
             sqlite=schema_v1.SQLITE,
-            postgresql="",
+            postgresql=schema_v1.POSTGRESQL,
         ),
         Migration(2, "the change feed and maintenance marks", sqlite=CHANGES_SQLITE, postgresql=CHANGES_POSTGRESQL),
     ),

@@ -41,7 +41,7 @@ class Store:
         """Run at each start: health stored before heartbeats were bounded (issue 12: 30 heartbeats made one
         node 62 MB) is dropped; the node's next heartbeat stores a fresh one."""
         with self.db.write() as tx:
-            tx.execute(q.RESET_HUGE_HEALTH, (MAX_HEALTH_ROW,))
+            tx.execute(q.RESET_HUGE_HEALTH.format(bytes=q.HEALTH_BYTES[self.engine]), (MAX_HEALTH_ROW,))
 
     def close(self) -> None:
         self.db.close()

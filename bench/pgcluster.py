@@ -1,0 +1,86 @@
+"""A throwaway PostgreSQL cluster for the tests and the benchmarks: initdb in a temporary directory, served on a
+Unix socket only, removed at ``stop()``.
+
+Debian's ``postgresql`` package puts its programs in /usr/lib/postgresql/VERSION/bin. initdb refuses to run as
+root, so as root the cluster belongs to the ``postgres`` user (runuser). ``ThrowawayCluster.start()`` raises
+``ClusterUnavailable`` saying why when it cannot run (no binaries, no postgres user); callers skip on that.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+
+class ClusterUnavailable(RuntimeError):
+    """PostgreSQL cannot be started here; the message says why."""
+
+
+def _bin_dir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise ClusterUnavailable("no PostgreSQL server here (Debian: apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+class ThrowawayCluster:
+    """One cluster; ``url(dbname)`` for psycopg, ``create_database()`` for a fresh database."""
+
+    def __init__(self, *, settings: dict[str, str] | None = None, port: int = 5432) -> None:
+        self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "400", **(settings or {})}
+        self.port = port
+        self.dir: Path | None = None
+        self._made = 0
+
+    def _run(self, *command: str) -> subprocess.CompletedProcess:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120)
+
+    def start(self) -> ThrowawayCluster:
+        bin_dir = _bin_dir()
+        self.dir = Path(tempfile.mkdtemp(prefix="changbai-pg-"))
+        if os.geteuid() == 0:
+            try:
+                shutil.chown(self.dir, "postgres", "postgres")
+            except LookupError:
+                raise ClusterUnavailable("running as root and there is no postgres user to run the cluster") from None
+        data = self.dir / "data"
+        made = self._run(
+            str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+            "--locale=C", "--no-sync",
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise ClusterUnavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+        options = f"-k {self.dir} -p {self.port} -c listen_addresses=''"
+        options += "".join(f" -c {k}={v}" for k, v in self.settings.items())
+        started = self._run(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+        )
+        if started.returncode != 0:
+            log = (self.dir / "log").read_text(errors="replace")[-800:] if (self.dir / "log").exists() else ""
+            raise ClusterUnavailable(f"pg_ctl start failed: {started.stderr.strip()[-300:]} {log}")
+        return self
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.dir}&port={self.port}"
+
+    def create_database(self, prefix: str = "central") -> str:
+        """A new empty database; returns its URL."""
+        self._made += 1
+        name = f"{prefix}_{os.getpid()}_{self._made}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        self._run(str(_bin_dir() / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
