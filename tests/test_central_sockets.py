@@ -52,4 +52,3 @@ def test_central_serve_sets_nodelay_on_accepted_connections(central, tmp_path):
         server.should_exit = True
         thread.join(10)
         app.state.store.close()
-        app.state.releases.close()
