@@ -56,7 +56,15 @@ def run(quick: bool) -> list[Figure]:
         server = start_central(folder)
         try:
             for bundle in bundles.values():
-                args = ["release", "add", str(bundle), "--db", str(server.database), "--public-key", str(kit.public_key)]
+                args = [
+                    "release",
+                    "add",
+                    str(bundle),
+                    "--db",
+                    str(server.database),
+                    "--public-key",
+                    str(kit.public_key),
+                ]
                 assert central_main(args) == 0
             token = register(server, NODE, "elevator", folder / "token")
             node = ManagedNode(folder / "node", server.url, token, kit.public_key, NODE, window_s)
