@@ -1,20 +1,14 @@
-"""What the node reports about itself: the periodic self-test (EN 81-28's automatic test call) and the
-heartbeat body, from the facts the uploader and the outbox hold; ``run_selftest`` also stores the report."""
+"""What the node reports about itself in each heartbeat, from the facts the uploader and the outbox hold (the
+self-test, which the heartbeat carries, is common/selftest.py)."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from common.clock import Clock
 from common.config import NodeConfig
-from common.events import Event, make_event
-from common.outbox import Outbox, OutboxError
-
-log = logging.getLogger("common.sync")  # the uploader's log, where the self-test was always reported
 
 
 def package_version() -> str:
@@ -37,72 +31,6 @@ OUTBOX_FIELDS = (
     "unstored",
     "reserve_bytes",
 )
-
-
-def selftest_report(
-    *,
-    integrity: str,
-    storage: str,
-    token_present: bool,
-    clock: Clock,
-    last_upload_ok_wall: float | None,
-    extra: Any,
-    interval_h: float,
-) -> dict[str, Any]:
-    """The self-test: the outbox's integrity check and whether the disk takes its writes, the token file, the clock, the last good upload and the
-    role's own checks (``extra``, a mapping of name -> result, False meaning failed). An unsynced clock is
-    reported, not a failure: events carry clock_synced and each upload carries the node's wall time."""
-    checks: dict[str, Any] = {
-        "outbox_integrity": integrity,
-        "outbox_storage": storage,
-        "token_present": token_present,
-        "clock_synced": clock.wall_synced(),
-        "last_upload_ok_wall": last_upload_ok_wall,
-    }
-    if isinstance(extra, Mapping):
-        checks.update(extra)
-    ok = integrity == "ok" and storage == "ok" and all(v is not False for k, v in checks.items() if k != "clock_synced")
-    return {"ok": bool(ok), "checks": checks, "interval_h": interval_h}
-
-
-def selftest_event(node_id: str, clock: Clock, report: Mapping[str, Any]) -> Event:
-    """The self-test as a durable state event (so it arrives after an outage too)."""
-    return make_event(
-        node_id,
-        "selftest",
-        wall_time=clock.wall(),
-        clock_synced=clock.wall_synced(),
-        severity="info" if report["ok"] else "warning",
-        priority="state",
-        payload=report,
-    )
-
-
-def run_selftest(
-    outbox: Outbox, config: NodeConfig, clock: Clock, last_upload_ok_wall: float | None, extra: Any
-) -> dict[str, Any]:
-    """Run the self-test, store it in the outbox as a durable event (a failure to store it fails the test) and
-    log it; returns the report with its wall time, for the heartbeat."""
-    central = config.central
-    report = selftest_report(
-        integrity=outbox.check(),
-        storage=outbox.stats()["storage"],
-        token_present=central.token_file.exists(),
-        clock=clock,
-        last_upload_ok_wall=last_upload_ok_wall,
-        extra=extra,
-        interval_h=central.selftest_interval_h,
-    )
-    ok = report["ok"]
-    try:
-        outbox.put(selftest_event(config.node.id, clock, report))
-    except (OutboxError, sqlite3.Error) as exc:
-        report["ok"] = False
-        report["checks"]["outbox_writable"] = f"{type(exc).__name__}: {exc}"
-        log.error("self-test: cannot store the report: %s", exc)
-    report["at_wall"] = clock.wall()
-    (log.info if ok else log.warning)("self-test %s: %s", "ok" if ok else "FAILED", report["checks"])
-    return report
 
 
 def heartbeat_body(

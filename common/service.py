@@ -298,7 +298,7 @@ class NodeRuntime:
         self.outbox.flush_due()
         self.alerts.due_renotify(now)
         role_state = {k: v for k, v in self._health.items() if k == "kiosk_state"}
-        self.health_file.publish(self.uploader.last_heartbeat_wall, self.uploader.last_selftest, role_state)
+        self.health_file.publish(self.uploader.last_heartbeat_wall, self.uploader.selftest.last, role_state)
         if self._storm and (self._last_error_at is None or now - self._last_error_at >= STORM_CLEAR_S):
             self._storm = False
             self._error_times.clear()

@@ -27,7 +27,8 @@ from common.events import Event
 from common.http import CentralHttp, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
 from common.reply import Verdict, backoff_delay, classify_upload, describe, is_auth_refusal
-from common.report import heartbeat_body, package_version, run_selftest
+from common.report import heartbeat_body, package_version
+from common.selftest import SelfTest
 from common.token import TokenFile
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class Uploader:
         self._state = "idle"
         self._readings_since: float | None = None
         self._next_heartbeat = now
-        self._next_selftest = now
+        self.selftest = SelfTest(config, outbox, clock)
         self._token = TokenFile(self._central.token_file)
         # events the central did not take (a lone event still 413, a rejection with a code that is not final):
         # kept in the outbox, left out of batches until this monotonic time, so they cannot stall the rest
@@ -126,7 +127,6 @@ class Uploader:
         self.last_error: str | None = None
         self.last_error_wall: float | None = None
         self.last_heartbeat_wall: float | None = None
-        self.last_selftest: dict[str, Any] | None = None
         self.totals = {"requests": 0, "acked": 0, "dead_lettered": 0, "held": 0, "heartbeats": 0, "loop_errors": 0}
         outbox.add_listener(self._on_put)
 
@@ -171,9 +171,9 @@ class Uploader:
             status = self._state if self._state in ("auth_blocked", "no_token") else "backoff"
             return SyncResult(status=status, retry_in_s=wait, error=self.last_error)
         result = SyncResult(status="idle")
-        if now >= self._next_selftest:
-            self._selftest(now)
-            result.selftest = True
+        result.selftest = self.selftest.run_if_due(
+            now, self.last_success_wall, lambda: self._health_fields().get("selftest")
+        )
         token = self._read_token()
         if token is not None and self._state == "no_token":
             log.info("sync: token file %s found; uploading", self._central.token_file)
@@ -382,15 +382,9 @@ class Uploader:
             health=self._health_fields(),
             uptime_s=self._clock.monotonic() - self._started,
             version=self.version,
-            selftest=self.last_selftest,
+            selftest=self.selftest.last,
             sync=self.status(),
         )
-
-    def _selftest(self, now: float) -> None:
-        """The periodic self-test (EN 81-28 test call): checks, stored as a durable event and in the heartbeat."""
-        self._next_selftest = now + self._central.selftest_interval_h * 3600.0
-        extra = self._health_fields().get("selftest")
-        self.last_selftest = run_selftest(self._outbox, self._config, self._clock, self.last_success_wall, extra)
 
     # ------------------------------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -413,7 +407,7 @@ class Uploader:
     # ------------------------------------------------------------------------------------------ thread
     def _next_wake(self) -> float:
         now = self._clock.monotonic()
-        deadlines = [self._next_heartbeat, self._next_selftest, now + IDLE_WAKE_S, *self._held.values()]
+        deadlines = [self._next_heartbeat, self.selftest.next_at, now + IDLE_WAKE_S, *self._held.values()]
         with self._lock:
             if self._next_attempt > now:
                 deadlines.append(self._next_attempt)
