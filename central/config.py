@@ -17,7 +17,7 @@ from central.accounts.config import AccountsSection
 from central.dispatch.config import DispatchSection
 from central.notify.config import NotifySection
 from common.catalogue import RECIPIENTS
-from common.config import ConfigError, _Collector, build, read_toml, setting
+from common.config import ConfigError, parse_section, read_toml, setting
 from common.contract import SITE_PATTERN
 
 KEY_MIN_CHARS = 24
@@ -181,10 +181,7 @@ class CentralConfig:
 
 def parse_central_config(data: dict[str, Any], file: Path) -> CentralConfig:
     """Validate a parsed TOML document; raises ConfigError listing every problem."""
-    out = _Collector(file)
-    config = build(CentralConfig, data, "", out)
-    if out.problems:
-        raise ConfigError(out.problems)
+    config: CentralConfig = parse_section(CentralConfig, data, file)
     return config
 
 

@@ -251,7 +251,9 @@ def _describe(tp: Any) -> str:
     )
 
 
-class _Collector:
+class Problems:
+    """Every problem of one config file, one line each naming the file, the key and the value."""
+
     def __init__(self, file: Path) -> None:
         self.file = file
         self.problems: list[str] = []
@@ -264,7 +266,7 @@ class _Collector:
 _BAD = object()
 
 
-def _convert(tp: Any, value: Any, key: str, out: _Collector) -> Any:
+def _convert(tp: Any, value: Any, key: str, out: Problems) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -277,7 +279,7 @@ def _convert(tp: Any, value: Any, key: str, out: _Collector) -> Any:
         if len(args) == 1:
             return _convert(args[0], value, key, out)
         for arg in args:
-            probe = _Collector(out.file)
+            probe = Problems(out.file)
             result = _convert(arg, value, key, probe)
             if result is not _BAD:
                 return result
@@ -323,20 +325,29 @@ def _convert(tp: Any, value: Any, key: str, out: _Collector) -> Any:
     return _BAD
 
 
-def _check_bounds(f: dataclasses.Field, value: Any, key: str, out: _Collector) -> bool:
-    meta = f.metadata
-    lo, hi, pattern = meta.get("min"), meta.get("max"), meta.get("pattern")
+def bounds_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with ``value`` against the min/max/pattern its ``setting()`` carries, or None."""
+    lo, hi, pattern = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("pattern")
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if is_number and (lo is not None and value < lo or hi is not None and value > hi):
-        out.add(key, value, f"out of range; allowed: {lo if lo is not None else '-inf'}..{hi}")
-        return False
+        return f"out of range; allowed: {lo if lo is not None else '-inf'}..{hi}"
     if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-        out.add(key, value, f"does not match {pattern}" + (f" ({meta['help']})" if meta.get("help") else ""))
-        return False
-    return True
+        return f"does not match {pattern}"
+    return None
 
 
-def build(cls: type, data: Mapping[str, Any], prefix: str, out: _Collector) -> Any:
+def _check_bounds(f: dataclasses.Field, value: Any, key: str, out: Problems) -> bool:
+    problem = bounds_problem(f, value)
+    if problem is None:
+        return True
+    help_text = f.metadata.get("help")
+    if problem.startswith("does not match") and help_text:
+        problem += f" ({help_text})"
+    out.add(key, value, problem)
+    return False
+
+
+def build(cls: type, data: Mapping[str, Any], prefix: str, out: Problems) -> Any:
     """Build dataclass ``cls`` from a TOML table, adding every problem to ``out``; returns _BAD on failure."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -377,6 +388,16 @@ def build(cls: type, data: Mapping[str, Any], prefix: str, out: _Collector) -> A
     return obj if ok else _BAD
 
 
+def parse_section(cls: type, data: Mapping[str, Any], file: Path) -> Any:
+    """Build dataclass ``cls`` from a whole parsed TOML document (another program's config, e.g. the central's);
+    raises ConfigError listing every problem."""
+    out = Problems(file)
+    built = build(cls, data, "", out)
+    if out.problems:
+        raise ConfigError(out.problems)
+    return built
+
+
 def role_section_class(role: str) -> type:
     """The dataclass of a role's section (imported on first use)."""
     module, _, name = ROLE_SECTIONS[role].partition(":")
@@ -385,7 +406,7 @@ def role_section_class(role: str) -> type:
 
 def parse_config(data: Mapping[str, Any], file: Path) -> NodeConfig:
     """Validate an already-parsed TOML document; raises ConfigError listing every problem."""
-    out = _Collector(file)
+    out = Problems(file)
     common = {"node": NodeSection, "central": CentralSection, "outbox": OutboxSection, "gpio": GpioSection}
     common["audio"] = AudioSection
     common["update"] = UpdateSection

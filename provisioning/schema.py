@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import ROLE_SECTIONS, ButtonPin, InputPin, LedPin, SerialPort
+from common.config import ROLE_SECTIONS, ButtonPin, InputPin, LedPin, SerialPort, bounds_problem
 
 PIN_TYPES: tuple[type, ...] = (InputPin, ButtonPin, LedPin)
 
@@ -105,15 +104,11 @@ def parse_text(tp: Any, text: str) -> Any:
 
 
 def check_bounds(f: dataclasses.Field, value: Any) -> None:
-    """The same min/max/pattern a ``setting()`` carries, checked as soon as a value is typed."""
-    lo, hi, pattern = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("pattern")
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        is_number = isinstance(v, int | float) and not isinstance(v, bool)
-        if is_number and (lo is not None and v < lo or hi is not None and v > hi):
-            raise BadValue(f"{v!r} is out of range; allowed: {lo if lo is not None else '-inf'}..{hi}")
-        if pattern and isinstance(v, str) and not re.fullmatch(pattern, v):
-            raise BadValue(f"{v!r} does not match {pattern}")
+    """The same min/max/pattern a ``setting()`` carries (the node's own check), as soon as a value is typed."""
+    for v in value if isinstance(value, list) else [value]:
+        problem = bounds_problem(f, v)
+        if problem is not None:
+            raise BadValue(f"{v!r}: {problem}")
 
 
 @dataclass(frozen=True)

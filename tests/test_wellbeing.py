@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common.config import ConfigError, _Collector, build
+from common.config import ConfigError, Problems, build
 from common.events import Detection
 from meter_node.wellbeing import PROFILE_KIND, WellbeingMonitor, WellbeingSettings, parse_local_date, recipients_for
 
@@ -584,10 +584,10 @@ def test_out_of_order_and_repeated_readings_are_ignored() -> None:
 
 
 def test_settings_are_validated_by_the_config_engine() -> None:
-    out = _Collector(Path("node.toml"))
+    out = Problems(Path("node.toml"))
     build(WellbeingSettings, {"inactivity_warning_h": 10.0, "inactivity_urgent_h": 9.0}, "meter.wellbeing", out)
     assert any("inactivity_urgent_h must be >= inactivity_warning_h" in p for p in out.problems)
-    out = _Collector(Path("node.toml"))
+    out = Problems(Path("node.toml"))
     build(WellbeingSettings, {"morning_deadline": "9:00", "escalate_after_min": 0}, "meter.wellbeing", out)
     assert any("morning_deadline" in p for p in out.problems)
     assert any("escalate_after_min" in p for p in out.problems)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from common.config import ConfigError, _Collector, build, read_toml, setting
+from common.config import ConfigError, parse_section, read_toml, setting
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -283,10 +283,10 @@ def load_profile_file(path: Path | str) -> MeterProfile:
 
 def parse_profile(data: Mapping[str, Any], file: Path) -> MeterProfile:
     """Validate an already-parsed profile table (``file`` names it in errors)."""
-    out = _Collector(file)
-    spec = build(ProfileSpec, data, "", out)
-    if out.problems or not isinstance(spec, ProfileSpec):
-        raise ProfileError(out.problems or [f"{file}: not a usable profile"])
+    try:
+        spec: ProfileSpec = parse_section(ProfileSpec, data, file)
+    except ConfigError as exc:
+        raise ProfileError(exc.problems) from None
     return MeterProfile(name=file.name.removesuffix(".toml"), path=file, spec=spec)
 
 
