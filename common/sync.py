@@ -24,7 +24,7 @@ from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
 from common.contract import API_PREFIX
 from common.events import Event
-from common.http import CentralHttp, HttpFailure, HttpReply
+from common.http import HttpClient, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
 from common.reply import Verdict, backoff_delay, classify_upload, describe, is_auth_refusal
 from common.report import heartbeat_body, package_version
@@ -95,13 +95,7 @@ class Uploader:
         base = self._central.url.rstrip("/")
         self.events_url = f"{base}{API}/events"
         self.heartbeat_url = f"{base}{API}/heartbeat"
-        self._http = CentralHttp(
-            ca_bundle=self._central.ca_bundle,
-            connect_timeout_s=self._central.connect_timeout_s,
-            read_timeout_s=self._central.read_timeout_s,
-            total_timeout_s=self._central.request_limit_s,
-            max_reply_bytes=int(self._central.max_reply_kb * 1024),
-        )
+        self._http = HttpClient.for_central(self._central)
         self.version = package_version()
         host = (urllib.parse.urlsplit(self._central.url).hostname or "").lower()
         if self._central.url.lower().startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
