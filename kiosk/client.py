@@ -1,4 +1,5 @@
-"""The central's rides API over requests: order (idempotent by request id), status, cancel, and a reachability probe.
+"""The central's rides API over the one HTTP client (common/http.py): order (idempotent by request id), status,
+cancel, and a reachability probe.
 
 Errors come in two classes the ride machine treats differently: ``CentralUnreachableError`` (no answer,
 timeouts, 5xx, 429: try again later) and ``CentralRejectedError`` (4xx or a reply that breaks the contract:
@@ -13,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from common.config import NodeConfig
 from common.contract import API_PREFIX
+from common.http import HttpClient, HttpFailure, HttpReply
 from kiosk.ride_events import Car
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def parse_ride(data: Any) -> RideStatus:
 
 
 class RidesClient:
-    """Calls /api/v1/rides for one kiosk. Thread-safe enough for one worker thread (one Session)."""
+    """Calls /api/v1/rides for one kiosk, from one worker thread (one request at a time)."""
 
     def __init__(
         self,
@@ -83,16 +83,21 @@ class RidesClient:
         *,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 15.0,
+        total_timeout_s: float = 30.0,
+        max_reply_bytes: int = 4096 * 1024,
         ca_bundle: Path | None = None,
-        session: requests.Session | None = None,
     ) -> None:
         self.base = base_url.rstrip("/") + API
         self._token = token
         self.pickup_point = pickup_point
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        self.session = session or requests.Session()
         # verification is always on; a site CA is added, never a way to switch it off
-        self.verify: bool | str = str(ca_bundle) if ca_bundle else True
+        self.http = HttpClient(
+            ca_bundle=ca_bundle,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            total_timeout_s=total_timeout_s,
+            max_reply_bytes=max_reply_bytes,
+        )
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> RidesClient:
@@ -104,6 +109,8 @@ class RidesClient:
             config.role_config.pickup_point,
             connect_timeout_s=config.central.connect_timeout_s,
             read_timeout_s=config.central.read_timeout_s,
+            total_timeout_s=config.central.request_limit_s,
+            max_reply_bytes=int(config.central.max_reply_kb * 1024),
             ca_bundle=config.central.ca_bundle,
         )
 
@@ -124,39 +131,33 @@ class RidesClient:
     def probe(self) -> None:
         """Raises CentralUnreachableError unless the central answers HTTP at all (any status counts)."""
         try:
-            self.session.get(f"{self.base}/health", timeout=self.timeout, verify=self.verify)
-        except requests.RequestException as exc:
-            raise CentralUnreachableError(_why(exc)) from None
+            self.http.request("GET", f"{self.base}/health", read_body=False)
+        except HttpFailure as exc:
+            # the failure's class says what failed (ConnectTimeout, ConnectionError, SSLError), no headers echoed
+            raise CentralUnreachableError(exc.name) from None
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         if not self._token:
             raise CentralRejectedError(401, "no node token (run provisioning)")
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            resp = self.session.request(
-                method, self.base + path, json=body, headers=headers, timeout=self.timeout, verify=self.verify
-            )
-        except requests.RequestException as exc:
-            raise CentralUnreachableError(_why(exc)) from None
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise CentralUnreachableError(f"HTTP {resp.status_code}")
-        if resp.status_code >= 400:
-            raise CentralRejectedError(resp.status_code, _detail(resp))
+            resp = self.http.request_json(method, self.base + path, body, headers=headers)
+        except HttpFailure as exc:
+            raise CentralUnreachableError(exc.name) from None
+        if resp.status >= 500 or resp.status == 429:
+            raise CentralUnreachableError(f"HTTP {resp.status}")
+        if resp.status >= 400:
+            raise CentralRejectedError(resp.status, _detail(resp))
         try:
             return resp.json()
         except ValueError:
-            raise CentralRejectedError(resp.status_code, "reply is not JSON") from None
+            raise CentralRejectedError(resp.status, "reply is not JSON") from None
 
 
-def _why(exc: requests.RequestException) -> str:
-    # the class name says what failed (ConnectTimeout, ConnectionError, SSLError) without echoing headers
-    return type(exc).__name__
-
-
-def _detail(resp: requests.Response) -> str:
+def _detail(resp: HttpReply) -> str:
     try:
         data = resp.json()
     except ValueError:
