@@ -140,19 +140,19 @@ def main(argv: list[str]) -> int:
     prompt.say(f"registering {config.node.id} ({config.node.role}) at {config.central.url} ...")
     response = central_client.call(config, "POST", "/nodes/register", body=body, timeout_s=args.timeout)
     del claim_key, body  # nothing below needs the claim key
-    if response.status_code == 403:
+    if response.status == 403:
         raise ProvisionError(
             EXIT_PERMISSION,
             f"claim key refused for site {config.node.site!r} ({central_client.error_text(response)})",
             ["check node.site in the config and ask the site's operator for the current claim key"],
         )
-    if response.status_code == 409:
+    if response.status == 409:
         raise ProvisionError(
             EXIT_BAD_INPUT,
             f"node id {config.node.id!r} cannot be registered: {central_client.error_text(response)}",
             ["node ids are unique across sites: pick another node.id (provision init --force)"],
         )
-    if response.status_code not in (200, 201):
+    if response.status not in (200, 201):
         raise central_client.central_error(response, "registration")
     data = central_client.answer(response)
     token = data.get("token")

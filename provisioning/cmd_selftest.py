@@ -298,7 +298,7 @@ def check_central(config: NodeConfig, results: list[Check], timeout_s: float) ->
         response = central_client.call(config, "POST", "/heartbeat", token=token, body=body, timeout_s=timeout_s)
     except ProvisionError as exc:
         return Check(name, FAIL, exc.message)
-    if response.status_code == 200:
+    if response.status == 200:
         return Check(name, PASS, f"{config.central.url}: heartbeat accepted")
     if central_client.refused(response):
         return Check(name, FAIL, f"token refused ({central_client.error_text(response)}): provision register again")

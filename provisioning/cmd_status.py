@@ -63,7 +63,7 @@ def node_record(config: NodeConfig, operator_key_file: Path | None, timeout_s: f
     else:
         token = central_client.read_token(config)
     response = central_client.call(config, "GET", f"/nodes/{config.node.id}", token=token, timeout_s=timeout_s)
-    if response.status_code == 404:
+    if response.status == 404:
         raise ProvisionError(EXIT_BAD_INPUT, f"the central does not know node {config.node.id}: provision register")
     if central_client.refused(response):
         raise ProvisionError(
@@ -73,7 +73,7 @@ def node_record(config: NodeConfig, operator_key_file: Path | None, timeout_s: f
                 "re-register if the token was rotated, or give --operator-key-file on a central that allows only operators"
             ],
         )
-    if response.status_code != 200:
+    if response.status != 200:
         raise central_client.central_error(response, "node status")
     return central_client.answer(response)
 
