@@ -1,11 +1,13 @@
 """The updater's calls to the central: ask for a release, download its files (resuming a cut download with an
-HTTP Range request), report how the update went. Uses the node's own token and TLS settings."""
+HTTP Range request), report how the update went. Uses the node's own token and TLS settings, through the one HTTP
+client (common/http.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,13 @@ import requests
 import urllib3
 
 from common.config import NodeConfig
+from common.contract import API_PREFIX
+from common.http import HttpClient, HttpFailure
 from updates.manifest import FileEntry, HashMismatch, ReleaseError, check_file
 
 log = logging.getLogger(__name__)
 
-API = "/api/v1"
+API = API_PREFIX
 ATTEMPTS = 6
 READ_CHUNK = 64 * 1024
 # an attempt whose average rate stays below this after [central] read_timeout_s is cut and resumed: a trickle
@@ -39,13 +43,11 @@ class DownloadStalled(CentralUnavailable):
 class CentralClient:
     """HTTP to the central for one node."""
 
-    def __init__(self, config: NodeConfig, session: requests.Session | None = None) -> None:
+    def __init__(self, config: NodeConfig) -> None:
         self.base = config.central.url.rstrip("/")
         self.token_file = config.central.token_file
-        self.timeout = (config.central.connect_timeout_s, config.central.read_timeout_s)
-        self.session = session or requests.Session()
-        self.session.trust_env = False  # no proxy or .netrc replacing our Authorization header
-        self.session.verify = str(config.central.ca_bundle) if config.central.ca_bundle else True
+        self.http = HttpClient.for_central(config.central)
+        self.grace_s = config.central.read_timeout_s  # a download's first seconds, before its rate counts
 
     def _headers(self) -> dict[str, str]:
         try:
@@ -54,15 +56,14 @@ class CentralClient:
             raise CentralUnavailable(f"token file {self.token_file}: {exc.strerror} (provision register)") from None
         return {"Authorization": f"Bearer {token}"}
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            answer = self.session.request(
-                method, self.base + path, headers=self._headers(), timeout=self.timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise CentralUnavailable(f"central unreachable: {type(exc).__name__}: {str(exc)[:200]}") from None
-        if answer.status_code != 200:
-            raise CentralUnavailable(f"central answered HTTP {answer.status_code} to {path}: {answer.text[:200]}")
+            answer = self.http.request_json(method, self.base + path, body, headers=self._headers())
+        except HttpFailure as exc:
+            raise CentralUnavailable(f"central unreachable: {exc.text}") from None
+        if answer.status != 200:
+            text = answer.body[:200].decode("utf-8", "replace")
+            raise CentralUnavailable(f"central answered HTTP {answer.status} to {path}: {text}")
         try:
             return answer.json()
         except ValueError:
@@ -71,7 +72,7 @@ class CentralClient:
     def check(self, channel: str, target: str, version: str, force: bool = False) -> dict[str, Any]:
         """The central's answer: ``{"update": {...} | None, "reason": ...}``."""
         params = {"channel": channel, "target": target, "version": version, "force": "true" if force else "false"}
-        answer = self._call("GET", f"{API}/updates/check", params=params)
+        answer = self._call("GET", f"{API}/updates/check?{urllib.parse.urlencode(params)}")
         offer = answer.get("update") if isinstance(answer, dict) else "no object"
         if offer is not None and not (
             isinstance(offer, dict) and all(isinstance(offer.get(k), str) for k in OFFER_FIELDS)
@@ -83,7 +84,7 @@ class CentralClient:
         body = {k: outcome.get(k) for k in ("rollout", "version", "state", "reason")}
         body["from_version"] = outcome.get("from_version") or ""
         body["reason"] = (body["reason"] or "")[:2000]
-        self._call("POST", f"{API}/updates/report", json=body)
+        self._call("POST", f"{API}/updates/report", body)
 
     def download(
         self, files_url: str, entry: FileEntry, dest: Path, progress: Callable[[str], None] | None = None
@@ -110,8 +111,8 @@ class CentralClient:
             if have < entry.size:
                 try:
                     self._fetch(url, part, have, entry.size)
-                except (requests.RequestException, urllib3.exceptions.HTTPError, DownloadStalled) as exc:
-                    cut = str(exc) if isinstance(exc, DownloadStalled) else type(exc).__name__
+                except (HttpFailure, requests.RequestException, urllib3.exceptions.HTTPError, DownloadStalled) as exc:
+                    cut = str(exc) if isinstance(exc, DownloadStalled) else _name(exc)
                     log.warning("download of %s cut at attempt %d: %s", entry.name, attempt, cut)
             got = part.stat().st_size if part.exists() else 0
             if got >= entry.size or (got == have and not cut):
@@ -137,7 +138,7 @@ class CentralClient:
         headers = self._headers()
         if have:
             headers["Range"] = f"bytes={have}-"
-        with self.session.get(url, headers=headers, timeout=self.timeout, stream=True) as answer:
+        with self.http.stream(url, headers) as answer:
             if answer.status_code == 416:
                 return  # nothing after ``have``: the server's file is shorter than the manifest says
             if answer.headers.get("Content-Type", "").lower().startswith("text/html"):
@@ -160,7 +161,7 @@ class CentralClient:
     def _copy(self, answer: requests.Response, out: Any, room: int) -> None:
         """Write the answer's body to ``out``: at most ``room`` bytes (then one more, so an oversized file
         fails its size check), in small chunks so a cut keeps what arrived, at MIN_RATE_BPS or faster."""
-        started, got, grace = time.monotonic(), 0, self.timeout[1]
+        started, got, grace = time.monotonic(), 0, self.grace_s
         raw = answer.raw
         # read1: what has arrived (one socket read), so a trickle is measured while it trickles
         chunks = iter(lambda: raw.read1(READ_CHUNK), b"") if hasattr(raw, "read1") else answer.iter_content(1024)
@@ -173,3 +174,8 @@ class CentralClient:
             elapsed = time.monotonic() - started
             if elapsed > grace and got < MIN_RATE_BPS * elapsed:
                 raise DownloadStalled(f"{got:,} bytes in {elapsed:.0f} s, slower than {MIN_RATE_BPS} bytes/s")
+
+
+def _name(exc: Exception) -> str:
+    """What cut a download, in a word (``ReadTimeout``, ``ConnectionError``, ``ProtocolError``)."""
+    return exc.name if isinstance(exc, HttpFailure) else type(exc).__name__
