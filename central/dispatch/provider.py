@@ -13,10 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from central.dispatch.config import DispatchSection
-from central.notify.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from central.notify.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, HttpRequest, post, sign
+from common.http import HttpFailure, HttpReply
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,13 @@ class HttpProvider:
         self.section = section
         self.callback_url = callback_url
 
-    def _post(self, path: str, body: dict[str, Any]) -> requests.Response:
+    def _post(self, path: str, body: dict[str, Any]) -> HttpReply:
+        """Signed, within ``timeout_s`` in all, never following a redirect (as the notifier's webhooks)."""
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Idempotency-Key": str(body.get("ride_id", "")),
                    TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(self.section.secret, stamp, data)}  # fmt: skip
-        return requests.post(
-            self.section.url.rstrip("/") + path, data=data, headers=headers, timeout=self.section.timeout_s
-        )
+        return post(HttpRequest(self.section.url.rstrip("/") + path, headers, data), self.section.timeout_s, True)
 
     def create(self, ride: dict[str, Any]) -> Decision:
         body = {
@@ -55,11 +53,11 @@ class HttpProvider:
         }
         try:
             reply = self._post("/rides", body)
-        except requests.RequestException as exc:
-            return Decision(False, None, f"provider_down: {type(exc).__name__}")
-        if not 200 <= reply.status_code < 300:
-            kind = "provider_refused" if 400 <= reply.status_code < 500 else "provider_down"
-            return Decision(False, None, f"{kind}: HTTP {reply.status_code}")
+        except HttpFailure as exc:
+            return Decision(False, None, f"provider_down: {exc.name}")
+        if not 200 <= reply.status < 300:
+            kind = "provider_refused" if 400 <= reply.status < 500 else "provider_down"
+            return Decision(False, None, f"{kind}: HTTP {reply.status}")
         try:
             answer = reply.json()
             return Decision(True, str(answer["provider_ride_id"]), "")
@@ -69,9 +67,9 @@ class HttpProvider:
     def cancel(self, ride_id: str, provider_ride_id: str | None) -> bool:
         try:
             reply = self._post(f"/rides/{provider_ride_id or ride_id}/cancel", {"ride_id": ride_id})
-        except requests.RequestException:
+        except HttpFailure:
             return False
-        return 200 <= reply.status_code < 300
+        return 200 <= reply.status < 300
 
 
 def dispatched_view(

@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-import requests
-
-from central.notify import http
 from central.notify.config import ChannelSection
 from central.notify.message import Message
 from central.notify.replies import failed, http_outcome, robot_outcome, sms_outcome
 from central.notify.retry import Outcome
+from common.http import HttpClient, HttpFailure, HttpReply
 
 ROBOT_MAX_BYTES = 2048  # WeCom's text limit (UTF-8 bytes); DingTalk is held to the same
 SMS_MAX_BYTES = 600  # about 200 Chinese characters: a few SMS parts, the link whole
+MAX_ANSWER_BYTES = 64 * 1024  # a robot's answer is under 100 bytes; anything this long is not one
 SIGNATURE_HEADER = "X-Changbai-Signature"
 TIMESTAMP_HEADER = "X-Changbai-Timestamp"
 
@@ -116,24 +115,33 @@ def render_email(channel: ChannelSection, message: Message) -> EmailMessage:
     return mail
 
 
-def _why(exc: Exception) -> str:
-    """The innermost reason of a network failure (requests wraps it in "Max retries exceeded ... Caused by")."""
-    reason: BaseException = exc
-    while True:
-        inner = reason.args[0] if reason.args else getattr(reason, "reason", None)
-        inner = inner if isinstance(inner, BaseException) else getattr(reason, "reason", None)
-        if not isinstance(inner, BaseException):
-            return str(reason)
-        reason = inner
+def post(request: HttpRequest, timeout_s: float, read_body: bool) -> HttpReply:
+    """One POST to a receiver we do not control, the whole attempt within ``timeout_s`` (a receiver dripping its
+    answer a byte a second is cut there), never following a redirect (a 302 would turn the POST into a GET and
+    a login page's 200 would pass for a delivery), at most ``MAX_ANSWER_BYTES`` of the answer read (``cut``);
+    ``read_body`` False: the status line decides. Raises HttpFailure."""
+    client = HttpClient(
+        connect_timeout_s=timeout_s,
+        read_timeout_s=timeout_s,
+        total_timeout_s=timeout_s,
+        max_reply_bytes=MAX_ANSWER_BYTES,
+        trust_env=True,  # a central may reach the internet through its site's proxy
+    )
+    try:
+        return client.request(
+            "POST", request.url, body=request.body, headers=request.headers, read_body=read_body, cut=True
+        )
+    finally:
+        client.close()
 
 
 def _send_http(channel: ChannelSection, message: Message, timeout_s: float) -> Outcome:
     request = render_http(channel, message, time.time())
     robot = channel.type in ("wecom", "dingtalk")
     try:
-        reply = http.post(request.url, request.body, request.headers, timeout_s, read_body=channel.type != "webhook")
-    except (requests.RequestException, http.DeadlineExceeded) as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {_why(exc)[:200]}")
+        reply = post(request, timeout_s, read_body=channel.type != "webhook")
+    except HttpFailure as exc:
+        return Outcome(False, None, exc.text)
     if 300 <= reply.status < 400:
         where = reply.headers.get("Location", "")[:200]
         return Outcome(False, reply.status, f"HTTP {reply.status}: redirected to {where!r}, not followed (fix the url)")
