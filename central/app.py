@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from central import releases
 from central.accounts.store import CONSOLE, ConsoleStore
+from central.admission import INGEST, INTERACTIVE, Admission, AdmissionGate, AdmissionSlot
 from central.asgi_limits import BodyLimit, MemoryBudget, SecurityHeaders
 from central.changes import ChangeHub
 from central.config import CentralConfig
@@ -122,14 +123,19 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     app.state.stream_slots = changes.StreamSlots(server.max_streams)
+    limits = {INGEST: server.max_ingest_in_flight, INTERACTIVE: server.max_interactive_in_flight}
+    app.state.admission = AdmissionGate(limits, server.overload_retry_after_s)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     files = files_root(database, config.database.files_dir)
     releases.install(app, ReleaseStore(app.state.store.db, files))  # software updates: central/releases.py
+    app.add_middleware(AdmissionSlot, gate=app.state.admission)  # a slot once the body is read
     app.add_middleware(
         BodyLimit, max_bytes=server.max_body_bytes, timeout_s=server.body_timeout_s, budget=app.state.memory_budget
     )
+    # outside BodyLimit: a request over its class's bound is refused before any of its body is read
+    app.add_middleware(Admission, gate=app.state.admission)
     app.add_middleware(SecurityHeaders)
     return app
 

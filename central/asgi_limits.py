@@ -175,12 +175,19 @@ def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict]]:
 
 
 async def send_refusal(
-    send: Any, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    close: bool = True,
 ) -> None:
-    """Answer a refusal from raw ASGI, closing the connection (the rest of the body is not read)."""
+    """Answer a refusal from raw ASGI. ``close``: the connection is closed after it (the rest of the body is not
+    read); without, uvicorn drops the body as it arrives and keeps the connection for the next request."""
     data = json.dumps(error_body(code, message), ensure_ascii=False).encode()
     out = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    out += [(b"connection", b"close"), *(headers or [])]
+    out += [*([(b"connection", b"close")] if close else []), *(headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": data})
 

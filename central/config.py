@@ -49,6 +49,15 @@ class ServerSection:
         10, min=1, max=10_000, help="wrong claim keys per client address and minute before 429"
     )
     max_streams: int = setting(100, min=1, max=10_000, help="change streams (server-sent events) open at once")
+    max_ingest_in_flight: int = setting(
+        16, min=1, max=10_000, help="node uploads (events, heartbeats, ...) handled at once per process; beyond, 503"
+    )
+    max_interactive_in_flight: int = setting(
+        16, min=1, max=10_000, help="console and ride requests handled at once per process; beyond, 503"
+    )
+    overload_retry_after_s: int = setting(
+        5, min=1, max=600, help="a 503 tells the client to retry after this many to twice as many seconds"
+    )
     feed_poll_s: float = setting(1.0, min=0.05, max=60.0, help="how often each change stream looks for changes")
 
 

@@ -1,0 +1,191 @@
+"""Admission control: a bounded number of requests worked on at once per class of route, as many again waiting
+in line; past that a typed 503 ``overloaded`` with Retry-After, decided from the request head.
+
+Two classes, each with its own bound (``[server] max_ingest_in_flight`` and ``max_interactive_in_flight``):
+
+- ``ingest``: what nodes send in bulk (events, heartbeats, update checks and reports, registration). After an
+  outage a thousand nodes drain at once; the ones over the bound are told to come back later instead of
+  queueing until their read timeout and sending everything again.
+- ``interactive``: people and the kiosks' ride requests (the console, its reads, acknowledgements, rides).
+  A flood of uploads never takes their slots.
+
+Not counted: ``/health`` (the load balancer's probe must answer whatever the load), the change streams (bounded
+by ``max_streams``) and release file downloads (long transfers; bounded by the connection cap and the staged
+rollout).
+
+Two middlewares share the counters. ``Admission`` (outside the body limits) refuses a request from its head when
+its class has every slot taken and a full line: no byte of the body is read, the connection is kept, and
+uvicorn drops the body as it arrives. ``AdmissionSlot`` (inside them) takes the slot once the body is read, so a
+body still arriving holds none and slow senders cannot take them all; should the line have filled meanwhile,
+that request is refused too. Each central process has its own bounds (``central serve --workers N`` admits N
+times as many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from central.asgi_limits import send_refusal
+from common.contract import API_PREFIX
+
+log = logging.getLogger("central")
+
+INGEST = "ingest"
+INTERACTIVE = "interactive"
+CLASSES = (INGEST, INTERACTIVE)
+
+_INGEST_POSTS = frozenset(f"{API_PREFIX}{p}" for p in ("/events", "/heartbeat", "/nodes/register", "/updates/report"))
+_INGEST_GETS = frozenset({f"{API_PREFIX}/updates/check"})
+_EXEMPT = frozenset({"/health", f"{API_PREFIX}/health", f"{API_PREFIX}/stream", f"{API_PREFIX}/changes/stream"})
+_DOWNLOADS = f"{API_PREFIX}/releases/"
+LOG_EVERY_S = 10.0  # at most one log line per class this often while refusing
+
+
+def route_class(method: str, path: str) -> str | None:
+    """The admission class of a request (``ingest`` or ``interactive``), or None when it is not counted."""
+    if path in _EXEMPT or (path.startswith(_DOWNLOADS) and "/files/" in path):
+        return None
+    if (method == "POST" and path in _INGEST_POSTS) or (method == "GET" and path in _INGEST_GETS):
+        return INGEST
+    return INTERACTIVE
+
+
+@dataclass
+class ClassCounts:
+    """One class's bound, the requests working and waiting, and what it admitted and refused since the start."""
+
+    limit: int
+    working: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+    peak: int = 0
+    admitted: int = 0
+    refused: int = 0
+    refused_since_log: int = 0
+    logged_at: float = -LOG_EVERY_S
+
+    def full(self) -> bool:
+        """Every slot taken and as many requests again waiting for one."""
+        return self.working + len(self.waiting) >= 2 * self.limit
+
+
+class AdmissionGate:
+    """Each class's counters (``app.state.admission``), kept on the event loop's thread: no lock is needed."""
+
+    def __init__(self, limits: dict[str, int], retry_after_s: int, rng: random.Random | None = None) -> None:
+        self.classes = {name: ClassCounts(limits[name]) for name in CLASSES}
+        self.retry_after_s = retry_after_s
+        self._rng = rng or random.Random()
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """Per class: limit, working, waiting, peak, admitted, refused (for tests and benches)."""
+        return {
+            name: {
+                "limit": c.limit,
+                "working": c.working,
+                "waiting": len(c.waiting),
+                "peak": c.peak,
+                "admitted": c.admitted,
+                "refused": c.refused,
+            }
+            for name, c in self.classes.items()
+        }
+
+    async def acquire(self, counts: ClassCounts) -> bool:
+        """Take a slot, waiting in line behind at most ``limit`` others; False when the line is full too."""
+        if counts.working < counts.limit and not counts.waiting:
+            counts.working += 1
+        elif len(counts.waiting) < counts.limit:
+            turn = asyncio.get_running_loop().create_future()
+            counts.waiting.append(turn)
+            try:
+                await turn  # release() hands its slot over: ``working`` stays counted
+            except asyncio.CancelledError:
+                if turn in counts.waiting:
+                    counts.waiting.remove(turn)
+                elif not turn.cancelled():
+                    self.release(counts)  # the slot came as this waiter was cancelled: pass it on
+                raise
+        else:
+            return False
+        counts.admitted += 1
+        counts.peak = max(counts.peak, counts.working)
+        return True
+
+    def release(self, counts: ClassCounts) -> None:
+        """Give the slot to the first request in line, or back."""
+        while counts.waiting:
+            turn = counts.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        counts.working -= 1
+
+    async def refuse(self, name: str, send: Any) -> None:
+        """The typed 503 with Retry-After spread over [retry_after_s, 2 x retry_after_s] (refused nodes must not
+        all come back together); the connection is kept."""
+        counts = self.classes[name]
+        counts.refused += 1
+        counts.refused_since_log += 1
+        wait = self._rng.randint(self.retry_after_s, 2 * self.retry_after_s)
+        now = time.monotonic()
+        if now - counts.logged_at >= LOG_EVERY_S:
+            log.warning(
+                "overloaded: %d %s request(s) refused since the last such line (%d working, %d waiting); told to"
+                " retry after %d-%d s",
+                counts.refused_since_log,
+                name,
+                counts.working,
+                len(counts.waiting),
+                self.retry_after_s,
+                2 * self.retry_after_s,
+            )
+            counts.logged_at, counts.refused_since_log = now, 0
+        message = f"the central has {counts.working} {name} requests working and {len(counts.waiting)} waiting"
+        message += f", its limit; try again in {wait} s"
+        await send_refusal(send, 503, "overloaded", message, [(b"retry-after", str(wait).encode())], close=False)
+
+
+class Admission:
+    """ASGI middleware outside ``BodyLimit``: a request whose class is full (every slot taken, the line full) is
+    refused from its head, before any of its body is read. The others go on to have their bodies read."""
+
+    def __init__(self, app: Any, gate: AdmissionGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        name = route_class(scope.get("method", ""), scope.get("path", "")) if scope["type"] == "http" else None
+        if name is not None and self.gate.classes[name].full():
+            await self.gate.refuse(name, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class AdmissionSlot:
+    """ASGI middleware inside ``BodyLimit``: the request, its body read, takes a slot of its class (or waits in
+    line for one) for as long as the route works on it. A body still arriving holds no slot, so slow senders
+    cannot take them; they are bounded by ``max_buffered_bytes`` and ``body_timeout_s`` instead."""
+
+    def __init__(self, app: Any, gate: AdmissionGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        name = route_class(scope.get("method", ""), scope.get("path", "")) if scope["type"] == "http" else None
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        counts = self.gate.classes[name]
+        if not await self.gate.acquire(counts):
+            await self.gate.refuse(name, send)  # many bodies finished at once: the line filled meanwhile
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.release(counts)

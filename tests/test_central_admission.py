@@ -1,0 +1,265 @@
+"""Admission control (issue 15): a bounded number of requests in flight per class, past it a typed 503 with
+Retry-After, decided from the request head; the console's class and /health are not starved by uploads; real
+node uploaders honour the Retry-After and nothing is lost or stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from central.admission import INGEST, INTERACTIVE, AdmissionGate, route_class
+from central.config import parse_central_config
+from central.server import CentralServer
+from common.clock import SystemClock
+from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
+from common.events import make_event
+from common.outbox import Outbox
+from common.sync import Uploader
+from tests.conftest import eventually
+from tests.fixtures.central import CLAIM_KEY, OPERATOR_KEY, SITE, config_document, wire_event
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+def test_routes_are_classed() -> None:
+    assert route_class("POST", "/api/v1/events") == INGEST
+    assert route_class("POST", "/api/v1/heartbeat") == INGEST
+    assert route_class("GET", "/api/v1/updates/check") == INGEST
+    assert route_class("GET", "/api/v1/alerts") == INTERACTIVE
+    assert route_class("GET", "/api/v1/events") == INTERACTIVE  # the operator's read, not the upload
+    assert route_class("POST", "/api/v1/rides") == INTERACTIVE  # a resident at a kiosk
+    assert route_class("GET", "/api/v1/health") is None
+    assert route_class("GET", "/api/v1/changes/stream") is None
+    assert route_class("GET", "/api/v1/releases/kiosk/pi/1.2.0/files/app.whl") is None
+
+
+def test_a_slot_goes_to_the_next_in_line_and_a_cancelled_waiter_keeps_none() -> None:
+    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2}, 1)
+    counts = gate.classes[INGEST]
+
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        assert await gate.acquire(counts) and await gate.acquire(counts)
+
+        async def waiter(name: str) -> None:
+            assert await gate.acquire(counts)
+            order.append(name)
+            gate.release(counts)
+
+        first = asyncio.create_task(waiter("first"))
+        second = asyncio.create_task(waiter("second"))
+        await asyncio.sleep(0)
+        assert counts.full() and not await gate.acquire(counts)  # two working, two waiting: the line is full
+        first.cancel()  # a client gone while in line
+        gate.release(counts)
+        await asyncio.gather(second, first, return_exceptions=True)
+        gate.release(counts)
+        return order
+
+    assert asyncio.run(scenario()) == ["second"]
+    assert gate.snapshot()[INGEST] == {"limit": 2, "working": 0, "waiting": 0, "peak": 2, "admitted": 3, "refused": 0}
+
+
+def _head(port: int, path: str, token: str, length: int) -> socket.socket:
+    """A POST whose head is sent and whose body is not (yet)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 answer with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_full_ingest_is_refused_from_the_head_and_reads_still_answer(make_central: Any, monkeypatch: Any) -> None:
+    central = make_central(server={"max_ingest_in_flight": 2, "overload_retry_after_s": 1})
+    app = central._server.app  # noqa: SLF001 - the running app: its counters, and a store made slow
+    gate, store = app.state.admission, app.state.store
+    token = central.register("cbxc-adm-meter1", "meter")
+    go_on, ingest = threading.Event(), store.events.ingest
+
+    def slow_ingest(*args: Any) -> Any:  # a database that takes its time: each upload holds its slot
+        assert go_on.wait(30)
+        return ingest(*args)
+
+    monkeypatch.setattr(store.events, "ingest", slow_ingest)
+    answers: list[int] = []
+    uploads = [
+        threading.Thread(target=lambda n=n: answers.append(central.post_events(token, [wire_event("cbxc-adm-meter1", n)]).status_code))
+        for n in range(1, 5)
+    ]  # fmt: skip
+    for upload in uploads:
+        upload.start()
+    eventually(lambda: gate.snapshot()[INGEST]["waiting"] == 2, what="two uploads working, two in line")
+    assert gate.snapshot()[INGEST]["working"] == 2
+
+    # a fifth upload announcing 1 MB is refused before a byte of its body was sent
+    fifth = _head(central.port, "/api/v1/events", token, 1_000_000)
+    status, headers, answer = _answer(fifth)
+    assert status == 503
+    assert json.loads(answer)["schema"] == "changbai-error/1"
+    assert json.loads(answer)["error"] == "overloaded"
+    assert headers["retry-after"] in ("1", "2")
+    assert headers.get("connection") != "close"
+    # the connection stays usable: the body it still sends is dropped, the next request on it is answered
+    fifth.sendall(b"x" * 1_000_000 + b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _answer(fifth)[0] == 200
+    fifth.close()
+
+    # the console's reads and the probe are another class: answered while the uploads are refused
+    assert requests.get(f"{central.url}/api/v1/health", timeout=10).status_code == 200
+    assert requests.get(f"{central.url}/api/v1/alerts", headers=OPERATOR, timeout=10).status_code == 200
+    assert requests.get(f"{central.url}/api/v1/summary", headers=OPERATOR, timeout=10).status_code == 200
+    assert gate.snapshot()[INGEST]["refused"] == 1 and gate.snapshot()[INTERACTIVE]["refused"] == 0
+
+    # bodies still arriving hold no slot: three slow senders do not keep a node out once the store is quick
+    slow = [_head(central.port, "/api/v1/events", token, 100) for _ in range(3)]
+    go_on.set()
+    for upload in uploads:
+        upload.join(30)
+    assert answers == [200] * 4
+    assert central.post_events(token, [wire_event("cbxc-adm-meter1", 5)]).status_code == 200
+    eventually(lambda: gate.snapshot()[INGEST]["working"] == 0, what="every slot given back")
+    for sock in slow:
+        sock.close()
+    assert len(central.events("cbxc-adm-meter1")) == 5
+
+
+class Recorder:
+    """ASGI wrapper outside the whole app: when each node's upload arrived and what it was answered."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, list[tuple[float, float, int]]] = {}  # token -> (arrived, answered, status)
+        self._lock = threading.Lock()
+
+    def wrap(self, app: Any) -> Any:
+        async def recorded(scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"] != "/api/v1/events" or scope["method"] != "POST":
+                await app(scope, receive, send)
+                return
+            token = dict(scope["headers"]).get(b"authorization", b"").decode()
+            arrived, status = time.monotonic(), 0
+
+            async def watch(message: dict) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await app(scope, receive, watch)
+            with self._lock:
+                self.uploads.setdefault(token, []).append((arrived, time.monotonic(), status))
+
+        return recorded
+
+
+def _node(directory: Path, url: str, node_id: str, token: str, events: int) -> tuple[Uploader, Outbox, set[str]]:
+    directory.mkdir()
+    (directory / "token").write_text(token)
+    (directory / "token").chmod(0o600)
+    config = NodeConfig(
+        path=directory / "node.toml",
+        node=NodeSection(id=node_id, role="meter", site=SITE, data_dir=directory / "data"),
+        central=CentralSection(url=url, token_file=directory / "token", batch_size=20, backoff_max_s=4.0),
+        outbox=OutboxSection(),
+        gpio=GpioSection(),
+        audio=AudioSection(),
+        role_config=None,
+    )
+    clock = SystemClock()
+    box = Outbox(config.state_dir / "outbox.sqlite", config.outbox, clock, node_id=node_id)
+    put = [
+        make_event(node_id, "flow", wall_time=time.time() - 600 + i, clock_synced=True, priority="reading",
+                   payload={"meter": "b7-u2", "litres": 100.0 + i})
+        for i in range(events)
+    ]  # fmt: skip
+    box.put_many(put)
+    return Uploader(config, box, clock, rng=random.Random(node_id)), box, {e.id for e in put}
+
+
+@pytest.fixture
+def loaded_central(tmp_path: Path) -> Iterator[tuple[CentralServer, Recorder]]:
+    document = config_document(server={"max_ingest_in_flight": 2, "overload_retry_after_s": 1})
+    config = parse_central_config(document, tmp_path / "central.toml")
+    recorder = Recorder()
+    server = CentralServer(config, tmp_path / "central.sqlite3", wrap=recorder.wrap)
+    server.start()
+    try:
+        yield server, recorder
+    finally:
+        server.stop()
+
+
+def test_real_uploaders_through_503s_lose_nothing_and_store_nothing_twice(
+    tmp_path: Path, loaded_central: tuple[CentralServer, Recorder]
+) -> None:
+    server, recorder = loaded_central
+    nodes, per_node = 8, 40  # two batches of 20 each, eight nodes at once against two upload slots
+    sent: dict[str, set[str]] = {}
+    uploaders: list[tuple[Uploader, Outbox]] = []
+    for n in range(nodes):
+        node_id = f"cbxc-adm-m{n:02d}"
+        claim = {"claim_key": CLAIM_KEY, "node_id": node_id, "role": "meter", "site": SITE}
+        token = requests.post(f"{server.url}/api/v1/nodes/register", json=claim, timeout=10).json()["token"]
+        uploader, box, ids = _node(tmp_path / node_id, server.url, node_id, token, per_node)
+        sent[node_id] = ids
+        uploaders.append((uploader, box))
+    for uploader, _ in uploaders:
+        uploader.start()
+    try:
+        eventually(
+            lambda: all(sum(box.depth().values()) == 0 for _, box in uploaders), timeout_s=60, what="outboxes drained"
+        )
+    finally:
+        for uploader, _ in uploaders:
+            uploader.stop()
+    assert [box.dead_letters() for _, box in uploaders] == [[]] * nodes
+    for _, box in uploaders:
+        box.close()
+
+    refused = server.app.state.admission.snapshot()[INGEST]["refused"]
+    statuses = [status for uploads in recorder.uploads.values() for _, _, status in uploads]
+    assert refused > 0 and statuses.count(503) > 0, f"no 503 with 16 nodes on 2 slots: {statuses}"
+    assert set(statuses) <= {200, 503}
+    for token, uploads in recorder.uploads.items():  # each node came back no sooner than Retry-After (>= 1 s)
+        for (_, answered, status), (arrived, _, _) in zip(uploads, uploads[1:], strict=False):
+            if status == 503:
+                assert arrived - answered >= 0.99, f"{token[:16]}...: back {arrived - answered:.3f} s after a 503"
+    stored: list[dict[str, Any]] = []
+    after = 0
+    while page := requests.get(
+        f"{server.url}/api/v1/events", params={"after": after, "limit": 10_000}, headers=OPERATOR, timeout=10
+    ).json():
+        if not page["events"]:
+            break
+        stored += page["events"]
+        after = page["next_after"]
+    flows = [e for e in stored if e["kind"] == "flow"]
+    for node_id, ids in sent.items():
+        mine = [e["id"] for e in flows if e["node_id"] == node_id]
+        assert sorted(mine) == sorted(ids), f"{node_id}: {len(mine)} stored of {len(ids)} sent"
