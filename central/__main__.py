@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from central.accounts import cli as accounts_cli
+from central.transfer import copy as transfer
 from common.cli import setup_logging
 from common.config import EXIT_CONFIG, ConfigError
 from common.contract import SITE_PATTERN
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--files-dir", type=Path, default=Path("/var/lib/changbai"))
     listing.set_defaults(func=cmd_release_list)
     accounts_cli.add_parsers(sub, DEFAULT_DB)
+    transfer.add_parser(sub)  # migrate-db
     return parser
 
 
