@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from central.notify.replies import FIX_PAUSE_S, RATE_PAUSE_S, robot_outcome, sms_outcome
 from community.receivers import WebhookReceiver
@@ -69,6 +70,7 @@ CASES = {
     "twilio invalid To": (400, TWILIO_BAD_TO, None, (False, True, None)),
     "twilio 429 with Retry-After": (429, TWILIO_TOO_MANY, "90", (False, False, 90.0)),
     "plain gateway 200": (200, b'{"ok":true}', None, (True, False, None)),
+    "plain gateway's code 0": (200, b'{"code":0,"msg":"success"}', None, (True, False, None)),
     "plain gateway 503": (503, b"Service Unavailable", "7", (False, False, 7.0)),
     "a portal's page on 200": (
         200,
@@ -147,7 +149,7 @@ def test_a_gateway_flow_control_on_200_is_retried_until_its_ok(make_central, gat
     assert only_alert(central)["told"]["family"]["at"] == pytest.approx(d["sent_at"])
 
 
-def test_an_invalid_number_fails_for_good_once_and_the_console_says_so(make_central, gateway) -> None:
+def test_an_invalid_number_fails_for_good_once_until_the_number_is_corrected(make_central, gateway) -> None:
     gateway.reply_with("/sms", (200, TENCENT_BAD_NUMBER))
     central = make_central(notify=sms_section(gateway))
     token = central.register(METER, "meter", contacts=CONTACTS)
@@ -159,3 +161,13 @@ def test_an_invalid_number_fails_for_good_once_and_the_console_says_so(make_cent
     assert "IncorrectPhoneNumber" in d["last_error"] and "permanent" in d["last_error"]
     alert = only_alert(central)
     assert "family" not in alert["told"]  # nobody was told: the board must not say so
+    # the desk corrects the number: the open alert's message goes to it (the failed attempt stays in the log)
+    fixed = {"contacts": {"family": [{"name": "王丽", "phone": "13800000009"}]}}
+    put = requests.put(f"{central.url}/api/v1/residents/{central.site}/B12-301", json=fixed,
+                       headers=central.operator_headers, timeout=10)  # fmt: skip
+    assert put.status_code == 200, put.text
+    assert eventually(lambda: the_delivery(central)["state"] == "sent", 5.0)
+    d = the_delivery(central)
+    assert d["attempts"] == 2 and d["recipients"] == [{"name": "王丽", "phone": "13800000009"}]
+    assert gateway.received[-1].json()["to"] == ["13800000009"]
+    assert [a["ok"] for a in only_alert(central)["deliveries"][0]["attempt_log"]] == [False, True]

@@ -157,7 +157,7 @@ def sms_outcome(status: int, body: bytes, retry_after: str | None) -> Outcome:
     outcome = None
     if doc is not None and isinstance(doc.get("Response"), dict):
         outcome = _tencent(status, doc["Response"])
-    elif doc is not None and ("more_info" in doc or "sid" in doc or isinstance(doc.get("code"), int)):
+    elif doc is not None and ("more_info" in doc or ("sid" in doc and "status" in doc)):
         outcome = _twilio(status, doc)
     elif doc is not None and _is_aliyun(doc):
         outcome = _aliyun(status, doc)

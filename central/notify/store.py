@@ -109,6 +109,11 @@ _DROP_RESOLVED = (
     " last_error = 'not sent: the alert was resolved first'"
     " WHERE state = 'pending' AND alert IN (SELECT id FROM alerts WHERE state = 'resolved') {only}"
 )
+_FAILED_OF = "SELECT id, alert, role, recipients FROM notify_deliveries WHERE state = 'failed' AND alert IN ({marks})"
+_REOPEN = (
+    "UPDATE notify_deliveries SET state = 'pending', next_at = ?, ended_at = NULL, last_error = ?"
+    " WHERE id = ? AND state = 'failed'"
+)
 _RELEASE = "UPDATE notify_deliveries SET lease_until = NULL WHERE id = ? AND state = 'pending'"
 _OF_ALERTS = "SELECT * FROM notify_deliveries WHERE alert IN ({marks}) ORDER BY id"
 _ATTEMPTS_OF = "SELECT * FROM notify_attempts WHERE delivery IN ({marks}) ORDER BY id"
@@ -198,6 +203,19 @@ class NotifyStore:
             if delivery is None:
                 return tx.execute(_DROP_RESOLVED.format(only=""), (now,))
             return tx.execute(_DROP_RESOLVED.format(only="AND id = ?"), (now, delivery))
+
+    def failed_of(self, alerts: Collection[int]) -> list[dict[str, Any]]:
+        """The deliveries of these alerts that failed for good, with the recipients their last attempt had."""
+        with self.db.read() as tx:
+            rows = _in(tx, _FAILED_OF, alerts) if alerts else []
+        for r in rows:
+            r["recipients"] = json.loads(r["recipients"] or "[]")
+        return rows
+
+    def reopen(self, delivery: int, now: float, why: str) -> None:
+        """A delivery that failed for good is tried again (its recipients were corrected)."""
+        with self.db.write() as tx:
+            tx.execute(_REOPEN, (now, why, delivery))
 
     def release(self, deliveries: Iterable[int]) -> None:
         """Give back the leases of deliveries this process claimed but never attempted (it is stopping)."""

@@ -44,6 +44,11 @@ def contact_list(raw: Any) -> list[dict[str, str]]:
     return out
 
 
+def recipients(contacts: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Who a message went to, as the delivery log keeps it."""
+    return [{k: c[k] for k in ("name", "phone", "email") if c.get(k)} for c in contacts]
+
+
 class RateLimit:
     """At most ``per_minute`` sends in any 60 s (robots: about 20); ``wait`` says how long until the next."""
 
@@ -114,6 +119,11 @@ class Notifier:
             with contextlib.suppress(StorageError):
                 self.notify.release(unsent)
 
+    def rescan(self) -> None:
+        """Plan again now (a flat's contacts changed): not only when an alert changed or time passed."""
+        self._last_scan = 0.0
+        self._wake.set()
+
     def wake(self) -> None:
         """Something changed (an event arrived, an alert was acknowledged): look now, not at the next tick."""
         self._wake.set()
@@ -165,6 +175,16 @@ class Notifier:
         self._known = {p.key for p in plans}  # only the active alerts' keys: the set never outgrows them
         self._next_due = next_due
         self.notify.drop_resolved(now)
+        self._reopen_corrected(views, now)
+
+    def _reopen_corrected(self, views: list[dict[str, Any]], now: float) -> None:
+        """A delivery that failed for good (an invalid number) is tried again once its role's contacts are not
+        the ones it failed with: correcting the number reaches the person while the alert is open."""
+        by_id = {int(v["id"]): v for v in views}
+        for row in self.notify.failed_of(list(by_id)):
+            contacts = contact_list((by_id[row["alert"]].get("contacts") or {}).get(row["role"]))
+            if recipients(contacts) != row["recipients"]:
+                self.notify.reopen(row["id"], now, "the contacts were changed after it failed: tried again")
 
     def _link(self, view: Mapping[str, Any], role: str, names: str, key: str) -> str:
         base = self.settings.public_url or self._public_url()
@@ -213,8 +233,7 @@ class Notifier:
         took_ms = (time.monotonic() - started) * 1000
         at = self.clock.wall()
         next_at = at + delay_after(outcome, row["attempts"] + 1, self.settings.retry_min_s, self.settings.retry_max_s)
-        recipients = [{k: c[k] for k in ("name", "phone", "email") if c.get(k)} for c in contacts]
-        self.notify.record(row["id"], outcome, at, took_ms, recipients, next_at)
+        self.notify.record(row["id"], outcome, at, took_ms, recipients(contacts), next_at)
         if outcome.ok:
             log.info("notified %s of alert %d on %s (%s)", row["role"], row["alert"], channel.id, row["reason"])
         else:

@@ -156,4 +156,5 @@ def put_resident(
     saved = central.console.set_flat(site, flat, body.name, contacts, body.note, actor.name, now)
     central.console.audit(now, actor.name, actor.via, "flat_changed", f"{site}/{flat}",
                           ", ".join(f"{r}: {len(p)}" for r, p in contacts.items()), client_address(request))  # fmt: skip
+    request.app.state.notifier.rescan()  # a corrected number reaches the open alerts' failed messages now
     return saved
