@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from common.config import CONFIG_SCHEMA_VERSION
-from updates.build import local_target, platform_tags, wheel_requirements
+from updates.build import copy_source, local_target, platform_tags, project_files, wheel_requirements
 from updates.bundle import extract_bundle, read_verified_manifest
 from updates.manifest import (
     HashMismatch,
@@ -158,3 +158,62 @@ def test_extras_pick_their_requirements(release_kit, tmp_path):
     assert not any(r.lower().startswith("kivy") for r in plain)
     assert any(r.lower().startswith("kivy") for r in wheel_requirements(tmp_path / "w.whl", ("kiosk",)))
     assert any(r.lower().startswith("lgpio") for r in wheel_requirements(tmp_path / "w.whl", ("pi-gpio",)))
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_build_copies_what_git_tracks_and_the_fallback_reads_gitignore_as_git_does(tmp_path, monkeypatch):
+    """``copy_source`` takes the project's files from ``git ls-files`` (so whatever .gitignore ignores stays
+    out); without git, its own reading of the .gitignore files must agree with git's answer on the same tree."""
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo = tmp_path / "repo"
+    ignore = "build/\n*.pyc\n!keep.pyc\n/var/\n*.log\ndocs/*.tmp\n# a comment\n"
+    files = {
+        ".gitignore": ignore,
+        "setup.cfg": "[metadata]\nversion = 0.1.0\n",
+        "common/config.py": "x = 1\n",
+        "common/__pycache__/config.cpython-311.pyc": "",
+        "keep.pyc": "",
+        "build/lib/x.py": "",
+        "var/node/outbox.sqlite": "",
+        "sub/var/kept.txt": "",
+        "run.log": "",
+        "docs/a.tmp": "",
+        "docs/deep/b.tmp": "",
+        "cache/.gitignore": "*\n",
+        "cache/blob": "",
+        "untracked_new.py": "",
+    }
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".gitignore", "setup.cfg", "common/config.py", "keep.pyc", "sub", "docs")
+    by_git = project_files(repo)
+    expected = [".gitignore", "common/config.py", "docs/deep/b.tmp", "keep.pyc", "setup.cfg", "sub/var/kept.txt"]
+    assert [p.as_posix() for p in by_git] == sorted([*expected, "untracked_new.py"])
+    # git's own verdict on every file, against the fallback's reading of the same .gitignore files
+    everything = sorted(p.relative_to(repo) for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts)
+    checked = subprocess.run(
+        ["git", "-C", str(repo), "check-ignore", "--no-index", *map(str, everything)], capture_output=True, text=True
+    )
+    ignored_by_git = {Path(line) for line in checked.stdout.splitlines()}
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))  # as on a machine without git
+    by_fallback = project_files(repo)
+    assert set(by_fallback) == set(everything) - ignored_by_git
+    assert sorted(by_fallback) == sorted(by_git)
+    assert copy_source(repo, tmp_path / "copy", "0.2.0") == "0.2.0"
+    copied = sorted(p.relative_to(tmp_path / "copy") for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert copied == by_fallback
+
+
+def test_the_fallback_never_copies_a_virtualenv_or_git(tmp_path, monkeypatch):
+    tree = tmp_path / "tree"
+    for name in ("setup.cfg", "a.py", ".venv-bench/pyvenv.cfg", ".venv-bench/lib/x.py", ".git/HEAD"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text("[metadata]\nversion = 1\n" if name == "setup.cfg" else "")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    assert [p.as_posix() for p in project_files(tree)] == ["a.py", "setup.cfg"]

@@ -9,7 +9,9 @@ needs a compiler), unless ``allow_sdist`` is False, when the build stops naming 
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,21 +32,8 @@ PI_TARGETS = ("linux_aarch64", "linux_armv7l")
 GLIBC_MAX = 36  # Raspberry Pi OS / Debian 12 Bookworm
 ROLE_EXTRAS = {"elevator": (), "meter": (), "kiosk": ("kiosk",)}
 PI_EXTRAS = ("pi-gpio",)
-# not the project: build output, caches, and the venvs of a developer's checkout (the bench's pysimdeum venv is 430 MB)
-SKIP_DIRS = {
-    ".git",
-    ".venv",
-    ".venv-simdeum",
-    "build",
-    "dist",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".mypy_cache",
-    ".cache",
-    "var",
-    "out",
-}
+# never the project, whatever .gitignore says (the fallback outside a git checkout also skips every venv)
+ALWAYS_SKIP = (".git",)
 Progress = Callable[[str], None]
 
 
@@ -75,13 +64,16 @@ def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
 
 
 def copy_source(source: Path, dest: Path, version: str | None) -> str:
-    """Copy the project tree (no venv, caches or build output) and set its version; returns the version."""
-
-    def ignore(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in SKIP_DIRS or n.endswith(".egg-info")}
-
-    shutil.copytree(source, dest, ignore=ignore)
+    """Copy the project's files (``project_files``: never what .gitignore ignores) and set its version;
+    returns the version."""
+    source = Path(source)
+    for relative in project_files(source):
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / relative, target, follow_symlinks=False)
     setup_cfg = dest / "setup.cfg"
+    if not setup_cfg.is_file():
+        raise ReleaseError(f"{source}/setup.cfg is missing (is {source} the project?)")
     text = setup_cfg.read_text(encoding="utf-8")
     found = re.search(r"^version\s*=\s*(\S+)\s*$", text, re.M)
     if found is None:
@@ -90,6 +82,88 @@ def copy_source(source: Path, dest: Path, version: str | None) -> str:
         text = text[: found.start(1)] + version + text[found.end(1) :]
         setup_cfg.write_text(text, encoding="utf-8")
     return version or found.group(1)
+
+
+def project_files(source: Path) -> list[Path]:
+    """The project's files under ``source``, relative, sorted. In a git checkout: what ``git ls-files`` lists
+    (tracked files and untracked ones that .gitignore does not ignore, which may be a release's new file not
+    yet committed). Elsewhere (an unpacked tarball, or git missing): every file that ``source/.gitignore``'s
+    patterns do not ignore, and never a folder holding a ``pyvenv.cfg`` (a virtualenv)."""
+    listed = _git_files(source)
+    if listed is None:
+        return sorted(_walk_files(source))
+    return sorted(p for p in listed if (source / p).is_file() and not _always_skipped(p))
+
+
+def _git_files(source: Path) -> list[Path] | None:
+    """``git ls-files`` in ``source`` (paths relative to it), or None when it is not a git checkout."""
+    cmd = ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:  # not a checkout, or a checkout git refuses (another owner's, say)
+        return None
+    names = result.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [Path(n) for n in dict.fromkeys(names) if n]
+
+
+def _always_skipped(relative: Path) -> bool:
+    return any(part in ALWAYS_SKIP for part in relative.parts)
+
+
+def _gitignore_patterns(path: Path) -> list[str]:
+    """The patterns of a .gitignore (comments and blank lines dropped; a negation ``!`` is kept as written)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def gitignored(relative: Path, is_dir: bool, patterns: list[str]) -> bool:
+    """Whether ``relative`` (a path under the folder of the .gitignore) is ignored by ``patterns``, as git reads
+    the common forms: ``name`` or ``*.glob`` at any depth, ``/anchored`` or ``a/b`` from the top, a trailing
+    ``/`` for folders only, ``!pattern`` to take one back (the last match wins)."""
+    ignored = False
+    posix = relative.as_posix()
+    for raw in patterns:
+        negate, pattern = raw.startswith("!"), raw.removeprefix("!")
+        dir_only, pattern = pattern.endswith("/"), pattern.rstrip("/")
+        if not pattern or (dir_only and not is_dir):
+            continue
+        anchored = "/" in pattern
+        pattern = pattern.lstrip("/")
+        if _glob_matches(posix, pattern) if anchored else fnmatch.fnmatchcase(relative.name, pattern):
+            ignored = not negate
+    return ignored
+
+
+def _glob_matches(path: str, pattern: str) -> bool:
+    """A path against an anchored glob: ``*`` stays within one folder's name, ``**`` spans folders."""
+    if "**" in pattern:
+        return fnmatch.fnmatchcase(path, pattern)
+    parts, globs = path.split("/"), pattern.split("/")
+    return len(parts) == len(globs) and all(fnmatch.fnmatchcase(p, g) for p, g in zip(parts, globs, strict=True))
+
+
+def _walk_files(source: Path) -> Iterator[Path]:
+    """Every file under ``source`` that no .gitignore on its way (the top one and those in sub-folders, each
+    read relative to its own folder) ignores."""
+    rules: dict[Path, list[str]] = {}
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder).relative_to(source)
+        rules[here] = _gitignore_patterns(Path(folder) / ".gitignore")
+
+        dirs[:] = sorted(d for d in dirs if not _ignored(source, here / d, True, rules))
+        yield from (here / f for f in files if not _ignored(source, here / f, False, rules))
+
+
+def _ignored(source: Path, relative: Path, is_dir: bool, rules: dict[Path, list[str]]) -> bool:
+    if _always_skipped(relative) or (is_dir and (source / relative / "pyvenv.cfg").exists()):
+        return True
+    bases = relative.parents  # the folders above it, each with the patterns of its .gitignore
+    return any(gitignored(relative.relative_to(b), is_dir, rules.get(b, [])) for b in bases)
 
 
 def config_schema_of(tree: Path) -> int:
