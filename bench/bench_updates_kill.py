@@ -38,13 +38,16 @@ V1, V2, BAD = "0.1.0+k1", "0.1.0+k2", "0.1.0+kbad"
 NODE = "bench-kill-lift"
 
 
-def _rollout(url: str, version: str) -> None:
+def _rollout(url: str, version: str) -> int:
+    """A rollout of ``version`` to every lift node at once (any other one aborted first); its id."""
     headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
     for item in requests.get(f"{url}/api/v1/rollouts", headers=headers, timeout=30).json()["rollouts"]:
         if item["state"] in ("running", "paused", "halted"):
             requests.post(f"{url}/api/v1/rollouts/{item['id']}/abort", headers=headers, timeout=30)
     body = {"role": "elevator", "version": version, "shares": [100], "soak_s": 0}
-    requests.post(f"{url}/api/v1/rollouts", json=body, headers=headers, timeout=30).raise_for_status()
+    answer = requests.post(f"{url}/api/v1/rollouts", json=body, headers=headers, timeout=30)
+    answer.raise_for_status()
+    return int(answer.json()["id"])
 
 
 def _reset(node: ManagedNode) -> Layout:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench.release_variant import derive_bundle
 from common.files import write_atomic
 from updates.build import Builder, copy_source
 from updates.manifest import generate_key, local_target, private_key_pem, public_key_pem
@@ -93,10 +94,20 @@ class ReleaseKit:
         return cls(root, key, root / "release.key", root / "release.pub")
 
     def bundle(self, version: str, role: str = "elevator", append: dict[str, str] | None = None) -> Path:
-        """A signed bundle of this project (with ``append`` applied) at ``version``; cached per arguments."""
+        """A signed bundle of this project (with ``append`` applied) at ``version``; cached per arguments. The
+        first one of a role is built by ``changbai-release build``; the others are derived from it (the same
+        dependency wheels, the suite's wheel rewritten: bench/release_variant.py)."""
         cache_key = (version, role, tuple(sorted((append or {}).items())))
         if cache_key in self._built:
             return self._built[cache_key]
+        base = next((path for (_, r, changes), path in self._built.items() if r == role and not changes), None)
+        if base is not None:
+            out = self.root / f"out-{len(self._built)}"
+            self._built[cache_key] = derive_bundle(base, self.private_key, out, version, append)
+            return self._built[cache_key]
+        if append:  # the plain release first, the variant from it
+            self.bundle(f"{version}.base", role)
+            return self.bundle(version, role, append)
         with tempfile.TemporaryDirectory(prefix="tree-", dir=self.root) as tmp:
             tree = Path(tmp) / "src"
             copy_source(PROJECT, tree, version)

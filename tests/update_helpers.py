@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import io
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.update_rig import RELEASES, ManagedNode, ReleaseKit
 from central.__main__ import main as central_main
 from common.files import write_atomic
 from tests.fixtures.central import CentralHandle, config_document
+from updates.bundle import MANIFEST, SIGNATURE
 from updates.layout import Layout
+from updates.manifest import Manifest, parse_manifest, sign_manifest
 
 V1, V2 = "0.1.0+n1", "0.1.0+n2"
 NODE = "cbxc-b9-u1-lift1"
@@ -72,3 +80,47 @@ def set_config(node: ManagedNode, old: str, new: str) -> None:
 
 def outcome(result) -> str:
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+
+
+def variant_bundle(base: Path, out: Path, key: Ed25519PrivateKey, **changes: Any) -> Path:
+    """``base``'s bundle with its manifest changed (``version=...``, ``config_schema=...``) and signed with
+    ``key``: a release of the same files under another version, or signed by someone else."""
+    with tarfile.open(base) as src, tarfile.open(out, "w") as dst:
+
+        def data(member: tarfile.TarInfo) -> bytes:
+            handle = src.extractfile(member)
+            assert handle is not None, member.name
+            return handle.read()
+
+        manifest = parse_manifest(data(src.getmember(MANIFEST)))
+        raw, signature = sign_manifest(dataclasses.replace(manifest, **changes), key)
+        for member in src.getmembers():
+            content = {MANIFEST: raw, SIGNATURE: signature}.get(member.name) or data(member)
+            member.size = len(content)
+            dst.addfile(member, io.BytesIO(content))
+    return out
+
+
+def clone_install(layout: Layout, source: str, append: dict[str, str]) -> Callable[[Manifest, str], None]:
+    """An ``install`` for ``Stager`` that copies the installed venv of ``source`` instead of running pip, with
+    ``append`` (a file of the tree -> Python text, as ``RELEASES``) added to the copy's modules: a release with
+    a fault staged in a second, so the tests of the switch run the release's own (faulty) code. The full pip
+    install of such releases runs in bench/bench_updates_e2e.py."""
+
+    def install(manifest: Manifest, python: str) -> None:
+        version = manifest.version
+        src, dst = layout.venv(source), layout.venv(version)
+        shutil.rmtree(layout.version_dir(version), ignore_errors=True)
+        shutil.copytree(src, dst, symlinks=True)
+        for script in (dst / "bin").iterdir():  # console scripts name their venv's python
+            if script.is_file() and not script.is_symlink() and script.read_bytes().startswith(b"#!"):
+                script.write_bytes(script.read_bytes().replace(str(src).encode(), str(dst).encode()))
+        site = next((dst / "lib").glob("python3*/site-packages"))
+        for relative, text in append.items():
+            with open(site / relative, "a", encoding="utf-8") as handle:
+                handle.write("\n" + text + "\n")
+        for name in (MANIFEST, SIGNATURE):
+            shutil.copyfile(layout.downloads / version / name, layout.version_dir(version) / name)
+        shutil.rmtree(layout.downloads / version, ignore_errors=True)
+
+    return install

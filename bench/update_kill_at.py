@@ -1,5 +1,5 @@
 """Run an update with the node's installed updater and SIGKILL itself just before the step named in argv[2]
-(tests/test_update_switch.py runs this with ROOT/committed/venv/bin/python)."""
+(bench/bench_updates_e2e.py runs this with ROOT/committed/venv/bin/python)."""
 
 import os
 import signal
