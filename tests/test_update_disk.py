@@ -17,7 +17,7 @@ import pytest
 from bench.small_disk import CannotMount, SmallDisk
 from bench.update_rig import FileFaultProxy, ManagedNode, NodeSupervisor, wait_for
 from tests.fixtures.central import CentralHandle, config_document
-from tests.update_helpers import V1, V2, outcome, publish, reset, rollout, set_config
+from tests.update_helpers import V1, V2, copy_install, outcome, publish, reset, rollout, set_config
 from updates.layout import READY, Layout
 
 NODE = "cbxc-b9-u2-lift1"
@@ -41,8 +41,7 @@ def disk_node(update_rig, release_kit, tmp_path_factory) -> Iterator[tuple]:
         node = ManagedNode(disk.root / "node", central.url, token, release_kit.public_key, NODE, 20)
         set_config(node, "[update]\n", "[update]\nmin_free_mb = 5\n")
         node.original_config = node.config.read_bytes()
-        installed = node.first_install(bundles[V1])
-        assert installed.returncode == 0, installed.stdout + installed.stderr
+        copy_install(Layout(update_rig[1].root), V1, Layout(node.root))  # as `now --bundle` installed it there
         with NodeSupervisor(node) as supervisor:
             wait_for(lambda: (central.node(NODE).get("health") or {}).get("version") == V1, 60, "v1's heartbeat")
             yield central, node, disk, supervisor

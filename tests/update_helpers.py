@@ -20,7 +20,7 @@ from central.__main__ import main as central_main
 from common.files import write_atomic
 from tests.fixtures.central import CentralHandle, config_document
 from updates.bundle import MANIFEST, SIGNATURE
-from updates.layout import Layout
+from updates.layout import READY, Layout
 from updates.manifest import Manifest, parse_manifest, sign_manifest
 
 V1, V2 = "0.1.0+n1", "0.1.0+n2"
@@ -109,18 +109,33 @@ def clone_install(layout: Layout, source: str, append: dict[str, str]) -> Callab
 
     def install(manifest: Manifest, python: str) -> None:
         version = manifest.version
-        src, dst = layout.venv(source), layout.venv(version)
         shutil.rmtree(layout.version_dir(version), ignore_errors=True)
-        shutil.copytree(src, dst, symlinks=True)
-        for script in (dst / "bin").iterdir():  # console scripts name their venv's python
-            if script.is_file() and not script.is_symlink() and script.read_bytes().startswith(b"#!"):
-                script.write_bytes(script.read_bytes().replace(str(src).encode(), str(dst).encode()))
-        site = next((dst / "lib").glob("python3*/site-packages"))
-        for relative, text in append.items():
-            with open(site / relative, "a", encoding="utf-8") as handle:
-                handle.write("\n" + text + "\n")
+        copy_venv(layout.venv(source), layout.venv(version), append)
         for name in (MANIFEST, SIGNATURE):
             shutil.copyfile(layout.downloads / version / name, layout.version_dir(version) / name)
         shutil.rmtree(layout.downloads / version, ignore_errors=True)
 
     return install
+
+
+def copy_venv(src: Path, dst: Path, append: dict[str, str] | None = None) -> None:
+    """A copy of an installed venv that runs from its new place (its scripts name their new python), with
+    ``append`` (a module path -> Python text) added to its modules."""
+    shutil.copytree(src, dst, symlinks=True)
+    for script in (dst / "bin").iterdir():
+        if script.is_file() and not script.is_symlink() and script.read_bytes().startswith(b"#!"):
+            script.write_bytes(script.read_bytes().replace(str(src).encode(), str(dst).encode()))
+    site = next((dst / "lib").glob("python3*/site-packages"))
+    for relative, text in (append or {}).items():
+        with open(site / relative, "a", encoding="utf-8") as handle:
+            handle.write("\n" + text + "\n")
+
+
+def copy_install(source: Layout, version: str, dest: Layout) -> None:
+    """Install ``version`` under ``dest`` as a copy of its complete install under ``source`` (current and
+    committed pointed at it): a second node on the version without running pip again."""
+    copy_venv(source.venv(version), dest.venv(version))
+    for name in (MANIFEST, SIGNATURE, READY):
+        shutil.copyfile(source.version_dir(version) / name, dest.version_dir(version) / name)
+    dest.point("current", version)
+    dest.point("committed", version)
