@@ -63,7 +63,7 @@ class Rig:
         return self.server.url
 
     def publish(self, bundle: Path) -> None:
-        args = ["release", "add", str(bundle), "--db", str(self.server.db_path), "--public-key"]
+        args = ["release", "add", str(bundle), "--db", str(self.server.database), "--public-key"]
         assert central_main([*args, str(self.kit.public_key)]) == 0
 
     def release(self, variant: str) -> str:
