@@ -92,6 +92,9 @@ def test_a_night_collapse_after_a_toilet_visit_is_urgent_by_the_usual_first_use_
     home.idle(home.until(10, 10))
     urgent = [d for d in _inactivity(home.seen) if d.severity == "urgent"]
     assert urgent, kinds(home.seen)
+    # one late morning, one warning: the missed-morning rule's; the inactivity alert comes once, urgent
+    assert [d.severity for d in _inactivity(home.seen) if d.state != "cleared"] == ["urgent"]
+    assert [d for d in home.seen if d.kind == "missed_morning" and d.severity == "warning"]
     local = datetime.fromtimestamp(urgent[0].at, TZ)
     assert (9, 0) <= (local.hour, local.minute) <= (10, 5)  # first use about 07:00
     assert urgent[0].payload["last_use"].endswith("02:01:00+08:00")  # the refill is part of the flush
@@ -102,9 +105,9 @@ def test_the_door_says_out_then_the_outer_limits_apply_and_water_or_the_door_say
     home.use(6, minutes=1)
     home.idle(0.5)
     home.monitor.door(home.t)
-    found = home.idle(9)  # no water after the door: out, not silent
+    found = home.idle(13.4)  # no water after the door: out, not silent (past warning_max_h, 12 h, at home)
     assert _inactivity(found) == []
-    found = home.idle(5.1)  # past warning_max_h (14 h) even when out: the outer limit
+    found = home.idle(0.7)  # past out_warning_h (14 h) after the door: the outer limit while out
     assert [d.payload["thresholds"] for d in _inactivity(found)] == ["out"]
     home.monitor.door(home.t)  # back in
     assert home.monitor.data.out_since is None and home.monitor.data.door_t is None

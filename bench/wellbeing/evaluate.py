@@ -75,6 +75,7 @@ class Incident:
     replay_from: float  # where the incident's run restarts from the saved state (a leak's start, else ``at``)
     node_s: float | None = None
     node_urgent_s: float | None = None
+    found_by: str = ""  # the detection that found it: kind, severity and payload (bench.wellbeing.diagnose)
     baseline_s: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -90,6 +91,8 @@ class HouseholdResult:
     leaks: int
     leaks_found: int
     incidents: list[Incident]
+    # every false alarm counted: (sim seconds, kind, severity, payload), for bench.wellbeing.diagnose
+    alarms: list[tuple[float, str, str, dict]] = field(default_factory=list)
 
 
 def _thin(uses: list[Use], start: float, rng: random.Random) -> list[Use]:
@@ -164,6 +167,7 @@ def run_household(
     false_by_kind: dict[str, int] = {}
     false_baseline = {b.name: 0 for b in baselines}
     leaks_found = 0
+    alarms: list[tuple[float, str, str, dict]] = []
     for t, total in readings(home.uses, home.leaks, meter, 0.0, days * DAY, EPOCH0):
         sim_t = t - EPOCH0
         while pending and incidents[pending[0]].replay_from <= sim_t:
@@ -182,6 +186,7 @@ def run_household(
                     false_node[det.severity] += 1
                     name = f"{det.kind}:{det.severity}"
                     false_by_kind[name] = false_by_kind.get(name, 0) + 1
+                    alarms.append((sim_t, det.kind, det.severity, dict(det.payload)))
                 open_peak[det.kind] = det.severity
             else:
                 open_peak.pop(det.kind, None)
@@ -204,6 +209,7 @@ def run_household(
         len(home.leaks),
         leaks_found,
         incidents,
+        alarms,
     )
 
 
@@ -244,6 +250,7 @@ def _run_incident(
                 continue
             if inc.node_s is None:
                 inc.node_s = sim_t - inc.onset
+                inc.found_by = f"{det.kind}:{det.severity} {json.dumps(det.payload)}"
             if det.severity == "urgent" and inc.node_urgent_s is None:
                 inc.node_urgent_s = sim_t - inc.onset
         for b in saved:

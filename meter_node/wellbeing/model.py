@@ -285,9 +285,9 @@ def _night(
     cfg: WellbeingSettings,
 ) -> None:
     """A silence begun at night (from an hour before the usual bedtime to ``morning_start``, after which a use is the
-    day's first) is judged by the morning: urgent at ``urgent_at`` (seconds after midnight, per kind of day), the
-    inactivity warning an hour before (the missed-morning warning speaks earlier)."""
-    gap = cfg.urgent_after_warning_min * 60.0
+    day's first) is judged by the morning: urgent at ``urgent_at`` (seconds after midnight, per kind of day). The
+    missed-morning rule gives its warning (one late morning, one warning: no inactivity warning before the urgent
+    alert unless the outer limit comes first)."""
     morning = minutes(cfg.morning_start) * 60.0  # from then a use is the day's first
     for kind in (0, 1):
         at = urgent_at[kind]
@@ -302,8 +302,8 @@ def _night(
                 until = at + 86400.0 - start
             else:
                 continue
-            urgent[kind][k] = max(until, cfg.warning_min_h * HOUR + gap)
-            warning[kind][k] = urgent[kind][k] - gap
+            urgent[kind][k] = max(until, cfg.warning_min_h * HOUR)
+            warning[kind][k] = min(urgent[kind][k], cfg.warning_max_h * HOUR)  # the outer limit still holds
 
 
 def _late_morning(firsts: list[float], start: float, latest: float, budget: float) -> tuple[float, float]:

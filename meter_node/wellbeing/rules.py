@@ -72,7 +72,7 @@ class SilenceRule:
         """(warning, urgent) seconds for the silence begun at ``anchor``, and where they come from."""
         cfg, s = v.settings, v.data
         if s.out_since is not None or (s.door_t is not None and seen_t - s.door_t >= cfg.door_out_min * 60.0):
-            return cfg.warning_max_h * HOUR, cfg.urgent_max_h * HOUR, "out"
+            return cfg.out_warning_h * HOUR, cfg.urgent_max_h * HOUR, "out"
         learned = v.thresholds(self.paired)
         if learned is None:
             night = overlaps_night(anchor, seen_t, cfg, v.tz)

@@ -43,6 +43,9 @@ class WellbeingSettings:
         12.0, min=1.0, max=48.0, help="a learned warning is never later than this (Gujo 12 h)"
     )
     urgent_max_h: float = setting(20.0, min=1.0, max=72.0, help="a learned urgent alert is never later than this")
+    out_warning_h: float = setting(
+        14.0, min=1.0, max=48.0, help="known to be out (door contact, away button): warning after this long"
+    )
     urgent_after_warning_min: float = setting(60.0, min=0.0, max=720.0, help="warning first, urgent after this")
     urgent_margin_h: float = setting(
         4.0, min=0.0, max=24.0, help="by day a learned urgent alert comes at least this long after the warning"
@@ -104,6 +107,8 @@ class WellbeingSettings:
             out.append("warning_max_h must be >= warning_min_h")
         if self.urgent_max_h < self.warning_max_h:
             out.append("urgent_max_h must be >= warning_max_h")
+        if self.urgent_max_h < self.out_warning_h:
+            out.append("urgent_max_h must be >= out_warning_h")
         if not minutes(self.morning_start) < minutes(self.morning_deadline) <= minutes(self.morning_latest):
             out.append("need morning_start < morning_deadline <= morning_latest")
         if self.history_days < self.learning_days:
