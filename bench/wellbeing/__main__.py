@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help=f"{len(QUICK_SEEDS)} households, 45 days")
     parser.add_argument("--tune", action="store_true", help="each model's tuning seeds instead of the report seeds")
-    parser.add_argument("--seeds", type=_seed_range, metavar="A-B", help="other seeds, e.g. 6001-6160 (fresh ones)")
+    parser.add_argument("--seeds", type=_seed_range, metavar="A-B", help="other seeds, e.g. 8001-8160 (fresh ones)")
     parser.add_argument("--days", type=int, help="days per household (default 60; --quick 45)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes side by side (default: cores)")
     parser.add_argument("--door", action="store_true", help="every household has a door contact on the node")
