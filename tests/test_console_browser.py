@@ -205,16 +205,23 @@ def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes
     page.wait_for_selector("#banner", state="hidden", timeout=20_000)
 
 
-def test_a_message_that_failed_for_good_says_so_on_the_board_and_the_timeline(browser, make_central, monkeypatch):
-    """The desk must see that the family could not be reached by SMS (an invalid number), so it phones them."""
+def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_and_the_timeline(
+    browser, make_central, monkeypatch
+):
+    """The desk must see that the family could not be reached by SMS (an invalid number), so it phones them; and,
+    once the alert is resolved, that the webhook still being retried was not sent late."""
+    import requests
+
     from community.receivers import WebhookReceiver
     from tests.test_notify_gateways import TENCENT_BAD_NUMBER
 
     gateway = WebhookReceiver().start()
     try:
         gateway.reply_with("/sms", (200, TENCENT_BAD_NUMBER))
-        central = make_central(notify={"tick_s": 0.05, "channels": [
-            {"id": "family-sms", "type": "sms", "roles": ["family"], "url": gateway.url("/sms")}]})  # fmt: skip
+        gateway.fail_next(10_000, status=503, path="/hook")
+        central = make_central(notify={"tick_s": 0.05, "retry_min_s": 0.2, "retry_max_s": 1.0, "channels": [
+            {"id": "family-sms", "type": "sms", "roles": ["family"], "url": gateway.url("/sms")},
+            {"id": "family-hook", "type": "webhook", "roles": ["family"], "url": gateway.url("/hook")}]})  # fmt: skip
         add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
         meter = central.register(METER, "meter", contacts={"family": [{"name": "王丽", "phone": "13800000001"}]})
         central.post_events(meter, [alert_event(METER, "inactivity", "warning", resident="B12-301", silence_h=9.0)])
@@ -227,6 +234,18 @@ def test_a_message_that_failed_for_good_says_so_on_the_board_and_the_timeline(br
         page.wait_for_selector("#timeline")
         steps = page.inner_text("#timeline")
         assert "无法送达，不再重试：家属 · family-sms" in steps and "IncorrectPhoneNumber" in steps
+        assert page.evaluate(CONTRAST_JS) == []
+        done = requests.post(f"{central.url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "已电话联系家属"},
+                             headers=central.operator_headers, timeout=10)  # fmt: skip
+        assert done.status_code == 200, done.text
+        deadline = time.monotonic() + 10
+        while {d["state"] for d in central.get(f"/alerts/{alert['id']}")["deliveries"]} != {"failed", "dropped"}:
+            assert time.monotonic() < deadline, "the webhook was not dropped"
+            page.wait_for_timeout(50)
+        page.reload()
+        page.wait_for_selector("#timeline")
+        steps = page.inner_text("#timeline")
+        assert "未发送：家属 · family-hook" in steps and "告警已先解决" in steps
         assert page.evaluate(CONTRAST_JS) == []
     finally:
         gateway.stop()
