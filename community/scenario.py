@@ -44,6 +44,7 @@ from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
 from kiosk.node import KioskNode
 from meter_node.node import MeterNode
+from meter_node.node import build_node as build_meter
 from meter_node.profiles import load_profile
 from provisioning import cmd_register
 
@@ -258,7 +259,7 @@ class Community:
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
         self.kiosk = KioskNode(kiosk_config, clock=self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
         self.kiosk.controller.add_listener(self._on_kiosk_view)
-        self.meter = MeterNode(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
+        self.meter = build_meter(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
         for node_id, node in self._nodes().items():
             node.runtime.outbox.add_listener(functools.partial(self._on_put, node_id))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common.cli import setup_logging
 from common.config import default_config_path, load_config_or_exit
+from meter_node.node import build_node
 
 log = logging.getLogger("meter_node")
 
@@ -51,10 +52,7 @@ def run(config_path: Path) -> int:
     """Load the config (exit 2 on any problem), then poll, judge and sync until SIGTERM or SIGINT."""
     config = load_config_or_exit(config_path, expected_role="meter")
     setup_logging(config.node.log_level)
-    from common.clock import SystemClock
-    from meter_node.node import MeterNode
-
-    node = MeterNode(config, SystemClock())
+    node = build_node(config)
     node.run()  # the runtime handles SIGTERM/SIGINT, systemd notify and the watchdog
     return 0
 

@@ -12,19 +12,23 @@ import json
 import logging
 import queue
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from common.clock import Clock
+from gpiozero import Button, DigitalInputDevice
+
+from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
 from common.files import write_atomic
 from common.outbox.reserve import Reserve
+from common.service import NodeRuntime
 from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
+from hal.gpio import make_button, make_input, use_pin_factory
 from hal.modbus import ModbusBus
+from meter_node.cadence import ReadingCadence
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus
 from meter_node.voice import prompts
@@ -39,76 +43,37 @@ STATE_VERSION = 1
 STATE_RESERVE = 256 * 1024  # bytes kept free for the state file (a few KB a meter) when the card fills
 
 
-# ------------------------------------------------------------------------------------------ reading cadence
-@dataclass
-class ReadingCadence:
-    """Which reads become ``meter_reading`` events: SD cards wear, and a cumulative total loses nothing when
-    sampled. Recorded: the first good read, a changed total at most once per ``min_interval_s`` window, and an
-    unchanged one once per ``sample_s`` window (so the central sees the meter alive). The windows are on one
-    grid for every meter, so the readings of all meters fall in the same poll cycle and go to disk in one
-    transaction. Pure: fed (monotonic time, total)."""
-
-    min_interval_s: float
-    sample_s: float
-    _last: dict[str, tuple[float, float]] = field(default_factory=dict)  # meter -> (at, total)
-
-    def seen(self, meter_id: str) -> bool:
-        return meter_id in self._last
-
-    def due(self, meter_id: str, at: float, total: float | None) -> bool:
-        if total is None:
-            return False
-        last = self._last.get(meter_id)
-        if last is None:
-            return True
-        changed = abs(total - last[1]) >= 1e-6
-        if changed and self._window(at, self.min_interval_s) > self._window(last[0], self.min_interval_s):
-            return True
-        return self._window(at, self.sample_s) > self._window(last[0], self.sample_s)
-
-    def recorded(self, meter_id: str, at: float, total: float) -> None:
-        self._last[meter_id] = (at, total)
-
-    @staticmethod
-    def _window(at: float, length: float) -> float:
-        return at // length if length > 0 else at
-
-
 PORT_RETRY_S = 10.0  # a missing or unplugged USB adapter is looked for again this often
+
+
+# ------------------------------------------------------------------------------------------------ the bus
+class MeterBus(RegisterBus, Protocol):
+    """The node's bus: what the reader reads through, and ``close`` (the node owns its bus)."""
+
+    def close(self) -> None: ...
 
 
 # ----------------------------------------------------------------------------------------------- the node
 class MeterNode:
     """Wires the reader, the wellbeing monitors, the alert book and the outbox for one ``[meter]`` config.
 
-    ``runtime`` is a ``common.service.NodeRuntime`` (outbox, alert book, uploader); ``bus`` a
-    ``hal.modbus.ModbusBus``. Both are built from the config when not given (tests and the simulated community
-    pass their own). ``clock`` may be a FastClock or ManualClock: nothing here reads the system time.
+    It owns its ``runtime`` (outbox, alert book, uploader), its ``bus`` and its ``voice`` (None when no home has
+    a chime): ``close()`` releases them all. ``build_node(config)`` makes one from its config. ``clock`` may be
+    a FastClock or ManualClock: nothing here reads the system time.
     """
 
     def __init__(
-        self,
-        config: NodeConfig,
-        clock: Clock,
-        runtime: Any | None = None,
-        bus: RegisterBus | None = None,
-        *,
-        speaker: Speaker | None = None,
+        self, config: NodeConfig, clock: Clock, runtime: NodeRuntime, bus: MeterBus, voice: Voice | None
     ) -> None:
         section: MeterConfig = config.role_config
         self.config = config
         self.section = section
         self.clock = clock
         self.node_id = config.node.id
-        if runtime is None:
-            from common.service import NodeRuntime
-
-            runtime = NodeRuntime(config, clock)
         self.runtime = runtime
-        self._own_bus = bus is None
-        self.bus: RegisterBus = (
-            bus if bus is not None else ModbusBus(section.serial, retry_s=PORT_RETRY_S, monotonic=clock.monotonic)
-        )
+        self.bus = bus
+        self.voice = voice
+        (self.chime,) = prompts()
         self.meters: dict[str, MeterEntry] = {m.id: m for m in section.meters}
         self.reader = MeterReader(
             self.bus,
@@ -131,11 +96,13 @@ class MeterNode:
         self._dirty = False
         # (meter id, what, wall time) from gpiozero's threads: "ok", "out" (away button) or "door"
         self._presses: queue.SimpleQueue[tuple[str, str, float]] = queue.SimpleQueue()
-        self._buttons: list[Any] = []
-        self._speaker = speaker  # injected (tests, the simulated community), else made when a home has a chime
-        self.voice: Voice | None = None
-        self._own_speaker = False
-        self._setup_home_devices()
+        self._buttons: list[Button | DigitalInputDevice] = []
+        self._closed = False
+        try:
+            self._setup_home_devices()
+        except BaseException:
+            self._close_buttons()  # build_node releases the rest
+            raise
         self._apply_away()
         self.last_read_wall: float | None = None
         self.readings_stored = 0
@@ -165,8 +132,6 @@ class MeterNode:
     def _setup_home_devices(self) -> None:
         homes = self.meters.values()
         if any(m.household.ok_button or m.household.away_button or m.household.door for m in homes):
-            from hal.gpio import make_button, make_input, use_pin_factory
-
             use_pin_factory(self.config.gpio.pin_factory)
             for meter in homes:
                 house = meter.household
@@ -183,11 +148,6 @@ class MeterNode:
                     moved = lambda mid=meter.id: self._presses.put((mid, "door", self.clock.wall()))  # noqa: E731
                     door.when_activated, door.when_deactivated = moved, moved
                     self._buttons.append(door)
-        if any(m.household.chime for m in self.meters.values()):
-            audio, timezone = self.config.audio, self.config.node.timezone
-            (self.chime,) = prompts()
-            self.voice = make_voice(audio, timezone, self.clock.wall, self._speaker, prompts=[self.chime])
-            self._own_speaker = self._speaker is None
 
     # ---------------------------------------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -435,18 +395,54 @@ class MeterNode:
         }
 
     def close(self) -> None:
-        """Save state, release the buttons and the bus (the runtime is closed by whoever made it)."""
+        """Save state, release the buttons, the voice and the bus, stop the runtime. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.save_state()
+        self._release()
+
+    def _close_buttons(self) -> None:
         for button in self._buttons:
             button.close()
         self._buttons.clear()
-        if self._own_speaker and self.voice is not None:
+
+    def _release(self) -> None:
+        self._close_buttons()
+        if self.voice is not None:
             self.voice.speaker.close()
-            self._own_speaker = False
-        if self._own_bus:
-            close = getattr(self.bus, "close", None)
-            if close is not None:
-                close()
+        self.bus.close()
+        self.runtime.stop()
+
+
+def build_node(
+    config: NodeConfig,
+    clock: Clock | None = None,
+    *,
+    runtime: NodeRuntime | None = None,
+    bus: MeterBus | None = None,
+    speaker: Speaker | None = None,
+) -> MeterNode:
+    """A meter node from its config: its runtime (made here unless given: a test's), its bus (``hal.modbus.
+    ModbusBus`` on the ``[meter]`` serial port, which opens a missing port later and reopens a failed one; unless
+    given: a test's table of registers) and, when a home has a chime, its voice (the speaker from ``[audio]``
+    unless given: a recording one, the community's timeline). The node owns them all."""
+    clock = clock or SystemClock()
+    section: MeterConfig = config.role_config
+    runtime = runtime or NodeRuntime(config, clock)
+    voice: Voice | None = None
+    try:
+        bus = bus if bus is not None else ModbusBus(section.serial, retry_s=PORT_RETRY_S, monotonic=clock.monotonic)
+        if any(m.household.chime for m in section.meters):
+            voice = make_voice(config.audio, config.node.timezone, clock.wall, speaker, prompts=prompts())
+        return MeterNode(config, clock, runtime, bus, voice)
+    except BaseException:
+        if voice is not None:
+            voice.speaker.close()
+        if bus is not None:
+            bus.close()
+        runtime.stop()
+        raise
 
 
 def state_file(config: NodeConfig) -> Path:

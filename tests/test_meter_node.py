@@ -20,7 +20,8 @@ from common.clock import FastClock, ManualClock
 from common.config import ConfigError, NodeConfig, parse_config
 from common.service import NodeRuntime
 from hal.audio import Wav
-from meter_node.node import STATE_FILE, MeterNode, ReadingCadence
+from meter_node.cadence import ReadingCadence
+from meter_node.node import STATE_FILE, build_node
 from meter_node.profiles import load_profile
 from meter_node.voice import CHIME_TEXT
 from tests.conftest import eventually
@@ -56,6 +57,9 @@ class TableBus:
         profile = self.profiles[slave]
         assert (address, count, function_code) == (profile.address, profile.count, profile.function_code)
         return profile.encode(value)
+
+    def close(self) -> None:
+        """Nothing to release (the node owns its bus and closes it)."""
 
 
 def node_config(
@@ -124,7 +128,7 @@ class Harness:
         self.clock = clock
         self.runtime = NodeRuntime(config, clock)
         self.speaker = speaker or Speaker()
-        self.node = MeterNode(config, clock, runtime=self.runtime, bus=bus, speaker=self.speaker)
+        self.node = build_node(config, clock, runtime=self.runtime, bus=bus, speaker=self.speaker)
 
     def run(self, seconds: float, each: Callable[[float], None] | None = None) -> None:
         end = self.clock.monotonic() + seconds
@@ -406,7 +410,7 @@ def test_fast_clock_run_and_stop(registered: Any, tmp_path: Path) -> None:
     bus = TableBus()
     bus.add(1, "u32_le_litres", 5000.0)
     clock = FastClock(speed=600.0, start_wall=START_WALL)
-    node = MeterNode(node_config(tmp_path, registered.url, ONE_METER), clock, bus=bus, speaker=Speaker())
+    node = build_node(node_config(tmp_path, registered.url, ONE_METER), clock, bus=bus, speaker=Speaker())
     thread = threading.Thread(target=node.run, daemon=True)
     thread.start()
     try:
