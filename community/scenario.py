@@ -43,6 +43,7 @@ from hal.audio import Wav
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
 from kiosk.node import KioskNode
+from kiosk.node import build_node as build_kiosk
 from meter_node.node import MeterNode
 from meter_node.node import build_node as build_meter
 from meter_node.profiles import load_profile
@@ -257,7 +258,7 @@ class Community:
         self.lift = build_lift(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
         self.lift_sim = lift_sensors(self.factory, lift_config.role_config)
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
-        self.kiosk = KioskNode(kiosk_config, clock=self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
+        self.kiosk = build_kiosk(kiosk_config, self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
         self.kiosk.controller.add_listener(self._on_kiosk_view)
         self.meter = build_meter(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
         for node_id, node in self._nodes().items():

@@ -9,13 +9,17 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from common.cli import setup_logging
 from common.config import ConfigError, NodeConfig, default_config_path, load_config, load_config_or_exit
 from common.files import writable_folder
 from kiosk.config import KioskConfig
 from kiosk.texts import Texts, TextsError, load_texts
+
+if TYPE_CHECKING:  # imported when the node is made, behind the first frame (make_node)
+    from common.clock import Clock
+    from kiosk.node import KioskNode
 
 log = logging.getLogger("kiosk")
 SAMPLE = KioskConfig(pickup_point="长白新村北门", pickup_point_en="Changbai Xincun North Gate", hotline="021-6543 2100")
@@ -51,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_screen(config, texts, windowed=getattr(args, "windowed", False))
 
 
-def make_node(config: NodeConfig, texts: Texts, *, silent: bool = False, **options: Any) -> Any:
-    """The kiosk without its screen (imported here: the screen shows before the node, its network and its voice
-    are even imported); ``silent``: a speaker that plays nothing, whatever [audio] says; ``options`` go to
-    KioskNode (kiosk.drive: no GPIO, a fast clock)."""
+def make_node(
+    config: NodeConfig, texts: Texts, *, silent: bool = False, clock: Clock | None = None, use_gpio: bool = True
+) -> KioskNode:
+    """The kiosk without its screen, by ``kiosk.node.build_node`` (imported here: the screen shows before the
+    node, its network and its voice are even imported); ``silent``: a speaker that plays nothing, whatever
+    [audio] says; ``clock`` and ``use_gpio`` as kiosk.drive wants them (a fast clock, no GPIO)."""
     from hal.audio import NullSpeaker
-    from kiosk.node import KioskNode
+    from kiosk.node import build_node
 
-    if silent:
-        options["speaker"] = NullSpeaker()
-    return KioskNode(config, texts=texts, **options)
+    speaker = NullSpeaker() if silent else None
+    return build_node(config, clock, texts=texts, speaker=speaker, use_gpio=use_gpio)
 
 
 def user_cache() -> Path:

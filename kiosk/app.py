@@ -37,6 +37,7 @@ from kiosk.view import RideView  # noqa: E402
 
 if TYPE_CHECKING:  # the controller (and the network client under it) is attached after the first frame
     from kiosk.controller import KioskController
+    from kiosk.node import KioskNode
 
 log = logging.getLogger(__name__)
 KV_FILE = Path(__file__).with_name("kiosk.kv")
@@ -460,11 +461,13 @@ class KioskApp(App):
         return [w for w in self.root_widget.walk() if isinstance(w, Text | Word) and w.text and w.opacity > 0]
 
 
-def open_screen(config: NodeConfig, texts: Texts, make_node: Callable[[], Any]) -> tuple[KioskApp, list[Any]]:
+def open_screen(
+    config: NodeConfig, texts: Texts, make_node: Callable[[], KioskNode]
+) -> tuple[KioskApp, list[KioskNode]]:
     """The kiosk's screen, with the node (``make_node()``: a KioskNode) built and attached once the first screen
     is drawn; returns the app and the list the node is put in (to close it after the app stops)."""
     app = KioskApp(texts, config.role_config.screen, font_cache=config.node.data_dir / "fonts")
-    nodes: list[Any] = []
+    nodes: list[KioskNode] = []
 
     def start_node() -> None:
         node = make_node()

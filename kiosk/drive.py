@@ -23,6 +23,7 @@ from kiosk.texts import load_texts
 
 if TYPE_CHECKING:
     from kiosk.app import KioskApp  # imported after the first frame at run time
+    from kiosk.node import KioskNode
 
 START_WALL = time.time()
 
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
 
     # as `kiosk run` does: the screen first, the node (imported only then) behind it; no audio device in CI: the
     # controller keeps the last prompts' texts (node.controller.spoken)
-    def node() -> Any:
+    def node() -> KioskNode:
         return make_node(config, texts, silent=True, use_gpio=False, clock=clock)
 
     app, nodes = open_screen(config, texts, node)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from common.clock import Clock, SystemClock
@@ -21,7 +21,7 @@ from common.config import NodeConfig
 from common.events import Detection
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
-from common.speech.voice import VolumeSchedule, make_voice
+from common.speech.voice import Voice, VolumeSchedule, make_voice
 from hal.audio import Speaker
 from hal.backlight import Backlight, open_backlight
 from kiosk.client import RidesClient
@@ -30,6 +30,9 @@ from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
 from kiosk.ride_events import RaiseAlert, Report, RideView
 from kiosk.texts import Texts, load_texts
+
+if TYPE_CHECKING:  # gpiozero is imported only by a kiosk with an arcade button or LED (see _start_gpio)
+    from gpiozero import LED, PWMLED, Button
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -71,7 +74,7 @@ def led_pattern(state: str, pwm: bool) -> LedPattern:
     return pattern
 
 
-def apply_led(led: Any, pattern: LedPattern) -> None:
+def apply_led(led: LED | PWMLED, pattern: LedPattern) -> None:
     """Drive a gpiozero LED or PWMLED with ``pattern`` (blinks run on gpiozero's background thread)."""
     if pattern.kind == "off":
         led.off()
@@ -84,33 +87,30 @@ def apply_led(led: Any, pattern: LedPattern) -> None:
 
 
 class KioskNode:
-    """One kiosk. Everything may be injected for tests and the simulated community."""
+    """One kiosk, on its ``runtime`` (outbox, alert book, uploader), ``voice`` and ``rides`` client; it owns them
+    (``close()`` stops them). ``build_node(config)`` makes one from its config; tests and the simulated
+    community give their own clock, speaker or rides client to ``build_node``."""
 
     def __init__(
         self,
         config: NodeConfig,
+        clock: Clock,
+        runtime: NodeRuntime,
+        voice: Voice,
+        rides: RidesClient,
+        texts: Texts,
         *,
-        texts: Texts | None = None,
-        clock: Clock | None = None,
-        runtime: NodeRuntime | None = None,
-        rides: RidesClient | None = None,
-        speaker: Speaker | None = None,
         use_gpio: bool = True,
     ) -> None:
         self.config = config
         kiosk: KioskConfig = config.role_config
         self.kiosk = kiosk
-        self.clock: Clock = clock or SystemClock()
-        self.runtime = runtime or NodeRuntime(config, self.clock)
-        self.texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
-        self._own_speaker = speaker is None
-        tz = config.node.timezone
-        language = kiosk.voice_language
-        self.voice = make_voice(
-            config.audio, tz, self.clock.wall, speaker, language, prompts=self.texts.prompts(language)
-        )
-        self.speaker = self.voice.speaker
-        self.rides = rides or RidesClient.from_config(config)
+        self.clock = clock
+        self.runtime = runtime
+        self.texts = texts
+        self.voice = voice
+        self.speaker = voice.speaker
+        self.rides = rides
         machine = RideMachine(kiosk.timing, now=self.clock.monotonic())
         self.controller = KioskController(
             machine,
@@ -123,8 +123,8 @@ class KioskNode:
             raise_alert=self._raise_alert,
         )
         # everything the view listener touches exists before the button can be pressed
-        self.button: Any = None
-        self.led: Any = None
+        self.button: Button | None = None
+        self.led: LED | PWMLED | None = None
         self.led_state: LedPattern | None = None
         self.record_failures = 0
         # the screen dims at the same night hours the voice gets quieter ([audio] night_start..night_end)
@@ -377,8 +377,7 @@ class KioskNode:
         self.runtime.stop()
         self.close_gpio()
         self.rides.close()
-        if self._own_speaker:
-            self.speaker.close()
+        self.speaker.close()
 
     # ------------------------------------------------------------------------------------- systemd
     @staticmethod
@@ -388,3 +387,37 @@ class KioskNode:
     def watchdog_period_s(self) -> float:
         """How often the UI thread pings the watchdog: the config, else half of WatchdogSec, else never."""
         return self.kiosk.watchdog_ping_s or watchdog_interval_s() or 0.0
+
+
+def build_node(
+    config: NodeConfig,
+    clock: Clock | None = None,
+    *,
+    texts: Texts | None = None,
+    runtime: NodeRuntime | None = None,
+    rides: RidesClient | None = None,
+    speaker: Speaker | None = None,
+    use_gpio: bool = True,
+) -> KioskNode:
+    """A kiosk from its config: its texts (``[kiosk] texts``), runtime, voice (the prompts in the kiosk's voice
+    language, the speaker from ``[audio]`` unless one is given) and rides client (to ``[central]``), each made
+    here unless given. The node owns them all."""
+    clock = clock or SystemClock()
+    kiosk: KioskConfig = config.role_config
+    texts = texts or load_texts(kiosk.texts, kiosk.pickup_point, kiosk.hotline, kiosk.pickup_point_en)
+    runtime = runtime or NodeRuntime(config, clock)
+    voice: Voice | None = None
+    try:
+        language = kiosk.voice_language
+        voice = make_voice(
+            config.audio, config.node.timezone, clock.wall, speaker, language, prompts=texts.prompts(language)
+        )
+        rides = rides or RidesClient.from_config(config)
+        return KioskNode(config, clock, runtime, voice, rides, texts, use_gpio=use_gpio)
+    except BaseException:  # a kiosk that cannot start leaves nothing open
+        if rides is not None:
+            rides.close()
+        if voice is not None:
+            voice.speaker.close()
+        runtime.stop()
+        raise

@@ -16,7 +16,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from common.clock import FastClock
 from common.config import NodeConfig, load_config
 from common.spoken import phone_for_listening, plate_for_listening
-from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, led_pattern
+from kiosk.node import LED_PATTERNS, KioskNode, LedPattern, build_node, led_pattern
 from tests.conftest import eventually
 from tests.kiosk_helpers import NODE, write_kiosk_config
 from tests.speech_helpers import RecordingSpeaker
@@ -49,7 +49,7 @@ def press(factory: MockFactory) -> None:
 def test_arcade_button_hails_a_ride_with_led_and_voice(central, mock_factory: MockFactory, tmp_path: Path) -> None:
     token = central.register(NODE, "kiosk", pickup_point="长白新村北门")
     voice = RecordingSpeaker()
-    node = KioskNode(load_config(write_config(tmp_path, central.url, token)), speaker=voice)
+    node = build_node(load_config(write_config(tmp_path, central.url, token)), speaker=voice)
     try:
         node.start_thread()
         led = mock_factory.pin(LED)
@@ -81,7 +81,7 @@ def test_arcade_button_hails_a_ride_with_led_and_voice(central, mock_factory: Mo
 
 def test_led_goes_dark_when_out_of_service(mock_factory: MockFactory, tmp_path: Path) -> None:
     voice = RecordingSpeaker()
-    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=voice)
+    node = build_node(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=voice)
     try:
         node.start_thread()
         press(mock_factory)
@@ -98,7 +98,9 @@ def test_idle_pulses_on_a_pwm_pin(tmp_path: Path) -> None:
     Device.pin_factory = factory = MockFactory(pin_class=MockPWMPin)
     node = None
     try:
-        node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+        node = build_node(
+            load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker()
+        )
         assert node.led_state == LedPattern("pulse", 1.5, 1.5)
         deadline = time.monotonic() + 3
         levels: set[float] = set()
@@ -125,7 +127,7 @@ def test_fast_clock_headless_node_for_the_simulated_community(
     central, mock_factory: MockFactory, tmp_path: Path
 ) -> None:
     token = central.register(NODE, "kiosk")
-    node = KioskNode(
+    node = build_node(
         load_config(write_config(tmp_path, central.url, token)),
         clock=FastClock(30.0),
         speaker=RecordingSpeaker(),
@@ -190,7 +192,7 @@ def test_broken_arcade_button_raises_a_fault_and_the_kiosk_goes_on(mock_factory:
     from gpiozero import Button
 
     squatter = Button(BUTTON)  # another process (or a config typo) holds the pin
-    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+    node = build_node(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
     try:
         assert node.button is None and node.runtime.alerts.is_open("kiosk_fault", "gpio")
         node.press("screen")  # the screen still orders
@@ -233,7 +235,7 @@ def test_kiosk_without_a_working_screen_runs_headless_and_says_so(central, tmp_p
 
 
 def test_outbox_failure_never_stops_a_ride(mock_factory: MockFactory, tmp_path: Path) -> None:
-    node = KioskNode(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
+    node = build_node(load_config(write_config(tmp_path, "http://127.0.0.1:9", "token")), speaker=RecordingSpeaker())
     try:
         node.runtime.outbox.close()  # the SD card gave up
         node.press("button")
@@ -246,7 +248,7 @@ def _ride_then_stop(central, tmp_path: Path) -> NodeConfig:
     """A kiosk that asked for a ride and stopped while it was on its way (the watchdog, or the power); its config."""
     token = central.register(NODE, "kiosk")
     config = load_config(write_config(tmp_path, central.url, token))
-    first = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
+    first = build_node(config, speaker=RecordingSpeaker(), use_gpio=False)
     first.start_thread()
     first.press("button")
     assert first.wait_for_state("searching", "assigned")
@@ -258,7 +260,7 @@ def test_a_restart_mid_ride_picks_the_ride_up_without_a_second_car(central, tmp_
     config = _ride_then_stop(central, tmp_path)
     assert (config.state_dir / "ride.json").exists()
     voice = RecordingSpeaker()
-    second = KioskNode(config, speaker=voice, use_gpio=False)
+    second = build_node(config, speaker=voice, use_gpio=False)
     try:
         assert second.state == "idle"
         second.start_thread()
@@ -279,7 +281,7 @@ def test_a_ride_that_ended_while_the_kiosk_was_down_is_not_announced(central, tm
     config = _ride_then_stop(central, tmp_path)
     central.clock.advance(3600)  # an hour later the car has long come and gone
     voice = RecordingSpeaker()
-    second = KioskNode(config, speaker=voice, use_gpio=False)
+    second = build_node(config, speaker=voice, use_gpio=False)
     try:
         second.start_thread()
         eventually(lambda: not (config.state_dir / "ride.json").exists(), what="the ended ride forgotten")
@@ -293,7 +295,7 @@ def test_unreadable_ride_file_is_ignored(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9", "token"))
     config.state_dir.mkdir(parents=True)
     (config.state_dir / "ride.json").write_text("{not json")
-    node = KioskNode(config, speaker=RecordingSpeaker(), use_gpio=False)
+    node = build_node(config, speaker=RecordingSpeaker(), use_gpio=False)
     try:
         node.start()
         assert node.state == "idle"
@@ -318,7 +320,7 @@ def test_screen_dims_at_the_audio_night_hours_through_sysfs(tmp_path: Path) -> N
     )
     clock = ManualClock()
     clock.set_wall(1_780_000_000 - 1_780_000_000 % 86400 + 15 * 3600)  # 15:00 UTC = 23:00 in Shanghai
-    node = KioskNode(load_config(config), speaker=RecordingSpeaker(), use_gpio=False, clock=clock)
+    node = build_node(load_config(config), speaker=RecordingSpeaker(), use_gpio=False, clock=clock)
     try:
         node.open_backlight()
         node.tick()
@@ -345,7 +347,7 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         timing="arcade_hold_s = 1.0",
     )
     voice = RecordingSpeaker()
-    node = KioskNode(load_config(config), speaker=voice)
+    node = build_node(load_config(config), speaker=voice)
     try:
         node.start_thread()
         pin = mock_factory.pin(BUTTON)
@@ -366,8 +368,8 @@ GPIO_LOADED = """
 import sys
 from common.config import load_config
 from hal.audio import NullSpeaker
-from kiosk.node import KioskNode
-node = KioskNode(load_config(sys.argv[1]), speaker=NullSpeaker())
+from kiosk.node import build_node
+node = build_node(load_config(sys.argv[1]), speaker=NullSpeaker())
 print("gpiozero" in sys.modules, node.button is not None)
 node.close()
 """
