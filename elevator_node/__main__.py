@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.cli import setup_logging
 from common.config import EXIT_CONFIG, default_config_path, load_config_or_exit
 from elevator_node.config import default_section
+from elevator_node.node import run_node
 from elevator_node.replay import TraceError, replay_file
 
 EXIT_OK = 0
@@ -75,12 +77,8 @@ def _replay(trace: Path, config_path: Path | None) -> int:
 
 
 def _run(config_path: Path) -> int:
-    from common.cli import setup_logging
-
     config = load_config_or_exit(config_path, "elevator")
     setup_logging(config.node.log_level)
-    from elevator_node.node import run_node
-
     return run_node(config)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.clock import FastClock
+from common.config import load_config_or_exit
 from kiosk.__main__ import make_node
 from kiosk.probe import emit, rss_mb
 from kiosk.texts import load_texts
@@ -47,9 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ride-every-min", type=float, default=10.0, help="simulated minutes between rides")
     parser.add_argument("--headless", action="store_true", help="no screen: the node alone (for --soak-hours)")
     args = parser.parse_args(argv)
-
-    from common.config import load_config_or_exit
-
     config = load_config_or_exit(args.config, "kiosk")
     xvfb = None
     if not os.environ.get("DISPLAY"):

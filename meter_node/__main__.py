@@ -13,6 +13,7 @@ from pathlib import Path
 from common.cli import setup_logging
 from common.config import default_config_path, load_config_or_exit
 from meter_node.node import build_node
+from meter_node.replay import main as replay_main
 
 log = logging.getLogger("meter_node")
 
@@ -39,8 +40,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "replay":
-        from meter_node.replay import main as replay_main
-
         return replay_main(args_list[1:])
     args = _parser().parse_args(args_list)
     if args.command == "run":

@@ -27,6 +27,7 @@ from common.config import (
     parse_config,
     role_section_class,
 )
+from meter_node.profiles import profile_files
 from provisioning import prompt, update_units, wiring
 from provisioning.errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_OK, ProvisionError
 from provisioning.files import atomic_write, service_user_ids
@@ -188,8 +189,6 @@ def _question(knob: Knob) -> str:
         hint = f"standard wiring: {standard}; " if standard is not None else ""
         help_text = (help_text + "; " if help_text else "") + hint + "blank if not fitted"
     if knob.path[-1] == "profile" and knob.path[0] == "meter":
-        from meter_node.profiles import profile_files
-
         help_text += f"; shipped: {', '.join(sorted(profile_files()))}; provision scan finds the right one"
     return f"{knob.key}" + (f" ({help_text})" if help_text else "")
 
@@ -219,8 +218,6 @@ def _prompt_knob(knob: Knob, default: Any) -> Any:
 def _known_names(knob: Knob) -> set[str] | None:
     """Names a setting must be one of, checked at once when asked (the node checks them again at the end)."""
     if knob.path[0] == "meter" and knob.path[-1] == "profile":
-        from meter_node.profiles import profile_files
-
         return set(profile_files())
     return None
 

@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from common.config import SerialPort
+from hal.modbus import ModbusBus, ModbusError, NoResponseError
+from meter_node.profiles import DecodeError, ProfileError, load_profile_file, profile_files
+from meter_node.reader import CounterSanity
 from provisioning import prompt
+from provisioning.cmd_selftest import service_active
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
@@ -116,10 +120,6 @@ def parse_list(text: str, flag: str, allowed: set[Any] | None, cast: type) -> li
 
 def try_profile(bus: Any, address: int, profile: Any) -> ProfileTry:
     """Read with one profile twice; plausible when both decode and the meter's counter rules accept the pair."""
-    from hal.modbus import ModbusError
-    from meter_node.profiles import DecodeError
-    from meter_node.reader import CounterSanity
-
     sanity = CounterSanity(
         meter_id=f"slave-{address}",
         max_flow_l_min=profile.max_flow_l_min,
@@ -155,8 +155,6 @@ def try_profile(bus: Any, address: int, profile: Any) -> ProfileTry:
 
 def probe(bus: Any, address: int, profile: Any) -> str | None:
     """What a slave answers to a first read: None for silence, else 'registers' or the error class name."""
-    from hal.modbus import ModbusError, NoResponseError
-
     try:
         bus.read_registers(address, profile.address, profile.count, profile.function_code)
     except NoResponseError:
@@ -188,9 +186,6 @@ class Progress:
 
 def scan(args: argparse.Namespace) -> tuple[list[Responder], list[str]]:
     """Every (baud, parity) and address; returns the responders and the addresses that gave garbled replies."""
-    from hal.modbus import ModbusBus
-    from meter_node.profiles import ProfileError, load_profile_file, profile_files
-
     try:
         files = profile_files([args.profile_dir] if args.profile_dir else [])
         profiles = [load_profile_file(path) for path in files.values()]
@@ -302,8 +297,6 @@ def main(argv: list[str]) -> int:
             f"{args.port}: no such device",
             ["plug in the USB-RS485 adapter; ls /dev/ttyUSB* /dev/serial*"],
         )
-    from provisioning.cmd_selftest import service_active
-
     if service_active("meter"):
         prompt.say(
             "warning: changbai-meter is running and reads this bus too; stop it first: systemctl stop changbai-meter"

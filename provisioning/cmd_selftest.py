@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.config import NodeConfig, SerialPort
+from common.clock import SystemClock
+from common.config import ButtonPin, LedPin, NodeConfig, SerialPort
 from provisioning import central_client, prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
+from provisioning.cmd_install import systemd_running, unit_name
 from provisioning.configfile import add_config_flag, load_node_config
 from provisioning.errors import (
     EXIT_CHECK_FAILED,
@@ -72,8 +74,6 @@ def pins_of(section: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def clock_synced() -> bool:
     """Whether NTP has synchronised the wall clock (a Pi has no RTC); patched in tests."""
-    from common.clock import SystemClock
-
     return SystemClock().wall_synced()
 
 
@@ -163,8 +163,6 @@ def active_meaning(section: Any, key: str) -> str:
 
 def check_input(inputs: Inputs, key: str, pin: Any, timeout_s: float, meaning: str = "") -> Check:
     """Ask the technician to trigger one input; pass when its level changes within ``timeout_s``."""
-    from common.config import ButtonPin
-
     name = f"input {key} (BCM {pin.pin})"
     if inputs.factory_error:
         return Check(name, FAIL, inputs.factory_error, hardware_error=True)
@@ -319,8 +317,6 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
     checks: list[Check] = [check_clock(), check_disk(config)]
     pins = list(pins_of(config.role_config))
     if pins:
-        from common.config import LedPin
-
         inputs = Inputs(config)
         try:
             for key, pin in pins:
@@ -344,8 +340,6 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
 
 def service_active(role: str) -> bool:
     """True when the node's own service runs here (it owns the GPIO pins and the serial port)."""
-    from provisioning.cmd_install import systemd_running, unit_name
-
     if not systemd_running():
         return False
     try:

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from common.config import NodeConfig
 from common.speech.voice import Prompt
 from common.spoken import Language
+from elevator_node.voice import prompts as lift_prompts
 from hal.espeak import EspeakError, SpeechCheck, check_speech, resolve_voice
+from kiosk.texts import load_texts
+from meter_node.voice import prompts as meter_prompts
 
 ROLES = ("elevator", "kiosk", "meter")
 # the prompt the self-test plays on each role: the one that matters most to the person who hears it
@@ -31,16 +34,10 @@ def role_prompts(role: str, config: NodeConfig | None = None) -> tuple[Prompt, .
     """Every prompt ``role`` can say: with this node's texts when ``config`` is given, else the defaults (the
     kiosk's gate and hotline then stay {fields})."""
     if role == "elevator":
-        from elevator_node.voice import prompts as lift_prompts
-
         return lift_prompts(config.role_config if config else None)
     if role == "meter":
-        from meter_node.voice import prompts as meter_prompts
-
         return meter_prompts()
     if role == "kiosk":
-        from kiosk.texts import load_texts
-
         if config is None:
             texts = load_texts(None, EXAMPLE_PICKUP, EXAMPLE_HOTLINE, EXAMPLE_PICKUP_EN)
             return texts.prompts("zh", fixed=False)
