@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.cli import setup_logging
+from common.clock import Clock
 from common.config import ConfigError, NodeConfig, default_config_path, load_config, load_config_or_exit
 from common.files import writable_folder
 from kiosk.config import KioskConfig
 from kiosk.texts import Texts, TextsError, load_texts
 
 if TYPE_CHECKING:  # imported when the node is made, behind the first frame (make_node)
-    from common.clock import Clock
     from kiosk.node import KioskNode
 
 log = logging.getLogger("kiosk")
