@@ -213,7 +213,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
     return 0 if result["reached"] or not args.until else 1
 
 
-def _done(app: KioskApp, node: Any, soaks: list[Soak], reached: bool) -> None:
+def _done(app: KioskApp, node: KioskNode, soaks: list[Soak], reached: bool) -> None:
     """The driver's last line: where the screen ended and what the node said and counted."""
     emit(
         "done",
@@ -229,7 +229,7 @@ def _done(app: KioskApp, node: Any, soaks: list[Soak], reached: bool) -> None:
 class Soak:
     """A day of use on a fast clock: a ride every few simulated minutes, RSS every simulated hour."""
 
-    def __init__(self, node: Any, args: argparse.Namespace) -> None:
+    def __init__(self, node: KioskNode, args: argparse.Namespace) -> None:
         self.node = node
         self.start = node.clock.monotonic()
         self.end = self.start + args.soak_hours * 3600

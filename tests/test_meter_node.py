@@ -21,7 +21,7 @@ from common.config import ConfigError, NodeConfig, parse_config
 from common.service import NodeRuntime
 from hal.audio import Wav
 from meter_node.cadence import ReadingCadence
-from meter_node.node import STATE_FILE, build_node
+from meter_node.node import STATE_FILE, MeterBus, build_node
 from meter_node.profiles import load_profile
 from meter_node.voice import CHIME_TEXT
 from tests.conftest import eventually
@@ -123,7 +123,9 @@ def registered(central: Any, tmp_path: Path) -> Any:
 class Harness:
     """A node, its runtime and a ManualClock; ``run(seconds)`` steps the node through time."""
 
-    def __init__(self, config: NodeConfig, bus: Any, clock: ManualClock, speaker: Any = None) -> None:
+    def __init__(
+        self, config: NodeConfig, bus: MeterBus | None, clock: ManualClock, speaker: Speaker | None = None
+    ) -> None:
         self.config = config
         self.clock = clock
         self.runtime = NodeRuntime(config, clock)
