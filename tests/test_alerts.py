@@ -269,3 +269,35 @@ def test_open_alerts_carried_over_when_the_old_database_still_reads(node: Node) 
     assert (raised.alert_id or "-") in (node.outbox.read_state("alerts.open") or "")
     node = node.restart(clean=True)
     assert [a.alert_id for a in node.book.open_alerts()] == [raised.alert_id]
+
+
+KILLED_AFTER_RECORD = """
+import os, signal, sys
+from pathlib import Path
+from common.alerts import AlertBook, adopt_legacy_copy
+from common.clock import SystemClock
+from common.config import OutboxSection
+from common.events import Detection
+from common.outbox import Outbox
+directory = Path(sys.argv[1])
+outbox = Outbox(directory / "outbox.sqlite", OutboxSection(), SystemClock(), node_id=sys.argv[2])
+adopt_legacy_copy(directory, outbox)
+book = AlertBook(sys.argv[2], SystemClock(), outbox)
+event = book.record(Detection("entrapment", "raised", 0.0, "urgent", {"seconds_trapped": 90.0}))
+print(event.alert_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # nothing closed, nothing flushed
+"""
+
+
+def test_sigkill_right_after_an_alert_keeps_it_and_the_taken_over_one(tmp_path: Path, clock: ManualClock) -> None:
+    directory = tmp_path / NODE
+    directory.mkdir()
+    (directory / LEGACY_COPY).write_text(legacy_copy("a-old"), encoding="utf-8")  # from before the upgrade
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_RECORD, str(directory), NODE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    raised = done.stdout.strip()
+    node = Node(directory, clock)  # the restarted node
+    assert sorted(a.alert_id for a in node.book.open_alerts()) == sorted(["a-old", raised])
+    assert not (directory / LEGACY_COPY).exists()
