@@ -269,6 +269,8 @@ def adopt_legacy_copy(state_dir: Path, outbox: Outbox) -> int:
             outbox.put_state({STATE_KEY: _book_json(book.values())})  # durable before the copy goes
             taken = len(book)
             log.warning("alerts: %d open alert(s) taken over from %s", taken, path)
+    if outbox.volatile:  # the disk refuses writes: the book is only in memory yet, keep the copy for the next start
+        return taken
     try:
         path.unlink()
     except OSError as exc:

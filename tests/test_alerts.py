@@ -195,6 +195,21 @@ def test_an_old_copy_gives_way_to_the_outboxs_book(node: Node) -> None:
     assert not (node.directory / LEGACY_COPY).exists()
 
 
+def test_an_old_copy_stays_while_the_disk_refuses_writes(tmp_path: Path, clock: ManualClock) -> None:
+    directory = tmp_path / NODE
+    directory.mkdir()
+    (directory / LEGACY_COPY).write_text(legacy_copy("a-17"), encoding="utf-8")
+    outbox = Outbox(directory / "outbox.sqlite", OutboxSection(), clock, node_id=NODE)
+    try:
+        outbox._store.refuse(OSError(28, "No space left on device"))  # noqa: SLF001 - a full card at start
+        assert outbox.volatile
+        assert adopt_legacy_copy(directory, outbox) == 1
+        assert "a-17" in (outbox.read_state("alerts.open") or "")  # in memory until the disk takes it
+        assert (directory / LEGACY_COPY).exists()  # so the copy stays for the next start
+    finally:
+        outbox._abandon()  # noqa: SLF001
+
+
 def test_an_unreadable_old_copy_is_dropped_and_the_node_starts(tmp_path: Path, clock: ManualClock) -> None:
     directory = tmp_path / NODE
     directory.mkdir()
