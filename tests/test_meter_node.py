@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from common.clock import FastClock, ManualClock
-from common.config import ConfigError, NodeConfig, parse_config
+from common.config import ConfigError, NodeConfig, load_config, parse_config
 from common.service import NodeRuntime
 from hal.audio import Wav
 from meter_node.cadence import ReadingCadence
@@ -398,8 +398,6 @@ def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
 
 
 def test_unknown_profile_in_config_is_named(tmp_path: Path) -> None:
-    from common.config import ConfigError, load_config
-
     bad = tmp_path / "node.toml"
     bad.write_text((ROOT / "examples" / "meter.toml").read_text().replace('"pulse_u32_10l"', '"acme_9000"'))
     with pytest.raises(ConfigError) as info:
@@ -603,8 +601,6 @@ def test_replay_command_is_dispatched(tmp_path: Path) -> None:
 
 
 def test_a_broken_site_profile_stops_the_config_naming_file_and_key(tmp_path: Path) -> None:
-    from common.config import ConfigError, load_config
-
     site_profiles = tmp_path / "profiles"
     site_profiles.mkdir()
     shipped = (ROOT / "meter_node" / "profiles" / "u32_le_litres.toml").read_text()
@@ -686,8 +682,6 @@ def test_tick_interval_follows_the_fastest_meter(registered: Any, tmp_path: Path
 def test_meter_timings_that_would_hide_a_household_are_refused(
     tmp_path: Path, old: str, new: str, message: str
 ) -> None:
-    from common.config import ConfigError, load_config
-
     text = (ROOT / "examples" / "meter.toml").read_text()
     assert old in text
     config_file = tmp_path / "node.toml"
