@@ -1,0 +1,141 @@
+"""An acknowledgement survives the loss of one database host (issue 15, docs/central.md#production-layout): a
+central on a real PostgreSQL primary with ``synchronous_commit = on`` and streaming standbys made by
+``pg_basebackup``. With one synchronous standby, an upload is not answered while that standby is down (the node
+keeps its events) and is answered once it is back; with ``ANY 1 (standby_b, standby_c)`` the loss of either
+standby does not stop the uploads. Checks PostgreSQL's own behaviour with the settings the docs give.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+from bench.figures import Figure
+from bench.pgcluster import ThrowawayCluster, _bin_dir
+from central.config import parse_central_config
+from central.server import CentralServer
+
+WAIT_S = 5.0  # how long an upload is given while its standby is down
+# synchronous_standby_names is set by ALTER SYSTEM (a -c option on the command line would override it for good)
+PRIMARY = {"wal_level": "replica", "max_wal_senders": "10", "fsync": "on", "synchronous_commit": "on"}
+CLAIM, OPERATOR = "claim-key-standby-bench-0001", "operator-key-standby-bench-01"
+
+
+class Standby:
+    """A streaming standby of ``primary``, made by pg_basebackup, named ``name`` on the primary."""
+
+    def __init__(self, primary: ThrowawayCluster, name: str, port: int) -> None:
+        assert primary.dir is not None
+        self.primary, self.name, self.port = primary, name, port
+        self.data = primary.dir / name
+        made = primary._run(  # noqa: SLF001 - as the cluster's owner (postgres when run as root)
+            str(_bin_dir() / "pg_basebackup"), "-h", str(primary.dir), "-p", str(primary.port), "-U", "postgres",
+            "-D", str(self.data), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise RuntimeError(f"pg_basebackup: {made.stderr[-300:]}")
+        conninfo = f"host={primary.dir} port={primary.port} user=postgres application_name={name}"
+        primary._run("sh", "-c", f"echo \"primary_conninfo = '{conninfo}'\" >> {self.data}/postgresql.auto.conf")  # noqa: SLF001
+
+    def pg_ctl(self, action: str) -> None:
+        options = f"-k {self.primary.dir} -p {self.port} -c listen_addresses='' -c max_connections=400"
+        done = self.primary._run(  # noqa: SLF001
+            str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", f"{self.data}.log", "-w",
+            "-m", "immediate", action,
+        )  # fmt: skip
+        if done.returncode != 0 and action == "start":
+            raise RuntimeError(f"standby {self.name} did not start: {done.stderr[-300:]}")
+
+
+def _upload(api: str, token: str) -> requests.Response:
+    event = {"id": str(uuid.uuid4()), "node_id": "standby-lift", "kind": "door_state", "severity": "info",
+             "state": "observed", "priority": "state", "wall_time": time.time(), "clock_synced": True,
+             "payload": {}, "alert_id": None, "recipients": [], "seq": None}  # fmt: skip
+    body = {"node_wall_time": time.time(), "events": [event]}
+    return requests.post(f"{api}/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _timed(api: str, token: str) -> dict[str, Any]:
+    """An upload in a thread: ``done`` is set when it is answered (status, seconds)."""
+    out: dict[str, Any] = {"done": threading.Event()}
+
+    def go() -> None:
+        start = time.monotonic()
+        out["status"] = _upload(api, token).status_code
+        out["seconds"] = time.monotonic() - start
+        out["done"].set()
+
+    threading.Thread(target=go, daemon=True).start()
+    return out
+
+
+def _standby_names(primary: ThrowawayCluster, names: str) -> None:
+    with psycopg.connect(primary.url(), autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def _sync_states(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1").fetchall()
+    return ", ".join(f"{n} {s}" for n, s in rows)
+
+
+def run(quick: bool) -> list[Figure]:
+    base = 57_000 + os.getpid() % 900 * 3
+    primary = ThrowawayCluster(settings=PRIMARY, port=base).start()
+    standbys = [Standby(primary, "standby_b", base + 1), Standby(primary, "standby_c", base + 2)]
+    server: CentralServer | None = None
+    figures: list[Figure] = []
+    try:
+        _standby_names(primary, "standby_b")
+        standbys[0].pg_ctl("start")
+        url = primary.create_database("standby")
+        document = {
+            "sites": [{"id": "standby-site", "claim_key": CLAIM}],
+            "operators": [{"name": "op", "key": OPERATOR}],
+        }
+        assert primary.dir is not None
+        server = CentralServer(parse_central_config(document, Path(primary.dir) / "central.toml"), url)
+        server.start()
+        api = f"{server.url}/api/v1"
+        claim = {"claim_key": CLAIM, "node_id": "standby-lift", "role": "elevator", "site": "standby-site"}
+        token = requests.post(f"{api}/nodes/register", json=claim, timeout=30).json()["token"]
+        figures.append(Figure("replication (one synchronous standby)", _sync_states(primary.url())))
+        up = _timed(api, token)
+        up["done"].wait(30)
+        figures.append(Figure("  upload, standby up", round(1000 * up["seconds"]), "ms", f"HTTP {up['status']}"))
+        standbys[0].pg_ctl("stop")
+        down = _timed(api, token)
+        answered = down["done"].wait(WAIT_S)
+        figures.append(Figure(f"  upload answered within {WAIT_S:g} s, standby down", "yes" if answered else "no",
+                              "", "no: nothing acknowledged on one host"))  # fmt: skip
+        standbys[0].pg_ctl("start")
+        down["done"].wait(60)
+        figures.append(Figure("  the same upload once the standby is back", round(down.get("seconds", -1), 1), "s",
+                              f"HTTP {down.get('status')}"))  # fmt: skip
+        _standby_names(primary, "ANY 1 (standby_b, standby_c)")
+        standbys[1].pg_ctl("start")
+        deadline = time.monotonic() + 60
+        while _sync_states(primary.url()).count("quorum") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # until both standbys stream as quorum members
+        figures.append(Figure("replication (ANY 1 of two)", _sync_states(primary.url())))
+        standbys[0].pg_ctl("stop")
+        one_down = _timed(api, token)
+        answered = one_down["done"].wait(WAIT_S)
+        figures.append(Figure("  upload with standby_b down", round(1000 * one_down.get("seconds", WAIT_S)) if answered else "no answer",
+                              "ms", f"HTTP {one_down.get('status')}, answered"))  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
+        for standby in standbys:
+            standby.pg_ctl("stop")
+        primary.stop()
+    return figures
