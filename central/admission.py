@@ -1,7 +1,8 @@
-"""Admission control: a bounded number of requests worked on at once per class of route, as many again waiting
-in line; past that a typed 503 ``overloaded`` with Retry-After, decided from the request head.
+"""Admission control: a bounded number of requests worked on at once per class of route, a bounded line waiting
+for a slot; past that a typed 503 ``overloaded`` with Retry-After, decided from the request head.
 
-Two classes, each with its own bound (``[server] max_ingest_in_flight`` and ``max_interactive_in_flight``):
+Two classes, each with its own slots (``[server] max_ingest_in_flight`` and ``max_interactive_in_flight``) and
+line (``admission_line``):
 
 - ``ingest``: what nodes send in bulk (events, heartbeats, update checks and reports, registration). After an
   outage a thousand nodes drain at once; the ones over the bound are told to come back later instead of
@@ -17,8 +18,10 @@ Two middlewares share the counters. ``Admission`` (outside the body limits) refu
 its class has every slot taken and a full line: no byte of the body is read, the connection is kept, and
 uvicorn drops the body as it arrives. ``AdmissionSlot`` (inside them) takes the slot once the body is read, so a
 body still arriving holds none and slow senders cannot take them all; should the line have filled meanwhile,
-that request is refused too. Each central process has its own bounds (``central serve --workers N`` admits N
-times as many).
+that request is refused too. Few slots and a long line: the requests worked on at once are what the cores and
+the database connections can serve (the PostgreSQL pool must keep connections free for the console's reads),
+and a request in line costs a coroutine and its body, not a thread. Each central process has its own bounds
+(``central serve --workers N`` admits N times as many).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class ClassCounts:
     """One class's bound, the requests working and waiting, and what it admitted and refused since the start."""
 
     limit: int
+    line: int
     working: int = 0
     waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
     peak: int = 0
@@ -70,15 +74,15 @@ class ClassCounts:
     logged_at: float = -LOG_EVERY_S
 
     def full(self) -> bool:
-        """Every slot taken and as many requests again waiting for one."""
-        return self.working + len(self.waiting) >= 2 * self.limit
+        """Every slot taken and the line full."""
+        return self.working + len(self.waiting) >= self.limit + self.line
 
 
 class AdmissionGate:
     """Each class's counters (``app.state.admission``), kept on the event loop's thread: no lock is needed."""
 
-    def __init__(self, limits: dict[str, int], retry_after_s: int, rng: random.Random | None = None) -> None:
-        self.classes = {name: ClassCounts(limits[name]) for name in CLASSES}
+    def __init__(self, limits: dict[str, int], line: int, retry_after_s: int, rng: random.Random | None = None) -> None:
+        self.classes = {name: ClassCounts(limits[name], line) for name in CLASSES}
         self.retry_after_s = retry_after_s
         self._rng = rng or random.Random()
 
@@ -97,10 +101,10 @@ class AdmissionGate:
         }
 
     async def acquire(self, counts: ClassCounts) -> bool:
-        """Take a slot, waiting in line behind at most ``limit`` others; False when the line is full too."""
+        """Take a slot, waiting in line behind at most ``line`` others; False when the line is full too."""
         if counts.working < counts.limit and not counts.waiting:
             counts.working += 1
-        elif len(counts.waiting) < counts.limit:
+        elif len(counts.waiting) < counts.line:
             turn = asyncio.get_running_loop().create_future()
             counts.waiting.append(turn)
             try:

@@ -124,7 +124,7 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     app.state.stream_slots = changes.StreamSlots(server.max_streams)
     limits = {INGEST: server.max_ingest_in_flight, INTERACTIVE: server.max_interactive_in_flight}
-    app.state.admission = AdmissionGate(limits, server.overload_retry_after_s)
+    app.state.admission = AdmissionGate(limits, server.admission_line, server.overload_retry_after_s)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -50,10 +50,13 @@ class ServerSection:
     )
     max_streams: int = setting(100, min=1, max=10_000, help="change streams (server-sent events) open at once")
     max_ingest_in_flight: int = setting(
-        16, min=1, max=10_000, help="node uploads (events, heartbeats, ...) handled at once per process; beyond, 503"
+        4, min=1, max=10_000, help="node uploads (events, heartbeats, ...) worked on at once per process"
     )
     max_interactive_in_flight: int = setting(
-        16, min=1, max=10_000, help="console and ride requests handled at once per process; beyond, 503"
+        8, min=1, max=10_000, help="console and ride requests worked on at once per process"
+    )
+    admission_line: int = setting(
+        32, min=0, max=100_000, help="requests of each class waiting for a slot per process; beyond, 503"
     )
     overload_retry_after_s: int = setting(
         5, min=1, max=600, help="a 503 tells the client to retry after this many to twice as many seconds"

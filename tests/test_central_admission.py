@@ -44,7 +44,7 @@ def test_routes_are_classed() -> None:
 
 
 def test_a_slot_goes_to_the_next_in_line_and_a_cancelled_waiter_keeps_none() -> None:
-    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2}, 1)
+    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2}, 2, 1)
     counts = gate.classes[INGEST]
 
     async def scenario() -> list[str]:
@@ -97,7 +97,7 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_full_ingest_is_refused_from_the_head_and_reads_still_answer(make_central: Any, monkeypatch: Any) -> None:
-    central = make_central(server={"max_ingest_in_flight": 2, "overload_retry_after_s": 1})
+    central = make_central(server={"max_ingest_in_flight": 2, "admission_line": 2, "overload_retry_after_s": 1})
     app = central._server.app  # noqa: SLF001 - the running app: its counters, and a store made slow
     gate, store = app.state.admission, app.state.store
     token = central.register("cbxc-adm-meter1", "meter")
@@ -204,7 +204,7 @@ def _node(directory: Path, url: str, node_id: str, token: str, events: int) -> t
 
 @pytest.fixture
 def loaded_central(tmp_path: Path) -> Iterator[tuple[CentralServer, Recorder]]:
-    document = config_document(server={"max_ingest_in_flight": 2, "overload_retry_after_s": 1})
+    document = config_document(server={"max_ingest_in_flight": 2, "admission_line": 2, "overload_retry_after_s": 1})
     config = parse_central_config(document, tmp_path / "central.toml")
     recorder = Recorder()
     server = CentralServer(config, tmp_path / "central.sqlite3", wrap=recorder.wrap)
