@@ -1,0 +1,255 @@
+"""The central at district scale (issue 15), SQLite and PostgreSQL side by side in one run: 50,000 registered
+nodes and 1M stored events, 1,000 simulated nodes uploading at once (batches of 20 and of 200) with and without
+an operator page open, each central a real ``central serve`` process on loopback.
+
+Prints per engine: events/s, p50/p99 of a post, 503s (admission control), timeouts, the operator refresh time
+(alone and under load), the central's peak RSS, and whether every acknowledged event is stored exactly once;
+and raw PostgreSQL COPY of the same rows as the floor. Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
+per event; p99 of a batch-20 post <= 1 s; an operator refresh <= 200 ms; ingest with the page open within 10%
+of ingest without. The SQLite central is one process; the PostgreSQL one runs ``--workers 2`` (one per core).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from bench.central_load import LoadResult, SimNode, drive, median_ms, refresh_alone
+from bench.central_seed import OPERATOR_KEY, Seeded, config_toml, seed
+from bench.figures import Figure
+from bench.pgcluster import ThrowawayCluster
+
+
+@dataclass(frozen=True)
+class Size:
+    nodes: int
+    events: int
+    live: int  # simulated nodes uploading at once
+    open_alerts: int
+    seconds: float  # per measured run
+    retry_after_s: int  # the central's overload_retry_after_s (the quick runs are shorter than its default)
+
+
+FULL = Size(nodes=50_000, events=1_000_000, live=1_000, open_alerts=500, seconds=20.0, retry_after_s=5)
+QUICK = Size(nodes=400, events=8_000, live=40, open_alerts=10, seconds=1.5, retry_after_s=1)
+# PostgreSQL as a production primary would run it: every commit flushed (the test clusters switch fsync off)
+PG_SETTINGS = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _load() -> str:
+    return " ".join(os.getloadavg().__repr__().strip("()").split(", ")[:1])
+
+
+class CentralProcess:
+    """``central serve`` in its own process (and its workers), with its peak RSS read from /proc."""
+
+    def __init__(self, directory: Path, database: str, workers: int, retry_after_s: int) -> None:
+        self.config = directory / "central.toml"
+        self.config.write_text(config_toml(retry_after_s), encoding="utf-8")
+        self.config.chmod(0o600)
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "central", "serve", "--config", str(self.config), "--db", database,
+                   "--port", str(self.port), "--log-level", "ERROR"]  # fmt: skip
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"central serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            time.sleep(0.2)
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the process and its children (the workers), summed."""
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _books(port: int, live: list[SimNode]) -> dict[str, tuple[int, int, int]]:
+    """Per live node, the central's own books: (highest seq, seqs missing, events stored)."""
+    headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    out = {}
+    with requests.Session() as http:
+        for node in live:
+            got = http.get(f"http://127.0.0.1:{port}/api/v1/nodes/{node.node_id}", headers=headers, timeout=30).json()
+            out[node.node_id] = (got["max_seq"], got["seq_missing"], got["events_received"])
+    return out
+
+
+def _lost_and_doubled(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]],
+                      live: list[SimNode], first_seq: dict[str, int]) -> tuple[int, int]:  # fmt: skip
+    """Every acknowledged event must be stored once: the node's highest seq is its last acknowledged one, none
+    missing, and its count of stored events grew by exactly the number acknowledged."""
+    lost = doubled = 0
+    for node in live:
+        acked = node.next_seq - first_seq[node.node_id]
+        top, missing, stored = after[node.node_id]
+        grown = stored - before[node.node_id][2]
+        lost += max(0, node.next_seq - 1 - top) + missing + max(0, acked - grown)
+        doubled += max(0, grown - acked)
+    return lost, doubled
+
+
+def _figures_of_run(engine: str, label: str, run: LoadResult, size: Size) -> list[Figure]:
+    p50, p99 = LoadResult.pct(run.latencies, 0.5), LoadResult.pct(run.latencies, 0.99)
+    out = [
+        Figure(f"{engine}: {label}: ingest", round(run.rate()), "events/s", f"{size.live:,} nodes, load {_load()}"),
+        Figure(f"{engine}: {label}: post p50 / p99", f"{1000 * p50:.0f} / {1000 * p99:.0f}", "ms", "p99 <= 1,000 ms"),
+        Figure(f"{engine}: {label}: 503s / timeouts", f"{run.refused:,} / {run.timeouts:,}", "", "timeouts 0"),
+    ]
+    if run.refreshes:
+        worst = max(run.refreshes)
+        out.append(Figure(f"{engine}: {label}: operator refresh median / worst",
+                          f"{median_ms(run.refreshes)} / {1000 * worst:.0f}", "ms", "<= 200 ms"))  # fmt: skip
+    if run.errors:
+        out.append(Figure(f"{engine}: {label}: errors", str(run.errors)))
+    return out
+
+
+RUNS = ((20, False), (20, True), (200, False), (200, True))  # (batch, operator page open)
+
+
+def measure_engine(
+    engine: str,
+    database: str,
+    workers: int,
+    seeded: Seeded,
+    size: Size,
+    tmp: Path,
+    runs_wanted: tuple[tuple[int, bool], ...] = RUNS,
+) -> tuple[list[Figure], dict[str, LoadResult]]:
+    """``runs_wanted`` against one engine's central; returns the figures and the runs by label."""
+    central = CentralProcess(tmp, database, workers, size.retry_after_s)
+    figures: list[Figure] = []
+    runs: dict[str, LoadResult] = {}
+    try:
+        before, first_seq = _books(central.port, seeded.live), {n.node_id: n.next_seq for n in seeded.live}
+        alone = refresh_alone(central.port, OPERATOR_KEY, 6)[1:]
+        figures.append(Figure(f"{engine}: operator refresh, idle", median_ms(alone), "ms",
+                              f"{seeded.nodes:,} nodes, {seeded.events:,} events; <= 200 ms"))  # fmt: skip
+        for batch, page in runs_wanted:
+            label = f"batch {batch}" + (", page open" if page else "")
+            say(f"[central_scale] {engine}: {label} for {size.seconds:g} s (load {_load()})")
+            run = drive(central.port, seeded.live, batch, size.seconds, OPERATOR_KEY if page else None)
+            runs[label] = run
+            figures += _figures_of_run(engine, label, run, size)
+            without = runs.get(f"batch {batch}")
+            if page and without and without.rate():
+                ratio = round(100 * run.rate() / without.rate(), 1)
+                figures.append(Figure(f"{engine}: batch {batch}: ingest with page / without", ratio, "%", ">= 90%"))
+        lost, doubled = _lost_and_doubled(before, _books(central.port, seeded.live), seeded.live, first_seq)
+        figures.append(Figure(f"{engine}: acknowledged events lost / doubled", f"{lost} / {doubled}", "", "0 / 0"))
+        figures.append(
+            Figure(f"{engine}: central peak RSS", round(central.peak_rss_mb()), "MB", f"{workers} process(es)")
+        )
+    finally:
+        central.stop()
+    return figures, runs
+
+
+def raw_copy_rate(url: str, rows: int) -> float:
+    """Events/s of PostgreSQL COPY of rows shaped as a batch-200 upload's, into the central's events table of a
+    fresh database (its indexes included): the floor the central's ingest is compared with."""
+    import psycopg
+
+    from bench.central_load import event_id
+
+    now = time.time()
+    values = [
+        (event_id(60_000 + i // 200, i), f"bench-m{i // 200:05d}", i, "flow", "info", "observed", "reading", now, 1,
+         now, 0, now, now, f'{{"meter":"m{i}","litres":{i * 0.75:.2f}}}', None, "[]")
+        for i in range(rows)
+    ]  # fmt: skip
+    columns = ("id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time, time_corrected,"
+               " node_wall_time, received_at, payload, alert_id, recipients")  # fmt: skip
+    with psycopg.connect(url) as conn:
+        start = time.perf_counter()
+        with conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        conn.commit()
+        return rows / (time.perf_counter() - start)
+
+
+def run(quick: bool) -> list[Figure]:
+    size = QUICK if quick else FULL
+    figures = [Figure("central_scale: load average at start", _load(), "", "2 cores shared")]
+    with tempfile.TemporaryDirectory(prefix="bench-central-scale-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        say(f"[central_scale] seeding {size.nodes:,} nodes and {size.events:,} events (SQLite)")
+        seeded = seed(tmp / "sqlite" / "central.sqlite3", size.nodes, size.events, size.live, size.open_alerts, say)
+        figures.append(
+            Figure(
+                "central_scale: seeded",
+                f"{seeded.nodes:,} nodes, {seeded.events:,} events",
+                "",
+                f"{seeded.seconds:.0f} s",
+            )
+        )
+        cluster = ThrowawayCluster(settings=PG_SETTINGS, port=56_000 + os.getpid() % 4000).start()
+        try:
+            url = cluster.create_database("scale")
+            from central.transfer.copy import move
+
+            start = time.monotonic()
+            moved = sum(move(str(tmp / "sqlite" / "central.sqlite3"), url).values())
+            rate = moved / (time.monotonic() - start)
+            figures.append(Figure("central migrate-db SQLite -> PostgreSQL", round(rate), "rows/s", f"{moved:,} rows"))
+            live_seq = [node.next_seq for node in seeded.live]
+            sqlite_figures, _ = measure_engine(
+                "SQLite", str(tmp / "sqlite" / "central.sqlite3"), 1, seeded, size, tmp / "sqlite"
+            )
+            for node, seq in zip(seeded.live, live_seq, strict=True):
+                node.next_seq = seq  # PostgreSQL has the seeded data only: the same uploads again
+            (tmp / "pg").mkdir()
+            pg_figures, runs = measure_engine("PostgreSQL", url, 2, seeded, size, tmp / "pg")
+            # the floor: COPY of as many rows into the same table, after the central's runs (same indexes, same size)
+            floor = raw_copy_rate(url, 200 * size.live * (1 if quick else 2))
+            ingest = runs["batch 200"].rate()
+            figures += sqlite_figures + pg_figures
+            figures.append(Figure("PostgreSQL raw COPY of the same rows (floor)", round(floor), "events/s"))
+            figures.append(
+                Figure("PostgreSQL ingest batch 200 / raw COPY", round(100 * ingest / floor, 1), "%", ">= 50%")
+            )
+        finally:
+            cluster.stop()
+    figures.append(Figure("central_scale: load average at end", _load(), "", "2 cores shared"))
+    return figures

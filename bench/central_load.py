@@ -1,0 +1,216 @@
+"""Load for ``bench_central_scale``: many simulated nodes uploading at once, and an operator page refreshing,
+against a central in another process, over loopback HTTP/1.1 with kept-alive connections.
+
+Each simulated node behaves as ``common.sync`` does where it matters here: it keeps a batch until the central
+acknowledges it, sends the same batch again after a 503 (waiting the Retry-After) or a timeout (15 s, the
+node's read timeout) or a dropped connection, and numbers its events without gaps. Asyncio with raw HTTP/1.1
+keeps the load generator cheap (a thousand nodes in one process), so the central gets the cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+
+READ_TIMEOUT_S = 15.0
+PAGE_EVERY_S = 5.0  # the operator page's refresh period
+
+
+def event_id(node: int, seq: int) -> str:
+    """A UUID text unique per (node, seq): cheap to make, and a resend carries the same ids."""
+    return f"{node:08x}-0000-4000-8000-{seq:012x}"
+
+
+def flow_event(node_id: str, node: int, seq: int, wall: float) -> str:
+    return (
+        f'{{"id":"{event_id(node, seq)}","node_id":"{node_id}","kind":"flow","severity":"info","state":"observed",'
+        f'"priority":"reading","wall_time":{wall:.3f},"clock_synced":true,'
+        f'"payload":{{"meter":"m{node}","litres":{seq * 0.75:.2f}}},"alert_id":null,"recipients":[],"seq":{seq}}}'
+    )
+
+
+@dataclass
+class LoadResult:
+    """What one run measured: acknowledged events, every answer's time, refusals, errors, the page's times."""
+
+    seconds: float = 0.0
+    acked: int = 0
+    latencies: list[float] = field(default_factory=list)  # every answered POST (200 and 503), seconds
+    ok_latencies: list[float] = field(default_factory=list)  # the 200s only
+    refused: int = 0  # 503 overloaded
+    timeouts: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    refreshes: list[float] = field(default_factory=list)  # seconds per operator refresh
+
+    def rate(self) -> float:
+        return self.acked / self.seconds if self.seconds else 0.0
+
+    @staticmethod
+    def pct(values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection; reopened when the central closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> tuple[int, dict, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self._reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {len(body)}\r\n\r\n"
+        self._writer.write(head.encode() + body)
+        try:
+            raw = await self._reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            found = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+            answer = await self._reader.readexactly(int(found.get("content-length", "0")))
+        except BaseException:
+            self.close()
+            raise
+        if found.get("connection", "").lower() == "close":
+            self.close()
+        return int(lines[0].split()[1]), found, answer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+@dataclass
+class SimNode:
+    index: int
+    node_id: str
+    token: str
+    next_seq: int  # the first seq not yet acknowledged
+
+
+async def _node_loop(port: int, node: SimNode, batch: int, until: float, result: LoadResult) -> None:
+    conn = Connection(port)
+    headers = f"Authorization: Bearer {node.token}\r\nContent-Type: application/json\r\n"
+    pending: bytes | None = None
+    try:
+        while time.monotonic() < until:
+            if pending is None:
+                wall = time.time()
+                events = ",".join(flow_event(node.node_id, node.index, node.next_seq + i, wall) for i in range(batch))
+                pending = f'{{"node_wall_time":{wall:.3f},"events":[{events}]}}'.encode()
+            start = time.monotonic()
+            try:
+                status, found, answer = await asyncio.wait_for(
+                    conn.request("POST", "/api/v1/events", headers, pending), READ_TIMEOUT_S
+                )
+            except TimeoutError:
+                result.timeouts += 1
+                continue  # the same batch again, as a node does
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                result.error(type(exc).__name__)
+                await asyncio.sleep(max(0.0, min(1.0, until - time.monotonic())))
+                continue
+            took = time.monotonic() - start
+            result.latencies.append(took)
+            if status == 200:
+                result.ok_latencies.append(took)
+                taken = len(json.loads(answer)["accepted"])
+                if taken != batch:
+                    result.error(f"200 with {taken} of {batch} accepted")
+                result.acked += taken
+                node.next_seq += batch
+                pending = None
+            elif status == 503:
+                result.refused += 1
+                wait = float(found.get("retry-after", "5"))
+                await asyncio.sleep(max(0.0, min(wait, until - time.monotonic())))
+            else:
+                result.error(f"HTTP {status}")
+                await asyncio.sleep(max(0.0, min(1.0, until - time.monotonic())))
+    finally:
+        conn.close()
+
+
+PAGE_READS = ("/api/v1/summary", "/api/v1/alerts?state=active&limit=50", "/api/v1/nodes?limit=50")
+
+
+class OperatorPage:
+    """The console's refresh: summary, the first page of active alerts and of nodes, and the change feed since
+    its cursor, one after the other; each refresh's time is recorded."""
+
+    def __init__(self, port: int, key: str, result: LoadResult) -> None:
+        self.conn = Connection(port)
+        self.headers = f"Authorization: Bearer {key}\r\n"
+        self.cursor = 0
+        self.result = result
+
+    async def refresh(self) -> None:
+        start = time.monotonic()
+        statuses = []
+        for path in (*PAGE_READS, f"/api/v1/changes?after={self.cursor}&limit=500"):
+            status, _, answer = await self.conn.request("GET", path, self.headers)
+            statuses.append(status)
+            if path.startswith("/api/v1/changes") and status == 200:
+                self.cursor = json.loads(answer)["next_after"]
+        if set(statuses) == {200}:
+            self.result.refreshes.append(time.monotonic() - start)
+        else:
+            self.result.error(f"page read answered {statuses}")
+
+    async def keep_open(self, until: float, every_s: float = PAGE_EVERY_S) -> None:
+        try:
+            while time.monotonic() < until:
+                start = time.monotonic()
+                await self.refresh()
+                await asyncio.sleep(max(0.0, min(every_s - (time.monotonic() - start), until - time.monotonic())))
+        finally:
+            self.conn.close()
+
+
+async def _run(port: int, nodes: list[SimNode], batch: int, seconds: float, page_key: str | None) -> LoadResult:
+    result = LoadResult()
+    start = time.monotonic()
+    until = start + seconds
+    tasks = [_node_loop(port, node, batch, until, result) for node in nodes]
+    if page_key:
+        tasks.append(OperatorPage(port, page_key, result).keep_open(until))
+    await asyncio.gather(*tasks)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def drive(port: int, nodes: list[SimNode], batch: int, seconds: float, page_key: str | None = None) -> LoadResult:
+    """``nodes`` upload batches of ``batch`` for ``seconds`` (their ``next_seq`` moves on), with the operator
+    page open when ``page_key`` is given."""
+    return asyncio.run(_run(port, nodes, batch, seconds, page_key))
+
+
+def refresh_alone(port: int, key: str, times: int) -> list[float]:
+    """The operator refresh with nothing else going on, ``times`` times back to back (the first one warms up)."""
+    result = LoadResult()
+
+    async def refreshes() -> None:
+        page = OperatorPage(port, key, result)
+        try:
+            for _ in range(times):
+                await page.refresh()
+        finally:
+            page.conn.close()
+
+    asyncio.run(refreshes())
+    return result.refreshes
+
+
+def median_ms(values: list[float]) -> float:
+    return round(1000 * statistics.median(values), 1) if values else float("nan")
