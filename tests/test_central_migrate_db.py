@@ -4,8 +4,11 @@ feed's positions working on the new database; a non-empty target refused without
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import math
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +134,71 @@ def test_a_cut_dump_is_refused(make_central: Any, tmp_path: Path, capsys: Any) -
     assert "not a complete dump" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         (tmp_path / "new.sqlite3").stat()  # nothing made from a cut dump
+
+
+def _rows_by_tool(command: list[str]) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(subprocess.run(command, capture_output=True, text=True, check=True).stdout)))
+
+
+def _same(a: str, b: str) -> bool:
+    """One field as sqlite3 and psql print it: a float to 15 digits by sqlite3, NULL as nothing in both."""
+    if a == b:
+        return True
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-13)
+    except ValueError:
+        return False
+
+
+def test_a_community_moves_to_postgresql_as_psql_sees_it(
+    make_central: Any, postgres_cluster: Any, tmp_path: Path, capsys: Any
+) -> None:
+    central = make_central()
+    made = _community(central)
+    central.stop()
+    url = postgres_cluster.create_database("moved")
+    bundle = central.db_path.parent / "releases" / "kiosk" / "linux-aarch64" / "1.4.0" / "manifest.json"
+    bundle.parent.mkdir(parents=True)
+    bundle.write_text('{"version": "1.4.0"}')  # release files live beside a SQLite file, under files_dir for PG
+    files_dir = tmp_path / "files"
+    assert main(["migrate-db", "--from", str(central.db_path), "--to", url, "--files-dir", str(files_dir)]) == 0
+    assert (
+        files_dir / "releases" / "kiosk" / "linux-aarch64" / "1.4.0" / "manifest.json"
+    ).read_text() == bundle.read_text()
+    assert "release files: 1 files" in capsys.readouterr().err
+    tables = [t for t in _sqlite_dump(central.db_path) if t != "meta"]
+    compared: dict[str, int] = {}
+    for name in tables:
+        columns = [r[1] for r in sqlite3.connect(central.db_path).execute(f'PRAGMA table_info("{name}")')]
+        key = columns[0]
+        select = f'SELECT {", ".join(columns)} FROM "{name}" ORDER BY {key}'
+        mine = _rows_by_tool(["sqlite3", "-csv", str(central.db_path), select])
+        theirs = _rows_by_tool(["psql", url, "--csv", "-t", "-c", select])
+        assert len(mine) == len(theirs), f"{name}: {len(mine)} rows in SQLite, {len(theirs)} in PostgreSQL"
+        for a, b in zip(mine, theirs, strict=True):
+            assert all(_same(x, y) for x, y in zip(a, b, strict=True)), f"{name}: {a} != {b}"
+        compared[name] = len(mine)
+    assert all(compared[t] for t in ("nodes", "events", "alerts", "alert_log", "rides", "changes", "console_users"))
+    # and the central on PostgreSQL serves the community
+    server = CentralServer(central.config, url)
+    server.start()
+    try:
+        api, operator = f"{server.url}/api/v1", central.operator_headers
+        late = requests.post(
+            f"{api}/events", json={"node_wall_time": 1.0, "events": [wire_event(LIFT, 40)]},
+            headers=central.node_headers(made["token"]), timeout=10,
+        )  # fmt: skip
+        assert late.status_code == 200 and len(late.json()["accepted"]) == 1
+        resolve = requests.post(f"{api}/alerts/{made['alert']}/resolve", json={}, headers=operator, timeout=10)
+        assert resolve.status_code == 200
+        changes = requests.get(f"{api}/changes", params={"after": made["last_pos"]}, headers=operator).json()
+        assert changes["changes"][0]["pos"] == made["last_pos"] + 1
+    finally:
+        server.stop()
+    # back to SQLite through a dump: the same rows as the first database held
+    dump, back = tmp_path / "pg.jsonl.gz", tmp_path / "back.sqlite3"
+    assert main(["migrate-db", "--from", url, "--to", str(dump)]) == 0
+    assert main(["migrate-db", "--from", str(dump), "--to", str(back)]) == 0
+    assert (
+        len(_sqlite_dump(back)["events"].splitlines()) == len(_sqlite_dump(central.db_path)["events"].splitlines()) + 1
+    )

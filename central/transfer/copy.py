@@ -201,11 +201,40 @@ def _verify(writer: Writer, expected: dict[str, int], progress: Progress) -> Non
     progress.say(f"done: {sum(expected.values()):,} rows in {len(expected)} tables, every count checked")
 
 
+def _file_tree(root: Path) -> tuple[int, int]:
+    """(files, bytes) under ``root``."""
+    found = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    return len(found), sum(p.stat().st_size for p in found)
+
+
+def copy_release_files(source: str, target: str, files_dir: Path, progress: Progress) -> None:
+    """The release bundles' files live beside the database (central.release_store.files_root), not in it: copy
+    them to where the target's central looks, and check that as many files and bytes arrived."""
+    import shutil
+
+    from central.release_store import files_root
+
+    if is_dump(source) or is_dump(target):
+        if not is_dump(source) and _file_tree(files_root(source, files_dir))[0]:
+            progress.say(f"note: release files are not in a dump: copy {files_root(source, files_dir)} yourself")
+        return
+    here, there = files_root(source, files_dir), files_root(target, files_dir)
+    files, size = _file_tree(here)
+    if not files or here.resolve() == there.resolve():
+        return
+    shutil.copytree(here, there, dirs_exist_ok=True)
+    arrived = _file_tree(there)
+    if arrived[0] < files or arrived[1] < size:
+        raise TransferError(f"release files: {arrived} (files, bytes) in {there}, {(files, size)} in {here}")
+    progress.say(f"release files: {files:,} files, {size / 1e6:.1f} MB copied from {here} to {there}")
+
+
 def cmd_migrate_db(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         move(args.source, args.target, replace=args.replace)
-    except TransferError as exc:
+        copy_release_files(args.source, args.target, args.files_dir, Progress(sys.stderr))
+    except (TransferError, OSError) as exc:
         print(f"central migrate-db: {exc}", file=sys.stderr)
         return 1
     print(f"central migrate-db: finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
@@ -222,4 +251,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--from", dest="source", required=True, help="SQLite file, postgresql:// URL or FILE.jsonl.gz")
     parser.add_argument("--to", dest="target", required=True, help="SQLite file, postgresql:// URL or FILE.jsonl.gz")
     parser.add_argument("--replace", action="store_true", help="delete what the target holds first (default: refuse)")
+    parser.add_argument(
+        "--files-dir",
+        type=Path,
+        default=Path("/var/lib/changbai"),
+        help="[database] files_dir of a PostgreSQL source or target: release files are under DIR/releases"
+        " (SQLite: beside the file)",
+    )
     parser.set_defaults(func=cmd_migrate_db)
