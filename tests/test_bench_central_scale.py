@@ -1,0 +1,36 @@
+"""A smoke run of ``changbai-bench --only central_scale`` at a tiny size: seeded SQLite moved to PostgreSQL with
+migrate-db, simulated nodes uploading with an operator page open to a real ``central serve`` on each engine,
+every acknowledged event stored once. The figures themselves come from the benchmark, not from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.bench_central_scale import Size, measure_engine
+from bench.central_seed import seed
+from central.transfer.copy import move
+
+TINY = Size(nodes=60, events=600, live=12, open_alerts=2, seconds=1.0, retry_after_s=1)
+
+
+@pytest.mark.slow
+def test_the_scale_bench_runs_on_both_engines_and_loses_nothing(tmp_path: Path, postgres_cluster: Any) -> None:
+    database = tmp_path / "sqlite" / "central.sqlite3"
+    seeded = seed(database, TINY.nodes, TINY.events, TINY.live, TINY.open_alerts, say=lambda _: None)
+    assert (seeded.nodes, seeded.open_alerts) == (60, 2)
+    url = postgres_cluster.create_database("scale")
+    assert sum(move(str(database), url).values()) >= seeded.events + seeded.nodes
+    first = [node.next_seq for node in seeded.live]
+    for engine, target, workers in (("SQLite", str(database), 1), ("PostgreSQL", url, 2)):
+        for node, seq in zip(seeded.live, first, strict=True):
+            node.next_seq = seq
+        (tmp_path / engine).mkdir()
+        figures, runs = measure_engine(engine, target, workers, seeded, TINY, tmp_path / engine, ((20, True),))
+        shown = {f.name: f.value for f in figures}
+        assert shown[f"{engine}: acknowledged events lost / doubled"] == "0 / 0", figures
+        assert not [f for f in figures if "errors" in f.name], figures
+        run = runs["batch 20, page open"]
+        assert run.acked > 0 and run.refreshes, figures
