@@ -68,6 +68,17 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> tuple[int, dict, bytes]:
+        """One request; on a kept-alive connection the central closed meanwhile (its idle timeout), once more on
+        a new one, as a browser or requests does."""
+        reused = self._writer is not None
+        try:
+            return await self._request(method, path, headers, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: str, body: bytes) -> tuple[int, dict, bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self._reader is not None

@@ -48,6 +48,29 @@ def _community(central: Any) -> dict[str, Any]:
     return {"token": token, "alert": alert["id"], "last_pos": changes["next_after"]}
 
 
+def _serves_the_community(central: Any, database: Path | str, made: dict[str, Any]) -> None:
+    """A central on the moved database: the lift's old token works, the alert is still acknowledged, and the
+    change feed goes on from its last position."""
+    server = CentralServer(central.config, database)
+    server.start()
+    try:
+        api, operator = f"{server.url}/api/v1", central.operator_headers
+        late = requests.post(
+            f"{api}/events", json={"node_wall_time": 1.0, "events": [wire_event(LIFT, 40)]},
+            headers=central.node_headers(made["token"]), timeout=10,
+        )  # fmt: skip
+        assert late.status_code == 200 and len(late.json()["accepted"]) == 1
+        alert = requests.get(f"{api}/alerts/{made['alert']}", headers=operator, timeout=10).json()
+        assert alert["state"] == "acknowledged"
+        resolve = requests.post(f"{api}/alerts/{made['alert']}/resolve", json={}, headers=operator, timeout=10)
+        assert resolve.status_code == 200
+        changes = requests.get(f"{api}/changes", params={"after": made["last_pos"]}, headers=operator).json()
+        assert [c["action"] for c in changes["changes"]] == ["resolved"]  # the feed goes on after its old end
+        assert changes["changes"][0]["pos"] == made["last_pos"] + 1 and not changes["reset"]
+    finally:
+        server.stop()
+
+
 def _sqlite_dump(db: Path) -> dict[str, str]:
     """Every table's rows as the sqlite3 tool prints them (schema bookkeeping aside: its applied_at differs)."""
     names = subprocess.run(
@@ -84,25 +107,7 @@ def test_a_community_moves_through_a_dump_and_keeps_working(make_central: Any, t
         assert before[name] == after[name], f"table {name} differs after the move"
     assert before["events"].count("\n") == 1 + 38 + 299
 
-    # the moved central serves the same community: the lift's token, the alert, new changes after the old ones
-    server = CentralServer(central.config, moved)
-    server.start()
-    try:
-        api, operator = f"{server.url}/api/v1", central.operator_headers
-        late = requests.post(
-            f"{api}/events", json={"node_wall_time": 1.0, "events": [wire_event(LIFT, 40)]},
-            headers=central.node_headers(made["token"]), timeout=10,
-        )  # fmt: skip
-        assert late.status_code == 200 and len(late.json()["accepted"]) == 1
-        alert = requests.get(f"{api}/alerts/{made['alert']}", headers=operator, timeout=10).json()
-        assert alert["state"] == "acknowledged"
-        resolve = requests.post(f"{api}/alerts/{made['alert']}/resolve", json={}, headers=operator, timeout=10)
-        assert resolve.status_code == 200
-        changes = requests.get(f"{api}/changes", params={"after": made["last_pos"]}, headers=operator).json()
-        assert [c["action"] for c in changes["changes"]] == ["resolved"]  # the feed goes on after its old end
-        assert changes["changes"][0]["pos"] == made["last_pos"] + 1 and not changes["reset"]
-    finally:
-        server.stop()
+    _serves_the_community(central, moved, made)
 
 
 def test_a_target_holding_data_is_refused_unless_replaced(make_central: Any, tmp_path: Path, capsys: Any) -> None:
@@ -179,22 +184,7 @@ def test_a_community_moves_to_postgresql_as_psql_sees_it(
             assert all(_same(x, y) for x, y in zip(a, b, strict=True)), f"{name}: {a} != {b}"
         compared[name] = len(mine)
     assert all(compared[t] for t in ("nodes", "events", "alerts", "alert_log", "rides", "changes", "console_users"))
-    # and the central on PostgreSQL serves the community
-    server = CentralServer(central.config, url)
-    server.start()
-    try:
-        api, operator = f"{server.url}/api/v1", central.operator_headers
-        late = requests.post(
-            f"{api}/events", json={"node_wall_time": 1.0, "events": [wire_event(LIFT, 40)]},
-            headers=central.node_headers(made["token"]), timeout=10,
-        )  # fmt: skip
-        assert late.status_code == 200 and len(late.json()["accepted"]) == 1
-        resolve = requests.post(f"{api}/alerts/{made['alert']}/resolve", json={}, headers=operator, timeout=10)
-        assert resolve.status_code == 200
-        changes = requests.get(f"{api}/changes", params={"after": made["last_pos"]}, headers=operator).json()
-        assert changes["changes"][0]["pos"] == made["last_pos"] + 1
-    finally:
-        server.stop()
+    _serves_the_community(central, url, made)  # and the central on PostgreSQL serves the community
     # back to SQLite through a dump: the same rows as the first database held
     dump, back = tmp_path / "pg.jsonl.gz", tmp_path / "back.sqlite3"
     assert main(["migrate-db", "--from", url, "--to", str(dump)]) == 0
