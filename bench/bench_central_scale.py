@@ -135,11 +135,14 @@ def _figures_of_run(engine: str, label: str, run: LoadResult, size: Size) -> lis
         Figure(f"{engine}: {label}: ingest", round(run.rate()), "events/s", f"{size.live:,} nodes, load {_load()}"),
         Figure(f"{engine}: {label}: post p50 / p99", f"{1000 * p50:.0f} / {1000 * p99:.0f}", "ms", "p99 <= 1,000 ms"),
         Figure(f"{engine}: {label}: 503s / timeouts", f"{run.refused:,} / {run.timeouts:,}", "", "timeouts 0"),
+        Figure(f"{engine}: {label}: held at the end, acked after", f"{run.drained:,}", "events", "not timed"),
     ]
     if run.refreshes:
         worst = max(run.refreshes)
         out.append(Figure(f"{engine}: {label}: operator refresh median / worst",
                           f"{median_ms(run.refreshes)} / {1000 * worst:.0f}", "ms", "<= 200 ms"))  # fmt: skip
+    if run.unacknowledged:
+        out.append(Figure(f"{engine}: {label}: nodes still unacknowledged", run.unacknowledged, "", "0"))
     if run.errors:
         out.append(Figure(f"{engine}: {label}: errors", str(run.errors)))
     return out
