@@ -8,9 +8,10 @@ from typing import Any
 from central.storage import queries as q
 from central.storage.alerts import ALERT_STATES, apply_alert_event
 from central.storage.changes import append_change
-from central.storage.database import Database, Tx
+from central.storage.database import Database
 from central.storage.nodes import mark_seen
 from central.storage.rows import dumps, event_row
+from central.storage.seqs import SeqBook, dump_ranges, load_ranges
 
 
 class EventLog:
@@ -31,11 +32,12 @@ class EventLog:
         the node's own clock measured back from the central's receive time. Alerts are built from alert events
         in batch order.
         """
-        new = 0
+        new = replays = 0
         foreign: list[str] = []
         with self.db.write() as tx:
-            mark_seen(tx, node_id, now, self.stale_after_s)
-            missing_before = tx.scalar(q.NODE_SEQ_MISSING, (node_id,))
+            mark_seen(tx, node_id, now, self.stale_after_s)  # the node's row is locked until commit from here
+            seqs = SeqBook(load_ranges(tx.scalar(q.NODE_SEQ_RANGES, (node_id,))))
+            missing_before = seqs.missing
             for ev in events:
                 corrected = not ev["clock_synced"]
                 time_ = now - (node_wall_time - ev["wall_time"]) if corrected else ev["wall_time"]
@@ -51,16 +53,18 @@ class EventLog:
                     if tx.scalar(q.EVENT_OWNER, (ev["id"],)) != node_id:
                         foreign.append(ev["id"])
                     else:
-                        tx.execute(q.COUNT_REPLAY, (node_id,))
+                        replays += 1
                     continue
                 new += 1
-                _count_seq(tx, node_id, ev.get("seq"), ev["id"])
+                seqs.add(ev.get("seq"))
                 if ev.get("alert_id") and ev["state"] in ALERT_STATES:
                     apply_alert_event(tx, node_id, ev, time_, now)
-            tx.execute(q.COUNT_RECEIVED, (new, node_id))
-            missing = tx.scalar(q.NODE_SEQ_MISSING, (node_id,))
-            if missing != missing_before:
-                append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": missing})
+            tx.execute(
+                q.COUNT_BATCH,
+                (dump_ranges(seqs.ranges), seqs.max_seq, seqs.received, seqs.conflicts, replays, new, node_id),
+            )
+            if seqs.missing != missing_before:
+                append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": seqs.missing})
         return new, foreign
 
     def page(
@@ -78,13 +82,3 @@ class EventLog:
         with self.db.read() as tx:
             rows = tx.all(q.EVENTS_PAGE.format(where=" AND ".join(where)), (*args, limit))
         return [event_row(r) for r in rows]
-
-
-def _count_seq(tx: Tx, node_id: str, seq: int | None, event_id: str) -> None:
-    if seq is None or seq < 1:
-        return
-    if tx.scalar(q.OTHER_EVENT_WITH_SEQ, (node_id, seq, event_id)):
-        # the node reused a number (e.g. its outbox was replaced): counted, not hidden
-        tx.execute(q.COUNT_SEQ_CONFLICT, (node_id,))
-        return
-    tx.execute(q.COUNT_SEQ, (seq, seq, node_id))

@@ -12,6 +12,7 @@ from central.storage.changes import append_change
 from central.storage.database import Database, Tx
 from central.storage.errors import Conflict, NotFound
 from central.storage.rows import dumps, node_row, token_hash
+from central.storage.seqs import gaps, load_ranges
 
 NodeStatus = Literal["all", "stale", "lost_events", "attention"]
 
@@ -161,15 +162,6 @@ class NodeBook:
             row = tx.one(q.NODE_BY_ID, (node_id,))
             if row is None:
                 raise NotFound(f"no node {node_id!r}")
-            node = node_row(row)
-            node["seq_gaps"] = _gaps(tx, node_id, gap_limit)
+        node = node_row(row)
+        node["seq_gaps"] = gaps(load_ranges(row["seq_ranges"]), gap_limit)
         return node
-
-
-def _gaps(tx: Tx, node_id: str, limit: int) -> list[list[int]]:
-    first = tx.scalar(q.FIRST_SEQ, (node_id,))
-    if first is None:
-        return []
-    gaps = [[1, first - 1]] if first > 1 else []
-    rows = tx.all(q.SEQ_GAPS, (node_id, limit))
-    return (gaps + [[r["first"], r["last"]] for r in rows])[:limit]

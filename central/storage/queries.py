@@ -29,7 +29,6 @@ NODE_SUMMARY = (  # SUMs cast: PostgreSQL's SUM of BIGINT is NUMERIC
     " CAST(SUM(CASE WHEN max_seq > seqs_received THEN 1 ELSE 0 END) AS BIGINT) AS with_lost_events,"
     " CAST(SUM(max_seq - seqs_received) AS BIGINT) AS events_lost FROM nodes GROUP BY site, role ORDER BY site, role"
 )
-NODE_SEQ_MISSING = "SELECT max_seq - seqs_received FROM nodes WHERE node_id = ?"
 TOUCH_NODE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ?"
 NODE_LAST_SEEN = "SELECT last_seen_at FROM nodes WHERE node_id = ?"
 NODE_HEALTH = "SELECT health FROM nodes WHERE node_id = ?"
@@ -42,18 +41,10 @@ INSERT_EVENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
-COUNT_REPLAY = "UPDATE nodes SET replays = replays + 1 WHERE node_id = ?"
-COUNT_RECEIVED = "UPDATE nodes SET events_received = events_received + ? WHERE node_id = ?"
-OTHER_EVENT_WITH_SEQ = "SELECT 1 FROM events WHERE node_id = ? AND seq = ? AND id != ? LIMIT 1"
-COUNT_SEQ_CONFLICT = "UPDATE nodes SET seq_conflicts = seq_conflicts + 1 WHERE node_id = ?"
-COUNT_SEQ = (
-    "UPDATE nodes SET seqs_received = seqs_received + 1,"
-    " max_seq = CASE WHEN max_seq > ? THEN max_seq ELSE ? END WHERE node_id = ?"
-)
-FIRST_SEQ = "SELECT MIN(seq) FROM events WHERE node_id = ? AND seq >= 1"
-SEQ_GAPS = (
-    "SELECT seq + 1 AS first, next - 1 AS last FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next FROM"
-    " (SELECT DISTINCT seq FROM events WHERE node_id = ? AND seq >= 1) AS s) AS g WHERE next > seq + 1 LIMIT ?"
+NODE_SEQ_RANGES = "SELECT seq_ranges FROM nodes WHERE node_id = ?"
+COUNT_BATCH = (
+    "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, seq_conflicts = seq_conflicts + ?,"
+    " replays = replays + ?, events_received = events_received + ? WHERE node_id = ?"
 )
 EVENTS_PAGE = "SELECT * FROM events WHERE {where} ORDER BY row LIMIT ?"
 

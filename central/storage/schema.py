@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from central.storage import schema_v1
 from central.storage.migrations import Component, Migration
+from central.storage.seqs import add_ranges_column
 
 CHANGES_SQLITE = """
 CREATE TABLE changes (
@@ -44,5 +45,6 @@ CORE = Component(
             postgresql=schema_v1.POSTGRESQL,
         ),
         Migration(2, "the change feed and maintenance marks", sqlite=CHANGES_SQLITE, postgresql=CHANGES_POSTGRESQL),
+        Migration(3, "sequence numbers kept as ranges", sqlite=add_ranges_column, postgresql=add_ranges_column),
     ),
 )

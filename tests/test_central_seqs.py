@@ -1,0 +1,94 @@
+"""Sequence numbers kept as ranges on the node's row (issue 15): updated once per batch, gaps reported without
+reading the node's events, conflicts counted; a database of the old schema gets its ranges from its events."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+
+from central.storage import open_store
+from central.storage.schema_v1 import SQLITE as SCHEMA_V1
+from central.storage.seqs import SeqBook, gaps
+from tests.fixtures.central import wire_event
+
+NODE = "cbxc-b7-u2-lift1"
+
+
+def test_ranges_merge_join_and_count_conflicts():
+    book = SeqBook()
+    book.add_all([5, 3, 1, 2, 9, None, 0, 4, 3, 10])
+    assert book.ranges == [[1, 5], [9, 10]]
+    assert (book.added, book.conflicts, book.max_seq, book.received, book.missing) == (7, 1, 10, 7, 3)
+    assert gaps(book.ranges, 10) == [[6, 8]]
+    book.add_all([7, 6, 8])
+    assert book.ranges == [[1, 10]] and book.missing == 0
+    assert gaps([[3, 4], [8, 8], [12, 12]], 2) == [[1, 2], [5, 7]]
+
+
+def _register(store) -> None:
+    store.nodes.register({"node_id": NODE, "role": "elevator", "site": "changbai-xincun"}, "tok", 1.0)
+
+
+@pytest.mark.both_engines
+def test_gaps_come_from_the_ranges_not_from_the_events(store_target):
+    store = open_store(store_target)
+    try:
+        _register(store)
+        store.events.ingest(NODE, [wire_event(NODE, s) for s in (3, 4, 5, 8, 12)], 0.0, 10.0)
+        store.events.ingest(NODE, [wire_event(NODE, 5)], 0.0, 11.0)  # a second event numbered 5
+        with store.db.write() as tx:  # as retention would: the node's events are gone, its bookkeeping stays
+            assert tx.execute("DELETE FROM events WHERE node_id = ?", (NODE,)) == 6
+        node = store.nodes.get(NODE)
+        assert node["seq_gaps"] == [[1, 2], [6, 7], [9, 11]]
+        assert (node["max_seq"], node["seq_missing"], node["seq_conflicts"], node["events_received"]) == (12, 7, 1, 6)
+        store.events.ingest(NODE, [wire_event(NODE, s) for s in (1, 2, 6, 7, 9, 10, 11)], 0.0, 12.0)
+        node = store.nodes.get(NODE)
+        assert node["seq_gaps"] == [] and node["seq_missing"] == 0 and node["max_seq"] == 12
+    finally:
+        store.close()
+
+
+def test_one_batch_updates_the_nodes_row_once(tmp_path):
+    """The bookkeeping of a batch of 200 is one UPDATE of the node's row beside the last-seen touch, not one
+    SELECT and UPDATE per event (SQLite's statement trace)."""
+    store = open_store(tmp_path / "central.sqlite3")
+    try:
+        _register(store)
+        statements: list[str] = []
+        store.db._conn.set_trace_callback(statements.append)
+        new, _ = store.events.ingest(NODE, [wire_event(NODE, s) for s in range(1, 201)], 0.0, 10.0)
+        store.db._conn.set_trace_callback(None)
+        assert new == 200
+        node_writes = [s for s in statements if s.lstrip().upper().startswith("UPDATE NODES")]
+        assert len(node_writes) == 2, node_writes  # last_seen_at, then the batch's counts and ranges
+        assert not [s for s in statements if "FROM events WHERE node_id" in s]
+    finally:
+        store.close()
+
+
+def test_a_database_of_the_old_schema_gets_its_ranges_from_its_events(tmp_path):
+    path = tmp_path / "central.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V1)
+    db.execute(
+        "INSERT INTO nodes (node_id, role, site, token_hash, registered_at, token_issued_at, max_seq, seqs_received)"
+        " VALUES (?, 'elevator', 'changbai-xincun', ?, 1.0, 1.0, 9, 6)",
+        (NODE, "ab" * 32),
+    )
+    for seq in (2, 3, 4, 4, 7, 8, 9):  # 4 twice: a reused number
+        db.execute(
+            "INSERT INTO events (id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
+            " time_corrected, node_wall_time, received_at, payload, recipients)"
+            " VALUES (?, ?, ?, 'door_state', 'info', 'observed', 'state', 1, 1, 1, 0, 1, 1, '{}', '[]')",
+            (str(uuid.uuid4()), NODE, seq),
+        )
+    db.commit()
+    db.close()
+    store = open_store(path)
+    try:
+        node = store.nodes.get(NODE)
+        assert node["seq_gaps"] == [[1, 1], [5, 6]] and node["seq_missing"] == 3 and node["max_seq"] == 9
+    finally:
+        store.close()
