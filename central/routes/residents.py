@@ -18,6 +18,7 @@ from central.jsonvalues import StoredBody
 from central.routes import api_router
 from central.storage import NotFound
 from central.storage.nodes import NodeFilter
+from central.storage.readings import WaterSeries
 from central.views import alert_views, flat_of
 from central.water import day_edges, hour_edges, last_use, use_between
 from common.catalogue import Recipient
@@ -27,7 +28,7 @@ router = api_router("residents")
 SiteId = Annotated[str, Path(pattern=SITE_PATTERN)]
 FlatId = Annotated[str, Path(min_length=1, max_length=64)]
 SCAN_LIMIT = 200_000  # events read per node for one view (a reference central keeps them all)
-LIFE_KINDS = ("meter_reading", "wellbeing_profile", "im_ok_pressed", "going_out_pressed")
+LIFE_KINDS = ("wellbeing_profile", "im_ok_pressed", "going_out_pressed")  # readings: store.readings.water
 
 
 class FlatContact(StoredBody):
@@ -46,15 +47,15 @@ class FlatBody(StoredBody):
     contacts: dict[Recipient, Annotated[list[FlatContact], Field(max_length=20)]] = Field(default_factory=dict)
 
 
-def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, Any]]]:
-    """The flat's life events from its site's meter nodes, by kind (readings matched by ``resident``)."""
+def _events(central: Central, nodes: list[str], meters: set[str], flat: str) -> dict[str, list[dict[str, Any]]]:
+    """The flat's life events from its site's meter nodes, by kind (matched by ``resident``, or by its meters)."""
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in LIFE_KINDS}
-    meters: set[str] = set()
-    for node in central.store.nodes.every(NodeFilter(site=site, role="meter")):
+    meters = set(meters)
+    for node_id in nodes:
         for kind in LIFE_KINDS:
             after = 0
             while True:
-                page = central.store.events.page(node["node_id"], kind, after, 10_000)
+                page = central.store.events.page(node_id, kind, after, 10_000)
                 for ev in page:
                     p = ev["payload"] if isinstance(ev["payload"], dict) else {}
                     if p.get("resident") == flat or (p.get("meter_id") in meters and not p.get("resident")):
@@ -67,15 +68,16 @@ def _events(central: Central, site: str, flat: str) -> dict[str, list[dict[str, 
     return out
 
 
-def _water(readings: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    series = [(ev["time"], float(ev["payload"]["total_litres"])) for ev in readings
-              if isinstance(ev["payload"].get("total_litres"), int | float)]  # fmt: skip
+def _water(water: WaterSeries, now: float) -> dict[str, Any]:
+    """By day from the raw readings and each day's first and last reading (kept for good), by hour from the raw
+    readings only (so an hour whose readings are gone is unknown, not interpolated over a day)."""
     days, hours = day_edges(now, 30), hour_edges(now, 48)
+    by_day, raw = water.for_days(), water.raw
     return {
-        "daily": [{"start": a, "litres": v} for a, v in zip(days, use_between(series, days), strict=False)],
-        "hourly": [{"start": a, "litres": v} for a, v in zip(hours, use_between(series, hours), strict=False)],
-        "last_use_at": last_use(series),
-        "last_reading_at": max((t for t, _ in series), default=None),
+        "daily": [{"start": a, "litres": v} for a, v in zip(days, use_between(by_day, days), strict=False)],
+        "hourly": [{"start": a, "litres": v} for a, v in zip(hours, use_between(raw, hours), strict=False)],
+        "last_use_at": last_use(raw),
+        "last_reading_at": max((t for t, _ in by_day), default=None),
     }
 
 
@@ -125,7 +127,9 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
         record = central.console.flat(site, flat)
     except NotFound:
         record = {"site": site, "flat": flat, "name": "", "contacts": {}, "note": ""}
-    events = _events(central, site, flat)
+    nodes = [n["node_id"] for n in central.store.nodes.every(NodeFilter(site=site, role="meter"))]
+    water = central.store.readings.water(nodes, flat, day_edges(now, 31)[0])
+    events = _events(central, nodes, water.meter_ids, flat)
     profiles = events["wellbeing_profile"]
     found = [
         a for a in central.store.alerts.page("all", None, 5000) if (a.get("payload") or {}).get("resident") == flat
@@ -133,7 +137,7 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
     alerts = [v for v in alert_views(found, central, now) if v["site"] == site and actor.sees_alert(v)]
     return {
         **record,
-        "water": _water(events["meter_reading"], now),
+        "water": _water(water, now),
         "profile": profiles[-1]["payload"] if profiles else None,
         "profile_at": profiles[-1]["time"] if profiles else None,
         "ok_presses": [ev["time"] for ev in events["im_ok_pressed"]][-20:],

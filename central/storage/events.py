@@ -1,15 +1,17 @@
-"""Events: a node's batch stored once by event id, sequence bookkeeping, and the operators' cursor over them."""
+"""Events: a node's batch stored once by event id (readings in their own table, ``central.storage.readings``),
+sequence bookkeeping once per batch, and the operators' cursor over them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from central.storage import queries as q
 from central.storage.alerts import ALERT_STATES, apply_alert_event
 from central.storage.changes import append_change
-from central.storage.database import Database
+from central.storage.database import Database, Tx
 from central.storage.nodes import mark_seen
+from central.storage.readings import KIND, NewReading, Readings, is_typed_reading
 from central.storage.rows import dumps, event_row
 from central.storage.seqs import SeqBook, dump_ranges, load_ranges
 
@@ -17,9 +19,10 @@ from central.storage.seqs import SeqBook, dump_ranges, load_ranges
 class EventLog:
     """Storing node batches and reading them back in the order received."""
 
-    def __init__(self, db: Database, stale_after_s: float) -> None:
+    def __init__(self, db: Database, stale_after_s: float, readings: Readings) -> None:
         self.db = db
         self.stale_after_s = stale_after_s
+        self.readings = readings
 
     def ingest(
         self, node_id: str, events: Sequence[Mapping[str, Any]], node_wall_time: float, now: float
@@ -38,27 +41,28 @@ class EventLog:
             mark_seen(tx, node_id, now, self.stale_after_s)  # the node's row is locked until commit from here
             seqs = SeqBook(load_ranges(tx.scalar(q.NODE_SEQ_RANGES, (node_id,))))
             missing_before = seqs.missing
+            owners = self._owners(tx, {ev["id"] for ev in events})
+            fresh: list[Mapping[str, Any]] = []
             for ev in events:
-                corrected = not ev["clock_synced"]
-                time_ = now - (node_wall_time - ev["wall_time"]) if corrected else ev["wall_time"]
-                stored = tx.execute(
-                    q.INSERT_EVENT,
-                    (
-                        ev["id"], node_id, ev.get("seq"), ev["kind"], ev["severity"], ev["state"], ev["priority"],
-                        ev["wall_time"], int(ev["clock_synced"]), time_, int(corrected), node_wall_time, now,
-                        dumps(ev.get("payload") or {}), ev.get("alert_id"), dumps(list(ev.get("recipients") or [])),
-                    ),
-                )  # fmt: skip
-                if stored == 0:
-                    if tx.scalar(q.EVENT_OWNER, (ev["id"],)) != node_id:
-                        foreign.append(ev["id"])
-                    else:
-                        replays += 1
+                owner = owners.get(ev["id"])
+                if owner is None:
+                    owners[ev["id"]] = node_id  # a second copy in this batch is a replay
+                    fresh.append(ev)
+                elif owner == node_id:
+                    replays += 1
+                else:
+                    foreign.append(ev["id"])
+            readings: list[NewReading] = []
+            for position, ev in zip(take_positions(tx, len(fresh)), fresh, strict=True):  # in batch order
+                time_ = now - (node_wall_time - ev["wall_time"]) if not ev["clock_synced"] else ev["wall_time"]
+                if is_typed_reading(ev):
+                    readings.append(NewReading(ev, node_id, time_, node_wall_time, now, position))
+                elif _store_event(tx, position, node_id, ev, time_, node_wall_time, now) is not None:
+                    foreign.append(ev["id"])  # another node's batch stored this id meanwhile
                     continue
                 new += 1
                 seqs.add(ev.get("seq"))
-                if ev.get("alert_id") and ev["state"] in ALERT_STATES:
-                    apply_alert_event(tx, node_id, ev, time_, now)
+            self.readings.store(tx, readings)
             tx.execute(
                 q.COUNT_BATCH,
                 (dump_ranges(seqs.ranges), seqs.max_seq, seqs.received, seqs.conflicts, replays, new, node_id),
@@ -67,10 +71,21 @@ class EventLog:
                 append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": seqs.missing})
         return new, foreign
 
+    def _owners(self, tx: Tx, ids: Collection[str]) -> dict[str, str]:
+        """Which of these event ids are stored already (as events or readings), and for which node."""
+        found = self.readings.owners(tx, ids)
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = tx.all(q.EVENT_OWNERS.format(marks=", ".join("?" * len(chunk))), chunk)
+            found.update({str(r["id"]): r["node_id"] for r in rows})
+        return found
+
     def page(
         self, node_id: str | None = None, kind: str | None = None, after: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Stored events in the order received, after cursor ``after`` (the ``row`` of the last one seen)."""
+        """Stored events (readings included) in the order received, after cursor ``after`` (the ``row`` of the
+        last one seen)."""
         where: list[str] = ["row > ?"]
         args: list[Any] = [after]
         if node_id:
@@ -80,5 +95,43 @@ class EventLog:
             where.append("kind = ?")
             args.append(kind)
         with self.db.read() as tx:
-            rows = tx.all(q.EVENTS_PAGE.format(where=" AND ".join(where)), (*args, limit))
-        return [event_row(r) for r in rows]
+            rows = [event_row(r) for r in tx.all(q.EVENTS_PAGE.format(where=" AND ".join(where)), (*args, limit))]
+            if kind in (None, KIND):
+                rows += self.readings.page(tx, node_id, after, limit)
+        return sorted(rows, key=lambda e: e["row"])[:limit]
+
+
+def take_positions(tx: Tx, count: int) -> list[int]:
+    """``count`` new positions in the one order of receipt of events and readings: the events table's counter
+    (SQLite: its AUTOINCREMENT sequence, one writer; PostgreSQL: its identity sequence)."""
+    if count == 0:
+        return []
+    if tx.engine == "sqlite":
+        last = tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        if last is None:
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', 0)")
+            last = 0
+        tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (last + count,))
+        return list(range(last + 1, last + count + 1))
+    rows = tx.all("SELECT nextval(pg_get_serial_sequence('events', 'row')) AS pos FROM generate_series(1, ?)", (count,))
+    return sorted(int(r["pos"]) for r in rows)
+
+
+def _store_event(
+    tx: Tx, position: int, node_id: str, ev: Mapping[str, Any], time_: float, node_wall_time: float, now: float
+) -> str | None:
+    """Store one generic event (alerts are built from alert events here); None when stored, else the node that
+    took its id meanwhile (only another node's batch can: this node's row is locked)."""
+    stored = tx.execute(
+        q.INSERT_EVENT,
+        (
+            position, ev["id"], node_id, ev.get("seq"), ev["kind"], ev["severity"], ev["state"], ev["priority"],
+            ev["wall_time"], int(ev["clock_synced"]), time_, int(not ev["clock_synced"]), node_wall_time, now,
+            dumps(ev.get("payload") or {}), ev.get("alert_id"), dumps(list(ev.get("recipients") or [])),
+        ),
+    )  # fmt: skip
+    if stored == 0:
+        return str(tx.scalar(q.EVENT_OWNER, (ev["id"],)))
+    if ev.get("alert_id") and ev["state"] in ALERT_STATES:
+        apply_alert_event(tx, node_id, ev, time_, now)
+    return None

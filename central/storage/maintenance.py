@@ -1,5 +1,5 @@
 """Work done on a timer rather than on a request: nodes that fell silent go on the change feed, and what is older
-than its retention is removed. ``Maintenance.run(now)`` does one round; ``MaintenanceThread`` runs it every
+than its retention is removed (``central.storage.retention``). ``Maintenance.run(now)`` does one round; ``MaintenanceThread`` runs it every
 ``[retention] maintenance_interval_s`` in each central process (on PostgreSQL one process at a time does it:
 the round takes an advisory lock and the others skip).
 """
@@ -15,28 +15,31 @@ from central.storage import queries as q
 from central.storage.changes import append_change
 from central.storage.database import Database, Tx
 from central.storage.errors import StorageError
+from central.storage.readings import DAY_S, Readings
+from central.storage.retention import remove_old
 from common.clock import Clock
 
 log = logging.getLogger("central.storage")
 MAINTENANCE_LOCK = 7_263_003  # advisory lock key (PostgreSQL): one maintenance round at a time
-DAY_S = 86_400.0
 
 
 class Maintenance:
     """One round of timed work over the store's database."""
 
-    def __init__(self, db: Database, retention: RetentionSection, stale_after_s: float) -> None:
+    def __init__(self, db: Database, retention: RetentionSection, stale_after_s: float, readings: Readings) -> None:
         self.db = db
         self.retention = retention
         self.stale_after_s = stale_after_s
+        self.readings = readings
 
     def run(self, now: float) -> dict[str, Any]:
         """Do what is due at ``now``; returns what was done (empty when another process is doing it)."""
         with self.db.write() as tx:
             if not tx.try_lock(MAINTENANCE_LOCK):
                 return {}
-            report = {"silent": self._silent(tx, now)}
+            report: dict[str, Any] = {"silent": self._silent(tx, now)}
             report["changes_removed"] = tx.execute(q.DELETE_OLD_CHANGES, (now - self.retention.changes_days * DAY_S,))
+        report.update(remove_old(self.db, self.retention, self.readings, now))  # in short transactions of its own
         return report
 
     def _silent(self, tx: Tx, now: float) -> int:

@@ -36,11 +36,12 @@ STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ? WHERE node_id
 
 # ----------------------------------------------------------------------------------------------- events
 INSERT_EVENT = (
-    "INSERT INTO events (id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
+    "INSERT INTO events (row, id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
     " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
+EVENT_OWNERS = "SELECT id, node_id FROM events WHERE id IN ({marks})"
 NODE_SEQ_RANGES = "SELECT seq_ranges FROM nodes WHERE node_id = ?"
 COUNT_BATCH = (
     "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, seq_conflicts = seq_conflicts + ?,"

@@ -1,4 +1,4 @@
-"""The core component's migrations (nodes, events, alerts, rides), for both engines, in order.
+"""The core component's migrations (nodes, events, readings, alerts, rides), for both engines, in order.
 
 A migration once landed never changes; a change of schema is a new ``Migration`` at the end. See
 ``central.storage.migrations`` for how they are applied and recorded.
@@ -6,7 +6,7 @@ A migration once landed never changes; a change of schema is a new ``Migration``
 
 from __future__ import annotations
 
-from central.storage import schema_v1
+from central.storage import schema_readings, schema_v1
 from central.storage.migrations import Component, Migration
 from central.storage.seqs import add_ranges_column
 
@@ -46,5 +46,11 @@ CORE = Component(
         ),
         Migration(2, "the change feed and maintenance marks", sqlite=CHANGES_SQLITE, postgresql=CHANGES_POSTGRESQL),
         Migration(3, "sequence numbers kept as ranges", sqlite=add_ranges_column, postgresql=add_ranges_column),
+        Migration(
+            4,
+            "readings in their own table, daily points per meter",
+            sqlite=schema_readings.SQLITE,
+            postgresql=schema_readings.POSTGRESQL,
+        ),
     ),
 )

@@ -1,7 +1,7 @@
 """``Store``: the central's storage interface. Every route, command and job reads and writes through it.
 
 It is made of one part per concern, each over the same database: ``nodes`` (``NodeBook``), ``events``
-(``EventLog``), ``alerts`` (``AlertBook``), ``rides`` (``RideBook``) and ``changes`` (``ChangeFeed``, the
+(``EventLog``), ``readings`` (``Readings``: meter readings and daily water points), ``alerts`` (``AlertBook``), ``rides`` (``RideBook``) and ``changes`` (``ChangeFeed``, the
 ordered log of what changed), and ``maintenance`` (timed work: silent nodes, retention). The logic is written once; the engine (``central.storage.sqlite``,
 ``central.storage.postgres``) runs it. All SQL lives in ``central.storage``: the statements both engines share
 in ``queries``, an engine's own in its module. Nothing above this layer sees an engine exception: failures
@@ -19,6 +19,7 @@ from central.storage.database import Database
 from central.storage.events import EventLog
 from central.storage.maintenance import Maintenance
 from central.storage.nodes import NodeBook
+from central.storage.readings import Readings
 from central.storage.rides import RideBook
 
 MAX_HEALTH_ROW = 1_048_576  # bytes of stored health beyond which a row predates the bound and is reset
@@ -31,17 +32,19 @@ class Store:
         self.db = db
         self.engine = db.engine
         self.nodes = NodeBook(db, stale_after_s)
-        self.events = EventLog(db, stale_after_s)
+        self.readings = Readings(db, retention.utc_offset_h)
+        self.events = EventLog(db, stale_after_s, self.readings)
         self.alerts = AlertBook(db)
         self.rides = RideBook(db)
         self.changes = ChangeFeed(db)
-        self.maintenance = Maintenance(db, retention, stale_after_s)
+        self.maintenance = Maintenance(db, retention, stale_after_s, self.readings)
 
     def repair(self) -> None:
         """Run at each start: health stored before heartbeats were bounded (issue 12: 30 heartbeats made one
         node 62 MB) is dropped; the node's next heartbeat stores a fresh one."""
         with self.db.write() as tx:
             tx.execute(q.RESET_HUGE_HEALTH.format(bytes=q.HEALTH_BYTES[self.engine]), (MAX_HEALTH_ROW,))
+        self.readings.move_from_events()  # readings stored before they had a table of their own (once)
 
     def close(self) -> None:
         self.db.close()
