@@ -23,7 +23,7 @@ from central.storage import queries as q
 from central.storage.database import Database, Tx
 from central.storage.rows import change_row, dumps
 
-FEED_LOCK = 7_263_002  # advisory lock key (PostgreSQL) of the change feed's appends
+FEED_LOCK = 7_263_002  # advisory lock key (PostgreSQL) of appends to the ordered logs: the feed, events' positions
 TOPICS = ("alert", "node", "ride")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from central.storage import queries as q
 from central.storage.alerts import ALERT_STATES, apply_alert_event
-from central.storage.changes import append_change
+from central.storage.changes import FEED_LOCK, append_change
 from central.storage.database import Database, Tx
 from central.storage.nodes import mark_seen
 from central.storage.readings import KIND, NewReading, Readings, is_typed_reading
@@ -53,6 +53,8 @@ class EventLog:
                 else:
                     foreign.append(ev["id"])
             readings: list[NewReading] = []
+            if fresh:  # held until commit: no reader sees a later position before this batch's commit
+                tx.hold_append(FEED_LOCK)
             for position, ev in zip(take_positions(tx, len(fresh)), fresh, strict=True):  # in batch order
                 time_ = now - (node_wall_time - ev["wall_time"]) if not ev["clock_synced"] else ev["wall_time"]
                 if is_typed_reading(ev):
@@ -95,6 +97,7 @@ class EventLog:
             where.append("kind = ?")
             args.append(kind)
         with self.db.read() as tx:
+            tx.wait_appends(FEED_LOCK)  # every position below what this reads has committed or rolled back
             rows = [event_row(r) for r in tx.all(q.EVENTS_PAGE.format(where=" AND ".join(where)), (*args, limit))]
             if kind in (None, KIND):
                 rows += self.readings.page(tx, node_id, after, limit)
