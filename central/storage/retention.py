@@ -91,11 +91,11 @@ def ensure_partitions(tx: Tx, readings: Readings, first_day: int, last_day: int)
     default partition meanwhile move into it. Returns how many were made."""
     tx.execute("SELECT pg_advisory_xact_lock(?)", (PARTITION_LOCK,))
     existing = {row["name"] for row in tx.all(PARTITIONS)}
-    made = 0
-    for day in range(first_day, last_day + 1):
+    missing = [day for day in range(first_day, last_day + 1) if partition_name(day) not in existing]
+    if missing:  # no batch puts a row of such a day in the default partition between the move and the attach
+        tx.execute("LOCK TABLE readings_default IN EXCLUSIVE MODE")
+    for day in missing:
         name = partition_name(day)
-        if name in existing:
-            continue
         start, end = readings.day_start(day), readings.day_start(day + 1)
         tx.execute(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS)")
         tx.execute(
@@ -104,5 +104,4 @@ def ensure_partitions(tx: Tx, readings: Readings, first_day: int, last_day: int)
             (start, end),
         )
         tx.execute(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({start!r}) TO ({end!r})")
-        made += 1
-    return made
+    return len(missing)

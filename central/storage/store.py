@@ -11,6 +11,8 @@ are ``StorageError`` (answered 503 ``storage_error``), answers about the data ar
 
 from __future__ import annotations
 
+import time
+
 from central.config import RetentionSection
 from central.storage import queries as q
 from central.storage.alerts import AlertBook
@@ -20,6 +22,7 @@ from central.storage.events import EventLog
 from central.storage.maintenance import Maintenance
 from central.storage.nodes import NodeBook
 from central.storage.readings import Readings
+from central.storage.retention import DAYS_AHEAD, ensure_partitions
 from central.storage.rides import RideBook
 
 MAX_HEALTH_ROW = 1_048_576  # bytes of stored health beyond which a row predates the bound and is reset
@@ -45,6 +48,10 @@ class Store:
         with self.db.write() as tx:
             tx.execute(q.RESET_HUGE_HEALTH.format(bytes=q.HEALTH_BYTES[self.engine]), (MAX_HEALTH_ROW,))
         self.readings.move_from_events()  # readings stored before they had a table of their own (once)
+        if self.engine == "postgresql":  # today's partitions before the first batch (then the maintenance round)
+            today = self.readings.day(time.time())
+            with self.db.write() as tx:
+                ensure_partitions(tx, self.readings, today, today + DAYS_AHEAD)
 
     def close(self) -> None:
         self.db.close()
