@@ -36,16 +36,18 @@ def _write(target: str, node_id: str, done) -> None:
 
 @pytest.mark.both_engines
 def test_a_reader_following_the_cursor_misses_nothing_with_several_writer_processes(store_target):
-    store = open_store(store_target)
     nodes = [f"cbxc-w{i}-meters" for i in range(WRITERS)]
+    store = open_store(store_target)
     for n in nodes:
         store.nodes.register({"node_id": n, "role": "meter", "site": "changbai-xincun"}, f"tok-{n}", 1.0)
-    spawn = multiprocessing.get_context("spawn")
-    flags = [spawn.Event() for _ in nodes]
-    writers = [spawn.Process(target=_write, args=(store_target, n, f)) for n, f in zip(nodes, flags, strict=True)]
+    store.close()  # no pool thread or connection of this process crosses the fork
+    fork = multiprocessing.get_context("fork")
+    flags = [fork.Event() for _ in nodes]
+    writers = [fork.Process(target=_write, args=(store_target, n, f)) for n, f in zip(nodes, flags, strict=True)]
+    for w in writers:
+        w.start()
+    store = open_store(store_target)
     try:
-        for w in writers:
-            w.start()
         seen: list[int] = []
         after = 0
         while True:
