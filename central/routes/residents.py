@@ -76,7 +76,7 @@ def _water(water: WaterSeries, now: float) -> dict[str, Any]:
     return {
         "daily": [{"start": a, "litres": v} for a, v in zip(days, use_between(by_day, days), strict=False)],
         "hourly": [{"start": a, "litres": v} for a, v in zip(hours, use_between(raw, hours), strict=False)],
-        "last_use_at": last_use(raw),
+        "last_use_at": last_use(raw) or last_use(by_day),  # by day only once the raw readings are gone
         "last_reading_at": max((t for t, _ in by_day), default=None),
     }
 
