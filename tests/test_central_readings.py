@@ -145,3 +145,29 @@ def test_readings_stored_as_events_by_an_older_central_move_with_their_positions
     finally:
         store.close()
     assert open_store(path).readings.move_from_events() == 0  # once
+
+
+def test_readings_move_with_migrate_db_from_postgresql_and_new_positions_follow_them(postgres_cluster, tmp_path):
+    """``central migrate-db`` copies tables as they are: the readings' day partitions only once (through their
+    table), their uuid ids as text, and the moved central's next positions come after the readings'."""
+    from central.__main__ import main
+
+    url = postgres_cluster.create_database("moving")
+    store = open_store(url)
+    try:
+        store.nodes.register({"node_id": METER, "role": "meter", "site": "changbai-xincun"}, "tok", 1.0)
+        now = time.time()
+        store.events.ingest(METER, [reading(100.0 + i, now + i, i + 1) for i in range(20)], now, now)
+        before = [(e["id"], e["row"]) for e in store.events.page(limit=100)]
+    finally:
+        store.close()
+    target = tmp_path / "moved.sqlite3"
+    assert main(["migrate-db", "--from", url, "--to", str(target)]) == 0
+    moved = open_store(target)
+    try:
+        assert [(e["id"], e["row"]) for e in moved.events.page(limit=100)] == before
+        moved.events.ingest(METER, [reading(200.0, now + 30, 21)], now, now + 30)
+        rows = [e["row"] for e in moved.events.page(limit=100)]
+        assert len(rows) == 21 and rows == sorted(set(rows))
+    finally:
+        moved.close()

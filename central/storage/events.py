@@ -120,6 +120,24 @@ def take_positions(tx: Tx, count: int) -> list[int]:
     return sorted(int(r["pos"]) for r in rows)
 
 
+def counter_past_readings(tx: Tx) -> None:
+    """At start: the events' counter past every reading's position. It always is, except in a database whose rows
+    were copied in (``central migrate-db`` moves each table's own counter past its own rows only)."""
+    top = tx.scalar("SELECT MAX(row) FROM readings")
+    if top is None:
+        return
+    if tx.engine == "sqlite":
+        last = tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        if last is None:
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (top,))
+        elif last < top:
+            tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (top,))
+        return
+    sequence = tx.scalar("SELECT pg_get_serial_sequence('events', 'row')")
+    if tx.scalar(f"SELECT last_value FROM {sequence}") < top:  # noqa: S608 - the name PostgreSQL gave
+        tx.execute("SELECT setval(?, ?)", (sequence, top))
+
+
 def _store_event(
     tx: Tx, position: int, node_id: str, ev: Mapping[str, Any], time_: float, node_wall_time: float, now: float
 ) -> str | None:

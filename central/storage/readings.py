@@ -185,10 +185,10 @@ class Readings:
 
     def move_from_events(self) -> int:
         """Readings stored as generic events before this table existed move here with their positions (once: a
-        mark records it). Returns how many moved."""
+        mark made by the migration says there are some, and goes when they have moved). Returns how many moved."""
         moved, after = 0, 0
         with self.db.read() as tx:
-            if tx.scalar("SELECT value FROM marks WHERE name = 'readings_moved'") is not None:
+            if tx.scalar("SELECT value FROM marks WHERE name = 'readings_to_move'") is None:
                 return 0
         while True:
             with self.db.write() as tx:
@@ -199,7 +199,7 @@ class Readings:
                 tx.many("DELETE FROM events WHERE row = ?", [(item.row,) for item in batch])
                 moved += len(batch)
                 if len(rows) < 2000:
-                    tx.execute("INSERT INTO marks (name, value) VALUES ('readings_moved', ?)", (float(moved),))
+                    tx.execute("DELETE FROM marks WHERE name = 'readings_to_move'")
                     return moved
                 after = rows[-1]["row"]
 

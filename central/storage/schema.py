@@ -49,8 +49,8 @@ CORE = Component(
         Migration(
             4,
             "readings in their own table, daily points per meter",
-            sqlite=schema_readings.SQLITE,
-            postgresql=schema_readings.POSTGRESQL,
+            sqlite=schema_readings.migrate,
+            postgresql=schema_readings.migrate,
         ),
     ),
 )

@@ -9,6 +9,8 @@ Both: a reading's position comes from the events' counter (``central.storage.eve
 
 from __future__ import annotations
 
+from central.storage.database import Tx
+
 SQLITE = """
 CREATE TABLE meters (
     meter INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -87,3 +89,11 @@ CREATE TABLE water_days (
 );
 CREATE INDEX events_received ON events (received_at);
 """
+
+
+def migrate(tx: Tx) -> None:
+    """The tables; a mark when the events hold readings to move (``Readings.move_from_events``, at start, where the
+    local day of ``[retention] utc_offset_h`` is known)."""
+    tx.script(SQLITE if tx.engine == "sqlite" else POSTGRESQL)
+    if tx.scalar("SELECT 1 FROM events WHERE kind = 'meter_reading' LIMIT 1"):
+        tx.execute("INSERT INTO marks (name, value) VALUES ('readings_to_move', 1)")

@@ -18,7 +18,7 @@ from central.storage import queries as q
 from central.storage.alerts import AlertBook
 from central.storage.changes import ChangeFeed
 from central.storage.database import Database
-from central.storage.events import EventLog
+from central.storage.events import EventLog, counter_past_readings
 from central.storage.maintenance import Maintenance
 from central.storage.nodes import NodeBook
 from central.storage.readings import Readings
@@ -47,6 +47,7 @@ class Store:
         node 62 MB) is dropped; the node's next heartbeat stores a fresh one."""
         with self.db.write() as tx:
             tx.execute(q.RESET_HUGE_HEALTH.format(bytes=q.HEALTH_BYTES[self.engine]), (MAX_HEALTH_ROW,))
+            counter_past_readings(tx)
         self.readings.move_from_events()  # readings stored before they had a table of their own (once)
         if self.engine == "postgresql":  # today's partitions before the first batch (then the maintenance round)
             today = self.readings.day(time.time())

@@ -9,6 +9,7 @@ the central's own migrations (``central.transfer.copy``), never here.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,11 +182,14 @@ class SqliteWriter:
 
 
 # ------------------------------------------------------------------------------------------------ PostgreSQL
+# a partition (readings' days) is read and written through its partitioned table, never on its own
 _PG_TABLES = """
 SELECT c.table_name, c.column_name, c.is_identity, c.data_type
 FROM information_schema.columns c
 JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
 WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                  WHERE i.inhrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass)
 ORDER BY c.table_name, c.ordinal_position
 """
 _INTEGER_TYPES = ("bigint", "integer", "smallint")
@@ -243,7 +247,8 @@ class PostgresReader:
         with self._conn.cursor(name=f"transfer_{table.name}") as cursor:
             cursor.itersize = FETCH_ROWS
             cursor.execute(f"SELECT {cols} FROM {_quote(table.name)}{order}")  # noqa: S608
-            yield from cursor
+            for row in cursor:  # uuid columns (readings' ids) as their text, as SQLite and the dump keep them
+                yield tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row)
 
     def close(self) -> None:
         self._conn.close()
