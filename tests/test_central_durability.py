@@ -48,6 +48,7 @@ def _serve(central, port: int, *extra: str) -> subprocess.Popen:
             *extra,
         ],
         cwd=ROOT,
+        start_new_session=True,  # its own process group: a kill takes the workers with it
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -100,10 +101,11 @@ def _reading(seq: int) -> dict:
 
 
 @pytest.mark.both_engines
-def test_every_acknowledged_event_survives_sigkill_of_the_central(make_central):
+def test_every_acknowledged_event_survives_sigkill_of_the_central(make_central, central_engine):
     """Batches of readings and state events while ``central serve`` is killed three times: every acknowledged
     event is stored, none twice, and resending everything (what the node does with unacknowledged batches)
-    stores each exactly once."""
+    stores each exactly once. On PostgreSQL with two worker processes."""
+    workers = ("--workers", "2") if central_engine == "postgresql" else ()
     # a stopped fixture central only provides the config file and a database path for `central serve`
     central = make_central(start=False)
     port = _free_port()
@@ -112,7 +114,7 @@ def test_every_acknowledged_event_survives_sigkill_of_the_central(make_central):
     sent: dict[str, dict] = {}
     token, seq = None, 0
     for round_ in range(3):
-        proc = _serve(central, port)
+        proc = _serve(central, port, *workers)
         try:
             _wait_up(url, proc)
             if token is None:
@@ -123,14 +125,14 @@ def test_every_acknowledged_event_survives_sigkill_of_the_central(make_central):
             deadline = time.monotonic() + 10
             while len(acked) < 200 * (round_ + 1) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)  # mid-upload: no shutdown, no checkpoint
+            os.killpg(proc.pid, signal.SIGKILL)  # mid-upload, every process: no shutdown, no checkpoint
             proc.wait(timeout=10)
             uploader.stop.set()
             uploader.join(timeout=10)
             seq = uploader.seq
         finally:
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
             proc.stderr.close()
     assert len(acked) >= 600
