@@ -9,8 +9,9 @@ never sees a change the data does not show, nor misses one.
 Gap-free under concurrent writers: positions come from a counter, and a reader must never see position 11
 before position 10 commits. SQLite has one writer, so commit order is position order. PostgreSQL: each
 appending transaction holds a shared advisory lock from taking its position until it commits; a reader takes
-the same lock exclusively for its one SELECT, so every position below what it reads has committed or rolled
-back (``Tx.hold_append`` / ``Tx.wait_appends``).
+the same lock exclusively to read the log's last position (``settled``), so every position up to it has committed
+or rolled back, then reads the rows up to it without the lock (``Tx.hold_append`` / ``Tx.wait_appends``). The
+events' positions (``GET /events``) are kept the same way, under the same lock.
 """
 
 from __future__ import annotations
@@ -50,17 +51,16 @@ class ChangeFeed:
         self.db = db
 
     def page(self, after: int, limit: int = 500, topics: Collection[str] | None = None) -> ChangePage:
+        bounds = settled(self.db, q.CHANGE_BOUNDS)
+        first, last = bounds.get("first"), bounds.get("last") or 0
+        if after > last or (first is not None and after < first - 1):
+            return ChangePage([], last, reset=True)
         with self.db.read() as tx:
-            tx.wait_appends(FEED_LOCK)
-            bounds = tx.one(q.CHANGE_BOUNDS) or {}
-            first, last = bounds.get("first"), bounds.get("last") or 0
-            if after > last or (first is not None and after < first - 1):
-                return ChangePage([], last, reset=True)
             if topics:
                 marks = ", ".join("?" * len(topics))
-                rows = tx.all(q.CHANGES_OF_TOPICS.format(marks=marks), (after, *topics, limit))
+                rows = tx.all(q.CHANGES_OF_TOPICS.format(marks=marks), (after, last, *topics, limit))
             else:
-                rows = tx.all(q.CHANGES, (after, limit))
+                rows = tx.all(q.CHANGES, (after, last, limit))
         changes = [change_row(r) for r in rows]
         # a page filtered by topic that found nothing has still read everything up to ``last``
         full = len(changes) == limit
@@ -73,6 +73,14 @@ class ChangeFeed:
         return {int(c["key"]) for c in page.changes}, page.next_after
 
     def latest(self) -> int:
-        with self.db.read() as tx:
-            tx.wait_appends(FEED_LOCK)
-            return int((tx.one(q.CHANGE_BOUNDS) or {}).get("last") or 0)
+        return int(settled(self.db, q.CHANGE_BOUNDS).get("last") or 0)
+
+
+def settled(db: Database, bounds_sql: str) -> dict[str, Any]:
+    """The bounds of an ordered log (``bounds_sql``), read once no append to the ordered logs is in flight: every
+    position up to the last one found has committed or rolled back, and an append that takes a later one has not
+    started. The exclusive lock is held for this one statement, not while the caller reads the rows (which it
+    reads up to that last position only)."""
+    with db.read() as tx:
+        tx.wait_appends(FEED_LOCK)
+        return tx.one(bounds_sql) or {}

@@ -8,7 +8,7 @@ from typing import Any
 
 from central.storage import queries as q
 from central.storage.alerts import ALERT_STATES, apply_alert_event
-from central.storage.changes import FEED_LOCK, append_change
+from central.storage.changes import FEED_LOCK, append_change, settled
 from central.storage.database import Database, Tx
 from central.storage.nodes import mark_seen
 from central.storage.readings import KIND, NewReading, Readings, is_typed_reading
@@ -88,8 +88,9 @@ class EventLog:
     ) -> list[dict[str, Any]]:
         """Stored events (readings included) in the order received, after cursor ``after`` (the ``row`` of the
         last one seen)."""
-        where: list[str] = ["row > ?"]
-        args: list[Any] = [after]
+        last = int(settled(self.db, q.EVENTS_BOUNDS).get("last") or 0)
+        where: list[str] = ["row > ?", "row <= ?"]
+        args: list[Any] = [after, last]
         if node_id:
             where.append("node_id = ?")
             args.append(node_id)
@@ -97,10 +98,9 @@ class EventLog:
             where.append("kind = ?")
             args.append(kind)
         with self.db.read() as tx:
-            tx.wait_appends(FEED_LOCK)  # every position below what this reads has committed or rolled back
             rows = [event_row(r) for r in tx.all(q.EVENTS_PAGE.format(where=" AND ".join(where)), (*args, limit))]
             if kind in (None, KIND):
-                rows += self.readings.page(tx, node_id, after, limit)
+                rows += self.readings.page(tx, node_id, after, last, limit)
         return sorted(rows, key=lambda e: e["row"])[:limit]
 
 

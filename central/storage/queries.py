@@ -47,6 +47,9 @@ COUNT_BATCH = (
     "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, seq_conflicts = seq_conflicts + ?,"
     " replays = replays + ?, events_received = events_received + ? WHERE node_id = ?"
 )
+EVENTS_BOUNDS = (
+    "SELECT MAX(last) AS last FROM (SELECT MAX(row) AS last FROM events UNION ALL SELECT MAX(row) FROM readings) AS b"
+)
 EVENTS_PAGE = "SELECT * FROM events WHERE {where} ORDER BY row LIMIT ?"
 
 # ----------------------------------------------------------------------------------------------- alerts
@@ -92,5 +95,5 @@ MARK = "SELECT value FROM marks WHERE name = ?"
 SET_MARK = "INSERT INTO marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 FELL_SILENT = "SELECT node_id, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
 CHANGE_BOUNDS = "SELECT MIN(pos) AS first, MAX(pos) AS last FROM changes"
-CHANGES = "SELECT * FROM changes WHERE pos > ? ORDER BY pos LIMIT ?"
-CHANGES_OF_TOPICS = "SELECT * FROM changes WHERE pos > ? AND topic IN ({marks}) ORDER BY pos LIMIT ?"
+CHANGES = "SELECT * FROM changes WHERE pos > ? AND pos <= ? ORDER BY pos LIMIT ?"
+CHANGES_OF_TOPICS = "SELECT * FROM changes WHERE pos > ? AND pos <= ? AND topic IN ({marks}) ORDER BY pos LIMIT ?"

@@ -51,7 +51,7 @@ UPSERT_DAY = (
 MOVE_PAGE = "SELECT * FROM events WHERE row > ? AND kind = ? ORDER BY row LIMIT ?"
 READINGS_PAGE = (
     "SELECT r.*, m.node_id, m.meter_id, m.resident FROM readings r JOIN meters m ON m.meter = r.meter"
-    " WHERE r.row > ? {node} ORDER BY r.row LIMIT ?"
+    " WHERE r.row > ? AND r.row <= ? {node} ORDER BY r.row LIMIT ?"
 )
 
 
@@ -216,10 +216,10 @@ class Readings:
             found.update({str(r["id"]): r["node_id"] for r in tx.all(sql, chunk)})
         return found
 
-    def page(self, tx: Tx, node_id: str | None, after: int, limit: int) -> list[dict[str, Any]]:
-        """Readings after cursor ``after`` as events, in position order."""
+    def page(self, tx: Tx, node_id: str | None, after: int, last: int, limit: int) -> list[dict[str, Any]]:
+        """Readings after cursor ``after`` up to position ``last`` as events, in position order."""
         node = "AND r.meter IN (SELECT meter FROM meters WHERE node_id = ?)" if node_id else ""
-        args = (after, node_id, limit) if node_id else (after, limit)
+        args = (after, last, node_id, limit) if node_id else (after, last, limit)
         return [as_event(r) for r in tx.all(READINGS_PAGE.format(node=node), args)]
 
     def water(self, node_ids: Collection[str], resident: str, since: float) -> WaterSeries:
