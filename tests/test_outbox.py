@@ -225,9 +225,9 @@ def test_disk_bound_drops_oldest_readings_never_alerts(path: Path, clock: Manual
     box = open_outbox(path, clock, max_mb=1.0, reading_commit_window_s=0.0)
     alerts = []
     readings = []
-    for i in range(6000):
-        readings.append(box.put(event(n=i, text="x" * 200)))
-        if i % 500 == 0:
+    for i in range(2000):  # about 1.5 MB of readings, one transaction each (fewer, larger ones: a faster suite)
+        readings.append(box.put(event(n=i, text="x" * 600)))
+        if i % 170 == 0:
             alerts.append(box.put(event("trapped", "alert", n=i)))
     stats = box.stats()
     assert stats["db_bytes"] <= stats["db_limit_bytes"]
@@ -250,7 +250,7 @@ def test_disk_bound_drops_oldest_readings_never_alerts(path: Path, clock: Manual
 def test_alerts_are_kept_even_over_the_bound(path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
     box = open_outbox(path, clock, max_mb=1.0)
     with caplog.at_level(logging.ERROR, logger="common.outbox"):
-        made = [box.put(event("trapped", "alert", text="y" * 500)) for _ in range(2500)]
+        made = [box.put(event("trapped", "alert", text="y" * 1500)) for _ in range(1000)]  # about 1.6 MB
     assert box.depth()["alert"] == len(made)
     assert box.stats()["dropped"]["alert"] == 0
     assert "alerts are never dropped" in caplog.text
