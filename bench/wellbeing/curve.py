@@ -1,8 +1,9 @@
 """The trade-off curve: time to detect against false alarms per household-month as the budget varies, per model.
 
 ``python -m bench.wellbeing.curve [--seeds A-B] [--out docs/img/wellbeing-tradeoff.png]`` evaluates every household
-model at several warning budgets (the urgent budget moves with it, in the default ratio 0.3 : 2) and draws one
-line per model with matplotlib (the ``bench`` extra). The default budget is marked on each line.
+model at several warning budgets (the urgent budget moves with it, in the default ratio 0.3 : 2) and draws one line
+per model with matplotlib (the ``bench`` extra). The default budget is marked on each line. ``--model M --out
+/tmp/M.png > M.json`` runs one model; ``--points A.json --points B.json`` draws the models of such runs together.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def draw(
     ax.set_xlabel("false warnings + urgent alerts per household-month")
     ax.set_ylabel("median hours from a collapse to the first alert")
     ax.set_title(
-        f"Wellbeing model: budgets {', '.join(map(str, BUDGETS))} (star: default 2), seeds {seeds[0]}-{seeds[-1]}"
+        f"Wellbeing model: warning budgets {', '.join(map(str, budgets))} a month (star: the default, {default:g}), "
+        f"seeds {seeds[0]}-{seeds[-1]}"
     )
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -86,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--budgets", type=lambda t: tuple(float(x) for x in t.split(",")), default=BUDGETS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "wellbeing-tradeoff.png")
+    parser.add_argument(
+        "--points", type=Path, action="append", default=[], help="the JSON a run printed: draw its models from it"
+    )
     args = parser.parse_args(argv)
-    curves = {m: points(m, args.seeds, args.days, args.jobs, args.budgets) for m in args.model or sorted(MODELS)}
+    curves: dict[str, list[dict[str, float]]] = {}
+    for saved in args.points:  # one run per model side by side on a shared machine, drawn together
+        curves.update(json.loads(saved.read_text(encoding="utf-8")))
+    for m in args.model or ([] if curves else sorted(MODELS)):
+        curves[m] = points(m, args.seeds, args.days, args.jobs, args.budgets)
     draw(curves, args.seeds, args.budgets, args.out)
     print(json.dumps(curves, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
