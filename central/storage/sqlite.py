@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,27 +100,19 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise translate(exc, self.target) from exc
 
-    @contextmanager
-    def write(self) -> Iterator[SqliteTx]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise translate(exc, self.target) from exc
-            try:
-                yield SqliteTx(self._conn)
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                _rollback(self._conn)
-                if isinstance(exc, sqlite3.Error):
-                    raise translate(exc, self.target) from exc
-                raise
+    def write(self) -> AbstractContextManager[SqliteTx]:
+        return self._transaction("BEGIN IMMEDIATE")  # the write lock at once: no upgrade deadlock later
+
+    def read(self) -> AbstractContextManager[SqliteTx]:
+        return self._transaction("BEGIN")
 
     @contextmanager
-    def read(self) -> Iterator[SqliteTx]:
+    def _transaction(self, begin: str) -> Iterator[SqliteTx]:
+        """One transaction on the one connection: committed at the end, rolled back on any exception; SQLite's
+        errors become the storage's (``translate``)."""
         with self._lock:
             try:
-                self._conn.execute("BEGIN")
+                self._conn.execute(begin)
                 yield SqliteTx(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException as exc:
