@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.contract import NODE_ID_PATTERN, SITE_PATTERN
+from common.problems import ProblemsError
 
 DEFAULT_CONFIG_PATH = Path("/etc/changbai/node.toml")
 EXIT_CONFIG = 2
@@ -37,12 +38,8 @@ ROLE_SECTIONS: dict[str, str] = {
 Role = Literal["elevator", "meter", "kiosk"]
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """A config that cannot be used; ``problems`` holds one human-readable line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def setting(

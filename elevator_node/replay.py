@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from common.events import Detection
+from common.problems import ProblemsError
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import ElevatorDetector
 from elevator_node.lift_state import LiftSnapshot, Timing
@@ -26,12 +27,8 @@ EXTRA_COLUMNS: tuple[str, ...] = ("inspection", "power", "restart")
 RESTARTS: dict[str, Timing] = {"process": "monotonic", "reboot": "wall_clock", "reboot_unsynced": "lower_bound"}
 
 
-class TraceError(Exception):
+class TraceError(ProblemsError):
     """A trace that cannot be replayed; ``problems`` holds one line per bad row, each naming its line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

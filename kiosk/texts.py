@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.problems import ProblemsError
 from common.spoken import (
     COUNT_WORDS,
     DIGITS_ZH,
@@ -100,12 +101,8 @@ WORDS_OF = {
 }
 
 
-class TextsError(Exception):
+class TextsError(ProblemsError):
     """The texts file cannot be used; ``problems`` has one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

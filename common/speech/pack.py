@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.problems import ProblemsError
 from hal.wavfile import SAMPLE_WIDTH, WavError, WavInfo, read_info
 
 MANIFEST = "pack.toml"
@@ -31,12 +32,8 @@ MAX_CLIP_S = 60.0
 LANGUAGES = ("zh", "en")
 
 
-class PackError(Exception):
+class PackError(ProblemsError):
     """A pack that cannot be used at all (no folder, no manifest, bad TOML); ``problems`` has one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

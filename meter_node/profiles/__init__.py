@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.config import ConfigError, parse_section, read_toml, setting
+from common.problems import ProblemsError
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -36,12 +37,8 @@ _ROLLOVER_BITS: dict[str, int] = {"u16": 16, "u32": 32, "u64": 64, "i32": 31}
 _LITRES_PER_UNIT: dict[str, float] = {"L": 1.0, "m3": 1000.0}
 
 
-class ProfileError(Exception):
+class ProfileError(ProblemsError):
     """A profile file that cannot be used; ``problems`` holds one line per problem, naming the file and key."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class DecodeError(ValueError):
