@@ -131,27 +131,19 @@ def _run(cmd: list[str]) -> None:
         )
 
 
-def _mkdir(path: Path, mode: int, owner: tuple[int, int] | None) -> Callable[[], None]:
+def _fix(path: Path, mode: int, owner: tuple[int, int] | None, *, mkdir: bool = False) -> Callable[[], None]:
+    """An action setting ``path``'s mode and owner (``mkdir``: making the directory first)."""
+
     def run() -> None:
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            if mkdir:
+                path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, mode)
             if owner is not None:
                 os.chown(path, *owner)
         except PermissionError as exc:
-            raise ProvisionError(EXIT_PERMISSION, f"cannot set up {path}: {exc.strerror} (run as root?)") from None
-
-    return run
-
-
-def _fix(path: Path, mode: int, owner: tuple[int, int] | None) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            os.chmod(path, mode)
-            if owner is not None:
-                os.chown(path, *owner)
-        except PermissionError as exc:
-            raise ProvisionError(EXIT_PERMISSION, f"cannot set owner/mode of {path}: {exc.strerror}") from None
+            what = "set up" if mkdir else "set owner/mode of"
+            raise ProvisionError(EXIT_PERMISSION, f"cannot {what} {path}: {exc.strerror} (run as root?)") from None
 
     return run
 
@@ -305,14 +297,14 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
     actions.append(
         Action(
             f"create {etc_dir} owner root:{_owner_text(ids, user, staged)} mode 0750",
-            lambda: _mkdir(etc_dir, 0o750, root_and_group())(),
+            lambda: _fix(etc_dir, 0o750, root_and_group(), mkdir=True)(),
         )
     )
     data_dir = place(config.node.data_dir)
     actions.append(
         Action(
             f"create {data_dir} owner {_owner_text(ids, user, staged)} mode 0750",
-            lambda: _mkdir(data_dir, 0o750, user_ids())(),
+            lambda: _fix(data_dir, 0o750, user_ids(), mkdir=True)(),
         )
     )
     config_file = config.path.absolute()

@@ -252,7 +252,7 @@ def test_real_install_refuses_paths_the_service_cannot_see(
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("install touched the system")
 
-    for name in ("_run", "_mkdir", "_fix", "atomic_write"):
+    for name in ("_run", "_fix", "atomic_write"):
         monkeypatch.setattr(cmd_install, name, must_not_run)
     monkeypatch.setattr("os.geteuid", lambda: 0)  # as root, so the path check is what refuses
     config = make_config(tmp_path, "elevator")
