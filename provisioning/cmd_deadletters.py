@@ -14,23 +14,19 @@ from typing import Any
 
 from common.outbox import list_dead_letters, requeue_dead_letters
 from common.service import outbox_path
-from provisioning.configfile import add_config_flag, load_node_config
-from provisioning.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_CODES_HELP, EXIT_OK, ProvisionError
+from provisioning.configfile import command_parser, load_node_config
+from provisioning.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, ProvisionError
 
 BUSY_TIMEOUT_S = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision dead-letters",
-        description="List the events the central refused as invalid (dead letters), with the central's reasons; "
+    parser = command_parser(
+        "dead-letters",
+        "List the events the central refused as invalid (dead letters), with the central's reasons; "
         "--resend queues them again. A running node sends them within a minute, a stopped node when it starts. "
         "The central keeps each event once, so resending one that arrived after all does no harm.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
     )
-    add_config_flag(parser)
     parser.add_argument("--resend", action="store_true", help="queue the dead letters again (all, or those of --id)")
     parser.add_argument("--id", action="append", default=[], metavar="EVENT_ID", help="only this event (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -29,7 +29,8 @@ from common.config import (
 )
 from meter_node.profiles import profile_files
 from provisioning import prompt, update_units, wiring
-from provisioning.errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_OK, ProvisionError
+from provisioning.configfile import command_parser
+from provisioning.errors import EXIT_BAD_INPUT, EXIT_OK, ProvisionError
 from provisioning.files import atomic_write, service_user_ids
 from provisioning.schema import BadValue, Knob, TableArray, knobs_of, table_arrays_of, unwrap_optional
 
@@ -95,14 +96,13 @@ def _metavar(knob: Knob) -> str:
 
 def build_parser(role: str | None, *, add_help: bool = True) -> argparse.ArgumentParser:
     """The init parser; with a role it also has that role's flags."""
-    parser = argparse.ArgumentParser(
-        prog="provision init",
-        description="Write a validated node config for a role. A flag that is not given is asked for "
+    parser = command_parser(
+        "init",
+        "Write a validated node config for a role. A flag that is not given is asked for "
         "(prompts on stderr, answers on stdin) unless --non-interactive.",
-        epilog=("Role flags: provision init --role ROLE --help\n\n" if role is None else "") + EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        before="Role flags: provision init --role ROLE --help\n\n" if role is None else "",
+        config=False,  # its own --config: the file to write
         add_help=add_help,
-        allow_abbrev=False,
     )
     parser.add_argument("--role", choices=ROLES, help="the node's role")
     parser.add_argument(

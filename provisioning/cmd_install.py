@@ -24,11 +24,10 @@ from typing import Any
 
 from common.config import NodeConfig, SerialPort
 from provisioning import prompt, update_units, wiring
-from provisioning.configfile import add_config_flag, load_node_config
+from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
-    EXIT_CODES_HELP,
     EXIT_OK,
     EXIT_PERMISSION,
     ProvisionError,
@@ -351,16 +350,12 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision install",
-        description="Install the node's systemd unit (Type=notify, watchdog, Restart=always, a dedicated "
+    parser = command_parser(
+        "install",
+        "Install the node's systemd unit (Type=notify, watchdog, Restart=always, a dedicated "
         "unprivileged user with only the groups it needs, hardening), create /etc/changbai and the data "
         "directory with the right owners and modes, then enable and start the service.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
     )
-    add_config_flag(parser)
     parser.add_argument("--dry-run", action="store_true", help="print every action, do nothing")
     parser.add_argument("--root", type=Path, metavar="DIR", help="install into DIR (an image, a test); no systemctl")
     parser.add_argument("--user", default=wiring.SERVICE_USER, help="service user (default %(default)s)")

@@ -21,11 +21,10 @@ from common.config import NodeConfig
 from common.speech.pack import PackError, load_pack
 from common.speech.voice import Prompt, pack_gaps, synthesised_parts
 from common.tomlwrite import dumps
-from provisioning.configfile import add_config_flag, load_node_config
+from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
-    EXIT_CODES_HELP,
     EXIT_HARDWARE,
     EXIT_OK,
     ProvisionError,
@@ -34,16 +33,12 @@ from provisioning.prompts import ROLES, EspeakError, check_prompts, role_prompts
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision prompts",
-        description="List every prompt a role can say (stable id, when, text); check them with espeak-ng, "
+    parser = command_parser(
+        "prompts",
+        "List every prompt a role can say (stable id, when, text); check them with espeak-ng, "
         "check a prompt pack against them, or write the manifest of a pack to record.",
-        epilog=EXIT_CODES_HELP + "  (prompts: 1 when --check finds a prompt not read in the voice's language, or "
-        "--pack a prompt the pack cannot say)\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+        exits="1 when --check finds a prompt not read in the voice's language, or --pack a prompt the pack cannot say",
     )
-    add_config_flag(parser)
     parser.add_argument("--role", choices=ROLES, help="a role's default prompts, without a config")
     parser.add_argument("--voice", help="espeak-ng voice for --check (default: audio.voice, or cmn-latn-pinyin)")
     what = parser.add_mutually_exclusive_group()

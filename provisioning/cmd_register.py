@@ -16,11 +16,10 @@ from typing import Any
 
 from common.catalogue import RECIPIENTS
 from provisioning import central_client, prompt, wiring
-from provisioning.configfile import add_config_flag, load_node_config
+from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CENTRAL,
-    EXIT_CODES_HELP,
     EXIT_OK,
     EXIT_PERMISSION,
     ProvisionError,
@@ -29,16 +28,12 @@ from provisioning.files import atomic_write, service_user_ids
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision register",
-        description="Register this node at the central with the site's claim key; the node's token is written "
+    parser = command_parser(
+        "register",
+        "Register this node at the central with the site's claim key; the node's token is written "
         "to central.token_file (mode 0600) and never shown. Registering again rotates the token. "
         "Without --claim-key-file or --claim-key-env the key is asked for without echo.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
     )
-    add_config_flag(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--claim-key-file", type=Path, metavar="FILE", help="file holding the site's claim key")
     source.add_argument("--claim-key-env", metavar="VAR", help="environment variable holding the claim key")

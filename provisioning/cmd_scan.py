@@ -22,10 +22,10 @@ from meter_node.profiles import DecodeError, ProfileError, load_profile_file, pr
 from meter_node.reader import CounterSanity
 from provisioning import prompt
 from provisioning.cmd_selftest import service_active
+from provisioning.configfile import command_parser
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
-    EXIT_CODES_HELP,
     EXIT_HARDWARE,
     EXIT_OK,
     ProvisionError,
@@ -259,15 +259,14 @@ def table(responders: list[Responder]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision scan",
-        description="Search an RS-485 bus for Modbus meters. For each responder, say which shipped meter profile "
+    parser = command_parser(
+        "scan",
+        "Search an RS-485 bus for Modbus meters. For each responder, say which shipped meter profile "
         "decodes a plausible total (compare it with the meter's display). Stop the meter node first: the port "
         "has one owner. Progress on stderr, results on stdout. A full scan (247 addresses x 3 bauds at 0.2 s) "
         "takes about 3 minutes.",
-        epilog=EXIT_CODES_HELP + "  (scan: 1 when no meter answered)\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+        exits="1 when no meter answered",
+        config=False,
     )
     parser.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB0")
     parser.add_argument("--addresses", default="1-247", help="slave addresses, e.g. 1-247 or 1,2,10-20")

@@ -26,10 +26,9 @@ from common.config import ButtonPin, LedPin, NodeConfig, SerialPort
 from provisioning import central_client, prompt
 from provisioning.checks import FAIL, PASS, SKIP, Check
 from provisioning.cmd_install import systemd_running, unit_name
-from provisioning.configfile import add_config_flag, load_node_config
+from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
     EXIT_CHECK_FAILED,
-    EXIT_CODES_HELP,
     EXIT_HARDWARE,
     EXIT_OK,
     ProvisionError,
@@ -357,18 +356,14 @@ def table(checks: list[Check]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision selftest",
-        description="Check the node's hardware and links with the technician: each input must change when "
+    parser = command_parser(
+        "selftest",
+        "Check the node's hardware and links with the technician: each input must change when "
         "triggered, LEDs blink and the voice plays (confirmed on a terminal), meters are read, the central "
         "accepts the token, the clock is synced, the outbox has disk space. Stop the node service first "
         "(it holds the pins and the serial port).",
-        epilog=EXIT_CODES_HELP + "  (selftest: 1 when any check fails, 4 when a GPIO or serial device cannot be "
-        "opened at all)\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+        exits="1 when any check fails, 4 when a GPIO or serial device cannot be opened at all",
     )
-    add_config_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per check (default 30)")
     parser.add_argument("--non-interactive", action="store_true", help="never ask for confirmation")

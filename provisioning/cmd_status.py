@@ -15,12 +15,11 @@ from common.config import NodeConfig
 from common.sync import package_version
 from provisioning import central_client
 from provisioning.cmd_install import systemd_running, unit_name
-from provisioning.configfile import add_config_flag, load_node_config
+from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
     EXIT_BAD_INPUT,
     EXIT_CENTRAL,
     EXIT_CHECK_FAILED,
-    EXIT_CODES_HELP,
     EXIT_OK,
     EXIT_PERMISSION,
     ProvisionError,
@@ -91,14 +90,11 @@ def last_heartbeat(node: dict[str, Any]) -> tuple[float | None, dict[str, Any] |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="provision status",
-        description="Show the node service's state (systemctl) and when the central last heard from the node.",
-        epilog=EXIT_CODES_HELP + "  (status: 1 when the service is not active or the node is stale at the central)\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+    parser = command_parser(
+        "status",
+        "Show the node service's state (systemctl) and when the central last heard from the node.",
+        exits="1 when the service is not active or the node is stale at the central",
     )
-    add_config_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the central")
     parser.add_argument("--operator-key-file", type=Path, help="ask the central with an operator key instead")

@@ -1,4 +1,5 @@
-"""Loading the node config for provision's subcommands: the node's own loader, problems as exit 2."""
+"""What every provision subcommand shares: its parser (``command_parser``: exit codes, --config) and loading the
+node config with the node's own loader, problems as exit 2."""
 
 from __future__ import annotations
 
@@ -6,7 +7,25 @@ import argparse
 from pathlib import Path
 
 from common.config import ConfigError, NodeConfig, default_config_path, load_config
-from provisioning.errors import EXIT_BAD_INPUT, EXIT_PERMISSION, ProvisionError
+from provisioning.errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_PERMISSION, ProvisionError
+
+
+def command_parser(
+    name: str, description: str, *, exits: str = "", config: bool = True, before: str = "", add_help: bool = True
+) -> argparse.ArgumentParser:
+    """The parser of ``provision NAME``: its description, the exit codes (``exits``: what this command adds to
+    them, ``before``: text above them) and, with ``config``, the --config flag."""
+    parser = argparse.ArgumentParser(
+        prog=f"provision {name}",
+        description=description,
+        epilog=before + EXIT_CODES_HELP + (f"  ({name}: {exits})\n" if exits else ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=add_help,
+        allow_abbrev=False,
+    )
+    if config:
+        add_config_flag(parser)
+    return parser
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
