@@ -13,10 +13,13 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import catalogue
 from common.catalogue import Priority, Severity, State
+
+if TYPE_CHECKING:
+    from common.clock import Clock
 
 # drain order: lower first
 PRIORITY_RANK: dict[str, int] = {"alert": 0, "state": 1, "reading": 2}
@@ -104,8 +107,9 @@ def make_event(
     node_id: str,
     kind: str,
     *,
-    wall_time: float,
-    clock_synced: bool,
+    clock: Clock | None = None,
+    wall_time: float | None = None,
+    clock_synced: bool | None = None,
     severity: Severity = "info",
     state: State = "observed",
     priority: Priority = "state",
@@ -113,8 +117,15 @@ def make_event(
     alert_id: str | None = None,
     recipients: tuple[str, ...] = (),
 ) -> Event:
-    """Create an Event with a new id; the outbox gives it its ``seq`` when stored. An event that does not match
-    its kind in the catalogue is logged (an error in the tests), never refused."""
+    """Create an Event with a new id; the outbox gives it its ``seq`` when stored. Its time: ``clock``'s wall
+    time and whether that is synced now, unless ``wall_time`` or ``clock_synced`` say otherwise (one of the two
+    is needed). An event that does not match its kind in the catalogue is logged (an error in the tests), never
+    refused."""
+    if clock is not None:
+        wall_time = clock.wall() if wall_time is None else wall_time
+        clock_synced = clock.wall_synced() if clock_synced is None else clock_synced
+    if wall_time is None or clock_synced is None:
+        raise TypeError("make_event needs a clock, or wall_time and clock_synced")
     catalogue.check(kind, severity, state, payload or {})
     return Event(
         id=new_event_id(),

@@ -48,8 +48,7 @@ def selftest_event(node_id: str, clock: Clock, report: Mapping[str, Any]) -> Eve
     return make_event(
         node_id,
         "selftest",
-        wall_time=clock.wall(),
-        clock_synced=clock.wall_synced(),
+        clock=clock,
         severity="info" if report["ok"] else "warning",
         priority="state",
         payload=report,

@@ -144,8 +144,7 @@ class NodeRuntime:
         event = make_event(
             self.node_id,
             kind,
-            wall_time=self.clock.wall(),
-            clock_synced=self.clock.wall_synced(),
+            clock=self.clock,
             severity="info",
             state="observed",
             priority="reading",
@@ -158,8 +157,7 @@ class NodeRuntime:
         event = make_event(
             self.node_id,
             kind,
-            wall_time=self.clock.wall(),
-            clock_synced=self.clock.wall_synced(),
+            clock=self.clock,
             severity=severity,
             state="observed",
             priority="state",

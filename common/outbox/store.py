@@ -174,8 +174,7 @@ class Store:
         event = make_event(
             self.node_id,
             kind,
-            wall_time=self.clock.wall(),
-            clock_synced=self.clock.wall_synced(),
+            clock=self.clock,
             severity=severity,
             priority="state",
             payload=payload,
