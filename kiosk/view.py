@@ -7,15 +7,16 @@ comes up before the ride machine, its events and the network client are even imp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+# every screen, in the order the snapshots and the docs list them
 RideState = Literal[
     "idle",
     "requesting",
     "searching",
     "assigned",
-    "car_late",
     "arrived",
+    "car_late",
     "no_car",
     "cancelled",
     "offline",
@@ -23,21 +24,7 @@ RideState = Literal[
     "help_requested",
     "confirm_cancel",
 ]
-# every screen, in the order the snapshots and the docs list them
-STATES: tuple[RideState, ...] = (
-    "idle",
-    "requesting",
-    "searching",
-    "assigned",
-    "arrived",
-    "car_late",
-    "no_car",
-    "cancelled",
-    "offline",
-    "error",
-    "help_requested",
-    "confirm_cancel",
-)
+STATES: tuple[RideState, ...] = get_args(RideState)
 
 
 @dataclass(frozen=True)
