@@ -265,22 +265,21 @@ class ElevatorDetector:
         self._clear(("entrapment", ""), {"reason": "door_opened"})
         if s.occ_raw:
             s.occ_on_openings += 1
-            if s.occ_on_openings >= st.occupancy_stuck_cycles:
-                self._raise(
-                    "sensor_fault",
-                    "occupancy:stuck_on",
-                    now,
-                    {"input": "occupancy", "fault": "stuck_on", "door_openings": s.occ_on_openings},
-                )
+            self._occupancy_fault(now, "stuck_on", s.occ_on_openings, st.occupancy_stuck_cycles)
         elif not s.inspection:
             s.occ_silent_openings += 1
-            if s.occ_silent_openings >= st.occupancy_silent_cycles:
-                self._raise(
-                    "sensor_fault",
-                    "occupancy:silent",
-                    now,
-                    {"input": "occupancy", "fault": "silent", "door_openings": s.occ_silent_openings},
-                )
+            self._occupancy_fault(now, "silent", s.occ_silent_openings, st.occupancy_silent_cycles)
+
+    def _occupancy_fault(self, now: float, fault: str, openings: int, limit: int) -> None:
+        """The presence sensor read the same (``fault``) at ``openings`` door openings in a row: a sensor fault
+        from ``limit`` on (a stuck or a dead sensor cannot tell anyone is trapped)."""
+        if openings >= limit:
+            self._raise(
+                "sensor_fault",
+                f"occupancy:{fault}",
+                now,
+                {"input": "occupancy", "fault": fault, "door_openings": openings},
+            )
 
     def _inspection_on(self, now: float) -> None:
         s = self._s
