@@ -223,3 +223,23 @@ def test_a_late_update_still_counts_what_the_old_inputs_reached() -> None:
     detector.update(31.0, LiftSnapshot(**{**base.__dict__, "power_ok": False}))
     events = detector.update(36.0, powered)
     assert [(e.kind, e.state) for e in events] == [("power_loss", "raised"), ("power_loss", "cleared")]
+
+
+@pytest.mark.parametrize(("occupied", "fault", "limit"), [(True, "stuck_on", 3), (False, "silent", 4)])
+def test_a_presence_sensor_that_reads_the_same_at_every_opening_is_a_sensor_fault(
+    occupied: bool, fault: str, limit: int
+) -> None:
+    """Occupancy on (stuck) or never on (dead) at ``limit`` door openings in a row: one sensor_fault, naming it."""
+    settings = dataclasses.replace(default_section(), occupancy_stuck_cycles=3, occupancy_silent_cycles=4)
+    detector = ElevatorDetector(settings)
+    closed = LiftSnapshot(door_closed=True, occupied=occupied, moving=True, in_door_zone=False)
+    opened = LiftSnapshot(door_closed=False, occupied=occupied, moving=False, in_door_zone=True)
+    faults, t = [], 0.0
+    for opening in range(1, limit + 2):
+        detector.update(t, closed)
+        seen = detector.update(t + 20.0, opened) + detector.update(t + 30.0, opened)  # the opening confirmed
+        found = [d for d in seen if d.kind == "sensor_fault"]
+        faults += [(opening, d) for d in found]
+        t += 40.0
+    assert [(n, d.state, d.key) for n, d in faults] == [(limit, "raised", f"occupancy:{fault}")]
+    assert faults[0][1].payload.items() >= {"input": "occupancy", "fault": fault, "door_openings": limit}.items()
