@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook, adopt_legacy_copy
-from common.catalogue import Severity
+from common.catalogue import Priority, Severity
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
@@ -141,26 +141,20 @@ class NodeRuntime:
 
     def record_reading(self, kind: str, payload: Mapping[str, Any]) -> Event:
         """A measurement (priority reading, state observed); group-committed, see docs/sync.md."""
-        event = make_event(
-            self.node_id,
-            kind,
-            clock=self.clock,
-            severity="info",
-            state="observed",
-            priority="reading",
-            payload=payload,
-        )
-        return self.outbox.put(event)
+        return self._observed(kind, payload, "info", "reading")
 
     def record_state(self, kind: str, payload: Mapping[str, Any], severity: Severity = "info") -> Event:
         """A one-off fact that is not an alert (priority state); durable when this returns."""
+        return self._observed(kind, payload, severity, "state")
+
+    def _observed(self, kind: str, payload: Mapping[str, Any], severity: Severity, priority: Priority) -> Event:
         event = make_event(
             self.node_id,
             kind,
             clock=self.clock,
             severity=severity,
             state="observed",
-            priority="state",
+            priority=priority,
             payload=payload,
         )
         return self.outbox.put(event)
