@@ -13,12 +13,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
+
+if TYPE_CHECKING:
+    from common.config import CentralSection
 
 READ_CHUNK = 64 * 1024
 
@@ -193,7 +196,7 @@ class HttpClient:
         self._watchdog = _Watchdog()
 
     @classmethod
-    def for_central(cls, central: CentralSpec) -> HttpClient:
+    def for_central(cls, central: CentralSection) -> HttpClient:
         """A client to the node's central with its ``[central]`` TLS, timeouts, time and size limits."""
         return cls(
             ca_bundle=central.ca_bundle,
@@ -322,21 +325,6 @@ class HttpClient:
     def close(self) -> None:
         self._session.close()
         self._watchdog.close()
-
-
-class CentralSpec(Protocol):
-    """What a client to the central needs of the ``[central]`` section (``common.config.CentralSection``)."""
-
-    @property
-    def ca_bundle(self) -> Path | None: ...
-    @property
-    def connect_timeout_s(self) -> float: ...
-    @property
-    def read_timeout_s(self) -> float: ...
-    @property
-    def request_limit_s(self) -> float: ...
-    @property
-    def max_reply_kb(self) -> int: ...
 
 
 def innermost_reason(exc: BaseException) -> str:
