@@ -50,7 +50,9 @@ def test_the_updates_page_shows_versions_states_and_the_halted_rollout(central, 
             page = browser.new_page()
             page.add_init_script(f"localStorage.setItem('operatorKey', {central.operator_key!r})")
             page.goto(f"{central.url}/operator/updates")
-            page.wait_for_function("document.getElementById('status').textContent.includes('更新于')", timeout=15000)
+            # a locator assertion, not wait_for_function: the page's CSP (script hashes, no 'unsafe-eval') refuses
+            # the eval that a string predicate needs, and the test failed on it in a fresh-clone CI run
+            playwright.expect(page.locator("#status")).to_contain_text("更新于", timeout=15000)
             rows = page.locator("#nodes tr").all_inner_texts()
             card = page.locator("#rollouts .card").first.inner_text()
         finally:
