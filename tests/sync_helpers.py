@@ -193,6 +193,7 @@ def node_config(
     *,
     node_id: str = "test-node-1",
     role: Role = "meter",
+    site: str = "test-site",
     central: dict[str, Any] | None = None,
     outbox: dict[str, Any] | None = None,
 ) -> NodeConfig:
@@ -206,7 +207,7 @@ def node_config(
     central_section.update(central or {})
     config = NodeConfig(
         path=tmp / "node.toml",
-        node=NodeSection(id=node_id, role=role, site="test-site", data_dir=tmp / "data"),
+        node=NodeSection(id=node_id, role=role, site=site, data_dir=tmp / "data"),
         central=CentralSection(**_paths(central_section)),
         outbox=OutboxSection(**(outbox or {})),
         gpio=GpioSection(),

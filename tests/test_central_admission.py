@@ -21,12 +21,12 @@ from central.admission import INGEST, INTERACTIVE, AdmissionGate, route_class
 from central.config import parse_central_config
 from central.server import CentralServer
 from common.clock import SystemClock
-from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
 from common.events import make_event
 from common.outbox import Outbox
 from common.sync import Uploader
 from tests.conftest import eventually
 from tests.fixtures.central import CLAIM_KEY, OPERATOR_KEY, SITE, config_document, wire_event
+from tests.sync_helpers import node_config
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
@@ -179,18 +179,9 @@ class Recorder:
 
 
 def _node(directory: Path, url: str, node_id: str, token: str, events: int) -> tuple[Uploader, Outbox, set[str]]:
-    directory.mkdir()
-    (directory / "token").write_text(token)
-    (directory / "token").chmod(0o600)
-    config = NodeConfig(
-        path=directory / "node.toml",
-        node=NodeSection(id=node_id, role="meter", site=SITE, data_dir=directory / "data"),
-        central=CentralSection(url=url, token_file=directory / "token", batch_size=20, backoff_max_s=4.0),
-        outbox=OutboxSection(),
-        gpio=GpioSection(),
-        audio=AudioSection(),
-        role_config=None,
-    )
+    # the section's default timeouts (node_config sets short ones for the fake central), as this test had before
+    central = {"batch_size": 20, "backoff_max_s": 4.0, "connect_timeout_s": 5.0, "read_timeout_s": 15.0}
+    config = node_config(directory, url, token, node_id=node_id, site=SITE, central=central)
     clock = SystemClock()
     box = Outbox(config.state_dir / "outbox.sqlite", config.outbox, clock, node_id=node_id)
     put = [
