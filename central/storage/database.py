@@ -8,7 +8,7 @@ any exception), ``Database.read()`` a read-only one. Engine exceptions never lea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -63,6 +63,23 @@ class Database(Protocol):
 
     def close(self) -> None:
         """Close every connection; later calls raise StorageUnavailable."""
+
+
+IN_LIST_MAX = 500  # SQLite: values per IN list (its limit on a statement's parameters is 999 in old versions)
+
+
+def any_of(engine: str, values: Collection[Any], pg_type: str = "text") -> Iterator[tuple[str, list[Any]]]:
+    """``(match, args)`` pairs for ``WHERE column {match}`` that together select the rows whose column is one of
+    ``values``. PostgreSQL: one ``= ANY(array)`` (the same statement text for any count, so psycopg caches and
+    prepares it); SQLite: ``IN (?, ...)`` lists of at most IN_LIST_MAX values."""
+    wanted = sorted(values)
+    if engine == "postgresql":
+        if wanted:
+            yield f"= ANY(?::{pg_type}[])", [wanted]
+        return
+    for start in range(0, len(wanted), IN_LIST_MAX):
+        chunk = wanted[start : start + IN_LIST_MAX]
+        yield f"IN ({', '.join('?' * len(chunk))})", chunk
 
 
 def split_script(sql: str) -> Iterator[str]:

@@ -9,7 +9,7 @@ from typing import Any
 from central.storage import queries as q
 from central.storage.alerts import ALERT_STATES, apply_alert_event
 from central.storage.changes import FEED_LOCK, append_change, settled
-from central.storage.database import Database, Tx
+from central.storage.database import Database, Tx, any_of
 from central.storage.nodes import mark_seen
 from central.storage.readings import KIND, NewReading, Readings, is_typed_reading
 from central.storage.rows import dumps, event_row
@@ -53,18 +53,23 @@ class EventLog:
                 else:
                     foreign.append(ev["id"])
             readings: list[NewReading] = []
+            generic: list[tuple[int, Mapping[str, Any], float]] = []
             if fresh:  # held until commit: no reader sees a later position before this batch's commit
                 tx.hold_append(FEED_LOCK)
             for position, ev in zip(take_positions(tx, len(fresh)), fresh, strict=True):  # in batch order
                 time_ = now - (node_wall_time - ev["wall_time"]) if not ev["clock_synced"] else ev["wall_time"]
                 if is_typed_reading(ev):
                     readings.append(NewReading(ev, node_id, time_, node_wall_time, now, position))
-                elif _store_event(tx, position, node_id, ev, time_, node_wall_time, now) is not None:
+                else:
+                    generic.append((position, ev, time_))
+            taken = _store_events(tx, node_id, generic, node_wall_time, now)
+            self.readings.store(tx, readings)
+            for ev in fresh:
+                if ev["id"] in taken:
                     foreign.append(ev["id"])  # another node's batch stored this id meanwhile
                     continue
                 new += 1
                 seqs.add(ev.get("seq"))
-            self.readings.store(tx, readings)
             tx.execute(
                 q.COUNT_BATCH,
                 (dump_ranges(seqs.ranges), seqs.max_seq, seqs.received, seqs.conflicts, replays, new, node_id),
@@ -76,11 +81,8 @@ class EventLog:
     def _owners(self, tx: Tx, ids: Collection[str]) -> dict[str, str]:
         """Which of these event ids are stored already (as events or readings), and for which node."""
         found = self.readings.owners(tx, ids)
-        wanted = sorted(ids)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = tx.all(q.EVENT_OWNERS.format(marks=", ".join("?" * len(chunk))), chunk)
-            found.update({str(r["id"]): r["node_id"] for r in rows})
+        for match, args in any_of(tx.engine, ids):
+            found.update({str(r["id"]): r["node_id"] for r in tx.all(q.EVENT_OWNERS.format(match=match), args)})
         return found
 
     def page(
@@ -138,21 +140,34 @@ def counter_past_readings(tx: Tx) -> None:
         tx.execute("SELECT setval(?, ?)", (sequence, top))
 
 
-def _store_event(
-    tx: Tx, position: int, node_id: str, ev: Mapping[str, Any], time_: float, node_wall_time: float, now: float
-) -> str | None:
-    """Store one generic event (alerts are built from alert events here); None when stored, else the node that
-    took its id meanwhile (only another node's batch can: this node's row is locked)."""
-    stored = tx.execute(
-        q.INSERT_EVENT,
+ROWS_PER_INSERT = 50  # 17 values a row: 850 per statement, under every SQLite's limit of 999
+
+
+def _store_events(
+    tx: Tx, node_id: str, events: Sequence[tuple[int, Mapping[str, Any], float]], node_wall_time: float, now: float
+) -> set[str]:
+    """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column) or one
+    per ROWS_PER_INSERT rows (SQLite: multi-row VALUES), then build alerts from the alert events in batch order.
+    Returns the ids another node's batch stored meanwhile (only another node's
+    can: this node's row is locked), which are not stored here."""
+    rows = [
         (
             position, ev["id"], node_id, ev.get("seq"), ev["kind"], ev["severity"], ev["state"], ev["priority"],
             ev["wall_time"], int(ev["clock_synced"]), time_, int(not ev["clock_synced"]), node_wall_time, now,
             dumps(ev.get("payload") or {}), ev.get("alert_id"), dumps(list(ev.get("recipients") or [])),
-        ),
-    )  # fmt: skip
-    if stored == 0:
-        return str(tx.scalar(q.EVENT_OWNER, (ev["id"],)))
-    if ev.get("alert_id") and ev["state"] in ALERT_STATES:
-        apply_alert_event(tx, node_id, ev, time_, now)
-    return None
+        )
+        for position, ev, time_ in events
+    ]  # fmt: skip
+    returned: list[dict[str, Any]] = []
+    if rows and tx.engine == "postgresql":
+        returned = tx.all(q.INSERT_EVENTS_UNNEST, [list(column) for column in zip(*rows, strict=True)])
+    elif rows:
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start : start + ROWS_PER_INSERT]
+            marks = ", ".join([q.EVENT_VALUES] * len(chunk))
+            returned += tx.all(q.INSERT_EVENTS.format(values=marks), [value for row in chunk for value in row])
+    stored = {str(r["id"]) for r in returned}
+    for _position, ev, time_ in events:
+        if ev["id"] in stored and ev.get("alert_id") and ev["state"] in ALERT_STATES:
+            apply_alert_event(tx, node_id, ev, time_, now)
+    return {ev["id"] for _position, ev, _time in events if ev["id"] not in stored}

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from central.jsonvalues import load_stored
 from central.storage import queries as q
 from central.storage.changes import append_change
-from central.storage.database import Database, Tx
+from central.storage.database import Database, Tx, any_of
 from central.storage.errors import Conflict, NotFound
 from central.storage.rows import dumps, node_row, token_hash
 from central.storage.seqs import gaps, load_ranges
@@ -147,12 +147,10 @@ class NodeBook:
 
     def by_id(self, node_ids: Collection[str]) -> dict[str, dict[str, Any]]:
         """The nodes with these ids (those that exist), by id: what an alert view needs, and nothing more."""
-        wanted = sorted(set(node_ids))
         found: dict[str, dict[str, Any]] = {}
         with self.db.read() as tx:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                for row in tx.all(q.NODES_BY_ID.format(marks=", ".join("?" * len(chunk))), chunk):
+            for match, args in any_of(tx.engine, set(node_ids)):
+                for row in tx.all(q.NODES_BY_ID.format(match=match), args):
                     found[row["node_id"]] = node_row(row)
         return found
 

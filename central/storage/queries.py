@@ -21,7 +21,7 @@ REREGISTER_NODE = (
 )
 NODE_BY_TOKEN = "SELECT * FROM nodes WHERE token_hash = ?"
 NODE_BY_ID = "SELECT * FROM nodes WHERE node_id = ?"
-NODES_BY_ID = "SELECT * FROM nodes WHERE node_id IN ({marks})"
+NODES_BY_ID = "SELECT * FROM nodes WHERE node_id {match}"
 NODES_PAGE = "SELECT * FROM nodes WHERE {where} ORDER BY node_id LIMIT ?"
 NODE_SUMMARY = (  # SUMs cast: PostgreSQL's SUM of BIGINT is NUMERIC
     "SELECT site, role, COUNT(*) AS nodes,"
@@ -35,13 +35,22 @@ NODE_HEALTH = "SELECT health FROM nodes WHERE node_id = ?"
 STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ? WHERE node_id = ?"
 
 # ----------------------------------------------------------------------------------------------- events
-INSERT_EVENT = (
+INSERT_EVENTS = (
     "INSERT INTO events (row, id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
     " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    " VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
 )
-EVENT_OWNER = "SELECT node_id FROM events WHERE id = ?"
-EVENT_OWNERS = "SELECT id, node_id FROM events WHERE id IN ({marks})"
+EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# PostgreSQL: the same rows as one array per column, so the statement's text (and its plan) is the same for any
+# batch size; psycopg caches and prepares it, where a multi-row VALUES of 850 parameters is parsed afresh each time
+INSERT_EVENTS_UNNEST = (
+    "INSERT INTO events (row, id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
+    " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
+    " SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],"
+    " ?::text[], ?::float8[], ?::bigint[], ?::float8[], ?::bigint[], ?::float8[], ?::float8[], ?::text[], ?::text[],"
+    " ?::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+EVENT_OWNERS = "SELECT id, node_id FROM events WHERE id {match}"
 NODE_SEQ_RANGES = "SELECT seq_ranges FROM nodes WHERE node_id = ?"
 COUNT_BATCH = (
     "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, seq_conflicts = seq_conflicts + ?,"

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from central.storage.database import Database, Tx
+from central.storage.database import Database, Tx, any_of
 from central.storage.rows import event_row
 
 KIND = "meter_reading"
@@ -48,6 +48,7 @@ UPSERT_DAY = (
     " ELSE water_days.last_time END,"
     " readings = water_days.readings + excluded.readings"
 )
+READING_OWNERS = "SELECT r.id, m.node_id FROM readings r JOIN meters m ON m.meter = r.meter WHERE r.id {match}"
 MOVE_PAGE = "SELECT * FROM events WHERE row > ? AND kind = ? ORDER BY row LIMIT ?"
 READINGS_PAGE = (
     "SELECT r.*, m.node_id, m.meter_id, m.resident FROM readings r JOIN meters m ON m.meter = r.meter"
@@ -206,14 +207,9 @@ class Readings:
     def owners(self, tx: Tx, ids: Collection[str]) -> dict[str, str]:
         """Which of these ids are stored readings, and whose."""
         found: dict[str, str] = {}
-        wanted = sorted(i for i in ids if canonical_id(i))  # no other id can be a stored reading
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            sql = (
-                "SELECT r.id, m.node_id FROM readings r JOIN meters m ON m.meter = r.meter"
-                f" WHERE r.id IN ({', '.join('?' * len(chunk))})"
-            )
-            found.update({str(r["id"]): r["node_id"] for r in tx.all(sql, chunk)})
+        wanted = {i for i in ids if canonical_id(i)}  # no other id can be a stored reading
+        for match, args in any_of(tx.engine, wanted, "uuid"):
+            found.update({str(r["id"]): r["node_id"] for r in tx.all(READING_OWNERS.format(match=match), args)})
         return found
 
     def page(self, tx: Tx, node_id: str | None, after: int, last: int, limit: int) -> list[dict[str, Any]]:
