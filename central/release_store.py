@@ -259,7 +259,7 @@ class ReleaseStore:
 
     # ---------------------------------------------------------------------------------------- node states
     def node_checked(self, node_id: str, channel: str, target: str, running: str, now: float) -> None:
-        with self.db.read() as tx:
+        with self.db.write() as tx:
             tx.execute(
                 "INSERT INTO node_updates (node_id, channel, target, running, checked_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (node_id) DO UPDATE SET channel = excluded.channel, target = excluded.target,"

@@ -101,3 +101,46 @@ def test_engine_errors_come_out_as_storage_errors(tmp_path):
     store.close()
     with pytest.raises(StorageUnavailable, match="closed database"):
         store.nodes.get("nobody")
+
+
+def test_a_sqlite_read_does_not_wait_for_the_writer_and_sees_the_last_commit(tmp_path):
+    """Reads run on their own query_only connection (issue 15): an operator's read is answered while an upload
+    holds the write transaction, with what was committed before it; a write through ``read()`` is refused."""
+    import threading
+
+    from central.storage.errors import StorageError
+
+    db = open_database(tmp_path / "central.sqlite3")
+    try:
+        with db.write() as tx:
+            tx.script("CREATE TABLE t (v INTEGER);")
+            tx.execute("INSERT INTO t (v) VALUES (1)")
+        holding, release = threading.Event(), threading.Event()
+
+        def upload() -> None:
+            with db.write() as tx:
+                tx.execute("INSERT INTO t (v) VALUES (2)")
+                holding.set()
+                release.wait(30)
+
+        writer = threading.Thread(target=upload)
+        writer.start()
+        assert holding.wait(30)
+        seen: list[list[int]] = []
+        reader = threading.Thread(
+            target=lambda: seen.append([r["v"] for r in db.read().__enter__().all("SELECT v FROM t")])
+        )
+        reader.start()
+        reader.join(20)
+        answered = not reader.is_alive()
+        release.set()
+        writer.join(30)
+        reader.join(30)
+        assert answered, "the read waited for the writer's transaction"
+        assert seen == [[1]]
+        with db.read() as tx:
+            assert [r["v"] for r in tx.all("SELECT v FROM t ORDER BY v")] == [1, 2]
+        with pytest.raises(StorageError, match="readonly"), db.read() as tx:
+            tx.execute("INSERT INTO t (v) VALUES (3)")
+    finally:
+        db.close()

@@ -1,13 +1,15 @@
 """The SQLite engine: one file in WAL mode with ``synchronous=FULL``, one writer connection.
 
 A batch is acknowledged only after its transaction is on disk, because the node deletes what the central
-acknowledged. Writes are serialised by a lock (SQLite has one writer anyway); reads share the connection. One
-process only: a second process on the same file would work but fight for the write lock, so ``central serve``
+acknowledged. Writes are serialised by a lock (SQLite has one writer anyway). Reads run on connections of their
+own, one per thread and ``query_only``: in WAL mode a reader sees the last commit and never waits for the writer,
+so an operator's page is not queued behind uploads (issue 15). One process only: a second process on the same file would work but fight for the write lock, so ``central serve``
 refuses ``--workers`` above 1 on SQLite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -84,6 +86,11 @@ class SqliteDatabase:
         self.path = Path(path)
         self.target = str(self.path)
         self._lock = threading.RLock()
+        self._read_only = read_only
+        self._local = threading.local()  # this thread's read connection
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()  # not the writer's: a first read must not wait for an upload
+        self._closed = False
         try:
             if read_only:
                 self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -101,29 +108,53 @@ class SqliteDatabase:
             raise translate(exc, self.target) from exc
 
     def write(self) -> AbstractContextManager[SqliteTx]:
-        return self._transaction("BEGIN IMMEDIATE")  # the write lock at once: no upgrade deadlock later
+        return self._transaction(self._conn, "BEGIN IMMEDIATE")  # the write lock at once: no upgrade deadlock
 
     def read(self) -> AbstractContextManager[SqliteTx]:
-        return self._transaction("BEGIN")
+        if self._read_only:  # a file opened read-only (a command reading a central's file): its one connection
+            return self._transaction(self._conn, "BEGIN")
+        return self._transaction(self._reader(), "BEGIN", locked=False)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (made on first use, closed with the database)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._readers_lock:
+            if self._closed:
+                raise StorageUnavailable(f"{self.target}: the database is closed")
+            try:
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute("PRAGMA busy_timeout=5000")
+            except sqlite3.Error as exc:
+                raise translate(exc, self.target) from exc
+            self._readers.append(conn)
+        self._local.conn = conn
+        return conn
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[SqliteTx]:
-        """One transaction on the one connection: committed at the end, rolled back on any exception; SQLite's
-        errors become the storage's (``translate``)."""
-        with self._lock:
+    def _transaction(self, conn: sqlite3.Connection, begin: str, *, locked: bool = True) -> Iterator[SqliteTx]:
+        """One transaction on ``conn`` (the writer's, under the lock): committed at the end, rolled back on any
+        exception; SQLite's errors become the storage's (``translate``)."""
+        with self._lock if locked else contextlib.nullcontext():
             try:
-                self._conn.execute(begin)
-                yield SqliteTx(self._conn)
-                self._conn.execute("COMMIT")
+                conn.execute(begin)
+                yield SqliteTx(conn)
+                conn.execute("COMMIT")
             except BaseException as exc:
-                _rollback(self._conn)
+                _rollback(conn)
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.target) from exc
                 raise
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        with self._lock, self._readers_lock:
+            self._closed = True
+            for conn in [self._conn, *self._readers]:
+                conn.close()
+            self._readers.clear()
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
