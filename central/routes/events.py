@@ -14,7 +14,7 @@ from central.bodies import MAX_SAFE_INT, WIRE_EVENT, EventBatch
 from central.config import CentralConfig
 from central.deps import ChangesDep, ClockDep, ConfigDep, NodeAuth, OperatorAuth, StoreDep
 from central.errors import ApiError, refusals, validation_message
-from central.jsonvalues import describe, problems
+from central.jsonvalues import CHECKED, describe, encoded_if_clean, problems
 from central.routes import api_router
 from common import catalogue
 
@@ -36,14 +36,17 @@ def check_event(raw: Any, index: int, node_id: str, config: CentralConfig) -> tu
     if "node_id" in raw and raw["node_id"] != node_id:
         reason = f"node_id {str(raw['node_id'])[:80]!r} is not this token's node {node_id!r}"
         return None, _rejection(raw, index, "foreign_event", reason)
-    found = problems(raw)
-    if found:
-        return None, _rejection(raw, index, "invalid_event", describe(found))
-    try:
-        event = WIRE_EVENT.validate_python(raw).model_dump()
+    encoded = encoded_if_clean(raw)
+    if encoded is None:
+        found = problems(raw)
+        if found:
+            return None, _rejection(raw, index, "invalid_event", describe(found))
+        encoded = json.dumps(raw, ensure_ascii=False).encode()
+    try:  # checked as a whole just above: the body model need not walk it again
+        event = WIRE_EVENT.validate_python(raw, context={CHECKED: True}).model_dump()
     except ValidationError as exc:
         return None, _rejection(raw, index, "invalid_event", validation_message(list(exc.errors()))[0])
-    size = len(json.dumps(raw, ensure_ascii=False).encode())
+    size = len(encoded)
     if size > config.server.max_event_bytes:
         reason = f"event is {size} bytes; at most {config.server.max_event_bytes}"
         return None, _rejection(raw, index, "invalid_event", reason)
