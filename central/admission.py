@@ -9,6 +9,10 @@ line (``admission_line``):
   queueing until their read timeout and sending everything again.
 - ``interactive``: people and the kiosks' ride requests (the console, its reads, acknowledgements, rides).
   A flood of uploads never takes their slots.
+- ``alert``: a node's upload that carries an alert (a trapped passenger, a silent flat), marked by the node with
+  the header ``X-Changbai-Priority: alert`` (its outbox sends alerts first, so such a batch leads with them). Its
+  own slots (``max_alert_in_flight``): a thousand meters draining readings never make an alert wait behind them.
+  The mark buys no more than those slots: a node that marked every batch would share them with the others.
 
 Not counted: ``/health`` (the load balancer's probe must answer whatever the load), the change streams (bounded
 by ``max_streams``) and release file downloads (long transfers; bounded by the connection cap and the staged
@@ -35,13 +39,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from central.asgi_limits import send_refusal
-from common.contract import API_PREFIX
+from common.contract import API_PREFIX, PRIORITY_HEADER
 
 log = logging.getLogger("central")
 
 INGEST = "ingest"
 INTERACTIVE = "interactive"
-CLASSES = (INGEST, INTERACTIVE)
+ALERT = "alert"
+CLASSES = (INGEST, INTERACTIVE, ALERT)
+_PRIORITY_KEY = PRIORITY_HEADER.lower().encode()
+_EVENTS = f"{API_PREFIX}/events"
 
 _INGEST_POSTS = frozenset(f"{API_PREFIX}{p}" for p in ("/events", "/heartbeat", "/nodes/register", "/updates/report"))
 _INGEST_GETS = frozenset({f"{API_PREFIX}/updates/check"})
@@ -50,13 +57,24 @@ _DOWNLOADS = f"{API_PREFIX}/releases/"
 LOG_EVERY_S = 10.0  # at most one log line per class this often while refusing
 
 
-def route_class(method: str, path: str) -> str | None:
-    """The admission class of a request (``ingest`` or ``interactive``), or None when it is not counted."""
+def route_class(method: str, path: str, priority: bytes = b"") -> str | None:
+    """The admission class of a request (``ingest``, ``interactive`` or ``alert``; ``priority`` is its
+    ``X-Changbai-Priority`` header), or None when it is not counted."""
     if path in _EXEMPT or (path.startswith(_DOWNLOADS) and "/files/" in path):
         return None
+    if method == "POST" and path == _EVENTS and priority.strip().lower() == b"alert":
+        return ALERT
     if (method == "POST" and path in _INGEST_POSTS) or (method == "GET" and path in _INGEST_GETS):
         return INGEST
     return INTERACTIVE
+
+
+def scope_class(scope: dict) -> str | None:
+    """``route_class`` of an ASGI scope (None for what is not an HTTP request)."""
+    if scope["type"] != "http":
+        return None
+    priority = next((value for key, value in scope.get("headers", ()) if key == _PRIORITY_KEY), b"")
+    return route_class(scope.get("method", ""), scope.get("path", ""), priority)
 
 
 @dataclass
@@ -164,7 +182,7 @@ class Admission:
         self.gate = gate
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        name = route_class(scope.get("method", ""), scope.get("path", "")) if scope["type"] == "http" else None
+        name = scope_class(scope)
         if name is not None and self.gate.classes[name].full():
             await self.gate.refuse(name, send)
             return
@@ -181,7 +199,7 @@ class AdmissionSlot:
         self.gate = gate
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        name = route_class(scope.get("method", ""), scope.get("path", "")) if scope["type"] == "http" else None
+        name = scope_class(scope)
         if name is None:
             await self.app(scope, receive, send)
             return

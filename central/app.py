@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from central import releases
 from central.accounts.store import CONSOLE, ConsoleStore
-from central.admission import INGEST, INTERACTIVE, Admission, AdmissionGate, AdmissionSlot
+from central.admission import ALERT, INGEST, INTERACTIVE, Admission, AdmissionGate, AdmissionSlot
 from central.asgi_limits import BodyLimit, MemoryBudget, SecurityHeaders
 from central.changes import ChangeHub
 from central.config import CentralConfig
@@ -123,7 +123,11 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     app.state.stream_slots = changes.StreamSlots(server.max_streams)
-    limits = {INGEST: server.max_ingest_in_flight, INTERACTIVE: server.max_interactive_in_flight}
+    limits = {
+        INGEST: server.max_ingest_in_flight,
+        INTERACTIVE: server.max_interactive_in_flight,
+        ALERT: server.max_alert_in_flight,
+    }
     app.state.admission = AdmissionGate(limits, server.admission_line, server.overload_retry_after_s)
     install_handlers(app)
     for router in ROUTERS:

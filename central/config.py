@@ -55,6 +55,9 @@ class ServerSection:
     max_interactive_in_flight: int = setting(
         8, min=1, max=10_000, help="console and ride requests worked on at once per process"
     )
+    max_alert_in_flight: int = setting(
+        2, min=1, max=10_000, help="node uploads carrying an alert worked on at once per process, beside the others"
+    )
     admission_line: int = setting(
         32, min=0, max=100_000, help="requests of each class waiting for a slot per process; beyond, 503"
     )

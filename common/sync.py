@@ -22,7 +22,7 @@ from typing import Any
 
 from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
-from common.contract import API_PREFIX
+from common.contract import API_PREFIX, PRIORITY_HEADER
 from common.events import Event
 from common.http import HttpClient, HttpFailure, HttpReply
 from common.outbox import Outbox, OutboxError
@@ -243,7 +243,8 @@ class Uploader:
         """POST ``items`` and apply the verdict; a batch too large for the central is split in halves."""
         wall = self._clock.wall()
         body = '{"node_wall_time":' + json.dumps(wall) + ',"events":[' + ",".join(b for _, b in items) + "]}"
-        verdict = classify_upload(self._post(self.events_url, body.encode("utf-8"), token, result), wall)
+        alert = self._outbox.carries_alert([event_id for event_id, _ in items])
+        verdict = classify_upload(self._post(self.events_url, body.encode("utf-8"), token, result, alert), wall)
         if verdict.action == "ack":
             self._apply(items, verdict, result)
         elif verdict.action == "split" and len(items) > 1:
@@ -297,10 +298,12 @@ class Uploader:
         else:  # the disk refuses the move now: kept, and not sent again at once
             self._hold(event_id, reason, result)
 
-    def _post(self, url: str, body: bytes, token: str, result: SyncResult) -> HttpReply:
+    def _post(self, url: str, body: bytes, token: str, result: SyncResult, alert: bool = False) -> HttpReply:
         result.requests += 1
         self.totals["requests"] += 1
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        if alert:  # the central admits it on slots of its own: an alert never waits behind readings
+            headers[PRIORITY_HEADER] = "alert"
         try:
             return self._http.request("POST", url, body=body, headers=headers)
         except HttpFailure as exc:

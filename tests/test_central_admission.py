@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from central.admission import INGEST, INTERACTIVE, AdmissionGate, route_class
+from central.admission import ALERT, INGEST, INTERACTIVE, AdmissionGate, route_class
 from central.config import parse_central_config
 from central.server import CentralServer
 from common.clock import SystemClock
@@ -38,13 +38,16 @@ def test_routes_are_classed() -> None:
     assert route_class("GET", "/api/v1/alerts") == INTERACTIVE
     assert route_class("GET", "/api/v1/events") == INTERACTIVE  # the operator's read, not the upload
     assert route_class("POST", "/api/v1/rides") == INTERACTIVE  # a resident at a kiosk
+    assert route_class("POST", "/api/v1/events", b"alert") == ALERT  # the node marks an upload carrying an alert
+    assert route_class("POST", "/api/v1/events", b"reading") == INGEST
+    assert route_class("POST", "/api/v1/heartbeat", b"alert") == INGEST  # the mark counts on uploads only
     assert route_class("GET", "/api/v1/health") is None
     assert route_class("GET", "/api/v1/changes/stream") is None
     assert route_class("GET", "/api/v1/releases/kiosk/pi/1.2.0/files/app.whl") is None
 
 
 def test_a_slot_goes_to_the_next_in_line_and_a_cancelled_waiter_keeps_none() -> None:
-    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2}, 2, 1)
+    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2, ALERT: 1}, 2, 1)
     counts = gate.classes[INGEST]
 
     async def scenario() -> list[str]:
@@ -254,3 +257,50 @@ def test_real_uploaders_through_503s_lose_nothing_and_store_nothing_twice(
     for node_id, ids in sent.items():
         mine = [e["id"] for e in flows if e["node_id"] == node_id]
         assert sorted(mine) == sorted(ids), f"{node_id}: {len(mine)} stored of {len(ids)} sent"
+
+
+def test_an_alert_is_admitted_while_readings_are_refused(tmp_path: Path, make_central: Any, monkeypatch: Any) -> None:
+    """A trapped passenger's alert must not wait behind a district's meters draining readings: the lift's uploader
+    marks the batch that carries it, the central admits it on the alert slots while the ingest slot is held and
+    its line full, and the lift's readings after it get 503 like everyone's; all stored once when the load ends."""
+    central = make_central(server={"max_ingest_in_flight": 1, "admission_line": 0, "overload_retry_after_s": 1})
+    app = central._server.app  # noqa: SLF001 - the running app: its counters, and a store made slow
+    gate, store = app.state.admission, app.state.store
+    meter = central.register("cbxc-adm-meter1", "meter")
+    lift = "cbxc-adm-lift1"
+    token = central.register(lift, "elevator")
+    go_on, ingest = threading.Event(), store.events.ingest
+
+    def slow_for_meters(node_id: str, *args: Any) -> Any:  # a database busy with the meters' readings
+        if node_id.startswith("cbxc-adm-meter"):
+            assert go_on.wait(30)
+        return ingest(node_id, *args)
+
+    monkeypatch.setattr(store.events, "ingest", slow_for_meters)
+    held = threading.Thread(target=lambda: central.post_events(meter, [wire_event("cbxc-adm-meter1", 1)]))
+    held.start()
+    eventually(lambda: gate.snapshot()[INGEST]["working"] == 1, what="the meter's upload holding the ingest slot")
+    assert central.post_events(meter, [wire_event("cbxc-adm-meter1", 2)]).status_code == 503
+
+    uploader, box, readings = _node(tmp_path / lift, central.url, lift, token, 30)  # 30 readings, batches of 20
+    alarm = make_event(lift, "entrapment", wall_time=time.time(), clock_synced=True, severity="urgent",
+                       state="raised", priority="alert", payload={"seconds_trapped": 91}, alert_id="trap-1",
+                       recipients=("property_management", "maintenance"))  # fmt: skip
+    box.put(alarm)
+    uploader.start()
+    try:
+        eventually(lambda: [a["alert_id"] for a in central.alerts()] == ["trap-1"], what="the alert stored")
+        assert gate.snapshot()[ALERT]["admitted"] >= 1
+        eventually(lambda: gate.snapshot()[INGEST]["refused"] >= 2, what="the lift's readings refused meanwhile")
+        assert held.is_alive()  # the meters' upload still held the ingest slot all along
+        go_on.set()
+        held.join(30)
+        eventually(lambda: sum(box.depth().values()) == 0, timeout_s=30, what="the lift's outbox drained")
+    finally:
+        uploader.stop()
+        go_on.set()
+    assert box.dead_letters() == []
+    box.close()
+    stored = [e["id"] for e in central.events(lift)]
+    assert len(stored) == len(set(stored))  # each once
+    assert {*readings, alarm.id} <= set(stored)  # every one (beside what the uploader itself reports)

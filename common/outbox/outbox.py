@@ -233,6 +233,12 @@ class Outbox:
                 self._inflight.pop(event_id, None)
             return deleted
 
+    def carries_alert(self, ids: Collection[str]) -> bool:
+        """Whether any of these events, of the last batch handed out, is an alert (the uploader marks such an
+        upload for the central's admission)."""
+        with self._lock:
+            return any(self._inflight.get(i, ("", 0))[0] == "alert" for i in ids)
+
     def _locate(self, ids: set[str]) -> dict[str, tuple[str, int]]:
         """Where each id is stored: from the last batch handed out, else by a search of the file."""
         found = {i: self._inflight[i] for i in ids if i in self._inflight}
