@@ -3,6 +3,10 @@ central on a real PostgreSQL primary with ``synchronous_commit = on`` and stream
 ``pg_basebackup``. With one synchronous standby, an upload is not answered while that standby is down (the node
 keeps its events) and is answered once it is back; with ``ANY 1 (standby_b, standby_c)`` the loss of either
 standby does not stop the uploads. Checks PostgreSQL's own behaviour with the settings the docs give.
+
+Failover: a second central on the multi-host URL the docs give (``host=a,b ... target_session_attrs=read-write``)
+uploads while the primary is killed (``pg_ctl stop -m immediate``) and its synchronous standby promoted. The node
+keeps each batch until it is answered 200, so every acknowledged event must be on the promoted host, once.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -88,6 +93,70 @@ def _sync_states(url: str) -> str:
     return ", ".join(f"{n} {s}" for n, s in rows)
 
 
+def _send_until_stored(api: str, token: str, event: dict[str, Any], give_up: float) -> list[str]:
+    """Send one event as a node does (the same event again after any failure) until a 200; returns what each
+    failed try was answered ("503 storage_error", "ReadTimeout", ...). Raises when ``give_up`` (monotonic) passes."""
+    failed: list[str] = []
+    while True:
+        try:
+            answer = requests.post(f"{api}/events", json={"node_wall_time": time.time(), "events": [event]},
+                                   headers={"Authorization": f"Bearer {token}"}, timeout=15)  # fmt: skip
+            if answer.status_code == 200 and event["id"] in answer.json()["accepted"]:
+                return failed
+            failed.append(f"{answer.status_code} {answer.json().get('error', '') if answer.content else ''}".strip())
+        except (requests.RequestException, ValueError) as exc:
+            failed.append(type(exc).__name__)
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"event {event['id']} not stored after {len(failed)} tries: {failed[-3:]}")
+        time.sleep(0.5)
+
+
+def _failover(primary: ThrowawayCluster, standby: Standby, document: dict, url: str) -> list[Figure]:
+    """Kill the primary under a central on the multi-host URL, promote the synchronous standby, keep uploading."""
+    assert primary.dir is not None
+    _standby_names(primary, standby.name)
+    standby.pg_ctl("start")
+    deadline = time.monotonic() + 60
+    while f"{standby.name} sync" not in _sync_states(primary.url()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dbname = urllib.parse.urlsplit(url).path.lstrip("/")
+    both = (f"postgresql://postgres@/{dbname}?host={primary.dir},{primary.dir}&port={primary.port},{standby.port}"
+            "&target_session_attrs=read-write")  # fmt: skip
+    server = CentralServer(parse_central_config(document, Path(primary.dir) / "failover.toml"), both)
+    server.start()
+    figures = [Figure("failover: replication before", _sync_states(primary.url()))]
+    try:
+        api = f"{server.url}/api/v1"
+        claim = {"claim_key": CLAIM, "node_id": "failover-lift", "role": "elevator", "site": "standby-site"}
+        token = requests.post(f"{api}/nodes/register", json=claim, timeout=30).json()["token"]
+        acked: list[str] = []
+        for seq in range(1, 21):
+            event_id = str(uuid.uuid4())
+            event = {"id": event_id, "node_id": "failover-lift", "kind": "door_state", "severity": "info",
+                     "state": "observed", "priority": "state", "wall_time": time.time(), "clock_synced": True,
+                     "payload": {}, "alert_id": None, "recipients": [], "seq": seq}  # fmt: skip
+            if seq == 11:  # half way: the primary dies, the standby is promoted
+                primary._run(str(_bin_dir() / "pg_ctl"), "-D", str(primary.dir / "data"), "-m", "immediate", "stop")  # noqa: SLF001
+                killed = time.monotonic()
+                standby.pg_ctl("promote")
+            failed = _send_until_stored(api, token, event, time.monotonic() + 120)
+            acked.append(event_id)
+            if seq == 11:
+                figures.append(Figure("failover: first upload stored after the primary was killed",
+                                      round(time.monotonic() - killed, 1), "s",
+                                      f"tries before: {', '.join(sorted(set(failed))) or 'none'} x {len(failed)}"))  # fmt: skip
+        with psycopg.connect(both) as conn:
+            rows = conn.execute(
+                "SELECT id, COUNT(*) AS n FROM events WHERE id = ANY(%s) GROUP BY id", (acked,)
+            ).fetchall()
+        found = {str(r[0]): r[1] for r in rows}
+        figures.append(Figure("failover: acknowledged events on the promoted host", f"{len(found)} / {len(acked)}",
+                              "", "all; each once" if set(found.values()) <= {1} else "DOUBLED"))  # fmt: skip
+    finally:
+        server.stop()
+    return figures
+
+
 def run(quick: bool) -> list[Figure]:
     base = 57_000 + os.getpid() % 900 * 3
     primary = ThrowawayCluster(settings=PRIMARY, port=base).start()
@@ -132,6 +201,7 @@ def run(quick: bool) -> list[Figure]:
         answered = one_down["done"].wait(WAIT_S)
         figures.append(Figure("  upload with standby_b down", round(1000 * one_down.get("seconds", WAIT_S)) if answered else "no answer",
                               "ms", f"HTTP {one_down.get('status')}, answered"))  # fmt: skip
+        figures += _failover(primary, standbys[0], document, url)
     finally:
         if server is not None:
             server.stop()
