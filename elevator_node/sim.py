@@ -39,10 +39,13 @@ def lift_sensors(factory: MockFactory, section: ElevatorConfig) -> LiftSimulator
     return LiftSimulator(factory, pins)
 
 
-def trapped_passenger_scenario(stuck_at: float = 20.0, rescue_after_s: float = 600.0) -> list[tuple[float, dict]]:
+def trapped_passenger_scenario(
+    stuck_at: float = 20.0, rescue_after_s: float = 600.0, alarm_hold_s: float = 10.0
+) -> list[tuple[float, dict]]:
     """A resident rides from a floor, the car stops between floors at ``stuck_at`` and stays there until a
-    technician brings it to a floor ``rescue_after_s`` later and opens the doors. Optional sensors that the
-    lift does not have are dropped by ``SimulatedLift.start``.
+    technician brings it to a floor ``rescue_after_s`` later and opens the doors. The resident holds the alarm
+    button ``alarm_hold_s`` from ``stuck_at`` + 120 s. Optional sensors that the lift does not have are dropped
+    by ``SimulatedLift.start``.
 
     Run it at a clock speed of 50 or less: the 3 s alarm-button hold must survive the node's state and outbox
     writes (fsync) in real time. Expected from the node (defaults): stopped_outside_door_zone at stuck_at + 60 s, entrapment (非平层关人)
@@ -57,7 +60,7 @@ def trapped_passenger_scenario(stuck_at: float = 20.0, rescue_after_s: float = 6
         (stuck_at - 10.0, {"moving": True, "in_door_zone": False}),
         (stuck_at, {"moving": False}),  # stuck between floors
         (stuck_at + 120.0, {"alarm_button": True}),  # the resident holds the alarm button
-        (stuck_at + 130.0, {"alarm_button": False}),
+        (stuck_at + 120.0 + alarm_hold_s, {"alarm_button": False}),
         (rescued, {"moving": True}),  # the technician moves the car to a floor
         (rescued + 6.0, {"moving": False, "in_door_zone": True}),
         (rescued + 8.0, {"door": "open"}),

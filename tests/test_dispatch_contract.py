@@ -27,6 +27,7 @@ class Dispatcher:
         self.answer = (201, {"provider_ride_id": "P-1"})
         self.hang_s = 0.0
         self.closed = False
+        self.released = threading.Event()  # ends a hang at close()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,7 +41,8 @@ class Dispatcher:
                     time.time(),
                 )
                 outer.requests.append((self.path, json.loads(raw), ok))
-                time.sleep(outer.hang_s)
+                if outer.hang_s:
+                    outer.released.wait(outer.hang_s)
                 status, body = outer.answer
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -60,6 +62,7 @@ class Dispatcher:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.released.set()
             self.server.shutdown()
             self.server.server_close()
 
@@ -136,7 +139,7 @@ def test_a_dispatcher_that_fails_gives_the_kiosk_no_car_at_once(make_central, di
     elif case == "refuses":
         dispatcher.answer = (409, {"reason": "no cars in this area"})
     elif case == "hangs":
-        dispatcher.hang_s = 3.0
+        dispatcher.hang_s = 60.0  # far beyond the adapter's 1 s timeout: an answer before it is the timeout's doing
     else:
         dispatcher.answer = (200, ["not", "the", "contract"])
     central = make_central(dispatch=http_dispatch(url))
@@ -144,7 +147,10 @@ def test_a_dispatcher_that_fails_gives_the_kiosk_no_car_at_once(make_central, di
     started = time.monotonic()
     ride = kiosk.request(f"press-{case}")
     took = time.monotonic() - started
-    assert ride.status == "no_car" and took < 2.5, (ride, took)
+    # "at once": the kiosk's request returns with no_car while the dispatcher still hangs (60 s) and long before
+    # the search timeout (120 s). The bound leaves room for a loaded machine; the 1 s timeout itself is the
+    # adapter's setting, not a figure this test can measure reliably.
+    assert ride.status == "no_car" and took < 20.0, (ride, took)
     reason = central.get(f"/rides/{ride.ride_id}")["no_car_reason"]
     assert reason == ("provider_refused" if case == "refuses" else "provider_down")
 

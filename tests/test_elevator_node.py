@@ -522,9 +522,14 @@ def test_simulated_lift_plays_the_trapped_passenger_on_a_fast_clock(mock_factory
     speaker = RecordingSpeaker()
     lift_sim = SimulatedLift(config, clock, mock_factory, runtime=runtime, speaker=speaker)
     try:
-        lift_sim.start(trapped_passenger_scenario(stuck_at=20.0, rescue_after_s=150.0))
-        assert lift_sim.wait(timeout=30)
-        deadline = time.monotonic() + 10
+        # At 50x a 10 s hold of the alarm button is 0.2 s of real time, and the node's poll thread can be held
+        # off longer than that on a loaded machine: the resident holds it 25 s here (0.5 s), and the doors stay
+        # open after the rescue (the last step closes them), so the clearing is waited for, not raced.
+        scenario = trapped_passenger_scenario(stuck_at=20.0, rescue_after_s=150.0, alarm_hold_s=25.0)
+        assert scenario[-1][1] == {"door": "closed"}
+        lift_sim.start(scenario[:-1])
+        assert lift_sim.wait(timeout=60)
+        deadline = time.monotonic() + 60
         while runtime.alerts.open_alerts() and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:

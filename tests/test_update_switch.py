@@ -172,8 +172,11 @@ def test_an_updater_killed_during_the_trial_keeps_the_trials_deadline(rig):
 
     def switch() -> None:
         up = updater(node)
+        # killed while it waits for the release's health: the wait is held here, so the kill always lands in the
+        # trial (the real wait could end it first, by the release's 5 s deadline, on a loaded machine)
+        setattr(up, "wait_trial", lambda journal: time.sleep(3600))  # noqa: B010 (an instance's method, held)
         with up.locked():
-            up.apply(staged, None)  # switches, restarts, then waits for the release's health
+            up.apply(staged, None)  # switches, restarts, then waits (held) for the release's health
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
