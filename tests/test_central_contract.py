@@ -39,6 +39,7 @@ def schemathesis(central, credential: str, workdir: Path) -> subprocess.Complete
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=workdir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("who", ["node", "operator"])
 def test_schemathesis_finds_no_server_error_and_no_undocumented_status(make_central, tmp_path, who):
     central = make_central()

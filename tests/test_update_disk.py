@@ -83,6 +83,7 @@ def node_carries_on(central, node: ManagedNode, disk: SmallDisk, supervisor: Nod
         assert db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.slow
 def test_an_update_that_does_not_fit_is_refused_before_any_download(fresh):
     central, node, disk, supervisor, layout = fresh
     starts = supervisor.starts
@@ -98,6 +99,7 @@ def test_an_update_that_does_not_fit_is_refused_before_any_download(fresh):
     node_carries_on(central, node, disk, supervisor, starts)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_the_download(fresh):
     central, node, disk, supervisor, layout = fresh
     starts, files = supervisor.starts, []
@@ -121,6 +123,7 @@ def test_a_disk_that_fills_during_the_download(fresh):
     node_carries_on(central, node, disk, supervisor, starts)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_the_install(fresh):
     central, node, disk, supervisor, layout = fresh
     starts = supervisor.starts
