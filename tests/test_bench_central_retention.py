@@ -12,7 +12,13 @@ def test_sqlite_disk_use_stops_growing_once_every_window_has_passed(tmp_path):
     store = open_store(path, retention=RETENTION)
     try:
         meters, days = 4, 18
-        sizes = simulate(store, lambda: _sqlite_bytes(path), meters, days, "SQLite")
+        files: list[int] = []  # the database file alone, beside file + WAL (what the bench reports)
+
+        def size_of() -> int:
+            files.append(path.stat().st_size)
+            return _sqlite_bytes(path)
+
+        sizes = simulate(store, size_of, meters, days, "SQLite")
         kept = _kept_for_good(store)
     finally:
         store.close()
@@ -21,4 +27,7 @@ def test_sqlite_disk_use_stops_growing_once_every_window_has_passed(tmp_path):
     assert meters * days <= kept["water_days"] <= meters * (days + 1)
     settled = RETENTION.state_days + 1
     assert sizes[settled - 1] >= 0.9 * max(sizes), sizes  # it grew to its size while the windows filled
-    assert sizes[-1] <= sizes[settled - 1] * 1.02, sizes  # then freed pages were reused: flat
+    assert files[-1] <= files[settled - 1] * 1.02, files  # then freed pages were reused: the file is flat
+    # the WAL stays at its high-water mark between checkpoints, which varies by run: file + WAL ended 0.8-1.6% over
+    # day 15 in 4 runs and 2.3% in a failed one, the file alone 0.0-0.4%. The WAL is bounded, not growing
+    assert sizes[-1] <= sizes[settled - 1] * 1.05, sizes
