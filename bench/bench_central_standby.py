@@ -12,6 +12,7 @@ keeps each batch until it is answered 200, so every acknowledged event must be o
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import urllib.parse
@@ -26,6 +27,11 @@ from bench.figures import Figure
 from bench.pgcluster import ThrowawayCluster, _bin_dir
 from central.config import parse_central_config
 from central.server import CentralServer
+from common.clock import SystemClock
+from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
+from common.events import make_event
+from common.outbox import Outbox
+from common.sync import Uploader
 
 WAIT_S = 5.0  # how long an upload is given while its standby is down
 # synchronous_standby_names is set by ALTER SYSTEM (a -c option on the command line would override it for good)
@@ -111,6 +117,41 @@ def _send_until_stored(api: str, token: str, event: dict[str, Any], give_up: flo
         time.sleep(0.5)
 
 
+def _node(directory: Path, url: str, token: str) -> tuple[Uploader, Outbox]:
+    """A real node uploader and its outbox (the failover lift), as a node runs them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "token").chmod(0o600)
+    config = NodeConfig(
+        path=directory / "node.toml",
+        node=NodeSection(id="failover-lift", role="elevator", site="standby-site", data_dir=directory / "data"),
+        central=CentralSection(url=url, token_file=directory / "token", backoff_max_s=1.0),
+        outbox=OutboxSection(),
+        gpio=GpioSection(),
+        audio=AudioSection(),
+        role_config=None,
+    )
+    box = Outbox(config.state_dir / "outbox.sqlite", config.outbox, SystemClock(), node_id="failover-lift")
+    return Uploader(config, box, SystemClock(), rng=random.Random(1)), box
+
+
+def _uploaded(uploader: Uploader, box: Outbox, count: int, give_up: float) -> tuple[list[str], list[str]]:
+    """Put ``count`` state events in the node's outbox and run its uploader until the outbox is empty; returns the
+    events' ids and what each failed round was answered."""
+    events = [make_event("failover-lift", "door_state", wall_time=time.time(), clock_synced=True, priority="state",
+                         payload={"door": "closed"}) for _ in range(count)]  # fmt: skip
+    box.put_many(events)
+    failed: list[str] = []
+    while sum(box.depth().values()):
+        result = uploader.run_once()
+        if result.status not in ("sent", "idle"):
+            failed.append(result.error or result.status)
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"the node's outbox did not drain: {failed[-3:]}")
+        time.sleep(min(result.retry_in_s or 0.0, 1.0))
+    return [e.id for e in events], failed
+
+
 def _failover(primary: ThrowawayCluster, standby: Standby, document: dict, url: str) -> list[Figure]:
     """Kill the primary under a central on the multi-host URL, promote the synchronous standby, keep uploading."""
     assert primary.dir is not None
@@ -129,6 +170,8 @@ def _failover(primary: ThrowawayCluster, standby: Standby, document: dict, url: 
         api = f"{server.url}/api/v1"
         claim = {"claim_key": CLAIM, "node_id": "failover-lift", "role": "elevator", "site": "standby-site"}
         token = requests.post(f"{api}/nodes/register", json=claim, timeout=30).json()["token"]
+        uploader, box = _node(Path(primary.dir) / "failover-node", server.url, token)
+        node_ids, _ = _uploaded(uploader, box, 10, time.monotonic() + 120)
         acked: list[str] = []
         for seq in range(1, 21):
             event_id = str(uuid.uuid4())
@@ -139,17 +182,28 @@ def _failover(primary: ThrowawayCluster, standby: Standby, document: dict, url: 
                 primary._run(str(_bin_dir() / "pg_ctl"), "-D", str(primary.dir / "data"), "-m", "immediate", "stop")  # noqa: SLF001
                 killed = time.monotonic()
                 standby.pg_ctl("promote")
+                more, node_failed = _uploaded(uploader, box, 10, time.monotonic() + 120)
+                node_ids += more
+                drained = time.monotonic() - killed
             failed = _send_until_stored(api, token, event, time.monotonic() + 120)
             acked.append(event_id)
             if seq == 11:
-                figures.append(Figure("failover: first upload stored after the primary was killed",
+                figures.append(Figure("failover: a raw upload after the node's drain, stored after the kill",
                                       round(time.monotonic() - killed, 1), "s",
                                       f"tries before: {', '.join(sorted(set(failed))) or 'none'} x {len(failed)}"))  # fmt: skip
         with psycopg.connect(both) as conn:
             rows = conn.execute(
-                "SELECT id, COUNT(*) AS n FROM events WHERE id = ANY(%s) GROUP BY id", (acked,)
+                "SELECT id, COUNT(*) AS n FROM events WHERE id = ANY(%s) GROUP BY id", (acked + node_ids,)
             ).fetchall()
         found = {str(r[0]): r[1] for r in rows}
+        mine = [found[i] for i in node_ids if i in found]
+        figures.append(Figure("failover: a real node uploader's events on the promoted host",
+                              f"{len(mine)} / {len(node_ids)}", "",
+                              f"all; each once; dead letters {len(box.dead_letters())}; rounds failed after the kill "
+                              f"{len(node_failed)}, drained {drained:.1f} s after the kill" if set(mine) <= {1} else "DOUBLED"))  # fmt: skip
+        uploader.stop()
+        box.close()
+        found = {i: n for i, n in found.items() if i in acked}
         figures.append(Figure("failover: acknowledged events on the promoted host", f"{len(found)} / {len(acked)}",
                               "", "all; each once" if set(found.values()) <= {1} else "DOUBLED"))  # fmt: skip
     finally:
