@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -55,6 +56,9 @@ def rig(update_rig, release_kit, tmp_path):
     central, node, bundles = update_rig
     reset(node)
     node.pidfile.unlink(missing_ok=True)  # the restart command then signals nobody unless a supervisor runs
+    # the session's node is shared by every update test of this worker, in whatever order xdist gives them: a
+    # fetch must not resume a .part another test left (a HashMismatch under two workers)
+    shutil.rmtree(Layout(node.root).downloads, ignore_errors=True)
 
     def release(variant: str) -> str:
         version = BAD[variant]
