@@ -18,6 +18,7 @@ from central.notify.plan import Planned
 from central.notify.retry import Outcome
 from central.storage import Component, Database, Migration, Tx
 from central.storage.changes import ChangeFeed
+from central.storage.database import any_of
 
 _TABLES = """
 CREATE TABLE notify_deliveries (
@@ -109,39 +110,33 @@ _DROP_RESOLVED = (
     " last_error = 'not sent: the alert was resolved first'"
     " WHERE state = 'pending' AND alert IN (SELECT id FROM alerts WHERE state = 'resolved') {only}"
 )
-_FAILED_OF = "SELECT id, alert, role, recipients FROM notify_deliveries WHERE state = 'failed' AND alert IN ({marks})"
+_FAILED_OF = "SELECT id, alert, role, recipients FROM notify_deliveries WHERE state = 'failed' AND alert {match}"
 _REOPEN = (
     "UPDATE notify_deliveries SET state = 'pending', next_at = ?, ended_at = NULL, last_error = ?"
     " WHERE id = ? AND state = 'failed'"
 )
 _RELEASE = "UPDATE notify_deliveries SET lease_until = NULL WHERE id = ? AND state = 'pending'"
-_OF_ALERTS = "SELECT * FROM notify_deliveries WHERE alert IN ({marks}) ORDER BY id"
-_ATTEMPTS_OF = "SELECT * FROM notify_attempts WHERE delivery IN ({marks}) ORDER BY id"
+_OF_ALERTS = "SELECT * FROM notify_deliveries WHERE alert {match} ORDER BY id"
+_ATTEMPTS_OF = "SELECT * FROM notify_attempts WHERE delivery {match} ORDER BY id"
 # when an alert turned urgent: the first logged event of it that was urgent (core tables, read only)
 _URGENT_SINCE = (
     "SELECT l.alert AS alert, MIN(l.at) AS at FROM alert_log l JOIN events e ON e.id = l.event_id"
-    " WHERE l.alert IN ({marks}) AND e.severity = 'urgent' GROUP BY l.alert"
+    " WHERE l.alert {match} AND e.severity = 'urgent' GROUP BY l.alert"
 )
 _ANSWER = (
     "INSERT INTO notify_answers (alert, role, name, delivery, choice, at) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (delivery, choice) DO NOTHING"
 )
-_ANSWERS_OF = "SELECT * FROM notify_answers WHERE alert IN ({marks}) ORDER BY id"
+_ANSWERS_OF = "SELECT * FROM notify_answers WHERE alert {match} ORDER BY id"
 _CURSOR = (
     "SELECT (SELECT COALESCE(MAX(id), 0) FROM notify_attempts) + (SELECT COALESCE(MAX(id), 0) FROM notify_answers)"
 )
 
 
-def _chunks(ids: Collection[int], size: int = 500) -> Iterable[list[int]]:
-    wanted = sorted(set(ids))
-    for start in range(0, len(wanted), size):
-        yield wanted[start : start + size]
-
-
 def _in(tx: Tx, sql: str, ids: Collection[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for chunk in _chunks(ids):
-        rows += tx.all(sql.format(marks=", ".join("?" * len(chunk))), chunk)
+    for match, args in any_of(tx.engine, set(ids), "bigint"):
+        rows += tx.all(sql.format(match=match), args)
     return rows
 
 

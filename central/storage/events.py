@@ -148,8 +148,8 @@ def _store_events(
 ) -> set[str]:
     """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column) or one
     per ROWS_PER_INSERT rows (SQLite: multi-row VALUES), then build alerts from the alert events in batch order.
-    Returns the ids another node's batch stored meanwhile (only another node's
-    can: this node's row is locked), which are not stored here."""
+    Returns the ids another node's batch stored meanwhile (only another node's can: this node's row is locked),
+    which are not stored here."""
     rows = [
         (
             position, ev["id"], node_id, ev.get("seq"), ev["kind"], ev["severity"], ev["state"], ev["priority"],

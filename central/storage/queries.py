@@ -35,18 +35,17 @@ NODE_HEALTH = "SELECT health FROM nodes WHERE node_id = ?"
 STORE_HEALTH = "UPDATE nodes SET health = ?, last_heartbeat_at = ? WHERE node_id = ?"
 
 # ----------------------------------------------------------------------------------------------- events
-INSERT_EVENTS = (
+INSERT_EVENTS_INTO = (
     "INSERT INTO events (row, id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
     " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
-    " VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+INSERT_EVENTS = INSERT_EVENTS_INTO + " VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
 EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # PostgreSQL: the same rows as one array per column, so the statement's text (and its plan) is the same for any
 # batch size; psycopg caches and prepares it, where a multi-row VALUES of 850 parameters is parsed afresh each time
 INSERT_EVENTS_UNNEST = (
-    "INSERT INTO events (row, id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time,"
-    " time_corrected, node_wall_time, received_at, payload, alert_id, recipients)"
-    " SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],"
+    INSERT_EVENTS_INTO
+    + " SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],"
     " ?::text[], ?::float8[], ?::bigint[], ?::float8[], ?::bigint[], ?::float8[], ?::float8[], ?::text[], ?::text[],"
     " ?::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"
 )

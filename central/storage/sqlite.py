@@ -3,8 +3,8 @@
 A batch is acknowledged only after its transaction is on disk, because the node deletes what the central
 acknowledged. Writes are serialised by a lock (SQLite has one writer anyway). Reads run on connections of their
 own, one per thread and ``query_only``: in WAL mode a reader sees the last commit and never waits for the writer,
-so an operator's page is not queued behind uploads (issue 15). One process only: a second process on the same file would work but fight for the write lock, so ``central serve``
-refuses ``--workers`` above 1 on SQLite.
+so an operator's page is not queued behind uploads (issue 15). One process only: a second process on the same
+file would work but fight for the write lock, so ``central serve`` refuses ``--workers`` above 1 on SQLite.
 """
 
 from __future__ import annotations
