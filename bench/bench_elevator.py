@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,10 +26,20 @@ from typing import Any
 
 from bench.figures import Figure
 from bench.harness import SITE, UploadWatch, proc_stat, register, start_central
+from common.outbox import peek_state
+from elevator_node.node import STATE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_ID = "bench-lift-b7-u2-1"
 ENTRAPMENT_S = 10.0
+
+
+def saved_state(outbox: Path) -> str | None:
+    """The lift node's saved detector state, None until its outbox has one (or while it is being made)."""
+    try:
+        return peek_state(outbox, STATE_KEY)
+    except sqlite3.Error:
+        return None
 
 
 def config_text(folder: Path, central_url: str, log_level: str = "WARNING") -> str:
@@ -154,9 +165,9 @@ def measure_idle(folder: Path, duration_s: float) -> dict[str, Any]:
         procs.append(node)
         base = subprocess.Popen([sys.executable, "-c", BASELINE], cwd=ROOT, stdin=subprocess.DEVNULL)
         procs.append(base)
-        state = folder / "data" / NODE_ID / "elevator_state.json"
+        outbox = folder / "data" / NODE_ID / "outbox.sqlite"
         deadline = time.monotonic() + 30
-        while not state.exists() and node.poll() is None and time.monotonic() < deadline:
+        while saved_state(outbox) is None and node.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(3.0)  # warm-up: the first heartbeat and upload are done
         if node.poll() is not None:

@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,65 +104,85 @@ class AlertBook:
         return _book_json(book.values())
 
     # ------------------------------------------------------------------------------------------ recording
-    def record(self, detection: Detection, recipients: tuple[str, ...] = ()) -> Event:
+    def record(
+        self, detection: Detection, recipients: tuple[str, ...] = (), *, state: Mapping[str, str | None] | None = None
+    ) -> Event:
         """Turn a detection into an Event, store it in the outbox (durable) and return it.
 
         raised when the incident is already open becomes updated; updated of an incident not open opens it
         (the raise was before a lost state); cleared closes it; observed becomes a plain state event.
-        ``recipients`` default to the catalogue's for the kind (``common.catalogue``).
+        ``recipients`` default to the catalogue's for the kind (``common.catalogue``). ``state`` is more node
+        state (key -> JSON text) written in the same transaction (see ``record_many``).
         """
+        return self.record_many([(detection, recipients)], state=state)[0]
+
+    def record_many(
+        self,
+        detections: Sequence[tuple[Detection, tuple[str, ...]]],
+        *,
+        state: Mapping[str, str | None] | None = None,
+    ) -> list[Event]:
+        """``record`` for each (detection, recipients), all in one outbox transaction with the book of open
+        alerts and ``state``: a pure core's saved state (the lift detector's incidents) is on disk together with
+        the alerts it decided, or neither is. Raises OutboxError with nothing stored."""
+        now = self._clock.monotonic()
+        with self._lock:
+            book = dict(self._open)
+            events = [self._apply(book, detection, recipients, now) for detection, recipients in detections]
+            changed = any(e.priority == "alert" for e in events)
+            extra = {**({STATE_KEY: self._state_json(book)} if changed else {}), **(state or {})}
+            stored = self._outbox.put_many(events, state=extra or None)
+            self._open = book  # only once the events and the book are durable together
+        for event in stored:
+            if event.priority == "alert":
+                log.info("alert %s %s/%s %s", event.state, event.kind, event.payload.get("key", "-"), event.alert_id)
+        return stored
+
+    def _apply(
+        self, book: dict[tuple[str, str], OpenAlert], detection: Detection, recipients: tuple[str, ...], now: float
+    ) -> Event:
+        """The event for one detection, with ``book`` (a working copy) changed as it says."""
         recipients = tuple(recipients) or catalogue.recipients(detection.kind)
         payload = dict(detection.payload)
         if detection.key and "key" not in payload:
             payload["key"] = detection.key
-        now = self._clock.monotonic()
-        with self._lock:
-            incident = (detection.kind, detection.key)
-            current = self._open.get(incident)
-            book = dict(self._open)
-            if detection.state == "observed":
-                event = self._event(detection, "observed", "state", payload, None, recipients)
-                return self._outbox.put(event)
-            if detection.state in ("raised", "updated"):
-                if current is None:
-                    if detection.state == "updated":
-                        log.warning("alerts: update of %s/%s that is not open: raising it", *incident)
-                    opened = OpenAlert(
-                        alert_id=str(uuid.uuid4()),
-                        kind=detection.kind,
-                        key=detection.key,
-                        severity=detection.severity,
-                        raised_wall=self._clock.wall(),
-                        recipients=tuple(recipients),
-                        payload=payload,
-                        last_sent=now,
-                    )
-                    book[incident] = opened
-                    event = self._event(detection, "raised", "alert", payload, opened.alert_id, opened.recipients)
-                else:
-                    changed = OpenAlert(**{**current.__dict__})
-                    changed.severity = detection.severity
-                    changed.recipients = tuple(recipients) or current.recipients
-                    changed.payload = payload
-                    changed.updates += 1
-                    changed.last_sent = now
-                    book[incident] = changed
-                    event = self._event(detection, "updated", "alert", payload, changed.alert_id, changed.recipients)
-            elif detection.state == "cleared":
-                if current is None:
-                    log.info("alerts: clear of %s/%s that is not open: sent as a state event", *incident)
-                    event = self._event(detection, "cleared", "state", payload, None, recipients)
-                    return self._outbox.put(event)
-                del book[incident]
-                event = self._event(
-                    detection, "cleared", "alert", payload, current.alert_id, tuple(recipients) or current.recipients
+        incident = (detection.kind, detection.key)
+        current = book.get(incident)
+        if detection.state == "observed":
+            return self._event(detection, "observed", "state", payload, None, recipients)
+        if detection.state in ("raised", "updated"):
+            if current is None:
+                if detection.state == "updated":
+                    log.warning("alerts: update of %s/%s that is not open: raising it", *incident)
+                opened = OpenAlert(
+                    alert_id=str(uuid.uuid4()),
+                    kind=detection.kind,
+                    key=detection.key,
+                    severity=detection.severity,
+                    raised_wall=self._clock.wall(),
+                    recipients=tuple(recipients),
+                    payload=payload,
+                    last_sent=now,
                 )
-            else:
-                raise ValueError(f"unknown detection state {detection.state!r}")
-            stored = self._outbox.put(event, state={STATE_KEY: self._state_json(book)})
-            self._open = book  # only once the event and the book are durable together
-        log.info("alert %s %s/%s %s", event.state, detection.kind, detection.key or "-", event.alert_id)
-        return stored
+                book[incident] = opened
+                return self._event(detection, "raised", "alert", payload, opened.alert_id, opened.recipients)
+            changed = OpenAlert(**{**current.__dict__})
+            changed.severity = detection.severity
+            changed.recipients = tuple(recipients) or current.recipients
+            changed.payload = payload
+            changed.updates += 1
+            changed.last_sent = now
+            book[incident] = changed
+            return self._event(detection, "updated", "alert", payload, changed.alert_id, changed.recipients)
+        if detection.state == "cleared":
+            if current is None:
+                log.info("alerts: clear of %s/%s that is not open: sent as a state event", *incident)
+                return self._event(detection, "cleared", "state", payload, None, recipients)
+            del book[incident]
+            return self._event(
+                detection, "cleared", "alert", payload, current.alert_id, tuple(recipients) or current.recipients
+            )
+        raise ValueError(f"unknown detection state {detection.state!r}")
 
     def _event(
         self,

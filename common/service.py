@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -138,6 +138,11 @@ class NodeRuntime:
     def emit(self, detection: Detection, recipients: tuple[str, ...] = ()) -> Event:
         """A detector's output: stored in the outbox (durable for alerts) before this returns."""
         return self.alerts.record(detection, recipients)
+
+    def emit_many(self, detections: Sequence[Detection], *, state: Mapping[str, str | None]) -> list[Event]:
+        """Detections to the catalogue's recipients and the detector's saved ``state`` (key -> JSON text), in
+        one outbox transaction: what a pure core remembers never disagrees with the alerts it raised."""
+        return self.alerts.record_many([(d, ()) for d in detections], state=state)
 
     def record_reading(self, kind: str, payload: Mapping[str, Any]) -> Event:
         """A measurement (priority reading, state observed); group-committed, see docs/sync.md."""

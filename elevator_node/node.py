@@ -1,7 +1,8 @@
 """The elevator node: GPIO inputs -> detector -> alerts in the outbox (first) -> voice prompts in the car.
 
-Every input change (gpiozero callback) and a tick at least every ``tick_s`` run the detector. Its state is
-saved atomically to ``state_dir/elevator_state.json`` so an incident survives a node restart.
+Every input change (gpiozero callback) and a tick at least every ``tick_s`` run the detector. Its state is node
+state in the outbox (``elevator.detector``), written in the same transaction as the alerts it decides, so an
+incident survives a node restart and the detector and the alert book never disagree after a crash.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from gpiozero.exc import BadPinFactory, GPIOZeroError
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event
-from common.files import write_atomic
 from common.outbox import OutboxError
 from common.service import NodeRuntime
 from common.speech.check import VoiceCheck, check_voice
@@ -34,8 +34,10 @@ from hal.audio import Speaker
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "elevator_state.json"
+STATE_KEY = "elevator.detector"  # the detector's saved state, outbox node state
 STATE_FILE_VERSION = 1
+# versions up to 2026-12 kept it in this file beside the outbox; read once on the first start, then removed
+LEGACY_STATE_FILE = "elevator_state.json"
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 MIN_SAVE_INTERVAL_S = 1.0
 # the entrapment prompt made (not played) and the audio path probed, hourly in real time: it checks the machine's
@@ -90,12 +92,11 @@ class ElevatorNode:
         self.boot_id = (
             boot_id if boot_id is not None else read_boot_id() if isinstance(self.clock, SystemClock) else None
         )
-        self.state_path = config.state_dir / STATE_FILE
+        self.legacy_state_path = config.state_dir / LEGACY_STATE_FILE
         self._lock = threading.RLock()
         self._pending: list[Detection] = []  # detections the outbox refused; retried before anything new
         self._saved_signature: str | None = None
         self._saved_at: float | None = None
-        self._save_error: str | None = None
         self._next_reassurance: float | None = None
         self._orphans: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
@@ -167,10 +168,11 @@ class ElevatorNode:
             self.last_snapshot = snapshot
             fresh = self.detector.update(now, snapshot)
             detections, self._pending = self._pending + fresh, []
-            events = self._store(detections)
+            events = self._store(now, detections)
             self._reconcile_orphans(now)
             self._speak(now, fresh)
-            self._persist(now, force=bool(fresh))
+            if not self._pending:  # the state must not go to disk ahead of the alerts it decided
+                self._persist(now)
             self.runtime.set_health(
                 last_sensor_read=self.clock.wall(),
                 lift_inputs={k: v for k, v in snapshot.__dict__.items() if v is not None},
@@ -178,22 +180,26 @@ class ElevatorNode:
                 audio=self.voice.health(),
                 selftest={
                     "lift_inputs_read": True,
-                    "state_saved": self._save_error is None,
+                    "state_saved": not self.runtime.outbox.volatile,
                     **self.voice_check.report(),
                 },
             )
             return events
 
-    def _store(self, detections: list[Detection]) -> list[Event]:
-        events: list[Event] = []
-        for index, detection in enumerate(detections):
-            try:
-                events.append(self.runtime.emit(detection))  # to the catalogue's recipients
-            except OutboxError as exc:
-                # the alert must not be lost: keep it and the ones after it, try again on the next tick
-                log.critical("cannot store %s %s: %s; retrying next tick", detection.kind, detection.state, exc)
-                self._pending = detections[index:]
-                break
+    def _store(self, now: float, detections: list[Detection]) -> list[Event]:
+        """The detections (to the catalogue's recipients) and the detector's state in one outbox transaction."""
+        if not detections:
+            return []
+        text, signature = self._state_record(now)
+        try:
+            events = self.runtime.emit_many(detections, state={STATE_KEY: text})
+        except OutboxError as exc:
+            # the alerts must not be lost: keep them, try again on the next tick
+            names = ", ".join(f"{d.kind} {d.state}" for d in detections)
+            log.critical("cannot store %s: %s; retrying next tick", names, exc)
+            self._pending = detections
+            return []
+        self._saved(now, signature)
         return events
 
     def _reconcile_orphans(self, now: float) -> None:
@@ -208,7 +214,7 @@ class ElevatorNode:
             elif now >= deadline:
                 del self._orphans[ident]
                 detection = Detection(ident[0], "cleared", now, "info", {"reason": "not_seen_after_restart"}, ident[1])
-                self._store([detection])
+                self._store(now, [detection])
 
     # -------------------------------------------------------------------------------------------- voice
     def _speak(self, now: float, detections: list[Detection]) -> None:
@@ -259,37 +265,51 @@ class ElevatorNode:
 
     # -------------------------------------------------------------------------------------- persistence
     def _restore(self) -> ElevatorDetector:
-        try:
-            saved = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            detector = ElevatorDetector(self.section)
-            self._adopt_orphans(detector)
-            return detector
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            log.error("elevator state %s unreadable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
-            detector = ElevatorDetector(self.section)
-            self._adopt_orphans(detector)
-            return detector
-        try:
-            if saved.get("version") != STATE_FILE_VERSION:
-                raise ValueError(f"state file version {saved.get('version')!r}")
-            shift, timing = restart_shift(
-                saved,
-                now_mono=self.clock.monotonic(),
-                now_wall=self.clock.wall(),
-                wall_synced=self.clock.wall_synced(),
-                boot_id=self.boot_id,
-            )
-            detector = ElevatorDetector.from_state(self.section, saved["detector"], shift=shift, timing=timing)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("elevator state %s unusable (%s: %s): starting fresh", self.state_path, type(exc).__name__, exc)
-            detector = ElevatorDetector(self.section)
-            self._adopt_orphans(detector)
-            return detector
-        opened = [inc["kind"] for inc in detector.open_incidents()]
-        log.warning("elevator state restored (%s, shift %.1f s); open incidents: %s", timing, shift, opened or "none")
+        """The detector as the outbox (or, once, an older version's state file) saved it; else a fresh one.
+
+        Open alerts the book holds and the detector does not are adopted (``_adopt_orphans``): with a usable
+        state there are none, as both are written in one transaction; they come from a state that could not be
+        used (damaged, another version) or an older version's file."""
+        source, saved = self._read_saved()
+        detector = ElevatorDetector(self.section)
+        if saved is not None:
+            try:
+                if not isinstance(saved, dict) or saved.get("version") != STATE_FILE_VERSION:
+                    raise ValueError(f"state version {saved.get('version') if isinstance(saved, dict) else None!r}")
+                shift, timing = restart_shift(
+                    saved,
+                    now_mono=self.clock.monotonic(),
+                    now_wall=self.clock.wall(),
+                    wall_synced=self.clock.wall_synced(),
+                    boot_id=self.boot_id,
+                )
+                detector = ElevatorDetector.from_state(self.section, saved["detector"], shift=shift, timing=timing)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("elevator state in %s unusable (%s: %s): starting fresh", source, type(exc).__name__, exc)
+            else:
+                opened = [inc["kind"] for inc in detector.open_incidents()] or "none"
+                log.warning("elevator state restored (%s, shift %.1f s); open incidents: %s", timing, shift, opened)
         self._adopt_orphans(detector)
         return detector
+
+    def _read_saved(self) -> tuple[str, Any]:
+        """(where, the saved record or None). The outbox's; else, once after an upgrade, the older state file
+        (removed once the outbox holds the state: ``_persist``)."""
+        text, source = self.runtime.outbox.read_state(STATE_KEY), "the outbox"
+        if text is None:
+            source = str(self.legacy_state_path)
+            try:
+                text = self.legacy_state_path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return source, None
+            except (OSError, UnicodeDecodeError) as exc:
+                log.error("elevator state %s unreadable (%s: %s): starting fresh", source, type(exc).__name__, exc)
+                return source, None
+        try:
+            return source, json.loads(text)
+        except ValueError as exc:
+            log.error("elevator state in %s unreadable (%s: %s): starting fresh", source, type(exc).__name__, exc)
+            return source, None
 
     def _adopt_orphans(self, detector: ElevatorDetector) -> None:
         book = self.runtime.alerts
@@ -300,23 +320,11 @@ class ElevatorNode:
                 log.warning("alert %s/%s open without detector state: kept for %.0f s", alert.kind, alert.key, grace)
                 self._orphans[(alert.kind, alert.key)] = self.clock.monotonic() + grace
 
-    def _persist(self, now: float, force: bool = False) -> None:
-        """Save the detector state when it changed, and every ``state_save_s`` while an incident or timer runs.
-
-        At most one save per MIN_SAVE_INTERVAL_S unless ``force`` (an incident raised or cleared, the node
-        stopping): a flapping input must not fsync the SD card on every edge.
-        """
+    def _state_record(self, now: float) -> tuple[str, str]:
+        """(the detector's saved state as JSON text, its signature: the state without its clock)."""
         exported = self.detector.export_state()
         body = dict(exported["state"])
         body.pop("last_at", None)
-        signature = json.dumps(body, sort_keys=True)
-        since = None if self._saved_at is None else now - self._saved_at
-        changed = signature != self._saved_signature
-        refresh = self.detector.busy() and (since is None or since >= self.section.state_save_s)
-        if not changed and not refresh and not force:
-            return
-        if changed and not force and since is not None and since < MIN_SAVE_INTERVAL_S:
-            return
         record = {
             "version": STATE_FILE_VERSION,
             "boot_id": self.boot_id,
@@ -325,22 +333,39 @@ class ElevatorNode:
             "wall_synced": self.clock.wall_synced(),
             "detector": exported,
         }
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")), json.dumps(body, sort_keys=True)
+
+    def _persist(self, now: float, force: bool = False) -> None:
+        """Save the detector state when it changed, and every ``state_save_s`` while an incident or timer runs.
+
+        At most one save per MIN_SAVE_INTERVAL_S unless ``force`` (the node stopping): a flapping input must not
+        fsync the SD card on every edge. The state goes to the outbox as node state; while the disk refuses
+        writes the outbox holds it in memory (the self-test's ``state_saved`` is false) and writes it later.
+        """
+        text, signature = self._state_record(now)
+        since = None if self._saved_at is None else now - self._saved_at
+        changed = signature != self._saved_signature
+        refresh = self.detector.busy() and (since is None or since >= self.section.state_save_s)
+        if not changed and not refresh and not force:
+            return
+        if changed and not force and since is not None and since < MIN_SAVE_INTERVAL_S:
+            return
         self._saved_at = now  # also after a failure: retry at the same pace, not on every tick
         try:
-            write_atomic(self.state_path, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        except OSError as exc:
-            # alerts are already in the outbox; only restart timing suffers, so say so and keep running
-            text = f"{type(exc).__name__}: {exc}"
-            if text != self._save_error:
-                log.error("cannot save elevator state to %s: %s", self.state_path, text)
-            self._save_error = text
-            self.runtime.set_health(state_save_error=text)
+            self.runtime.outbox.put_state({STATE_KEY: text})
+        except OutboxError as exc:
+            log.error("cannot save the elevator state: %s: %s", type(exc).__name__, exc)
             return
-        if self._save_error is not None:
-            log.info("elevator state saved again to %s", self.state_path)
-            self._save_error = None
-            self.runtime.set_health(state_save_error=None)
-        self._saved_signature = signature
+        self._saved(now, signature)
+
+    def _saved(self, now: float, signature: str) -> None:
+        """The state is in the outbox: an older version's state file is not needed any more."""
+        self._saved_at, self._saved_signature = now, signature
+        if not self.runtime.outbox.volatile and self.legacy_state_path.exists():
+            try:
+                self.legacy_state_path.unlink()  # the outbox holds the state now
+            except OSError as exc:
+                log.error("cannot remove the old state file %s: %s", self.legacy_state_path, exc)
 
     # ---------------------------------------------------------------------------------------- lifecycle
     def run(self) -> None:

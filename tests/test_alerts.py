@@ -242,10 +242,33 @@ def test_a_failed_store_leaves_the_book_unchanged(node: Node, monkeypatch: pytes
     def broken(*_args: object, **_kwargs: object) -> None:
         raise OutboxError("disk gone")
 
-    monkeypatch.setattr(node.outbox, "put", broken)
+    monkeypatch.setattr(node.outbox, "put_many", broken)
     with pytest.raises(OutboxError):
         node.book.record(trapped("raised"))
     assert node.book.open_alerts() == []  # no alert believed sent that is not stored
+
+
+def test_alerts_and_a_cores_state_are_stored_together_or_not_at_all(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.outbox import OutboxError
+
+    detections = [(trapped("raised", key="a"), ()), (trapped("raised", key="b"), ())]
+    real = node.outbox._store.commit  # noqa: SLF001
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OutboxError("disk gone")
+
+    monkeypatch.setattr(node.outbox._store, "commit", broken)  # noqa: SLF001
+    with pytest.raises(OutboxError):
+        node.book.record_many(detections, state={"core": '{"open": ["a", "b"]}'})
+    assert node.book.open_alerts() == [] and node.outbox.read_state("core") is None
+    monkeypatch.setattr(node.outbox._store, "commit", real)  # noqa: SLF001
+    events = node.book.record_many(detections, state={"core": '{"open": ["a", "b"]}'})
+    assert [(e.state, e.payload["key"]) for e in events] == [("raised", "a"), ("raised", "b")]
+    again = node.restart(clean=False)  # a crash right after: both alerts and the core's state are back
+    assert sorted(a.key for a in again.book.open_alerts()) == ["a", "b"]
+    assert again.outbox.read_state("core") == '{"open": ["a", "b"]}'
 
 
 def test_open_alerts_survive_corruption_found_while_running_and_a_restart(

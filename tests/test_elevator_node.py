@@ -7,8 +7,8 @@ takes milliseconds. Pins are driven like the car's sensors would (``Car`` below)
 from __future__ import annotations
 
 import json
-import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,10 +21,10 @@ import pytest
 
 from common.clock import ManualClock
 from common.config import NodeConfig, parse_config
-from common.outbox import OutboxError
+from common.outbox import OutboxError, peek_state
 from common.service import NodeRuntime
 from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
-from elevator_node.node import STATE_FILE, build_node, restart_shift
+from elevator_node.node import STATE_KEY, build_node
 from elevator_node.sim import lift_sensors
 from hal.audio import Wav
 from hal.sim.lift import LiftSimulator
@@ -260,148 +260,7 @@ def test_inspection_clears_and_silences(mock_factory: Any, tmp_path: Path, harne
     assert h.speaker.texts == [DEFAULT_QUESTION]  # no reassurance once the technician has the car
 
 
-# --------------------------------------------------------------------------------------------- restart
-def test_restart_during_an_entrapment_continues_the_same_alert(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    clock = ManualClock(wall=START_WALL)
-    config = node_config(tmp_path)
-    first, car = boarded(mock_factory, config, clock, harnesses)
-    first.run(100.0)
-    alert_id = first.alert_events()[0].alert_id
-    first.close()  # the node stops; the car stays as it is
-    clock.advance(20.0)  # down for 20 s; the wall clock is synced
-    second = Harness(config, clock)
-    harnesses.append(second)
-    car.resync()  # the pins were made again; the callbacks run the restored detector with the real inputs
-    # the raise from before the restart is still waiting in the outbox (never synced), then the restore note
-    events = [e for e in second.runtime.outbox.batch(1000) if e.kind == "entrapment"][1:]
-    assert [(e.kind, e.state, e.alert_id) for e in events] == [("entrapment", "updated", alert_id)]
-    assert events[0].payload["restored"] is True and events[0].payload["timing"] == "wall_clock"
-    assert events[0].payload["seconds_trapped"] == pytest.approx(120.0, abs=1.0)
-    assert second.speaker.texts == [DEFAULT_REASSURANCE]  # at once: the passenger heard nothing meanwhile
-    car.apply(door="open")
-    second.run(3.0)
-    assert [(e.state, e.alert_id) for e in second.alert_events()][-1] == ("cleared", alert_id)
-
-
-def test_restart_before_the_threshold_times_from_the_real_start(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    clock = ManualClock(wall=START_WALL)
-    config = node_config(tmp_path)
-    first, car = boarded(mock_factory, config, clock, harnesses)
-    first.run(60.0)
-    first.close()
-    clock.advance(20.0)
-    second = Harness(config, clock)
-    harnesses.append(second)
-    car.resync()
-    second.run(9.0)
-    assert second.alert_events() == []
-    second.run(2.0)
-    raised = second.alert_events()
-    assert [(e.kind, e.state) for e in raised] == [("entrapment", "raised")]
-    assert raised[0].payload["timing"] == "wall_clock"
-    assert raised[0].payload["seconds_trapped"] == pytest.approx(90.0, abs=1.0)
-
-
-def test_unsynced_reboot_counts_from_the_last_save_and_says_so(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    clock = ManualClock(wall=START_WALL, synced=False)
-    config = node_config(tmp_path)
-    first, car = boarded(mock_factory, config, clock, harnesses)
-    first.run(60.0)
-    first.close()
-    clock.advance(20.0)
-    second = Harness(config, clock)
-    harnesses.append(second)
-    car.resync()
-    second.run(29.0)
-    assert second.alert_events() == []  # 60 s before + 29 s after: the 20 s downtime is not counted
-    second.run(2.0)
-    raised = second.alert_events()
-    assert raised[0].payload["timing"] == "lower_bound"
-
-
-def test_restart_shift() -> None:
-    saved = {"saved_mono": 5000.0, "saved_wall": 1000.0, "wall_synced": True, "boot_id": "a"}
-    same = restart_shift(saved, now_mono=5100.0, now_wall=1100.0, wall_synced=True, boot_id="a")
-    assert same == (0.0, "monotonic")
-    # a reboot: monotonic restarts at 10, wall says 300 s passed since the save
-    shift, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=True, boot_id="b")
-    assert timing == "wall_clock" and 5000.0 + shift == pytest.approx(10.0 - 300.0)
-    shift, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=False, boot_id="b")
-    assert timing == "lower_bound" and 5000.0 + shift == pytest.approx(10.0)
-    # a wall clock that went backwards cannot measure the downtime
-    _, timing = restart_shift(saved, now_mono=10.0, now_wall=900.0, wall_synced=True, boot_id=None)
-    assert timing == "lower_bound"
-    # same boot id but the monotonic clock is behind: not the same boot after all
-    _, timing = restart_shift(saved, now_mono=10.0, now_wall=1300.0, wall_synced=True, boot_id="a")
-    assert timing == "wall_clock"
-
-
-def test_state_file_is_written_atomically_and_unreadable_state_starts_fresh(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = ManualClock(wall=START_WALL)
-    config = node_config(tmp_path)
-    first, car = boarded(mock_factory, config, clock, harnesses)
-    first.run(5.0)
-    state_path = config.state_dir / STATE_FILE
-    saved = json.loads(state_path.read_text())
-    assert saved["detector"]["state"]["door_closed"] is True
-    assert not state_path.with_name(STATE_FILE + ".tmp").exists()
-    first.close()
-    state_path.write_text("{ not json")
-    with caplog.at_level(logging.ERROR):
-        second = Harness(config, clock)
-    harnesses.append(second)
-    car.resync()
-    assert "unreadable" in caplog.text
-    second.run(91.0)  # a fresh detector sees the trapped passenger from its own start
-    assert [(e.kind, e.state) for e in second.alert_events()] == [("entrapment", "raised")]
-
-
-def test_lost_state_with_an_open_alert_clears_it_only_if_not_seen_again(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    clock = ManualClock(wall=START_WALL)
-    config = node_config(tmp_path)
-    first, car = boarded(mock_factory, config, clock, harnesses)
-    first.run(95.0)
-    alert_id = first.alert_events()[0].alert_id
-    first.close()
-    (config.state_dir / STATE_FILE).unlink()
-    second = Harness(config, clock)
-    harnesses.append(second)
-    car.apply(door="open")  # the passenger got out while the node was down
-    car.apply(occupied=False)
-    second.run(149.0)
-    assert second.runtime.alerts.is_open("entrapment")  # kept while the detector might still see it
-    second.run(2.0)
-    last = second.alert_events()[-1]
-    assert (last.kind, last.state, last.alert_id) == ("entrapment", "cleared", alert_id)
-    assert last.payload["reason"] == "not_seen_after_restart"
-
-
 # ------------------------------------------------------------------------------------------ resilience
-def test_unwritable_state_does_not_stop_alerts(mock_factory: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
-    config = node_config(tmp_path)
-    config.state_dir.mkdir(parents=True)
-    (config.state_dir / STATE_FILE).mkdir()  # a directory where the file should be: every save fails
-    h = Harness(config, ManualClock(wall=START_WALL))
-    harnesses.append(h)
-    car = lift(mock_factory, h)
-    h.node.step()
-    board(car)
-    h.run(91.0)
-    assert [(e.kind, e.state) for e in h.alert_events()] == [("entrapment", "raised")]
-    assert "state_save_error" in h.runtime.health()
-    assert h.runtime.health()["selftest"]["state_saved"] is False  # the EN 81-28 self-test reports it
-
-
 def test_outbox_refusal_is_retried_and_the_passenger_still_hears(
     mock_factory: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,16 +270,16 @@ def test_outbox_refusal_is_retried_and_the_passenger_still_hears(
     h.node.step()
     board(car)
     h.run(89.0)
-    real_emit = h.runtime.emit
+    real_emit = h.runtime.emit_many
     failures: list[BaseException] = []
 
-    def failing_emit(detection: Any, recipients: tuple[str, ...] = ()) -> Any:
+    def failing_emit(detections: Any, *, state: Any) -> Any:
         if not failures:
-            failures.append(detection)
+            failures.append(detections)
             raise OutboxError("disk full")
-        return real_emit(detection, recipients)
+        return real_emit(detections, state=state)
 
-    monkeypatch.setattr(h.runtime, "emit", failing_emit)
+    monkeypatch.setattr(h.runtime, "emit_many", failing_emit)
     h.run(1.0)  # the threshold is reached at 90 s: that tick's write fails
     assert failures and h.alert_events() == []
     assert h.speaker.texts == [DEFAULT_QUESTION]
@@ -440,9 +299,17 @@ def test_wav_prompts_are_played_instead_of_text(mock_factory: Any, tmp_path: Pat
 
 
 # ------------------------------------------------------------------------------------------- the command
-def run_until_state_then_sigterm(cfg: Path, state: Path) -> tuple[int, str, str]:
-    """``elevator-node run``: wait for its state file to be (re)written, SIGTERM it; (exit code, stdout, stderr)."""
-    before = state.stat().st_mtime_ns if state.exists() else None
+def saved_text(outbox: Path) -> str | None:
+    """The detector state in a running node's outbox; None until there is one (or while the file is made)."""
+    try:
+        return peek_state(outbox, STATE_KEY)
+    except sqlite3.Error:
+        return None
+
+
+def run_until_state_then_sigterm(cfg: Path, outbox: Path) -> tuple[int, str, str]:
+    """``elevator-node run``: wait for its detector state to be (re)saved, SIGTERM it; (exit code, stdout, stderr)."""
+    before = saved_text(outbox)
     proc = subprocess.Popen(
         [sys.executable, "-m", "elevator_node", "run", "--config", str(cfg)],
         cwd=ROOT,
@@ -453,7 +320,7 @@ def run_until_state_then_sigterm(cfg: Path, state: Path) -> tuple[int, str, str]
     try:
         deadline = time.monotonic() + 30
         while proc.poll() is None and time.monotonic() < deadline:
-            if state.exists() and state.stat().st_mtime_ns != before:
+            if saved_text(outbox) not in (None, before):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[1]
@@ -469,12 +336,12 @@ def run_until_state_then_sigterm(cfg: Path, state: Path) -> tuple[int, str, str]
 def test_run_command_starts_on_mock_pins_stops_on_sigterm_and_restarts_on_the_same_clock(tmp_path: Path) -> None:
     cfg = tmp_path / "node.toml"
     cfg.write_text(config_text(tmp_path, "http://127.0.0.1:9"))
-    state = tmp_path / "data" / NODE_ID / STATE_FILE
-    code, out, err = run_until_state_then_sigterm(cfg, state)
+    outbox = tmp_path / "data" / NODE_ID / "outbox.sqlite"
+    code, out, err = run_until_state_then_sigterm(cfg, outbox)
     assert code == 0, err
     assert out == ""
-    assert json.loads(state.read_text())["boot_id"]  # the real clock: the kernel's boot id is recorded
-    code, out, err = run_until_state_then_sigterm(cfg, state)
+    assert json.loads(peek_state(outbox, STATE_KEY) or "{}")["boot_id"]  # the real clock: the boot id is recorded
+    code, out, err = run_until_state_then_sigterm(cfg, outbox)
     assert code == 0, err
     assert "elevator state restored (monotonic" in err  # same boot: the monotonic clock went on
 
@@ -558,32 +425,3 @@ def test_run_command_without_usable_gpio_exits_1_naming_the_problem(tmp_path: Pa
     )
     assert result.returncode == 1, result.stderr
     assert "cannot start the elevator node" in result.stderr
-
-
-def test_a_flapping_input_does_not_write_the_state_on_every_edge(
-    mock_factory: Any, tmp_path: Path, harnesses: list[Harness], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import elevator_node.node as node_module
-
-    writes: list[Path] = []
-    real_write = node_module.write_atomic
-
-    def counting_write(path: Path, text: str) -> None:
-        writes.append(path)
-        real_write(path, text)
-
-    monkeypatch.setattr(node_module, "write_atomic", counting_write)
-    clock = ManualClock(wall=START_WALL)
-    h = Harness(node_config(tmp_path), clock)
-    harnesses.append(h)
-    car = lift(mock_factory, h)
-    h.node.step()
-    car.apply(door="closed", occupied=False, in_door_zone=True, moving=False)
-    h.run(2.0)
-    writes.clear()
-    for i in range(50):  # a loose door wire: 10 edges a second for 5 s, each one a gpiozero callback
-        clock.advance(0.1)
-        car.apply(door="open" if i % 2 == 0 else "closed")
-    faults = [e for e in h.alert_events() if e.kind == "sensor_fault"]
-    assert [(e.state, e.payload["key"]) for e in faults] == [("raised", "door:flapping")]
-    assert 3 <= len(writes) <= 8  # about one a second, plus the forced save when the fault was raised

@@ -221,6 +221,7 @@ def test_the_lift_detects_and_speaks_on_a_full_or_read_only_disk(
             clock.advance(0.5)
             node.step()
         assert node.runtime.outbox.depth()["alert"] == 1  # raised, held in memory
+        assert node.runtime.health()["selftest"]["state_saved"] is False  # the EN 81-28 self-test says so
         assert node.voice.speaker.wait_idle(30)
         health = node.voice.speaker.health()
         assert health["played"] >= 1 and health["failed"] == 0, health  # the car spoke to the passenger

@@ -37,8 +37,8 @@ def recorded(h: Harness) -> list[Event]:
         made.append(put(event, **kw))
         return made[-1]
 
-    def many(events: Any) -> list[Event]:
-        stored = put_many(events)
+    def many(events: Any, **kw: Any) -> list[Event]:
+        stored = put_many(events, **kw)
         made.extend(stored)
         return stored
 

@@ -241,37 +241,6 @@ def test_silent_resident_raises_inactivity_at_the_central_with_a_chime(
     assert totals == sorted(totals) and totals[-1] == bus.litres[1]
 
 
-def test_restart_in_the_middle_of_an_incident_keeps_the_same_alert(
-    registered: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    bus = TableBus()
-    bus.add(1, "u32_le_litres", 5000.0)
-    config = node_config(tmp_path, registered.url, ONE_METER)
-    clock = ManualClock(wall=START_WALL)
-    first = Harness(config, bus, clock)
-    first.run(9 * 3600)  # silent from the start: inactivity raised at 8 h
-    first.sync()
-    first.close()
-    assert (tmp_path / "data" / NODE_ID / STATE_FILE).is_file()
-    raised = registered.events(NODE_ID, kind="inactivity")
-    assert [e["state"] for e in raised] == ["raised"]
-
-    second = Harness(config, bus, clock)  # the process restarted: same data dir, same clock
-    harnesses.append(second)
-    assert second.node.monitors["b12-301"].open_incidents()["inactivity"] == "warning"
-    second.run(4 * 3600)  # still silent: urgent is an update of the same alert, never a second alert
-    bus.litres[1] = 5010.0  # water again (two minutes of use): cleared
-    second.run(60)
-    bus.litres[1] = 5020.0
-    second.run(15 * 60)
-    second.sync()
-    events = registered.events(NODE_ID, kind="inactivity")
-    states = [e["state"] for e in events if not e["payload"].get("renotify")]
-    assert states[0] == "raised" and states[-1] == "cleared" and "raised" not in states[1:]
-    assert len({e["alert_id"] for e in events}) == 1
-    assert len([a for a in registered.alerts() if a["kind"] == "inactivity"]) == 1
-
-
 def test_a_gap_in_readings_is_neither_activity_nor_inactivity(
     registered: Any, tmp_path: Path, harnesses: list[Harness]
 ) -> None:

@@ -109,15 +109,16 @@ class Outbox:
             self._check_open()
             self._commit([], state)
 
-    def put_many(self, events: Iterable[Event]) -> list[Event]:
-        """Store a burst of events in one transaction; all of them are durable when this returns."""
+    def put_many(self, events: Iterable[Event], *, state: Mapping[str, str | None] | None = None) -> list[Event]:
+        """Store a burst of events in one transaction, with ``state`` as in ``put``; all of them are durable when
+        this returns."""
         batch = list(events)
         for event in batch:
             self._check_priority(event)
         with self._lock:
             self._check_open()
             stored = [e.with_seq(self._store.seq.take()) for e in batch]
-            self._commit(stored)
+            self._commit(stored, state)
         first = next((e for e in stored if e.priority != "reading"), stored[-1] if stored else None)
         if first is not None:
             self._notify(first)

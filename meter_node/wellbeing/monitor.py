@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import statefile
-from common.catalogue import SEVERITY_RANK, State
+from common.catalogue import SEVERITY_RANK, Severity, State
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit, morning_deadline_s
 from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
@@ -63,6 +63,10 @@ class WellbeingMonitor:
         self._fits: dict[bool, Thresholds | None] = {}
         self._usual: dict[int, float | None] = {}  # worked out once a day
         self._reason: str | None = None  # why findings clear now ("acknowledged", "away"), for the payload
+        # kinds open in the alert book that this monitor did not see raised (its state was lost): they clear
+        # only after a sign of life newer than the first one it saw (see adopt_open)
+        self._unseen: set[str] = set()
+        self._unseen_anchor: float | None = None
 
     # --------------------------------------------------------------------------------------------- inputs
     def update(self, now: datetime | float, total_litres: float | None) -> list[Detection]:
@@ -140,6 +144,17 @@ class WellbeingMonitor:
         """kind -> severity this monitor last reported (the alert book keeps the incidents themselves)."""
         return dict(self.data.reported)
 
+    def adopt_open(self, open_alerts: Mapping[str, Severity]) -> None:
+        """What the alert book holds open for this household (kind -> severity), taken at start: the book owns
+        the incidents, so a monitor whose saved state is older than the book, lost or damaged still escalates and
+        clears them.
+
+        An alert this monitor's state did not hold (it was saved before the raise, or lost) may stand for a
+        silence it cannot see whole: it is kept until a sign of life newer than the first one this monitor sees."""
+        unseen = set(open_alerts) - set(self.data.reported)
+        self.data.reported = {kind: open_alerts[kind] for kind in KINDS if kind in open_alerts}
+        self._unseen = unseen & set(self.data.reported)
+
     def state(self) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as plain JSON-ready data."""
         return statefile.dump(self.data, VERSION)
@@ -197,6 +212,17 @@ class WellbeingMonitor:
             )
         return out
 
+    def _life_since_adopted(self, kind: str) -> bool:
+        """False while ``kind`` was adopted without state and no new sign of life came since (``adopt_open``)."""
+        if kind not in self._unseen:
+            return True
+        if self._unseen_anchor is None:
+            self._unseen_anchor = self.data.anchor
+        if self.data.anchor <= self._unseen_anchor:
+            return False
+        self._unseen.discard(kind)
+        return True
+
     # -------------------------------------------------------------------------------------------- judging
     def _evaluate(self, t: float, reason: str | None = None) -> list[Detection]:
         s, tl = self.data, self.timeline
@@ -235,8 +261,10 @@ class WellbeingMonitor:
         out: list[Detection] = []
         for kind in KINDS:
             finding, held = found.get(kind), s.reported.get(kind)
+            if finding is not None:
+                self._unseen.discard(kind)  # this monitor sees the incident itself now
             if finding is None:
-                if held is not None:
+                if held is not None and self._life_since_adopted(kind):
                     del s.reported[kind]
                     cause = "use" if kind == "missed_morning" and s.day and s.day.first_use else None
                     body: dict[str, Any] = {"reason": self._reason or cause or _CLEARED_BY.get(kind, "ended")}
