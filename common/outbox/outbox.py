@@ -119,9 +119,8 @@ class Outbox:
             self._check_open()
             stored = [e.with_seq(self._store.seq.take()) for e in batch]
             self._commit(stored, state)
-        first = next((e for e in stored if e.priority != "reading"), stored[-1] if stored else None)
-        if first is not None:
-            self._notify(first)
+        for event in stored:  # as put does: a listener hears of every event
+            self._notify(event)
         return stored
 
     def _commit(self, events: list[Event], state: Mapping[str, str | None] | None = None) -> None:
