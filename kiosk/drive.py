@@ -69,24 +69,7 @@ def _run(args: argparse.Namespace, config: Any) -> int:
 
     home = tempfile.mkdtemp(prefix="kiosk-drive-")
     configure_kivy(config.role_config.screen, fullscreen=False, kivy_home=Path(home))
-    from kivy.base import EventLoop
-    from kivy.clock import Clock as KivyClock
-    from kivy.core.window import Window
-    from kivy.input.motionevent import MotionEvent
-
-    from kiosk.app import open_screen
-    from kiosk.png import write_png
-    from kiosk.snapshot import read_rgb
-
-    class Touch(MotionEvent):
-        def __init__(self, x: float, y: float) -> None:
-            w, h = Window.size
-            super().__init__("kiosk-drive", 1, {"x": x / (w - 1.0), "y": y / (h - 1.0)}, is_touch=True, type_id="touch")
-            self.profile = ["pos"]
-
-        def depack(self, values: dict[str, float]) -> None:
-            self.sx, self.sy = values["x"], values["y"]
-            super().depack(values)
+    from kiosk.app import open_screen  # Kivy only once it is configured
 
     clock = FastClock(args.speed) if args.soak_hours else None
     kiosk = config.role_config
@@ -98,119 +81,168 @@ def _run(args: argparse.Namespace, config: Any) -> int:
         return make_node(config, texts, silent=True, use_gpio=False, clock=clock)
 
     app, nodes = open_screen(config, texts, node)
-    result: dict[str, Any] = {"reached": False}
-    marks: dict[str, float] = {}
-    last_state = [""]
-    drain_until = [float("inf")]
+    driver = _Driver(args, app, nodes)
+    app.on_ready = driver.ready
+    try:
+        app.run()
+    finally:
+        for built in nodes:
+            built.close()
+    _done(app, nodes[0], driver.soaks, driver.reached)
+    return 0 if driver.reached or not args.until else 1
 
-    def on_flip(*_: Any) -> None:
-        now = time.perf_counter()
+
+class _Driver:
+    """What the driver does to the running app, on Kivy's clock: marks each frame, touches, taps, soaks, stops."""
+
+    def __init__(self, args: argparse.Namespace, app: KioskApp, nodes: list[KioskNode]) -> None:
+        self.args, self.app, self.nodes = args, app, nodes
+        self.reached = False
+        self.marks: dict[str, float] = {}
+        self.last_state = ""
+        self.drain_until = float("inf")
+        self.soaks: list[Soak] = []
+
+    def ready(self, _app: KioskApp) -> None:
+        from kivy.clock import Clock as KivyClock
+        from kivy.core.window import Window
+
+        args = self.args
+        Window.bind(on_flip=self.on_flip)
+        if args.escape:
+            self.escape()
+        if args.touch:
+            self.when_attached(lambda: KivyClock.schedule_once(self.touch, args.touch_after))
+        if args.soak_hours:
+            KivyClock.schedule_interval(self.soak_step, 0.05)
+            # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a
+            # soak also churns the label textures as much as hours of real countdowns would
+            KivyClock.schedule_interval(lambda _dt: self.app._update_status(), 0)
+        else:
+            KivyClock.schedule_once(lambda _dt: self.app.stop(), args.timeout)
+
+    def mark(self, name: str, now: float, **fields: Any) -> None:
+        self.marks[name] = now
+        emit(name, **fields)
+
+    def on_flip(self, *_: Any) -> None:
+        from kivy.clock import Clock as KivyClock
+
+        now, app, marks = time.perf_counter(), self.app, self.marks
+        state = app.view.state
+        touched = marks.get("touched")
         if "idle_drawn" not in marks:
-            marks["idle_drawn"] = now
-            emit("idle_drawn", since_start_s=time.time() - START_WALL, cpu_s=time.process_time())
-        if "touched" in marks and "feedback_drawn" not in marks and app.view.state != "idle":
-            marks["feedback_drawn"] = now
-            emit("feedback_drawn", latency_s=now - marks["touched"], state=app.view.state)
-        if "touched" in marks and "buttons_shown" not in marks and app.view.state != "idle" and app.buttons_shown():
-            marks["buttons_shown"] = now
-            emit("buttons_shown", since_touch_s=now - marks["touched"], state=app.view.state)
-        if app.view.state != last_state[0]:
-            last_state[0] = app.view.state
-            emit("state", state=app.view.state, view_ride=app.view.ride_id)
-            if app.view.ride_id and "ride_stored" not in marks and "touched" in marks:
-                marks["ride_stored"] = now
-                emit("ride_stored", since_touch_s=now - marks["touched"])
-        if args.until and app.view.state == args.until and not result["reached"]:
-            result["reached"] = True
-            drain_until[0] = time.monotonic() + 5.0
-            KivyClock.schedule_once(finish, 0.3)
+            self.mark("idle_drawn", now, since_start_s=time.time() - START_WALL, cpu_s=time.process_time())
+        if touched is not None and "feedback_drawn" not in marks and state != "idle":
+            self.mark("feedback_drawn", now, latency_s=now - touched, state=state)
+        if touched is not None and "buttons_shown" not in marks and state != "idle" and app.buttons_shown():
+            self.mark("buttons_shown", now, since_touch_s=now - touched, state=state)
+        if state != self.last_state:
+            self.last_state = state
+            emit("state", state=state, view_ride=app.view.ride_id)
+            if app.view.ride_id and "ride_stored" not in marks and touched is not None:
+                self.mark("ride_stored", now, since_touch_s=now - touched)
+        if self.args.until and state == self.args.until and not self.reached:
+            self.reached = True
+            self.drain_until = time.monotonic() + 5.0
+            KivyClock.schedule_once(self.finish, 0.3)
 
-    def touch(_dt: float) -> None:
-        marks["touched"] = time.perf_counter()
-        if args.tap_cancel_after:
+    def touch(self, _dt: float) -> None:
+        from kivy.clock import Clock as KivyClock
+
+        self.marks["touched"] = time.perf_counter()
+        if self.args.tap_cancel_after:
             # timed from this touch: timed from the start, a slow first frame put both taps before the press
             # reached the ride flow (the second one then landed on the idle screen)
-            KivyClock.schedule_once(tap_cancel, args.tap_cancel_after)
-        tap(app.call_button, "touched")
+            KivyClock.schedule_once(self.tap_cancel, self.args.tap_cancel_after)
+        self.tap(self.app.call_button, "touched")
 
-    def tap(widget: Any, event: str, **fields: Any) -> None:
+    def tap(self, widget: Any, event: str, **fields: Any) -> None:
+        from kivy.base import EventLoop
+
         x, y = widget.to_window(*widget.center)
-        emit(event, x=x, y=y, state=app.view.state, **fields)
-        t = Touch(x, y)
+        emit(event, x=x, y=y, state=self.app.view.state, **fields)
+        t = _touch(x, y)
         EventLoop.post_dispatch_input("begin", t)
         EventLoop.post_dispatch_input("end", t)
 
-    def tap_cancel(_dt: float) -> None:
+    def tap_cancel(self, _dt: float) -> None:
         # an anxious second tap where the cancel button will appear (it is not there yet)
-        app.screen.ids.primary_slot.do_layout()
-        tap(app.screen.ids.primary_slot, "second_tap", since_touch_s=time.perf_counter() - marks["touched"])
+        slot = self.app.screen.ids.primary_slot
+        slot.do_layout()
+        self.tap(slot, "second_tap", since_touch_s=time.perf_counter() - self.marks["touched"])
 
-    def finish(_dt: float) -> None:
-        waiting_buttons = "touched" in marks and "buttons_shown" not in marks  # the frame that shows them
-        if (waiting_buttons or not app.buttons_shown()) and time.monotonic() < drain_until[0]:
-            KivyClock.schedule_once(finish, 0.1)  # the picture with the buttons the resident will see
+    def finish(self, _dt: float) -> None:
+        from kivy.clock import Clock as KivyClock
+        from kivy.core.window import Window
+
+        from kiosk.png import write_png
+        from kiosk.snapshot import read_rgb
+
+        app, args = self.app, self.args
+        waiting_buttons = "touched" in self.marks and "buttons_shown" not in self.marks  # the frame that shows them
+        if (waiting_buttons or not app.buttons_shown()) and time.monotonic() < self.drain_until:
+            KivyClock.schedule_once(self.finish, 0.1)  # the picture with the buttons the resident will see
             return
-        if args.shot is not None and result["reached"]:
+        if args.shot is not None and self.reached:
             w, h = Window.size
             write_png(args.shot, w, h, read_rgb(w, h), bottom_up=True)
             args.shot = None
         # let the uploader send the ride's events before the node stops (they would wait in the outbox anyway)
-        waiting = nodes[0].runtime.outbox.depth() if nodes else {"state": 0, "alert": 0}
-        if (waiting["state"] or waiting["alert"]) and time.monotonic() < drain_until[0]:
-            KivyClock.schedule_once(finish, 0.1)
+        waiting = self.nodes[0].runtime.outbox.depth() if self.nodes else {"state": 0, "alert": 0}
+        if (waiting["state"] or waiting["alert"]) and time.monotonic() < self.drain_until:
+            KivyClock.schedule_once(self.finish, 0.1)
             return
         app.stop()
 
+    @staticmethod
     def escape() -> None:
-        # what a passer-by with a keyboard, or a window manager, might do: neither may end the kiosk
+        """What a passer-by with a keyboard, or a window manager, might do: neither may end the kiosk."""
+        from kivy.core.window import Window
+
         Window.dispatch("on_key_down", 27, 9, None, [])
         Window.dispatch("on_keyboard", 27, 9, None, [])
         Window.dispatch("on_key_up", 27, 9)
         Window.dispatch("on_request_close")
         emit("escaped", cursor_visible=bool(Window.show_cursor))
 
-    soaks: list[Soak] = []
-
-    def soak_step(_dt: float) -> None:
-        if not nodes:
+    def soak_step(self, _dt: float) -> None:
+        if not self.nodes:
             return
-        if not soaks:
-            soaks.append(Soak(nodes[0], args))
-        soak = soaks[0]
-        if app.view.state == "idle" and soak.due_ride():
-            touch(0)
+        if not self.soaks:
+            self.soaks.append(Soak(self.nodes[0], self.args))
+        soak = self.soaks[0]
+        if self.app.view.state == "idle" and soak.due_ride():
+            self.touch(0)
         if soak.step():
-            app.stop()
+            self.app.stop()
 
-    def when_attached(then: Any) -> None:
-        # the node is built behind the first frame (open_screen); a touch before it only waits in the app
-        if app.controller is None:
-            KivyClock.schedule_once(lambda _dt: when_attached(then), 0.05)
+    def when_attached(self, then: Any) -> None:
+        """Run ``then`` once the node is built behind the first frame (a touch before it only waits in the app)."""
+        from kivy.clock import Clock as KivyClock
+
+        if self.app.controller is None:
+            KivyClock.schedule_once(lambda _dt: self.when_attached(then), 0.05)
         else:
             then()
 
-    def ready(_app: KioskApp) -> None:
-        Window.bind(on_flip=on_flip)
-        if args.escape:
-            escape()
-        if args.touch:
-            when_attached(lambda: KivyClock.schedule_once(touch, args.touch_after))
-        if args.soak_hours:
-            KivyClock.schedule_interval(soak_step, 0.05)
-            # the countdown redraws once a real second; on the fast clock redraw it every frame instead, so a
-            # soak also churns the label textures as much as hours of real countdowns would
-            KivyClock.schedule_interval(lambda _dt: app._update_status(), 0)
-        else:
-            KivyClock.schedule_once(lambda _dt: app.stop(), args.timeout)
 
-    app.on_ready = ready
-    try:
-        app.run()
-    finally:
-        for built in nodes:
-            built.close()
-    _done(app, nodes[0], soaks, result["reached"])
-    return 0 if result["reached"] or not args.until else 1
+def _touch(x: float, y: float) -> Any:
+    """A synthetic finger at window pixel (x, y), through Kivy's own input path."""
+    from kivy.core.window import Window
+    from kivy.input.motionevent import MotionEvent
+
+    class Touch(MotionEvent):
+        def __init__(self) -> None:
+            w, h = Window.size
+            super().__init__("kiosk-drive", 1, {"x": x / (w - 1.0), "y": y / (h - 1.0)}, is_touch=True, type_id="touch")
+            self.profile = ["pos"]
+
+        def depack(self, values: dict[str, float]) -> None:
+            self.sx, self.sy = values["x"], values["y"]
+            super().depack(values)
+
+    return Touch()
 
 
 def _done(app: KioskApp, node: KioskNode, soaks: list[Soak], reached: bool) -> None:
