@@ -222,7 +222,6 @@ def _unit_actions(
 
 def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], list[str]]:
     """The actions of this install, and warnings for the technician."""
-    role = config.node.role
     user = args.user
     root = Path(args.root) if args.root else None
     staged = root is not None
@@ -233,7 +232,29 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
 
     warnings: list[str] = []
     actions: list[Action] = []
-    program = ROLE_PROGRAMS[role]
+    bin_dir = _bin_dir(args, config, staged, warnings)
+    groups = needed_groups(config) if staged else _groups_here(needed_groups(config), warnings)
+    ids = None if staged else service_user_ids(user)
+    if not staged and ids is None:
+        actions.append(_create_user(config, user))
+    actions += _file_actions(config, place, user, staged, ids)
+    token_file = Path(config.central.token_file).absolute()
+    if not token_file.exists():
+        warnings.append(f"no token at {token_file}: run provision register, or the node cannot upload")
+    unit_actions, units = _unit_actions(config, place, user, groups, bin_dir, args.watchdog_sec, warnings)
+    actions += unit_actions
+    if staged:
+        warnings.append("--root: systemctl, useradd and chown skipped; run provision install on the node itself")
+    elif not systemd_running():
+        warnings.append("systemd is not running here: unit written but not enabled or started")
+    else:
+        actions += _systemctl_actions(config.node.role, units, start=not args.no_start)
+    return actions, warnings
+
+
+def _bin_dir(args: argparse.Namespace, config: NodeConfig, staged: bool, warnings: list[str]) -> Path:
+    """Where the role's program is (checked), after refusing paths the hardened service could not see."""
+    program = ROLE_PROGRAMS[config.node.role]
     managed = update_units.managed(config)  # installed by the updater: run through ROOT/current
     default_bin = update_units.bin_dir(config) if managed else Path(sys.executable).parent
     bin_dir = Path(args.bin_dir) if args.bin_dir else default_bin
@@ -251,40 +272,44 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
             ["keep the config and token in /etc/changbai and data in /var/lib/changbai (the defaults)"],
         )
     warnings += [f"{line} (a real install refuses this)" for line in hidden]
-    groups = needed_groups(config)
-    if not staged:
-        present = []
-        for group in groups:
-            try:
-                grp.getgrnam(group)
-                present.append(group)
-            except KeyError:
-                warnings.append(f"group {group!r} does not exist here; left out of the unit (is this Raspberry Pi OS?)")
-        groups = present
-    ids = None if staged else service_user_ids(user)
-    if not staged and ids is None:
-        cmd = [
-            "useradd",
-            "--system",
-            "--user-group",
-            "--home-dir",
-            str(config.node.data_dir),
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--comment",
-            "Changbai node service",
-            user,
-        ]
+    return bin_dir
 
-        def create_user() -> None:
-            _run(cmd)
 
-        actions.append(
-            Action(f"create system user {user} (no login, no home, own group): {' '.join(cmd)}", create_user)
-        )
+def _groups_here(groups: list[str], warnings: list[str]) -> list[str]:
+    """The needed groups that exist on this machine; a warning for each that does not."""
+    present = []
+    for group in groups:
+        try:
+            grp.getgrnam(group)
+            present.append(group)
+        except KeyError:
+            warnings.append(f"group {group!r} does not exist here; left out of the unit (is this Raspberry Pi OS?)")
+    return present
 
-    # ids of a user created above are only known once it exists: look them up when the step runs
+
+def _create_user(config: NodeConfig, user: str) -> Action:
+    cmd = [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--home-dir",
+        str(config.node.data_dir),
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        "Changbai node service",
+        user,
+    ]
+    return Action(f"create system user {user} (no login, no home, own group): {' '.join(cmd)}", lambda: _run(cmd))
+
+
+def _file_actions(
+    config: NodeConfig, place: Callable[[Path], Path], user: str, staged: bool, ids: tuple[int, int] | None
+) -> list[Action]:
+    """/etc/changbai and the data folder made with their owners; the config and token set (or, staged, copied)."""
+
+    # ids of a user created by an earlier step are only known once it exists: look them up when the step runs
     def user_ids() -> tuple[int, int] | None:
         return None if staged else service_user_ids(user)
 
@@ -292,20 +317,15 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
         ids = user_ids()
         return (0, ids[1]) if ids else None
 
-    etc_dir = place(ETC_DIR)
-    actions.append(
+    etc_dir, data_dir = place(ETC_DIR), place(config.node.data_dir)
+    owner = _owner_text(ids, user, staged)
+    actions = [
         Action(
-            f"create {etc_dir} owner root:{_owner_text(ids, user, staged)} mode 0750",
+            f"create {etc_dir} owner root:{owner} mode 0750",
             lambda: _fix(etc_dir, 0o750, root_and_group(), mkdir=True)(),
-        )
-    )
-    data_dir = place(config.node.data_dir)
-    actions.append(
-        Action(
-            f"create {data_dir} owner {_owner_text(ids, user, staged)} mode 0750",
-            lambda: _fix(data_dir, 0o750, user_ids(), mkdir=True)(),
-        )
-    )
+        ),
+        Action(f"create {data_dir} owner {owner} mode 0750", lambda: _fix(data_dir, 0o750, user_ids(), mkdir=True)()),
+    ]
     config_file = config.path.absolute()
     token_file = Path(config.central.token_file).absolute()
     if staged:
@@ -318,35 +338,30 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
             actions.append(
                 Action(f"copy the token to {place(token_file)} mode 0600", _copy(token_file, place(token_file), 0o600))
             )
-    else:
+        return actions
+    actions.append(
+        Action(f"set {config_file} owner root:{user} mode 0640", lambda: _fix(config_file, 0o640, root_and_group())())
+    )
+    if token_file.exists():
         actions.append(
-            Action(
-                f"set {config_file} owner root:{user} mode 0640",
-                lambda: _fix(config_file, 0o640, root_and_group())(),
-            )
+            Action(f"set {token_file} owner {user} mode 0600", lambda: _fix(token_file, 0o600, user_ids())())
         )
-        if token_file.exists():
-            actions.append(
-                Action(f"set {token_file} owner {user} mode 0600", lambda: _fix(token_file, 0o600, user_ids())())
-            )
-    if not token_file.exists():
-        warnings.append(f"no token at {token_file}: run provision register, or the node cannot upload")
-    unit_actions, units = _unit_actions(config, place, user, groups, bin_dir, args.watchdog_sec, warnings)
-    actions += unit_actions
-    if staged:
-        warnings.append("--root: systemctl, useradd and chown skipped; run provision install on the node itself")
-    elif not systemd_running():
-        warnings.append("systemd is not running here: unit written but not enabled or started")
-    else:
-        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", *units]):
-            actions.append(Action(" ".join(cmd), functools.partial(_run, cmd)))
-        if not args.no_start:
-            cmd = ["systemctl", "restart", unit_name(role)]
-            actions.append(Action(" ".join(cmd) + " (waits for the node's READY)", lambda: _run(cmd)))
-            if len(units) > 1:
-                timer = ["systemctl", "start", "changbai-update.timer"]
-                actions.append(Action(" ".join(timer), functools.partial(_run, timer)))
-    return actions, warnings
+    return actions
+
+
+def _systemctl_actions(role: str, units: list[str], *, start: bool) -> list[Action]:
+    """Reload systemd, enable the units, and (unless ``start`` is false) restart the service and the update timer."""
+    actions = [
+        Action(" ".join(cmd), functools.partial(_run, cmd))
+        for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", *units])
+    ]
+    if start:
+        cmd = ["systemctl", "restart", unit_name(role)]
+        actions.append(Action(" ".join(cmd) + " (waits for the node's READY)", functools.partial(_run, cmd)))
+        if len(units) > 1:
+            timer = ["systemctl", "start", "changbai-update.timer"]
+            actions.append(Action(" ".join(timer), functools.partial(_run, timer)))
+    return actions
 
 
 def build_parser() -> argparse.ArgumentParser:
