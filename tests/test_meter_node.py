@@ -7,16 +7,13 @@ moves the clock on, so hours of a household's life take a fraction of a second.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.clock import FastClock, ManualClock
+from common.clock import ManualClock
 from common.config import ConfigError, NodeConfig, load_config, parse_config
 from common.service import NodeRuntime
 from hal.audio import Wav
@@ -24,7 +21,6 @@ from meter_node.cadence import ReadingCadence
 from meter_node.node import STATE_FILE, MeterBus, build_node
 from meter_node.profiles import load_profile
 from meter_node.voice import CHIME_TEXT
-from tests.conftest import eventually
 from tests.speech_helpers import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,241 +345,6 @@ def test_profile_state_file_is_replaced_atomically_and_bad_state_starts_fresh(
     data = json.loads(state.read_text())
     assert data["counters"]["b12-301"]["last_raw"] == 5000.0
     assert not state.with_name(STATE_FILE + ".tmp").exists()
-
-
-# ------------------------------------------------------------------------------------------ command line
-def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
-    bad = tmp_path / "node.toml"
-    bad.write_text((ROOT / "examples" / "meter.toml").read_text().replace("address = 2", "address = 300"))
-    done = subprocess.run(
-        [sys.executable, "-m", "meter_node", "run", "--config", str(bad)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "meter.meters[1].address = 300" in done.stderr and "out of range" in done.stderr
-
-
-def test_unknown_profile_in_config_is_named(tmp_path: Path) -> None:
-    bad = tmp_path / "node.toml"
-    bad.write_text((ROOT / "examples" / "meter.toml").read_text().replace('"pulse_u32_10l"', '"acme_9000"'))
-    with pytest.raises(ConfigError) as info:
-        load_config(bad)
-    assert "meters[1].profile = 'acme_9000': unknown profile" in str(info.value)
-
-
-def test_fast_clock_run_and_stop(registered: Any, tmp_path: Path) -> None:
-    """What the simulated community does: the node's own loop on a FastClock, stopped from another thread."""
-    bus = TableBus()
-    bus.add(1, "u32_le_litres", 5000.0)
-    clock = FastClock(speed=600.0, start_wall=START_WALL)
-    node = build_node(node_config(tmp_path, registered.url, ONE_METER), clock, bus=bus, speaker=Speaker())
-    thread = threading.Thread(target=node.run, daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: bus.reads >= 5, what="five reads of the bus")
-        eventually(lambda: registered.events(NODE_ID, kind="meter_reading"), what="a reading at the central")
-    finally:
-        node.stop()
-        thread.join(10.0)
-    assert not thread.is_alive()
-    # the node's own runtime (uploader thread included) delivered the first reading
-    assert registered.events(NODE_ID, kind="meter_reading")[0]["payload"]["total_litres"] == 5000.0
-
-
-# ------------------------------------------------------------------- the real serial path, every fault
-SERIAL_METERS = """
-[[meter.meters]]
-id = "b12-301"
-address = 1
-profile = "u32_le_litres"
-poll_interval_s = 60
-offline_after_s = 600
-household = { resident = "B12-301" }
-
-[[meter.meters]]
-id = "b12-302"
-address = 2
-profile = "tuf2000_long_real4"
-poll_interval_s = 60
-household = { resident = "B12-302" }
-
-[[meter.meters]]
-id = "b12-303"
-address = 3
-profile = "pulse_u32_10l"
-poll_interval_s = 60
-household = { resident = "B12-303" }
-"""
-
-
-def test_every_fault_class_on_the_serial_bus(
-    meter_bus: Any, registered: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    import dataclasses
-
-    from hal.modbus import ModbusBus
-    from hal.sim.meter import SimulatedMeter
-
-    sim = meter_bus.sim
-    flat = SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, 5000.0)
-    tuf = SimulatedMeter(sim, 2, load_profile("tuf2000_long_real4").register_writes, 123_456.5)
-    pulses = load_profile("pulse_u32_10l")
-    assert pulses.rollover_litres is not None
-    near_top = pulses.rollover_litres - 20.0  # two pulses below the counter's width
-    pulse = SimulatedMeter(sim, 3, pulses.register_writes, near_top)
-    bus = ModbusBus(dataclasses.replace(meter_bus.port, retries=0))  # each injected fault is one failed read
-    try:
-        h = Harness(node_config(tmp_path, registered.url, SERIAL_METERS), bus, ManualClock(wall=START_WALL))
-        harnesses.append(h)
-        h.run(60)
-        health = h.node.health()["meters"]
-        assert all(m["reads_ok"] == 1 and m["status"] == "ok" for m in health.values()), health
-
-        # each fault class is counted under its own name, and the read is a gap, not a total
-        expected = {
-            "silence": "no_response",
-            "bad_crc": "crc",
-            "exception": "slave_exception",
-            "garbage": "crc",
-            "short": "short_frame",
-            "wrong_slave": "wrong_responder",
-        }
-        for fault, counter in expected.items():
-            before = h.node.health()["meters"]["b12-301"][counter]
-            sim.inject(1, fault)
-            h.run(60)
-            assert h.node.health()["meters"]["b12-301"][counter] == before + 1, fault
-        assert h.node.health()["meters"]["b12-301"]["status"] == "degraded"
-        assert h.node.health()["meters"]["b12-302"]["status"] == "ok"  # the others never noticed
-
-        # rollover: the 10 L pulse counter passes its width; the total keeps counting, no reset
-        pulse.draw(40.0)
-        h.run(60)
-        # counter reset: the flat's meter is replaced and starts from 3 L
-        flat.set_total(3.0)
-        h.run(60)
-        # a phantom jump on the TUF meter, gone at the next read
-        tuf.set_total(900_000.0)
-        h.run(60)
-        tuf.set_total(123_457.0)
-        h.run(60)
-        # silence long enough: meter offline, then back
-        sim.set_present(1, False)
-        h.run(11 * 60)
-        sim.set_present(1, True)
-        flat.draw(1.0)
-        h.run(120)
-        h.sync()
-    finally:
-        bus.close()
-
-    def kinds(meter_id: str) -> list[tuple[str, str]]:
-        found = registered.events(NODE_ID)
-        return [(e["kind"], e["state"]) for e in found if e["payload"].get("meter_id") == meter_id]
-
-    assert ("meter_reset", "observed") in kinds("b12-301")
-    assert [k for k in kinds("b12-301") if k[0] == "meter_offline"] == [
-        ("meter_offline", "raised"),
-        ("meter_offline", "cleared"),
-    ]
-    assert ("meter_health", "observed") in kinds("b12-301")
-    assert ("implausible_reading", "observed") in kinds("b12-302")
-    assert not any(k[0] in ("meter_reset", "implausible_reading") for k in kinds("b12-303"))
-    health = h.node.health()["meters"]
-    assert health["b12-303"]["rollovers"] == 1 and health["b12-302"]["implausible"] == 1
-    assert health["b12-301"]["resets"] == 1
-
-    readings: dict[str, list[Any]] = {}
-    for e in registered.events(NODE_ID, kind="meter_reading"):
-        readings.setdefault(e["payload"]["meter_id"], []).append(e["payload"])
-    # the pulse meter's continuous total went past the register width; its raw value wrapped
-    assert readings["b12-303"][-1]["total_litres"] == near_top + 40.0
-    assert readings["b12-303"][-1]["raw_litres"] == 20.0
-    # the replaced meter's total carries on from where the old one stopped (+1 L used after)
-    assert readings["b12-301"][-1]["total_litres"] == 5001.0
-    assert readings["b12-301"][-1]["raw_litres"] == 4.0
-    # the phantom 900 m3 never became a reading
-    assert max(r["total_litres"] for r in readings["b12-302"]) < 124_000.0
-
-
-def test_missing_serial_adapter_is_an_offline_meter_not_a_crash(
-    registered: Any, tmp_path: Path, harnesses: list[Harness]
-) -> None:
-    """The USB adapter is not plugged in at start: the node runs, the meter goes offline (alert at the
-    central), and once the port appears the node opens it and reads again."""
-    from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
-    from hal.sim.serial_pair import SerialPair
-
-    pair_dir = tmp_path / "pair"
-    config = with_port(node_config(tmp_path, registered.url, ONE_METER), str(pair_dir / "node"))
-    h = Harness(config, None, ManualClock(wall=START_WALL))  # the node builds its bus on a port not there yet
-    harnesses.append(h)
-    h.run(11 * 60)
-    assert h.node.health()["meters"]["b12-301"]["port_error"] >= 1
-    assert h.node.health()["meters"]["b12-301"]["status"] == "offline"
-    with SerialPair(directory=pair_dir) as (_node_path, meter_path), SimulatedMeterBus(meter_path) as sim:
-        SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, 777.0)
-        h.run(60)
-        h.sync()
-        h.node.close()
-    assert h.node.health()["meters"]["b12-301"]["reads_ok"] >= 1
-    assert [e["state"] for e in registered.events(NODE_ID, kind="meter_offline")] == ["raised", "cleared"]
-    assert registered.events(NODE_ID, kind="meter_reading")[0]["payload"]["total_litres"] == 777.0
-
-
-def with_port(config: NodeConfig, port: str) -> NodeConfig:
-    import dataclasses
-
-    meter = config.role_config
-    serial = dataclasses.replace(meter.serial, port=port)
-    return dataclasses.replace(config, role_config=dataclasses.replace(meter, serial=serial))
-
-
-def test_replay_command_is_dispatched(tmp_path: Path) -> None:
-    """``meter-node replay`` runs meter_node.replay: JSON lines only on stdout; a bad row exits 2."""
-    from datetime import datetime, timedelta, timezone
-
-    start = datetime(2026, 1, 5, 6, 0, tzinfo=timezone(timedelta(hours=8)))
-    rows = ["time,total_litres"] + [
-        f"{(start + timedelta(minutes=10 * i)).isoformat()},{5000 + (3 * i if i < 3 else 9)}" for i in range(60)
-    ]
-    csv_file = tmp_path / "readings.csv"
-    csv_file.write_text("\n".join(rows) + "\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "meter_node", "replay", str(csv_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert ("inactivity", "raised") in [(e["kind"], e["state"]) for e in events]
-    csv_file.write_text(rows[0] + "\nyesterday,12\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "meter_node", "replay", str(csv_file)], cwd=ROOT, capture_output=True, text=True
-    )
-    assert bad.returncode == 2 and ":2" in bad.stderr and bad.stdout == ""
-
-
-def test_a_broken_site_profile_stops_the_config_naming_file_and_key(tmp_path: Path) -> None:
-    site_profiles = tmp_path / "profiles"
-    site_profiles.mkdir()
-    shipped = (ROOT / "meter_node" / "profiles" / "u32_le_litres.toml").read_text()
-    (site_profiles / "acme_9000.toml").write_text(shipped.replace('swap = "word_byte"', 'swap = "little"'))
-    text = (ROOT / "examples" / "meter.toml").read_text().replace('"pulse_u32_10l"', '"acme_9000"')
-    text = text.replace("[meter.serial]", f'[meter]\nprofile_dir = "{site_profiles}"\n\n[meter.serial]')
-    config_file = tmp_path / "node.toml"
-    config_file.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(config_file)
-    message = str(info.value)
-    assert str(site_profiles / "acme_9000.toml") in message and "swap = 'little'" in message
-    (site_profiles / "acme_9000.toml").write_text(shipped)
-    assert load_config(config_file).role_config.meters[1].profile == "acme_9000"
 
 
 def test_a_fault_in_one_households_rules_is_an_alert_and_spares_the_others(
