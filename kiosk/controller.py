@@ -14,40 +14,16 @@ from collections.abc import Callable
 from common.clock import Clock
 from common.speech.voice import Voice
 from common.spoken import Language
+from kiosk import ride_events as ev
 from kiosk.client import CentralRejectedError, CentralUnreachableError, RidesClient
 from kiosk.ride import RideMachine
-from kiosk.ride_events import (
-    Back,
-    Cancel,
-    CancelDone,
-    CancelRide,
-    CentralRejected,
-    CentralUnreachable,
-    ConfirmCancel,
-    Effect,
-    Help,
-    NetworkDown,
-    NetworkUp,
-    PollRide,
-    Press,
-    Probe,
-    RaiseAlert,
-    Report,
-    RideEvent,
-    RideReply,
-    RideView,
-    SendRequest,
-    Show,
-    Speak,
-    Tick,
-)
 from kiosk.texts import Texts
 
 log = logging.getLogger(__name__)
 
-ViewListener = Callable[[RideView], None]
-Recorder = Callable[[Report], None]
-AlertRaiser = Callable[[RaiseAlert], None]
+ViewListener = Callable[[ev.RideView], None]
+Recorder = Callable[[ev.Report], None]
+AlertRaiser = Callable[[ev.RaiseAlert], None]
 
 
 class KioskController:
@@ -75,7 +51,7 @@ class KioskController:
         self._raise_alert = raise_alert
         self._listeners: list[ViewListener] = []
         self._lock = threading.RLock()
-        self._work: queue.Queue[Effect | None] = queue.Queue()
+        self._work: queue.Queue[ev.Effect | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self.spoken: list[str] = []  # the last prompts, for health and tests (bounded)
         self.counts = {"presses": 0, "requests": 0, "polls": 0, "cancels": 0, "network_errors": 0}
@@ -87,27 +63,27 @@ class KioskController:
 
     def press(self, source: str = "screen") -> None:
         self.counts["presses"] += 1
-        self.handle(Press(source))
+        self.handle(ev.Press(source))
 
     def cancel(self, source: str = "screen") -> None:
-        self.handle(Cancel(source))
+        self.handle(ev.Cancel(source))
 
     def confirm_cancel(self, source: str = "screen") -> None:
-        self.handle(ConfirmCancel(source))
+        self.handle(ev.ConfirmCancel(source))
 
     def back(self, source: str = "screen") -> None:
-        self.handle(Back(source))
+        self.handle(ev.Back(source))
 
     def help(self, source: str = "screen") -> None:
-        self.handle(Help(source))
+        self.handle(ev.Help(source))
 
     def tick(self) -> None:
-        self.handle(Tick())
+        self.handle(ev.Tick())
 
     def network_down(self, reason: str = "") -> None:
-        self.handle(NetworkDown(reason))
+        self.handle(ev.NetworkDown(reason))
 
-    def handle(self, event: RideEvent) -> None:
+    def handle(self, event: ev.RideEvent) -> None:
         with self._lock:
             effects = self.machine.handle(self.clock.monotonic(), event)
             self._apply(effects)
@@ -117,7 +93,7 @@ class KioskController:
         with self._lock:
             self._apply(self.machine.resume(self.clock.monotonic(), request_id, ride_id))
 
-    def view(self) -> RideView:
+    def view(self) -> ev.RideView:
         with self._lock:
             return self.machine.view()
 
@@ -126,26 +102,26 @@ class KioskController:
         return self.machine.shown
 
     # ---------------------------------------------------------------------------------------- effects
-    def _apply(self, effects: list[Effect]) -> None:
+    def _apply(self, effects: list[ev.Effect]) -> None:
         # an alert is stored before anything else is done about it; then what the resident sees and hears;
         # the outbox and the network after
         for effect in effects:
-            if isinstance(effect, RaiseAlert) and self._raise_alert is not None:
+            if isinstance(effect, ev.RaiseAlert) and self._raise_alert is not None:
                 self._raise_alert(effect)
         for effect in effects:
-            if isinstance(effect, Show):
+            if isinstance(effect, ev.Show):
                 for listener in self._listeners:
                     listener(effect.view)
         for effect in effects:
-            if isinstance(effect, Speak):
+            if isinstance(effect, ev.Speak):
                 self._speak(effect)
         for effect in effects:
-            if isinstance(effect, Report):
+            if isinstance(effect, ev.Report):
                 self._report(effect)
-            elif isinstance(effect, SendRequest | PollRide | CancelRide | Probe):
+            elif isinstance(effect, ev.SendRequest | ev.PollRide | ev.CancelRide | ev.Probe):
                 self._work.put(effect)
 
-    def _speak(self, effect: Speak) -> None:
+    def _speak(self, effect: ev.Speak) -> None:
         try:
             prompt = self.texts.prompt(effect.key, self.voice_language)
             fields = self.texts.voice_fields(effect.params, self.voice_language)
@@ -158,7 +134,7 @@ class KioskController:
         if self.voice is not None:
             self.voice.say(prompt, fields)  # the prompt pack's recording when it has one, else espeak-ng
 
-    def _report(self, report: Report) -> None:
+    def _report(self, report: ev.Report) -> None:
         if self._record is None:
             return
         try:
@@ -188,34 +164,34 @@ class KioskController:
             if event is not None:
                 self.handle(event)
 
-    def _call(self, effect: Effect) -> RideEvent | None:
+    def _call(self, effect: ev.Effect) -> ev.RideEvent | None:
         """One rides API call on the worker thread -> the event that reports its outcome."""
         about = getattr(effect, "request_id", None)
         try:
-            if isinstance(effect, SendRequest):
+            if isinstance(effect, ev.SendRequest):
                 self.counts["requests"] += 1
                 st = self.rides.request(effect.request_id)
-                return RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
-            if isinstance(effect, PollRide):
+                return ev.RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
+            if isinstance(effect, ev.PollRide):
                 self.counts["polls"] += 1
                 st = self.rides.status(effect.ride_id)
-                return RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
-            if isinstance(effect, CancelRide):
+                return ev.RideReply(effect.request_id, st.ride_id, st.status, st.car, st.eta_s)
+            if isinstance(effect, ev.CancelRide):
                 self.counts["cancels"] += 1
                 ride_id = effect.ride_id
                 if ride_id is None:
                     # the order's answer never came: the same request id names the same ride (or makes it)
                     ride_id = self.rides.request(effect.request_id).ride_id
                 self.rides.cancel(ride_id)
-                return CancelDone(effect.request_id)
-            if isinstance(effect, Probe):
+                return ev.CancelDone(effect.request_id)
+            if isinstance(effect, ev.Probe):
                 self.rides.probe()
-                return NetworkUp()
+                return ev.NetworkUp()
         except CentralUnreachableError as exc:
             self.counts["network_errors"] += 1
             log.warning("central unreachable (%s): %s", type(effect).__name__, exc)
-            return CentralUnreachable(about, str(exc))
+            return ev.CentralUnreachable(about, str(exc))
         except CentralRejectedError as exc:
             log.error("central refused %s: HTTP %s %s", type(effect).__name__, exc.http_status, exc.reason)
-            return CentralRejected(about, exc.http_status, exc.reason)
+            return ev.CentralRejected(about, exc.http_status, exc.reason)
         return None

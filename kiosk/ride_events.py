@@ -32,38 +32,30 @@ CLOSED_BY_CENTRAL: dict[str, RideState] = {"arrived": "arrived", "no_car": "no_c
 
 # ------------------------------------------------------------------------------------------------- events
 @dataclass(frozen=True)
-class Press:
+class Button:
+    """A button the resident pressed; ``source`` says which input ("screen", "button", ...)."""
+
+    source: str = "screen"
+
+
+class Press(Button):
     """The call button (screen or arcade button)."""
 
-    source: str = "screen"
 
-
-@dataclass(frozen=True)
-class Cancel:
+class Cancel(Button):
     """The cancel button (after a driver accepted it only asks: confirm_cancel)."""
 
-    source: str = "screen"
 
-
-@dataclass(frozen=True)
-class ConfirmCancel:
+class ConfirmCancel(Button):
     """The "yes, cancel" button of confirm_cancel."""
 
-    source: str = "screen"
 
-
-@dataclass(frozen=True)
-class Back:
+class Back(Button):
     """Back, keep the ride, or close: leaves an overlay, or a result screen for idle."""
 
-    source: str = "screen"
 
-
-@dataclass(frozen=True)
-class Help:
+class Help(Button):
     """The help button on the screen, or the arcade button held down: tell the property desk."""
-
-    source: str = "screen"
 
 
 @dataclass(frozen=True)
