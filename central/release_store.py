@@ -283,23 +283,24 @@ class ReleaseStore:
 
     def outcomes(self, rollout: int) -> dict[str, str]:
         """node id -> its latest reported state for this rollout."""
-        with self.db.read() as tx:
-            rows = tx.all(
-                "SELECT node_id, state FROM update_reports WHERE row IN"
-                " (SELECT MAX(row) FROM update_reports WHERE rollout = ? GROUP BY node_id)",
-                (rollout,),
-            )
-        return {r["node_id"]: r["state"] for r in rows}
+        return self._by_node(
+            "SELECT node_id, state AS value FROM update_reports WHERE row IN"
+            " (SELECT MAX(row) FROM update_reports WHERE rollout = ? GROUP BY node_id)",
+            (rollout,),
+        )
 
     def channels(self, role: str) -> dict[str, str]:
         """node id -> channel of every registered node of ``role`` (stable until a node says otherwise)."""
+        return self._by_node(
+            "SELECT n.node_id, COALESCE(u.channel, 'stable') AS value FROM nodes n"
+            " LEFT JOIN node_updates u ON u.node_id = n.node_id WHERE n.role = ?",
+            (role,),
+        )
+
+    def _by_node(self, sql: str, params: tuple[Any, ...]) -> dict[str, str]:
+        """node id -> ``value`` of each row ``sql`` selects."""
         with self.db.read() as tx:
-            rows = tx.all(
-                "SELECT n.node_id, COALESCE(u.channel, 'stable') AS channel FROM nodes n"
-                " LEFT JOIN node_updates u ON u.node_id = n.node_id WHERE n.role = ?",
-                (role,),
-            )
-        return {r["node_id"]: r["channel"] for r in rows}
+            return {r["node_id"]: r["value"] for r in tx.all(sql, params)}
 
     def node_states(self) -> list[dict[str, Any]]:
         """Every node with its version (last heartbeat), channel and update state."""

@@ -27,7 +27,7 @@ from hal.audio import Speaker
 from hal.modbus import ModbusBus
 from meter_node.cadence import ReadingCadence
 from meter_node.config import MeterConfig, MeterEntry
-from meter_node.reader import MeterRead, MeterReader, RegisterBus
+from meter_node.reader import MeterRead, MeterReader, RegisterBus, meter_detection
 from meter_node.voice import prompts
 from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
 
@@ -297,22 +297,14 @@ class MeterNode:
             if meter.id not in self._faulted:  # the traceback once per fault, not once per poll
                 log.exception("meter %s: wellbeing rules failed", meter.id)
                 self._faulted.add(meter.id)
+                error = f"{type(exc).__name__}: {exc}"[:500]
                 self._emit_technical(
-                    Detection(
-                        kind="wellbeing_fault",
-                        state="raised",
-                        at=wall,
-                        severity="warning",
-                        key=meter.id,
-                        payload={"meter_id": meter.id, "error": f"{type(exc).__name__}: {exc}"[:500]},
-                    )
+                    meter_detection(meter.id, "wellbeing_fault", "raised", wall, "warning", error=error)
                 )
             return []
         if meter.id in self._faulted:
             self._faulted.discard(meter.id)
-            self._emit_technical(
-                Detection("wellbeing_fault", "cleared", wall, "info", {"meter_id": meter.id}, key=meter.id)
-            )
+            self._emit_technical(meter_detection(meter.id, "wellbeing_fault", "cleared", wall, "info"))
         return detections
 
     def _reading_event(self, meter: MeterEntry, read: MeterRead, wall: float, *, first: bool) -> Event:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from common.catalogue import Severity, State
 from common.clock import Clock, SystemClock
 from common.events import Detection
 from hal.modbus import (
@@ -154,13 +155,15 @@ class CounterSanity:
         carried = self.total or 0.0
         self.offset = carried - raw  # the continuous total carries on from the new raw value
         self._accept(at, raw)
-        return Detection(
-            kind="meter_reset",
-            state="observed",
-            at=at,
-            severity="warning",
-            key=self.meter_id,
-            payload={"meter_id": self.meter_id, "reason": reason, "previous_litres": previous, "new_litres": raw},
+        return meter_detection(
+            self.meter_id,
+            "meter_reset",
+            "observed",
+            at,
+            "warning",
+            reason=reason,
+            previous_litres=previous,
+            new_litres=raw,
         )
 
     def _implausible(
@@ -176,20 +179,17 @@ class CounterSanity:
         if self._last_event_at is not None and at - self._last_event_at < self.event_every_s:
             self._suppressed += 1
             return None, "implausible", []
-        event = Detection(
-            kind="implausible_reading",
-            state="observed",
-            at=at,
-            severity="info",
-            key=self.meter_id,
-            payload={
-                "meter_id": self.meter_id,
-                "previous_litres": self.last_raw,
-                "reading_litres": raw,
-                "elapsed_s": round(elapsed, 3),
-                "allowed_litres": round(allowed, 3),
-                "suppressed_since_last": self._suppressed,
-            },
+        event = meter_detection(
+            self.meter_id,
+            "implausible_reading",
+            "observed",
+            at,
+            "info",
+            previous_litres=self.last_raw,
+            reading_litres=raw,
+            elapsed_s=round(elapsed, 3),
+            allowed_litres=round(allowed, 3),
+            suppressed_since_last=self._suppressed,
         )
         self._last_event_at, self._suppressed = at, 0
         return None, "implausible", [event]
@@ -259,39 +259,22 @@ class MeterHealth:
             return []
         previous, self.status = self.status, status
         events = [
-            Detection(
-                kind="meter_health",
-                state="observed",
-                at=at,
-                severity="info",
-                key=self.meter_id,
-                payload={"meter_id": self.meter_id, "status": status, "previous": previous, **self.counters},
+            meter_detection(
+                self.meter_id, "meter_health", "observed", at, "info", status=status, previous=previous, **self.counters
             )
         ]
         if status == "offline":
             self._offline_since = since
+            silent_s = round(at - since, 1)
+            errors = self._error_counts()
             events.append(
-                Detection(
-                    kind="meter_offline",
-                    state="raised",
-                    at=at,
-                    severity="warning",
-                    key=self.meter_id,
-                    payload={"meter_id": self.meter_id, "silent_s": round(at - since, 1), **self._error_counts()},
-                )
+                meter_detection(self.meter_id, "meter_offline", "raised", at, "warning", silent_s=silent_s, **errors)
             )
         elif previous == "offline":
             down = 0.0 if self._offline_since is None else at - self._offline_since
             self._offline_since = None
             events.append(
-                Detection(
-                    kind="meter_offline",
-                    state="cleared",
-                    at=at,
-                    severity="info",
-                    key=self.meter_id,
-                    payload={"meter_id": self.meter_id, "silent_s": round(down, 1)},
-                )
+                meter_detection(self.meter_id, "meter_offline", "cleared", at, "info", silent_s=round(down, 1))
             )
         return events
 
@@ -448,3 +431,9 @@ class MeterReader:
         for mid, meter_state in state.items():
             if mid in self._meters and isinstance(meter_state, Mapping):
                 self._meters[mid].sanity.restore(meter_state)
+
+
+def meter_detection(meter_id: str, kind: str, state: State, at: float, severity: Severity, **payload: Any) -> Detection:
+    """A detection about one meter (technical: health, offline, reset, a fault): keyed by the meter, whose id leads
+    the payload."""
+    return Detection(kind, state, at, severity, {"meter_id": meter_id, **payload}, key=meter_id)
