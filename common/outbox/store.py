@@ -171,14 +171,7 @@ class Store:
 
     def note(self, kind: str, severity: Severity, payload: Mapping[str, Any]) -> Event:
         """A technical event of the outbox itself, numbered."""
-        event = make_event(
-            self.node_id,
-            kind,
-            clock=self.clock,
-            severity=severity,
-            priority="state",
-            payload=payload,
-        )
+        event = make_event(self.node_id, kind, clock=self.clock, severity=severity, priority="state", payload=payload)
         return event.with_seq(self.seq.take())
 
     def _recover(self, exc: BaseException) -> QueueDb | None:
