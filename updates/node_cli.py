@@ -135,12 +135,9 @@ def main(argv: list[str] | None = None, prog: str = "changbai-update") -> int:
     updater = Updater(config, say=lambda text: print(text, flush=True), on_step=None)
     try:
         return run(args, updater)
-    except UpdateBusy as exc:
+    except (UpdateBusy, CentralUnavailable) as exc:
         print(f"{prog} {args.command}: {exc}", file=sys.stderr)
-        return EXIT_BUSY
-    except CentralUnavailable as exc:
-        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
-        return EXIT_CENTRAL
+        return EXIT_BUSY if isinstance(exc, UpdateBusy) else EXIT_CENTRAL
     except ReleaseError as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
