@@ -77,6 +77,9 @@ class SqliteTx:
         return True
 
 
+WAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
+
+
 class SqliteDatabase:
     """One SQLite file (created mode 0600: it holds token hashes and residents' contacts)."""
 
@@ -102,6 +105,8 @@ class SqliteDatabase:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 # acknowledged events must survive a power cut: the node deletes them once acknowledged
                 self._conn.execute("PRAGMA synchronous=FULL")
+                # a day's deletes make the WAL large once; without a limit it keeps that size for good
+                self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
