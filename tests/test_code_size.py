@@ -13,9 +13,8 @@ FOLDERS_ALL = (*FOLDERS, "bench", "tests")
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # still over, to be split by their owners: file -> lines, or "file:function" -> lines, as measured when listed
-KNOWN_OVER: dict[str, int] = {
-    "tests/test_wellbeing.py": 703,
-}
+# (empty since 2026-12-05: every file and function is within the limits; keep it so)
+KNOWN_OVER: dict[str, int] = {}
 
 
 def measure() -> dict[str, int]:
