@@ -27,9 +27,12 @@ from central.errors import error_bytes
 log = logging.getLogger("central")
 
 FD_HEADROOM = 64  # descriptors kept free for the database, logs and the listening socket
-# asyncio accepts up to the listen backlog in one go before any connection_made() runs: those descriptors must
-# exist too, or accept() fails with EMFILE
-BACKLOG = 128
+# the listen queue: a thousand nodes connecting at once (after a restart of the central or the network) overflowed
+# a queue of 128 (the kernel's ListenOverflows rose by 312 in one such start, and 65 uploads got a connection reset);
+# asyncio accepts up to the backlog in one go before any connection_made() runs: those descriptors must exist too,
+# or accept() fails with EMFILE, so a small open-file limit gets a smaller queue (listen_backlog)
+BACKLOG = 1024
+MIN_BACKLOG = 128
 OVERLOAD_RETRY_S = 5
 
 
@@ -138,8 +141,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
 
 
-def raise_fd_limit(max_connections: int) -> int:
-    """Raise this process's open-file limit to its hard limit; returns the connection cap it allows."""
+def raise_fd_limit(max_connections: int) -> tuple[int, int]:
+    """Raise this process's open-file limit to its hard limit; returns the connection cap it allows and the listen
+    backlog (``listen_backlog``)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -148,10 +152,19 @@ def raise_fd_limit(max_connections: int) -> int:
             soft = target
         except (ValueError, OSError):
             pass
-    allowed = max(10, soft - FD_HEADROOM - BACKLOG) if soft != resource.RLIM_INFINITY else max_connections
+    if soft == resource.RLIM_INFINITY:
+        return max_connections, BACKLOG
+    backlog = listen_backlog(soft)
+    allowed = max(10, soft - FD_HEADROOM - backlog)
     if allowed < max_connections:
         log.warning("open-file limit %d allows %d connections, not %d", soft, allowed, max_connections)
-    return min(max_connections, allowed)
+    return min(max_connections, allowed), backlog
+
+
+def listen_backlog(open_files: int) -> int:
+    """The listen queue for an open-file limit: BACKLOG, but at most a quarter of the descriptors (at least
+    MIN_BACKLOG), so that connections keep the most of them."""
+    return max(MIN_BACKLOG, min(BACKLOG, (open_files - FD_HEADROOM) // 4))
 
 
 class ThrottledAcceptLog:

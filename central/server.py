@@ -19,7 +19,7 @@ import uvicorn
 
 from central.app import close_app, create_app
 from central.config import CentralConfig, ServerSection
-from central.guard import BACKLOG, ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
+from central.guard import ConnectionLimits, ThrottledAcceptLog, guarded_protocol, raise_fd_limit
 from common.clock import Clock
 
 
@@ -33,11 +33,12 @@ class _Uvicorn(uvicorn.Server):
 
 def make_server(app: Any, server: ServerSection, **options: Any) -> uvicorn.Server:
     """uvicorn serving ``app`` under the [server] limits: head, body and idle timeouts, the connection cap."""
-    limits = ConnectionLimits(server.header_timeout_s, raise_fd_limit(server.max_connections))
+    cap, backlog = raise_fd_limit(server.max_connections)
+    limits = ConnectionLimits(server.header_timeout_s, cap)
     config = uvicorn.Config(
         app,
         http=guarded_protocol(limits),
-        backlog=BACKLOG,
+        backlog=backlog,
         timeout_keep_alive=max(1, round(server.idle_timeout_s)),
         timeout_graceful_shutdown=options.pop("timeout_graceful_shutdown", 5),
         **options,

@@ -5,14 +5,19 @@ clients, and every event it acknowledged is stored once."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import eventually
 from tests.fixtures.central import wire_event
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LIFT = "cbxc-b7-u2-lift1"
 LIMITS = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "max_connections": 50, "max_buffered_bytes": 1_048_576}
@@ -137,3 +142,19 @@ def test_unfinished_bodies_are_bounded_in_memory_with_503(make_central, sockets)
     eventually(lambda: budget.held == 0)
     event = wire_event(LIFT, 1)
     assert central.post_events(token, [event]).json()["accepted"] == [event["id"]]
+
+
+@pytest.mark.parametrize(("open_files", "cap", "backlog"), [(20_000, 1000, 1024), (1024, 720, 240), (300, 108, 128)])
+def test_the_listen_queue_holds_a_thousand_nodes_connecting_at_once_when_descriptors_allow(
+    open_files: int, cap: int, backlog: int
+) -> None:
+    """A queue of 128 overflowed when 1,000 nodes connected at once (the kernel's ListenOverflows rose, uploads got
+    connection resets); the queue is now 1,024, smaller only where the open-file limit is small. Run in a child
+    process whose open-file limit is set first (a limit once lowered cannot be raised back)."""
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[1])));"
+        "from central.guard import raise_fd_limit; print(*raise_fd_limit(1000))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(open_files)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(cap), str(backlog)]
