@@ -198,6 +198,11 @@ class NodeRuntime:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def closed(self) -> bool:
+        """True once ``stop`` closed the outbox: nothing more can be stored."""
+        return self._closed
+
     def stop(self) -> None:
         """Stop the uploader, commit waiting readings, close the outbox. Idempotent."""
         self._stop.set()
@@ -208,9 +213,11 @@ class NodeRuntime:
         self.outbox.close()
 
     # ------------------------------------------------------------------------------------------ run loop
-    def run(self, tick: Callable[[float], None], interval_s: float) -> None:
+    def run(
+        self, tick: Callable[[float], None], interval_s: float, before_stop: Callable[[], None] | None = None
+    ) -> None:
         """The node's main loop: ``tick(monotonic now)`` every ``interval_s``, until SIGTERM/SIGINT or
-        ``request_stop()``; then a graceful stop."""
+        ``request_stop()``; then ``before_stop()`` (the node's last save into the outbox) and a graceful stop."""
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         previous = self._install_signals()
@@ -247,7 +254,11 @@ class NodeRuntime:
         finally:
             systemd_notify("STOPPING=1")
             log.info("node %s stopping", self.node_id)
-            self.stop()
+            try:
+                if before_stop is not None:
+                    before_stop()
+            finally:
+                self.stop()
             self._restore_signals(previous)
 
     def run_tick(self, tick: Callable[[float], None], now: float) -> bool:

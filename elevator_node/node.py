@@ -375,7 +375,7 @@ class ElevatorNode:
         pins freed."""
         self._start_thread(housekeeping=False)
         try:
-            self.runtime.run(self.tick, self.section.tick_s)
+            self.runtime.run(self.tick, self.section.tick_s, before_stop=self._save_last)
         finally:
             self._stop_thread()
             self.close()
@@ -428,11 +428,16 @@ class ElevatorNode:
                 log.warning("closing a GPIO device failed: %s: %s", type(exc).__name__, exc)
         self._devices = {}
 
+    def _save_last(self) -> None:
+        """The state's last save, while the outbox is still open (``run``: before the runtime stops)."""
+        with self._lock:
+            if self._devices and not self.runtime.closed:
+                self._persist(self.clock.monotonic(), force=True)
+
     def close(self) -> None:
         """Save state, free the pins, close the voice and stop the runtime. Idempotent."""
+        self._save_last()
         with self._lock:
-            if self._devices:
-                self._persist(self.clock.monotonic(), force=True)
             self._close_devices()
         self._release()
 

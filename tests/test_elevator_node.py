@@ -344,6 +344,7 @@ def test_run_command_starts_on_mock_pins_stops_on_sigterm_and_restarts_on_the_sa
     code, out, err = run_until_state_then_sigterm(cfg, outbox)
     assert code == 0, err
     assert "elevator state restored (monotonic" in err  # same boot: the monotonic clock went on
+    assert "cannot save" not in err  # the last save on SIGTERM went into the outbox before it closed
 
 
 def test_run_command_with_a_bad_config_exits_2(tmp_path: Path) -> None:
