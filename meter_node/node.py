@@ -93,7 +93,8 @@ class MeterNode:
         self.state_save_errors = 0
         self._load_state()
         for meter_id, monitor in self.monitors.items():  # what is open is the alert book's, not the state file's
-            monitor.adopt_open({a.kind: a.severity for a in runtime.alerts.open_alerts() if a.key == meter_id})
+            book = runtime.alerts.open_alerts()
+            monitor.adopt_open({a.kind: (a.severity, a.raised_wall) for a in book if a.key == meter_id})
         self._next_save = clock.monotonic() + section.state_save_s
         self._dirty = False
         # (meter id, what, wall time) from gpiozero's threads: "ok", "out" (away button) or "door"

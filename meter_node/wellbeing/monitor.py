@@ -144,16 +144,22 @@ class WellbeingMonitor:
         """kind -> severity this monitor last reported (the alert book keeps the incidents themselves)."""
         return dict(self.data.reported)
 
-    def adopt_open(self, open_alerts: Mapping[str, Severity]) -> None:
-        """What the alert book holds open for this household (kind -> severity), taken at start: the book owns
-        the incidents, so a monitor whose saved state is older than the book, lost or damaged still escalates and
-        clears them.
+    def adopt_open(self, open_alerts: Mapping[str, tuple[Severity, float]]) -> None:
+        """What the alert book holds open for this household (kind -> (severity, wall time raised)), taken at
+        start: the book owns the incidents, so a monitor whose saved state is older than the book, lost or damaged
+        still escalates and clears them.
 
-        An alert this monitor's state did not hold (it was saved before the raise, or lost) may stand for a
+        An alert this monitor's state did not hold (saved before the raise, or lost), or a person alert raised
+        before the monitor's last sign of life (its watching began after the silence did), may stand for a
         silence it cannot see whole: it is kept until a sign of life newer than the first one this monitor sees."""
-        unseen = set(open_alerts) - set(self.data.reported)
-        self.data.reported = {kind: open_alerts[kind] for kind in KINDS if kind in open_alerts}
-        self._unseen = unseen & set(self.data.reported)
+        s = self.data
+        unseen = {
+            kind
+            for kind, (_, raised) in open_alerts.items()
+            if kind not in s.reported or (kind in PERSON_KINDS and s.anchor > raised)
+        }
+        s.reported = {kind: open_alerts[kind][0] for kind in KINDS if kind in open_alerts}
+        self._unseen = unseen & set(s.reported)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as plain JSON-ready data."""
