@@ -280,7 +280,10 @@ def test_an_alert_is_admitted_while_readings_are_refused(tmp_path: Path, make_ce
     held = threading.Thread(target=lambda: central.post_events(meter, [wire_event("cbxc-adm-meter1", 1)]))
     held.start()
     eventually(lambda: gate.snapshot()[INGEST]["working"] == 1, what="the meter's upload holding the ingest slot")
-    assert central.post_events(meter, [wire_event("cbxc-adm-meter1", 2)]).status_code == 503
+    before = gate.snapshot()[INGEST]
+    second = central.post_events(meter, [wire_event("cbxc-adm-meter1", 2)])
+    # seen once in a full run: 500 after 30 s (admitted although the slot looked taken); say what the gate had
+    assert second.status_code == 503, (second.status_code, second.text, before, gate.snapshot()[INGEST])
 
     uploader, box, readings = _node(tmp_path / lift, central.url, lift, token, 30)  # 30 readings, batches of 20
     alarm = make_event(lift, "entrapment", wall_time=time.time(), clock_synced=True, severity="urgent",
