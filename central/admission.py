@@ -22,7 +22,15 @@ Two middlewares share the counters. ``Admission`` (outside the body limits) refu
 its class has every slot taken and a full line: no byte of the body is read, the connection is kept, and
 uvicorn drops the body as it arrives. ``AdmissionSlot`` (inside them) takes the slot once the body is read, so a
 body still arriving holds none and slow senders cannot take them all; should the line have filled meanwhile,
-that request is refused too. Few slots and a long line: the requests worked on at once are what the cores and
+that request is refused too.
+
+People first: while a console request is worked on, and for ``[server] interactive_first_s`` after the last one
+ended, uploads of readings (``ingest``; not alerts) run one at a time in this process and the rest wait in their
+line. On a busy process the uploads' threads take the interpreter lock in turn with the console's: with four of
+them and nothing yielding an operator's refresh took 350-400 ms at 1,000 nodes draining batches of 200 into
+PostgreSQL, against 95-150 ms with two and the yielding (docs/central.md). A refresh every 5 s slows the uploads for about a second of the five.
+
+Few slots and a long line: the requests worked on at once are what the cores and
 the database connections can serve (the PostgreSQL pool must keep connections free for the console's reads),
 and a request in line costs a coroutine and its body, not a thread. Each central process has its own bounds
 (``central serve --workers N`` admits N times as many).
@@ -99,10 +107,51 @@ class ClassCounts:
 class AdmissionGate:
     """Each class's counters (``app.state.admission``), kept on the event loop's thread: no lock is needed."""
 
-    def __init__(self, limits: dict[str, int], line: int, retry_after_s: int, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        limits: dict[str, int],
+        line: int,
+        retry_after_s: int,
+        rng: random.Random | None = None,
+        interactive_first_s: float = 0.0,
+    ) -> None:
         self.classes = {name: ClassCounts(limits[name], line) for name in CLASSES}
         self.retry_after_s = retry_after_s
         self._rng = rng or random.Random()
+        self.interactive_first_s = interactive_first_s
+        self._people_until = 0.0  # monotonic time until which uploads yield to the console
+        self._wake: asyncio.TimerHandle | None = None
+
+    def _yielding(self) -> bool:
+        """Uploads yield: a console request is working, or one ended less than ``interactive_first_s`` ago."""
+        if self.interactive_first_s <= 0:
+            return False
+        return self.classes[INTERACTIVE].working > 0 or time.monotonic() < self._people_until
+
+    def limit(self, counts: ClassCounts) -> int:
+        """The slots ``counts`` may use now: one for uploads of readings while they yield to the console."""
+        if counts is self.classes[INGEST] and self._yielding():
+            return min(1, counts.limit)
+        return counts.limit
+
+    def _people_done(self) -> None:
+        """A console request ended: uploads yield ``interactive_first_s`` more, then take their slots again."""
+        if self.interactive_first_s <= 0:
+            return
+        self._people_until = time.monotonic() + self.interactive_first_s
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = asyncio.get_running_loop().call_later(self.interactive_first_s, self._refill)
+
+    def _refill(self) -> None:
+        """Hand the uploads' slots freed while they yielded to the ones waiting in line."""
+        self._wake = None
+        counts = self.classes[INGEST]
+        while counts.waiting and counts.working < self.limit(counts):
+            turn = counts.waiting.popleft()
+            if not turn.done():
+                counts.working += 1
+                turn.set_result(None)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Per class: limit, working, waiting, peak, admitted, refused (for tests and benches)."""
@@ -120,7 +169,7 @@ class AdmissionGate:
 
     async def acquire(self, counts: ClassCounts) -> bool:
         """Take a slot, waiting in line behind at most ``line`` others; False when the line is full too."""
-        if counts.working < counts.limit and not counts.waiting:
+        if counts.working < self.limit(counts) and not counts.waiting:
             counts.working += 1
         elif len(counts.waiting) < counts.line:
             turn = asyncio.get_running_loop().create_future()
@@ -140,8 +189,11 @@ class AdmissionGate:
         return True
 
     def release(self, counts: ClassCounts) -> None:
-        """Give the slot to the first request in line, or back."""
-        while counts.waiting:
+        """Give the slot to the first request in line, or back (also back when uploads yield and hold more
+        than their one slot)."""
+        if counts is self.classes[INTERACTIVE]:
+            self._people_done()
+        while counts.waiting and counts.working <= self.limit(counts):
             turn = counts.waiting.popleft()
             if not turn.done():
                 turn.set_result(None)

@@ -27,6 +27,7 @@ from central.errors import install_handlers
 from central.notify.store import NOTIFY, NotifyStore
 from central.notify.worker import Notifier
 from central.ratelimit import FailureLimiter
+from central.recent import Recent
 from central.release_store import RELEASES, ReleaseStore, files_root
 from central.routes import ack, alerts, changes, console, events, nodes, people, residents, rides, site, stream
 from central.storage import Component, open_store
@@ -123,12 +124,17 @@ def create_app(config: CentralConfig, database: Path | str, clock: Clock | None 
     app.state.claim_limiter = FailureLimiter(server.register_failures_per_min, server.register_failures_per_min)
     app.state.memory_budget = MemoryBudget(server.max_buffered_bytes)
     app.state.stream_slots = changes.StreamSlots(server.max_streams)
+    app.state.node_summary = Recent(
+        lambda now: app.state.store.nodes.summary(now - server.node_stale_after_s), server.summary_max_age_s, "summary"
+    )
     limits = {
         INGEST: server.max_ingest_in_flight,
         INTERACTIVE: server.max_interactive_in_flight,
         ALERT: server.max_alert_in_flight,
     }
-    app.state.admission = AdmissionGate(limits, server.admission_line, server.overload_retry_after_s)
+    app.state.admission = AdmissionGate(
+        limits, server.admission_line, server.overload_retry_after_s, interactive_first_s=server.interactive_first_s
+    )
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

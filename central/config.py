@@ -34,6 +34,9 @@ class ServerSection:
     max_event_bytes: int = setting(65_536, min=256, max=16_777_216, help="a larger single event is rejected")
     max_heartbeat_bytes: int = setting(65_536, min=1024, max=16_777_216, help="a larger heartbeat gets 413")
     node_stale_after_s: float = setting(900.0, min=10.0, max=604_800.0, help="operator page flags a silent node")
+    summary_max_age_s: float = setting(
+        5.0, min=0.0, max=300.0, help="the summary's node counts are counted again at most this often (0: always)"
+    )
     header_timeout_s: float = setting(
         10.0, min=0.5, max=300.0, help="a connection whose request head has not arrived by then is closed"
     )
@@ -50,13 +53,16 @@ class ServerSection:
     )
     max_streams: int = setting(100, min=1, max=10_000, help="change streams (server-sent events) open at once")
     max_ingest_in_flight: int = setting(
-        4, min=1, max=10_000, help="node uploads (events, heartbeats, ...) worked on at once per process"
+        2, min=1, max=10_000, help="node uploads (events, heartbeats, ...) worked on at once per process"
     )
     max_interactive_in_flight: int = setting(
         8, min=1, max=10_000, help="console and ride requests worked on at once per process"
     )
     max_alert_in_flight: int = setting(
         2, min=1, max=10_000, help="node uploads carrying an alert worked on at once per process, beside the others"
+    )
+    interactive_first_s: float = setting(
+        1.0, min=0.0, max=30.0, help="after a console request, readings' uploads run one at a time this long (0: off)"
     )
     admission_line: int = setting(
         32, min=0, max=100_000, help="requests of each class waiting for a slot per process; beyond, 503"

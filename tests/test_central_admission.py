@@ -73,6 +73,45 @@ def test_a_slot_goes_to_the_next_in_line_and_a_cancelled_waiter_keeps_none() -> 
     assert gate.snapshot()[INGEST] == {"limit": 2, "working": 0, "waiting": 0, "peak": 2, "admitted": 3, "refused": 0}
 
 
+def test_uploads_of_readings_run_one_at_a_time_while_and_just_after_the_console_is_served() -> None:
+    gate = AdmissionGate({INGEST: 3, INTERACTIVE: 2, ALERT: 1}, 4, 1, interactive_first_s=0.2)
+    ingest, people, alert = gate.classes[INGEST], gate.classes[INTERACTIVE], gate.classes[ALERT]
+
+    async def scenario() -> None:
+        assert await gate.acquire(ingest) and await gate.acquire(ingest)  # two uploads working
+        assert await gate.acquire(people)  # an operator's read comes in
+        assert gate.limit(ingest) == 1 and gate.limit(alert) == 1 and gate.limit(people) == 2
+        third = asyncio.create_task(gate.acquire(ingest))
+        await asyncio.sleep(0.01)
+        assert not third.done() and len(ingest.waiting) == 1  # a free slot, but the console goes first
+        gate.release(ingest)  # one upload ends: its slot is not handed on (two were working, one may)
+        await asyncio.sleep(0.01)
+        assert not third.done() and ingest.working == 1
+        gate.release(people)  # the read ends; uploads still yield for 0.2 s
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        assert await asyncio.wait_for(third, 1.0)  # after the window the waiting upload gets its slot
+        assert ingest.working == 2 and gate.limit(ingest) == 3
+        gate.release(ingest)
+        gate.release(ingest)
+
+    asyncio.run(scenario())
+    assert gate.snapshot()[INGEST]["working"] == 0
+
+
+def test_without_interactive_first_uploads_keep_every_slot() -> None:
+    gate = AdmissionGate({INGEST: 3, INTERACTIVE: 2, ALERT: 1}, 4, 1)  # interactive_first_s 0: off
+
+    async def scenario() -> None:
+        assert await gate.acquire(gate.classes[INTERACTIVE])
+        for _ in range(3):
+            assert await asyncio.wait_for(gate.acquire(gate.classes[INGEST]), 0.5)
+        gate.release(gate.classes[INTERACTIVE])
+
+    asyncio.run(scenario())
+    assert gate.classes[INGEST].working == 3
+
+
 def _head(port: int, path: str, token: str, length: int) -> socket.socket:
     """A POST whose head is sent and whose body is not (yet)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)

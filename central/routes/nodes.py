@@ -84,15 +84,16 @@ def list_nodes(
 
 
 @router.get("/summary", tags=["operator"], responses=refusals(401, 403, 503))
-def summary(actor: OperatorAuth, store: StoreDep, config: ConfigDep, clock: ClockDep) -> dict[str, Any]:
+def summary(request: Request, actor: OperatorAuth, store: StoreDep, clock: ClockDep) -> dict[str, Any]:
     """Counts for a console's header, whatever the number of nodes: per site and role, how many nodes, how
-    many stale, how many with lost events and how many events lost; and the alerts not yet resolved (central-wide
-    counts: null for a person of some sites only)."""
+    many stale, how many with lost events and how many events lost, as of ``nodes_as_of`` (counted again at most
+    every ``[server] summary_max_age_s``, off the request); and the alerts not yet resolved, counted now
+    (central-wide counts: null for a person of some sites only)."""
     now, mine = clock.wall(), actor.sites()
-    rows = store.nodes.summary(now - config.server.node_stale_after_s)
+    rows, as_of = request.app.state.node_summary.get(now)
     sites = [r for r in rows if mine is None or r["site"] in mine]
     alerts = store.alerts.counts() if mine is None else None
-    return {"sites": sites, "alerts": alerts, "server_time": now}
+    return {"sites": sites, "alerts": alerts, "nodes_as_of": as_of, "server_time": now}
 
 
 @router.get("/nodes/{node_id}", tags=["operator"], responses=refusals(401, 403, 404, 422, 503))
