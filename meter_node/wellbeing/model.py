@@ -223,7 +223,8 @@ def fit(
         _median([d.first_use_s for d in days if d.weekend]),
     )
     top = len(grid) - 1
-    w_top = bisect.bisect_right(grid, settings.warning_max_h * HOUR + 1.0) - 1
+    # the grid point at or just above the outer limit; a warning chosen there is the limit itself (below)
+    w_top = min(top, bisect.bisect_left(grid, settings.warning_max_h * HOUR - 1.0))
     # the night's slots are the morning's: fixed below, no budget spent on them here
     marks_w = [[-1.0] * SLOTS for _ in (0, 1)]
     marks_u = [[-1.0] * SLOTS for _ in (0, 1)]
@@ -239,7 +240,7 @@ def fit(
         [top if night[kind][k] else min(top, i + after) for k, i in enumerate(row)] for kind, row in enumerate(w_idx)
     ]
     u_idx = _choose(slots, u_low, [[top] * SLOTS for _ in (0, 1)], max(0.0, urgent_budget - night_expected))
-    warning = [[grid[i] for i in row] for row in w_idx]
+    warning = [[min(grid[i], settings.warning_max_h * HOUR) for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
     _night(warning, urgent, night_urgent, _bedtime(samples), settings)
     share = (5.0 / 7.0, 2.0 / 7.0)

@@ -40,7 +40,7 @@ class WellbeingSettings:
     # fixed outer limits for safety: learned thresholds stay within them
     warning_min_h: float = setting(2.0, min=0.5, max=24.0, help="a learned warning is never sooner than this")
     warning_max_h: float = setting(
-        12.0, min=1.0, max=48.0, help="a learned warning is never later than this (Gujo 12 h)"
+        11.9, min=1.0, max=48.0, help="a learned warning is never later than this (Gujo 12 h, less the meter's delay)"
     )
     urgent_max_h: float = setting(20.0, min=1.0, max=72.0, help="a learned urgent alert is never later than this")
     out_warning_h: float = setting(
