@@ -149,10 +149,8 @@ class AdmissionGate:
         self._wake = None
         counts = self.classes[INGEST]
         while counts.waiting and counts.working < self.limit(counts):
-            turn = counts.waiting.popleft()
-            if not turn.done():
-                counts.working += 1
-                turn.set_result(None)
+            counts.working += 1  # a slot more, handed to the first in line by release (or back, if none is left)
+            self.release(counts)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Per class: limit, working, waiting, peak, admitted, refused (for tests and benches)."""

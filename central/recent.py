@@ -29,10 +29,10 @@ class Recent(Generic[T]):
     def get(self, now: float) -> tuple[T, float]:
         with self._lock:
             last = self._last
-            age = None if last is None else now - last[1]
-            if last is not None and age is not None and 0 <= age < self.max_age_s:
+            age = -1.0 if last is None else now - last[1]  # negative: none yet, or the clock went back
+            if last is not None and 0 <= age < self.max_age_s:
                 return last
-            behind = last is not None and age is not None and 0 <= age < 3 * self.max_age_s
+            behind = last is not None and 0 <= age < 3 * self.max_age_s
             if behind and not self._working:
                 self._working = True
                 threading.Thread(target=self._again, args=(now,), name=f"recent-{self._what}", daemon=True).start()
