@@ -155,6 +155,24 @@ def test_coarse_meter_slow_leak_lone_pulses_do_not_hide_a_silent_home() -> None:
     assert kinds(_pulses(home, 2)) == [("inactivity", "cleared", "warning")]  # two pulses together: someone
 
 
+def test_coarse_meter_a_fall_after_a_lone_flush_is_said_while_the_lone_pulses_warning_is_open() -> None:
+    # the lone pulses' warning is open from 20:00; at 21:30 the resident flushes once (a lone pulse) and falls. Her
+    # own silence passing its threshold is said then (before: nothing until the urgent alert, 4 h later)
+    home = _leaky_silence((12.5, 17.0))
+    home.idle(home.until(21, 30))
+    assert [d.payload.get("reason") for d in home.seen if d.kind == "inactivity"] == ["lone_pulses"]
+    _pulses(home, 1)
+    flush = home.t
+    quiet = home.idle((flush + 12 * 3600 - home.t) / 3600 - 0.05)  # the night limit: 12 h
+    assert [d for d in quiet if d.kind == "inactivity"] == []
+    said = [d for d in home.idle(0.1) if d.kind == "inactivity"]
+    assert kinds(said) == [("inactivity", "updated", "warning")]
+    assert "reason" not in said[0].payload and said[0].payload["silence_h"] == pytest.approx(12.0, abs=0.05)
+    assert [d for d in home.idle(1) if d.kind == "inactivity"] == []  # said once
+    again = WellbeingMonitor(home.settings, TZ, json.loads(json.dumps(home.monitor.state())))
+    assert [d for d in again.update(home.t + POLL, home.total) if d.kind == "inactivity"] == []  # and after a restart
+
+
 def test_coarse_meter_one_pulse_across_a_gap_is_a_lone_pulse_two_are_a_pair() -> None:
     # a 10 L meter offline for an hour; a leak's single pulse seen when it is back must not restart the paired
     # clock (before: a night fall with a slow leak was found after 16.6 h because of one such pulse)

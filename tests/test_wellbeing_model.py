@@ -131,8 +131,19 @@ def test_a_state_saved_by_the_rules_before_issue_14_still_loads_and_carries_on()
     again = monitor.update(old["last_t"] + 60, old["last_total"] + 6)  # water: what was open clears
     assert {(d.kind, d.state) for d in again} >= {("inactivity", "cleared"), ("missed_morning", "cleared")}
     saved = monitor.state()
-    assert saved["version"] == 2
+    assert saved["version"] == 3
     WellbeingMonitor(WellbeingSettings(), TZ, json.loads(json.dumps(saved)))
+
+
+def test_a_version_2_state_with_a_warning_open_loads_and_says_nothing_twice() -> None:
+    home = Home(day_at(8))
+    home.use(6, minutes=1)
+    assert ("inactivity", "raised", "warning") in kinds(home.idle(8.1))
+    v2 = {k: v for k, v in home.monitor.state().items() if k != "reported_since"} | {"version": 2}
+    monitor = WellbeingMonitor(WellbeingSettings(), TZ, v2)
+    assert monitor.open_incidents() == {"inactivity": "warning"}
+    assert monitor.update(home.t + 60, home.total) == []  # the open warning is this silence's: not said again
+    assert monitor.state()["reported_since"] == {"inactivity": home.monitor.state()["reported_since"]["inactivity"]}
 
 
 def test_a_state_of_a_newer_version_or_with_a_field_missing_is_refused_naming_it() -> None:

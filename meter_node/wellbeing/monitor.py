@@ -3,7 +3,8 @@
 Fed every poll (``update(now, total_litres)``, ``None`` for a failed read), plus the home's inputs (``acknowledge``,
 ``door``, ``going_out``, ``set_away``). It never reads a clock or sleeps. Its whole state is one ``WellbeingState``
 (``state()`` / ``WellbeingMonitor(settings, tz, state)``). What is open is the alert book's: the monitor
-remembers only the severity it last reported per kind, to say raised, updated or cleared.
+remembers only the severity it last reported per kind (and when a reported silence began), to say raised, updated
+or cleared.
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ class WellbeingMonitor:
 
     def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
         """Changes of the findings as detections: raised, updated when the severity rises (or an "I'm OK" takes
-        it down), cleared when a finding is gone."""
+        it down) or when a newer silence passes the threshold of the one reported (on a coarse meter the lone
+        pulses' warning may be open when the resident's own last use is followed by a fall: the family hears of
+        it then, not only at the urgent alert), cleared when a finding is gone."""
         s = self.data
         out: list[Detection] = []
         for kind in KINDS:
@@ -272,11 +275,16 @@ class WellbeingMonitor:
             if finding is None:
                 if held is not None and self._life_since_adopted(kind):
                     del s.reported[kind]
+                    s.reported_since.pop(kind, None)
                     cause = "use" if kind == "missed_morning" and s.day and s.day.first_use else None
                     body: dict[str, Any] = {"reason": self._reason or cause or _CLEARED_BY.get(kind, "ended")}
                     out.append(Detection(kind, "cleared", t, held, body, self.key))
                 continue
-            if held is not None and finding.severity == held:
+            said = s.reported_since.get(kind)
+            newer = finding.since is not None and said is not None and finding.since > said
+            if finding.since is not None and (held is None or said is None or newer):
+                s.reported_since[kind] = finding.since  # none yet (an older state, an adopted alert): this one
+            if held is not None and finding.severity == held and not newer:
                 continue
             if held is not None and SEVERITY_RANK[finding.severity] < SEVERITY_RANK[held] and not finding.lower:
                 continue  # only an "I'm OK" takes a severity down; a threshold moving with the day does not

@@ -26,6 +26,7 @@ class Finding:
     severity: Severity
     payload: dict[str, Any] = field(default_factory=dict)
     lower: bool = False  # may take an open alert's severity down (only an "I'm OK" does)
+    since: float | None = None  # a silence's finding: when that silence began (its last sign of life)
 
 
 class View(Protocol):
@@ -104,9 +105,9 @@ class SilenceRule:
             payload["reason"] = "lone_pulses"
             payload["last_pulse"] = iso_local(s.anchor, v.tz)
         if silence >= urgent:
-            return Finding("urgent", payload), INF
+            return Finding("urgent", payload, since=anchor), INF
         if silence >= warn:
-            return Finding("warning", payload), t + (urgent - silence)
+            return Finding("warning", payload, since=anchor), t + (urgent - silence)
         return None, t + (warn - silence)
 
 

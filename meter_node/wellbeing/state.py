@@ -2,7 +2,7 @@
 
 Version 1 was the state of the rules before the per-household model (issue 14): a dict listed by hand. Its day
 history, meter bookkeeping and away date carry over; the learned profile does not (the model learns silences,
-not the old per-half-hour maxima) and the open incidents are the alert book's.
+not the old per-half-hour maxima) and the open incidents are the alert book's. Version 3 adds ``reported_since``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from common.catalogue import Severity
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass
@@ -85,6 +85,8 @@ class WellbeingState:
     away_until: float | None = None
     leak_raised_day: str | None = None
     reported: dict[str, Severity] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
+    # kind -> when the silence behind that report began: a newer silence past the same threshold is said again
+    reported_since: dict[str, float] = field(default_factory=dict)
 
 
 def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +136,13 @@ def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _from_v2(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3: ``reported_since`` is new; an open report's silence is taken as the one now going on."""
+    return {**old, "reported_since": {}}
+
+
 def _weekend(iso_date: str) -> bool:
     return date.fromisoformat(iso_date).weekday() >= 5
 
 
-MIGRATIONS = {1: _from_v1}
+MIGRATIONS = {1: _from_v1, 2: _from_v2}
