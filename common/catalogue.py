@@ -38,6 +38,7 @@ TECHNICIANS: tuple[Recipient, ...] = ("maintenance", "operator")
 ALERT_FIELDS = ("key", "renotify", "open_for_s", "reason")
 LIFT_FIELDS = ("building", "unit", "lift", "timing", "restored", *ALERT_FIELDS)
 HOUSEHOLD = ("meter_id", "resident")
+METER = ("key", "meter_id")  # a meter's own state events
 MODBUS_COUNTS = ("no_response", "crc", "slave_exception", "wrong_responder", "short_frame", "modbus_error")
 
 
@@ -166,8 +167,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         "state",
         TECHNICIANS,
         (
-            "key",
-            "meter_id",
+            *METER,
             "status",
             "previous",
             "reads_ok",
@@ -187,7 +187,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         _W,
         "state",
         TECHNICIANS,
-        ("key", "meter_id", "reason", "previous_litres", "new_litres"),
+        (*METER, "reason", "previous_litres", "new_litres"),
         "the counter went back (a reset or a replaced meter); totals go on from the old value",
     ),
     EventKind(
@@ -197,8 +197,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         "state",
         TECHNICIANS,
         (
-            "key",
-            "meter_id",
+            *METER,
             "previous_litres",
             "reading_litres",
             "elapsed_s",
