@@ -52,6 +52,18 @@ def test_a_larger_budget_gives_thresholds_no_later_and_the_expected_false_alarms
     assert all(2 * 3600 <= w <= 14 * 3600 for row in learned.warning for w in row)  # inside the outer limits
 
 
+def test_an_outer_limit_between_grid_points_is_costed_at_its_own_rate() -> None:
+    # 11.9 h lies between the model's half-hour grid points: its floor of false warnings is neither 11.5 h's nor 12 h's
+    home = Home(day_at(6))
+    _days(home, 20)
+    days, silences = home.monitor.timeline.valid_days(), home.monitor.data.silences
+    floors = [
+        fit(silences, days, TZ, dataclasses.replace(WellbeingSettings(), warning_max_h=h), 2.0).floor_warnings
+        for h in (11.5, 11.9, 12.0)
+    ]
+    assert floors[0] > floors[1] > floors[2]
+
+
 def test_the_profile_event_reports_monitorability_per_part_of_the_day_once_a_day() -> None:
     home = Home(day_at(6))
     _days(home, 16)

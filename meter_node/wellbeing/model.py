@@ -153,20 +153,35 @@ def _weighted_quantile(ordered: list[tuple[float, float]], at: float) -> float:
 _KERNEL = tuple((d, (1.0 - abs(d) / 3.0) / 3.0) for d in range(-2, 3))
 
 
-def _choose(slots: _Slots, low: list[list[int]], high: list[list[int]], budget: float) -> list[list[int]]:
+def _rate_at(rates: list[float], grid: list[float], t: float) -> float:
+    """The rate of outlasting a threshold ``t`` between the grid's points: geometric between the two around it (a
+    tail falls about exponentially), the grid's own value on a point."""
+    i = bisect.bisect_right(grid, t) - 1
+    if i < 0 or i >= len(grid) - 1:
+        return rates[max(0, min(i, len(grid) - 1))]
+    a, b = rates[i], rates[i + 1]
+    f = (t - grid[i]) / (grid[i + 1] - grid[i])
+    return a * (b / a) ** f if a > 0.0 and b > 0.0 else a + (b - a) * f
+
+
+def _choose(
+    slots: _Slots, low: list[list[int]], high: list[list[int]], budget: float, cap: float = math.inf
+) -> list[list[int]]:
     """Per slot, an index into the grid (from ``low`` to ``high``) minimising the expected time to detect, weight x T,
     while the false alarms a month they add stay within ``budget``: every slot starts at its largest threshold
     and the cheapest steps down (least false alarms per hour of detection gained, on each slot's lower convex
     hull) are taken while the budget allows; that is the Lagrangian optimum. Silences longer than the outer limits
-    alarm whatever is chosen (the safety floor): the budget is for what the learned thresholds add."""
+    alarm whatever is chosen (the safety floor): the budget is for what the learned thresholds add. A grid point
+    above ``cap`` (the outer limit between two points) stands for the cap, at the cap's rate."""
     share = (5.0 / 7.0, 2.0 / 7.0)
-    grid = slots.grid
+    grid = [min(g, cap) for g in slots.grid]
     chosen = [list(row) for row in high]
     steps: list[tuple[float, int, int, int, float]] = []  # (false alarms per weighted second, kind, slot, to, cost)
     total = 0.0
     for kind in (0, 1):
         for k in range(SLOTS):
-            cost = [30.0 * share[kind] * r for r in slots.rates[kind][k]]
+            rates = slots.rates[kind][k]
+            cost = [30.0 * share[kind] * _rate_at(rates, slots.grid, g) for g in grid]
             weight = share[kind] * slots.weights[kind][k]
             top = high[kind][k]
             hull = [top]
@@ -232,7 +247,8 @@ def fit(
     night = [[marks_u[kind][k] >= 0.0 for k in range(SLOTS)] for kind in (0, 1)]
     w_high = [[w_top] * SLOTS for _ in (0, 1)]
     w_low = [[w_top if night[kind][k] else 0 for k in range(SLOTS)] for kind in (0, 1)]
-    w_idx = _choose(slots, w_low, w_high, max(0.0, warning_budget - morning_expected))
+    w_max = settings.warning_max_h * HOUR
+    w_idx = _choose(slots, w_low, w_high, max(0.0, warning_budget - morning_expected), cap=w_max)
     # by day the social worker is called only well after the family (rare long outings are not in every month)
     margin = max(settings.urgent_after_warning_min * 60.0, settings.urgent_margin_h * HOUR)
     after = int(math.ceil(margin / SLOT_S - 1e-9))
@@ -240,18 +256,22 @@ def fit(
         [top if night[kind][k] else min(top, i + after) for k, i in enumerate(row)] for kind, row in enumerate(w_idx)
     ]
     u_idx = _choose(slots, u_low, [[top] * SLOTS for _ in (0, 1)], max(0.0, urgent_budget - night_expected))
-    warning = [[min(grid[i], settings.warning_max_h * HOUR) for i in row] for row in w_idx]
+    warning = [[min(grid[i], w_max) for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
     _night(warning, urgent, night_urgent, _bedtime(samples), settings)
     share = (5.0 / 7.0, 2.0 / 7.0)
 
     def expected(chosen: list[list[float]]) -> float:
-        at = [[max(0, bisect.bisect_right(grid, t + 1.0) - 1) for t in row] for row in chosen]
-        return sum(30.0 * share[kind] * slots.rates[kind][k][at[kind][k]] for kind in (0, 1) for k in range(SLOTS))
+        rates = slots.rates
+        return sum(
+            30.0 * share[kind] * _rate_at(rates[kind][k], grid, chosen[kind][k])
+            for kind in (0, 1)
+            for k in range(SLOTS)
+        )
 
     expected_w = morning_expected + expected(warning)
     expected_u = night_expected + expected(urgent)
-    floor = expected([[grid[w_top]] * SLOTS] * 2)
+    floor = expected([[w_max] * SLOTS] * 2)
     detect, detect_urgent = _monitorability(silences, days, tz, warning, urgent)
     return Thresholds(
         (tuple(warning[0]), tuple(warning[1])),
