@@ -157,7 +157,7 @@ def test_coarse_meter_slow_leak_lone_pulses_do_not_hide_a_silent_home() -> None:
 
 def test_coarse_meter_a_fall_after_a_lone_flush_is_said_while_the_lone_pulses_warning_is_open() -> None:
     # the lone pulses' warning is open from 20:00; at 21:30 the resident flushes once (a lone pulse) and falls. Her
-    # own silence passing its threshold is said then (before: nothing until the urgent alert, 4 h later)
+    # own silence passing its threshold is a new incident, told then (before: nothing until the urgent alert)
     home = _leaky_silence((12.5, 17.0))
     home.idle(home.until(21, 30))
     assert [d.payload.get("reason") for d in home.seen if d.kind == "inactivity"] == ["lone_pulses"]
@@ -166,8 +166,9 @@ def test_coarse_meter_a_fall_after_a_lone_flush_is_said_while_the_lone_pulses_wa
     quiet = home.idle((flush + 12 * 3600 - home.t) / 3600 - 0.05)  # the night limit: 12 h
     assert [d for d in quiet if d.kind == "inactivity"] == []
     said = [d for d in home.idle(0.1) if d.kind == "inactivity"]
-    assert kinds(said) == [("inactivity", "updated", "warning")]
-    assert "reason" not in said[0].payload and said[0].payload["silence_h"] == pytest.approx(12.0, abs=0.05)
+    assert kinds(said) == [("inactivity", "cleared", "warning"), ("inactivity", "raised", "warning")]
+    assert said[0].payload == {"reason": "superseded"}  # a new incident: the family is told again
+    assert "reason" not in said[1].payload and said[1].payload["silence_h"] == pytest.approx(12.0, abs=0.05)
     assert [d for d in home.idle(1) if d.kind == "inactivity"] == []  # said once
     again = WellbeingMonitor(home.settings, TZ, json.loads(json.dumps(home.monitor.state())))
     assert [d for d in again.update(home.t + POLL, home.total) if d.kind == "inactivity"] == []  # and after a restart

@@ -181,9 +181,9 @@ def run_household(
             if det.kind == "leak_suspected":
                 leaks_found += det.state == "raised"
             elif det.state in ("raised", "updated"):
-                if (  # a new message to the family: raised, a higher severity, or a newer silence said again
+                if (
                     det.state == "raised"
-                    or SEVERITY_RANK[det.severity] >= SEVERITY_RANK[open_peak.get(det.kind, "info")]
+                    or SEVERITY_RANK[det.severity] > SEVERITY_RANK[open_peak.get(det.kind, "info")]
                 ):
                     false_node[det.severity] += 1
                     name = f"{det.kind}:{det.severity}"

@@ -263,9 +263,11 @@ class WellbeingMonitor:
 
     def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
         """Changes of the findings as detections: raised, updated when the severity rises (or an "I'm OK" takes
-        it down) or when a newer silence passes the threshold of the one reported (on a coarse meter the lone
-        pulses' warning may be open when the resident's own last use is followed by a fall: the family hears of
-        it then, not only at the urgent alert), cleared when a finding is gone."""
+        it down), cleared when a finding is gone. A newer silence passing its warning threshold while an older
+        one's warning is open is a new incident: the open one is cleared (``superseded``) and the new one raised,
+        so the family is told again (on a coarse meter the lone pulses' warning may be open when the resident's
+        own last use is followed by a fall; an update of the open alert would reach the console but message
+        nobody). An open urgent alert is not raised again this way: someone is already on their way."""
         s = self.data
         out: list[Detection] = []
         for kind in KINDS:
@@ -282,9 +284,13 @@ class WellbeingMonitor:
                 continue
             said = s.reported_since.get(kind)
             newer = finding.since is not None and said is not None and finding.since > said
-            if finding.since is not None and (held is None or said is None or newer):
+            if newer and held == finding.severity == "warning":  # a newer silence past its warning: told afresh
+                out.append(Detection(kind, "cleared", t, held, {"reason": "superseded"}, self.key))
+                held = None
+            rises = held is not None and SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held]
+            if finding.since is not None and (held is None or said is None or (newer and rises)):
                 s.reported_since[kind] = finding.since  # none yet (an older state, an adopted alert): this one
-            if held is not None and finding.severity == held and not newer:
+            if held is not None and finding.severity == held:
                 continue
             if held is not None and SEVERITY_RANK[finding.severity] < SEVERITY_RANK[held] and not finding.lower:
                 continue  # only an "I'm OK" takes a severity down; a threshold moving with the day does not
