@@ -8,6 +8,7 @@ import statistics
 from bench.wellbeing.household import DAY, HOUR, Surprises
 from bench.wellbeing.models import MODELS
 from bench.wellbeing.reu import Resident, simulate_reu
+from bench.wellbeing.silences import late_mornings
 
 
 def _per_day(model: str, seeds: range, days: int = 20) -> tuple[float, float, float]:
@@ -62,3 +63,10 @@ def test_a_household_with_a_door_contact_moves_it_leaving_and_coming_back_from_e
                 assert door_back == first_use - 60.0 and door_back > following.index * DAY
                 trips += 1
     assert trips >= 1  # seed 3 has nights away
+
+
+def test_late_mornings_count_fewer_days_as_the_allowance_grows_and_the_away_days_apart() -> None:
+    by_allowance = [late_mornings("compact", (1, 2, 3, 4), h) for h in (1.0, 3.0, 12.0)]
+    lates = [late for late, _ in by_allowance]
+    assert lates[0] > lates[1] > lates[2] >= 0.0  # a longer allowance after the usual first use: fewer late days
+    assert len({away for _, away in by_allowance}) == 1  # days without any use do not depend on it

@@ -6,6 +6,8 @@ simulated uses (no meter, no rule): any rule that finds every fall within 12 h w
 contact (``door``, as ``bench.wellbeing --door``) the door's movements are signs of life too, and the silences are
 split into those at home and the outings (from leaving to coming back): a fall at home needs only the first watched
 by the learned thresholds; an outing longer than the outer limit is a warning of its own kind ("not back yet").
+``--mornings``: instead, the days whose first use comes more than 3, 4, 5 h after the usual one (the floor of false
+urgent alerts for a night's silence made urgent by then).
 """
 
 from __future__ import annotations
@@ -56,12 +58,50 @@ def door_silences(model: str, seeds: tuple[int, ...], days: int = 60, start_day:
     return {k: [round(c / months, 2) for c in v] for k, v in counts.items()}
 
 
+def late_mornings(
+    model: str, seeds: tuple[int, ...], after_h: float, days: int = 60, start_day: int = 16
+) -> tuple[float, float]:
+    """(mornings at home, days away) a household-month whose first use of 1 L or more from 04:00 comes later than
+    the usual (median) first use + ``after_h``, weekdays and weekends apart, or not at all: the floor of false
+    urgent alerts for a rule that turns a night's silence urgent by then, whatever else it does."""
+    months = len(seeds) * (days - start_day) / 30.0
+    late = away = 0
+    for seed in seeds:
+        home = MODELS[model](seed, days, seed)
+        firsts: dict[int, float] = {}
+        for use in home.uses:
+            day, at = int(use.start // DAY), use.start % DAY
+            if use.litres >= 1.0 and at >= 4 * HOUR and day not in firsts:
+                firsts[day] = at
+        for weekend in (False, True):
+            own = [d for d in range(days) if (d % 7 >= 5) == weekend]  # sim day 0 is a Monday
+            seen = sorted(firsts[d] for d in own if d in firsts)
+            if not seen:
+                continue
+            usual = seen[len(seen) // 2]
+            for d in own:
+                if d < start_day:
+                    continue
+                if d not in firsts:
+                    away += 1
+                elif firsts[d] > usual + after_h * HOUR:
+                    late += 1
+    return round(late / months, 2), round(away / months, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wellbeing.silences", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=_seed_range, default=tuple(range(1, 21)), metavar="A-B")
     parser.add_argument("--model", action="append", choices=sorted(MODELS))
     parser.add_argument("--door", action="store_true", help="also: with a door contact, at home and out apart")
+    parser.add_argument("--mornings", action="store_true", help="instead: late first uses (the night urgent's floor)")
     args = parser.parse_args(argv)
+    if args.mornings:
+        print("| model | first use > usual + 3 h | + 4 h | + 5 h | no use from 04:00 (away) |\n|---|---|---|---|---|")
+        for model in args.model or sorted(MODELS):
+            late = [late_mornings(model, args.seeds, h) for h in (3.0, 4.0, 5.0)]
+            print(f"| {model} | " + " | ".join(f"{x[0]:.2f}" for x in late) + f" | {late[0][1]:.2f} |")
+        return 0
     print("| model | uses counted | > 12 h | > 14 h | > 20 h |\n|---|---|---|---|---|")
     for model in args.model or sorted(MODELS):
         for litres, counts in long_silences(model, args.seeds).items():
