@@ -122,6 +122,30 @@ def test_a_late_waking_after_an_evening_last_use_is_urgent_only_at_16_h() -> Non
     assert ("inactivity", "updated", "urgent") in kinds(home.idle(0.05))
 
 
+def test_a_leak_beginning_after_the_last_use_is_not_taken_for_a_use() -> None:
+    # the last use at 18:00; at 20:00 a cistern starts leaking 20 L/h through a 1 L meter. The leak's first hour
+    # fills the use window (the floor is the quietest 10 minutes of the last hour, still 0), but never at a
+    # person's pace: the silence still counts from 18:00 (before: from the leak's start, two hours late)
+    home = Home(day_at(18))
+    home.use(6, minutes=1)
+    home.idle(home.until(20))
+    quiet = home.idle(home.until(5, 55), drip_lph=20.0, resolution=1.0)
+    assert [d for d in quiet if d.kind == "inactivity"] == []
+    found = home.idle(0.25, drip_lph=20.0, resolution=1.0)
+    assert ("inactivity", "raised", "warning") in kinds(found)  # the night limit, 12 h from 18:00
+    assert [d for d in found if d.kind == "inactivity"][0].payload["last_use"].endswith("T18:01:00+08:00")
+
+
+def test_a_flush_on_top_of_a_new_leak_is_still_a_use() -> None:
+    home = Home(day_at(18))
+    home.use(6, minutes=1)
+    home.idle(home.until(20))
+    home.idle(0.5, drip_lph=20.0, resolution=1.0)
+    flush = home.t
+    home.use(6, minutes=1)  # the resident flushes while the leak runs: life until refill_min before the water stops
+    assert home.monitor.data.anchor >= flush - 60.0 * home.settings.refill_min
+
+
 def _pulses(home: Home, pulses: int) -> list[Detection]:
     """A coarse (10 L) meter's pulses one poll apart."""
     out: list[Detection] = []

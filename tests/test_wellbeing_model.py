@@ -143,8 +143,21 @@ def test_a_state_saved_by_the_rules_before_issue_14_still_loads_and_carries_on()
     again = monitor.update(old["last_t"] + 60, old["last_total"] + 6)  # water: what was open clears
     assert {(d.kind, d.state) for d in again} >= {("inactivity", "cleared"), ("missed_morning", "cleared")}
     saved = monitor.state()
-    assert saved["version"] == 3
+    assert saved["version"] == 4
     WellbeingMonitor(WellbeingSettings(), TZ, json.loads(json.dumps(saved)))
+
+
+def test_a_version_3_state_in_the_middle_of_a_flow_run_loads_as_a_run_at_a_persons_pace() -> None:
+    home = Home(day_at(8))
+    home.use(6, minutes=1)
+    home.idle(3)
+    home.use(30, minutes=20)  # a run still going on
+    saved = home.monitor.state()
+    assert saved["run"] is not None
+    v3 = saved | {"version": 3, "run": {k: v for k, v in saved["run"].items() if k != "brisk"}}
+    monitor = WellbeingMonitor(WellbeingSettings(), TZ, v3)
+    assert monitor.data.run is not None and monitor.data.run.brisk  # it keeps proving life as it did
+    assert monitor.state()["version"] == 4
 
 
 def test_a_version_2_state_with_a_warning_open_loads_and_says_nothing_twice() -> None:

@@ -2,7 +2,8 @@
 
 Version 1 was the state of the rules before the per-household model (issue 14): a dict listed by hand. Its day
 history, meter bookkeeping and away date carry over; the learned profile does not (the model learns silences,
-not the old per-half-hour maxima) and the open incidents are the alert book's. Version 3 adds ``reported_since``.
+not the old per-half-hour maxima) and the open incidents are the alert book's. Version 3 adds ``reported_since``,
+version 4 ``Run.brisk``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from common.catalogue import Severity
 
-VERSION = 3
+VERSION = 4
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Run:
     litres: float = 0.0
     ack: float = 0.0
     used: bool = False  # stood out from the floor as a use at least once
+    brisk: bool = False  # and at a person's pace (use_min within two minutes) at least once
 
 
 @dataclass
@@ -141,8 +143,14 @@ def _from_v2(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "reported_since": {}}
 
 
+def _from_v3(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4: a flow run knows whether it came at a person's pace; one going on is taken as if it had."""
+    run = old.get("run")
+    return {**old, "run": None if run is None else {**run, "brisk": True}}
+
+
 def _weekend(iso_date: str) -> bool:
     return date.fromisoformat(iso_date).weekday() >= 5
 
 
-MIGRATIONS = {1: _from_v1, 2: _from_v2}
+MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3}

@@ -5,7 +5,9 @@ The rules (rules.py) read it; only this module writes the meter's side of the st
 of the last day: a leak) or, on top of steady flow, the quietest 10 minutes of the last hour. A use is one sign of
 life from its start: water keeps moving after the person has acted (a cistern refills for 2-4 minutes), so a flow
 run proves life until ``refill_min`` before its water stopped, never before it started, and a run far longer than
-usual (a tap left on after a fall) proves nothing after the usual longest run.
+usual (a tap left on after a fall) proves nothing after the usual longest run. On a fine meter a use proves life at
+once only at a person's pace (``min_use_litres`` within two minutes); a slower one proves it when its water stops,
+and not at all if it ran past the usual longest run: a leak beginning after a fall is not taken for a use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from meter_node.wellbeing.state import Day, DayRecord, Run, WellbeingState
 
 HOUR = 3600.0
 SHORT_BIN_S = 600.0
+BRISK_S = 120.0
 MIN_SILENCE_S = 3600.0  # shorter silences change no threshold (they are all at least warning_min_h)
 
 
@@ -100,7 +103,10 @@ class Timeline:
         if win_use >= use_min + 0.1 * floor_rate * self.window:
             if s.run is not None:
                 s.run.used = True
-            self.life(self.life_time(t), paired=self.paired(t, win_use))
+            if self.coarse() or sum(r[1] for r in s.rises if r[0] > t - BRISK_S) >= use_min:
+                if s.run is not None:
+                    s.run.brisk = True
+                self.life(self.life_time(t), paired=self.paired(t, win_use))
 
     def life_time(self, t: float) -> float:
         """Until when the water now moving proves life (see the module docstring)."""
@@ -193,7 +199,8 @@ class Timeline:
         s.run = None
         if "continuous_flow" not in s.reported or run.ack:
             s.day.longest_run = max(s.day.longest_run, run.last - run.start)
-        if run.used:  # a run that never stood out as use (a leak's pulses in and out of the window) gives none
+        slow_and_long = not run.brisk and run.last - run.start > self.run_cap()  # a leak beginning, not a person
+        if run.used and not slow_and_long:  # a run that never stood out as use (a leak's pulses) gives none
             self.life(until, paired=not self.coarse() or run.litres >= 2 * s.resolution)
 
     def end_away(self, t: float) -> None:
