@@ -287,8 +287,8 @@ class WellbeingMonitor:
             if newer and held == finding.severity == "warning":  # a newer silence past its warning: told afresh
                 out.append(Detection(kind, "cleared", t, held, {"reason": "superseded"}, self.key))
                 held = None
-            rises = held is not None and SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held]
-            if finding.since is not None and (held is None or said is None or (newer and rises)):
+            higher = held is not None and SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held]
+            if finding.since is not None and (held is None or said is None or (newer and higher)):
                 s.reported_since[kind] = finding.since  # none yet (an older state, an adopted alert): this one
             if held is not None and finding.severity == held:
                 continue

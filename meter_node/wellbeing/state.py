@@ -87,7 +87,7 @@ class WellbeingState:
     away_until: float | None = None
     leak_raised_day: str | None = None
     reported: dict[str, Severity] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
-    # kind -> when the silence behind that report began: a newer silence past the same threshold is said again
+    # kind -> when the silence behind that report began: a newer one past its warning is raised afresh (monitor.py)
     reported_since: dict[str, float] = field(default_factory=dict)
 
 
