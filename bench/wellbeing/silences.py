@@ -13,6 +13,7 @@ urgent alerts for a night's silence made urgent by then).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
 from bench.wellbeing.__main__ import _seed_range
@@ -75,10 +76,10 @@ def late_mornings(
                 firsts[day] = at
         for weekend in (False, True):
             own = [d for d in range(days) if (d % 7 >= 5) == weekend]  # sim day 0 is a Monday
-            seen = sorted(firsts[d] for d in own if d in firsts)
+            seen = [firsts[d] for d in own if d in firsts]
             if not seen:
                 continue
-            usual = seen[len(seen) // 2]
+            usual = statistics.median(seen)  # as the model's usual first use (model.py)
             for d in own:
                 if d < start_day:
                     continue
