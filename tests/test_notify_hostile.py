@@ -85,7 +85,10 @@ def section(*channels: dict) -> dict:
 
 
 def delivery(central, cid: str) -> dict:
-    return next(d for d in only_alert(central)["deliveries"] if d["channel"] == cid)
+    """The channel's delivery of the only alert; before the notifier has planned it, one with nothing tried (a check
+    polled with ``eventually`` right after the raise must wait for it, not stop on StopIteration)."""
+    found = [d for d in only_alert(central)["deliveries"] if d["channel"] == cid]
+    return found[0] if found else {"channel": cid, "state": None, "attempt_log": []}
 
 
 def attempts(central, cid: str, count: int, timeout_s: float = 10.0) -> list[dict]:
