@@ -190,3 +190,34 @@ def test_the_away_button_then_the_door_to_leave_is_still_out_and_the_next_door_i
     assert _inactivity(home.idle(9)) == []  # out past the day's 8 h: not silent at home
     home.monitor.door(home.t + 60.0 * home.settings.door_out_min)  # the door well after: back in
     assert home.monitor.data.out_since is None and home.monitor.data.door_t is None
+
+
+def _out_till_morning(home: Home, days: int) -> None:
+    """Every third day the resident goes out after the 10:00 use and uses no water until 07:00 the next morning."""
+    for i in range(days):
+        _days(home, 1, out=(11, 24) if i % 3 == 2 else None)
+
+
+def test_a_day_silence_this_home_often_holds_to_the_morning_is_not_urgent_before_its_usual_first_use() -> None:
+    home = Home(day_at(6))
+    _out_till_morning(home, 18)
+    home.seen.clear()
+    _days(home, 1, out=(11, 24))  # 10:00 to 07:00: 21 h, past the 20 h outer limit at 06:00
+    home.idle(home.until(7))
+    found = _inactivity(home.seen)
+    assert [d.severity for d in found if d.state == "raised"] == ["warning"], kinds(home.seen)  # the family hears
+    assert [d for d in found if d.severity == "urgent"] == []  # no call to the social worker at dawn
+    learned = home.monitor.thresholds(False)
+    assert learned is not None and max(learned.urgent[0]) <= 23.9 * 3600
+
+
+def test_a_fall_in_a_day_silence_held_to_the_morning_is_still_urgent_soon_after_the_usual_first_use() -> None:
+    home = Home(day_at(6))
+    _out_till_morning(home, 18)
+    _days(home, 1, out=(11, 24))
+    home.seen.clear()
+    home.idle(home.until(9, 30))  # no water this morning: she fell
+    urgent = [d for d in _inactivity(home.seen) if d.severity == "urgent"]
+    assert urgent, kinds(home.seen)
+    local = datetime.fromtimestamp(urgent[0].at, TZ)
+    assert (7, 0) < (local.hour, local.minute) <= (9, 0)  # by the learned deadline for the first use (07:00 + margin)

@@ -9,7 +9,8 @@ near that time (Silverman's rule on the spread or the interquartile range), so o
 With fewer than ``history_days`` days learned the budget shrinks in proportion (a young estimate is optimistic). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
 a fall (weighted by how much of the day each start time's silences cover) while the expected false alarms a
 month stay within the budget (a Lagrange multiplier found by bisection), inside the fixed outer limits. A silence
-held over the night turns urgent by the usual first use of the morning + ``night_urgent_after_wake_h``.
+held over the night turns urgent by the usual first use of the morning + ``night_urgent_after_wake_h``; a day
+silence that this home often holds to the morning is not urgent before the usual first use's deadline.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from datetime import datetime, tzinfo
 
 from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import DayRecord
-from meter_node.wellbeing.timeline import HOUR, upper
+from meter_node.wellbeing.timeline import HOUR, learn_cap, upper
 
 SLOTS = 48
 SLOT_S = 1800.0
 _KERNEL_MIN = 90.0
+HELD_MAX_S = 23.9 * 3600.0  # a day silence held to the morning is urgent by then (a day, less the meter's delay)
 _OTHER_KIND = 1.0 / 3.0  # weight of a weekday's silence for a weekend threshold and the other way round
 _PRIOR_PER_DAY = 0.5 / 30.0  # unseen harmless silences of 2 h or more: half a month, spread over the day
 _PRIOR_MEAN_S = 3.0 * HOUR
@@ -259,6 +261,8 @@ def fit(
     warning = [[min(grid[i], w_max) for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
     _night(warning, urgent, night_urgent, _bedtime(samples), settings)
+    if with_morning:
+        _held_over_night(urgent, samples, days, urgent_budget, settings)
     share = (5.0 / 7.0, 2.0 / 7.0)
 
     def expected(chosen: list[list[float]]) -> float:
@@ -325,6 +329,44 @@ def _night(
                 continue
             urgent[kind][k] = max(until, cfg.warning_min_h * HOUR)
             warning[kind][k] = min(urgent[kind][k], cfg.warning_max_h * HOUR)  # the outer limit still holds
+
+
+def _held_over_night(
+    urgent: list[list[float]],
+    samples: list[tuple[bool, int, float]],
+    days: list[DayRecord],
+    budget: float,
+    cfg: WellbeingSettings,
+) -> None:
+    """Beyond the learning cap the model is blind (a silence counts at most ``learn_cap``): an urgent threshold there
+    is the tail's guess. Where such a threshold would call the social worker in the night or at dawn (from an hour
+    before the usual bedtime to the learned deadline for the first use) for a silence begun by day, and this
+    household's silences begun at those times have run to the cap more often than the urgent budget allows, the
+    urgent alert waits for that deadline (never past ``HELD_MAX_S`` of silence). Such a resident comes home and uses
+    no water until she gets up. The warning is unchanged: the family hears by the outer limit."""
+    bed, deadline = _bedtime(samples), morning_deadline_s(days, cfg)
+    if bed is None or deadline is None:
+        return
+    morning = minutes(cfg.morning_start) * 60.0
+    night_from = (bed - HOUR) % 86400.0
+    night_start = night_from if night_from > morning else night_from + 86400.0  # after the day's slots
+    capped = learn_cap(cfg) - 1.0
+    dawn = [
+        [
+            morning <= k * SLOT_S < night_start
+            and row[k] >= capped
+            and night_start <= k * SLOT_S + row[k] < deadline + 86400.0
+            for k in range(SLOTS)
+        ]
+        for row in urgent
+    ]
+    into_morning = sum(dawn[weekend][k] and length >= capped for weekend, k, length in samples)
+    if into_morning * 30.0 / max(1, len(days)) <= budget:
+        return
+    for kind, row in enumerate(urgent):
+        for k in range(SLOTS):
+            if dawn[kind][k]:
+                row[k] = min(deadline + 86400.0 - k * SLOT_S, HELD_MAX_S)
 
 
 def _late_morning(firsts: list[float], start: float, latest: float, budget: float) -> tuple[float, float]:

@@ -24,6 +24,11 @@ BRISK_S = 120.0
 MIN_SILENCE_S = 3600.0  # shorter silences change no threshold (they are all at least warning_min_h)
 
 
+def learn_cap(settings: WellbeingSettings) -> float:
+    """The longest a learned silence counts (seconds): an absence or an incident must not become a habit."""
+    return (settings.warning_max_h + 1.0) * HOUR
+
+
 def upper(values: list[float], share: float) -> float:
     """A high quantile that ignores the very top few (one odd day must not widen a threshold much)."""
     ordered = sorted(values)
@@ -150,8 +155,7 @@ class Timeline:
     def _learn(self, silences: list[list[float]], since: float, t: float, out: float) -> None:
         length = self.observed(since, t)
         if length >= MIN_SILENCE_S and self.s.away_until is None:
-            cap = (self.settings.warning_max_h + 1.0) * HOUR  # an absence or an incident must not become a habit
-            silences.append([since, round(min(length, cap), 1), out])
+            silences.append([since, round(min(length, learn_cap(self.settings)), 1), out])
 
     def _trim(self, t: float) -> None:
         rises = self.s.rises
