@@ -9,27 +9,22 @@ near that time (Silverman's rule on the spread or the interquartile range), so o
 With fewer than ``history_days`` days learned the budget shrinks in proportion (a young estimate is optimistic). It then chooses a warning and an urgent threshold per start time that minimise the expected time to detect
 a fall (weighted by how much of the day each start time's silences cover) while the expected false alarms a
 month stay within the budget (a Lagrange multiplier found by bisection), inside the fixed outer limits. A silence
-held over the night turns urgent by the usual first use of the morning + ``night_urgent_after_wake_h``; a day
-silence that this home often holds to the morning is not urgent before the usual first use's deadline.
+held over the night is judged by the morning (``night.py``).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from meter_node.wellbeing.settings import WellbeingSettings, minutes
+from meter_node.wellbeing.night import NO_MORNING, bedtime, held_to_morning, judge_night, median_of, morning_times
+from meter_node.wellbeing.settings import WellbeingSettings
 from meter_node.wellbeing.state import DayRecord
-from meter_node.wellbeing.timeline import HOUR, learn_cap, upper
+from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS
 
-SLOTS = 48
-SLOT_S = 1800.0
 _KERNEL_MIN = 90.0
-HELD_MAX_S = 23.9 * 3600.0  # a day silence held to the morning is urgent by then (a day, less the meter's delay)
 _OTHER_KIND = 1.0 / 3.0  # weight of a weekday's silence for a weekend threshold and the other way round
 _PRIOR_PER_DAY = 0.5 / 30.0  # unseen harmless silences of 2 h or more: half a month, spread over the day
 _PRIOR_MEAN_S = 3.0 * HOUR
@@ -56,20 +51,6 @@ class Thresholds:
     def watchable(self) -> bool:
         """Within 12 h of a fall in every part of the day, and the outer limits alone within the budget."""
         return all(v <= WATCHABLE_H for v in self.detect_h.values()) and self.floor_warnings <= self.warning_budget
-
-
-# no morning rule: no warning time, no urgent time by weekday/weekend, nothing expected of either
-_NO_MORNING: tuple[float | None, list[float | None], float, float] = (None, [None, None], 0.0, 0.0)
-
-
-def morning_deadline_s(days: list[DayRecord], settings: WellbeingSettings) -> float | None:
-    """Seconds after local midnight by which the first use is expected (None: not learned)."""
-    firsts = [d.first_use_s for d in days if d.first_use_s is not None]
-    if len(firsts) < settings.learning_days:
-        return None
-    learned = upper(firsts, 0.93) + settings.morning_margin_min * 60.0
-    low = minutes(settings.morning_start) * 60.0 + HOUR
-    return min(max(learned, low), minutes(settings.morning_latest) * 60.0)
 
 
 def _outlasting(samples: list[tuple[float, float]], grid: list[float], scale: float) -> list[float]:
@@ -233,11 +214,11 @@ def fit(
     urgent_budget = settings.urgent_budget_per_month * young
     # the morning rule's warning and the night's urgent alert take at most a quarter and a half of the budgets
     morning_w, night_urgent, morning_expected, night_expected = (
-        _morning_times(days, settings, 0.25 * warning_budget, 0.5 * urgent_budget) if with_morning else _NO_MORNING
+        morning_times(days, settings, 0.25 * warning_budget, 0.5 * urgent_budget) if with_morning else NO_MORNING
     )
     wake = (
-        _median([d.first_use_s for d in days if not d.weekend]),
-        _median([d.first_use_s for d in days if d.weekend]),
+        median_of([d.first_use_s for d in days if not d.weekend]),
+        median_of([d.first_use_s for d in days if d.weekend]),
     )
     top = len(grid) - 1
     # the grid point at or just above the outer limit; a warning chosen there is the limit itself (below)
@@ -245,7 +226,7 @@ def fit(
     # the night's slots are the morning's: fixed below, no budget spent on them here
     marks_w = [[-1.0] * SLOTS for _ in (0, 1)]
     marks_u = [[-1.0] * SLOTS for _ in (0, 1)]
-    _night(marks_w, marks_u, night_urgent, _bedtime(samples), settings)
+    judge_night(marks_w, marks_u, night_urgent, bedtime(samples), settings)
     night = [[marks_u[kind][k] >= 0.0 for k in range(SLOTS)] for kind in (0, 1)]
     w_high = [[w_top] * SLOTS for _ in (0, 1)]
     w_low = [[w_top if night[kind][k] else 0 for k in range(SLOTS)] for kind in (0, 1)]
@@ -260,9 +241,9 @@ def fit(
     u_idx = _choose(slots, u_low, [[top] * SLOTS for _ in (0, 1)], max(0.0, urgent_budget - night_expected))
     warning = [[min(grid[i], w_max) for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
-    _night(warning, urgent, night_urgent, _bedtime(samples), settings)
+    judge_night(warning, urgent, night_urgent, bedtime(samples), settings)
     if with_morning:
-        _held_over_night(urgent, samples, days, urgent_budget, settings)
+        held_to_morning(urgent, samples, days, urgent_budget, settings)
     share = (5.0 / 7.0, 2.0 / 7.0)
 
     def expected(chosen: list[list[float]]) -> float:
@@ -291,140 +272,9 @@ def fit(
     )
 
 
-def _bedtime(samples: list[tuple[bool, int, float]]) -> float | None:
-    """The usual start of the night's silence (seconds after midnight, past 24 h after midnight): the median start
-    of the silences of 4 h or more begun between 18:00 and 04:00."""
-    starts = [
-        k * SLOT_S + (86400.0 if k < 8 else 0.0)
-        for _, k, length in samples
-        if (k >= 36 or k < 8) and length >= 4 * HOUR
-    ]
-    return statistics.median(starts) if starts else None
-
-
-def _night(
-    warning: list[list[float]],
-    urgent: list[list[float]],
-    urgent_at: list[float | None],
-    bed: float | None,
-    cfg: WellbeingSettings,
-) -> None:
-    """A silence begun at night (from an hour before the usual bedtime to ``morning_start``, after which a use is the
-    day's first) is judged by the morning: urgent at ``urgent_at`` (seconds after midnight, per kind of day). The
-    missed-morning rule gives its warning (one late morning, one warning: no inactivity warning before the urgent
-    alert unless the outer limit comes first)."""
-    morning = minutes(cfg.morning_start) * 60.0  # from then a use is the day's first
-    for kind in (0, 1):
-        at = urgent_at[kind]
-        if at is None or bed is None:
-            continue
-        night_from = (bed - HOUR) % 86400.0
-        for k in range(SLOTS):
-            start = k * SLOT_S
-            if start < morning and (night_from > morning or start >= night_from):
-                until = at - start
-            elif night_from > morning and start >= night_from:
-                until = at + 86400.0 - start
-            else:
-                continue
-            urgent[kind][k] = max(until, cfg.warning_min_h * HOUR)
-            warning[kind][k] = min(urgent[kind][k], cfg.warning_max_h * HOUR)  # the outer limit still holds
-
-
-def _held_over_night(
-    urgent: list[list[float]],
-    samples: list[tuple[bool, int, float]],
-    days: list[DayRecord],
-    budget: float,
-    cfg: WellbeingSettings,
-) -> None:
-    """Beyond the learning cap the model is blind (a silence counts at most ``learn_cap``): an urgent threshold there
-    is the tail's guess. Where such a threshold would call the social worker in the night or at dawn (from an hour
-    before the usual bedtime to the learned deadline for the first use) for a silence begun by day, and this
-    household's silences begun at those times have run to the cap more often than the urgent budget allows, the
-    urgent alert waits for that deadline (never past ``HELD_MAX_S`` of silence). Such a resident comes home and uses
-    no water until she gets up. The warning is unchanged: the family hears by the outer limit."""
-    bed, deadline = _bedtime(samples), morning_deadline_s(days, cfg)
-    if bed is None or deadline is None:
-        return
-    morning = minutes(cfg.morning_start) * 60.0
-    night_from = (bed - HOUR) % 86400.0
-    night_start = night_from if night_from > morning else night_from + 86400.0  # after the day's slots
-    capped = learn_cap(cfg) - 1.0
-    dawn = [
-        [
-            morning <= k * SLOT_S < night_start
-            and row[k] >= capped
-            and night_start <= k * SLOT_S + row[k] < deadline + 86400.0
-            for k in range(SLOTS)
-        ]
-        for row in urgent
-    ]
-    into_morning = sum(dawn[weekend][k] and length >= capped for weekend, k, length in samples)
-    if into_morning * 30.0 / max(1, len(days)) <= budget:
-        return
-    for kind, row in enumerate(urgent):
-        for k in range(SLOTS):
-            if dawn[kind][k]:
-                row[k] = min(deadline + 86400.0 - k * SLOT_S, HELD_MAX_S)
-
-
-def _late_morning(firsts: list[float], start: float, latest: float, budget: float) -> tuple[float, float]:
-    """(the earliest time from ``start`` to ``latest`` whose expected late mornings a month meet ``budget``, that
-    expectation): each day's first use F counts exp(-(W - F) / 30 min) for a time W after it."""
-
-    def expected(at: float) -> float:
-        return 30.0 * sum(_morning_tail(f, at) for f in firsts) / max(1, len(firsts))
-
-    at = start
-    while expected(at) > budget and at < latest:
-        at += 300.0
-    return min(at, max(start, latest)), expected(min(at, max(start, latest)))
-
-
-def _morning_times(
-    days: list[DayRecord], cfg: WellbeingSettings, warning_budget: float, urgent_budget: float
-) -> tuple[float | None, list[float | None], float, float]:
-    """(missed-morning warning time, night urgent time per kind of day, their expected false warnings and urgent
-    alerts a month), in seconds after midnight. The warning: the earliest time from the learned deadline +
-    ``morning_warning_after_min`` whose expected late mornings meet its budget. The night's urgent: the earliest
-    from an hour after the deadline meeting its budget, never later than the usual (median) first use +
-    ``night_urgent_after_wake_h`` (then before the missed-morning warning, if that is later). A day with no use by then (out overnight, unannounced) alarms whatever is
-    chosen: like silences past the outer limits it is not the budget's."""
-    deadline = morning_deadline_s(days, cfg)
-    if deadline is None:
-        return None, [None, None], 0.0, 0.0
-    latest = minutes(cfg.morning_latest) * 60.0 + cfg.morning_warning_after_min * 60.0
-    firsts = [d.first_use_s for d in days if d.first_use_s is not None and d.first_use_s <= latest]
-    warn, warn_expected = _late_morning(firsts, deadline + cfg.morning_warning_after_min * 60.0, latest, warning_budget)
-    urgent_at: list[float | None] = []
-    urgent_expected = 0.0
-    for kind in (False, True):
-        own = [d.first_use_s for d in days if d.weekend == kind and d.first_use_s is not None]
-        usual = _median(own) if len(own) >= 4 else _median([d.first_use_s for d in days])
-        if usual is None:
-            urgent_at.append(None)
-            continue
-        cap = usual + cfg.night_urgent_after_wake_h * HOUR
-        start = min(deadline + cfg.urgent_after_warning_min * 60.0, cap)
-        at, expected = _late_morning(firsts, start, cap, urgent_budget)
-        urgent_at.append(at)
-        urgent_expected += expected * (2.0 / 7.0 if kind else 5.0 / 7.0)
-    return warn, urgent_at, warn_expected, urgent_expected
-
-
-def _morning_tail(first: float, at: float) -> float:
-    return 1.0 if first > at else math.exp(-(at - first) / 1800.0)
-
-
 def _grid(low: float, high: float, step: float) -> list[float]:
     n = max(0, int(math.floor((high - low) / step + 1e-9)))
     return [low + i * step for i in range(n + 1)] if high > low else [high]
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    found = [v for v in values if v is not None]
-    return statistics.median(found) if found else None
 
 
 def _monitorability(

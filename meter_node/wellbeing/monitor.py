@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from common import statefile
 from common.catalogue import SEVERITY_RANK, Severity, State
 from common.events import Detection
-from meter_node.wellbeing.model import Thresholds, fit, morning_deadline_s
+from meter_node.wellbeing.model import Thresholds, fit
+from meter_node.wellbeing.night import morning_deadline_s
 from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
 from meter_node.wellbeing.settings import WellbeingSettings
 from meter_node.wellbeing.state import MIGRATIONS, VERSION, WellbeingState

@@ -13,10 +13,11 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from common.catalogue import Severity
-from meter_node.wellbeing.model import SLOT_S, Thresholds, morning_deadline_s
+from meter_node.wellbeing.model import Thresholds
+from meter_node.wellbeing.night import morning_deadline_s
 from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import WellbeingState
-from meter_node.wellbeing.timeline import HOUR, Timeline
+from meter_node.wellbeing.timeline import HOUR, SLOT_S, Timeline
 
 INF = math.inf
 

@@ -21,6 +21,8 @@ from meter_node.wellbeing.state import Day, DayRecord, Run, WellbeingState
 HOUR = 3600.0
 SHORT_BIN_S = 600.0
 BRISK_S = 120.0
+SLOTS = 48  # the model's start slots: half hours of the day
+SLOT_S = 1800.0
 MIN_SILENCE_S = 3600.0  # shorter silences change no threshold (they are all at least warning_min_h)
 
 
