@@ -208,7 +208,7 @@ def test_a_day_silence_this_home_often_holds_to_the_morning_is_not_urgent_before
     assert [d.severity for d in found if d.state == "raised"] == ["warning"], kinds(home.seen)  # the family hears
     assert [d for d in found if d.severity == "urgent"] == []  # no call to the social worker at dawn
     learned = home.monitor.thresholds(False)
-    assert learned is not None and max(learned.urgent[0]) <= 23.9 * 3600
+    assert learned is not None and max(learned.urgent[0]) <= WellbeingSettings().held_urgent_max_h * 3600
 
 
 def test_a_fall_in_a_day_silence_held_to_the_morning_is_still_urgent_soon_after_the_usual_first_use() -> None:

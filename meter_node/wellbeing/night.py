@@ -16,8 +16,6 @@ from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import DayRecord
 from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS, learn_cap, upper
 
-HELD_MAX_S = 23.9 * 3600.0  # a day silence held to the morning is urgent by then (a day, less the meter's delay)
-
 # no morning rule: no warning time, no urgent time by weekday/weekend, nothing expected of either
 NO_MORNING: tuple[float | None, list[float | None], float, float] = (None, [None, None], 0.0, 0.0)
 
@@ -83,7 +81,7 @@ def held_to_morning(
     is the tail's guess. Where such a threshold would call the social worker in the night or at dawn (from an hour
     before the usual bedtime to the learned deadline for the first use) for a silence begun by day, and this
     household's silences begun at those times have run to the cap more often than the urgent budget allows, the
-    urgent alert waits for that deadline (never past ``HELD_MAX_S`` of silence). Such a resident comes home and uses
+    urgent alert waits for that deadline (never past ``held_urgent_max_h`` of silence). Such a resident comes home and uses
     no water until she gets up. The warning is unchanged: the family hears by the outer limit."""
     bed, deadline = bedtime(samples), morning_deadline_s(days, cfg)
     if bed is None or deadline is None:
@@ -107,7 +105,7 @@ def held_to_morning(
     for kind, row in enumerate(urgent):
         for k in range(SLOTS):
             if dawn[kind][k]:
-                row[k] = min(deadline + 86400.0 - k * SLOT_S, HELD_MAX_S)
+                row[k] = min(deadline + 86400.0 - k * SLOT_S, cfg.held_urgent_max_h * HOUR)
 
 
 def _late_morning(firsts: list[float], start: float, latest: float, budget: float) -> tuple[float, float]:

@@ -42,7 +42,12 @@ class WellbeingSettings:
     warning_max_h: float = setting(
         11.9, min=1.0, max=48.0, help="a learned warning is never later than this (Gujo 12 h, less the meter's delay)"
     )
-    urgent_max_h: float = setting(20.0, min=1.0, max=72.0, help="a learned urgent alert is never later than this")
+    urgent_max_h: float = setting(
+        20.0, min=1.0, max=72.0, help="a learned urgent alert is never later than this (but see held_urgent_max_h)"
+    )
+    held_urgent_max_h: float = setting(
+        23.9, min=1.0, max=72.0, help="a day silence this home often holds to the morning: urgent by then at the latest"
+    )
     out_warning_h: float = setting(
         14.0, min=1.0, max=48.0, help="known to be out (door contact, away button): warning after this long"
     )
@@ -109,6 +114,8 @@ class WellbeingSettings:
             out.append("urgent_max_h must be >= warning_max_h")
         if self.urgent_max_h < self.out_warning_h:
             out.append("urgent_max_h must be >= out_warning_h")
+        if self.held_urgent_max_h < self.urgent_max_h:
+            out.append("held_urgent_max_h must be >= urgent_max_h")
         if not minutes(self.morning_start) < minutes(self.morning_deadline) <= minutes(self.morning_latest):
             out.append("need morning_start < morning_deadline <= morning_latest")
         if self.history_days < self.learning_days:
