@@ -179,6 +179,19 @@ def test_coarse_meter_slow_leak_lone_pulses_do_not_hide_a_silent_home() -> None:
     assert kinds(_pulses(home, 2)) == [("inactivity", "cleared", "warning")]  # two pulses together: someone
 
 
+def test_coarse_meter_a_pair_proves_life_at_its_first_pulse_as_the_second_may_be_a_leaks() -> None:
+    # she flushes at 10:00 (a lone pulse) and falls; the slow leak pulses at 10:45 (within the pair window), 15:15
+    # and 19:45, so the ordinary clock never runs 8 h. The pair proves her alive at 10:00, not 10:45: the paired
+    # clock's 12 h day limit comes at 22:00 (before: 22:45, a slow-leak collapse found after 12 h)
+    home = _leaky_silence((10.0, 10.75, 15.25, 19.75))
+    assert home.idle(home.until(21, 59)) == []
+    raised = home.idle(3 / 60)
+    assert kinds(raised) == [("inactivity", "raised", "warning")]
+    assert raised[0].payload["reason"] == "lone_pulses"
+    last = datetime.fromisoformat(raised[0].payload["last_use"])
+    assert (last.hour, last.minute) < (10, 5)  # the flush, not the leak's pulse
+
+
 def test_coarse_meter_a_fall_after_a_lone_flush_is_said_while_the_lone_pulses_warning_is_open() -> None:
     # the lone pulses' warning is open from 20:00; at 21:30 the resident flushes once (a lone pulse) and falls. Her
     # own silence passing its threshold is a new incident, told then (before: nothing until the urgent alert)

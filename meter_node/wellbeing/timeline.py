@@ -113,7 +113,8 @@ class Timeline:
             if self.coarse() or sum(r[1] for r in s.rises if r[0] > t - BRISK_S) >= use_min:
                 if s.run is not None:
                     s.run.brisk = True
-                self.life(self.life_time(t), paired=self.paired(t, win_use))
+                pair = self.paired(t, win_use)
+                self.life(self.life_time(t), paired=pair is not None, paired_from=pair)
 
     def life_time(self, t: float) -> float:
         """Until when the water now moving proves life (see the module docstring)."""
@@ -123,22 +124,24 @@ class Timeline:
         refill = self.settings.refill_min * 60.0
         return min(max(run.start, t - refill), run.start + self.run_cap())
 
-    def paired(self, t: float, win_use: float) -> bool:
+    def paired(self, t: float, win_use: float) -> float | None:
         """Coarse (10 L) meter: a pulse is a person's when another comes within ``coarse_pair_min`` (a flush, a wash,
-        the kettle); a slow leak's lone pulses hours apart are not."""
+        the kettle); a slow leak's lone pulses hours apart are not. Returns from when the water proves a person
+        (None: a lone pulse): ``t`` for a burst, the pair's first pulse for a pair (its second may be a slow leak's,
+        after a fall)."""
         s = self.s
         window = self.settings.coarse_pair_min * 60.0
+        first, s.lone_t = s.lone_t, t
         if not self.coarse() or window <= 0 or win_use >= 1.5 * s.resolution:
-            s.lone_t = t
-            return True
-        paired = s.lone_t is not None and t - s.lone_t <= window
-        s.lone_t = t
-        return paired
+            return t
+        return first if first is not None and t - first <= window else None
 
-    def life(self, t: float, paired: bool = True, door: bool = False) -> None:
-        """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use."""
+    def life(self, t: float, paired: bool = True, door: bool = False, paired_from: float | None = None) -> None:
+        """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use. ``paired``:
+        it ends the coarse meter's paired silence too, at ``paired_from`` if earlier (a pair's first pulse)."""
         s = self.s
-        if t <= s.anchor and (not paired or t <= s.paired_anchor):
+        pair_t = t if paired_from is None else min(t, paired_from)
+        if t <= s.anchor and (not paired or pair_t <= s.paired_anchor):
             return
         day = s.day
         if day is not None and day.first_use is None and t >= day.morning_t and not door:
@@ -150,9 +153,9 @@ class Timeline:
         if t > s.anchor:
             self._learn(s.silences, s.anchor, t, out)
             s.anchor = t
-        if paired and t > s.paired_anchor:
-            self._learn(s.paired_silences, s.paired_anchor, t, out)
-            s.paired_anchor = t
+        if paired and pair_t > s.paired_anchor:
+            self._learn(s.paired_silences, s.paired_anchor, pair_t, out)
+            s.paired_anchor = pair_t
 
     def _learn(self, silences: list[list[float]], since: float, t: float, out: float) -> None:
         length = self.observed(since, t)
