@@ -22,7 +22,7 @@ from datetime import datetime, tzinfo
 from meter_node.wellbeing.night import NO_MORNING, bedtime, held_to_morning, judge_night, median_of, morning_times
 from meter_node.wellbeing.settings import WellbeingSettings
 from meter_node.wellbeing.state import DayRecord
-from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS
+from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS, WEEK_SHARE
 
 _KERNEL_MIN = 90.0
 _OTHER_KIND = 1.0 / 3.0  # weight of a weekday's silence for a weekend threshold and the other way round
@@ -156,7 +156,6 @@ def _choose(
     hull) are taken while the budget allows; that is the Lagrangian optimum. Silences longer than the outer limits
     alarm whatever is chosen (the safety floor): the budget is for what the learned thresholds add. A grid point
     above ``cap`` (the outer limit between two points) stands for the cap, at the cap's rate."""
-    share = (5.0 / 7.0, 2.0 / 7.0)
     grid = [min(g, cap) for g in slots.grid]
     chosen = [list(row) for row in high]
     steps: list[tuple[float, int, int, int, float]] = []  # (false alarms per weighted second, kind, slot, to, cost)
@@ -164,8 +163,8 @@ def _choose(
     for kind in (0, 1):
         for k in range(SLOTS):
             rates = slots.rates[kind][k]
-            cost = [30.0 * share[kind] * _rate_at(rates, slots.grid, g) for g in grid]
-            weight = share[kind] * slots.weights[kind][k]
+            cost = [30.0 * WEEK_SHARE[kind] * _rate_at(rates, slots.grid, g) for g in grid]
+            weight = WEEK_SHARE[kind] * slots.weights[kind][k]
             top = high[kind][k]
             hull = [top]
             for i in range(top - 1, low[kind][k] - 1, -1):  # lower convex hull from the top down
@@ -226,7 +225,8 @@ def fit(
     # the night's slots are the morning's: fixed below, no budget spent on them here
     marks_w = [[-1.0] * SLOTS for _ in (0, 1)]
     marks_u = [[-1.0] * SLOTS for _ in (0, 1)]
-    judge_night(marks_w, marks_u, night_urgent, bedtime(samples), settings)
+    bed = bedtime(samples)
+    judge_night(marks_w, marks_u, night_urgent, bed, settings)
     night = [[marks_u[kind][k] >= 0.0 for k in range(SLOTS)] for kind in (0, 1)]
     w_high = [[w_top] * SLOTS for _ in (0, 1)]
     w_low = [[w_top if night[kind][k] else 0 for k in range(SLOTS)] for kind in (0, 1)]
@@ -241,15 +241,14 @@ def fit(
     u_idx = _choose(slots, u_low, [[top] * SLOTS for _ in (0, 1)], max(0.0, urgent_budget - night_expected))
     warning = [[min(grid[i], w_max) for i in row] for row in w_idx]
     urgent = [[grid[i] for i in row] for row in u_idx]
-    judge_night(warning, urgent, night_urgent, bedtime(samples), settings)
+    judge_night(warning, urgent, night_urgent, bed, settings)
     if with_morning:
-        held_to_morning(urgent, samples, days, urgent_budget, settings)
-    share = (5.0 / 7.0, 2.0 / 7.0)
+        held_to_morning(urgent, samples, bed, days, urgent_budget, settings)
 
     def expected(chosen: list[list[float]]) -> float:
         rates = slots.rates
         return sum(
-            30.0 * share[kind] * _rate_at(rates[kind][k], grid, chosen[kind][k])
+            30.0 * WEEK_SHARE[kind] * _rate_at(rates[kind][k], grid, chosen[kind][k])
             for kind in (0, 1)
             for k in range(SLOTS)
         )

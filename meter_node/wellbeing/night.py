@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import DayRecord
-from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS, learn_cap, upper
+from meter_node.wellbeing.timeline import HOUR, SLOT_S, SLOTS, WEEK_SHARE, learn_cap, upper
 
 # no morning rule: no warning time, no urgent time by weekday/weekend, nothing expected of either
 NO_MORNING: tuple[float | None, list[float | None], float, float] = (None, [None, None], 0.0, 0.0)
@@ -73,6 +73,7 @@ def judge_night(
 def held_to_morning(
     urgent: list[list[float]],
     samples: list[tuple[bool, int, float]],
+    bed: float | None,
     days: list[DayRecord],
     budget: float,
     cfg: WellbeingSettings,
@@ -83,7 +84,7 @@ def held_to_morning(
     household's silences begun at those times have run to the cap more often than the urgent budget allows, the
     urgent alert waits for that deadline (never past ``held_urgent_max_h`` of silence). Such a resident comes home and uses
     no water until she gets up. The warning is unchanged: the family hears by the outer limit."""
-    bed, deadline = bedtime(samples), morning_deadline_s(days, cfg)
+    deadline = morning_deadline_s(days, cfg)
     if bed is None or deadline is None:
         return
     morning = minutes(cfg.morning_start) * 60.0
@@ -148,7 +149,7 @@ def morning_times(
         start = min(deadline + cfg.urgent_after_warning_min * 60.0, cap)
         at, expected = _late_morning(firsts, start, cap, urgent_budget)
         urgent_at.append(at)
-        urgent_expected += expected * (2.0 / 7.0 if kind else 5.0 / 7.0)
+        urgent_expected += expected * WEEK_SHARE[kind]
     return warn, urgent_at, warn_expected, urgent_expected
 
 

@@ -23,6 +23,7 @@ SHORT_BIN_S = 600.0
 BRISK_S = 120.0
 SLOTS = 48  # the model's start slots: half hours of the day
 SLOT_S = 1800.0
+WEEK_SHARE = (5.0 / 7.0, 2.0 / 7.0)  # of a month's days: weekdays, weekend days
 MIN_SILENCE_S = 3600.0  # shorter silences change no threshold (they are all at least warning_min_h)
 
 
