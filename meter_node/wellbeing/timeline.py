@@ -77,9 +77,10 @@ class Timeline:
                 s.gaps.append([last_t, t])
         elif delta > 0:
             s.resolution = delta if s.resolution <= 0 else min(s.resolution, delta)
-            self._add(t, delta, gap)
+            self._add(t, delta, t - last_t if gap else 0.0)
 
-    def _add(self, t: float, delta: float, gap: bool) -> None:
+    def _add(self, t: float, delta: float, gap_s: float) -> None:
+        """Water ``delta`` litres at ``t``; ``gap_s``: the seconds since the last reading if they were a gap."""
         s = self.s
         assert s.day is not None
         s.day.volume += delta
@@ -88,10 +89,14 @@ class Timeline:
         span = self.span_h() * HOUR
         since = min(t - s.last_rise_t, span) if s.last_rise_t is not None else span
         s.last_rise_t = t
-        if gap:
-            # water used some time during the gap proves life then, but not when: life at the gap's end
-            if delta - base_rate * (t - s.gaps[-1][0]) >= use_min:
-                self.life(t, paired=not self.coarse() or delta >= 2 * s.resolution)
+        if gap_s:
+            # water used some time during the gap proves life then, but not when: life at the gap's end. What a leak
+            # let through over the whole interval is not a use: the base flow and, on a fine meter, a leak too slow
+            # to show as base flow (under two pulses a span; a coarse meter's lone pulses the paired clock doubts)
+            hidden = 0.0 if self.coarse() else 2.0 * s.resolution / span
+            excess = delta - (base_rate + hidden) * gap_s
+            if excess >= use_min:
+                self.life(t, paired=not self.coarse() or excess >= 2 * s.resolution)
             s.rises = []
             return
         s.short_bin[1] += delta
