@@ -38,6 +38,33 @@ def test_a_new_leak_beating_in_and_out_of_the_use_window_does_not_hide_a_silent_
     assert raised[0].payload["last_use"] < "2026-05-04T09:00"
 
 
+def test_a_flush_on_top_of_a_leak_running_for_hours_is_a_use() -> None:
+    # the bench's compact household 129 (tuning seeds 31-200): a running cistern (24 L/h) began at 16:27 and is not
+    # base flow before a day has passed; every flush of the next 23 hours fell inside the leak's one flow run, whose
+    # water proves life only up to the usual longest run: a false warning, a false urgent alert, then a real
+    # collapse that afternoon found by the next morning's rule at 19.8 h
+    home = Home(day_at(16))
+    for _ in range(8):  # a day without the leak: the quietest 2 h of the last day stay 0 L/h for a day
+        home.use(6)
+        home.idle(3)
+    home.use(6)
+    home.idle(3, drip_lph=24.0, resolution=1.0)
+    flush = home.t
+    home.use(6, minutes=2.5)
+    home.idle(0.2, drip_lph=24.0, resolution=1.0)
+    assert home.monitor.data.anchor >= flush - 60.0 * home.settings.refill_min
+
+
+def test_a_tap_left_running_proves_nothing_after_the_usual_longest_run_even_after_an_hour() -> None:
+    # the same rule must not take a steady running tap (a fall at the sink) for a person once it is its own floor
+    home = Home(day_at(8))
+    home.use(6)
+    home.idle(1)
+    opened = home.t
+    home.idle(2.5, drip_lph=360.0, resolution=1.0)
+    assert home.monitor.data.anchor <= opened + 60.0 + 0.5 * home.settings.continuous_flow_h * 3600.0
+
+
 def test_leak_suspected_after_a_day_without_a_quiet_span_and_cleared_after_two_quiet_nights() -> None:
     home = Home(day_at(8))
     home.use(6)

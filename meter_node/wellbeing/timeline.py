@@ -5,9 +5,11 @@ The rules (rules.py) read it; only this module writes the meter's side of the st
 of the last day: a leak) or, on top of steady flow, the quietest 10 minutes of the last hour. A use is one sign of
 life from its start: water keeps moving after the person has acted (a cistern refills for 2-4 minutes), so a flow
 run proves life until ``refill_min`` before its water stopped, never before it started, and a run far longer than
-usual (a tap left on after a fall) proves nothing after the usual longest run. On a fine meter a use proves life at
-once only at a person's pace (``min_use_litres`` within two minutes); a slower one proves it when its water stops,
-and not at all if it ran past the usual longest run: a leak beginning after a fall is not taken for a use.
+usual (a tap left on after a fall) proves nothing after the usual longest run, unless water at a person's pace
+stands out from the run's own flow once that flow is the floor (a person flushing on top of a running cistern). On
+a fine meter a use proves life at once only at a person's pace (``min_use_litres`` within two minutes); a slower one
+proves it when its water stops, and not at all if it ran past the usual longest run: a leak beginning after a fall
+is not taken for a use.
 """
 
 from __future__ import annotations
@@ -91,10 +93,9 @@ class Timeline:
         s.last_rise_t = t
         if gap_s:
             # water used some time during the gap proves life then, but not when: life at the gap's end. What a leak
-            # let through over the whole interval is not a use: the base flow and, on a fine meter, a leak too slow
-            # to show as base flow (under two pulses a span; a coarse meter's lone pulses the paired clock doubts)
-            hidden = 0.0 if self.coarse() else 2.0 * s.resolution / span
-            excess = delta - (base_rate + hidden) * gap_s
+            # let through over the whole interval is not a use (a coarse meter's lone pulses the paired clock doubts)
+            leak_rate = base_rate if self.coarse() else self.leak_bound_lph() / HOUR
+            excess = delta - leak_rate * gap_s
             if excess >= use_min:
                 self.life(t, paired=not self.coarse() or excess >= 2 * s.resolution)
             s.rises = []
@@ -116,19 +117,36 @@ class Timeline:
         if win_use >= use_min + 0.1 * floor_rate * self.window:
             if s.run is not None:
                 s.run.used = True
-            if self.coarse() or sum(r[1] for r in s.rises if r[0] > t - BRISK_S) >= use_min:
+            brisk = sum(r[1] for r in s.rises if r[0] > t - BRISK_S) >= use_min
+            if self.coarse() or brisk:
                 if s.run is not None:
                     s.run.brisk = True
                 pair = self.paired(t, win_use)
-                self.life(self.life_time(t), paired=pair is not None, paired_from=pair)
+                self.life(self.life_time(t, brisk and not self.coarse()), paired=pair is not None, paired_from=pair)
 
-    def life_time(self, t: float) -> float:
-        """Until when the water now moving proves life (see the module docstring)."""
+    def leak_bound_lph(self) -> float:
+        """Litres per hour a leak may be letting through now on a fine meter: the base flow or a leak begun within
+        the day (the flow of the last base-flow span before a gap), plus one too slow to be told from use (two
+        pulses a span)."""
+        s = self.s
+        n = self.span_h()
+        bins = s.hour_bins
+        end = len(bins)
+        while end and bins[end - 1] is None:  # the gap's own hours
+            end -= 1
+        recent = self._quietest(bins[max(0, end - n) : end], 0.0) if end >= n else 0.0
+        return max(s.base_lph, recent) + 2.0 * s.resolution / n
+
+    def life_time(self, t: float, brisk: bool = False) -> float:
+        """Until when the water now moving proves life (see the module docstring). ``brisk``: water at a person's
+        pace above the floor; in a run older than the floor's hour that floor is the run's own flow, so this is a
+        person on top of a leak or a running tap, not the run's first water, and it proves life now."""
         run = self.s.run
         if run is None:
             return t
         refill = self.settings.refill_min * 60.0
-        return min(max(run.start, t - refill), run.start + self.run_cap())
+        cap = t if brisk and t - run.start > 7 * SHORT_BIN_S else run.start + self.run_cap()
+        return min(max(run.start, t - refill), cap)
 
     def paired(self, t: float, win_use: float) -> float | None:
         """Coarse (10 L) meter: a pulse is a person's when another comes within ``coarse_pair_min`` (a flush, a wash,
