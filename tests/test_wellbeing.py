@@ -317,14 +317,26 @@ def test_a_small_use_below_min_litres_is_not_a_sign_of_life_but_two_litres_is() 
 
 
 # ------------------------------------------------------------------------------------------------- gaps
-def test_failed_reads_never_count_as_silence() -> None:
+def test_failed_reads_are_no_silence_while_they_last_but_a_gap_its_water_shows_unused_was_one() -> None:
     home = Home(day_at(5))
     home.use(6)
     home.idle(2)
-    assert home.fail(10) == []  # the reader raises meter_offline; the person is not "silent"
+    assert home.fail(7) == []  # nothing is known while the bus is down: the reader raises meter_offline
+    # the first reading after it: the meter counted on and no water came through, so no one used any. The bench's
+    # outings household 3 and reu household 92 (tuning seeds): a fall during or before a 1.4-2.5 h gap was found
+    # at 12.9 h, the gap left out of the silence
+    assert kinds(home.idle(1 / 60)) == [("inactivity", "raised", "warning")]
+
+
+def test_a_gap_whose_water_is_unknown_never_counts_as_silence() -> None:
+    home = Home(day_at(5))
+    home.use(6)
+    home.idle(2)
+    home.fail(10)
+    home.total -= 500  # the meter was replaced during the gap: what came through it is unknown
     found = home.idle(6 - 10 / 60 - 1 / 60)
-    assert found == []  # 2 h + 10 min allowance + 5 h 49 min observed < 8 h
-    assert kinds(home.idle(2 / 60)) == [("inactivity", "raised", "warning")]
+    assert [d for d in found if d.kind == "inactivity"] == []  # 2 h + 10 min allowance + 5 h 49 min observed < 8 h
+    assert ("inactivity", "raised", "warning") in kinds(home.idle(2 / 60))
 
 
 def test_water_used_during_a_gap_proves_life_and_restarts_the_silence_clock() -> None:

@@ -63,7 +63,7 @@ class WellbeingState:
     last_t: float | None = None
     last_total: float | None = None
     resolution: float = 0.0  # smallest rise seen: the meter's pulse size (0: none seen yet)
-    gaps: list[list[float]] = field(default_factory=list)  # [start, end] not observed
+    gaps: list[list[float]] = field(default_factory=list)  # [start, end] not observed; [start, end, 1.0]: no use in it
     rises: list[list[float]] = field(default_factory=list)  # [t, litres over the floor, over base] in the window
     last_rise_t: float | None = None
     lone_t: float | None = None  # coarse meter: the last pulse without a partner yet

@@ -80,6 +80,8 @@ class Timeline:
         elif delta > 0:
             s.resolution = delta if s.resolution <= 0 else min(s.resolution, delta)
             self._add(t, delta, t - last_t if gap else 0.0)
+        if gap and delta >= 0 and s.anchor < t:
+            s.gaps[-1].append(1.0)  # its water showed no use: no one used water then, a silence like observed time
 
     def _add(self, t: float, delta: float, gap_s: float) -> None:
         """Water ``delta`` litres at ``t``; ``gap_s``: the seconds since the last reading if they were a gap."""
@@ -357,13 +359,15 @@ class Timeline:
         return int(min(6, max(2, round(self.s.resolution / 2))))
 
     def observed(self, since: float, t: float) -> float:
-        """Seconds from ``since`` to ``t`` that were observed (time in gaps does not count)."""
-        return max(0.0, t - since - self.gap_seconds(since, t))
+        """Seconds from ``since`` to ``t`` known to be silent or not: time in a gap does not count, unless the water
+        that came through it showed no use (then no one used water in it)."""
+        return max(0.0, t - since - self.gap_seconds(since, t, unknown_only=True))
 
-    def gap_seconds(self, a: float, b: float) -> float:
+    def gap_seconds(self, a: float, b: float, unknown_only: bool = False) -> float:
+        """Seconds from ``a`` to ``b`` without readings (``unknown_only``: leave out the gaps known to be silent)."""
         total = 0.0
-        for start, end in self.s.gaps:
-            if end > a and start < b:
+        for start, end, *silent in self.s.gaps:
+            if end > a and start < b and not (silent and unknown_only):
                 total += min(end, b) - max(start, a)
         last = self.s.last_t
         if last is not None and b > last + self.max_interval:  # a gap still going on
