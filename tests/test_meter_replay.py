@@ -42,7 +42,7 @@ def test_the_examples_say_what_they_are_for() -> None:
 
     assert ("inactivity", "updated", "urgent") in events("silent_day")
     assert ("continuous_flow", "raised", "urgent") in events("tap_left_running")
-    assert events("meter_offline") == []  # ten hours offline are not ten hours of silence
+    assert events("meter_offline") == []  # ten hours offline in which she used water are no silence
     assert ("inactivity", "raised", "warning") in events("dripping_tap")
     assert ("leak_suspected", "raised", "info") in events("dripping_tap")
 

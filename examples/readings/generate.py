@@ -76,12 +76,16 @@ def tap_left_running() -> Series:
 
 
 def meter_offline() -> Series:
-    """The bus fails for 10 h after the evening: no inactivity alert for the offline hours."""
+    """The bus fails for 10 h from the morning while the resident goes on using water (the meter counts on): the
+    water found when the readings come back proves she was there, so no inactivity alert for the offline hours. (A
+    gap whose water shows no use would count as silence once the readings are back.)"""
     s = Series(datetime(2026, 3, 2, 6, tzinfo=TZ))
     s.use(9, polls=2)
     s.idle(3)
     s.use(9, polls=2)
-    s.idle(10, failed=True)
+    s.idle(5, failed=True)
+    s.total += 18  # two flushes the reader did not see
+    s.idle(5, failed=True)
     s.idle(3)
     s.use(9, polls=2)
     s.idle(1)
