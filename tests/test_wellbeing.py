@@ -328,6 +328,23 @@ def test_failed_reads_are_no_silence_while_they_last_but_a_gap_its_water_shows_u
     assert kinds(home.idle(1 / 60)) == [("inactivity", "raised", "warning")]
 
 
+def test_a_gap_after_busy_hours_is_neither_life_nor_silence_when_its_water_could_be_either() -> None:
+    # 20-30 L an hour before the gap, about as much through it: she may have gone on using water, or a leak may
+    # have; neither a sign of life nor a silence (it would add the gap to her next silence)
+    home = Home(day_at(2))
+    home.use(1, minutes=1)  # a 1 L pulse: a fine meter
+    home.idle(4)  # a quiet night: no base flow
+    for litres in (10, 10, 15, 15):
+        home.use(litres)
+        home.idle(0.5 - 2 / 60)
+    last_use = home.monitor.data.anchor
+    home.fail(2, drip_lph=20.0)
+    home.idle(1 / 60)
+    assert home.monitor.data.anchor == last_use
+    seen = home.monitor.timeline.observed(last_use, home.t)
+    assert seen < home.t - last_use - 1.5 * 3600  # the gap is left out (all but its first 10 minutes)
+
+
 def test_a_gap_whose_water_is_unknown_never_counts_as_silence() -> None:
     home = Home(day_at(5))
     home.use(6)

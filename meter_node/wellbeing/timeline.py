@@ -80,8 +80,8 @@ class Timeline:
         elif delta > 0:
             s.resolution = delta if s.resolution <= 0 else min(s.resolution, delta)
             self._add(t, delta, t - last_t if gap else 0.0)
-        if gap and delta >= 0 and s.anchor < t:
-            s.gaps[-1].append(1.0)  # its water showed no use: no one used water then, a silence like observed time
+        elif gap:
+            s.gaps[-1].append(1.0)  # no water came through: no one used any, a silence like observed time
 
     def _add(self, t: float, delta: float, gap_s: float) -> None:
         """Water ``delta`` litres at ``t``; ``gap_s``: the seconds since the last reading if they were a gap."""
@@ -94,12 +94,15 @@ class Timeline:
         since = min(t - s.last_rise_t, span) if s.last_rise_t is not None else span
         s.last_rise_t = t
         if gap_s:
-            # water used some time during the gap proves life then, but not when: life at the gap's end. What a leak
-            # let through over the whole interval is not a use (a coarse meter's lone pulses the paired clock doubts)
-            leak_rate = base_rate if self.coarse() else self.leak_bound_lph() / HOUR
-            excess = delta - leak_rate * gap_s
+            # water used some time during the gap proves life then, but not when: life at the gap's end, if it is more
+            # than a leak could have let through over the whole interval (a coarse meter's lone pulses the paired
+            # clock doubts). Water no more than a known leak's shows that no one used any: the gap was a silence
+            coarse = self.coarse()
+            excess = delta - (base_rate if coarse else self.leak_bound_lph(known=False) / HOUR) * gap_s
             if excess >= use_min:
-                self.life(t, paired=not self.coarse() or excess >= 2 * s.resolution)
+                self.life(t, paired=not coarse or excess >= 2 * s.resolution)
+            elif delta - (base_rate if coarse else self.leak_bound_lph(known=True) / HOUR) * gap_s < use_min:
+                s.gaps[-1].append(1.0)
             s.rises = []
             return
         s.short_bin[1] += delta
@@ -126,17 +129,21 @@ class Timeline:
                 pair = self.paired(t, win_use)
                 self.life(self.life_time(t, brisk and not self.coarse()), paired=pair is not None, paired_from=pair)
 
-    def leak_bound_lph(self) -> float:
-        """Litres per hour a leak may be letting through now on a fine meter: the base flow or a leak begun within
-        the day (the flow of the last base-flow span before a gap), plus one too slow to be told from use (two
-        pulses a span)."""
+    def leak_bound_lph(self, known: bool) -> float:
+        """Litres per hour a leak may have let through a gap just ended, on a fine meter: the base flow or, if higher,
+        the quieter of the hours before the gap less a pulse (a leak begun within the day is not base flow yet),
+        plus a leak too slow to be told from use (two pulses a base-flow span). ``known``: those hours count only
+        when they are steady (within two pulses of each other), as a leak's are and a person's use is not."""
         s = self.s
         n = self.span_h()
         bins = s.hour_bins
         end = len(bins)
         while end and bins[end - 1] is None:  # the gap's own hours
             end -= 1
-        recent = self._quietest(bins[max(0, end - n) : end], 0.0) if end >= n else 0.0
+        before = [b for b in bins[max(0, end - n) : end] if b is not None]
+        recent = 0.0
+        if len(before) == n and (not known or max(before) - min(before) <= 2 * s.resolution):
+            recent = max(0.0, min(before) - s.resolution)
         return max(s.base_lph, recent) + 2.0 * s.resolution / n
 
     def life_time(self, t: float, brisk: bool = False) -> float:
