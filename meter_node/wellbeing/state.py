@@ -14,7 +14,7 @@ from typing import Any
 
 from common.catalogue import Severity
 
-VERSION = 4
+VERSION = 5
 
 
 @dataclass
@@ -67,6 +67,7 @@ class WellbeingState:
     rises: list[list[float]] = field(default_factory=list)  # [t, litres over the floor, over base] in the window
     last_rise_t: float | None = None
     lone_t: float | None = None  # coarse meter: the last pulse without a partner yet
+    pulse_gap: float | None = None  # coarse meter: the time between the last two pulses (a leak's come evenly)
     short_bin: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [10-minute index, litres]
     short_bins: list[float] = field(default_factory=list)
     hour_bin: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [hour index, litres]
@@ -149,8 +150,14 @@ def _from_v3(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "run": None if run is None else {**run, "brisk": True}}
 
 
+def _from_v4(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 -> 5: a coarse meter's time between its last two pulses is new (unknown: the next pulse is judged
+    as before)."""
+    return {**old, "pulse_gap": None}
+
+
 def _weekend(iso_date: str) -> bool:
     return date.fromisoformat(iso_date).weekday() >= 5
 
 
-MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3}
+MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}

@@ -23,6 +23,7 @@ from meter_node.wellbeing.state import Day, DayRecord, Run, WellbeingState
 HOUR = 3600.0
 SHORT_BIN_S = 600.0
 BRISK_S = 120.0
+TRAIN_S = 120.0  # a leak's pulses come this evenly (two polls of a minute), or within a tenth of their interval
 SLOTS = 48  # the model's start slots: half hours of the day
 SLOT_S = 1800.0
 WEEK_SHARE = (5.0 / 7.0, 2.0 / 7.0)  # of a month's days: weekdays, weekend days
@@ -159,15 +160,20 @@ class Timeline:
 
     def paired(self, t: float, win_use: float) -> float | None:
         """Coarse (10 L) meter: a pulse is a person's when another comes within ``coarse_pair_min`` (a flush, a wash,
-        the kettle); a slow leak's lone pulses hours apart are not. Returns from when the water proves a person
-        (None: a lone pulse): ``t`` for a burst, the pair's first pulse for a pair (its second may be a slow leak's,
-        after a fall)."""
+        the kettle); a slow leak's lone pulses hours apart are not, nor a faster leak's evenly spaced train (a
+        pulse as long after the last as that one after the one before, within a poll or a tenth). Returns from when
+        the water proves a person (None: not a person's): ``t`` for a burst, the pair's first pulse for a pair (its
+        second may be a slow leak's, after a fall)."""
         s = self.s
         window = self.settings.coarse_pair_min * 60.0
         first, s.lone_t = s.lone_t, t
+        before, s.pulse_gap = s.pulse_gap, None if first is None else t - first
         if not self.coarse() or window <= 0 or win_use >= 1.5 * s.resolution:
             return t
-        return first if first is not None and t - first <= window else None
+        if first is None or t - first > window:
+            return None
+        train = before is not None and abs(t - first - before) <= max(TRAIN_S, 0.1 * before)
+        return None if train else first
 
     def life(self, t: float, paired: bool = True, door: bool = False, paired_from: float | None = None) -> None:
         """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use. ``paired``:
