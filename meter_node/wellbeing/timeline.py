@@ -98,11 +98,10 @@ class Timeline:
             # water used some time during the gap proves life then, but not when: life at the gap's end, if it is more
             # than a leak could have let through over the whole interval (a coarse meter's lone pulses the paired
             # clock doubts). Water no more than a known leak's shows that no one used any: the gap was a silence
-            coarse = self.coarse()
-            excess = delta - (base_rate if coarse else self.leak_bound_lph(known=False) / HOUR) * gap_s
+            excess = delta - self.leak_bound_lph(known=False) / HOUR * gap_s
             if excess >= use_min:
-                self.life(t, paired=not coarse or excess >= 2 * s.resolution)
-            elif delta - (base_rate if coarse else self.leak_bound_lph(known=True) / HOUR) * gap_s < use_min:
+                self.life(t, paired=not self.coarse() or excess >= 2 * s.resolution)
+            elif delta - self.leak_bound_lph(known=True) / HOUR * gap_s < use_min:
                 s.gaps[-1].append(1.0)
             s.rises = []
             return
@@ -131,11 +130,13 @@ class Timeline:
                 self.life(self.life_time(t, brisk and not self.coarse()), paired=pair is not None, paired_from=pair)
 
     def leak_bound_lph(self, known: bool) -> float:
-        """Litres per hour a leak may have let through a gap just ended, on a fine meter: the base flow or, if higher,
-        the quieter of the hours before the gap less a pulse (a leak begun within the day is not base flow yet),
-        plus a leak too slow to be told from use (two pulses a base-flow span). ``known``: those hours count only
-        when they are steady (within two pulses of each other), as a leak's are and a person's use is not."""
+        """Litres per hour a leak may have let through a gap just ended: the base flow; on a fine meter, the quieter
+        of the hours before the gap less a pulse if higher (a leak begun within the day is not base flow yet), plus a
+        leak too slow to be told from use (two pulses a base-flow span). ``known``: those hours count only when they
+        are steady (within two pulses of each other), as a leak's are and a person's use is not."""
         s = self.s
+        if self.coarse():
+            return s.base_lph
         n = self.span_h()
         bins = s.hour_bins
         end = len(bins)
@@ -161,7 +162,7 @@ class Timeline:
     def paired(self, t: float, win_use: float) -> float | None:
         """Coarse (10 L) meter: a pulse is a person's when another comes within ``coarse_pair_min`` (a flush, a wash,
         the kettle); a slow leak's lone pulses hours apart are not, nor a faster leak's evenly spaced train (a
-        pulse as long after the last as that one after the one before, within a poll or a tenth). Returns from when
+        pulse as long after the last as that one after the one before, within ``TRAIN_S`` or a tenth). Returns from when
         the water proves a person (None: not a person's): ``t`` for a burst, the pair's first pulse for a pair (its
         second may be a slow leak's, after a fall)."""
         s = self.s
