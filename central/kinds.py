@@ -39,6 +39,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "meter_reading": ("水表读数", "Meter reading"),
     "wellbeing_fault": ("监护规则故障", "Wellbeing rules failed"),
     "wellbeing_profile": ("用水规律（每日）", "Daily water-use profile"),
+    "check_in": ("询问居民是否安好", "The resident was asked 'are you OK?'"),
     "im_ok_pressed": ("按下“我很好”", "'I'm OK' pressed"),
     "going_out_pressed": ("按下“外出”", "'Going out' pressed (away mode)"),
     # the taxi kiosk

@@ -311,6 +311,15 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         "once a day: what the model has learned about the household",
     ),
     EventKind(
+        "check_in",
+        "meter",
+        _I,
+        "state",
+        ("social_worker",),
+        ("key", *HOUSEHOLD, "asked_for", "answer_within_s"),
+        "the resident was asked in the home (chime) to press 'I'm OK' before the family hears of a silence",
+    ),
+    EventKind(
         "im_ok_pressed",
         "meter",
         _I,

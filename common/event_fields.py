@@ -72,6 +72,8 @@ FIELDS: dict[str, str] = {
     "thresholds": "where the thresholds come from: learned or fixed",
     "escalate_after_s": "seconds without an acknowledgement before the central escalates to the social worker",
     "deadline": "local time by which a morning use was expected",
+    "asked_for": "the alert the resident was asked about first (inactivity or missed_morning)",
+    "answer_within_s": "seconds the resident has to press 'I'm OK' before the family is told",
     "acknowledged": "true when an 'I'm OK' press took the alert down",
     "flow_minutes": "minutes the water has been running",
     "litres": "litres in that run",

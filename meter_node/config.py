@@ -25,7 +25,9 @@ class HouseholdSection:
     door: InputPin | None = setting(
         None, help="optional contact on the flat's door: a sign of life; no water after it: the resident is out"
     )
-    chime: bool = setting(False, help="play a chime and prompt in the home when an alert is raised")
+    chime: bool = setting(
+        False, help="play a chime and prompt in the home when an alert is raised (and when asking first)"
+    )
     away_until: str = setting(
         "",
         pattern=r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+-]+)?)?$",
@@ -116,6 +118,12 @@ class MeterConfig:
                     f"meters[{i}].offline_after_s = {meter.offline_after_s:g}: must be at least two poll "
                     f"intervals ({2 * meter.poll_interval_s:g} s), or one late read is an outage"
                 )
+        askable = any(m.household.chime and m.household.ok_button for m in self.meters)
+        if self.wellbeing.ask_first_min > 0 and self.meters and not askable:
+            out.append(
+                f"wellbeing.ask_first_min = {self.wellbeing.ask_first_min:g}: no household has both chime = true "
+                "and an ok_button, so nobody could be asked first (set them, or ask_first_min = 0)"
+            )
         pins = [
             (pin.pin, f"{m.id}.{name}")
             for m in self.meters

@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
@@ -29,7 +30,7 @@ from meter_node.cadence import ReadingCadence
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus, meter_detection
 from meter_node.voice import prompts
-from meter_node.wellbeing import WellbeingMonitor, parse_local_date, recipients_for
+from meter_node.wellbeing import CHECK_IN_KIND, WellbeingMonitor, parse_local_date, recipients_for
 
 if TYPE_CHECKING:  # gpiozero is imported only for a home with a button or door contact (_setup_home_devices)
     from gpiozero import Button, DigitalInputDevice
@@ -114,7 +115,12 @@ class MeterNode:
 
     # ---------------------------------------------------------------------------------------------- setup
     def _make_monitor(self, meter: MeterEntry, state: Mapping[str, Any] | None = None) -> WellbeingMonitor:
-        return WellbeingMonitor(self.section.wellbeing, self.tz, state, key=meter.id)
+        """A household's monitor; it asks the resident first (``ask_first_min``) only in a home that can be asked
+        and can answer: a chime and an "I'm OK" button."""
+        settings = self.section.wellbeing
+        if not meter.household.chime or meter.household.ok_button is None:
+            settings = replace(settings, ask_first_min=0.0)
+        return WellbeingMonitor(settings, self.tz, state, key=meter.id)
 
     def _apply_away(self) -> None:
         """``household.away_until`` from the config: away / in hospital until that local date."""
@@ -346,7 +352,8 @@ class MeterNode:
         )
         self.runtime.emit(detection, recipients_for(detection))  # durable before anything else is done about it
         self._dirty = True
-        if detection.state == "raised" and meter.household.chime and self.voice is not None:
+        asks = detection.state == "raised" or detection.kind == CHECK_IN_KIND
+        if asks and meter.household.chime and self.voice is not None:
             self.voice.say(self.chime)
 
     def _handle_presses(self) -> None:

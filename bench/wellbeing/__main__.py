@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, help="days per household (default 60; --quick 45)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes side by side (default: cores)")
     parser.add_argument("--door", action="store_true", help="every household has a door contact on the node")
+    parser.add_argument(
+        "--answer",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --set ask_first_min=N: the chance a resident awake at home answers a check-in (default 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw summary as JSON too")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a [meter.wellbeing] setting (tuning)"
@@ -42,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = args.seeds or (TUNE_SEEDS[model] if args.tune else (QUICK_SEEDS if args.quick else REPORT_SEEDS))
         start = time.monotonic()
         print(f"{model}: {len(seeds)} households, {days} days each, {args.jobs} processes...", file=sys.stderr)
-        summary = summarise(evaluate(model, seeds, days, settings, jobs=args.jobs, door=args.door))
+        results = evaluate(model, seeds, days, settings, jobs=args.jobs, door=args.door, answer=args.answer)
+        summary = summarise(results)
         print(markdown(summary, seeds, days, model + (" (door contact)" if args.door else "")))
         if args.json:
             print(json.dumps(summary, indent=1))

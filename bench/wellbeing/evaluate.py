@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from bench.wellbeing.household import DAY, HOUR, Day, Use
 from bench.wellbeing.meter import MeterSetup, readings
 from bench.wellbeing.models import MODELS, Household
 from common.catalogue import SEVERITY_RANK
-from meter_node.wellbeing import PERSON_KINDS, WellbeingMonitor, WellbeingSettings
+from meter_node.wellbeing import CHECK_IN_KIND, PERSON_KINDS, WellbeingMonitor, WellbeingSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
 EPOCH0 = datetime(2026, 3, 2, tzinfo=TZ).timestamp()  # sim time 0 = local midnight of a Monday
@@ -61,12 +62,53 @@ def door_times(home: Household) -> list[float]:
     return sorted(out)
 
 
-def _feed(monitor: WellbeingMonitor, doors: list[float], t: float, total: float | None) -> list:
-    """The door events up to the reading at ``t`` (epoch), then the reading: every detection, in order."""
-    found = []
-    while doors and doors[0] + EPOCH0 <= t:
-        found += monitor.door(doors.pop(0) + EPOCH0)
-    return found + monitor.update(t, total)
+def awake_at_home(home: Household, sim_t: float) -> bool:
+    """The resident is up (between getting up and going to bed), not out of the flat and not away, by the model's
+    own diary: who can hear the chime and press "I'm OK" (asleep counts as no answer)."""
+    first = max(0, int(sim_t // DAY) - 1)
+    for day in home.days[first : first + 2]:
+        if not day.away and day.wake <= sim_t <= day.bed:
+            return not any(leave <= sim_t <= back for leave, back in day.out)
+    return False
+
+
+@dataclass
+class Home:
+    """The home's inputs beside the meter: door events (sim seconds, from the diary) and the resident's answers to
+    a check-in (``answer``: the chance that a resident awake at home presses "I'm OK" when asked)."""
+
+    household: Household
+    doors: list[float]
+    answer: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    until: float = math.inf  # no answer from here (the collapse)
+    oks: list[float] = field(default_factory=list)
+    asked: int = 0
+    answered: int = 0
+
+    def feed(self, monitor: WellbeingMonitor, t: float, total: float | None) -> list:
+        """The door events and answers up to the reading at ``t`` (epoch), then the reading: every detection, in
+        order; a check-in among them may be answered (a press 1-5 minutes later)."""
+        found = []
+        while True:
+            due = min(self.doors[:1] + self.oks[:1], default=math.inf)
+            if due + EPOCH0 > t:
+                break
+            is_door = bool(self.doors) and self.doors[0] == due
+            (self.doors if is_door else self.oks).pop(0)
+            found += (monitor.door if is_door else monitor.acknowledge)(due + EPOCH0)
+        found += monitor.update(t, total)
+        for det in found:
+            if det.kind == CHECK_IN_KIND:
+                self._ask(det.at - EPOCH0)
+        return found
+
+    def _ask(self, sim_t: float) -> None:
+        self.asked += 1
+        if sim_t < self.until and awake_at_home(self.household, sim_t) and self.rng.random() < self.answer:
+            self.answered += 1
+            self.oks.append(sim_t + self.rng.uniform(60.0, 300.0))
+            self.oks.sort()
 
 
 @dataclass
@@ -95,6 +137,8 @@ class HouseholdResult:
     incidents: list[Incident]
     # every false alarm counted: (sim seconds, kind, severity, payload), for bench.wellbeing.diagnose
     alarms: list[tuple[float, str, str, dict]] = field(default_factory=list)
+    checks_in: int = 0  # times the resident was asked first (ask_first_min) after learning
+    answered: int = 0  # of which she answered
 
 
 def _thin(uses: list[Use], start: float, rng: random.Random) -> list[Use]:
@@ -151,11 +195,11 @@ def _incidents(home: Household, rng: random.Random, learn_end: float, days: int)
 
 
 def run_household(
-    model: str, seed: int, days: int, settings: WellbeingSettings, index: int, door: bool = False
+    model: str, seed: int, days: int, settings: WellbeingSettings, index: int, door: bool = False, answer: float = 0.0
 ) -> HouseholdResult:
     home = MODELS[model](seed, days, index)
     doors_all = door_times(home) if door else []
-    doors = list(doors_all)
+    inputs = Home(home, list(doors_all), answer, random.Random(seed * 7919 + 23))
     rng = random.Random(seed * 7919 + 17)
     meter = MeterSetup.draw(rng, home.resolution_l, home.poll_s, days)
     learn_end = (settings.learning_days + 2) * DAY
@@ -175,7 +219,9 @@ def run_household(
         while pending and incidents[pending[0]].replay_from <= sim_t:
             snapshots[pending.pop(0)] = (json.dumps(monitor.state()), copy.deepcopy(baselines))
         counted = sim_t >= learn_end
-        for det in _feed(monitor, doors, t, total):
+        if not counted:
+            inputs.asked = inputs.answered = 0
+        for det in inputs.feed(monitor, t, total):
             if not counted:
                 continue
             if det.kind == "leak_suspected":
@@ -198,7 +244,8 @@ def run_household(
     for idx, inc in enumerate(incidents):
         if idx in snapshots:
             before = [d for d in doors_all if inc.replay_from <= d < inc.at]
-            _run_incident(inc, home, meter, seed, settings, before, *snapshots[idx])
+            replay = Home(home, before, answer, random.Random(seed * 7919 + idx), until=inc.at)
+            _run_incident(inc, home, meter, seed, settings, replay, *snapshots[idx])
     months = (days * DAY - learn_end) / (30 * DAY)
     return HouseholdResult(
         seed,
@@ -212,6 +259,8 @@ def run_household(
         leaks_found,
         incidents,
         alarms,
+        inputs.asked,
+        inputs.answered,
     )
 
 
@@ -221,7 +270,7 @@ def _run_incident(
     meter: MeterSetup,
     seed: int,
     settings: WellbeingSettings,
-    doors: list[float],
+    inputs: Home,
     state_json: str,
     saved: list,
 ) -> None:
@@ -243,7 +292,7 @@ def _run_incident(
     inc.baseline_s = {b.name: None for b in saved}
     for t, total in readings(sorted(series, key=lambda u: u.start), leaks, meter, inc.replay_from, end, EPOCH0):
         sim_t = t - EPOCH0
-        for det in _feed(mon, doors, t, total):
+        for det in inputs.feed(mon, t, total):
             if sim_t < inc.at or det.state not in ("raised", "updated") or det.severity == "info":
                 continue
             if (inc.kind == "decline" and (det.kind != "low_daily_volume" or inc.node_s is not None)) or (
@@ -270,14 +319,16 @@ def evaluate(
     settings: WellbeingSettings | None = None,
     jobs: int = 1,
     door: bool = False,
+    answer: float = 0.0,
 ) -> list[HouseholdResult]:
     """Every household of ``seeds`` of ``model`` (``jobs`` processes side by side; the result does not depend on
-    it); ``door``: every household has a door contact."""
+    it); ``door``: every household has a door contact; ``answer``: the chance a resident awake at home answers a
+    check-in (``ask_first_min``)."""
     settings = settings or WellbeingSettings()
     if model.startswith("simdeum-"):
         simdeum.prepare(model.removeprefix("simdeum-"), seeds, days, jobs)
     n = len(seeds)
-    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n), [door] * n)
+    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n), [door] * n, [answer] * n)
     if jobs <= 1:
         return list(map(run_household, *args))
     with ProcessPoolExecutor(jobs) as pool:

@@ -84,6 +84,8 @@ def markdown(summary: dict[str, Any], seeds: tuple[int, ...], days: int, model: 
         f"{decline['n']}; median {decline['node_median_days_after_50pct']} days after use fell to 50% "
         "(negative: before).",
         f"Leaks simulated: {summary['leaks']['simulated']}, leak_suspected alerts: {summary['leaks']['alerts']}.",
+        f"Check-ins (the resident asked first): {summary['checks_in']['per_household_month']:.2f} / household-month, "
+        f"{_pct(summary['checks_in']['answered'])} answered.",
         "False alarms by kind and severity (count): "
         + ", ".join(f"{k} {v}" for k, v in summary["false_by_kind"].items()),
         "Found later than 12 h or not at all (seed, incident, hours): "

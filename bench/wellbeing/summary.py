@@ -72,6 +72,11 @@ def summarise(results: list[HouseholdResult]) -> dict[str, Any]:
         "nagano": round(sum(r.false_baseline["nagano"] for r in results) / max(months, 1e-9), 3),
         "shanghai": round(sum(r.false_baseline["shanghai"] for r in results) / max(months, 1e-9), 3),
     }
+    asked = sum(r.checks_in for r in results)
+    rows["checks_in"] = {
+        "per_household_month": round(asked / max(months, 1e-9), 3),
+        "answered": round(sum(r.answered for r in results) / max(asked, 1), 3),
+    }
     by_kind: dict[str, int] = {}
     for r in results:
         for k, v in r.false_by_kind.items():

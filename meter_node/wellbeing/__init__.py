@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 
 from common.events import Detection
-from meter_node.wellbeing.monitor import KINDS, PERSON_KINDS, PROFILE_KIND, WellbeingMonitor
+from meter_node.wellbeing.monitor import CHECK_IN_KIND, KINDS, PERSON_KINDS, PROFILE_KIND, WellbeingMonitor
 from meter_node.wellbeing.settings import WellbeingSettings
 
 
 def recipients_for(detection: Detection) -> tuple[str, ...]:
     """Who an alert is for: family always; an urgent one names the social worker too (the central escalates to
-    them after ``payload['escalate_after_s']`` without an acknowledgement). The profile goes to the social worker."""
-    if detection.kind == PROFILE_KIND:
+    them after ``payload['escalate_after_s']`` without an acknowledgement). The profile and a check-in go to the social worker."""
+    if detection.kind in (PROFILE_KIND, CHECK_IN_KIND):
         return ("social_worker",)
     if detection.kind in ("leak_suspected", "high_daily_volume"):
         return ("family",)
@@ -36,6 +36,7 @@ def parse_local_date(value: str, tz: tzinfo) -> float:
 
 
 __all__ = [
+    "CHECK_IN_KIND",
     "KINDS",
     "PERSON_KINDS",
     "PROFILE_KIND",

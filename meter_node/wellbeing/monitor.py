@@ -36,6 +36,9 @@ KINDS: tuple[str, ...] = (
 # the kinds that are about the person; away mode suppresses these, the others are about the flat's water
 PERSON_KINDS: frozenset[str] = frozenset({"inactivity", "missed_morning", "low_daily_volume"})
 PROFILE_KIND = "wellbeing_profile"
+# asking the resident first (ask_first_min): "are you OK?" in the home before the family hears of a silence
+CHECK_IN_KIND = "check_in"
+ASKED_KINDS: tuple[str, ...] = ("inactivity", "missed_morning")  # what an "I'm OK" answers (not a low day)
 _CLEARED_BY = {"inactivity": "use", "missed_morning": "day_end"}
 
 
@@ -256,11 +259,41 @@ class WellbeingMonitor:
             if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
-        out += self._report(t, found)
+        asked, due = self._ask_first(t, found)
+        next_check = min(next_check, due)
+        out += asked + self._report(t, found)
         if s.last_t + tl.max_interval > t:
             next_check = min(next_check, s.last_t + tl.max_interval + 1.0)
         self._next_check = next_check
         return out
+
+    def _ask_first(self, t: float, found: dict[str, Finding]) -> tuple[list[Detection], float]:
+        """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
+        ``check_in`` event (the node chimes and asks for the "I'm OK" button) and the new person alert held back
+        (taken out of ``found``) for that long. An answer, or water, ends the silence and nothing is sent; without
+        one the alert goes out. Asked once per silence: a later alert in a silence nobody answered goes at once.
+        Only raises wait; an alert already told escalates on time. Returns the check-in event (if asked now) and
+        when to look again."""
+        s = self.data
+        fresh = [kind for kind in ASKED_KINDS if kind in found and kind not in s.reported]
+        lead = self.settings.ask_first_min * 60.0
+        if not fresh or lead <= 0:
+            s.asking = False  # answered, the silence ended, or away
+            return [], math.inf
+        out: list[Detection] = []
+        if not s.asking:
+            if s.ask_t is not None and s.anchor <= s.ask_t:
+                return [], math.inf  # asked in this silence already, and no answer came
+            s.ask_t, s.asking = t, True
+            payload = {"asked_for": fresh[0], "answer_within_s": round(lead)}
+            out.append(Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key))
+        assert s.ask_t is not None
+        if t < s.ask_t + lead:
+            for kind in fresh:
+                del found[kind]
+            return out, s.ask_t + lead
+        s.asking = False
+        return out, math.inf
 
     def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
         """Changes of the findings as detections: raised, updated when the severity rises (or an "I'm OK" takes

@@ -100,6 +100,12 @@ class WellbeingSettings:
     history_days: int = setting(28, min=7, max=120, help="days of history the model keeps")
     max_reading_interval_min: float = setting(10.0, min=1.0, max=240.0, help="longer without a reading: a gap")
     escalate_after_min: float = setting(15.0, min=1.0, max=240.0, help="urgent: social worker if no ack by then")
+    ask_first_min: float = setting(
+        0.0,
+        min=0.0,
+        max=60.0,
+        help="ask the resident first (chime + 'I'm OK' button): the family hears only without an answer by then",
+    )
     away_ends_on_use: bool = setting(True, help="water use ends away mode early (back from hospital)")
 
     def problems(self) -> list[str]:

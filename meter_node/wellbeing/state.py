@@ -3,7 +3,7 @@
 Version 1 was the state of the rules before the per-household model (issue 14): a dict listed by hand. Its day
 history, meter bookkeeping and away date carry over; the learned profile does not (the model learns silences,
 not the old per-half-hour maxima) and the open incidents are the alert book's. Version 3 adds ``reported_since``,
-version 4 ``Run.brisk``.
+version 4 ``Run.brisk``, version 5 ``pulse_gap``, version 6 the check-in (``ask_t``, ``asking``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from common.catalogue import Severity
 
-VERSION = 5
+VERSION = 6
 
 
 @dataclass
@@ -90,6 +90,8 @@ class WellbeingState:
     reported: dict[str, Severity] = field(default_factory=dict)  # kind -> severity last reported (see monitor.py)
     # kind -> when the silence behind that report began: a newer one past its warning is raised afresh (monitor.py)
     reported_since: dict[str, float] = field(default_factory=dict)
+    ask_t: float | None = None  # when the resident was last asked "are you OK?" (ask_first_min; monitor.py)
+    asking: bool = False  # that check-in is waiting for an answer: the person alert waits with it
 
 
 def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +158,13 @@ def _from_v4(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "pulse_gap": None}
 
 
+def _from_v5(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 5 -> 6: the check-in is new (nobody has been asked yet)."""
+    return {**old, "ask_t": None, "asking": False}
+
+
 def _weekend(iso_date: str) -> bool:
     return date.fromisoformat(iso_date).weekday() >= 5
 
 
-MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
+MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}

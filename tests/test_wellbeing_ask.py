@@ -1,0 +1,93 @@
+"""Asking the resident first (``ask_first_min``): a check-in in the home before the family hears of a silence."""
+
+from __future__ import annotations
+
+import json
+
+from meter_node.wellbeing import CHECK_IN_KIND, WellbeingMonitor, WellbeingSettings, recipients_for
+from meter_node.wellbeing.state import VERSION
+from tests.test_wellbeing import TZ, Home, day_at, kinds
+
+ASK = WellbeingSettings(ask_first_min=10.0)
+
+
+def _minutes_until_found(home: Home, limit_h: float = 2.0) -> list:
+    for _ in range(round(limit_h * 60)):
+        if found := home.idle(1 / 60):
+            return found
+    raise AssertionError(f"nothing within {limit_h} h")
+
+
+def _silent_until_asked() -> Home:
+    home = Home(day_at(8), ASK)
+    home.use(6, minutes=3)  # 2 L steps: a fine meter (a 6 L step would be a coarse meter's pulse)
+    assert home.idle(7.5) == []
+    asked = _minutes_until_found(home)  # the fixed 8 h warning's moment
+    assert kinds(asked) == [(CHECK_IN_KIND, "observed", "info")]  # the home is asked; the family is not told
+    assert asked[0].payload["asked_for"] == "inactivity"
+    assert asked[0].payload["answer_within_s"] == 600
+    assert recipients_for(asked[0]) == ("social_worker",)
+    return home
+
+
+def test_without_an_answer_the_family_is_told_when_the_time_to_answer_is_up() -> None:
+    home = _silent_until_asked()
+    assert home.idle(10 / 60 - 1 / 60) == []
+    told = home.idle(1 / 60)
+    assert kinds(told) == [("inactivity", "raised", "warning")]
+    assert told[0].payload["silence_h"] > 8.1
+    # the urgent step is not asked again and not held back: 12 h of silence, as without asking
+    assert home.idle(4 - 10 / 60 - 1 / 60) == []
+    assert kinds(home.idle(1 / 60)) == [("inactivity", "updated", "urgent")]
+
+
+def test_an_answer_tells_nobody_and_restarts_the_clock() -> None:
+    home = _silent_until_asked()
+    home.idle(3 / 60)
+    assert home.monitor.acknowledge(home.t) == []  # nothing was raised, so nothing clears
+    assert home.idle(7.9) == []  # a new silence from the press (reaching into the night: the longer limit)
+    assert kinds(_minutes_until_found(home, 6.0)) == [(CHECK_IN_KIND, "observed", "info")]  # asked again
+
+
+def test_water_while_asked_is_an_answer_too() -> None:
+    home = _silent_until_asked()
+    home.idle(2 / 60)
+    assert home.use(6, minutes=3) == []
+    assert home.idle(7.9) == []
+
+
+def test_a_later_alert_in_a_silence_nobody_answered_is_not_asked_again() -> None:
+    home = Home(day_at(20), ASK)  # an evening use, then nothing: the night limits, then the morning
+    home.use(6, minutes=3)
+    found = home.idle(16.5)
+    assert [k for k in kinds(found) if k[0] == CHECK_IN_KIND] == [(CHECK_IN_KIND, "observed", "info")]
+    raised = [d for d in found if d.state == "raised"]
+    assert raised and all(d.at >= found[0].at + 600 for d in raised)  # the first one waited for the answer
+    assert {d.kind for d in raised} == {"inactivity", "missed_morning"}
+
+
+def test_asking_is_off_by_default() -> None:
+    home = Home(day_at(8))
+    home.use(6, minutes=3)
+    assert home.idle(7.5) == []
+    assert kinds(_minutes_until_found(home)) == [("inactivity", "raised", "warning")]
+
+
+def test_a_restart_while_asking_neither_asks_again_nor_forgets_the_alert() -> None:
+    home = _silent_until_asked()
+    home.idle(4 / 60)
+    saved = json.loads(json.dumps(home.monitor.state()))
+    assert saved["version"] == VERSION == 6 and saved["asking"]
+    again = Home(day_at(8), ASK, state=saved)
+    again.t, again.total = home.t, home.total
+    assert again.idle(6 / 60 - 1 / 60) == []
+    assert kinds(again.idle(1 / 60)) == [("inactivity", "raised", "warning")]
+
+
+def test_a_version_5_state_loads_with_nobody_asked() -> None:
+    home = Home(day_at(8), ASK)
+    home.use(6, minutes=3)
+    saved = home.monitor.state()
+    v5 = {k: v for k, v in saved.items() if k not in ("ask_t", "asking")} | {"version": 5}
+    monitor = WellbeingMonitor(ASK, TZ, v5)
+    assert monitor.data.ask_t is None and not monitor.data.asking and monitor.state()["version"] == 6
