@@ -290,6 +290,40 @@ def test_ok_button_acknowledges_and_away_mode_suppresses(
     assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
 
 
+def test_a_home_with_a_chime_and_a_button_is_asked_first_and_an_answer_tells_nobody(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
+) -> None:
+    asked = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5, bounce_s = 0.0 }")
+    unasked = (
+        ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
+    )
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    bus.add(2, "u32_le_litres", 7000.0)
+    speaker = Speaker()
+    config = node_config(tmp_path, registered.url, asked + unasked, extra="wellbeing = { ask_first_min = 10.0 }")
+    h = Harness(config, bus, ManualClock(wall=START_WALL), speaker)
+    harnesses.append(h)
+    h.run(3.6 * 3600)  # both silent since 06:00: the morning's note at 09:00, its warning at 09:30
+    h.sync()
+    assert [e["payload"]["resident"] for e in registered.events(NODE_ID, kind="check_in")] == ["B12-301"]
+    told = {(a["payload"]["resident"], a["kind"], a["severity"]) for a in registered.alerts(state="open")}
+    assert told == {("B12-301", "missed_morning", "info"), ("B12-302", "missed_morning", "warning")}
+    assert speaker.texts.count(CHIME_TEXT) == 3  # both morning notes, and the question in B12-301
+    pin = mock_factory.pin(5)
+    pin.drive_low()  # B12-301 answers "I'm OK"
+    pin.drive_high()
+    h.run(3600)
+    h.sync()
+    assert all(a["severity"] == "info" for a in registered.alerts() if a["payload"]["resident"] == "B12-301")
+    assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
+
+
+def test_asking_first_with_no_home_that_can_be_asked_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ask_first_min = 10: no household has both chime = true and an ok_button"):
+        node_config(tmp_path, "http://127.0.0.1:9", ONE_METER, extra="wellbeing = { ask_first_min = 10.0 }")
+
+
 def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(
     registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
 ) -> None:

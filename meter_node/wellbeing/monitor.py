@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -269,13 +270,17 @@ class WellbeingMonitor:
 
     def _ask_first(self, t: float, found: dict[str, Finding]) -> tuple[list[Detection], float]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
-        ``check_in`` event (the node chimes and asks for the "I'm OK" button) and the new person alert held back
-        (taken out of ``found``) for that long. An answer, or water, ends the silence and nothing is sent; without
+        ``check_in`` event (the node chimes and asks for the "I'm OK" button), and a person alert about to reach
+        warning from nothing (or from the morning's info note) is held back in ``found`` for that long. An answer, or water, ends the silence and nothing is sent; without
         one the alert goes out. Asked once per silence: a later alert in a silence nobody answered goes at once.
         Only raises wait; an alert already told escalates on time. Returns the check-in event (if asked now) and
         when to look again."""
         s = self.data
-        fresh = [kind for kind in ASKED_KINDS if kind in found and kind not in s.reported]
+        fresh = [
+            kind
+            for kind in ASKED_KINDS
+            if kind in found and found[kind].severity != "info" and s.reported.get(kind, "info") == "info"
+        ]
         lead = self.settings.ask_first_min * 60.0
         if not fresh or lead <= 0:
             s.asking = False  # answered, the silence ended, or away
@@ -289,8 +294,11 @@ class WellbeingMonitor:
             out.append(Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key))
         assert s.ask_t is not None
         if t < s.ask_t + lead:
-            for kind in fresh:
-                del found[kind]
+            for kind in fresh:  # held where the family's side stands: nothing, or the morning's first note (info)
+                if kind in s.reported:
+                    found[kind] = replace(found[kind], severity=s.reported[kind])
+                else:
+                    del found[kind]
             return out, s.ask_t + lead
         s.asking = False
         return out, math.inf
