@@ -251,16 +251,23 @@ class WellbeingMonitor:
             s.out_since = s.door_t
         next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR, s.away_until or math.inf)
         found: dict[str, Finding] = {}
+        soon: set[str] = set()  # kinds that will be told to the family within ask_first_min (ask the resident now)
+        lead = self.settings.ask_first_min * 60.0
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
                 continue
             finding, due = rule.assess(self, t, seen_t)
+            if lead > 0 and rule.kind in ASKED_KINDS and s.reported.get(rule.kind, "info") == "info":
+                ahead, _ = rule.assess(self, t + lead, seen_t + lead)  # rules are pure: a look ahead
+                if ahead is not None and ahead.severity != "info":
+                    soon.add(rule.kind)
+                due -= lead  # look again when the question has to be asked
             next_check = min(next_check, due)
             held = found.get(rule.kind)
             if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
-        asked, due = self._ask_first(t, found)
+        asked, due = self._ask_first(t, found, soon)
         next_check = min(next_check, due)
         out += asked + self._report(t, found)
         if s.last_t + tl.max_interval > t:
@@ -268,21 +275,20 @@ class WellbeingMonitor:
         self._next_check = next_check
         return out
 
-    def _ask_first(self, t: float, found: dict[str, Finding]) -> tuple[list[Detection], float]:
+    def _ask_first(self, t: float, found: dict[str, Finding], soon: set[str]) -> tuple[list[Detection], float]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
-        ``check_in`` event (the node chimes and asks for the "I'm OK" button), and a person alert about to reach
-        warning from nothing (or from the morning's info note) is held back in ``found`` for that long. An answer, or water, ends the silence and nothing is sent; without
-        one the alert goes out. Asked once per silence: a later alert in a silence nobody answered goes at once.
-        Only raises wait; an alert already told escalates on time. Returns the check-in event (if asked now) and
-        when to look again."""
+        ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
+        alert would reach warning (``soon``: from nothing, or from the morning's info note), and that alert held
+        back in ``found`` until the time to answer is up. An answer, or water, ends the silence and nothing is
+        sent; without one the alert goes out when it is due, as without asking (later only if it was due sooner
+        than the question could be asked). Asked once per silence: a later alert in a silence nobody answered goes
+        at once; an alert already told escalates on time. Returns the check-in (if asked now) and when to look
+        again."""
         s = self.data
-        fresh = [
-            kind
-            for kind in ASKED_KINDS
-            if kind in found and found[kind].severity != "info" and s.reported.get(kind, "info") == "info"
-        ]
+        due = [kind for kind in ASKED_KINDS if kind in found and found[kind].severity != "info"]
+        due = [kind for kind in due if s.reported.get(kind, "info") == "info"]
         lead = self.settings.ask_first_min * 60.0
-        if not fresh or lead <= 0:
+        if not (due or soon) or lead <= 0:
             s.asking = False  # answered, the silence ended, or away
             return [], math.inf
         out: list[Detection] = []
@@ -290,17 +296,18 @@ class WellbeingMonitor:
             if s.ask_t is not None and s.anchor <= s.ask_t:
                 return [], math.inf  # asked in this silence already, and no answer came
             s.ask_t, s.asking = t, True
-            payload = {"asked_for": fresh[0], "answer_within_s": round(lead)}
+            payload = {"asked_for": (due or sorted(soon))[0], "answer_within_s": round(lead)}
             out.append(Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key))
         assert s.ask_t is not None
         if t < s.ask_t + lead:
-            for kind in fresh:  # held where the family's side stands: nothing, or the morning's first note (info)
+            for kind in due:  # held where the family's side stands: nothing, or the morning's first note (info)
                 if kind in s.reported:
                     found[kind] = replace(found[kind], severity=s.reported[kind])
                 else:
                     del found[kind]
             return out, s.ask_t + lead
-        s.asking = False
+        if due:
+            s.asking = False
         return out, math.inf
 
     def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
