@@ -1,7 +1,9 @@
-"""The evaluation's household models give what their cited sources say (docs/wellbeing.md, bench/wellbeing/)."""
+"""The evaluation's household models give what their cited sources say (docs/wellbeing.md, bench/wellbeing/), and the
+bench's resident answers a check-in only when her diary says she can."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 
@@ -9,6 +11,7 @@ from bench.wellbeing.household import DAY, HOUR, Surprises
 from bench.wellbeing.models import MODELS
 from bench.wellbeing.reu import Resident, simulate_reu
 from bench.wellbeing.silences import late_mornings
+from meter_node.wellbeing import WellbeingSettings
 
 
 def _per_day(model: str, seeds: range, days: int = 20) -> tuple[float, float, float]:
@@ -70,3 +73,27 @@ def test_late_mornings_count_fewer_days_as_the_allowance_grows_and_the_away_days
     lates = [late for late, _ in by_allowance]
     assert lates[0] > lates[1] > lates[2] >= 0.0  # a longer allowance after the usual first use: fewer late days
     assert len({away for _, away in by_allowance}) == 1  # days without any use do not depend on it
+
+
+def test_whereabouts_follow_the_diary() -> None:
+    from bench.wellbeing.evaluate import whereabouts
+
+    home = MODELS["compact"](3, 30, 0)
+    day = next(d for d in home.days[1:] if d.out and not d.away)
+    leave, back = day.out[0]
+    assert whereabouts(home, (leave + back) / 2) == "out"
+    assert whereabouts(home, day.wake - 0.5 * HOUR) == "asleep"
+    awake = [day.wake + HOUR * k / 4 for k in range(1, 40)]
+    assert any(whereabouts(home, t) == "up" for t in awake if t < day.bed and not leave <= t <= back)
+
+
+def test_a_resident_up_at_home_answers_the_check_in_and_her_family_hears_nothing() -> None:
+    """bench --answer: the check-in (ask_first_min) is answered only by a resident up at home, with chance P."""
+    from bench.wellbeing.evaluate import run_household
+
+    settings = dataclasses.replace(WellbeingSettings(), ask_first_min=10.0)
+    answered = run_household("compact", 3, 45, settings, 0, answer=1.0)
+    unanswered = run_household("compact", 3, 45, settings, 0, answer=0.0)
+    assert answered.checks_in == unanswered.checks_in == {"up": 1}  # seed 3: one silence past its warning
+    assert (answered.answered, unanswered.answered) == (1, 0)
+    assert (answered.false_node["warning"], unanswered.false_node["warning"]) == (0, 1)

@@ -62,14 +62,17 @@ def door_times(home: Household) -> list[float]:
     return sorted(out)
 
 
-def awake_at_home(home: Household, sim_t: float) -> bool:
-    """The resident is up (between getting up and going to bed), not out of the flat and not away, by the model's
-    own diary: who can hear the chime and press "I'm OK" (asleep counts as no answer)."""
+def whereabouts(home: Household, sim_t: float) -> str:
+    """Where the resident is at ``sim_t`` by the model's own diary: "up" (between getting up and going to bed, in
+    the flat: who can hear the chime and press "I'm OK"), "out" (out of the flat), "away" (nights away) or
+    "asleep" (counted as no answer)."""
     first = max(0, int(sim_t // DAY) - 1)
     for day in home.days[first : first + 2]:
-        if not day.away and day.wake <= sim_t <= day.bed:
-            return not any(leave <= sim_t <= back for leave, back in day.out)
-    return False
+        if day.wake <= sim_t <= day.bed:
+            if day.away:
+                return "away"
+            return "out" if any(leave <= sim_t <= back for leave, back in day.out) else "up"
+    return "asleep"
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Home:
     rng: random.Random = field(default_factory=random.Random)
     until: float = math.inf  # no answer from here (the collapse)
     oks: list[float] = field(default_factory=list)
-    asked: int = 0
+    asked: dict[str, int] = field(default_factory=dict)  # check-ins by where the resident was (whereabouts)
     answered: int = 0
 
     def feed(self, monitor: WellbeingMonitor, t: float, total: float | None) -> list:
@@ -104,8 +107,9 @@ class Home:
         return found
 
     def _ask(self, sim_t: float) -> None:
-        self.asked += 1
-        if sim_t < self.until and awake_at_home(self.household, sim_t) and self.rng.random() < self.answer:
+        where = whereabouts(self.household, sim_t)
+        self.asked[where] = self.asked.get(where, 0) + 1
+        if sim_t < self.until and where == "up" and self.rng.random() < self.answer:
             self.answered += 1
             self.oks.append(sim_t + self.rng.uniform(60.0, 300.0))
             self.oks.sort()
@@ -137,8 +141,9 @@ class HouseholdResult:
     incidents: list[Incident]
     # every false alarm counted: (sim seconds, kind, severity, payload), for bench.wellbeing.diagnose
     alarms: list[tuple[float, str, str, dict]] = field(default_factory=list)
-    checks_in: int = 0  # times the resident was asked first (ask_first_min) after learning
-    answered: int = 0  # of which she answered
+    # times the resident was asked first (ask_first_min) after learning, by where she was; of which she answered
+    checks_in: dict[str, int] = field(default_factory=dict)
+    answered: int = 0
 
 
 def _thin(uses: list[Use], start: float, rng: random.Random) -> list[Use]:
@@ -220,7 +225,7 @@ def run_household(
             snapshots[pending.pop(0)] = (json.dumps(monitor.state()), copy.deepcopy(baselines))
         counted = sim_t >= learn_end
         if not counted:
-            inputs.asked = inputs.answered = 0
+            inputs.asked, inputs.answered = {}, 0
         for det in inputs.feed(monitor, t, total):
             if not counted:
                 continue

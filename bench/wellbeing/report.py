@@ -84,8 +84,10 @@ def markdown(summary: dict[str, Any], seeds: tuple[int, ...], days: int, model: 
         f"{decline['n']}; median {decline['node_median_days_after_50pct']} days after use fell to 50% "
         "(negative: before).",
         f"Leaks simulated: {summary['leaks']['simulated']}, leak_suspected alerts: {summary['leaks']['alerts']}.",
-        f"Check-ins (the resident asked first): {summary['checks_in']['per_household_month']:.2f} / household-month, "
-        f"{_pct(summary['checks_in']['answered'])} answered.",
+        f"Check-ins (the resident asked first): {summary['checks_in']['per_household_month']:.2f} / household-month "
+        "(where she was: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in summary["checks_in"]["where_per_household_month"].items())
+        + f"), {_pct(summary['checks_in']['answered'])} answered.",
         "False alarms by kind and severity (count): "
         + ", ".join(f"{k} {v}" for k, v in summary["false_by_kind"].items()),
         "Found later than 12 h or not at all (seed, incident, hours): "

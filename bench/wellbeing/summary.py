@@ -72,10 +72,12 @@ def summarise(results: list[HouseholdResult]) -> dict[str, Any]:
         "nagano": round(sum(r.false_baseline["nagano"] for r in results) / max(months, 1e-9), 3),
         "shanghai": round(sum(r.false_baseline["shanghai"] for r in results) / max(months, 1e-9), 3),
     }
-    asked = sum(r.checks_in for r in results)
+    asked = sum(sum(r.checks_in.values()) for r in results)
+    where = {k: sum(r.checks_in.get(k, 0) for r in results) for k in ("up", "out", "away", "asleep")}
     rows["checks_in"] = {
         "per_household_month": round(asked / max(months, 1e-9), 3),
         "answered": round(sum(r.answered for r in results) / max(asked, 1), 3),
+        "where_per_household_month": {k: round(v / max(months, 1e-9), 3) for k, v in where.items()},
     }
     by_kind: dict[str, int] = {}
     for r in results:
