@@ -257,7 +257,7 @@ class WellbeingMonitor:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
                 continue
             finding, due = rule.assess(self, t, seen_t)
-            if lead > 0 and rule.kind in ASKED_KINDS and s.reported.get(rule.kind, "info") == "info":
+            if lead > 0 and rule.kind in ASKED_KINDS and self._untold(rule.kind):
                 ahead, _ = rule.assess(self, t + lead, seen_t + lead)  # rules are pure: a look ahead
                 if ahead is not None and ahead.severity != "info":
                     soon.add(rule.kind)
@@ -285,8 +285,7 @@ class WellbeingMonitor:
         at once; an alert already told escalates on time. Returns the check-in (if asked now) and when to look
         again."""
         s = self.data
-        due = [kind for kind in ASKED_KINDS if kind in found and found[kind].severity != "info"]
-        due = [kind for kind in due if s.reported.get(kind, "info") == "info"]
+        due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
         lead = self.settings.ask_first_min * 60.0
         if not (due or soon) or lead <= 0:
             s.asking = False  # answered, the silence ended, or away
@@ -309,6 +308,10 @@ class WellbeingMonitor:
         if due:
             s.asking = False
         return out, math.inf
+
+    def _untold(self, kind: str) -> bool:
+        """The family has not been told of ``kind`` yet (nothing open, or only the morning's info note)."""
+        return self.data.reported.get(kind, "info") == "info"
 
     def _report(self, t: float, found: dict[str, Finding]) -> list[Detection]:
         """Changes of the findings as detections: raised, updated when the severity rises (or an "I'm OK" takes
