@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 
@@ -33,6 +33,13 @@ class HouseholdSection:
         pattern=r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+-]+)?)?$",
         help="away or in hospital until this local date (YYYY-MM-DD): person alerts suppressed; empty: at home",
     )
+
+    def settings(self, wellbeing: WellbeingSettings) -> WellbeingSettings:
+        """The wellbeing settings this home's monitor runs with: it is asked first (``ask_first_min``) only if it
+        can hear the question and answer it (a chime and an "I'm OK" button)."""
+        if self.chime and self.ok_button is not None:
+            return wellbeing
+        return replace(wellbeing, ask_first_min=0.0)
 
     def problems(self) -> list[str]:
         if not self.away_until:
@@ -118,8 +125,8 @@ class MeterConfig:
                     f"meters[{i}].offline_after_s = {meter.offline_after_s:g}: must be at least two poll "
                     f"intervals ({2 * meter.poll_interval_s:g} s), or one late read is an outage"
                 )
-        askable = any(m.household.chime and m.household.ok_button for m in self.meters)
-        if self.wellbeing.ask_first_min > 0 and self.meters and not askable:
+        asked = any(m.household.settings(self.wellbeing).ask_first_min for m in self.meters)
+        if self.wellbeing.ask_first_min > 0 and self.meters and not asked:
             out.append(
                 f"wellbeing.ask_first_min = {self.wellbeing.ask_first_min:g}: no household has both chime = true "
                 "and an ok_button, so nobody could be asked first (set them, or ask_first_min = 0)"

@@ -12,7 +12,6 @@ import json
 import logging
 import queue
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
@@ -115,11 +114,7 @@ class MeterNode:
 
     # ---------------------------------------------------------------------------------------------- setup
     def _make_monitor(self, meter: MeterEntry, state: Mapping[str, Any] | None = None) -> WellbeingMonitor:
-        """A household's monitor; it asks the resident first (``ask_first_min``) only in a home that can be asked
-        and can answer: a chime and an "I'm OK" button."""
-        settings = self.section.wellbeing
-        if not meter.household.chime or meter.household.ok_button is None:
-            settings = replace(settings, ask_first_min=0.0)
+        settings = meter.household.settings(self.section.wellbeing)
         return WellbeingMonitor(settings, self.tz, state, key=meter.id)
 
     def _apply_away(self) -> None:

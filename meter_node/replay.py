@@ -111,7 +111,8 @@ def _settings_from_config(path: Path, meter_id: str | None) -> tuple[WellbeingSe
     if meter_id and chosen is None:
         raise BadInput(f"config error: {path}: no meter with id {meter_id!r}")
     away = chosen.household.away_until if chosen is not None else ""
-    return section.wellbeing, config.node.timezone, chosen.id if chosen is not None else "", away
+    settings = section.wellbeing if chosen is None else chosen.household.settings(section.wellbeing)
+    return settings, config.node.timezone, chosen.id if chosen is not None else "", away
 
 
 def replay(

@@ -129,6 +129,18 @@ def test_config_thresholds_and_time_zone_are_used(tmp_path: Path, capsys: pytest
     assert events[0]["time"] == "2026-03-02T12:01:00+09:00"  # printed in the node's time zone
 
 
+def test_a_replay_asking_first_has_nobody_to_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readings = _silence_csv(tmp_path, 4)
+    config = _config(tmp_path, "inactivity_warning_h = 3.0\nask_first_min = 10.0", timezone="Asia/Tokyo")
+    code, out, err = run_main([str(readings), "--config", str(config)], capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["time"]) for e in events] == [
+        ("check_in", "2026-03-02T11:51:00+09:00"),  # the question, 10 minutes before the warning is due
+        ("inactivity", "2026-03-02T12:01:00+09:00"),  # no answer in a replay: told when due, as without asking
+    ]
+
+
 def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     readings = _silence_csv(tmp_path, 1)
     config = _config(tmp_path, "inactivity_warning_h = 0.1\nno_such_key = 1")
