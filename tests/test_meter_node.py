@@ -315,8 +315,8 @@ def test_a_home_with_a_chime_and_a_button_is_asked_first_and_an_answer_tells_nob
     pin.drive_high()
     h.run(3600)
     h.sync()
-    told = {(a["payload"]["resident"], a["severity"]) for a in registered.alerts()}
-    assert ("B12-302", "warning") in told and ("B12-301", "warning") not in told  # only the unasked home's family
+    heard = {(a["payload"]["resident"], a["severity"]) for a in registered.alerts()}
+    assert ("B12-302", "warning") in heard and ("B12-301", "warning") not in heard  # only the unasked home's family
     assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
 
 
