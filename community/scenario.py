@@ -223,6 +223,8 @@ class Community:
                             "household": {"resident": "B12-301"},
                         }
                     ],
+                    # no chime or "I'm OK" button in this flat: its family is told at once (not asked first)
+                    "wellbeing": {"ask_first_min": 0.0},
                 }
             },
         )
