@@ -68,6 +68,16 @@ def test_a_later_alert_in_a_silence_nobody_answered_is_not_asked_again() -> None
     assert {d.kind for d in raised} == {"inactivity", "missed_morning"}
 
 
+def test_an_alert_due_before_it_could_be_asked_is_told_at_once() -> None:
+    """A silence that passed its threshold in a gap (counted once the readings are back) is not held for a question
+    nobody could have been asked in time."""
+    home = Home(day_at(8), ASK)
+    home.use(6, minutes=3)
+    home.idle(7.5)
+    home.fail(1.0)  # the bus is down over the 8 h mark; no water meanwhile
+    assert kinds(home.idle(1 / 60)) == [("inactivity", "raised", "warning")]
+
+
 def test_asking_is_off_by_default() -> None:
     home = Home(day_at(8))
     home.use(6, minutes=3)

@@ -278,36 +278,34 @@ class WellbeingMonitor:
     def _ask_first(self, t: float, found: dict[str, Finding], soon: set[str]) -> tuple[list[Detection], float]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
         ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
-        alert would reach warning (``soon``: from nothing, or from the morning's info note), and that alert held
-        back in ``found`` until the time to answer is up. An answer, or water, ends the silence and nothing is
-        sent; without one the alert goes out when it is due, as without asking (later only if it was due sooner
-        than the question could be asked). Asked once per silence: a later alert in a silence nobody answered goes
-        at once; an alert already told escalates on time. Returns the check-in (if asked now) and when to look
-        again."""
+        alert would reach warning (``soon``: from nothing, or from the morning's info note); that alert is held back
+        in ``found`` until the time to answer is up. An answer, or water, ends the silence and nothing is sent;
+        without one the alert goes out when it is due, as without asking. Only an alert asked about ahead is held:
+        one due before it could be asked (a gap's silence counted when the readings came back) goes at once, as
+        does a later alert in a silence nobody answered; an alert already told escalates on time. Returns the
+        check-in (if asked now) and when to look again."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
         lead = self.settings.ask_first_min * 60.0
-        if not (due or soon) or lead <= 0:
+        if lead <= 0 or not (due or soon):
             s.asking = False  # answered, the silence ended, or away
             return [], math.inf
-        out: list[Detection] = []
-        if not s.asking:
-            if s.ask_t is not None and s.anchor <= s.ask_t:
-                return [], math.inf  # asked in this silence already, and no answer came
-            s.ask_t, s.asking = t, True
-            payload = {"asked_for": (due or sorted(soon))[0], "answer_within_s": round(lead)}
-            out.append(Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key))
-        assert s.ask_t is not None
-        if t < s.ask_t + lead:
+        if s.asking:
+            assert s.ask_t is not None
+            if t >= s.ask_t + lead:
+                s.asking = not due  # no answer: what is due goes out now
+                return [], math.inf
             for kind in due:  # held where the family's side stands: nothing, or the morning's first note (info)
                 if kind in s.reported:
                     found[kind] = replace(found[kind], severity=s.reported[kind])
                 else:
                     del found[kind]
-            return out, s.ask_t + lead
-        if due:
-            s.asking = False
-        return out, math.inf
+            return [], s.ask_t + lead
+        if due or (s.ask_t is not None and s.anchor <= s.ask_t):
+            return [], math.inf  # due before it could be asked, or asked in this silence already: told now
+        s.ask_t, s.asking = t, True
+        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(lead)}
+        return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)], t + lead
 
     def _untold(self, kind: str) -> bool:
         """The family has not been told of ``kind`` yet (nothing open, or only the morning's info note)."""
