@@ -16,7 +16,8 @@ from meter_node.wellbeing.settings import WellbeingSettings
 
 def recipients_for(detection: Detection) -> tuple[str, ...]:
     """Who an alert is for: family always; an urgent one names the social worker too (the central escalates to
-    them after ``payload['escalate_after_s']`` without an acknowledgement). The profile and a check-in go to the social worker."""
+    them after ``payload['escalate_after_s']`` without an acknowledgement). The profile and a check-in go to the
+    social worker's record."""
     if detection.kind in (PROFILE_KIND, CHECK_IN_KIND):
         return ("social_worker",)
     if detection.kind in ("leak_suspected", "high_daily_volume"):
