@@ -89,7 +89,7 @@ def test_a_restart_while_asking_neither_asks_again_nor_forgets_the_alert() -> No
     home = _silent_until_asked()
     home.idle(4 / 60)
     saved = json.loads(json.dumps(home.monitor.state()))
-    assert saved["version"] == VERSION == 6 and saved["asking"]
+    assert saved["version"] == VERSION == 7 and saved["asking"]
     again = Home(day_at(8), ASK, state=saved)
     again.t, again.total = home.t, home.total
     assert again.idle(6 / 60 - 1 / 60) == []
@@ -102,4 +102,42 @@ def test_a_version_5_state_loads_with_nobody_asked() -> None:
     saved = home.monitor.state()
     v5 = {k: v for k, v in saved.items() if k not in ("ask_t", "asking")} | {"version": 5}
     monitor = WellbeingMonitor(ASK, TZ, v5)
-    assert monitor.data.ask_t is None and not monitor.data.asking and monitor.state()["version"] == 6
+    assert monitor.data.ask_t is None and not monitor.data.asking and monitor.state()["version"] == 7
+
+
+def test_an_answer_teaches_the_model_nothing_the_silence_is_learned_whole() -> None:
+    """The node's own question must not change what the model learns (else asking moves every threshold)."""
+    homes = {}
+    for asking in (True, False):
+        home = Home(day_at(8), ASK if asking else None)
+        home.use(6, minutes=3)
+        home.idle(7.9)  # 10 minutes before the fixed 8 h warning: asked, or not
+        home.monitor.acknowledge(home.t)  # an answer; without asking, a plain press
+        home.idle(2)
+        home.use(6, minutes=3)
+        homes[asking] = [round(length / 3600, 1) for _, length, _ in home.monitor.data.silences]
+    assert homes[True] == [9.9]  # one silence, 08:03 to the water at 18:00
+    assert homes[False] == [7.9, 2.0]  # a plain "I'm OK" is a sign of life the model learns, as before
+
+
+def test_an_answered_morning_is_not_the_days_first_use_as_learned() -> None:
+    home = Home(day_at(6), ASK)
+    found = home.idle(3.4)  # no water since 06:00: the morning's note at 09:00, the question before its warning
+    assert (CHECK_IN_KIND, "observed", "info") in kinds(found)
+    home.monitor.acknowledge(home.t)
+    assert home.idle(1) == []
+    home.use(6, minutes=3)  # her first water, at 10:24
+    home.idle(home.until(0, 30))  # the day closes
+    first = home.monitor.data.history[-1].first_use_s
+    assert first is not None and abs(first - (10 * 3600 + 24 * 60)) <= 180
+
+
+def test_a_version_6_state_loads_with_nothing_left_unlearned() -> None:
+    home = Home(day_at(8), ASK)
+    home.use(6, minutes=3)
+    saved = home.monitor.state()
+    v6 = {k: v for k, v in saved.items() if k not in ("learn_from", "paired_learn_from")} | {"version": 6}
+    v6["day"] = {k: v for k, v in saved["day"].items() if k != "first_learned"}
+    monitor = WellbeingMonitor(ASK, TZ, v6)
+    assert monitor.data.learn_from is None and monitor.data.day is not None
+    assert monitor.data.day.first_learned == monitor.data.day.first_use is not None

@@ -143,7 +143,7 @@ def test_a_state_saved_by_the_rules_before_issue_14_still_loads_and_carries_on()
     again = monitor.update(old["last_t"] + 60, old["last_total"] + 6)  # water: what was open clears
     assert {(d.kind, d.state) for d in again} >= {("inactivity", "cleared"), ("missed_morning", "cleared")}
     saved = monitor.state()
-    assert saved["version"] == 6
+    assert saved["version"] == 7
     WellbeingMonitor(WellbeingSettings(), TZ, json.loads(json.dumps(saved)))
 
 
@@ -157,7 +157,7 @@ def test_a_version_3_state_in_the_middle_of_a_flow_run_loads_as_a_run_at_a_perso
     v3 = saved | {"version": 3, "run": {k: v for k, v in saved["run"].items() if k != "brisk"}}
     monitor = WellbeingMonitor(WellbeingSettings(), TZ, v3)
     assert monitor.data.run is not None and monitor.data.run.brisk  # it keeps proving life as it did
-    assert monitor.state()["version"] == 6
+    assert monitor.state()["version"] == 7
 
 
 def test_a_version_4_state_loads_without_the_time_between_its_last_pulses() -> None:
@@ -166,7 +166,7 @@ def test_a_version_4_state_loads_without_the_time_between_its_last_pulses() -> N
     saved = home.monitor.state()
     v4 = {k: v for k, v in saved.items() if k != "pulse_gap"} | {"version": 4}
     monitor = WellbeingMonitor(WellbeingSettings(), TZ, v4)
-    assert monitor.data.pulse_gap is None and monitor.state()["version"] == 6
+    assert monitor.data.pulse_gap is None and monitor.state()["version"] == 7
 
 
 def test_a_version_2_state_with_a_warning_open_loads_and_says_nothing_twice() -> None:

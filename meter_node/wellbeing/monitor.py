@@ -104,7 +104,7 @@ class WellbeingMonitor:
         """The resident (or family) said "I'm OK": a sign of life. Clears inactivity and missed_morning, and takes
         a continuous-flow alert down to info (the tap may be running on purpose), restarting its clock."""
         t = to_epoch(now)
-        self.timeline.life(t)
+        self.timeline.life(t, answer=self.data.asking)  # an answer to the node's question teaches nothing
         if self.data.run is not None:
             self.data.run.ack = t
         return self._evaluate(t, reason="acknowledged")

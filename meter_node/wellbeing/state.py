@@ -3,7 +3,8 @@
 Version 1 was the state of the rules before the per-household model (issue 14): a dict listed by hand. Its day
 history, meter bookkeeping and away date carry over; the learned profile does not (the model learns silences,
 not the old per-half-hour maxima) and the open incidents are the alert book's. Version 3 adds ``reported_since``,
-version 4 ``Run.brisk``, version 5 ``pulse_gap``, version 6 the check-in (``ask_t``, ``asking``).
+version 4 ``Run.brisk``, version 5 ``pulse_gap``, version 6 the check-in (``ask_t``, ``asking``), version 7 what an
+answer leaves unlearned (``learn_from``, ``paired_learn_from``, ``Day.first_learned``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from common.catalogue import Severity
 
-VERSION = 6
+VERSION = 7
 
 
 @dataclass
@@ -38,7 +39,8 @@ class Day:
     end_t: float
     morning_t: float
     volume: float = 0.0
-    first_use: float | None = None
+    first_use: float | None = None  # the first sign of life from morning_t (the morning rule's)
+    first_learned: float | None = None  # the same, leaving out answers to a check-in (what the model learns)
     longest_run: float = 0.0
     away: bool = False
 
@@ -92,6 +94,9 @@ class WellbeingState:
     reported_since: dict[str, float] = field(default_factory=dict)
     ask_t: float | None = None  # when the resident was last asked "are you OK?" (ask_first_min; monitor.py)
     asking: bool = False  # that check-in is waiting for an answer: the person alert waits with it
+    # where the silence an answer to a check-in ended began, to be learned whole (an answer teaches nothing)
+    learn_from: float | None = None
+    paired_learn_from: float | None = None
 
 
 def _from_v1(old: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +168,16 @@ def _from_v5(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "ask_t": None, "asking": False}
 
 
+def _from_v6(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 6 -> 7: what an answer to a check-in left unlearned is new (nothing yet); the day's first use as
+    learned is its first use."""
+    day = old.get("day")
+    day = None if day is None else {**day, "first_learned": day.get("first_use")}
+    return {**old, "day": day, "learn_from": None, "paired_learn_from": None}
+
+
 def _weekend(iso_date: str) -> bool:
     return date.fromisoformat(iso_date).weekday() >= 5
 
 
-MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}
+MIGRATIONS = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5, 6: _from_v6}

@@ -176,31 +176,48 @@ class Timeline:
         train = before is not None and abs(t - first - before) <= max(TRAIN_S, 0.1 * before)
         return None if train else first
 
-    def life(self, t: float, paired: bool = True, door: bool = False, paired_from: float | None = None) -> None:
+    def life(
+        self, t: float, paired: bool = True, door: bool = False, paired_from: float | None = None, answer: bool = False
+    ) -> None:
         """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use. ``paired``:
-        it ends the coarse meter's paired silence too, at ``paired_from`` if earlier (a pair's first pulse)."""
+        it ends the coarse meter's paired silence too, at ``paired_from`` if earlier (a pair's first pulse).
+        ``answer``: the resident answered the node's question (a check-in): it ends the silence for the alerts but
+        teaches the model nothing (the silence is learned whole, to the next sign of life that is not an answer, and
+        the day's first use is not it), so asking changes no threshold."""
         s = self.s
         pair_t = t if paired_from is None else min(t, paired_from)
         if t <= s.anchor and (not paired or pair_t <= s.paired_anchor):
             return
         day = s.day
-        if day is not None and day.first_use is None and t >= day.morning_t and not door:
-            day.first_use = t
+        if day is not None and t >= day.morning_t and not door:
+            day.first_use = t if day.first_use is None else day.first_use
+            if not answer and day.first_learned is None:
+                day.first_learned = t
         if not door:
             s.door_t = None  # water: the resident is in
             s.out_since = None
         out = 1.0 if s.out_since is not None else 0.0
         if t > s.anchor:
-            self._learn(s.silences, s.anchor, t, out)
+            s.learn_from = self._learn(s.silences, s.anchor, s.learn_from, t, out, answer)
             s.anchor = t
         if paired and pair_t > s.paired_anchor:
-            self._learn(s.paired_silences, s.paired_anchor, pair_t, out)
+            s.paired_learn_from = self._learn(
+                s.paired_silences, s.paired_anchor, s.paired_learn_from, pair_t, out, answer
+            )
             s.paired_anchor = pair_t
 
-    def _learn(self, silences: list[list[float]], since: float, t: float, out: float) -> None:
-        length = self.observed(since, t)
+    def _learn(
+        self, silences: list[list[float]], since: float, held: float | None, t: float, out: float, answer: bool
+    ) -> float | None:
+        """Learn the silence that ends at ``t`` (begun at ``held``, where an answer left it, else at ``since``);
+        an answer learns nothing yet and returns where the silence began, to be learned whole later."""
+        start = since if held is None else held
+        if answer:
+            return start
+        length = self.observed(start, t)
         if length >= MIN_SILENCE_S and self.s.away_until is None:
-            silences.append([since, round(min(length, learn_cap(self.settings)), 1), out])
+            silences.append([start, round(min(length, learn_cap(self.settings)), 1), out])
+        return None
 
     def _trim(self, t: float) -> None:
         rises = self.s.rises
@@ -258,7 +275,7 @@ class Timeline:
         s.anchor = max(s.anchor, t)  # back home: watching starts again from here
         s.paired_anchor = max(s.paired_anchor, t)
         if s.day is not None and s.day.first_use is None:
-            s.day.first_use = t  # no missed-morning alert on the day of return
+            s.day.first_use = s.day.first_learned = t  # no missed-morning alert on the day of return
 
     def _night_check(self, start: float, litres: float | None) -> None:
         """Leak clearing needs quiet nights: an hour between 00:00 and 06:00 local without flow."""
@@ -300,7 +317,8 @@ class Timeline:
             s.silences = [x for x in s.silences if x[0] >= keep]
         if s.paired_silences and s.paired_silences[0][0] < keep:
             s.paired_silences = [x for x in s.paired_silences if x[0] >= keep]
-        horizon = min(s.anchor, s.paired_anchor, t - 2 * 86400.0, s.day.start_t if s.day else t)
+        learning = (x for x in (s.learn_from, s.paired_learn_from) if x is not None)
+        horizon = min(s.anchor, s.paired_anchor, *learning, t - 2 * 86400.0, s.day.start_t if s.day else t)
         if s.gaps and s.gaps[0][1] < horizon:
             s.gaps = [g for g in s.gaps if g[1] >= horizon]
 
@@ -327,7 +345,7 @@ class Timeline:
             weekend=datetime.fromtimestamp(day.start_t, self.tz).weekday() >= 5,
             volume=round(day.volume, 2),
             coverage=round(covered, 3),
-            first_use_s=None if day.first_use is None else round(day.first_use - day.start_t),
+            first_use_s=None if day.first_learned is None else round(day.first_learned - day.start_t),
             longest_run_s=round(day.longest_run),
             away=day.away or s.away_until is not None,
         )
