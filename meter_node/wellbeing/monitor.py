@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -267,45 +266,29 @@ class WellbeingMonitor:
             if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
-        asked, due = self._ask_first(t, found, soon)
-        next_check = min(next_check, due)
-        out += asked + self._report(t, found)
+        out += self._ask_first(t, found, soon) + self._report(t, found)
         if s.last_t + tl.max_interval > t:
             next_check = min(next_check, s.last_t + tl.max_interval + 1.0)
         self._next_check = next_check
         return out
 
-    def _ask_first(self, t: float, found: dict[str, Finding], soon: set[str]) -> tuple[list[Detection], float]:
+    def _ask_first(self, t: float, found: dict[str, Finding], soon: set[str]) -> list[Detection]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
         ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
-        alert would reach warning (``soon``: from nothing, or from the morning's info note); that alert is held back
-        in ``found`` until the time to answer is up. An answer, or water, ends the silence and nothing is sent;
-        without one the alert goes out when it is due, as without asking. Only an alert asked about ahead is held:
-        one due before it could be asked (a gap's silence counted when the readings came back) goes at once, as
-        does a later alert in a silence nobody answered; an alert already told escalates on time. Returns the
-        check-in (if asked now) and when to look again."""
+        alert would reach warning (``soon``: from nothing, or from the morning's info note). An answer, or water,
+        ends the silence before the alert is due and nothing is sent; without one the alert goes out when it is
+        due, exactly as without asking (nothing is held back). Asked once per silence; an alert due before it could
+        be asked (a gap's silence counted when the readings came back) is told at once, unasked."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
-        lead = self.settings.ask_first_min * 60.0
-        if lead <= 0 or not (due or soon):
-            s.asking = False  # answered, the silence ended, or away
-            return [], math.inf
-        if s.asking:
-            assert s.ask_t is not None
-            if t >= s.ask_t + lead:
-                s.asking = not due  # no answer: what is due goes out now
-                return [], math.inf
-            for kind in due:  # held where the family's side stands: nothing, or the morning's first note (info)
-                if kind in s.reported:
-                    found[kind] = replace(found[kind], severity=s.reported[kind])
-                else:
-                    del found[kind]
-            return [], s.ask_t + lead
-        if due or (s.ask_t is not None and s.anchor <= s.ask_t):
-            return [], math.inf  # due before it could be asked, or asked in this silence already: told now
+        if due or not soon or self.settings.ask_first_min <= 0:
+            s.asking = False  # told now, the silence ended, or away: a press from here on is an ordinary "I'm OK"
+            return []
+        if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t):
+            return []  # asked already in this silence
         s.ask_t, s.asking = t, True
-        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(lead)}
-        return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)], t + lead
+        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(self.settings.ask_first_min * 60.0)}
+        return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)]
 
     def _untold(self, kind: str) -> bool:
         """The family has not been told of ``kind`` yet (nothing open, or only the morning's info note)."""

@@ -93,7 +93,7 @@ class WellbeingState:
     # kind -> when the silence behind that report began: a newer one past its warning is raised afresh (monitor.py)
     reported_since: dict[str, float] = field(default_factory=dict)
     ask_t: float | None = None  # when the resident was last asked "are you OK?" (ask_first_min; monitor.py)
-    asking: bool = False  # that check-in is waiting for an answer: the person alert waits with it
+    asking: bool = False  # that check-in awaits an answer (a press now is an answer, which teaches nothing)
     # where the silence an answer to a check-in ended began, to be learned whole (an answer teaches nothing)
     learn_from: float | None = None
     paired_learn_from: float | None = None
