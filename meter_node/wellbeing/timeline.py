@@ -181,42 +181,35 @@ class Timeline:
     ) -> None:
         """A sign of life at ``t``: ends the silence (learned if long), may be the morning's first use. ``paired``:
         it ends the coarse meter's paired silence too, at ``paired_from`` if earlier (a pair's first pulse).
-        ``answer``: the resident answered the node's question (a check-in): it ends the silence for the alerts but
-        teaches the model nothing (the silence is learned whole, to the next sign of life that is not an answer, and
-        the day's first use is not it), so asking changes no threshold."""
+        ``answer`` (to the node's question, a check-in): it ends the silence for the alerts but teaches the model
+        nothing, neither a silence nor the day's first use, so asking changes no threshold."""
         s = self.s
         pair_t = t if paired_from is None else min(t, paired_from)
         if t <= s.anchor and (not paired or pair_t <= s.paired_anchor):
             return
         day = s.day
         if day is not None and t >= day.morning_t and not door:
-            day.first_use = t if day.first_use is None else day.first_use
-            if not answer and day.first_learned is None:
-                day.first_learned = t
+            day.first_use = day.first_use or t
+            day.first_learned = day.first_learned or (None if answer else t)
         if not door:
             s.door_t = None  # water: the resident is in
             s.out_since = None
-        out = 1.0 if s.out_since is not None else 0.0
         if t > s.anchor:
-            s.learn_from = self._learn(s.silences, s.anchor, s.learn_from, t, out, answer)
+            s.learn_from = self._learn(s.silences, s.learn_from or s.anchor, t, answer)
             s.anchor = t
         if paired and pair_t > s.paired_anchor:
-            s.paired_learn_from = self._learn(
-                s.paired_silences, s.paired_anchor, s.paired_learn_from, pair_t, out, answer
-            )
+            s.paired_learn_from = self._learn(s.paired_silences, s.paired_learn_from or s.paired_anchor, pair_t, answer)
             s.paired_anchor = pair_t
 
-    def _learn(
-        self, silences: list[list[float]], since: float, held: float | None, t: float, out: float, answer: bool
-    ) -> float | None:
-        """Learn the silence that ends at ``t`` (begun at ``held``, where an answer left it, else at ``since``);
-        an answer learns nothing yet and returns where the silence began, to be learned whole later."""
-        start = since if held is None else held
+    def _learn(self, silences: list[list[float]], since: float, t: float, answer: bool) -> float | None:
+        """Learn the silence from ``since`` to ``t``; an answer learns nothing yet: it returns ``since``, where the
+        silence it ended began, to be learned whole at the next sign of life that is not an answer."""
         if answer:
-            return start
-        length = self.observed(start, t)
+            return since
+        length = self.observed(since, t)
         if length >= MIN_SILENCE_S and self.s.away_until is None:
-            silences.append([start, round(min(length, learn_cap(self.settings)), 1), out])
+            out = 1.0 if self.s.out_since is not None else 0.0
+            silences.append([since, round(min(length, learn_cap(self.settings)), 1), out])
         return None
 
     def _trim(self, t: float) -> None:
