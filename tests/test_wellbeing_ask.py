@@ -141,3 +141,20 @@ def test_a_version_6_state_loads_with_nothing_left_unlearned() -> None:
     monitor = WellbeingMonitor(ASK, TZ, v6)
     assert monitor.data.learn_from is None and monitor.data.day is not None
     assert monitor.data.day.first_learned == monitor.data.day.first_use is not None
+
+
+def test_water_under_way_when_she_answered_ends_the_silence_as_learned_as_without_asking() -> None:
+    learned = {}
+    for asking in (True, False):
+        home = Home(day_at(8), ASK if asking else None)
+        home.use(6, minutes=3)
+        home.idle(7.87)  # asked (or not) a few minutes ago
+        home.use(2.5, minutes=5)  # she lets the tap run slowly (not yet a sign of life: it proves one when it stops)
+        if asking:
+            assert home.monitor.data.asking
+            home.monitor.acknowledge(home.t)  # ...and presses "I'm OK" while it runs
+        home.use(1.5, minutes=3)
+        home.idle(3)
+        home.use(6, minutes=3)
+        learned[asking] = [(round(start), round(length)) for start, length, _ in home.monitor.data.silences]
+    assert learned[True] == learned[False] and len(learned[True]) == 2

@@ -185,7 +185,10 @@ class Timeline:
         nothing, neither a silence nor the day's first use, so asking changes no threshold."""
         s = self.s
         pair_t = t if paired_from is None else min(t, paired_from)
-        if t <= s.anchor and (not paired or pair_t <= s.paired_anchor):
+        # water older than an answer (a use under way when she pressed) still ends the silence as learned
+        main = t > s.anchor or (not answer and t > (s.learn_from or math.inf))
+        pair = paired and (pair_t > s.paired_anchor or (not answer and pair_t > (s.paired_learn_from or math.inf)))
+        if not (main or pair):
             return
         day = s.day
         if day is not None and t >= day.morning_t and not door:
@@ -194,16 +197,17 @@ class Timeline:
         if not door:
             s.door_t = None  # water: the resident is in
             s.out_since = None
-        if t > s.anchor:
-            s.learn_from = self._learn(s.silences, s.learn_from or s.anchor, t, answer)
-            s.anchor = t
-        if paired and pair_t > s.paired_anchor:
-            s.paired_learn_from = self._learn(s.paired_silences, s.paired_learn_from or s.paired_anchor, pair_t, answer)
-            s.paired_anchor = pair_t
+        if main:
+            s.learn_from = self._learn(s.silences, s.learn_from or s.anchor, t, answer) or (t if t < s.anchor else None)
+            s.anchor = max(s.anchor, t)
+        if pair:
+            held = self._learn(s.paired_silences, s.paired_learn_from or s.paired_anchor, pair_t, answer)
+            s.paired_learn_from = held or (pair_t if pair_t < s.paired_anchor else None)
+            s.paired_anchor = max(s.paired_anchor, pair_t)
 
     def _learn(self, silences: list[list[float]], since: float, t: float, answer: bool) -> float | None:
-        """Learn the silence from ``since`` to ``t``; an answer learns nothing yet: it returns ``since``, where the
-        silence it ended began, to be learned whole at the next sign of life that is not an answer."""
+        """Learn the silence from ``since`` to ``t``; an answer learns nothing yet: it returns ``since``, to be learned
+        whole at the next sign of life that is not an answer."""
         if answer:
             return since
         length = self.observed(since, t)
@@ -356,9 +360,7 @@ class Timeline:
         return cfg.adaptive and len(self.valid_days()) >= cfg.learning_days
 
     def usual_run(self) -> float | None:
-        if not self.learned():
-            return None
-        return upper([d.longest_run_s for d in self.valid_days()], 0.9)
+        return upper([d.longest_run_s for d in self.valid_days()], 0.9) if self.learned() else None
 
     def run_cap(self) -> float:
         """Flow longer than this is not taken as a sign of life (a tap left running after a fall)."""
@@ -379,9 +381,7 @@ class Timeline:
 
     def span_h(self) -> int:
         """Hours in a base-flow span: 2, longer for coarse pulses so a slow leak shows in every span."""
-        if self.s.resolution <= 0:
-            return 2
-        return int(min(6, max(2, round(self.s.resolution / 2))))
+        return 2 if self.s.resolution <= 0 else int(min(6, max(2, round(self.s.resolution / 2))))
 
     def observed(self, since: float, t: float) -> float:
         """Seconds from ``since`` to ``t`` known to be silent or not: time in a gap does not count, unless the water
