@@ -158,3 +158,19 @@ def test_water_under_way_when_she_answered_ends_the_silence_as_learned_as_withou
         home.use(6, minutes=3)
         learned[asking] = [(round(start), round(length)) for start, length, _ in home.monitor.data.silences]
     assert learned[True] == learned[False] and len(learned[True]) == 2
+
+
+def test_a_press_answering_the_question_after_her_water_teaches_nothing_either() -> None:
+    learned = {}
+    for asking in (True, False):
+        home = Home(day_at(8), ASK if asking else None)
+        home.use(6, minutes=3)
+        home.idle(7.87)  # asked (or not) a few minutes ago
+        home.use(6, minutes=3)  # she uses water...
+        home.idle(2 / 60)
+        if asking:
+            home.monitor.acknowledge(home.t)  # ...and then answers the chime anyway
+        home.idle(3)
+        home.use(6, minutes=3)
+        learned[asking] = [(round(start), round(length)) for start, length, _ in home.monitor.data.silences]
+    assert learned[True] == learned[False] and len(learned[True]) == 2

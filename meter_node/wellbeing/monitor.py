@@ -103,7 +103,10 @@ class WellbeingMonitor:
         """The resident (or family) said "I'm OK": a sign of life. Clears inactivity and missed_morning, and takes
         a continuous-flow alert down to info (the tap may be running on purpose), restarting its clock."""
         t = to_epoch(now)
-        self.timeline.life(t, answer=self.data.asking)  # an answer to the node's question teaches nothing
+        # a press within ask_first_min of the node's question answers it (even after water that ended the silence)
+        asked = self.data.ask_t
+        answer = asked is not None and 0.0 <= t - asked <= self.settings.ask_first_min * 60.0
+        self.timeline.life(t, answer=answer)  # an answer teaches nothing
         if self.data.run is not None:
             self.data.run.ack = t
         return self._evaluate(t, reason="acknowledged")
