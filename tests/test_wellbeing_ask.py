@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -143,34 +144,38 @@ def test_a_version_6_state_loads_with_nothing_left_unlearned() -> None:
     assert monitor.data.day.first_learned == monitor.data.day.first_use is not None
 
 
-def test_water_under_way_when_she_answered_ends_the_silence_as_learned_as_without_asking() -> None:
+def _learned_with_and_without_asking(meanwhile: Callable[[Home, bool], None]) -> dict[bool, list[tuple[int, int]]]:
+    """The silences learned when the home is asked (and ``meanwhile`` may answer) and when it is not."""
     learned = {}
     for asking in (True, False):
         home = Home(day_at(8), ASK if asking else None)
         home.use(6, minutes=3)
         home.idle(7.87)  # asked (or not) a few minutes ago
-        home.use(2.5, minutes=5)  # she lets the tap run slowly (not yet a sign of life: it proves one when it stops)
-        if asking:
-            assert home.monitor.data.asking
-            home.monitor.acknowledge(home.t)  # ...and presses "I'm OK" while it runs
-        home.use(1.5, minutes=3)
+        meanwhile(home, asking)
         home.idle(3)
         home.use(6, minutes=3)
         learned[asking] = [(round(start), round(length)) for start, length, _ in home.monitor.data.silences]
+    return learned
+
+
+def test_water_under_way_when_she_answered_ends_the_silence_as_learned_as_without_asking() -> None:
+    def slow_tap_and_press(home: Home, asking: bool) -> None:
+        home.use(2.5, minutes=5)  # a slow tap: not yet a sign of life (it proves one when it stops)
+        if asking:
+            assert home.monitor.data.asking
+            home.monitor.acknowledge(home.t)  # she presses "I'm OK" while it runs
+        home.use(1.5, minutes=3)
+
+    learned = _learned_with_and_without_asking(slow_tap_and_press)
     assert learned[True] == learned[False] and len(learned[True]) == 2
 
 
 def test_a_press_answering_the_question_after_her_water_teaches_nothing_either() -> None:
-    learned = {}
-    for asking in (True, False):
-        home = Home(day_at(8), ASK if asking else None)
+    def water_then_press(home: Home, asking: bool) -> None:
         home.use(6, minutes=3)
-        home.idle(7.87)  # asked (or not) a few minutes ago
-        home.use(6, minutes=3)  # she uses water...
         home.idle(2 / 60)
         if asking:
-            home.monitor.acknowledge(home.t)  # ...and then answers the chime anyway
-        home.idle(3)
-        home.use(6, minutes=3)
-        learned[asking] = [(round(start), round(length)) for start, length, _ in home.monitor.data.silences]
+            home.monitor.acknowledge(home.t)  # she answers the chime after her water
+
+    learned = _learned_with_and_without_asking(water_then_press)
     assert learned[True] == learned[False] and len(learned[True]) == 2
