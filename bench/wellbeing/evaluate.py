@@ -62,6 +62,9 @@ def door_times(home: Household) -> list[float]:
     return sorted(out)
 
 
+WHEREABOUTS = ("up", "out", "away", "asleep")
+
+
 def whereabouts(home: Household, sim_t: float) -> str:
     """Where the resident is at ``sim_t`` by the model's own diary: "up" (between getting up and going to bed, in
     the flat: who can hear the chime and press "I'm OK"), "out" (out of the flat), "away" (nights away) or
@@ -85,6 +88,7 @@ class Home:
     answer: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
     until: float = math.inf  # no answer from here (the collapse)
+    count_from: float = 0.0  # check-ins are counted from here (the end of learning)
     oks: list[float] = field(default_factory=list)
     asked: dict[str, int] = field(default_factory=dict)  # check-ins by where the resident was (whereabouts)
     answered: int = 0
@@ -108,9 +112,11 @@ class Home:
 
     def _ask(self, sim_t: float) -> None:
         where = whereabouts(self.household, sim_t)
-        self.asked[where] = self.asked.get(where, 0) + 1
+        counted = sim_t >= self.count_from
+        if counted:
+            self.asked[where] = self.asked.get(where, 0) + 1
         if sim_t < self.until and where == "up" and self.rng.random() < self.answer:
-            self.answered += 1
+            self.answered += counted
             self.oks.append(sim_t + self.rng.uniform(60.0, 300.0))
             self.oks.sort()
 
@@ -204,10 +210,10 @@ def run_household(
 ) -> HouseholdResult:
     home = MODELS[model](seed, days, index)
     doors_all = door_times(home) if door else []
-    inputs = Home(home, list(doors_all), answer, random.Random(seed * 7919 + 23))
     rng = random.Random(seed * 7919 + 17)
     meter = MeterSetup.draw(rng, home.resolution_l, home.poll_s, days)
     learn_end = (settings.learning_days + 2) * DAY
+    inputs = Home(home, list(doors_all), answer, random.Random(seed * 7919 + 23), count_from=learn_end)
     incidents = _incidents(home, rng, learn_end, days)
     monitor = WellbeingMonitor(settings, TZ)
     baselines: list = [Nagano(), Shanghai()]
@@ -224,8 +230,6 @@ def run_household(
         while pending and incidents[pending[0]].replay_from <= sim_t:
             snapshots[pending.pop(0)] = (json.dumps(monitor.state()), copy.deepcopy(baselines))
         counted = sim_t >= learn_end
-        if not counted:
-            inputs.asked, inputs.answered = {}, 0
         for det in inputs.feed(monitor, t, total):
             if not counted:
                 continue

@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import Any
 
-from bench.wellbeing.evaluate import ACUTE, HouseholdResult
+from bench.wellbeing.evaluate import ACUTE, WHEREABOUTS, HouseholdResult
 from bench.wellbeing.household import DAY, HOUR
 
 
@@ -73,7 +73,7 @@ def summarise(results: list[HouseholdResult]) -> dict[str, Any]:
         "shanghai": round(sum(r.false_baseline["shanghai"] for r in results) / max(months, 1e-9), 3),
     }
     asked = sum(sum(r.checks_in.values()) for r in results)
-    where = {k: sum(r.checks_in.get(k, 0) for r in results) for k in ("up", "out", "away", "asleep")}
+    where = {k: sum(r.checks_in.get(k, 0) for r in results) for k in WHEREABOUTS}
     rows["checks_in"] = {
         "per_household_month": round(asked / max(months, 1e-9), 3),
         "answered": round(sum(r.answered for r in results) / max(asked, 1), 3),

@@ -105,7 +105,7 @@ class WellbeingMonitor:
         t = to_epoch(now)
         # a press within ask_first_min of the node's question answers it (even after water that ended the silence)
         asked = self.data.ask_t
-        answer = asked is not None and 0.0 <= t - asked <= self.settings.ask_first_min * 60.0
+        answer = asked is not None and 0.0 <= t - asked <= self.ask_s
         self.timeline.life(t, answer=answer)  # an answer teaches nothing
         if self.data.run is not None:
             self.data.run.ack = t
@@ -254,7 +254,7 @@ class WellbeingMonitor:
         next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR, s.away_until or math.inf)
         found: dict[str, Finding] = {}
         soon: set[str] = set()  # kinds that will be told to the family within ask_first_min (ask the resident now)
-        lead = self.settings.ask_first_min * 60.0
+        lead = self.ask_s
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
                 continue
@@ -284,14 +284,19 @@ class WellbeingMonitor:
         be asked (a gap's silence counted when the readings came back) is told at once, unasked."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
-        if due or not soon or self.settings.ask_first_min <= 0:
+        if due or not soon or self.ask_s <= 0:
             s.asking = False  # told now, the silence ended, or away: a press from here on is an ordinary "I'm OK"
             return []
         if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t):
             return []  # asked already in this silence
         s.ask_t, s.asking = t, True
-        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(self.settings.ask_first_min * 60.0)}
+        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(self.ask_s)}
         return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)]
+
+    @property
+    def ask_s(self) -> float:
+        """Seconds between the question and the alert it comes before (``ask_first_min``; 0: not asked)."""
+        return self.settings.ask_first_min * 60.0
 
     def _untold(self, kind: str) -> bool:
         """The family has not been told of ``kind`` yet (nothing open, or only the morning's info note)."""

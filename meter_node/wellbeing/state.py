@@ -93,7 +93,9 @@ class WellbeingState:
     # kind -> when the silence behind that report began: a newer one past its warning is raised afresh (monitor.py)
     reported_since: dict[str, float] = field(default_factory=dict)
     ask_t: float | None = None  # when the resident was last asked "are you OK?" (ask_first_min; monitor.py)
-    asking: bool = False  # that check-in awaits an answer (a press now is an answer, which teaches nothing)
+    # that check-in is still open: not asked again before it is told or the silence ends (on a coarse meter a lone
+    # pulse moves the anchor while the paired clock's silence goes on, so ask_t alone cannot say this)
+    asking: bool = False
     # where the silence an answer to a check-in ended began, to be learned whole (an answer teaches nothing)
     learn_from: float | None = None
     paired_learn_from: float | None = None
