@@ -1,8 +1,8 @@
 """The duty console in a real browser: Debian's chromium driven by Playwright against the real central.
 
 One browser for the module (about 1 s to start here). What a duty desk does: log in, see a new urgent alarm with
-its cues within 2 s, acknowledge with a note, resolve, read the timeline; the social worker's resident charts;
-the banner when the central goes away; no sideways scroll at 390 px; text contrast at least 4.5:1.
+its cues within 2 s, acknowledge with a note, resolve, read the timeline; the social worker's resident charts and
+check-ins; the banner when the central goes away; no sideways scroll at 390 px; text contrast at least 4.5:1.
 Set CONSOLE_SCREENSHOTS=DIR to keep the screenshots (docs/img/console-*.png are made so).
 """
 
@@ -156,6 +156,10 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
                   "learned_days": 30, "adaptive": True, "watchable": True, "usual_daily_litres": 160.0,
                   "detect_h": {"night": 9.5, "morning": 4.0, "afternoon": 5.5, "evening": 6.0}}))  # fmt: skip
     events.append(alert_event(METER, "inactivity", "warning", resident="B12-301", silence_h=9.0))
+    home = {"meter_id": "b12-301", "resident": "B12-301"}
+    events.append(wire_event(METER, kind="check_in", wall_time=now - 7200,
+                             payload={**home, "asked_for": "inactivity", "answer_within_s": 600}))  # fmt: skip
+    events.append(wire_event(METER, kind="im_ok_pressed", wall_time=now - 7000, payload=home))
     for start in range(0, len(events), 500):
         assert central.post_events(meter, events[start : start + 500]).status_code == 200
     page = login(browser, central, "wang", width=390, height=844)
@@ -170,6 +174,8 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     assert page.eval_on_selector_all("#chart-daily rect.bar", "r => r.length") >= 29
     assert page.eval_on_selector_all("#chart-hourly rect", "r => r.length") == 48
     assert "可以监护" in page.inner_text("#watchable")
+    assert "近 30 天询问 1 次，按键回答 1 次" in page.inner_text("#check-ins")
+    assert "长时间未用水：已按“我很好”" in page.inner_text("#check-ins li[data-outcome=answered]")
     assert no_sideways_scroll(page)
     shot(page, "phone-resident")
     page.set_viewport_size({"width": 1366, "height": 768})

@@ -109,11 +109,24 @@ export async function residentPage(view, site, flat, cat) {
         h("p", { class: "muted" }, `用水规律更新于 ${clock(r.profile_at, true)}`)),
       h("div", { class: "card" }, h("h3", {}, "“我很好”按键与外出"),
         h("p", {}, r.ok_presses.length ? "最近按下：" + r.ok_presses.slice(-5).map((t) => clock(t, true)).join("，") : "最近没有按过"),
-        h("p", {}, r.away.length ? "外出：" + r.away.map((x) => `${clock(x.at, true)} ${x.until ? "至 " + x.until : ""}`).join("；") : "没有外出记录"))),
+        h("p", {}, r.away.length ? "外出：" + r.away.map((x) => `${clock(x.at, true)} ${x.until ? "至 " + x.until : ""}`).join("；") : "没有外出记录")),
+      checkInCard(r.check_ins)),
     h("h3", {}, "近 30 天每天用水（升）"), h("div", { id: "chart-daily" }, bars(r.water.daily, 620, 140, "近 30 天每天用水")),
     h("h3", {}, "近 48 小时每小时用水（升）"), h("div", { id: "chart-hourly" }, bars(r.water.hourly, 620, 140, "近 48 小时每小时用水")),
     h("p", { class: "muted" }, "灰色：没有读数（不是没用水）"),
     h("h3", {}, "告警"), alertTable(r.alerts));
+}
+
+const ASKED_ZH = { inactivity: "长时间未用水", missed_morning: "早上还没用水" };
+const ANSWER_ZH = { answered: "已按“我很好”", told: "无人回应，已通知家属", ended: "随后有用水或开门，未通知家属", waiting: "等待回应" };
+
+function checkInCard(c) {
+  const rows = c.recent.slice(-5).reverse().map((x) => h("li", { "data-outcome": x.outcome },
+    `${clock(x.at, true)} ${ASKED_ZH[x.asked_for] || x.asked_for}：${ANSWER_ZH[x.outcome]}${x.outcome === "answered" ? `（${clock(x.outcome_at, true)}）` : ""}`));
+  return h("div", { class: "card", id: "check-ins" }, h("h3", {}, "在家询问"),
+    h("p", { class: "muted" }, "家属收到告警前，家中先响铃请老人按“我很好”；没人回应才通知家属"),
+    h("p", {}, c.asked ? `近 ${c.days} 天询问 ${c.asked} 次，按键回答 ${c.answered} 次` : `近 ${c.days} 天没有询问`),
+    rows.length ? h("ul", {}, rows) : "");
 }
 
 function alertTable(alerts) {

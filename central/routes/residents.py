@@ -1,6 +1,7 @@
 """The social worker's view of a resident: the flat and its contacts, water use (30 days by day, 48 h by hour),
-last use, the usual pattern and monitorability (the meter node's daily ``wellbeing_profile``), "I'm OK" presses
-and away mode, and the flat's open and past alerts. Flats are edited by an administrator here or with
+last use, the usual pattern and monitorability (the meter node's daily ``wellbeing_profile``), "I'm OK" presses,
+away mode, the questions the node asked the resident (``check_in``) and how each ended, and the flat's open and past
+alerts. Flats are edited by an administrator here or with
 `central flat set`.
 """
 
@@ -28,7 +29,11 @@ router = api_router("residents")
 SiteId = Annotated[str, Path(pattern=SITE_PATTERN)]
 FlatId = Annotated[str, Path(min_length=1, max_length=64)]
 SCAN_LIMIT = 200_000  # events read per node for one view (a reference central keeps them all)
-LIFE_KINDS = ("wellbeing_profile", "im_ok_pressed", "going_out_pressed")  # readings: store.readings.water
+ASKED_KINDS = ("inactivity", "missed_morning")  # the alerts a check-in comes before (meter_node.wellbeing.monitor)
+LIFE_KINDS = ("wellbeing_profile", "im_ok_pressed", "going_out_pressed", "check_in", *ASKED_KINDS)  # readings apart
+TOLD_WITHIN_S = 3600.0  # after the time to answer, an alert this soon is the one the question came before
+ON_ITS_WAY_S = 300.0  # an unanswered question's alert may still be on its way this long after the time to answer
+CHECK_IN_DAYS = 30  # the answered share is counted over this many days
 
 
 class FlatContact(StoredBody):
@@ -66,6 +71,46 @@ def _events(central: Central, nodes: list[str], meters: set[str], flat: str) -> 
                     break
                 after = page[-1]["row"]
     return out
+
+
+def check_ins(events: dict[str, list[dict[str, Any]]], now: float) -> list[dict[str, Any]]:
+    """Each question the node asked (``check_in``) and how it ended: ``answered`` (an "I'm OK" press within the time
+    to answer), ``told`` (no answer: the alert it came before reached the family), ``waiting`` (the time to answer
+    is not up, or its alert may still be on its way) or ``ended`` (water or the door ended the silence first: nobody
+    was told). Oldest first; times are the node's (an alert that arrives late still counts)."""
+    presses = sorted(ev["time"] for ev in events["im_ok_pressed"])
+    told = sorted(
+        ev["time"]
+        for kind in ASKED_KINDS
+        for ev in events[kind]
+        if ev["severity"] in ("warning", "urgent") and ev["state"] in ("raised", "updated")
+    )
+    out: list[dict[str, Any]] = []
+    for ev in sorted(events["check_in"], key=lambda e: e["time"]):
+        t, p = ev["time"], ev["payload"] if isinstance(ev["payload"], dict) else {}
+        within = float(p.get("answer_within_s") or 0.0)
+        pressed = next((x for x in presses if t <= x <= t + within), None)
+        alert = next((x for x in told if t <= x <= t + within + TOLD_WITHIN_S), None)
+        if pressed is not None and (alert is None or pressed <= alert):
+            outcome, at = "answered", pressed
+        elif alert is not None:
+            outcome, at = "told", alert
+        else:
+            outcome, at = ("waiting" if now < t + within + ON_ITS_WAY_S else "ended"), None
+        out.append({"at": t, "asked_for": p.get("asked_for"), "within_s": within, "outcome": outcome, "outcome_at": at})
+    return out
+
+
+def _check_in_summary(asked: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """The last 20 questions, and over the last 30 days how many were asked and answered (a resident who stops
+    answering is worth a call: the node cannot tell fatigue from a fall)."""
+    recent = [c for c in asked if c["at"] >= now - CHECK_IN_DAYS * 86400.0]
+    return {
+        "recent": asked[-20:],
+        "days": CHECK_IN_DAYS,
+        "asked": len(recent),
+        "answered": sum(c["outcome"] == "answered" for c in recent),
+    }
 
 
 def _water(water: WaterSeries, now: float) -> dict[str, Any]:
@@ -142,6 +187,7 @@ def get_resident(site: SiteId, flat: FlatId, actor: OperatorAuth, central: Centr
         "profile_at": profiles[-1]["time"] if profiles else None,
         "ok_presses": [ev["time"] for ev in events["im_ok_pressed"]][-20:],
         "away": [{"at": ev["time"], **ev["payload"]} for ev in events["going_out_pressed"]][-10:],
+        "check_ins": _check_in_summary(check_ins(events, now), now),
         "alerts": alerts,
         "server_time": now,
     }
