@@ -9,6 +9,9 @@ from pathlib import Path
 from common.config import ButtonPin, InputPin, SerialPort, setting
 from meter_node.profiles import ProfileError, load_profile_file, profile_files
 from meter_node.wellbeing import WellbeingSettings, parse_local_date
+from meter_node.wellbeing.settings import HHMM
+
+QUIET_HOURS = rf"^({HHMM[1:-1]}-{HHMM[1:-1]})?$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,13 +36,22 @@ class HouseholdSection:
         pattern=r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+-]+)?)?$",
         help="away or in hospital until this local date (YYYY-MM-DD): person alerts suppressed; empty: at home",
     )
+    quiet_hours: str = setting(
+        "",
+        pattern=QUIET_HOURS,
+        help="'HH:MM-HH:MM': this home's quiet hours for the chime's question (she keeps late hours); "
+        "empty: [meter.wellbeing] ask_quiet_from to ask_quiet_until",
+    )
 
     def settings(self, wellbeing: WellbeingSettings) -> WellbeingSettings:
         """The wellbeing settings this home's monitor runs with: it is asked first (``ask_first_min``) only if it
-        can hear the question and answer it (a chime and an "I'm OK" button)."""
-        if self.chime and self.ok_button is not None:
-            return wellbeing
-        return replace(wellbeing, ask_first_min=0.0)
+        can hear the question and answer it (a chime and an "I'm OK" button), and not in its quiet hours."""
+        if not (self.chime and self.ok_button is not None):
+            return replace(wellbeing, ask_first_min=0.0)
+        if self.quiet_hours:
+            start, end = self.quiet_hours.split("-")
+            return replace(wellbeing, ask_quiet_from=start, ask_quiet_until=end)
+        return wellbeing
 
     def problems(self) -> list[str]:
         if not self.away_until:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,18 @@ def test_a_home_with_a_chime_and_a_button_is_asked_first_and_an_answer_tells_nob
 def test_asking_first_with_no_home_that_can_be_asked_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ask_first_min = 10: no household has both chime = true and an ok_button"):
         node_config(tmp_path, "http://127.0.0.1:9", ONE_METER, extra="wellbeing = { ask_first_min = 10.0 }")
+
+
+def test_a_home_keeping_late_hours_has_its_own_quiet_hours_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    late = ONE_METER.replace("chime = true", 'chime = true, ok_button = { pin = 5 }, quiet_hours = "23:30-08:00"')
+    config = node_config(tmp_path, "http://127.0.0.1:9", late, extra="wellbeing = { ask_first_min = 10.0 }")
+    home = config.role_config.meters[0].household
+    got = home.settings(config.role_config.wellbeing)
+    assert (got.ask_first_min, got.ask_quiet_from, got.ask_quiet_until) == (10.0, "23:30", "08:00")
+    plain = replace(home, quiet_hours="").settings(config.role_config.wellbeing)
+    assert (plain.ask_quiet_from, plain.ask_quiet_until) == ("22:00", "07:00")  # the node's [meter.wellbeing]
+    with pytest.raises(ConfigError, match="quiet_hours"):
+        node_config(tmp_path, "http://127.0.0.1:9", late.replace("23:30-08:00", "23-8"))
 
 
 def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(

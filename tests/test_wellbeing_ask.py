@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
@@ -21,8 +22,8 @@ def _minutes_until_found(home: Home, limit_h: float = 2.0) -> list:
     raise AssertionError(f"nothing within {limit_h} h")
 
 
-def _silent_until_asked() -> Home:
-    home = Home(day_at(8), ASK)
+def _silent_until_asked(hour: float = 8) -> Home:
+    home = Home(day_at(hour), ASK)
     home.use(6, minutes=3)  # 2 L steps: a fine meter (a 6 L step would be a coarse meter's pulse)
     assert home.idle(7.5) == []
     asked = _minutes_until_found(home)  # 10 minutes before the fixed 8 h warning
@@ -45,7 +46,7 @@ def test_without_an_answer_the_family_is_told_when_the_time_to_answer_is_up() ->
 
 
 def test_an_answer_tells_nobody_and_restarts_the_clock() -> None:
-    home = _silent_until_asked()
+    home = _silent_until_asked(5)  # asked at 12:50, so the next silence's question comes before the quiet hours
     home.idle(3 / 60)
     assert home.monitor.acknowledge(home.t) == []  # nothing was raised, so nothing clears
     assert home.idle(7.5) == []  # a new silence from the press
@@ -57,6 +58,48 @@ def test_water_while_asked_is_an_answer_too() -> None:
     home.idle(2 / 60)
     assert home.use(6, minutes=3) == []
     assert home.idle(7.5) == []  # a new silence from the water
+
+
+def test_she_is_not_woken_in_the_quiet_hours_the_alert_is_told_unasked() -> None:
+    home = Home(day_at(15), ASK)  # a use at 15:00: the fixed 8 h warning falls at 23:00, in the quiet hours
+    home.use(6, minutes=3)
+    found = home.idle(8.5)
+    assert kinds(found) == [("inactivity", "raised", "warning")]  # no chime at night; told when due, as without
+    assert found[0].payload["silence_h"] == pytest.approx(8.0, abs=0.02)
+
+
+def _evening_silence() -> tuple[Home, list]:
+    home = Home(day_at(19, 5), ASK)  # into the night: the fixed night limit, 12 h, falls a few minutes after 07:00
+    home.use(6, minutes=3)
+    return home, home.idle(11.9)  # to 07:02
+
+
+def test_a_question_due_in_the_quiet_hours_is_asked_when_they_end_with_the_time_left() -> None:
+    home, found = _evening_silence()
+    assert kinds(found) == [(CHECK_IN_KIND, "observed", "info")]
+    asked = found[0]
+    assert datetime.fromtimestamp(asked.at, TZ).strftime("%H:%M") == "07:00"  # not at 06:5x, in her sleep
+    told = _minutes_until_found(home)
+    assert kinds(told) == [("inactivity", "raised", "warning")]
+    assert told[0].payload["silence_h"] == pytest.approx(12.0, abs=0.02)  # not held: due as without asking
+    assert 0 < asked.payload["answer_within_s"] < 600  # the time she really had
+    assert asked.payload["answer_within_s"] == pytest.approx(told[0].at - asked.at, abs=61)
+
+
+def test_an_answer_when_the_quiet_hours_end_tells_nobody() -> None:
+    home, _ = _evening_silence()
+    home.idle(1 / 60)
+    assert home.monitor.acknowledge(home.t) == []
+    assert home.idle(2) == []
+
+
+def test_with_no_quiet_hours_she_is_asked_at_any_hour() -> None:
+    anytime = WellbeingSettings(ask_first_min=10.0, ask_quiet_from="00:00", ask_quiet_until="00:00")
+    home = Home(day_at(15), anytime)
+    home.use(6, minutes=3)
+    found = home.idle(8.5)
+    assert kinds(found) == [(CHECK_IN_KIND, "observed", "info"), ("inactivity", "raised", "warning")]
+    assert found[1].at - found[0].at == pytest.approx(600, abs=61)
 
 
 def test_a_later_alert_in_a_silence_nobody_answered_is_not_asked_again() -> None:

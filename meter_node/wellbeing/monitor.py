@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,7 @@ from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit
 from meter_node.wellbeing.night import morning_deadline_s
 from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
-from meter_node.wellbeing.settings import WellbeingSettings
+from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import MIGRATIONS, VERSION, WellbeingState
 from meter_node.wellbeing.timeline import HOUR, Timeline
 
@@ -253,7 +253,7 @@ class WellbeingMonitor:
             s.out_since = s.door_t
         next_check = min(s.day.end_t, (t // HOUR + 1) * HOUR, s.away_until or math.inf)
         found: dict[str, Finding] = {}
-        soon: set[str] = set()  # kinds that will be told to the family within ask_first_min (ask the resident now)
+        soon: dict[str, float] = {}  # kinds told to the family within ask_first_min, and when (ask the resident now)
         lead = self.ask_s
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
@@ -262,26 +262,30 @@ class WellbeingMonitor:
             if lead > 0 and rule.kind in ASKED_KINDS and self._untold(rule.kind):
                 ahead, _ = rule.assess(self, t + lead, seen_t + lead)  # rules are pure: a look ahead
                 if ahead is not None and ahead.severity != "info":
-                    soon.add(rule.kind)
+                    soon[rule.kind] = min(due, soon.get(rule.kind, math.inf))
                 due -= lead  # look again when the question has to be asked
             next_check = min(next_check, due)
             held = found.get(rule.kind)
             if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
-        out += self._ask_first(t, found, soon) + self._report(t, found)
+        quiet_end = self._quiet_end(t) if soon else None
+        if quiet_end is not None:
+            next_check = min(next_check, quiet_end)  # ask when the quiet hours end, if the alert is not due by then
+        out += self._ask_first(t, found, soon, quiet_end is not None) + self._report(t, found)
         if s.last_t + tl.max_interval > t:
             next_check = min(next_check, s.last_t + tl.max_interval + 1.0)
         self._next_check = next_check
         return out
 
-    def _ask_first(self, t: float, found: dict[str, Finding], soon: set[str]) -> list[Detection]:
+    def _ask_first(self, t: float, found: dict[str, Finding], soon: dict[str, float], quiet: bool) -> list[Detection]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
         ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
         alert would reach warning (``soon``: from nothing, or from the morning's info note). An answer, or water,
         ends the silence before the alert is due and nothing is sent; without one the alert goes out when it is
         due, exactly as without asking (nothing is held back). Asked once per silence; an alert due before it could
-        be asked (a gap's silence counted when the readings came back) is told at once, unasked."""
+        be asked (a gap's silence counted when the readings came back) is told at once, unasked. In the quiet hours
+        (``quiet``) she is not woken: asked when they end, or told unasked if the alert is due before."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
         if due or not soon or self.ask_s <= 0:
@@ -289,9 +293,23 @@ class WellbeingMonitor:
             return []
         if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t):
             return []  # asked already in this silence
+        if quiet:
+            return []
         s.ask_t, s.asking = t, True
-        payload = {"asked_for": sorted(soon)[0], "answer_within_s": round(self.ask_s)}
+        kind = min(soon, key=lambda k: (soon[k], k))
+        payload = {"asked_for": kind, "answer_within_s": round(min(self.ask_s, max(0.0, soon[kind] - t)))}
         return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)]
+
+    def _quiet_end(self, t: float) -> float | None:
+        """When the quiet hours around ``t`` end (``ask_quiet_from`` to ``ask_quiet_until``, local time: the node does
+        not chime), or None when ``t`` is outside them."""
+        cfg, at = self.settings, datetime.fromtimestamp(t, self.tz)
+        start, end = minutes(cfg.ask_quiet_from), minutes(cfg.ask_quiet_until)
+        now = at.hour * 60 + at.minute
+        if not (start <= now < end if start <= end else now >= start or now < end):
+            return None
+        ends = at.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
+        return (ends if ends > at else ends + timedelta(days=1)).timestamp()
 
     @property
     def ask_s(self) -> float:
