@@ -22,7 +22,7 @@ def _minutes_until_found(home: Home, limit_h: float = 2.0) -> list:
     raise AssertionError(f"nothing within {limit_h} h")
 
 
-def _silent_until_asked(hour: float = 8) -> Home:
+def _silent_until_asked(hour: int = 8) -> Home:
     home = Home(day_at(hour), ASK)
     home.use(6, minutes=3)  # 2 L steps: a fine meter (a 6 L step would be a coarse meter's pulse)
     assert home.idle(7.5) == []
