@@ -347,8 +347,10 @@ class MeterNode:
         )
         self.runtime.emit(detection, recipients_for(detection))  # durable before anything else is done about it
         self._dirty = True
-        asks = detection.state == "raised" or detection.kind == CHECK_IN_KIND
-        if asks and meter.household.chime and self.voice is not None:
+        # a question, or an alert raised; in the quiet hours only one that reaches someone (an info note waits)
+        quiet = self.monitors[meter.id].quiet_until(detection.at) is not None
+        raised = detection.state == "raised" and not (quiet and detection.severity == "info")
+        if (raised or detection.kind == CHECK_IN_KIND) and meter.household.chime and self.voice is not None:
             self.voice.say(self.chime)
 
     def _handle_presses(self) -> None:

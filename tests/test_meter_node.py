@@ -338,6 +338,35 @@ def test_a_home_keeping_late_hours_has_its_own_quiet_hours_and_a_bad_one_is_refu
         node_config(tmp_path, "http://127.0.0.1:9", late.replace("23:30-08:00", "23-8"))
 
 
+def test_an_info_note_in_the_quiet_hours_does_not_wake_her(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
+) -> None:
+    quiet = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5 }")
+    awake = (
+        ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
+    ).replace("chime = true", 'chime = true, ok_button = { pin = 6 }, quiet_hours = "12:00-12:00"')  # never quiet
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    bus.add(2, "u32_le_litres", 7000.0)
+    h = Harness(node_config(tmp_path, registered.url, quiet + awake), bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    last = [h.clock.monotonic()]
+
+    def leak(now: float) -> None:  # 3 L/h that never stops, in both flats: a leak, not a person
+        for slave in (1, 2):
+            bus.litres[slave] += 3.0 * (now - last[0]) / 3600
+        last[0] = now
+
+    h.run(23.9 * 3600, leak)  # from 06:00 to 05:54 the next day
+    by_day = len(h.speaker.texts)
+    assert by_day == 4  # the morning's notes and the afternoon's warnings chime in both homes
+    h.run(0.5 * 3600, leak)  # 06:00: the leak is suspected in both (info), in the quiet hours
+    h.sync()
+    leaks = registered.events(NODE_ID, kind="leak_suspected")
+    assert {(e["payload"]["resident"], e["severity"]) for e in leaks} == {("B12-301", "info"), ("B12-302", "info")}
+    assert len(h.speaker.texts) == by_day + 1  # only the home without quiet hours is woken for a note
+
+
 def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(
     registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
 ) -> None:

@@ -269,7 +269,7 @@ class WellbeingMonitor:
             if finding is not None and (held is None or SEVERITY_RANK[finding.severity] > SEVERITY_RANK[held.severity]):
                 found[rule.kind] = finding
         self._reason = reason
-        quiet_end = self._quiet_end(t) if soon else None
+        quiet_end = self.quiet_until(t) if soon else None
         if quiet_end is not None:
             next_check = min(next_check, quiet_end)  # ask when the quiet hours end, if the alert is not due by then
         out += self._ask_first(t, found, soon, quiet_end is not None) + self._report(t, found)
@@ -300,7 +300,7 @@ class WellbeingMonitor:
         payload = {"asked_for": kind, "answer_within_s": round(min(self.ask_s, max(0.0, soon[kind] - t)))}
         return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)]
 
-    def _quiet_end(self, t: float) -> float | None:
+    def quiet_until(self, t: float) -> float | None:
         """When the quiet hours around ``t`` end (``ask_quiet_from`` to ``ask_quiet_until``, local time: the node does
         not chime), or None when ``t`` is outside them."""
         cfg, at = self.settings, datetime.fromtimestamp(t, self.tz)

@@ -107,7 +107,7 @@ class WellbeingSettings:
         help="ask the resident first (chime + 'I'm OK' button): the family hears only without an answer by then",
     )
     ask_quiet_from: str = setting(
-        "22:00", pattern=HHMM, help="no chime from this local time (the resident is not woken to press a button)"
+        "22:00", pattern=HHMM, help="from this local time no question, and no chime for an info note (she sleeps)"
     )
     ask_quiet_until: str = setting("07:00", pattern=HHMM, help="to this one (equal: the chime may ask at any hour)")
     away_ends_on_use: bool = setting(True, help="water use ends away mode early (back from hospital)")
