@@ -93,6 +93,16 @@ def test_an_answer_when_the_quiet_hours_end_tells_nobody() -> None:
     assert home.idle(2) == []
 
 
+def test_nobody_is_asked_when_the_door_says_she_is_out() -> None:
+    home = Home(day_at(7), ASK)
+    home.use(6, minutes=1)
+    home.idle(0.5)
+    home.monitor.door(home.t)  # out at 07:31, no water after it
+    found = home.idle(14.2)  # the outer limit while out (14 h after the door) falls at 21:31, before the quiet hours
+    assert kinds(found) == [("inactivity", "raised", "warning")]  # no chime in an empty flat
+    assert found[0].payload["thresholds"] == "out"
+
+
 def test_with_no_quiet_hours_she_is_asked_at_any_hour() -> None:
     anytime = WellbeingSettings(ask_first_min=10.0, ask_quiet_from="00:00", ask_quiet_until="00:00")
     home = Home(day_at(15), anytime)

@@ -20,7 +20,7 @@ from common.catalogue import SEVERITY_RANK, Severity, State
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit
 from meter_node.wellbeing.night import morning_deadline_s
-from meter_node.wellbeing.rules import RULES, Finding, SilenceRule
+from meter_node.wellbeing.rules import RULES, Finding, SilenceRule, known_out
 from meter_node.wellbeing.settings import WellbeingSettings, minutes
 from meter_node.wellbeing.state import MIGRATIONS, VERSION, WellbeingState
 from meter_node.wellbeing.timeline import HOUR, Timeline
@@ -272,20 +272,22 @@ class WellbeingMonitor:
         quiet_end = self.quiet_until(t) if soon else None
         if quiet_end is not None:
             next_check = min(next_check, quiet_end)  # ask when the quiet hours end, if the alert is not due by then
-        out += self._ask_first(t, found, soon, quiet_end is not None) + self._report(t, found)
+        unheard = quiet_end is not None or known_out(self, seen_t)  # asleep, or nobody at home to hear it
+        out += self._ask_first(t, found, soon, unheard) + self._report(t, found)
         if s.last_t + tl.max_interval > t:
             next_check = min(next_check, s.last_t + tl.max_interval + 1.0)
         self._next_check = next_check
         return out
 
-    def _ask_first(self, t: float, found: dict[str, Finding], soon: dict[str, float], quiet: bool) -> list[Detection]:
+    def _ask_first(self, t: float, found: dict[str, Finding], soon: dict[str, float], unheard: bool) -> list[Detection]:
         """With ``ask_first_min``, a silence about to be told to the family is first a question to the resident: a
         ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
         alert would reach warning (``soon``: from nothing, or from the morning's info note). An answer, or water,
         ends the silence before the alert is due and nothing is sent; without one the alert goes out when it is
         due, exactly as without asking (nothing is held back). Asked once per silence; an alert due before it could
-        be asked (a gap's silence counted when the readings came back) is told at once, unasked. In the quiet hours
-        (``quiet``) she is not woken: asked when they end, or told unasked if the alert is due before."""
+        be asked (a gap's silence counted when the readings came back) is told at once, unasked. Nobody is asked in
+        the quiet hours (she is not woken: asked when they end, or told unasked if the alert is due before) or when
+        she is known to be out (``unheard``)."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
         if due or not soon or self.ask_s <= 0:
@@ -293,7 +295,7 @@ class WellbeingMonitor:
             return []
         if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t):
             return []  # asked already in this silence
-        if quiet:
+        if unheard:
             return []
         s.ask_t, s.asking = t, True
         kind = min(soon, key=lambda k: (soon[k], k))

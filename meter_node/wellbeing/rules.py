@@ -61,6 +61,13 @@ def overlaps_night(a: float, b: float, cfg: WellbeingSettings, tz: tzinfo) -> bo
     return False
 
 
+def known_out(v: View, seen_t: float) -> bool:
+    """The away button, or the door with no water after it, says the resident is out: the outer limits apply, and
+    there is nobody in the flat to ask."""
+    s = v.data
+    return s.out_since is not None or (s.door_t is not None and seen_t - s.door_t >= v.settings.door_out_min * 60.0)
+
+
 class SilenceRule:
     """``inactivity``: the silence since the last sign of life outlasts its threshold. ``paired``: the coarse-meter
     clock that counts only pulses that came in pairs (a slow leak's lone pulses); it only warns."""
@@ -72,8 +79,8 @@ class SilenceRule:
 
     def limits(self, v: View, anchor: float, seen_t: float) -> tuple[float, float, str]:
         """(warning, urgent) seconds for the silence begun at ``anchor``, and where they come from."""
-        cfg, s = v.settings, v.data
-        if s.out_since is not None or (s.door_t is not None and seen_t - s.door_t >= cfg.door_out_min * 60.0):
+        cfg = v.settings
+        if known_out(v, seen_t):
             return cfg.out_warning_h * HOUR, cfg.urgent_max_h * HOUR, "out"
         learned = v.thresholds(self.paired)
         if learned is None:
