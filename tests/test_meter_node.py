@@ -109,6 +109,19 @@ household = { resident = "B12-301", chime = true }
 """
 
 
+def second_flat(household: str = "chime = true") -> str:
+    """ONE_METER's neighbour: flat B12-302 at slave address 2, ``household`` in place of its ``chime = true``."""
+    flat = ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
+    return flat.replace("chime = true", household)
+
+
+def two_flats_bus() -> TableBus:
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    bus.add(2, "u32_le_litres", 7000.0)
+    return bus
+
+
 @pytest.fixture
 def registered(central: Any, tmp_path: Path) -> Any:
     token = central.register(NODE_ID, "meter", location="Building 12 meter cupboard")
@@ -295,12 +308,7 @@ def test_a_home_with_a_chime_and_a_button_is_asked_first_and_an_answer_tells_nob
     registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
 ) -> None:
     asked = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5, bounce_s = 0.0 }")
-    unasked = (
-        ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
-    )
-    bus = TableBus()
-    bus.add(1, "u32_le_litres", 5000.0)
-    bus.add(2, "u32_le_litres", 7000.0)
+    unasked, bus = second_flat(), two_flats_bus()
     speaker = Speaker()
     config = node_config(tmp_path, registered.url, asked + unasked, extra="wellbeing = { ask_first_min = 10.0 }")
     h = Harness(config, bus, ManualClock(wall=START_WALL), speaker)
@@ -342,12 +350,8 @@ def test_an_info_note_in_the_quiet_hours_does_not_wake_her(
     registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
 ) -> None:
     quiet = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5 }")
-    awake = (
-        ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
-    ).replace("chime = true", 'chime = true, ok_button = { pin = 6 }, quiet_hours = "12:00-12:00"')  # never quiet
-    bus = TableBus()
-    bus.add(1, "u32_le_litres", 5000.0)
-    bus.add(2, "u32_le_litres", 7000.0)
+    awake = second_flat('chime = true, ok_button = { pin = 6 }, quiet_hours = "12:00-12:00"')  # never quiet
+    bus = two_flats_bus()
     h = Harness(node_config(tmp_path, registered.url, quiet + awake), bus, ManualClock(wall=START_WALL))
     harnesses.append(h)
     last = [h.clock.monotonic()]
