@@ -39,8 +39,8 @@ class HouseholdSection:
     quiet_hours: str = setting(
         "",
         pattern=QUIET_HOURS,
-        help="'HH:MM-HH:MM': this home's quiet hours for the chime's question (she keeps late hours); "
-        "empty: [meter.wellbeing] ask_quiet_from to ask_quiet_until",
+        help="'HH:MM-HH:MM': this home's quiet hours, no question and no chime for an info note (she keeps late "
+        "hours); empty: [meter.wellbeing] ask_quiet_from to ask_quiet_until",
     )
 
     def settings(self, wellbeing: WellbeingSettings) -> WellbeingSettings:

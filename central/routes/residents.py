@@ -1,8 +1,7 @@
 """The social worker's view of a resident: the flat and its contacts, water use (30 days by day, 48 h by hour),
 last use, the usual pattern and monitorability (the meter node's daily ``wellbeing_profile``), "I'm OK" presses,
 away mode, the questions the node asked the resident (``check_in``) and how each ended, and the flat's open and past
-alerts. Flats are edited by an administrator here or with
-`central flat set`.
+alerts. Flats are edited by an administrator here or with `central flat set`.
 """
 
 from __future__ import annotations
