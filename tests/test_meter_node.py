@@ -358,7 +358,9 @@ def test_an_info_note_in_the_quiet_hours_does_not_wake_her(
 
     def leak(now: float) -> None:  # 3 L/h that never stops, in both flats: a leak, not a person
         for slave in (1, 2):
-            bus.litres[slave] += 3.0 * (now - last[0]) / 3600
+            litres = bus.litres[slave]
+            assert isinstance(litres, float)
+            bus.litres[slave] = litres + 3.0 * (now - last[0]) / 3600
         last[0] = now
 
     h.run(23.9 * 3600, leak)  # from 06:00 to 05:54 the next day
