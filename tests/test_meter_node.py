@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +106,6 @@ poll_interval_s = 60
 offline_after_s = 600
 household = { resident = "B12-301", chime = true }
 """
-
-
-def second_flat(household: str = "chime = true") -> str:
-    """ONE_METER's neighbour: flat B12-302 at slave address 2, ``household`` in place of its ``chime = true``."""
-    flat = ONE_METER.replace("b12-301", "b12-302").replace("B12-301", "B12-302").replace("address = 1", "address = 2")
-    return flat.replace("chime = true", household)
-
-
-def two_flats_bus() -> TableBus:
-    bus = TableBus()
-    bus.add(1, "u32_le_litres", 5000.0)
-    bus.add(2, "u32_le_litres", 7000.0)
-    return bus
 
 
 @pytest.fixture
@@ -302,75 +288,6 @@ def test_ok_button_acknowledges_and_away_mode_suppresses(
         last = registered.events(NODE_ID, kind=kind)[-1]
         assert last["state"] == "cleared" and last["payload"]["reason"] == "acknowledged", kind
     assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
-
-
-def test_a_home_with_a_chime_and_a_button_is_asked_first_and_an_answer_tells_nobody(
-    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
-) -> None:
-    asked = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5, bounce_s = 0.0 }")
-    unasked, bus = second_flat(), two_flats_bus()
-    speaker = Speaker()
-    config = node_config(tmp_path, registered.url, asked + unasked, extra="wellbeing = { ask_first_min = 10.0 }")
-    h = Harness(config, bus, ManualClock(wall=START_WALL), speaker)
-    harnesses.append(h)
-    h.run(3.42 * 3600)  # both silent since 06:00: the morning's note at 09:00; its warning is due at 09:30
-    h.sync()
-    assert [e["payload"]["resident"] for e in registered.events(NODE_ID, kind="check_in")] == ["B12-301"]
-    told = {(a["payload"]["resident"], a["kind"], a["severity"]) for a in registered.alerts(state="open")}
-    assert told == {("B12-301", "missed_morning", "info"), ("B12-302", "missed_morning", "info")}
-    assert speaker.texts.count(CHIME_TEXT) == 3  # both morning notes, and the question in B12-301 at 09:20
-    pin = mock_factory.pin(5)
-    pin.drive_low()  # B12-301 answers "I'm OK"
-    pin.drive_high()
-    h.run(3600)
-    h.sync()
-    heard = {(a["payload"]["resident"], a["severity"]) for a in registered.alerts()}
-    assert ("B12-302", "warning") in heard and ("B12-301", "warning") not in heard  # only the unasked home's family
-    assert registered.events(NODE_ID, kind="im_ok_pressed")[0]["payload"]["resident"] == "B12-301"
-
-
-def test_asking_first_with_no_home_that_can_be_asked_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ask_first_min = 10: no household has both chime = true and an ok_button"):
-        node_config(tmp_path, "http://127.0.0.1:9", ONE_METER, extra="wellbeing = { ask_first_min = 10.0 }")
-
-
-def test_a_home_keeping_late_hours_has_its_own_quiet_hours_and_a_bad_one_is_refused(tmp_path: Path) -> None:
-    late = ONE_METER.replace("chime = true", 'chime = true, ok_button = { pin = 5 }, quiet_hours = "23:30-08:00"')
-    config = node_config(tmp_path, "http://127.0.0.1:9", late, extra="wellbeing = { ask_first_min = 10.0 }")
-    home = config.role_config.meters[0].household
-    got = home.settings(config.role_config.wellbeing)
-    assert (got.ask_first_min, got.ask_quiet_from, got.ask_quiet_until) == (10.0, "23:30", "08:00")
-    plain = replace(home, quiet_hours="").settings(config.role_config.wellbeing)
-    assert (plain.ask_quiet_from, plain.ask_quiet_until) == ("22:00", "07:00")  # the node's [meter.wellbeing]
-    with pytest.raises(ConfigError, match="quiet_hours"):
-        node_config(tmp_path, "http://127.0.0.1:9", late.replace("23:30-08:00", "23-8"))
-
-
-def test_an_info_note_in_the_quiet_hours_does_not_wake_her(
-    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
-) -> None:
-    quiet = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5 }")
-    awake = second_flat('chime = true, ok_button = { pin = 6 }, quiet_hours = "12:00-12:00"')  # never quiet
-    bus = two_flats_bus()
-    h = Harness(node_config(tmp_path, registered.url, quiet + awake), bus, ManualClock(wall=START_WALL))
-    harnesses.append(h)
-    last = [h.clock.monotonic()]
-
-    def leak(now: float) -> None:  # 3 L/h that never stops, in both flats: a leak, not a person
-        for slave in (1, 2):
-            litres = bus.litres[slave]
-            assert isinstance(litres, float)
-            bus.litres[slave] = litres + 3.0 * (now - last[0]) / 3600
-        last[0] = now
-
-    h.run(23.9 * 3600, leak)  # from 06:00 to 05:54 the next day
-    by_day = len(h.speaker.texts)
-    assert by_day == 4  # the morning's notes and the afternoon's warnings chime in both homes
-    h.run(0.5 * 3600, leak)  # 06:00: the leak is suspected in both (info), in the quiet hours
-    h.sync()
-    leaks = registered.events(NODE_ID, kind="leak_suspected")
-    assert {(e["payload"]["resident"], e["severity"]) for e in leaks} == {("B12-301", "info"), ("B12-302", "info")}
-    assert len(h.speaker.texts) == by_day + 1  # only the home without quiet hours is woken for a note
 
 
 def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(
