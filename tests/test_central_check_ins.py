@@ -1,6 +1,6 @@
 """The social worker's resident page lists the node's questions to the resident (``check_in``) and how each ended.
 
-The real central on a loopback port; the events are the meter node's as it sends them (asking first is
+The real central on a loopback port, on SQLite and on PostgreSQL; the events are the meter node's as it sends them (asking first is
 docs/wellbeing.md's "Asking the resident first"): answered by a press, no answer so the family was told, water
 ended the silence first, and one whose time to answer is not up.
 """
@@ -23,6 +23,7 @@ def _asked(t: float, asked_for: str = "inactivity") -> dict:
     return wire_event(METER, kind="check_in", wall_time=t, payload=payload)
 
 
+@pytest.mark.both_engines
 def test_each_question_says_whether_she_answered_the_family_was_told_or_water_came_first(central) -> None:
     meter = central.register(METER, "meter", location="12号楼")
     now = time.time()
