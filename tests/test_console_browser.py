@@ -181,6 +181,10 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     page.set_viewport_size({"width": 1366, "height": 768})
     shot(page, "resident")
     assert page.evaluate(CONTRAST_JS) == []
+    page.goto(central.url + "/#/resident/changbai-xincun/B12-302")  # never asked: no check-in card
+    page.wait_for_selector("h2:has-text('B12-302')")
+    page.wait_for_selector("#chart-daily")
+    assert page.query_selector("#check-ins") is None
 
 
 def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes_away(browser, central, monkeypatch):

@@ -121,6 +121,7 @@ const ASKED_ZH = { inactivity: "长时间未用水", missed_morning: "早上还�
 const ANSWER_ZH = { answered: "已按“我很好”", told: "无人回应，已通知家属", ended: "随后有用水或开门，未通知家属", waiting: "等待回应" };
 
 function checkInCard(c) {
+  if (!c.recent.length) return "";  // never asked: a home without a chime and a button, or asking is off
   const rows = c.recent.slice(-5).reverse().map((x) => h("li", { "data-outcome": x.outcome },
     `${clock(x.at, true)} ${ASKED_ZH[x.asked_for] || x.asked_for}：${ANSWER_ZH[x.outcome]}${x.outcome === "answered" ? `（${clock(x.outcome_at, true)}）` : ""}`));
   return h("div", { class: "card", id: "check-ins" }, h("h3", {}, "在家询问"),
