@@ -1,7 +1,8 @@
 """The simulated community: the reference central, a lift, a water meter and a kiosk on simulated hardware.
 
 One day is played with a fast clock: a resident hails a taxi at the north gate, a passenger is trapped between
-floors, the central goes off the network from 16:00 (for 90 minutes, or until the silent resident's warning is stored), and a resident living alone stops using water. Every
+floors, the central goes off the network from 16:00 (for 90 minutes, or until the silent resident's warning is
+stored), and a resident living alone stops using water (her home asks her first; nobody answers). Every
 party's view is printed as a timeline, and the run ends by checking that every event the nodes stored reached
 the central exactly once.
 """
@@ -220,11 +221,11 @@ class Community:
                             "profile": METER_PROFILE,
                             "poll_interval_s": 120,
                             "offline_after_s": 1800,
-                            "household": {"resident": "B12-301"},
+                            # a chime and an "I'm OK" button in the flat (pin 16: the lift and the kiosk have
+                            # the others): she is asked first (examples/meter.toml: ask_first_min = 10)
+                            "household": {"resident": "B12-301", "chime": True, "ok_button": {"pin": 16}},
                         }
                     ],
-                    # no chime or "I'm OK" button in this flat: its family is told at once (not asked first)
-                    "wellbeing": {"ask_first_min": 0.0},
                 }
             },
         )
@@ -300,7 +301,7 @@ class Community:
             return  # a re-notification (EN 81-28: re-sent until acknowledged): counted, not printed
         if event.alert_id:
             self._severity[event.alert_id] = event.severity
-        if event.priority == "alert" or event.kind in ("ride_requested", "ride_assigned", "meter_offline"):
+        if event.priority == "alert" or event.kind in ("ride_requested", "ride_assigned", "meter_offline", "check_in"):
             party = {LIFT: "lift node", METER: "meter node", KIOSK: "kiosk node"}[node_id]
             detail = payload_summary(event.payload)
             self.timeline.add(party, f"stored {event.severity} {event.kind} {event.state}{detail} -> outbox")
@@ -431,6 +432,12 @@ class Community:
             "wellbeing alert reached family and social worker",
             {"family", "social_worker"} <= roles,
             ", ".join(sorted(roles)),
+        )
+        asked = self.api_get(f"/residents/{SITE}/B12-301")["check_ins"]["recent"]
+        out.check(
+            "the silent resident was asked first; no answer, so her family was told when due",
+            [c["outcome"] for c in asked] == ["told"],
+            ", ".join(f"{c['asked_for']}: {c['outcome']}" for c in asked) or "never asked",
         )
         by_link = [a["acknowledged_by"] for a in silent if "短信链接" in (a.get("acknowledged_by") or "")]
         out.check("the social worker answered from her phone (acknowledgement link)", bool(by_link), ", ".join(by_link))

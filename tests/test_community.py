@@ -23,7 +23,7 @@ def test_simulated_community_day_passes_every_check(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
-    assert "12 passed, 0 failed" in out
+    assert "13 passed, 0 failed" in out
     # what each party saw, in order: the trapped passenger is spoken to and the central is told
     trapped = out.index("stored urgent entrapment raised")
     assert out.index('voice: "请问电梯还在运行吗', trapped) > trapped
@@ -35,3 +35,7 @@ def test_simulated_community_day_passes_every_check(tmp_path: Path) -> None:
         < out.index("ALERT warning inactivity")
     )
     assert "screen: assigned" in out and "ride" in out
+    # the silent resident is asked first at home, and her family is told only when nobody answers
+    asked = out.index("stored info check_in observed")
+    assert out.index('voice: "您好，如果您一切安好', asked) > asked
+    assert asked < out.index("stored warning inactivity raised")
