@@ -57,3 +57,17 @@ def test_each_question_says_whether_she_answered_the_family_was_told_or_water_ca
     assert got["recent"][1]["outcome_at"] == pytest.approx(day + 180, abs=0.01)
     assert got["recent"][2]["outcome_at"] == pytest.approx(day + 6 * 3600 + 610, abs=0.01)
     assert (got["days"], got["asked"], got["answered"]) == (30, 4, 1)
+
+
+def test_a_malformed_question_from_a_node_does_not_break_the_page(central) -> None:
+    meter = central.register(METER, "meter", location="12号楼")
+    now = time.time()
+    bad = [
+        _asked(now - 7200) | {"payload": {**HOME, "asked_for": ["inactivity"], "answer_within_s": "ten minutes"}},
+        _asked(now - 3600) | {"payload": {**HOME, "answer_within_s": -5}},
+    ]
+    assert central.post_events(meter, bad).status_code == 200
+
+    got = central.get(f"/residents/changbai-xincun/{FLAT}")["check_ins"]["recent"]
+
+    assert [(c["asked_for"], c["within_s"], c["outcome"]) for c in got] == [(None, 0.0, "ended"), (None, 0.0, "ended")]

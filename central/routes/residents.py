@@ -87,7 +87,8 @@ def check_ins(events: dict[str, list[dict[str, Any]]], now: float) -> list[dict[
     out: list[dict[str, Any]] = []
     for ev in sorted(events["check_in"], key=lambda e: e["time"]):
         t, p = ev["time"], ev["payload"] if isinstance(ev["payload"], dict) else {}
-        within = float(p.get("answer_within_s") or 0.0)
+        given = p.get("answer_within_s")
+        within = float(given) if isinstance(given, int | float) and 0 <= given <= 86400 else 0.0  # a bad one: 0
         pressed = next((x for x in presses if t <= x <= t + within), None)
         alert = next((x for x in told if t <= x <= t + within + TOLD_WITHIN_S), None)
         if pressed is not None and (alert is None or pressed <= alert):
@@ -96,7 +97,8 @@ def check_ins(events: dict[str, list[dict[str, Any]]], now: float) -> list[dict[
             outcome, at = "told", alert
         else:
             outcome, at = ("waiting" if now < t + within + ON_ITS_WAY_S else "ended"), None
-        out.append({"at": t, "asked_for": p.get("asked_for"), "within_s": within, "outcome": outcome, "outcome_at": at})
+        asked_for = p.get("asked_for") if isinstance(p.get("asked_for"), str) else None
+        out.append({"at": t, "asked_for": asked_for, "within_s": within, "outcome": outcome, "outcome_at": at})
     return out
 
 
