@@ -1,8 +1,9 @@
 """The social worker's resident page lists the node's questions to the resident (``check_in``) and how each ended.
 
-The real central on a loopback port, on SQLite and on PostgreSQL; the events are the meter node's as it sends them (asking first is
-docs/wellbeing.md's "Asking the resident first"): answered by a press, no answer so the family was told, water
-ended the silence first, and one whose time to answer is not up.
+The real central on a loopback port, on SQLite and on PostgreSQL; the events are the meter node's as it sends them
+(asking first is docs/wellbeing.md's "Asking the resident first"): answered by a press, no answer so the family was
+told, water ended the silence first, and one whose time to answer is not up. A malformed question from a node does
+not break the page.
 """
 
 from __future__ import annotations
