@@ -14,10 +14,25 @@ import shutil
 import subprocess
 import threading
 import time
+from datetime import time as dtime
 from typing import Protocol
 
 # wall time before this (2024-01-01 UTC) cannot be right on a node built after it
 PLAUSIBLE_WALL_EPOCH = 1_704_067_200.0
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"  # a local time of day in a config ("07:30")
+
+
+def day_minutes(hh_mm: str) -> int:
+    """'07:30' -> 450: minutes after local midnight."""
+    hours, minutes = hh_mm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def within_hours(local: dtime, start: str, end: str) -> bool:
+    """``local`` is in the daily hours from ``start`` to ``end`` (HH:MM, end not included); they may run over
+    midnight (22:00-07:00); equal times: never."""
+    now, first, last = local.hour * 60 + local.minute, day_minutes(start), day_minutes(end)
+    return first <= now < last if first <= last else now >= first or now < last
 
 
 class Clock(Protocol):

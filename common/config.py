@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from common.clock import HH_MM
 from common.contract import NODE_ID_PATTERN, SITE_PATTERN
 from common.problems import ProblemsError
 
@@ -102,7 +103,6 @@ class SerialPort:
 
 
 # ----------------------------------------------------------------------------------------- common sections
-_HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,8 +180,8 @@ class AudioSection:
     )
     volume: int = setting(80, min=0, max=100, help="percent, by day")
     night_volume: int = setting(50, min=0, max=100, help="percent, from night_start to night_end (local time)")
-    night_start: str = setting("22:00", pattern=_HH_MM, help="HH:MM local time (node.timezone) the night begins")
-    night_end: str = setting("07:00", pattern=_HH_MM, help="HH:MM local time the night ends; = night_start: no night")
+    night_start: str = setting("22:00", pattern=HH_MM, help="HH:MM local time (node.timezone) the night begins")
+    night_end: str = setting("07:00", pattern=HH_MM, help="HH:MM local time the night ends; = night_start: no night")
     device: str = setting("", help="ALSA device for aplay; empty: default")
     pack: Path | None = setting(
         None, help="prompt pack folder (pack.toml + one WAV per prompt id), played instead of espeak-ng"

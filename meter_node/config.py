@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 
+from common.clock import HH_MM
 from common.config import ButtonPin, InputPin, SerialPort, setting
 from meter_node.profiles import ProfileError, load_profile_file, profile_files
 from meter_node.wellbeing import WellbeingSettings, parse_local_date
-from meter_node.wellbeing.settings import HHMM
 
-QUIET_HOURS = rf"^({HHMM[1:-1]}-{HHMM[1:-1]})?$"
+QUIET_HOURS = rf"^({HH_MM[1:-1]}-{HH_MM[1:-1]})?$"
 
 
 @dataclass(frozen=True, kw_only=True)

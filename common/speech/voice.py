@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.clock import within_hours
 from common.config import AudioSection
 from common.speech.pack import PackError, PromptPack, load_pack
 from hal.audio import AudioSpec, Speaker, make_speaker
@@ -64,11 +65,6 @@ class Prompt:
 
 
 # --------------------------------------------------------------------------------------------- the schedule
-def _minutes(hh_mm: str) -> int:
-    hours, minutes = hh_mm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 @dataclass(frozen=True)
 class VolumeSchedule:
     """Day and night volume by the node's local time, from the ``[audio]`` section itself (volume, night_volume,
@@ -78,11 +74,7 @@ class VolumeSchedule:
     timezone: str
 
     def is_night(self, local: dtime) -> bool:
-        start, end = _minutes(self.audio.night_start), _minutes(self.audio.night_end)
-        now = local.hour * 60 + local.minute
-        if start <= end:
-            return start <= now < end
-        return now >= start or now < end
+        return within_hours(local, self.audio.night_start, self.audio.night_end)
 
     def volume_at(self, wall_s: float) -> int:
         local = datetime.fromtimestamp(wall_s, ZoneInfo(self.timezone)).time()

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from common import statefile
 from common.catalogue import SEVERITY_RANK, Severity, State
+from common.clock import within_hours
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit
 from meter_node.wellbeing.night import morning_deadline_s
@@ -306,10 +307,9 @@ class WellbeingMonitor:
         """When the quiet hours around ``t`` end (``ask_quiet_from`` to ``ask_quiet_until``, local time: the node does
         not chime), or None when ``t`` is outside them."""
         cfg, at = self.settings, datetime.fromtimestamp(t, self.tz)
-        start, end = minutes(cfg.ask_quiet_from), minutes(cfg.ask_quiet_until)
-        now = at.hour * 60 + at.minute
-        if not (start <= now < end if start <= end else now >= start or now < end):
+        if not within_hours(at.time(), cfg.ask_quiet_from, cfg.ask_quiet_until):
             return None
+        end = minutes(cfg.ask_quiet_until)
         ends = at.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
         return (ends if ends > at else ends + timedelta(days=1)).timestamp()
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.clock import HH_MM
+from common.clock import day_minutes as minutes  # '07:30' -> 450, as the wellbeing modules call it
 from common.config import setting
-
-HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-
-
-def minutes(hhmm: str) -> int:
-    """'07:30' -> 450."""
-    hours, mins = hhmm.split(":")
-    return int(hours) * 60 + int(mins)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,8 +29,8 @@ class WellbeingSettings:
     night_inactivity_urgent_h: float = setting(
         16.0, min=1.0, max=72.0, help="before learning: urgent for a silence reaching into the night"
     )
-    night_start: str = setting("00:00", pattern=HHMM, help="night window start (the fixed night limits)")
-    night_end: str = setting("05:00", pattern=HHMM, help="night window end (local time)")
+    night_start: str = setting("00:00", pattern=HH_MM, help="night window start (the fixed night limits)")
+    night_end: str = setting("05:00", pattern=HH_MM, help="night window end (local time)")
     # fixed outer limits for safety: learned thresholds stay within them
     warning_min_h: float = setting(2.0, min=0.5, max=24.0, help="a learned warning is never sooner than this")
     warning_max_h: float = setting(
@@ -74,9 +68,9 @@ class WellbeingSettings:
         10.0, min=1.0, max=120.0, help="door contact: no water this long after the door: the resident is out"
     )
     # morning
-    morning_start: str = setting("04:00", pattern=HHMM, help="local time from which a use counts as the first")
-    morning_deadline: str = setting("09:00", pattern=HHMM, help="fixed deadline for the first use (Gujo 05-08)")
-    morning_latest: str = setting("11:00", pattern=HHMM, help="a learned deadline is never later than this")
+    morning_start: str = setting("04:00", pattern=HH_MM, help="local time from which a use counts as the first")
+    morning_deadline: str = setting("09:00", pattern=HH_MM, help="fixed deadline for the first use (Gujo 05-08)")
+    morning_latest: str = setting("11:00", pattern=HH_MM, help="a learned deadline is never later than this")
     morning_margin_min: float = setting(45.0, min=0.0, max=240.0, help="learned deadline: late first use + this")
     morning_warning_after_min: float = setting(30.0, min=0.0, max=480.0, help="info -> warning after this")
     # flow
@@ -107,9 +101,9 @@ class WellbeingSettings:
         help="ask the resident first (chime + 'I'm OK' button): the family hears only without an answer by then",
     )
     ask_quiet_from: str = setting(
-        "22:00", pattern=HHMM, help="from this local time no question, and no chime for an info note (she sleeps)"
+        "22:00", pattern=HH_MM, help="from this local time no question, and no chime for an info note (she sleeps)"
     )
-    ask_quiet_until: str = setting("07:00", pattern=HHMM, help="to this one (equal: the chime may ask at any hour)")
+    ask_quiet_until: str = setting("07:00", pattern=HH_MM, help="to this one (equal: the chime may ask at any hour)")
     away_ends_on_use: bool = setting(True, help="water use ends away mode early (back from hospital)")
 
     def problems(self) -> list[str]:
