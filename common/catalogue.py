@@ -316,8 +316,9 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         _I,
         "state",
         ("social_worker",),
-        ("key", *HOUSEHOLD, "asked_for", "answer_within_s"),
-        "the resident was asked in the home (chime) to press 'I'm OK' before the family hears of a silence",
+        ("key", *HOUSEHOLD, "asked_for", "answer_within_s", "alert_due_s"),
+        "the resident was asked in the home (chime) to press 'I'm OK' before the family hears of a silence (at "
+        "bedtime for one they would hear of in the night)",
     ),
     EventKind(
         "im_ok_pressed",

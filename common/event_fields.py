@@ -74,6 +74,7 @@ FIELDS: dict[str, str] = {
     "deadline": "local time by which a morning use was expected",
     "asked_for": "the alert the resident was asked about first (inactivity or missed_morning)",
     "answer_within_s": "seconds the resident has to press 'I'm OK' before the family is told",
+    "alert_due_s": "seconds from the question to the alert it comes before (at bedtime: an alert due in the night)",
     "acknowledged": "true when an 'I'm OK' press took the alert down",
     "flow_minutes": "minutes the water has been running",
     "litres": "litres in that run",

@@ -42,12 +42,18 @@ class HouseholdSection:
         help="'HH:MM-HH:MM': this home's quiet hours, no question and no chime for an info note (she keeps late "
         "hours); empty: [meter.wellbeing] ask_quiet_from to ask_quiet_until",
     )
+    ask_at_bedtime: bool | None = setting(
+        None, help="ask at bedtime about a silence her family would hear of in the night; omit: [meter.wellbeing]'s"
+    )
 
     def settings(self, wellbeing: WellbeingSettings) -> WellbeingSettings:
         """The wellbeing settings this home's monitor runs with: it is asked first (``ask_first_min``) only if it
-        can hear the question and answer it (a chime and an "I'm OK" button), and not in its quiet hours."""
+        can hear the question and answer it (a chime and an "I'm OK" button), not in its quiet hours, and at bedtime
+        as it chose."""
         if not (self.chime and self.ok_button is not None):
             return replace(wellbeing, ask_first_min=0.0)
+        if self.ask_at_bedtime is not None:
+            wellbeing = replace(wellbeing, ask_at_bedtime=self.ask_at_bedtime)
         if self.quiet_hours:
             start, end = self.quiet_hours.split("-")
             return replace(wellbeing, ask_quiet_from=start, ask_quiet_until=end)

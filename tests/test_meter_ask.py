@@ -76,6 +76,16 @@ def test_a_home_keeping_late_hours_has_its_own_quiet_hours_and_a_bad_one_is_refu
         node_config(tmp_path, "http://127.0.0.1:9", late.replace("23:30-08:00", "23-8"))
 
 
+def test_a_home_chooses_the_bedtime_question_or_takes_the_nodes(tmp_path: Path) -> None:
+    asked = ONE_METER.replace("chime = true", "chime = true, ok_button = { pin = 5 }, ask_at_bedtime = true")
+    config = node_config(tmp_path, "http://127.0.0.1:9", asked, extra="wellbeing = { ask_first_min = 10.0 }")
+    home, node_wide = config.role_config.meters[0].household, config.role_config.wellbeing
+    assert not node_wide.ask_at_bedtime and home.settings(node_wide).ask_at_bedtime
+    assert not replace(home, ask_at_bedtime=None).settings(node_wide).ask_at_bedtime  # omitted: the node's
+    with pytest.raises(ConfigError, match="ask_at_bedtime"):
+        node_config(tmp_path, "http://127.0.0.1:9", asked.replace("ask_at_bedtime = true", 'ask_at_bedtime = "yes"'))
+
+
 def test_an_info_note_in_the_quiet_hours_does_not_wake_her(
     registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
 ) -> None:

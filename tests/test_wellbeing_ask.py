@@ -10,9 +10,10 @@ import pytest
 
 from meter_node.wellbeing import CHECK_IN_KIND, WellbeingMonitor, WellbeingSettings, recipients_for
 from meter_node.wellbeing.state import VERSION
-from tests.test_wellbeing import TZ, Home, day_at, kinds
+from tests.test_wellbeing import TZ, Home, _routine, day_at, kinds
 
 ASK = WellbeingSettings(ask_first_min=10.0)
+BEDTIME = WellbeingSettings(ask_first_min=10.0, ask_at_bedtime=True)
 
 
 def _minutes_until_found(home: Home, limit_h: float = 2.0) -> list:
@@ -66,6 +67,54 @@ def test_she_is_not_woken_in_the_quiet_hours_the_alert_is_told_unasked() -> None
     found = home.idle(8.5)
     assert kinds(found) == [("inactivity", "raised", "warning")]  # no chime at night; told when due, as without
     assert found[0].payload["silence_h"] == pytest.approx(8.0, abs=0.02)
+
+
+def _asked_at_bedtime() -> Home:
+    """A use at 15:00, then nothing: the 8 h warning would reach her family at 23:01, in her sleep."""
+    home = Home(day_at(15), BEDTIME)
+    home.use(6, minutes=3)
+    assert home.idle(home.until(21, 49)) == []
+    asked = home.idle(2 / 60)
+    assert kinds(asked) == [(CHECK_IN_KIND, "observed", "info")]
+    assert datetime.fromtimestamp(asked[0].at, TZ).strftime("%H:%M") == "21:50"  # before the quiet hours, not in them
+    assert asked[0].payload["answer_within_s"] == 600
+    assert asked[0].payload["alert_due_s"] == pytest.approx(71 * 60, abs=61)  # the warning it comes before: 23:01
+    return home
+
+
+def test_a_silence_her_family_would_hear_of_in_her_sleep_is_asked_about_before_bedtime() -> None:
+    home = _asked_at_bedtime()
+    found = home.idle(2)
+    assert kinds(found) == [("inactivity", "raised", "warning")]  # unanswered: told when due, not asked again
+    assert found[0].payload["silence_h"] == pytest.approx(8.0, abs=0.02)
+
+
+def test_an_answer_at_bedtime_lets_the_family_sleep() -> None:
+    home = _asked_at_bedtime()
+    home.idle(2 / 60)
+    assert home.monitor.acknowledge(home.t) == []
+    assert home.idle(home.until(7)) == []  # a new silence from 21:52, judged by the night's limits
+
+
+def _evenings_end_at_20() -> Home:
+    """16 days of a resident whose water runs every 2 h from 04:00 and last at 20:00: in bed soon after."""
+    home = Home(day_at(3), BEDTIME)
+    _routine(home, 16, wake=(4, 0))
+    home.idle(home.until(4))
+    for _ in range(7):  # 04:00 to 16:00
+        home.use(8)
+        home.idle(2 - 2 / 60)
+    home.use(8)  # at 18:00, and no water at 20:00
+    return home
+
+
+def test_the_bedtime_question_comes_an_hour_before_her_learned_bedtime_and_again_before_the_alert() -> None:
+    home = _evenings_end_at_20()
+    assert home.monitor.profile()["adaptive"] is True
+    found = home.idle(3.6)  # the learned warning for a silence from 18:00 comes at 21:31, before the quiet hours
+    at = [(d.kind, datetime.fromtimestamp(d.at, TZ).strftime("%H:%M")) for d in found]
+    # at bedtime, not at 21:50 when she is asleep; unanswered, and nobody told yet: asked again before the alert
+    assert at == [(CHECK_IN_KIND, "18:50"), (CHECK_IN_KIND, "21:21"), ("inactivity", "21:31")]
 
 
 def _evening_silence() -> tuple[Home, list]:

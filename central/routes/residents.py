@@ -87,19 +87,24 @@ def check_ins(events: dict[str, list[dict[str, Any]]], now: float) -> list[dict[
     out: list[dict[str, Any]] = []
     for ev in sorted(events["check_in"], key=lambda e: e["time"]):
         t, p = ev["time"], ev["payload"] if isinstance(ev["payload"], dict) else {}
-        given = p.get("answer_within_s")
-        within = float(given) if isinstance(given, int | float) and 0 <= given <= 86400 else 0.0  # a bad one: 0
+        within = _seconds(p.get("answer_within_s"))
+        due = max(within, _seconds(p.get("alert_due_s")))  # a bedtime question: the alert would come in the night
         pressed = next((x for x in presses if t <= x <= t + within), None)
-        alert = next((x for x in told if t <= x <= t + within + TOLD_WITHIN_S), None)
+        alert = next((x for x in told if t <= x <= t + due + TOLD_WITHIN_S), None)
         if pressed is not None and (alert is None or pressed <= alert):
             outcome, at = "answered", pressed
         elif alert is not None:
             outcome, at = "told", alert
         else:
-            outcome, at = ("waiting" if now < t + within + ON_ITS_WAY_S else "ended"), None
+            outcome, at = ("waiting" if now < t + due + ON_ITS_WAY_S else "ended"), None
         asked_for = p.get("asked_for") if isinstance(p.get("asked_for"), str) else None
         out.append({"at": t, "asked_for": asked_for, "within_s": within, "outcome": outcome, "outcome_at": at})
     return out
+
+
+def _seconds(given: Any) -> float:
+    """A node's count of seconds from a payload: a number from 0 to a day, else 0 (a malformed or missing one)."""
+    return float(given) if isinstance(given, int | float) and 0 <= given <= 86400 else 0.0
 
 
 def _check_in_summary(asked: list[dict[str, Any]], now: float) -> dict[str, Any]:

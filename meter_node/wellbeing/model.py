@@ -39,6 +39,7 @@ class Thresholds:
     warning: tuple[tuple[float, ...], tuple[float, ...]]
     urgent: tuple[tuple[float, ...], tuple[float, ...]]
     wake_s: tuple[float | None, float | None]  # the usual (median) first use, seconds after midnight
+    bed_s: float | None  # the usual start of the night's silence, seconds after midnight (past 24 h: after it)
     morning_warning_s: float | None  # missed_morning turns warning then (seconds after midnight)
     expected_warnings: float  # false warnings a month the model expects (silence and morning)
     expected_urgent: float
@@ -261,6 +262,7 @@ def fit(
         (tuple(warning[0]), tuple(warning[1])),
         (tuple(urgent[0]), tuple(urgent[1])),
         wake,
+        bed,
         morning_w,
         round(expected_w, 2),
         round(expected_u, 2),

@@ -256,6 +256,8 @@ class WellbeingMonitor:
         found: dict[str, Finding] = {}
         soon: dict[str, float] = {}  # kinds told to the family within ask_first_min, and when (ask the resident now)
         lead = self.ask_s
+        opens, ends = self._bedtime(t)
+        night = ends - t if opens <= t else 0.0  # the bedtime question's window: look ahead to the quiet hours' end
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
                 continue
@@ -264,6 +266,8 @@ class WellbeingMonitor:
                 ahead, _ = rule.assess(self, t + lead, seen_t + lead)  # rules are pure: a look ahead
                 if ahead is not None and ahead.severity != "info":
                     soon[rule.kind] = min(due, soon.get(rule.kind, math.inf))
+                elif night > 0 and isinstance(rule, SilenceRule) and (at := rule.warned_at(self, seen_t, night)):
+                    soon[rule.kind] = min(at, soon.get(rule.kind, math.inf))  # else told in her sleep: ask her now
                 due -= lead  # look again when the question has to be asked
             next_check = min(next_check, due)
             held = found.get(rule.kind)
@@ -273,6 +277,7 @@ class WellbeingMonitor:
         quiet_end = self.quiet_until(t) if soon else None
         if quiet_end is not None:
             next_check = min(next_check, quiet_end)  # ask when the quiet hours end, if the alert is not due by then
+        next_check = min(next_check, opens if opens > t else math.inf)
         unheard = quiet_end is not None or known_out(self, seen_t)  # asleep, or nobody at home to hear it
         out += self._ask_first(t, found, soon, unheard) + self._report(t, found)
         if s.last_t + tl.max_interval > t:
@@ -285,22 +290,26 @@ class WellbeingMonitor:
         ``check_in`` event (the node chimes and asks for the "I'm OK" button) ``ask_first_min`` before a person
         alert would reach warning (``soon``: from nothing, or from the morning's info note). An answer, or water,
         ends the silence before the alert is due and nothing is sent; without one the alert goes out when it is
-        due, exactly as without asking (nothing is held back). Asked once per silence; an alert due before it could
-        be asked (a gap's silence counted when the readings came back) is told at once, unasked. Nobody is asked in
-        the quiet hours (she is not woken: asked when they end, or told unasked if the alert is due before) or when
-        she is known to be out (``unheard``)."""
+        due, exactly as without asking (nothing is held back). Asked once per silence (after a bedtime question, once
+        more before the alert); an alert due before it could be asked (a gap's silence counted when the readings came
+        back) is told at once, unasked. Nobody is asked in the quiet hours (she is not woken: asked when they end, or
+        told unasked if the alert is due before) or when she is known to be out (``unheard``)."""
         s = self.data
         due = [k for k in ASKED_KINDS if k in found and found[k].severity != "info" and self._untold(k)]
         if due or not soon or self.ask_s <= 0:
             s.asking = False  # told now, the silence ended, or away: a press from here on is an ordinary "I'm OK"
             return []
-        if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t):
-            return []  # asked already in this silence
+        # asked already in this silence; but a bedtime question long before this alert, unanswered while nobody has
+        # been told, does not count: she is asked again before the alert itself (outside the quiet hours)
+        again = s.ask_t is not None and min(soon.values()) - s.ask_t > self.ask_s + 60.0
+        if s.asking or (s.ask_t is not None and s.anchor <= s.ask_t and not (again and self._untold_all())):
+            return []
         if unheard:
             return []
         s.ask_t, s.asking = t, True
         kind = min(soon, key=lambda k: (soon[k], k))
-        payload = {"asked_for": kind, "answer_within_s": round(min(self.ask_s, max(0.0, soon[kind] - t)))}
+        until = max(0.0, soon[kind] - t)  # when the alert would go out without an answer
+        payload = {"asked_for": kind, "answer_within_s": round(min(self.ask_s, until)), "alert_due_s": round(until)}
         return [Detection(CHECK_IN_KIND, "observed", t, "info", payload, self.key)]
 
     def quiet_until(self, t: float) -> float | None:
@@ -313,10 +322,33 @@ class WellbeingMonitor:
         ends = at.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
         return (ends if ends > at else ends + timedelta(days=1)).timestamp()
 
+    def _bedtime(self, t: float) -> tuple[float, float]:
+        """The bedtime question (``ask_at_bedtime``): when its ``ask_first_min`` window opens, for the window open
+        at ``t`` or the next one, and when the quiet hours after it end; (inf, inf) without one. The window closes
+        as the quiet hours begin, or an hour before the usual start of her night's silence if that is sooner, so she
+        is asked while she is up."""
+        cfg, lead = self.settings, self.ask_s
+        if lead <= 0 or not cfg.ask_at_bedtime or cfg.ask_quiet_from == cfg.ask_quiet_until:
+            return math.inf, math.inf
+        quiet = minutes(cfg.ask_quiet_from) * 60.0
+        quiet += 24 * HOUR if quiet < 12 * HOUR else 0.0  # quiet hours from after midnight belong to the evening before
+        learned = self.thresholds(False)
+        close = quiet if learned is None or learned.bed_s is None else min(quiet, learned.bed_s - HOUR)
+        midnight = datetime.fromtimestamp(t, self.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        for evening in (midnight + timedelta(days=d) for d in (-1, 0, 1)):
+            opens = (evening + timedelta(seconds=close - lead)).timestamp()
+            ends = self.quiet_until((evening + timedelta(seconds=quiet)).timestamp())
+            if opens + lead > t and ends is not None:
+                return opens, ends
+        return math.inf, math.inf
+
     @property
     def ask_s(self) -> float:
         """Seconds between the question and the alert it comes before (``ask_first_min``; 0: not asked)."""
         return self.settings.ask_first_min * 60.0
+
+    def _untold_all(self) -> bool:
+        return all(self._untold(k) for k in ASKED_KINDS)
 
     def _untold(self, kind: str) -> bool:
         """The family has not been told of ``kind`` yet (nothing open, or only the morning's info note)."""

@@ -95,11 +95,29 @@ class SilenceRule:
         urgent = INF if self.paired else learned.urgent[kind][slot]
         return learned.warning[kind][slot], urgent, "learned"
 
+    def anchor(self, v: View) -> float:
+        return v.data.paired_anchor if self.paired else v.data.anchor
+
+    def warned_at(self, v: View, seen_t: float, ahead: float) -> float | None:
+        """When the silence, going on with readings coming, would pass its warning threshold, if that is within
+        ``ahead`` seconds; else None."""
+        if v.data.away_until is not None:
+            return None
+        anchor = self.anchor(v)
+        silence = v.timeline.observed(anchor, seen_t)
+        due = seen_t
+        for _ in range(3):  # a limit only grows as the silence goes on (into the night, out of the door): twice at most
+            warn, _, _ = self.limits(v, anchor, due)
+            if seen_t + warn - silence <= due:
+                break
+            due = seen_t + warn - silence
+        return due if due <= seen_t + ahead else None
+
     def assess(self, v: View, t: float, seen_t: float) -> tuple[Finding | None, float]:
         s = v.data
         if s.away_until is not None:
             return None, INF
-        anchor = s.paired_anchor if self.paired else s.anchor
+        anchor = self.anchor(v)
         silence = v.timeline.observed(anchor, seen_t)
         warn, urgent, source = self.limits(v, anchor, seen_t)
         payload = {

@@ -104,6 +104,11 @@ class WellbeingSettings:
         "22:00", pattern=HH_MM, help="from this local time no question, and no chime for an info note (she sleeps)"
     )
     ask_quiet_until: str = setting("07:00", pattern=HH_MM, help="to this one (equal: the chime may ask at any hour)")
+    ask_at_bedtime: bool = setting(
+        False,
+        help="also ask, in the ask_first_min before the quiet hours (or before the hour before her learned bedtime), "
+        "about a silence her family would otherwise hear of in the night",
+    )
     away_ends_on_use: bool = setting(True, help="water use ends away mode early (back from hospital)")
 
     def problems(self) -> list[str]:
