@@ -75,18 +75,18 @@ def draw(curves: dict[str, list[dict[str, float]]], title: str, path: Path) -> N
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5), dpi=100)
     default = WellbeingSettings().warning_budget_per_month
     for name, pts in curves.items():
-        for ax, x, y in ((left, "false_warnings", "median_h"), (right, "false_urgent", "recall_12h")):
-            scale = 100.0 if y.startswith("recall") else 1.0
-            (line,) = ax.plot([p[x] for p in pts], [p[y] * scale for p in pts], marker="o", label=name)
+        for ax, xs, ys in ((left, "false_warnings", "median_h"), (right, "false_urgent", "recall_12h")):
+            scale = 100.0 if ys.startswith("recall") else 1.0
+            (line,) = ax.plot([p[xs] for p in pts], [p[ys] * scale for p in pts], marker="o", label=name)
             star = [p for p in pts if p["budget"] == default]
-            ax.plot([p[x] for p in star], [p[y] * scale for p in star], "*", ms=14, color=line.get_color())
-    for x, what in zip(TARGET_WARNINGS, ("at home", "long outings"), strict=True):
-        left.axvline(x, ls="--", color="grey", lw=1)
-        left.annotate(f"target {what}", (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", size=8)
+            ax.plot([p[xs] for p in star], [p[ys] * scale for p in star], "*", ms=14, color=line.get_color())
+    for warnings, what in zip(TARGET_WARNINGS, ("at home", "long outings"), strict=True):
+        left.axvline(warnings, ls="--", color="grey", lw=1)
+        left.annotate(f"target {what}", (warnings, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top")
     left.axhline(TARGET_MEDIAN_H, ls="--", color="grey", lw=1)
     right.axvline(TARGET_URGENT, ls="--", color="grey", lw=1)
-    for y in TARGET_RECALL_12H:
-        right.axhline(y * 100, ls="--", color="grey", lw=1)
+    for recall in TARGET_RECALL_12H:
+        right.axhline(recall * 100, ls="--", color="grey", lw=1)
     left.set(xlabel="false warnings per household-month", ylabel="median hours from a collapse to the first alert")
     right.set(xlabel="false urgent alerts per household-month", ylabel="collapses found within 12 h (%)")
     for ax in (left, right):

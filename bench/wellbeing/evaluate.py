@@ -86,7 +86,7 @@ class Home:
     household: Household
     doors: list[float]
     answer: float = 0.0
-    rng: random.Random = field(default_factory=random.Random)
+    seed: int = 0  # each question's answer is drawn from (seed, its time): more questions change no other answer
     until: float = math.inf  # no answer from here (the collapse)
     count_from: float = 0.0  # check-ins are counted from here (the end of learning)
     oks: list[float] = field(default_factory=list)
@@ -115,9 +115,13 @@ class Home:
         counted = sim_t >= self.count_from
         if counted:
             self.asked[where] = self.asked.get(where, 0) + 1
-        if sim_t < self.until and where == "up" and self.rng.random() < self.answer:
+        rng = random.Random(self.seed * 1_000_003 + round(sim_t))
+        if sim_t < self.until and where == "up" and rng.random() < self.answer:
+            press = sim_t + rng.uniform(60.0, 300.0)
+            if press >= self.until:
+                return  # she fell on her way to the button
             self.answered += counted
-            self.oks.append(sim_t + self.rng.uniform(60.0, 300.0))
+            self.oks.append(press)
             self.oks.sort()
 
 
@@ -213,7 +217,7 @@ def run_household(
     rng = random.Random(seed * 7919 + 17)
     meter = MeterSetup.draw(rng, home.resolution_l, home.poll_s, days)
     learn_end = (settings.learning_days + 2) * DAY
-    inputs = Home(home, list(doors_all), answer, random.Random(seed * 7919 + 23), count_from=learn_end)
+    inputs = Home(home, list(doors_all), answer, seed, count_from=learn_end)
     incidents = _incidents(home, rng, learn_end, days)
     monitor = WellbeingMonitor(settings, TZ)
     baselines: list = [Nagano(), Shanghai()]
@@ -253,7 +257,7 @@ def run_household(
     for idx, inc in enumerate(incidents):
         if idx in snapshots:
             before = [d for d in doors_all if inc.replay_from <= d < inc.at]
-            replay = Home(home, before, answer, random.Random(seed * 7919 + idx), until=inc.at)
+            replay = Home(home, before, answer, seed, until=inc.at)  # the same answers as before the collapse
             _run_incident(inc, home, meter, seed, settings, replay, *snapshots[idx])
     months = (days * DAY - learn_end) / (30 * DAY)
     return HouseholdResult(
