@@ -245,18 +245,9 @@ def fit(
     judge_night(warning, urgent, night_urgent, bed, settings)
     if with_morning:
         held_to_morning(urgent, samples, bed, days, urgent_budget, settings)
-
-    def expected(chosen: list[list[float]]) -> float:
-        rates = slots.rates
-        return sum(
-            30.0 * WEEK_SHARE[kind] * _rate_at(rates[kind][k], grid, chosen[kind][k])
-            for kind in (0, 1)
-            for k in range(SLOTS)
-        )
-
-    expected_w = morning_expected + expected(warning)
-    expected_u = night_expected + expected(urgent)
-    floor = expected([[w_max] * SLOTS] * 2)
+    expected_w = morning_expected + _expected(slots, warning)
+    expected_u = night_expected + _expected(slots, urgent)
+    floor = _expected(slots, [[w_max] * SLOTS] * 2)
     detect, detect_urgent = _monitorability(silences, days, tz, warning, urgent)
     return Thresholds(
         (tuple(warning[0]), tuple(warning[1])),
@@ -270,6 +261,15 @@ def fit(
         warning_budget,
         detect,
         detect_urgent,
+    )
+
+
+def _expected(slots: _Slots, chosen: list[list[float]]) -> float:
+    """False alarms a month the thresholds ``chosen`` (per kind of day and start slot) are expected to give."""
+    return sum(
+        30.0 * WEEK_SHARE[kind] * _rate_at(slots.rates[kind][k], slots.grid, chosen[kind][k])
+        for kind in (0, 1)
+        for k in range(SLOTS)
     )
 
 
