@@ -62,6 +62,7 @@ def test_each_question_says_whether_she_answered_the_family_was_told_or_water_ca
     assert got["recent"][1]["outcome_at"] == pytest.approx(day + 180, abs=0.01)
     assert got["recent"][2]["outcome_at"] == pytest.approx(day + 6 * 3600 + 610, abs=0.01)
     assert got["recent"][4]["outcome_at"] == pytest.approx(day + 21 * 3600, abs=0.01)
+    assert [c["at_bedtime"] for c in got["recent"]] == [False, False, False, False, True, False]
     assert (got["days"], got["asked"], got["answered"]) == (30, 5, 1)
 
 

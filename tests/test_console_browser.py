@@ -160,6 +160,9 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     events.append(wire_event(METER, kind="check_in", wall_time=now - 7200,
                              payload={**home, "asked_for": "inactivity", "answer_within_s": 600}))  # fmt: skip
     events.append(wire_event(METER, kind="im_ok_pressed", wall_time=now - 7000, payload=home))
+    events.append(wire_event(METER, kind="check_in", wall_time=now - 20 * 3600,  # at bedtime, for a night alert
+                             payload={**home, "asked_for": "inactivity", "answer_within_s": 600, "alert_due_s": 14400}))  # fmt: skip
+    events.append(wire_event(METER, kind="im_ok_pressed", wall_time=now - 20 * 3600 + 120, payload=home))
     for start in range(0, len(events), 500):
         assert central.post_events(meter, events[start : start + 500]).status_code == 200
     page = login(browser, central, "wang", width=390, height=844)
@@ -174,8 +177,10 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     assert page.eval_on_selector_all("#chart-daily rect.bar", "r => r.length") >= 29
     assert page.eval_on_selector_all("#chart-hourly rect", "r => r.length") == 48
     assert "可以监护" in page.inner_text("#watchable")
-    assert "近 30 天询问 1 次，按键回答 1 次" in page.inner_text("#check-ins")
-    assert "长时间未用水：已按“我很好”" in page.inner_text("#check-ins li[data-outcome=answered]")
+    assert "近 30 天询问 2 次，按键回答 2 次" in page.inner_text("#check-ins")
+    answered = page.eval_on_selector_all("#check-ins li[data-outcome=answered]", "li => li.map(x => x.innerText)")
+    assert len(answered) == 2 and "长时间未用水：已按“我很好”" in answered[0] and "睡前" not in answered[0]
+    assert "睡前 长时间未用水：已按“我很好”" in answered[1]  # the older one, asked at bedtime
     assert no_sideways_scroll(page)
     shot(page, "phone-resident")
     page.set_viewport_size({"width": 1366, "height": 768})

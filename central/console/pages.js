@@ -123,7 +123,7 @@ const ANSWER_ZH = { answered: "已按“我很好”", told: "无人回应，已
 function checkInCard(c) {
   if (!c.recent.length) return "";  // never asked: a home without a chime and a button, or asking is off
   const rows = c.recent.slice(-5).reverse().map((x) => h("li", { "data-outcome": x.outcome },
-    `${clock(x.at, true)} ${ASKED_ZH[x.asked_for] || x.asked_for || "—"}：${ANSWER_ZH[x.outcome]}${x.outcome === "answered" ? `（${clock(x.outcome_at, true)}）` : ""}`));
+    `${clock(x.at, true)} ${x.at_bedtime ? "睡前 " : ""}${ASKED_ZH[x.asked_for] || x.asked_for || "—"}：${ANSWER_ZH[x.outcome]}${x.outcome === "answered" ? `（${clock(x.outcome_at, true)}）` : ""}`));
   return h("div", { class: "card", id: "check-ins" }, h("h3", {}, "在家询问"),
     h("p", { class: "muted" }, "家属收到告警前，家中先响铃请老人按“我很好”；没人回应才通知家属"),
     h("p", {}, c.asked ? `近 ${c.days} 天询问 ${c.asked} 次，按键回答 ${c.answered} 次` : `近 ${c.days} 天没有询问`),

@@ -98,7 +98,17 @@ def check_ins(events: dict[str, list[dict[str, Any]]], now: float) -> list[dict[
         else:
             outcome, at = ("waiting" if now < t + due + ON_ITS_WAY_S else "ended"), None
         asked_for = p.get("asked_for") if isinstance(p.get("asked_for"), str) else None
-        out.append({"at": t, "asked_for": asked_for, "within_s": within, "outcome": outcome, "outcome_at": at})
+        bedtime = due > within + 60.0  # asked at bedtime about an alert due in the night
+        out.append(
+            {
+                "at": t,
+                "asked_for": asked_for,
+                "within_s": within,
+                "at_bedtime": bedtime,
+                "outcome": outcome,
+                "outcome_at": at,
+            }
+        )
     return out
 
 
