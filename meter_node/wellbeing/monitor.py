@@ -68,6 +68,7 @@ class WellbeingMonitor:
         self._next_check = -math.inf
         self._fits: dict[bool, Thresholds | None] = {}
         self._usual: dict[int, float | None] = {}  # worked out once a day
+        self._window: tuple[float, float] | None = None  # the bedtime question's, until it closes or a day closes
         self._reason: str | None = None  # why findings clear now ("acknowledged", "away"), for the payload
         # kinds open in the alert book that this monitor did not see raised (its state was lost): they clear
         # only after a sign of life newer than the first one it saw (see adopt_open)
@@ -246,7 +247,7 @@ class WellbeingMonitor:
             tl.roll(t)
         out: list[Detection] = []
         if tl.closed:  # a new day: learn again, and say what is learned (once, however many days closed)
-            self._fits, self._usual = {}, {}
+            self._fits, self._usual, self._window = {}, {}, None
             tl.closed = []
             out.append(Detection(PROFILE_KIND, "observed", s.day.start_t, "info", self.profile(), self.key))
         seen_t = min(t, s.last_t + tl.max_interval)  # an ongoing gap: time stops counting
@@ -256,7 +257,9 @@ class WellbeingMonitor:
         found: dict[str, Finding] = {}
         soon: dict[str, float] = {}  # kinds told to the family within ask_first_min, and when (ask the resident now)
         lead = self.ask_s
-        opens, ends = self._bedtime(t)
+        if self._window is None or t >= self._window[0] + lead:
+            self._window = self._bedtime(t)  # worked out once a window, not on every reading with water
+        opens, ends = self._window
         night = ends - t if opens <= t else 0.0  # the bedtime question's window: look ahead to the quiet hours' end
         for rule in RULES:
             if isinstance(rule, SilenceRule) and rule.paired and not tl.coarse():
