@@ -54,6 +54,27 @@ def test_a_reading_comes_back_as_sent_in_the_order_received(central):
     assert [e["id"] for e in central.events(METER, kind="meter_reading")] == [sent[i]["id"] for i in (0, 2, 3, 4)]
 
 
+@pytest.mark.both_engines
+def test_whole_and_fractional_numbers_mixed_in_one_batch_are_stored_as_sent(central):
+    """PostgreSQL gets a batch as one array per column in binary format, which takes a single type per array: a
+    column whose values are whole numbers for some events and fractions for others must still be stored."""
+    token = central.register(METER, "meter")
+    t = float(int(central.clock.wall()))
+    sent = [
+        reading(100, int(t) - 60, 1) | {"wall_time": int(t) - 60},  # every number whole
+        reading(100.25, t - 30.5, 2),
+        reading(101, t - 20, 3) | {"payload": {"meter_id": "b12-301", "total_litres": 101, "raw_litres": None}},
+        wire_event(METER, 4, kind="meter_health", wall_time=int(t), payload={"meter_id": "b12-301", "status": "ok"}),
+        wire_event(METER, 5, kind="meter_health", wall_time=t - 0.5, payload={"meter_id": "b12-301", "n": 1.5}),
+    ]
+    answer = central.post_events(token, sent).json()
+    assert answer["accepted"] == [e["id"] for e in sent] and answer["rejected"] == []
+    got = central.events(METER)
+    assert [e["id"] for e in got] == [e["id"] for e in sent]
+    for stored, original in zip(got, sent, strict=True):
+        assert stored["wall_time"] == original["wall_time"] and stored["payload"] == original["payload"]
+
+
 def _post_days(store, days: range, meters: int, per_day: int, state: RetentionSection, truth: dict) -> None:
     """``per_day`` readings a day for each meter, about 150 L a day, one state event a day; a maintenance round at
     the end of each day."""

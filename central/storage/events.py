@@ -146,14 +146,16 @@ ROWS_PER_INSERT = 50  # 17 values a row: 850 per statement, under every SQLite's
 def _store_events(
     tx: Tx, node_id: str, events: Sequence[tuple[int, Mapping[str, Any], float]], node_wall_time: float, now: float
 ) -> set[str]:
-    """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column) or one
+    """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column, each
+    of one type) or one
     per ROWS_PER_INSERT rows (SQLite: multi-row VALUES), then build alerts from the alert events in batch order.
     Returns the ids another node's batch stored meanwhile (only another node's can: this node's row is locked),
     which are not stored here."""
     rows = [
         (
             position, ev["id"], node_id, ev.get("seq"), ev["kind"], ev["severity"], ev["state"], ev["priority"],
-            ev["wall_time"], int(ev["clock_synced"]), time_, int(not ev["clock_synced"]), node_wall_time, now,
+            float(ev["wall_time"]), int(ev["clock_synced"]), float(time_), int(not ev["clock_synced"]),
+            float(node_wall_time), float(now),
             dumps(ev.get("payload") or {}), ev.get("alert_id"), dumps(list(ev.get("recipients") or [])),
         )
         for position, ev, time_ in events

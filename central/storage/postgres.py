@@ -31,10 +31,16 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
+ARRAY_PARAMETER = re.compile(r"\?(?=::\w+\[\])")
+
+
 @functools.lru_cache(maxsize=512)
 def convert(sql: str) -> str:
-    """``?`` placeholders to psycopg's ``%s`` (and a literal ``%`` doubled)."""
-    return sql.replace("%", "%%").replace("?", "%s")
+    """``?`` placeholders to psycopg's ``%s`` (and a literal ``%`` doubled); one cast to an array type
+    (``?::float8[]``) to ``%b``: sent in binary format. psycopg's text format escapes every element of an array
+    with a regular expression, which took 40% of a batch-200 insert; the binary format takes one type per array
+    (a float column is given floats, not ints and floats mixed)."""
+    return ARRAY_PARAMETER.sub("%b", sql.replace("%", "%%")).replace("?", "%s")
 
 
 def translate(exc: Exception, target: str) -> StorageError:

@@ -35,6 +35,12 @@ INSERT_READING = (
     "INSERT INTO readings (row, id, meter, seq, time, wall_time, node_wall_time, received_at, total_litres,"
     " raw_litres, read_wall, flags, rest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_READINGS_UNNEST = (  # PostgreSQL: a batch's readings in one statement, an array per column
+    "INSERT INTO readings (row, id, meter, seq, time, wall_time, node_wall_time, received_at, total_litres,"
+    " raw_litres, read_wall, flags, rest) SELECT * FROM unnest(?::bigint[], ?::uuid[], ?::bigint[], ?::bigint[],"
+    " ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::float8[], ?::smallint[],"
+    " ?::text[])"
+)
 UPSERT_DAY = (
     "INSERT INTO water_days (meter, day, first_time, first_total, last_time, last_total, readings)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter, day) DO UPDATE SET"
@@ -58,6 +64,10 @@ READINGS_PAGE = (
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def canonical_id(event_id: str) -> bool:
@@ -176,12 +186,15 @@ class Readings:
             meter = self.meter(tx, item.node_id, payload)
             flags = (SYNCED if ev["clock_synced"] else 0) | (FIRST if ev["priority"] == "state" else 0)
             values.append((
-                item.row, ev["id"], meter, ev.get("seq"), item.time, ev["wall_time"], item.node_wall_time,
-                item.received_at, payload["total_litres"], payload.get("raw_litres"), payload.get("read_wall"), flags,
-                _rest(ev),
+                item.row, ev["id"], meter, ev.get("seq"), float(item.time), float(ev["wall_time"]),
+                float(item.node_wall_time), float(item.received_at), float(payload["total_litres"]),
+                _float(payload.get("raw_litres")), _float(payload.get("read_wall")), flags, _rest(ev),
             ))  # fmt: skip
             days.setdefault((meter, self.day(item.time)), []).append((item.time, float(payload["total_litres"])))
-        tx.many(INSERT_READING, values)
+        if tx.engine == "postgresql":
+            tx.execute(INSERT_READINGS_UNNEST, [list(column) for column in zip(*values, strict=True)])
+        else:
+            tx.many(INSERT_READING, values)
         tx.many(UPSERT_DAY, [(m, d, *min(p), *max(p), len(p)) for (m, d), p in days.items()])
 
     def move_from_events(self) -> int:
