@@ -2,21 +2,26 @@
 nodes and 1M stored events, 1,000 simulated nodes uploading at once (batches of 20 and of 200) with and without
 an operator page open, each central a real ``central serve`` process on loopback.
 
-Prints per engine: events/s, p50/p99 of a post, 503s (admission control), timeouts, the operator refresh time
-(alone and under load), the central's peak RSS, and whether every acknowledged event is stored exactly once;
-and raw PostgreSQL COPY of the same rows as the floor. Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
+The simulated meters upload ``meter_reading`` events, as meter nodes do (most of a district's traffic), which the
+central stores in its narrow ``readings`` table. Prints per engine: events/s, p50/p99 of a post, 503s (admission
+control), timeouts, the operator refresh time (alone and under load), the central's peak RSS, and whether every
+acknowledged event is stored exactly once; raw PostgreSQL COPY of the same rows into the same table as the floor;
+and three ceilings between the two (the central's storage alone; a bare app on the same uvicorn that only reads
+and parses; the same app COPYing each batch and committing before it answers: bench.bare_ingest). Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
 per event; p99 of a batch-20 post <= 1 s; an operator refresh <= 200 ms; ingest with the page open within 10%
 of ingest without. The SQLite central is one process; the PostgreSQL one runs ``--workers 2`` (one per core).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,23 +57,17 @@ def _load() -> str:
     return " ".join(os.getloadavg().__repr__().strip("()").split(", ")[:1])
 
 
-class CentralProcess:
-    """``central serve`` in its own process (and its workers), with its peak RSS read from /proc."""
+class ServerProcess:
+    """A server on a free loopback port in its own process (and its workers), with its peak RSS read from /proc:
+    ``command`` is given the port; the server is up when ``GET /api/v1/health`` answers 200."""
 
-    def __init__(self, directory: Path, database: str, workers: int, retry_after_s: int) -> None:
-        self.config = directory / "central.toml"
-        self.config.write_text(config_toml(retry_after_s), encoding="utf-8")
-        self.config.chmod(0o600)
+    def __init__(self, command: Callable[[int], list[str]]) -> None:
         import socket
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        command = [sys.executable, "-m", "central", "serve", "--config", str(self.config), "--db", database,
-                   "--port", str(self.port), "--log-level", "ERROR"]  # fmt: skip
-        if workers > 1:
-            command += ["--workers", str(workers)]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(command(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -78,7 +77,7 @@ class CentralProcess:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"central serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                    f"{command(self.port)[2]} did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
                 )
             time.sleep(0.2)
 
@@ -161,7 +160,13 @@ def measure_engine(
     runs_wanted: tuple[tuple[int, bool], ...] = RUNS,
 ) -> tuple[list[Figure], dict[str, LoadResult]]:
     """``runs_wanted`` against one engine's central; returns the figures and the runs by label."""
-    central = CentralProcess(tmp, database, workers, size.retry_after_s)
+    config = tmp / "central.toml"
+    config.write_text(config_toml(size.retry_after_s), encoding="utf-8")
+    config.chmod(0o600)
+    central = ServerProcess(
+        lambda port: [sys.executable, "-m", "central", "serve", "--config", str(config), "--db", database,
+                      "--port", str(port), "--log-level", "ERROR", "--workers", str(workers)]
+    )  # fmt: skip
     figures: list[Figure] = []
     runs: dict[str, LoadResult] = {}
     try:
@@ -189,26 +194,67 @@ def measure_engine(
     return figures, runs
 
 
+def storage_alone_rate(url: str, live: list[SimNode], batches: int) -> float:
+    """Events/s of the central's own storage (``Store.events.ingest``, one connection, no HTTP) taking
+    ``batches`` batches of 200 from each live node in turn: the central's path less the request."""
+    from bench.central_load import reading_event
+    from central.app import STORAGE_COMPONENTS
+    from central.storage import open_store
+
+    store = open_store(url, STORAGE_COMPONENTS, pool_size=1)
+    try:
+        stored, took = 0, 0.0
+        for _ in range(batches):
+            for node in live:
+                wall = time.time()
+                events = [
+                    json.loads(reading_event(node.node_id, node.index, node.next_seq + i, wall)) for i in range(200)
+                ]
+                start = time.perf_counter()
+                stored += store.events.ingest(node.node_id, events, wall, wall)[0]
+                took += time.perf_counter() - start
+                node.next_seq += 200
+        return stored / took
+    finally:
+        store.close()
+
+
+def _bare_command(extra: list[str]) -> Callable[[int], list[str]]:
+    return lambda port: [sys.executable, "-m", "bench.bare_ingest", str(port), "2", *extra]
+
+
+def ceilings(url: str, live: list[SimNode], seconds: float) -> dict[str, LoadResult]:
+    """Batch-200 uploads for ``seconds`` against two bare apps on the central's uvicorn (bench.bare_ingest,
+    2 processes): one that only reads, parses and answers, one that also COPYs each batch and commits."""
+    runs: dict[str, LoadResult] = {}
+    for label, copy in (("bare uvicorn, read + parse + answer", False), ("bare uvicorn + COPY per batch", True)):
+        say(f"[central_scale] {label}: batch 200 for {seconds:g} s (load {_load()})")
+        server = ServerProcess(_bare_command([url] if copy else []))
+        try:
+            runs[label] = drive(server.port, live, 200, seconds)
+        finally:
+            server.stop()
+    return runs
+
+
 def raw_copy_rate(url: str, rows: int) -> float:
-    """Events/s of PostgreSQL COPY of rows shaped as a batch-200 upload's, into the central's events table of a
-    fresh database (its indexes included): the floor the central's ingest is compared with."""
+    """Events/s of PostgreSQL COPY of the rows a batch-200 upload's readings become, into the central's
+    ``readings`` table (its indexes and partitions), in one transaction: the floor the central's ingest is
+    compared with."""
     import psycopg
 
-    from bench.central_load import event_id
+    from bench.bare_ingest import copy_rows, reading_row
+    from bench.central_load import reading_event
 
     now = time.time()
     values = [
-        (event_id(60_000 + i // 200, i), f"bench-m{i // 200:05d}", i, "flow", "info", "observed", "reading", now, 1,
-         now, 0, now, now, f'{{"meter":"m{i}","litres":{i * 0.75:.2f}}}', None, "[]")
+        reading_row(json.loads(reading_event(f"bench-m{i // 200:05d}", 60_000 + i // 200, i, now)), 2 * 10**15 + i,
+                    now, now)
         for i in range(rows)
     ]  # fmt: skip
-    columns = ("id, node_id, seq, kind, severity, state, priority, wall_time, clock_synced, time, time_corrected,"
-               " node_wall_time, received_at, payload, alert_id, recipients")  # fmt: skip
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
-        with conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
+        copy_rows(conn, values)
         conn.commit()
         return rows / (time.perf_counter() - start)
 
@@ -250,6 +296,8 @@ def run(quick: bool) -> list[Figure]:
                 traceback.print_exc()
                 return [*figures, Figure("PostgreSQL runs", "FAILED", "", "see traceback above")]
             figures += pg_figures
+            bare = ceilings(url, seeded.live, size.seconds)
+            alone = storage_alone_rate(url, seeded.live, 1)
             # the floor: COPY of as many rows into the same table, after the central's runs (same indexes, same size)
             floor = raw_copy_rate(url, 200 * size.live * (1 if quick else 2))
             ingest = runs["batch 200"].rate()
@@ -257,6 +305,9 @@ def run(quick: bool) -> list[Figure]:
             figures.append(
                 Figure("PostgreSQL ingest batch 200 / raw COPY", round(100 * ingest / floor, 1), "%", ">= 50%")
             )
+            for label, rate in [("central's storage alone, no HTTP", alone)] + [(k, r.rate()) for k, r in bare.items()]:
+                share = f"{100 * rate / floor:.1f}% of raw COPY"
+                figures.append(Figure(f"ceiling: {label}", round(rate), "events/s", share))
         finally:
             cluster.stop()
     figures.append(Figure("central_scale: load average at end", _load(), "", "2 cores shared"))

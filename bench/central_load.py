@@ -26,11 +26,14 @@ def event_id(node: int, seq: int) -> str:
     return f"{node:08x}-0000-4000-8000-{seq:012x}"
 
 
-def flow_event(node_id: str, node: int, seq: int, wall: float) -> str:
+def reading_event(node_id: str, node: int, seq: int, wall: float) -> str:
+    """A meter node's reading (``meter_reading``, as meter_node sends them) as wire JSON: what most of a district's
+    traffic is, and what the central stores in its narrow ``readings`` table."""
     return (
-        f'{{"id":"{event_id(node, seq)}","node_id":"{node_id}","kind":"flow","severity":"info","state":"observed",'
-        f'"priority":"reading","wall_time":{wall:.3f},"clock_synced":true,'
-        f'"payload":{{"meter":"m{node}","litres":{seq * 0.75:.2f}}},"alert_id":null,"recipients":[],"seq":{seq}}}'
+        f'{{"id":"{event_id(node, seq)}","node_id":"{node_id}","kind":"meter_reading","severity":"info",'
+        f'"state":"observed","priority":"reading","wall_time":{wall:.3f},"clock_synced":true,"payload":{{'
+        f'"meter_id":"m{node}","resident":"r{node}","total_litres":{seq * 0.75:.2f},"raw_litres":{seq * 0.75:.2f},'
+        f'"read_wall":{wall:.3f}}},"alert_id":null,"recipients":[],"seq":{seq}}}'
     )
 
 
@@ -127,7 +130,9 @@ async def _node_loop(port: int, node: SimNode, batch: int, until: float, result:
             end = until if timed else stop
             if pending is None:
                 wall = time.time()
-                events = ",".join(flow_event(node.node_id, node.index, node.next_seq + i, wall) for i in range(batch))
+                events = ",".join(
+                    reading_event(node.node_id, node.index, node.next_seq + i, wall) for i in range(batch)
+                )
                 pending = f'{{"node_wall_time":{wall:.3f},"events":[{events}]}}'.encode()
             try:
                 status, found, answer = await asyncio.wait_for(

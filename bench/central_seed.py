@@ -6,6 +6,7 @@ the same data through ``central migrate-db``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.central_load import SimNode, event_id
+from bench.central_load import SimNode, event_id, reading_event
 from central.app import STORAGE_COMPONENTS
 from central.storage import open_store
 
@@ -54,10 +55,7 @@ def _fleet(nodes: int) -> list[tuple[str, str]]:
 
 def _meter_events(node_id: str, index: int, count: int, now: float) -> list[dict[str, Any]]:
     return [
-        {"id": event_id(index, seq), "kind": "flow", "severity": "info", "state": "observed", "priority": "reading",
-         "wall_time": now - 86_400 + seq * 60, "clock_synced": True, "payload": {"meter": f"m{index}", "litres": seq * 0.75},
-         "alert_id": None, "recipients": [], "seq": seq}
-        for seq in range(1, count + 1)
+        json.loads(reading_event(node_id, index, seq, now - 86_400 + seq * 60)) for seq in range(1, count + 1)
     ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.bench_central_scale import Size, measure_engine
+from bench.bench_central_scale import Size, ceilings, measure_engine, raw_copy_rate, storage_alone_rate
 from bench.central_seed import seed
 from central.transfer.copy import move
 
@@ -34,3 +34,32 @@ def test_the_scale_bench_runs_on_both_engines_and_loses_nothing(tmp_path: Path, 
         assert not [f for f in figures if "errors" in f.name], figures
         run = runs["batch 20, page open"]
         assert run.acked > 0 and run.refreshes, figures
+
+
+@pytest.mark.slow
+def test_the_ceilings_store_what_they_acknowledge_and_the_floor_is_the_same_rows(
+    tmp_path: Path, postgres_cluster: Any
+) -> None:
+    """The bare app with COPY answers only once its batch is committed in ``readings``; the central's storage
+    alone stores every reading it is given; the floor's rows land in the same table."""
+    import psycopg
+
+    database = tmp_path / "central.sqlite3"
+    seeded = seed(database, TINY.nodes, TINY.events, TINY.live, TINY.open_alerts, say=lambda _: None)
+    url = postgres_cluster.create_database("ceilings")
+    move(str(database), url)
+
+    def readings(where: str) -> int:
+        with psycopg.connect(url) as conn:
+            return conn.execute(f"SELECT count(*) FROM readings WHERE {where}").fetchone()[0]  # noqa: S608
+
+    seeded_readings = readings("meter > 0")
+    assert seeded_readings > 0  # the seeded meters' readings went to the narrow table, as a meter node's do
+    runs = ceilings(url, seeded.live, 1.0)
+    bare, copied = runs["bare uvicorn, read + parse + answer"], runs["bare uvicorn + COPY per batch"]
+    assert bare.acked > 0 and copied.acked > 0 and not bare.errors and not copied.errors
+    assert readings("meter = 0") == copied.acked + copied.drained  # every acknowledged batch, stored once
+    assert storage_alone_rate(url, seeded.live, 1) > 0
+    assert readings("meter > 0") == seeded_readings + 200 * len(seeded.live)
+    assert raw_copy_rate(url, 400) > 0
+    assert readings("meter = 0") == copied.acked + copied.drained + 400
