@@ -51,7 +51,9 @@ def test_the_ceilings_store_what_they_acknowledge_and_the_floor_is_the_same_rows
 
     def readings(where: str) -> int:
         with psycopg.connect(url) as conn:
-            return conn.execute(f"SELECT count(*) FROM readings WHERE {where}").fetchone()[0]  # noqa: S608
+            row = conn.execute(f"SELECT count(*) FROM readings WHERE {where}").fetchone()  # noqa: S608
+        assert row is not None
+        return int(row[0])
 
     seeded_readings = readings("meter > 0")
     assert seeded_readings > 0  # the seeded meters' readings went to the narrow table, as a meter node's do
