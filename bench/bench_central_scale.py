@@ -6,8 +6,8 @@ The simulated meters upload ``meter_reading`` events, as meter nodes do (most of
 central stores in its narrow ``readings`` table. Prints per engine: events/s, p50/p99 of a post, 503s (admission
 control), timeouts, the operator refresh time (alone and under load), the central's peak RSS, and whether every
 acknowledged event is stored exactly once; raw PostgreSQL COPY of the same rows into the same table as the floor;
-and three ceilings between the two (the central's storage alone; a bare app on the same uvicorn that only reads
-and parses; the same app COPYing each batch and committing before it answers: bench.bare_ingest). Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
+and ceilings between the two (the central's storage alone; a bare app on the same uvicorn that only reads and
+parses; the same app COPYing each batch and committing before it answers, alone or in groups: bench.bare_ingest). Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
 per event; p99 of a batch-20 post <= 1 s; an operator refresh <= 200 ms; ingest with the page open within 10%
 of ingest without. The SQLite central is one process; the PostgreSQL one runs ``--workers 2`` (one per core).
 """
@@ -223,13 +223,21 @@ def _bare_command(extra: list[str]) -> Callable[[int], list[str]]:
     return lambda port: [sys.executable, "-m", "bench.bare_ingest", str(port), "2", *extra]
 
 
+CEILINGS = {  # label: (COPY each batch, group commit)
+    "bare uvicorn, read + parse + answer": (False, False),
+    "bare uvicorn + COPY per batch": (True, False),
+    "bare uvicorn + COPY, group commit": (True, True),
+}
+
+
 def ceilings(url: str, live: list[SimNode], seconds: float) -> dict[str, LoadResult]:
-    """Batch-200 uploads for ``seconds`` against two bare apps on the central's uvicorn (bench.bare_ingest,
-    2 processes): one that only reads, parses and answers, one that also COPYs each batch and commits."""
+    """Batch-200 uploads for ``seconds`` against three bare apps on the central's uvicorn (bench.bare_ingest,
+    2 processes): one that only reads, parses and answers; one that also COPYs each batch and commits before it
+    answers; one that COPYs and commits the batches waiting in one transaction (group commit)."""
     runs: dict[str, LoadResult] = {}
-    for label, copy in (("bare uvicorn, read + parse + answer", False), ("bare uvicorn + COPY per batch", True)):
+    for label, (copy, group) in CEILINGS.items():
         say(f"[central_scale] {label}: batch 200 for {seconds:g} s (load {_load()})")
-        server = ServerProcess(_bare_command([url] if copy else []))
+        server = ServerProcess(_bare_command([url] * copy + ["group"] * group))
         try:
             runs[label] = drive(server.port, live, 200, seconds)
         finally:
