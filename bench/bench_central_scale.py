@@ -41,10 +41,11 @@ class Size:
     open_alerts: int
     seconds: float  # per measured run
     retry_after_s: int  # the central's overload_retry_after_s (the quick runs are shorter than its default)
+    warmup_s: float = 0.0  # uploads before the measured runs, not counted (the connection storm, cold caches)
 
 
-FULL = Size(nodes=50_000, events=1_000_000, live=1_000, open_alerts=500, seconds=20.0, retry_after_s=5)
-QUICK = Size(nodes=400, events=8_000, live=40, open_alerts=10, seconds=1.5, retry_after_s=1)
+FULL = Size(nodes=50_000, events=1_000_000, live=1_000, open_alerts=500, seconds=20.0, retry_after_s=5, warmup_s=5.0)
+QUICK = Size(nodes=400, events=8_000, live=40, open_alerts=10, seconds=1.5, retry_after_s=1, warmup_s=0.5)
 # PostgreSQL as a production primary would run it: every commit flushed (the test clusters switch fsync off)
 PG_SETTINGS = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on", "shared_buffers": "256MB"}
 
@@ -174,6 +175,9 @@ def measure_engine(
         alone = refresh_alone(central.port, OPERATOR_KEY, 6)[1:]
         figures.append(Figure(f"{engine}: operator refresh, idle", median_ms(alone), "ms",
                               f"{seeded.nodes:,} nodes, {seeded.events:,} events; <= 200 ms"))  # fmt: skip
+        if size.warmup_s:  # else the first run pays alone for a fresh server's connection storm and cold caches
+            say(f"[central_scale] {engine}: warm-up, batch 20 for {size.warmup_s:g} s (not counted)")
+            drive(central.port, seeded.live, 20, size.warmup_s)
         for batch, page in runs_wanted:
             label = f"batch {batch}" + (", page open" if page else "")
             say(f"[central_scale] {engine}: {label} for {size.seconds:g} s (load {_load()})")
