@@ -146,9 +146,9 @@ ROWS_PER_INSERT = 50  # 17 values a row: 850 per statement, under every SQLite's
 def _store_events(
     tx: Tx, node_id: str, events: Sequence[tuple[int, Mapping[str, Any], float]], node_wall_time: float, now: float
 ) -> set[str]:
-    """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column, each
-    of one type) or one
-    per ROWS_PER_INSERT rows (SQLite: multi-row VALUES), then build alerts from the alert events in batch order.
+    """Store generic events (position, event, time) with one statement (PostgreSQL: an array per column, each of
+    one type) or one per ROWS_PER_INSERT rows (SQLite: multi-row VALUES), then build alerts from the alert events
+    in batch order.
     Returns the ids another node's batch stored meanwhile (only another node's can: this node's row is locked),
     which are not stored here."""
     rows = [
