@@ -5,9 +5,9 @@ with h11, as ``central serve``) that does only what no ingest can skip, driven b
 the JSON, and answers every event id as accepted; with ``COPY_URL``, it first COPYs the batch's readings into the
 central's ``readings`` table (the one the central stores them in, its indexes and partitions) and commits, so an
 answer means stored; with ``group``, one writer thread per process COPYs every batch waiting for it in one
-transaction (group commit: a batch's answer waits for its group's commit). No
-token, no checks, no idempotency, no sequence books, no alerts, no change feed: what is left is the HTTP server,
-the JSON and the database's write, the part of the central's path that no code of ours can make cheaper.
+transaction (group commit: a batch's answer waits for its group's commit). No token, no checks, no idempotency,
+no sequence books, no alerts, no change feed: what is left is the HTTP server, the JSON and the durable write
+that every upload needs before it is acknowledged.
 """
 
 from __future__ import annotations
