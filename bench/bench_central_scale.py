@@ -7,9 +7,10 @@ central stores in its narrow ``readings`` table. Prints per engine: events/s, p5
 control), timeouts, the operator refresh time (alone and under load), the central's peak RSS, and whether every
 acknowledged event is stored exactly once; raw PostgreSQL COPY of the same rows into the same table as the floor;
 and ceilings between the two (the central's storage alone; a bare app on the same uvicorn that only reads and
-parses; the same app COPYing each batch and committing before it answers, alone or in groups: bench.bare_ingest). Targets: PostgreSQL ingest at batch 200 >= 50% of COPY
-per event; p99 of a batch-20 post <= 1 s; an operator refresh <= 200 ms; ingest with the page open within 10%
-of ingest without. The SQLite central is one process; the PostgreSQL one runs ``--workers 2`` (one per core).
+parses; the same app COPYing each batch and committing before it answers, alone or in groups: bench.bare_ingest).
+Targets: PostgreSQL ingest at batch 200 >= 50% of COPY per event; p99 of a batch-20 post <= 1 s; an operator
+refresh <= 200 ms; ingest with the page open within 10% of ingest without. The SQLite central is one process;
+the PostgreSQL one runs ``--workers 2`` (one per core).
 """
 
 from __future__ import annotations

@@ -54,9 +54,7 @@ def _fleet(nodes: int) -> list[tuple[str, str]]:
 
 
 def _meter_events(node_id: str, index: int, count: int, now: float) -> list[dict[str, Any]]:
-    return [
-        json.loads(reading_event(node_id, index, seq, now - 86_400 + seq * 60)) for seq in range(1, count + 1)
-    ]  # fmt: skip
+    return [json.loads(reading_event(node_id, index, seq, now - 86_400 + seq * 60)) for seq in range(1, count + 1)]
 
 
 def _lift_events(node_id: str, index: int, count: int, now: float, alert: bool) -> list[dict[str, Any]]:
