@@ -171,6 +171,10 @@ def test_a_community_moves_to_postgresql_as_psql_sees_it(
         files_dir / "releases" / "kiosk" / "linux-aarch64" / "1.4.0" / "manifest.json"
     ).read_text() == bundle.read_text()
     assert "release files: 1 files" in capsys.readouterr().err
+    analysed = "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = 'public'"  # the planner's statistics
+    assert {"nodes", "events", "alerts", "changes"} <= {
+        r[0] for r in _rows_by_tool(["psql", url, "--csv", "-t", "-c", analysed])
+    }
     tables = [t for t in _sqlite_dump(central.db_path) if t != "meta"]
     compared: dict[str, int] = {}
     for name in tables:

@@ -192,3 +192,25 @@ def test_readings_move_with_migrate_db_from_postgresql_and_new_positions_follow_
         assert len(rows) == 21 and rows == sorted(set(rows))
     finally:
         moved.close()
+
+
+def test_a_day_partition_made_over_rows_already_stored_knows_them_at_once(postgres_cluster):
+    """Rows of a day with no partition of its own wait in the default partition; when the day's partition is
+    made they move into it, and its planner statistics are gathered then: planned blind, the ids of a batch were
+    looked up in 10-35 ms instead of 0.1 (PostgreSQL 15, 926,000 readings)."""
+    from central.storage.retention import ensure_partitions, partition_name
+
+    store = open_store(postgres_cluster.create_database("partitions"))
+    try:
+        store.nodes.register({"node_id": METER, "role": "meter", "site": "changbai-xincun"}, "tok", 1.0)
+        later = time.time() + 30 * DAY  # past the partitions made at start: the rows go to the default partition
+        store.events.ingest(METER, [reading(100.0 + i, later + i, i + 1) for i in range(50)], later, later)
+        day = store.readings.day(later)
+        with store.db.write() as tx:
+            assert ensure_partitions(tx, store.readings, day, day) == 1
+        with store.db.read() as tx:
+            known = "SELECT attname FROM pg_stats WHERE tablename = ? AND n_distinct = -1"  # -1: every row differs
+            assert {r["attname"] for r in tx.all(known, (partition_name(day),))} >= {"id", "row"}
+            assert tx.scalar("SELECT COUNT(*) FROM readings_default") == 0
+    finally:
+        store.close()

@@ -98,10 +98,12 @@ def ensure_partitions(tx: Tx, readings: Readings, first_day: int, last_day: int)
         name = partition_name(day)
         start, end = readings.day_start(day), readings.day_start(day + 1)
         tx.execute(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS)")
-        tx.execute(
+        moved = tx.execute(
             "WITH moved AS (DELETE FROM readings_default WHERE received_at >= ? AND received_at < ? RETURNING *)"
             f" INSERT INTO {name} SELECT * FROM moved",
             (start, end),
         )
         tx.execute(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({start!r}) TO ({end!r})")
+        if moved:  # statistics now: planned blind, looking up a batch's ids took 10-35 ms instead of 0.1
+            tx.execute(f"ANALYZE {name}")
     return len(missing)

@@ -71,7 +71,8 @@ class Writer(Protocol):
         """The ``count`` rows of ``table`` (their values for ``columns``, in order)."""
 
     def commit(self) -> None:
-        """Move each key counter past the copied rows, then commit."""
+        """Move each key counter past the copied rows, then commit (PostgreSQL: and gather the planner's
+        statistics)."""
 
     def close(self) -> None: ...
 
@@ -304,6 +305,9 @@ class PostgresWriter:
                     (table.name, table.identity),
                 )
         self._conn.execute("COMMIT")
+        # the planner's statistics of the copied tables at once, not when autovacuum comes round: until then the
+        # central's prepared statements are planned for empty tables (a hash of every meter per batch)
+        self._conn.execute("ANALYZE")
 
     def close(self) -> None:
         self._conn.close()
