@@ -6,7 +6,9 @@ line (``admission_line``):
 
 - ``ingest``: what nodes send in bulk (events, heartbeats, update checks and reports, registration). After an
   outage a thousand nodes drain at once; the ones over the bound are told to come back later instead of
-  queueing until their read timeout and sending everything again.
+  queueing until their read timeout and sending everything again. "Later" is when the requests ahead of them
+  are likely served, measured (``AdmissionGate.retry_after``): long enough to spread them, short enough that
+  the central does not sit idle while they wait.
 - ``interactive``: people and the kiosks' ride requests (the console, its reads, acknowledgements, rides).
   A flood of uploads never takes their slots.
 - ``alert``: a node's upload that carries an alert (a trapped passenger, a silent flat), marked by the node with
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -64,6 +67,7 @@ _INGEST_GETS = frozenset({f"{API_PREFIX}/updates/check"})
 _EXEMPT = frozenset({"/health", f"{API_PREFIX}/health", f"{API_PREFIX}/stream", f"{API_PREFIX}/changes/stream"})
 _DOWNLOADS = f"{API_PREFIX}/releases/"
 LOG_EVERY_S = 10.0  # at most one log line per class this often while refusing
+HOLD_WEIGHT = 0.2  # of each ended request in the moving mean of how long a slot is held
 
 
 def route_class(method: str, path: str, priority: bytes = b"") -> str | None:
@@ -99,10 +103,15 @@ class ClassCounts:
     refused: int = 0
     refused_since_log: int = 0
     logged_at: float = -LOG_EVERY_S
+    hold_s: float | None = None  # how long a request holds its slot (moving mean); None until one has ended
 
     def full(self) -> bool:
         """Every slot taken and the line full."""
         return self.working + len(self.waiting) >= self.limit + self.line
+
+    def held(self, seconds: float) -> None:
+        """A request held its slot ``seconds``: the moving mean follows (a fifth of the way each time)."""
+        self.hold_s = seconds if self.hold_s is None else self.hold_s + HOLD_WEIGHT * (seconds - self.hold_s)
 
 
 class AdmissionGate:
@@ -199,13 +208,24 @@ class AdmissionGate:
                 return
         counts.working -= 1
 
+    def retry_after(self, counts: ClassCounts) -> int:
+        """The shortest Retry-After worth giving: the seconds the requests working and waiting take to be served
+        at the pace measured (at least 1, at most ``retry_after_s``; ``retry_after_s`` until one has ended). A
+        fixed 5-10 s left the central idle half the time while a thousand refused nodes waited out their
+        seconds (issue 15's benchmark, batches of 200)."""
+        if counts.hold_s is None:
+            return self.retry_after_s
+        drain = (counts.working + len(counts.waiting)) * counts.hold_s / max(1, self.limit(counts))
+        return max(1, min(self.retry_after_s, math.ceil(drain)))
+
     async def refuse(self, name: str, send: Any) -> None:
-        """The typed 503 with Retry-After spread over [retry_after_s, 2 x retry_after_s] (refused nodes must not
+        """The typed 503 with Retry-After spread over [r, 2r], r from ``retry_after`` (refused nodes must not
         all come back together); the connection is kept."""
         counts = self.classes[name]
         counts.refused += 1
         counts.refused_since_log += 1
-        wait = self._rng.randint(self.retry_after_s, 2 * self.retry_after_s)
+        low = self.retry_after(counts)
+        wait = self._rng.randint(low, 2 * low)
         now = time.monotonic()
         if now - counts.logged_at >= LOG_EVERY_S:
             log.warning(
@@ -215,8 +235,8 @@ class AdmissionGate:
                 name,
                 counts.working,
                 len(counts.waiting),
-                self.retry_after_s,
-                2 * self.retry_after_s,
+                low,
+                2 * low,
             )
             counts.logged_at, counts.refused_since_log = now, 0
         message = f"the central has {counts.working} {name} requests working and {len(counts.waiting)} waiting"
@@ -258,7 +278,9 @@ class AdmissionSlot:
         if not await self.gate.acquire(counts):
             await self.gate.refuse(name, send)  # many bodies finished at once: the line filled meanwhile
             return
+        start = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:
+            counts.held(time.monotonic() - start)
             self.gate.release(counts)

@@ -68,7 +68,7 @@ class ServerSection:
         32, min=0, max=100_000, help="requests of each class waiting for a slot per process; beyond, 503"
     )
     overload_retry_after_s: int = setting(
-        5, min=1, max=600, help="a 503 tells the client to retry after this many to twice as many seconds"
+        5, min=1, max=600, help="a 503's Retry-After at most: the line's measured drain time, 1 s or more, up to this"
     )
     feed_poll_s: float = setting(1.0, min=0.05, max=60.0, help="how often each change stream looks for changes")
 

@@ -10,6 +10,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,32 @@ def test_an_alert_is_admitted_while_readings_are_refused(tmp_path: Path, make_ce
     stored = [e["id"] for e in central.events(lift)]
     assert len(stored) == len(set(stored))  # each once
     assert {*readings, alarm.id} <= set(stored)  # every one (beside what the uploader itself reports)
+
+
+def test_retry_after_is_the_measured_time_the_line_takes_capped_by_the_setting() -> None:
+    """A refused node is told to come back when the requests ahead of it are likely served: with slots held
+    10 ms a line of 34 is served in well under a second (1-2 s, the least Retry-After can say), with slots held
+    a second it would take 17 s (capped: 5-10 s). Before any request has ended, the setting (5-10 s)."""
+    gate = AdmissionGate({INGEST: 2, INTERACTIVE: 2, ALERT: 1}, 32, 5, rng=random.Random(7))
+    counts = gate.classes[INGEST]
+    loop = asyncio.new_event_loop()
+    counts.working, counts.waiting = 2, deque(loop.create_future() for _ in range(32))
+    loop.close()
+    assert gate.retry_after(counts) == 5
+    for _ in range(40):
+        counts.held(0.010)
+    assert gate.retry_after(counts) == 1
+    refusals: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        refusals.append(message)
+
+    for _ in range(20):
+        asyncio.run(gate.refuse(INGEST, send))
+    waits = {int(dict(m["headers"])[b"retry-after"]) for m in refusals if m["type"] == "http.response.start"}
+    assert waits == {1, 2}
+    for _ in range(40):
+        counts.held(1.0)
+    assert gate.retry_after(counts) == 5
+    counts.waiting.clear()
+    assert gate.retry_after(counts) == 1  # 2 working, a second each, two slots: 1 s
