@@ -306,7 +306,7 @@ class PostgresWriter:
                 )
         self._conn.execute("COMMIT")
         # the planner's statistics of the copied tables at once, not when autovacuum comes round: until then the
-        # central's prepared statements are planned for empty tables (a hash of every meter per batch)
+        # central's prepared statements are planned without them (a hash of every meter per batch)
         self._conn.execute("ANALYZE")
 
     def close(self) -> None:
