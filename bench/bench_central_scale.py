@@ -31,6 +31,7 @@ import requests
 from bench.central_load import LoadResult, SimNode, drive, median_ms, refresh_alone
 from bench.central_seed import OPERATOR_KEY, Seeded, config_toml, seed
 from bench.figures import Figure
+from bench.harness import tree_cpu_s
 from bench.pgcluster import ThrowawayCluster
 
 
@@ -160,8 +161,11 @@ def measure_engine(
     size: Size,
     tmp: Path,
     runs_wanted: tuple[tuple[int, bool], ...] = RUNS,
+    database_pid: int | None = None,
 ) -> tuple[list[Figure], dict[str, LoadResult]]:
-    """``runs_wanted`` against one engine's central; returns the figures and the runs by label."""
+    """``runs_wanted`` against one engine's central; returns the figures and the runs by label. Each run also
+    gives the cores used by the central, the database server (``database_pid``'s process tree) and this process,
+    the load generator: a central that does not use its cores is waiting on something."""
     config = tmp / "central.toml"
     config.write_text(config_toml(size.retry_after_s), encoding="utf-8")
     config.chmod(0o600)
@@ -182,9 +186,14 @@ def measure_engine(
         for batch, page in runs_wanted:
             label = f"batch {batch}" + (", page open" if page else "")
             say(f"[central_scale] {engine}: {label} for {size.seconds:g} s (load {_load()})")
+            cpu_before, start = _cpu(central, database_pid), time.monotonic()
             run = drive(central.port, seeded.live, batch, size.seconds, OPERATOR_KEY if page else None)
+            cpu_after, took = _cpu(central, database_pid), time.monotonic() - start
+            cores = [(b - a) / took for a, b in zip(cpu_before, cpu_after, strict=True)]
             runs[label] = run
             figures += _figures_of_run(engine, label, run, size)
+            shown = " / ".join(f"{c:.2f}" if database_pid or i != 1 else "-" for i, c in enumerate(cores))
+            figures.append(Figure(f"{engine}: {label}: cores central / database / load generator", shown, "", "of 2"))
             without = runs.get(f"batch {batch}")
             if page and without and without.rate():
                 ratio = round(100 * run.rate() / without.rate(), 1)
@@ -197,6 +206,11 @@ def measure_engine(
     finally:
         central.stop()
     return figures, runs
+
+
+def _cpu(central: ServerProcess, database_pid: int | None) -> tuple[float, float, float]:
+    """CPU seconds so far of the central's processes, the database server's and this process (the load)."""
+    return tree_cpu_s(central.proc.pid), tree_cpu_s(database_pid) if database_pid else 0.0, time.process_time()
 
 
 def storage_alone_rate(url: str, live: list[SimNode], batches: int) -> float:
@@ -304,7 +318,9 @@ def run(quick: bool) -> list[Figure]:
                 node.next_seq = seq  # PostgreSQL has the seeded data only: the same uploads again
             (tmp / "pg").mkdir()
             try:
-                pg_figures, runs = measure_engine("PostgreSQL", url, 2, seeded, size, tmp / "pg")
+                pg_figures, runs = measure_engine(
+                    "PostgreSQL", url, 2, seeded, size, tmp / "pg", database_pid=cluster.pid()
+                )
             except Exception:  # noqa: BLE001 - the SQLite figures are kept; the traceback says what failed
                 traceback.print_exc()
                 return [*figures, Figure("PostgreSQL runs", "FAILED", "", "see traceback above")]

@@ -108,3 +108,16 @@ def proc_stat(pid: int) -> ProcStat:
         write_bytes=int(io["write_bytes"]),
         threads=len(os.listdir(f"/proc/{pid}/task")),
     )
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its descendants, living or ended: each living one's own and its waited-for
+    children's (an ended child's time is in its parent's once reaped). A process gone meanwhile is skipped."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total + sum(tree_cpu_s(child) for child in children)

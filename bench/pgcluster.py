@@ -67,6 +67,11 @@ class ThrowawayCluster:
             raise ClusterUnavailable(f"pg_ctl start failed: {started.stderr.strip()[-300:]} {log}")
         return self
 
+    def pid(self) -> int:
+        """The postmaster's process id (its children are the cluster's other processes)."""
+        assert self.dir is not None, "the cluster is not started"
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@/{dbname}?host={self.dir}&port={self.port}"
 

@@ -28,8 +28,15 @@ def test_the_scale_bench_runs_on_both_engines_and_loses_nothing(tmp_path: Path, 
         for node, seq in zip(seeded.live, first, strict=True):
             node.next_seq = seq
         (tmp_path / engine).mkdir()
-        figures, runs = measure_engine(engine, target, workers, seeded, TINY, tmp_path / engine, ((20, True),))
+        pid = postgres_cluster.pid() if engine == "PostgreSQL" else None
+        figures, runs = measure_engine(
+            engine, target, workers, seeded, TINY, tmp_path / engine, ((20, True),), database_pid=pid
+        )
         shown = {f.name: f.value for f in figures}
+        cores = str(shown[f"{engine}: batch 20, page open: cores central / database / load generator"])
+        central, server, load = cores.split(" / ")
+        assert float(central) > 0 and float(load) > 0, figures  # the processes were found and their time read
+        assert (server == "-") == (pid is None) and (pid is None or float(server) > 0), figures
         assert shown[f"{engine}: acknowledged events lost / doubled"] == "0 / 0", figures
         assert not [f for f in figures if "errors" in f.name], figures
         run = runs["batch 20, page open"]
