@@ -31,7 +31,7 @@ import requests
 from bench.central_load import LoadResult, SimNode, drive, median_ms, refresh_alone
 from bench.central_seed import OPERATOR_KEY, Seeded, config_toml, seed
 from bench.figures import Figure
-from bench.harness import tree_cpu_s
+from bench.harness import children, tree_cpu_s
 from bench.pgcluster import ThrowawayCluster
 
 
@@ -86,12 +86,8 @@ class ServerProcess:
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the process and its children (the workers), summed."""
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
         total = 0
-        for pid in pids:
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1])
@@ -189,10 +185,11 @@ def measure_engine(
             cpu_before, start = _cpu(central, database_pid), time.monotonic()
             run = drive(central.port, seeded.live, batch, size.seconds, OPERATOR_KEY if page else None)
             cpu_after, took = _cpu(central, database_pid), time.monotonic() - start
-            cores = [(b - a) / took for a, b in zip(cpu_before, cpu_after, strict=True)]
+            cores = [f"{(b - a) / took:.2f}" for a, b in zip(cpu_before, cpu_after, strict=True)]
+            cores[1] = cores[1] if database_pid else "-"  # SQLite works inside the central's process
+            shown = " / ".join(cores)
             runs[label] = run
             figures += _figures_of_run(engine, label, run, size)
-            shown = " / ".join(f"{c:.2f}" if database_pid or i != 1 else "-" for i, c in enumerate(cores))
             figures.append(Figure(f"{engine}: {label}: cores central / database / load generator", shown, "", "of 2"))
             without = runs.get(f"batch {batch}")
             if page and without and without.rate():

@@ -96,14 +96,23 @@ class ProcStat:
     threads: int
 
 
-def proc_stat(pid: int) -> ProcStat:
+def cpu_s(pid: int) -> float:
+    """CPU seconds of a process with the children it waited for (utime + stime + cutime + cstime): a helper the
+    node spawns counts too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime + stime + cutime + cstime: a helper the node spawns counts too
-    cpu = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The living children of a process (of any of its threads)."""
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def proc_stat(pid: int) -> ProcStat:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     io = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines() if ":" in line)
     return ProcStat(
-        cpu_s=cpu,
+        cpu_s=cpu_s(pid),
         rss=int(status["VmRSS"].split()[0]) * 1024,
         write_bytes=int(io["write_bytes"]),
         threads=len(os.listdir(f"/proc/{pid}/task")),
@@ -111,13 +120,10 @@ def proc_stat(pid: int) -> ProcStat:
 
 
 def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and all its descendants, living or ended: each living one's own and its waited-for
-    children's (an ended child's time is in its parent's once reaped). A process gone meanwhile is skipped."""
-    total = 0.0
+    """CPU seconds of a process and all its descendants, living or ended (an ended child's time is in its
+    parent's once reaped). A process gone meanwhile is skipped."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+        own, below = cpu_s(pid), children(pid)
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total + sum(tree_cpu_s(child) for child in children)
+    return own + sum(tree_cpu_s(child) for child in below)
