@@ -97,3 +97,17 @@ def test_a_resident_up_at_home_answers_the_check_in_and_her_family_hears_nothing
     assert answered.checks_in == unanswered.checks_in == {"up": 1}  # seed 3: one silence past its warning
     assert (answered.answered, unanswered.answered) == (1, 0)
     assert (answered.false_node["warning"], unanswered.false_node["warning"]) == (0, 1)
+
+
+def test_a_question_on_her_phone_is_answered_out_of_the_flat_and_one_at_home_is_not() -> None:
+    """bench --phone: the check-in reaches her phone too, so she can answer while out; never while asleep."""
+    from bench.wellbeing.evaluate import Home
+
+    home = MODELS["compact"](3, 30, 0)
+    day = next(d for d in home.days[1:] if d.out and not d.away)
+    leave, back = day.out[0]
+    for phone, presses in ((False, 0), (True, 1)):
+        inputs = Home(home, [], 1.0, phone)
+        inputs._ask((leave + back) / 2)
+        inputs._ask(day.wake - 0.5 * HOUR)  # asleep: nobody answers
+        assert (len(inputs.oks), inputs.asked) == (presses, {"out": 1, "asleep": 1})

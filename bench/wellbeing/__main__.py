@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="P",
         help="with --set ask_first_min=N: the chance a resident awake at home answers a check-in (default 0)",
     )
+    parser.add_argument(
+        "--phone",
+        action="store_true",
+        help="with --answer: the check-in reaches her phone too, answered with the same chance when out or away",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw summary as JSON too")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a [meter.wellbeing] setting (tuning)"
@@ -49,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = args.seeds or (TUNE_SEEDS[model] if args.tune else (QUICK_SEEDS if args.quick else REPORT_SEEDS))
         start = time.monotonic()
         print(f"{model}: {len(seeds)} households, {days} days each, {args.jobs} processes...", file=sys.stderr)
-        results = evaluate(model, seeds, days, settings, jobs=args.jobs, door=args.door, answer=args.answer)
+        results = evaluate(
+            model, seeds, days, settings, jobs=args.jobs, door=args.door, answer=args.answer, phone=args.phone
+        )
         summary = summarise(results)
         print(markdown(summary, seeds, days, model + (" (door contact)" if args.door else "")))
         if args.json:

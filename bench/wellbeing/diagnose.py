@@ -76,12 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--door", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="counts only, not every alarm")
     parser.add_argument("--answer", type=float, default=0.0, metavar="P", help="as python -m bench.wellbeing's")
+    parser.add_argument("--phone", action="store_true", help="as python -m bench.wellbeing's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.seeds[0] >= 6001:
         raise SystemExit("diagnose is for tuning seeds (below 6001): the report seeds are run once, not looked into")
     results = evaluate(
-        args.model, args.seeds, args.days, _settings(args.set), jobs=args.jobs, door=args.door, answer=args.answer
+        args.model,
+        args.seeds,
+        args.days,
+        _settings(args.set),
+        jobs=args.jobs,
+        door=args.door,
+        answer=args.answer,
+        phone=args.phone,
     )
     total: Counter[str] = Counter()
     months = sum(r.months for r in results)

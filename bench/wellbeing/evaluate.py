@@ -81,11 +81,13 @@ def whereabouts(home: Household, sim_t: float) -> str:
 @dataclass
 class Home:
     """The home's inputs beside the meter: door events (sim seconds, from the diary) and the resident's answers to
-    a check-in (``answer``: the chance that a resident awake at home presses "I'm OK" when asked)."""
+    a check-in (``answer``: the chance that a resident awake at home presses "I'm OK" when asked; ``phone``: the
+    question reaches her phone too, so she answers with the same chance when awake out of the flat or away)."""
 
     household: Household
     doors: list[float]
     answer: float = 0.0
+    phone: bool = False
     seed: int = 0  # each question's answer is drawn from (seed, its time): more questions change no other answer
     until: float = math.inf  # no answer from here (the collapse)
     count_from: float = 0.0  # check-ins are counted from here (the end of learning)
@@ -116,7 +118,8 @@ class Home:
         if counted:
             self.asked[where] = self.asked.get(where, 0) + 1
         rng = random.Random(self.seed * 1_000_003 + round(sim_t))
-        if sim_t < self.until and where == "up" and rng.random() < self.answer:
+        hears = where == "up" or (self.phone and where in ("out", "away"))
+        if sim_t < self.until and hears and rng.random() < self.answer:
             press = sim_t + rng.uniform(60.0, 300.0)
             if press >= self.until:
                 return  # she fell on her way to the button
@@ -210,14 +213,21 @@ def _incidents(home: Household, rng: random.Random, learn_end: float, days: int)
 
 
 def run_household(
-    model: str, seed: int, days: int, settings: WellbeingSettings, index: int, door: bool = False, answer: float = 0.0
+    model: str,
+    seed: int,
+    days: int,
+    settings: WellbeingSettings,
+    index: int,
+    door: bool = False,
+    answer: float = 0.0,
+    phone: bool = False,
 ) -> HouseholdResult:
     home = MODELS[model](seed, days, index)
     doors_all = door_times(home) if door else []
     rng = random.Random(seed * 7919 + 17)
     meter = MeterSetup.draw(rng, home.resolution_l, home.poll_s, days)
     learn_end = (settings.learning_days + 2) * DAY
-    inputs = Home(home, list(doors_all), answer, seed, count_from=learn_end)
+    inputs = Home(home, list(doors_all), answer, phone, seed, count_from=learn_end)
     incidents = _incidents(home, rng, learn_end, days)
     monitor = WellbeingMonitor(settings, TZ)
     baselines: list = [Nagano(), Shanghai()]
@@ -257,7 +267,7 @@ def run_household(
     for idx, inc in enumerate(incidents):
         if idx in snapshots:
             before = [d for d in doors_all if inc.replay_from <= d < inc.at]
-            replay = Home(home, before, answer, seed, until=inc.at)  # the same answers as before the collapse
+            replay = Home(home, before, answer, phone, seed, until=inc.at)  # the same answers as before the collapse
             _run_incident(inc, home, meter, seed, settings, replay, *snapshots[idx])
     months = (days * DAY - learn_end) / (30 * DAY)
     return HouseholdResult(
@@ -333,15 +343,16 @@ def evaluate(
     jobs: int = 1,
     door: bool = False,
     answer: float = 0.0,
+    phone: bool = False,
 ) -> list[HouseholdResult]:
     """Every household of ``seeds`` of ``model`` (``jobs`` processes side by side; the result does not depend on
     it); ``door``: every household has a door contact; ``answer``: the chance a resident awake at home answers a
-    check-in (``ask_first_min``)."""
+    check-in (``ask_first_min``); ``phone``: she hears it on her phone too (``Home``)."""
     settings = settings or WellbeingSettings()
     if model.startswith("simdeum-"):
         simdeum.prepare(model.removeprefix("simdeum-"), seeds, days, jobs)
     n = len(seeds)
-    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n), [door] * n, [answer] * n)
+    args = ([model] * n, list(seeds), [days] * n, [settings] * n, range(n), [door] * n, [answer] * n, [phone] * n)
     if jobs <= 1:
         return list(map(run_household, *args))
     with ProcessPoolExecutor(jobs) as pool:
