@@ -210,7 +210,12 @@ class OperatorPage:
             self.result.error(f"page read answered {statuses}")
 
     async def keep_open(self, until: float, every_s: float = PAGE_EVERY_S) -> None:
+        """Refresh every ``every_s`` until ``until``, the first half a period in (or half the run): a run starts
+        with its thousand nodes connecting at once, which an operator does not meet twice in ten seconds. With the
+        page open in two slices of 10 s, refreshes at 0 and 5 s put half of them in those starts: the first run
+        so measured medians of 152-216 ms at batch 200, against 53-102 ms when one refresh in four met a start."""
         try:
+            await asyncio.sleep(max(0.0, min(every_s, until - time.monotonic()) / 2))
             while time.monotonic() < until:
                 start = time.monotonic()
                 await self.refresh()
