@@ -138,7 +138,7 @@ def _figures_of_run(engine: str, label: str, run: LoadResult, size: Size) -> lis
             f"{run.drained:,} in {run.drain_s:.1f} s",
             "events",
             "not in the rate",
-        ),  # fmt: skip
+        ),
     ]
     if run.refreshes:
         worst = max(run.refreshes)
