@@ -212,7 +212,7 @@ class AdmissionGate:
         """The shortest Retry-After worth giving: the seconds the requests working and waiting take to be served
         at the pace measured (at least 1, at most ``retry_after_s``; ``retry_after_s`` until one has ended). A
         fixed 5-10 s kept the last nodes of a backlog waiting while the central had room for them; at full load
-        the shorter wait costs some ingest in 503s (docs/central.md, "A correction")."""
+        the shorter wait costs some ingest in 503s (docs/central.md, "Corrected (session 16)")."""
         if counts.hold_s is None:
             return self.retry_after_s
         drain = (counts.working + len(counts.waiting)) * counts.hold_s / max(1, self.limit(counts))
