@@ -195,11 +195,11 @@ def measure_engine(
             halves = {page: LoadResult() for page in (False, True)}
             spent = {page: [0.0, 0.0, 0.0, 0.0] for page in (False, True)}  # CPU s of the three, then wall s
             for page in SLICES:
-                begun = (*_cpu(central, database_pid), time.monotonic())
+                begun = _sample(central, database_pid)
                 ended: list[tuple[float, ...]] = []  # the same at the end of the timed run, before the nodes drain
 
                 def mark(into: list[tuple[float, ...]] = ended) -> None:
-                    into.append((*_cpu(central, database_pid), time.monotonic()))
+                    into.append(_sample(central, database_pid))
 
                 key = OPERATOR_KEY if page else None
                 halves[page].add(drive(central.port, seeded.live, batch, size.seconds / 2, key, at_end=mark))
@@ -228,9 +228,11 @@ def measure_engine(
     return figures, runs
 
 
-def _cpu(central: ServerProcess, database_pid: int | None) -> tuple[float, float, float]:
-    """CPU seconds so far of the central's processes, the database server's and this process (the load)."""
-    return tree_cpu_s(central.proc.pid), tree_cpu_s(database_pid) if database_pid else 0.0, time.process_time()
+def _sample(central: ServerProcess, database_pid: int | None) -> tuple[float, float, float, float]:
+    """CPU seconds so far of the central's processes, the database server's and this process (the load), then
+    the monotonic clock."""
+    database = tree_cpu_s(database_pid) if database_pid else 0.0
+    return tree_cpu_s(central.proc.pid), database, time.process_time(), time.monotonic()
 
 
 def storage_alone_rate(url: str, live: list[SimNode], batches: int) -> float:
