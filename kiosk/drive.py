@@ -3,7 +3,7 @@
 ``python -m kiosk.drive --config node.toml --touch --until assigned --shot out.png`` starts the full app (the
 node without GPIO, a silent speaker), sends a synthetic touch through Kivy's input path to the call button,
 and prints one JSON object per line: ``idle_drawn`` (first frame), ``touched``, ``feedback_drawn`` (first frame
-after the press), ``state`` (each change) and ``done``. Exit 0 when ``--until`` was reached in time.
+after the press), ``state`` (each change), ``shot`` (the state the picture shows) and ``done``. Exit 0 when ``--until`` was reached in time.
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ class _Driver:
             w, h = Window.size
             write_png(args.shot, w, h, read_rgb(w, h), bottom_up=True)
             args.shot = None
+            emit("shot", state=app.view.state)  # the ride may move on (the fleet's car arrives) while the node drains
         # let the uploader send the ride's events before the node stops (they would wait in the outbox anyway)
         waiting = self.nodes[0].runtime.outbox.depth() if self.nodes else {"state": 0, "alert": 0}
         if (waiting["state"] or waiting["alert"]) and time.monotonic() < self.drain_until:

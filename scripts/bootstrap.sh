@@ -4,7 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium postgresql)
+# libatomic1: Playwright's bundled node driver needs it, and a fresh Debian 12 without gcc lacks it
+DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium
+    postgresql libatomic1)
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 

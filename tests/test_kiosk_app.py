@@ -92,7 +92,9 @@ def test_touch_on_the_call_button_hails_a_ride_and_shows_the_plate(central, disp
     assert escaped["cursor_visible"] is False  # and Escape + a close request did not end the app (it went on)
     assert done["reached"], lines
     states = [e["state"] for e in lines if e["event"] == "state"]
-    assert states[0] == "idle" and "requesting" in states and states[-1] == "assigned"
+    assert states[0] == "idle" and "requesting" in states and "assigned" in states
+    # the picture shows the car assigned (it may arrive, 1-2 s later, while the node sends its events)
+    assert next(e for e in lines if e["event"] == "shot")["state"] == "assigned"
     # feedback came from the press itself: the first frame after the touch already shows the request
     feedback = next(e for e in lines if e["event"] == "feedback_drawn")
     assert feedback["state"] == "requesting"
