@@ -1,8 +1,9 @@
-"""Numbers and codes written for listening: what a node's voice should say for a phone number, a plate, a
-number of minutes or a car model, in Mandarin (zh) or English (en).
+"""Numbers and codes written for listening: what a node's voice should say for a phone number, a plate, a number of
+minutes or a car model, in Mandarin (zh) or English (en).
 
 A phone number is read digit by digit in groups, 1 as 幺 (yāo, never confused with 七 qī); a plate character by
-character; minutes as a whole count (两 for 2). Pure text: the texts go to whatever speaks them.
+character, 1 as 幺 too (一 yī would sound as the letter E); minutes as a whole count (两 for 2). Pure text: the texts
+go to whatever speaks them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ PROVINCES_EN = {
     "港": "Gang", "澳": "Ao", "学": "Xue", "警": "Jing", "挂": "Gua", "使": "Shi", "领": "Ling",
 }  # fmt: skip
 # the words a recorded voice needs to say any plate, and any number of minutes up to 999
-PLATE_WORDS = (*PROVINCES_EN, *"ABCDEFGHJKLMNPQRSTUVWXYZ", *DIGITS_ZH)
+PLATE_WORDS = (*PROVINCES_EN, *"ABCDEFGHJKLMNPQRSTUVWXYZ", *DIGITS_ZH, PHONE_ONE)
 COUNT_WORDS = (*DIGITS_ZH, "两", "十", "百")
 _UNITS = ((1000, "千"), (100, "百"), (10, "十"))
 _GROUPS = {6: (3, 3), 7: (3, 4), 8: (4, 4), 9: (3, 3, 3), 10: (3, 3, 4), 11: (3, 4, 4), 12: (4, 4, 4)}
@@ -94,7 +95,7 @@ def phone_for_listening(number: str, language: Language = "zh") -> str:
 
 
 def plate_for_listening(plate: str, language: Language = "zh") -> str:
-    """A plate character by character, with a pause after the issuing office: '沪A·D12345' -> '沪 A，D 一 二 三 四 五'.
+    """A plate character by character, with a pause after the issuing office: '沪A·D12345' -> '沪 A，D 幺 二 三 四 五'.
 
     Letters are upper case (read by their names); for English the province is in pinyin ('Hu A, D 1 2 3 4 5').
     """
@@ -104,7 +105,7 @@ def plate_for_listening(plate: str, language: Language = "zh") -> str:
     spoken = []
     for ch in chars:
         if ch.isdigit():
-            spoken.append(ch if language == "en" else DIGITS_ZH[int(ch)])
+            spoken.append(digit_by_digit(ch, language, phone=True))
         elif language == "en" and not ch.isascii():
             spoken.append(PROVINCES_EN.get(ch, ch))
         else:

@@ -15,17 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ESPEAK = "espeak-ng"
-MANDARIN_VOICE = "cmn-latn-pinyin"  # espeak-ng 1.51: reads Chinese characters in Mandarin, Latin as pinyin
+MANDARIN_VOICE = "cmn-latn-pinyin"  # reads Chinese characters in Mandarin and pinyin with tone numbers
 DEFAULT_VOICE = MANDARIN_VOICE
 RATE_WPM = 150  # espeak-ng's default is 175 words/min; slower is clearer for elderly listeners
-PROBE_TEXT = "你好"  # how a Chinese voice is found out: it must read these two characters in Chinese
+# how a Chinese voice is found out: it must read the characters and a plate's letter in Chinese. espeak-ng 1.51's
+# cmn reads the characters as pinyin spelled in English; 1.52's (Debian 13) reads them in Mandarin, but a capital
+# letter in English, as every voice of 1.52 does (respelled below for the pinyin voice)
+PROBE_TEXT = "你好，沪 A"
 # voices whose language is Chinese: their phonemes carry a tone number on every syllable
 TONAL_PREFIXES = ("cmn", "zh", "yue", "hak", "sit/cmn", "sit/yue", "sit/hak")
 PACKAGE = "espeak-ng"
-# words espeak-ng 1.51 misreads (着急 as zhe5 ji2) or says without tone sandhi (不要 as bu4 yao4): cmn-latn-pinyin
-# reads Latin as pinyin, so they are respelled in pinyin with tone numbers before synthesis. Found by comparing its
-# readings of every prompt with pypinyin's (tests/test_speech.py), longest first.
-RESPELL = {"一分钟": "yi4fen1zhong1", "着急": "zhao2ji2", "不要": "bu2yao4", "一下": "yi2xia4"}
+# words espeak-ng misreads (1.51: 着急 as zhe5 ji2; 1.52: 人员 as ren5 yuan2, 已经 as yi3 jing5) or says without tone
+# sandhi (不要 as bu4 yao4): cmn-latn-pinyin reads pinyin, so they are respelled in pinyin with tone numbers before
+# synthesis. Found by comparing its readings of every prompt with pypinyin's (tests/test_speech.py), longest first.
+RESPELL = {
+    "一分钟": "yi4fen1zhong1", "着急": "zhao2ji2", "不要": "bu2yao4", "一下": "yi2xia4", "人员": "ren2yuan2",
+    "已经": "yi3jing1",
+}  # fmt: skip
+# a capital letter on its own (a plate's, a spelled code's) as Chinese speakers name it, in pinyin: espeak-ng 1.52
+# reads it in English even in the pinyin voice, 1.51 as a pinyin syllable (G as zhi). Spelling 1 of "Chinese
+# respelling of the English alphabet" (Wikipedia; Lonely Planet Mandarin Phrasebook, 2012, p. 16)
+LETTER_NAMES = {
+    "A": "ei1", "B": "bi4", "C": "xi1", "D": "di4", "E": "yi1", "F": "ai4fu4", "G": "ji4", "H": "ai4chi3",
+    "I": "ai1", "J": "zhai2", "K": "kai1", "L": "e4luo2", "M": "e4mu3", "N": "en1", "O": "ou3", "P": "pi1",
+    "Q": "ku4", "R": "er3", "S": "ai4si1", "T": "ti1", "U": "you1", "V": "wei2", "W": "da4bo1liu2",
+    "X": "ai1ke4si1", "Y": "wai1", "Z": "zai4de5",
+}  # fmt: skip
+_LONE_CAPITAL = re.compile(r"(?<![A-Za-z])[A-Z](?![A-Za-z])")
 _SWITCH = re.compile(r"\(([a-z]{2,3}(?:-[a-z0-9]+)*)\)", re.IGNORECASE)  # "(en)": espeak-ng changed language
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _DIGITS = re.compile(r"[0-9]+")
@@ -90,12 +106,13 @@ def is_tonal(voice: str) -> bool:
 
 
 def respell(text: str, voice: str | None) -> str:
-    """``text`` with the words espeak-ng misreads written in pinyin, for the voice that reads pinyin."""
+    """``text`` with the words espeak-ng misreads, and each capital letter on its own, written in pinyin, for the
+    voice that reads pinyin: '沪 A，着急' -> '沪 ei1，zhao2ji2'."""
     if voice is None or voice.split("+", 1)[0].lower() != MANDARIN_VOICE:
         return text
     for word, pinyin in RESPELL.items():
         text = text.replace(word, pinyin)
-    return text
+    return _LONE_CAPITAL.sub(lambda letter: LETTER_NAMES[letter.group()], text)
 
 
 def espeak_amplitude(volume_percent: int) -> int:
@@ -228,8 +245,9 @@ def resolve_voice(voice: str) -> tuple[str, str | None]:
     """The voice to speak with, and a warning when it is not ``voice``.
 
     espeak-ng 1.51's ``cmn`` reads Chinese characters as pinyin spelled in English ('你好' -> "nee three hay
-    three"): a Chinese voice that switches to English on the probe text is replaced by ``cmn-latn-pinyin``
-    when that one reads it in Chinese. An unknown voice is replaced too (espeak-ng would use English).
+    three"), 1.52's reads a plate's letters in English: a Chinese voice that switches to English on the probe text
+    is replaced by ``cmn-latn-pinyin`` when that one reads it in Chinese. An unknown voice is replaced too
+    (espeak-ng would use English).
     """
     if problem := unknown_voice(voice):
         return DEFAULT_VOICE, f"{problem}; speaking with {DEFAULT_VOICE} instead"
@@ -245,7 +263,7 @@ def resolve_voice(voice: str) -> tuple[str, str | None]:
     if not better.ok:
         return voice, None
     return MANDARIN_VOICE, (
-        f"espeak-ng voice {voice!r} does not read Chinese characters in Chinese ({PROBE_TEXT} -> {probe.phonemes}: "
-        f"pinyin spelled in English); speaking with {MANDARIN_VOICE} instead ({PROBE_TEXT} -> {better.phonemes}). "
+        f"espeak-ng voice {voice!r} does not read {PROBE_TEXT} in Chinese ({probe.phonemes}: it switches to "
+        f"English); speaking with {MANDARIN_VOICE} instead ({PROBE_TEXT} -> {better.phonemes}). "
         f"Set the voice to {MANDARIN_VOICE} to silence this warning"
     )

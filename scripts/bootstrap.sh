@@ -4,9 +4,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-# libatomic1: Playwright's bundled node driver needs it, and a fresh Debian 12 without gcc lacks it
+# libatomic1: Playwright's bundled node driver needs it, and a fresh Debian 12 without gcc lacks it; e2fsprogs:
+# mkfs.ext4 for the disk-full tests, not in a minimal Debian 13
 DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium
-    postgresql libatomic1)
+    postgresql libatomic1 e2fsprogs)
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 

@@ -323,7 +323,7 @@ def test_a_field_without_word_clips_is_said_by_espeak_between_the_recordings(fak
     )
     pack = tmp_path / "pack"
     pack.mkdir()
-    clips = {**dict(prompt.pieces()), **{f"word.{w}": w for w in ("沪", "A", "D", "一", "二", "三", "四", "五", "两")}}
+    clips = {**dict(prompt.pieces()), **{f"word.{w}": w for w in ("沪", "A", "D", "幺", "二", "三", "四", "五", "两")}}
     for clip_id, text in clips.items():  # a volunteer's recording: another voice, another format, quieter
         render_to_wav(text, tmp_path / "raw.wav", voice="cmn-latn-pinyin+f3", volume=100)
         sox = ["sox", str(tmp_path / "raw.wav"), "-r", "44100", "-c", "2", str(pack / f"{clip_id}.wav"), "vol", "0.3"]
@@ -346,7 +346,7 @@ def test_a_field_without_word_clips_is_said_by_espeak_between_the_recordings(fak
     parts, _ = voice.recording(prompt, fields)
     recorded = [p for p in parts if isinstance(p, Path)]
     assert [p if isinstance(p, str) else p.stem for p in parts] == [
-        "kiosk.assigned.1", *[f"word.{c}" for c in "沪AD一二三四五"], "天蓝色 荣威 E I 五",
+        "kiosk.assigned.1", *[f"word.{c}" for c in "沪AD幺二三四五"], "天蓝色 荣威 E I 五",
         "kiosk.assigned.2", "word.两", "kiosk.assigned.3",
     ]  # fmt: skip
     before = sum(sox_stat(p)["Length (seconds)"] for p in recorded[:9])

@@ -38,7 +38,7 @@ def test_every_state_has_both_languages_and_a_voice(state: str) -> None:
 
 def test_assigned_voice_reads_the_plate_character_by_character_and_whole_minutes() -> None:
     said = texts().voice("assigned", "zh", {**CAR, "eta_min": 2})
-    assert "沪 A，D 一 二 三 四 五" in said and "白色" in said and "两分钟" in said
+    assert "沪 A，D 幺 二 三 四 五" in said and "白色" in said and "两分钟" in said
     said = texts().voice("assigned", "en", {**CAR, "eta_min": 12})
     assert "Hu A, D 1 2 3 4 5" in said and "12 minutes" in said
 

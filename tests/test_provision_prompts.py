@@ -78,8 +78,8 @@ def test_a_kiosk_pack_recorded_from_its_manifest_covers_every_prompt(capsys, tmp
     voice.say(arrived, texts.voice_fields({"plate": "沪A·D12345"}, "zh"))
     ((text, wavs),) = speaker.said
     assert isinstance(wavs, list | tuple)
-    assert text == "您的车到了。车牌，沪 A，D 一 二 三 四 五。请核对车牌再上车。"
-    assert [w.stem for w in wavs] == ["kiosk.arrived.1", *[f"word.{c}" for c in "沪AD一二三四五"], "kiosk.arrived.2"]
+    assert text == "您的车到了。车牌，沪 A，D 幺 二 三 四 五。请核对车牌再上车。"
+    assert [w.stem for w in wavs] == ["kiosk.arrived.1", *[f"word.{c}" for c in "沪AD幺二三四五"], "kiosk.arrived.2"]
     (pack / "kiosk.no_car.wav").unlink()
     code, out = run(capsys, "--config", kiosk, "--pack", str(pack))
     assert "SYNTHESISED  kiosk.no_car  (the pack has no kiosk.no_car)" in out

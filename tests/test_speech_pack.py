@@ -92,12 +92,12 @@ def test_a_prompt_with_a_plate_is_joined_from_pieces_and_words(tmp_path: Path) -
         "kiosk.assigned.2": "，大约",
         "kiosk.assigned.3": "分钟到达。",
     }
-    words = {f"word.{w}": w for w in ("沪", "A", "D", "一", "二", "三", "四", "五", "两", "白色", "大众朗逸")}
+    words = {f"word.{w}": w for w in ("沪", "A", "D", "幺", "二", "三", "四", "五", "两", "白色", "大众朗逸")}
     folder = record(tmp_path / "pack", {**pieces, **words})
     voice = Voice(RecordingSpeaker(), load_pack(folder))
     clips, why = voice.recording(prompt, fields)
     assert why is None
-    order = ["kiosk.assigned.1", *[f"word.{c}" for c in "沪AD一二三四五"], "word.白色", "word.大众朗逸"]
+    order = ["kiosk.assigned.1", *[f"word.{c}" for c in "沪AD幺二三四五"], "word.白色", "word.大众朗逸"]
     order += ["kiosk.assigned.2", "word.两", "kiosk.assigned.3"]
     assert clips == [folder / f"{name}.wav" for name in order]
     paths = [c for c in clips if isinstance(c, Path)]
@@ -115,7 +115,7 @@ def test_a_prompt_with_a_plate_is_joined_from_pieces_and_words(tmp_path: Path) -
     )
     mixed, why = voice.recording(prompt, other)
     assert why is None
-    assert mixed == [folder / "kiosk.assigned.1.wav", "沪 A，K 一 二 三 四 五。天蓝色 荣威 E I 五",
+    assert mixed == [folder / "kiosk.assigned.1.wav", "沪 A，K 幺 二 三 四 五。天蓝色 荣威 E I 五",
                      folder / "kiosk.assigned.2.wav", folder / "word.两.wav", folder / "kiosk.assigned.3.wav"]  # fmt: skip
     assert check_speech(str(mixed[1])).ok  # the part espeak-ng says, read by the real espeak-ng in Mandarin
     # a fixed piece missing: the whole prompt is synthesised
