@@ -1,4 +1,5 @@
-"""Helpers for the console tests: people added with the real `central user add`, alerts posted as nodes send them."""
+"""Helpers for the console tests: people added with the real `central user add`, alerts posted as nodes send them,
+and the pages held against axe-core (Deque's accessibility engine, the copy that axe-playwright-python ships)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from central.__main__ import main as central_main
 from tests.fixtures.central import wire_event
 
 PASSWORD = "correct horse battery 7"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 BROWSER_FLAGS = [  # REFERENCE.md: Debian's chromium, never a browser download
     "--headless",
     "--no-sandbox",
@@ -35,3 +37,15 @@ def alert_event(
 ) -> dict:
     return wire_event(node, kind=kind, severity=severity, state="raised", priority="alert",
                       alert_id=alert_id or str(uuid.uuid4()), recipients=list(recipients), payload=payload)  # fmt: skip
+
+
+def axe_violations(page) -> list[str]:
+    """What axe-core finds against WCAG 2.1 A and AA on the page as it is now: contrast (4.5:1 for text), labels,
+    names of buttons and links, the page's language, ...; one line per rule with its first elements."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA}, "resultTypes": ["violations"]})
+    return [
+        f"{v['id']}: {v['help']} ({', '.join(' '.join(n['target']) for n in v['nodes'][:3])})"
+        for v in found.response["violations"]
+    ]

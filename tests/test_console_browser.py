@@ -2,7 +2,8 @@
 
 One browser for the module (about 1 s to start here). What a duty desk does: log in, see a new urgent alarm with
 its cues within 2 s, acknowledge with a note, resolve, read the timeline; the social worker's resident charts and
-check-ins; the banner when the central goes away; no sideways scroll at 390 px; text contrast at least 4.5:1.
+check-ins; the banner when the central goes away; no sideways scroll at 390 px; no WCAG 2.1 A or AA violation that
+axe-core finds (text contrast at least 4.5:1 among them; axe cannot judge text drawn over a chart's image).
 Set CONSOLE_SCREENSHOTS=DIR to keep the screenshots (docs/img/console-*.png are made so).
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console_helpers import BROWSER_FLAGS, PASSWORD, add_user, alert_event
+from tests.console_helpers import BROWSER_FLAGS, PASSWORD, add_user, alert_event, axe_violations
 from tests.fixtures.central import wire_event
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -23,23 +24,6 @@ playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/bootstrap.sh)")
 LIFT, METER = "cbxc-b7-u2-lift1", "cbxc-b12-meters"
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
-
-# the contrast of every visible text against the background it is drawn on (WCAG 2 relative luminance)
-CONTRAST_JS = """() => {
-  const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => { v /= 255;
-    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
-  const bg = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
-    const a = c.match(/[\\d.]+/g); if (a && (a.length < 4 || Number(a[3]) > 0.5)) return c; } return "rgb(255,255,255)"; };
-  const worst = [];
-  for (const el of document.querySelectorAll("body *")) {
-    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
-    if (!own || !el.offsetParent && getComputedStyle(el).position !== "fixed") continue;
-    const s = getComputedStyle(el), op = Number(s.opacity);
-    const l1 = lum(s.color), l2 = lum(bg(el)), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
-    if (ratio < 4.5 && !(el.disabled)) worst.push([el.tagName, el.textContent.trim().slice(0, 30), ratio.toFixed(2)]);
-  }
-  return worst;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +43,8 @@ def login(browser, central, username: str, width: int = 1366, height: int = 768)
     context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
     page = context.new_page()
     page.goto(central.url + "/")
+    page.wait_for_selector("#username")
+    assert axe_violations(page) == []  # the login form
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
@@ -139,7 +125,7 @@ def test_a_new_urgent_alarm_is_on_screen_with_its_cues_acknowledged_resolved_and
         assert words in steps
     assert "停在两层之间" in page.inner_text("#reasons")
     shot(page, "detail")
-    assert page.evaluate(CONTRAST_JS) == []
+    assert axe_violations(page) == []
 
 
 def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatch):
@@ -185,7 +171,7 @@ def test_the_residents_charts_and_the_390_px_layout(browser, central, monkeypatc
     shot(page, "phone-resident")
     page.set_viewport_size({"width": 1366, "height": 768})
     shot(page, "resident")
-    assert page.evaluate(CONTRAST_JS) == []
+    assert axe_violations(page) == []
     page.goto(central.url + "/#/resident/changbai-xincun/B12-302")  # never asked: no check-in card
     page.wait_for_selector("h2:has-text('B12-302')")
     page.wait_for_selector("#chart-daily")
@@ -215,7 +201,7 @@ def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes
     page.mouse.wheel(0, 2000)
     wait_js(page, "window.scrollY > 0")
     assert page.evaluate("document.getElementById('banner').getBoundingClientRect().top") == 0
-    assert page.evaluate(CONTRAST_JS) == []
+    assert axe_violations(page) == []
     central.start()
     page.wait_for_selector("#banner", state="hidden", timeout=20_000)
 
@@ -249,7 +235,7 @@ def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_a
         page.wait_for_selector("#timeline")
         steps = page.inner_text("#timeline")
         assert "无法送达，不再重试：家属 · family-sms" in steps and "IncorrectPhoneNumber" in steps
-        assert page.evaluate(CONTRAST_JS) == []
+        assert axe_violations(page) == []
         done = requests.post(f"{central.url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "已电话联系家属"},
                              headers=central.operator_headers, timeout=10)  # fmt: skip
         assert done.status_code == 200, done.text
@@ -261,6 +247,32 @@ def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_a
         page.wait_for_selector("#timeline")
         steps = page.inner_text("#timeline")
         assert "未发送：家属 · family-hook" in steps and "告警已先解决" in steps
-        assert page.evaluate(CONTRAST_JS) == []
+        assert axe_violations(page) == []
     finally:
         gateway.stop()
+
+
+def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_press(browser, make_central):
+    """The page a family member or social worker opens from the SMS, at 390 px: what happened, the two buttons,
+    the answer recorded; and the page of a tampered link."""
+    from community.receivers import WebhookReceiver
+    from tests.test_notify_delivery import CONTACTS, notify_section, raise_silence
+
+    hooks = WebhookReceiver().start()
+    try:
+        central = make_central(notify=notify_section(hooks))
+        raise_silence(central, central.register(METER, "meter", location="12号楼", contacts=CONTACTS))
+        assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+        link = next(r for r in hooks.received if r.path == "/hook").json()["ack_url"]
+    finally:
+        hooks.stop()
+    page = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()
+    page.goto(link)
+    page.wait_for_selector("text=我去看看")
+    assert no_sideways_scroll(page) and axe_violations(page) == []
+    page.click("text=我去看看")
+    page.wait_for_selector("text=已记录")
+    assert no_sideways_scroll(page) and axe_violations(page) == []
+    page.goto(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
+    page.wait_for_selector("text=链接无效")
+    assert axe_violations(page) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.console_helpers import BROWSER_FLAGS
+from tests.console_helpers import BROWSER_FLAGS, axe_violations
 from tests.update_helpers import V1, publish
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -54,6 +54,7 @@ def test_the_updates_page_shows_versions_states_and_the_halted_rollout(central, 
             # the eval that a string predicate needs, and the test failed on it in a fresh-clone CI run
             playwright.expect(page.locator("#status")).to_contain_text("更新于", timeout=15000)
             rows = page.locator("#nodes tr").all_inner_texts()
+            assert axe_violations(page) == []
             card = page.locator("#rollouts .card").first.inner_text()
         finally:
             browser.close()
