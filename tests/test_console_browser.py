@@ -266,13 +266,17 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
         link = next(r for r in hooks.received if r.path == "/hook").json()["ack_url"]
     finally:
         hooks.stop()
-    page = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()
-    page.goto(link)
-    page.wait_for_selector("text=我去看看")
-    assert no_sideways_scroll(page) and axe_violations(page) == []
-    page.click("text=我去看看")
-    page.wait_for_selector("text=已记录")
-    assert no_sideways_scroll(page) and axe_violations(page) == []
-    page.goto(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
-    page.wait_for_selector("text=链接无效")
-    assert axe_violations(page) == []
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(link)
+        page.wait_for_selector("text=我去看看")
+        assert no_sideways_scroll(page) and axe_violations(page) == []
+        page.click("text=我去看看")
+        page.wait_for_selector("text=已记录")
+        assert no_sideways_scroll(page) and axe_violations(page) == []
+        page.goto(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
+        page.wait_for_selector("text=链接无效")
+        assert axe_violations(page) == []
+    finally:
+        context.close()
