@@ -1,9 +1,10 @@
 """Drive the real kiosk app in its own interpreter for tests and benchmarks: touch the call button, wait, report.
 
-``python -m kiosk.drive --config node.toml --touch --until assigned --shot out.png`` starts the full app (the
-node without GPIO, a silent speaker), sends a synthetic touch through Kivy's input path to the call button,
-and prints one JSON object per line: ``idle_drawn`` (first frame), ``touched``, ``feedback_drawn`` (first frame
-after the press), ``state`` (each change), ``shot`` (the state the picture shows) and ``done``. Exit 0 when ``--until`` was reached in time.
+``python -m kiosk.drive --config node.toml --touch --until assigned --shot out.png`` starts the full app (the node
+without GPIO, a silent speaker), sends a synthetic touch through Kivy's input path to the call button, and prints
+one JSON object per line: ``idle_drawn`` (first frame), ``touched``, ``feedback_drawn`` (first frame after the
+press), ``state`` (each change), ``shot`` (the state the picture shows) and ``done``. Exit 0 when ``--until`` was
+reached in time.
 """
 
 from __future__ import annotations
