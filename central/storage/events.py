@@ -39,7 +39,8 @@ class EventLog:
         foreign: list[str] = []
         with self.db.write() as tx:
             mark_seen(tx, node_id, now, self.stale_after_s)  # the node's row is locked until commit from here
-            seqs = SeqBook(load_ranges(tx.scalar(q.NODE_SEQ_RANGES, (node_id,))))
+            row = tx.one(q.NODE_SEQ_RANGES, (node_id,)) or {}
+            seqs = SeqBook(load_ranges(row.get("seq_ranges")), load_ranges(row.get("unused_ranges")))
             missing_before = seqs.missing
             owners = self._owners(tx, {ev["id"] for ev in events})
             fresh: list[Mapping[str, Any]] = []
@@ -70,10 +71,11 @@ class EventLog:
                     continue
                 new += 1
                 seqs.add(ev.get("seq"))
-            tx.execute(
-                q.COUNT_BATCH,
-                (dump_ranges(seqs.ranges), seqs.max_seq, seqs.received, seqs.conflicts, replays, new, node_id),
-            )
+                if ev["kind"] == "outbox_resumed":
+                    payload = ev.get("payload") or {}
+                    seqs.not_stored(payload.get("seq_not_stored_from"), payload.get("seq_not_stored_to"), ev.get("seq"))
+            counts = (seqs.max_seq, seqs.received, dump_ranges(seqs.unused), seqs.unused_count, seqs.conflicts)
+            tx.execute(q.COUNT_BATCH, (dump_ranges(seqs.ranges), *counts, replays, new, node_id))
             if seqs.missing != missing_before:
                 append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": seqs.missing})
         return new, foreign

@@ -46,9 +46,9 @@ class NodeFilter:
             clauses.append(stale)
             args.append(self.stale_before)
         elif self.status == "lost_events":
-            clauses.append("max_seq > seqs_received")
+            clauses.append(q.LOSING)
         elif self.status == "attention":
-            clauses.append(f"({stale} OR max_seq > seqs_received)")
+            clauses.append(f"({stale} OR {q.LOSING})")
             args.append(self.stale_before)
         return " AND ".join(clauses) or "1 = 1", args
 
@@ -161,5 +161,7 @@ class NodeBook:
             if row is None:
                 raise NotFound(f"no node {node_id!r}")
         node = node_row(row)
-        node["seq_gaps"] = gaps(load_ranges(row["seq_ranges"]), gap_limit)
+        unused = load_ranges(row["unused_ranges"])
+        node["seq_gaps"] = gaps(load_ranges(row["seq_ranges"]), gap_limit, unused)
+        node["seq_unused_ranges"] = unused[-gap_limit:]
         return node

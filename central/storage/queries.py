@@ -23,11 +23,14 @@ NODE_BY_TOKEN = "SELECT * FROM nodes WHERE token_hash = ?"
 NODE_BY_ID = "SELECT * FROM nodes WHERE node_id = ?"
 NODES_BY_ID = "SELECT * FROM nodes WHERE node_id {match}"
 NODES_PAGE = "SELECT * FROM nodes WHERE {where} ORDER BY node_id LIMIT ?"
+# a node with a number up to its highest that neither arrived nor was said never stored (central.storage.seqs)
+LOSING = "max_seq > seqs_received + seqs_unused"
 NODE_SUMMARY = (  # SUMs cast: PostgreSQL's SUM of BIGINT is NUMERIC
     "SELECT site, role, COUNT(*) AS nodes,"
     " CAST(SUM(CASE WHEN last_seen_at IS NULL OR last_seen_at < ? THEN 1 ELSE 0 END) AS BIGINT) AS stale,"
-    " CAST(SUM(CASE WHEN max_seq > seqs_received THEN 1 ELSE 0 END) AS BIGINT) AS with_lost_events,"
-    " CAST(SUM(max_seq - seqs_received) AS BIGINT) AS events_lost FROM nodes GROUP BY site, role ORDER BY site, role"
+    f" CAST(SUM(CASE WHEN {LOSING} THEN 1 ELSE 0 END) AS BIGINT) AS with_lost_events,"
+    " CAST(SUM(max_seq - seqs_received - seqs_unused) AS BIGINT) AS events_lost FROM nodes GROUP BY site, role"
+    " ORDER BY site, role"
 )
 TOUCH_NODE = "UPDATE nodes SET last_seen_at = ? WHERE node_id = ?"
 NODE_LAST_SEEN = "SELECT last_seen_at FROM nodes WHERE node_id = ?"
@@ -50,10 +53,10 @@ INSERT_EVENTS_UNNEST = (
     " ?::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 EVENT_OWNERS = "SELECT id, node_id FROM events WHERE id {match}"
-NODE_SEQ_RANGES = "SELECT seq_ranges FROM nodes WHERE node_id = ?"
+NODE_SEQ_RANGES = "SELECT seq_ranges, unused_ranges FROM nodes WHERE node_id = ?"
 COUNT_BATCH = (
-    "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, seq_conflicts = seq_conflicts + ?,"
-    " replays = replays + ?, events_received = events_received + ? WHERE node_id = ?"
+    "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ?, unused_ranges = ?, seqs_unused = ?,"
+    " seq_conflicts = seq_conflicts + ?, replays = replays + ?, events_received = events_received + ? WHERE node_id = ?"
 )
 EVENTS_BOUNDS = (
     "SELECT MAX(last) AS last FROM (SELECT MAX(row) AS last FROM events UNION ALL SELECT MAX(row) FROM readings) AS b"

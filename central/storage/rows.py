@@ -30,10 +30,13 @@ def node_row(row: Mapping[str, Any]) -> dict[str, Any]:
     node.pop("token_hash", None)
     node.pop("node", None)  # the engine's integer key
     node.pop("seq_ranges", None)
+    node.pop("unused_ranges", None)
     node["contacts"] = load_stored(node["contacts"], {})
     node["health"] = load_stored(node["health"])
-    # seq numbers start at 1: every number up to the highest seen that never arrived is a lost event
-    node["seq_missing"] = node["max_seq"] - node["seqs_received"]
+    # seq numbers start at 1: every number up to the highest seen that never arrived is a lost event, but those
+    # the node said it never stored (an unclean stop's unused reservation: central.storage.seqs)
+    node["seq_unused"] = node.pop("seqs_unused")
+    node["seq_missing"] = node["max_seq"] - node["seqs_received"] - node["seq_unused"]
     return node
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from central.storage import schema_readings, schema_v1
 from central.storage.migrations import Component, Migration
-from central.storage.seqs import add_ranges_column
+from central.storage.seqs import add_ranges_column, add_unused_columns
 
 CHANGES_SQLITE = """
 CREATE TABLE changes (
@@ -57,5 +57,8 @@ CORE = Component(
             postgresql=schema_readings.migrate,
         ),
         Migration(5, "the summary's index on nodes", sqlite=SUMMARY_INDEX, postgresql=SUMMARY_INDEX),
+        Migration(
+            6, "numbers nodes never stored (unclean stops)", sqlite=add_unused_columns, postgresql=add_unused_columns
+        ),
     ),
 )

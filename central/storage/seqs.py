@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from central.jsonvalues import load_stored
 from central.storage.database import Tx
 
 Ranges = list[list[int]]
@@ -39,6 +40,7 @@ class SeqBook:
     """A node's ranges while a batch is applied: ``add`` each newly stored event's seq, then store ``ranges``."""
 
     ranges: Ranges = field(default_factory=list)
+    unused: Ranges = field(default_factory=list)  # numbers the node said it never stored
     conflicts: int = 0
     added: int = 0
 
@@ -68,6 +70,16 @@ class SeqBook:
         for seq in seqs:
             self.add(seq)
 
+    def not_stored(self, first: object, last: object, own_seq: object) -> None:
+        """The node's ``outbox_resumed`` (numbered ``own_seq``) says ``first..last`` were never stored: numbers
+        reserved before an unclean stop. Only numbers below the report's own are taken (it is numbered after the
+        gap it reports); a malformed report changes nothing, so its numbers stay missing."""
+        if type(first) is not int or type(last) is not int or type(own_seq) is not int:  # JSON: no bools, floats
+            return
+        last = min(last, own_seq - 1)
+        if 1 <= first <= last:
+            self.unused = merged(self.unused, [[first, last]])
+
     @property
     def max_seq(self) -> int:
         return self.ranges[-1][1] if self.ranges else 0
@@ -78,12 +90,37 @@ class SeqBook:
         return sum(b - a + 1 for a, b in self.ranges)
 
     @property
+    def unused_count(self) -> int:
+        """How many numbers up to the highest seen never arrived and were said never stored."""
+        if not self.unused:
+            return 0
+        top = self.max_seq
+        below = [[a, min(b, top)] for a, b in self.unused if a <= top]
+        return sum(b - a + 1 for a, b in merged(self.ranges, below)) - self.received
+
+    @property
     def missing(self) -> int:
-        return self.max_seq - self.received
+        """Lost events: numbers up to the highest seen that never arrived and were not said never stored."""
+        return self.max_seq - self.received - self.unused_count
 
 
-def gaps(ranges: Ranges, limit: int) -> Ranges:
-    """The missing numbers as ``[first, last]`` ranges, lowest first, at most ``limit`` of them."""
+def merged(*lists: Ranges) -> Ranges:
+    """The union of range lists, as sorted ranges that neither overlap nor touch."""
+    out: Ranges = []
+    for first, last in sorted(r for ranges in lists for r in ranges):
+        if out and first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return out
+
+
+def gaps(ranges: Ranges, limit: int, unused: Ranges | None = None) -> Ranges:
+    """The missing numbers as ``[first, last]`` ranges, lowest first, at most ``limit`` of them: those below the
+    highest received, neither received nor in ``unused``."""
+    if unused:
+        top = ranges[-1][1] if ranges else 0
+        ranges = merged(ranges, [[a, min(b, top)] for a, b in unused if a <= top])
     out: Ranges = []
     expected = 1
     for first, last in ranges:
@@ -115,3 +152,28 @@ def add_ranges_column(tx: Tx) -> None:
             "UPDATE nodes SET seq_ranges = ?, max_seq = ?, seqs_received = ? WHERE node_id = ?",
             (dump_ranges(ranges), book.max_seq, book.received, node_id),
         )
+
+
+def add_unused_columns(tx: Tx) -> None:
+    """Core migration 6: the numbers nodes said they never stored (``unused_ranges``, ``seqs_unused``), filled from
+    the ``outbox_resumed`` events still stored, and the summary's index with the new count."""
+    integer = "BIGINT" if tx.engine == "postgresql" else "INTEGER"
+    tx.execute("ALTER TABLE nodes ADD COLUMN unused_ranges TEXT NOT NULL DEFAULT '[]'")
+    tx.execute(f"ALTER TABLE nodes ADD COLUMN seqs_unused {integer} NOT NULL DEFAULT 0")
+    books: dict[str, SeqBook] = {}
+    for row in tx.all("SELECT node_id, seq, payload FROM events WHERE kind = 'outbox_resumed' ORDER BY row"):
+        node_id = row["node_id"]
+        if node_id not in books:
+            books[node_id] = SeqBook(
+                load_ranges(tx.scalar("SELECT seq_ranges FROM nodes WHERE node_id = ?", (node_id,)))
+            )
+        payload = load_stored(row["payload"], {})
+        if isinstance(payload, dict):
+            books[node_id].not_stored(payload.get("seq_not_stored_from"), payload.get("seq_not_stored_to"), row["seq"])
+    for node_id, book in books.items():
+        tx.execute(
+            "UPDATE nodes SET unused_ranges = ?, seqs_unused = ? WHERE node_id = ?",
+            (dump_ranges(book.unused), book.unused_count, node_id),
+        )
+    tx.execute("DROP INDEX nodes_summary")
+    tx.execute("CREATE INDEX nodes_summary ON nodes (site, role, last_seen_at, max_seq, seqs_received, seqs_unused)")
