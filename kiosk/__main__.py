@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,11 +88,36 @@ def _texts_or_exit(kiosk: KioskConfig) -> Texts:
         raise SystemExit(EXIT_TEXTS) from None
 
 
+class StopRequest:
+    """SIGTERM from the kiosk's first moment: remembered until there is something to stop, then that is stopped.
+
+    systemd may stop the kiosk while it is still starting (a restart, an update, a shutdown). Before this, SDL
+    turned a SIGTERM during the window's creation into a window-close request, which the kiosk ignores: the
+    process ran on until systemd killed it 20 s later (found under real systemd, see docs/kiosk.md)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._action: Callable[[], None] | None = None
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+        if self._action is not None:
+            self._action()
+
+    def then(self, action: Callable[[], None]) -> None:
+        """What a SIGTERM does from now on; at once if one came already."""
+        self._action = action
+        if self.requested:
+            action()
+
+
 def run_screen(config: NodeConfig, texts: Texts, *, windowed: bool = False) -> int:
     """The touch screen in this process's main thread: the idle screen first, then the node (button, LED,
     outbox, network) starts behind it and the ride flow is attached; a touch in between is kept."""
     from kiosk.kivyconf import configure_kivy
 
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop)  # before the window: SDL installs no handler of its own (kivyconf)
     screen = config.role_config.screen
     kivy_home = writable_folder(config.state_dir / "kivy", "kivy")  # Kivy writes its config.ini there
     configure_kivy(screen, fullscreen=False if windowed else None, kivy_home=kivy_home)
@@ -104,6 +130,7 @@ def run_screen(config: NodeConfig, texts: Texts, *, windowed: bool = False) -> i
         log.error("no screen could be opened: running headless (arcade button and voice)")
         node = make_node(config, texts)
         node.fault("screen", "no window could be opened")
+        stop.then(node.runtime.request_stop)
         return node.run_headless()
     from kivy.clock import Clock as KivyClock
 
@@ -111,7 +138,7 @@ def run_screen(config: NodeConfig, texts: Texts, *, windowed: bool = False) -> i
 
     app, nodes = open_screen(config, texts, lambda: make_node(config, texts))
     # systemd stops the kiosk with SIGTERM; Escape and window-close are ignored
-    signal.signal(signal.SIGTERM, lambda *_: KivyClock.schedule_once(lambda _dt: app.stop(), 0))
+    stop.then(lambda: KivyClock.schedule_once(lambda _dt: app.stop(), 0))
     try:
         app.run()
     finally:

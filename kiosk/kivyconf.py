@@ -32,10 +32,13 @@ class WindowSettings(Protocol):
 
 
 def prepare_environment(kivy_home: Path | None = None) -> None:
-    """Environment Kivy reads when first imported: no argv parsing, a private KIVY_HOME, Python logging."""
+    """Environment Kivy reads when first imported: no argv parsing, SIGTERM left to us, a private KIVY_HOME,
+    Python logging."""
     if "kivy" in sys.modules:
         return
     os.environ["KIVY_NO_ARGS"] = "1"  # our own argparse owns the command line
+    # SDL would turn SIGTERM into a window-close request, which a kiosk ignores: systemd's stop is ours to handle
+    os.environ["SDL_NO_SIGNAL_HANDLERS"] = "1"
     os.environ.setdefault("KIVY_LOG_MODE", "MIXED")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")  # journald has the log; no files growing on the SD card
     if kivy_home is not None and not os.environ.get("KIVY_HOME"):  # the systemd unit may set it
