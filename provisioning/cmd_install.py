@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import NodeConfig, SerialPort
+from hal import backlight
 from provisioning import prompt, update_units, wiring
 from provisioning.configfile import command_parser, load_node_config
 from provisioning.errors import (
@@ -82,8 +83,36 @@ def primary_group(user: str) -> str:
         return str(ids[1])
 
 
-def render_unit(config: NodeConfig, *, user: str, groups: list[str], bin_dir: Path, watchdog_s: int) -> str:
-    """The unit file text for the config's role."""
+def backlight_device(config: NodeConfig) -> Path | None:
+    """A kiosk's display backlight as the kernel's device folder (``/sys/class/backlight/X`` is a link into
+    ``/sys/devices``): the configured one or the first listed, as the kiosk takes it; None when there is none."""
+    if config.node.role != "kiosk":
+        return None
+    found = [c for c in backlight.candidates(config.role_config.screen.backlight) if (c / "brightness").exists()]
+    return found[0].resolve() if found else None
+
+
+def with_backlight(unit: str, device: Path) -> str:
+    """Let the kiosk dim its display: ``ProtectKernelTunables`` makes /sys read-only and ``ProtectSystem=strict``
+    everything but the data directory, so the device folder is made writable for the service, and its
+    ``brightness`` file (root's, 0644, from the kernel at each boot) is given to the video group before each
+    start, as root (``+``) and without failing the start when the display is gone (``-``)."""
+    brightness = device / "brightness"
+    pre = f"ExecStartPre=+-/bin/chgrp video {brightness}\nExecStartPre=+-/bin/chmod g+w {brightness}\n"
+    unit = re.sub(r"^ExecStart=", lambda _: pre + "ExecStart=", unit, count=1, flags=re.MULTILINE)
+    return re.sub(r"^(ReadWritePaths=.*)$", lambda m: f"{m.group(1)} {device}", unit, count=1, flags=re.MULTILINE)
+
+
+def render_unit(
+    config: NodeConfig,
+    *,
+    user: str,
+    groups: list[str],
+    bin_dir: Path,
+    watchdog_s: int,
+    backlight_at: Path | None = None,
+) -> str:
+    """The unit file text for the config's role (``backlight_at``: a kiosk's backlight device, made writable)."""
     template = resources.files("provisioning.units").joinpath(unit_name(config.node.role)).read_text("utf-8")
     values = {
         "NODE_ID": config.node.id,
@@ -104,6 +133,10 @@ def render_unit(config: NodeConfig, *, user: str, groups: list[str], bin_dir: Pa
         raise ProvisionError(EXIT_BAD_INPUT, f"unit template has unfilled placeholders: {', '.join(left)}")
     if not groups:
         template = template.replace("SupplementaryGroups=\n", "")
+    if backlight_at is not None:
+        if re.search(r"\s", str(backlight_at)):
+            raise ProvisionError(EXIT_BAD_INPUT, f"backlight {backlight_at}: a path in a unit file cannot hold spaces")
+        template = with_backlight(template, backlight_at)
     return template
 
 
@@ -192,12 +225,15 @@ def _unit_actions(
     groups: list[str],
     bin_dir: Path,
     watchdog_s: int,
+    device: Path | None,
     warnings: list[str],
 ) -> tuple[list[Action], list[str]]:
     """Writing the role unit (and, on a node the updater manages, the updater's units); the units to enable."""
     role, managed = config.node.role, update_units.managed(config)
     actions = []
-    unit_text = render_unit(config, user=user, groups=groups, bin_dir=bin_dir, watchdog_s=watchdog_s)
+    unit_text = render_unit(
+        config, user=user, groups=groups, bin_dir=bin_dir, watchdog_s=watchdog_s, backlight_at=device
+    )
     unit_path = place(UNIT_DIR / unit_name(role))
     units = [unit_name(role)]
     if managed:
@@ -206,7 +242,8 @@ def _unit_actions(
         Action(
             f"write {unit_path} (Type=notify, WatchdogSec={watchdog_s}, Restart=always, User={user}, "
             f"SupplementaryGroups={' '.join(groups) or '(none)'}"
-            + (", ExecStartPre changbai-update recover)" if managed else ")"),
+            + (", ExecStartPre changbai-update recover" if managed else "")
+            + (f", backlight {device} writable by the video group)" if device else ")"),
             lambda: atomic_write(unit_path, unit_text.encode("utf-8"), mode=0o644),
         )
     )
@@ -241,7 +278,10 @@ def plan(args: argparse.Namespace, config: NodeConfig) -> tuple[list[Action], li
     token_file = Path(config.central.token_file).absolute()
     if not token_file.exists():
         warnings.append(f"no token at {token_file}: run provision register, or the node cannot upload")
-    unit_actions, units = _unit_actions(config, place, user, groups, bin_dir, args.watchdog_sec, warnings)
+    device = None if staged else backlight_device(config)  # --root: the display is on the kiosk, not here
+    if config.node.role == "kiosk" and device is None and not staged:
+        warnings.append("kiosk: no display backlight found here: the screen will not be dimmed at night")
+    unit_actions, units = _unit_actions(config, place, user, groups, bin_dir, args.watchdog_sec, device, warnings)
     actions += unit_actions
     if staged:
         warnings.append("--root: systemctl, useradd and chown skipped; run provision install on the node itself")

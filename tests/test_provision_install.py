@@ -7,13 +7,15 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from provisioning.cli import main
-from provisioning.cmd_install import UNIT_DIR
+from provisioning.cmd_install import UNIT_DIR, backlight_device, render_unit
+from provisioning.configfile import load_node_config
 from provisioning.files import service_user_ids
 
 BASE = ["--non-interactive", "--site", "changbai-xincun", "--central-url", "http://127.0.0.1:9"]
@@ -306,3 +308,37 @@ def test_status_reads_the_unit_from_systemctl(
     assert main(["status", "--config", str(path)]) == code
     out = capsys.readouterr().out
     assert f"changbai-elevator.service: {state} (running), enabled, restarts 2" in out
+
+
+def test_a_kiosk_may_dim_its_display_through_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``ProtectKernelTunables`` makes /sys read-only and the kernel's ``brightness`` file is root's: without the
+    device in ``ReadWritePaths`` and the file given to the video group, the installed kiosk logged "Read-only file
+    system" and never dimmed (seen under real systemd with a stand-in backlight folder outside the data directory)."""
+    device = tmp_path / "sys/devices/platform/soc/dsi/rpi_backlight/backlight/10-0045"
+    device.mkdir(parents=True)
+    (device / "brightness").write_text("255\n")
+    (device / "max_brightness").write_text("255\n")
+    link = tmp_path / "sys/class/backlight/10-0045"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.relpath(device, link.parent))
+    config = make_config(tmp_path, "kiosk", "--set", f'kiosk.screen.backlight="{link}"')
+    capsys.readouterr()
+    assert main(["install", "--config", str(config), "--dry-run"]) == 0
+    assert f"backlight {device.resolve()} writable by the video group" in capsys.readouterr().out
+    node = load_node_config(config)
+    assert backlight_device(node) == device.resolve()
+    unit = render_unit(node, user="changbai", groups=["video"], bin_dir=Path(sys.executable).parent,
+                       watchdog_s=30, backlight_at=backlight_device(node))  # fmt: skip
+    keys = unit_keys(unit)
+    assert keys["ReadWritePaths"] == [f"{tmp_path / 'var' / 'changbai'} {device.resolve()}"]
+    assert keys["ExecStartPre"] == [
+        f"+-/bin/chgrp video {device.resolve()}/brightness",
+        f"+-/bin/chmod g+w {device.resolve()}/brightness",
+    ]
+    assert keys["ProtectKernelTunables"] == ["yes"]
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        path = tmp_path / "changbai-kiosk.service"
+        path.write_text(unit)
+        result = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "ignoring" not in result.stdout + result.stderr, result.stderr
