@@ -8,6 +8,7 @@ import io
 import shutil
 import subprocess
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,26 @@ def test_a_bundle_holds_the_suite_and_every_dependency_each_hashed(release_kit, 
     assert not manifest.no_binary  # the local machine has a binary wheel of everything
     for entry in manifest.files:
         assert sha256_file(tmp_path / entry.name) == (entry.size, entry.sha256)
+
+
+def test_the_suites_wheel_carries_every_file_its_packages_track(release_kit, tmp_path):
+    """What a node runs is the wheel, not this checkout. Under real systemd (nspawn) ``provision install`` on a node
+    the updater manages crashed: the wheel had no ``changbai-update.timer`` (setup.cfg's package data listed
+    ``*.service`` only), and the tests, run from the checkout, had it. The same wheel had no operator console
+    (central/console was a folder, not a package). Every tracked file of every package must be in the wheel."""
+    bundle = release_kit.bundle(VERSION)
+    manifest = extract_bundle(bundle, load_public_key(release_kit.public_key), tmp_path)
+    [wheel] = [tmp_path / f.name for f in manifest.files if f.name.startswith("changbai_nodes-")]
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = set(archive.namelist())
+    root = Path(__file__).resolve().parent.parent
+    packages = {p.parent.name for p in root.glob("*/__init__.py")} - {"tests"}
+    tracked = subprocess.run(["git", "ls-files", *sorted(packages)], cwd=root, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip(f"not a git checkout: {tracked.stderr.strip()}")
+    wanted = {name for name in tracked.stdout.split() if "/__pycache__/" not in name}
+    missing = sorted(wanted - in_wheel)
+    assert wanted and not missing, missing
 
 
 def test_openssl_verifies_the_signature_and_refuses_a_changed_manifest(release_kit, tmp_path):
