@@ -94,9 +94,7 @@ class SeqBook:
         """How many numbers up to the highest seen never arrived and were said never stored."""
         if not self.unused:
             return 0
-        top = self.max_seq
-        below = [[a, min(b, top)] for a, b in self.unused if a <= top]
-        return sum(b - a + 1 for a, b in merged(self.ranges, below)) - self.received
+        return sum(b - a + 1 for a, b in accounted(self.ranges, self.unused)) - self.received
 
     @property
     def missing(self) -> int:
@@ -115,12 +113,17 @@ def merged(*lists: Ranges) -> Ranges:
     return out
 
 
+def accounted(ranges: Ranges, unused: Ranges) -> Ranges:
+    """The numbers received, and those said never stored up to the highest received, as one list of ranges."""
+    top = ranges[-1][1] if ranges else 0
+    return merged(ranges, [[a, min(b, top)] for a, b in unused if a <= top])
+
+
 def gaps(ranges: Ranges, limit: int, unused: Ranges | None = None) -> Ranges:
     """The missing numbers as ``[first, last]`` ranges, lowest first, at most ``limit`` of them: those below the
     highest received, neither received nor in ``unused``."""
     if unused:
-        top = ranges[-1][1] if ranges else 0
-        ranges = merged(ranges, [[a, min(b, top)] for a, b in unused if a <= top])
+        ranges = accounted(ranges, unused)
     out: Ranges = []
     expected = 1
     for first, last in ranges:
