@@ -5,9 +5,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 # libatomic1: Playwright's bundled node driver needs it, and a fresh Debian 12 without gcc lacks it; e2fsprogs:
-# mkfs.ext4 for the disk-full tests, not in a minimal Debian 13
+# mkfs.ext4 for the disk-full tests, not in a minimal Debian 13; nginx: examples/nginx-central.conf checked in front
+# of the real central (tests/test_nginx_front.py runs its own nginx on free ports; on a machine booted with
+# systemd, Debian's package also starts its default site: `systemctl disable --now nginx` if unwanted)
 DEBIAN_PACKAGES=(xvfb xauth socat fonts-noto-cjk espeak-ng alsa-utils sox libgl1 libegl1 libgl1-mesa-dri libmtdev1 sqlite3 chromium
-    postgresql libatomic1 e2fsprogs)
+    postgresql libatomic1 e2fsprogs nginx)
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
