@@ -23,7 +23,8 @@ install_debian_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { say "not Debian: install by hand: ${DEBIAN_PACKAGES[*]}"; return 0; }
     local missing=()
     for p in "${DEBIAN_PACKAGES[@]}" "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        # Debian 13 renamed some libraries for 64-bit time (libmtdev1 -> libmtdev1t64); apt takes the old name
+        dpkg-query -W -f='${Status}' "$p" "${p}t64" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing Debian packages: ${missing[*]}"
