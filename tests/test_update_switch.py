@@ -15,6 +15,7 @@ installs, and kill -9 of the installed updater before each of its 12 steps, run 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -267,3 +268,31 @@ def test_kill_9_before_each_step_of_the_switch_leaves_a_runnable_node(rig):
     assert seen["write-config"] == V1 and seen["journal-done"] == V2
     before_the_trial = steps.index("restart")  # until the journal says trial, the switch is undone
     assert [seen[s] for s in steps] == [V1] * before_the_trial + [V2] * (len(steps) - before_the_trial)
+
+
+def test_an_update_is_refused_before_anything_changes_when_the_unit_runs_the_old_program(rig, tmp_path, monkeypatch):
+    """Under real systemd a node installed with pip took an update before `provision install` had pointed its unit
+    at /opt/changbai/current: the switch restarted the old program, waited the whole health timeout (150 s) and
+    rolled back with "the node's health shows 0.1.0". Now the updater asks systemd first. systemd does not run in
+    the tests: a stand-in `systemctl` answers `show` as systemd 252 does (scripts/systemd-walk asks the real one)."""
+    central, node, release = rig
+    layout = Layout(node.root)
+    version = release("bad_config")
+    rollout(central, version)
+    up = updater(node)
+    up.settings = dataclasses.replace(up.settings, restart_command=())  # as on a node: systemctl restart
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    answer = tmp_path / "execstart"
+    (fake / "systemctl").write_text(f'#!/bin/sh\ncat "{answer}"\n')
+    (fake / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    old = "/opt/changbai/venv/bin/elevator-node"
+    answer.write_text(f"{{ path={old} ; argv[]={old} run --config /etc/changbai/node.toml ; ignore_errors=no }}\n")
+    with up.locked():
+        result = up.update(force=True)
+    assert result["state"] == "refused" and "run provision install first" in result["reason"], result
+    assert (layout.current(), layout.committed()) == (V1, V1) and not layout.version_dir(version).exists()
+    new = f"{layout.root}/current/venv/bin/elevator-node"
+    answer.write_text(f"{{ path={new} ; argv[]={new} run --config /etc/changbai/node.toml ; ignore_errors=no }}\n")
+    assert up.unit_problem() is None

@@ -99,6 +99,26 @@ class Updater:
     def running_version(self) -> str:
         return self.layout.current() or package_version()
 
+    def unit_problem(self) -> str | None:
+        """Why restarting the node's unit would not start a new version: its ExecStart does not go through
+        ROOT/current (a node installed with pip and not yet handed over by ``provision install``). None when it
+        does, or when that cannot be told (a restart command of the config's own, no systemd to ask)."""
+        if self.settings.restart_command:
+            return None
+        unit, current = f"changbai-{self.role}.service", self.layout.root / "current"
+        try:
+            shown = subprocess.run(
+                ["systemctl", "show", "-p", "ExecStart", "--value", unit], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if shown.returncode != 0 or "path=" not in shown.stdout or f"{current}/" in shown.stdout:
+            return None
+        return (
+            f"{unit} does not run through {current}, so a restart would start the old program and the update "
+            f"would be rolled back: run provision install first (nothing was changed)"
+        )
+
     def restart_unit(self) -> None:
         command = list(self.settings.restart_command) or ["systemctl", "restart", f"changbai-{self.role}.service"]
         try:
@@ -322,6 +342,12 @@ class Updater:
         if waiting:
             return self._deferred(journal, offer["version"] if offer else str(bundle), rollout, waiting)
         journal.rollout, journal.from_version = rollout, self.layout.current() or ""
+        problem = self.unit_problem() if self.layout.current() is not None else None  # a first install never restarts
+        if problem is not None:
+            outcome = journal.finish("refused", offer["version"] if offer else str(bundle), problem, self.wall())
+            self.save(journal)
+            self.flush_reports()
+            return outcome
         try:
             self.step("download")
             if offer is not None:
