@@ -20,16 +20,30 @@ from common.outbox.errors import OutboxError
 log = logging.getLogger("common.outbox")
 
 
+def _socket_name(db_path: Path) -> str:
+    """The socket lock's name: the outbox's path and the device and inode of its folder. An abstract socket is per
+    network namespace, not per filesystem: two containers sharing the host's network, each with its own disk at
+    the same path, locked each other out (seen running two nodes under systemd-nspawn on one host)."""
+    resolved = db_path.resolve()
+    with contextlib.suppress(OSError):
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = os.stat(resolved.parent)
+        where = f"{resolved}:{folder.st_dev}:{folder.st_ino}"
+    except OSError:
+        where = str(resolved)
+    return "\0changbai-outbox-" + hashlib.sha256(where.encode()).hexdigest()[:32]
+
+
 class ProcessLock:
     """Held from construction until ``release()``; raises OutboxError when another process holds it."""
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path.with_name(db_path.name + ".lock")
         busy = f"outbox {db_path} is in use by another process (is the node already running?)"
-        digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:32]
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            self._sock.bind(f"\0changbai-outbox-{digest}")
+            self._sock.bind(_socket_name(db_path))
         except OSError:
             self._sock.close()
             raise OutboxError(busy) from None
