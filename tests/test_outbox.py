@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +15,7 @@ from common.catalogue import Priority, State
 from common.clock import ManualClock
 from common.config import OutboxSection
 from common.events import Event, make_event
-from common.outbox import Outbox, OutboxError
+from common.outbox import Outbox
 
 NODE = "test-node-1"
 
@@ -418,54 +414,6 @@ def test_the_resume_gap_starts_near_the_last_acknowledged_number(path: Path, clo
     # the floor is written with each reservation: at most a block behind, never past what was acknowledged
     assert seq(sent[-1]) - 64 - 10 < note.payload["seq_not_stored_from"] <= seq(sent[-1]) + 1
     assert note.payload["seq_not_stored_from"] > 1
-
-
-def test_a_second_process_cannot_open_the_same_outbox(path: Path, clock: ManualClock) -> None:
-    import subprocess
-    import sys
-
-    from common.outbox import OutboxError
-
-    box = open_outbox(path, clock)
-    script = (
-        "import sys; from pathlib import Path; from common.config import OutboxSection;"
-        "from common.outbox import Outbox, OutboxError; from common.clock import ManualClock\n"
-        "try:\n    Outbox(Path(sys.argv[1]), OutboxSection(), ManualClock())\n"
-        "except OutboxError as exc:\n    print(exc); sys.exit(3)\n"
-    )
-    repo = Path(__file__).resolve().parent.parent
-    other = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, cwd=repo, timeout=60
-    )
-    assert other.returncode == 3 and "in use by another process" in other.stdout
-    with pytest.raises(OutboxError, match="in use"):
-        open_outbox(path, clock)  # a second Outbox in this process is refused too
-    box.close()
-    open_outbox(path, clock).close()  # free again once closed
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
-def test_another_disk_at_the_same_path_in_the_same_network_is_not_locked_out(path: Path, clock: ManualClock) -> None:
-    """Two nodes in containers that share the host's network, each with its own disk at the same path: the abstract
-    socket lock (per network namespace) once locked the second out for good. A process in its own mount namespace
-    with a fresh tmpfs at that folder stands for the second container; the same disk is still refused."""
-    box = open_outbox(path, clock)
-    try:
-        script = (
-            "import sys; from pathlib import Path; from common.outbox.lock import ProcessLock\n"
-            "ProcessLock(Path(sys.argv[1])); print('locked')\n"
-        )
-        folder = path.parent
-        other = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             f'mount -t tmpfs tmpfs "{folder}" && exec "$0" -c "$1" "$2"', sys.executable, script, str(path)],
-            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=60,
-        )  # fmt: skip
-        assert other.stdout.strip() == "locked", other.stderr[-2000:]
-        with pytest.raises(OutboxError, match="in use"):
-            open_outbox(path, clock)
-    finally:
-        box.close()
 
 
 def test_check_reports_ok_and_damage(path: Path, clock: ManualClock) -> None:
