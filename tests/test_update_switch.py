@@ -296,3 +296,24 @@ def test_an_update_is_refused_before_anything_changes_when_the_unit_runs_the_old
     new = f"{layout.root}/current/venv/bin/elevator-node"
     answer.write_text(f"{{ path={new} ; argv[]={new} run --config /etc/changbai/node.toml ; ignore_errors=no }}\n")
     assert up.unit_problem() is None
+
+
+def test_a_report_the_central_refuses_does_not_hold_back_the_reports_after_it(rig):
+    """Under real systemd a refused `update now --bundle` queued a report whose version was the bundle's path; the
+    central answered 422, and every later report (a commit, a rollback) waited behind it for good, so a rollout
+    whose release failed on this node never halted. A report the central refuses as invalid is dropped, and a run
+    with no release version (a bundle refused before its manifest was read) queues none."""
+    central, node, _ = rig
+    up = updater(node)
+    journal = up.journal()
+    bogus = {"state": "refused", "version": "dist/x.bundle", "from_version": V1, "rollout": None, "reason": "r"}
+    good = {"state": "failed", "version": "0.1.0+zz", "from_version": V1, "rollout": None, "reason": "checked"}
+    journal.unreported = [bogus, good]
+    up.save(journal)
+    up.flush_reports()
+    assert up.journal().unreported == []
+    report = node_report(central)
+    assert (report["update_version"], report["update_state"]) == ("0.1.0+zz", "failed"), report
+    journal = up.journal()
+    journal.finish("refused", "/media/usb/x.bundle", "not a bundle", 1.0)
+    assert journal.unreported == [] and journal.last_result["version"] == "/media/usb/x.bundle"

@@ -18,6 +18,7 @@ import urllib3
 from common.config import NodeConfig
 from common.contract import API_PREFIX
 from common.http import HttpClient, HttpFailure
+from common.reply import our_error
 from updates.manifest import FileEntry, HashMismatch, ReleaseError, check_file
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ OFFER_FIELDS = ("version", "manifest", "signature", "files_url")
 
 class CentralUnavailable(ReleaseError):
     """The central could not be asked (network, TLS, 5xx, token refused); nothing was changed."""
+
+
+class ReportRefused(ReleaseError):
+    """Our central refused an update report as invalid (422 in its typed body): sending it again cannot help."""
 
 
 class DownloadStalled(CentralUnavailable):
@@ -61,6 +66,9 @@ class CentralClient:
             answer = self.http.request_json(method, self.base + path, body, headers=self._headers())
         except HttpFailure as exc:
             raise CentralUnavailable(f"central unreachable: {exc.text}") from None
+        refusal = our_error(answer) if answer.status == 422 else None
+        if refusal is not None and method == "POST":
+            raise ReportRefused(f"central refused {path}: {refusal.message}")
         if answer.status != 200:
             text = answer.body[:200].decode("utf-8", "replace")
             raise CentralUnavailable(f"central answered HTTP {answer.status} to {path}: {text}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from common.files import write_atomic
+from updates.manifest import VERSION_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ class Journal:
         }
         self.last_result = outcome
         self.history = [*self.history, outcome][-HISTORY:]
-        self.unreported = [*self.unreported, outcome][-HISTORY:]
+        if re.fullmatch(VERSION_PATTERN, version):  # a bundle refused before its manifest was read has none
+            self.unreported = [*self.unreported, outcome][-HISTORY:]
         self.phase = "idle"
         self.reason = reason
         return outcome

@@ -26,7 +26,7 @@ from common.files import write_atomic
 from common.health_file import read_health
 from common.service import outbox_path
 from common.sync import package_version
-from updates.fetch import CentralClient, CentralUnavailable
+from updates.fetch import CentralClient, CentralUnavailable, ReportRefused
 from updates.install import PreflightFailed, Staged, Stager, base_python
 from updates.journal import Journal
 from updates.layout import Layout
@@ -100,24 +100,19 @@ class Updater:
         return self.layout.current() or package_version()
 
     def unit_problem(self) -> str | None:
-        """Why restarting the node's unit would not start a new version: its ExecStart does not go through
-        ROOT/current (a node installed with pip and not yet handed over by ``provision install``). None when it
-        does, or when that cannot be told (a restart command of the config's own, no systemd to ask)."""
+        """Why restarting the node's unit would not start a new version (its ExecStart does not go through
+        ROOT/current); None when it does, or when that cannot be told (a restart command of its own, no systemd)."""
+        unit, current = f"changbai-{self.role}.service", self.layout.root / "current"
         if self.settings.restart_command:
             return None
-        unit, current = f"changbai-{self.role}.service", self.layout.root / "current"
         try:
-            shown = subprocess.run(
-                ["systemctl", "show", "-p", "ExecStart", "--value", unit], capture_output=True, text=True, timeout=30
-            )
+            shown = subprocess.run(["systemctl", "show", "-p", "ExecStart", "--value", unit], capture_output=True,
+                                   text=True, timeout=30)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired):
             return None
-        if shown.returncode != 0 or "path=" not in shown.stdout or f"{current}/" in shown.stdout:
+        if "path=" not in shown.stdout or f"{current}/" in shown.stdout:
             return None
-        return (
-            f"{unit} does not run through {current}, so a restart would start the old program and the update "
-            f"would be rolled back: run provision install first (nothing was changed)"
-        )
+        return f"{unit} does not run through {current}: run provision install first (a restart would start the old program)"
 
     def restart_unit(self) -> None:
         command = list(self.settings.restart_command) or ["systemctl", "restart", f"changbai-{self.role}.service"]
@@ -489,6 +484,8 @@ class Updater:
             except CentralUnavailable as exc:
                 log.warning("update report not sent yet: %s", exc)
                 break
+            except ReportRefused as exc:  # never accepted: must not hold back the reports after it
+                log.error("update report %s dropped: %s", journal.unreported[0], exc)
             journal.unreported.pop(0)
             sent += 1
         if sent:
