@@ -24,7 +24,8 @@ install_debian_packages() {
     local missing=()
     for p in "${DEBIAN_PACKAGES[@]}" "$@"; do
         # Debian 13 renamed some libraries for 64-bit time (libmtdev1 -> libmtdev1t64); apt takes the old name
-        dpkg-query -W -f='${Status}' "$p" "${p}t64" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        { dpkg-query -W -f='${Status}\n' "$p" "${p}t64" 2>/dev/null || true; } | grep -q "install ok installed" ||
+            missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing Debian packages: ${missing[*]}"

@@ -85,7 +85,7 @@ def front(central: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     checked = subprocess.run([NGINX, "-t", *conf], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     proc = subprocess.Popen([NGINX, *conf, "-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
-    url = f"https://localhost:{https}"
+    url = f"https://127.0.0.1:{https}"  # a fresh chroot's /etc/hosts may not name localhost
     try:
         deadline = time.monotonic() + 15
         while True:
