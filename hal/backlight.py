@@ -37,14 +37,10 @@ class Backlight:
         return True
 
 
-def candidates(folder: Path | None = None, root: Path = SYSFS_BACKLIGHT) -> list[Path]:
-    """The configured backlight folder, or those the kernel lists, in the order they are tried."""
-    return [folder] if folder is not None else sorted(root.iterdir()) if root.is_dir() else []
-
-
 def open_backlight(folder: Path | None = None, root: Path = SYSFS_BACKLIGHT) -> Backlight | None:
     """The configured backlight, or the first one the kernel lists; None when there is none to control."""
-    for candidate in candidates(folder, root):
+    candidates = [folder] if folder is not None else sorted(root.iterdir()) if root.is_dir() else []
+    for candidate in candidates:
         try:
             return Backlight(candidate)
         except (OSError, ValueError) as exc:

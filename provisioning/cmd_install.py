@@ -88,8 +88,8 @@ def backlight_device(config: NodeConfig) -> Path | None:
     ``/sys/devices``): the configured one or the first listed, as the kiosk takes it; None when there is none."""
     if config.node.role != "kiosk":
         return None
-    found = [c for c in backlight.candidates(config.role_config.screen.backlight) if (c / "brightness").exists()]
-    return found[0].resolve() if found else None
+    found = backlight.open_backlight(config.role_config.screen.backlight)
+    return found.folder.resolve() if found is not None else None
 
 
 def with_backlight(unit: str, device: Path) -> str:
