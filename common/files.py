@@ -42,6 +42,30 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600, owner: tup
     fsync_dir(path.parent)
 
 
+def sync_tree(root: Path) -> int:
+    """Make every file and folder under ``root``, and ``root``'s own entry in its parent, durable; the number
+    of files. For trees written by other code (pip, tarfile) that never fsyncs: after a power cut, ext4's
+    delayed allocation leaves such files zero bytes long for up to half a minute after they were written.
+    ``os.sync()`` first lets the kernel write everything in one pass (cheap on an SD card); the fsyncs after it
+    then cost little and are what a file system that ignores sync(2), or a checker, sees per file."""
+    os.sync()
+    files = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue  # a link's target is in its folder's metadata, made durable with the folder
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            files += 1
+        fsync_dir(Path(folder))
+    fsync_dir(Path(root).parent)
+    return files
+
+
 def memory_folder(purpose: str) -> Path:
     """A private folder in memory (/dev/shm, else the temporary folder) for ``purpose``: for files a node can make
     again at every start (a font face taken out of a collection, Kivy's settings), never for data to keep."""

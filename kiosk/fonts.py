@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import mmap
-import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import memory_folder
+from common.files import memory_folder, write_atomic
 from kiosk.config import ScreenSection
 
 log = logging.getLogger(__name__)
@@ -101,6 +100,12 @@ def _checksum(block: bytes) -> int:
     return sum(struct.unpack(f">{len(block) // 4}I", block)) & 0xFFFFFFFF
 
 
+def face_size(data: bytes | mmap.mmap, index: int) -> int:
+    """The length of ``face_bytes(data, index)``, from the table directory alone."""
+    tables = _tables(data, _face_offsets(data)[index])
+    return 12 + 16 * len(tables) + sum(length + (-length % 4) for _, _, length in tables.values())
+
+
 def face_bytes(data: bytes | mmap.mmap, index: int) -> bytes:
     """One face of a collection as a standalone OpenType file (tables copied as they are, head checksum fixed)."""
     offset = _face_offsets(data)[index]
@@ -141,24 +146,19 @@ def face_file(path: Path, family: str, cache_dir: Path) -> Path:
         key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{match.index}".encode()).hexdigest()[:12]
         name = f"{family.replace(' ', '')}-{path.stem}-{key}.otf"
         what = f"face {match.index} ({family}) of {path}"
+        size = face_size(data, match.index)
         try:
-            return _cached(cache_dir / name, lambda: face_bytes(data, match.index), what)
+            return _cached(cache_dir / name, size, lambda: face_bytes(data, match.index), what)
         except OSError as exc:  # a full or read-only card: the face is made again in memory at each start
             log.warning("font: %s cannot be written (%s); the face goes to memory", cache_dir, exc.strerror or exc)
-            return _cached(memory_folder("fonts") / name, lambda: face_bytes(data, match.index), what)
+            return _cached(memory_folder("fonts") / name, size, lambda: face_bytes(data, match.index), what)
 
 
-def _cached(target: Path, make: Callable[[], bytes], what: str) -> Path:
-    """``target`` holding ``make()``, written (through a temporary file) only when it is not there yet."""
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(make())
-            os.replace(tmp, target)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+def _cached(target: Path, size: int, make: Callable[[], bytes], what: str) -> Path:
+    """``target`` holding ``make()`` (``size`` bytes), written when it is missing or of another size: a face left
+    empty by a power cut (written before this was fsynced) is made again rather than crash every start."""
+    if not (target.is_file() and target.stat().st_size == size):
+        write_atomic(target, make(), mode=0o644)
         log.info("font: %s written to %s", what, target)
     return target
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection
+from common.files import fsync_dir, write_atomic
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from common.speech.voice import Voice, VolumeSchedule, make_voice
@@ -247,18 +247,18 @@ class KioskNode:
         return self.state_dir / "ride.json"
 
     def _save_ride(self) -> None:
-        """Keep the active ride on disk so a restart (watchdog, power blip) can pick it up again."""
+        """Keep the active ride on disk so a restart (watchdog, power blip) can pick it up again: fsynced, since a
+        power cut would otherwise leave an empty file (found under LazyFS: scripts/power-cut)."""
         active = self.controller.machine.active_ride()
         if active == self._saved_ride or self._to_resume is not None:
             return  # unchanged, or a saved ride still waits for start() to pick it up
         try:
             if active is None:
                 self.ride_file.unlink(missing_ok=True)
+                fsync_dir(self.ride_file.parent)
             else:
                 body = {"request_id": active[0], "ride_id": active[1], "saved_wall": self.clock.wall()}
-                tmp = self.ride_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(body), encoding="utf-8")
-                os.replace(tmp, self.ride_file)
+                write_atomic(self.ride_file, json.dumps(body))
         except OSError as exc:
             log.error("cannot save the active ride to %s: %s", self.ride_file, exc)
             return

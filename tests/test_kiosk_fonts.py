@@ -120,3 +120,16 @@ def test_default_screen_fonts_are_the_sc_face(tmp_path: Path) -> None:
     regular, bold = kiosk_fonts(ScreenSection(), tmp_path)
     assert [f.family for f in faces(Path(regular))] == ["Noto Sans CJK SC"]
     assert [f.family for f in faces(Path(bold))] == ["Noto Sans CJK SC"]
+
+
+@pytest.mark.skipif(shutil.which("fc-query") is None, reason="fontconfig tools missing")
+def test_a_face_a_power_cut_left_empty_is_written_again(tmp_path: Path, fsynced) -> None:
+    """Under LazyFS, a power cut a second after the kiosk's first start left the cached face 0 bytes long, and
+    every start after it crashed in SDL_ttf ("Couldn't load font file"). Now the face is fsynced when written,
+    and a cached face of the wrong size is written again."""
+    written = face_file(DEFAULT_FONT_BOLD, "Noto Sans CJK SC", tmp_path)
+    assert fsynced.covers(written) and fsynced.covers(tmp_path)
+    size = written.stat().st_size
+    written.write_bytes(b"")  # what the power cut left
+    assert face_file(DEFAULT_FONT_BOLD, "Noto Sans CJK SC", tmp_path) == written
+    assert written.stat().st_size == size and fc_query(written) == {"Noto Sans CJK SC": 0}

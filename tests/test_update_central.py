@@ -183,3 +183,14 @@ def test_a_range_the_file_cannot_satisfy_gets_the_typed_refusal(central, release
     documented = requests.get(f"{central.url}/openapi.json", timeout=10).json()["paths"]
     file_path = next(p for p in documented if p.endswith("/files/{name}"))
     assert {"400", "416"} <= set(documented[file_path]["get"]["responses"])
+
+
+def test_a_published_releases_files_are_on_disk_before_its_row(central, release_kit, fsynced):
+    """The row is durable at its commit; files written without fsync would be empty after a power cut (LazyFS,
+    scripts/power-cut), so nodes would fetch empty files of a release that cannot be added again."""
+    _publish(central, release_kit)
+    folder = next(central.db_path.parent.rglob(VERSION))
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert len(files) > 5 and (folder / "manifest.json") in files
+    assert [p for p in files if not fsynced.covers(p)] == []
+    assert all(fsynced.covers(p) for p in (folder, folder / "files", folder.parent))
