@@ -124,8 +124,10 @@ def crash_rounds(
     fetch_events: Callable[[], list[dict[str, Any]]],
     seed: int = 1,
     max_kill_delay_s: float = 0.25,
+    kill: Callable[[subprocess.Popen], None] | None = None,
 ) -> CrashReport:
-    """Run ``rounds`` start/SIGKILL cycles of the child, then drain what is left and check the central."""
+    """Run ``rounds`` start/kill cycles of the child (SIGKILL, or ``kill``: bench/bench_power_cut.py cuts the
+    power), then drain what is left and check the central."""
     from common.clock import SystemClock
     from common.outbox import Outbox
     from common.sync import Uploader
@@ -159,7 +161,10 @@ def crash_rounds(
             if line.strip() != "ready":
                 raise RuntimeError(f"crash child did not start (round {round_no}): {line!r}, rc={proc.poll()}")
             time.sleep(rng.uniform(0.0, max_kill_delay_s))
-            proc.send_signal(signal.SIGKILL)
+            if kill is None:
+                proc.send_signal(signal.SIGKILL)
+            else:
+                kill(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
