@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import re
 import secrets
 import sys
@@ -137,6 +138,8 @@ def cmd_add_site(args: argparse.Namespace) -> int:
     block = f'\n[[sites]]\nid = "{args.site}"\nname = "{name}"\nclaim_key = "{key}"\n'
     with args.config.open("a", encoding="utf-8") as f:
         f.write(block)
+        f.flush()
+        os.fsync(f.fileno())  # the key printed below is handed to a technician: it must not vanish with the power
     args.config.chmod(0o600)  # the file holds claim keys
     print(f"site {args.site} added to {args.config}; claim key (give it to the technician): {key}")
     print("restart the central to use it")

@@ -34,7 +34,7 @@ from central.release_store import ReleaseStore
 from central.routes import API
 from central.routes.site import page_headers
 from central.storage.errors import Conflict, NotFound
-from common.files import fsync_dir, sync_tree
+from common.files import fsync_path, sync_tree
 from updates.bundle import MANIFEST, SIGNATURE, extract_bundle, read_verified_manifest
 from updates.manifest import FILE_NAME_PATTERN, TARGET_PATTERN, VERSION_PATTERN, Manifest, load_public_key
 
@@ -160,7 +160,7 @@ def publish_bundle(releases: ReleaseStore, bundle: Path, public_key: Path, now: 
         signature = (staging / SIGNATURE).read_text(encoding="utf-8")
         sync_tree(staging)  # the row below is durable at commit: the files it names must be on disk before it
         staging.replace(final)
-        fsync_dir(final.parent)
+        fsync_path(final.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -11,9 +11,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (the directory entry itself must reach the disk)."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder: a rename or a removal in a folder is durable only once the folder is."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -39,7 +39,7 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600, owner: tup
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def sync_tree(root: Path) -> int:
@@ -52,17 +52,13 @@ def sync_tree(root: Path) -> int:
     files = 0
     for folder, _dirs, names in os.walk(root):
         for name in names:
-            path = os.path.join(folder, name)
-            if os.path.islink(path):
+            path = Path(folder, name)
+            if path.is_symlink():
                 continue  # a link's target is in its folder's metadata, made durable with the folder
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(path)
             files += 1
-        fsync_dir(Path(folder))
-    fsync_dir(Path(root).parent)
+        fsync_path(Path(folder))
+    fsync_path(Path(root).parent)
     return files
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection
-from common.files import fsync_dir, write_atomic
+from common.files import fsync_path, write_atomic
 from common.outbox import OutboxError
 from common.service import NodeRuntime, systemd_notify, watchdog_interval_s
 from common.speech.voice import Voice, VolumeSchedule, make_voice
@@ -255,7 +255,7 @@ class KioskNode:
         try:
             if active is None:
                 self.ride_file.unlink(missing_ok=True)
-                fsync_dir(self.ride_file.parent)
+                fsync_path(self.ride_file.parent)
             else:
                 body = {"request_id": active[0], "ride_id": active[1], "saved_wall": self.clock.wall()}
                 write_atomic(self.ride_file, json.dumps(body))

@@ -87,12 +87,15 @@ def _sqlite_dump(db: Path) -> dict[str, str]:
     return out
 
 
-def test_a_community_moves_through_a_dump_and_keeps_working(make_central: Any, tmp_path: Path, capsys: Any) -> None:
+def test_a_community_moves_through_a_dump_and_keeps_working(
+    make_central: Any, tmp_path: Path, capsys: Any, fsynced: Any
+) -> None:
     central = make_central()
     made = _community(central)
     central.stop()
     dump, moved = tmp_path / "central.jsonl.gz", tmp_path / "moved" / "central.sqlite3"
     assert main(["migrate-db", "--from", str(central.db_path), "--to", str(dump)]) == 0
+    assert fsynced.covers(dump) and fsynced.covers(tmp_path)  # "done" survives a power cut
     moved.parent.mkdir()
     empty = CentralServer(central.config, moved)  # a database made by the central and never used: empty
     empty.start()

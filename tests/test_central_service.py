@@ -140,9 +140,10 @@ def test_operator_key_may_be_given_as_its_sha256(tmp_path, capsys):
     assert config.operator_for(lines["key"] + "x") is None
 
 
-def test_admin_commands_add_and_show_a_site(tmp_path, capsys):
+def test_admin_commands_add_and_show_a_site(tmp_path, capsys, fsynced):
     path = usable_example(tmp_path)
     assert main(["add-site", "--config", str(path), "--site", "siping-road", "--name", '四平路 "Siping"']) == 0
+    assert fsynced.covers(path)  # the key printed is handed to a technician: a power cut must not take it back
     key = capsys.readouterr().out.split("technician): ")[1].split()[0]
     assert load_central_config(path).site("siping-road").claim_key == key
     assert path.stat().st_mode & 0o077 == 0

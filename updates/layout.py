@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from common.files import fsync_dir, sync_tree, write_atomic
+from common.files import fsync_path, sync_tree, write_atomic
 
 PROGRAMS = {"elevator": "elevator-node", "meter": "meter-node", "kiosk": "kiosk"}
 READY = "READY"
@@ -69,7 +69,7 @@ class Layout:
         tmp.unlink(missing_ok=True)
         os.symlink(f"versions/{version}", tmp)
         os.replace(tmp, self.root / name)
-        fsync_dir(self.root)
+        fsync_path(self.root)
 
     def clean_temp_links(self) -> None:
         for leftover in self.root.glob(".*.tmp"):

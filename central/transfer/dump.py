@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from central.transfer.engines import Table, TransferError
+from common.files import fsync_path
 
 FORMAT = "changbai-central-dump"
 VERSION = 1
@@ -156,7 +157,9 @@ class DumpWriter:
         self._line({"end": self._written})
         self._file.close()
         self._file = None
+        fsync_path(self._partial)  # "export done" must survive a power cut: the source may be retired next
         os.replace(self._partial, self.path)
+        fsync_path(self.path.parent)
 
     def close(self) -> None:
         if self._file is not None:

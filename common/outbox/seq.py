@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from common.files import fsync_dir
+from common.files import fsync_path
 
 log = logging.getLogger("common.outbox")
 
@@ -71,7 +71,7 @@ class SeqCounter:
                 os.close(fd)
             if created:
                 with contextlib.suppress(OSError):
-                    fsync_dir(self.mark_path.parent)
+                    fsync_path(self.mark_path.parent)
             self._mark_warned = False
         except OSError as exc:
             if not self._mark_warned:

@@ -25,7 +25,7 @@ from common.catalogue import Severity
 from common.clock import Clock
 from common.config import OutboxSection
 from common.events import Event, make_event
-from common.files import fsync_dir
+from common.files import fsync_path
 from common.outbox.bound import DiskBound, drop_oldest, keep_under_bound
 from common.outbox.db import SCHEMA_VERSION, Keys, QueueDb, create_private, requeue_dead_letters, restrict_mode
 from common.outbox.errors import OutboxError, fault_of, sqlite_code
@@ -104,7 +104,7 @@ class Store:
             return
         self._adopt(db)
         with contextlib.suppress(OSError):
-            fsync_dir(self.path.parent)  # a new database file is durable only once its directory entry is
+            fsync_path(self.path.parent)  # a new database file is durable only once its directory entry is
 
     def _connect(self) -> QueueDb | None:
         """Open read-write; on a disk fault with the WAL index in memory (no -shm file to make); then read-only
