@@ -144,6 +144,7 @@ def _central(binary: Path, base: Path, rounds: int) -> list[Figure]:
                     body = {"claim_key": LocalCentral.CLAIM, "node_id": NODE_ID, "role": "meter", "site": "bench-site"}
                     token = requests.post(f"{url}/api/v1/nodes/register", json=body, timeout=10).json()["token"]
                     node.central.token_file.write_text(token)
+                    node.central.token_file.chmod(0o600)
                     box = Outbox(node.state_dir / "outbox.sqlite", node.outbox, SystemClock(), node_id=NODE_ID)
                     uploader = Uploader(node, box, SystemClock(), rng=random.Random(1))
                     uploader.start()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from common.config import ConfigError, NodeConfig, UpdateSection, load_config, read_toml
-from common.files import write_atomic
+from common.files import fsync_path, write_atomic
 from updates.journal import Journal
 from updates.layout import Layout
 
@@ -69,4 +69,5 @@ def restore_config(backup: Path, config: Path) -> None:
         os.chown(backup, info.st_uid, info.st_gid)
         os.chmod(backup, info.st_mode & 0o777)
         os.replace(backup, config)
+        fsync_path(config.parent)
         log.warning("disk full: the config backup %s was moved back over %s", backup, config)
