@@ -1,0 +1,42 @@
+"""The power-cut bench's own checks can fail (LazyFS itself cannot run in CI: no FUSE, no package)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from bench.bench_power_cut import NOT_RUN, _against_records, run
+from bench.lazyfs import LazyFS, LazyFSError
+
+
+def _record(site: Path, files: dict[str, bytes]) -> None:
+    lines = []
+    for name, data in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_bytes(data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{name},sha256={digest},{len(data)}")
+    info = site / "demo-1.0.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text("\n".join([*lines, "demo-1.0.dist-info/RECORD,,"]) + "\n")
+
+
+def test_the_record_check_counts_a_file_a_power_cut_emptied(tmp_path: Path) -> None:
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    _record(site, {"demo/__init__.py": b"", "demo/node.py": b"def main():\n    pass\n"})
+    assert _against_records(tmp_path) == (2, 0)
+    (site / "demo" / "node.py").write_bytes(b"")  # what the cut left
+    assert _against_records(tmp_path) == (2, 1)
+
+
+def test_without_lazyfs_the_bench_says_it_did_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAZYFS", raising=False)
+    assert [f.value for f in run(quick=True)] == [NOT_RUN]
+
+
+def test_lazyfs_is_refused_a_path_its_argument_parser_misreads(tmp_path: Path) -> None:
+    with pytest.raises(LazyFSError, match="'-o'"):
+        LazyFS(Path("/bin/true"), tmp_path / "pcut-outbox")
