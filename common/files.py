@@ -42,24 +42,20 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600, owner: tup
     fsync_path(path.parent)
 
 
-def sync_tree(root: Path) -> int:
-    """Make every file and folder under ``root``, and ``root``'s own entry in its parent, durable; the number
-    of files. For trees written by other code (pip, tarfile) that never fsyncs: after a power cut, ext4's
-    delayed allocation leaves such files zero bytes long for up to half a minute after they were written.
-    ``os.sync()`` first lets the kernel write everything in one pass (cheap on an SD card); the fsyncs after it
-    then cost little and are what a file system that ignores sync(2), or a checker, sees per file."""
+def sync_tree(root: Path) -> None:
+    """Make every file and folder under ``root``, and ``root``'s own entry in its parent, durable. For trees
+    written by other code (pip, tarfile) that never fsyncs: after a power cut, ext4's delayed allocation leaves
+    such files zero bytes long for up to half a minute after they were written. ``os.sync()`` first lets the
+    kernel write everything in one pass (cheap on an SD card); the fsyncs after it then cost little and are what
+    a file system that ignores sync(2), or a checker, sees per file."""
     os.sync()
-    files = 0
     for folder, _dirs, names in os.walk(root):
         for name in names:
             path = Path(folder, name)
-            if path.is_symlink():
-                continue  # a link's target is in its folder's metadata, made durable with the folder
-            fsync_path(path)
-            files += 1
+            if not path.is_symlink():  # a link's target is in its folder's metadata, made durable with the folder
+                fsync_path(path)
         fsync_path(Path(folder))
     fsync_path(Path(root).parent)
-    return files
 
 
 def memory_folder(purpose: str) -> Path:

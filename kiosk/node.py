@@ -248,7 +248,7 @@ class KioskNode:
 
     def _save_ride(self) -> None:
         """Keep the active ride on disk so a restart (watchdog, power blip) can pick it up again: fsynced, since a
-        power cut would otherwise leave an empty file (found under LazyFS: scripts/power-cut)."""
+        power cut would otherwise leave an empty file (found under LazyFS: changbai-bench --only power_cut)."""
         active = self.controller.machine.active_ride()
         if active == self._saved_ride or self._to_resume is not None:
             return  # unchanged, or a saved ride still waits for start() to pick it up

@@ -55,7 +55,7 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 @pytest.fixture
 def fsynced(monkeypatch: pytest.MonkeyPatch) -> Fsynced:
-    """Records fsync calls (a real power cut cannot run in CI; scripts/power-cut runs one under LazyFS)."""
+    """Records fsync calls (a real power cut cannot run in CI; changbai-bench --only power_cut runs one under LazyFS)."""
     seen = Fsynced()
     real = os.fsync
 

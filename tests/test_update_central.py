@@ -187,7 +187,7 @@ def test_a_range_the_file_cannot_satisfy_gets_the_typed_refusal(central, release
 
 def test_a_published_releases_files_are_on_disk_before_its_row(central, release_kit, fsynced):
     """The row is durable at its commit; files written without fsync would be empty after a power cut (LazyFS,
-    scripts/power-cut), so nodes would fetch empty files of a release that cannot be added again."""
+    changbai-bench --only power_cut), so nodes would fetch empty files of a release that cannot be added again."""
     _publish(central, release_kit)
     folder = next(central.db_path.parent.rglob(VERSION))
     files = [p for p in folder.rglob("*") if p.is_file()]

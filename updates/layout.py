@@ -91,7 +91,7 @@ class Layout:
 
     def mark_ready(self, version: str, details: dict) -> None:
         """READY promises a whole version: pip and the self-test never fsync what they write, so the version's
-        tree is made durable first (a power cut soon after an update left 1,804 files of the venv empty)."""
+        tree is made durable first (under LazyFS, a power cut 2 s after an install left 1,770 of its 1,834 files empty)."""
         sync_tree(self.version_dir(version))
         write_atomic(self.version_dir(version) / READY, json.dumps(details, sort_keys=True), mode=0o644)
 
