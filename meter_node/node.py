@@ -107,6 +107,15 @@ class MeterNode:
             self._close_buttons()  # build_node releases the rest
             raise
         self._apply_away()
+        # a Pi has no clock of its own: after a power cut it starts at the time it stopped, and NTP then steps it
+        # forward by the outage. Water used during the outage, dated by the stopped clock, would make a silence of
+        # the whole outage after the step (a false alarm for every household); so the rules wait for NTP a while
+        self._clock_wait_until: float | None = None
+        if not clock.wall_synced() and section.clock_wait_min > 0:
+            self._clock_wait_until = clock.monotonic() + section.clock_wait_min * 60.0
+            log.warning(
+                "wall clock not synchronised: the wellbeing rules wait for it, at most %g min", section.clock_wait_min
+            )
         self.last_read_wall: float | None = None
         self.readings_stored = 0
         self.wellbeing_errors: dict[str, int] = {}
@@ -278,8 +287,9 @@ class MeterNode:
         for detection in read.detections:
             self._emit_technical(detection)
         # a gap (None) goes to the monitor too: it never counts as activity or inactivity
-        for detection in self._judge(meter, wall, read.total_litres):
-            self._emit_wellbeing(meter, detection)
+        if not self._waiting_for_clock():
+            for detection in self._judge(meter, wall, read.total_litres):
+                self._emit_wellbeing(meter, detection)
         if read.total_litres is not None:
             self.last_read_wall = wall
         if self.cadence.due(meter.id, read.at, read.total_litres):
@@ -287,6 +297,18 @@ class MeterNode:
             first = not self.cadence.seen(meter.id)
             self.cadence.recorded(meter.id, read.at, read.total_litres)
             readings.append(self._reading_event(meter, read, wall, first=first))
+
+    def _waiting_for_clock(self) -> bool:
+        """True while the node, started with its wall clock not synchronised, still waits for NTP (at most
+        ``clock_wait_min``): the monitors then see the wait as a gap, and water used in it proves life at its end."""
+        if self._clock_wait_until is None:
+            return False
+        if self.clock.wall_synced() or self.clock.monotonic() >= self._clock_wait_until:
+            synced = self.clock.wall_synced()
+            log.warning("wellbeing rules running: the wall clock %s", "is synchronised" if synced else "is still not")
+            self._clock_wait_until = None
+            return False
+        return True
 
     def _judge(self, meter: MeterEntry, wall: float, total: float | None) -> list[Detection]:
         """The household's wellbeing rules on one read. A fault in the rules for one household must neither

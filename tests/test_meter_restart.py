@@ -63,3 +63,53 @@ def test_restart_in_the_middle_of_an_incident_keeps_the_same_alert(
     assert states[0] == "raised" and states[-1] == "cleared" and "raised" not in states[1:]
     assert len({e["alert_id"] for e in events}) == 1
     assert len([a for a in registered.alerts() if a["kind"] == "inactivity"]) == 1
+
+
+def _mornings(bus: TableBus, clock: ManualClock) -> Any:
+    """3 L a minute from 06:00 to 06:20 every day, then silence."""
+
+    def use(now: float) -> None:
+        if (clock.wall() - START_WALL) % 86400 < 20 * 60:
+            bus.litres[1] = float(bus.litres[1]) + 3.0  # type: ignore[arg-type]  # the table holds floats here
+
+    return use
+
+
+def test_a_start_before_ntp_does_not_date_the_outages_water_by_the_stopped_clock(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """A Pi has no clock of its own: after an 8 h power cut it starts at the time it stopped, and NTP steps it
+    forward minutes later. Water used during the cut, read before the step, was dated at the stopped time, so
+    after the step the household looked silent for the whole cut (in a pure-rule experiment, 40 inactivity alerts
+    for 20 households where the right clock gave 6). Now the rules wait for NTP, at most clock_wait_min."""
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER)
+    clock = ManualClock(wall=START_WALL)
+    first = Harness(config, bus, clock)
+    first.run(26 * 3600, _mornings(bus, clock))  # to 08:00 on day 2
+    first.sync()
+    first.close()
+    day_1 = {a["alert_id"] for a in registered.alerts()}  # silent from 06:20 until the next morning
+    bus.litres[1] = float(bus.litres[1]) + 40.0  # type: ignore[arg-type]  # used during the cut, 08:00-16:00
+    stopped = ManualClock(wall=START_WALL + 26 * 3600 + 30, monotonic=50.0, synced=False)
+    second = Harness(config, bus, stopped)
+    harnesses.append(second)
+    second.run(4 * 60)  # reads at 08:00 by the stopped clock
+    stopped.set_wall(START_WALL + 34 * 3600 + 5 * 60, synced=True)  # NTP: 16:05
+    second.run(3 * 3600)  # to 19:05: the last water proves life at 16:05 at the latest
+    second.sync()
+    assert [(a["severity"], a["payload"]) for a in registered.alerts() if a["alert_id"] not in day_1] == []
+
+
+def test_without_ntp_the_rules_run_after_the_wait(registered: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
+    """A node that never reaches NTP still watches its households, on its own clock, after clock_wait_min."""
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER, extra="clock_wait_min = 10")
+    clock = ManualClock(wall=START_WALL, synced=False)
+    h = Harness(config, bus, clock)
+    harnesses.append(h)
+    h.run(8.5 * 3600, _mornings(bus, clock))  # 8 h 10 min of silence since 06:20
+    h.sync()
+    assert [(a["kind"], a["severity"]) for a in registered.alerts()] == [("inactivity", "warning")]
