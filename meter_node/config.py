@@ -101,7 +101,7 @@ class MeterConfig:
     )
     state_save_s: float = setting(300.0, min=5.0, max=86400.0, help="learned wellbeing state saved this often")
     clock_wait_min: float = setting(
-        10.0,
+        30.0,
         min=0.0,
         max=120.0,
         help="started with the wall clock not yet synchronised: the rules wait this long for it",
