@@ -137,8 +137,12 @@ def test_a_node_uploads_through_the_front_and_nginx_pages_neither_lose_nor_dead_
         try:
             while statuses.count(429) < 20:
                 time.sleep(0.05)
-            held = runtime.record_state("door_state", {"n": "during the burst"})
-            result = runtime.uploader.run_once()
+            held = []
+            for _ in range(100):  # on a loaded machine the bucket may refill between two of the hammer's requests
+                held.append(runtime.record_state("door_state", {"n": "during the burst"}))
+                result = runtime.uploader.run_once()
+                if result.acked == 0:
+                    break
         finally:
             stop.set()
             thread.join()
@@ -147,7 +151,7 @@ def test_a_node_uploads_through_the_front_and_nginx_pages_neither_lose_nor_dead_
         time.sleep(6)  # the bucket refills at 20 a second
         clock.advance(result.retry_in_s)
         drain(runtime, clock)
-        assert held.id in {e["id"] for e in central.events(NODE)}
+        assert {e.id for e in held} <= {e["id"] for e in central.events(NODE)}
     finally:
         runtime.stop()
 
