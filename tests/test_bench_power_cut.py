@@ -40,3 +40,10 @@ def test_without_lazyfs_the_bench_says_it_did_not_run(monkeypatch: pytest.Monkey
 def test_lazyfs_is_refused_a_path_its_argument_parser_misreads(tmp_path: Path) -> None:
     with pytest.raises(LazyFSError, match="'-o'"):
         LazyFS(Path("/bin/true"), tmp_path / "pcut-outbox")
+
+
+def test_the_guests_check_fails_where_no_version_was_installed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.power_cut_vm import guest_check
+
+    assert guest_check(tmp_path) is False
+    assert "no current version" in capsys.readouterr().out
