@@ -111,6 +111,7 @@ class MeterNode:
         # forward by the outage. Water used during the outage, dated by the stopped clock, would make a silence of
         # the whole outage after the step (a false alarm for every household); so the rules wait for NTP a while
         self._clock_wait_until: float | None = None
+        self._presses_waited = False  # buttons and the door pressed during the wait are dated at its end
         if not clock.wall_synced() and section.clock_wait_min > 0:
             self._clock_wait_until = clock.monotonic() + section.clock_wait_min * 60.0
             log.warning(
@@ -307,6 +308,7 @@ class MeterNode:
             synced = self.clock.wall_synced()
             log.warning("wellbeing rules running: the wall clock %s", "is synchronised" if synced else "is still not")
             self._clock_wait_until = None
+            self._presses_waited = True
             return False
         return True
 
@@ -376,11 +378,16 @@ class MeterNode:
             self.voice.say(self.chime)
 
     def _handle_presses(self) -> None:
+        if self._waiting_for_clock():
+            return  # kept until the wait ends and dated then, like the water of the wait: see _waiting_for_clock
+        redate, self._presses_waited = self._presses_waited, False
         while True:
             try:
                 meter_id, what, wall = self._presses.get_nowait()
             except queue.Empty:
                 return
+            if redate:
+                wall = self.clock.wall()
             meter = self.meters[meter_id]
             monitor = self.monitors[meter_id]
             if what == "door":

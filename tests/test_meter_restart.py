@@ -102,6 +102,32 @@ def test_a_start_before_ntp_does_not_date_the_outages_water_by_the_stopped_clock
     assert [(a["severity"], a["payload"]) for a in registered.alerts() if a["alert_id"] not in day_1] == []
 
 
+def test_im_ok_pressed_before_ntp_is_dated_when_the_clock_is_right(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """The same cut, no water during it, but "I'm OK" pressed at 08:02 by the stopped clock (16:02 in truth): a
+    sign of life then, not 8 h before NTP's step."""
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER)
+    clock = ManualClock(wall=START_WALL)
+    first = Harness(config, bus, clock)
+    first.run(26 * 3600, _mornings(bus, clock))  # water from 06:00 to 06:20 on day 2, then none: to 08:00
+    first.sync()
+    first.close()
+    day_1 = {a["alert_id"] for a in registered.alerts()}
+    stopped = ManualClock(wall=START_WALL + 26 * 3600 + 30, monotonic=50.0, synced=False)
+    second = Harness(config, bus, stopped)
+    harnesses.append(second)
+    second.run(2 * 60)
+    second.node.press_ok("b12-301")
+    second.run(2 * 60)
+    stopped.set_wall(START_WALL + 34 * 3600 + 5 * 60, synced=True)  # NTP: 16:05
+    second.run(2 * 3600)  # to 18:05: silent since the press at 16:05
+    second.sync()
+    assert [(a["severity"], a["payload"]) for a in registered.alerts() if a["alert_id"] not in day_1] == []
+
+
 def test_without_ntp_the_rules_run_after_the_wait(registered: Any, tmp_path: Path, harnesses: list[Harness]) -> None:
     """A node that never reaches NTP still watches its households, on its own clock, after clock_wait_min."""
     bus = TableBus()
