@@ -5,13 +5,13 @@ are not counted; the node's HTTP traffic goes through send(), which neither coun
 
 from __future__ import annotations
 
-import socket
 import tempfile
 from pathlib import Path
 
 import common.outbox as outbox_module
 from bench.bench_crash_safety import LocalCentral
 from bench.figures import Figure
+from bench.harness import free_port
 from common.clock import ManualClock
 from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
 from common.service import NodeRuntime
@@ -26,12 +26,6 @@ def _io() -> dict[str, int]:
         key, _, value = line.partition(":")
         out[key.strip()] = int(value)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _hour(directory: Path, url: str, token: str, window_s: float, hours: float) -> tuple[int, int, int]:
@@ -84,7 +78,7 @@ def run(quick: bool) -> list[Figure]:
                 directory = Path(tmp)
                 central = LocalCentral(directory, NODE_ID) if up else None
                 try:
-                    url = central.url if central else f"http://127.0.0.1:{_free_port()}"
+                    url = central.url if central else f"http://127.0.0.1:{free_port()}"
                     token = central.token if central else "unreachable"
                     write_bytes, wchar, files = _hour(directory, url, token, window, hours)
                 finally:

@@ -33,6 +33,7 @@ import requests
 
 from bench.bench_crash_safety import NODE_ID, REPO, LocalCentral, _config, crash_rounds
 from bench.figures import Figure
+from bench.harness import free_port
 from bench.lazyfs import LazyFS
 
 NOT_RUN = "not run"
@@ -125,7 +126,7 @@ def _central(binary: Path, base: Path, rounds: int) -> list[Figure]:
     config.chmod(0o600)
     with LazyFS(binary, base / "lazy") as lazy:
         db = lazy.mnt / "central.sqlite3"
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         node = _config(base / "node", url)
         failed_starts = left = 0
@@ -195,14 +196,6 @@ def _up(url: str, proc: subprocess.Popen) -> bool:
         except requests.ConnectionError:
             time.sleep(0.05)
     return False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stored_ids(db: Path) -> list[str]:
