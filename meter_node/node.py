@@ -26,6 +26,7 @@ from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
 from hal.modbus import ModbusBus
 from meter_node.cadence import ReadingCadence
+from meter_node.clock_frame import ClockWatch, Input
 from meter_node.config import MeterConfig, MeterEntry
 from meter_node.reader import MeterRead, MeterReader, RegisterBus, meter_detection
 from meter_node.voice import prompts
@@ -97,8 +98,8 @@ class MeterNode:
             monitor.adopt_open({a.kind: (a.severity, a.raised_wall) for a in book if a.key == meter_id})
         self._next_save = clock.monotonic() + section.state_save_s
         self._dirty = False
-        # (meter id, what, wall time) from gpiozero's threads: "ok", "out" (away button) or "door"
-        self._presses: queue.SimpleQueue[tuple[str, str, float]] = queue.SimpleQueue()
+        # (meter id, what, monotonic time) from gpiozero's threads: "ok", "out" (away button) or "door"
+        self._presses: queue.SimpleQueue[tuple[str, Input, float]] = queue.SimpleQueue()
         self._buttons: list[Button | DigitalInputDevice] = []
         self._closed = False
         try:
@@ -117,6 +118,8 @@ class MeterNode:
             log.warning(
                 "wall clock not synchronised: the wellbeing rules wait for it, at most %g min", section.clock_wait_min
             )
+        # what the rules see before the clock is synchronised is dated again when it steps (clock_frame.py)
+        self.clock_watch = ClockWatch(clock, self.monitors)
         self.last_read_wall: float | None = None
         self.readings_stored = 0
         self.wellbeing_errors: dict[str, int] = {}
@@ -158,12 +161,12 @@ class MeterNode:
                     if pin is not None:
                         button = make_button(pin)
                         button.when_pressed = lambda mid=meter.id, w=what: self._presses.put(
-                            (mid, w, self.clock.wall())
+                            (mid, w, self.clock.monotonic())
                         )
                         self._buttons.append(button)
                 if house.door is not None:
                     door = make_input(house.door)
-                    moved = lambda mid=meter.id: self._presses.put((mid, "door", self.clock.wall()))  # noqa: E731
+                    moved = lambda mid=meter.id: self._presses.put((mid, "door", self.clock.monotonic()))  # noqa: E731
                     door.when_activated, door.when_deactivated = moved, moved
                     self._buttons.append(door)
 
@@ -231,6 +234,8 @@ class MeterNode:
     # ---------------------------------------------------------------------------------------------- loop
     def step(self) -> float:
         """Do everything that is due now; returns the monotonic time when something is next due."""
+        for meter_id, detection in self.clock_watch.check(self.monitors):
+            self._emit_wellbeing(self.meters[meter_id], detection)
         self._handle_presses()
         readings: list[Event] = []
         polled = False
@@ -289,7 +294,7 @@ class MeterNode:
             self._emit_technical(detection)
         # a gap (None) goes to the monitor too: it never counts as activity or inactivity
         if not self._waiting_for_clock():
-            for detection in self._judge(meter, wall, read.total_litres):
+            for detection in self._judge(meter, read, wall):
                 self._emit_wellbeing(meter, detection)
         if read.total_litres is not None:
             self.last_read_wall = wall
@@ -312,12 +317,12 @@ class MeterNode:
             return False
         return True
 
-    def _judge(self, meter: MeterEntry, wall: float, total: float | None) -> list[Detection]:
+    def _judge(self, meter: MeterEntry, read: MeterRead, wall: float) -> list[Detection]:
         """The household's wellbeing rules on one read. A fault in the rules for one household must neither
         stop the other households nor pass silently: it is logged with its traceback once, counted, and raised
         as a ``wellbeing_fault`` technical alert (that household is not watched until it clears)."""
         try:
-            detections = self.monitors[meter.id].update(wall, total)
+            detections = self.clock_watch.give(self.monitors, meter.id, "read", read.at, read.total_litres)
         except Exception as exc:  # noqa: BLE001 - see the docstring: reported as an alert, never swallowed
             self.wellbeing_errors[meter.id] = self.wellbeing_errors.get(meter.id, 0) + 1
             if meter.id not in self._faulted:  # the traceback once per fault, not once per poll
@@ -383,18 +388,15 @@ class MeterNode:
         redate, self._presses_waited = self._presses_waited, False
         while True:
             try:
-                meter_id, what, wall = self._presses.get_nowait()
+                meter_id, what, mono = self._presses.get_nowait()
             except queue.Empty:
                 return
-            if redate:
-                wall = self.clock.wall()
+            mono = self.clock.monotonic() if redate else mono
+            wall = self.clock.wall() - (self.clock.monotonic() - mono)
             meter = self.meters[meter_id]
-            monitor = self.monitors[meter_id]
-            if what == "door":
-                found = monitor.door(wall)  # no event of its own: the door moves many times a day
-            else:
+            found = self.clock_watch.give(self.monitors, meter_id, what, mono)
+            if what != "door":  # the door has no event of its own: it moves many times a day
                 log.info("household %s: %s pressed", meter.household.resident, "'I'm OK'" if what == "ok" else "away")
-                found = monitor.acknowledge(wall) if what == "ok" else monitor.going_out(wall)
                 kind = "im_ok_pressed" if what == "ok" else "going_out_pressed"
                 payload = {"meter_id": meter_id, "resident": meter.household.resident}
                 self.runtime.emit(Detection(kind, "observed", wall, "info", payload, meter_id), ("family",))
@@ -404,7 +406,7 @@ class MeterNode:
 
     def press_ok(self, meter_id: str) -> None:
         """The 'I'm OK' button of ``meter_id``'s household (also what a GPIO press does)."""
-        self._presses.put((meter_id, "ok", self.clock.wall()))
+        self._presses.put((meter_id, "ok", self.clock.monotonic()))
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT or ``stop()``: the runtime's loop ticks the node; state saved at the end."""

@@ -139,3 +139,56 @@ def test_without_ntp_the_rules_run_after_the_wait(registered: Any, tmp_path: Pat
     h.run(8.5 * 3600, _mornings(bus, clock))  # 8 h 10 min of silence since 06:20
     h.sync()
     assert [(a["kind"], a["severity"]) for a in registered.alerts()] == [("inactivity", "warning")]
+
+
+def _cut_and_late_ntp(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], used: float
+) -> tuple[Harness, list[dict[str, Any]]]:
+    """An 8 h cut from 08:00 on day 2 (``used`` litres drawn during it), the node back at 16:00 on its stopped
+    clock, waiting 10 min for NTP in vain; its rules then run on the stopped clock until NTP answers at 17:05.
+    Returns the node and the alerts raised after the cut."""
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, ONE_METER, extra="clock_wait_min = 10")
+    clock = ManualClock(wall=START_WALL)
+    first = Harness(config, bus, clock)
+    first.run(26 * 3600, _mornings(bus, clock))  # water from 06:00 to 06:20 on day 2, then none: to 08:00
+    first.sync()
+    first.close()
+    day_1 = {a["alert_id"] for a in registered.alerts()}  # silent from 06:20 until the next morning
+    bus.litres[1] = float(bus.litres[1]) + used  # type: ignore[arg-type]  # the table holds floats here
+    stopped = ManualClock(wall=START_WALL + 26 * 3600 + 30, monotonic=50.0, synced=False)
+    second = Harness(config, bus, stopped)
+    harnesses.append(second)
+    second.run(65 * 60)  # the wait, then 55 min of rules on the stopped clock
+    assert second.node.clock_watch.redated == 0
+    stopped.set_wall(START_WALL + 35 * 3600 + 5 * 60, synced=True)  # NTP, at 17:05
+    second.run(2 * 3600)  # to 19:05
+    second.sync()
+    return second, [a for a in registered.alerts() if a["alert_id"] not in day_1]
+
+
+def test_ntp_after_the_wait_dates_again_what_the_rules_saw(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """NTP reached only after clock_wait_min: the rules had dated the cut's water by the stopped clock (08:10), and
+    NTP's step made a 9 h silence of it, a warning for a household that used water all through the cut. Now what
+    the rules saw since the start is dated again by the monotonic clock: the water proves life at 16:10."""
+    second, alerts = _cut_and_late_ntp(registered, tmp_path, harnesses, used=40.0)
+    assert second.node.clock_watch.redated > 0
+    assert [(a["severity"], a["payload"]) for a in alerts] == []
+
+
+def test_a_silence_through_the_cut_is_still_found_after_a_late_ntp(
+    registered: Any, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """No water during the cut nor after it: silent since the last use at 06:15. Dating again must not hide it:
+    warning at NTP's step (17:05, 10.8 h), urgent at 18:15 (12 h)."""
+    second, alerts = _cut_and_late_ntp(registered, tmp_path, harnesses, used=0.0)
+    assert [(a["kind"], a["severity"]) for a in alerts] == [("inactivity", "urgent")]
+    assert second.node.monitors["b12-301"].open_incidents()["inactivity"] == "urgent"
+    events = registered.events(NODE_ID, kind="inactivity")
+    day_2 = [e for e in events if e["wall_time"] > START_WALL + 26 * 3600]
+    assert [e["severity"] for e in day_2 if not e["payload"].get("renotify")] == ["warning", "urgent"]
+    urgent_at = day_2[-1]["wall_time"] - START_WALL  # START_WALL is 06:00 on day 1
+    assert 36 * 3600 <= urgent_at <= 36 * 3600 + 30 * 60

@@ -150,7 +150,7 @@ class WellbeingMonitor:
     def away_until(self) -> float | None:
         return self.data.away_until
 
-    def open_incidents(self) -> dict[str, str]:
+    def open_incidents(self) -> dict[str, Severity]:
         """kind -> severity this monitor last reported (the alert book keeps the incidents themselves)."""
         return dict(self.data.reported)
 
@@ -170,6 +170,15 @@ class WellbeingMonitor:
         }
         s.reported = {kind: open_alerts[kind][0] for kind in KINDS if kind in open_alerts}
         self._unseen = unseen & set(s.reported)
+
+    def take_over(self, told: Mapping[str, Severity], now: datetime | float, reason: str) -> list[Detection]:
+        """Stand in for a monitor of the same household that told the family ``told`` (kind -> severity): this one
+        saw the same inputs dated anew (meter_node/clock_frame.py). What it finds at ``now`` and was not told is
+        raised, what was told and it does not find is cleared with ``reason``."""
+        s = self.data
+        s.reported_since = {k: v for k, v in s.reported_since.items() if k in told}
+        s.reported = {kind: told[kind] for kind in KINDS if kind in told}
+        return [] if s.last_t is None else self._evaluate(to_epoch(now), reason)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as plain JSON-ready data."""
