@@ -4,15 +4,13 @@ whatever the guest kernel had not written is lost with its RAM. The guest is boo
 version is checked against pip's own RECORD hashes, and its node program must import.
 
 ``scripts/power-cut-vm`` runs it (root, debootstrap, qemu-system-x86, e2fsprogs; about 10 minutes; not in CI).
-``--compare REV`` also runs the updater of another revision (``18a462b`` shows the defect it fixed). qemu runs
-under software emulation (TCG): on this host's nested KVM, qemu 7.2 fails to set an MSR with ``-cpu host`` and
-the default CPU hangs the guest kernel.
+``--compare REV`` also runs the updater of another revision (``18a462b`` shows the defect it fixed). The guest
+is bench/vm.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import subprocess
@@ -22,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import vm
 from bench.update_rig import PROJECT, ManagedNode, ReleaseKit
 
 GUEST_INIT = """#!/bin/sh
@@ -72,15 +71,8 @@ def guest_check(root: Path) -> bool:
 def _stage(work: Path, techs: dict[str, Path]) -> Path:
     """A guest root: Debian 12 with a kernel, the bundle, one technician's venv per updater, the node's config."""
     root = work / "root"
-    packages = "linux-image-amd64,initramfs-tools,python3,python3-venv,e2fsprogs,ca-certificates"
     say("debootstrap bookworm (a few minutes)")
-    with open(work / "debootstrap.log", "wb") as log:
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", str(root)],
-            stdout=log,
-            stderr=log,
-            check=True,
-        )
+    vm.debootstrap(root, (), work / "debootstrap.log")
     kit = ReleaseKit.new(work)
     bundle = kit.bundle(VERSION)
     stage = root / "stage"
@@ -100,8 +92,7 @@ def _stage(work: Path, techs: dict[str, Path]) -> Path:
         subprocess.run(["chroot", str(root), "python3", "-m", "venv", f"/opt/tech-{tag}"], check=True)
         wheel = f"/stage/tech-{tag}/{next(out.glob('*.whl')).name}"
         pip = [f"/opt/tech-{tag}/bin/pip", "install", "-q", "--no-index", "--find-links", "/stage/wheels", wheel]
-        guest_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}  # the host's pip settings
-        subprocess.run(["chroot", str(root), *pip], check=True, env=guest_env)
+        subprocess.run(["chroot", str(root), *pip], check=True, env=vm.chroot_env())
     node = ManagedNode(root / "node", "http://127.0.0.1:9", "token", kit.public_key, "vm-lift", 20)
     shutil.copy(kit.public_key, root / "node" / "release.pub")
     text = node.config.read_text().replace(str(kit.public_key), "/node/release.pub")
@@ -109,27 +100,12 @@ def _stage(work: Path, techs: dict[str, Path]) -> Path:
     (root / "powercut.sh").write_text(GUEST_INIT)
     (root / "powercut.sh").chmod(0o755)
     image = work / "base.img"
-    subprocess.run(["truncate", "-s", "3G", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(image)], check=True)
+    vm.make_image(root, image)
     return image
 
 
 def _boot(root: Path, image: Path, mode: str, tech: str, log: Path) -> subprocess.Popen[bytes]:
-    kernel, initrd = sorted(root.glob("boot/vmlinuz-*"))[-1], sorted(root.glob("boot/initrd.img-*"))[-1]
-    line = f"root=/dev/vda rw console=ttyS0 init=/powercut.sh pcmode={mode} pctech={tech} quiet"
-    cmd = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", "2"]
-    cmd += ["-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append", line]
-    cmd += ["-drive", f"file={image},format=raw,if=virtio,cache=none", "-serial", f"file:{log}", "-monitor", "none"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return True
-        time.sleep(0.1)
-    return log.exists() and text in log.read_text(errors="replace")
+    return vm.boot(root, image, log, f"init=/powercut.sh pcmode={mode} pctech={tech}")
 
 
 def trial(work: Path, image: Path, tech: str, n: int, delay_s: float) -> bool:
@@ -138,13 +114,13 @@ def trial(work: Path, image: Path, tech: str, n: int, delay_s: float) -> bool:
     subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
     log = work / f"install-{tech}-{n}.log"
     proc = _boot(work / "root", disk, "install", tech, log)
-    installed = _wait(log, "POWERCUT-INSTALLED rc=0", proc, 1800)
+    installed = vm.wait_for(log, "POWERCUT-INSTALLED rc=0", proc, 1800)
     time.sleep(delay_s)
     proc.send_signal(signal.SIGKILL)  # the power cut
     proc.wait()
     check_log = work / f"check-{tech}-{n}.log"
     proc = _boot(work / "root", disk, "check", tech, check_log)
-    _wait(check_log, "POWERCUT-CHECKED", proc, 600)
+    vm.wait_for(check_log, "POWERCUT-CHECKED", proc, 600)
     proc.kill()
     proc.wait()
     disk.unlink()
@@ -156,7 +132,7 @@ def trial(work: Path, image: Path, tech: str, n: int, delay_s: float) -> bool:
 
 
 def say(text: str) -> None:
-    print(f"[power-cut-vm] {text}", file=sys.stderr, flush=True)
+    vm.say("power-cut-vm", text)
 
 
 def main(argv: list[str] | None = None) -> int:

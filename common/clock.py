@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+from datetime import datetime
 from datetime import time as dtime
 from typing import Protocol
 
@@ -26,6 +27,15 @@ def day_minutes(hh_mm: str) -> int:
     """'07:30' -> 450: minutes after local midnight."""
     hours, minutes = hh_mm.split(":")
     return int(hours) * 60 + int(minutes)
+
+
+def to_epoch(when: datetime | float) -> float:
+    """Unix seconds from an aware datetime (a naive one is refused: its zone is unknown) or a number."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError("a naive datetime has no time zone; give an aware one or Unix seconds")
+        return when.timestamp()
+    return float(when)
 
 
 def within_hours(local: dtime, start: str, end: str) -> bool:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from common import statefile
 from common.catalogue import SEVERITY_RANK, Severity, State
-from common.clock import within_hours
+from common.clock import to_epoch, within_hours
 from common.events import Detection
 from meter_node.wellbeing.model import Thresholds, fit
 from meter_node.wellbeing.night import morning_deadline_s
@@ -41,14 +41,6 @@ PROFILE_KIND = "wellbeing_profile"
 CHECK_IN_KIND = "check_in"
 ASKED_KINDS: tuple[str, ...] = ("inactivity", "missed_morning")  # what an "I'm OK" answers (not a low day)
 _CLEARED_BY = {"inactivity": "use", "missed_morning": "day_end"}
-
-
-def to_epoch(when: datetime | float) -> float:
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            raise ValueError("a naive datetime has no time zone; give an aware one or Unix seconds")
-        return when.timestamp()
-    return float(when)
 
 
 class WellbeingMonitor:
