@@ -170,3 +170,22 @@ def test_a_clock_not_synchronised_for_days_keeps_two_days_of_inputs(monkeypatch:
         watch.give(monitors, "h", "read", clock.monotonic(), 100.0)
     assert watch.stale is not None and watch.stale is not first
     assert len(watch.stale) <= 61
+
+
+def test_a_clock_set_by_hand_twice_is_not_followed_until_ntp_is_back() -> None:
+    """Set by hand, then set again, and not synchronised in between: the rules keep the synchronised clock's
+    time throughout; NTP back at that time re-dates nothing."""
+    clock = ManualClock(wall=float(T0), synced=True)
+    monitors = {"h": _monitor()}
+    watch = ClockWatch(clock, monitors)
+    frame = watch.frame
+    for set_by in (10 * 3600.0, -3 * 3600.0):
+        clock.set_wall(clock.wall() + set_by, synced=False)
+        for minute in range(30):
+            clock.advance(60.0)
+            assert watch.check(monitors) == []
+            watch.give(monitors, "h", "read", clock.monotonic(), 100.0 + minute)
+            assert watch.frame == frame
+    assert monitors["h"].data.last_t == clock.monotonic() + frame
+    clock.set_wall(clock.monotonic() + frame, synced=True)  # NTP: the synchronised clock's time again
+    assert watch.check(monitors) == [] and watch.redated == 0 and watch.stale is None
