@@ -33,10 +33,12 @@ AFTER_STEP_S = 180
 GUEST_INIT = """#!/bin/sh
 # PID 1 of the guest: network to the host (qemu user networking: the host is 10.0.2.2), then the check
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+mount -t proc proc /proc; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
 mount -o remount,rw /
-ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+modprobe virtio_net; sleep 1
+dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)  # ens3: the initramfs's udev names it
+ip link set lo up; ip link set "$dev" up; ip addr add 10.0.2.15/24 dev "$dev"; ip route add default via 10.0.2.2
 echo "CLOCKVM boot $(date -u +%FT%TZ) kernel=$(uname -r)" > /dev/ttyS0
 arg() { tr ' ' '\\n' < /proc/cmdline | sed -n "s/^$1=//p"; }
 /opt/cb-self/bin/python -m bench.clock_ntp_vm --guest "$(arg cbnodes)" --tz "$(arg cbtz)" > /dev/ttyS0 2>&1
@@ -115,6 +117,7 @@ def guest(tags: list[str], tz: str) -> int:
     from meter_node.profiles import load_profile
 
     closers, nodes = [], {}
+    Path("/node").mkdir(exist_ok=True)
     for tag in tags:
         pair = SerialPair(Path("/tmp") / f"serial-{tag}")
         node_port, meter_port = pair.start()
@@ -131,15 +134,16 @@ def guest(tags: list[str], tz: str) -> int:
             )
     print(f"CLOCKVM nodes started at {time.strftime('%H:%M:%S')} (the guest's clock): {', '.join(tags)}", flush=True)
     time.sleep(NTP_AFTER_S)
+    from common.clock import SystemClock
+
+    clock = SystemClock(recheck_s=0.0)
+    before_step = clock.wall()  # by the stopped clock: every event after the step is dated 9 h later
     Path("/etc/chrony").mkdir(parents=True, exist_ok=True)
     Path("/etc/chrony/vm.conf").write_text(CHRONY_GUEST)
     subprocess.run(["chronyd", "-f", "/etc/chrony/vm.conf"], check=True)
-    from common.clock import SystemClock
-
-    clock, deadline = SystemClock(), time.monotonic() + 180
+    deadline = time.monotonic() + 180
     while not clock.wall_synced() and time.monotonic() < deadline:
         time.sleep(1)
-    stepped_at = clock.wall()
     print(f"CLOCKVM ntp synced={clock.wall_synced()} at {time.strftime('%H:%M:%S')}", flush=True)
     time.sleep(AFTER_STEP_S)
     for proc in nodes.values():
@@ -151,7 +155,7 @@ def guest(tags: list[str], tz: str) -> int:
         log = (Path("/node") / f"{tag}.log").read_text(errors="replace")
         dated = [line for line in log.splitlines() if "dated again" in line or "rules running" in line]
         events = _inactivity(tag)
-        after = [e for e in events if float(e.get("wall_time", 0)) >= stepped_at - 60]
+        after = [e for e in events if float(e.get("wall_time", 0)) > before_step]
         said = [(e.get("state"), e.get("severity"), (e.get("payload") or {}).get("silence_h")) for e in events]
         print(f"CLOCKVM node {tag}: log: {dated}", flush=True)
         print(f"CLOCKVM result {tag}: {len(after)} inactivity event(s) at or after the step: {said}", flush=True)
@@ -164,18 +168,19 @@ def _stage(work: Path, sources: dict[str, Path]) -> Path:
     vm.say("clock-ntp-vm", "debootstrap bookworm (a few minutes)")
     vm.debootstrap(root, ("chrony", "iproute2", "socat", "tzdata"), work / "debootstrap.log")
     for tag, source in sources.items():
-        vm.say("clock-ntp-vm", f"venv /opt/cb-{tag} from {source} (pip, from the package index)")
-        out = work / f"wheel-{tag}"
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)], check=True
-        )
+        vm.say("clock-ntp-vm", f"venv /opt/cb-{tag} from {source}")
         stage = root / "stage" / tag
-        stage.mkdir(parents=True)
-        wheel = next(out.glob("*.whl"))
-        shutil.copy(wheel, stage / wheel.name)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(stage), str(source)], check=True
+        )
+        wheel = next(stage.glob("*.whl")).name
+        # the dependencies' wheels fetched here: the host's pip has the package index's settings, the guest's not
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(stage), f"{stage / wheel}[sim]"], check=True
+        )
         subprocess.run(["chroot", str(root), "python3", "-m", "venv", f"/opt/cb-{tag}"], check=True)
-        pip = [f"/opt/cb-{tag}/bin/pip", "install", "-q", f"/stage/{tag}/{wheel.name}[sim]"]
-        subprocess.run(["chroot", str(root), *pip], check=True, env=vm.chroot_env())
+        pip = [f"/opt/cb-{tag}/bin/pip", "install", "-q", "--no-index", "--find-links", f"/stage/{tag}"]
+        subprocess.run(["chroot", str(root), *pip, f"/stage/{tag}/{wheel}[sim]"], check=True, env=vm.chroot_env())
     (root / "clockvm.sh").write_text(GUEST_INIT)
     (root / "clockvm.sh").chmod(0o755)
     image = work / "base.img"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,21 @@ def test_system_clock_flags_kernel_unsynced(monkeypatch: pytest.MonkeyPatch) -> 
 def test_kernel_clock_answers_here() -> None:
     # adjtimex is always present on Linux; the answer depends on the machine, the type does not
     assert clock_mod.kernel_clock_synced() in (True, False)
+
+
+def test_the_kernel_clock_is_synced_by_its_maximum_error_not_sta_unsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """chronyd without ``rtcsync`` leaves STA_UNSYNC set while the clock is synchronised (bench/clock_ntp_vm.py
+    saw a node never synchronised): the kernel's maximum error is what says it, as for systemd's timedated."""
+    answers: dict[str, int] = {}
+
+    class FakeLibc:
+        def adjtimex(self, pointer: Any) -> int:
+            tx = pointer._obj
+            tx.maxerror, tx.status = answers["maxerror"], 0x0040  # STA_UNSYNC, as chronyd leaves it
+            return 5  # TIME_ERROR, which follows from the flag
+
+    monkeypatch.setattr(clock_mod, "_libc", lambda: FakeLibc())
+    answers["maxerror"] = 12_345  # chronyd's estimate: 12 ms
+    assert clock_mod.kernel_clock_synced() is True
+    answers["maxerror"] = clock_mod.MAXERROR_LIMIT_US  # after boot, or a clock set by hand
+    assert clock_mod.kernel_clock_synced() is False
