@@ -46,8 +46,8 @@ def give(monitor: WellbeingMonitor, what: Input, t: float, litres: float | None 
 
 
 class StaleClock:
-    """The inputs given to the monitors since the wall clock was last known to be in its right frame (the node's
-    start with the clock not synchronised, or its last step), and the monitors as they were then."""
+    """The inputs given to the monitors since the wall clock was last seen synchronised or set (the node's start
+    without NTP, NTP lost, or a step), with their monotonic times, and the monitors as they were then."""
 
     def __init__(self, monitors: Mapping[str, WellbeingMonitor], wall: float, mono: float) -> None:
         self.start = {key: copy.deepcopy(monitor) for key, monitor in monitors.items()}
