@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import vm
-from bench.update_rig import PROJECT
 
 BEHIND_S = 9 * 3600
 NTP_AFTER_S = 300
@@ -213,48 +210,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.guest is not None:
         return guest(args.guest.split(","), args.tz)
-    work = Path(tempfile.mkdtemp(prefix="clock-ntp-vm."))
-    sources = {"self": PROJECT}
-    server = None
-    try:
-        if args.compare:
-            other = work / "compare"
-            subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "-q", "--detach", str(other), args.compare])
-            sources["compare"] = other
+    with vm.workspace("clock-ntp-vm", args.compare, args.keep) as (work, sources):
         image = _stage(work, sources)
         server = _ntp_server(work)
-        behind = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - BEHIND_S))
-        # the nodes' timezone: 17:00 there now, so the silence the stopped clock makes (08:00-17:00) is a day's
-        off = (17 - time.gmtime().tm_hour + 12) % 24 - 12
-        tz = f"Etc/GMT{-off:+d}" if off else "UTC"  # POSIX signs: Etc/GMT+7 is seven hours behind UTC
-        log = work / "console.log"
-        vm.say("clock-ntp-vm", f"booting with the clock at {behind} UTC, {BEHIND_S // 3600} h behind")
-        proc = vm.boot(
-            work / "root",
-            image,
-            log,
-            f"init=/clockvm.sh cbnodes={','.join(sources)} cbtz={tz}",
-            ["-rtc", f"base={behind}", "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
-        )
-        done = vm.wait_for(log, "CLOCKVM-DONE", proc, NTP_AFTER_S + AFTER_STEP_S + 1800)
-        proc.kill()
-        proc.wait()
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("CLOCKVM")]
-        print("\n".join(lines), flush=True)
-        results = [line for line in lines if line.startswith("CLOCKVM result self:")]
-        ok = done and bool(results) and " 0 inactivity event(s)" in results[0]
-        print("PASS" if ok else "FAIL", flush=True)
-        return 0 if ok else 1
-    finally:
-        if server is not None:
+        try:
+            return _run(work, image, sources)
+        finally:
             server.terminate()
             server.wait()
-        if args.compare:
-            subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(work / "compare")])
-        if args.keep:
-            vm.say("clock-ntp-vm", f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, image: Path, sources: dict[str, Path]) -> int:
+    """Boot the guest 9 h behind, wait for its report, print it; 0 when this checkout's node raised nothing."""
+    behind = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - BEHIND_S))
+    # the nodes' timezone: 17:00 there now, so the silence the stopped clock makes (08:00-17:00) is a day's
+    off = (17 - time.gmtime().tm_hour + 12) % 24 - 12
+    tz = f"Etc/GMT{-off:+d}" if off else "UTC"  # POSIX signs: Etc/GMT+7 is seven hours behind UTC
+    log = work / "console.log"
+    vm.say("clock-ntp-vm", f"booting with the clock at {behind} UTC, {BEHIND_S // 3600} h behind")
+    proc = vm.boot(
+        work / "root",
+        image,
+        log,
+        f"init=/clockvm.sh cbnodes={','.join(sources)} cbtz={tz}",
+        ["-rtc", f"base={behind}", "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
+    )
+    done = vm.wait_for(log, "CLOCKVM-DONE", proc, NTP_AFTER_S + AFTER_STEP_S + 1800)
+    proc.kill()
+    proc.wait()
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("CLOCKVM")]
+    print("\n".join(lines), flush=True)
+    results = [line for line in lines if line.startswith("CLOCKVM result self:")]
+    ok = done and bool(results) and " 0 inactivity event(s)" in results[0]
+    print("PASS" if ok else "FAIL", flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 from bench import vm
-from bench.update_rig import PROJECT, ManagedNode, ReleaseKit
+from bench.update_rig import ManagedNode, ReleaseKit
 
 GUEST_INIT = """#!/bin/sh
 # PID 1 of the guest: pcmode=install (install, then wait for the host to pull the plug) or pcmode=check
@@ -145,26 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         return 0 if guest_check(args.check) else 1
-    work = Path(tempfile.mkdtemp(prefix="power-cut-vm."))
-    techs = {"self": PROJECT}
-    try:
-        if args.compare:
-            other = work / "compare"
-            subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "-q", "--detach", str(other), args.compare])
-            techs["compare"] = other
+    with vm.workspace("power-cut-vm", args.compare, args.keep) as (work, techs):
         image = _stage(work, techs)
         failed = 0
         for tech in techs:
             for n in range(args.trials):
                 failed += not trial(work, image, tech, n, args.delay) and tech == "self"
         return failed
-    finally:
-        if args.compare:
-            subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(work / "compare")])
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

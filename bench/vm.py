@@ -7,12 +7,17 @@ qemu runs under software emulation (TCG): on this host's nested KVM, qemu 7.2 fa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from bench.update_rig import PROJECT
 
 BASE_PACKAGES = ("linux-image-amd64", "initramfs-tools", "python3", "python3-venv", "e2fsprogs", "ca-certificates")
 
@@ -63,3 +68,25 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: flo
 
 def say(who: str, text: str) -> None:
     print(f"[{who}] {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def workspace(who: str, compare: str | None, keep: bool) -> Iterator[tuple[Path, dict[str, Path]]]:
+    """A work folder, and the checkouts to put in the guest: this one (``self``) and, with ``compare``, a git
+    worktree of that revision (``compare``). Both are removed afterwards, unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix=f"{who}."))
+    sources = {"self": PROJECT}
+    try:
+        if compare:
+            subprocess.run(
+                ["git", "-C", str(PROJECT), "worktree", "add", "-q", "--detach", str(work / "compare"), compare]
+            )
+            sources["compare"] = work / "compare"
+        yield work, sources
+    finally:
+        if compare:
+            subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(work / "compare")])
+        if keep:
+            say(who, f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
