@@ -33,7 +33,6 @@ import requests
 
 from bench.bench_crash_safety import NODE_ID, REPO, LocalCentral, _config, crash_rounds
 from bench.figures import Figure
-from bench.harness import free_port
 from bench.lazyfs import LazyFS
 
 NOT_RUN = "not run"
@@ -126,6 +125,8 @@ def _central(binary: Path, base: Path, rounds: int) -> list[Figure]:
     config.chmod(0o600)
     with LazyFS(binary, base / "lazy") as lazy:
         db = lazy.mnt / "central.sqlite3"
+        from bench.harness import free_port  # here: power_cut_vm's guest imports this module without the central
+
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         node = _config(base / "node", url)

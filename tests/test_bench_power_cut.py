@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,12 @@ def test_the_guests_check_fails_where_no_version_was_installed(tmp_path: Path, c
 
     assert guest_check(tmp_path) is False
     assert "no current version" in capsys.readouterr().out
+
+
+def test_the_guests_check_imports_without_the_centrals_packages() -> None:
+    """The power-cut guest installs the node's packages only. dcc3a3b made its check import the central's server
+    (uvicorn) through bench.harness, and every cut read "no check result"."""
+    blocked = "import sys; sys.modules.update(uvicorn=None, fastapi=None, psycopg=None); "
+    probe = blocked + "import bench.bench_power_cut, updates.layout, bench.power_cut_vm"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
