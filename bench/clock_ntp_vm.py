@@ -7,7 +7,7 @@ stored in its outbox after the step (the resident used 40 L during the cut, none
 ``--compare REV`` runs the meter node of another revision beside this checkout's, on the same clock, each with
 its own meter (``dcc3a3b``, before meter_node/clock_frame.py, raises a false warning at the step).
 
-``scripts/clock-ntp-vm`` runs it (root, debootstrap, qemu-system-x86, chrony, socat; about 20 minutes; not in CI).
+``scripts/clock-ntp-vm`` runs it (root, debootstrap, qemu-system-x86, chrony, socat; about 15 minutes; not in CI).
 """
 
 from __future__ import annotations
