@@ -11,10 +11,10 @@ from pathlib import Path
 import common.outbox as outbox_module
 from bench.bench_crash_safety import LocalCentral
 from bench.figures import Figure
-from bench.harness import free_port
 from common.clock import ManualClock
 from common.config import AudioSection, CentralSection, GpioSection, NodeConfig, NodeSection, OutboxSection
 from common.service import NodeRuntime
+from community.receivers import free_port
 
 POLL_S = 10.0
 NODE_ID = "disk-meter-node"

@@ -125,7 +125,7 @@ def _central(binary: Path, base: Path, rounds: int) -> list[Figure]:
     config.chmod(0o600)
     with LazyFS(binary, base / "lazy") as lazy:
         db = lazy.mnt / "central.sqlite3"
-        from bench.harness import free_port  # here: power_cut_vm's guest imports this module without the central
+        from community.receivers import free_port  # here: power_cut_vm's guest has the node's packages only
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -4,7 +4,6 @@ resource figures of a node process read from /proc."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +18,6 @@ from central.server import CentralServer
 SITE = "changbai-xincun"
 CLAIM_KEY = "bench-claim-key-0000000001"
 OPERATOR_KEY = "bench-operator-key-000000001"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (for a server started in another process)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class UploadWatch:

@@ -201,7 +201,7 @@ class MailReceiver:
                     receiver.on_receive(mail)
                 return "250 OK"
 
-        port = self.port or _free_port()
+        port = self.port or free_port()
         self._controller = Controller(_Handler(), hostname="127.0.0.1", port=port)
         self._controller.start()
         self.port = port
@@ -216,7 +216,8 @@ class MailReceiver:
             return self._cond.wait_for(lambda: predicate(self.messages), timeout_s)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a server started in another process, or a minute later)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])

@@ -72,10 +72,6 @@ class StaleClock:
         self._key.append(self.keys.index(key))
         self._what.append(INPUTS.index(what))
 
-    def step(self, wall: float, mono: float) -> float:
-        """How far the wall clock has moved beyond the monotonic one since this began (a step, if over STEP_S)."""
-        return wall - mono - self.offset
-
     def redo(self, wall: float, mono: float) -> dict[str, WellbeingMonitor]:
         """The monitors as they would be had each input been dated by the wall clock now (``wall`` at monotonic
         ``mono``). The detections they make on the way are not returned: the live monitors told the family what
@@ -126,7 +122,7 @@ class ClockWatch:
             return out
         if stale is None:  # synchronisation lost (NTP out of reach, or the clock set by hand): keep inputs from now
             stale = self.stale = StaleClock(monitors, wall, mono)
-        if abs(stale.step(wall, mono)) <= STEP_S:
+        if abs(offset - stale.offset) <= STEP_S:  # the clock has not moved since the inputs began to be kept
             return out
         if self.trusted:
             log.warning(

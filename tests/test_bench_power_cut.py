@@ -54,7 +54,7 @@ def test_the_guests_check_fails_where_no_version_was_installed(tmp_path: Path, c
 def test_the_guests_check_imports_without_the_centrals_packages() -> None:
     """The power-cut guest installs the node's packages only. dcc3a3b made its check import the central's server
     (uvicorn) through bench.harness, and every cut read "no check result"."""
-    blocked = "import sys; sys.modules.update(uvicorn=None, fastapi=None, psycopg=None); "
+    blocked = "import sys; sys.modules.update(uvicorn=None, fastapi=None, psycopg=None, aiosmtpd=None); "
     probe = blocked + "import bench.bench_power_cut, updates.layout, bench.power_cut_vm"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

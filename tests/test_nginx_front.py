@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,16 +18,11 @@ import pytest
 import requests
 
 from common.clock import ManualClock
+from community.receivers import free_port
 from tests.test_sync import NODE, drain, make_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _certificates(folder: Path) -> Path:
@@ -72,7 +66,7 @@ def front(central: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "nginx"
     folder.mkdir()
     ca = _certificates(folder)
-    https, http = _free_port(), _free_port()
+    https, http = free_port(), free_port()
     (folder / "site.conf").write_text(_site(folder, https, http, int(central.url.rsplit(":", 1)[1])))
     user = "user root root;\n" if os.geteuid() == 0 else ""  # the test's folders are root's 0700
     (folder / "nginx.conf").write_text(
