@@ -127,6 +127,7 @@ class KioskNode:
         self.led: LED | PWMLED | None = None
         self.led_state: LedPattern | None = None
         self.record_failures = 0
+        self._help_seen: dict[str, float] = {}  # alert id -> monotonic time this process first saw it open
         # the screen dims at the same night hours the voice gets quieter ([audio] night_start..night_end)
         self.night = VolumeSchedule(config.audio, config.node.timezone)
         self.backlight: Backlight | None = None
@@ -315,17 +316,18 @@ class KioskNode:
             self.runtime.set_health(screen_brightness=self.backlight.percent)
 
     def _close_old_help(self) -> None:
-        # the node cannot see help arrive: the request is re-sent until help_clear_s, then closed on the node
-        # (the central keeps it open until an operator resolves it)
-        for alert in self.runtime.alerts.open_alerts():
-            if (
-                alert.kind == "help_requested"
-                and self.clock.wall() - alert.raised_wall >= self.kiosk.timing.help_clear_s
-            ):
+        """The node cannot see help arrive: the request is re-sent until help_clear_s, then closed on the node (the
+        central keeps it open until an operator resolves it). Its age is the lesser of the wall clock's and the
+        monotonic clock's since this process first saw it: a wall clock stepped forward (NTP after a power cut)
+        must not close it early; after a restart it may stay open up to help_clear_s longer."""
+        now = self.clock.monotonic()
+        helps = [a for a in self.runtime.alerts.open_alerts() if a.kind == "help_requested"]
+        self._help_seen = {a.alert_id: self._help_seen.get(a.alert_id, now) for a in helps}
+        for alert in helps:
+            age = min(self.clock.wall() - alert.raised_wall, now - self._help_seen[alert.alert_id])
+            if age >= self.kiosk.timing.help_clear_s:
                 payload = {"why": "help_clear_s passed on the kiosk"}
-                self.runtime.emit(
-                    Detection("help_requested", "cleared", self.clock.monotonic(), "info", payload, key=alert.key)
-                )
+                self.runtime.emit(Detection("help_requested", "cleared", now, "info", payload, key=alert.key))
 
     def _record(self, report: Report) -> None:
         try:

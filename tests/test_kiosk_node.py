@@ -332,6 +332,38 @@ def test_screen_dims_at_the_audio_night_hours_through_sysfs(tmp_path: Path) -> N
         node.close()
 
 
+def test_a_help_request_closes_on_the_node_after_help_clear_s_of_monotonic_time_too(tmp_path: Path) -> None:
+    """help_clear_s after it was raised the kiosk stops re-sending a help request: not when NTP steps the wall
+    clock forward (a Pi after a power cut starts on its saved time), which closed it at once."""
+    from common.clock import ManualClock
+
+    clock = ManualClock(synced=False)
+    config = write_kiosk_config(tmp_path, "http://127.0.0.1:9", None, sections='[gpio]\npin_factory = "mock"\n')
+    node = build_node(load_config(config), speaker=RecordingSpeaker(), use_gpio=False, clock=clock)
+
+    def open_help() -> list[str]:
+        return [a.alert_id for a in node.runtime.alerts.open_alerts() if a.kind == "help_requested"]
+
+    try:
+        node.controller.help("screen")
+        raised = open_help()
+        assert len(raised) == 1
+        node.tick()
+        clock.set_wall(clock.wall() + 9 * 3600, synced=True)  # NTP's step, 9 h forward
+        node.tick()
+        assert open_help() == raised
+        clock.advance(1800 - 1)
+        node.tick()
+        assert open_help() == raised
+        clock.advance(1)
+        node.tick()
+        assert open_help() == []
+        cleared = [e for e in node.runtime.outbox.batch(1000) if e.kind == "help_requested" and e.state == "cleared"]
+        assert len(cleared) == 1
+    finally:
+        node.close()
+
+
 def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
     central, mock_factory: MockFactory, tmp_path: Path
 ) -> None:
