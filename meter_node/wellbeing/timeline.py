@@ -72,20 +72,27 @@ class Timeline:
         gap = t - last_t > self.max_interval
         if gap:
             s.gaps.append([last_t + self.max_interval, t])
+        even = gap and len(s.short_bins) == 6 and max(s.short_bins) - min(s.short_bins) <= 2 * s.resolution
         delta = total - s.last_total
         s.last_t, s.last_total = t, total
+        short_idx = t // SHORT_BIN_S  # 10-minute bins roll on readings only: a gap's are what came before it
+        if short_idx > s.short_bin[0]:
+            skipped = int(short_idx - s.short_bin[0])
+            s.short_bins = (s.short_bins + [s.short_bin[1]] + [0.0] * min(skipped - 1, 6))[-6:]
+            s.short_bin = [short_idx, 0.0]
         self.roll(t)
         if delta < 0:  # meter replaced or reset (the reader reports it): the interval's volume is unknown
             if not gap:
                 s.gaps.append([last_t, t])
         elif delta > 0:
             s.resolution = delta if s.resolution <= 0 else min(s.resolution, delta)
-            self._add(t, delta, t - last_t if gap else 0.0)
+            self._add(t, delta, t - last_t if gap else 0.0, even)
         elif gap:
             s.gaps[-1].append(1.0)  # no water came through: no one used any, a silence like observed time
 
-    def _add(self, t: float, delta: float, gap_s: float) -> None:
-        """Water ``delta`` litres at ``t``; ``gap_s``: the seconds since the last reading if they were a gap."""
+    def _add(self, t: float, delta: float, gap_s: float, even: bool = False) -> None:
+        """Water ``delta`` litres at ``t``; ``gap_s``: the seconds since the last reading if they were a gap; ``even``:
+        the 10-minute bins of the hour before it were within two pulses of each other (see ``leak_bound_lph``)."""
         s = self.s
         assert s.day is not None
         s.day.volume += delta
@@ -101,7 +108,7 @@ class Timeline:
             excess = delta - self.leak_bound_lph(known=False) / HOUR * gap_s
             if excess >= use_min:
                 self.life(t, paired=not self.coarse() or excess >= 2 * s.resolution)
-            elif delta - self.leak_bound_lph(known=True) / HOUR * gap_s < use_min:
+            elif delta - self.leak_bound_lph(known=True, even=even) / HOUR * gap_s < use_min:
                 s.gaps[-1].append(1.0)
             s.rises = []
             return
@@ -129,11 +136,12 @@ class Timeline:
                 pair = self.paired(t, win_use)
                 self.life(self.life_time(t, brisk and not self.coarse()), paired=pair is not None, paired_from=pair)
 
-    def leak_bound_lph(self, known: bool) -> float:
+    def leak_bound_lph(self, known: bool, even: bool = False) -> float:
         """Litres per hour a leak may have let through a gap just ended: the base flow; on a fine meter, the quieter
         of the hours before the gap less a pulse if higher (a leak begun within the day is not base flow yet), plus a
         leak too slow to be told from use (two pulses a base-flow span). ``known``: those hours count only when they
-        are steady (within two pulses of each other), as a leak's are and a person's use is not."""
+        are steady, as a leak's are and a person's use is not: within two pulses of each other, and ``even`` (so were
+        the 10-minute bins of the hour before the gap: busy hours of like volume are bursts of use within them)."""
         s = self.s
         if self.coarse():
             return s.base_lph
@@ -144,7 +152,7 @@ class Timeline:
             end -= 1
         before = [b for b in bins[max(0, end - n) : end] if b is not None]
         recent = 0.0
-        if len(before) == n and (not known or max(before) - min(before) <= 2 * s.resolution):
+        if len(before) == n and (not known or (even and max(before) - min(before) <= 2 * s.resolution)):
             recent = max(0.0, min(before) - s.resolution)
         return max(s.base_lph, recent) + 2.0 * s.resolution / n
 
@@ -218,21 +226,12 @@ class Timeline:
 
     def _trim(self, t: float) -> None:
         rises = self.s.rises
-        cut = 0
-        while cut < len(rises) and rises[cut][0] <= t - self.window:
-            cut += 1
-        if cut:
-            del rises[:cut]
+        del rises[: next((i for i, r in enumerate(rises) if r[0] > t - self.window), len(rises))]
 
     # ---------------------------------------------------------------------------------------- rolling on
     def roll(self, t: float) -> None:
-        """Close every bin and day whose end is at or before ``t`` (lazily: nothing runs per poll)."""
+        """Close every hour bin and day whose end is at or before ``t`` (lazily: nothing runs per poll)."""
         s = self.s
-        short_idx = t // SHORT_BIN_S
-        if short_idx > s.short_bin[0]:
-            skipped = int(short_idx - s.short_bin[0])
-            s.short_bins = (s.short_bins + [s.short_bin[1]] + [0.0] * min(skipped - 1, 6))[-6:]
-            s.short_bin = [short_idx, 0.0]
         hour_idx = t // HOUR
         if hour_idx - s.hour_bin[0] > self.hour_keep + 1:  # a long gap: skip ahead
             s.hour_bins = [None] * self.hour_keep
