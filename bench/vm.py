@@ -78,13 +78,17 @@ def workspace(who: str, compare: str | None, keep: bool) -> Iterator[tuple[Path,
     sources = {"self": PROJECT}
     try:
         if compare:
-            subprocess.run(
-                ["git", "-C", str(PROJECT), "worktree", "add", "-q", "--detach", str(work / "compare"), compare]
+            added = subprocess.run(
+                ["git", "-C", str(PROJECT), "worktree", "add", "-q", "--detach", str(work / "compare"), compare],
+                capture_output=True,
+                text=True,
             )
+            if added.returncode:
+                raise SystemExit(f"{who}: --compare {compare}: git worktree add failed: {added.stderr.strip()}")
             sources["compare"] = work / "compare"
         yield work, sources
     finally:
-        if compare:
+        if (work / "compare").exists():
             subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(work / "compare")])
         if keep:
             say(who, f"kept {work}")

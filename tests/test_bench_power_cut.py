@@ -58,3 +58,11 @@ def test_the_guests_check_imports_without_the_centrals_packages() -> None:
     probe = blocked + "import bench.bench_power_cut, updates.layout, bench.power_cut_vm"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_vm_check_compared_with_a_revision_git_does_not_know_stops_at_once_naming_it() -> None:
+    from bench.vm import workspace
+
+    with pytest.raises(SystemExit, match="--compare no-such-revision: git worktree add failed: .*no-such-revision"):
+        with workspace("test", "no-such-revision", keep=False):
+            pytest.fail("entered without the compared checkout")
