@@ -8,6 +8,7 @@ never a silent default, so a field added later must come with a migration and a 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -38,8 +39,8 @@ def _plain(value: Any) -> Any:
 
 
 def load(cls: type[T], data: Mapping[str, Any], version: int, migrations: Mapping[int, Migration]) -> T:
-    """Build ``cls`` from ``data`` saved at any version up to ``version``."""
-    body = dict(data)
+    """Build ``cls`` from ``data`` saved at any version up to ``version`` (a copy: ``data`` is never shared)."""
+    body = copy.deepcopy(dict(data))
     found = body.pop("version", None)
     if not isinstance(found, int) or found > version:
         raise StateError(f"state version {found!r}: this code reads versions up to {version}")

@@ -63,6 +63,6 @@ def test_the_guests_check_imports_without_the_centrals_packages() -> None:
 def test_a_vm_check_compared_with_a_revision_git_does_not_know_stops_at_once_naming_it() -> None:
     from bench.vm import workspace
 
-    with pytest.raises(SystemExit, match="--compare no-such-revision: git worktree add failed: .*no-such-revision"):
-        with workspace("test", "no-such-revision", keep=False):
-            pytest.fail("entered without the compared checkout")
+    failed = "--compare no-such-revision: git worktree add failed: .*no-such-revision"
+    with pytest.raises(SystemExit, match=failed), workspace("test", "no-such-revision", keep=False):
+        pytest.fail("entered without the compared checkout")

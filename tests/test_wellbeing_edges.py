@@ -52,6 +52,21 @@ def test_state_round_trip_gives_exactly_the_same_detections_as_running_on() -> N
     assert restored.monitor.state() == straight.monitor.state()
 
 
+def test_two_monitors_restored_from_one_state_share_nothing() -> None:
+    # a monitor kept the lists of the state it was given: the node gives each freshly parsed JSON, but a caller that
+    # restores two from one state (a test, a replay) saw the first one's readings change the second
+    home = Home(day_at(6))
+    _routine(home, 2)
+    state = home.monitor.state()
+    saved = json.dumps(state)
+    first, second = (Home(day_at(6), state=state) for _ in range(2))
+    first.t, first.total = home.t, home.total
+    first.use(6)
+    first.idle(30)
+    assert json.dumps(state) == saved
+    assert second.monitor.state() == json.loads(saved)
+
+
 def test_state_of_another_version_is_refused() -> None:
     home = Home(day_at(8))
     state = home.monitor.state()
