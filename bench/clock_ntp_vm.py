@@ -28,23 +28,6 @@ from bench import vm
 BEHIND_S = 9 * 3600
 NTP_AFTER_S = 300
 AFTER_STEP_S = 180
-GUEST_INIT = """#!/bin/sh
-# PID 1 of the guest: network to the host (qemu user networking: the host is 10.0.2.2), then the check
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
-mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
-mount -o remount,rw /
-modprobe virtio_net; sleep 1
-dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)  # ens3: the initramfs's udev names it
-ip link set lo up; ip link set "$dev" up; ip addr add 10.0.2.15/24 dev "$dev"; ip route add default via 10.0.2.2
-echo "CLOCKVM boot $(date -u +%FT%TZ) kernel=$(uname -r)" > /dev/ttyS0
-arg() { tr ' ' '\\n' < /proc/cmdline | sed -n "s/^$1=//p"; }
-/opt/cb-self/bin/python -m bench.clock_ntp_vm --guest "$(arg cbnodes)" --tz "$(arg cbtz)" > /dev/ttyS0 2>&1
-echo "CLOCKVM-DONE" > /dev/ttyS0
-sync
-echo o > /proc/sysrq-trigger
-sleep 3600
-"""
 CHRONY_GUEST = "server 10.0.2.2 iburst minpoll -2 maxpoll -2\nmakestep 1 -1\ncmdport 0\npidfile /run/chronyd.pid\n"
 CHRONY_HOST = "local stratum 8\nallow all\ncmdport 0\npidfile {pid}\ndriftfile {drift}\n"
 
@@ -173,20 +156,9 @@ def _stage(work: Path, sources: dict[str, Path]) -> Path:
     vm.debootstrap(root, ("chrony", "iproute2", "socat", "tzdata"), work / "debootstrap.log")
     for tag, source in sources.items():
         vm.say("clock-ntp-vm", f"venv /opt/cb-{tag} from {source}")
-        stage = root / "stage" / tag
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(stage), str(source)], check=True
-        )
-        wheel = next(stage.glob("*.whl")).name
-        # the dependencies' wheels fetched here: the host's pip has the package index's settings, the guest's not
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(stage), f"{stage / wheel}[sim]"], check=True
-        )
-        subprocess.run(["chroot", str(root), "python3", "-m", "venv", f"/opt/cb-{tag}"], check=True)
-        pip = [f"/opt/cb-{tag}/bin/pip", "install", "-q", "--no-index", "--find-links", f"/stage/{tag}"]
-        subprocess.run(["chroot", str(root), *pip, f"/stage/{tag}/{wheel}[sim]"], check=True, env=vm.chroot_env())
-    (root / "clockvm.sh").write_text(GUEST_INIT)
-    (root / "clockvm.sh").chmod(0o755)
+        vm.install_venv(root, tag, source)
+    command = '/opt/cb-self/bin/python -m bench.clock_ntp_vm --guest "$(arg cbnodes)" --tz "$(arg cbtz)"'
+    vm.write_init(root, "clockvm.sh", "CLOCKVM", command)
     image = work / "base.img"
     vm.make_image(root, image, "4G")
     return image
@@ -233,7 +205,7 @@ def _run(work: Path, image: Path, sources: dict[str, Path]) -> int:
         image,
         log,
         f"init=/clockvm.sh cbnodes={','.join(sources)} cbtz={tz}",
-        ["-rtc", f"base={behind}", "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
+        ["-rtc", f"base={behind}", *vm.NETWORK],
     )
     done = vm.wait_for(log, "CLOCKVM-DONE", proc, NTP_AFTER_S + AFTER_STEP_S + 1800)
     proc.kill()

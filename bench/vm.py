@@ -34,6 +34,47 @@ def debootstrap(root: Path, packages: Sequence[str], log: Path) -> None:
         )
 
 
+NETWORKED_INIT = """#!/bin/sh
+# PID 1 of the guest: network to the host (qemu user networking: the host is 10.0.2.2), then the check
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
+mount -o remount,rw /
+modprobe virtio_net; sleep 1
+dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)  # ens3: the initramfs's udev names it
+ip link set lo up; ip link set "$dev" up; ip addr add 10.0.2.15/24 dev "$dev"; ip route add default via 10.0.2.2
+echo "{tag} boot $(date -u +%FT%TZ) kernel=$(uname -r)" > /dev/ttyS0
+arg() {{ tr ' ' '\\n' < /proc/cmdline | sed -n "s/^$1=//p"; }}
+{command} > /dev/ttyS0 2>&1
+echo "{tag}-DONE" > /dev/ttyS0
+sync
+echo o > /proc/sysrq-trigger
+sleep 3600
+"""
+NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")  # boot()'s extra: the host is 10.0.2.2
+
+
+def write_init(root: Path, name: str, tag: str, command: str) -> None:
+    """``root/name``: a PID 1 that brings up the network, runs ``command`` (its output and ``tag`` lines to the
+    console; ``$(arg key)`` reads ``key=`` from the kernel command line), then powers off."""
+    (root / name).write_text(NETWORKED_INIT.format(tag=tag, command=command))
+    (root / name).chmod(0o755)
+
+
+def install_venv(root: Path, tag: str, source: Path, extra: str = "sim") -> None:
+    """``/opt/cb-TAG`` in the guest's root: a venv with the checkout ``source`` and its ``extra``, from wheels
+    made on the host (the host's pip has the package index's settings, the guest's not)."""
+    stage = root / "stage" / tag
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(stage), str(source)], check=True)
+    wheel = next(stage.glob("*.whl")).name
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(stage), f"{stage / wheel}[{extra}]"], check=True
+    )
+    subprocess.run(["chroot", str(root), "python3", "-m", "venv", f"/opt/cb-{tag}"], check=True)
+    pip = [f"/opt/cb-{tag}/bin/pip", "install", "-q", "--no-index", "--find-links", f"/stage/{tag}"]
+    subprocess.run(["chroot", str(root), *pip, f"/stage/{tag}/{wheel}[{extra}]"], check=True, env=chroot_env())
+
+
 def chroot_env() -> dict[str, str]:
     """The environment for pip in the guest's root: the host's pip settings (PIP_*) left out."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
