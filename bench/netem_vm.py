@@ -1,12 +1,14 @@
 """A hostile network made by a real kernel: a Debian 12 guest (its own kernel, bench/vm.py) runs the installed
 ``meter-node run`` on a pymodbus meter over a socat serial pair, and sends to the real central on the host through
 qemu's user network. ``tc netem`` on the guest's interface (both ways: its ingress through an ifb device) first
-delays, drops, duplicates, reorders and corrupts packets, then drops them all while the meter stops answering (a
-``meter_offline`` alert is raised in the blackout), then flaps between the two, then is removed.
+delays, drops, duplicates, reorders and corrupts packets (the node is killed with SIGKILL halfway and started
+again), then drops them all while a meter stops answering (a ``meter_offline`` alert is raised in the blackout),
+then flaps between the two, then is removed.
 
 Counted at the central once the network is clean again: every event the node made is stored once (no sequence
 number missing, none and no event id twice), none was dead-lettered, the node's outbox is empty, and the alerts
-raised in the blackout were stored within ``ALERT_LATE_S`` of the network's return. The node runs on its
+raised in the blackout were sent within ``ALERT_LATE_S`` of the network's return (by the node's clock: the upload
+that carried them, whose ``node_wall_time`` the central keeps; a guest under qemu keeps its own time). The node runs on its
 defaults but for five meters polled every 5 s with a reading recorded every 5-10 s each (traffic), a 60 s offline
 limit and a 30 s heartbeat (to see its sync totals soon).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -102,21 +105,27 @@ class Netem:
         _sh(
             f"tc filter add dev {self.dev} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ifb0"
         )
-        self.on = False
+        self.counted = {"packets": 0, "dropped": 0}  # by the netem rules so far, both ways
 
     def set(self, rule: str) -> None:
-        verb = "change" if self.on else "add"
+        """Replace the rules, both ways, with ``rule`` (netem's own words); the last rules' counters are kept."""
+        self._count()
         for dev in (self.dev, "ifb0"):
-            _sh(f"tc qdisc {verb} dev {dev} root netem {rule}")
-        self.on = True
+            _sh(f"tc qdisc replace dev {dev} root netem {rule}")
 
-    def clear(self) -> str:
-        """Remove the rules; the counters of what they did."""
-        stats = "".join(_sh(f"tc -s qdisc show dev {dev}") for dev in (self.dev, "ifb0"))
+    def clear(self) -> dict[str, int]:
+        """Remove the rules; what they did (packets that went through them, and those they dropped)."""
+        self._count()
         for dev in (self.dev, "ifb0"):
-            _sh(f"tc qdisc del dev {dev} root")
-        self.on = False
-        return " ".join(stats.split())
+            _sh(f"tc qdisc del dev {dev} root 2>/dev/null || true")
+        return self.counted
+
+    def _count(self) -> None:
+        for dev in (self.dev, "ifb0"):
+            shown = _sh(f"tc -s qdisc show dev {dev}")
+            for sent, dropped in re.findall(r"qdisc netem .*?Sent \d+ bytes (\d+) pkt \(dropped (\d+)", shown, re.S):
+                self.counted["packets"] += int(sent) + int(dropped)
+                self.counted["dropped"] += int(dropped)
 
 
 def _outbox_left() -> dict[str, int]:
@@ -155,18 +164,24 @@ def _meter() -> Iterator[Any]:
 def guest(port: int) -> int:
     """In the guest: the node, the network's phases, then a report (``NETEM`` lines)."""
     with _meter() as (sim, serial):
-        with open(HOME / "node.log", "wb") as out:
-            node = subprocess.Popen(
-                [NODE_PROGRAM, "run", "--config", str(_node_config(port, serial))],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        config = _node_config(port, serial)
+
+        def start() -> subprocess.Popen[bytes]:
+            with open(HOME / "node.log", "ab") as out:
+                return subprocess.Popen([NODE_PROGRAM, "run", "--config", str(config)], stdout=out, stderr=out)
+
+        node = start()
         net = Netem()
         print(f"NETEM node started; interface {net.dev}", flush=True)
         time.sleep(PHASES_S["clean"])
         net.set(LOSSY)
         print(f"NETEM lossy: {LOSSY}", flush=True)
-        time.sleep(PHASES_S["lossy"])
+        time.sleep(PHASES_S["lossy"] / 2)
+        node.kill()  # kill -9 while uploads are in flight: what the central stored unacknowledged comes again
+        node.wait()
+        node = start()
+        print("NETEM node killed (SIGKILL) and started again", flush=True)
+        time.sleep(PHASES_S["lossy"] / 2)
         net.set("loss 100%")
         sim.set_present(1, False)
         print("NETEM blackout: loss 100%; the meter stops answering", flush=True)
@@ -177,7 +192,7 @@ def guest(port: int) -> int:
         for flip in range(PHASES_S["flapping"] // FLAP_S):
             net.set("loss 100%" if flip % 2 == 0 else FLAP_ON)
             time.sleep(FLAP_S)
-        print(f"NETEM netem counters: {net.clear()}", flush=True)
+        print(f"NETEM netem counted {json.dumps(net.clear())}", flush=True)
         back = time.monotonic()
         print(f"NETEM network-back {time.time():.1f}", flush=True)
         quiet = 0  # the outbox seen with at most one reading (the next poll's) three times in a row
@@ -186,7 +201,8 @@ def guest(port: int) -> int:
             time.sleep(2)
         print(f"NETEM drained {time.monotonic() - back:.0f} s after the network came back: {quiet == 3}", flush=True)
         time.sleep(40)  # a heartbeat after the drain carries the node's sync totals
-        sim.set_present(1, False)  # no more readings: what is queued goes out, then the node stops
+        for address in METERS:  # no more readings: what is queued goes out, then the node stops
+            sim.set_present(address, False)
         time.sleep(15)
         node.terminate()
         node.wait(timeout=60)
@@ -251,9 +267,9 @@ def judge(node: dict[str, Any], events: list[dict[str, Any]], back_wall: float, 
     offline = [e for e in events if e["kind"] == "meter_offline"]
     if {e["state"] for e in offline} != {"raised", "cleared"}:
         failed.append(f"meter_offline raised and cleared in the blackout: stored {[e['state'] for e in offline]}")
-    late = [e["received_at"] - back_wall for e in offline]
+    late = [e["node_wall_time"] - back_wall for e in offline]
     if late and max(late) > ALERT_LATE_S:
-        failed.append(f"an alert stored {max(late):.0f} s after the network came back (limit {ALERT_LATE_S:.0f} s)")
+        failed.append(f"an alert sent {max(late):.0f} s after the network came back (limit {ALERT_LATE_S:.0f} s)")
     return failed
 
 
@@ -302,10 +318,10 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     row = requests.get(f"{url}/api/v1/nodes/{NODE_ID}", headers=auth, timeout=30).json()
     events = _stored(url, operator)
     sync = (row.get("health") or {}).get("sync") or {}
-    late = [round(e["received_at"] - back[0], 1) for e in events if e["kind"] == "meter_offline"]
+    late = [round(e["node_wall_time"] - back[0], 1) for e in events if e["kind"] == "meter_offline"]
     print(
         f"central: {len(events)} events stored, the node made {row['max_seq'] - row['seq_unused']} (max seq "
-        f"{row['max_seq']}, {row['seq_unused']} unused, {row['seq_missing']} missing); meter_offline stored at "
+        f"{row['max_seq']}, {row['seq_unused']} unused, {row['seq_missing']} missing); meter_offline sent at "
         f"{late} s from the network's return; the node's last heartbeat's sync totals: {sync}",
         flush=True,
     )

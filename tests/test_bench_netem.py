@@ -11,8 +11,10 @@ BACK = 1_000_000.0  # when the guest's network came back
 
 def _events(n: int) -> list[dict[str, Any]]:
     events = [{"id": f"e{i}", "seq": i, "kind": "meter_reading", "state": "observed"} for i in range(1, n - 1)]
-    events += [{"id": f"e{n - 1}", "seq": n - 1, "kind": "meter_offline", "state": "raised", "received_at": BACK + 5}]
-    events += [{"id": f"e{n}", "seq": n, "kind": "meter_offline", "state": "cleared", "received_at": BACK + 6}]
+    events += [
+        {"id": f"e{n - 1}", "seq": n - 1, "kind": "meter_offline", "state": "raised", "node_wall_time": BACK + 5}
+    ]
+    events += [{"id": f"e{n}", "seq": n, "kind": "meter_offline", "state": "cleared", "node_wall_time": BACK + 6}]
     return events
 
 
