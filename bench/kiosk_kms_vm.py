@@ -71,11 +71,12 @@ def guest() -> int:
         time.sleep(0.2)
     print(f"KMS drm: {card} {'present' if card.exists() else 'missing'}", flush=True)
     home = Path("/node")
+    config = write_config(home)
     log = home / "kiosk.log"
     env = {**os.environ, "SDL_VIDEODRIVER": "kmsdrm", "KIVY_HOME": str(home / "data" / "kivy"), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
         kiosk = subprocess.Popen(
-            ["/opt/cb-self/bin/kiosk", "--config", str(write_config(home)), "run"], stdout=out, stderr=out, env=env
+            ["/opt/cb-self/bin/kiosk", "--config", str(config), "run"], stdout=out, stderr=out, env=env
         )
     deadline = time.monotonic() + 600
     text = ""
