@@ -50,7 +50,10 @@ def test_busy_hours_before_a_gap_are_a_leak_only_if_their_10_minutes_are_even_to
         if leak:  # a running cistern begun this morning: not yet base flow
             home.idle(1, drip_lph=9.0, resolution=1.0)
         else:  # 9 L an hour in two uses
-            last_use = home.use(6) or home.idle(0.5 - 2 / 60) or home.use(3) or home.monitor.data.anchor
+            home.use(6)
+            home.idle(0.5 - 2 / 60)
+            home.use(3)
+            last_use = home.monitor.data.anchor
             home.idle(0.5 - 2 / 60)
     home.fail(8, drip_lph=9.0 if leak else 0.0)
     home.total += 0.0 if leak else 40.0  # she went on using water through the outage
