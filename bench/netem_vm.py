@@ -311,8 +311,12 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     print("\n".join(lines), flush=True)
     back = [float(line.split()[-1]) for line in lines if line.startswith("NETEM network-back")]
     left = [json.loads(line.split(" ", 2)[2]) for line in lines if line.startswith("NETEM outbox-left")]
-    if not (done and back and left):
+    counted = [json.loads(line.split(" ", 3)[3]) for line in lines if line.startswith("NETEM netem counted")]
+    if not (done and back and left and counted):
         print("FAIL: the guest did not finish its check (see above)", flush=True)
+        return 1
+    if not counted[0]["dropped"]:
+        print("FAIL: netem dropped no packet: the rules did not touch the node's traffic", flush=True)
         return 1
     auth = {"Authorization": f"Bearer {operator}"}
     row = requests.get(f"{url}/api/v1/nodes/{NODE_ID}", headers=auth, timeout=30).json()
