@@ -106,9 +106,6 @@ def guest() -> int:
     )
     problems = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line or "Traceback" in line]
     print(f"KMS kiosk log errors: {problems[:5]}", flush=True)
-    for kivy_log in sorted((home / "data" / "kivy").rglob("*.txt")):
-        for line in kivy_log.read_text(errors="replace").splitlines()[:60]:
-            print(f"KMS kivy: {line[:200]}", flush=True)
     return 0
 
 
