@@ -259,9 +259,12 @@ def judge(node: dict[str, Any], events: list[dict[str, Any]], back_wall: float, 
         failed.append(f"stored twice: {len(ids) - len(set(ids))} id(s), {len(seqs) - len(set(seqs))} seq(s)")
     if len(set(seqs)) != made:
         failed.append(f"{len(set(seqs))} sequence numbers stored, the node made {made}")
-    sync = (node.get("health") or {}).get("sync") or {}
+    health = node.get("health") or {}
+    sync = health.get("sync") or {}
     if sync.get("dead_lettered", 0):
         failed.append(f"{sync['dead_lettered']} event(s) dead-lettered")
+    if health.get("dead_letters", 0):  # the outbox's own count: the totals above start again with the process
+        failed.append(f"{health['dead_letters']} dead letter(s) in the node's outbox")
     if any(left.values()):
         failed.append(f"left in the node's outbox: {left}")
     offline = [e for e in events if e["kind"] == "meter_offline"]

@@ -18,13 +18,14 @@ def _events(n: int) -> list[dict[str, Any]]:
     return events
 
 
-def _node(max_seq: int, received: int, unused: int = 0, dead: int = 0) -> dict[str, Any]:
+def _node(max_seq: int, received: int, unused: int = 0, dead: int = 0, kept: int = 0) -> dict[str, Any]:
+    """The central's row: ``dead`` dead-lettered since the node's last start, ``kept`` dead letters in its outbox."""
     missing = max_seq - received - unused
     return {
         "max_seq": max_seq,
         "seq_unused": unused,
         "seq_missing": missing,
-        "health": {"sync": {"dead_lettered": dead}},
+        "health": {"sync": {"dead_lettered": dead}, "dead_letters": kept},
     }
 
 
@@ -38,6 +39,8 @@ def test_a_lost_event_a_double_a_dead_letter_a_queued_event_and_a_late_alert_eac
     doubled = [*events, dict(events[3])]
     assert any("stored twice: 1 id(s), 1 seq(s)" in f for f in judge(_node(40, 40), doubled, BACK, {}))
     assert any("dead-lettered" in f for f in judge(_node(40, 40, dead=2), events, BACK, {}))
+    # dead-lettered before a SIGKILL: the restarted node's totals say 0, its outbox keeps them
+    assert any("1 dead letter(s) in the node's outbox" in f for f in judge(_node(40, 40, kept=1), events, BACK, {}))
     assert any("left in the node's outbox" in f for f in judge(_node(40, 40), events, BACK, {"q_alert": 1}))
     assert any("after the network came back" in f for f in judge(_node(40, 40), events, BACK - 600, {}))
     no_alert = [e for e in events if e["kind"] != "meter_offline"]
