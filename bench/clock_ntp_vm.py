@@ -13,10 +13,8 @@ its own meter (``dcc3a3b``, before meter_node/clock_frame.py, raises a false war
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -76,18 +74,9 @@ household = {{ resident = "B12-301" }}
     return config
 
 
-def _inactivity(tag: str) -> list[dict[str, Any]]:
+def _inactivity(config: Path) -> list[dict[str, Any]]:
     """The inactivity events in a node's outbox (the central is out of reach: none is sent)."""
-    rows: list[dict[str, Any]] = []
-    for path in (Path("/node") / tag / "data").rglob("*"):
-        if not path.is_file() or path.read_bytes()[:15] != b"SQLite format 3":
-            continue
-        with sqlite3.connect(path) as db:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'q_alert'").fetchone():
-                continue
-            events = [json.loads(body) for (body,) in db.execute("SELECT body FROM q_alert ORDER BY seq")]
-        rows += [e for e in events if e.get("kind") == "inactivity"]
-    return rows
+    return [e for e in vm.outbox_rows(config).get("alert", []) if e.get("kind") == "inactivity"]
 
 
 def guest(tags: list[str], tz: str) -> int:
@@ -97,7 +86,7 @@ def guest(tags: list[str], tz: str) -> int:
     from hal.sim.serial_pair import SerialPair
     from meter_node.profiles import load_profile
 
-    closers, nodes = [], {}
+    closers, nodes, configs = [], {}, {}
     Path("/node").mkdir(exist_ok=True)
     for tag in tags:
         pair = SerialPair(Path("/tmp") / f"serial-{tag}")
@@ -107,9 +96,10 @@ def guest(tags: list[str], tz: str) -> int:
         closers.append(sim.stop)
         sim.add_slave(1)
         SimulatedMeter(sim, 1, load_profile("u32_le_litres").register_writes, total_litres=5040.0)
+        configs[tag] = _node_config(tag, node_port, tz)
         with open(Path("/node") / f"{tag}.log", "wb") as out:  # the node keeps its own copy of the file
             nodes[tag] = subprocess.Popen(
-                [f"/opt/cb-{tag}/bin/meter-node", "run", "--config", str(_node_config(tag, node_port, tz))],
+                [f"/opt/cb-{tag}/bin/meter-node", "run", "--config", str(configs[tag])],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -135,7 +125,7 @@ def guest(tags: list[str], tz: str) -> int:
     for tag in tags:
         log = (Path("/node") / f"{tag}.log").read_text(errors="replace")
         dated = [line for line in log.splitlines() if "dated again" in line or "rules running" in line]
-        events = _inactivity(tag)
+        events = _inactivity(configs[tag])
         after = [e for e in events if float(e.get("wall_time", 0)) > before_step]
         said = [(e.get("state"), e.get("severity"), (e.get("payload") or {}).get("silence_h")) for e in events]
         print(f"CLOCKVM node {tag}: log: {dated}", flush=True)
@@ -151,14 +141,9 @@ def guest(tags: list[str], tz: str) -> int:
 
 # ---------------------------------------------------------------------------------------------- the host
 def _stage(work: Path, sources: dict[str, Path]) -> Path:
-    root = work / "root"
-    vm.say("clock-ntp-vm", "debootstrap bookworm (a few minutes)")
-    vm.debootstrap(root, ("chrony", "iproute2", "socat", "tzdata"), work / "debootstrap.log")
-    for tag, source in sources.items():
-        vm.say("clock-ntp-vm", f"venv /opt/cb-{tag} from {source}")
-        vm.install_venv(root, tag, source)
     command = '/opt/cb-self/bin/python -m bench.clock_ntp_vm --guest "$(arg cbnodes)" --tz "$(arg cbtz)"'
-    vm.write_init(root, "clockvm.sh", "CLOCKVM", command)
+    packages = ("chrony", "iproute2", "socat", "tzdata")
+    root = vm.stage(work, "clock-ntp-vm", packages, sources, ("clockvm.sh", "CLOCKVM", command))
     image = work / "base.img"
     vm.make_image(root, image, "4G")
     return image

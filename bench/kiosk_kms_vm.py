@@ -123,12 +123,8 @@ def _await(sock: socket.socket, message: str, deadline: float) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- the host
 def _stage(work: Path) -> Path:
-    root = work / "root"
-    vm.say("kiosk-kms-vm", "debootstrap bookworm with Mesa and the CJK fonts (a few minutes)")
-    vm.debootstrap(root, PACKAGES, work / "debootstrap.log")
-    vm.say("kiosk-kms-vm", f"venv /opt/cb-self from {vm.PROJECT} (with Kivy)")
-    vm.install_venv(root, "self", vm.PROJECT, extra="kiosk")
-    vm.write_init(root, "kmsvm.sh", "KMS", "/opt/cb-self/bin/python -m bench.kiosk_kms_vm --guest")
+    guest = ("kmsvm.sh", "KMS", "/opt/cb-self/bin/python -m bench.kiosk_kms_vm --guest")
+    root = vm.stage(work, "kiosk-kms-vm", PACKAGES, {"self": vm.PROJECT}, guest, extra="kiosk")
     image = work / "base.img"
     vm.make_image(root, image, "5G")
     return image

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -128,19 +127,9 @@ class Netem:
                 self.counted["dropped"] += int(dropped)
 
 
-def _outbox_left() -> dict[str, int]:
-    """Rows still queued in the node's outbox, by table (the node stopped)."""
-    left: dict[str, int] = {}
-    for path in (HOME / "data").rglob("*"):
-        if not path.is_file() or path.read_bytes()[:15] != b"SQLite format 3":
-            continue
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            tables = [
-                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'q_%'")
-            ]
-            for table in tables:
-                left[table] = left.get(table, 0) + db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-    return left
+def _outbox_left(config: Path) -> dict[str, int]:
+    """Events still queued in the node's outbox, by priority."""
+    return {prio: len(rows) for prio, rows in vm.outbox_rows(config).items()}
 
 
 @contextlib.contextmanager
@@ -197,7 +186,7 @@ def guest(port: int) -> int:
         print(f"NETEM network-back {time.time():.1f}", flush=True)
         quiet = 0  # the outbox seen with at most one reading (the next poll's) three times in a row
         while time.monotonic() < back + DRAIN_LIMIT_S and quiet < 3:
-            quiet = quiet + 1 if sum(_outbox_left().values()) <= 1 else 0
+            quiet = quiet + 1 if sum(_outbox_left(config).values()) <= 1 else 0
             time.sleep(2)
         print(f"NETEM drained {time.monotonic() - back:.0f} s after the network came back: {quiet == 3}", flush=True)
         time.sleep(40)  # a heartbeat after the drain carries the node's sync totals
@@ -206,7 +195,7 @@ def guest(port: int) -> int:
         time.sleep(15)
         node.terminate()
         node.wait(timeout=60)
-    print(f"NETEM outbox-left {json.dumps(_outbox_left())}", flush=True)
+    print(f"NETEM outbox-left {json.dumps(_outbox_left(config))}", flush=True)
     log = (HOME / "node.log").read_text(errors="replace").splitlines()
     print(f"NETEM node log: {len(log)} lines; errors: {[x for x in log if 'Traceback' in x or 'ERROR' in x][:5]}")
     return 0
@@ -214,15 +203,13 @@ def guest(port: int) -> int:
 
 # ---------------------------------------------------------------------------------------------- the host
 def _stage(work: Path, token: str) -> Path:
-    root = work / "root"
-    vm.say("netem-vm", "debootstrap bookworm (a few minutes)")
-    vm.debootstrap(root, ("iproute2", "socat", "kmod"), work / "debootstrap.log")
-    vm.say("netem-vm", f"venv /opt/cb-self from {vm.PROJECT}")
-    vm.install_venv(root, "self", vm.PROJECT)
+    command = '/opt/cb-self/bin/python -m bench.netem_vm --guest "$(arg cbport)"'
+    root = vm.stage(
+        work, "netem-vm", ("iproute2", "socat", "kmod"), {"self": vm.PROJECT}, ("netemvm.sh", "NETEM", command)
+    )
     (root / "node").mkdir()
     (root / "node" / "token").write_text(token + "\n")
     (root / "node" / "token").chmod(0o600)
-    vm.write_init(root, "netemvm.sh", "NETEM", '/opt/cb-self/bin/python -m bench.netem_vm --guest "$(arg cbport)"')
     image = work / "base.img"
     vm.make_image(root, image, "4G")
     return image

@@ -8,14 +8,17 @@ qemu runs under software emulation (TCG): on this host's nested KVM, qemu 7.2 fa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.update_rig import PROJECT
 
@@ -73,6 +76,45 @@ def install_venv(root: Path, tag: str, source: Path, extra: str = "sim") -> None
     subprocess.run(["chroot", str(root), "python3", "-m", "venv", f"/opt/cb-{tag}"], check=True)
     pip = [f"/opt/cb-{tag}/bin/pip", "install", "-q", "--no-index", "--find-links", f"/stage/{tag}"]
     subprocess.run(["chroot", str(root), *pip, f"/stage/{tag}/{wheel}[{extra}]"], check=True, env=chroot_env())
+
+
+def stage(
+    work: Path,
+    who: str,
+    packages: Sequence[str],
+    sources: Mapping[str, Path],
+    guest: tuple[str, str, str],
+    extra: str = "sim",
+) -> Path:
+    """A guest's root, ``work/root``: Debian 12 with ``packages``, a venv ``/opt/cb-TAG`` per checkout in
+    ``sources`` (with ``extra``) and the PID 1 ``guest`` = (script name, console tag, command) of ``write_init``.
+    Add any other files, then ``make_image``."""
+    root = work / "root"
+    say(who, "debootstrap bookworm (a few minutes)")
+    debootstrap(root, packages, work / "debootstrap.log")
+    for tag, source in sources.items():
+        say(who, f"venv /opt/cb-{tag} from {source} (extra {extra})")
+        install_venv(root, tag, source, extra)
+    write_init(root, *guest)
+    return root
+
+
+def outbox_rows(config: Path) -> dict[str, list[dict[str, Any]]]:
+    """The events still queued in the outbox of the node ``config`` describes, by priority (``alert``, ``state``,
+    ``reading``), oldest first. Read-only, from the file ``common.service.outbox_path`` names: the node may be
+    running. Empty when it has no outbox yet."""
+    from common.config import load_config
+    from common.outbox.db import TABLES
+    from common.service import outbox_path
+
+    path = outbox_path(load_config(config))
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)) as db:
+        return {
+            prio: [json.loads(body) for (body,) in db.execute(f"SELECT body FROM {table} ORDER BY seq")]
+            for prio, table in TABLES.items()
+        }
 
 
 def chroot_env() -> dict[str, str]:

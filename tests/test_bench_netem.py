@@ -30,7 +30,7 @@ def _node(max_seq: int, received: int, unused: int = 0, dead: int = 0, kept: int
 
 
 def test_every_event_once_and_the_alerts_soon_after_the_return_pass() -> None:
-    assert judge(_node(40, 40), _events(40), BACK, {"q_reading": 0}) == []
+    assert judge(_node(40, 40), _events(40), BACK, {"reading": 0}) == []
 
 
 def test_a_lost_event_a_double_a_dead_letter_a_queued_event_and_a_late_alert_each_fail() -> None:
@@ -41,7 +41,7 @@ def test_a_lost_event_a_double_a_dead_letter_a_queued_event_and_a_late_alert_eac
     assert any("dead-lettered" in f for f in judge(_node(40, 40, dead=2), events, BACK, {}))
     # dead-lettered before a SIGKILL: the restarted node's totals say 0, its outbox keeps them
     assert any("1 dead letter(s) in the node's outbox" in f for f in judge(_node(40, 40, kept=1), events, BACK, {}))
-    assert any("left in the node's outbox" in f for f in judge(_node(40, 40), events, BACK, {"q_alert": 1}))
+    assert any("left in the node's outbox" in f for f in judge(_node(40, 40), events, BACK, {"alert": 1}))
     assert any("after the network came back" in f for f in judge(_node(40, 40), events, BACK - 600, {}))
     no_alert = [e for e in events if e["kind"] != "meter_offline"]
     assert any("meter_offline raised and cleared" in f for f in judge(_node(38, 38), no_alert, BACK, {}))
