@@ -34,6 +34,7 @@ from provisioning.errors import (
     ProvisionError,
 )
 from provisioning.schema import PIN_TYPES
+from provisioning.selftest_lift import check_empty_car
 from provisioning.selftest_voice import check_voice, wants_voice
 
 POLL_S = 0.01
@@ -107,6 +108,7 @@ class Inputs:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.devices: list[Any] = []
+        self.by_key: dict[str, Any] = {}  # the inputs whose check passed, by config key
         self.factory_error: str | None = None
         try:
             from hal import gpio
@@ -180,6 +182,7 @@ def check_input(inputs: Inputs, key: str, pin: Any, timeout_s: float, meaning: s
             took = time.monotonic() - started
             word = "active" if now_state else "inactive"
             means = f"; active = {meaning}" if meaning else ""
+            inputs.by_key[key] = device
             return Check(name, PASS, f"changed to {word} after {took:.1f} s{means}")
         time.sleep(POLL_S)
     word = "active" if before else "inactive"
@@ -326,6 +329,10 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
                 else:
                     meaning = active_meaning(config.role_config, key)
                     checks.append(check_input(inputs, key, pin, args.timeout, meaning))
+            if config.node.role == "elevator":
+                empty_s = 0.0 if args.skip_inputs else args.empty_car_s
+                door, occupancy = inputs.by_key.get("door"), inputs.by_key.get("occupancy")
+                checks.append(check_empty_car(door, occupancy, empty_s, args.timeout))
         finally:
             inputs.close()
     if config.node.role == "kiosk":
@@ -368,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per check (default 30)")
     parser.add_argument("--non-interactive", action="store_true", help="never ask for confirmation")
     parser.add_argument("--skip-inputs", action="store_true", help="do not wait for inputs (marked skip)")
+    parser.add_argument(
+        "--empty-car-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="lift: watch the empty car this long with its doors closed; nobody may be seen (default 60, 0: skip)",
+    )
     return parser
 
 
@@ -375,6 +389,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not 0.1 <= args.timeout <= 600:
         raise ProvisionError(2, f"--timeout {args.timeout:g}: allowed 0.1..600 seconds")
+    if not 0 <= args.empty_car_s <= 3600:
+        raise ProvisionError(2, f"--empty-car-s {args.empty_car_s:g}: allowed 0..3600 seconds")
     config = load_node_config(args.config)
     interactive = not args.non_interactive and sys.stdin.isatty()
     prompt.say(f"selftest of {config.node.id} ({config.node.role}) ...")

@@ -22,27 +22,50 @@ from provisioning.cli import main
 from tests.speech_helpers import RecordingSpeaker
 
 PROMPT = re.compile(r">>> trigger (\S+) on BCM (\d+)")
+EMPTY_CAR = ">>> empty car: step out"
 
 
 class SimulatedTechnician(io.StringIO):
     """Stands in for stderr: when the selftest asks for an input to be triggered, flips that pin (as a door
-    opening or a hand on a button would), unless told to ignore that input."""
+    opening or a hand on a button would), unless told to ignore that input. Asked to leave the car empty, steps
+    out (the occupancy pin, active high, goes low); ``ghost`` = (after, for) seconds: the presence sensor then
+    sees someone who is not there (a fan) that long after she stepped out."""
 
     def __init__(self, ignore: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.ignore = set(ignore)
         self.threads: list[threading.Thread] = []
         self.asked: list[str] = []
+        self.pins: dict[str, int] = {}
+        self.ghost: tuple[float, float] | None = None
 
     def write(self, text: str) -> int:
         for match in PROMPT.finditer(text):
             key, pin = match.group(1), int(match.group(2))
             self.asked.append(key)
+            self.pins[key] = pin
             if key not in self.ignore:
-                thread = threading.Thread(target=self._trigger, args=(pin,), daemon=True)
-                thread.start()
-                self.threads.append(thread)
+                self._start(self._trigger, pin)
+        if EMPTY_CAR in text:
+            self.asked.append("empty car")
+            if "empty car" not in self.ignore:
+                self._start(self._step_out, self.pins["occupancy"])
         return super().write(text)
+
+    def _start(self, target, pin: int) -> None:
+        thread = threading.Thread(target=target, args=(pin,), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _step_out(self, pin: int) -> None:
+        time.sleep(0.05)
+        Device.pin_factory.pin(pin).drive_low()
+        if self.ghost:
+            after, lasting = self.ghost
+            time.sleep(after)
+            Device.pin_factory.pin(pin).drive_high()
+            time.sleep(lasting)
+            Device.pin_factory.pin(pin).drive_low()
 
     @staticmethod
     def _trigger(pin: int) -> None:
@@ -94,7 +117,8 @@ def selftest(path: Path, technician: SimulatedTechnician, *flags: str, terminal:
     sys.stdout, sys.stderr = out, technician
     try:
         mode = [] if terminal else ["--non-interactive"]
-        code = main(["selftest", "--config", str(path), "--json", *mode, *flags])
+        watch = [] if "--empty-car-s" in flags else ["--empty-car-s", "0.3"]  # the lift's empty car, briefly
+        code = main(["selftest", "--config", str(path), "--json", *mode, *watch, *flags])
     finally:
         sys.stdout, sys.stderr = real
     return code, json.loads(out.getvalue())
@@ -116,10 +140,11 @@ def test_elevator_all_green(central, mock_factory, technician, tmp_path: Path) -
         "input door (BCM 17)": "pass",
         "input occupancy (BCM 27)": "pass",
         "input alarm_button (BCM 24)": "pass",
+        "empty car stays empty": "pass",
         "voice prompt": "skip",
         "central reachable, token accepted": "pass",
     }
-    assert technician.asked == ["door", "occupancy", "alarm_button"]
+    assert technician.asked == ["door", "occupancy", "alarm_button", "empty car"]
     door = next(c for c in report["checks"] if c["name"] == "input door (BCM 17)")
     assert "active = doors closed" in door["detail"]
     # the central saw the selftest (EN 81-28 wants test results to reach the monitoring side)
@@ -139,6 +164,29 @@ def test_an_input_nobody_triggers_fails_with_exit_1(central, mock_factory, techn
     assert "no change within 0.5 s" in checks["input occupancy (BCM 27)"]["detail"]
     assert checks["input door (BCM 17)"]["result"] == "pass"
     assert central.node("cbxc-b7-lift1")["health"]["selftest"]["ok"] is False
+
+
+@pytest.mark.parametrize("ghost", [(0.2, 0.3), None])
+def test_a_presence_sensor_that_sees_someone_in_the_empty_car_fails(
+    central, mock_factory, technician, tmp_path: Path, ghost: tuple[float, float] | None
+) -> None:
+    """A fan or a reflection read as a passenger: for a while during the watch, or all along (she never left)."""
+    technician.ghost = ghost
+    if ghost is None:
+        technician.ignore = {"empty car"}  # presence stays on with the doors closed
+    path = init(tmp_path, "elevator", central.url, *ELEVATOR)
+    register(path, central, tmp_path)
+    code, report = selftest(path, technician, "--timeout", "1", "--empty-car-s", "1.5")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1 and checks["empty car stays empty"]["result"] == "fail"
+    detail = checks["empty car stays empty"]["detail"]
+    if ghost:
+        assert "someone seen in the empty car 1 time(s)" in detail
+        assert 0.2 <= float(re.findall(r"longest ([0-9.]+) s", detail)[0]) < 1.5  # 0.3 s, on a loaded machine more
+    else:
+        assert "presence on for 1 s with the doors closed" in detail
+    assert "a fan, a reflection" in detail
+    assert checks["input occupancy (BCM 27)"]["result"] == "pass"
 
 
 def test_kiosk_led_blinks_and_button(central, mock_factory, technician, tmp_path: Path) -> None:
@@ -216,7 +264,8 @@ def test_text_table(central, mock_factory, technician, tmp_path: Path, capsys) -
     real = sys.stderr
     sys.stderr = technician
     try:
-        assert main(["selftest", "--config", str(path), "--non-interactive", "--timeout", "3"]) == 0
+        argv = ["selftest", "--config", str(path), "--non-interactive", "--timeout", "3", "--empty-car-s", "0.3"]
+        assert main(argv) == 0
     finally:
         sys.stderr = real
     out = capsys.readouterr().out
@@ -379,3 +428,30 @@ def test_backend_wav_with_a_pack_lacking_the_entrapment_prompt(
     assert checks["voice prompt"]["result"] == "fail"
     assert "lift.entrapment not said" in checks["voice prompt"]["detail"]
     assert "espeak-ng is not installed" in checks["voice prompt"]["detail"]
+
+
+class Scripted:
+    """An input whose value follows a script of (from this many seconds after the start, value)."""
+
+    def __init__(self, script: list[tuple[float, bool]]) -> None:
+        self.script, self.start = script, time.monotonic()
+
+    @property
+    def value(self) -> bool:
+        elapsed = time.monotonic() - self.start
+        return [v for t, v in self.script if t <= elapsed][-1]
+
+
+def test_doors_opened_during_the_empty_car_watch_start_it_again() -> None:
+    """A resident calls the car: the doors open, someone may be in it now, so the watch starts again once they
+    close with the car empty; a car that keeps being called fails with a word on it, not a verdict on the sensor."""
+    from provisioning.selftest_lift import check_empty_car
+
+    door = Scripted([(0.0, True), (0.3, False), (0.5, True)])  # opened 0.3-0.5 s into the first watch
+    occupancy = Scripted([(0.0, False), (0.35, True), (0.45, False)])  # the resident, seen while the doors are open
+    check = check_empty_car(door, occupancy, watch_s=0.5, timeout_s=1.0)
+    assert (check.result, check.detail) == ("pass", "no one seen for 0.5 s with the doors closed")
+    flapping = Scripted([(t / 10, t % 2 == 0) for t in range(100)])  # doors open and shut every 0.1 s
+    check = check_empty_car(flapping, Scripted([(0.0, False)]), watch_s=0.5, timeout_s=1.0)
+    assert check.result == "fail" and "the doors opened during each of 4 watches" in check.detail
+    assert check_empty_car(None, occupancy, 1.0, 1.0).result == "skip"  # no working door contact
