@@ -73,7 +73,10 @@ def front(central: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         f"{user}worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
         "events { worker_connections 256; }\n"
         f"http {{\n    access_log {folder}/access.log;\n    client_body_temp_path {folder}/body;\n"
-        f"    proxy_temp_path {folder}/proxy;\n    include {folder}/site.conf;\n}}\n"
+        f"    proxy_temp_path {folder}/proxy;\n    include {folder}/site.conf;\n"
+        # as a user, nginx cannot make its built-in temp folders under /var/lib/nginx: each one here instead
+        + "".join(f"    {kind}_temp_path {folder}/{kind};\n" for kind in ("fastcgi", "uwsgi", "scgi"))
+        + "}\n"
     )
     conf = ["-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
     checked = subprocess.run([NGINX, "-t", *conf], capture_output=True, text=True, timeout=30)
