@@ -34,10 +34,13 @@ def test_the_outbox_is_read_where_the_config_puts_it_while_the_node_holds_it_ope
     node = load_config(config)
     outbox = Outbox(outbox_path(node), node.outbox, ManualClock(1.7e9), node_id=node.node.id)
     try:
-        for kind, priority, state in (("inactivity", "alert", "raised"), ("meter_reading", "reading", "observed")):
-            event = make_event(
-                node.node.id, kind, wall_time=1.7e9, clock_synced=True, priority=priority, state=state, payload={}
-            )
+        made = [
+            make_event(
+                node.node.id, "inactivity", wall_time=1.7e9, clock_synced=True, priority="alert", state="raised"
+            ),
+            make_event(node.node.id, "meter_reading", wall_time=1.7e9, clock_synced=True, priority="reading"),
+        ]
+        for event in made:
             outbox.put(event)
         outbox.flush()
         rows = outbox_rows(config)  # read-only, beside the open writer
