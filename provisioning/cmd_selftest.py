@@ -332,7 +332,8 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
             if config.node.role == "elevator":
                 empty_s = 0.0 if args.skip_inputs else args.empty_car_s
                 door, occupancy = inputs.by_key.get("door"), inputs.by_key.get("occupancy")
-                checks.append(check_empty_car(door, occupancy, empty_s, args.timeout))
+                kind = config.role_config.occupancy_kind
+                checks.append(check_empty_car(door, occupancy, empty_s, args.timeout, kind))
         finally:
             inputs.close()
     if config.node.role == "kiosk":

@@ -14,20 +14,28 @@ from provisioning.checks import FAIL, PASS, SKIP, Check
 NAME = "empty car stays empty"
 POLL_S = 0.01
 RESTARTS = 3  # doors opened during the watch: watched again this many times
-ADVICE = (
-    "if the car is empty, the sensor sees a fan, a reflection off the walls or the landing; narrow its range or "
-    "raise its threshold, aim it away from the fan and the doors, then run again (an empty car that reads "
-    "occupied raises a false entrapment)"
-)
+ADVICE = {
+    "presence": "if the car is empty, the sensor sees a fan, a reflection off the walls or the landing; narrow its "
+    "range or raise its threshold, aim it away from the fan and the doors, then run again",
+    "motion": "if the car is empty, the PIR holds its output too long (set its hold time to 2-3 s) or sees warm air "
+    "or the landing; aim it away from the fan and the doors, then run again",
+}
+WHY = " (an empty car that reads occupied with its doors closed raises a false entrapment)"
 
 
 def check_empty_car(
-    door: Any, occupancy: Any, watch_s: float, timeout_s: float, clock: Callable[[], float] = time.monotonic
+    door: Any,
+    occupancy: Any,
+    watch_s: float,
+    timeout_s: float,
+    kind: str = "presence",
 ) -> Check:
     """Watch the occupancy input for ``watch_s`` while the doors are closed and nobody is in the car. ``door`` and
     ``occupancy`` are the inputs the selftest made (``value`` true: doors closed, someone seen), or None when not
     fitted or not working. The technician has ``timeout_s`` to leave the car and let the doors close. Doors that
-    open during the watch (a resident called the car) start it again, at most ``RESTARTS`` times."""
+    open during the watch (a resident called the car) start it again, at most ``RESTARTS`` times. ``kind``: the
+    sensor's ``occupancy_kind``, for the advice."""
+    advice = ADVICE.get(kind, ADVICE["presence"]) + WHY
     if watch_s <= 0:
         return Check(NAME, SKIP, "--empty-car-s 0")
     if door is None or occupancy is None:
@@ -37,11 +45,11 @@ def check_empty_car(
         f" (within {timeout_s:g} s)"
     )
     for _ in range(1 + RESTARTS):
-        if not _wait(lambda: bool(door.value) and not occupancy.value, timeout_s, clock):
+        if not _wait(lambda: bool(door.value) and not occupancy.value, timeout_s):
             if door.value:  # doors shut, and the sensor never let go of someone
-                return Check(NAME, FAIL, f"presence on for {timeout_s:g} s with the doors closed: {ADVICE}")
+                return Check(NAME, FAIL, f"presence on for {timeout_s:g} s with the doors closed: {advice}")
             return Check(NAME, FAIL, f"the doors did not close within {timeout_s:g} s: run again")
-        seen = _watch(door, occupancy, watch_s, clock)
+        seen = _watch(door, occupancy, watch_s)
         if seen is not None:
             break
         prompt.say(">>> empty car: the doors opened; the watch starts again once they close with the car empty")
@@ -55,16 +63,16 @@ def check_empty_car(
         NAME,
         FAIL,
         f"someone seen in the empty car {len(seen)} time(s), {sum(seen):.1f} s in all (longest {max(seen):.1f} s): "
-        + ADVICE,
+        + advice,
     )
 
 
-def _watch(door: Any, occupancy: Any, watch_s: float, clock: Callable[[], float]) -> list[float] | None:
+def _watch(door: Any, occupancy: Any, watch_s: float) -> list[float] | None:
     """The spans (seconds) the sensor saw someone during ``watch_s`` with the doors closed; None if they opened."""
     seen: list[float] = []
     on_since: float | None = None
-    end = clock() + watch_s
-    while (now := clock()) < end:
+    end = time.monotonic() + watch_s
+    while (now := time.monotonic()) < end:
         if not door.value:
             return None
         if occupancy.value and on_since is None:
@@ -74,14 +82,14 @@ def _watch(door: Any, occupancy: Any, watch_s: float, clock: Callable[[], float]
             on_since = None
         time.sleep(POLL_S)
     if on_since is not None:
-        seen.append(clock() - on_since)
+        seen.append(time.monotonic() - on_since)
     return seen
 
 
-def _wait(ready: Callable[[], bool], within_s: float, clock: Callable[[], float]) -> bool:
+def _wait(ready: Callable[[], bool], within_s: float) -> bool:
     """Poll ``ready()`` for up to ``within_s``: whether it held."""
-    until = clock() + within_s
-    while clock() < until:
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
         if ready():
             return True
         time.sleep(POLL_S)

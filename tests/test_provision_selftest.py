@@ -185,7 +185,7 @@ def test_a_presence_sensor_that_sees_someone_in_the_empty_car_fails(
         assert 0.2 <= float(re.findall(r"longest ([0-9.]+) s", detail)[0]) < 1.5  # 0.3 s, on a loaded machine more
     else:
         assert "presence on for 1 s with the doors closed" in detail
-    assert "a fan, a reflection" in detail
+    assert "a fan, a reflection" in detail and "false entrapment" in detail
     assert checks["input occupancy (BCM 27)"]["result"] == "pass"
 
 
@@ -455,3 +455,5 @@ def test_doors_opened_during_the_empty_car_watch_start_it_again() -> None:
     check = check_empty_car(flapping, Scripted([(0.0, False)]), watch_s=0.5, timeout_s=1.0)
     assert check.result == "fail" and "the doors opened during each of 4 watches" in check.detail
     assert check_empty_car(None, occupancy, 1.0, 1.0).result == "skip"  # no working door contact
+    pir = check_empty_car(Scripted([(0.0, True)]), Scripted([(0.0, True)]), 0.5, 0.3, kind="motion")
+    assert pir.result == "fail" and "hold time" in pir.detail  # a PIR that holds its output on: its own advice
