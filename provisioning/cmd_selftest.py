@@ -34,6 +34,7 @@ from provisioning.errors import (
     ProvisionError,
 )
 from provisioning.schema import PIN_TYPES
+from provisioning.selftest_lift import NAME as EMPTY_CAR
 from provisioning.selftest_lift import check_empty_car
 from provisioning.selftest_voice import check_voice, wants_voice
 
@@ -329,11 +330,12 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
                 else:
                     meaning = active_meaning(config.role_config, key)
                     checks.append(check_input(inputs, key, pin, args.timeout, meaning))
-            if config.node.role == "elevator":
-                empty_s = 0.0 if args.skip_inputs else args.empty_car_s
+            if config.node.role == "elevator" and args.skip_inputs:
+                checks.append(Check(EMPTY_CAR, SKIP, "--skip-inputs"))
+            elif config.node.role == "elevator":
                 door, occupancy = inputs.by_key.get("door"), inputs.by_key.get("occupancy")
                 kind = config.role_config.occupancy_kind
-                checks.append(check_empty_car(door, occupancy, empty_s, args.timeout, kind))
+                checks.append(check_empty_car(door, occupancy, args.empty_car_s, args.timeout, kind))
         finally:
             inputs.close()
     if config.node.role == "kiosk":

@@ -209,6 +209,10 @@ def test_unregistered_and_unreachable_central_fail(central, mock_factory, techni
     checks = {c["name"]: c for c in report["checks"]}
     assert "register first" in checks["central reachable, token accepted"]["detail"]
     assert checks["input door (BCM 17)"]["result"] == "skip"
+    assert (checks["empty car stays empty"]["result"], checks["empty car stays empty"]["detail"]) == (
+        "skip",
+        "--skip-inputs",
+    )
     register(path, central, tmp_path)
     central.stop()
     code, report = selftest(path, technician, "--timeout", "2", "--skip-inputs")
