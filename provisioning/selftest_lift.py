@@ -44,7 +44,9 @@ def check_empty_car(
         f">>> empty car: step out of the car and let its doors close, light and fan on; nobody in it for {watch_s:g} s"
         f" (within {timeout_s:g} s)"
     )
-    for _ in range(1 + RESTARTS):
+    for attempt in range(1 + RESTARTS):
+        if attempt:
+            prompt.say(">>> empty car: the doors opened; the watch starts again once they close with the car empty")
         if not _wait(lambda: bool(door.value) and not occupancy.value, timeout_s):
             if door.value:  # doors shut, and the sensor never let go of someone
                 return Check(NAME, FAIL, f"presence on for {timeout_s:g} s with the doors closed: {advice}")
@@ -52,7 +54,6 @@ def check_empty_car(
         seen = _watch(door, occupancy, watch_s)
         if seen is not None:
             break
-        prompt.say(">>> empty car: the doors opened; the watch starts again once they close with the car empty")
     else:
         return Check(
             NAME, FAIL, f"the doors opened during each of {1 + RESTARTS} watches: run again when the lift is quiet"
