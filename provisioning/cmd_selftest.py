@@ -36,6 +36,7 @@ from provisioning.errors import (
 from provisioning.schema import PIN_TYPES
 from provisioning.selftest_lift import NAME as EMPTY_CAR
 from provisioning.selftest_lift import check_empty_car
+from provisioning.selftest_tls import check_tls_strict
 from provisioning.selftest_voice import check_voice, wants_voice
 
 POLL_S = 0.01
@@ -343,6 +344,8 @@ def run_checks(config: NodeConfig, args: argparse.Namespace, confirm: bool) -> l
     if wants_voice(config):
         checks += check_voice(config, confirm)
     checks += check_meters(config, args.timeout)
+    tls = check_tls_strict(config, args.timeout)
+    checks += [tls] if tls else []
     checks.append(check_central(config, checks, args.timeout))
     return checks
 

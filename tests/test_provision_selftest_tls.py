@@ -1,0 +1,91 @@
+"""provision selftest's strict TLS check, against a real TLS server on loopback with a site CA made two ways: the
+short way (a bare ``openssl req -x509``, which Python 3.13 refuses) and the way docs/central.md gives."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from community.receivers import free_port
+from provisioning.selftest_tls import check_tls_strict
+from tests.sync_helpers import node_config
+from tests.test_nginx_front import SERVER_EXTENSIONS
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+def _site_ca(folder: Path, proper: bool) -> tuple[Path, Path, Path]:
+    """(CA file, server certificate, server key) for 127.0.0.1."""
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=folder)
+
+    usage = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=site CA",
+            *(usage if proper else []), "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=central", "-keyout", "c.key", "-out", "c.csr")
+    extensions = SERVER_EXTENSIONS if proper else "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+    (folder / "ext.cnf").write_text(extensions)
+    openssl("x509", "-req", "-in", "c.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "ext.cnf", "-out", "c.pem")  # fmt: skip
+    return folder / "ca.pem", folder / "c.pem", folder / "c.key"
+
+
+@contextmanager
+def _serve(cert: Path, key: Path) -> Iterator[int]:
+    """A TLS server on loopback that completes handshakes and hangs up; yields its port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()  # the client refused our chain: what the check is for
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_a_site_ca_python_3_13_would_refuse_fails_on_any_python(tmp_path: Path, proper: bool) -> None:
+    ca, cert, key = _site_ca(tmp_path / "ca", proper)
+    with _serve(cert, key) as port:
+        config = node_config(tmp_path / "node", f"https://127.0.0.1:{port}", central={"ca_bundle": str(ca)})
+        check = check_tls_strict(config, timeout_s=5)
+        assert check is not None
+        if proper:
+            assert check.result == "pass", check.detail
+        else:  # the usual check passes (the node works today); the strict one does not
+            assert check.result == "fail"
+            assert "key usage" in check.detail and "Python 3.13" in check.detail
+
+
+def test_nothing_to_say_over_plain_http_or_with_the_central_unreachable(tmp_path: Path) -> None:
+    assert check_tls_strict(node_config(tmp_path / "a", "http://127.0.0.1:9"), timeout_s=1) is None
+    closed = free_port()  # nobody listens: the central's own check says unreachable
+    assert check_tls_strict(node_config(tmp_path / "b", f"https://127.0.0.1:{closed}"), timeout_s=1) is None
