@@ -15,6 +15,7 @@ from common.config import NodeConfig
 from provisioning.checks import FAIL, PASS, Check
 
 NAME = "TLS as Python 3.13 checks it"
+NOT_VERIFIED = "not verified: "
 
 
 def check_tls_strict(config: NodeConfig, timeout_s: float) -> Check | None:
@@ -27,8 +28,8 @@ def check_tls_strict(config: NodeConfig, timeout_s: float) -> Check | None:
     strict = _handshake(url.hostname, url.port or 443, bundle, timeout_s, strict=True)
     if strict is None:
         return Check(NAME, PASS, f"{url.hostname}: the chain passes the strict check")
-    if _handshake(url.hostname, url.port or 443, bundle, timeout_s, strict=False) is not None:
-        return None
+    if strict.startswith(NOT_VERIFIED) or _handshake(url.hostname, url.port or 443, bundle, timeout_s, False):
+        return None  # not a certificate the strict check refused, or one the usual check refuses too
     return Check(
         NAME,
         FAIL,
@@ -39,7 +40,7 @@ def check_tls_strict(config: NodeConfig, timeout_s: float) -> Check | None:
 
 def _handshake(host: str, port: int, bundle: Path | None, timeout_s: float, strict: bool) -> str | None:
     """None when a TLS handshake with the central verifies against what the node uses (its bundle, else
-    certifi's store, as requests does), else why not."""
+    certifi's store, as requests does), else why not (``NOT_VERIFIED`` first when the chain was not judged)."""
     context = ssl.create_default_context(cafile=str(bundle) if bundle else certifi.where())
     if strict:
         context.verify_flags |= ssl.VERIFY_X509_STRICT
@@ -53,5 +54,5 @@ def _handshake(host: str, port: int, bundle: Path | None, timeout_s: float, stri
             return None
     except ssl.SSLCertVerificationError as exc:
         return str(exc.verify_message or exc)
-    except (OSError, ssl.SSLError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+    except OSError as exc:  # ssl.SSLError included: no verdict on the certificates
+        return f"{NOT_VERIFIED}{type(exc).__name__}: {exc}"
