@@ -15,6 +15,7 @@ import pytest
 
 from bench.hostile import Fault, HostileProxy
 from community.receivers import WebhookReceiver
+from tests.loopback import serving
 from tests.test_notify_delivery import CONTACTS, METER, SECRET, eventually, only_alert, raise_silence
 
 TIMEOUT_S = 1.0
@@ -47,33 +48,16 @@ def silent_port() -> Iterator[int]:
 def dripping_port(interval_s: float = 0.2) -> Iterator[int]:
     """A server that answers every connection with its status line and headers one byte every ``interval_s``
     (each read is quick, so a per-read timeout never fires)."""
-    stop = threading.Event()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.1)
 
-    def drip(conn: socket.socket) -> None:
+    def drip(conn: socket.socket, stop: threading.Event) -> None:
         with conn, contextlib.suppress(OSError):
             for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X-Pad: " + b"x" * 10_000:
                 if stop.wait(interval_s):
                     return
                 conn.sendall(bytes([byte]))
 
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = server.accept()
-                threading.Thread(target=drip, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        server.close()
+    with serving(drip) as port:
+        yield port
 
 
 def channel(cid: str, ctype: str, role: str, url: str) -> dict:

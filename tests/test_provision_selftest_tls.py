@@ -3,6 +3,7 @@ short way (a bare ``openssl req -x509``, which Python 3.13 refuses) and the way 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import ssl
@@ -16,6 +17,7 @@ import pytest
 
 from community.receivers import free_port
 from provisioning.selftest_tls import check_tls_strict
+from tests.loopback import serving
 from tests.sync_helpers import node_config
 from tests.test_nginx_front import SERVER_EXTENSIONS
 
@@ -45,30 +47,13 @@ def _serve(cert: Path, key: Path) -> Iterator[int]:
     """A TLS server on loopback that completes handshakes and hangs up; yields its port."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with context.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
-                conn.close()  # the client refused our chain: what the check is for
+    def handshake(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
+            pass  # an error here: the client refused our chain, which is what the check is for
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+    with serving(handshake) as port:
+        yield port
 
 
 @pytest.mark.parametrize("proper", [True, False])
