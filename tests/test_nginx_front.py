@@ -19,41 +19,18 @@ import requests
 
 from common.clock import ManualClock
 from community.receivers import free_port
+from tests.site_ca import make_site_ca
 from tests.test_sync import NODE, drain, make_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-# the central's certificate: what docs/central.md tells a site to put in its own (Python 3.13 refuses less)
-SERVER_EXTENSIONS = """subjectAltName=DNS:localhost,IP:127.0.0.1
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectKeyIdentifier=hash
-authorityKeyIdentifier=keyid,issuer
-"""
-
-
 def _certificates(folder: Path) -> Path:
-    """A CA and the central's certificate for localhost signed by it; returns the CA's file (a node's bundle)."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=folder)
-
-    # what Python 3.13 (Debian 13) checks strictly: a CA with key usage, a server certificate naming its issuer's key
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=front test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "central.key",
-            "-out", "central.csr")  # fmt: skip
-    (folder / "san.cnf").write_text(SERVER_EXTENSIONS)
-    openssl("x509", "-req", "-in", "central.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.cnf", "-out", "central.pem")  # fmt: skip
-    openssl("verify", "-x509_strict", "-CAfile", "ca.pem", "central.pem")  # as strict as Python 3.13, on any Python
-    chain = (folder / "central.pem").read_text() + (folder / "ca.pem").read_text()
-    (folder / "central.fullchain.pem").write_text(chain)
-    return folder / "ca.pem"
+    """The site CA and the central's certificate, with the chain nginx serves; returns the CA's file."""
+    ca, cert, _ = make_site_ca(folder)
+    (folder / "central.fullchain.pem").write_text(cert.read_text() + ca.read_text())
+    return ca
 
 
 def _site(folder: Path, https: int, http: int, central: int) -> str:

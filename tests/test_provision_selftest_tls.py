@@ -7,7 +7,6 @@ import contextlib
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,28 +17,10 @@ import pytest
 from community.receivers import free_port
 from provisioning.selftest_tls import check_tls_strict
 from tests.loopback import serving
+from tests.site_ca import make_site_ca
 from tests.sync_helpers import node_config
-from tests.test_nginx_front import SERVER_EXTENSIONS
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
-
-def _site_ca(folder: Path, proper: bool) -> tuple[Path, Path, Path]:
-    """(CA file, server certificate, server key) for 127.0.0.1."""
-    folder.mkdir()
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=folder)
-
-    usage = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=site CA",
-            *(usage if proper else []), "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=central", "-keyout", "c.key", "-out", "c.csr")
-    extensions = SERVER_EXTENSIONS if proper else "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-    (folder / "ext.cnf").write_text(extensions)
-    openssl("x509", "-req", "-in", "c.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-            "-extfile", "ext.cnf", "-out", "c.pem")  # fmt: skip
-    return folder / "ca.pem", folder / "c.pem", folder / "c.key"
 
 
 @contextmanager
@@ -58,7 +39,7 @@ def _serve(cert: Path, key: Path) -> Iterator[int]:
 
 @pytest.mark.parametrize("proper", [True, False])
 def test_a_site_ca_python_3_13_would_refuse_fails_on_any_python(tmp_path: Path, proper: bool) -> None:
-    ca, cert, key = _site_ca(tmp_path / "ca", proper)
+    ca, cert, key = make_site_ca(tmp_path / "ca", strict=proper)
     with _serve(cert, key) as port:
         config = node_config(tmp_path / "node", f"https://127.0.0.1:{port}", central={"ca_bundle": str(ca)})
         check = check_tls_strict(config, timeout_s=5)
