@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -104,17 +103,11 @@ def outbox_rows(config: Path) -> dict[str, list[dict[str, Any]]]:
     ``reading``), oldest first. Read-only, from the file ``common.service.outbox_path`` names: the node may be
     running. Empty when it has no outbox yet."""
     from common.config import load_config
-    from common.outbox.db import TABLES
+    from common.outbox import peek_queued
     from common.service import outbox_path
 
-    path = outbox_path(load_config(config))
-    if not path.exists():
-        return {}
-    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)) as db:
-        return {
-            prio: [json.loads(body) for (body,) in db.execute(f"SELECT body FROM {table} ORDER BY seq")]
-            for prio, table in TABLES.items()
-        }
+    queued = peek_queued(outbox_path(load_config(config)))
+    return {prio: [json.loads(body) for body in bodies] for prio, bodies in queued.items()}
 
 
 def chroot_env() -> dict[str, str]:

@@ -12,7 +12,7 @@
 Durability and what a crash or a full disk can cost: docs/sync.md.
 """
 
-from common.outbox.db import PAGE_SIZE, list_dead_letters, peek_state, requeue_dead_letters
+from common.outbox.db import PAGE_SIZE, list_dead_letters, peek_queued, peek_state, requeue_dead_letters
 from common.outbox.errors import OutboxError
 from common.outbox.memory import PRIORITIES
 from common.outbox.outbox import Outbox
@@ -25,6 +25,7 @@ __all__ = [
     "OutboxError",
     "event_json",
     "list_dead_letters",
+    "peek_queued",
     "peek_state",
     "requeue_dead_letters",
 ]

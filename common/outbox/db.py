@@ -208,18 +208,29 @@ class QueueDb:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def _peek(path: Path) -> sqlite3.Connection:
+    """A read-only connection for another process while the node may be running: nothing is created or changed."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+
+
 def peek_state(path: Path, key: str) -> str | None:
     """One node-state value read by another process while the node may be running (the updater asks for the
-    open alerts): a read-only connection, so nothing is created or changed. None when the file or the key is
-    not there; raises sqlite3.Error when the file cannot be read."""
+    open alerts). None when the file or the key is not there; raises sqlite3.Error when the file cannot be read."""
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    try:
+    with contextlib.closing(_peek(path)) as conn:
         row = conn.execute("SELECT value FROM node_state WHERE key = ?", (key,)).fetchone()
-    finally:
-        conn.close()
     return None if row is None else str(row[0])
+
+
+def peek_queued(path: Path) -> dict[str, list[str]]:
+    """The events still queued, by priority, oldest first (their JSON), read by another process while the node may
+    be running (the VM checks judge a node by it). Empty when there is no file; raises sqlite3.Error when the file
+    cannot be read."""
+    if not path.exists():
+        return {}
+    with contextlib.closing(_peek(path)) as conn:
+        return {prio: [b for (b,) in conn.execute(f"SELECT body FROM {t} ORDER BY seq")] for prio, t in TABLES.items()}
 
 
 def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
