@@ -143,10 +143,7 @@ def guest(tags: list[str], tz: str) -> int:
 def _stage(work: Path, sources: dict[str, Path]) -> Path:
     command = '/opt/cb-self/bin/python -m bench.clock_ntp_vm --guest "$(arg cbnodes)" --tz "$(arg cbtz)"'
     packages = ("chrony", "iproute2", "socat", "tzdata")
-    root = vm.stage(work, "clock-ntp-vm", packages, sources, ("clockvm.sh", "CLOCKVM", command))
-    image = work / "base.img"
-    vm.make_image(root, image, "4G")
-    return image
+    return vm.stage(work, "clock-ntp-vm", packages, sources, ("clockvm.sh", "CLOCKVM", command), "4G")
 
 
 def _ntp_server(work: Path) -> subprocess.Popen[bytes]:

@@ -124,10 +124,7 @@ def _await(sock: socket.socket, message: str, deadline: float) -> float | None:
 # ---------------------------------------------------------------------------------------------- the host
 def _stage(work: Path) -> Path:
     guest = ("kmsvm.sh", "KMS", "/opt/cb-self/bin/python -m bench.kiosk_kms_vm --guest")
-    root = vm.stage(work, "kiosk-kms-vm", PACKAGES, {"self": vm.PROJECT}, guest, extra="kiosk")
-    image = work / "base.img"
-    vm.make_image(root, image, "5G")
-    return image
+    return vm.stage(work, "kiosk-kms-vm", PACKAGES, {"self": vm.PROJECT}, guest, "5G", extra="kiosk")
 
 
 def screendump(sock: Path, out: Path) -> None:

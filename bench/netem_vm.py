@@ -203,16 +203,15 @@ def guest(port: int) -> int:
 
 # ---------------------------------------------------------------------------------------------- the host
 def _stage(work: Path, token: str) -> Path:
+    def node_folder(root: Path) -> None:
+        (root / "node").mkdir()
+        (root / "node" / "token").write_text(token + "\n")
+        (root / "node" / "token").chmod(0o600)
+
     command = '/opt/cb-self/bin/python -m bench.netem_vm --guest "$(arg cbport)"'
-    root = vm.stage(
-        work, "netem-vm", ("iproute2", "socat", "kmod"), {"self": vm.PROJECT}, ("netemvm.sh", "NETEM", command)
-    )
-    (root / "node").mkdir()
-    (root / "node" / "token").write_text(token + "\n")
-    (root / "node" / "token").chmod(0o600)
-    image = work / "base.img"
-    vm.make_image(root, image, "4G")
-    return image
+    guest = ("netemvm.sh", "NETEM", command)
+    packages = ("iproute2", "socat", "kmod")
+    return vm.stage(work, "netem-vm", packages, {"self": vm.PROJECT}, guest, "4G", prepare=node_folder)
 
 
 def _stored(url: str, operator: str) -> list[dict[str, Any]]:

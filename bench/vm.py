@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,13 @@ def stage(
     packages: Sequence[str],
     sources: Mapping[str, Path],
     guest: tuple[str, str, str],
+    size: str,
     extra: str = "sim",
+    prepare: Callable[[Path], None] | None = None,
 ) -> Path:
-    """A guest's root, ``work/root``: Debian 12 with ``packages``, a venv ``/opt/cb-TAG`` per checkout in
-    ``sources`` (with ``extra``) and the PID 1 ``guest`` = (script name, console tag, command) of ``write_init``.
-    Add any other files, then ``make_image``."""
+    """A guest's image ``work/base.img`` of ``size``: Debian 12 with ``packages``, a venv ``/opt/cb-TAG`` per checkout
+    in ``sources`` (with ``extra``), the PID 1 ``guest`` = (script name, console tag, command) of ``write_init``,
+    and whatever ``prepare(root)`` adds to the root before it is made into the image."""
     root = work / "root"
     say(who, "debootstrap bookworm (a few minutes)")
     debootstrap(root, packages, work / "debootstrap.log")
@@ -95,7 +97,11 @@ def stage(
         say(who, f"venv /opt/cb-{tag} from {source} (extra {extra})")
         install_venv(root, tag, source, extra)
     write_init(root, *guest)
-    return root
+    if prepare is not None:
+        prepare(root)
+    image = work / "base.img"
+    make_image(root, image, size)
+    return image
 
 
 def outbox_rows(config: Path) -> dict[str, list[dict[str, Any]]]:
