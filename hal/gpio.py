@@ -9,13 +9,17 @@ config (``common.config.InputPin``...) fits them as it is, and this module impor
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
+import shutil
+import sys
+import tempfile
 from typing import Protocol
 
 from gpiozero import LED, PWMLED, Button, Device, DigitalInputDevice
-from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinPWMUnsupported
+from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinError, PinPWMUnsupported
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory
 
@@ -88,6 +92,8 @@ def use_pin_factory(configured: str = "") -> None:
         log.debug("keeping the installed MockFactory (config asks for %r)", configured or "default")
         return
     name = configured or os.environ.get(ENV_PIN_FACTORY, "").strip().lower()
+    if name in ("", "lgpio"):
+        _lgpio_workdir()
     if not name:
         return  # gpiozero picks its default (lgpio, rpigpio, pigpio, native) on the first device
     if name not in PIN_FACTORIES:
@@ -98,6 +104,7 @@ def use_pin_factory(configured: str = "") -> None:
     if current is not None and type(current).__name__ == class_name:
         return
     source = "gpio.pin_factory" if configured else f"${ENV_PIN_FACTORY}"
+    here = os.getcwd()
     try:
         factory_class = getattr(importlib.import_module(module_name), class_name)
         factory = factory_class()
@@ -107,19 +114,46 @@ def use_pin_factory(configured: str = "") -> None:
         raise BadPinFactory(
             f"{source} = {name!r}: cannot start it ({type(exc).__name__}: {exc}); {_INSTALL_HINT.get(name, '')}"
         ) from exc
+    finally:
+        os.chdir(here)  # lgpio moves the process into $LG_WD when it is imported
     if current is not None:
         current.close()
     Device.pin_factory = factory
     log.info("GPIO pin factory: %s", name)
 
 
-def _pin_error(exc: GPIOZeroError, pin: int, what: str) -> GPIOZeroError:
-    """The same gpiozero exception class, with a message that names the BCM pin and the device."""
+def _lgpio_workdir() -> None:
+    """A folder of this process's own for lgpio's notification pipe, unless $LG_WD names one.
+
+    lgpio makes that pipe (``.lgd-nfyN``) when it is imported, in $LG_WD (moving the process there), else in the
+    working directory. Under systemd that is ``/``, which the service user cannot write (nor root, under
+    ``ProtectSystem=strict``): the import then fails with ``FileNotFoundError: '.lgd-nfy-3'`` (gpiozero issue
+    #1106, lg issue #22), and two processes in one folder would share one pipe's name (lg issue #12). The folder
+    is made in the temporary directory (a unit's private /tmp) and removed at exit."""
+    if os.environ.get("LG_WD") or "lgpio" in sys.modules:
+        return
+    folder = tempfile.mkdtemp(prefix="changbai-lgpio-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["LG_WD"] = folder
+
+
+def _pin_errors() -> tuple[type[Exception], ...]:
+    """What building a device raises for a pin it cannot have: gpiozero's errors, and lgpio's own ``lgpio.error``
+    (for example 'GPIO busy': another process holds the line), which gpiozero's lgpio pins pass on as it is."""
+    lgpio = sys.modules.get("lgpio")
+    return (GPIOZeroError,) if lgpio is None else (GPIOZeroError, lgpio.error)
+
+
+def _pin_error(exc: Exception, pin: int, what: str) -> GPIOZeroError:
+    """A gpiozero exception (the same class where it was one) whose message names the BCM pin and the device."""
     text = str(exc)
     if isinstance(exc, BadPinFactory):
         return BadPinFactory(f"BCM {pin} ({what}): no usable GPIO pin factory: {text}")
-    if isinstance(exc, GPIOPinInUse):
-        text = f"already in use ({text}); two config keys on one pin, or another process holds it"
+    if isinstance(exc, GPIOPinInUse) or "busy" in text.lower():
+        reason = f"already in use ({text}); two config keys on one pin, or another process holds it"
+        return GPIOPinInUse(f"BCM {pin} ({what}): {reason}")
+    if not isinstance(exc, GPIOZeroError):
+        return PinError(f"BCM {pin} ({what}): {type(exc).__module__}.{type(exc).__name__}: {text}")
     return type(exc)(f"BCM {pin} ({what}): {text}")
 
 
@@ -143,10 +177,10 @@ def make_input(spec: InputSpec, pin_factory: Factory | None = None) -> DigitalIn
             if spec.pull_up is not None:
                 try:
                     device.pin.pull = "up" if spec.pull_up else "down"
-                except GPIOZeroError:
+                except _pin_errors():
                     device.close()
                     raise
-    except GPIOZeroError as exc:
+    except _pin_errors() as exc:
         raise _pin_error(exc, spec.pin, "input") from exc
     return device
 
@@ -161,7 +195,7 @@ def make_button(spec: ButtonSpec, pin_factory: Factory | None = None) -> Button:
             hold_time=spec.hold_s,
             pin_factory=pin_factory,
         )
-    except GPIOZeroError as exc:
+    except _pin_errors() as exc:
         raise _pin_error(exc, spec.pin, "button") from exc
 
 
@@ -177,5 +211,5 @@ def make_led(spec: LedSpec, pin_factory: Factory | None = None, *, dimmable: boo
             except PinPWMUnsupported:
                 log.info("BCM %d cannot dim (no PWM): a plain LED instead", spec.pin)
         return LED(spec.pin, active_high=spec.active_high, initial_value=False, pin_factory=pin_factory)
-    except GPIOZeroError as exc:
+    except _pin_errors() as exc:
         raise _pin_error(exc, spec.pin, "LED") from exc

@@ -4,6 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+# every extra: pi-gpio is lgpio, the Pi's pin factory, which the GPIO tests import for real (off a Pi it cannot
+# open a chip, but it loads)
+EXTRAS="kiosk,central,sim,test,bench,pi-gpio"
 # libatomic1: Playwright's bundled node driver needs it, and a fresh Debian 12 without gcc lacks it; e2fsprogs:
 # mkfs.ext4 for the disk-full tests, not in a minimal Debian 13; nginx: examples/nginx-central.conf checked in front
 # of the real central (tests/test_nginx_front.py runs its own nginx on free ports; on a machine booted with
@@ -55,11 +58,11 @@ make_venv() {
         fi
     fi
     stamp="$VENV/.changbai-installed"
-    want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+    want="$(echo "$EXTRAS" | cat - "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing changbai-nodes[kiosk,central,sim,test,bench] into $VENV (first run takes a minute)"
+        say "installing changbai-nodes[$EXTRAS] into $VENV (first run takes a minute)"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[kiosk,central,sim,test,bench]"
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
         echo "$want" > "$stamp"
     fi
 }

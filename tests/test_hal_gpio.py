@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gpiozero import Device
@@ -13,6 +16,8 @@ from gpiozero.pins.mock import MockFactory
 
 from common.config import ButtonPin, InputPin, LedPin
 from hal.gpio import ENV_PIN_FACTORY, make_button, make_input, make_led, use_pin_factory
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_button_press_and_release(mock_factory: MockFactory) -> None:
@@ -129,11 +134,12 @@ def test_invalid_pin_names_the_pin(mock_factory: MockFactory) -> None:
 
 # ------------------------------------------------------------------------------------------ factories
 @pytest.fixture
-def no_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """gpiozero with no factory installed yet, restored afterwards."""
     previous = Device.pin_factory
     Device.pin_factory = None
     monkeypatch.delenv(ENV_PIN_FACTORY, raising=False)
+    monkeypatch.setenv("LG_WD", str(tmp_path))  # lgpio's folder, were it loaded (hal.gpio would make one)
     try:
         yield
     finally:
@@ -164,14 +170,71 @@ def test_no_setting_leaves_gpiozero_default(no_factory) -> None:
     assert Device.pin_factory is None  # gpiozero picks its default on the first device
 
 
-def test_lgpio_missing_off_pi_is_a_clear_error(no_factory) -> None:
-    if importlib.util.find_spec("lgpio") is not None:
-        pytest.skip("lgpio is installed here: this test is for machines without it")
+def test_lgpio_missing_off_pi_is_a_clear_error(no_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "lgpio", None)  # as on a machine without the pi-gpio extra
+    monkeypatch.delitem(sys.modules, "gpiozero.pins.lgpio", raising=False)
     with pytest.raises(BadPinFactory) as caught:
         use_pin_factory("lgpio")
     message = str(caught.value)
     assert "gpio.pin_factory = 'lgpio'" in message and "pi-gpio" in message
     assert Device.pin_factory is None
+
+
+def _in_proc(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``code`` run by this Python with / as it is under systemd: a working directory nobody may write
+    (/proc: not even root), no $LG_WD."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd="/proc", env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "LG_WD"}
+    return {**env, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+
+
+def test_lgpio_loads_where_the_working_directory_cannot_be_written(tmp_path: Path) -> None:
+    # lgpio makes its notification pipe in the working directory when imported: under systemd, / (gpiozero #1106)
+    env = _env(tmp_path)
+    bare = _in_proc("import lgpio", env)
+    assert bare.returncode != 0 and ".lgd-nfy" in bare.stderr  # the trap is real here: the library alone fails
+    code = (
+        "import os\n"
+        "from hal.gpio import use_pin_factory\n"
+        "try:\n"
+        "    use_pin_factory('lgpio')\n"
+        "except Exception as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('cwd:', os.getcwd())\n"
+        "print('lg_wd:', os.environ['LG_WD'])\n"
+    )
+    done = _in_proc(code, env)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert ".lgd-nfy" not in out  # lgpio loaded; off a Pi the factory then finds no Pi ("unable to locate")
+    assert "cwd: /proc" in out  # lgpio moved the process into its folder; use_pin_factory moved it back
+    folder = Path(out.split("lg_wd: ")[1].split()[0])
+    assert folder.parent == tmp_path and not folder.exists()  # the process's own folder, removed at exit
+
+
+def test_a_line_another_process_holds_is_told_by_pin_not_as_lgpio_error(tmp_path: Path) -> None:
+    # gpiozero's lgpio pin passes lgpio.error('GPIO busy') on as it is; the node catches gpiozero's errors
+    code = (
+        "from hal.gpio import _pin_error, use_pin_factory\n"
+        "try:\n"
+        "    use_pin_factory('lgpio')\n"
+        "except Exception:\n"
+        "    pass\n"
+        "import lgpio\n"
+        "for number, pin, what in ((lgpio.GPIO_BUSY, 17, 'input'), (lgpio.BAD_GPIO_NUMBER, 60, 'LED')):\n"
+        "    told = _pin_error(lgpio.error(lgpio.error_text(number)), pin, what)\n"
+        "    print(type(told).__name__, '|', told)\n"
+    )
+    done = _in_proc(code, _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    busy, other = done.stdout.splitlines()
+    assert busy.startswith("GPIOPinInUse | BCM 17 (input): already in use ('GPIO busy')") and "another process" in busy
+    assert other == "PinError | BCM 60 (LED): lgpio.error: 'bad GPIO number'"
 
 
 def test_installed_mock_factory_is_kept(mock_factory: MockFactory) -> None:
