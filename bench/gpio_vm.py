@@ -36,14 +36,19 @@ from typing import Any
 from bench import vm
 
 NODE_ID = "cbxc-b7-u2-lift1"  # examples/elevator.toml's
-HOME = Path("/node")
+HOME = Path("/node")  # the logs of the node's runs outside systemd (the two faults)
+CONFIG = Path("/etc/changbai/lift.toml")
 NODE_PROGRAM = "/opt/cb-self/bin/elevator-node"
+PROVISION = "/opt/cb-self/bin/provision"
+UNIT = "changbai-elevator"
 CENTRAL_HOST = "10.0.2.2"
 USER = "changbai"
+# as Raspberry Pi OS's own rule: the gpio group may use the GPIO chips
+UDEV_RULE = 'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"\n'
 PI_REVISION = "c03114"  # a Raspberry Pi 4 Model B, 4 GB
+PI_CPUINFO = Path("/var/lib/pi-cpuinfo")  # /proc/cpuinfo with that revision, bind-mounted over it
 MODULE_DIR = "gpiosim"  # in the guest's root: the module's source and the built gpio-sim-oot.ko
 KERNEL_FILES = ("drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c")
-START_S = 60  # the node's start under emulation (imports, outbox, registration of its inputs)
 # each alert the guest's story causes: raised or cleared this setting's seconds (none: at once) after the mark
 EXPECTED = (
     ("entrapment", "raised", "door-closed", "entrapment_s"),
@@ -84,8 +89,8 @@ class SimChip:
         chip = (self.CONFIG / "bank0" / "chip_name").read_text().strip()
         self.sysfs = Path("/sys/devices/platform") / (self.CONFIG / "dev_name").read_text().strip() / chip
         self.dev = Path("/dev") / chip
-        # what Raspberry Pi OS's udev rule does: the gpio group may use the chip
-        _sh(f"chgrp gpio {self.dev} && chmod 0660 {self.dev}")
+        _sh("udevadm settle")  # UDEV_RULE gives the chip to the gpio group, as on Raspberry Pi OS
+        self.group = _sh(f"stat -c '%G %a' {self.dev}").strip()
 
     def set(self, pin: int, level: bool) -> None:
         (self.sysfs / f"sim_gpio{pin}" / "pull").write_text("pull-up" if level else "pull-down")
@@ -100,17 +105,16 @@ class SimChip:
 
 
 def _pretend_pi() -> None:
-    """gpiozero's lgpio factory asks /proc/cpuinfo which Pi this is: a copy with a Pi 4's revision over it."""
-    info = Path("/run/cpuinfo")
-    info.write_text(Path("/proc/cpuinfo").read_text() + f"Revision\t: {PI_REVISION}\n")
-    _sh(f"mount --bind {info} /proc/cpuinfo")
+    """gpiozero's lgpio factory asks /proc/cpuinfo which Pi this is: a copy with a Pi 4's revision over it (the
+    unit, which mounts a /proc of its own, binds it in through a drop-in)."""
+    PI_CPUINFO.write_text(Path("/proc/cpuinfo").read_text() + f"Revision\t: {PI_REVISION}\n")
+    _sh(f"mount --bind {PI_CPUINFO} /proc/cpuinfo")
 
 
-def node_config(example: str, port: int, home: Path = HOME) -> str:
-    """examples/elevator.toml as shipped, but for its data folder, token, central and speaker (none here)."""
+def node_config(example: str, port: int) -> str:
+    """examples/elevator.toml as shipped (its data folder and token file included), but for the central and the
+    speaker (none here)."""
     changes = (
-        ('data_dir = "/var/lib/changbai"', f'data_dir = "{home / "data"}"'),
-        ('token_file = "/etc/changbai/token"', f'token_file = "{home / "token"}"'),
         ('url = "http://127.0.0.1:8080"', f'url = "http://{CENTRAL_HOST}:{port}"\nheartbeat_interval_s = 30'),
         ('backend = "auto"', 'backend = "none"'),
     )
@@ -121,6 +125,10 @@ def node_config(example: str, port: int, home: Path = HOME) -> str:
     return example
 
 
+def _unit(prop: str) -> str:
+    return _sh(f"systemctl show {UNIT} -p {prop} --value").strip()
+
+
 def _as_user(command: list[str]) -> list[str]:
     return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--", *command]
 
@@ -128,10 +136,6 @@ def _as_user(command: list[str]) -> list[str]:
 def _start(config: Path, log_name: str) -> subprocess.Popen[bytes]:
     out = open(HOME / log_name, "ab")  # noqa: SIM115 - the node's log for as long as it runs
     return subprocess.Popen(_as_user([NODE_PROGRAM, "run", "--config", str(config)]), stdout=out, stderr=out)
-
-
-def _tail(log_name: str, lines: int = 6) -> list[str]:
-    return (HOME / log_name).read_text(errors="replace").splitlines()[-lines:]
 
 
 def _hold_line(pin: int) -> subprocess.Popen[str]:
@@ -169,20 +173,19 @@ def guest(port: int) -> int:
     say(f"pins {json.dumps(pins)}")
     _pretend_pi()
     chip = SimChip()
-    say(f"chip {chip.dev} ({chip.sysfs})")
-    config = HOME / "lift.toml"
-    config.write_text(node_config(example, port), encoding="utf-8")
-    _sh(f"chown -R {USER}:{USER} {HOME}")
+    say(f"chip {chip.dev} ({chip.sysfs}; group and mode {chip.group})")
+    CONFIG.write_text(node_config(example, port), encoding="utf-8")
     # the sensors without a pull of the node's at rest: nobody in the car, still, mains on
     for name in ("occupancy", "moving", "power_fail"):
         chip.set(pins[name], False)
-    node = _start(config, "node.log")
-    time.sleep(START_S)
-    # the node's pull-ups now hold the door open and the buttons up; the car is parked at a floor (door-zone
-    # reed closed: its pull-up is the node's, so it is closed after the node claimed the line, as a magnet would)
+    installed = subprocess.run([PROVISION, "install", "--config", str(CONFIG)], capture_output=True, text=True)
+    say(f"install exit {installed.returncode}: {(installed.stdout + installed.stderr).strip().splitlines()[-1:]}")
+    # the node is up (install returns once the unit sent READY, after the node claimed its lines): its pull-ups
+    # hold the door open and the buttons up. The car is parked at a floor: the door-zone reed is closed, which
+    # can only be played once the node's pull-up is on the line (as a magnet would hold it)
     chip.set(pins["level_zone"], False)
-    time.sleep(2)
-    say(f"node running: {node.poll() is None}; levels {json.dumps({k: chip.level(p) for k, p in pins.items()})}")
+    time.sleep(5)
+    say(f"node {_unit('ActiveState')}; levels {json.dumps({k: chip.level(p) for k, p in pins.items()})}")
     # a passenger steps in; the doors close, the contact bouncing for 20 ms
     chip.set(pins["occupancy"], True)
     time.sleep(2)
@@ -216,22 +219,21 @@ def guest(port: int) -> int:
     chip.set(pins["power_fail"], False)
     say(f"mains-back {time.time():.2f}")
     time.sleep(45)  # the clearing goes out, and a heartbeat
-    node.terminate()
-    try:
-        say(f"node stopped: exit {node.wait(timeout=120)}")
-    except subprocess.TimeoutExpired:
-        node.kill()
-        say("node stopped: did not stop within 120 s of SIGTERM (killed)")
-    errors = [
-        x for x in (HOME / "node.log").read_text(errors="replace").splitlines() if "Traceback" in x or "ERROR" in x
-    ]
-    say(f"node log errors {json.dumps(errors[:5])}")
+    _sh(f"systemctl stop {UNIT}")
+    journal = _sh(f"journalctl -u {UNIT} --no-pager -o cat").splitlines()
+    service = {
+        "install": installed.returncode,
+        "result": _unit("Result"),
+        "restarts": int(_unit("NRestarts")),
+        "errors": [x for x in journal if any(w in x for w in ("Traceback", "ERROR", "CRITICAL"))][:5],
+    }
+    say(f"service {json.dumps(service)}")
     holder = _hold_line(pins["door"])
-    say(f"busy {json.dumps(_refused(config, 'busy.log'))}")
+    say(f"busy {json.dumps(_refused(CONFIG, 'busy.log'))}")
     holder.kill()
     holder.wait()
     chip.remove()
-    say(f"nochip {json.dumps(_refused(config, 'nochip.log'))}")
+    say(f"nochip {json.dumps(_refused(CONFIG, 'nochip.log'))}")
     return 0
 
 
@@ -286,14 +288,23 @@ def _stage(work: Path, token: str) -> Path:
         shutil.copy(vm.PROJECT / "examples" / "elevator.toml", root / "stage" / "example-elevator.toml")
         subprocess.run(["chroot", str(root), "groupadd", "--system", "gpio"], check=True)
         subprocess.run(["chroot", str(root), "useradd", "--system", "--user-group", "-G", "gpio", USER], check=True)
-        (root / "node" / "data").mkdir(parents=True)
-        (root / "node" / "token").write_text(token + "\n")
-        (root / "node" / "token").chmod(0o600)
+        (root / "node").mkdir()
+        (root / "etc" / "changbai").mkdir()
+        (root / "etc" / "changbai" / "token").write_text(token + "\n")  # the example's token_file
+        (root / "etc" / "changbai" / "token").chmod(0o600)
+        (root / "etc" / "udev" / "rules.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc" / "udev" / "rules.d" / "99-gpio.rules").write_text(UDEV_RULE)
+        # the unit mounts a /proc of its own (ProtectKernelTunables...): the Pi's identity goes in with it
+        (root / "etc" / "systemd" / "system" / f"{UNIT}.service.d").mkdir(parents=True)
+        (root / "etc" / "systemd" / "system" / f"{UNIT}.service.d" / "pi-identity.conf").write_text(
+            f"[Service]\nBindReadOnlyPaths={PI_CPUINFO}:/proc/cpuinfo\n"
+        )
 
     command = '/opt/cb-self/bin/python -m bench.gpio_vm --guest "$(arg cbport)"'
-    packages = ("kmod", "linux-headers-amd64", "make", "iproute2")
+    packages = ("kmod", "linux-headers-amd64", "make", "iproute2", "systemd", "udev")
     guest_init = ("gpiovm.sh", "GPIOVM", command)
-    return vm.stage(work, "gpio-vm", packages, {"self": vm.PROJECT}, guest_init, "5G", "sim,pi-gpio", prepare)
+    sources = {"self": vm.PROJECT}
+    return vm.stage(work, "gpio-vm", packages, sources, guest_init, "5G", "sim,pi-gpio", prepare, under_systemd=True)
 
 
 def expected_delays() -> dict[str, float]:
@@ -319,11 +330,22 @@ def _stored(url: str, operator: str) -> list[dict[str, Any]]:
 
 
 def judge(
-    marks: dict[str, float], events: list[dict[str, Any]], faults: dict[str, dict[str, Any]], delays: dict[str, float]
+    marks: dict[str, float],
+    events: list[dict[str, Any]],
+    faults: dict[str, dict[str, Any]],
+    delays: dict[str, float],
+    service: dict[str, Any],
 ) -> list[str]:
     """What failed (empty: passed), from the guest's marks (wall times), the events the central stored, the two
-    faults' outcomes and the node's ``delays`` (its config's settings that EXPECTED names)."""
+    faults' outcomes, the node's ``delays`` (its config's settings that EXPECTED names) and its ``service``
+    under systemd (``provision install``'s exit, the unit's result and restarts, error lines in its journal)."""
     failed = []
+    if service.get("install") != 0:
+        failed.append(f"provision install exited {service.get('install')}")
+    if service.get("result") != "success" or service.get("restarts") != 0:
+        failed.append(f"the unit: result {service.get('result')}, {service.get('restarts')} restart(s)")
+    if service.get("errors"):
+        failed.append(f"errors in the unit's journal: {service['errors']}")
 
     def first(kind: str, state: str) -> dict[str, Any] | None:
         return next((e for e in events if e["kind"] == kind and e["state"] == state), None)
@@ -375,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             image = _stage(work, token)
             log = work / "console.log"
             vm.say("gpio-vm", f"booting; the node sends to the central on the host's port {server.port}")
-            proc = vm.boot(work / "root", image, log, f"init=/gpiovm.sh cbport={server.port}", vm.NETWORK)
+            proc = vm.boot(work / "root", image, log, f"{vm.SYSTEMD_INIT} cbport={server.port}", vm.NETWORK)
             done = vm.wait_for(log, "GPIOVM-DONE", proc, 2400)
             proc.kill()
             proc.wait()
@@ -389,7 +411,11 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
     print("\n".join(lines), flush=True)
     marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
-    faults = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (busy|nochip) (\{.*\})$", x) for x in lines) if m}
+    found = {
+        m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|busy|nochip) (\{.*\})$", x) for x in lines) if m
+    }
+    service = found.pop("service", {})
+    faults = found
     if not done or len(faults) != 2:
         print("FAIL: the guest did not finish its check (see above)", flush=True)
         return 1
@@ -404,7 +430,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         if event is not None and mark in marks:
             due = f"{setting} = {delays[setting]:g} s" if setting else "at once"
             print(f"{kind} {state}: {event['wall_time'] - marks[mark]:.2f} s after {mark} ({due})", flush=True)
-    failed = judge(marks, events, faults, delays)
+    failed = judge(marks, events, faults, delays, service)
     for problem in failed:
         print(f"FAIL: {problem}", flush=True)
     print("PASS" if not failed else "FAIL", flush=True)

@@ -37,11 +37,10 @@ def debootstrap(root: Path, packages: Sequence[str], log: Path) -> None:
 
 
 NETWORKED_INIT = """#!/bin/sh
-# PID 1 of the guest: network to the host (qemu user networking: the host is 10.0.2.2), then the check
+# PID 1 of the guest (or a service of systemd's): network to the host (qemu user networking: the host is
+# 10.0.2.2), then the check
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
-mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
-mount -o remount,rw /
+{mounts}
 modprobe virtio_net; sleep 1
 dev=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)  # ens3: the initramfs's udev names it
 ip link set lo up; ip link set "$dev" up; ip addr add 10.0.2.15/24 dev "$dev"; ip route add default via 10.0.2.2
@@ -53,14 +52,35 @@ sync
 echo o > /proc/sysrq-trigger
 sleep 3600
 """
+MOUNTS = """mount -t proc proc /proc; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /dev/pts; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
+mount -o remount,rw /"""
 NETWORK = ("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")  # boot()'s extra: the host is 10.0.2.2
+SYSTEMD_INIT = "init=/lib/systemd/systemd"  # boot()'s append for a guest staged with under_systemd
+CHECK_UNIT = """[Unit]
+Description=the check ({tag})
+After=systemd-journald.service systemd-udevd.service
+
+[Service]
+Type=oneshot
+ExecStart=/{name}
+"""
 
 
-def write_init(root: Path, name: str, tag: str, command: str) -> None:
+def write_init(root: Path, name: str, tag: str, command: str, under_systemd: bool = False) -> None:
     """``root/name``: a PID 1 that brings up the network, runs ``command`` (its output and ``tag`` lines to the
-    console; ``$(arg key)`` reads ``key=`` from the kernel command line), then powers off."""
-    (root / name).write_text(NETWORKED_INIT.format(tag=tag, command=command))
+    console; ``$(arg key)`` reads ``key=`` from the kernel command line), then powers off. ``under_systemd``:
+    the same as a service systemd starts once booted (boot with ``SYSTEMD_INIT``), without the mounts."""
+    (root / name).write_text(NETWORKED_INIT.format(tag=tag, command=command, mounts="" if under_systemd else MOUNTS))
     (root / name).chmod(0o755)
+    if under_systemd:
+        units = root / "etc" / "systemd" / "system"
+        unit = units / f"{Path(name).stem}.service"
+        unit.write_text(CHECK_UNIT.format(tag=tag, name=name))
+        (units / "multi-user.target.wants").mkdir(parents=True, exist_ok=True)
+        (units / "multi-user.target.wants" / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
+        # no login prompt on the console: agetty hangs up the serial port under the check's output
+        (units / "serial-getty@ttyS0.service").symlink_to("/dev/null")
 
 
 def install_venv(root: Path, tag: str, source: Path, extra: str = "sim") -> None:
@@ -86,17 +106,19 @@ def stage(
     size: str,
     extra: str = "sim",
     prepare: Callable[[Path], None] | None = None,
+    under_systemd: bool = False,
 ) -> Path:
     """A guest's image ``work/base.img`` of ``size``: Debian 12 with ``packages``, a venv ``/opt/cb-TAG`` per checkout
-    in ``sources`` (with ``extra``), the PID 1 ``guest`` = (script name, console tag, command) of ``write_init``,
-    and whatever ``prepare(root)`` adds to the root before it is made into the image."""
+    in ``sources`` (with ``extra``), the PID 1 ``guest`` = (script name, console tag, command) of ``write_init``
+    (``under_systemd``: a service of systemd's), and whatever ``prepare(root)`` adds to the root before it is made
+    into the image."""
     root = work / "root"
     say(who, "debootstrap bookworm (a few minutes)")
     debootstrap(root, packages, work / "debootstrap.log")
     for tag, source in sources.items():
         say(who, f"venv /opt/cb-{tag} from {source} (extra {extra})")
         install_venv(root, tag, source, extra)
-    write_init(root, *guest)
+    write_init(root, *guest, under_systemd=under_systemd)
     if prepare is not None:
         prepare(root)
     image = work / "base.img"

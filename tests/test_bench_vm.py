@@ -63,14 +63,14 @@ def test_the_gpio_check_runs_the_shipped_example_config_with_only_its_host_lines
 
     example = (Path(__file__).resolve().parent.parent / "examples" / "elevator.toml").read_text(encoding="utf-8")
     config = tmp_path / "lift.toml"
-    config.write_text(gpio_vm.node_config(example, 8123, tmp_path), encoding="utf-8")
+    config.write_text(gpio_vm.node_config(example, 8123), encoding="utf-8")
     node = load_config(config)
     assert node.node.id == gpio_vm.NODE_ID
     assert node.gpio.pin_factory == "lgpio"
     assert node.central.url == "http://10.0.2.2:8123" and node.audio.backend == "none"
-    assert node.node.data_dir == tmp_path / "data"
-    with pytest.raises(ValueError, match="data_dir"):
-        gpio_vm.node_config(example.replace('data_dir = "/var/lib/changbai"', 'data_dir = "/srv"'), 8123)
+    assert str(node.central.token_file) == "/etc/changbai/token"  # where the guest puts it: the example's place
+    with pytest.raises(ValueError, match="backend"):
+        gpio_vm.node_config(example.replace('backend = "auto"', 'backend = "alsa"'), 8123)
 
 
 def _marks() -> dict[str, float]:
@@ -96,6 +96,7 @@ def _stored(**late: float) -> list[dict]:
     ]
 
 
+SERVICE = {"install": 0, "result": "success", "restarts": 0, "errors": []}
 GOOD_FAULTS: dict[str, dict[str, Any]] = {
     "busy": {"exit": 1, "traceback": False, "last": ["BCM 17 (input): already in use"]},
     "nochip": {"exit": 1, "traceback": False, "last": ["gpio.pin_factory = 'lgpio': cannot start it"]},
@@ -105,7 +106,7 @@ GOOD_FAULTS: dict[str, dict[str, Any]] = {
 def test_the_gpio_check_passes_alerts_in_time_and_faults_told_in_words() -> None:
     from bench.gpio_vm import EXPECTED, expected_delays, judge
 
-    assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS) == []
+    assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, SERVICE) == []
     assert expected_delays() == DELAYS  # the example config's (and the defaults'), which the guest's node runs
     assert {mark for _, _, mark, _ in EXPECTED} == set(_marks())
 
@@ -113,20 +114,30 @@ def test_the_gpio_check_passes_alerts_in_time_and_faults_told_in_words() -> None
 def test_the_gpio_check_fails_a_late_missing_or_extra_alert_and_a_traceback() -> None:
     from bench.gpio_vm import judge
 
-    late = judge(_marks(), _stored(entrapment_raised=40.0), GOOD_FAULTS, DELAYS)
+    late = judge(_marks(), _stored(entrapment_raised=40.0), GOOD_FAULTS, DELAYS, SERVICE)
     assert any("entrapment raised 130.5 s after door-closed" in f for f in late)
-    early = judge(_marks(), _stored(entrapment_raised=-30.0), GOOD_FAULTS, DELAYS)
+    early = judge(_marks(), _stored(entrapment_raised=-30.0), GOOD_FAULTS, DELAYS, SERVICE)
     assert any("entrapment raised 60.5 s" in f for f in early)
     missing = [e for e in _stored() if e["kind"] != "power_loss" or e["state"] != "cleared"]
-    assert judge(_marks(), missing, GOOD_FAULTS, DELAYS) == ["no power_loss cleared stored"]
+    assert judge(_marks(), missing, GOOD_FAULTS, DELAYS, SERVICE) == ["no power_loss cleared stored"]
     extra = [*_stored(), {"kind": "stopped_outside_door_zone", "state": "raised", "wall_time": 1060.0}]
-    assert judge(_marks(), extra, GOOD_FAULTS, DELAYS) == ["alerts nobody caused: ['stopped_outside_door_zone']"]
+    assert judge(_marks(), extra, GOOD_FAULTS, DELAYS, SERVICE) == [
+        "alerts nobody caused: ['stopped_outside_door_zone']"
+    ]
     crashed: dict[str, dict[str, Any]] = {
         **GOOD_FAULTS,
         "busy": {"exit": 1, "traceback": True, "last": ["lgpio.error: 'GPIO busy'"]},
     }
-    found = judge(_marks(), _stored(), crashed, DELAYS)
+    found = judge(_marks(), _stored(), crashed, DELAYS, SERVICE)
     assert any("traceback instead of a message" in f for f in found)
     assert any("does not name the pin" in f for f in found)
     ran_on: dict[str, dict[str, Any]] = {**GOOD_FAULTS, "nochip": {"exit": None, "traceback": False, "last": []}}
-    assert judge(_marks(), _stored(), ran_on, DELAYS) == ["nochip: the node did not stop with an error (exit None)"]
+    assert judge(_marks(), _stored(), ran_on, DELAYS, SERVICE) == [
+        "nochip: the node did not stop with an error (exit None)"
+    ]
+    restarted = {**SERVICE, "restarts": 2, "errors": ["CRITICAL cannot start the elevator node"]}
+    assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, restarted) == [
+        "the unit: result success, 2 restart(s)",
+        "errors in the unit's journal: ['CRITICAL cannot start the elevator node']",
+    ]
+    assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, {**SERVICE, "install": 4}) == ["provision install exited 4"]
