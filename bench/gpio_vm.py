@@ -1,20 +1,22 @@
-"""The lift node on a real kernel's GPIO: a Debian 12 guest (its own kernel, bench/vm.py) with the kernel's GPIO
-simulator (gpio-sim: a GPIO chip whose input levels are set through sysfs, with real edge interrupts) as
-``/dev/gpiochip0``, runs the installed ``elevator-node run`` on the shipped example config (examples/elevator.toml:
-``pin_factory = "lgpio"``, the Pi's own factory, and its pins) as a service user in the ``gpio`` group, and sends to
-the real central on the host. The tests drive the same rules through gpiozero's MockFactory, which has no kernel,
-no lgpio, no bias, no debounce and no other process.
+"""The lift node on a real kernel's GPIO: a Debian 12 guest (its own kernel, bench/vm.py; systemd as PID 1) with the
+kernel's GPIO simulator (gpio-sim: a GPIO chip whose input levels are set through sysfs, with real edge interrupts)
+as ``/dev/gpiochip0``, given to the ``gpio`` group by Raspberry Pi OS's udev rule. ``provision install`` installs the
+shipped example config (examples/elevator.toml: ``pin_factory = "lgpio"``, the Pi's own factory, and its pins) and
+systemd runs the node under its real unit; it sends to the real central on the host. The tests drive the same rules
+through gpiozero's MockFactory, which has no kernel, no lgpio, no bias, no debounce and no other process.
 
 In the guest, a script plays the lift on the chip's lines: a passenger steps in and the doors close with contact
 bounce, the car stays still (an ``entrapment`` alert 90 s later), the doors open (cleared); the in-car alarm button
 is held (``alarm_button``); the UPS reports mains lost and back (``power_loss`` raised and cleared). Then two faults
-a technician meets: another process holding the door's line when the node starts, and no GPIO chip at all. Each
-must stop the node with a message that names what is wrong (not a traceback).
+a technician meets, the node run by hand as the service user: another process holding the door's line when it
+starts, and no GPIO chip at all. Each must stop the node with a message that names what is wrong (not a
+traceback).
 
 Debian's kernels do not build gpio-sim, so the check builds it as a module in the guest's root from Debian's own
 kernel source (linux-source-6.1) against the guest kernel's headers; one line of irq_sim.c is changed to an exported
 call (``generic_handle_irq``). gpiozero's lgpio factory reads the Pi's revision from /proc/cpuinfo, so the guest
-bind-mounts a copy of its own with a Raspberry Pi 4's ``Revision`` line: the only thing here that is not real.
+bind-mounts a copy of its own with a Raspberry Pi 4's ``Revision`` line (into the unit too, by a drop-in): the only
+thing here that is not real.
 
 ``scripts/gpio-vm`` runs it (root, debootstrap, qemu-system-x86; about 15 minutes; not in CI).
 """
