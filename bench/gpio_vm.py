@@ -23,7 +23,6 @@ thing here that is not real.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -51,6 +50,17 @@ PI_REVISION = "c03114"  # a Raspberry Pi 4 Model B, 4 GB
 PI_CPUINFO = Path("/var/lib/pi-cpuinfo")  # /proc/cpuinfo with that revision, bind-mounted over it
 MODULE_DIR = "gpiosim"  # in the guest's root: the module's source and the built gpio-sim-oot.ko
 KERNEL_FILES = ("drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c")
+# the rest of the story, after the doors closed on the passenger: (input, level, mark, then wait s)
+STORY = (
+    ("door", True, "door-opened", 5),
+    ("occupancy", False, None, 10),  # the passenger steps out
+    ("door", False, None, 5),  # the doors close on the empty car
+    ("alarm_button", False, "alarm-pressed", 6),  # someone the sensor cannot see holds it (wired to ground)
+    ("alarm_button", True, None, 2),
+    ("door", True, "door-opened-again", 5),
+    ("power_fail", True, "mains-lost", 15),
+    ("power_fail", False, "mains-back", 45),  # the clearing goes out, and a heartbeat
+)
 # each alert the guest's story causes: raised or cleared this setting's seconds (none: at once) after the mark
 EXPECTED = (
     ("entrapment", "raised", "door-closed", "entrapment_s"),
@@ -64,13 +74,6 @@ LATE_S = 15.0  # an alert may come this much after its rule's time (ticks, debou
 
 
 # --------------------------------------------------------------------------------------------- in the guest
-def _sh(command: str) -> str:
-    done = subprocess.run(command, shell=True, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{command!r} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def say(text: str) -> None:
     print(f"GPIOVM {text}", flush=True)
 
@@ -82,8 +85,8 @@ class SimChip:
     CONFIG = Path("/sys/kernel/config/gpio-sim/pi")
 
     def __init__(self) -> None:
-        _sh("modprobe configfs; mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config")
-        _sh(f"insmod /{MODULE_DIR}/gpio-sim-oot.ko")
+        vm.sh("modprobe configfs; mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config")
+        vm.sh(f"insmod /{MODULE_DIR}/gpio-sim-oot.ko")
         (self.CONFIG / "bank0").mkdir(parents=True)
         (self.CONFIG / "bank0" / "num_lines").write_text("54")
         (self.CONFIG / "bank0" / "label").write_text("pinctrl-bcm2711")
@@ -91,8 +94,8 @@ class SimChip:
         chip = (self.CONFIG / "bank0" / "chip_name").read_text().strip()
         self.sysfs = Path("/sys/devices/platform") / (self.CONFIG / "dev_name").read_text().strip() / chip
         self.dev = Path("/dev") / chip
-        _sh("udevadm settle")  # UDEV_RULE gives the chip to the gpio group, as on Raspberry Pi OS
-        self.group = _sh(f"stat -c '%G %a' {self.dev}").strip()
+        vm.sh("udevadm settle")  # UDEV_RULE gives the chip to the gpio group, as on Raspberry Pi OS
+        self.group = vm.sh(f"stat -c '%G %a' {self.dev}").strip()
 
     def set(self, pin: int, level: bool) -> None:
         (self.sysfs / f"sim_gpio{pin}" / "pull").write_text("pull-up" if level else "pull-down")
@@ -110,7 +113,7 @@ def _pretend_pi() -> None:
     """gpiozero's lgpio factory asks /proc/cpuinfo which Pi this is: a copy with a Pi 4's revision over it (the
     unit, which mounts a /proc of its own, binds it in through a drop-in)."""
     PI_CPUINFO.write_text(Path("/proc/cpuinfo").read_text() + f"Revision\t: {PI_REVISION}\n")
-    _sh(f"mount --bind {PI_CPUINFO} /proc/cpuinfo")
+    vm.sh(f"mount --bind {PI_CPUINFO} /proc/cpuinfo")
 
 
 def node_config(example: str, port: int) -> str:
@@ -128,7 +131,7 @@ def node_config(example: str, port: int) -> str:
 
 
 def _unit(prop: str) -> str:
-    return _sh(f"systemctl show {UNIT} -p {prop} --value").strip()
+    return vm.sh(f"systemctl show {UNIT} -p {prop} --value").strip()
 
 
 def _as_user(command: list[str]) -> list[str]:
@@ -199,30 +202,13 @@ def guest(port: int) -> int:
     chip.set(pins["door"], False)
     say(f"door-closed {time.time():.2f}")
     time.sleep(120)  # past the example's entrapment_s (90 s)
-    chip.set(pins["door"], True)
-    say(f"door-opened {time.time():.2f}")
-    time.sleep(5)
-    chip.set(pins["occupancy"], False)
-    time.sleep(10)
-    # the doors close on the empty car; someone the sensor cannot see holds the alarm button (wired to ground)
-    chip.set(pins["door"], False)
-    time.sleep(5)
-    chip.set(pins["alarm_button"], False)
-    say(f"alarm-pressed {time.time():.2f}")
-    time.sleep(6)
-    chip.set(pins["alarm_button"], True)
-    time.sleep(2)
-    chip.set(pins["door"], True)
-    say(f"door-opened-again {time.time():.2f}")
-    time.sleep(5)
-    chip.set(pins["power_fail"], True)
-    say(f"mains-lost {time.time():.2f}")
-    time.sleep(15)
-    chip.set(pins["power_fail"], False)
-    say(f"mains-back {time.time():.2f}")
-    time.sleep(45)  # the clearing goes out, and a heartbeat
-    _sh(f"systemctl stop {UNIT}")
-    journal = _sh(f"journalctl -u {UNIT} --no-pager -o cat").splitlines()
+    for name, level, mark, then_s in STORY:
+        chip.set(pins[name], level)
+        if mark:
+            say(f"{mark} {time.time():.2f}")
+        time.sleep(then_s)
+    vm.sh(f"systemctl stop {UNIT}")
+    journal = vm.sh(f"journalctl -u {UNIT} --no-pager -o cat").splitlines()
     service = {
         "install": installed.returncode,
         "result": _unit("Result"),
@@ -383,30 +369,20 @@ def judge(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gpio-vm", description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (root, image, serial log)")
-    parser.add_argument("--guest", type=int, help=argparse.SUPPRESS)  # in the guest: the central's port
-    args = parser.parse_args(argv)
-    if args.guest is not None:
-        return guest(args.guest)
-    from bench.harness import OPERATOR_KEY, register, start_central
+    from bench.harness import OPERATOR_KEY
 
-    with vm.workspace("gpio-vm", None, args.keep) as (work, _):
-        (work / "central").mkdir()
-        server = start_central(work / "central")
-        try:
-            token = register(server, NODE_ID, "elevator", work / "token")
-            image = _stage(work, token)
-            log = work / "console.log"
-            vm.say("gpio-vm", f"booting; the node sends to the central on the host's port {server.port}")
-            proc = vm.boot(work / "root", image, log, f"{vm.SYSTEMD_INIT} cbport={server.port}", vm.NETWORK)
-            done = vm.wait_for(log, "GPIOVM-DONE", proc, 2400)
-            proc.kill()
-            proc.wait()
-            lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("GPIOVM")]
-            return report(server.url, OPERATOR_KEY, lines, done)
-        finally:
-            server.stop()
+    def check(work: Path, token: str, server: Any) -> int:
+        image = _stage(work, token)
+        log = work / "console.log"
+        vm.say("gpio-vm", f"booting; the node sends to the central on the host's port {server.port}")
+        proc = vm.boot(work / "root", image, log, f"{vm.SYSTEMD_INIT} cbport={server.port}", vm.NETWORK)
+        done = vm.wait_for(log, "GPIOVM-DONE", proc, 2400)
+        proc.kill()
+        proc.wait()
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("GPIOVM")]
+        return report(server.url, OPERATOR_KEY, lines, done)
+
+    return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (NODE_ID, "elevator"), guest, check)
 
 
 def report(url: str, operator: str, lines: list[str], done: bool) -> int:
@@ -432,11 +408,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         if event is not None and mark in marks:
             due = f"{setting} = {delays[setting]:g} s" if setting else "at once"
             print(f"{kind} {state}: {event['wall_time'] - marks[mark]:.2f} s after {mark} ({due})", flush=True)
-    failed = judge(marks, events, faults, delays, service)
-    for problem in failed:
-        print(f"FAIL: {problem}", flush=True)
-    print("PASS" if not failed else "FAIL", flush=True)
-    return 0 if not failed else 1
+    return vm.verdict(judge(marks, events, faults, delays, service))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ limit and a 30 s heartbeat (to see its sync totals soon).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -85,23 +84,15 @@ retries = 2
     return config
 
 
-def _sh(command: str) -> str:
-    """A shell command in the guest; its output (a failure ends the check, naming the command)."""
-    done = subprocess.run(command, shell=True, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{command!r} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 class Netem:
     """netem on the guest's interface, both ways: egress on the interface, ingress redirected through ifb0."""
 
     def __init__(self) -> None:
         self.dev = next(p.name for p in Path("/sys/class/net").iterdir() if p.name not in ("lo", "ifb0"))
-        _sh("modprobe ifb numifbs=1 && modprobe sch_netem && modprobe act_mirred && modprobe cls_u32")
-        _sh("ip link set ifb0 up")
-        _sh(f"tc qdisc add dev {self.dev} ingress")
-        _sh(
+        vm.sh("modprobe ifb numifbs=1 && modprobe sch_netem && modprobe act_mirred && modprobe cls_u32")
+        vm.sh("ip link set ifb0 up")
+        vm.sh(f"tc qdisc add dev {self.dev} ingress")
+        vm.sh(
             f"tc filter add dev {self.dev} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev ifb0"
         )
         self.counted = {"packets": 0, "dropped": 0}  # by the netem rules so far, both ways
@@ -110,18 +101,18 @@ class Netem:
         """Replace the rules, both ways, with ``rule`` (netem's own words); the last rules' counters are kept."""
         self._count()
         for dev in (self.dev, "ifb0"):
-            _sh(f"tc qdisc replace dev {dev} root netem {rule}")
+            vm.sh(f"tc qdisc replace dev {dev} root netem {rule}")
 
     def clear(self) -> dict[str, int]:
         """Remove the rules; what they did (packets that went through them, and those they dropped)."""
         self._count()
         for dev in (self.dev, "ifb0"):
-            _sh(f"tc qdisc del dev {dev} root 2>/dev/null || true")
+            vm.sh(f"tc qdisc del dev {dev} root 2>/dev/null || true")
         return self.counted
 
     def _count(self) -> None:
         for dev in (self.dev, "ifb0"):
-            shown = _sh(f"tc -s qdisc show dev {dev}")
+            shown = vm.sh(f"tc -s qdisc show dev {dev}")
             for sent, dropped in re.findall(r"qdisc netem .*?Sent \d+ bytes (\d+) pkt \(dropped (\d+)", shown, re.S):
                 self.counted["packets"] += int(sent) + int(dropped)
                 self.counted["dropped"] += int(dropped)
@@ -263,23 +254,12 @@ def judge(node: dict[str, Any], events: list[dict[str, Any]], back_wall: float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netem-vm", description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (root, image, serial log)")
-    parser.add_argument("--guest", type=int, help=argparse.SUPPRESS)  # in the guest: the central's port
-    args = parser.parse_args(argv)
-    if args.guest is not None:
-        return guest(args.guest)
-    from bench.harness import OPERATOR_KEY, register, start_central
+    from bench.harness import OPERATOR_KEY
 
-    with vm.workspace("netem-vm", None, args.keep) as (work, _):
-        (work / "central").mkdir()
-        server = start_central(work / "central")
-        try:
-            token = register(server, NODE_ID, "meter", work / "token")
-            image = _stage(work, token)
-            return _run(work, image, server.url, server.port, OPERATOR_KEY)
-        finally:
-            server.stop()
+    def check(work: Path, token: str, server: Any) -> int:
+        return _run(work, _stage(work, token), server.url, server.port, OPERATOR_KEY)
+
+    return vm.with_central("netem-vm", __doc__.splitlines()[0], argv, (NODE_ID, "meter"), guest, check)
 
 
 def _run(work: Path, image: Path, url: str, port: int, operator: str) -> int:
@@ -318,11 +298,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         f"{late} s from the network's return; the node's last heartbeat's sync totals: {sync}",
         flush=True,
     )
-    failed = judge(row, events, back[0], left[0])
-    for problem in failed:
-        print(f"FAIL: {problem}", flush=True)
-    print("PASS" if not failed else "FAIL", flush=True)
-    return 0 if not failed else 1
+    return vm.verdict(judge(row, events, back[0], left[0]))
 
 
 if __name__ == "__main__":

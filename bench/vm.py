@@ -7,6 +7,7 @@ qemu runs under software emulation (TCG): on this host's nested KVM, qemu 7.2 fa
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -170,6 +171,22 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: flo
     return log.exists() and text in log.read_text(errors="replace")
 
 
+def sh(command: str) -> str:
+    """A shell command (in the guest); its output (a failure ends the check, naming the command)."""
+    done = subprocess.run(command, shell=True, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{command!r} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def verdict(failed: list[str]) -> int:
+    """Print each failure and PASS or FAIL; the exit code (0: passed)."""
+    for problem in failed:
+        print(f"FAIL: {problem}", flush=True)
+    print("PASS" if not failed else "FAIL", flush=True)
+    return 0 if not failed else 1
+
+
 def say(who: str, text: str) -> None:
     print(f"[{who}] {text}", file=sys.stderr, flush=True)
 
@@ -198,3 +215,31 @@ def workspace(who: str, compare: str | None, keep: bool) -> Iterator[tuple[Path,
             say(who, f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def with_central(
+    who: str,
+    description: str,
+    argv: list[str] | None,
+    node: tuple[str, str],
+    guest: Callable[[int], int],
+    check: Callable[[Path, str, Any], int],
+) -> int:
+    """The command line of a check whose guest's node sends to a central on the host. ``--guest PORT`` (in the
+    guest): ``guest(PORT)``. On the host: a central in a work folder (``--keep`` keeps it), ``node`` = (id, role)
+    registered there, then ``check(work, token, server)``; its exit code."""
+    parser = argparse.ArgumentParser(prog=who, description=description)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (root, image, serial log)")
+    parser.add_argument("--guest", type=int, help=argparse.SUPPRESS)  # in the guest: the central's port
+    args = parser.parse_args(argv)
+    if args.guest is not None:
+        return guest(args.guest)
+    from bench.harness import register, start_central
+
+    with workspace(who, None, args.keep) as (work, _):
+        (work / "central").mkdir()
+        server = start_central(work / "central")
+        try:
+            return check(work, register(server, *node, work / "token"), server)
+        finally:
+            server.stop()
