@@ -146,7 +146,7 @@ def _start(config: Path, log_name: str) -> subprocess.Popen[bytes]:
 def _hold_line(pin: int) -> subprocess.Popen[str]:
     """Another process holding ``pin`` as an input (as a second program on the Pi would), until killed."""
     code = (
-        "import lgpio, sys, time\n"
+        "import lgpio, time\n"
         "h = lgpio.gpiochip_open(0)\n"
         f"lgpio.gpio_claim_input(h, {pin})\n"
         "print('held', flush=True)\n"
@@ -369,9 +369,9 @@ def judge(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.harness import OPERATOR_KEY
-
     def check(work: Path, token: str, server: Any) -> int:
+        from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
+
         image = _stage(work, token)
         log = work / "console.log"
         vm.say("gpio-vm", f"booting; the node sends to the central on the host's port {server.port}")

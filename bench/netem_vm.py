@@ -254,9 +254,9 @@ def judge(node: dict[str, Any], events: list[dict[str, Any]], back_wall: float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.harness import OPERATOR_KEY
-
     def check(work: Path, token: str, server: Any) -> int:
+        from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
+
         return _run(work, _stage(work, token), server.url, server.port, OPERATOR_KEY)
 
     return vm.with_central("netem-vm", __doc__.splitlines()[0], argv, (NODE_ID, "meter"), guest, check)
