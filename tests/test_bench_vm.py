@@ -141,3 +141,17 @@ def test_the_gpio_check_fails_a_late_missing_or_extra_alert_and_a_traceback() ->
         "errors in the unit's journal: ['CRITICAL cannot start the elevator node']",
     ]
     assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, {**SERVICE, "install": 4}) == ["provision install exited 4"]
+
+
+@pytest.mark.parametrize("name", ["gpio_vm", "netem_vm"])
+def test_a_vm_checks_guest_side_runs_without_the_central(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    module = importlib.import_module(f"bench.{name}")
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # the guest's venv has no central
+    for loaded in ("bench.harness", "central.server"):
+        monkeypatch.delitem(sys.modules, loaded, raising=False)
+    seen: list[int] = []
+    monkeypatch.setattr(module, "guest", lambda port: seen.append(port) or 0)
+    assert module.main(["--guest", "8123"]) == 0 and seen == [8123]
