@@ -153,5 +153,10 @@ def test_a_vm_checks_guest_side_runs_without_the_central(name: str, monkeypatch:
     for loaded in ("bench.harness", "central.server"):
         monkeypatch.delitem(sys.modules, loaded, raising=False)
     seen: list[int] = []
-    monkeypatch.setattr(module, "guest", lambda port: seen.append(port) or 0)
+
+    def guest(port: int) -> int:
+        seen.append(port)
+        return 0
+
+    monkeypatch.setattr(module, "guest", guest)
     assert module.main(["--guest", "8123"]) == 0 and seen == [8123]
