@@ -305,18 +305,6 @@ def expected_delays() -> dict[str, float]:
     return {name: float(getattr(section, name)) for *_, name in EXPECTED if name}
 
 
-def _stored(url: str, operator: str) -> list[dict[str, Any]]:
-    import requests
-
-    page = requests.get(
-        f"{url}/api/v1/events",
-        params={"node_id": NODE_ID, "after": "0", "limit": "10000"},
-        headers={"Authorization": f"Bearer {operator}"},
-        timeout=30,
-    ).json()
-    return [e for e in page["events"] if e["priority"] != "reading"]
-
-
 def judge(
     marks: dict[str, float],
     events: list[dict[str, Any]],
@@ -397,7 +385,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     if not done or len(faults) != 2:
         print("FAIL: the guest did not finish its check (see above)", flush=True)
         return 1
-    events = _stored(url, operator)
+    events = [e for e in vm.stored_events(url, operator, NODE_ID) if e["priority"] != "reading"]
     delays = expected_delays()
     for e in events:
         print(

@@ -205,25 +205,6 @@ def _stage(work: Path, token: str) -> Path:
     return vm.stage(work, "netem-vm", packages, {"self": vm.PROJECT}, guest, "4G", prepare=node_folder)
 
 
-def _stored(url: str, operator: str) -> list[dict[str, Any]]:
-    """Every event of the node the central stored (readings included), paged."""
-    import requests
-
-    events: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = requests.get(
-            f"{url}/api/v1/events",
-            params={"node_id": NODE_ID, "after": str(after), "limit": "10000"},
-            headers={"Authorization": f"Bearer {operator}"},
-            timeout=30,
-        ).json()
-        events += page["events"]
-        if not page["events"]:
-            return events
-        after = page["next_after"]
-
-
 def judge(node: dict[str, Any], events: list[dict[str, Any]], back_wall: float, left: dict[str, int]) -> list[str]:
     """What failed (empty: passed), from the central's node row and stored events and the node's outbox."""
     failed = []
@@ -289,7 +270,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         return 1
     auth = {"Authorization": f"Bearer {operator}"}
     row = requests.get(f"{url}/api/v1/nodes/{NODE_ID}", headers=auth, timeout=30).json()
-    events = _stored(url, operator)
+    events = vm.stored_events(url, operator, NODE_ID)
     sync = (row.get("health") or {}).get("sync") or {}
     late = [round(e["node_wall_time"] - back[0], 1) for e in events if e["kind"] == "meter_offline"]
     print(

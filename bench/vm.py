@@ -171,6 +171,25 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: flo
     return log.exists() and text in log.read_text(errors="replace")
 
 
+def stored_events(url: str, operator: str, node_id: str) -> list[dict[str, Any]]:
+    """Every event of ``node_id`` the central at ``url`` stored (readings included), page by page."""
+    import requests
+
+    events: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = requests.get(
+            f"{url}/api/v1/events",
+            params={"node_id": node_id, "after": str(after), "limit": "10000"},
+            headers={"Authorization": f"Bearer {operator}"},
+            timeout=30,
+        ).json()
+        events += page["events"]
+        if not page["events"]:
+            return events
+        after = page["next_after"]
+
+
 def sh(command: str) -> str:
     """A shell command (in the guest); its output (a failure ends the check, naming the command)."""
     done = subprocess.run(command, shell=True, capture_output=True, text=True)
