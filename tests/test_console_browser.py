@@ -39,9 +39,12 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=False)
 
 
-def login(browser, central, username: str, width: int = 1366, height: int = 768):
+def login(browser, central, username: str, width: int = 1366, height: int = 768, on_page=None):
+    """A duty desk logged in; ``on_page(page)`` runs before the console loads (to route its requests)."""
     context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
     page = context.new_page()
+    if on_page:
+        on_page(page)
     page.goto(central.url + "/")
     page.wait_for_selector("#username")
     assert axe_violations(page) == []  # the login form
@@ -204,6 +207,44 @@ def test_a_selection_survives_updates_and_the_banner_stays_when_the_central_goes
     assert axe_violations(page) == []
     central.start()
     page.wait_for_selector("#banner", state="hidden", timeout=20_000)
+
+
+def test_an_alert_changed_while_the_whole_list_is_on_its_way_is_neither_dropped_nor_brought_back(
+    browser, central, monkeypatch
+):
+    """On (re)connecting the board asks for every active alert. An alert the stream brings before that answer lands
+    must stay on the board, and one resolved meanwhile must not come back (a flaky run of the test above showed a
+    card vanishing just after it appeared: the list, read before the alert, replaced the board)."""
+    import requests
+
+    add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+    lift = central.register(LIFT, "elevator", contacts={"maintenance": [{"name": "赵师傅", "phone": "400-820-0000"}]})
+    central.post_events(lift, [alert_event(LIFT, "power_loss")])
+    (old,) = central.alerts()
+    held = []  # the list's request, answered by the central at once, handed to the page when the test says
+
+    def hold(page) -> None:
+        page.route("**/api/v1/alerts?state=active*", lambda route: held.append((route, route.fetch())))
+
+    page = login(browser, central, "limin", on_page=hold)
+    wait_js(page, "document.body.dataset.link === 'up'")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the console never asked for the list"
+        page.wait_for_timeout(50)
+    central.post_events(lift, [alert_event(LIFT, "entrapment", recipients=["maintenance"])])
+    done = requests.post(f"{central.url}/api/v1/alerts/{old['id']}/resolve", json={"note": "来电了"},
+                         headers=central.operator_headers, timeout=10)  # fmt: skip
+    assert done.status_code == 200, done.text
+    page.wait_for_selector("a[href^='tel:']")  # the entrapment, from the stream
+    route, answer = held[0]
+    assert [a["kind"] for a in answer.json()["alerts"]] == ["power_loss"]  # the list as read before both changes
+    route.fulfill(response=answer)
+    wait_js(page, "document.body.dataset.snapshots === '1'")
+    (new,) = [a for a in central.alerts() if a["kind"] == "entrapment"]
+    shown = page.eval_on_selector_all("#alerts article", "els => els.map((e) => e.dataset.alert)")
+    assert shown == [str(new["id"])]
+    assert page.evaluate("document.querySelector(\"a[href^='tel:']\").textContent") == "400-820-0000"
 
 
 def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_and_the_timeline(

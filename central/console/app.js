@@ -47,8 +47,9 @@ async function start() {
   live = new Live(
     (msg) => board.merge(msg.alerts),
     async () => {
+      const asked = board.asking();
       const data = await api("GET", "/alerts?state=active&limit=5000");
-      board.merge(data.alerts, true);
+      board.snapshot(data.alerts, asked);
     },
     () => { if (location.hash.startsWith("#/taxi") && !document.activeElement.closest("#rides")) taxiPage(view); },
   );

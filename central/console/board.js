@@ -23,6 +23,10 @@ export class Board {
   constructor(catalogue) {
     this.catalogue = catalogue;
     this.alerts = new Map(); // id -> alert view
+    this.version = 0; // counts the changes merged
+    this.touched = new Map(); // id -> the version of its last change, while a list asked for before it may arrive
+    this.tickets = 0; // lists asked for
+    this.applied = 0; // the newest list applied
     this.cards = new Map(); // id -> {root, parts}
     this.list = h("div", { id: "alerts" });
     this.summary = h("p", { id: "board-summary", class: "muted" });
@@ -35,12 +39,35 @@ export class Board {
     this.render();
   }
 
-  merge(alerts, replace = false) {
-    if (replace) for (const id of [...this.alerts.keys()]) if (!alerts.some((a) => a.id === id)) this.alerts.delete(id);
+  // changed alerts, from the stream or from an action here: the newest word on each
+  merge(alerts) {
     for (const a of alerts) {
-      if (a.state === "resolved") this.alerts.delete(a.id);
-      else this.alerts.set(a.id, a);
+      this.touched.set(a.id, ++this.version);
+      this.put(a);
     }
+    this.render();
+  }
+
+  put(a) {
+    if (a.state === "resolved") this.alerts.delete(a.id);
+    else this.alerts.set(a.id, a);
+  }
+
+  // before asking for the whole list: what the board had heard by then, to pass to snapshot() with the answer
+  asking() { return { ticket: ++this.tickets, version: this.version }; }
+
+  // the whole list of active alerts, asked for at `asked`: it replaces the board, except for the alerts the stream
+  // changed while the answer was on its way (a card must not vanish, nor a resolved one come back, because the list
+  // was read just before the change); an answer older than one already applied is dropped
+  snapshot(alerts, asked) {
+    if (asked.ticket <= this.applied) return;
+    this.applied = asked.ticket;
+    const since = (id) => (this.touched.get(id) || 0) > asked.version;
+    const listed = new Set(alerts.map((a) => a.id));
+    for (const id of [...this.alerts.keys()]) if (!listed.has(id) && !since(id)) this.alerts.delete(id);
+    for (const a of alerts) if (!since(a.id)) this.put(a);
+    for (const [id, v] of this.touched) if (v <= asked.version) this.touched.delete(id);
+    document.body.dataset.snapshots = String(this.applied);
     this.render();
   }
 
