@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import vm
+from provisioning.wiring import SERVICE_USER as USER
 
 NODE_ID = "cbxc-b7-u2-lift1"  # examples/elevator.toml's
 HOME = Path("/node")  # the logs of the node's runs outside systemd (the two faults)
@@ -43,7 +44,6 @@ NODE_PROGRAM = "/opt/cb-self/bin/elevator-node"
 PROVISION = "/opt/cb-self/bin/provision"
 UNIT = "changbai-elevator"
 CENTRAL_HOST = "10.0.2.2"
-USER = "changbai"
 # as Raspberry Pi OS's own rule: the gpio group may use the GPIO chips
 UDEV_RULE = 'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"\n'
 PI_REVISION = "c03114"  # a Raspberry Pi 4 Model B, 4 GB
@@ -305,6 +305,11 @@ def expected_delays() -> dict[str, float]:
     return {name: float(getattr(section, name)) for *_, name in EXPECTED if name}
 
 
+def first(events: list[dict[str, Any]], kind: str, state: str) -> dict[str, Any] | None:
+    """The first stored event of that kind and state."""
+    return next((e for e in events if e["kind"] == kind and e["state"] == state), None)
+
+
 def judge(
     marks: dict[str, float],
     events: list[dict[str, Any]],
@@ -323,11 +328,8 @@ def judge(
     if service.get("errors"):
         failed.append(f"errors in the unit's journal: {service['errors']}")
 
-    def first(kind: str, state: str) -> dict[str, Any] | None:
-        return next((e for e in events if e["kind"] == kind and e["state"] == state), None)
-
     def expect(kind: str, state: str, mark: str, after_s: float) -> None:
-        event = first(kind, state)
+        event = first(events, kind, state)
         if event is None:
             failed.append(f"no {kind} {state} stored")
             return
@@ -392,7 +394,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
             f"central: {e['kind']} {e['state']} at {e['wall_time']:.1f} {json.dumps(e['payload'], ensure_ascii=False)}"
         )
     for kind, state, mark, setting in EXPECTED:
-        event = next((e for e in events if e["kind"] == kind and e["state"] == state), None)
+        event = first(events, kind, state)
         if event is not None and mark in marks:
             due = f"{setting} = {delays[setting]:g} s" if setting else "at once"
             print(f"{kind} {state}: {event['wall_time'] - marks[mark]:.2f} s after {mark} ({due})", flush=True)
