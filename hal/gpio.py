@@ -70,6 +70,7 @@ PIN_FACTORIES: dict[str, str] = {
     "native": "gpiozero.pins.native:NativeFactory",
     "mock": "gpiozero.pins.mock:MockFactory",
 }
+DEFAULT_ORDER = ("lgpio", "rpigpio", "pigpio", "native")  # gpiozero's own, when no factory is named
 _INSTALL_HINT = {
     "lgpio": "on a Raspberry Pi install the pi-gpio extra (pip install 'changbai-nodes[pi-gpio]' or apt-get "
     'install python3-lgpio); off a Pi use pin_factory = "mock"',
@@ -81,45 +82,71 @@ _INSTALL_HINT = {
 
 def use_pin_factory(configured: str = "") -> None:
     """Install the pin factory: ``configured`` (the config's ``gpio.pin_factory``), else $GPIOZERO_PIN_FACTORY,
-    else gpiozero's default.
+    else the first of gpiozero's own default order (lgpio, rpigpio, pigpio, native) that starts.
 
     A MockFactory that is already installed (by a test or the simulated community) is kept whatever the
-    config says: the harness swaps the factory, not the node. Raises ``BadPinFactory`` naming the factory
-    and what to install when it cannot be loaded (e.g. lgpio off a Pi).
+    config says: the harness swaps the factory, not the node; with nothing named, any installed factory is kept.
+    Raises ``BadPinFactory`` naming the factory and what to install when it cannot be loaded (e.g. lgpio off a
+    Pi); with nothing named, naming each factory tried and why it did not start (gpiozero itself says only "Unable
+    to load any default pin factory!", its reasons going to stderr as warnings).
     """
     current = Device.pin_factory
     if isinstance(current, MockFactory):
         log.debug("keeping the installed MockFactory (config asks for %r)", configured or "default")
         return
     name = configured or os.environ.get(ENV_PIN_FACTORY, "").strip().lower()
-    if name in ("", "lgpio"):
-        _lgpio_workdir()
-    if not name:
-        return  # gpiozero picks its default (lgpio, rpigpio, pigpio, native) on the first device
-    if name not in PIN_FACTORIES:
+    if name and name not in PIN_FACTORIES:
         raise BadPinFactory(
             f"pin factory {name!r} (from ${ENV_PIN_FACTORY}) is unknown; allowed: {', '.join(PIN_FACTORIES)}"
         )
-    module_name, _, class_name = PIN_FACTORIES[name].partition(":")
-    if current is not None and type(current).__name__ == class_name:
+    if current is not None and (not name or type(current).__name__ == PIN_FACTORIES[name].partition(":")[2]):
         return
-    source = "gpio.pin_factory" if configured else f"${ENV_PIN_FACTORY}"
-    here = os.getcwd()
-    try:
-        factory_class = getattr(importlib.import_module(module_name), class_name)
-        factory = factory_class()
-    except ImportError as exc:
-        raise BadPinFactory(f"{source} = {name!r}: cannot load it ({exc}); {_INSTALL_HINT.get(name, '')}") from exc
-    except Exception as exc:  # noqa: BLE001 - each factory fails its own way (lgpio.error, OSError...): re-raised
-        raise BadPinFactory(
-            f"{source} = {name!r}: cannot start it ({type(exc).__name__}: {exc}); {_INSTALL_HINT.get(name, '')}"
-        ) from exc
-    finally:
-        os.chdir(here)  # lgpio moves the process into $LG_WD when it is imported
+    if name:
+        source = "gpio.pin_factory" if configured else f"${ENV_PIN_FACTORY}"
+        try:
+            factory = _start_factory(name)
+        except BadPinFactory as exc:
+            raise BadPinFactory(f"{source} = {exc}") from exc.__cause__
+    else:
+        name, factory = _default_factory()
     if current is not None:
         current.close()
     Device.pin_factory = factory
     log.info("GPIO pin factory: %s", name)
+
+
+def _start_factory(name: str) -> Factory:
+    """The factory ``name`` started, or ``BadPinFactory("'name': why; what to install")``."""
+    if name == "lgpio":
+        _lgpio_workdir()
+    module_name, _, class_name = PIN_FACTORIES[name].partition(":")
+    here = os.getcwd()
+    try:
+        factory: Factory = getattr(importlib.import_module(module_name), class_name)()
+        return factory
+    except ImportError as exc:
+        raise BadPinFactory(f"{name!r}: cannot load it ({exc}); {_INSTALL_HINT.get(name, '')}") from exc
+    except Exception as exc:  # noqa: BLE001 - each factory fails its own way (lgpio.error, OSError...): re-raised
+        reason = f"{type(exc).__name__}: {exc}"
+        raise BadPinFactory(f"{name!r}: cannot start it ({reason}); {_INSTALL_HINT.get(name, '')}") from exc
+    finally:
+        os.chdir(here)  # lgpio moves the process into $LG_WD when it is imported
+
+
+def _default_factory() -> tuple[str, Factory]:
+    """The first of gpiozero's default factories that starts, as gpiozero would choose it, but with the reason of
+    each that did not when none does."""
+    reasons = []
+    for name in DEFAULT_ORDER:
+        try:
+            factory = _start_factory(name)
+        except BadPinFactory as exc:
+            reasons.append(str(exc))
+            continue
+        if reasons:
+            log.warning("GPIO: %s started after the others failed: %s", name, "; ".join(reasons))
+        return name, factory
+    raise BadPinFactory(f"gpio.pin_factory is not set and no pin factory started: {'; '.join(reasons)}")
 
 
 def _lgpio_workdir() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -165,9 +166,31 @@ def test_unknown_env_factory_is_refused(no_factory, monkeypatch: pytest.MonkeyPa
         use_pin_factory()
 
 
-def test_no_setting_leaves_gpiozero_default(no_factory) -> None:
-    use_pin_factory()
-    assert Device.pin_factory is None  # gpiozero picks its default on the first device
+def test_no_setting_tries_gpiozeros_order_and_says_why_each_did_not_start(no_factory) -> None:
+    # gpiozero alone says only "Unable to load any default pin factory!" (its reasons go to stderr as warnings): a
+    # kiosk without the pi-gpio extra reported just that to maintenance (scripts/gpio-vm --role kiosk)
+    with pytest.raises(BadPinFactory) as caught:
+        use_pin_factory()
+    message = str(caught.value)
+    assert message.startswith("gpio.pin_factory is not set and no pin factory started: 'lgpio': cannot start it")
+    for told in ("'rpigpio': cannot load it (No module named 'RPi')", "'pigpio': cannot load it", "'native': cannot"):
+        assert told in message
+    assert Device.pin_factory is None
+
+
+def test_no_setting_takes_the_first_that_starts_and_logs_why_the_others_did_not(
+    no_factory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hal import gpio
+
+    monkeypatch.setitem(sys.modules, "lgpio", None)  # as on a machine without the pi-gpio extra
+    monkeypatch.delitem(sys.modules, "gpiozero.pins.lgpio", raising=False)
+    monkeypatch.setattr(gpio, "DEFAULT_ORDER", ("lgpio", "mock"))
+    with caplog.at_level(logging.WARNING, logger="hal.gpio"):
+        use_pin_factory()
+    assert isinstance(Device.pin_factory, MockFactory)
+    assert "GPIO: mock started after the others failed: 'lgpio': cannot load it" in caplog.text
+    assert "pi-gpio" in caplog.text
 
 
 def test_lgpio_missing_off_pi_is_a_clear_error(no_factory, monkeypatch: pytest.MonkeyPatch) -> None:

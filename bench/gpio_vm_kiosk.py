@@ -1,0 +1,273 @@
+"""The kiosk on a real kernel's GPIO and a KMS screen: the guest of bench/gpio_sim.py (Debian 12 under systemd, the
+kernel's gpio-sim as ``/dev/gpiochip0``) with qemu's standard VGA (the bochs DRM driver, Mesa's software renderer).
+``provision install`` installs the shipped examples/kiosk.toml (the arcade button on BCM 26 to ground with the
+internal pull-up, its LED on BCM 12, gpiozero's default pin factory: lgpio on a Pi) and systemd runs the kiosk under
+its real unit, on the screen, sending to the real central on the host, whose simulated fleet assigns a car 8-10 s
+after a request. The tests press the button through gpiozero's MockFactory: no kernel, no lgpio, no debounce, no
+software PWM.
+
+In the guest, a script plays a resident on the chip's lines and reads the LED's line from the chip: the idle pulse
+(lgpio's software PWM), a press with contact bounce (one ride at the central; the LED blinks fast while a car is
+sought, then stays on), a hold of 4 s (a ``help_requested`` alert, the LED's slow blink). Then the faults a
+technician meets, each under the unit, which must keep running (the screen still hails taxis): another process
+holding the button's line (a ``kiosk_fault`` naming BCM 26), the line free again (cleared), no GPIO chip (raised
+again).
+
+``scripts/gpio-vm --role kiosk`` runs it (root, debootstrap, qemu-system-x86; about 30 minutes; not in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import vm
+from bench.gpio_sim import (
+    Role,
+    SimChip,
+    hold_line,
+    install,
+    judge_service,
+    pins_and_chip,
+    say,
+    service_report,
+    stage,
+    unit_property,
+)
+from bench.kiosk_kms_vm import PACKAGES
+
+KIOSK = Role(
+    "kiosk", "cbxc-north-gate-kiosk", Path("/etc/changbai/kiosk.toml"), "bench.gpio_vm_kiosk", "kiosk", PACKAGES
+)
+# the central's simulated taxis: every request finds a car, 8-10 s after it, still on its way when the check ends
+FLEET = {
+    "assign_delay_min_s": 8.0,
+    "assign_delay_max_s": 10.0,
+    "eta_min_s": 900.0,
+    "eta_max_s": 1200.0,
+    "no_car_rate": 0.0,
+}
+PICKUP = "长白新村北门"  # the example's pickup point
+HOLD_S = 3.0  # the example's kiosk.timing.arcade_hold_s (the default): held this long asks for help
+LATE_S = 15.0  # a ride or an alert may reach the central this much after the press (debounce, a slow emulated CPU)
+UP_S = 600.0  # the kiosk's GPIO may open this long after a start (behind the first frame: minutes when emulated)
+# what the LED's line must show, from led()'s figures: (toggles per second, on share, longest steady run in s)
+LED_SHOWS = {
+    "idle": ((20.0, 10_000.0), (0.05, 0.95), (0.0, 1.0)),  # the pulse: software PWM, its duty rising and falling
+    "working": ((3.0, 12.0), (0.25, 0.75), (0.0, 0.5)),  # blink 0.15 s / 0.15 s while a car is sought
+    "car": ((0.0, 0.0), (1.0, 1.0), (2.0, 60.0)),  # steady on: a car is coming
+    "help": ((1.0, 3.5), (0.25, 0.75), (0.25, 1.0)),  # blink 0.5 s / 0.5 s: help asked for
+}
+
+
+# --------------------------------------------------------------------------------------------- in the guest
+def led(chip: SimChip, pin: int, seconds: float) -> dict[str, float]:
+    """The LED's line read from the chip for ``seconds``: samples, toggles per second, the share of time on and
+    the longest run without a change."""
+    changes, samples = [], 0
+    with open(chip.sysfs / f"sim_gpio{pin}" / "value") as line:
+        start = last_t = time.monotonic()
+        last = line.read(1) == "1"
+        on_s = longest = 0.0
+        while (now := time.monotonic()) < start + seconds:
+            line.seek(0)
+            value = line.read(1) == "1"
+            samples += 1
+            if value != last:
+                changes.append(now)
+                longest = max(longest, now - last_t)
+                on_s += (now - last_t) if last else 0.0
+                last, last_t = value, now
+        longest = max(longest, now - last_t)
+        on_s += (now - last_t) if last else 0.0
+    return {"samples": samples, "toggles_per_s": len(changes) / seconds, "on": on_s / seconds, "longest_s": longest}
+
+
+def press(chip: SimChip, pin: int, hold_s: float) -> float:
+    """A resident's press of the arcade button (to ground): the contact bounces 5 times in 20 ms each way; the
+    time of the release."""
+    for level in (False, True):
+        for _ in range(5):
+            chip.set(pin, level)
+            time.sleep(0.002)
+            chip.set(pin, not level)
+            time.sleep(0.002)
+        chip.set(pin, level)
+        if not level:
+            time.sleep(hold_s)
+    return time.time()
+
+
+def _await(what: str, test: Any, timeout_s: float = UP_S) -> None:
+    """Wait until ``test()`` is true (at most ``timeout_s``), then say how long it took."""
+    start = time.monotonic()
+    while not test() and time.monotonic() - start < timeout_s:
+        time.sleep(2)
+    say(f"{what} after {time.monotonic() - start:.0f} s")
+
+
+def _logged_since(since: str, text: str) -> bool:
+    return text in vm.sh(f"journalctl -u {KIOSK.unit} --no-pager -o cat --since '{since}'")
+
+
+def _restart(mark: str) -> str:
+    """Restart the unit after saying ``mark``; the journal's time of the mark."""
+    since = vm.sh("date '+%Y-%m-%d %H:%M:%S'").strip()
+    say(f"{mark} {time.time():.2f}")
+    vm.sh(f"systemctl restart {KIOSK.unit}")
+    return since
+
+
+def _unit_state() -> dict[str, Any]:
+    return {"active": unit_property(KIOSK.unit, "ActiveState"), "restarts": int(unit_property(KIOSK.unit, "NRestarts"))}
+
+
+def guest(port: int) -> int:
+    """In the guest: the chip, the kiosk under systemd, the resident's presses, the three faults; ``GPIOVM``
+    lines."""
+    pins, chip = pins_and_chip(KIOSK)
+    installed = install(KIOSK, port)
+    moving = lambda: led(chip, pins["led"], 1.0)["toggles_per_s"] > 0  # noqa: E731 - the node has its GPIO
+    _await("gpio-up", moving)
+    say(f"led idle {json.dumps(led(chip, pins['led'], 6.0))}")
+    say(f"pressed {press(chip, pins['button'], 0.3):.2f}")
+    time.sleep(0.5)
+    say(f"led working {json.dumps(led(chip, pins['led'], 3.0))}")
+    time.sleep(20)  # the car is assigned 8-10 s after the request; the kiosk hears of it within a few seconds
+    say(f"led car {json.dumps(led(chip, pins['led'], 3.0))}")
+    say(f"held {time.time():.2f}")
+    press(chip, pins["button"], HOLD_S + 1.0)
+    time.sleep(0.5)
+    say(f"led help {json.dumps(led(chip, pins['led'], 4.0))}")
+    time.sleep(10)  # the alert is sent
+    service_report(KIOSK.unit, installed)
+    faults: dict[str, dict[str, Any]] = {}
+    holder = hold_line(pins["button"])
+    since = _restart("busy")
+    _await("busy-told", lambda: _logged_since(since, "unusable"))
+    time.sleep(10)
+    faults["busy"] = _unit_state()
+    holder.kill()
+    holder.wait()
+    _restart("free")
+    _await("free-up", moving)
+    time.sleep(10)
+    faults["free"] = _unit_state()
+    chip.remove()
+    since = _restart("nochip")
+    _await("nochip-told", lambda: _logged_since(since, "unusable"))
+    time.sleep(10)
+    faults["nochip"] = _unit_state()
+    say(f"faults {json.dumps(faults)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- the host
+def judge(
+    marks: dict[str, float],
+    leds: dict[str, dict[str, float]],
+    rides: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    service: dict[str, Any],
+    faults: dict[str, dict[str, Any]],
+) -> list[str]:
+    """What failed (empty: passed), from the guest's marks (wall times), the LED's figures, the kiosk's rides and
+    alert events at the central, the unit's record over the presses and its state in each fault."""
+    failed = judge_service(service)
+    for name, bounds in LED_SHOWS.items():
+        figures = leds.get(name)
+        if figures is None:
+            failed.append(f"the LED was not read ({name})")
+            continue
+        for (low, high), key in zip(bounds, ("toggles_per_s", "on", "longest_s"), strict=True):
+            if not low <= figures[key] <= high:
+                failed.append(f"the LED {name}: {key} {figures[key]:.2f}, expected {low:g} to {high:g}")
+    if len(rides) != 1:
+        failed.append(f"{len(rides)} rides at the central for one press")
+    for ride in rides[:1]:
+        after = ride["requested_at"] - marks["pressed"]
+        if not -1.0 <= after <= LATE_S:
+            failed.append(f"the ride was requested {after:.1f} s after the press")
+        if ride["status"] == "cancelled":
+            failed.append("the ride was cancelled (the hold for help cancelled it?)")
+    raised = [e for e in events if e["state"] == "raised"]
+    helps = [e for e in raised if e["kind"] == "help_requested"]
+    if len(helps) != 1:
+        failed.append(f"{len(helps)} help_requested alerts for one hold")
+    elif not HOLD_S - 1.0 <= helps[0]["wall_time"] - marks["held"] <= HOLD_S + LATE_S:
+        failed.append(f"help_requested {helps[0]['wall_time'] - marks['held']:.1f} s after the hold began")
+    extra = [e["kind"] for e in raised if e["kind"] not in ("help_requested", "kiosk_fault")]
+    early = [e["payload"] for e in raised if e["kind"] == "kiosk_fault" and e["wall_time"] < marks["busy"]]
+    if extra or early:
+        failed.append(f"alerts nobody caused: {extra} {early}")
+    failed += _judge_faults(marks, events, faults)
+    return failed
+
+
+def _judge_faults(marks: dict[str, float], events: list[dict[str, Any]], faults: dict[str, Any]) -> list[str]:
+    failed = []
+    gpio = [e for e in events if e["kind"] == "kiosk_fault" and e["payload"].get("part") == "gpio"]
+    phases = (("busy", "raised", "free"), ("free", "cleared", "nochip"), ("nochip", "raised", None))
+    for mark, state, until in phases:
+        end = marks.get(until, float("inf")) if until else float("inf")
+        found = [e for e in gpio if e["state"] == state and marks.get(mark, float("inf")) <= e["wall_time"] < end]
+        if not found:
+            failed.append(f"{mark}: no kiosk_fault {state} for the GPIO")
+        elif mark == "busy" and "BCM 26" not in found[0]["payload"].get("reason", ""):
+            failed.append(f"busy: the fault does not name the pin: {found[0]['payload'].get('reason')!r}")
+        state_then = faults.get(mark, {})
+        if state_then.get("active") != "active" or state_then.get("restarts") != 0:
+            failed.append(f"{mark}: the kiosk did not run on under its unit: {state_then}")
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    def check(work: Path, token: str, server: Any) -> int:
+        from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
+
+        image = stage(work, token, KIOSK)
+        log = work / "console.log"
+        vm.say("gpio-vm", f"booting with qemu's standard VGA; the kiosk sends to the central on port {server.port}")
+        extra = ["-vga", "std", *vm.NETWORK]
+        proc = vm.boot(work / "root", image, log, f"{vm.SYSTEMD_INIT} cbport={server.port}", extra)
+        done = vm.wait_for(log, "GPIOVM-DONE", proc, 3600)
+        proc.kill()
+        proc.wait()
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("GPIOVM")]
+        return report(server.url, OPERATOR_KEY, lines, done)
+
+    description = __doc__.splitlines()[0]
+    node = (KIOSK.node_id, "kiosk")
+    return vm.with_central("gpio-vm", description, argv, node, guest, check, fleet=FLEET, pickup_point=PICKUP)
+
+
+def report(url: str, operator: str, lines: list[str], done: bool) -> int:
+    """Print the guest's ``GPIOVM`` lines, the kiosk's rides and alerts at the central; 0 when nothing failed."""
+    import requests
+
+    print("\n".join(lines), flush=True)
+    marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
+    leds = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM led (\S+) (\{.*\})$", x) for x in lines) if m}
+    found = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|faults) (\{.*\})$", x) for x in lines) if m}
+    if not done or set(found) != {"service", "faults"}:
+        print("FAIL: the guest did not finish its check (see above)", flush=True)
+        return 1
+    events = [e for e in vm.stored_events(url, operator, KIOSK.node_id) if e["priority"] != "reading"]
+    answer = requests.get(f"{url}/api/v1/rides", headers={"Authorization": f"Bearer {operator}"}, timeout=30)
+    answer.raise_for_status()
+    rides = [r for r in answer.json()["rides"] if r["node_id"] == KIOSK.node_id]
+    for e in events:
+        print(
+            f"central: {e['kind']} {e['state']} at {e['wall_time']:.1f} {json.dumps(e['payload'], ensure_ascii=False)}"
+        )
+    for r in rides:
+        print(f"central: ride {r['ride_id']} requested at {r['requested_at']:.1f}, now {r['status']}", flush=True)
+    return vm.verdict(judge(marks, leds, rides, events, found["service"], found["faults"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
