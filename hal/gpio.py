@@ -78,6 +78,11 @@ _INSTALL_HINT = {
     "pigpio": "install pigpio and start its daemon (apt-get install pigpio python3-pigpio; systemctl start pigpiod)",
     "native": "the native factory needs /dev/gpiomem on a Raspberry Pi",
 }
+# the factory loaded but did not start: installing it again is not the answer
+_START_HINT = {
+    "lgpio": "lgpio is installed but did not start: on a Raspberry Pi /dev/gpiochip0 (gpiochip4 on a Pi 5) "
+    'must exist and the service user be in the gpio group; off a Pi use pin_factory = "mock"',
+}
 
 
 def use_pin_factory(configured: str = "") -> None:
@@ -128,7 +133,8 @@ def _start_factory(name: str) -> Factory:
         raise BadPinFactory(f"{name!r}: cannot load it ({exc}); {_INSTALL_HINT.get(name, '')}") from exc
     except Exception as exc:  # noqa: BLE001 - each factory fails its own way (lgpio.error, OSError...): re-raised
         reason = f"{type(exc).__name__}: {exc}"
-        raise BadPinFactory(f"{name!r}: cannot start it ({reason}); {_INSTALL_HINT.get(name, '')}") from exc
+        hint = _START_HINT.get(name, _INSTALL_HINT.get(name, ""))
+        raise BadPinFactory(f"{name!r}: cannot start it ({reason}); {hint}") from exc
     finally:
         os.chdir(here)  # lgpio moves the process into $LG_WD when it is imported
 

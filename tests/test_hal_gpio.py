@@ -173,6 +173,7 @@ def test_no_setting_tries_gpiozeros_order_and_says_why_each_did_not_start(no_fac
         use_pin_factory()
     message = str(caught.value)
     assert message.startswith("gpio.pin_factory is not set and no pin factory started: 'lgpio': cannot start it")
+    assert "lgpio is installed but did not start" in message  # not "install the pi-gpio extra": it is there
     for told in ("'rpigpio': cannot load it (No module named 'RPi')", "'pigpio': cannot load it", "'native': cannot"):
         assert told in message
     assert Device.pin_factory is None
