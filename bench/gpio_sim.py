@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,18 @@ def stage(work: Path, token: str, role: Role) -> Path:
     packages = tuple(dict.fromkeys((*PACKAGES, *role.packages)))
     sources = {"self": vm.PROJECT}
     return vm.stage(work, "gpio-vm", packages, sources, guest_init, "5G", role.extra, prepare, under_systemd=True)
+
+
+def boot(
+    work: Path, token: str, port: int, role: Role, extra: Sequence[str] = (), timeout_s: float = 2400
+) -> tuple[list[str], bool]:
+    """Stage the role's guest, boot it (systemd; the central's ``port`` on its command line; ``extra``: qemu's
+    options beyond the network) and wait for its end: its ``GPIOVM`` lines, and whether it finished."""
+    image = stage(work, token, role)
+    log = work / "console.log"
+    vm.say("gpio-vm", f"booting; the {role.name} node sends to the central on the host's port {port}")
+    proc = vm.boot(work / "root", image, log, f"{vm.SYSTEMD_INIT} cbport={port}", [*extra, *vm.NETWORK])
+    done = vm.wait_for(log, "GPIOVM-DONE", proc, timeout_s)
+    proc.kill()
+    proc.wait()
+    return [x for x in log.read_text(errors="replace").splitlines() if x.startswith("GPIOVM")], done

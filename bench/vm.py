@@ -243,10 +243,13 @@ def with_central(
     node: tuple[str, str],
     guest: Callable[[int], int],
     check: Callable[[Path, str, Any], int],
+    fleet: dict[str, Any] | None = None,
+    pickup_point: str = "",
 ) -> int:
     """The command line of a check whose guest's node sends to a central on the host. ``--guest PORT`` (in the
-    guest): ``guest(PORT)``. On the host: a central in a work folder (``--keep`` keeps it), ``node`` = (id, role)
-    registered there, then ``check(work, token, server)``; its exit code."""
+    guest): ``guest(PORT)``. On the host: a central in a work folder (``--keep`` keeps it; ``fleet``: its simulated
+    taxis' settings), ``node`` = (id, role) registered there (a kiosk with its ``pickup_point``), then
+    ``check(work, token, server)``; its exit code."""
     parser = argparse.ArgumentParser(prog=who, description=description)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (root, image, serial log)")
     parser.add_argument("--guest", type=int, help=argparse.SUPPRESS)  # in the guest: the central's port
@@ -257,8 +260,8 @@ def with_central(
 
     with workspace(who, None, args.keep) as (work, _):
         (work / "central").mkdir()
-        server = start_central(work / "central")
+        server = start_central(work / "central", fleet=fleet)
         try:
-            return check(work, register(server, *node, work / "token"), server)
+            return check(work, register(server, *node, work / "token", pickup_point), server)
         finally:
             server.stop()

@@ -60,17 +60,18 @@ def test_the_outbox_is_read_where_the_config_puts_it_while_the_node_holds_it_ope
 # ------------------------------------------------------------------ bench/gpio_vm.py: the lift on a kernel's GPIO
 def test_the_gpio_check_runs_the_shipped_example_config_with_only_its_host_lines_changed(tmp_path: Path) -> None:
     from bench import gpio_vm
+    from bench.gpio_sim import node_config
 
-    example = (Path(__file__).resolve().parent.parent / "examples" / "elevator.toml").read_text(encoding="utf-8")
+    example = gpio_vm.LIFT.example.read_text(encoding="utf-8")
     config = tmp_path / "lift.toml"
-    config.write_text(gpio_vm.node_config(example, 8123), encoding="utf-8")
+    config.write_text(node_config(example, 8123), encoding="utf-8")
     node = load_config(config)
     assert node.node.id == gpio_vm.NODE_ID
     assert node.gpio.pin_factory == "lgpio"
     assert node.central.url == "http://10.0.2.2:8123" and node.audio.backend == "none"
     assert str(node.central.token_file) == "/etc/changbai/token"  # where the guest puts it: the example's place
     with pytest.raises(ValueError, match="backend"):
-        gpio_vm.node_config(example.replace('backend = "auto"', 'backend = "alsa"'), 8123)
+        node_config(example.replace('backend = "auto"', 'backend = "alsa"'), 8123)
 
 
 def _marks() -> dict[str, float]:
@@ -143,7 +144,7 @@ def test_the_gpio_check_fails_a_late_missing_or_extra_alert_and_a_traceback() ->
     assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, {**SERVICE, "install": 4}) == ["provision install exited 4"]
 
 
-@pytest.mark.parametrize("name", ["gpio_vm", "netem_vm"])
+@pytest.mark.parametrize("name", ["gpio_vm", "gpio_vm_kiosk", "netem_vm"])
 def test_a_vm_checks_guest_side_runs_without_the_central(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
     import sys
@@ -160,3 +161,103 @@ def test_a_vm_checks_guest_side_runs_without_the_central(name: str, monkeypatch:
 
     monkeypatch.setattr(module, "guest", guest)
     assert module.main(["--guest", "8123"]) == 0 and seen == [8123]
+
+
+# ------------------------------------------------------- bench/gpio_vm_kiosk.py: the kiosk's button and LED on the chip
+def test_the_kiosk_check_runs_the_shipped_example_with_only_its_host_lines_changed(tmp_path: Path) -> None:
+    from bench.gpio_sim import node_config
+    from bench.gpio_vm_kiosk import HOLD_S, KIOSK, PICKUP
+
+    config = tmp_path / "kiosk.toml"
+    config.write_text(node_config(KIOSK.example.read_text(encoding="utf-8"), 8123), encoding="utf-8")
+    node = load_config(config)
+    kiosk = node.role_config
+    assert node.node.id == KIOSK.node_id and node.central.url == "http://10.0.2.2:8123"
+    assert node.audio.backend == "none" and node.gpio.pin_factory == ""  # gpiozero's default: lgpio on a Pi
+    assert (kiosk.button.pin, kiosk.button.pull_up, kiosk.led.pin, kiosk.led_pwm) == (26, True, 12, True)
+    assert (kiosk.pickup_point, kiosk.timing.arcade_hold_s) == (PICKUP, HOLD_S)
+
+
+def test_the_led_is_read_from_its_line_as_it_changes(tmp_path: Path) -> None:
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from bench.gpio_vm_kiosk import led
+
+    line = tmp_path / "sim_gpio12" / "value"
+    line.parent.mkdir()
+    line.write_text("1\n")
+    chip: Any = SimpleNamespace(sysfs=tmp_path)
+    steady = led(chip, 12, 0.3)
+    assert (steady["toggles_per_s"], steady["on"]) == (0.0, pytest.approx(1.0)) and steady["samples"] > 10
+
+    def blink() -> None:
+        for i in range(10):
+            time.sleep(0.05)
+            line.write_text("0\n" if i % 2 == 0 else "1\n")
+
+    blinker = threading.Thread(target=blink)
+    blinker.start()
+    blinking = led(chip, 12, 0.6)
+    blinker.join()
+    assert blinking["toggles_per_s"] == pytest.approx(10 / 0.6, rel=0.1) and 0.2 < blinking["on"] < 0.8
+
+
+def _kiosk_story() -> tuple[dict[str, float], dict[str, dict[str, float]], list[dict], list[dict]]:
+    marks = {"pressed": 1000.0, "held": 1030.0, "busy": 1100.0, "free": 1300.0, "nochip": 1500.0}
+    leds = {
+        "idle": {"toggles_per_s": 150.0, "on": 0.5, "longest_s": 0.3},
+        "working": {"toggles_per_s": 6.5, "on": 0.5, "longest_s": 0.16},
+        "car": {"toggles_per_s": 0.0, "on": 1.0, "longest_s": 3.0},
+        "help": {"toggles_per_s": 2.0, "on": 0.5, "longest_s": 0.5},
+    }
+    rides = [{"ride_id": "r1", "requested_at": 1000.4, "status": "assigned"}]
+    fault = {"kind": "kiosk_fault", "state": "raised", "priority": "alert"}
+    events = [
+        {"kind": "help_requested", "state": "raised", "wall_time": 1033.2, "payload": {}},
+        {**fault, "wall_time": 1250.0, "payload": {"part": "gpio", "reason": "GPIOPinInUse: BCM 26 (button): busy"}},
+        {**fault, "state": "cleared", "wall_time": 1400.0, "payload": {"part": "gpio"}},
+        {**fault, "wall_time": 1600.0, "payload": {"part": "gpio", "reason": "BadPinFactory: no chip"}},
+    ]
+    return marks, leds, rides, events
+
+
+KIOSK_FAULTS = {name: {"active": "active", "restarts": 0} for name in ("busy", "free", "nochip")}
+
+
+def test_the_kiosk_check_passes_one_ride_one_help_alert_the_leds_patterns_and_faults_told() -> None:
+    from bench.gpio_vm_kiosk import judge
+
+    assert judge(*_kiosk_story(), SERVICE, KIOSK_FAULTS) == []
+
+
+def test_the_kiosk_check_fails_a_steady_idle_led_a_second_ride_a_late_help_and_a_silent_fault() -> None:
+    from bench.gpio_vm_kiosk import judge
+
+    marks, leds, rides, events = _kiosk_story()
+    no_pwm = {**leds, "idle": {"toggles_per_s": 0.7, "on": 0.5, "longest_s": 1.5}}  # a slow blink, not a pulse
+    assert judge(marks, no_pwm, rides, events, SERVICE, KIOSK_FAULTS) == [
+        "the LED idle: toggles_per_s 0.70, expected 20 to 10000",
+        "the LED idle: longest_s 1.50, expected 0 to 1",
+    ]
+    twice = [*rides, {"ride_id": "r2", "requested_at": 1034.0, "status": "searching"}]
+    assert judge(marks, leds, twice, events, SERVICE, KIOSK_FAULTS) == ["2 rides at the central for one press"]
+    late = [{**events[0], "wall_time": 1050.0}, *events[1:]]
+    assert judge(marks, leds, rides, late, SERVICE, KIOSK_FAULTS) == ["help_requested 20.0 s after the hold began"]
+    unnamed = [events[0], {**events[1], "payload": {"part": "gpio", "reason": "GPIO busy"}}, *events[2:]]
+    assert judge(marks, leds, rides, unnamed, SERVICE, KIOSK_FAULTS) == [
+        "busy: the fault does not name the pin: 'GPIO busy'"
+    ]
+    never_cleared = [e for e in events if e["state"] != "cleared"]
+    assert judge(marks, leds, rides, never_cleared, SERVICE, KIOSK_FAULTS) == [
+        "free: no kiosk_fault cleared for the GPIO"
+    ]
+    crashed = {**KIOSK_FAULTS, "nochip": {"active": "activating", "restarts": 3}}
+    assert judge(marks, leds, rides, events, SERVICE, crashed) == [
+        "nochip: the kiosk did not run on under its unit: {'active': 'activating', 'restarts': 3}"
+    ]
+    screen = [{**events[1], "wall_time": 990.0, "payload": {"part": "screen", "reason": "no window"}}, *events]
+    assert judge(marks, leds, rides, screen, SERVICE, KIOSK_FAULTS) == [
+        "alerts nobody caused: [] [{'part': 'screen', 'reason': 'no window'}]"
+    ]
