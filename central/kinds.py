@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "meter_health": ("水表通讯状况", "Meter communication health"),
     "meter_reading": ("水表读数", "Meter reading"),
     "wellbeing_fault": ("监护规则故障", "Wellbeing rules failed"),
+    "home_device_fault": ("住户按钮或门磁故障", "A home's button or door contact is broken"),
     "wellbeing_profile": ("用水规律（每日）", "Daily water-use profile"),
     "check_in": ("询问居民是否安好", "The resident was asked 'are you OK?'"),
     "im_ok_pressed": ("按下“我很好”", "'I'm OK' pressed"),

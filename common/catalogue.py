@@ -216,6 +216,15 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         "the wellbeing rules failed for one household: it is not watched until this clears",
     ),
     EventKind(
+        "home_device_fault",
+        "meter",
+        _W,
+        "alert",
+        TECHNICIANS,
+        (*ALERT_FIELDS, *HOUSEHOLD, "device"),
+        "a home's 'I'm OK' or 'going out' button or door contact could not be opened: its water is still watched",
+    ),
+    EventKind(
         "inactivity",
         "meter",
         _ANY,

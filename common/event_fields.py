@@ -64,6 +64,7 @@ FIELDS: dict[str, str] = {
     "short_frame": "Modbus: reply cut short",
     "modbus_error": "Modbus: other error",
     "port_error": "the serial port failed",
+    "device": "which of the home's devices: ok_button, away_button or door (its config key)",
     "error": "the exception, as text",
     "silence_h": "hours without a sign of life",
     "last_use": "local time of the last water use",

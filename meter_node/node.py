@@ -13,7 +13,7 @@ import logging
 import queue
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from common.clock import Clock, SystemClock
@@ -26,14 +26,12 @@ from common.speech.voice import Voice, make_voice
 from hal.audio import Speaker
 from hal.modbus import ModbusBus
 from meter_node.cadence import ReadingCadence
-from meter_node.clock_frame import ClockWatch, Input
+from meter_node.clock_frame import ClockWatch
 from meter_node.config import MeterConfig, MeterEntry
+from meter_node.home_devices import HomeDevices
 from meter_node.reader import MeterRead, MeterReader, RegisterBus, meter_detection
 from meter_node.voice import prompts
 from meter_node.wellbeing import CHECK_IN_KIND, WellbeingMonitor, parse_local_date, recipients_for
-
-if TYPE_CHECKING:  # gpiozero is imported only for a home with a button or door contact (_setup_home_devices)
-    from gpiozero import Button, DigitalInputDevice
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +96,10 @@ class MeterNode:
             monitor.adopt_open({a.kind: (a.severity, a.raised_wall) for a in book if a.key == meter_id})
         self._next_save = clock.monotonic() + section.state_save_s
         self._dirty = False
-        # (meter id, what, monotonic time) from gpiozero's threads: "ok", "out" (away button) or "door"
-        self._presses: queue.SimpleQueue[tuple[str, Input, float]] = queue.SimpleQueue()
-        self._buttons: list[Button | DigitalInputDevice] = []
         self._closed = False
-        try:
-            self._setup_home_devices()
-        except BaseException:
-            self._close_buttons()  # build_node releases the rest
-            raise
+        # the homes' buttons and door contacts: one that cannot be opened is told, the node goes on
+        self.home = HomeDevices(self.meters.values(), config.gpio.pin_factory, clock.monotonic)
+        self._tell_home_devices()
         self._apply_away()
         # a Pi has no clock of its own: after a power cut it starts at the time it stopped, and NTP then steps it
         # forward by the outage. Water used during the outage, dated by the stopped clock, would make a silence of
@@ -146,29 +139,20 @@ class MeterNode:
                 for detection in monitor.set_away(until, now):
                     self._emit_wellbeing(meter, detection)
 
-    def _setup_home_devices(self) -> None:
-        homes = self.meters.values()
-        if any(m.household.ok_button or m.household.away_button or m.household.door for m in homes):
-            # here, not at the top: gpiozero adds 2.3 MB resident (measured) to a node whose homes have no
-            # button or door contact, most meter nodes (bench_meter_peer's budget is 40 MB)
-            from hal.gpio import make_button, make_input, use_pin_factory
-
-            use_pin_factory(self.config.gpio.pin_factory)
-            for meter in homes:
-                house = meter.household
-                # gpiozero calls these from its own thread: only queue what happened, the node loop handles it
-                for what, pin in (("ok", house.ok_button), ("out", house.away_button)):
-                    if pin is not None:
-                        button = make_button(pin)
-                        button.when_pressed = lambda mid=meter.id, w=what: self._presses.put(
-                            (mid, w, self.clock.monotonic())
-                        )
-                        self._buttons.append(button)
-                if house.door is not None:
-                    door = make_input(house.door)
-                    moved = lambda mid=meter.id: self._presses.put((mid, "door", self.clock.monotonic()))  # noqa: E731
-                    door.when_activated, door.when_deactivated = moved, moved
-                    self._buttons.append(door)
+    def _tell_home_devices(self) -> None:
+        """A ``home_device_fault`` to maintenance for each home device that could not be opened; one still open
+        from an earlier start is cleared when its device opened this time."""
+        now = self.clock.monotonic()
+        for (meter_id, key), why in self.home.failed.items():
+            house = {"meter_id": meter_id, "resident": self.meters[meter_id].household.resident, "device": key}
+            payload = {**house, "reason": why[:300]}
+            self._emit_technical(Detection("home_device_fault", "raised", now, "warning", payload, f"{meter_id}:{key}"))
+        for meter_id, key in self.home.working:
+            if self.runtime.alerts.is_open("home_device_fault", f"{meter_id}:{key}"):
+                payload = {"meter_id": meter_id, "device": key}
+                self._emit_technical(
+                    Detection("home_device_fault", "cleared", now, "info", payload, f"{meter_id}:{key}")
+                )
 
     # ---------------------------------------------------------------------------------------------- state
     def _load_state(self) -> None:
@@ -388,7 +372,7 @@ class MeterNode:
         redate, self._presses_waited = self._presses_waited, False
         while True:
             try:
-                meter_id, what, mono = self._presses.get_nowait()
+                meter_id, what, mono = self.home.presses.get_nowait()
             except queue.Empty:
                 return
             mono = self.clock.monotonic() if redate else mono
@@ -406,7 +390,7 @@ class MeterNode:
 
     def press_ok(self, meter_id: str) -> None:
         """The 'I'm OK' button of ``meter_id``'s household (also what a GPIO press does)."""
-        self._presses.put((meter_id, "ok", self.clock.monotonic()))
+        self.home.put(meter_id, "ok")
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT or ``stop()``: the runtime's loop ticks the node; state saved at the end."""
@@ -436,13 +420,8 @@ class MeterNode:
         self.save_state()
         self._release()
 
-    def _close_buttons(self) -> None:
-        for button in self._buttons:
-            button.close()
-        self._buttons.clear()
-
     def _release(self) -> None:
-        self._close_buttons()
+        self.home.close()
         if self.voice is not None:
             self.voice.speaker.close()
         self.bus.close()

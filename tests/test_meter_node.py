@@ -321,6 +321,41 @@ def test_door_contact_and_away_button_tell_the_monitor_the_resident_is_out(
     assert registered.events(NODE_ID, kind="going_out_pressed")[0]["payload"]["resident"] == "B12-301"
 
 
+def test_a_homes_button_that_cannot_be_opened_is_told_and_every_homes_water_is_still_watched(
+    registered: Any, tmp_path: Path, harnesses: list[Harness], mock_factory: Any
+) -> None:
+    from gpiozero import Button
+
+    # the node used to stop at start (systemd restarting it every 5 s for ever): nobody in the building watched
+    blocker = Button(5, pin_factory=mock_factory)  # another program holds the line of B12-301's "I'm OK" button
+    meters = ONE_METER.replace("chime = true", "ok_button = { pin = 5, bounce_s = 0.0 }, door = { pin = 17 }")
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    config = node_config(tmp_path, registered.url, meters)
+    h = Harness(config, bus, ManualClock(wall=START_WALL))
+    harnesses.append(h)
+    assert h.node.home.working == {("b12-301", "door")}
+    h.run(8.5 * 3600)
+    h.sync()
+    assert {a["kind"] for a in registered.alerts(state="open")} == {"home_device_fault", "inactivity", "missed_morning"}
+    (fault,) = registered.events(NODE_ID, kind="home_device_fault")
+    assert set(fault["recipients"]) == {"maintenance", "operator"} and fault["payload"]["device"] == "ok_button"
+    assert fault["payload"]["resident"] == "B12-301" and "BCM 5 (button): already in use" in fault["payload"]["reason"]
+    h.close()
+    harnesses.remove(h)
+    blocker.close()
+    again = Harness(config, bus, ManualClock(wall=h.clock.wall()))  # the line is free at the next start
+    harnesses.append(again)
+    again.run(60)
+    again.sync()
+    assert [e["state"] for e in registered.events(NODE_ID, kind="home_device_fault")] == ["raised", "cleared"]
+    mock_factory.pin(5).drive_low()  # and the button works
+    mock_factory.pin(5).drive_high()
+    again.run(60)
+    again.sync()
+    assert registered.events(NODE_ID, kind="im_ok_pressed")
+
+
 def test_a_gpio_pin_used_twice_in_the_homes_is_a_config_error(tmp_path: Path) -> None:
     household = 'household = { resident = "B12-301", door = { pin = 5 }, ok_button = { pin = 5 } }'
     meters = ONE_METER.replace('household = { resident = "B12-301", chime = true }', household)
