@@ -10,8 +10,9 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def _pretend_pi() -> None:
 
 def node_config(example: str, port: int) -> str:
     """A shipped example config as it is (its data folder and token file included), but for the central and the
-    speaker (none here: its [audio] ``backend = "auto"``, or no backend line, becomes ``"none"``)."""
+    speaker (none here: its [audio] ``backend = "auto"``, no backend line or no [audio] becomes ``"none"``)."""
     url = 'url = "http://127.0.0.1:8080"'
     if example.count(url) != 1:
         raise ValueError(f"the example config: expected the line {url!r} once, to change it for the guest")
@@ -110,6 +111,8 @@ def node_config(example: str, port: int) -> str:
         return example.replace('backend = "auto"', 'backend = "none"')
     if "backend =" not in example and example.count("[audio]\n") == 1:
         return example.replace("[audio]\n", '[audio]\nbackend = "none"\n')
+    if "[audio]" not in example:
+        return example + '\n[audio]\nbackend = "none"\n'
     raise ValueError('the example config: expected [audio] with backend = "auto" or no backend, to silence it')
 
 
@@ -117,10 +120,11 @@ def unit_property(unit: str, prop: str) -> str:
     return vm.sh(f"systemctl show {unit} -p {prop} --value").strip()
 
 
-def install(role: Role, port: int) -> int:
-    """The role's example config, with the guest's central, installed by ``provision install`` (which returns once
-    the unit sent READY); its exit code."""
-    role.config.write_text(node_config(role.staged_example.read_text(encoding="utf-8"), port), encoding="utf-8")
+def install(role: Role, port: int, edit: Callable[[str], str] | None = None) -> int:
+    """The role's example config, with the guest's central (and ``edit``'s change), installed by ``provision
+    install`` (which returns once the unit sent READY); its exit code."""
+    text = node_config(role.staged_example.read_text(encoding="utf-8"), port)
+    role.config.write_text(edit(text) if edit else text, encoding="utf-8")
     installed = subprocess.run([PROVISION, "install", "--config", str(role.config)], capture_output=True, text=True)
     say(f"install exit {installed.returncode}: {(installed.stdout + installed.stderr).strip().splitlines()[-1:]}")
     return installed.returncode
@@ -168,15 +172,99 @@ def hold_line(pin: int) -> subprocess.Popen[str]:
     return holder
 
 
+def press(chip: SimChip, pin: int, hold_s: float) -> float:
+    """A press of a button wired to ground: the contact bounces 5 times in 20 ms each way; the time of the
+    release."""
+    for level in (False, True):
+        for _ in range(5):
+            chip.set(pin, level)
+            time.sleep(0.002)
+            chip.set(pin, not level)
+            time.sleep(0.002)
+        chip.set(pin, level)
+        if not level:
+            time.sleep(hold_s)
+    return time.time()
+
+
+def await_true(what: str, test: Callable[[], bool], timeout_s: float) -> None:
+    """Wait until ``test()`` is true (at most ``timeout_s``), then say how long it took."""
+    start = time.monotonic()
+    while not test() and time.monotonic() - start < timeout_s:
+        time.sleep(2)
+    say(f"{what} after {time.monotonic() - start:.0f} s")
+
+
+def fault_phases(unit: str, pin: int, alert: str, chip: SimChip, timeout_s: float = 600) -> dict[str, dict[str, Any]]:
+    """The faults a technician meets, each with the unit restarted: another process holding ``pin`` ("busy"),
+    the line free again ("free": until the journal says ``alert cleared <alert>``), no GPIO chip ("nochip"; the
+    chip is removed). Marks are said; the unit's state in each: a node that must run on stays active, unrestarted."""
+
+    def restart(mark: str) -> Callable[[str], bool]:
+        since = vm.sh("date '+%Y-%m-%d %H:%M:%S'").strip()
+        say(f"{mark} {time.time():.2f}")
+        vm.sh(f"systemctl restart {unit}")
+        return lambda text: text in vm.sh(f"journalctl -u {unit} --no-pager -o cat --since '{since}'")
+
+    def state() -> dict[str, Any]:
+        return {"active": unit_property(unit, "ActiveState"), "restarts": int(unit_property(unit, "NRestarts"))}
+
+    faults = {}
+    holder = hold_line(pin)
+    logged = restart("busy")
+    await_true("busy-told", lambda: logged("unusable"), timeout_s)
+    time.sleep(10)  # the alert is sent
+    faults["busy"] = state()
+    holder.kill()
+    holder.wait()
+    logged = restart("free")
+    await_true("free-up", lambda: logged(f"alert cleared {alert}"), timeout_s)
+    time.sleep(10)
+    faults["free"] = state()
+    chip.remove()
+    logged = restart("nochip")
+    await_true("nochip-told", lambda: logged("unusable"), timeout_s)
+    time.sleep(10)
+    faults["nochip"] = state()
+    say(f"faults {json.dumps(faults)}")
+    return faults
+
+
+def judge_fault_phases(
+    marks: dict[str, float], alerts: list[dict[str, Any]], faults: dict[str, dict[str, Any]], pin_text: str
+) -> list[str]:
+    """What failed in ``fault_phases``, from the fault's stored ``alerts`` (one kind, one device): raised after
+    "busy" naming the pin (``pin_text``), cleared after "free", raised again after "nochip"; the node running on."""
+    failed = []
+    phases = (("busy", "raised", "free"), ("free", "cleared", "nochip"), ("nochip", "raised", None))
+    for mark, state, until in phases:
+        end = marks.get(until, float("inf")) if until else float("inf")
+        found = [e for e in alerts if e["state"] == state and marks.get(mark, float("inf")) <= e["wall_time"] < end]
+        kind = alerts[0]["kind"] if alerts else "fault"
+        if not found:
+            failed.append(f"{mark}: no {kind} {state}")
+        elif mark == "busy" and pin_text not in found[0]["payload"].get("reason", ""):
+            failed.append(f"busy: the fault does not name the pin: {found[0]['payload'].get('reason')!r}")
+        state_then = faults.get(mark, {})
+        if state_then.get("active") != "active" or state_then.get("restarts") != 0:
+            failed.append(f"{mark}: the node did not run on under its unit: {state_then}")
+    return failed
+
+
 def pins_and_chip(role: Role) -> tuple[dict[str, int], SimChip]:
     """The pins of the role's example (its section's tables with a ``pin``), and the chip, on a pretended Pi."""
     section = tomllib.loads(role.staged_example.read_text(encoding="utf-8"))[role.name]
     pins = {k: v["pin"] for k, v in section.items() if isinstance(v, dict) and "pin" in v}
     say(f"pins {json.dumps(pins)}")
+    return pins, chip_on_pi()
+
+
+def chip_on_pi() -> SimChip:
+    """The chip, on a pretended Pi."""
     _pretend_pi()
     chip = SimChip()
     say(f"chip {chip.dev} ({chip.sysfs}; group and mode {chip.group})")
-    return pins, chip
+    return chip
 
 
 def kernel_source(cache: Path) -> Path:

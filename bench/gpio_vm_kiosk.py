@@ -29,14 +29,16 @@ from bench import vm
 from bench.gpio_sim import (
     Role,
     SimChip,
+    await_true,
     boot,
-    hold_line,
+    fault_phases,
     install,
+    judge_fault_phases,
     judge_service,
     pins_and_chip,
+    press,
     say,
     service_report,
-    unit_property,
 )
 from bench.kiosk_kms_vm import PACKAGES
 
@@ -88,52 +90,13 @@ def led(chip: SimChip, pin: int, seconds: float) -> dict[str, float]:
     return {"samples": samples, "toggles_per_s": len(changes) / took, "on": on_s / took, "longest_s": longest}
 
 
-def press(chip: SimChip, pin: int, hold_s: float) -> float:
-    """A resident's press of the arcade button (to ground): the contact bounces 5 times in 20 ms each way; the
-    time of the release."""
-    for level in (False, True):
-        for _ in range(5):
-            chip.set(pin, level)
-            time.sleep(0.002)
-            chip.set(pin, not level)
-            time.sleep(0.002)
-        chip.set(pin, level)
-        if not level:
-            time.sleep(hold_s)
-    return time.time()
-
-
-def _await(what: str, test: Any, timeout_s: float = UP_S) -> None:
-    """Wait until ``test()`` is true (at most ``timeout_s``), then say how long it took."""
-    start = time.monotonic()
-    while not test() and time.monotonic() - start < timeout_s:
-        time.sleep(2)
-    say(f"{what} after {time.monotonic() - start:.0f} s")
-
-
-def _logged_since(since: str, text: str) -> bool:
-    return text in vm.sh(f"journalctl -u {KIOSK.unit} --no-pager -o cat --since '{since}'")
-
-
-def _restart(mark: str) -> str:
-    """Restart the unit after saying ``mark``; the journal's time of the mark."""
-    since = vm.sh("date '+%Y-%m-%d %H:%M:%S'").strip()
-    say(f"{mark} {time.time():.2f}")
-    vm.sh(f"systemctl restart {KIOSK.unit}")
-    return since
-
-
-def _unit_state() -> dict[str, Any]:
-    return {"active": unit_property(KIOSK.unit, "ActiveState"), "restarts": int(unit_property(KIOSK.unit, "NRestarts"))}
-
-
 def guest(port: int) -> int:
     """In the guest: the chip, the kiosk under systemd, the resident's presses, the three faults; ``GPIOVM``
     lines."""
     pins, chip = pins_and_chip(KIOSK)
     installed = install(KIOSK, port)
     moving = lambda: led(chip, pins["led"], 1.0)["toggles_per_s"] > 0  # noqa: E731 - the node has its GPIO
-    _await("gpio-up", moving)
+    await_true("gpio-up", moving, UP_S)
     say(f"led idle {json.dumps(led(chip, pins['led'], 6.0))}")
     say(f"pressed {press(chip, pins['button'], 0.3):.2f}")
     time.sleep(0.5)
@@ -146,24 +109,7 @@ def guest(port: int) -> int:
     say(f"led help {json.dumps(led(chip, pins['led'], 4.0))}")
     time.sleep(10)  # the alert is sent
     service_report(KIOSK.unit, installed)
-    faults: dict[str, dict[str, Any]] = {}
-    holder = hold_line(pins["button"])
-    since = _restart("busy")
-    _await("busy-told", lambda: _logged_since(since, "unusable"))
-    time.sleep(10)
-    faults["busy"] = _unit_state()
-    holder.kill()
-    holder.wait()
-    since = _restart("free")  # the ride goes on after the restarts: the LED shows the car, steady
-    _await("free-up", lambda: _logged_since(since, "alert cleared kiosk_fault/gpio"))
-    time.sleep(10)
-    faults["free"] = _unit_state()
-    chip.remove()
-    since = _restart("nochip")
-    _await("nochip-told", lambda: _logged_since(since, "unusable"))
-    time.sleep(10)
-    faults["nochip"] = _unit_state()
-    say(f"faults {json.dumps(faults)}")
+    fault_phases(KIOSK.unit, pins["button"], "kiosk_fault/gpio", chip)
     return 0
 
 
@@ -205,24 +151,8 @@ def judge(
     early = [e["payload"] for e in raised if e["kind"] == "kiosk_fault" and e["wall_time"] < marks["busy"]]
     if extra or early:
         failed.append(f"alerts nobody caused: {extra} {early}")
-    failed += _judge_faults(marks, events, faults)
-    return failed
-
-
-def _judge_faults(marks: dict[str, float], events: list[dict[str, Any]], faults: dict[str, Any]) -> list[str]:
-    failed = []
     gpio = [e for e in events if e["kind"] == "kiosk_fault" and e["payload"].get("part") == "gpio"]
-    phases = (("busy", "raised", "free"), ("free", "cleared", "nochip"), ("nochip", "raised", None))
-    for mark, state, until in phases:
-        end = marks.get(until, float("inf")) if until else float("inf")
-        found = [e for e in gpio if e["state"] == state and marks.get(mark, float("inf")) <= e["wall_time"] < end]
-        if not found:
-            failed.append(f"{mark}: no kiosk_fault {state} for the GPIO")
-        elif mark == "busy" and "BCM 26" not in found[0]["payload"].get("reason", ""):
-            failed.append(f"busy: the fault does not name the pin: {found[0]['payload'].get('reason')!r}")
-        state_then = faults.get(mark, {})
-        if state_then.get("active") != "active" or state_then.get("restarts") != 0:
-            failed.append(f"{mark}: the kiosk did not run on under its unit: {state_then}")
+    failed += judge_fault_phases(marks, gpio, faults, "BCM 26")
     return failed
 
 

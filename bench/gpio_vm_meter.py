@@ -1,0 +1,180 @@
+"""The meter node's home devices on a real kernel's GPIO: the guest of bench/gpio_sim.py (Debian 12 under systemd,
+the kernel's gpio-sim as ``/dev/gpiochip0``) with the node's RS-485 bus played by the project's Modbus RTU meters
+(pymodbus on a socat pair, hal/sim) for the shipped examples/meter.toml's two meters. ``provision install`` installs
+that example (B12-301's "I'm OK" button on BCM 5 to ground with the internal pull-up; no ``pin_factory``: gpiozero's
+default order, lgpio first; only the central, the serial port and the speaker changed) and systemd runs the node
+under its real unit, sending to the real central on the host. The tests press the button through MockFactory.
+
+In the guest, the resident presses "I'm OK" with contact bounce (one ``im_ok_pressed`` at the central) while the
+meters are read (a flush every 20 s on the first). Then, under the unit: another process holding the button's line
+(a ``home_device_fault`` naming BCM 5, and the node reads on), the line free again (cleared), no GPIO chip (raised
+again, and it reads on). The guest marks its kernel clock synchronised as an NTP daemon would (there is no NTP
+server here, and the node's rules wait up to ``clock_wait_min``, 30 min, for one): with the Pi's revision line, the
+only things set by hand.
+
+``scripts/gpio-vm --role meter`` runs it (root, debootstrap, qemu-system-x86; about 20 minutes; not in CI).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import grp
+import json
+import os
+import re
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bench import vm
+from bench.gpio_sim import (
+    Role,
+    boot,
+    chip_on_pi,
+    fault_phases,
+    install,
+    judge_fault_phases,
+    judge_service,
+    press,
+    say,
+    service_report,
+)
+
+METER = Role(
+    "meter", "cbxc-b12-meters", Path("/etc/changbai/meter.toml"), "bench.gpio_vm_meter", "sim,pi-gpio", ("socat",)
+)
+PORTS = Path("/run/meter-ports")  # the socat pair: node (the node's end, for the dialout group) and meter
+PORT_LINE = 'port = "/dev/ttyUSB0"'
+HOME, DEVICE = "b12-301", "ok_button"  # the example's home with a button
+FLUSH_S = 20.0  # the first meter counts 6 L this often
+LATE_S = 15.0  # an event may reach the central this much after the press (debounce, a slow emulated CPU)
+ADJ_MAXERROR = 0x0004
+
+
+class _Timex(ctypes.Structure):
+    # the head of struct timex (x86-64); the kernel reads and writes the whole struct: room for the rest
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("rest", ctypes.c_char * 256),
+    ]
+
+
+# --------------------------------------------------------------------------------------------- in the guest
+def _synchronise_clock() -> None:
+    """The kernel's maximum error brought down to 0.1 s, as an NTP daemon does (common.clock asks it)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    tx = _Timex(modes=ADJ_MAXERROR, maxerror=100_000)
+    if libc.adjtimex(ctypes.byref(tx)) < 0:
+        raise OSError(ctypes.get_errno(), "adjtimex")
+
+
+def _meters(example: dict[str, Any], ready: threading.Event) -> None:
+    """The example's meters on a socat pair, served until the guest ends; a flush on the first every FLUSH_S."""
+    from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
+    from hal.sim.serial_pair import SerialPair
+    from meter_node.profiles import load_profile
+
+    with SerialPair(PORTS) as (node_path, meter_path):
+        os.chown(os.path.realpath(node_path), 0, grp.getgrnam("dialout").gr_gid)
+        os.chmod(os.path.realpath(node_path), 0o660)
+        PORTS.chmod(0o755)
+        baud = example["meter"]["serial"]["baudrate"]
+        with SimulatedMeterBus(meter_path, baudrate=baud, node_path=node_path) as bus:
+            meters = [
+                SimulatedMeter(bus, m["address"], load_profile(m["profile"]).register_writes, total_litres=48_210.0)
+                for m in example["meter"]["meters"]
+            ]
+            ready.set()
+            while True:
+                time.sleep(FLUSH_S)
+                meters[0].draw(6.0)
+
+
+def guest(port: int) -> int:
+    """In the guest: the chip, the meters, the node under systemd, a press of "I'm OK", the three faults;
+    ``GPIOVM`` lines."""
+    example = tomllib.loads(METER.staged_example.read_text(encoding="utf-8"))
+    (home,) = [m for m in example["meter"]["meters"] if m["id"] == HOME]
+    pin = home["household"][DEVICE]["pin"]
+    say(f"pins {json.dumps({f'{HOME}.{DEVICE}': pin})}")
+    chip = chip_on_pi()
+    _synchronise_clock()
+    ready = threading.Event()
+    threading.Thread(target=_meters, args=(example, ready), daemon=True).start()
+    ready.wait(60)
+    say(f"meters {'on the bus' if ready.is_set() else 'not ready'}")
+    installed = install(METER, port, lambda text: text.replace(PORT_LINE, f'port = "{PORTS / "node"}"'))
+    say(f"installed {time.time():.2f}")
+    time.sleep(30)  # a few reads
+    say(f"ok-pressed {press(chip, pin, 0.3):.2f}")
+    time.sleep(30)
+    service_report(METER.unit, installed)
+    fault_phases(METER.unit, pin, f"home_device_fault/{HOME}:{DEVICE}", chip)
+    time.sleep(30)  # reads after the last restart
+    say(f"end {time.time():.2f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- the host
+def judge(
+    marks: dict[str, float], events: list[dict[str, Any]], service: dict[str, Any], faults: dict[str, dict[str, Any]]
+) -> list[str]:
+    """What failed (empty: passed), from the guest's marks (wall times), the node's events at the central
+    (readings included), the unit's record over the press and its state in each fault."""
+    failed = judge_service(service)
+    oks = [e for e in events if e["kind"] == "im_ok_pressed"]
+    if len(oks) != 1:
+        failed.append(f"{len(oks)} im_ok_pressed events for one press")
+    elif not -1.0 <= oks[0]["wall_time"] - marks["ok-pressed"] <= LATE_S:
+        failed.append(f"im_ok_pressed {oks[0]['wall_time'] - marks['ok-pressed']:.1f} s after the press")
+    reads = [e["wall_time"] for e in events if e["kind"] == "meter_reading" and e["payload"].get("meter_id") == HOME]
+    # the button working, its line held, no chip (a changed total is recorded once a minute, and at each start)
+    for start, end in (("installed", "busy"), ("busy", "free"), ("nochip", "end")):
+        if not any(marks.get(start, 0.0) <= t < marks.get(end, float("inf")) for t in reads):
+            failed.append(f"no reading of {HOME} stored between {start} and {end}")
+    raised = [e for e in events if e["state"] == "raised"]
+    extra = [e["kind"] for e in raised if e["kind"] != "home_device_fault"]
+    early = [e["payload"] for e in raised if e["kind"] == "home_device_fault" and e["wall_time"] < marks["busy"]]
+    if extra or early:
+        failed.append(f"alerts nobody caused: {extra} {early}")
+    mine = [e for e in events if e["kind"] == "home_device_fault" and e["payload"].get("device") == DEVICE]
+    return failed + judge_fault_phases(marks, mine, faults, "BCM 5")
+
+
+def main(argv: list[str] | None = None) -> int:
+    def check(work: Path, token: str, server: Any) -> int:
+        from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
+
+        lines, done = boot(work, token, server.port, METER)
+        return report(server.url, OPERATOR_KEY, lines, done)
+
+    return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (METER.node_id, "meter"), guest, check)
+
+
+def report(url: str, operator: str, lines: list[str], done: bool) -> int:
+    """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
+    print("\n".join(lines), flush=True)
+    marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
+    found = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|faults) (\{.*\})$", x) for x in lines) if m}
+    if not done or set(found) != {"service", "faults"}:
+        print("FAIL: the guest did not finish its check (see above)", flush=True)
+        return 1
+    events = vm.stored_events(url, operator, METER.node_id)
+    for e in events:
+        if e["priority"] != "reading":
+            payload = json.dumps(e["payload"], ensure_ascii=False)
+            print(f"central: {e['kind']} {e['state']} at {e['wall_time']:.1f} {payload}", flush=True)
+    reads = [e for e in events if e["kind"] == "meter_reading"]
+    print(f"central: {len(reads)} readings, the last at {max((e['wall_time'] for e in reads), default=0):.1f}")
+    return vm.verdict(judge(marks, events, found["service"], found["faults"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
