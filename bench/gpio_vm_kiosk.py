@@ -13,7 +13,7 @@ technician meets, each under the unit, which must keep running (the screen still
 holding the button's line (a ``kiosk_fault`` naming BCM 26), the line free again (cleared), no GPIO chip (raised
 again).
 
-``scripts/gpio-vm --role kiosk`` runs it (root, debootstrap, qemu-system-x86; about 30 minutes; not in CI).
+``scripts/gpio-vm --role kiosk`` runs it (root, debootstrap, qemu-system-x86; about 10 minutes; not in CI).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ FLEET = {
 PICKUP = "长白新村北门"  # the example's pickup point
 HOLD_S = 3.0  # the example's kiosk.timing.arcade_hold_s (the default): held this long asks for help
 LATE_S = 15.0  # a ride or an alert may reach the central this much after the press (debounce, a slow emulated CPU)
-UP_S = 600.0  # the kiosk's GPIO may open this long after a start (behind the first frame: minutes when emulated)
+UP_S = 600.0  # at most this long for the kiosk's GPIO after READY (1 s in the runs of 2026-12-07)
 # what the LED's line must show, from led()'s figures: (toggles per second, on share, longest steady run in s)
 LED_SHOWS = {
     "idle": ((20.0, 10_000.0), (0.05, 0.95), (0.0, 1.0)),  # the pulse: software PWM, its duty rising and falling

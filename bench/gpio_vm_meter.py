@@ -12,7 +12,7 @@ again, and it reads on). The guest marks its kernel clock synchronised as an NTP
 server here, and the node's rules wait up to ``clock_wait_min``, 30 min, for one): with the Pi's revision line, the
 only things set by hand.
 
-``scripts/gpio-vm --role meter`` runs it (root, debootstrap, qemu-system-x86; about 20 minutes; not in CI).
+``scripts/gpio-vm --role meter`` runs it (root, debootstrap, qemu-system-x86; about 10 minutes; not in CI).
 """
 
 from __future__ import annotations
