@@ -43,6 +43,7 @@ from bench.gpio_sim import (
     say,
     service_report,
 )
+from common.clock import Timex
 
 METER = Role(
     "meter", "cbxc-b12-meters", Path("/etc/changbai/meter.toml"), "bench.gpio_vm_meter", "sim,pi-gpio", ("socat",)
@@ -55,22 +56,11 @@ LATE_S = 15.0  # an event may reach the central this much after the press (debou
 ADJ_MAXERROR = 0x0004
 
 
-class _Timex(ctypes.Structure):
-    # the head of struct timex (x86-64); the kernel reads and writes the whole struct: room for the rest
-    _fields_ = [
-        ("modes", ctypes.c_uint),
-        ("offset", ctypes.c_long),
-        ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long),
-        ("rest", ctypes.c_char * 256),
-    ]
-
-
 # --------------------------------------------------------------------------------------------- in the guest
 def _synchronise_clock() -> None:
     """The kernel's maximum error brought down to 0.1 s, as an NTP daemon does (common.clock asks it)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    tx = _Timex(modes=ADJ_MAXERROR, maxerror=100_000)
+    tx = Timex(modes=ADJ_MAXERROR, maxerror=100_000)
     if libc.adjtimex(ctypes.byref(tx)) < 0:
         raise OSError(ctypes.get_errno(), "adjtimex")
 

@@ -69,8 +69,9 @@ class Clock(Protocol):
         ...
 
 
-class _Timex(ctypes.Structure):
-    # struct timex from <sys/timex.h>; only the fields before the padding matter here
+class Timex(ctypes.Structure):
+    """struct timex from <sys/timex.h> (adjtimex); only the fields before the padding matter here."""
+
     _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
@@ -122,7 +123,7 @@ def kernel_clock_synced() -> bool | None:
     if libc is None:
         return None
     try:
-        tx = _Timex()
+        tx = Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError):
         return None
