@@ -68,6 +68,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "outbox_corrupt": ("设备存储损坏", "Device storage damaged"),
     "outbox_resumed": ("设备存储恢复", "Device storage resumed"),
 }
+# the alerts the central raises itself (no node sends these: central/storage/alerts.py)
+CENTRAL_KINDS: dict[str, tuple[str, str]] = {"node_silent": ("设备失联", "Node silent: nothing heard from it")}
+KINDS |= CENTRAL_KINDS
 # the console's views by the sender of each kind (common/catalogue.py)
 GROUPS = {"elevator": "lift", "meter": "meter", "kiosk": "kiosk", "any": "node"}
 

@@ -110,6 +110,34 @@ def test_a_node_that_falls_silent_and_comes_back_is_on_the_feed(central):
     assert central.nodes(status="stale") == []
 
 
+def test_a_node_that_falls_silent_is_an_alert_to_maintenance_cleared_when_it_is_heard_again(central):
+    # a lift node in a crash loop, without power or network: before, only the operators' page said so
+    token = central.register(LIFT)
+    central.post_events(token, [wire_event(LIFT, 1)])
+    maintenance = central._server.app.state.store.maintenance
+    maintenance.run(central.clock.wall())
+    last_seen = central.clock.wall()
+    central.clock.advance(central.config.server.node_stale_after_s + 60)
+    maintenance.run(central.clock.wall())
+    maintenance.run(central.clock.wall())  # raised once
+    (alert,) = central.alerts()
+    assert (alert["kind"], alert["severity"], alert["state"], alert["node_id"]) == (
+        "node_silent",
+        "warning",
+        "open",
+        LIFT,
+    )
+    assert alert["recipients"] == ["maintenance", "operator"] and alert["title_zh"] == "设备失联"
+    assert alert["payload"]["last_seen_at"] == pytest.approx(last_seen) and alert["payload"]["silent_s"] >= 960
+    central.post_events(token, [wire_event(LIFT, 2)])  # heard again: cleared at once
+    (alert,) = central.alerts()
+    assert alert["on_site"] == "cleared" and alert["payload"]["heard_at"] == pytest.approx(central.clock.wall())
+    assert maintenance.run(central.clock.wall())["heard_again"] == 0
+    central.clock.advance(central.config.server.node_stale_after_s + 60)  # silent again: a second alert
+    maintenance.run(central.clock.wall())
+    assert sorted(a["on_site"] for a in central.alerts()) == ["cleared", "raised"]
+
+
 def test_the_stream_pushes_changes_as_they_happen_and_resumes(make_central):
     central = make_central(server={"feed_poll_s": 0.05, "max_streams": 1})
     url = f"{central.url}/api/v1/changes/stream"

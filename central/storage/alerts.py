@@ -22,6 +22,9 @@ STATE_FILTERS = {
     "active": ("open", "acknowledged"),
     "all": (),
 }
+# the alert the central raises itself when a node falls silent: to the technicians, as a lift's sensor fault
+SILENT_KIND = "node_silent"
+SILENT_RECIPIENTS = ("maintenance", "operator")
 
 
 class AlertBook:
@@ -126,6 +129,31 @@ def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: f
     log(tx, latest["id"], now, f"event:{ev['state']}", None, None, ev["id"])
     action = "cleared" if ev["state"] == "cleared" else "updated"
     append_change(tx, now, "alert", latest["id"], action, _summary(_alert(tx, latest["id"], False)))
+
+
+def silent_alert_id(last_seen_at: float) -> str:
+    """The id of the central's ``node_silent`` alert for a silence that began at ``last_seen_at``: one alert per
+    silence, whichever process or round raises it."""
+    return f"node-silent-{last_seen_at:.3f}"
+
+
+def apply_silent(tx: Tx, node_id: str, alert_id: str, state: str, payload: dict[str, Any], now: float) -> None:
+    """The alert the central raises itself when a node falls silent (``SILENT_KIND``; no node sends it): raised by
+    the maintenance round, cleared when the node is heard from again (only one that was raised and not cleared)."""
+    if state == "cleared":
+        latest = tx.one(q.LATEST_ALERT, (node_id, alert_id))
+        if latest is None or latest["on_site"] == "cleared":
+            return
+    event = {
+        "id": f"central:{alert_id}:{state}",
+        "alert_id": alert_id,
+        "kind": SILENT_KIND,
+        "severity": "warning" if state == "raised" else "info",
+        "state": state,
+        "recipients": list(SILENT_RECIPIENTS),
+        "payload": payload,
+    }
+    apply_alert_event(tx, node_id, event, now, now)
 
 
 def _summary(alert: Mapping[str, Any], by: str | None = None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Work done on a timer rather than on a request: nodes that fell silent go on the change feed, and what is older
-than its retention is removed (``central.storage.retention``). ``Maintenance.run(now)`` does one round; ``MaintenanceThread`` runs it every
+"""Work done on a timer rather than on a request: nodes that fell silent go on the change feed and get a
+``node_silent`` alert (cleared when they are heard from again), and what is older than its retention is removed
+(``central.storage.retention``). ``Maintenance.run(now)`` does one round; ``MaintenanceThread`` runs it every
 ``[retention] maintenance_interval_s`` in each central process (on PostgreSQL one process at a time does it:
 the round takes an advisory lock and the others skip).
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from central.config import RetentionSection
 from central.storage import queries as q
+from central.storage.alerts import apply_silent, silent_alert_id
 from central.storage.changes import append_change
 from central.storage.database import Database, Tx
 from central.storage.errors import StorageError
@@ -37,7 +39,7 @@ class Maintenance:
         with self.db.write() as tx:
             if not tx.try_lock(MAINTENANCE_LOCK):
                 return {}
-            report: dict[str, Any] = {"silent": self._silent(tx, now)}
+            report: dict[str, Any] = {"silent": self._silent(tx, now), "heard_again": self._heard_again(tx, now)}
             report["changes_removed"] = tx.execute(q.DELETE_OLD_CHANGES, (now - self.retention.changes_days * DAY_S,))
         report.update(remove_old(self.db, self.retention, self.readings, now))  # in short transactions of its own
         return report
@@ -52,6 +54,16 @@ class Maintenance:
         rows = tx.all(q.FELL_SILENT, (previous, cut))
         for row in rows:
             append_change(tx, now, "node", row["node_id"], "silent", {"last_seen_at": row["last_seen_at"]})
+            silent_s = round(now - row["last_seen_at"], 1)
+            payload = {"role": row["role"], "last_seen_at": row["last_seen_at"], "silent_s": silent_s}
+            apply_silent(tx, row["node_id"], silent_alert_id(row["last_seen_at"]), "raised", payload, now)
+        return len(rows)
+
+    def _heard_again(self, tx: Tx, now: float) -> int:
+        """The central's ``node_silent`` alerts whose node has been heard from since: cleared (on site)."""
+        rows = tx.all(q.HEARD_AGAIN)
+        for row in rows:
+            apply_silent(tx, row["node_id"], row["alert_id"], "cleared", {"heard_at": row["last_seen_at"]}, now)
         return len(rows)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from central.jsonvalues import load_stored
 from central.storage import queries as q
+from central.storage.alerts import apply_silent, silent_alert_id
 from central.storage.changes import append_change
 from central.storage.database import Database, Tx, any_of
 from central.storage.errors import Conflict, NotFound
@@ -54,11 +55,14 @@ class NodeFilter:
 
 
 def mark_seen(tx: Tx, node_id: str, now: float, stale_after_s: float) -> None:
-    """The node was heard from now; a node silent until now (or never heard) goes on the feed as ``back``."""
+    """The node was heard from now; a node silent until now (or never heard) goes on the feed as ``back``, and
+    the central's ``node_silent`` alert for that silence is cleared."""
     before = tx.scalar(q.NODE_LAST_SEEN, (node_id,))
     tx.execute(q.TOUCH_NODE, (now, node_id))
     if before is None or before < now - stale_after_s:
         append_change(tx, now, "node", node_id, "back", {"last_seen_at": now, "silent_since": before})
+        if before is not None:
+            apply_silent(tx, node_id, silent_alert_id(before), "cleared", {"heard_at": now}, now)
 
 
 class NodeBook:

@@ -104,7 +104,15 @@ INSERT_CHANGE = "INSERT INTO changes (at, topic, key, action, data) VALUES (?, ?
 DELETE_OLD_CHANGES = "DELETE FROM changes WHERE at < ?"
 MARK = "SELECT value FROM marks WHERE name = ?"
 SET_MARK = "INSERT INTO marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-FELL_SILENT = "SELECT node_id, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
+FELL_SILENT = (
+    "SELECT node_id, role, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
+)
+# the central's own node_silent alerts still raised on site whose node has been heard from since
+HEARD_AGAIN = (
+    "SELECT a.node_id, a.alert_id, n.last_seen_at FROM alerts a JOIN nodes n ON n.node_id = a.node_id"
+    " WHERE a.kind = 'node_silent' AND a.state <> 'resolved' AND a.on_site <> 'cleared' AND n.last_seen_at > a.raised_at"
+    " ORDER BY a.id"
+)
 CHANGE_BOUNDS = "SELECT MIN(pos) AS first, MAX(pos) AS last FROM changes"
 CHANGES = "SELECT * FROM changes WHERE pos > ? AND pos <= ? ORDER BY pos LIMIT ?"
 CHANGES_OF_TOPICS = "SELECT * FROM changes WHERE pos > ? AND pos <= ? AND topic IN ({marks}) ORDER BY pos LIMIT ?"
