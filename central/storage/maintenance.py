@@ -32,6 +32,8 @@ class Maintenance:
         self.db = db
         self.retention = retention
         self.stale_after_s = stale_after_s
+        # rounds further apart than this: the central was down (or stopped its rounds), not the nodes silent
+        self.gap_s = max(3 * retention.maintenance_interval_s, 60.0)
         self.readings = readings
 
     def run(self, now: float) -> dict[str, Any]:
@@ -39,7 +41,8 @@ class Maintenance:
         with self.db.write() as tx:
             if not tx.try_lock(MAINTENANCE_LOCK):
                 return {}
-            report: dict[str, Any] = {"silent": self._silent(tx, now), "heard_again": self._heard_again(tx, now)}
+            report: dict[str, Any] = {"silent": self._silent(tx, now), "silent_alerts": self._silent_alerts(tx, now)}
+            report["heard_again"] = self._heard_again(tx, now)
             report["changes_removed"] = tx.execute(q.DELETE_OLD_CHANGES, (now - self.retention.changes_days * DAY_S,))
         report.update(remove_old(self.db, self.retention, self.readings, now))  # in short transactions of its own
         return report
@@ -54,6 +57,23 @@ class Maintenance:
         rows = tx.all(q.FELL_SILENT, (previous, cut))
         for row in rows:
             append_change(tx, now, "node", row["node_id"], "silent", {"last_seen_at": row["last_seen_at"]})
+        return len(rows)
+
+    def _silent_alerts(self, tx: Tx, now: float) -> int:
+        """A ``node_silent`` alert for each node the central has not heard from for ``stale_after_s`` while it was
+        itself running: the central's own downtime is no node's silence (after an outage or an upgrade the nodes
+        have ``stale_after_s`` of the central's to come back before any is called silent). One alert a silence."""
+        last_round = tx.scalar(q.MARK, ("round_at",))
+        tx.execute(q.SET_MARK, ("round_at", now))
+        watching = tx.scalar(q.MARK, ("watching_since",))
+        if last_round is None or watching is None or now - last_round > self.gap_s:
+            tx.execute(q.SET_MARK, ("watching_since", now))  # a round missed: watched again from now
+            return 0
+        cut = now - self.stale_after_s
+        if watching > cut:
+            return 0
+        rows = tx.all(q.SILENT_UNTOLD, (cut,))
+        for row in rows:
             silent_s = round(now - row["last_seen_at"], 1)
             payload = {"role": row["role"], "last_seen_at": row["last_seen_at"], "silent_s": silent_s}
             apply_silent(tx, row["node_id"], silent_alert_id(row["last_seen_at"]), "raised", payload, now)

@@ -104,8 +104,12 @@ INSERT_CHANGE = "INSERT INTO changes (at, topic, key, action, data) VALUES (?, ?
 DELETE_OLD_CHANGES = "DELETE FROM changes WHERE at < ?"
 MARK = "SELECT value FROM marks WHERE name = ?"
 SET_MARK = "INSERT INTO marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-FELL_SILENT = (
-    "SELECT node_id, role, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
+FELL_SILENT = "SELECT node_id, last_seen_at FROM nodes WHERE last_seen_at > ? AND last_seen_at <= ? ORDER BY node_id"
+# nodes silent since before the cut with no node_silent alert raised since their last word (one alert a silence)
+SILENT_UNTOLD = (
+    "SELECT n.node_id, n.role, n.last_seen_at FROM nodes n WHERE n.last_seen_at <= ? AND NOT EXISTS"
+    " (SELECT 1 FROM alerts a WHERE a.node_id = n.node_id AND a.kind = 'node_silent' AND a.raised_at >= n.last_seen_at)"
+    " ORDER BY n.node_id"
 )
 # the central's own node_silent alerts still raised on site whose node has been heard from since
 HEARD_AGAIN = (
