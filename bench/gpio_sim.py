@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -350,3 +351,14 @@ def boot(
     proc.kill()
     proc.wait()
     return [x for x in log.read_text(errors="replace").splitlines() if x.startswith("GPIOVM")], done
+
+
+def guest_marks(lines: list[str]) -> dict[str, float]:
+    """The guest's ``GPIOVM <mark> <wall time>`` lines, by mark."""
+    return {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
+
+
+def records(lines: list[str], names: str) -> dict[str, Any]:
+    """The guest's ``GPIOVM <name> {json}`` lines whose name matches ``names`` (a regular expression with one
+    group: the key), by that key."""
+    return {m[1]: json.loads(m[2]) for m in (re.match(rf"GPIOVM {names} (\{{.*\}})$", x) for x in lines) if m}

@@ -24,7 +24,6 @@ thing here that is not real.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -37,11 +36,13 @@ from bench.gpio_sim import (
     USER,
     Role,
     boot,
+    guest_marks,
     hold_line,
     install,
     judge_service,
     node_config,
     pins_and_chip,
+    records,
     say,
     service_report,
     unit_property,
@@ -207,10 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
     print("\n".join(lines), flush=True)
-    marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
-    found = {
-        m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|busy|nochip) (\{.*\})$", x) for x in lines) if m
-    }
+    marks = guest_marks(lines)
+    found = records(lines, "(service|busy|nochip)")
     service = found.pop("service", {})
     faults = found
     if not done or len(faults) != 2:

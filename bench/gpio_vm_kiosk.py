@@ -19,7 +19,6 @@ again).
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,13 @@ from bench.gpio_sim import (
     await_true,
     boot,
     fault_phases,
+    guest_marks,
     install,
     judge_fault_phases,
     judge_service,
     pins_and_chip,
     press,
+    records,
     say,
     service_report,
 )
@@ -173,9 +174,9 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     import requests
 
     print("\n".join(lines), flush=True)
-    marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
-    leds = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM led (\S+) (\{.*\})$", x) for x in lines) if m}
-    found = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|faults) (\{.*\})$", x) for x in lines) if m}
+    marks = guest_marks(lines)
+    leds = records(lines, r"led (\S+)")
+    found = records(lines, "(service|faults)")
     if not done or set(found) != {"service", "faults"}:
         print("FAIL: the guest did not finish its check (see above)", flush=True)
         return 1

@@ -22,7 +22,6 @@ import ctypes.util
 import grp
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -36,10 +35,12 @@ from bench.gpio_sim import (
     boot,
     chip_on_pi,
     fault_phases,
+    guest_marks,
     install,
     judge_fault_phases,
     judge_service,
     press,
+    records,
     say,
     service_report,
 )
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
     print("\n".join(lines), flush=True)
-    marks = {m[1]: float(m[2]) for m in (re.match(r"GPIOVM (\S+) ([\d.]+)$", x) for x in lines) if m}
-    found = {m[1]: json.loads(m[2]) for m in (re.match(r"GPIOVM (service|faults) (\{.*\})$", x) for x in lines) if m}
+    marks = guest_marks(lines)
+    found = records(lines, "(service|faults)")
     if not done or set(found) != {"service", "faults"}:
         print("FAIL: the guest did not finish its check (see above)", flush=True)
         return 1

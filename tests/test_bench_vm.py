@@ -316,3 +316,19 @@ def test_the_meter_check_fails_a_lost_or_doubled_press_a_node_that_stopped_readi
         "free: no fault cleared",
         "nochip: no fault raised",
     ]
+
+
+def test_the_guests_lines_are_read_as_marks_and_records() -> None:
+    from bench.gpio_sim import guest_marks, records
+
+    lines = [
+        "GPIOVM pressed 1796636170.07",
+        'GPIOVM led idle {"toggles_per_s": 187.3, "on": 0.49}',
+        'GPIOVM service {"install": 0, "restarts": 0}',
+        "GPIOVM busy-told after 0 s",
+        'GPIOVM faults {"busy": {"active": "active"}}',
+    ]
+    assert guest_marks(lines) == {"pressed": 1796636170.07}
+    assert records(lines, "(service|faults)") == {"service": {"install": 0, "restarts": 0},
+                                                  "faults": {"busy": {"active": "active"}}}  # fmt: skip
+    assert records(lines, r"led (\S+)") == {"idle": {"toggles_per_s": 187.3, "on": 0.49}}
