@@ -43,7 +43,11 @@ class HomeDevices:
             if (pin := getattr(meter.household, key)) is not None
         ]
         if wanted:  # gpiozero only then: it adds 2.3 MB resident (measured) to a node, most have no such device
-            self._open(wanted, pin_factory)
+            try:
+                self._open(wanted, pin_factory)
+            except BaseException:  # not a pin's fault (those are told): release the lines already held
+                self.close()
+                raise
 
     def _open(self, wanted: list[tuple[str, str, Input, Any]], pin_factory: str) -> None:
         from gpiozero.exc import GPIOZeroError

@@ -99,7 +99,11 @@ class MeterNode:
         self._closed = False
         # the homes' buttons and door contacts: one that cannot be opened is told, the node goes on
         self.home = HomeDevices(self.meters.values(), config.gpio.pin_factory, clock.monotonic)
-        self._tell_home_devices()
+        try:
+            self._tell_home_devices()
+        except BaseException:
+            self.home.close()  # build_node releases the rest
+            raise
         self._apply_away()
         # a Pi has no clock of its own: after a power cut it starts at the time it stopped, and NTP then steps it
         # forward by the outage. Water used during the outage, dated by the stopped clock, would make a silence of

@@ -356,6 +356,26 @@ def test_a_homes_button_that_cannot_be_opened_is_told_and_every_homes_water_is_s
     assert registered.events(NODE_ID, kind="im_ok_pressed")
 
 
+def test_a_node_that_cannot_start_releases_the_homes_lines(
+    registered: Any, tmp_path: Path, mock_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpiozero import Button
+
+    from meter_node.node import MeterNode
+
+    def outbox_failed(self: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MeterNode, "_tell_home_devices", outbox_failed)
+    meters = ONE_METER.replace("chime = true", "ok_button = { pin = 5 }, door = { pin = 17 }")
+    bus = TableBus()
+    bus.add(1, "u32_le_litres", 5000.0)
+    with pytest.raises(OSError, match="No space"):
+        Harness(node_config(tmp_path, registered.url, meters), bus, ManualClock(wall=START_WALL))
+    for pin in (5, 17):  # free for the next start (or another program)
+        Button(pin, pin_factory=mock_factory).close()
+
+
 def test_a_gpio_pin_used_twice_in_the_homes_is_a_config_error(tmp_path: Path) -> None:
     household = 'household = { resident = "B12-301", door = { pin = 5 }, ok_button = { pin = 5 } }'
     meters = ONE_METER.replace('household = { resident = "B12-301", chime = true }', household)
