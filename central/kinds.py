@@ -71,6 +71,17 @@ KINDS: dict[str, tuple[str, str]] = {
 # the alerts the central raises itself (no node sends these: central/storage/alerts.py)
 CENTRAL_KINDS: dict[str, tuple[str, str]] = {"node_silent": ("设备失联", "Node silent: nothing heard from it")}
 KINDS |= CENTRAL_KINDS
+# the nodes' roles (a node_silent alert names its node's), and what stops while a node of that role is silent
+NODE_ROLES: dict[str, tuple[str, str]] = {
+    "elevator": ("电梯监测盒", "Lift box"),
+    "meter": ("水表节点", "Meter node"),
+    "kiosk": ("叫车屏", "Taxi kiosk"),
+}
+SILENT_STAKES: dict[str, str] = {
+    "elevator": "失联期间这台电梯的困人和故障报警无法自动送出",
+    "meter": "失联期间这个节点看护的独居住户的用水提醒无法送出",
+    "kiosk": "失联期间老人无法在这台叫车屏叫车",
+}
 # the console's views by the sender of each kind (common/catalogue.py)
 GROUPS = {"elevator": "lift", "meter": "meter", "kiosk": "kiosk", "any": "node"}
 
@@ -204,11 +215,31 @@ def _meter(kind: str, p: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _silent(p: Mapping[str, Any]) -> list[str]:
+    """A ``node_silent`` alert's words: which node, since when, what it stops, what to check or that it is back."""
+    role = str(p.get("role") or "")
+    what = NODE_ROLES.get(role, ("设备", ""))[0]
+    out = []
+    silent_s, seen = _num(p.get("silent_s")), _num(p.get("last_seen_at"))
+    if silent_s is not None and seen is not None:
+        out.append(f"{what}已 {_hours(silent_s / 3600)} 没有任何消息（最后一次收到：{clock_text(seen)}）")
+    if role in SILENT_STAKES:
+        out.append(SILENT_STAKES[role])
+    if (heard := _num(p.get("heard_at"))) is not None:
+        out.append(f"{clock_text(heard)} 又收到它的消息：已恢复联系")
+    else:
+        out.append("请检查电源、网络，以及设备是否在反复重启")
+    return out
+
+
 def reasons(kind: str, payload: Mapping[str, Any] | Any) -> list[str]:
     """Why this alert was raised, in short Chinese sentences, from its payload (what the node measured)."""
     p = payload if isinstance(payload, Mapping) else {}
     group = kind_group(kind)
-    out = _lift(kind, p) if group == "lift" else _meter(kind, p) if group == "meter" else []
+    if kind in CENTRAL_KINDS:
+        out = _silent(p)
+    else:
+        out = _lift(kind, p) if group == "lift" else _meter(kind, p) if group == "meter" else []
     if not out:  # a kind without its own words: say what the node sent, plainly
         out = [f"{k}：{v}" for k, v in p.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
     return out

@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from central.kinds import clock_text
 from tests.fixtures.central import OTHER_SITE, SITE, wire_event
 
 pytestmark = pytest.mark.both_engines
@@ -110,25 +111,14 @@ def test_a_node_that_falls_silent_and_comes_back_is_on_the_feed(central):
     assert central.nodes(status="stale") == []
 
 
-def _rounds(central, seconds: float) -> list[dict]:
-    """The maintenance thread's rounds over ``seconds`` of the central's clock, one each interval."""
-    maintenance = central._server.app.state.store.maintenance
-    step = central.config.retention.maintenance_interval_s
-    reports = []
-    for _ in range(int(seconds // step)):
-        central.clock.advance(step)
-        reports.append(maintenance.run(central.clock.wall()))
-    return reports
-
-
 def test_a_node_that_falls_silent_is_an_alert_to_maintenance_cleared_when_it_is_heard_again(central):
     # a lift node in a crash loop, without power or network: before, only the operators' page said so
     token = central.register(LIFT)
     central.post_events(token, [wire_event(LIFT, 1)])
     last_seen = central.clock.wall()
     stale = central.config.server.node_stale_after_s
-    assert sum(r["silent_alerts"] for r in _rounds(central, stale)) == 0  # not yet
-    assert sum(r["silent_alerts"] for r in _rounds(central, 1200)) == 1  # once, in the next round
+    assert sum(r["silent_alerts"] for r in central.maintenance_rounds(stale)) == 0  # not yet
+    assert sum(r["silent_alerts"] for r in central.maintenance_rounds(1200)) == 1  # once, in the next round
     (alert,) = central.alerts()
     assert (alert["kind"], alert["severity"], alert["state"], alert["node_id"]) == (
         "node_silent",
@@ -138,31 +128,40 @@ def test_a_node_that_falls_silent_is_an_alert_to_maintenance_cleared_when_it_is_
     )
     assert alert["recipients"] == ["maintenance", "operator"] and alert["title_zh"] == "设备失联"
     assert alert["payload"]["last_seen_at"] == pytest.approx(last_seen) and stale <= alert["payload"]["silent_s"] < 1500
+    # in words a technician reads on the way (no epoch seconds, no field names): which box, since when, what stops
+    told = alert["reasons"]
+    assert told[0].startswith("电梯监测盒已 ") and f"最后一次收到：{clock_text(last_seen)}" in told[0]
+    assert told[1:] == ["失联期间这台电梯的困人和故障报警无法自动送出", "请检查电源、网络，以及设备是否在反复重启"]
     central.post_events(token, [wire_event(LIFT, 2)])  # heard again: cleared at once
     (alert,) = central.alerts()
     assert alert["on_site"] == "cleared" and alert["payload"]["heard_at"] == pytest.approx(central.clock.wall())
+    assert alert["reasons"][:2] == told[:2] and alert["reasons"][2].endswith("又收到它的消息：已恢复联系")
     requests.post(f"{central.url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "power back"},
                   headers=central.operator_headers, timeout=10).raise_for_status()  # fmt: skip
-    assert sum(r["silent_alerts"] for r in _rounds(central, stale + 1200)) == 1  # silent again: a second alert
+    assert (
+        sum(r["silent_alerts"] for r in central.maintenance_rounds(stale + 1200)) == 1
+    )  # silent again: a second alert
     (again,) = [a for a in central.alerts() if a["state"] == "open"]
     requests.post(f"{central.url}/api/v1/alerts/{again['id']}/resolve", json={"note": "taken away"},
                   headers=central.operator_headers, timeout=10).raise_for_status()  # fmt: skip
-    assert sum(r["silent_alerts"] for r in _rounds(central, 3 * stale)) == 0  # one alert a silence, resolved or not
+    assert (
+        sum(r["silent_alerts"] for r in central.maintenance_rounds(3 * stale)) == 0
+    )  # one alert a silence, resolved or not
 
 
 def test_the_centrals_own_downtime_is_no_nodes_silence(central):
     # after an outage or an upgrade of the central, its first rounds must not call every node silent
     lift, meter = central.register(LIFT), central.register(METER, "meter")
-    _rounds(central, 900)  # the central has been running its rounds
+    central.maintenance_rounds(900)  # the central has been running its rounds
     for token, node in ((lift, LIFT), (meter, METER)):
         central.post_events(token, [wire_event(node, 1)])  # both heard just before the central goes down
     central.clock.advance(3 * 3600)  # the central is down three hours: no rounds, nobody heard
     stale = central.config.server.node_stale_after_s
-    assert sum(r["silent_alerts"] for r in _rounds(central, 600)) == 0
+    assert sum(r["silent_alerts"] for r in central.maintenance_rounds(600)) == 0
     central.post_events(meter, [wire_event(METER, 2)])  # the meter node comes back within its grace
     step = central.config.retention.maintenance_interval_s
     # the lift, still silent the grace after the central's return; the meter spoke less than that ago
-    assert sum(r["silent_alerts"] for r in _rounds(central, stale - step)) == 1
+    assert sum(r["silent_alerts"] for r in central.maintenance_rounds(stale - step)) == 1
     assert [(a["kind"], a["node_id"]) for a in central.alerts()] == [("node_silent", LIFT)]
 
 

@@ -293,6 +293,26 @@ def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_a
         gateway.stop()
 
 
+def test_a_silent_lift_box_is_a_card_in_words_and_says_when_it_is_back(browser, central, monkeypatch):
+    """The central's own node_silent alert on the board: which box, since when, that its entrapment alarms cannot
+    get through, what to check; then that it was heard again (before, its payload's field names and epoch seconds)."""
+    add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+    token = central.register(LIFT, location="长白新村 7号楼 2单元 1号梯")
+    central.post_events(token, [wire_event(LIFT, 1)])
+    central.maintenance_rounds(central.config.server.node_stale_after_s + 1200)
+    page = login(browser, central, "limin")
+    card = page.wait_for_selector("article[data-severity=warning]")
+    text = card.inner_text()
+    assert "设备失联" in text and "7号楼 2单元 1号梯" in text and "电梯监测盒已 " in text
+    assert "困人和故障报警无法自动送出" in text and "请检查电源、网络" in text
+    assert "last_seen_at" not in text and "silent_s" not in text and "elevator" not in text
+    assert axe_violations(page) == []
+    shot(page, "node-silent")
+    central.post_events(token, [wire_event(LIFT, 2)])  # heard again: the live feed changes the card
+    wait_js(page, "document.querySelector('article').innerText.includes('已恢复联系')")
+    assert "请检查电源" not in page.inner_text("article")
+
+
 def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_press(browser, make_central):
     """The page a family member or social worker opens from the SMS, at 390 px: what happened, the two buttons,
     the answer recorded; and the page of a tampered link."""

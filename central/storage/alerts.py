@@ -144,6 +144,7 @@ def apply_silent(tx: Tx, node_id: str, alert_id: str, state: str, payload: dict[
         latest = tx.one(q.LATEST_ALERT, (node_id, alert_id))
         if latest is None or latest["on_site"] == "cleared":
             return
+        payload = {**json.loads(latest["payload"]), **payload}  # what it was, and when it was heard again
     event = {
         "id": f"central:{alert_id}:{state}",
         "alert_id": alert_id,
