@@ -1,13 +1,12 @@
 """Every event kind and role in words (Chinese first, then English), and an alert's reasoning in words.
 
 One place for what people read: the duty console gets it through ``GET /api/v1/catalogue`` and every alert view
-(``title_zh``, ``reasons``), the notifier writes its messages from it. A kind nobody named here is still shown,
+(``title_zh``; an alert's ``reasons`` are central/reasons.py), the notifier writes its messages from it. A kind nobody named here is still shown,
 by its code, and ``tests/test_console_kinds.py`` fails when the event catalogue has a kind without a name.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -71,17 +70,6 @@ KINDS: dict[str, tuple[str, str]] = {
 # the alerts the central raises itself (no node sends these: central/storage/alerts.py)
 CENTRAL_KINDS: dict[str, tuple[str, str]] = {"node_silent": ("设备失联", "Node silent: nothing heard from it")}
 KINDS |= CENTRAL_KINDS
-# the nodes' roles (a node_silent alert names its node's), and what stops while a node of that role is silent
-NODE_ROLES: dict[str, tuple[str, str]] = {
-    "elevator": ("电梯监测盒", "Lift box"),
-    "meter": ("水表节点", "Meter node"),
-    "kiosk": ("叫车屏", "Taxi kiosk"),
-}
-SILENT_STAKES: dict[str, str] = {
-    "elevator": "失联期间这台电梯的困人和故障报警无法自动送出",
-    "meter": "失联期间这个节点看护的独居住户的用水提醒无法送出",
-    "kiosk": "失联期间老人无法在这台叫车屏叫车",
-}
 # the console's views by the sender of each kind (common/catalogue.py)
 GROUPS = {"elevator": "lift", "meter": "meter", "kiosk": "kiosk", "any": "node"}
 
@@ -143,106 +131,6 @@ def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ride_statuses": {k: {"zh": zh, "en": en} for k, (zh, en) in RIDE_STATUSES.items()},
         "targets_min": dict(TARGET_MINUTES),
     }
-
-
-# ------------------------------------------------------------------------------------------------ reasoning
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _hours(value: Any) -> str | None:
-    h = _num(value)
-    if h is None:
-        return None
-    whole, minutes = int(h), round((h - int(h)) * 60)
-    if minutes == 60:
-        whole, minutes = whole + 1, 0
-    return f"{whole} 小时 {minutes} 分" if whole else f"{minutes} 分钟"
-
-
-def _seconds(value: Any) -> str | None:
-    s = _num(value)
-    if s is None:
-        return None
-    return f"{int(s // 60)} 分 {int(s % 60)} 秒" if s >= 60 else f"{int(s)} 秒"
-
-
-def _lift(kind: str, p: Mapping[str, Any]) -> list[str]:
-    out = []
-    zone = p.get("in_door_zone")
-    if kind == "entrapment":
-        places: dict[Any, str] = {True: "停在平层（门区内）", False: "停在两层之间（门区外）"}
-        where = places.get(zone, "是否平层不明")
-        out.append(f"{p.get('label_zh') or '困人'}：轿厢{where}")
-        if (t := _seconds(p.get("seconds_trapped"))) is not None:
-            out.append(f"关门且有人、轿厢静止已 {t}（90 秒即报警）")
-        out.append("救援人员应在 30 分钟内到达")
-    elif (t := _seconds(p.get("seconds"))) is not None:
-        out.append(f"已持续 {t}")
-    if kind != "entrapment" and zone is not None:
-        out.append("在门区内" if zone else "在门区外")
-    if _num(p.get("presses")):
-        out.append(f"警铃按了 {int(p['presses'])} 次")
-    if p.get("timing") == "lower_bound":
-        out.append("节点重启过：实际时间可能更长")
-    return out
-
-
-def _meter(kind: str, p: Mapping[str, Any]) -> list[str]:
-    out = []
-    if (h := _hours(p.get("silence_h"))) is not None:
-        out.append(f"已 {h} 没有用水")
-    if p.get("last_use"):
-        out.append(f"最后一次用水：{p['last_use']}")
-    if (h := _hours(p.get("warning_after_h"))) is not None:
-        limit = f"超过 {h} 未用水即提醒"
-        if (u := _hours(p.get("urgent_after_h"))) is not None:
-            limit += f"，超过 {u} 为紧急"
-        out.append(limit + ("（按本户习惯学得）" if p.get("adaptive") else "（固定阈值）"))
-    if p.get("deadline"):
-        out.append(f"平时此前会用水，截止 {p['deadline']} 仍未用水")
-    if _num(p.get("flow_minutes")) is not None:
-        out.append(f"水已连续流了 {p['flow_minutes']} 分钟，共 {p.get('litres', '?')} 升")
-    if _num(p.get("day_litres")) is not None:
-        usual = p.get("usual_litres")
-        out.append(f"当日用水 {p['day_litres']} 升" + (f"，平时约 {usual} 升" if usual is not None else ""))
-    if p.get("reason") == "lone_pulses":
-        out.append("只有零星脉冲（可能是漏水或表的杂讯），不算有人用水")
-    if p.get("error"):
-        out.append(f"错误：{p['error']}")
-    return out
-
-
-def _silent(p: Mapping[str, Any]) -> list[str]:
-    """A ``node_silent`` alert's words: which node, since when, what it stops, what to check or that it is back."""
-    role = str(p.get("role") or "")
-    what = NODE_ROLES.get(role, ("设备", ""))[0]
-    out = []
-    silent_s, seen = _num(p.get("silent_s")), _num(p.get("last_seen_at"))
-    if silent_s is not None and seen is not None:
-        out.append(f"{what}已 {_hours(silent_s / 3600)} 没有任何消息（最后一次收到：{clock_text(seen)}）")
-    if role in SILENT_STAKES:
-        out.append(SILENT_STAKES[role])
-    if (heard := _num(p.get("heard_at"))) is not None:
-        out.append(f"{clock_text(heard)} 又收到它的消息：已恢复联系")
-    else:
-        out.append("请检查电源、网络，以及设备是否在反复重启")
-    return out
-
-
-def reasons(kind: str, payload: Mapping[str, Any] | Any) -> list[str]:
-    """Why this alert was raised, in short Chinese sentences, from its payload (what the node measured)."""
-    p = payload if isinstance(payload, Mapping) else {}
-    group = kind_group(kind)
-    if kind in CENTRAL_KINDS:
-        out = _silent(p)
-    else:
-        out = _lift(kind, p) if group == "lift" else _meter(kind, p) if group == "meter" else []
-    if not out:  # a kind without its own words: say what the node sent, plainly
-        out = [f"{k}：{v}" for k, v in p.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
-    return out
 
 
 def clock_text(t: float | None, tz_offset_s: int = 8 * 3600) -> str:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from central.config import CentralConfig
 from central.dispatch.provider import dispatched_view
 from central.fleet import DispatchPlan, ride_view
-from central.kinds import kind_zh, reasons
+from central.kinds import kind_zh
+from central.reasons import reasons
 from central.routing import notifications
 
 if TYPE_CHECKING:
@@ -52,7 +53,11 @@ def alert_view(
     alert.update(schedule)
     alert["contacts"] = {role: contacts.get(role, []) for role in roles}
     alert.update(site=node.get("site"), area=node.get("area"), location=node.get("location"), role=node.get("role"))
-    alert.update(urgent_at=urgent_at, title_zh=kind_zh(alert["kind"]), reasons=reasons(alert["kind"], payload))
+    alert.update(
+        urgent_at=urgent_at,
+        title_zh=kind_zh(alert["kind"]),
+        reasons=reasons(alert["kind"], payload, alert.get("on_site") == "cleared"),
+    )
     return alert
 
 

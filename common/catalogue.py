@@ -238,6 +238,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
             "warning_after_h",
             "urgent_after_h",
             "thresholds",
+            "last_pulse",
             "escalate_after_s",
             "acknowledged",
         ),

@@ -68,6 +68,7 @@ FIELDS: dict[str, str] = {
     "error": "the exception, as text",
     "silence_h": "hours without a sign of life",
     "last_use": "local time of the last water use",
+    "last_pulse": "local time of the last lone pulse (reason lone_pulses: the silence counts from the last use)",
     "warning_after_h": "the household's warning threshold, hours",
     "urgent_after_h": "the household's urgent threshold, hours (null: none)",
     "thresholds": "where the thresholds come from: learned or fixed",

@@ -311,6 +311,9 @@ def test_a_silent_lift_box_is_a_card_in_words_and_says_when_it_is_back(browser, 
     central.post_events(token, [wire_event(LIFT, 2)])  # heard again: the live feed changes the card
     wait_js(page, "document.querySelector('article').innerText.includes('已恢复联系')")
     assert "请检查电源" not in page.inner_text("article")
+    assert page.inner_text("article .onsite").startswith("现场已解除 ")  # beside the title, as the state is
+    assert axe_violations(page) == []
+    shot(page, "node-silent-back")
 
 
 def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_press(browser, make_central):

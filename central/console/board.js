@@ -114,6 +114,7 @@ export class Board {
     p.title = h("h3", {});
     p.where = h("span", {});
     p.state = h("span", {});
+    p.onsite = h("span", { class: "onsite" });
     p.timer = h("span", { class: "timer" });
     p.target = h("span", {});
     p.late = h("div", { class: "late" });
@@ -126,7 +127,7 @@ export class Board {
     p.detail = h("a", { href: `#/alert/${a.id}`, class: "button" }, "详情");
     p.error = h("div", { class: "error", role: "alert" });
     const root = h("article", { class: "card", "data-alert": a.id, "data-shown-at": String(Date.now() / 1000) },
-      h("div", { class: "top" }, p.sev, p.title, p.state),
+      h("div", { class: "top" }, p.sev, p.title, p.state, p.onsite),
       h("div", {}, p.where), h("div", {}, "已持续 ", p.timer, " ", p.target), p.late, p.reasons, p.told, p.contacts,
       h("div", { class: "actions" }, p.note, p.ack, p.resolve, p.detail), p.error);
     return { root, parts: p };
@@ -144,6 +145,7 @@ export class Board {
     const stale = a.state === "acknowledged" && Date.now() / 1000 - a.acknowledged_at > STALE_ACK_S;
     set(p.state, a.state === "acknowledged" ? `已由 ${a.acknowledged_by} 确认 ${clock(a.acknowledged_at, true)}` + (stale ? "（已很久未解决）" : "") : "尚无人确认");
     p.state.className = stale ? "stale" : a.state === "acknowledged" ? "state-ack" : "";
+    set(p.onsite, a.cleared_on_site ? `现场已解除 ${clock(a.cleared_at, true)}` : "");
     const late = a.opened_at - a.raised_at > LATE_S;
     set(p.late, late ? `节点 ${clock(a.raised_at, true)} 发出，中心 ${clock(a.opened_at, true)} 才收到（晚 ${span(a.opened_at - a.raised_at)}）` : "");
     const reasons = (a.reasons || []).join("\n");

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.kinds import SEVERITIES, clock_text, kind_zh, reasons, role_zh
+from central.kinds import SEVERITIES, clock_text, kind_zh, role_zh
+from central.reasons import reasons
 
 REASON_ZH = {"opened": "新告警", "urgent": "已升级为紧急", "escalated": "无人确认，通知社工", "resent": "再次通知"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
@@ -104,7 +105,7 @@ def compose(
     sev = SEVERITIES.get(severity, (severity, ""))[0]
     title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
     lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
-    lines += reasons(str(alert.get("kind", "")), payload)
+    lines += reasons(str(alert.get("kind", "")), payload, alert.get("on_site") == "cleared")
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
         lines.append(f"{alert['acknowledged_by']} 已确认在处理")
     return Message(
