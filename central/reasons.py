@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from central.kinds import CENTRAL_KINDS, clock_text, kind_group
@@ -116,6 +117,15 @@ def _span(seconds: Any) -> str | None:
     return None if s is None else _hours(s / 3600)
 
 
+def _local(text: Any) -> str:
+    """A node's local time (ISO 8601 with its offset, meter_node ``iso_local``) as ``11-23 08:40``, as people read
+    it; anything else as it came."""
+    try:
+        return datetime.fromisoformat(str(text)).strftime("%m-%d %H:%M")
+    except ValueError:
+        return str(text)
+
+
 def _detail(p: Mapping[str, Any], field: str) -> list[str]:
     """The node's own words for a fault (an exception's text), for the technician: as sent, marked as such."""
     text = p.get(field)
@@ -185,7 +195,7 @@ def _meter(kind: str, p: Mapping[str, Any]) -> list[str]:
     if (h := _hours(p.get("silence_h"))) is not None:
         out.append(f"已 {h} 没有用水")
     if p.get("last_use"):
-        out.append(f"最后一次用水：{p['last_use']}")
+        out.append(f"最后一次用水：{_local(p['last_use'])}")
     if (h := _hours(p.get("warning_after_h"))) is not None:
         limit = f"超过 {h} 未用水即提醒"
         if (u := _hours(p.get("urgent_after_h"))) is not None:
@@ -201,7 +211,7 @@ def _meter(kind: str, p: Mapping[str, Any]) -> list[str]:
     if (flow := _num(p.get("base_flow_lph"))) is not None:
         out.append(f"用水停下时仍有约 {flow:g} 升/小时的水流（滴水的龙头或漏水的马桶水箱）")
     if p.get("reason") == "lone_pulses":
-        pulse = f"（最近一次 {p['last_pulse']}）" if p.get("last_pulse") else ""
+        pulse = f"（最近一次 {_local(p['last_pulse'])}）" if p.get("last_pulse") else ""
         out.append(f"之后只有零星脉冲{pulse}：可能是漏水或表的杂讯，不算有人用水")
     if kind == "wellbeing_fault":
         out += ["这一户的用水看护规则出错：在恢复前这户无人看护，请尽快处理", *_detail(p, "error")]

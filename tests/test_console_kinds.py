@@ -24,9 +24,9 @@ def test_groups_follow_the_sender_and_an_unknown_kind_is_shown_by_its_code() -> 
 
 
 def test_the_reasoning_of_a_silence_and_an_entrapment_in_words() -> None:
-    silence = reasons("inactivity", {"resident": "B12-301", "silence_h": 12.5, "last_use": "2026-12-04 06:10",
+    silence = reasons("inactivity", {"resident": "B12-301", "silence_h": 12.5, "last_use": "2026-12-04T06:10:41+08:00",
                                      "warning_after_h": 8.0, "urgent_after_h": 12.0, "thresholds": "learned"})  # fmt: skip
-    assert silence == ["已 12 小时 30 分 没有用水", "最后一次用水：2026-12-04 06:10",
+    assert silence == ["已 12 小时 30 分 没有用水", "最后一次用水：12-04 06:10",
                        "超过 8 小时 0 分 未用水即提醒，超过 12 小时 0 分 为紧急（按本户习惯学得）"]  # fmt: skip
     trapped = reasons("entrapment", {"seconds_trapped": 125.0, "in_door_zone": True, "label_zh": "平层关人"})
     assert trapped[0] == "平层关人：轿厢停在平层（门区内）" and "2 分 5 秒" in trapped[1]
