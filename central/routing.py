@@ -34,7 +34,8 @@ def notifications(
 ) -> dict[str, Any]:
     """The notification schedule of one alert occurrence.
 
-    ``handled_at`` is when an operator first acknowledged or resolved it (None: not yet). An urgent alert
+    ``handled_at`` is when an operator first acknowledged or resolved it, or the node reported it over on site
+    (None: not yet). An urgent alert
     escalates when it names a held-back role (``escalation.later_roles``, e.g. the social worker) or carries
     ``escalate_after_s``: the other roles (e.g. family) are notified at ``opened_at``, the held-back roles at
     ``urgent_at + delay`` unless it was handled before then (``urgent_at``: when the alert turned urgent, from

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 
 def _handled_at(alert: dict[str, Any]) -> float | None:
-    times = [t for t in (alert.get("acknowledged_at"), alert.get("resolved_at")) if t is not None]
+    """When it was first acknowledged or resolved, or reported over on site: after that nobody is escalated to (the
+    social worker is not told of a silence the resident ended by using water before it was due)."""
+    cleared = alert.get("cleared_at") if alert.get("on_site") == "cleared" else None
+    times = [t for t in (alert.get("acknowledged_at"), alert.get("resolved_at"), cleared) if t is not None]
     return min(times) if times else None
 
 

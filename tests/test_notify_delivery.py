@@ -76,6 +76,11 @@ def family_sent(central) -> dict | None:
     return next((d for d in only_alert(central)["deliveries"] if d["role"] == "family" and d["state"] == "sent"), None)
 
 
+def only_cleared(central) -> dict:
+    (alert,) = [a for a in central.alerts("all") if a["on_site"] == "cleared"]
+    return central.get(f"/alerts/{alert['id']}")
+
+
 def only_alert(central) -> dict:
     (alert,) = central.alerts("all")
     return central.get(f"/alerts/{alert['id']}")
@@ -203,6 +208,65 @@ def test_the_link_acknowledges_the_alert_and_stops_the_escalation(make_central, 
     assert "链接无效" in requests.get(tampered, timeout=5).text
     central.clock.advance(25 * 3600)
     assert "已过期" in requests.get(link, timeout=5).text
+
+
+def clear_silence(central, token: str, reason: str, alert_id: str = "b12-301:inactivity") -> None:
+    """The meter node's clear of the silence alert (its payload says only why)."""
+    event = wire_event(METER, kind="inactivity", severity="info", state="cleared", priority="alert",
+                       alert_id=alert_id, recipients=["family", "social_worker"], payload={"reason": reason})  # fmt: skip
+    assert central.post_events(token, [event]).status_code == 200
+
+
+def test_the_all_clear_reaches_who_was_told_and_a_silence_over_before_its_escalation_reaches_nobody_else(
+    make_central, hooks
+) -> None:
+    # before, the daughter told at 02:00 of a silence heard nothing more when her mother used water at 06:30, and
+    # the social worker was still told "urgent, nobody acknowledged" ten minutes later
+    central = make_central(notify=notify_section(hooks), escalation={"after_s": 600})
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, token)
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    clear_silence(central, token, "use")
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
+    told = hooks.received[-1].json()
+    assert (
+        told["reason"] == "cleared" and told["ack_url"] is None and told["title"].startswith("【已解除】长时间未用水")
+    )
+    assert "现场已解除：又用水了" in told["lines"] and any(line.startswith("解除于 ") for line in told["lines"])
+    alert = only_alert(central)
+    assert alert["escalation"]["state"] == "not_needed" and alert["reasons"] == ["现场已解除：又用水了"]
+    central.clock.advance(700)  # past the escalation's time: nobody else is told
+    raise_silence(central, token, alert_id="b12-402:inactivity", resident="B12-402")  # a later alert's message
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 3, 5.0)
+    assert [r.path for r in hooks.received].count("/sms") == 0  # the second alert's social worker is not yet due
+    assert [d["reason"] for d in only_cleared(central)["deliveries"]] == ["opened", "cleared"]
+
+
+def test_a_help_request_the_kiosk_closed_on_its_timer_and_a_superseded_silence_send_no_all_clear(
+    make_central, hooks
+) -> None:
+    central = make_central(notify=notify_section(hooks))
+    kiosk = central.register("cbxc-north-gate-kiosk", "kiosk", location="北门",
+                             contacts={"property_management": [{"name": "物业值班", "phone": "021-65430000"}]})  # fmt: skip
+    help_event: dict[str, Any] = {
+        "kind": "help_requested",
+        "priority": "alert",
+        "alert_id": "help-1",
+        "recipients": ["property_management"],
+    }
+    central.post_events(kiosk, [wire_event("cbxc-north-gate-kiosk", severity="warning", state="raised",
+                                           payload={"source": "button", "kiosk_state": "idle"}, **help_event)])  # fmt: skip
+    assert hooks.wait_for(lambda got: any(r.path.startswith("/wecom") for r in got), 5.0)
+    central.post_events(kiosk, [wire_event("cbxc-north-gate-kiosk", severity="info", state="cleared",
+                                           payload={"why": "help_clear_s passed on the kiosk"}, **help_event)])  # fmt: skip
+    meter = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, meter, severity="warning")
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    clear_silence(central, meter, "superseded")  # a newer silence took over: its own alert tells the family
+    raise_silence(central, meter, severity="warning", alert_id="b12-301:inactivity:2")
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
+    assert [r.json()["reason"] for r in hooks.received if r.path == "/hook"] == ["opened", "opened"]
+    assert len([r for r in hooks.received if r.path.startswith("/wecom")]) == 1
 
 
 def test_robots_get_their_json_and_an_errcode_is_retried(make_central, hooks) -> None:

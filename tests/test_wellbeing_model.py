@@ -121,8 +121,9 @@ def test_the_door_says_out_then_the_outer_limits_apply_and_water_or_the_door_say
     assert _inactivity(found) == []
     found = home.idle(0.7)  # past out_warning_h (14 h) after the door: the outer limit while out
     assert [d.payload["thresholds"] for d in _inactivity(found)] == ["out"]
-    home.monitor.door(home.t)  # back in
+    back = home.monitor.door(home.t)  # back in: the warning ends, and says the door ended it (not water)
     assert home.monitor.data.out_since is None and home.monitor.data.door_t is None
+    assert [(d.state, d.payload["reason"]) for d in _inactivity(back)] == [("cleared", "door")]
 
 
 def test_the_away_button_is_out_until_the_next_use() -> None:

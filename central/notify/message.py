@@ -14,7 +14,13 @@ from typing import Any
 from central.kinds import SEVERITIES, clock_text, kind_zh, role_zh
 from central.reasons import reasons
 
-REASON_ZH = {"opened": "新告警", "urgent": "已升级为紧急", "escalated": "无人确认，通知社工", "resent": "再次通知"}
+REASON_ZH = {
+    "opened": "新告警",
+    "urgent": "已升级为紧急",
+    "escalated": "无人确认，通知社工",
+    "resent": "再次通知",
+    "cleared": "现场已解除",
+}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
 
 
@@ -102,9 +108,11 @@ def compose(
     payload = alert.get("payload") if isinstance(alert.get("payload"), Mapping) else {}
     flat = payload.get("resident") if isinstance(payload, Mapping) else None
     where = " ".join(str(p) for p in (alert.get("location"), flat and f"住户 {flat}") if p)
-    sev = SEVERITIES.get(severity, (severity, ""))[0]
+    sev = "已解除" if reason == "cleared" else SEVERITIES.get(severity, (severity, ""))[0]
     title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
     lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
+    if reason == "cleared":
+        lines.append(f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）")
     lines += reasons(str(alert.get("kind", "")), payload, alert.get("on_site") == "cleared")
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
         lines.append(f"{alert['acknowledged_by']} 已确认在处理")

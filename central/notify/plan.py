@@ -2,7 +2,8 @@
 channels and the time. The worker stores each planned delivery once (by its key) and sends it until delivered.
 
 Reasons: ``opened`` (the roles told at once), ``escalated`` (the held-back roles, e.g. the social worker, once
-nobody acknowledged in time), ``urgent`` (the roles told at once are told again when a warning turns urgent).
+nobody acknowledged in time), ``urgent`` (the roles told at once are told again when a warning turns urgent),
+``cleared`` (the all-clear: once the node reports the condition over, every role told of it before is told so).
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ from typing import Any
 from central.notify.config import ChannelSection
 
 URGENT_AGAIN_AFTER_S = 1.0  # an alert urgent from its first event is not "turned urgent" a second time
+# a clear that does not say it is over sends no all-clear: the kiosk closes a help request on a timer, not when help
+# came; a silence cleared because a newer one took over is told as that one
+NOT_OVER_KINDS = frozenset({"help_requested"})
+NOT_OVER_REASONS = frozenset({"superseded"})
+
+
+def all_clear_at(alert: Mapping[str, Any]) -> float | None:
+    """When the node reported the alert's condition over, if that clear tells people it is over; else None."""
+    cleared_at = alert.get("cleared_at")
+    if alert.get("on_site") != "cleared" or cleared_at is None or alert.get("kind") in NOT_OVER_KINDS:
+        return None
+    payload = alert.get("payload") or {}
+    return None if payload.get("reason") in NOT_OVER_REASONS else float(cleared_at)
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,11 @@ def planned(
     for entry in alert.get("notified") or []:
         role, at = entry["role"], float(entry["at"])
         due.append((role, "escalated" if role in later else "opened", at))
+    told = list(due)
     if urgent_at is not None and urgent_at - float(alert["opened_at"]) >= URGENT_AGAIN_AFTER_S:
-        due += [(role, "urgent", urgent_at) for role, reason, _ in list(due) if reason == "opened"]
+        due += [(role, "urgent", urgent_at) for role, reason, _ in told if reason == "opened"]
+    if (over := all_clear_at(alert)) is not None:  # the roles due to be told before it was over
+        due += [(role, "cleared", over) for role in dict.fromkeys(role for role, _, at in told if at <= over)]
     out = []
     for role, reason, at in due:
         if at > now:

@@ -224,9 +224,9 @@ class Notifier:
         view = self._views([alert], now)[0]
         contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
         names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
-        message = compose(
-            view, row["role"], row["reason"], contacts, row["key"], self._link(view, row["role"], names, row["key"])
-        )
+        # an all-clear asks nothing: no acknowledgement link
+        link = "" if row["reason"] == "cleared" else self._link(view, row["role"], names, row["key"])
+        message = compose(view, row["role"], row["reason"], contacts, row["key"], link)
         self._limits[channel.id].sent.append(time.monotonic())
         started = time.monotonic()
         outcome = send(channel, message, self.settings.timeout_s)

@@ -61,7 +61,7 @@ class WellbeingMonitor:
         self._fits: dict[bool, Thresholds | None] = {}
         self._usual: dict[int, float | None] = {}  # worked out once a day
         self._window: tuple[float, float] | None = None  # the bedtime question's, until it closes or a day closes
-        self._reason: str | None = None  # why findings clear now ("acknowledged", "away"), for the payload
+        self._reason: str | None = None  # why findings clear now ("acknowledged", "door"...), for the payload
         # kinds open in the alert book that this monitor did not see raised (its state was lost): they clear
         # only after a sign of life newer than the first one it saw (see adopt_open)
         self._unseen: set[str] = set()
@@ -115,14 +115,14 @@ class WellbeingMonitor:
         back = s.out_since is not None and not leaving
         self.timeline.life(t, door=True)
         s.out_since, s.door_t = (None, None) if back else (s.out_since, t)
-        return self._evaluate(t)
+        return self._evaluate(t, reason="door")
 
     def going_out(self, now: datetime | float) -> list[Detection]:
         """The away button: the resident is going out now (back on the next water use or door event)."""
         t = to_epoch(now)
         self.timeline.life(t, door=True)
         self.data.out_since = t
-        return self._evaluate(t)
+        return self._evaluate(t, reason="going_out")
 
     def set_away(self, until: datetime | float | None, now: datetime | float | None = None) -> list[Detection]:
         """Away / in hospital until ``until`` (None: back home now). Person alerts are suppressed and the open
