@@ -33,6 +33,9 @@ LIFT_INPUTS: dict[str, str] = {
     "inspection": "检修信号",
 }
 TRAPPED_BLIND = "这个信号不可靠时，困人报警可能不准：请尽快检修"
+RESCUE_TARGET = "救援人员应在 30 分钟内到达"
+# lines true only while the condition lasts: not said of one over on site
+WHILE_IT_LASTS = frozenset({TRAPPED_BLIND, RESCUE_TARGET})
 # the kiosk's parts (kiosk/node.py ``fault``) and what still works without each
 KIOSK_PARTS: dict[str, tuple[str, str]] = {
     "gpio": ("实体按钮和指示灯", "触摸屏仍可叫车"),
@@ -145,7 +148,7 @@ def _lift(kind: str, p: Mapping[str, Any]) -> list[str]:
         out.append(f"{p.get('label_zh') or '困人'}：轿厢{where}")
         if (t := _seconds(p.get("seconds_trapped"))) is not None:
             out.append(f"关门且有人、轿厢静止已 {t}（90 秒即报警）")
-        out.append("救援人员应在 30 分钟内到达")
+        out.append(RESCUE_TARGET)
     elif (t := _seconds(p.get("seconds"))) is not None:
         out.append(f"已持续 {t}")
     if kind != "entrapment" and zone is not None:
@@ -274,8 +277,10 @@ def _silent(kind: str, p: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _cleared(kind: str, p: Mapping[str, Any]) -> list[str]:
-    """A node's alert cleared on site: why, in words (the cleared event carries little more than its reason)."""
+def _cleared(kind: str, p: Mapping[str, Any], said: list[str]) -> list[str]:
+    """A node's alert cleared on site: why, in words, then what ``said`` of it while it lasted (the central keeps
+    the incident's payload and adds the clear's), but for the lines that held only while it lasted. A broken part,
+    a node's fault or a help request: only that it is over."""
     if kind == "help_requested":
         return ["叫车屏已到时关闭求助画面：不代表已有人到场，请电话确认"]
     if kind == "kiosk_fault":
@@ -288,7 +293,8 @@ def _cleared(kind: str, p: Mapping[str, Any]) -> list[str]:
     if kind == "wellbeing_fault":
         return ["看护规则已恢复：这户重新有人看护"]
     why = CLEARED_WHY.get(str(p.get("reason")))
-    return [f"现场已解除：{why}" if why else "现场已解除（节点报告）"]
+    over = f"现场已解除：{why}" if why else "现场已解除（节点报告）"
+    return [over, *(line for line in said if line not in WHILE_IT_LASTS)]
 
 
 WORDS: dict[str, Callable[[str, Mapping[str, Any]], list[str]]] = {
@@ -301,14 +307,13 @@ WORDS: dict[str, Callable[[str, Mapping[str, Any]], list[str]]] = {
 
 def reasons(kind: str, payload: Mapping[str, Any] | Any, cleared: bool = False) -> list[str]:
     """Why this alert was raised, in short Chinese sentences, from its payload (what the node measured); for one
-    ``cleared`` on site (its payload is then the node's cleared event's), why it cleared."""
+    ``cleared`` on site, why it cleared first."""
     p = payload if isinstance(payload, Mapping) else {}
     if kind in CENTRAL_KINDS:
         out = _silent(kind, p)
-    elif cleared:
-        out = _cleared(kind, p)
     else:
         out = WORDS[kind_group(kind)](kind, p)
+        out = _cleared(kind, p, out) if cleared else out
     if not out:  # a kind without its own words: say what the node sent, plainly (not the alert book's own fields)
         plain = {k: v for k, v in p.items() if k not in ALERT_FIELDS or k == "reason"}
         out = [f"{k}：{v}" for k, v in plain.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][

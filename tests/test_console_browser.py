@@ -120,6 +120,14 @@ def test_a_new_urgent_alarm_is_on_screen_with_its_cues_acknowledged_resolved_and
     acknowledged = central.get(f"/alerts/{alert['id']}")
     assert acknowledged["acknowledged_by"] == "李敏" and acknowledged["ack_note"] == "赵师傅十分钟到"
     assert page.title().startswith("【紧急 1】")  # the power loss still waits
+    # the node sees the door open: the card says it is over, how long it lasted, and no longer counts the target
+    freed = alert_event(LIFT, "entrapment", "info", alert_id=alert["alert_id"], recipients=["maintenance"],
+                        reason="door_opened") | {"state": "cleared"}  # fmt: skip
+    central.post_events(lift, [freed])
+    entrapment = f"article[data-alert='{alert['id']}']"
+    page.wait_for_selector(f"{entrapment} .onsite:has-text('现场已解除')")
+    text = page.inner_text(entrapment)
+    assert "持续了 " in text and "到场目标" not in text and "现场已解除：轿厢门已打开" in text
     page.click(f"article[data-alert='{alert['id']}'] >> text=已解决")
     page.wait_for_selector(f"article[data-alert='{alert['id']}']", state="detached")
     page.goto(central.url + f"/#/alert/{alert['id']}")
@@ -320,12 +328,13 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
     """The page a family member or social worker opens from the SMS, at 390 px: what happened, the two buttons,
     the answer recorded; and the page of a tampered link."""
     from community.receivers import WebhookReceiver
-    from tests.test_notify_delivery import CONTACTS, notify_section, raise_silence
+    from tests.test_notify_delivery import CONTACTS, clear_silence, notify_section, raise_silence
 
     hooks = WebhookReceiver().start()
     try:
         central = make_central(notify=notify_section(hooks))
-        raise_silence(central, central.register(METER, "meter", location="12号楼", contacts=CONTACTS))
+        token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+        raise_silence(central, token)
         assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
         link = next(r for r in hooks.received if r.path == "/hook").json()["ack_url"]
     finally:
@@ -335,10 +344,15 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
         page = context.new_page()
         page.goto(link)
         page.wait_for_selector("text=我去看看")
+        assert "已 12 小时 30 分 没有用水" in page.inner_text("main")  # why, as the board says it
         assert no_sideways_scroll(page) and axe_violations(page) == []
         page.click("text=我去看看")
         page.wait_for_selector("text=已记录")
         assert no_sideways_scroll(page) and axe_violations(page) == []
+        clear_silence(central, token, "use")  # she used water: the link's page says it is over, and how
+        page.goto(link)
+        page.wait_for_selector("text=现场已解除")
+        assert "现场已解除：又用水了" in page.inner_text("main") and axe_violations(page) == []
         page.goto(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
         page.wait_for_selector("text=链接无效")
         assert axe_violations(page) == []

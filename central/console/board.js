@@ -115,6 +115,7 @@ export class Board {
     p.where = h("span", {});
     p.state = h("span", {});
     p.onsite = h("span", { class: "onsite" });
+    p.lasted = h("span", {}, "已持续 ");
     p.timer = h("span", { class: "timer" });
     p.target = h("span", {});
     p.late = h("div", { class: "late" });
@@ -128,7 +129,7 @@ export class Board {
     p.error = h("div", { class: "error", role: "alert" });
     const root = h("article", { class: "card", "data-alert": a.id, "data-shown-at": String(Date.now() / 1000) },
       h("div", { class: "top" }, p.sev, p.title, p.state, p.onsite),
-      h("div", {}, p.where), h("div", {}, "已持续 ", p.timer, " ", p.target), p.late, p.reasons, p.told, p.contacts,
+      h("div", {}, p.where), h("div", {}, p.lasted, p.timer, " ", p.target), p.late, p.reasons, p.told, p.contacts,
       h("div", { class: "actions" }, p.note, p.ack, p.resolve, p.detail), p.error);
     return { root, parts: p };
   }
@@ -168,9 +169,12 @@ export class Board {
   }
 
   tickOne(card, a) {
-    const now = Date.now() / 1000, since = now - a.raised_at;
+    // over on site: how long it lasted, and no arrival target counting down (the passenger is out)
+    const over = a.cleared_on_site && a.cleared_at ? a.cleared_at : null;
+    const since = (over ?? Date.now() / 1000) - a.raised_at;
+    card.parts.lasted.textContent = over ? "持续了 " : "已持续 ";
     card.parts.timer.textContent = span(since);
-    const target = (this.catalogue.targets_min || {})[a.kind];
+    const target = over ? null : (this.catalogue.targets_min || {})[a.kind];
     card.parts.target.textContent = target ? (since < target * 60 ? `（${target} 分钟到场目标，还剩 ${span(target * 60 - since)}）` : `（已超过 ${target} 分钟到场目标）`) : "";
   }
 

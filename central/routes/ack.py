@@ -1,6 +1,6 @@
 """The acknowledgement link's page: a family member or social worker answers an alert from a phone.
 
-``GET /ack/{token}`` shows what happened and two buttons, "我已知晓" (I know) and "我去看看" (I'm going to look);
+``GET /ack/{token}`` shows what happened (with its reasons, and whether it is over on site) and two buttons, "我已知晓" (I know) and "我去看看" (I'm going to look);
 ``POST`` records the answer once per choice, in the alert's timeline with the name the link was sent to, and
 acknowledges the alert when it is still open (which stops the escalation to the social worker). A GET never
 changes anything: messaging apps open links to preview them.
@@ -22,6 +22,7 @@ from central.deps import Central, get_central
 from central.kinds import clock_text, kind_zh, role_zh
 from central.notify.links import CHOICES, LinkClaim, LinkError, read_token
 from central.notify.worker import LINK_SECRET
+from central.reasons import reasons
 from central.storage import Conflict, NotFound
 
 log = logging.getLogger("central")
@@ -33,7 +34,7 @@ STYLE = (
     ".card{background:#fff;border:2px solid #555;border-radius:10px;padding:16px;margin-bottom:16px}"
     "button{display:block;width:100%;min-height:64px;font-size:24px;margin:12px 0;border-radius:10px;"
     "border:3px solid #111;background:#0b4f8a;color:#fff}button.second{background:#fff;color:#111}"
-    ".done{background:#dff0d8;border-color:#2d6a2d}"
+    ".done{background:#dff0d8;border-color:#2d6a2d}.over{color:#1d5c1d;font-weight:bold}ul{padding-left:24px}"
 )
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 HEADERS = {
@@ -63,9 +64,13 @@ def _summary(central: Central, claim: LinkClaim) -> str:
     resident = alert["payload"].get("resident") if isinstance(alert["payload"], dict) else None
     where = " ".join(str(x) for x in (node.get("location"), resident and f"住户 {resident}") if x)
     state = {"open": "尚无人确认", "acknowledged": f"{alert.get('acknowledged_by') or ''} 已确认", "resolved": "已解决"}
+    cleared = alert["on_site"] == "cleared"
+    over = f'<div class="over">现场已解除 {clock_text(alert["cleared_at"])}</div>' if cleared else ""
+    why = "".join(f"<li>{html.escape(line)}</li>" for line in reasons(alert["kind"], alert["payload"], cleared))
     return (
         f'<div class="card"><h1>{html.escape(kind_zh(alert["kind"]))}</h1>'
-        f"<div>{html.escape(where)}</div><div>发生于 {clock_text(alert['raised_at'])}</div>"
+        f"<div>{html.escape(where)}</div><div>发生于 {clock_text(alert['raised_at'])}</div>{over}"
+        f"<ul>{why}</ul>"
         f"<div>状态：{html.escape(state.get(alert['state'], alert['state']))}</div>"
         f"<div>发给：{html.escape(claim.name)}（{html.escape(role_zh(claim.role))}）</div></div>"
     )

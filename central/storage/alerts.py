@@ -120,6 +120,8 @@ def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: f
         log(tx, alert, now, f"event:{ev['state']}", None, None, ev["id"])
         append_change(tx, now, "alert", alert, "opened", _summary(_alert(tx, alert, False)))
         return
+    if ev["state"] == "cleared":  # the incident's facts stay; the clear adds why and when it ended
+        payload = {**json.loads(latest["payload"]), **payload}
     severity = max(latest["severity"], ev["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
     merged = list(dict.fromkeys([*json.loads(latest["recipients"]), *recipients]))
     tx.execute(
@@ -144,7 +146,6 @@ def apply_silent(tx: Tx, node_id: str, alert_id: str, state: str, payload: dict[
         latest = tx.one(q.LATEST_ALERT, (node_id, alert_id))
         if latest is None or latest["on_site"] == "cleared":
             return
-        payload = {**json.loads(latest["payload"]), **payload}  # what it was, and when it was heard again
     event = {
         "id": f"central:{alert_id}:{state}",
         "alert_id": alert_id,
