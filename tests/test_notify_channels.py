@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import random
+import threading
 import urllib.parse
 from typing import Any
 
@@ -148,10 +149,27 @@ def test_a_robot_error_code_is_a_failure_and_its_rate_limit_a_pause() -> None:
 def test_rate_limit_allows_twenty_a_minute() -> None:
     limit = RateLimit(20)
     for i in range(20):
-        assert limit.wait(i) == 0
-        limit.sent.append(i)
-    assert limit.wait(20) == pytest.approx(40.0)
-    assert limit.wait(60.5) == 0
+        assert limit.take(i) == 0
+    assert limit.take(20) == pytest.approx(40.0)
+    assert limit.take(60.5) == 0
+
+
+def test_rate_limit_gives_its_last_place_to_one_of_many_threads() -> None:
+    # the notifier's 8 sending threads asked "may I?" and then counted their send: all of them got the last place
+    limit, start = RateLimit(2), threading.Barrier(8)
+    limit.take(0.0)
+    took: list[float] = []
+
+    def send() -> None:
+        start.wait()
+        took.append(limit.take(1.0))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(took) == [0.0] + [59.0] * 7
 
 
 def test_an_ack_link_is_signed_and_expires() -> None:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from central.notify.channels import verify
+from central.notify.worker import RateLimit
 from community.receivers import MailReceiver, WebhookReceiver
 from tests.fixtures.central import wire_event
 
@@ -268,6 +269,28 @@ def test_a_help_request_the_kiosk_closed_on_its_timer_and_a_superseded_silence_s
     assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
     assert [r.json()["reason"] for r in hooks.received if r.path == "/hook"] == ["opened", "opened"]
     assert len([r for r in hooks.received if r.path.startswith("/wecom")]) == 1
+
+
+def test_an_entrapment_goes_before_a_flood_of_warnings_a_robots_rate_limit_holds_back(make_central, hooks) -> None:
+    # a robot takes about 20 messages a minute: 100 nodes gone silent at once (a compound's network) held an
+    # entrapment raised meanwhile behind all of them, 5 minutes; here 1 every 2 s, and three warnings first
+    lift = "cbxc-b7-u2-lift1"
+    central = make_central(notify=notify_section(hooks))
+    central._server.app.state.notifier._limits["desk-wecom"] = RateLimit(1, window_s=2.0)
+    token = central.register(lift, "elevator", location="7号楼2单元",
+                             contacts={"property_management": [{"name": "物业值班", "phone": "021-65430000"}]})  # fmt: skip
+    for n in range(3):
+        central.post_events(token, [wire_event(lift, kind="door_held_open", severity="warning", state="raised",
+                                               priority="alert", alert_id=f"held-{n}", payload={"seconds": 80.0 + n},
+                                               recipients=["property_management"])])  # fmt: skip
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path.startswith("/wecom")]) == 1, 5.0)
+    central.post_events(token, [wire_event(lift, kind="entrapment", severity="urgent", state="raised",
+                                           priority="alert", alert_id="trapped", recipients=["property_management"],
+                                           payload={"seconds_trapped": 95.0, "in_door_zone": False})])  # fmt: skip
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path.startswith("/wecom")]) == 4, 20.0)
+    said = [r.json()["text"]["content"].splitlines()[0] for r in hooks.received if r.path.startswith("/wecom")]
+    # the next place (a warning was out when it was raised); before, the last message
+    assert said.index("【紧急】电梯困人 · 7号楼2单元") == 1, said
 
 
 def test_robots_get_their_json_and_an_errcode_is_retried(make_central, hooks) -> None:

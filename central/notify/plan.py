@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from central.notify.config import ChannelSection
+from common.catalogue import SEVERITY_RANK
 
 URGENT_AGAIN_AFTER_S = 1.0  # an alert urgent from its first event is not "turned urgent" a second time
 # a clear that does not say it is over sends no all-clear: the kiosk closes a help request on a timer, not when help
@@ -38,6 +39,12 @@ class Planned:
     channel: str
     reason: str
     due_at: float
+    urgency: int = 0  # which goes first when a channel's rate limit holds messages back: urgent 2 ... all-clear -1
+
+
+def urgency(severity: str, reason: str) -> int:
+    """An alert's severity rank (info 0, warning 1, urgent 2); an all-clear after everything else (-1)."""
+    return -1 if reason == "cleared" else SEVERITY_RANK.get(severity, 0)
 
 
 def delivery_key(alert: int, role: str, channel: str, reason: str) -> str:
@@ -70,8 +77,9 @@ def planned(
     for role, reason, at in due:
         if at > now:
             continue
+        rank = urgency(str(alert.get("severity")), reason)
         channels: Sequence[ChannelSection] = channels_for(role, alert.get("site"))
         for channel in channels:
             key = delivery_key(int(alert["id"]), role, channel.id, reason)
-            out.append(Planned(key, int(alert["id"]), role, channel.id, reason, at))
+            out.append(Planned(key, int(alert["id"]), role, channel.id, reason, at, rank))
     return out

@@ -64,22 +64,26 @@ CREATE TABLE notify_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _ENDED = "ALTER TABLE notify_deliveries ADD COLUMN ended_at DOUBLE PRECISION;\n"
+_URGENCY = "ALTER TABLE notify_deliveries ADD COLUMN urgency INTEGER NOT NULL DEFAULT 0;\n"
 
 NOTIFY = Component(
     "notify",
     (
         Migration.with_identity(1, "deliveries, attempts, link answers, link secret", _TABLES),
         Migration(2, "when a delivery ended unsent (dropped or failed for good)", sqlite=_ENDED, postgresql=_ENDED),
+        Migration(3, "a delivery's urgency: urgent first under a rate limit", sqlite=_URGENCY, postgresql=_URGENCY),
     ),
 )
 
 _INSERT = (
-    "INSERT INTO notify_deliveries (key, alert, role, channel, reason, due_at, created_at, state, next_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO notify_deliveries (key, alert, role, channel, reason, due_at, urgency, created_at, state, next_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (key) DO NOTHING"
 )
+# the most urgent first, then the longest due: a flood of warnings held back by a channel's rate limit (a robot's 20
+# a minute) does not hold up an entrapment behind it
 _DUE = (
     "SELECT * FROM notify_deliveries WHERE state = 'pending' AND next_at <= ?"
-    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at LIMIT ?"
+    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY urgency DESC, due_at LIMIT ?"
 )
 _LEASE = (
     "UPDATE notify_deliveries SET lease_until = ? WHERE id = ? AND state = 'pending'"
@@ -157,7 +161,7 @@ class NotifyStore:
         new = 0
         with self.db.write() as tx:
             for d in deliveries:
-                new += tx.execute(_INSERT, (d.key, d.alert, d.role, d.channel, d.reason, d.due_at, now, now))
+                new += tx.execute(_INSERT, (d.key, d.alert, d.role, d.channel, d.reason, d.due_at, d.urgency, now, now))
         return new
 
     def claim_due(self, now: float, lease_s: float, limit: int = 50) -> list[dict[str, Any]]:

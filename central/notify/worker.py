@@ -50,18 +50,24 @@ def recipients(contacts: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 class RateLimit:
-    """At most ``per_minute`` sends in any 60 s (robots: about 20); ``wait`` says how long until the next."""
+    """At most ``per_minute`` sends in any ``window_s`` (a minute; robots: about 20). ``take`` counts a send or says
+    how long until one may go, in one step: the sending threads cannot all take the last place at once."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, window_s: float = 60.0) -> None:
         self.per_minute = per_minute
+        self.window_s = window_s
         self.sent: deque[float] = deque()
+        self._lock = threading.Lock()
 
-    def wait(self, now: float) -> float:
-        while self.sent and now - self.sent[0] >= 60.0:
-            self.sent.popleft()
-        if not self.per_minute or len(self.sent) < self.per_minute:
-            return 0.0
-        return 60.0 - (now - self.sent[0])
+    def take(self, now: float) -> float:
+        """0 and this send counted, or the seconds until a place frees."""
+        with self._lock:
+            while self.sent and now - self.sent[0] >= self.window_s:
+                self.sent.popleft()
+            if not self.per_minute or len(self.sent) < self.per_minute:
+                self.sent.append(now)
+                return 0.0
+            return self.window_s - (now - self.sent[0])
 
 
 class Notifier:
@@ -213,7 +219,7 @@ class Notifier:
         if channel is None:  # the channel left the config: kept in the log, tried again if it comes back
             self.notify.record(row["id"], Outcome(False, None, "channel not configured"), now, 0.0, [], now + 300)
             return
-        wait = self._limits[channel.id].wait(time.monotonic())
+        wait = self._limits[channel.id].take(time.monotonic())
         if wait > 0:
             self.notify.defer(row["id"], now + wait)
             return
@@ -227,7 +233,6 @@ class Notifier:
         # an all-clear asks nothing: no acknowledgement link
         link = "" if row["reason"] == "cleared" else self._link(view, row["role"], names, row["key"])
         message = compose(view, row["role"], row["reason"], contacts, row["key"], link)
-        self._limits[channel.id].sent.append(time.monotonic())
         started = time.monotonic()
         outcome = send(channel, message, self.settings.timeout_s)
         took_ms = (time.monotonic() - started) * 1000
