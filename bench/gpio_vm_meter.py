@@ -6,7 +6,9 @@ default order, lgpio first; only the central, the serial port and the speaker ch
 under its real unit, sending to the real central on the host. The tests press the button through MockFactory.
 
 In the guest, the resident presses "I'm OK" with contact bounce (one ``im_ok_pressed`` at the central) while the
-meters are read (a flush every 20 s on the first). Then, under the unit: another process holding the button's line
+meters are read (a flush every 20 s on the first); then "going out" (one ``going_out_pressed``) and the door opens and
+shuts behind her (the node's saved state: the door's last move, and still out since the button). The example has
+only the "I'm OK" button: the check adds docs/meter.md's "going out" button (BCM 6) and reed contact (BCM 13). Then, under the unit: another process holding the button's line
 (a ``home_device_fault`` naming BCM 5, and the node reads on), the line free again (cleared), no GPIO chip (raised
 again, and it reads on). The guest marks its kernel clock synchronised as an NTP daemon would (there is no NTP
 server here, and the node's rules wait up to ``clock_wait_min``, 30 min, for one): with the Pi's revision line, the
@@ -52,6 +54,14 @@ METER = Role(
 PORTS = Path("/run/meter-ports")  # the socat pair: node (the node's end, for the dialout group) and meter
 PORT_LINE = 'port = "/dev/ttyUSB0"'
 HOME, DEVICE = "b12-301", "ok_button"  # the example's home with a button
+# the example's home given a "going out" button and a door contact too (docs/meter.md's wiring), and its state saved
+# often enough to read the door's effect from it (the door sends no event of its own)
+AWAY_PIN, DOOR_PIN = 6, 13
+HOUSEHOLD = "ok_button = { pin = 5 } }"
+MORE = f"ok_button = {{ pin = 5 }}, away_button = {{ pin = {AWAY_PIN} }},"
+MORE += f" door = {{ pin = {DOOR_PIN}, pull_up = true, active_high = false }} }}"
+STATE = Path("/var/lib/changbai") / "cbxc-b12-meters" / "meter-state.json"
+SAVE_S = 5.0
 FLUSH_S = 20.0  # the first meter counts 6 L this often
 LATE_S = 15.0  # an event may reach the central this much after the press (debounce, a slow emulated CPU)
 ADJ_MAXERROR = 0x0004
@@ -88,6 +98,31 @@ def _meters(example: dict[str, Any], ready: threading.Event) -> None:
                 meters[0].draw(6.0)
 
 
+def _configured(text: str) -> str:
+    """The shipped example with only the guest's serial port, and the home's other two devices and a short state
+    save; an example whose lines moved fails here, not later."""
+    for line in (PORT_LINE, HOUSEHOLD, "[meter.serial]"):
+        if line not in text:
+            raise SystemExit(f"examples/meter.toml has no line {line!r} to change")
+    text = text.replace(PORT_LINE, f'port = "{PORTS / "node"}"').replace(HOUSEHOLD, MORE)
+    return text.replace("[meter.serial]", f"[meter]\nstate_save_s = {SAVE_S}\n\n[meter.serial]", 1)
+
+
+def _door_state() -> dict[str, Any]:
+    """The home's last door event and when it went out, as the node saved them."""
+    saved = json.loads(STATE.read_text(encoding="utf-8"))
+    found: dict[str, Any] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            found.update({k: value[k] for k in ("door_t", "out_since") if k in value})
+            for v in value.values():
+                walk(v)
+
+    walk(saved["wellbeing"][HOME])
+    return found
+
+
 def guest(port: int) -> int:
     """In the guest: the chip, the meters, the node under systemd, a press of "I'm OK", the three faults;
     ``GPIOVM`` lines."""
@@ -101,11 +136,16 @@ def guest(port: int) -> int:
     threading.Thread(target=_meters, args=(example, ready), daemon=True).start()
     ready.wait(60)
     say(f"meters {'on the bus' if ready.is_set() else 'not ready'}")
-    installed = install(METER, port, lambda text: text.replace(PORT_LINE, f'port = "{PORTS / "node"}"'))
+    installed = install(METER, port, _configured)
     say(f"installed {time.time():.2f}")
     time.sleep(30)  # a few reads
     say(f"ok-pressed {press(chip, pin, 0.3):.2f}")
-    time.sleep(30)
+    time.sleep(20)
+    say(f"away-pressed {press(chip, AWAY_PIN, 0.3):.2f}")
+    time.sleep(20)
+    say(f"door-moved {press(chip, DOOR_PIN, 2.0):.2f}")  # the contact closes for 2 s and opens: two moves
+    time.sleep(3 * SAVE_S)
+    say(f"door-state {json.dumps(_door_state())}")
     service_report(METER.unit, installed)
     fault_phases(METER.unit, pin, f"home_device_fault/{HOME}:{DEVICE}", chip)
     time.sleep(30)  # reads after the last restart
@@ -115,16 +155,29 @@ def guest(port: int) -> int:
 
 # ---------------------------------------------------------------------------------------------- the host
 def judge(
-    marks: dict[str, float], events: list[dict[str, Any]], service: dict[str, Any], faults: dict[str, dict[str, Any]]
+    marks: dict[str, float],
+    events: list[dict[str, Any]],
+    service: dict[str, Any],
+    faults: dict[str, dict[str, Any]],
+    door: dict[str, Any],
 ) -> list[str]:
     """What failed (empty: passed), from the guest's marks (wall times), the node's events at the central
-    (readings included), the unit's record over the press and its state in each fault."""
+    (readings included), the unit's record over the presses, its state in each fault and the door as the node
+    saved it."""
     failed = judge_service(service)
-    oks = [e for e in events if e["kind"] == "im_ok_pressed"]
-    if len(oks) != 1:
-        failed.append(f"{len(oks)} im_ok_pressed events for one press")
-    elif not -1.0 <= oks[0]["wall_time"] - marks["ok-pressed"] <= LATE_S:
-        failed.append(f"im_ok_pressed {oks[0]['wall_time'] - marks['ok-pressed']:.1f} s after the press")
+    for kind, mark in (("im_ok_pressed", "ok-pressed"), ("going_out_pressed", "away-pressed")):
+        said = [e for e in events if e["kind"] == kind]
+        if len(said) != 1:
+            failed.append(f"{len(said)} {kind} events for one press")
+        elif not -1.0 <= said[0]["wall_time"] - marks[mark] <= LATE_S:
+            failed.append(f"{kind} {said[0]['wall_time'] - marks[mark]:.1f} s after the press")
+    door_t = door.get("door_t")
+    # the last move is the contact opening again, at the mark (the release)
+    if not isinstance(door_t, int | float) or not -1.0 <= door_t - marks["door-moved"] <= LATE_S:
+        failed.append(f"the door's move is not in the node's state: {door} (moved at {marks['door-moved']:.1f})")
+    out = door.get("out_since")  # the door opened and shut after "going out": she left, still out
+    if not isinstance(out, int | float) or not -1.0 <= out - marks["away-pressed"] <= LATE_S:
+        failed.append(f"not out since the away button after the door: {door} (pressed at {marks['away-pressed']:.1f})")
     reads = [e["wall_time"] for e in events if e["kind"] == "meter_reading" and e["payload"].get("meter_id") == HOME]
     # the button working, its line held, no chip (a changed total is recorded once a minute, and at each start)
     for start, end in (("installed", "busy"), ("busy", "free"), ("nochip", "end")):
@@ -153,8 +206,8 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
     """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
     print("\n".join(lines), flush=True)
     marks = guest_marks(lines)
-    found = records(lines, "(service|faults)")
-    if not done or set(found) != {"service", "faults"}:
+    found = records(lines, "(service|faults|door-state)")
+    if not done or set(found) != {"service", "faults", "door-state"}:
         print("FAIL: the guest did not finish its check (see above)", flush=True)
         return 1
     events = vm.stored_events(url, operator, METER.node_id)
@@ -164,7 +217,7 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
             print(f"central: {e['kind']} {e['state']} at {e['wall_time']:.1f} {payload}", flush=True)
     reads = [e for e in events if e["kind"] == "meter_reading"]
     print(f"central: {len(reads)} readings, the last at {max((e['wall_time'] for e in reads), default=0):.1f}")
-    return vm.verdict(judge(marks, events, found["service"], found["faults"]))
+    return vm.verdict(judge(marks, events, found["service"], found["faults"], found["door-state"]))
 
 
 if __name__ == "__main__":

@@ -264,20 +264,27 @@ def test_the_kiosk_check_fails_a_steady_idle_led_a_second_ride_a_late_help_and_a
 # -------------------------------------------------- bench/gpio_vm_meter.py: a home's "I'm OK" button on the chip
 def test_the_meter_check_runs_the_shipped_example_on_its_serial_pair_silenced(tmp_path: Path) -> None:
     from bench.gpio_sim import node_config
-    from bench.gpio_vm_meter import DEVICE, HOME, METER, PORT_LINE, PORTS
+    from bench.gpio_vm_meter import AWAY_PIN, DEVICE, DOOR_PIN, HOME, METER, SAVE_S, STATE, _configured
 
     text = node_config(METER.example.read_text(encoding="utf-8"), 8123)  # the example has no [audio]: one is added
     config = tmp_path / "meter.toml"
-    config.write_text(text.replace(PORT_LINE, f'port = "{PORTS / "node"}"'), encoding="utf-8")
+    config.write_text(_configured(text), encoding="utf-8")
     node = load_config(config)
     assert node.node.id == METER.node_id and node.audio.backend == "none" and node.gpio.pin_factory == ""
-    assert node.role_config.serial.port == "/run/meter-ports/node"
+    assert node.role_config.serial.port == "/run/meter-ports/node" and node.role_config.state_save_s == SAVE_S
     (home,) = [m for m in node.role_config.meters if m.id == HOME]
     assert getattr(home.household, DEVICE).pin == 5
+    assert (home.household.away_button.pin, home.household.door.pin) == (AWAY_PIN, DOOR_PIN)
+    assert home.household.door.pull_up and not home.household.door.active_high  # the reed contact of docs/meter.md
+    assert node.state_dir / "meter-state.json" == STATE
+
+
+DOOR = {"door_t": 1050.2, "out_since": 1030.4}
 
 
 def _meter_story() -> tuple[dict[str, float], list[dict]]:
-    marks = {"installed": 990.0, "ok-pressed": 1000.0, "busy": 1100.0, "free": 1300.0, "nochip": 1500.0, "end": 1600.0}
+    marks = {"installed": 990.0, "ok-pressed": 1000.0, "away-pressed": 1030.0, "door-moved": 1050.0, "busy": 1100.0,
+             "free": 1300.0, "nochip": 1500.0, "end": 1600.0}  # fmt: skip
     fault = {"kind": "home_device_fault", "priority": "alert"}
     payload = {"meter_id": "b12-301", "device": "ok_button"}
     reads = [{"kind": "meter_reading", "state": "observed", "wall_time": t, "payload": {"meter_id": "b12-301"}}
@@ -285,6 +292,7 @@ def _meter_story() -> tuple[dict[str, float], list[dict]]:
     events = [
         *reads,
         {"kind": "im_ok_pressed", "state": "observed", "wall_time": 1000.3, "payload": {"meter_id": "b12-301"}},
+        {"kind": "going_out_pressed", "state": "observed", "wall_time": 1030.4, "payload": {"meter_id": "b12-301"}},
         {**fault, "state": "raised", "wall_time": 1101.0, "payload": {**payload, "reason": "GPIOPinInUse: BCM 5 ..."}},
         {**fault, "state": "cleared", "wall_time": 1301.0, "payload": payload},
         {**fault, "state": "raised", "wall_time": 1501.0, "payload": {**payload, "reason": "BadPinFactory: ..."}},
@@ -295,7 +303,7 @@ def _meter_story() -> tuple[dict[str, float], list[dict]]:
 def test_the_meter_check_passes_one_press_reads_through_the_faults_and_faults_told() -> None:
     from bench.gpio_vm_meter import judge
 
-    assert judge(*_meter_story(), SERVICE, KIOSK_FAULTS) == []
+    assert judge(*_meter_story(), SERVICE, KIOSK_FAULTS, DOOR) == []
 
 
 def test_the_meter_check_fails_a_lost_or_doubled_press_a_node_that_stopped_reading_and_a_false_alarm() -> None:
@@ -303,15 +311,25 @@ def test_the_meter_check_fails_a_lost_or_doubled_press_a_node_that_stopped_readi
 
     marks, events = _meter_story()
     lost = [e for e in events if e["kind"] != "im_ok_pressed"]
-    assert judge(marks, lost, SERVICE, KIOSK_FAULTS) == ["0 im_ok_pressed events for one press"]
+    assert judge(marks, lost, SERVICE, KIOSK_FAULTS, DOOR) == ["0 im_ok_pressed events for one press"]
     doubled = [*events, {**events[3], "wall_time": 1000.4}]
-    assert judge(marks, doubled, SERVICE, KIOSK_FAULTS) == ["2 im_ok_pressed events for one press"]
+    assert judge(marks, doubled, SERVICE, KIOSK_FAULTS, DOOR) == ["2 im_ok_pressed events for one press"]
     stopped = [e for e in events if not (e["kind"] == "meter_reading" and e["wall_time"] > 1500)]
-    assert judge(marks, stopped, SERVICE, KIOSK_FAULTS) == ["no reading of b12-301 stored between nochip and end"]
+    assert judge(marks, stopped, SERVICE, KIOSK_FAULTS, DOOR) == ["no reading of b12-301 stored between nochip and end"]
     alarm = [*events, {"kind": "inactivity", "state": "raised", "wall_time": 1200.0, "payload": {}}]
-    assert judge(marks, alarm, SERVICE, KIOSK_FAULTS) == ["alerts nobody caused: ['inactivity'] []"]
+    assert judge(marks, alarm, SERVICE, KIOSK_FAULTS, DOOR) == ["alerts nobody caused: ['inactivity'] []"]
+    away_lost = [e for e in events if e["kind"] != "going_out_pressed"]
+    assert judge(marks, away_lost, SERVICE, KIOSK_FAULTS, DOOR) == ["0 going_out_pressed events for one press"]
+    assert judge(marks, events, SERVICE, KIOSK_FAULTS, {"out_since": 1030.4}) == [
+        "the door's move is not in the node's state: {'out_since': 1030.4} (moved at 1050.0)"
+    ]
+    back = {"door_t": None, "out_since": None}  # the door shut behind her said she was back (before 2026-12-07)
+    assert judge(marks, events, SERVICE, KIOSK_FAULTS, back) == [
+        f"the door's move is not in the node's state: {back} (moved at 1050.0)",
+        f"not out since the away button after the door: {back} (pressed at 1030.0)",
+    ]
     never = [e for e in events if e["kind"] != "home_device_fault"]
-    assert judge(marks, never, SERVICE, KIOSK_FAULTS) == [
+    assert judge(marks, never, SERVICE, KIOSK_FAULTS, DOOR) == [
         "busy: no fault raised",
         "free: no fault cleared",
         "nochip: no fault raised",

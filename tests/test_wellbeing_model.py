@@ -196,6 +196,7 @@ def test_the_away_button_then_the_door_to_leave_is_still_out_and_the_next_door_i
     home.monitor.going_out(home.t)
     home.idle(1 / 60)
     home.monitor.door(home.t)  # a minute later the door opens: leaving, not back
+    home.monitor.door(home.t + 4.0)  # and shuts behind her (the contact says both moves)
     assert home.monitor.data.out_since is not None
     assert _inactivity(home.idle(9)) == []  # out past the day's 8 h: not silent at home
     home.monitor.door(home.t + 60.0 * home.settings.door_out_min)  # the door well after: back in

@@ -110,8 +110,10 @@ class WellbeingMonitor:
         taken to be out (the outer limits apply) until water or the door again says they are back."""
         t = to_epoch(now)
         s = self.data
-        # the away button pressed and then the door opened to leave: still out (not back)
-        leaving = s.out_since is not None and s.door_t is None and t - s.out_since < self.settings.door_out_min * 60
+        # the door moved within door_out_min of the away button: leaving, still out (not back). Every move: the door
+        # opens and shuts behind her, and the contact says both (meter_node/home_devices.py); only the first counted
+        # as leaving before, so the door shut behind her said she was back
+        leaving = s.out_since is not None and t - s.out_since < self.settings.door_out_min * 60
         back = s.out_since is not None and not leaving
         self.timeline.life(t, door=True)
         s.out_since, s.door_t = (None, None) if back else (s.out_since, t)
