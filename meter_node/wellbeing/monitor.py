@@ -110,9 +110,7 @@ class WellbeingMonitor:
         taken to be out (the outer limits apply) until water or the door again says they are back."""
         t = to_epoch(now)
         s = self.data
-        # the door moved within door_out_min of the away button: leaving, still out (not back). Every move: the door
-        # opens and shuts behind her, and the contact says both (meter_node/home_devices.py); only the first counted
-        # as leaving before, so the door shut behind her said she was back
+        # every move within door_out_min of the away button is her leaving (the door opens, then shuts behind her)
         leaving = s.out_since is not None and t - s.out_since < self.settings.door_out_min * 60
         back = s.out_since is not None and not leaving
         self.timeline.life(t, door=True)
