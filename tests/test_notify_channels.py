@@ -202,6 +202,20 @@ def test_plan_tells_first_roles_at_once_the_social_worker_on_escalation_and_agai
     assert keys == ["a5:family:sms:opened", "a5:social_worker:mail:escalated", "a5:family:sms:urgent"]
 
 
+def test_an_all_clear_goes_to_the_roles_really_told_and_never_before_their_alarm() -> None:
+    sms = [channel(id="sms", type="sms", url="http://x")]
+    view: dict[str, Any] = {"id": 5, "site": "s", "kind": "inactivity", "severity": "warning", "opened_at": 100.0,
+                            "notified": [{"role": "family", "at": 100.0}], "on_site": "cleared", "cleared_at": 200.0,
+                            "payload": {"reason": "use"}, "told": {}}  # fmt: skip
+    # the family's alarm still retrying (the gateway down) when she used water: the all-clear waits for it
+    assert [p.key for p in planned(view, None, lambda r, s: sms, 250.0)] == ["a5:family:sms:opened"]
+    view["told"] = {"family": {"at": 260.0, "channel": "sms"}}
+    plans = planned(view, None, lambda r, s: sms, 265.0)
+    assert [(p.key, p.urgency) for p in plans] == [("a5:family:sms:opened", 1), ("a5:family:sms:cleared", -1)]
+    view["kind"] = "help_requested"  # the kiosk closes a help request on a timer: that says nothing is over
+    assert [p.reason for p in planned(view, None, lambda r, s: sms, 265.0)] == ["opened"]
+
+
 def test_a_channel_without_what_it_needs_is_a_config_error(tmp_path) -> None:
     doc = {
         "sites": [{"id": "s1", "claim_key": "k" * 24}],

@@ -71,8 +71,9 @@ def planned(
     told = list(due)
     if urgent_at is not None and urgent_at - float(alert["opened_at"]) >= URGENT_AGAIN_AFTER_S:
         due += [(role, "urgent", urgent_at) for role, reason, _ in told if reason == "opened"]
-    if (over := all_clear_at(alert)) is not None:  # the roles due to be told before it was over
-        due += [(role, "cleared", over) for role in dict.fromkeys(role for role, _, at in told if at <= over)]
+    if (over := all_clear_at(alert)) is not None:  # the roles due before it was over, once really told of it
+        heard = alert.get("told") or {}  # (an all-clear never overtakes the alarm it clears, say on a retry)
+        due += [(role, "cleared", over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
     out = []
     for role, reason, at in due:
         if at > now:
