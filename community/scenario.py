@@ -421,6 +421,14 @@ class Community:
                 {"property_management", "maintenance"} <= roles,
                 ", ".join(sorted(roles)),
             )
+            freed = {
+                d["role"] for d in trapped[0].get("deliveries", []) if d["reason"] == "cleared" and d["state"] == "sent"
+            }
+            out.check(
+                "the passenger out: the all-clear reached both",
+                trapped[0]["on_site"] == "cleared" and freed == roles,
+                f"{trapped[0]['on_site']}; {', '.join(sorted(freed)) or 'nobody told'}",
+            )
         silent = [a for a in alerts if a["node_id"] == METER and a["kind"] in ("inactivity", "missed_morning")]
         out.check(
             "silent resident: wellbeing alert at the central",
