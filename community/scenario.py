@@ -34,6 +34,7 @@ from central.server import CentralServer
 from common.clock import FastClock
 from common.config import NodeConfig, parse_config
 from common.tomlwrite import dumps
+from community.checks import people_told
 from community.messages import Messages
 from community.parties import START, CentralWatcher, Resident, payload_summary
 from community.timeline import Timeline
@@ -411,44 +412,8 @@ class Community:
                 f"{len(missing)} missing, {len(doubled)} twice, seq gaps {gaps}",
             )
         alerts = self.api_get("/alerts", state="all", limit=500)["alerts"]
-        kinds = {(a["node_id"], a["kind"]) for a in alerts}
-        trapped = [a for a in alerts if a["kind"] == "entrapment"]
-        out.check("trapped passenger: one entrapment alert", len(trapped) == 1, f"{len(trapped)} alert(s)")
-        if trapped:
-            roles = set(trapped[0].get("told", {}))
-            out.check(
-                "entrapment reached property management and maintenance",
-                {"property_management", "maintenance"} <= roles,
-                ", ".join(sorted(roles)),
-            )
-            freed = {
-                d["role"] for d in trapped[0].get("deliveries", []) if d["reason"] == "cleared" and d["state"] == "sent"
-            }
-            out.check(
-                "the passenger out: the all-clear reached both",
-                trapped[0]["on_site"] == "cleared" and freed == roles,
-                f"{trapped[0]['on_site']}; {', '.join(sorted(freed)) or 'nobody told'}",
-            )
-        silent = [a for a in alerts if a["node_id"] == METER and a["kind"] in ("inactivity", "missed_morning")]
-        out.check(
-            "silent resident: wellbeing alert at the central",
-            bool(silent),
-            ", ".join(sorted(k for _, k in kinds if _ == METER)),
-        )
-        roles = {role for a in silent for role in a.get("told", {})}
-        out.check(
-            "wellbeing alert reached family and social worker",
-            {"family", "social_worker"} <= roles,
-            ", ".join(sorted(roles)),
-        )
         asked = self.api_get(f"/residents/{SITE}/B12-301")["check_ins"]["recent"]
-        out.check(
-            "the silent resident was asked first; no answer, so her family was told when due",
-            [c["outcome"] for c in asked] == ["told"],
-            ", ".join(f"{c['asked_for']}: {c['outcome']}" for c in asked) or "never asked",
-        )
-        by_link = [a["acknowledged_by"] for a in silent if "短信链接" in (a.get("acknowledged_by") or "")]
-        out.check("the social worker answered from her phone (acknowledgement link)", bool(by_link), ", ".join(by_link))
+        people_told(out.check, alerts, asked, METER)
         out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(
