@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from central.kinds import CENTRAL_KINDS, clock_text, kind_group
+from central.kinds import CENTRAL_KINDS, RIDE_STATUSES, clock_text, kind_group
 from common.catalogue import ALERT_FIELDS
 
 # the nodes' roles (a node_silent alert names its node's), and what stops while a node of that role is silent
@@ -42,17 +42,13 @@ KIOSK_PARTS: dict[str, tuple[str, str]] = {
     "screen": ("屏幕", "按钮仍可叫车，语音照常提示"),
     "font": ("中文字体", "屏幕文字可能显示成别的字形"),
 }
-KIOSK_STATES: dict[str, str] = {
-    "idle": "当时没有在叫车",
-    "requesting": "当时正在发出叫车",
-    "searching": "当时正在找车",
-    "assigned": "当时司机已接单",
-    "car_late": "当时车辆已迟到",
-    "arrived": "当时车已到达",
-    "no_car": "当时无车可派",
-    "cancelled": "当时叫车刚取消",
-    "offline": "当时叫车屏连不上中心",
-    "error": "当时叫车出错",
+# what the kiosk's screen showed when help was asked: the ride statuses the central names, and the kiosk's own
+KIOSK_OWN_STATES = {
+    "idle": "没有在叫车",
+    "requesting": "正在发出叫车",
+    "car_late": "车辆已迟到",
+    "offline": "连不上中心",
+    "error": "叫车出错",
 }
 # a home's own inputs (meter_node/home_devices.py)
 HOME_DEVICES: dict[str, str] = {"ok_button": "“我很好”按钮", "away_button": "“外出”按钮", "door": "门磁"}
@@ -247,8 +243,9 @@ def _kiosk(kind: str, p: Mapping[str, Any]) -> list[str]:
         return []
     how = "长按叫车按钮" if p.get("source") == "button" else "在叫车屏上"
     out = [f"有人{how}求助：请尽快打电话或到场"]
-    if (state := KIOSK_STATES.get(str(p.get("kiosk_state")))) is not None:
-        out.append(state + (f"，车牌 {p['plate']}" if p.get("plate") else ""))
+    state = str(p.get("kiosk_state"))
+    if (shown := KIOSK_OWN_STATES.get(state) or RIDE_STATUSES.get(state, ("",))[0]) != "":
+        out.append(f"当时{shown}" + (f"，车牌 {p['plate']}" if p.get("plate") else ""))
     return out
 
 
