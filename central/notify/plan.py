@@ -16,6 +16,7 @@ from central.notify.config import ChannelSection
 from common.catalogue import SEVERITY_RANK
 
 URGENT_AGAIN_AFTER_S = 1.0  # an alert urgent from its first event is not "turned urgent" a second time
+ALL_CLEAR_WITHIN_S = 3600.0  # an all-clear later than this after the clear is news to nobody (nor sent on an upgrade)
 # a clear that does not say it is over sends no all-clear: the kiosk closes a help request on a timer, not when help
 # came; a silence cleared because a newer one took over is told as that one
 NOT_OVER_KINDS = frozenset({"help_requested"})
@@ -71,7 +72,8 @@ def planned(
     told = list(due)
     if urgent_at is not None and urgent_at - float(alert["opened_at"]) >= URGENT_AGAIN_AFTER_S:
         due += [(role, "urgent", urgent_at) for role, reason, _ in told if reason == "opened"]
-    if (over := all_clear_at(alert)) is not None:  # the roles due before it was over, once really told of it
+    over = all_clear_at(alert)
+    if over is not None and now - over <= ALL_CLEAR_WITHIN_S:  # the roles due before it was over, once told of it
         heard = alert.get("told") or {}  # (an all-clear never overtakes the alarm it clears, say on a retry)
         due += [(role, "cleared", over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
     out = []

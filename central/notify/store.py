@@ -107,7 +107,8 @@ _DEFER = "UPDATE notify_deliveries SET next_at = ?, lease_until = NULL WHERE id 
 _DROP_RESOLVED = (
     "UPDATE notify_deliveries SET state = 'dropped', ended_at = ?, lease_until = NULL,"
     " last_error = 'not sent: the alert was resolved first'"
-    " WHERE state = 'pending' AND alert IN (SELECT id FROM alerts WHERE state = 'resolved') {only}"
+    " WHERE state = 'pending' AND reason <> 'cleared' AND alert IN (SELECT id FROM alerts WHERE state = 'resolved')"
+    " {only}"
 )
 _FAILED_OF = "SELECT id, alert, role, recipients FROM notify_deliveries WHERE state = 'failed' AND alert {match}"
 _REOPEN = (
@@ -192,7 +193,7 @@ class NotifyStore:
 
     def drop_resolved(self, now: float, delivery: int | None = None) -> int:
         """Pending deliveries of resolved alerts (or only ``delivery``) end unsent at ``now``: an alarm about
-        something already over is never sent late."""
+        something already over is never sent late. An all-clear is not an alarm: it still goes."""
         with self.db.write() as tx:
             if delivery is None:
                 return tx.execute(_DROP_RESOLVED.format(only=""), (now,))

@@ -30,6 +30,7 @@ from common.clock import Clock
 
 log = logging.getLogger("central.notify")
 RESCAN_S = 5.0  # alerts are planned again at least this often (escalations come due with time alone)
+RESOLVED_SCAN = 200  # the newest resolved alerts looked at for an all-clear still to plan
 LINK_SECRET = "ack_link"
 
 
@@ -166,10 +167,14 @@ class Notifier:
     def _scan(self, now: float) -> None:
         self._last_scan = time.monotonic()
         alerts = self.store.alerts.page("open", None, 5000) + self.store.alerts.page("acknowledged", None, 5000)
-        views = self._views(alerts, now)
+        # the newest resolved ones over on site: the desk resolving it a moment after the clear must not swallow the
+        # all-clear (only that is planned for them)
+        over = [a for a in self.store.alerts.page("resolved", None, RESOLVED_SCAN) if a["on_site"] == "cleared"]
+        views = self._views(alerts + over, now)
         plans, next_due = [], float("inf")
         for view in views:
-            plans += [p for p in planned(view, view.get("urgent_at"), self.settings.channels_for, now)]
+            found = planned(view, view.get("urgent_at"), self.settings.channels_for, now)
+            plans += [p for p in found if view["state"] != "resolved" or p.reason == "cleared"]
             esc = view.get("escalation") or {}
             if esc.get("state") == "pending":
                 next_due = min(next_due, float(esc["due_at"]))
@@ -181,7 +186,7 @@ class Notifier:
         self._known = {p.key for p in plans}  # only the active alerts' keys: the set never outgrows them
         self._next_due = next_due
         self.notify.drop_resolved(now)
-        self._reopen_corrected(views, now)
+        self._reopen_corrected(views[: len(alerts)], now)
 
     def _reopen_corrected(self, views: list[dict[str, Any]], now: float) -> None:
         """A delivery that failed for good (an invalid number) is tried again once its role's contacts are not
@@ -224,7 +229,7 @@ class Notifier:
             self.notify.defer(row["id"], now + wait)
             return
         alert = self.store.alerts.get(row["alert"])
-        if alert.get("state") == "resolved":  # resolved since it was claimed: never sent late
+        if alert.get("state") == "resolved" and row["reason"] != "cleared":  # resolved since claimed: never late
             self.notify.drop_resolved(now, row["id"])
             return
         view = self._views([alert], now)[0]
