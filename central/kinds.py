@@ -1,8 +1,8 @@
-"""Every event kind and role in words (Chinese first, then English), and an alert's reasoning in words.
+"""Every event kind and role in words (Chinese first, then English); an alert's reasoning is central/reasons.py.
 
 One place for what people read: the duty console gets it through ``GET /api/v1/catalogue`` and every alert view
-(``title_zh``; an alert's ``reasons`` are central/reasons.py), the notifier writes its messages from it. A kind nobody named here is still shown,
-by its code, and ``tests/test_console_kinds.py`` fails when the event catalogue has a kind without a name.
+(``title_zh``), the notifier writes its messages from it. A kind nobody named here is still shown, by its code,
+and ``tests/test_console_kinds.py`` fails when the event catalogue has a kind without a name.
 """
 
 from __future__ import annotations

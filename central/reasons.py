@@ -244,7 +244,7 @@ def _kiosk(kind: str, p: Mapping[str, Any]) -> list[str]:
     how = "长按叫车按钮" if p.get("source") == "button" else "在叫车屏上"
     out = [f"有人{how}求助：请尽快打电话或到场"]
     state = str(p.get("kiosk_state"))
-    if (shown := KIOSK_OWN_STATES.get(state) or RIDE_STATUSES.get(state, ("",))[0]) != "":
+    if shown := KIOSK_OWN_STATES.get(state) or RIDE_STATUSES.get(state, ("",))[0]:
         out.append(f"当时{shown}" + (f"，车牌 {p['plate']}" if p.get("plate") else ""))
     return out
 
@@ -257,7 +257,7 @@ def _node(kind: str, p: Mapping[str, Any]) -> list[str]:
     return [*out, "在恢复前它的报警可能送不出：请检查或重启设备", *_detail(p, "last_error")]
 
 
-def _silent(kind: str, p: Mapping[str, Any]) -> list[str]:
+def _silent(p: Mapping[str, Any]) -> list[str]:
     """A ``node_silent`` alert's words: which node, since when, what it stops, what to check or that it is back."""
     role = str(p.get("role") or "")
     what = NODE_ROLES.get(role, "设备")
@@ -307,13 +307,11 @@ def reasons(kind: str, payload: Mapping[str, Any] | Any, cleared: bool = False) 
     ``cleared`` on site, why it cleared first."""
     p = payload if isinstance(payload, Mapping) else {}
     if kind in CENTRAL_KINDS:
-        out = _silent(kind, p)
+        out = _silent(p)
     else:
         out = WORDS[kind_group(kind)](kind, p)
         out = _cleared(kind, p, out) if cleared else out
     if not out:  # a kind without its own words: say what the node sent, plainly (not the alert book's own fields)
-        plain = {k: v for k, v in p.items() if k not in ALERT_FIELDS or k == "reason"}
-        out = [f"{k}：{v}" for k, v in plain.items() if isinstance(v, str | int | float) and not isinstance(v, bool)][
-            :6
-        ]
+        plain = [(k, v) for k, v in p.items() if k not in ALERT_FIELDS or k == "reason"]
+        out = [f"{k}：{v}" for k, v in plain if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
     return out

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def _handled_at(alert: dict[str, Any]) -> float | None:
     """When it was first acknowledged or resolved, or reported over on site: after that nobody is escalated to (the
     social worker is not told of a silence the resident ended by using water before it was due)."""
-    cleared = alert.get("cleared_at") if alert.get("on_site") == "cleared" else None
+    cleared = alert["cleared_at"] if alert["cleared_on_site"] else None
     times = [t for t in (alert.get("acknowledged_at"), alert.get("resolved_at"), cleared) if t is not None]
     return min(times) if times else None
 
@@ -59,7 +59,7 @@ def alert_view(
     alert.update(
         urgent_at=urgent_at,
         title_zh=kind_zh(alert["kind"]),
-        reasons=reasons(alert["kind"], payload, alert.get("on_site") == "cleared"),
+        reasons=reasons(alert["kind"], payload, alert["cleared_on_site"]),
     )
     return alert
 

@@ -24,7 +24,7 @@ def people_told(check: Check, alerts: list[dict[str, Any]], asked: list[dict[str
         freed = {d["role"] for d in sent}
         check(
             "the passenger out: the all-clear reached both",
-            trapped[0]["on_site"] == "cleared" and freed == roles,
+            trapped[0]["cleared_on_site"] and freed == roles,
             f"{trapped[0]['on_site']}; {', '.join(sorted(freed)) or 'nobody told'}",
         )
     silent = [a for a in alerts if a["node_id"] == meter and a["kind"] in ("inactivity", "missed_morning")]

@@ -205,7 +205,7 @@ def test_plan_tells_first_roles_at_once_the_social_worker_on_escalation_and_agai
 def test_an_all_clear_goes_to_the_roles_really_told_and_never_before_their_alarm() -> None:
     sms = [channel(id="sms", type="sms", url="http://x")]
     view: dict[str, Any] = {"id": 5, "site": "s", "kind": "inactivity", "severity": "warning", "opened_at": 100.0,
-                            "notified": [{"role": "family", "at": 100.0}], "on_site": "cleared", "cleared_at": 200.0,
+                            "notified": [{"role": "family", "at": 100.0}], "cleared_on_site": True, "cleared_at": 200.0,
                             "payload": {"reason": "use"}, "told": {}}  # fmt: skip
     # the family's alarm still retrying (the gateway down) when she used water: the all-clear waits for it
     assert [p.key for p in planned(view, None, lambda r, s: sms, 250.0)] == ["a5:family:sms:opened"]

@@ -113,7 +113,7 @@ def compose(
     lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
     if reason == "cleared":
         lines.append(f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）")
-    lines += reasons(str(alert.get("kind", "")), payload, alert.get("on_site") == "cleared")
+    lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
         lines.append(f"{alert['acknowledged_by']} 已确认在处理")
     return Message(

@@ -26,7 +26,7 @@ NOT_OVER_REASONS = frozenset({"superseded"})
 def all_clear_at(alert: Mapping[str, Any]) -> float | None:
     """When the node reported the alert's condition over, if that clear tells people it is over; else None."""
     cleared_at = alert.get("cleared_at")
-    if alert.get("on_site") != "cleared" or cleared_at is None or alert.get("kind") in NOT_OVER_KINDS:
+    if not alert.get("cleared_on_site") or cleared_at is None or alert.get("kind") in NOT_OVER_KINDS:
         return None
     payload = alert.get("payload") or {}
     return None if payload.get("reason") in NOT_OVER_REASONS else float(cleared_at)

@@ -22,7 +22,7 @@ from central.notify.channels import send
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, make_link
 from central.notify.message import compose
-from central.notify.plan import planned
+from central.notify.plan import ALL_CLEAR_WITHIN_S, planned
 from central.notify.retry import Outcome, delay_after
 from central.notify.store import NotifyStore
 from central.storage import StorageError, Store
@@ -169,7 +169,8 @@ class Notifier:
         alerts = self.store.alerts.page("open", None, 5000) + self.store.alerts.page("acknowledged", None, 5000)
         # the newest resolved ones over on site: the desk resolving it a moment after the clear must not swallow the
         # all-clear (only that is planned for them)
-        over = [a for a in self.store.alerts.page("resolved", None, RESOLVED_SCAN) if a["on_site"] == "cleared"]
+        resolved = self.store.alerts.page("resolved", None, RESOLVED_SCAN)
+        over = [a for a in resolved if a["cleared_on_site"] and now - a["cleared_at"] <= ALL_CLEAR_WITHIN_S]
         views = self._views(alerts + over, now)
         plans, next_due = [], float("inf")
         for view in views:

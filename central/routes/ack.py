@@ -1,6 +1,7 @@
 """The acknowledgement link's page: a family member or social worker answers an alert from a phone.
 
-``GET /ack/{token}`` shows what happened (with its reasons, and whether it is over on site) and two buttons, "我已知晓" (I know) and "我去看看" (I'm going to look);
+``GET /ack/{token}`` shows what happened (with its reasons, and whether it is over on site) and two buttons,
+"我已知晓" (I know) and "我去看看" (I'm going to look);
 ``POST`` records the answer once per choice, in the alert's timeline with the name the link was sent to, and
 acknowledges the alert when it is still open (which stops the escalation to the social worker). A GET never
 changes anything: messaging apps open links to preview them.
@@ -64,9 +65,10 @@ def _summary(central: Central, claim: LinkClaim) -> str:
     resident = alert["payload"].get("resident") if isinstance(alert["payload"], dict) else None
     where = " ".join(str(x) for x in (node.get("location"), resident and f"住户 {resident}") if x)
     state = {"open": "尚无人确认", "acknowledged": f"{alert.get('acknowledged_by') or ''} 已确认", "resolved": "已解决"}
-    cleared = alert["on_site"] == "cleared"
-    over = f'<div class="over">现场已解除 {clock_text(alert["cleared_at"])}</div>' if cleared else ""
-    why = "".join(f"<li>{html.escape(line)}</li>" for line in reasons(alert["kind"], alert["payload"], cleared))
+    over = f'<div class="over">现场已解除 {clock_text(alert["cleared_at"])}</div>' if alert["cleared_on_site"] else ""
+    why = "".join(
+        f"<li>{html.escape(line)}</li>" for line in reasons(alert["kind"], alert["payload"], alert["cleared_on_site"])
+    )
     return (
         f'<div class="card"><h1>{html.escape(kind_zh(alert["kind"]))}</h1>'
         f"<div>{html.escape(where)}</div><div>发生于 {clock_text(alert['raised_at'])}</div>{over}"
