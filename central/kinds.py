@@ -101,6 +101,16 @@ RIDE_STATUSES: dict[str, tuple[str, str]] = {
     "cancelled": ("已取消", "Cancelled"),
 }
 
+# why a notification went (central/notify/plan.py's reasons): the message's first line and the console's timeline
+DELIVERY_REASONS: dict[str, tuple[str, str]] = {
+    "opened": ("新告警", "New alert"),
+    "urgent": ("已升级为紧急", "Turned urgent"),
+    "escalated": ("无人确认，通知社工", "Nobody acknowledged: escalated"),
+    "resent": ("再次通知", "Sent again"),
+    "cleared": ("现场已解除", "Over on site"),
+    "resolved": ("已处理完毕", "Closed by a person"),
+}
+
 # a lift entrapment has a 30-minute rescue arrival target (TSG T5002, REFERENCE.md)
 TARGET_MINUTES: dict[str, int] = {"entrapment": 30}
 
@@ -129,6 +139,7 @@ def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
         "severities": {k: {"zh": zh, "en": en} for k, (zh, en) in SEVERITIES.items()},
         "alert_states": {k: {"zh": zh, "en": en} for k, (zh, en) in ALERT_STATES.items()},
         "ride_statuses": {k: {"zh": zh, "en": en} for k, (zh, en) in RIDE_STATUSES.items()},
+        "delivery_reasons": {k: {"zh": zh, "en": en} for k, (zh, en) in DELIVERY_REASONS.items()},
         "targets_min": dict(TARGET_MINUTES),
     }
 

@@ -284,6 +284,7 @@ def test_a_message_that_failed_for_good_or_was_never_sent_says_so_on_the_board_a
         page.wait_for_selector("#timeline")
         steps = page.inner_text("#timeline")
         assert "无法送达，不再重试：家属 · family-sms" in steps and "IncorrectPhoneNumber" in steps
+        assert "发送失败：家属（王丽） · family-sms（新告警）" in steps  # what each delivery was to tell
         assert axe_violations(page) == []
         done = requests.post(f"{central.url}/api/v1/alerts/{alert['id']}/resolve", json={"note": "已电话联系家属"},
                              headers=central.operator_headers, timeout=10)  # fmt: skip

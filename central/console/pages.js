@@ -17,9 +17,10 @@ export function timeline(a, cat) {
     steps.push([l.at, what, l.note || "", false]);
   }
   for (const d of a.deliveries || []) {
+    const why = ((cat.delivery_reasons || {})[d.reason] || {}).zh, told = why ? `（${why}）` : "";
     for (const t of d.attempt_log || []) {
       const who = (d.recipients || []).map((c) => c.name).join("、");
-      steps.push([t.at, `${t.ok ? "已送达" : "发送失败"}：${roleZh(cat, d.role)}${who ? "（" + who + "）" : ""} · ${d.channel}`, t.ok ? "" : t.detail, !t.ok]);
+      steps.push([t.at, `${t.ok ? "已送达" : "发送失败"}：${roleZh(cat, d.role)}${who ? "（" + who + "）" : ""} · ${d.channel}${told}`, t.ok ? "" : t.detail, !t.ok]);
     }
     if (d.ended_at && d.state === "dropped") steps.push([d.ended_at, `未发送：${roleZh(cat, d.role)} · ${d.channel}`, "告警已先解决，过时的提醒不再发出", false]);
     if (d.ended_at && d.state === "failed") steps.push([d.ended_at, `无法送达，不再重试：${roleZh(cat, d.role)} · ${d.channel}（请电话联系）`, d.last_error || "", true]);

@@ -11,16 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.kinds import SEVERITIES, clock_text, kind_zh, role_zh
+from central.kinds import DELIVERY_REASONS, SEVERITIES, clock_text, kind_zh, role_zh
 from central.reasons import reasons
 
-REASON_ZH = {
-    "opened": "新告警",
-    "urgent": "已升级为紧急",
-    "escalated": "无人确认，通知社工",
-    "resent": "再次通知",
-    "cleared": "现场已解除",
-}
+OVER_TITLES = {"cleared": "已解除", "resolved": "已处理"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
 
 
@@ -103,19 +97,20 @@ def _since(alert: Mapping[str, Any]) -> str:
 def compose(
     alert: Mapping[str, Any], role: str, reason: str, contacts: Sequence[Mapping[str, str]], key: str, link: str = ""
 ) -> Message:
-    """The message telling ``role`` about ``alert`` (an alert view) for ``reason`` (opened, urgent, escalated)."""
+    """The message telling ``role`` about ``alert`` (an alert view) for ``reason`` (opened, urgent, escalated,
+    cleared, resolved)."""
     severity = str(alert.get("severity", "info"))
-    payload = alert.get("payload") if isinstance(alert.get("payload"), Mapping) else {}
-    flat = payload.get("resident") if isinstance(payload, Mapping) else None
+    raw = alert.get("payload")
+    payload: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    flat = payload.get("resident")
     where = " ".join(str(p) for p in (alert.get("location"), flat and f"住户 {flat}") if p)
-    sev = "已解除" if reason == "cleared" else SEVERITIES.get(severity, (severity, ""))[0]
+    sev = OVER_TITLES.get(reason) or SEVERITIES.get(severity, (severity, ""))[0]
     title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
-    lines = [f"{REASON_ZH.get(reason, reason)} · 通知{role_zh(role)}", _since(alert)]
-    if reason == "cleared":
-        lines.append(f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）")
-    lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
-    if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
-        lines.append(f"{alert['acknowledged_by']} 已确认在处理")
+    lines = [
+        f"{DELIVERY_REASONS.get(reason, (reason, ''))[0]} · 通知{role_zh(role)}",
+        _since(alert),
+        *_body(alert, reason, payload),
+    ]
     return Message(
         key=key,
         alert=int(alert["id"]),
@@ -129,3 +124,17 @@ def compose(
         link=link,
         contacts=tuple(dict(c) for c in contacts if isinstance(c, Mapping)),
     )
+
+
+def _body(alert: Mapping[str, Any], reason: str, payload: Mapping[str, Any]) -> list[str]:
+    """What the message says after whom it tells and since when: why (the alert's reasoning); for a person's
+    resolution only who closed it, when, and their note (the alarm's reasons asked to act)."""
+    if reason == "resolved":
+        note = alert.get("resolve_note")
+        closed = f"{clock_text(alert.get('resolved_at'))} 由 {alert.get('resolved_by') or '值班'} 处理并关闭"
+        return [closed, *([f"处理说明：{note}"] if note else [])]
+    lines = [f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）"] if reason == "cleared" else []
+    lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
+    if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):
+        lines.append(f"{alert['acknowledged_by']} 已确认在处理")
+    return lines

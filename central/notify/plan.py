@@ -3,7 +3,9 @@ channels and the time. The worker stores each planned delivery once (by its key)
 
 Reasons: ``opened`` (the roles told at once), ``escalated`` (the held-back roles, e.g. the social worker, once
 nobody acknowledged in time), ``urgent`` (the roles told at once are told again when a warning turns urgent),
-``cleared`` (the all-clear: once the node reports the condition over, every role told of it before is told so).
+``cleared`` (the all-clear: once the node reports the condition over, every role told of it before is told so),
+``resolved`` (a person closed an alert the node had not reported over: the roles told of it are told so, with the
+note).
 """
 
 from __future__ import annotations
@@ -16,20 +18,27 @@ from central.notify.config import ChannelSection
 from common.catalogue import SEVERITY_RANK
 
 URGENT_AGAIN_AFTER_S = 1.0  # an alert urgent from its first event is not "turned urgent" a second time
-ALL_CLEAR_WITHIN_S = 3600.0  # an all-clear later than this after the clear is news to nobody (nor sent on an upgrade)
+ALL_CLEAR_WITHIN_S = 3600.0  # the news that it is over, later than this after it, is news to nobody (nor on an upgrade)
 # a clear that does not say it is over sends no all-clear: the kiosk closes a help request on a timer, not when help
-# came; a silence cleared because a newer one took over is told as that one
+# came (the desk's resolution says it); a silence cleared because a newer one took over is told as that one
 NOT_OVER_KINDS = frozenset({"help_requested"})
 NOT_OVER_REASONS = frozenset({"superseded"})
+OVER_REASONS = frozenset({"cleared", "resolved"})  # the news that it is over: asks nothing, and goes after resolution
 
 
-def all_clear_at(alert: Mapping[str, Any]) -> float | None:
-    """When the node reported the alert's condition over, if that clear tells people it is over; else None."""
-    cleared_at = alert.get("cleared_at")
-    if not alert.get("cleared_on_site") or cleared_at is None or alert.get("kind") in NOT_OVER_KINDS:
-        return None
+def over_news(alert: Mapping[str, Any]) -> tuple[str, float] | None:
+    """How the roles told of ``alert`` learn it is over, and from when: ``cleared`` when the node reported the
+    condition over, ``resolved`` when a person closed it first; None while neither, or for a silence a newer one
+    took over."""
     payload = alert.get("payload") or {}
-    return None if payload.get("reason") in NOT_OVER_REASONS else float(cleared_at)
+    if alert.get("cleared_on_site") and payload.get("reason") in NOT_OVER_REASONS:
+        return None
+    news = []
+    if alert.get("cleared_on_site") and alert.get("cleared_at") is not None and alert.get("kind") not in NOT_OVER_KINDS:
+        news.append(("cleared", float(alert["cleared_at"])))
+    if alert.get("state") == "resolved" and alert.get("resolved_at") is not None:
+        news.append(("resolved", float(alert["resolved_at"])))
+    return min(news, key=lambda n: n[1], default=None)  # the first news: one message says it is over
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,8 @@ class Planned:
 
 
 def urgency(severity: str, reason: str) -> int:
-    """An alert's severity rank (info 0, warning 1, urgent 2); an all-clear after everything else (-1)."""
-    return -1 if reason == "cleared" else SEVERITY_RANK.get(severity, 0)
+    """An alert's severity rank (info 0, warning 1, urgent 2); the news that it is over after everything else (-1)."""
+    return -1 if reason in OVER_REASONS else SEVERITY_RANK.get(severity, 0)
 
 
 def delivery_key(alert: int, role: str, channel: str, reason: str) -> str:
@@ -72,10 +81,11 @@ def planned(
     told = list(due)
     if urgent_at is not None and urgent_at - float(alert["opened_at"]) >= URGENT_AGAIN_AFTER_S:
         due += [(role, "urgent", urgent_at) for role, reason, _ in told if reason == "opened"]
-    over = all_clear_at(alert)
-    if over is not None and now - over <= ALL_CLEAR_WITHIN_S:  # the roles due before it was over, once told of it
-        heard = alert.get("told") or {}  # (an all-clear never overtakes the alarm it clears, say on a retry)
-        due += [(role, "cleared", over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
+    news = over_news(alert)
+    if news is not None and now - news[1] <= ALL_CLEAR_WITHIN_S:  # the roles due before it was over, once told of it
+        heard = alert.get("told") or {}  # (the news never overtakes the alarm it ends, say on a retry)
+        reason, over = news
+        due += [(role, reason, over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
     out = []
     for role, reason, at in due:
         if at > now:

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from central.notify.plan import Planned
+from central.notify.plan import OVER_REASONS, Planned
 from central.notify.retry import Outcome
 from central.storage import Component, Database, Migration, Tx
 from central.storage.changes import ChangeFeed
@@ -107,7 +107,8 @@ _DEFER = "UPDATE notify_deliveries SET next_at = ?, lease_until = NULL WHERE id 
 _DROP_RESOLVED = (
     "UPDATE notify_deliveries SET state = 'dropped', ended_at = ?, lease_until = NULL,"
     " last_error = 'not sent: the alert was resolved first'"
-    " WHERE state = 'pending' AND reason <> 'cleared' AND alert IN (SELECT id FROM alerts WHERE state = 'resolved')"
+    " WHERE state = 'pending' AND reason NOT IN (" + ", ".join(f"'{r}'" for r in sorted(OVER_REASONS)) + ")"
+    " AND alert IN (SELECT id FROM alerts WHERE state = 'resolved')"
     " {only}"
 )
 _FAILED_OF = "SELECT id, alert, role, recipients FROM notify_deliveries WHERE state = 'failed' AND alert {match}"
@@ -193,7 +194,7 @@ class NotifyStore:
 
     def drop_resolved(self, now: float, delivery: int | None = None) -> int:
         """Pending deliveries of resolved alerts (or only ``delivery``) end unsent at ``now``: an alarm about
-        something already over is never sent late. An all-clear is not an alarm: it still goes."""
+        something already over is never sent late. The news that it is over is not an alarm: it still goes."""
         with self.db.write() as tx:
             if delivery is None:
                 return tx.execute(_DROP_RESOLVED.format(only=""), (now,))

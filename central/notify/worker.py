@@ -22,7 +22,7 @@ from central.notify.channels import send
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, make_link
 from central.notify.message import compose
-from central.notify.plan import ALL_CLEAR_WITHIN_S, planned
+from central.notify.plan import ALL_CLEAR_WITHIN_S, OVER_REASONS, over_news, planned
 from central.notify.retry import Outcome, delay_after
 from central.notify.store import NotifyStore
 from central.storage import StorageError, Store
@@ -30,7 +30,7 @@ from common.clock import Clock
 
 log = logging.getLogger("central.notify")
 RESCAN_S = 5.0  # alerts are planned again at least this often (escalations come due with time alone)
-RESOLVED_SCAN = 200  # the newest resolved alerts looked at for an all-clear still to plan
+RESOLVED_SCAN = 200  # the newest resolved alerts looked at for the news that they are over, still to plan
 LINK_SECRET = "ack_link"
 
 
@@ -167,15 +167,15 @@ class Notifier:
     def _scan(self, now: float) -> None:
         self._last_scan = time.monotonic()
         alerts = self.store.alerts.page("open", None, 5000) + self.store.alerts.page("acknowledged", None, 5000)
-        # the newest resolved ones over on site: the desk resolving it a moment after the clear must not swallow the
-        # all-clear (only that is planned for them)
+        # the newest resolved ones: the news that they are over is planned for them, and only that (the desk
+        # resolving it a moment after the clear must not swallow the all-clear)
         resolved = self.store.alerts.page("resolved", None, RESOLVED_SCAN)
-        over = [a for a in resolved if a["cleared_on_site"] and now - a["cleared_at"] <= ALL_CLEAR_WITHIN_S]
+        over = [a for a in resolved if (news := over_news(a)) and now - news[1] <= ALL_CLEAR_WITHIN_S]
         views = self._views(alerts + over, now)
         plans, next_due = [], float("inf")
         for view in views:
             found = planned(view, view.get("urgent_at"), self.settings.channels_for, now)
-            plans += [p for p in found if view["state"] != "resolved" or p.reason == "cleared"]
+            plans += [p for p in found if view["state"] != "resolved" or p.reason in OVER_REASONS]
             esc = view.get("escalation") or {}
             if esc.get("state") == "pending":
                 next_due = min(next_due, float(esc["due_at"]))
@@ -230,14 +230,14 @@ class Notifier:
             self.notify.defer(row["id"], now + wait)
             return
         alert = self.store.alerts.get(row["alert"])
-        if alert.get("state") == "resolved" and row["reason"] != "cleared":  # resolved since claimed: never late
+        if alert.get("state") == "resolved" and row["reason"] not in OVER_REASONS:  # resolved since claimed: not late
             self.notify.drop_resolved(now, row["id"])
             return
         view = self._views([alert], now)[0]
         contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
         names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
-        # an all-clear asks nothing: no acknowledgement link
-        link = "" if row["reason"] == "cleared" else self._link(view, row["role"], names, row["key"])
+        # the news that it is over asks nothing: no acknowledgement link
+        link = "" if row["reason"] in OVER_REASONS else self._link(view, row["role"], names, row["key"])
         message = compose(view, row["role"], row["reason"], contacts, row["key"], link)
         started = time.monotonic()
         outcome = send(channel, message, self.settings.timeout_s)
