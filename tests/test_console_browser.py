@@ -329,7 +329,7 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
     """The page a family member or social worker opens from the SMS, at 390 px: what happened, the two buttons,
     the answer recorded; and the page of a tampered link."""
     from community.receivers import WebhookReceiver
-    from tests.test_notify_delivery import CONTACTS, clear_silence, notify_section, raise_silence
+    from tests.test_notify_delivery import CONTACTS, clear_silence, notify_section, raise_silence, resolve
 
     hooks = WebhookReceiver().start()
     try:
@@ -354,6 +354,11 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
         page.goto(link)
         page.wait_for_selector("text=现场已解除")
         assert "现场已解除：又用水了" in page.inner_text("main") and axe_violations(page) == []
+        resolve(central, "社工已电话联系，老人平安")  # closed by the desk: who, when, the note, and no buttons
+        page.goto(link)
+        page.wait_for_selector("text=不需要您再回复")
+        assert "处理说明：社工已电话联系，老人平安" in page.inner_text("main") and page.query_selector("button") is None
+        assert no_sideways_scroll(page) and axe_violations(page) == []
         page.goto(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
         page.wait_for_selector("text=链接无效")
         assert axe_violations(page) == []

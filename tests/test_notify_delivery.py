@@ -286,6 +286,8 @@ def test_a_person_closing_an_alert_the_node_has_not_cleared_tells_who_was_told_w
         told["lines"][0] == "已处理完毕 · 通知家属" and "处理说明：社工已联系上，老人在医院复诊，平安" in told["lines"]
     )
     assert any(line.endswith("处理并关闭") for line in told["lines"]) and "请" not in told["text"]  # asks nothing
+    page = requests.get(hooks.received[0].json()["ack_url"], timeout=5).text  # the alarm's link, opened late
+    assert "不需要您再回复" in page and "处理说明：社工已联系上" in page and "<button" not in page
     central.clock.advance(700)  # past the escalation: the social worker, never told, is not told it is over
     clear_silence(central, token, "use")  # her water, later: the family already knows it is over
     raise_silence(central, token, alert_id="b12-402:inactivity", resident="B12-402")  # a later alert's message

@@ -1,7 +1,7 @@
 """The acknowledgement link's page: a family member or social worker answers an alert from a phone.
 
 ``GET /ack/{token}`` shows what happened (with its reasons, and whether it is over on site) and two buttons,
-"我已知晓" (I know) and "我去看看" (I'm going to look);
+"我已知晓" (I know) and "我去看看" (I'm going to look), or, once a person closed it, who did, when and their note;
 ``POST`` records the answer once per choice, in the alert's timeline with the name the link was sent to, and
 acknowledges the alert when it is still open (which stops the escalation to the social worker). A GET never
 changes anything: messaging apps open links to preview them.
@@ -14,6 +14,7 @@ import hashlib
 import html
 import logging
 import urllib.parse
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -59,12 +60,19 @@ def _claim(central: Central, token: str) -> LinkClaim:
     return read_token(central.notify.secret(LINK_SECRET), token, central.clock.wall())
 
 
-def _summary(central: Central, claim: LinkClaim) -> str:
-    alert = central.store.alerts.get(claim.alert)
+def _state(alert: dict[str, Any]) -> str:
+    """Where the alert stands, in words; a resolved one with who closed it, when and their note."""
+    if alert["state"] == "resolved":
+        closed = f"已由 {alert.get('resolved_by') or '值班'} 处理并关闭（{clock_text(alert.get('resolved_at'))}）"
+        note = alert.get("resolve_note")
+        return closed + (f"。处理说明：{note}" if note else "")
+    return f"{alert.get('acknowledged_by') or ''} 已确认" if alert["state"] == "acknowledged" else "尚无人确认"
+
+
+def _summary(central: Central, claim: LinkClaim, alert: dict[str, Any]) -> str:
     node = central.store.nodes.by_id([alert["node_id"]]).get(alert["node_id"], {})
     resident = alert["payload"].get("resident") if isinstance(alert["payload"], dict) else None
     where = " ".join(str(x) for x in (node.get("location"), resident and f"住户 {resident}") if x)
-    state = {"open": "尚无人确认", "acknowledged": f"{alert.get('acknowledged_by') or ''} 已确认", "resolved": "已解决"}
     over = f'<div class="over">现场已解除 {clock_text(alert["cleared_at"])}</div>' if alert["cleared_on_site"] else ""
     why = "".join(
         f"<li>{html.escape(line)}</li>" for line in reasons(alert["kind"], alert["payload"], alert["cleared_on_site"])
@@ -73,7 +81,7 @@ def _summary(central: Central, claim: LinkClaim) -> str:
         f'<div class="card"><h1>{html.escape(kind_zh(alert["kind"]))}</h1>'
         f"<div>{html.escape(where)}</div><div>发生于 {clock_text(alert['raised_at'])}</div>{over}"
         f"<ul>{why}</ul>"
-        f"<div>状态：{html.escape(state.get(alert['state'], alert['state']))}</div>"
+        f"<div>状态：{html.escape(_state(alert))}</div>"
         f"<div>发给：{html.escape(claim.name)}（{html.escape(role_zh(claim.role))}）</div></div>"
     )
 
@@ -83,9 +91,12 @@ def ack_page(token: str, request: Request) -> HTMLResponse:
     central = get_central(request)
     try:
         claim = _claim(central, token)
-        summary = _summary(central, claim)
+        alert = central.store.alerts.get(claim.alert)
     except (LinkError, NotFound) as exc:
         return _page("链接无法使用", f'<div class="card"><h1>链接无法使用</h1><p>{html.escape(str(exc))}</p></div>')
+    summary = _summary(central, claim, alert)
+    if alert["state"] == "resolved":  # nothing left to answer: no buttons that look as if someone should go
+        return _page("告警已处理", '<div class="card done"><p>这条告警已处理完毕，不需要您再回复。</p></div>' + summary)
     buttons = "".join(
         f'<form method="post"><button name="choice" value="{k}" class="{"" if k == "known" else "second"}">'
         f"{html.escape(v)}</button></form>"
@@ -115,7 +126,7 @@ def _answer(central: Central, token: str, choice: str) -> HTMLResponse:
         central.changes.changed()
     said = "已记录，谢谢。" if new else "您之前已经回复过，已记录。"
     body = f'<div class="card done"><h1>{html.escape(CHOICES[choice])}</h1><p>{said}值班人员能看到您的回复。</p></div>'
-    return _page("已记录", body + _summary(central, claim))
+    return _page("已记录", body + _summary(central, claim, central.store.alerts.get(claim.alert)))
 
 
 @pages.post("/ack/{token}")
