@@ -1,5 +1,6 @@
 """The main job's checks of what reached people, from the central's API answers: the trapped passenger's alert and
-its all-clear, the silent resident's alert, the question asked at home first and the social worker's answer."""
+its all-clear, the silent resident's alert, the question asked at home first, the social worker's answer and her
+report on closing it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 Check = Callable[[str, bool, str], None]  # Outcome.check: name, passed, what was seen
 
 
-def people_told(check: Check, alerts: list[dict[str, Any]], asked: list[dict[str, Any]], meter: str) -> None:
-    """``alerts``: every alert view (GET /alerts?state=all); ``asked``: the resident's recent check-ins."""
+def people_told(
+    check: Check, alerts: list[dict[str, Any]], asked: list[dict[str, Any]], meter: str, closed: list[str]
+) -> None:
+    """``alerts``: every alert view (GET /alerts?state=all); ``asked``: the resident's recent check-ins; ``closed``:
+    whose phones got the message that a person closed an alert."""
     trapped = [a for a in alerts if a["kind"] == "entrapment"]
     check("trapped passenger: one entrapment alert", len(trapped) == 1, f"{len(trapped)} alert(s)")
     if trapped:
@@ -43,3 +47,11 @@ def people_told(check: Check, alerts: list[dict[str, Any]], asked: list[dict[str
     )
     by_link = [a["acknowledged_by"] for a in silent if "短信链接" in (a.get("acknowledged_by") or "")]
     check("the social worker answered from her phone (acknowledgement link)", bool(by_link), ", ".join(by_link))
+    report = [
+        d["role"] for a in silent for d in a.get("deliveries", []) if d["reason"] == "resolved" and d["state"] == "sent"
+    ]
+    check(
+        "the social worker's report reached the family and her (the alert closed, with her note)",
+        {"family", "social_worker"} <= set(report) and "daughter" in closed,
+        f"sent to {', '.join(sorted(set(report))) or 'nobody'}; SMS with the note on the phone of {', '.join(closed) or 'nobody'}",
+    )

@@ -35,6 +35,7 @@ class Messages:
         self.hooks = WebhookReceiver()
         self.mail = MailReceiver()
         self.answered: list[str] = []
+        self.closed: list[str] = []  # who was told by SMS that a person closed an alert (with the note)
         self._answering: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -74,8 +75,12 @@ class Messages:
         if got.path.startswith("/sms"):
             for number in body["to"]:
                 who = PHONE_OWNERS.get(number, number)
-                first = body["text"].splitlines()[0]
-                self.timeline.add(f"phone of {who}", f'SMS: "{first}" ({len(body["text"])} characters, with a link)')
+                lines = body["text"].splitlines()
+                note = next((line for line in lines if line.startswith("处理说明：")), None)
+                said = f'"{note}"' if note else ("with a link" if "http" in body["text"] else "no link")
+                self.timeline.add(f"phone of {who}", f'SMS: "{lines[0]}" ({len(body["text"])} characters, {said})')
+                if note:
+                    self.closed.append(who)
                 if who == "social worker Wang" and "ack" not in self.answered:
                     self._answer_link(body["text"])
         elif got.path.startswith("/wecom"):

@@ -33,6 +33,10 @@ class CentralWatcher:
     ACK_AFTER_S = {"entrapment": 60.0}
     SOCIAL_WORKER_ANSWERS = ("inactivity",)
     DEFAULT_ACK_AFTER_S = 1200.0
+    # the social worker who tapped 我去看看 is at the resident's door this long after, and the desk closes the alert
+    # with what she found (the family is told it, with the note)
+    VISIT_S = 1800.0
+    VISIT_REPORT = "社工王已上门：老人在卫生间摔倒，神志清醒，已由120送医"
 
     def __init__(self, community: Community) -> None:
         self.c = community
@@ -93,8 +97,12 @@ class CentralWatcher:
     def _operate(self, alert: dict[str, Any], now: float) -> None:
         http, url = self.c._http, self.c.central.url
         wait = self.ACK_AFTER_S.get(alert["kind"], self.DEFAULT_ACK_AFTER_S)
-        if alert["state"] == "open" and alert["kind"] in self.SOCIAL_WORKER_ANSWERS:
-            return  # the social worker answers through the link in her message (community/messages.py)
+        if alert["kind"] in self.SOCIAL_WORKER_ANSWERS:  # she answers through the link in her message
+            by_link = "短信链接" in (alert.get("acknowledged_by") or "")  # (community/messages.py)
+            if alert["state"] == "acknowledged" and by_link and now - alert["acknowledged_at"] >= self.VISIT_S:
+                http.post(f"{url}/api/v1/alerts/{alert['id']}/resolve", json={"note": self.VISIT_REPORT}, timeout=10)
+                self.c.timeline.add("operator", f"resolves {alert['kind']} with the social worker's report")
+            return
         if alert["state"] == "open" and now - alert["opened_at"] >= wait:
             http.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "on our way"}, timeout=10)
             self.c.timeline.add("operator", f"acknowledges {alert['kind']} from {alert['node_id']}")

@@ -375,6 +375,9 @@ class Community:
         self.watcher.pause(False)
         tl.add("network", "the central is back (outage over)")
         self.hold_until("23:00", lambda: "going" in self.messages.answered, "the social worker's answer")
+        self.hold_until(
+            "23:00", lambda: "daughter" in self.messages.closed, "the family told of the social worker's visit"
+        )
         self.clock.set_speed(self.speeds.day)
         tl.add("director", "end of the scripted day; waiting for the nodes to drain their outboxes")
 
@@ -413,7 +416,7 @@ class Community:
             )
         alerts = self.api_get("/alerts", state="all", limit=500)["alerts"]
         asked = self.api_get(f"/residents/{SITE}/B12-301")["check_ins"]["recent"]
-        people_told(out.check, alerts, asked, METER)
+        people_told(out.check, alerts, asked, METER, self.messages.closed)
         out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(
