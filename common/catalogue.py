@@ -45,7 +45,11 @@ MODBUS_COUNTS = ("no_response", "crc", "slave_exception", "wrong_responder", "sh
 @dataclass(frozen=True)
 class EventKind:
     """One kind of event: who sends it, its severities (the usual first; a clear may be ``info``), how it is
-    usually sent, who is told, its payload fields (names from ``common.event_fields.FIELDS``) and what it means."""
+    usually sent, who is told, its payload fields (names from ``common.event_fields.FIELDS``) and what it means.
+
+    ``reopens``: the node's re-send of the alert after a person closed it at the central opens it again (a passenger
+    is still trapped, and the node sees it). For the other kinds a person's judgement stands until the node says
+    something new: a higher severity, or a new incident."""
 
     name: str
     sender: Sender
@@ -54,6 +58,7 @@ class EventKind:
     recipients: tuple[Recipient, ...]
     payload: tuple[str, ...]
     summary: str
+    reopens: bool = False
 
 
 def _kinds(*kinds: EventKind) -> dict[str, EventKind]:
@@ -74,6 +79,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         LIFT,
         (*LIFT_FIELDS, "seconds_trapped", "in_door_zone", "label_zh", "moving", "occupancy_kind", "stillness_from"),
         "someone in a still car with the doors closed for entrapment_s (90 s): the trapped-person alert",
+        reopens=True,
     ),
     EventKind(
         "door_open_while_moving",
@@ -110,6 +116,7 @@ CATALOGUE: dict[str, EventKind] = _kinds(
         LIFT,
         (*LIFT_FIELDS, "seconds", "door_closed", "in_door_zone", "presses"),
         "the in-car alarm button held for alarm_hold_s",
+        reopens=True,
     ),
     EventKind("power_loss", "elevator", _U, "alert", LIFT, (*LIFT_FIELDS, "seconds"), "the UPS reports mains lost"),
     EventKind(

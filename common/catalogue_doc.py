@@ -24,7 +24,8 @@ def render() -> str:
                 continue
             to = ", ".join(kind.recipients) or "operators"
             fields = ", ".join(f"`{name}`" for name in kind.payload if name not in ALERT_FIELDS) or "-"
-            lines.append(f"| `{kind.name}` | {' / '.join(kind.severities)} | {to} | {fields} | {kind.summary} |")
+            what = kind.summary + ("; **re-sent after a person closed it, it opens again**" if kind.reopens else "")
+            lines.append(f"| `{kind.name}` | {' / '.join(kind.severities)} | {to} | {fields} | {what} |")
         lines.append("")
     lines += [
         f"Every alert may also carry {', '.join(f'`{name}`' for name in ALERT_FIELDS)}. The payload fields:",

@@ -109,17 +109,44 @@ def test_a_new_raise_after_resolution_opens_a_new_occurrence(central, lift):
 
 def test_still_active_on_site_after_resolution_opens_it_again(central, lift):
     incident = str(uuid.uuid4())
-    central.post_events(lift, [alert_event(LIFT, incident, "raised", 1, wall_time=time.time() - 60)])
+    trapped = {"kind": "entrapment"}
+    central.post_events(lift, [alert_event(LIFT, incident, "raised", 1, wall_time=time.time() - 60, **trapped)])
     (first,) = central.alerts()
     resolved_at = act(central, first["id"], "resolve", note="clicked by mistake").json()["resolved_at"]
-    stamped_before = alert_event(LIFT, incident, "updated", 2, wall_time=resolved_at - 30)
+    stamped_before = alert_event(LIFT, incident, "updated", 2, wall_time=resolved_at - 30, **trapped)
     central.post_events(lift, [stamped_before])  # queued before the resolution: history only
     assert [a["state"] for a in central.alerts("all")] == ["resolved"]
-    renotify = alert_event(LIFT, incident, "updated", 3, wall_time=resolved_at + 1, payload={"renotify": True})
+    renotify = alert_event(
+        LIFT, incident, "updated", 3, wall_time=resolved_at + 1, payload={"renotify": True}, **trapped
+    )
     central.post_events(lift, [renotify])  # the node still sees a trapped passenger
     again, old = central.alerts("all")
     assert again["state"] == "open" and again["occurrence"] == 2 and again["payload"] == {"renotify": True}
     assert old["id"] == first["id"] and old["count"] == 2
+
+
+def test_a_person_closing_a_silence_or_a_help_request_stands_against_its_re_sends_but_not_against_worse(central):
+    # the social worker found the resident in hospital and the desk closed the silence; the meter node, which does
+    # not hear of it, re-sent it five minutes later, and the central opened it again: her family, just told it was
+    # handled, got the urgent alarm once more, and the social worker the escalation
+    meter = central.register(METER, "meter", contacts=METER_CONTACTS)
+    kiosk = central.register("cbxc-north-gate-kiosk", "kiosk")
+    silence = {"kind": "inactivity", "recipients": ["family"], "severity": "warning"}
+    helped = {"kind": "help_requested", "recipients": ["property_management"], "severity": "warning"}
+    start = time.time() - 60
+    central.post_events(meter, [alert_event(METER, "b12-301:inactivity", "raised", 1, wall_time=start, **silence)])
+    central.post_events(kiosk, [alert_event("cbxc-north-gate-kiosk", "help-1", "raised", 1, wall_time=start, **helped)])
+    for alert in central.alerts():
+        act(central, alert["id"], "resolve", note="社工已上门：老人在医院")
+    resent = {"wall_time": time.time() + 1, "payload": {"renotify": True}}
+    central.post_events(meter, [alert_event(METER, "b12-301:inactivity", "updated", 2, **resent, **silence)])
+    central.post_events(kiosk, [alert_event("cbxc-north-gate-kiosk", "help-1", "updated", 2, **resent, **helped)])
+    assert [a["state"] for a in central.alerts("all")] == ["resolved", "resolved"]  # the re-sends: history only
+    assert sorted(a["count"] for a in central.alerts("all")) == [2, 2]
+    worse = {**silence, "severity": "urgent", "wall_time": time.time() + 2}  # the silence reached its urgent limit
+    central.post_events(meter, [alert_event(METER, "b12-301:inactivity", "updated", 3, **worse)])
+    again = [a for a in central.alerts("all") if a["state"] == "open"]
+    assert [(a["kind"], a["occurrence"], a["severity"]) for a in again] == [("inactivity", 2, "urgent")]
 
 
 def test_same_alert_id_on_two_nodes_are_two_alerts(central, lift):

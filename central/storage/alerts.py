@@ -12,7 +12,7 @@ from central.storage.changes import append_change
 from central.storage.database import Database, Tx
 from central.storage.errors import Conflict, NotFound
 from central.storage.rows import alert_row, dumps
-from common.catalogue import SEVERITY_RANK
+from common.catalogue import CATALOGUE, SEVERITY_RANK
 
 ALERT_STATES = ("raised", "updated", "cleared")
 STATE_FILTERS = {
@@ -97,17 +97,7 @@ def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: f
     recipients = list(dict.fromkeys(ev.get("recipients") or []))
     payload = dict(ev.get("payload") or {})
     cleared_at = now if ev["state"] == "cleared" else None
-    # a new incident after the operator closed the last one, or the node still seeing it after the resolution
-    # (a re-notification stamped later): never bury a live alert in a closed one
-    reopen = latest is not None and latest["state"] == "resolved"
-    reopen = (
-        reopen
-        and latest is not None
-        and (
-            ev["state"] == "raised"
-            or (ev["state"] == "updated" and latest["on_site"] != "cleared" and event_time > latest["resolved_at"])
-        )
-    )
+    reopen = latest is not None and latest["state"] == "resolved" and _reopens(latest, ev, event_time)
     if latest is None or reopen:
         occurrence = 1 if latest is None else latest["occurrence"] + 1
         alert = tx.scalar(
@@ -131,6 +121,22 @@ def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: f
     log(tx, latest["id"], now, f"event:{ev['state']}", None, None, ev["id"])
     action = "cleared" if ev["state"] == "cleared" else "updated"
     append_change(tx, now, "alert", latest["id"], action, _summary(_alert(tx, latest["id"], False)))
+
+
+def _reopens(resolved: Mapping[str, Any], ev: Mapping[str, Any], event_time: float) -> bool:
+    """Whether an event of a resolved alert's incident opens it again: a new incident after the operator closed the
+    last one; or, stamped after the resolution while not cleared on site, an update that says something new (a
+    higher severity), or any re-send of a kind whose person is still in danger (``EventKind.reopens``: a trapped
+    passenger is never buried in an alert closed by mistake; a kind this central does not know counts as such).
+    The re-sends of a silence the social worker closed after finding the resident in hospital do not: each one
+    alarmed her family again, minutes after they were told it was handled."""
+    if ev["state"] == "raised":
+        return True
+    if ev["state"] != "updated" or resolved["on_site"] == "cleared" or event_time <= resolved["resolved_at"]:
+        return False
+    kind = CATALOGUE.get(str(ev["kind"]))
+    worse = SEVERITY_RANK.get(ev["severity"], 0) > SEVERITY_RANK.get(resolved["severity"], 0)
+    return worse or kind is None or kind.reopens
 
 
 def silent_alert_id(last_seen_at: float) -> str:
