@@ -55,3 +55,8 @@ def people_told(
         {"family", "social_worker"} <= set(report) and "daughter" in closed,
         f"sent to {', '.join(sorted(set(report))) or 'nobody'}; SMS with the note on the phone of {', '.join(closed) or 'nobody'}",
     )
+    check(
+        "closed stays closed: the node's re-sends of her silence opened no alarm again",
+        bool(silent) and all(a["state"] == "resolved" for a in silent),
+        ", ".join(f"{a['kind']} #{a['occurrence']} {a['state']}" for a in silent),
+    )
