@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -392,6 +393,20 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         assert alert["recipients"] == ["property_management"] and alert["payload"]["source"] == "button"
         assert central.rides() == [] and node.state == "help_requested"  # letting go ordered nothing
         assert any("物业" in s for s in voice.texts)
+        # the desk helped her and closed it; the kiosk, which does not hear of that, keeps the request open for
+        # help_clear_s, so the next resident's hold is an update of it: that must open it again, not be buried
+        (first,) = central.alerts()
+        done = requests.post(f"{central.url}/api/v1/alerts/{first['id']}/resolve", json={"note": "保安已到"},
+                             headers=central.operator_headers, timeout=10)  # fmt: skip
+        assert done.status_code == 200, done.text
+        node.controller.back()
+        pin.drive_low()
+        wait_for(node, "help_requested", timeout=5)
+        pin.drive_high()
+        again = eventually(lambda: [a for a in central.alerts() if a["state"] == "open"], 10, 0.1)
+        assert [(a["kind"], a["occurrence"]) for a in again] == [("help_requested", 2)]
+        updates = [e["state"] for e in central.events(NODE) if e["kind"] == "help_requested"]
+        assert updates[:2] == ["raised", "updated"]  # the second hold came as an update of the same incident
     finally:
         node.close()
 

@@ -125,18 +125,18 @@ def apply_alert_event(tx: Tx, node_id: str, ev: Mapping[str, Any], event_time: f
 
 def _reopens(resolved: Mapping[str, Any], ev: Mapping[str, Any], event_time: float) -> bool:
     """Whether an event of a resolved alert's incident opens it again: a new incident after the operator closed the
-    last one; or, stamped after the resolution while not cleared on site, an update that says something new (a
-    higher severity), or any re-send of a kind whose person is still in danger (``EventKind.reopens``: a trapped
-    passenger is never buried in an alert closed by mistake; a kind this central does not know counts as such).
-    The re-sends of a silence the social worker closed after finding the resident in hospital do not: each one
-    alarmed her family again, minutes after they were told it was handled."""
+    last one; or, stamped after the resolution while not cleared on site, an update that says something new (the
+    detector's own: a higher severity, another press of the kiosk's help button), or a mere re-send (``renotify``)
+    of a kind whose person is still in danger (``EventKind.reopens``: a trapped passenger is never buried in an
+    alert closed by mistake; a kind this central does not know counts as such). The re-sends of a silence the
+    social worker closed after finding the resident in hospital do not: each one alarmed her family again, minutes
+    after they were told it was handled."""
     if ev["state"] == "raised":
         return True
     if ev["state"] != "updated" or resolved["on_site"] == "cleared" or event_time <= resolved["resolved_at"]:
         return False
     kind = CATALOGUE.get(str(ev["kind"]))
-    worse = SEVERITY_RANK.get(ev["severity"], 0) > SEVERITY_RANK.get(resolved["severity"], 0)
-    return worse or kind is None or kind.reopens
+    return not (ev.get("payload") or {}).get("renotify") or kind is None or kind.reopens
 
 
 def silent_alert_id(last_seen_at: float) -> str:
