@@ -135,11 +135,13 @@ HEARTBEAT_KEYS = frozenset(HeartbeatBody.model_fields)
 
 
 class AlertAction(StoredBody):
-    """POST /alerts/{id}/ack and /resolve: who (defaults to the operator key's name) and a note."""
+    """POST /alerts/{id}/ack and /resolve: who (defaults to the operator key's name), a note kept at the desk, and
+    (resolve only) the words sent to the people told of it with the news that it was closed."""
 
     model_config = ConfigDict(extra="forbid")
     by: Annotated[str, StringConstraints(min_length=1, max_length=80)] | None = None
     note: ShortText = ""
+    tell: ShortText = ""
 
 
 class RideRequest(StoredBody):

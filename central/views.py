@@ -8,6 +8,7 @@ from central.config import CentralConfig
 from central.dispatch.provider import dispatched_view
 from central.fleet import DispatchPlan, ride_view
 from central.kinds import kind_zh
+from central.notify.plan import resolution_reaches
 from central.reasons import reasons
 from central.routing import notifications
 
@@ -120,6 +121,7 @@ def alert_views(
         mine = deliveries.get(a["id"], [])
         view["told"] = told(mine)
         view["deliveries"] = mine
+        view["resolution_tells"] = resolution_reaches(view, now)
         if key:
             view["flat"] = key[1]
         if detail:

@@ -100,7 +100,8 @@ class CentralWatcher:
         if alert["kind"] in self.SOCIAL_WORKER_ANSWERS:  # she answers through the link in her message
             by_link = "短信链接" in (alert.get("acknowledged_by") or "")  # (community/messages.py)
             if alert["state"] == "acknowledged" and by_link and now - alert["acknowledged_at"] >= self.VISIT_S:
-                http.post(f"{url}/api/v1/alerts/{alert['id']}/resolve", json={"note": self.VISIT_REPORT}, timeout=10)
+                report = {"tell": self.VISIT_REPORT, "note": "社工上门核实"}  # the family reads tell, not the note
+                http.post(f"{url}/api/v1/alerts/{alert['id']}/resolve", json=report, timeout=10)
                 self.c.timeline.add("operator", f"resolves {alert['kind']} with the social worker's report")
             return
         if alert["state"] == "open" and now - alert["opened_at"] >= wait:

@@ -325,6 +325,41 @@ def test_a_silent_lift_box_is_a_card_in_words_and_says_when_it_is_back(browser, 
     shot(page, "node-silent-back")
 
 
+def test_closing_an_alert_the_family_was_told_of_asks_what_to_tell_them_and_sends_only_that(
+    browser, make_central, monkeypatch
+):
+    """A resolution reaches the people told of it: the card says so and takes the words for them apart from the
+    desk's own note, which the family never reads."""
+    from community.receivers import WebhookReceiver
+    from tests.test_notify_delivery import CONTACTS, notify_section, raise_silence
+
+    hooks = WebhookReceiver().start()
+    try:
+        central = make_central(notify=notify_section(hooks))
+        add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+        token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+        raise_silence(central, token, severity="warning")
+        assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+        page = login(browser, central, "limin")
+        card = page.wait_for_selector("article[data-severity=warning]")
+        wait_js(page, "!document.querySelector('article input.tell').hidden")
+        tell = card.query_selector("input.tell")
+        assert tell.get_attribute("placeholder") == "解决时告诉家属的话（会发给他们，可不填）"
+        assert axe_violations(page) == []
+        card.query_selector("input:not(.tell)").fill("女儿电话占线，稍后再打")
+        tell.fill("社工已上门，老人平安")
+        page.click("article >> text=已解决")
+        page.wait_for_selector("article", state="detached")
+        assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
+        said = hooks.received[-1].json()
+        assert said["reason"] == "resolved" and "处理说明：社工已上门，老人平安" in said["lines"]
+        assert "占线" not in said["text"]
+        (closed,) = central.alerts("all")
+        assert closed["resolve_note"] == "女儿电话占线，稍后再打" and closed["resolve_tell"] == "社工已上门，老人平安"
+    finally:
+        hooks.stop()
+
+
 def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_press(browser, make_central):
     """The page a family member or social worker opens from the SMS, at 390 px: what happened, the two buttons,
     the answer recorded; and the page of a tampered link."""
@@ -354,7 +389,7 @@ def test_the_acknowledgement_link_on_a_phone_passes_axe_before_and_after_the_pre
         page.goto(link)
         page.wait_for_selector("text=现场已解除")
         assert "现场已解除：又用水了" in page.inner_text("main") and axe_violations(page) == []
-        resolve(central, "社工已电话联系，老人平安")  # closed by the desk: who, when, the note, and no buttons
+        resolve(central, tell="社工已电话联系，老人平安")  # closed by the desk: who, when, the note, and no buttons
         page.goto(link)
         page.wait_for_selector("text=不需要您再回复")
         assert "处理说明：社工已电话联系，老人平安" in page.inner_text("main") and page.query_selector("button") is None

@@ -122,7 +122,9 @@ export class Board {
     p.reasons = h("ul", { class: "reasons" });
     p.told = h("div", { class: "muted" });
     p.contacts = h("div", { class: "contacts" });
-    p.note = h("input", { type: "text", placeholder: "备注（可不填）", "aria-label": "备注", maxlength: "500" });
+    p.note = h("input", { type: "text", placeholder: "备注（只留在值班台，可不填）", "aria-label": "备注", maxlength: "500" });
+    // what a resolution tells the people already told (the family reads it): shown only where it reaches someone
+    p.tell = h("input", { type: "text", class: "tell", maxlength: "500", hidden: "" });
     p.ack = h("button", { class: "primary", type: "button", onclick: () => this.act(a.id, "ack", p) }, "确认（我来处理）");
     p.resolve = h("button", { type: "button", onclick: () => this.act(a.id, "resolve", p) }, "已解决");
     p.detail = h("a", { href: `#/alert/${a.id}`, class: "button" }, "详情");
@@ -130,7 +132,7 @@ export class Board {
     const root = h("article", { class: "card", "data-alert": a.id, "data-shown-at": String(Date.now() / 1000) },
       h("div", { class: "top" }, p.sev, p.title, p.state, p.onsite),
       h("div", {}, p.where), h("div", {}, p.lasted, p.timer, " ", p.target), p.late, p.reasons, p.told, p.contacts,
-      h("div", { class: "actions" }, p.note, p.ack, p.resolve, p.detail), p.error);
+      h("div", { class: "actions" }, p.note, p.tell, p.ack, p.resolve, p.detail), p.error);
     return { root, parts: p };
   }
 
@@ -165,6 +167,10 @@ export class Board {
         h("div", {}, `${roleZh(this.catalogue, role)}：`, ...people.flatMap((c, i) => [i ? "、" : "", tel(c)]))));
     }
     p.ack.hidden = a.state !== "open";
+    const reach = (a.resolution_tells || []).map((r) => roleZh(this.catalogue, r)).join("、");
+    p.tell.hidden = !reach;
+    const ask = reach ? `解决时告诉${reach}的话（会发给他们，可不填）` : "";
+    if (p.tell.placeholder !== ask) { p.tell.placeholder = ask; p.tell.setAttribute("aria-label", ask); }
     this.tickOne(card, a);
   }
 
@@ -187,8 +193,9 @@ export class Board {
     p.error.textContent = "";
     p.ack.disabled = p.resolve.disabled = true;
     try {
-      const done = await api("POST", `/alerts/${id}/${action}`, { note: p.note.value });
-      p.note.value = "";
+      const body = action === "resolve" && !p.tell.hidden ? { note: p.note.value, tell: p.tell.value } : { note: p.note.value };
+      const done = await api("POST", `/alerts/${id}/${action}`, body);
+      p.note.value = p.tell.value = "";
       this.merge([done]);
     } catch (err) {
       p.error.textContent = errorText(err);

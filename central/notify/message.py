@@ -128,11 +128,12 @@ def compose(
 
 def _body(alert: Mapping[str, Any], reason: str, payload: Mapping[str, Any]) -> list[str]:
     """What the message says after whom it tells and since when: why (the alert's reasoning); for a person's
-    resolution only who closed it, when, and their note (the alarm's reasons asked to act)."""
+    resolution only who closed it, when, and the words they wrote for the people told (``resolve_tell``; the desk's
+    own note is never sent), as the alarm's reasons asked to act."""
     if reason == "resolved":
-        note = alert.get("resolve_note")
+        tell = alert.get("resolve_tell")
         closed = f"{clock_text(alert.get('resolved_at'))} 由 {alert.get('resolved_by') or '值班'} 处理并关闭"
-        return [closed, *([f"处理说明：{note}"] if note else [])]
+        return [closed, *([f"处理说明：{tell}"] if tell else [])]
     lines = [f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）"] if reason == "cleared" else []
     lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):

@@ -41,6 +41,15 @@ def over_news(alert: Mapping[str, Any]) -> tuple[str, float] | None:
     return min(news, key=lambda n: n[1], default=None)  # the first news: one message says it is over
 
 
+def resolution_reaches(alert: Mapping[str, Any], now: float) -> list[str]:
+    """The roles a person closing ``alert`` now would tell, with the words they write for them: those told of it,
+    unless the node's all-clear already said it is over (or a newer silence took over)."""
+    if alert.get("state") == "resolved":
+        return []
+    news = over_news({**alert, "state": "resolved", "resolved_at": now})
+    return list(alert.get("told") or {}) if news is not None and news[0] == "resolved" else []
+
+
 @dataclass(frozen=True)
 class Planned:
     key: str

@@ -61,11 +61,12 @@ def _claim(central: Central, token: str) -> LinkClaim:
 
 
 def _state(alert: dict[str, Any]) -> str:
-    """Where the alert stands, in words; a resolved one with who closed it, when and their note."""
+    """Where the alert stands, in words; a resolved one with who closed it, when and what they wrote for the people
+    told of it (never the desk's own note)."""
     if alert["state"] == "resolved":
         closed = f"已由 {alert.get('resolved_by') or '值班'} 处理并关闭（{clock_text(alert.get('resolved_at'))}）"
-        note = alert.get("resolve_note")
-        return closed + (f"。处理说明：{note}" if note else "")
+        tell = alert.get("resolve_tell")
+        return closed + (f"。处理说明：{tell}" if tell else "")
     return f"{alert.get('acknowledged_by') or ''} 已确认" if alert["state"] == "acknowledged" else "尚无人确认"
 
 

@@ -77,12 +77,17 @@ def _handle(
     action: str, alert: int, actor: Actor, central: Central, body: AlertAction | None, address: str
 ) -> dict[str, Any]:
     body = body or AlertAction()
+    if action == "acknowledged" and body.tell:
+        raise ApiError(422, "invalid_body", "tell: only a resolution sends words to the people told of it", ["tell"])
     store, now = central.store, central.clock.wall()
     _may_see(actor, alert_views([store.alerts.get(alert)], central, now)[0])
     # a person is recorded by name; a machine client may say on whose behalf it acts
     by = actor.name if actor.via == "session" else (body.by or actor.name)
-    change = store.alerts.acknowledge if action == "acknowledged" else store.alerts.resolve
-    done = change(alert, by, actor.username or actor.name, body.note, now)
+    via = actor.username or actor.name
+    if action == "acknowledged":
+        done = store.alerts.acknowledge(alert, by, via, body.note, now)
+    else:
+        done = store.alerts.resolve(alert, by, via, body.note, now, body.tell)
     central.console.audit(now, by, actor.via, action, f"alert {alert}", body.note, address)
     log.info("alert %d %s by %s", alert, action, by)
     central.changes.changed()

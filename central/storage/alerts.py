@@ -70,11 +70,14 @@ class AlertBook:
         """open -> acknowledged; Conflict when it is not open."""
         return self._handle(alert, "acknowledged", by, via, note, now)
 
-    def resolve(self, alert: int, by: str, via: str, note: str, now: float) -> dict[str, Any]:
-        """open or acknowledged -> resolved; Conflict when already resolved."""
-        return self._handle(alert, "resolved", by, via, note, now)
+    def resolve(self, alert: int, by: str, via: str, note: str, now: float, tell: str = "") -> dict[str, Any]:
+        """open or acknowledged -> resolved; Conflict when already resolved. ``tell``: the words the people told of
+        it get with the news that it was closed (``note`` stays at the desk)."""
+        return self._handle(alert, "resolved", by, via, note, now, tell)
 
-    def _handle(self, alert: int, action: str, by: str, via: str, note: str, now: float) -> dict[str, Any]:
+    def _handle(
+        self, alert: int, action: str, by: str, via: str, note: str, now: float, tell: str = ""
+    ) -> dict[str, Any]:
         with self.db.write() as tx:
             row = tx.one(q.ALERT_STATE, (alert,))
             if row is None:
@@ -83,7 +86,10 @@ class AlertBook:
                 raise Conflict(f"alert {alert} is {row['state']}" + _by(row["acknowledged_by"]))
             if action == "resolved" and row["state"] == "resolved":
                 raise Conflict(f"alert {alert} is resolved" + _by(row["resolved_by"]))
-            tx.execute(q.ACKNOWLEDGE if action == "acknowledged" else q.RESOLVE, (now, by, via, note, alert))
+            if action == "acknowledged":
+                tx.execute(q.ACKNOWLEDGE, (now, by, via, note, alert))
+            else:
+                tx.execute(q.RESOLVE, (now, by, via, note, tell or None, alert))
             log(tx, alert, now, action, by, note, None)
             done = _alert(tx, alert, False)
             append_change(tx, now, "alert", alert, action, _summary(done, by=by))

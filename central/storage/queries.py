@@ -85,8 +85,8 @@ ACKNOWLEDGE = (
     " ack_note = ? WHERE id = ?"
 )
 RESOLVE = (
-    "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolved_via = ?, resolve_note = ?"
-    " WHERE id = ?"
+    "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ?, resolved_via = ?, resolve_note = ?,"
+    " resolve_tell = ? WHERE id = ?"
 )
 
 # ------------------------------------------------------------------------------------------------ rides

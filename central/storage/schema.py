@@ -39,6 +39,9 @@ CREATE TABLE marks (name TEXT PRIMARY KEY, value DOUBLE PRECISION NOT NULL);
 # (50,000 nodes: 30 -> 10 ms in SQLite)
 SUMMARY_INDEX = "CREATE INDEX nodes_summary ON nodes (site, role, last_seen_at, max_seq, seqs_received);"
 
+# what the person closing an alert writes for the people told of it (the family reads it); the note stays at the desk
+RESOLVE_TELL = "ALTER TABLE alerts ADD COLUMN resolve_tell TEXT;"
+
 CORE = Component(
     "core",
     (
@@ -59,6 +62,9 @@ CORE = Component(
         Migration(5, "the summary's index on nodes", sqlite=SUMMARY_INDEX, postgresql=SUMMARY_INDEX),
         Migration(
             6, "numbers nodes never stored (unclean stops)", sqlite=add_unused_columns, postgresql=add_unused_columns
+        ),
+        Migration(
+            7, "the words a resolution tells the people told of it", sqlite=RESOLVE_TELL, postgresql=RESOLVE_TELL
         ),
     ),
 )
