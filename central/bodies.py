@@ -135,12 +135,17 @@ HEARTBEAT_KEYS = frozenset(HeartbeatBody.model_fields)
 
 
 class AlertAction(StoredBody):
-    """POST /alerts/{id}/ack and /resolve: who (defaults to the operator key's name), a note kept at the desk, and
-    (resolve only) the words sent to the people told of it with the news that it was closed."""
+    """POST /alerts/{id}/ack: who (defaults to the operator key's name) and a note kept at the desk."""
 
     model_config = ConfigDict(extra="forbid")
     by: Annotated[str, StringConstraints(min_length=1, max_length=80)] | None = None
     note: ShortText = ""
+
+
+class Resolution(AlertAction):
+    """POST /alerts/{id}/resolve: as an acknowledgement, and the words sent to the people told of the alert with
+    the news that it was closed (the note is never sent)."""
+
     tell: ShortText = ""
 
 

@@ -45,11 +45,7 @@ MODBUS_COUNTS = ("no_response", "crc", "slave_exception", "wrong_responder", "sh
 @dataclass(frozen=True)
 class EventKind:
     """One kind of event: who sends it, its severities (the usual first; a clear may be ``info``), how it is
-    usually sent, who is told, its payload fields (names from ``common.event_fields.FIELDS``) and what it means.
-
-    ``reopens``: the node's re-send of the alert after a person closed it at the central opens it again (a passenger
-    is still trapped, and the node sees it). For the other kinds a person's judgement stands until the node says
-    something new: a higher severity, or a new incident."""
+    usually sent, who is told, its payload fields (names from ``common.event_fields.FIELDS``) and what it means."""
 
     name: str
     sender: Sender
@@ -58,7 +54,7 @@ class EventKind:
     recipients: tuple[Recipient, ...]
     payload: tuple[str, ...]
     summary: str
-    reopens: bool = False
+    reopens: bool = False  # a re-send after a person closed it opens it again (a trapped passenger: central alerts)
 
 
 def _kinds(*kinds: EventKind) -> dict[str, EventKind]:

@@ -219,15 +219,21 @@ def clear_silence(central, token: str, reason: str, alert_id: str = "b12-301:ina
     assert central.post_events(token, [event]).status_code == 200
 
 
+def family_told_of_a_silence(make_central, hooks):
+    """A central escalating after 10 min whose family was told of an urgent silence: (central, the meter's token)."""
+    central = make_central(notify=notify_section(hooks), escalation={"after_s": 600})
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, token)
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    return central, token
+
+
 def test_the_all_clear_reaches_who_was_told_and_a_silence_over_before_its_escalation_reaches_nobody_else(
     make_central, hooks
 ) -> None:
     # before, the daughter told at 02:00 of a silence heard nothing more when her mother used water at 06:30, and
     # the social worker was still told "urgent, nobody acknowledged" ten minutes later
-    central = make_central(notify=notify_section(hooks), escalation={"after_s": 600})
-    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
-    raise_silence(central, token)
-    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    central, token = family_told_of_a_silence(make_central, hooks)
     clear_silence(central, token, "use")
     assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
     told = hooks.received[-1].json()
@@ -275,10 +281,7 @@ def test_a_person_closing_an_alert_the_node_has_not_cleared_tells_who_was_told_w
 ) -> None:
     # before, the daughter told at 02:00 of a silence heard nothing when the social worker found her mother well in
     # hospital and the desk closed the alert: only her mother's next water use (days later) would have said so
-    central = make_central(notify=notify_section(hooks), escalation={"after_s": 600})
-    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
-    raise_silence(central, token)
-    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    central, token = family_told_of_a_silence(make_central, hooks)
     resolve(central, tell="社工已联系上，老人在医院复诊，平安", note="女儿的电话一直占线")  # the note stays at the desk
     assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/hook"]) == 2, 5.0)
     told = hooks.received[-1].json()

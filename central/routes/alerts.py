@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query, Request
 
 from central.accounts.roles import Actor
-from central.bodies import MAX_SAFE_INT, AlertAction
+from central.bodies import MAX_SAFE_INT, AlertAction, Resolution
 from central.deps import Central, CentralDep, OperatorAuth, client_address
 from central.errors import ApiError, refusals
 from central.routes import api_router
@@ -77,8 +77,6 @@ def _handle(
     action: str, alert: int, actor: Actor, central: Central, body: AlertAction | None, address: str
 ) -> dict[str, Any]:
     body = body or AlertAction()
-    if action == "acknowledged" and body.tell:
-        raise ApiError(422, "invalid_body", "tell: only a resolution sends words to the people told of it", ["tell"])
     store, now = central.store, central.clock.wall()
     _may_see(actor, alert_views([store.alerts.get(alert)], central, now)[0])
     # a person is recorded by name; a machine client may say on whose behalf it acts
@@ -87,7 +85,7 @@ def _handle(
     if action == "acknowledged":
         done = store.alerts.acknowledge(alert, by, via, body.note, now)
     else:
-        done = store.alerts.resolve(alert, by, via, body.note, now, body.tell)
+        done = store.alerts.resolve(alert, by, via, body.note, now, body.tell if isinstance(body, Resolution) else "")
     central.console.audit(now, by, actor.via, action, f"alert {alert}", body.note, address)
     log.info("alert %d %s by %s", alert, action, by)
     central.changes.changed()
@@ -104,7 +102,8 @@ def ack_alert(
 
 @router.post("/alerts/{alert}/resolve", responses=refusals(401, 403, 404, 409, 413, 422, 503))
 def resolve_alert(
-    alert: AlertNumber, actor: OperatorAuth, central: CentralDep, request: Request, body: AlertAction | None = None
+    alert: AlertNumber, actor: OperatorAuth, central: CentralDep, request: Request, body: Resolution | None = None
 ) -> dict[str, Any]:
-    """open or acknowledged -> resolved; 409 when already resolved."""
+    """open or acknowledged -> resolved; 409 when already resolved. ``tell``: the words sent to the people told of
+    it (the note stays at the desk)."""
     return _handle("resolved", alert, actor, central, body, client_address(request))
