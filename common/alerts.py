@@ -4,8 +4,9 @@ A detector's raised/updated/cleared detections of one incident become Events car
 the Event is in the outbox before ``record`` returns, together with the book of open alerts (one SQLite
 transaction), so an alert and its bookkeeping never disagree and open alerts survive a restart. The outbox is
 the one store of open incidents: nothing else on the node keeps a copy (``read_open`` lets another process,
-the updater, look). Open alerts are re-sent as ``updated`` every ``renotify_s`` until cleared: EN 81-28 wants
-an alarm repeated until it is acknowledged, and in v1 the central's acknowledgment does not reach the node.
+the updater, look). Open alerts are re-sent as ``updated`` every ``renotify_s`` until a person takes them in at the
+central (EN 81-28: an alarm is repeated until it is acknowledged, then the re-sending stops; ``hear`` takes what
+the central says, ``common.acks`` asks it) or they clear.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from common.outbox import Outbox, peek_state
 log = logging.getLogger(__name__)
 
 STATE_KEY = "alerts.open"
+TAKEN_IN = ("acknowledged", "resolved")  # the central's states in which a person has taken an alert in
 DEFAULT_RENOTIFY_S = 300.0
 # versions up to 2026-12 also kept the book as a JSON file beside the outbox; read once, then removed
 LEGACY_COPY = "alerts.json"
@@ -46,6 +48,7 @@ class OpenAlert:
     recipients: tuple[str, ...] = ()
     payload: dict[str, Any] = field(default_factory=dict)
     updates: int = 0
+    heard: str = ""  # where the central says it stands: "" (open, or not known yet), acknowledged, resolved
     # monotonic time of the last event sent for it; not persisted (monotonic time restarts with the node)
     last_sent: float | None = None
 
@@ -66,6 +69,7 @@ class OpenAlert:
             recipients=tuple(data.get("recipients", ())),
             payload=dict(data.get("payload", {})),
             updates=int(data.get("updates", 0)),
+            heard=str(data.get("heard") or ""),
         )
 
 
@@ -172,6 +176,7 @@ class AlertBook:
             changed.payload = payload
             changed.updates += 1
             changed.last_sent = now
+            changed.heard = ""  # something new: asked about again (a closed alert the central opens again)
             book[incident] = changed
             return self._event(detection, "updated", "alert", payload, changed.alert_id, changed.recipients)
         if detection.state == "cleared":
@@ -206,8 +211,39 @@ class AlertBook:
             recipients=tuple(recipients),
         )
 
+    def hear(self, standing: Mapping[str, Mapping[str, Any]]) -> list[OpenAlert]:
+        """What the central says of the open alerts (``GET /acknowledgements``: alert id -> ``{"state", "by",
+        "at"}``), kept with the book: an alert a person has taken in is not re-sent, and is again once the central
+        says it is open (it opened it again). A trapped passenger's alert closed while the node still sees him is
+        re-sent at once: the central opens it again (``EventKind.reopens``). Returns the alerts newly taken in
+        (copies), for the node to tell the person waiting."""
+        newly = []
+        with self._lock:
+            book = dict(self._open)
+            for incident, alert in book.items():
+                said = standing.get(alert.alert_id)
+                heard = str(said.get("state")) if said and said.get("state") in TAKEN_IN else ""
+                if said is None or heard == alert.heard:
+                    continue
+                changed = OpenAlert(**{**alert.__dict__, "heard": heard})
+                if heard == "resolved" and _reopens(alert.kind):
+                    changed.last_sent = None  # re-sent at the next look
+                book[incident] = changed
+                newly += [OpenAlert(**{**changed.__dict__})] if heard and not alert.heard else []
+            if book != self._open:
+                self._outbox.put_state({STATE_KEY: self._state_json(book)})
+                self._open = book
+        return newly
+
+    def asking(self) -> tuple[list[str], bool]:
+        """The open alerts' ids to ask the central about, and whether one waits to be taken in (asked often)."""
+        with self._lock:
+            alerts = list(self._open.values())
+        return [a.alert_id for a in alerts], any(not a.heard or _reopens(a.kind) for a in alerts)
+
     def due_renotify(self, now: float) -> list[Event]:
-        """Re-send every alert open ``renotify_s`` or longer since its last event as an ``updated`` Event.
+        """Re-send every alert open ``renotify_s`` or longer since its last event as an ``updated`` Event, unless a
+        person has taken it in at the central (``hear``).
 
         ``now`` is monotonic time. Alerts open from before a restart are due at once.
         """
@@ -215,6 +251,8 @@ class AlertBook:
         with self._lock:
             for alert in list(self._open.values()):
                 if alert.last_sent is not None and now - alert.last_sent < self.renotify_s:
+                    continue
+                if alert.heard == "acknowledged" or (alert.heard == "resolved" and not _reopens(alert.kind)):
                     continue
                 payload = dict(alert.payload)
                 payload["renotify"] = True
@@ -246,6 +284,12 @@ class AlertBook:
     def is_open(self, kind: str, key: str = "") -> bool:
         with self._lock:
             return (kind, key) in self._open
+
+
+def _reopens(kind: str) -> bool:
+    """A kind whose re-send opens a closed alert again at the central (a trapped passenger; unknown kinds too)."""
+    entry = catalogue.CATALOGUE.get(kind)
+    return entry is None or entry.reopens
 
 
 def _book_json(alerts: Iterable[OpenAlert]) -> str:

@@ -137,6 +137,9 @@ class CentralSection:
     backoff_max_s: float = setting(300.0, min=1.0, max=3600.0, help="cap of the retry backoff")
     auth_retry_s: float = setting(900.0, min=10.0, max=86400.0, help="retry interval after 401/403")
     heartbeat_interval_s: float = setting(300.0, min=10.0, max=86400.0)
+    ack_poll_s: float = setting(
+        10.0, min=1.0, max=3600.0, help="while an alert waits to be taken in, ask the central this often (EN 81-28)"
+    )
     selftest_interval_h: float = setting(24.0, min=1.0, max=72.0, help="EN 81-28: at least every 3 days")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from common.acks import Acknowledgements
 from common.alerts import DEFAULT_RENOTIFY_S, AlertBook, adopt_legacy_copy
 from common.catalogue import Priority, Severity
 from common.clock import Clock, SystemClock, wait_on_clock
@@ -115,6 +116,8 @@ class NodeRuntime:
             log.error("cannot take over the old alerts.json: %s: %s", type(exc).__name__, exc)
         self.alerts = AlertBook(self.node_id, self.clock, self.outbox, renotify_s=renotify_s)
         self.uploader = Uploader(config, self.outbox, self.clock, health=self.health)
+        self.acks = Acknowledgements(self.alerts, config.central, self.uploader.api_url)
+        self.uploader.acks = self.acks  # the node role sets acks.on_taken_in to tell the person waiting
         try:
             self.outbox.resend_after_upgrade(self.uploader.version)
         except (OutboxError, sqlite3.Error) as exc:  # the dead letters stay; the next start tries again

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.acks import Acknowledgements
 from common.clock import Clock, wait_on_clock
 from common.config import NodeConfig
 from common.contract import API_PREFIX, PRIORITY_HEADER
@@ -95,6 +96,8 @@ class Uploader:
         base = self._central.url.rstrip("/")
         self.events_url = f"{base}{API}/events"
         self.heartbeat_url = f"{base}{API}/heartbeat"
+        self.api_url = f"{base}{API}"
+        self.acks: Acknowledgements | None = None  # set by the node's runtime: asks what a person has taken in
         self._http = HttpClient.for_central(self._central)
         self.version = package_version()
         host = (urllib.parse.urlsplit(self._central.url).hostname or "").lower()
@@ -186,6 +189,10 @@ class Uploader:
             result.status = "waiting"
         if now >= self._next_heartbeat and not result.more:
             self._send_heartbeat(token, result)
+        if self.acks is not None and not result.more:
+            self.acks.step(
+                now, lambda url: self._http.request("GET", url, headers={"Authorization": f"Bearer {token}"})
+            )
         return result
 
     def _upload_due(self, now: float) -> bool:

@@ -13,6 +13,7 @@ from common.config import ButtonPin, InputPin, setting
 DEFAULT_QUESTION = "请问电梯还在运行吗？请保持冷静，我们已通知物业和维保人员，救援人员正在赶来。"
 DEFAULT_REASSURANCE = "请保持冷静，不要扒门。我们已通知物业和维保人员，救援人员正在赶来。"
 DEFAULT_ALARM_ACK = "已收到您的求助，我们已通知物业和维保人员，请保持冷静。"
+DEFAULT_TAKEN_IN = "物业值班人员已经确认了您的报警，救援人员正在赶来，请保持冷静，不要扒门。"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,9 +23,13 @@ class VoicePrompts:
     question: str = setting(DEFAULT_QUESTION, help="said once at the entrapment threshold")
     reassurance: str = setting(DEFAULT_REASSURANCE, help="repeated every repeat_s until the entrapment clears")
     alarm_ack: str = setting(DEFAULT_ALARM_ACK, help="said when a held alarm button raises an alert")
+    taken_in: str = setting(
+        DEFAULT_TAKEN_IN, help="said once when a person at the central acknowledges the alarm (EN 81-28)"
+    )
     question_wav: Path | None = setting(None, help="WAV played instead of the question text")
     reassurance_wav: Path | None = setting(None, help="WAV played instead of the reassurance text")
     alarm_ack_wav: Path | None = setting(None, help="WAV played instead of the alarm_ack text")
+    taken_in_wav: Path | None = setting(None, help="WAV played instead of the taken_in text")
     repeat_s: float = setting(60.0, min=10.0, max=900.0, help="seconds between reassurances")
 
 

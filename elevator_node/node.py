@@ -18,6 +18,7 @@ from typing import Any
 from gpiozero import Button, DigitalInputDevice
 from gpiozero.exc import BadPinFactory, GPIOZeroError
 
+from common.alerts import OpenAlert
 from common.clock import Clock, SystemClock, wait_on_clock
 from common.config import NodeConfig
 from common.events import Detection, Event
@@ -28,7 +29,7 @@ from common.speech.voice import Voice, make_voice
 from elevator_node.config import ElevatorConfig
 from elevator_node.detector import KINDS, ElevatorDetector
 from elevator_node.lift_state import LiftSnapshot, Timing
-from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, prompts
+from elevator_node.voice import ALARM_ACK, ENTRAPMENT, REASSURANCE, TAKEN_IN, prompts
 from hal import gpio
 from hal.audio import Speaker
 
@@ -98,6 +99,8 @@ class ElevatorNode:
         self._saved_signature: str | None = None
         self._saved_at: float | None = None
         self._next_reassurance: float | None = None
+        self._taken_in: list[tuple[str, str]] = []  # a passenger's alarms a person at the central acknowledged
+        runtime.acks.on_taken_in = self._on_taken_in  # (the uploader's thread; said on the next tick)
         self._orphans: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -229,9 +232,19 @@ class ElevatorNode:
                 self._next_reassurance = None
             elif d.kind == "alarm_button" and d.state in ("raised", "updated"):
                 self._say(ALARM_ACK, voice.alarm_ack_wav)
+        with self._lock:
+            taken, self._taken_in = self._taken_in, []
+        if any(self.runtime.alerts.is_open(kind, key) for kind, key in taken):  # not to a car already empty
+            self._say(TAKEN_IN, voice.taken_in_wav)
         if self._next_reassurance is not None and now >= self._next_reassurance:
             self._say(REASSURANCE, voice.reassurance_wav)
             self._next_reassurance = max(self._next_reassurance + voice.repeat_s, now + voice.repeat_s / 2)
+
+    def _on_taken_in(self, alert: OpenAlert) -> None:
+        """EN 81-28's acknowledgement reached the car: the passenger is told a person has the alarm."""
+        if alert.kind in ("entrapment", "alarm_button") and alert.heard == "acknowledged":
+            with self._lock:
+                self._taken_in.append((alert.kind, alert.key))
 
     def _say(self, prompt_id: str, wav: Path | None) -> None:
         # queues and never raises (hal.audio); a configured WAV wins, then the pack, then espeak-ng

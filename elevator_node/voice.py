@@ -6,6 +6,7 @@ from common.speech.voice import Prompt
 from elevator_node.config import ElevatorConfig, VoicePrompts
 
 ENTRAPMENT, REASSURANCE, ALARM_ACK = "lift.entrapment", "lift.reassurance", "lift.alarm_ack"
+TAKEN_IN = "lift.taken_in"
 
 
 def prompts(section: ElevatorConfig | None = None) -> tuple[Prompt, ...]:
@@ -15,4 +16,5 @@ def prompts(section: ElevatorConfig | None = None) -> tuple[Prompt, ...]:
         Prompt(ENTRAPMENT, voice.question, "once, when a passenger has been trapped for entrapment_s"),
         Prompt(REASSURANCE, voice.reassurance, "every voice.repeat_s until the entrapment clears"),
         Prompt(ALARM_ACK, voice.alarm_ack, "when a held alarm button raises an alert"),
+        Prompt(TAKEN_IN, voice.taken_in, "once, when a person at the central acknowledges the alarm (EN 81-28)"),
     )

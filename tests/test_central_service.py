@@ -24,6 +24,7 @@ CONTRACT = {
     "/api/v1/nodes/register": {"post"},
     "/api/v1/events": {"post", "get"},
     "/api/v1/heartbeat": {"post"},
+    "/api/v1/acknowledgements": {"get"},  # EN 81-28's acknowledgement back to the node (docs/sync.md)
     "/api/v1/nodes": {"get"},
     "/api/v1/nodes/{node_id}": {"get"},
     "/api/v1/alerts": {"get"},

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from common.clock import ManualClock
 from common.config import NodeConfig, parse_config
 from common.outbox import OutboxError, peek_state
 from common.service import NodeRuntime
-from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE
+from elevator_node.config import DEFAULT_ALARM_ACK, DEFAULT_QUESTION, DEFAULT_REASSURANCE, DEFAULT_TAKEN_IN
 from elevator_node.node import STATE_KEY, build_node
 from elevator_node.sim import lift_sensors
 from hal.audio import Wav
@@ -197,11 +198,21 @@ def test_trapped_passenger_alert_reaches_the_central_and_the_car_speaks(
     assert events[0]["payload"]["label_zh"] == "平层关人"
     assert set(events[0]["recipients"]) == {"property_management", "maintenance"}
 
+    # the property desk acknowledges: the car hears it (EN 81-28's acknowledgement) and tells the passenger, once
+    done = requests.post(f"{registered.url}/api/v1/alerts/{at_central[0]['id']}/ack", json={"note": "赵师傅十分钟到"},
+                         headers=registered.operator_headers, timeout=10)  # fmt: skip
+    assert done.status_code == 200, done.text
+    h.run(10.5)
+    h.runtime.uploader.run_once()
+    h.run(10.5)
+    h.runtime.uploader.run_once()
+    h.run(0.5)
+    assert h.speaker.texts[3:] == [DEFAULT_TAKEN_IN]
     car.apply(door="open")  # rescued
     h.run(2.5)
     car.apply(occupied=False)
     h.run(120.0)
-    assert len(h.speaker.texts) == 3  # no reassurance after the clear
+    assert len(h.speaker.texts) == 4  # no reassurance after the clear
     h.sync()
     states = [(e["state"], e["alert_id"]) for e in registered.events(NODE_ID, kind="entrapment")]
     assert states[0] == ("raised", raised.alert_id) and states[-1] == ("cleared", raised.alert_id)

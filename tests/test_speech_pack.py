@@ -50,10 +50,10 @@ def test_a_recorded_prompt_replaces_synthesis_and_a_missing_one_falls_back(tmp_p
     clips = lift_clips()
     del clips["lift.alarm_ack"]
     pack = load_pack(record(tmp_path / "pack", clips))
-    assert pack.problems == () and set(pack.clips) == {"lift.entrapment", "lift.reassurance"}
+    assert pack.problems == () and set(pack.clips) == {"lift.entrapment", "lift.reassurance", "lift.taken_in"}
     speaker = RecordingSpeaker()
     voice = Voice(speaker, pack)
-    entrapment, reassurance, alarm_ack = role_prompts("elevator")
+    entrapment, reassurance, alarm_ack, _ = role_prompts("elevator")
     voice.say(entrapment)
     voice.say(alarm_ack)
     voice.say(alarm_ack)
@@ -137,8 +137,8 @@ def test_joined_clips_play_through_the_real_aplay(tmp_path: Path) -> None:
         health = voice.health()
     finally:
         speaker.close()
-    assert (health["played"], health["failed"], health["last_error"]) == (3, 0, None)
-    assert health["pack"] == {"name": "test volunteers", "clips": 3, "problem": None, "synthesised": {}}
+    assert (health["played"], health["failed"], health["last_error"]) == (4, 0, None)
+    assert health["pack"] == {"name": "test volunteers", "clips": 4, "problem": None, "synthesised": {}}
 
 
 def write_wav(path: Path, samples: bytes, width: int = 2, rate: int = 22050) -> None:
@@ -157,7 +157,7 @@ def test_broken_clips_are_left_out_and_named(tmp_path: Path) -> None:
     (folder / "lift.alarm_ack.wav").write_bytes(b"ID3 an mp3, not a wav")
     write_wav(folder / "lift.extra.wav", b"\1\1" * 100)
     pack = load_pack(folder)
-    assert pack.clips == {}
+    assert list(pack.clips) == ["lift.taken_in"]  # the one clip left whole
     problems = "\n".join(pack.problems)
     assert "lift.reassurance: lift.reassurance.wav is silent" in problems
     assert "lift.entrapment: lift.entrapment.wav is 8-bit; record or convert to 16-bit PCM" in problems

@@ -19,6 +19,7 @@ from central.views import node_view
 
 log = logging.getLogger("central")
 router = api_router("nodes")
+MAX_ASKED = 100  # alert ids one acknowledgements request may ask about (a node has a few open at most)
 
 
 def get_claim_limiter(request: Request) -> FailureLimiter:
@@ -105,6 +106,18 @@ def get_node(node_id: str, who: NodeOrOperator, store: StoreDep, config: ConfigD
     if not isinstance(who, dict):
         require(who, "nodes", node["site"])
     return node_view(node, clock.wall(), config)
+
+
+@router.get("/acknowledgements", responses=refusals(401, 403, 422, 503))
+def acknowledgements(
+    node: NodeAuth,
+    store: StoreDep,
+    alert_id: Annotated[list[str], Query(max_length=MAX_ASKED, description="the node's alert ids")] = [],  # noqa: B006
+) -> dict[str, Any]:
+    """EN 81-28's acknowledgement, back to the alarm equipment: where the central's newest alert for each of the
+    node's ``alert_id`` stands (``open``, ``acknowledged`` or ``resolved``, with by whom and when); ids the central
+    has no alert for yet are left out. The node stops re-sending what a person has taken in."""
+    return {"alerts": store.alerts.standing(node["node_id"], alert_id)}
 
 
 @router.post("/heartbeat", responses=refusals(401, 403, 413, 422, 503))

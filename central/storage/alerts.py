@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from central.storage import queries as q
 from central.storage.changes import append_change
-from central.storage.database import Database, Tx
+from central.storage.database import Database, Tx, any_of
 from central.storage.errors import Conflict, NotFound
 from central.storage.rows import alert_row, dumps
 from common.catalogue import CATALOGUE, SEVERITY_RANK
@@ -65,6 +65,22 @@ class AlertBook:
     def get(self, alert: int, with_log: bool = False) -> dict[str, Any]:
         with self.db.read() as tx:
             return _alert(tx, alert, with_log)
+
+    def standing(self, node_id: str, alert_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """Where the central's newest alert for each of the node's ``alert_ids`` stands: ``{"state", "by", "at"}``
+        (by and at of the acknowledgement or resolution); ids it has no alert for are left out."""
+        newest: dict[str, dict[str, Any]] = {}
+        with self.db.read() as tx:
+            for match, args in any_of(tx.engine, set(alert_ids)):
+                for row in tx.all(q.ALERT_STANDING.format(match=match), [node_id, *args]):
+                    if row["alert_id"] not in newest or row["occurrence"] > newest[row["alert_id"]]["occurrence"]:
+                        newest[row["alert_id"]] = row
+        out = {}
+        for alert_id, row in newest.items():
+            prefix = "resolved" if row["state"] == "resolved" else "acknowledged"
+            by, at = (row[f"{prefix}_by"], row[f"{prefix}_at"]) if row["state"] != "open" else (None, None)
+            out[alert_id] = {"state": row["state"], "by": by, "at": at}
+        return out
 
     def acknowledge(self, alert: int, by: str, via: str, note: str, now: float) -> dict[str, Any]:
         """open -> acknowledged; Conflict when it is not open."""

@@ -80,6 +80,10 @@ ALERT_BY_ID = "SELECT * FROM alerts WHERE id = ?"
 ALERT_COUNTS = "SELECT state, COUNT(*) AS alerts FROM alerts WHERE state IN ('open', 'acknowledged') GROUP BY state"
 ALERT_LOG = "SELECT at, action, by, note, event_id FROM alert_log WHERE alert = ? ORDER BY row"
 ALERT_STATE = "SELECT state, acknowledged_by, resolved_by FROM alerts WHERE id = ?"
+ALERT_STANDING = (
+    "SELECT alert_id, occurrence, state, acknowledged_by, acknowledged_at, resolved_by, resolved_at FROM alerts"
+    " WHERE node_id = ? AND alert_id {match}"
+)
 ACKNOWLEDGE = (
     "UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, acknowledged_via = ?,"
     " ack_note = ? WHERE id = ?"
