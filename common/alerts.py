@@ -176,7 +176,8 @@ class AlertBook:
             changed.payload = payload
             changed.updates += 1
             changed.last_sent = now
-            changed.heard = ""  # something new: asked about again (a closed alert the central opens again)
+            if changed.heard == "resolved":  # something new opens a closed alert again at the central: asked again
+                changed.heard = ""
             book[incident] = changed
             return self._event(detection, "updated", "alert", payload, changed.alert_id, changed.recipients)
         if detection.state == "cleared":

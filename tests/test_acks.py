@@ -73,6 +73,8 @@ def test_a_trapped_passengers_alert_closed_by_mistake_is_re_sent_at_once_and_ope
         act(central, "ack")
         assert step(node, clock, 11) == [] and [a.kind for a in told] == ["entrapment"]
         assert step(node, clock, 61) == []  # acknowledged: not re-sent
+        node.emit(Detection("entrapment", "updated", clock.monotonic(), "urgent", {"in_door_zone": True}))
+        assert step(node, clock, 11) == [] and len(told) == 1  # the rescuers moved the car: not told again
         act(central, "resolve", note="点错了")
         assert step(node, clock, 11) == []  # heard resolved while the node still sees him
         assert step(node, clock, 1) == ["entrapment"]  # re-sent at once
