@@ -33,17 +33,21 @@ class Acknowledgements:
         self.poll_s = central.ack_poll_s
         self.slow_s = central.heartbeat_interval_s
         self.on_taken_in = on_taken_in
-        self.next_at = 0.0
+        self.last_at = float("-inf")
         self.asked = 0
+
+    def next_at(self) -> float:
+        """When to ask next (monotonic): at once for an alert never asked about, then every ``ack_poll_s`` while
+        one waits to be taken in, else every ``heartbeat_interval_s``; never while no alert is open."""
+        ids, waiting = self.book.asking()
+        return self.last_at + (self.poll_s if waiting else self.slow_s) if ids else float("inf")
 
     def step(self, now: float, get: Get) -> None:
         """Ask now if due (``now``: monotonic); nothing to ask, nothing sent."""
-        if now < self.next_at:
+        if now < self.next_at():
             return
-        ids, waiting = self.book.asking()
-        self.next_at = now + (self.poll_s if waiting else self.slow_s)
-        if not ids:
-            return
+        ids, _ = self.book.asking()
+        self.last_at = now
         query = urllib.parse.urlencode([("alert_id", i) for i in ids[:100]])
         try:
             reply = get(f"{self.url}?{query}")

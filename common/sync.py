@@ -412,6 +412,8 @@ class Uploader:
     def _next_wake(self) -> float:
         now = self._clock.monotonic()
         deadlines = [self._next_heartbeat, self.selftest.next_at, now + IDLE_WAKE_S, *self._held.values()]
+        if self.acks is not None:
+            deadlines.append(self.acks.next_at())
         with self._lock:
             if self._next_attempt > now:
                 deadlines.append(self._next_attempt)

@@ -41,6 +41,7 @@ from community.timeline import Timeline
 from elevator_node.node import ElevatorNode
 from elevator_node.node import build_node as build_lift
 from elevator_node.sim import lift_sensors
+from elevator_node.voice import TAKEN_IN
 from hal.audio import Wav
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
@@ -93,8 +94,10 @@ class TimelineSpeaker:
     def __init__(self, timeline: Timeline, party: str) -> None:
         self.timeline = timeline
         self.party = party
+        self.said: list[str] = []
 
     def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        self.said.append(text or str(wav))
         loudness = f" (volume {volume}%)" if volume is not None else ""
         self.timeline.add(self.party, (f'voice: "{text}"' if text else f"voice: {wav}") + loudness)
 
@@ -259,7 +262,8 @@ class Community:
             self.meter_sim, 1, load_profile(METER_PROFILE).register_writes, total_litres=48_210.0
         )
 
-        self.lift = build_lift(lift_config, self.clock, speaker=TimelineSpeaker(tl, "lift car B7-U2 #1"))
+        self.car_voice = TimelineSpeaker(tl, "lift car B7-U2 #1")
+        self.lift = build_lift(lift_config, self.clock, speaker=self.car_voice)
         self.lift_sim = lift_sensors(self.factory, lift_config.role_config)
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
         self.kiosk = build_kiosk(kiosk_config, self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
@@ -417,6 +421,12 @@ class Community:
         alerts = self.api_get("/alerts", state="all", limit=500)["alerts"]
         asked = self.api_get(f"/residents/{SITE}/B12-301")["check_ins"]["recent"]
         people_told(out.check, alerts, asked, METER, self.messages.closed)
+        taken_in = self.lift.prompts[TAKEN_IN].template
+        out.check(
+            "the trapped passenger heard that a person has the alarm (the acknowledgement reached the car)",
+            self.car_voice.said.count(taken_in) == 1,
+            f"said {self.car_voice.said.count(taken_in)} time(s)",
+        )
         out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(
