@@ -10,6 +10,7 @@ import requests
 
 from common.alerts import OpenAlert
 from common.clock import ManualClock
+from common.config import Role
 from common.events import Detection
 from common.service import NodeRuntime
 from tests.sync_helpers import node_config
@@ -17,9 +18,12 @@ from tests.sync_helpers import node_config
 LIFT = "cbxc-b7-u2-lift1"
 
 
-def lift_node(central, tmp_path: Path) -> tuple[NodeRuntime, ManualClock, list[OpenAlert]]:
-    token = central.register(LIFT, "elevator")
-    config = node_config(tmp_path, central.url, token, node_id=LIFT, role="elevator")
+def lift_node(
+    central, tmp_path: Path, node_id: str = LIFT, role: Role = "elevator"
+) -> tuple[NodeRuntime, ManualClock, list[OpenAlert]]:
+    """A registered node's runtime on a manual clock at the central's time, and what it heard was taken in."""
+    token = central.register(node_id, role)
+    config = node_config(tmp_path, central.url, token, node_id=node_id, role=role)
     clock = ManualClock(wall=central.clock.wall())
     node = NodeRuntime(config, clock, renotify_s=60.0)
     told: list[OpenAlert] = []
@@ -88,10 +92,7 @@ def test_a_trapped_passengers_alert_closed_by_mistake_is_re_sent_at_once_and_ope
 
 def test_a_silence_closed_at_the_central_is_not_re_sent_and_an_older_central_changes_nothing(make_central, tmp_path):
     central = make_central()
-    token = central.register("cbxc-b12-meters", "meter")
-    config = node_config(tmp_path, central.url, token, node_id="cbxc-b12-meters", role="meter")
-    clock = ManualClock(wall=central.clock.wall())
-    node = NodeRuntime(config, clock, renotify_s=60.0)
+    node, clock, _ = lift_node(central, tmp_path, "cbxc-b12-meters", "meter")
     try:
         node.emit(Detection("inactivity", "raised", clock.monotonic(), "urgent", {"silence_h": 12.0}, key="b12-301"))
         node.uploader.run_once()

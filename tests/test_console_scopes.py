@@ -29,6 +29,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/nodes/{node_id}"): "refused",
     ("POST", "/api/v1/nodes/register"): "claim",
     ("POST", "/api/v1/heartbeat"): "node",
+    ("GET", "/api/v1/acknowledgements"): "node",  # only the asking node's own alerts
     ("POST", "/api/v1/rides"): "node",
     ("GET", "/api/v1/rides"): "filtered",
     ("GET", "/api/v1/rides/{ride_id}"): "refused",

@@ -302,7 +302,7 @@ def test_voice_is_played_and_confirmed_on_a_terminal(
     assert "did you hear lift.entrapment clearly?" in technician.getvalue()
     # every prompt of the lift read by the real espeak-ng in Mandarin
     assert checks["speech check"]["result"] == "pass"
-    assert "3 prompts (3 texts) read in cmn-latn-pinyin" in checks["speech check"]["detail"]
+    assert "4 prompts (4 texts) read in cmn-latn-pinyin" in checks["speech check"]["detail"]
 
 
 def test_voice_plays_through_the_real_aplay_and_old_cmn_is_replaced(
