@@ -5,7 +5,7 @@ Reasons: ``opened`` (the roles told at once), ``escalated`` (the held-back roles
 nobody acknowledged in time), ``urgent`` (the roles told at once are told again when a warning turns urgent),
 ``cleared`` (the all-clear: once the node reports the condition over, every role told of it before is told so),
 ``resolved`` (a person closed an alert the node had not reported over: the roles told of it are told so, with the
-note).
+words written for them, never the desk's note).
 """
 
 from __future__ import annotations
