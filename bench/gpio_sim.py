@@ -140,6 +140,7 @@ def service_report(unit: str, install_exit: int) -> dict[str, Any]:
         "result": unit_property(unit, "Result"),
         "restarts": int(unit_property(unit, "NRestarts")),
         "errors": [x for x in journal if any(w in x for w in ("Traceback", "ERROR", "CRITICAL"))][:5],
+        "taken_in": [x for x in journal if "taken in at the central" in x][:5],  # EN 81-28's acknowledgement heard
     }
     say(f"service {json.dumps(service)}")
     return service

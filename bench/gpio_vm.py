@@ -2,7 +2,8 @@
 kernel's GPIO simulator (gpio-sim: a GPIO chip whose input levels are set through sysfs, with real edge interrupts)
 as ``/dev/gpiochip0``, given to the ``gpio`` group by Raspberry Pi OS's udev rule. ``provision install`` installs the
 shipped example config (examples/elevator.toml: ``pin_factory = "lgpio"``, the Pi's own factory, and its pins) and
-systemd runs the node under its real unit; it sends to the real central on the host. The tests drive the same rules
+systemd runs the node under its real unit; it sends to the real central on the host, whose desk acknowledges the
+entrapment as soon as it is stored: the node must hear it (EN 81-28's acknowledgement, ``common.acks``). The tests drive the same rules
 through gpiozero's MockFactory, which has no kernel, no lgpio, no bias, no debounce and no other process.
 
 In the guest, a script plays the lift on the chip's lines: a passenger steps in and the doors close with contact
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -162,7 +164,8 @@ def judge(
 ) -> list[str]:
     """What failed (empty: passed), from the guest's marks (wall times), the events the central stored, the two
     faults' outcomes, the node's ``delays`` (its config's settings that EXPECTED names) and its ``service``
-    under systemd (``provision install``'s exit, the unit's result and restarts, error lines in its journal)."""
+    under systemd (``provision install``'s exit, the unit's result and restarts, error lines in its journal, and
+    ``acked``: when the host's desk acknowledged the entrapment, which the journal must say the node heard)."""
     failed = judge_service(service)
 
     def expect(kind: str, state: str, mark: str, after_s: float) -> None:
@@ -184,6 +187,9 @@ def judge(
         failed.append(f"alerts nobody caused: {extra}")
     if len([e for e in raised if e["kind"] == "entrapment"]) != 1:
         failed.append("the entrapment was raised more than once")
+    heard = [line for line in service.get("taken_in") or [] if "entrapment" in line]
+    if service.get("acked") is None or len(heard) != 1:
+        failed.append(f"the node did not hear the desk's acknowledgement of the entrapment once: {heard}")
     for name, outcome in faults.items():
         if outcome.get("exit") in (0, None):
             failed.append(f"{name}: the node did not stop with an error (exit {outcome.get('exit')})")
@@ -195,18 +201,44 @@ def judge(
     return failed
 
 
+def acknowledge_when_stored(url: str, operator: str, stop: threading.Event, acked: list[float]) -> None:
+    """The property desk on the host: acknowledges the entrapment as soon as the central has it (its time in
+    ``acked``), so the node in the guest must hear it (EN 81-28) while the passenger is still inside."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {operator}"}
+    while not stop.wait(1.0) and not acked:
+        try:
+            found = requests.get(f"{url}/api/v1/alerts", params={"kind": "entrapment"}, headers=headers, timeout=10)
+            for alert in found.json().get("alerts", []):
+                done = requests.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "gpio-vm"},
+                                     headers=headers, timeout=10)  # fmt: skip
+                if done.status_code == 200:
+                    acked.append(time.time())
+        except (requests.RequestException, ValueError) as exc:
+            say(f"the desk could not look: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        lines, done = boot(work, token, server.port, LIFT)
-        return report(server.url, OPERATOR_KEY, lines, done)
+        stop, acked = threading.Event(), list[float]()
+        desk = threading.Thread(target=acknowledge_when_stored, args=(server.url, OPERATOR_KEY, stop, acked))
+        desk.start()
+        try:
+            lines, done = boot(work, token, server.port, LIFT)
+        finally:
+            stop.set()
+            desk.join()
+        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
 
     return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (NODE_ID, "elevator"), guest, check)
 
 
-def report(url: str, operator: str, lines: list[str], done: bool) -> int:
-    """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
+def report(url: str, operator: str, lines: list[str], done: bool, acked: float | None = None) -> int:
+    """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed. ``acked``: when the
+    desk on the host acknowledged the entrapment."""
     print("\n".join(lines), flush=True)
     marks = guest_marks(lines)
     found = records(lines, "(service|busy|nochip)")
@@ -226,6 +258,8 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         if event is not None and mark in marks:
             due = f"{setting} = {delays[setting]:g} s" if setting else "at once"
             print(f"{kind} {state}: {event['wall_time'] - marks[mark]:.2f} s after {mark} ({due})", flush=True)
+    service["acked"] = acked
+    print(f"the desk acknowledged the entrapment at {acked}; the node's journal: {service.get('taken_in')}", flush=True)
     return vm.verdict(judge(marks, events, faults, delays, service))
 
 

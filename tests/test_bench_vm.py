@@ -97,7 +97,8 @@ def _stored(**late: float) -> list[dict]:
     ]
 
 
-SERVICE = {"install": 0, "result": "success", "restarts": 0, "errors": []}
+SERVICE = {"install": 0, "result": "success", "restarts": 0, "errors": [], "acked": 1091.0,
+           "taken_in": ["alert entrapment 5f0c taken in at the central: acknowledged"]}  # fmt: skip
 GOOD_FAULTS: dict[str, dict[str, Any]] = {
     "busy": {"exit": 1, "traceback": False, "last": ["BCM 17 (input): already in use"]},
     "nochip": {"exit": 1, "traceback": False, "last": ["gpio.pin_factory = 'lgpio': cannot start it"]},
@@ -142,6 +143,8 @@ def test_the_gpio_check_fails_a_late_missing_or_extra_alert_and_a_traceback() ->
         "errors in the unit's journal: ['CRITICAL cannot start the elevator node']",
     ]
     assert judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, {**SERVICE, "install": 4}) == ["provision install exited 4"]
+    deaf = judge(_marks(), _stored(), GOOD_FAULTS, DELAYS, {**SERVICE, "taken_in": []})
+    assert deaf == ["the node did not hear the desk's acknowledgement of the entrapment once: []"]
 
 
 @pytest.mark.parametrize("name", ["gpio_vm", "gpio_vm_kiosk", "gpio_vm_meter", "netem_vm"])
