@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from common.alerts import OpenAlert
 from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection
@@ -122,6 +123,9 @@ class KioskNode:
             record=self._record,
             raise_alert=self._raise_alert,
         )
+        # the desk acknowledged the help request: the resident waiting at the kiosk hears that, once (EN 81-28's
+        # acknowledgement, common.acks; called on the uploader's thread)
+        runtime.acks.on_taken_in = self._on_taken_in
         # everything the view listener touches exists before the button can be pressed
         self.button: Button | None = None
         self.led: LED | PWMLED | None = None
@@ -288,6 +292,10 @@ class KioskNode:
         """Block (real seconds) until the kiosk shows one of ``states``; False on timeout. For scenarios."""
         with self._view_changed:
             return self._view_changed.wait_for(lambda: self.controller.state in states, timeout_s)
+
+    def _on_taken_in(self, alert: OpenAlert) -> None:
+        if alert.kind == "help_requested" and alert.heard == "acknowledged":
+            self.controller.say("help_taken_in")
 
     def _raise_alert(self, alert: RaiseAlert) -> None:
         """help_requested: an alert to the property desk, re-sent until it closes (help_clear_s after)."""

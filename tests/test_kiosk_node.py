@@ -374,7 +374,7 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         tmp_path,
         central.url,
         token,
-        central_extra="batch_max_age_s = 0.1",
+        central_extra="batch_max_age_s = 0.1\nack_poll_s = 1.0",
         sections='[gpio]\npin_factory = "mock"\n',
         kiosk_extra=f"button = {{ pin = {BUTTON}, bounce_s = 0 }}",
         timing="arcade_hold_s = 1.0",
@@ -393,12 +393,20 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         assert alert["recipients"] == ["property_management"] and alert["payload"]["source"] == "button"
         assert central.rides() == [] and node.state == "help_requested"  # letting go ordered nothing
         assert any("物业" in s for s in voice.texts)
-        # the desk helped her and closed it; the kiosk, which does not hear of that, keeps the request open for
-        # help_clear_s, so the next resident's hold is an update of it: that must open it again, not be buried
+        # the desk acknowledges: the resident waiting at the kiosk hears it once (the kiosk asks every ack_poll_s)
         (first,) = central.alerts()
-        done = requests.post(f"{central.url}/api/v1/alerts/{first['id']}/resolve", json={"note": "保安已到"},
-                             headers=central.operator_headers, timeout=10)  # fmt: skip
-        assert done.status_code == 200, done.text
+
+        def desk(action: str) -> None:
+            done = requests.post(f"{central.url}/api/v1/alerts/{first['id']}/{action}", json={"note": "保安已到"},
+                                 headers=central.operator_headers, timeout=10)  # fmt: skip
+            assert done.status_code == 200, done.text
+
+        desk("ack")
+        taken_in = node.texts.voice("help_taken_in", "zh")
+        eventually(lambda: taken_in in voice.texts, 10, 0.1, "the kiosk saying the desk has her call")
+        desk("resolve")
+        # the desk helped her and closed it; the kiosk keeps the request open for help_clear_s, so the next
+        # resident's hold is an update of it: that must open it again, not be buried
         node.controller.back()
         pin.drive_low()
         wait_for(node, "help_requested", timeout=5)
