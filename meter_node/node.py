@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from common.alerts import OpenAlert
 from common.clock import Clock, SystemClock
 from common.config import NodeConfig
 from common.events import Detection, Event, make_event
@@ -72,8 +73,9 @@ class MeterNode:
         self.runtime = runtime
         self.bus = bus
         self.voice = voice
-        (self.chime,) = prompts()
+        self.chime, self.taken_in = prompts()
         self.meters: dict[str, MeterEntry] = {m.id: m for m in section.meters}
+        runtime.acks.on_taken_in = self._on_taken_in  # (the uploader's thread; the voice queues)
         self.reader = MeterReader(
             self.bus,
             section.meters,
@@ -369,6 +371,14 @@ class MeterNode:
         raised = detection.state == "raised" and not (quiet and detection.severity == "info")
         if (raised or detection.kind == CHECK_IN_KIND) and meter.household.chime and self.voice is not None:
             self.voice.say(self.chime)
+
+    def _on_taken_in(self, alert: OpenAlert) -> None:
+        """Somebody who would come (family, social worker) acknowledged a home's alert: its chime tells the resident
+        once that someone is coming (a resident who fell cannot reach the phone)."""
+        meter = self.meters.get(alert.key)
+        coming = {"family", "social_worker"} & set(alert.recipients)
+        if alert.heard == "acknowledged" and coming and meter is not None and meter.household.chime and self.voice:
+            self.voice.say(self.taken_in)
 
     def _handle_presses(self) -> None:
         if self._waiting_for_clock():

@@ -31,7 +31,7 @@ def test_every_role_lists_its_prompts_by_id(capsys) -> None:
     assert "lift.entrapment  (once, when a passenger has been trapped for entrapment_s)" in out
     assert "请问电梯还在运行吗？" in out and "lift.reassurance" in out and "lift.alarm_ack" in out
     code, out = run(capsys, "--role", "meter", "--json")
-    assert [p["id"] for p in json.loads(out)["prompts"]] == ["meter.chime"]
+    assert [p["id"] for p in json.loads(out)["prompts"]] == ["meter.chime", "meter.taken_in"]
     code, out = run(capsys, "--role", "kiosk", "--json")
     listed = {p["id"]: p for p in json.loads(out)["prompts"]}
     assert "kiosk.idle" in listed and "kiosk.error" in listed
