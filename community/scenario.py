@@ -50,6 +50,7 @@ from kiosk.node import build_node as build_kiosk
 from meter_node.node import MeterNode
 from meter_node.node import build_node as build_meter
 from meter_node.profiles import load_profile
+from meter_node.voice import TAKEN_IN_TEXT
 from provisioning import cmd_register
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,8 @@ class Community:
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
         self.kiosk = build_kiosk(kiosk_config, self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
         self.kiosk.controller.add_listener(self._on_kiosk_view)
-        self.meter = build_meter(meter_config, self.clock, speaker=TimelineSpeaker(tl, "home B12-301"))
+        self.home_voice = TimelineSpeaker(tl, "home B12-301")
+        self.meter = build_meter(meter_config, self.clock, speaker=self.home_voice)
         for node_id, node in self._nodes().items():
             node.runtime.outbox.add_listener(functools.partial(self._on_put, node_id))
 
@@ -421,12 +423,19 @@ class Community:
         alerts = self.api_get("/alerts", state="all", limit=500)["alerts"]
         asked = self.api_get(f"/residents/{SITE}/B12-301")["check_ins"]["recent"]
         people_told(out.check, alerts, asked, METER, self.messages.closed)
-        taken_in = self.lift.prompts[TAKEN_IN].template
-        out.check(
-            "the trapped passenger heard that a person has the alarm (the acknowledgement reached the car)",
-            self.car_voice.said.count(taken_in) == 1,
-            f"said {self.car_voice.said.count(taken_in)} time(s)",
-        )
+        for voice, text, check in (
+            (
+                self.car_voice,
+                self.lift.prompts[TAKEN_IN].template,
+                "the trapped passenger heard that a person has the alarm (the acknowledgement reached the car)",
+            ),
+            (
+                self.home_voice,
+                TAKEN_IN_TEXT,
+                "the fallen resident heard that someone is coming (the acknowledgement reached her home)",
+            ),
+        ):
+            out.check(check, voice.said.count(text) == 1, f"said {voice.said.count(text)} time(s)")  # fmt: skip
         out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(
