@@ -106,3 +106,28 @@ def test_a_silence_closed_at_the_central_is_not_re_sent_and_an_older_central_cha
         assert step(node, clock, 61) == ["inactivity"]  # nothing heard: re-sent as before
     finally:
         node.stop()
+
+
+def test_a_homes_chime_tells_the_resident_someone_is_coming_once_her_alert_is_acknowledged(make_central, tmp_path):
+    from meter_node.voice import CHIME_TEXT, TAKEN_IN_TEXT
+    from tests.test_meter_node import NODE_ID, ONE_METER, START_WALL, Harness, Speaker, TableBus
+    from tests.test_meter_node import node_config as meter_config
+
+    central = make_central()
+    (tmp_path / "token").write_text(central.register(NODE_ID, "meter"))
+    (tmp_path / "token").chmod(0o600)
+    bus, speaker = TableBus(), Speaker()
+    bus.add(1, "u32_le_litres", 5000.0)
+    h = Harness(meter_config(tmp_path, central.url, ONE_METER), bus, ManualClock(wall=START_WALL), speaker)
+    try:
+        h.run(600, lambda now: bus.litres.update({1: float(bus.litres[1] or 0.0) + 3.0}))  # a morning's washing
+        h.run(8.5 * 3600)  # then silence: the warning, and the chime asks her
+        h.sync()
+        assert [a["kind"] for a in central.alerts()] == ["inactivity"] and speaker.texts == [CHIME_TEXT]
+        act(central, "ack", note="我去看看")  # her daughter answers from her phone
+        for _ in range(3):  # the node asks every ack_poll_s (10 s)
+            h.run(11)
+            h.sync()
+        assert speaker.texts == [CHIME_TEXT, TAKEN_IN_TEXT]  # once: a resident who fell cannot reach the phone
+    finally:
+        h.close()
