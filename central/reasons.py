@@ -315,3 +315,11 @@ def reasons(kind: str, payload: Mapping[str, Any] | Any, cleared: bool = False) 
         plain = [(k, v) for k, v in p.items() if k not in ALERT_FIELDS or k == "reason"]
         out = [f"{k}：{v}" for k, v in plain if isinstance(v, str | int | float) and not isinstance(v, bool)][:6]
     return out
+
+
+def closed(alert: Mapping[str, Any]) -> list[str]:
+    """A person's resolution in words for the people told of the alert: who closed it and when, then the words they
+    wrote for them (``resolve_tell``; the desk's own note is never shown to them)."""
+    tell = alert.get("resolve_tell")
+    by = f"{clock_text(alert.get('resolved_at'))} 由 {alert.get('resolved_by') or '值班'} 处理并关闭"
+    return [by, *([f"处理说明：{tell}"] if tell else [])]

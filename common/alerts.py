@@ -216,8 +216,8 @@ class AlertBook:
         """What the central says of the open alerts (``GET /acknowledgements``: alert id -> ``{"state", "by",
         "at"}``), kept with the book: an alert a person has taken in is not re-sent, and is again once the central
         says it is open (it opened it again). A trapped passenger's alert closed while the node still sees him is
-        re-sent at once: the central opens it again (``EventKind.reopens``). Returns the alerts newly taken in
-        (copies), for the node to tell the person waiting."""
+        re-sent at once: the central opens it again (``EventKind.reopens``). Returns the alerts newly acknowledged
+        (copies), for the node to tell the person waiting that somebody has the alarm."""
         newly = []
         with self._lock:
             book = dict(self._open)
@@ -230,7 +230,7 @@ class AlertBook:
                 if heard == "resolved" and _reopens(alert.kind):
                     changed.last_sent = None  # re-sent at the next look
                 book[incident] = changed
-                newly += [OpenAlert(**{**changed.__dict__})] if heard and not alert.heard else []
+                newly += [OpenAlert(**{**changed.__dict__})] if heard == "acknowledged" and not alert.heard else []
             if book != self._open:
                 self._outbox.put_state({STATE_KEY: self._state_json(book)})
                 self._open = book

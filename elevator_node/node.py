@@ -242,7 +242,7 @@ class ElevatorNode:
 
     def _on_taken_in(self, alert: OpenAlert) -> None:
         """EN 81-28's acknowledgement reached the car: the passenger is told a person has the alarm."""
-        if alert.kind in ("entrapment", "alarm_button") and alert.heard == "acknowledged":
+        if alert.kind in ("entrapment", "alarm_button"):
             with self._lock:
                 self._taken_in.append((alert.kind, alert.key))
 

@@ -294,7 +294,7 @@ class KioskNode:
             return self._view_changed.wait_for(lambda: self.controller.state in states, timeout_s)
 
     def _on_taken_in(self, alert: OpenAlert) -> None:
-        if alert.kind == "help_requested" and alert.heard == "acknowledged":
+        if alert.kind == "help_requested":
             self.controller.say("help_taken_in")
 
     def _raise_alert(self, alert: RaiseAlert) -> None:

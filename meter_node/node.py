@@ -377,7 +377,7 @@ class MeterNode:
         once that someone is coming (a resident who fell cannot reach the phone)."""
         meter = self.meters.get(alert.key)
         coming = {"family", "social_worker"} & set(alert.recipients)
-        if alert.heard == "acknowledged" and coming and meter is not None and meter.household.chime and self.voice:
+        if coming and meter is not None and meter.household.chime and self.voice:
             self.voice.say(self.taken_in)
 
     def _handle_presses(self) -> None:

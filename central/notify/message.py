@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from central.kinds import DELIVERY_REASONS, SEVERITIES, clock_text, kind_zh, role_zh
-from central.reasons import reasons
+from central.reasons import closed, reasons
 
 OVER_TITLES = {"cleared": "已解除", "resolved": "已处理"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
@@ -128,12 +128,10 @@ def compose(
 
 def _body(alert: Mapping[str, Any], reason: str, payload: Mapping[str, Any]) -> list[str]:
     """What the message says after whom it tells and since when: why (the alert's reasoning); for a person's
-    resolution only who closed it, when, and the words they wrote for the people told (``resolve_tell``; the desk's
-    own note is never sent), as the alarm's reasons asked to act."""
+    resolution only who closed it, when, and the words they wrote for the people told (the alarm's reasons asked to
+    act)."""
     if reason == "resolved":
-        tell = alert.get("resolve_tell")
-        closed = f"{clock_text(alert.get('resolved_at'))} 由 {alert.get('resolved_by') or '值班'} 处理并关闭"
-        return [closed, *([f"处理说明：{tell}"] if tell else [])]
+        return closed(alert)
     lines = [f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）"] if reason == "cleared" else []
     lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):

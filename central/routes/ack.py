@@ -1,7 +1,8 @@
 """The acknowledgement link's page: a family member or social worker answers an alert from a phone.
 
 ``GET /ack/{token}`` shows what happened (with its reasons, and whether it is over on site) and two buttons,
-"我已知晓" (I know) and "我去看看" (I'm going to look), or, once a person closed it, who did, when and their note;
+"我已知晓" (I know) and "我去看看" (I'm going to look), or, once a person closed it, who did, when and the words
+they wrote for the people told;
 ``POST`` records the answer once per choice, in the alert's timeline with the name the link was sent to, and
 acknowledges the alert when it is still open (which stops the escalation to the social worker). A GET never
 changes anything: messaging apps open links to preview them.
@@ -24,7 +25,7 @@ from central.deps import Central, get_central
 from central.kinds import clock_text, kind_zh, role_zh
 from central.notify.links import CHOICES, LinkClaim, LinkError, read_token
 from central.notify.worker import LINK_SECRET
-from central.reasons import reasons
+from central.reasons import closed, reasons
 from central.storage import Conflict, NotFound
 
 log = logging.getLogger("central")
@@ -61,12 +62,9 @@ def _claim(central: Central, token: str) -> LinkClaim:
 
 
 def _state(alert: dict[str, Any]) -> str:
-    """Where the alert stands, in words; a resolved one with who closed it, when and what they wrote for the people
-    told of it (never the desk's own note)."""
+    """Where the alert stands, in words; a resolved one as its message to the people told of it says it."""
     if alert["state"] == "resolved":
-        closed = f"已由 {alert.get('resolved_by') or '值班'} 处理并关闭（{clock_text(alert.get('resolved_at'))}）"
-        tell = alert.get("resolve_tell")
-        return closed + (f"。处理说明：{tell}" if tell else "")
+        return "。".join(closed(alert))
     return f"{alert.get('acknowledged_by') or ''} 已确认" if alert["state"] == "acknowledged" else "尚无人确认"
 
 
