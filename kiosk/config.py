@@ -77,7 +77,7 @@ class RideTimingSection:
     result_hold_s: float = setting(30.0, min=20.0, max=600.0, help="no car/cancelled/error shown this long")
     arrived_hold_s: float = setting(180.0, min=20.0, max=1800.0, help="the plate stays on screen this long")
     confirm_hold_s: float = setting(30.0, min=20.0, max=300.0, help="the cancel question waits this long, then keeps")
-    help_hold_s: float = setting(90.0, min=20.0, max=1800.0, help="the help screen stays this long")
+    help_hold_s: float = setting(90.0, min=20.0, max=1800.0, help="each help screen (told, taken in) stays this long")
     help_clear_s: float = setting(
         1800.0, min=60.0, max=86400.0, help="a help request is re-sent every renotify interval until then"
     )

@@ -83,11 +83,6 @@ class KioskController:
     def network_down(self, reason: str = "") -> None:
         self.handle(ev.NetworkDown(reason))
 
-    def say(self, key: str) -> None:
-        """Speak the prompt ``key`` now (from any thread), outside the ride's own flow."""
-        with self._lock:
-            self._speak(ev.Speak(key))
-
     def handle(self, event: ev.RideEvent) -> None:
         with self._lock:
             effects = self.machine.handle(self.clock.monotonic(), event)

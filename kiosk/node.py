@@ -29,7 +29,7 @@ from kiosk.client import RidesClient
 from kiosk.config import KioskConfig
 from kiosk.controller import KioskController
 from kiosk.ride import RideMachine
-from kiosk.ride_events import RaiseAlert, Report, RideView
+from kiosk.ride_events import HelpTakenIn, RaiseAlert, Report, RideView
 from kiosk.texts import Texts, load_texts
 
 if TYPE_CHECKING:  # gpiozero is imported only by a kiosk with an arcade button or LED (see _start_gpio)
@@ -63,6 +63,7 @@ LED_PATTERNS: dict[str, LedPattern] = {
     "offline": LedPattern("off"),
     "error": LedPattern("off"),
     "help_requested": LedPattern("blink", 0.5, 0.5),
+    "help_taken_in": LedPattern("on"),
     "confirm_cancel": LedPattern("on"),
 }
 
@@ -295,7 +296,7 @@ class KioskNode:
 
     def _on_taken_in(self, alert: OpenAlert) -> None:
         if alert.kind == "help_requested":
-            self.controller.say("help_taken_in")
+            self.controller.handle(HelpTakenIn())
 
     def _raise_alert(self, alert: RaiseAlert) -> None:
         """help_requested: an alert to the property desk, re-sent until it closes (help_clear_s after)."""

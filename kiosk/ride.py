@@ -2,7 +2,8 @@
 
 The screen, the arcade button and the voice all run on the effects this machine returns. Network replies come
 back as events; the machine never waits for one, so the kiosk can answer a press at once and never hangs. A new
-ride starts only from idle; help and the cancel question are overlays shown over the ride, which goes on.
+ride starts only from idle; help (told, then taken in) and the cancel question are overlays shown over the ride,
+which goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kiosk.ride_events import (
     CENTRAL_STATUSES,
     CLOSED_BY_CENTRAL,
     DRIVER_STATES,
+    HELP_SCREENS,
     RESULT_STATES,
     Back,
     Cancel,
@@ -27,6 +29,7 @@ from kiosk.ride_events import (
     ConfirmCancel,
     Effect,
     Help,
+    HelpTakenIn,
     NetworkDown,
     NetworkUp,
     PollRide,
@@ -160,6 +163,8 @@ class RideMachine:
                 self._on_back(now, out)
             case Help():
                 self._on_help(now, event, out)
+            case HelpTakenIn():
+                self._on_help_taken_in(now, out)
             case RideReply():
                 self._on_reply(now, event, out)
             case CentralUnreachable():
@@ -236,14 +241,23 @@ class RideMachine:
             self._reset(now, out)
 
     def _on_help(self, now: float, event: Help, out: list[Effect]) -> None:
-        if self.overlay != "help_requested":
-            payload: dict[str, Any] = {"source": event.source, "kiosk_state": self.state}
-            if self.request_id is not None:
-                payload["request_id"] = self.request_id
-            if self.car is not None:
-                payload["plate"] = self.car.plate
-            out.append(RaiseAlert("help_requested", "warning", payload))
+        if self.overlay in HELP_SCREENS:
+            self._open_overlay(now, self.overlay, out)  # asked again while told: told again, no second alert
+            return
+        payload: dict[str, Any] = {"source": event.source, "kiosk_state": self.state}
+        if self.request_id is not None:
+            payload["request_id"] = self.request_id
+        if self.car is not None:
+            payload["plate"] = self.car.plate
+        out.append(RaiseAlert("help_requested", "warning", payload))
         self._open_overlay(now, "help_requested", out)
+
+    def _on_help_taken_in(self, now: float, out: list[Effect]) -> None:
+        if self.overlay == "confirm_cancel":
+            out.append(Speak("help_taken_in", self.voice_params(now)))  # the question she is answering stays
+            return
+        # shown even after the help screen timed out: she is likely still waiting there (help_hold_s again)
+        self._open_overlay(now, "help_taken_in", out)
 
     def _on_reply(self, now: float, reply: RideReply, out: list[Effect]) -> None:
         if reply.request_id == self.cancel_owed:
@@ -353,7 +367,8 @@ class RideMachine:
             self.cancel_next = now + t.retry_interval_s
 
     def _due_overlay(self, now: float, out: list[Effect]) -> None:
-        hold = {"help_requested": self.t.help_hold_s, "confirm_cancel": self.t.confirm_hold_s}
+        t = self.t
+        hold = {"help_requested": t.help_hold_s, "help_taken_in": t.help_hold_s, "confirm_cancel": t.confirm_hold_s}
         if self.overlay is not None and now - self.overlay_since >= hold[self.overlay]:
             self._close_overlay(now, out)  # an unanswered cancel question keeps the ride
 

@@ -17,7 +17,9 @@ from kiosk.view import RideState as RideState
 from kiosk.view import RideView as RideView
 
 # screens shown over the ride's own state, which goes on underneath
-OVERLAYS: frozenset[str] = frozenset({"help_requested", "confirm_cancel"})
+OVERLAYS: frozenset[str] = frozenset({"help_requested", "help_taken_in", "confirm_cancel"})
+# the two help screens: the desk has been told, then a person at the desk has the call
+HELP_SCREENS: frozenset[str] = frozenset({"help_requested", "help_taken_in"})
 # a result the resident reads, then the kiosk is free again
 RESULT_STATES: frozenset[str] = frozenset({"arrived", "no_car", "cancelled", "error"})
 # a car is (or may be) on its way for this kiosk
@@ -110,6 +112,12 @@ class NetworkUp:
     """The central answered again (a probe or any other request)."""
 
 
+@dataclass(frozen=True)
+class HelpTakenIn:
+    """A person at the property desk acknowledged the kiosk's help request at the central (EN 81-28's "alarm
+    acknowledged", common/acks.py): the resident is told on the screen and aloud."""
+
+
 RideEvent = (
     Press
     | Cancel
@@ -123,6 +131,7 @@ RideEvent = (
     | CancelDone
     | NetworkDown
     | NetworkUp
+    | HelpTakenIn
 )
 
 

@@ -27,7 +27,7 @@ SAMPLE_WAITED_S = 185.0
 def sample_view(state: RideState, now: float) -> RideView:
     """A representative view of ``state``: a car for the screens that show one, 3 minutes waited searching."""
     car = {"assigned": SAMPLE_CAR, "car_late": SAMPLE_CAR, "confirm_cancel": SAMPLE_CAR, "arrived": SAMPLE_CAR_BLUE}
-    ride = state not in ("idle", "no_car", "cancelled", "error", "offline", "help_requested")
+    ride = state not in ("idle", "no_car", "cancelled", "error", "offline", "help_requested", "help_taken_in")
     return RideView(
         state,
         car.get(state),

@@ -73,7 +73,7 @@ CAR_STATES = frozenset({"assigned", "arrived", "car_late", "confirm_cancel"})
 # minutes since the press that started the ride
 WAIT_STATES = frozenset({"searching", "searching_wait"})
 # prompts that are spoken only, never a screen of their own: [section] with voice_zh and voice_en
-VOICE_ONLY = ("searching_wait", "help_taken_in")
+VOICE_ONLY = ("searching_wait",)
 # how each placeholder is said: fixed ones (from the config) are written into the prompt's text, the others are
 # the prompt's variable fields
 FIXED_VOICE_FIELDS = ("pickup_point", "pickup_point_en", "hotline")

@@ -172,6 +172,7 @@ STATE_ICONS: dict[str, str] = {
     "offline": "no_link",
     "error": "exclamation",
     "help_requested": "person",
+    "help_taken_in": "check",
     "confirm_cancel": "question",
 }
 # screens that show the hotline in large digits
@@ -187,7 +188,7 @@ def primary_button(view: object) -> str:
         return "cancel"
     if state == "offline" and getattr(view, "cancellable", False):
         return "cancel"
-    if state in ("arrived", "no_car", "cancelled", "error", "help_requested"):
+    if state in ("arrived", "no_car", "cancelled", "error", "help_requested", "help_taken_in"):
         return "back"
     return "none"  # idle, offline with nothing ordered
 

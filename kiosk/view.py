@@ -22,6 +22,7 @@ RideState = Literal[
     "offline",
     "error",
     "help_requested",
+    "help_taken_in",
     "confirm_cancel",
 ]
 STATES: tuple[RideState, ...] = get_args(RideState)

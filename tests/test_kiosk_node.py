@@ -404,6 +404,7 @@ def test_holding_the_arcade_button_asks_for_help_and_the_desk_is_told(
         desk("ack")
         taken_in = node.texts.voice("help_taken_in", "zh")
         eventually(lambda: taken_in in voice.texts, 10, 0.1, "the kiosk saying the desk has her call")
+        assert node.controller.state == "help_taken_in"  # and showing it, for a resident who cannot hear it
         desk("resolve")
         # the desk helped her and closed it; the kiosk keeps the request open for help_clear_s, so the next
         # resident's hold is an update of it: that must open it again, not be buried

@@ -19,12 +19,12 @@ from kiosk.ride_events import (
     CentralUnreachable,
     ConfirmCancel,
     Help,
+    HelpTakenIn,
     NetworkDown,
     NetworkUp,
     PollRide,
     Press,
     Probe,
-    RaiseAlert,
     Report,
     RideReply,
     SendRequest,
@@ -299,6 +299,7 @@ def test_every_state_is_reachable_and_shown() -> None:
     record(m.handle(10, Press()))
     record(m.handle(10.1, RideReply("req-3", "ride-3", "no_car")))
     record(m.handle(10.5, Help()))
+    record(m.handle(10.55, HelpTakenIn()))
     record(m.handle(10.6, Back()))
     record(m.handle(11, Press()))
     record(m.handle(11.05, Press()))
@@ -452,41 +453,6 @@ def test_searching_shows_minutes_waited_and_reassures_every_minute() -> None:
     prompts = [e for e in of(seen, Speak) if e.key == "searching_wait"]
     assert [p.params["minutes"] for p in prompts] == [1, 2, 3]
     assert not shown(seen)  # a prompt, not a new screen
-
-
-def test_no_reassurance_over_the_help_screen() -> None:
-    m = machine()
-    to_searching(m)
-    m.handle(30, Help())
-    seen = poll_until(m, 30, 100, status="searching")
-    assert "searching_wait" not in spoken(seen)
-
-
-def test_help_from_any_screen_raises_one_alert_and_says_someone_is_told() -> None:
-    m = machine()
-    to_assigned(m)
-    out = m.handle(10, Help("button"))
-    alerts = of(out, RaiseAlert)
-    assert len(alerts) == 1 and alerts[0].kind == "help_requested" and alerts[0].severity == "warning"
-    assert alerts[0].payload["plate"] == CAR.plate and alerts[0].payload["kiosk_state"] == "assigned"
-    assert shown(out) == ["help_requested"] and spoken(out) == ["help_requested"]
-    out = m.handle(12, Help())  # pressed again: the voice again, no second alert
-    assert not of(out, RaiseAlert) and spoken(out) == ["help_requested"]
-    out = m.handle(13, Press())  # the big button on the help screen orders nothing
-    assert not of(out, SendRequest) and spoken(out) == ["help_requested"]
-    # the ride went on underneath; a new car (or the arrival) ends the help screen so the plate shows
-    m.handle(13.5, Tick())
-    other = Car("沪B·12345", colour_zh="金黄色", model_zh="大众途安")
-    out = m.handle(13.6, RideReply("req-1", "ride-1", "assigned", other, eta_s=100))
-    assert shown(out) == ["assigned"] and m.overlay is None
-
-
-def test_help_screen_times_out_back_to_the_ride() -> None:
-    m = machine()
-    out = m.handle(1, Help())
-    assert of(out, RaiseAlert) and m.shown == "help_requested"
-    assert m.handle(90.9, Tick()) == []
-    assert shown(m.handle(91.1, Tick())) == ["idle"]
 
 
 def test_plain_cancel_before_a_driver_accepts_needs_no_confirmation() -> None:
