@@ -201,20 +201,30 @@ def judge(
     return failed
 
 
-def acknowledge_when_stored(url: str, operator: str, stop: threading.Event, acked: list[float]) -> None:
-    """The property desk on the host: acknowledges the entrapment as soon as the central has it (its time in
-    ``acked``), so the node in the guest must hear it (EN 81-28) while the passenger is still inside."""
+def acknowledge_when_stored(
+    url: str, operator: str, stop: threading.Event, acked: list[float], kind: str = "entrapment", after_s: float = 0.0
+) -> None:
+    """The property desk on the host: acknowledges the first alert of ``kind`` ``after_s`` after it sees it at the
+    central (its time in ``acked``), so the node in the guest must hear it (EN 81-28) while the passenger is still
+    inside (or the resident still at the kiosk)."""
     import requests
 
     headers = {"Authorization": f"Bearer {operator}"}
+    seen: float | None = None
     while not stop.wait(1.0) and not acked:
         try:
-            found = requests.get(f"{url}/api/v1/alerts", params={"kind": "entrapment"}, headers=headers, timeout=10)
-            for alert in found.json().get("alerts", []):
+            found = requests.get(f"{url}/api/v1/alerts", params={"kind": kind}, headers=headers, timeout=10)
+            alerts = found.json().get("alerts", [])
+            if alerts and seen is None:
+                seen = time.time()
+            if seen is None or time.time() < seen + after_s:
+                continue
+            for alert in alerts:
                 done = requests.post(f"{url}/api/v1/alerts/{alert['id']}/ack", json={"note": "gpio-vm"},
                                      headers=headers, timeout=10)  # fmt: skip
                 if done.status_code == 200:
                     acked.append(time.time())
+                    break
         except (requests.RequestException, ValueError) as exc:
             say(f"the desk could not look: {exc}")
 

@@ -8,7 +8,8 @@ software PWM.
 
 In the guest, a script plays a resident on the chip's lines and reads the LED's line from the chip: the idle pulse
 (lgpio's software PWM), a press with contact bounce (one ride at the central; the LED blinks fast while a car is
-sought, then stays on), a hold of 4 s (a ``help_requested`` alert, the LED's slow blink). Then the faults a
+sought, then stays on), a hold of 4 s (a ``help_requested`` alert, the LED's slow blink), which the property desk on the host acknowledges
+15 s after the central has it (the LED steady: the help_taken_in screen; the journal says it was heard). Then the faults a
 technician meets, each under the unit, which must keep running (the screen still hails taxis): another process
 holding the button's line (a ``kiosk_fault`` naming BCM 26), the line free again (cleared), no GPIO chip (raised
 again).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from bench.gpio_sim import (
     say,
     service_report,
 )
+from bench.gpio_vm import acknowledge_when_stored
 from bench.kiosk_kms_vm import PACKAGES
 
 KIOSK = Role(
@@ -64,7 +67,13 @@ LED_SHOWS = {
     "working": ((3.0, 12.0), (0.25, 0.75), (0.0, 0.5)),  # blink 0.15 s / 0.15 s while a car is sought
     "car": ((0.0, 0.0), (1.0, 1.0), (2.0, 60.0)),  # steady on: a car is coming
     "help": ((1.0, 3.5), (0.25, 0.75), (0.25, 1.0)),  # blink 0.5 s / 0.5 s: help asked for
+    "taken": ((0.0, 0.0), (1.0, 1.0), (2.0, 60.0)),  # steady on: a person at the desk has her call
 }
+ACK_AFTER_S = 15.0  # the desk acknowledges the help request this long after it sees it (after the help blink's read)
+# the LED must turn steady within this of the desk's acknowledgement: the kiosk asks every central.ack_poll_s (10 s)
+TAKEN_S = 10.0 + LATE_S
+# the guest waits at most this long for it: well inside help_hold_s (90 s), after which the ride's steady LED is back
+TAKEN_WAIT_S = 50.0
 
 
 # --------------------------------------------------------------------------------------------- in the guest
@@ -108,7 +117,10 @@ def guest(port: int) -> int:
     press(chip, pins["button"], HOLD_S + 1.0)
     time.sleep(0.5)
     say(f"led help {json.dumps(led(chip, pins['led'], 4.0))}")
-    time.sleep(10)  # the alert is sent
+    steady = lambda: led(chip, pins["led"], 1.0)["toggles_per_s"] == 0  # noqa: E731 - the desk has her call
+    await_true("taken-in", steady, TAKEN_WAIT_S)
+    say(f"taken {time.time():.2f}")
+    say(f"led taken {json.dumps(led(chip, pins['led'], 3.0))}")
     service_report(KIOSK.unit, installed)
     fault_phases(KIOSK.unit, pins["button"], "kiosk_fault/gpio", chip)
     return 0
@@ -124,8 +136,15 @@ def judge(
     faults: dict[str, dict[str, Any]],
 ) -> list[str]:
     """What failed (empty: passed), from the guest's marks (wall times), the LED's figures, the kiosk's rides and
-    alert events at the central, the unit's record over the presses and its state in each fault."""
+    alert events at the central, the unit's record over the presses (with ``acked``: when the host's desk
+    acknowledged the help request) and its state in each fault."""
     failed = judge_service(service)
+    heard = [line for line in service.get("taken_in") or [] if "help_requested" in line]
+    acked, taken = service.get("acked"), marks.get("taken")
+    if acked is None or taken is None or len(heard) != 1:
+        failed.append(f"the kiosk did not hear the desk's acknowledgement of the help request once: {heard}")
+    elif not -1.0 <= taken - acked <= TAKEN_S:
+        failed.append(f"the LED turned steady {taken - acked:.1f} s after the desk's acknowledgement")
     for name, bounds in LED_SHOWS.items():
         figures = leds.get(name)
         if figures is None:
@@ -161,16 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        lines, done = boot(work, token, server.port, KIOSK, ["-vga", "std"], 3600)  # a screen: the bochs DRM driver
-        return report(server.url, OPERATOR_KEY, lines, done)
+        stop, acked = threading.Event(), list[float]()
+        desk_args = (server.url, OPERATOR_KEY, stop, acked, "help_requested", ACK_AFTER_S)
+        desk = threading.Thread(target=acknowledge_when_stored, args=desk_args)
+        desk.start()
+        try:
+            lines, done = boot(work, token, server.port, KIOSK, ["-vga", "std"], 3600)  # a screen: bochs DRM
+        finally:
+            stop.set()
+            desk.join()
+        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
 
     description = __doc__.splitlines()[0]
     node = (KIOSK.node_id, "kiosk")
     return vm.with_central("gpio-vm", description, argv, node, guest, check, fleet=FLEET, pickup_point=PICKUP)
 
 
-def report(url: str, operator: str, lines: list[str], done: bool) -> int:
-    """Print the guest's ``GPIOVM`` lines, the kiosk's rides and alerts at the central; 0 when nothing failed."""
+def report(url: str, operator: str, lines: list[str], done: bool, acked: float | None = None) -> int:
+    """Print the guest's ``GPIOVM`` lines, the kiosk's rides and alerts at the central; 0 when nothing failed.
+    ``acked``: when the desk on the host acknowledged the help request."""
     import requests
 
     print("\n".join(lines), flush=True)
@@ -190,7 +218,13 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         )
     for r in rides:
         print(f"central: ride {r['ride_id']} requested at {r['requested_at']:.1f}, now {r['status']}", flush=True)
-    return vm.verdict(judge(marks, leds, rides, events, found["service"], found["faults"]))
+    service = {**found["service"], "acked": acked}
+    taken = marks.get("taken")
+    after = f"{taken - acked:.1f} s after it" if taken is not None and acked is not None else "never"
+    print(
+        f"the desk acknowledged the help request at {acked}; the LED steady {after}; the journal: {service.get('taken_in')}"
+    )
+    return vm.verdict(judge(marks, leds, rides, events, service, found["faults"]))
 
 
 if __name__ == "__main__":

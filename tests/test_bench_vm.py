@@ -215,12 +215,13 @@ def test_the_led_is_read_from_its_line_as_it_changes(tmp_path: Path) -> None:
 
 
 def _kiosk_story() -> tuple[dict[str, float], dict[str, dict[str, float]], list[dict], list[dict]]:
-    marks = {"pressed": 1000.0, "held": 1030.0, "busy": 1100.0, "free": 1300.0, "nochip": 1500.0}
+    marks = {"pressed": 1000.0, "held": 1030.0, "taken": 1060.0, "busy": 1100.0, "free": 1300.0, "nochip": 1500.0}
     leds = {
         "idle": {"toggles_per_s": 150.0, "on": 0.5, "longest_s": 0.3},
         "working": {"toggles_per_s": 6.5, "on": 0.5, "longest_s": 0.16},
         "car": {"toggles_per_s": 0.0, "on": 1.0, "longest_s": 3.0},
         "help": {"toggles_per_s": 2.0, "on": 0.5, "longest_s": 0.5},
+        "taken": {"toggles_per_s": 0.0, "on": 1.0, "longest_s": 3.0},
     }
     rides = [{"ride_id": "r1", "requested_at": 1000.4, "status": "assigned"}]
     fault = {"kind": "kiosk_fault", "state": "raised", "priority": "alert"}
@@ -234,12 +235,14 @@ def _kiosk_story() -> tuple[dict[str, float], dict[str, dict[str, float]], list[
 
 
 KIOSK_FAULTS = {name: {"active": "active", "restarts": 0} for name in ("busy", "free", "nochip")}
+# the desk acknowledged the help request at 1052 (15 s after it saw it); the kiosk heard it and the LED went steady
+KIOSK_SERVICE = {**SERVICE, "acked": 1052.0, "taken_in": ["alert help_requested 9a1b taken in at the central: ..."]}
 
 
 def test_the_kiosk_check_passes_one_ride_one_help_alert_the_leds_patterns_and_faults_told() -> None:
     from bench.gpio_vm_kiosk import judge
 
-    assert judge(*_kiosk_story(), SERVICE, KIOSK_FAULTS) == []
+    assert judge(*_kiosk_story(), KIOSK_SERVICE, KIOSK_FAULTS) == []
 
 
 def test_the_kiosk_check_fails_a_steady_idle_led_a_second_ride_a_late_help_and_a_silent_fault() -> None:
@@ -247,27 +250,51 @@ def test_the_kiosk_check_fails_a_steady_idle_led_a_second_ride_a_late_help_and_a
 
     marks, leds, rides, events = _kiosk_story()
     no_pwm = {**leds, "idle": {"toggles_per_s": 0.7, "on": 0.5, "longest_s": 1.5}}  # a slow blink, not a pulse
-    assert judge(marks, no_pwm, rides, events, SERVICE, KIOSK_FAULTS) == [
+    assert judge(marks, no_pwm, rides, events, KIOSK_SERVICE, KIOSK_FAULTS) == [
         "the LED idle: toggles_per_s 0.70, expected 20 to 10000",
         "the LED idle: longest_s 1.50, expected 0 to 1",
     ]
     twice = [*rides, {"ride_id": "r2", "requested_at": 1034.0, "status": "searching"}]
-    assert judge(marks, leds, twice, events, SERVICE, KIOSK_FAULTS) == ["2 rides at the central for one press"]
+    assert judge(marks, leds, twice, events, KIOSK_SERVICE, KIOSK_FAULTS) == ["2 rides at the central for one press"]
     late = [{**events[0], "wall_time": 1050.0}, *events[1:]]
-    assert judge(marks, leds, rides, late, SERVICE, KIOSK_FAULTS) == ["help_requested 20.0 s after the hold began"]
+    assert judge(marks, leds, rides, late, KIOSK_SERVICE, KIOSK_FAULTS) == [
+        "help_requested 20.0 s after the hold began"
+    ]
     unnamed = [events[0], {**events[1], "payload": {"part": "gpio", "reason": "GPIO busy"}}, *events[2:]]
-    assert judge(marks, leds, rides, unnamed, SERVICE, KIOSK_FAULTS) == [
+    assert judge(marks, leds, rides, unnamed, KIOSK_SERVICE, KIOSK_FAULTS) == [
         "busy: the fault does not name the pin: 'GPIO busy'"
     ]
     never_cleared = [e for e in events if e["state"] != "cleared"]
-    assert judge(marks, leds, rides, never_cleared, SERVICE, KIOSK_FAULTS) == ["free: no kiosk_fault cleared"]
+    assert judge(marks, leds, rides, never_cleared, KIOSK_SERVICE, KIOSK_FAULTS) == ["free: no kiosk_fault cleared"]
     crashed = {**KIOSK_FAULTS, "nochip": {"active": "activating", "restarts": 3}}
-    assert judge(marks, leds, rides, events, SERVICE, crashed) == [
+    assert judge(marks, leds, rides, events, KIOSK_SERVICE, crashed) == [
         "nochip: the node did not run on under its unit: {'active': 'activating', 'restarts': 3}"
     ]
     screen = [{**events[1], "wall_time": 990.0, "payload": {"part": "screen", "reason": "no window"}}, *events]
-    assert judge(marks, leds, rides, screen, SERVICE, KIOSK_FAULTS) == [
+    assert judge(marks, leds, rides, screen, KIOSK_SERVICE, KIOSK_FAULTS) == [
         "alerts nobody caused: [] [{'part': 'screen', 'reason': 'no window'}]"
+    ]
+
+
+def test_the_kiosk_check_fails_a_help_request_taken_in_unheard_or_shown_late() -> None:
+    from bench.gpio_vm_kiosk import judge
+
+    marks, leds, rides, events = _kiosk_story()
+    unheard = {**KIOSK_SERVICE, "taken_in": []}
+    assert judge(marks, leds, rides, events, unheard, KIOSK_FAULTS) == [
+        "the kiosk did not hear the desk's acknowledgement of the help request once: []"
+    ]
+    never_acked = {**KIOSK_SERVICE, "acked": None}
+    assert judge(marks, leds, rides, events, never_acked, KIOSK_FAULTS)[0].startswith("the kiosk did not hear")
+    late = {**marks, "taken": 1052.0 + 40.0}  # the help screen had timed out: the ride's steady LED, not the news
+    assert judge(late, leds, rides, events, KIOSK_SERVICE, KIOSK_FAULTS) == [
+        "the LED turned steady 40.0 s after the desk's acknowledgement"
+    ]
+    blinking = {**leds, "taken": leds["help"]}
+    assert judge(marks, blinking, rides, events, KIOSK_SERVICE, KIOSK_FAULTS) == [
+        "the LED taken: toggles_per_s 2.00, expected 0 to 0",
+        "the LED taken: on 0.50, expected 1 to 1",
+        "the LED taken: longest_s 0.50, expected 2 to 60",
     ]
 
 
