@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from common.alerts import AlertBook, OpenAlert
 from common.config import CentralSection
+from common.contract import MAX_ASKED
 from common.http import HttpFailure, HttpReply
 from common.outbox import OutboxError
 
@@ -35,6 +36,7 @@ class Acknowledgements:
         self.on_taken_in = on_taken_in
         self.last_at = float("-inf")
         self.asked = 0
+        self.asked_at: dict[str, float] = {}  # alert id -> when last asked about (a node with more than MAX_ASKED)
 
     def next_at(self) -> float:
         """When to ask next (monotonic): at once for an alert never asked about, then every ``ack_poll_s`` while
@@ -48,7 +50,11 @@ class Acknowledgements:
             return
         ids, _ = self.book.asking()
         self.last_at = now
-        query = urllib.parse.urlencode([("alert_id", i) for i in ids[:100]])
+        # the longest unasked first: a building's node with more open alerts than one request holds asks about
+        # each within a few looks, instead of never about the ones past the first hundred
+        batch = sorted(ids, key=lambda i: self.asked_at.get(i, float("-inf")))[:MAX_ASKED]
+        self.asked_at = {i: self.asked_at[i] for i in ids if i in self.asked_at} | dict.fromkeys(batch, now)
+        query = urllib.parse.urlencode([("alert_id", i) for i in batch])
         try:
             reply = get(f"{self.url}?{query}")
             standing = reply.json()["alerts"] if 200 <= reply.status < 300 else None

@@ -108,6 +108,32 @@ def test_a_silence_closed_at_the_central_is_not_re_sent_and_an_older_central_cha
         node.stop()
 
 
+def test_a_node_with_more_open_alerts_than_one_look_holds_hears_of_each(make_central, tmp_path):
+    from common.contract import MAX_ASKED
+
+    central = make_central()
+    node, clock, told = lift_node(central, tmp_path, "cbxc-b12-meters", "meter")
+    homes = [f"b12-{i:03d}" for i in range(MAX_ASKED + 50)]  # a building's node, a hard night: 150 silences
+    try:
+        for home in homes:
+            node.emit(Detection("inactivity", "raised", clock.monotonic(), "warning", {"silence_h": 8.0}, key=home))
+        for _ in range(3):  # uploaded (a batch holds them all; the loop in case it does not)
+            node.uploader.run_once()
+        alerts = central.alerts("all")
+        assert len(alerts) == len(homes)
+        for alert in alerts:
+            done = requests.post(f"{central.url}/api/v1/alerts/{alert['id']}/ack", json={},
+                                 headers=central.operator_headers, timeout=10)  # fmt: skip
+            assert done.status_code == 200, done.text
+        step(node, clock, 11)
+        assert len(told) == MAX_ASKED  # one look asks about as many as the central answers
+        step(node, clock, 11)
+        assert sorted(a.key for a in told) == homes  # the next asks about the rest, not the same hundred
+        assert step(node, clock, 61) == []  # and none of them is re-sent
+    finally:
+        node.stop()
+
+
 def test_a_homes_chime_tells_the_resident_someone_is_coming_once_her_alert_is_acknowledged(make_central, tmp_path):
     from meter_node.voice import CHIME_TEXT, TAKEN_IN_TEXT
     from tests.test_meter_node import NODE_ID, ONE_METER, START_WALL, Harness, Speaker, TableBus

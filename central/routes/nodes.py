@@ -16,10 +16,10 @@ from central.ratelimit import FailureLimiter
 from central.routes import api_router
 from central.storage.nodes import NodeFilter
 from central.views import node_view
+from common.contract import MAX_ASKED
 
 log = logging.getLogger("central")
 router = api_router("nodes")
-MAX_ASKED = 100  # alert ids one acknowledgements request may ask about (a node has a few open at most)
 
 
 def get_claim_limiter(request: Request) -> FailureLimiter:
