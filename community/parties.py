@@ -30,7 +30,7 @@ class CentralWatcher:
     """What the community centre sees: polls the central's alerts and rides, and plays the operator who
     acknowledges an alert after a while and resolves it once it is cleared on site."""
 
-    ACK_AFTER_S = {"entrapment": 60.0}
+    ACK_AFTER_S = {"entrapment": 60.0, "help_requested": 45.0}
     SOCIAL_WORKER_ANSWERS = ("inactivity",)
     DEFAULT_ACK_AFTER_S = 1200.0
     # the social worker who tapped 我去看看 is at the resident's door this long after, and the desk closes the alert

@@ -1,7 +1,7 @@
 """The simulated community: the reference central, a lift, a water meter and a kiosk on simulated hardware.
 
 One day is played with a fast clock: a resident hails a taxi at the north gate, a passenger is trapped between
-floors, the central goes off the network from 16:00 (for 90 minutes, or until the silent resident's warning is
+floors, a resident asks for help at the kiosk, the central goes off the network from 16:00 (for 90 minutes, or until the silent resident's warning is
 stored), and a resident living alone stops using water (her home asks her first; nobody answers). Every
 party's view is printed as a timeline, and the run ends by checking that every event the nodes stored reached
 the central exactly once.
@@ -37,12 +37,11 @@ from common.tomlwrite import dumps
 from community.checks import people_told
 from community.messages import Messages
 from community.parties import START, CentralWatcher, Resident, payload_summary
-from community.timeline import Timeline
+from community.timeline import Timeline, TimelineSpeaker
 from elevator_node.node import ElevatorNode
 from elevator_node.node import build_node as build_lift
 from elevator_node.sim import lift_sensors
 from elevator_node.voice import TAKEN_IN
-from hal.audio import Wav
 from hal.sim.meter import SimulatedMeter, SimulatedMeterBus
 from hal.sim.serial_pair import SerialPair
 from kiosk.node import KioskNode
@@ -89,29 +88,6 @@ class Outcome:
         return bool(self.checks) and all(self.checks.values())
 
 
-class TimelineSpeaker:
-    """A node's voice: what would be spoken in the car, at the kiosk or in the home, printed on the timeline."""
-
-    def __init__(self, timeline: Timeline, party: str) -> None:
-        self.timeline = timeline
-        self.party = party
-        self.said: list[str] = []
-
-    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
-        self.said.append(text or str(wav))
-        loudness = f" (volume {volume}%)" if volume is not None else ""
-        self.timeline.add(self.party, (f'voice: "{text}"' if text else f"voice: {wav}") + loudness)
-
-    def health(self) -> dict[str, object]:
-        return {"backend": "timeline", "last_error": None}
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
 # ------------------------------------------------------------------------------------------------ set-up
 def _node_config(example: str, workdir: Path, url: str, changes: dict[str, Any]) -> tuple[Path, NodeConfig]:
     """An example config with this run's data dir, central, token file, mock pins and the given changes."""
@@ -156,6 +132,7 @@ class Community:
         self.outage: tuple[float, float] | None = None  # (start, end) wall times; end 0 while it lasts
         self.put_during_outage: list[tuple[str, str]] = []  # (node id, event id)
         self.stored: list[tuple[str, str, str]] = []  # (node id, kind, state) of every event stored
+        self.kiosk_screens: list[str] = []  # every screen the kiosk showed, in order
         self._severity: dict[str, str] = {}  # alert id -> last severity printed
         self._closers: list[Callable[[], None]] = []
         self._http = requests.Session()
@@ -267,7 +244,8 @@ class Community:
         self.lift = build_lift(lift_config, self.clock, speaker=self.car_voice)
         self.lift_sim = lift_sensors(self.factory, lift_config.role_config)
         self.lift_sim.apply(door_closed=True, occupied=False, moving=False, in_door_zone=True)  # idle at floor 1
-        self.kiosk = build_kiosk(kiosk_config, self.clock, speaker=TimelineSpeaker(tl, "kiosk north gate"))
+        self.kiosk_voice = TimelineSpeaker(tl, "kiosk north gate")
+        self.kiosk = build_kiosk(kiosk_config, self.clock, speaker=self.kiosk_voice)
         self.kiosk.controller.add_listener(self._on_kiosk_view)
         self.home_voice = TimelineSpeaker(tl, "home B12-301")
         self.meter = build_meter(meter_config, self.clock, speaker=self.home_voice)
@@ -315,6 +293,7 @@ class Community:
 
     def _on_kiosk_view(self, view: Any) -> None:
         extra = f" plate {view.plate}" if getattr(view, "plate", None) else ""
+        self.kiosk_screens.append(view.state)
         self.timeline.add("kiosk north gate", f"screen: {view.state}{extra}")
 
     # --------------------------------------------------------------------------------------- playing
@@ -364,6 +343,12 @@ class Community:
         self.lift_sim.apply(door_closed=True)
         tl.add("maintenance", "the passenger is out; the lift is back in service")
         self.wait_until("07:32")
+        tl.add("resident at north gate", "feels dizzy and holds the big button down for help")
+        self.factory.pin(6).drive_low()
+        time.sleep(3.5)  # gpiozero times a hold in real seconds (arcade_hold_s 3 s); it orders no taxi
+        self.factory.pin(6).drive_high()
+        taken_in = lambda: "help_taken_in" in self.kiosk_screens  # noqa: E731
+        self.hold_until("07:45", taken_in, "the desk taking in her call for help")
 
         tl.add("director", f"fast forward x{self.speeds.hours:g} through the day")
         self.clock.set_speed(self.speeds.hours)
@@ -436,6 +421,13 @@ class Community:
             ),
         ):
             out.check(check, voice.said.count(text) == 1, f"said {voice.said.count(text)} time(s)")  # fmt: skip
+        said = self.kiosk_voice.said.count(self.kiosk.texts.voice("help_taken_in", "zh"))
+        shown = self.kiosk_screens.count("help_taken_in")
+        out.check(
+            "the resident at the kiosk was shown and told that the desk has her call for help",
+            said == 1 and shown == 1,
+            f"said {said} time(s), shown {shown} time(s)",
+        )
         out.check("every message delivered once", *self.messages.check([d for a in alerts for d in a["deliveries"]]))
         rides = self.api_get("/rides")["rides"]
         out.check(

@@ -1,4 +1,5 @@
-"""The main job's timeline: one line per thing a party saw, stamped with simulated local time."""
+"""The main job's timeline: one line per thing a party saw, stamped with simulated local time; and the nodes'
+voices, which speak onto it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from common.clock import Clock
+from hal.audio import Wav
 
 
 @dataclass(frozen=True)
@@ -47,3 +49,26 @@ class Timeline:
     def by_party(self, party: str) -> list[Entry]:
         with self._lock:
             return [e for e in self.entries if e.party == party]
+
+
+class TimelineSpeaker:
+    """A node's voice: what would be spoken in the car, at the kiosk or in the home, printed on the timeline."""
+
+    def __init__(self, timeline: Timeline, party: str) -> None:
+        self.timeline = timeline
+        self.party = party
+        self.said: list[str] = []
+
+    def say(self, text: str | None = None, wav: Wav | None = None, volume: int | None = None) -> None:
+        self.said.append(text or str(wav))
+        loudness = f" (volume {volume}%)" if volume is not None else ""
+        self.timeline.add(self.party, (f'voice: "{text}"' if text else f"voice: {wav}") + loudness)
+
+    def health(self) -> dict[str, object]:
+        return {"backend": "timeline", "last_error": None}
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing to release."""
