@@ -20,7 +20,7 @@ if not kivyconf.is_configured():  # pragma: no cover - a programming error, not 
 from kivy.app import App  # noqa: E402
 from kivy.clock import Clock as KivyClock  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
-from kivy.properties import DictProperty, NumericProperty, StringProperty  # noqa: E402
+from kivy.properties import BooleanProperty, DictProperty, NumericProperty, StringProperty  # noqa: E402
 from kivy.uix.behaviors import ButtonBehavior  # noqa: E402
 from kivy.uix.boxlayout import BoxLayout  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
@@ -86,6 +86,7 @@ class CallButton(ButtonBehavior, BoxLayout):
     text_en = StringProperty("")
     hint_zh = StringProperty("")
     hint_en = StringProperty("")
+    show_icon = BooleanProperty(True)  # the taxi above the words; gives way where the words need the room
 
 
 class IdlePanel(BoxLayout):
@@ -103,6 +104,8 @@ class ScreenPanel(BoxLayout):
     """Every screen but idle: icon and heading, the plate, a detail line, the hotline; buttons at the bottom."""
 
     fit = NumericProperty(1.0)  # < 1 only when a long text from the texts file would not fit (logged)
+    status_fit = NumericProperty(1.0)  # the English line beside the buttons: < 1 where the two lines do not fit
+    status_room = BooleanProperty(True)  # False: even at its smallest it does not fit, and is left out (logged)
     icon = StringProperty("")
     heading_zh = StringProperty("")
     heading_en = StringProperty("")
@@ -176,6 +179,7 @@ class KioskApp(App):
             self.font_bold = str(screen.font_bold) if screen.font_bold.exists() else self.font
         self.view: RideView = RideView("idle")
         self.shown_at: dict[str, float] = {}  # state -> time.monotonic() it was put on screen (bench, tests)
+        self.fitting = False  # text is still being fitted to the screen (a snapshot waits for it)
         self.panel: Widget | None = None
         self.last_touch = -1e9  # time.monotonic() of the last touch-down anywhere on the screen
         self.shift_step = 0
@@ -189,6 +193,8 @@ class KioskApp(App):
         self.idle = IdlePanel()
         self.call_button = self.idle.ids.call
         self.call_button.bind(on_press=lambda *_: self.press())
+        for widget in (self.call_button, *self.call_button.children):  # the button laid out, a line's text set
+            widget.bind(height=self._fit_call)
         # the panel of the other screens and its two buttons are built at the first screen after idle: idle comes
         # up sooner
         self._screen: ScreenPanel | None = None
@@ -277,8 +283,10 @@ class KioskApp(App):
         self.sizes = self.geometry().layout_px()
         if getattr(self, "root_widget", None) is not None:
             self.root_widget.bar_fit = 1.0
+            self.root_widget.ids.bar_en.text_size = (None, None)
             self._apply_shift()
             KivyClock.schedule_once(lambda _dt: self._fit_bar(), 0)
+            KivyClock.schedule_once(self._fit_call, 0)
 
     def _shift(self, _dt: float) -> None:
         self.shift_step += 1
@@ -336,8 +344,12 @@ class KioskApp(App):
         if changed:
             self._guard_buttons()
         if panel is self._screen:
-            self._screen.fit = 1.0
+            self._screen.fit = self._screen.status_fit = 1.0
+            self._screen.status_room = True
+            self.fitting = True
             KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
+        else:
+            KivyClock.schedule_once(self._fit_call, 0)
         self.shown_at[view.state] = time.monotonic()
 
     def _fill_idle(self) -> None:
@@ -403,26 +415,55 @@ class KioskApp(App):
         return (self._screen is None or not self.primary.disabled) and not self.call_button.disabled
 
     def _autofit(self) -> None:
-        """Shrink the text when a long line from the texts file would run off the screen (logged)."""
+        """Shrink the text when a long line from the texts file would run off the screen (logged); the English
+        line beside the buttons first shrinks on its own (the Chinese one above it keeps its size)."""
         panel = self.screen
         content = panel.ids.content
         fixed = [c for c in content.children if c.size_hint_y is None]
         needed = sum(c.height for c in fixed) + content.spacing * max(0, len(fixed) - 1)
         ids = panel.ids
-        too_wide = ids.plate_box.right > content.right + 1 or ids.hotline.right > content.right + 1
-        if (needed > content.height + 1 or too_wide) and panel.fit > 0.6:
-            panel.fit = max(0.6, panel.fit * 0.95)
+        widest = max(ids.plate_box.right, ids.hotline.right) - content.x
+        ratio = min(content.height / max(needed, 1.0), content.width / max(widest, 1.0))
+        self.fitting = False
+        if ratio < 0.995 and panel.fit > 0.6:
+            panel.fit = max(0.6, panel.fit * min(0.97, ratio))  # near the room at once, then by steps
             log.warning("%s text too long for the screen: shrunk to %.0f%%", self.view.state, panel.fit * 100)
+            self.fitting = True
+        beside = ids.status.height + ids.status_en.height
+        if beside > ids.bottom.height + 1 and panel.status_fit > 0.6:
+            panel.status_fit = max(0.6, panel.status_fit * min(0.97, ids.bottom.height / beside))
+            self.fitting = True
+        elif beside > ids.bottom.height + 1 and panel.status_room:
+            panel.status_room = False  # the Chinese line keeps its size; the English one gives way
+            log.warning("%s: no room for the English line beside the buttons: left out", self.view.state)
+            self.fitting = True
+        if self.fitting:
             KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
         self._fit_bar()
 
+    def _fit_call(self, *_: Any) -> None:
+        """The call button's words before its taxi: where they and the taxi do not all fit (English on the 7-inch
+        screen), the icon gives way rather than the words running over the pickup bar."""
+        b = self.call_button
+        words = [c for c in b.children if isinstance(c, Text) and c.height > 0]
+        needed = sum(c.height for c in words) + self.sizes["icon"] * 1.3 + b.spacing * len(words)
+        fits = needed + b.padding[1] + b.padding[3] <= b.height + 1
+        if fits != b.show_icon:
+            b.show_icon = fits
+            log.info("the call button's taxi icon %s", "shown" if fits else "left out: its words need the room")
+
     def _fit_bar(self) -> None:
-        # the English pickup name on one line beside the Chinese: smaller type rather than cut off
+        # the English pickup name beside the Chinese: smaller type rather than cut off, and at the smallest type
+        # (a long name on the 7-inch screen) on two lines
         ids = self.root_widget.ids
         room = ids.bar.width - ids.bar_zh.width - ids.bar.padding[0] * 2 - ids.bar.spacing * 2 - ids.bar.height
-        if ids.bar_en.texture_size[0] > room + 1 and self.root_widget.bar_fit > 0.6:
+        if ids.bar_en.texture_size[0] <= room + 1:
+            return
+        if self.root_widget.bar_fit > 0.6:
             self.root_widget.bar_fit = max(0.6, self.root_widget.bar_fit * room / ids.bar_en.texture_size[0])
-            KivyClock.schedule_once(lambda _dt: self._fit_bar(), 0)
+        else:
+            ids.bar_en.text_size = (max(1.0, room), None)
+        KivyClock.schedule_once(lambda _dt: self._fit_bar(), 0)
 
     def _every_second(self, _dt: float) -> None:
         if self.view.state in ("assigned", "searching"):

@@ -12,6 +12,7 @@ from kivy.core.window import Window
 from kivy.uix.widget import Widget
 
 from kiosk.app import CallButton, KioskApp, KioskButton
+from kiosk.icons import StateIcon
 from kiosk.png import write_png
 from kiosk.view import STATES, Car, RideState, RideView
 
@@ -90,7 +91,10 @@ class SnapshotRunner:
         self.app._show(sample_view(state, self.app.clock.monotonic()))
         KivyClock.schedule_once(lambda _dt: self._capture(size, state), self.settle_s)
 
-    def _capture(self, size: tuple[int, int], state: str) -> None:
+    def _capture(self, size: tuple[int, int], state: str, waited: int = 0) -> None:
+        if self.app.fitting and waited < 50:  # the text is still being fitted: the picture would catch it midway
+            KivyClock.schedule_once(lambda _dt: self._capture(size, state, waited + 1), self.settle_s / 2)
+            return
         w, h = Window.size
         target = self._dir_for(size) / f"{state}.png"
         write_png(target, w, h, read_rgb(w, h), bottom_up=True)
@@ -99,11 +103,13 @@ class SnapshotRunner:
             {"role": t.role, "text": t.text, "font_px": round(t.font_size, 1), "box": box(t, h)}
             for t in self.app.texts_on_screen()
         ]
+        shown = [w for w in self.app.root_widget.walk() if w.opacity > 0 and w.get_root_window() is not None]
         buttons = [
             {"kind": getattr(b, "kind", "call"), "box": box(b, h)}
-            for b in self.app.root_widget.walk()
-            if isinstance(b, KioskButton | CallButton) and b.opacity > 0 and b.get_root_window() is not None
+            for b in shown
+            if isinstance(b, KioskButton | CallButton)
         ]
+        icons = [{"kind": i.kind, "box": box(i, h)} for i in shown if isinstance(i, StateIcon) and i.width > 0]
         entry = {
             "state": state,
             "file": str(target),
@@ -113,6 +119,7 @@ class SnapshotRunner:
             "scale": geometry.scale,
             "texts": texts,
             "buttons": buttons,
+            "icons": icons,
             **self.app.fits(),
         }
         self.manifest.append(entry)

@@ -51,6 +51,40 @@ def ten_inch(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     )
 
 
+@pytest.fixture(scope="module")
+def seven_inch_english(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Every screen on the 7-inch panel with the English lines on: the most text on the least room."""
+    return snapshot(tmp_path_factory.mktemp("english"), "english = true, fullscreen = false")
+
+
+def collisions(entry: dict) -> list[str]:
+    """Lines of text and icons that run off the screen or over one another in one snapshot."""
+    items = [(t["text"], t["box"]) for t in entry["texts"]] + [(f"icon {i['kind']}", i["box"]) for i in entry["icons"]]
+    found = []
+    for n, (name, (x, y, w, h)) in enumerate(items):
+        if x < 0 or y < 0 or x + w > entry["width"] or y + h > entry["height"]:
+            found.append(f"{entry['state']}: {name!r} runs off the screen {[x, y, w, h]}")
+        for other, (x2, y2, w2, h2) in items[n + 1 :]:
+            if min(x + w, x2 + w2) - max(x, x2) > 1 and min(y + h, y2 + h2) - max(y, y2) > 1:
+                found.append(f"{entry['state']}: {name!r} over {other!r}")
+    return found
+
+
+def test_nothing_runs_off_or_over_anything_else_chinese_only_or_with_english(
+    seven_inch: list[dict], seven_inch_english: list[dict]
+) -> None:
+    # with English on the 7-inch panel (before 2026-12-07): the English pickup name ran off every screen, the
+    # idle taxi icon over the pickup bar, the car's and the hotline's lines beside the buttons over the plate and
+    # the hotline. Now the pickup name takes two lines, the taxi gives way, the text shrinks (to 60% at most)
+    # and an English line that still has no room beside the buttons is left out
+    assert not [c for entry in seven_inch + seven_inch_english for c in collisions(entry)]
+    english = [t for e in seven_inch_english for t in e["texts"] if t["role"] == "english"]
+    assert {t["text"] for t in english} >= {"Call a taxi", "A taxi is coming", "The property desk has your call"}
+    idle = next(e for e in seven_inch_english if e["state"] == "idle")
+    assert not idle["icons"] or all(i["kind"] != "taxi" for i in idle["icons"])  # the words took its room
+    assert "taxi" in [i["kind"] for i in next(e for e in seven_inch if e["state"] == "idle")["icons"]]
+
+
 def measured(entry: dict) -> list[dict]:
     """Every line of text in one snapshot, with its ink measured on the PNG's pixels."""
     width, height, rgb = read_png(Path(entry["file"]))
