@@ -457,8 +457,8 @@ class KioskApp(App):
         # (a long name on the 7-inch screen) on two lines
         ids = self.root_widget.ids
         room = ids.bar.width - ids.bar_zh.width - ids.bar.padding[0] * 2 - ids.bar.spacing * 2 - ids.bar.height
-        if ids.bar_en.texture_size[0] <= room + 1:
-            return
+        if not ids.bar_en.text or ids.bar_en.texture_size[0] <= max(room, 0) + 1:
+            return  # no English (a narrow screen once crashed here dividing by its empty width), or it fits
         if self.root_widget.bar_fit > 0.6:
             self.root_widget.bar_fit = max(0.6, self.root_widget.bar_fit * room / ids.bar_en.texture_size[0])
         else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from common.config import ButtonPin, LedPin, setting
+from kiosk.theme import REFERENCE_MM, SMALLEST_SHARE, ScreenGeometry
 
 # fonts-noto-cjk on Debian/Raspberry Pi OS: one .ttc holds the JP, KR, SC, TC and HK faces; the kiosk uses the SC face.
 # Bold for every line by default: heavier strokes read better at 1.5 m, and one face is one font in memory.
@@ -49,9 +50,24 @@ class ScreenSection:
     )
 
     def problems(self) -> list[str]:
+        found = []
         if (self.width_mm > 0) != (self.height_mm > 0):
-            return ["screen.width_mm, screen.height_mm: give both, or neither"]
-        return []
+            found.append("screen.width_mm, screen.height_mm: give both, or neither")
+        geometry = ScreenGeometry.of(self.diagonal_in, self.width, self.height, self.width_mm, self.height_mm)
+        if geometry.too_small():
+            upright = self.width < self.height
+            found.append(
+                f"screen: {self.width}x{self.height} at {self.diagonal_in:g} inches is {geometry.width_mm:.0f} mm"
+                f" wide and {geometry.height_mm:.0f} mm tall: too small for text read at 1.5 m; the screens need at"
+                f" least {REFERENCE_MM[0] * SMALLEST_SHARE:.0f} mm across and {REFERENCE_MM[1] * SMALLEST_SHARE:.0f}"
+                " mm down (the official 7-inch display: 154 x 86 mm)"
+                + (
+                    "; upright, mount it landscape (with rotation for its connector's side) or use a larger one"
+                    if upright
+                    else "; check diagonal_in, or give the datasheet's width_mm and height_mm"
+                )
+            )
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)

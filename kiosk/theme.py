@@ -79,8 +79,10 @@ def plate_colours(plate: str) -> tuple[str, str]:
 REFERENCE_MM = (154.21, 85.92)  # Raspberry Pi Touch Display, active area (landscape)
 KNOWN_PANELS: dict[tuple[float, int, int], tuple[float, float]] = {
     (7.0, 800, 480): REFERENCE_MM,  # non-square pixels: 0.193 mm wide, 0.179 mm tall
-    (7.0, 480, 800): (REFERENCE_MM[1], REFERENCE_MM[0]),
 }
+# the smallest panel the layout fits, as a share of the 7-inch's active area each way (kiosk.screen refuses less):
+# the sizes never shrink below the 7-inch's, and an 800x480 panel of 6.5" still holds every screen, 6.0" does not
+SMALLEST_SHARE = 0.9
 # Four text sizes only: Kivy opens the CJK font once per size, and each is about 2.4 MB in memory (measured)
 TEXT_MM, HEADING_MM, HOTLINE_MM, LARGE_MM = 7.8, 13.2, 16.8, 20.6
 LAYOUT_MM: dict[str, float] = {
@@ -136,6 +138,10 @@ class ScreenGeometry:
     @property
     def mm_per_px_y(self) -> float:
         return self.height_mm / self.height_px
+
+    def too_small(self) -> bool:
+        """Smaller than the layout fits (SMALLEST_SHARE of the 7-inch's active area either way)."""
+        return min(self.width_mm / REFERENCE_MM[0], self.height_mm / REFERENCE_MM[1]) < SMALLEST_SHARE
 
     @property
     def scale(self) -> float:

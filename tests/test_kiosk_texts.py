@@ -167,6 +167,21 @@ def test_screen_geometry_of_the_default_and_larger_panels() -> None:
     assert big.width_mm == pytest.approx(476, abs=1)  # 21.5" 16:9
 
 
+def test_a_screen_the_layout_cannot_hold_is_refused_with_what_to_do() -> None:
+    from kiosk.config import ScreenSection
+
+    assert ScreenSection().problems() == []  # the official 7-inch display
+    assert ScreenSection(diagonal_in=6.5).problems() == []  # 800x480 at 6.5" still holds every screen
+    assert ScreenSection(diagonal_in=10.1, width=1280, height=800).problems() == []
+    (small,) = ScreenSection(diagonal_in=6.0).problems()  # its hotline screens overlapped (measured)
+    assert "131 mm wide and 78 mm tall: too small" in small and "at least 139 mm across and 77 mm down" in small
+    (upright,) = ScreenSection(diagonal_in=7.0, width=480, height=800).problems()  # crashed the kiosk before
+    assert "91 mm wide" in upright and "mount it landscape" in upright
+    assert ScreenSection(diagonal_in=15.6, width=1080, height=1920, rotation=90).problems() == []  # wide enough
+    given = ScreenSection(width=800, height=480, width_mm=120.0, height_mm=72.0).problems()
+    assert len(given) == 1 and "120 mm wide and 72 mm tall" in given[0]  # the measured area, not the diagonal
+
+
 def test_idle_screen_walks_a_small_square_against_burn_in() -> None:
     offsets = [theme.shift_offset(step, 5.0) for step in range(18)]
     assert offsets[0] == (0, 0) and offsets[9] == (0, 0)  # back to the middle every nine steps
