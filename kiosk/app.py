@@ -20,9 +20,7 @@ if not kivyconf.is_configured():  # pragma: no cover - a programming error, not 
 from kivy.app import App  # noqa: E402
 from kivy.clock import Clock as KivyClock  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
-from kivy.properties import BooleanProperty, DictProperty, NumericProperty, StringProperty  # noqa: E402
-from kivy.uix.behaviors import ButtonBehavior  # noqa: E402
-from kivy.uix.boxlayout import BoxLayout  # noqa: E402
+from kivy.properties import DictProperty, StringProperty  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
 from kivy.uix.widget import Widget  # noqa: E402
 
@@ -34,6 +32,7 @@ from kiosk.fonts import FontError, kiosk_fonts  # noqa: E402
 from kiosk.icons import StateIcon  # noqa: E402
 from kiosk.texts import Texts  # noqa: E402
 from kiosk.view import RideView  # noqa: E402
+from kiosk.widgets import IdlePanel, KioskButton, KioskRoot, ScreenPanel, Text, Word  # noqa: E402
 
 if TYPE_CHECKING:  # the controller (and the network client under it) is attached after the first frame
     from kiosk.controller import KioskController
@@ -43,92 +42,7 @@ log = logging.getLogger(__name__)
 KV_FILE = Path(__file__).with_name("kiosk.kv")
 # no button appears under a finger for this long after the touch that opened its screen
 TOUCH_GUARD_S = 1.0
-BUTTON_ICONS = {"cancel": "cross", "confirm": "cross", "back": "back", "keep": "back", "help": "person"}
 __all__ = ["KioskApp", "StateIcon"]
-
-
-# -------------------------------------------------------------------------------------------- widgets
-class Text(Label):
-    """A line of text with a role the size checks know: heading, text, plate, hotline, button or english."""
-
-    role = StringProperty("text")
-
-
-class Word(Label):
-    """A single line as wide as its text (the plate, the hotline, a button's word); a role as for Text."""
-
-    role = StringProperty("text")
-
-
-class KioskButton(ButtonBehavior, BoxLayout):
-    """Cancel, back, keep, confirm or help: at least 20 mm each way, words and an icon."""
-
-    kind = StringProperty("back")
-    text_zh = StringProperty("")
-    text_en = StringProperty("")
-    icon = StringProperty("back")
-    bg = StringProperty(theme.BACK_BG)
-    bg_pressed = StringProperty(theme.BACK_BG_PRESSED)
-    fg = StringProperty(theme.BACK_TEXT)
-
-    def set_kind(self, kind: str, texts: Texts, english: bool) -> None:
-        self.kind = kind
-        self.bg, self.bg_pressed, self.fg = theme.BUTTON_COLOURS[kind]
-        self.icon = BUTTON_ICONS[kind]
-        self.text_zh = texts.label(f"{kind}_zh")
-        self.text_en = texts.label(f"{kind}_en") if english else ""
-
-
-class CallButton(ButtonBehavior, BoxLayout):
-    """The huge call button; reacts on touch-down so a trembling finger sliding off still counts."""
-
-    text_zh = StringProperty("")
-    text_en = StringProperty("")
-    hint_zh = StringProperty("")
-    hint_en = StringProperty("")
-    show_icon = BooleanProperty(True)  # the taxi above the words; gives way where the words need the room
-
-
-class IdlePanel(BoxLayout):
-    pass
-
-
-class PlateBox(Widget):
-    plate = StringProperty("")
-    bg = StringProperty(theme.PLATE_BLUE_BG)
-    fg = StringProperty(theme.PLATE_BLUE_TEXT)
-    fit = NumericProperty(1.0)
-
-
-class ScreenPanel(BoxLayout):
-    """Every screen but idle: icon and heading, the plate, a detail line, the hotline; buttons at the bottom."""
-
-    fit = NumericProperty(1.0)  # < 1 only when a long text from the texts file would not fit (logged)
-    status_fit = NumericProperty(1.0)  # the English line beside the buttons: < 1 where the two lines do not fit
-    status_room = BooleanProperty(True)  # False: even at its smallest it does not fit, and is left out (logged)
-    icon = StringProperty("")
-    heading_zh = StringProperty("")
-    heading_en = StringProperty("")
-    plate = StringProperty("")
-    plate_bg = StringProperty(theme.PLATE_BLUE_BG)
-    plate_fg = StringProperty(theme.PLATE_BLUE_TEXT)
-    detail_zh = StringProperty("")
-    detail_en = StringProperty("")
-    hotline = StringProperty("")
-    status_zh = StringProperty("")
-    status_en = StringProperty("")
-
-
-class KioskRoot(BoxLayout):
-    bar_fit = NumericProperty(1.0)
-    shift_x = NumericProperty(0.0)  # the idle screen's burn-in shift, pixels
-    shift_y = NumericProperty(0.0)
-
-    def on_touch_down(self, touch: Any) -> bool:
-        app = App.get_running_app()
-        if app is not None:
-            app.last_touch = time.monotonic()  # before any button acts on it
-        return super().on_touch_down(touch)
 
 
 # ------------------------------------------------------------------------------------------------ app

@@ -11,10 +11,11 @@ from kivy.clock import Clock as KivyClock
 from kivy.core.window import Window
 from kivy.uix.widget import Widget
 
-from kiosk.app import CallButton, KioskApp, KioskButton
+from kiosk.app import KioskApp
 from kiosk.icons import StateIcon
 from kiosk.png import write_png
 from kiosk.view import STATES, Car, RideState, RideView
+from kiosk.widgets import CallButton, KioskButton
 
 # a green new-energy plate (8 characters) on its way, a blue one (7) at the gate
 SAMPLE_CAR = Car("沪A·D12345", colour="white", model="Volkswagen Lavida", colour_zh="白色", model_zh="大众朗逸")

@@ -145,9 +145,10 @@ class ScreenGeometry:
 
     @property
     def scale(self) -> float:
-        """How much larger than on the 7-inch every size is drawn (never smaller)."""
-        ref_w, ref_h = REFERENCE_MM if self.width_mm >= self.height_mm else (REFERENCE_MM[1], REFERENCE_MM[0])
-        return max(1.0, min(self.width_mm / ref_w, self.height_mm / ref_h))
+        """How much larger than on the 7-inch every size is drawn (never smaller). Upright too, the screens are the
+        7-inch's landscape layout, so the width is measured against its width (before 2026-12-07 against its
+        height: a 15.6-inch upright panel drew everything 2.24x, and the pickup bar ran off its side)."""
+        return max(1.0, min(self.width_mm / REFERENCE_MM[0], self.height_mm / REFERENCE_MM[1]))
 
     def layout_px(self) -> dict[str, float]:
         """Every LAYOUT_MM size in pixels on this screen: widths by the horizontal pitch, the rest vertical."""

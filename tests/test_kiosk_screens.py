@@ -57,6 +57,13 @@ def seven_inch_english(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return snapshot(tmp_path_factory.mktemp("english"), "english = true, fullscreen = false")
 
 
+@pytest.fixture(scope="module")
+def upright_english(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """docs/kiosk.md's upright 15.6-inch example, English on (its own Xvfb is as tall as the screen)."""
+    screen = "diagonal_in = 15.6, width = 1080, height = 1920, rotation = 90, english = true, fullscreen = false"
+    return snapshot(tmp_path_factory.mktemp("upright"), screen)
+
+
 def collisions(entry: dict) -> list[str]:
     """Lines of text and icons that run off the screen or over one another in one snapshot."""
     items = [(t["text"], t["box"]) for t in entry["texts"]] + [(f"icon {i['kind']}", i["box"]) for i in entry["icons"]]
@@ -71,13 +78,16 @@ def collisions(entry: dict) -> list[str]:
 
 
 def test_nothing_runs_off_or_over_anything_else_chinese_only_or_with_english(
-    seven_inch: list[dict], seven_inch_english: list[dict]
+    seven_inch: list[dict], seven_inch_english: list[dict], upright_english: list[dict]
 ) -> None:
     # with English on the 7-inch panel (before 2026-12-07): the English pickup name ran off every screen, the
     # idle taxi icon over the pickup bar, the car's and the hotline's lines beside the buttons over the plate and
     # the hotline. Now the pickup name takes two lines, the taxi gives way, the text shrinks (to 60% at most)
-    # and an English line that still has no room beside the buttons is left out
-    assert not [c for entry in seven_inch + seven_inch_english for c in collisions(entry)]
+    # and an English line that still has no room beside the buttons is left out. Upright, everything was drawn
+    # 2.24x instead of 1.26x, and the pickup bar ran off the side
+    screens = seven_inch + seven_inch_english + upright_english
+    assert not [c for entry in screens for c in collisions(entry)]
+    assert {e["width"] for e in upright_english} == {1080, 800}
     english = [t for e in seven_inch_english for t in e["texts"] if t["role"] == "english"]
     assert {t["text"] for t in english} >= {"Call a taxi", "A taxi is coming", "The property desk has your call"}
     idle = next(e for e in seven_inch_english if e["state"] == "idle")

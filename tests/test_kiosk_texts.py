@@ -163,7 +163,8 @@ def test_screen_geometry_of_the_default_and_larger_panels() -> None:
     ten = theme.ScreenGeometry.of(10.1, 1280, 800)
     portrait = theme.ScreenGeometry.of(15.6, 1080, 1920)
     big = theme.ScreenGeometry.of(21.5, 1920, 1080)
-    assert 1.0 < ten.scale < portrait.scale < big.scale
+    # upright, the layout is still the 7-inch's landscape one: scaled by the width (194 mm) against its 154 mm
+    assert 1.0 < portrait.scale < ten.scale < big.scale and portrait.scale == pytest.approx(1.26, abs=0.01)
     assert big.width_mm == pytest.approx(476, abs=1)  # 21.5" 16:9
 
 
