@@ -93,7 +93,8 @@ class KioskApp(App):
             self.font_bold = str(screen.font_bold) if screen.font_bold.exists() else self.font
         self.view: RideView = RideView("idle")
         self.shown_at: dict[str, float] = {}  # state -> time.monotonic() it was put on screen (bench, tests)
-        self.fitting = False  # text is still being fitted to the screen (a snapshot waits for it)
+        self.fitting = False  # a screen's text or the bar is still being fitted (a snapshot waits for it)
+        self.fitting_call = False  # the same for the call button
         self.panel: Widget | None = None
         self.last_touch = -1e9  # time.monotonic() of the last touch-down anywhere on the screen
         self.shift_step = 0
@@ -107,8 +108,9 @@ class KioskApp(App):
         self.idle = IdlePanel()
         self.call_button = self.idle.ids.call
         self.call_button.bind(on_press=lambda *_: self.press())
+        self._call_fit_trigger = KivyClock.create_trigger(self._fit_call, 0.1)
         for widget in (self.call_button, *self.call_button.children):  # the button laid out, a line's text set
-            widget.bind(height=self._fit_call)
+            widget.bind(height=self._call_changed)
         # the panel of the other screens and its two buttons are built at the first screen after idle: idle comes
         # up sooner
         self._screen: ScreenPanel | None = None
@@ -197,10 +199,16 @@ class KioskApp(App):
         self.sizes = self.geometry().layout_px()
         if getattr(self, "root_widget", None) is not None:
             self.root_widget.bar_fit = 1.0
-            self.root_widget.ids.bar_en.text_size = (None, None)
+            self.root_widget.ids.bar_en.text_size = self.root_widget.ids.bar_zh.text_size = (None, None)
+            self.call_button.fit, self.call_button.show_icon = 1.0, True
             self._apply_shift()
-            KivyClock.schedule_once(lambda _dt: self._fit_bar(), 0)
-            KivyClock.schedule_once(self._fit_call, 0)
+            KivyClock.schedule_once(self._fit_top, 0)
+            screen = self._screen
+            if screen is not None:
+                screen.fit = screen.status_fit = 1.0
+                screen.status_room = True
+            if screen is not None and self.panel is screen:
+                KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
 
     def _shift(self, _dt: float) -> None:
         self.shift_step += 1
@@ -263,7 +271,8 @@ class KioskApp(App):
             self.fitting = True
             KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
         else:
-            KivyClock.schedule_once(self._fit_call, 0)
+            self.fitting = True
+            KivyClock.schedule_once(self._fit_top, 0)
         self.shown_at[view.state] = time.monotonic()
 
     def _fill_idle(self) -> None:
@@ -351,33 +360,67 @@ class KioskApp(App):
             panel.status_room = False  # the Chinese line keeps its size; the English one gives way
             log.warning("%s: no room for the English line beside the buttons: left out", self.view.state)
             self.fitting = True
+        if self._fit_bar():
+            self.fitting = True  # the bar's height is the room below it
         if self.fitting:
             KivyClock.schedule_once(lambda _dt: self._autofit(), 0)
-        self._fit_bar()
+
+    def _fit_top(self, *_: Any) -> None:
+        """The pickup bar over the idle screen (a screen's own fit runs it there): again while it changes."""
+        self.fitting = self._fit_bar()
+        if self.fitting:
+            KivyClock.schedule_once(self._fit_top, 0)
+
+    def _call_changed(self, *_: Any) -> None:
+        """A height in the call button changed (its layout, its words' type): fit it once things settle."""
+        self.fitting_call = True
+        self._call_fit_trigger()
 
     def _fit_call(self, *_: Any) -> None:
         """The call button's words before its taxi: where they and the taxi do not all fit (English on the 7-inch
-        screen), the icon gives way rather than the words running over the pickup bar."""
+        screen), the icon gives way rather than the words running over the pickup bar; where the words alone do
+        not (a long pickup name's taller bar too), they shrink together, to 60% at most. One step at a time, a
+        moment after the heights settle, and only ever smaller until the window changes size (no seesaw)."""
         b = self.call_button
         words = [c for c in b.children if isinstance(c, Text) and c.height > 0]
-        needed = sum(c.height for c in words) + self.sizes["icon"] * 1.3 + b.spacing * len(words)
-        fits = needed + b.padding[1] + b.padding[3] <= b.height + 1
-        if fits != b.show_icon:
-            b.show_icon = fits
-            log.info("the call button's taxi icon %s", "shown" if fits else "left out: its words need the room")
+        room = b.height - b.padding[1] - b.padding[3] + 1
+        needed = sum(c.height for c in words) + b.spacing * max(0, len(words) - 1)
+        self.fitting_call = False
+        if b.show_icon and needed + self.sizes["icon"] * 1.3 + b.spacing > room:
+            b.show_icon, self.fitting_call = False, True
+            log.info("the call button's taxi icon is left out: its words need the room")
+        elif not b.show_icon and needed > room and b.fit > 0.6:
+            b.fit = max(0.6, b.fit * min(0.97, room / needed))
+            self.fitting_call = True
+            log.warning("the call button's words too long for the screen: shrunk to %.0f%%", b.fit * 100)
+        if self.fitting_call:
+            self._call_fit_trigger()
 
-    def _fit_bar(self) -> None:
-        # the English pickup name beside the Chinese: smaller type rather than cut off, and at the smallest type
-        # (a long name on the 7-inch screen) on two lines
+    def _fit_bar(self) -> bool:
+        """One step of fitting the pickup bar; True when it changed something (fit again next frame). A long
+        pickup name (长白新村街道社区卫生服务中心南门) takes two lines, never smaller type, in the room the English
+        leaves (about a third of the bar), and the bar grows to hold it; the English name beside it takes smaller
+        type rather than being cut off, and at the smallest type (a long name on the 7-inch screen) two lines
+        (beyond: cut, logged)."""
         ids = self.root_widget.ids
-        room = ids.bar.width - ids.bar_zh.width - ids.bar.padding[0] * 2 - ids.bar.spacing * 2 - ids.bar.height
+        inner = ids.bar.width - ids.bar.padding[0] * 2 - ids.bar.spacing * 2 - self.sizes["bar_height"]
+        zh_room = inner * (0.65 if ids.bar_en.text else 1.0)
+        if ids.bar_zh.text_size[0] is None and ids.bar_zh.texture_size[0] > zh_room + 1:
+            ids.bar_zh.text_size = (max(1.0, zh_room), None)
+            return True
+        room = inner - ids.bar_zh.width
         if not ids.bar_en.text or ids.bar_en.texture_size[0] <= max(room, 0) + 1:
-            return  # no English (a narrow screen once crashed here dividing by its empty width), or it fits
+            return False  # no English (a narrow screen once crashed here dividing by its empty width), or it fits
         if self.root_widget.bar_fit > 0.6:
             self.root_widget.bar_fit = max(0.6, self.root_widget.bar_fit * room / ids.bar_en.texture_size[0])
-        else:
+            return True
+        if ids.bar_en.text_size[0] is None:
+            if ids.bar_en.texture_size[0] > 2 * max(room, 1.0):
+                log.warning("kiosk.pickup_point_en is cut to two lines on this screen: give a shorter one")
             ids.bar_en.text_size = (max(1.0, room), None)
-        KivyClock.schedule_once(lambda _dt: self._fit_bar(), 0)
+            ids.bar_en.max_lines, ids.bar_en.valign = 2, "top"  # the first two (Kivy keeps the last at "bottom")
+            return True
+        return False
 
     def _every_second(self, _dt: float) -> None:
         if self.view.state in ("assigned", "searching"):

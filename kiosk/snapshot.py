@@ -93,7 +93,9 @@ class SnapshotRunner:
         KivyClock.schedule_once(lambda _dt: self._capture(size, state), self.settle_s)
 
     def _capture(self, size: tuple[int, int], state: str, waited: int = 0) -> None:
-        if self.app.fitting and waited < 50:  # the text is still being fitted: the picture would catch it midway
+        if (
+            self.app.fitting or self.app.fitting_call
+        ) and waited < 50:  # the text is still being fitted: the picture would catch it midway
             KivyClock.schedule_once(lambda _dt: self._capture(size, state, waited + 1), self.settle_s / 2)
             return
         w, h = Window.size

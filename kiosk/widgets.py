@@ -61,6 +61,7 @@ class CallButton(ButtonBehavior, BoxLayout):
     hint_zh = StringProperty("")
     hint_en = StringProperty("")
     show_icon = BooleanProperty(True)  # the taxi above the words; gives way where the words need the room
+    fit = NumericProperty(1.0)  # < 1 only where the words alone do not fit (logged)
 
 
 class IdlePanel(BoxLayout):

@@ -19,6 +19,7 @@ def write_kiosk_config(
     sections: str = "",
     kiosk_extra: str = "",
     timing: str = "",
+    pickup_point: str = "长白新村北门",
 ) -> Path:
     """kiosk.toml in ``tmp_path`` for a central at ``url``; the token file is written when ``token`` is given."""
     token_file = tmp_path / "token"
@@ -45,7 +46,7 @@ read_timeout_s = 3
 backend = "none"
 
 [kiosk]
-pickup_point = "长白新村北门"
+pickup_point = "{pickup_point}"
 hotline = "021-6543 2100"
 timing = {{ poll_interval_s = 0.2, retry_interval_s = 0.5{", " + timing if timing else ""} }}
 {kiosk_extra}

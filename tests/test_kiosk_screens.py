@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PI_7IN_MM_PER_PX = (154.21 / 800, 85.92 / 480)
 
 
-def snapshot(tmp_path: Path, screen: str) -> list[dict]:
-    config = write_kiosk_config(tmp_path, "http://127.0.0.1:9", None, kiosk_extra=f"screen = {{ {screen} }}")
+def snapshot(tmp_path: Path, screen: str, **pickup: str) -> list[dict]:
+    extra = f"screen = {{ {screen} }}" + (f'\npickup_point_en = "{pickup["pickup_point_en"]}"' if pickup else "")
+    named = {"pickup_point": pickup["pickup_point"]} if pickup else {}
+    config = write_kiosk_config(tmp_path, "http://127.0.0.1:9", None, kiosk_extra=extra, **named)
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # the kiosk starts its own Xvfb
     env.update(KIVY_HOME=str(tmp_path / "kivy-home"), PYTHONPATH=str(ROOT))
     out = tmp_path / "snap"
@@ -53,8 +55,14 @@ def ten_inch(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def seven_inch_english(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    """Every screen on the 7-inch panel with the English lines on: the most text on the least room."""
-    return snapshot(tmp_path_factory.mktemp("english"), "english = true, fullscreen = false")
+    """Every screen on the 7-inch panel with the English lines on and a long pickup name in both languages: the
+    most text on the least room."""
+    return snapshot(
+        tmp_path_factory.mktemp("english"),
+        "english = true, fullscreen = false",
+        pickup_point=LONG_NAME,
+        pickup_point_en=LONG_NAME_EN,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +70,10 @@ def upright_english(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """docs/kiosk.md's upright 15.6-inch example, English on (its own Xvfb is as tall as the screen)."""
     screen = "diagonal_in = 15.6, width = 1080, height = 1920, rotation = 90, english = true, fullscreen = false"
     return snapshot(tmp_path_factory.mktemp("upright"), screen)
+
+
+LONG_NAME = "长白新村街道社区卫生服务中心南门"  # 16 characters: two lines in the bar
+LONG_NAME_EN = "Changbai Xincun Sub-district Community Health Service Centre, South Gate"  # cut to two lines
 
 
 def collisions(entry: dict) -> list[str]:
@@ -92,6 +104,10 @@ def test_nothing_runs_off_or_over_anything_else_chinese_only_or_with_english(
     assert {t["text"] for t in english} >= {"Call a taxi", "A taxi is coming", "The property desk has your call"}
     idle = next(e for e in seven_inch_english if e["state"] == "idle")
     assert not idle["icons"] or all(i["kind"] != "taxi" for i in idle["icons"])  # the words took its room
+    # the long pickup name whole, on two lines, at the size of the short one: never smaller type
+    bar, usual = (next(t for t in e["texts"] if t["text"].startswith("上车点")) for e in (idle, seven_inch[0]))
+    assert bar["text"].endswith(LONG_NAME) and bar["font_px"] == usual["font_px"]
+    assert bar["box"][3] > 1.8 * usual["box"][3]
     assert "taxi" in [i["kind"] for i in next(e for e in seven_inch if e["state"] == "idle")["icons"]]
 
 
