@@ -139,16 +139,21 @@ class ScreenGeometry:
     def mm_per_px_y(self) -> float:
         return self.height_mm / self.height_px
 
+    @property
+    def share(self) -> float:
+        """This panel against the 7-inch's active area, the smaller way. Upright too, the screens are the
+        7-inch's landscape layout, so the width is measured against its width (before 2026-12-07 against its
+        height: a 15.6-inch upright panel drew everything 2.24x, and the pickup bar ran off its side)."""
+        return min(self.width_mm / REFERENCE_MM[0], self.height_mm / REFERENCE_MM[1])
+
     def too_small(self) -> bool:
         """Smaller than the layout fits (SMALLEST_SHARE of the 7-inch's active area either way)."""
-        return min(self.width_mm / REFERENCE_MM[0], self.height_mm / REFERENCE_MM[1]) < SMALLEST_SHARE
+        return self.share < SMALLEST_SHARE
 
     @property
     def scale(self) -> float:
-        """How much larger than on the 7-inch every size is drawn (never smaller). Upright too, the screens are the
-        7-inch's landscape layout, so the width is measured against its width (before 2026-12-07 against its
-        height: a 15.6-inch upright panel drew everything 2.24x, and the pickup bar ran off its side)."""
-        return max(1.0, min(self.width_mm / REFERENCE_MM[0], self.height_mm / REFERENCE_MM[1]))
+        """How much larger than on the 7-inch every size is drawn (never smaller)."""
+        return max(1.0, self.share)
 
     def layout_px(self) -> dict[str, float]:
         """Every LAYOUT_MM size in pixels on this screen: widths by the horizontal pitch, the rest vertical."""
