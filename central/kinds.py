@@ -109,6 +109,7 @@ DELIVERY_REASONS: dict[str, tuple[str, str]] = {
     "resent": ("再次通知", "Sent again"),
     "cleared": ("现场已解除", "Over on site"),
     "resolved": ("已处理完毕", "Closed by a person"),
+    "acknowledged": ("已有人确认", "Taken in by a person: the others told"),
 }
 
 # a lift entrapment has a 30-minute rescue arrival target (TSG T5002, REFERENCE.md)

@@ -47,6 +47,17 @@ def people_told(
     )
     by_link = [a["acknowledged_by"] for a in silent if "短信链接" in (a.get("acknowledged_by") or "")]
     check("the social worker answered from her phone (acknowledgement link)", bool(by_link), ", ".join(by_link))
+    taken = {
+        d["role"]
+        for a in silent
+        for d in a.get("deliveries", [])
+        if d["reason"] == "acknowledged" and d["state"] == "sent"
+    }
+    check(
+        "her family heard that the social worker took it in (and she, who answered, was not told it again)",
+        "family" in taken and "social_worker" not in taken,
+        f"sent to {', '.join(sorted(taken)) or 'nobody'}",
+    )
     report = [
         d["role"] for a in silent for d in a.get("deliveries", []) if d["reason"] == "resolved" and d["state"] == "sent"
     ]

@@ -76,16 +76,19 @@ class Messages:
             for number in body["to"]:
                 who = PHONE_OWNERS.get(number, number)
                 lines = body["text"].splitlines()
-                note = next((line for line in lines if line.startswith("处理说明：")), None)
+                note = next(
+                    (line for line in lines if line.startswith("处理说明：") or line.endswith("已确认收到")), None
+                )
                 said = f'"{note}"' if note else ("with a link" if "http" in body["text"] else "no link")
                 self.timeline.add(f"phone of {who}", f'SMS: "{lines[0]}" ({len(body["text"])} characters, {said})')
-                if note:
+                if note and note.startswith("处理说明："):
                     self.closed.append(who)
                 if who == "social worker Wang" and "ack" not in self.answered:
                     self._answer_link(body["text"])
         elif got.path.startswith("/wecom"):
             text = body["text"]["content"].splitlines()
-            self.timeline.add("WeCom property group", f'robot: "{text[0]}" / "{text[2] if len(text) > 2 else ""}"')
+            detail = next((line for line in text if line.endswith("已确认收到")), text[2] if len(text) > 2 else "")
+            self.timeline.add("WeCom property group", f'robot: "{text[0]}" / "{detail}"')
         elif got.path.startswith("/dingtalk"):
             text = body["text"]["content"].splitlines()
             mentions = ", ".join(body["at"]["atMobiles"])

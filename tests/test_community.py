@@ -23,7 +23,7 @@ def test_simulated_community_day_passes_every_check(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
-    assert "19 passed, 0 failed" in out
+    assert "20 passed, 0 failed" in out
     # what each party saw, in order: the trapped passenger is spoken to and the central is told
     trapped = out.index("stored urgent entrapment raised")
     assert out.index('voice: "请问电梯还在运行吗', trapped) > trapped

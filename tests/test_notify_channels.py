@@ -216,6 +216,32 @@ def test_an_all_clear_goes_to_the_roles_really_told_and_never_before_their_alarm
     assert [p.reason for p in planned(view, None, lambda r, s: sms, 265.0)] == ["opened"]
 
 
+def test_an_acknowledgement_is_news_to_the_roles_told_before_it_but_not_to_one_who_answered_alone() -> None:
+    sms = [channel(id="sms", type="sms", url="http://x")]
+    view: dict[str, Any] = {
+        "id": 7, "site": "s", "kind": "entrapment", "severity": "urgent", "opened_at": 100.0,
+        "notified": [{"role": r, "at": 100.0} for r in ("maintenance", "property_management", "operator")],
+        "told": {"maintenance": {"at": 101.0}, "property_management": {"at": 101.0}, "operator": {"at": 160.0}},
+        "state": "acknowledged", "acknowledged_at": 150.0, "acknowledged_via": "ack-link:property_management",
+        "contacts": {"property_management": [{"name": "物业值班"}]},
+    }  # fmt: skip
+
+    def news(now: float = 170.0, **settings: bool) -> list[tuple[str, int]]:
+        return [(p.role, p.urgency) for p in planned(view, None, lambda r, s: sms, now, **settings)
+                if p.reason == "acknowledged"]  # fmt: skip
+
+    # the desk answered by its own link, alone: only maintenance needs to hear it; the operator's alarm, delivered
+    # after the acknowledgement, said who had it already
+    assert news() == [("maintenance", -1)]
+    view["contacts"]["property_management"].append({"name": "物业经理"})  # two people share that link
+    assert news() == [("maintenance", -1), ("property_management", -1)]
+    view["acknowledged_via"] = "zhang"  # at the console: the desk's channel hears it too
+    assert news() == [("maintenance", -1), ("property_management", -1)]
+    assert news(tell_acknowledged=False) == [] and news(now=150.0 + 3601) == []
+    view.update(cleared_on_site=True, cleared_at=200.0)  # once it is over, the all-clear says more
+    assert news() == []
+
+
 def test_a_channel_without_what_it_needs_is_a_config_error(tmp_path) -> None:
     doc = {
         "sites": [{"id": "s1", "claim_key": "k" * 24}],

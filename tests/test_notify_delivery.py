@@ -211,6 +211,57 @@ def test_the_link_acknowledges_the_alert_and_stops_the_escalation(make_central, 
     assert "已过期" in requests.get(link, timeout=5).text
 
 
+def test_a_daughter_answering_her_link_tells_the_social_worker_escalated_before(make_central, hooks) -> None:
+    # before, the social worker told "urgent, nobody acknowledged" never heard that the daughter answered "我去看看"
+    # a minute later: both went, or each thought the other would
+    central = make_central(notify=notify_section(hooks), escalation={"after_s": 600})
+    token = central.register(METER, "meter", location="12号楼", contacts=CONTACTS)
+    raise_silence(central, token)
+    assert hooks.wait_for(lambda got: any(r.path == "/hook" for r in got), 5.0)
+    central.clock.advance(601)
+    assert hooks.wait_for(lambda got: any(r.path == "/sms" for r in got), 5.0)
+    link = next(r for r in hooks.received if r.path == "/hook").json()["ack_url"]
+    assert "已记录" in requests.post(link, data={"choice": "going"}, timeout=5).text
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/sms"]) == 2, 5.0)
+    text = [r for r in hooks.received if r.path == "/sms"][-1].json()["text"]
+    assert text.startswith("【已有人确认】长时间未用水 · 12号楼 住户 B12-301\n已有人确认 · 通知社工"), text
+    assert "王丽（家属，短信链接） 已确认收到" in text and "回复：我去看看" in text
+    assert "告警尚未解除，请照原安排处理" in text and "http" not in text  # it asks nothing: no link
+    # the daughter, who answered and is the family's one contact, is not told of her own answer
+    assert [(d["role"], d["reason"]) for d in only_alert(central)["deliveries"]] == [
+        ("family", "opened"), ("social_worker", "escalated"), ("social_worker", "acknowledged")]  # fmt: skip
+
+
+def test_the_desk_taking_in_an_entrapment_tells_maintenance_to_come_all_the_same(make_central, hooks) -> None:
+    lift = "cbxc-b7-u2-lift1"
+    section = notify_section(hooks)
+    section["channels"].append(
+        {"id": "maint-hook", "type": "webhook", "roles": ["maintenance"], "url": hooks.url("/maint"), "secret": SECRET}
+    )
+    central = make_central(notify=section)
+    token = central.register(lift, "elevator", location="7号楼2单元",
+                             contacts={"property_management": [{"name": "物业值班", "phone": "021-65430000"}],
+                                       "maintenance": [{"name": "维保李工", "phone": "13700000003"}]})  # fmt: skip
+    central.post_events(token, [wire_event(lift, kind="entrapment", severity="urgent", state="raised",
+                                           priority="alert", alert_id="trapped",
+                                           recipients=["property_management", "maintenance"],
+                                           payload={"seconds_trapped": 95.0, "in_door_zone": False})])  # fmt: skip
+    assert eventually(lambda: set(only_alert(central)["told"]) == {"property_management", "maintenance"})
+    number = only_alert(central)["id"]
+    acked = requests.post(f"{central.url}/api/v1/alerts/{number}/ack", json={"note": "乘客情绪激动，已安抚"},
+                          headers=central.operator_headers, timeout=10)  # fmt: skip
+    assert acked.status_code == 200, acked.text
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/maint"]) == 2, 5.0)
+    told = [r for r in hooks.received if r.path == "/maint"][-1].json()
+    assert told["reason"] == "acknowledged" and told["ack_url"] is None
+    assert told["title"] == "【已有人确认】电梯困人 · 7号楼2单元"
+    assert told["lines"][2].endswith(f"{central.operator_name} 已确认收到")
+    assert told["lines"][3:] == ["告警尚未解除，请照原安排处理", "到场时限不变：报警后 30 分钟内"]
+    assert "情绪" not in told["text"]  # the desk's note stays at the desk
+    # the desk's group hears it too: whoever else is on duty learns who has it
+    assert hooks.wait_for(lambda got: len([r for r in got if r.path.startswith("/wecom")]) == 2, 5.0)
+
+
 def clear_silence(central, token: str, reason: str, alert_id: str = "b12-301:inactivity", urgent: bool = True) -> None:
     """The meter node's clear of the silence alert (its payload says only why; its recipients the alert's)."""
     event = wire_event(METER, kind="inactivity", severity="info", state="cleared", priority="alert",

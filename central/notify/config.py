@@ -67,6 +67,9 @@ class NotifySection:
     retry_min_s: float = setting(1.0, min=0.1, max=600.0, help="first retry after a failed attempt")
     retry_max_s: float = setting(120.0, min=1.0, max=3600.0, help="longest wait between attempts (never gives up)")
     tick_s: float = setting(0.25, min=0.05, max=10.0, help="how often the notifier looks for work")
+    tell_acknowledged: bool = setting(
+        True, help="when a person acknowledges an alert, the others told of it are told who took it in"
+    )
     channels: tuple[ChannelSection, ...] = setting((), help="[[notify.channels]] tables")
 
     def problems(self) -> list[str]:

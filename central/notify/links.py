@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 
 CHOICES = {"known": "我已知晓", "going": "我去看看"}
+LINK_VIA = "ack-link:"  # an alert acknowledged by a link records ``acknowledged_via`` as this and the role
 
 
 class LinkError(Exception):

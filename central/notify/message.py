@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.kinds import DELIVERY_REASONS, SEVERITIES, clock_text, kind_zh, role_zh
+from central.kinds import DELIVERY_REASONS, SEVERITIES, TARGET_MINUTES, clock_text, kind_zh, role_zh
+from central.notify.links import LINK_VIA
 from central.reasons import closed, reasons
 
-OVER_TITLES = {"cleared": "已解除", "resolved": "已处理"}
+NEWS_TITLES = {"cleared": "已解除", "resolved": "已处理", "acknowledged": "已有人确认"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
 
 
@@ -98,13 +99,13 @@ def compose(
     alert: Mapping[str, Any], role: str, reason: str, contacts: Sequence[Mapping[str, str]], key: str, link: str = ""
 ) -> Message:
     """The message telling ``role`` about ``alert`` (an alert view) for ``reason`` (opened, urgent, escalated,
-    cleared, resolved)."""
+    cleared, resolved, acknowledged)."""
     severity = str(alert.get("severity", "info"))
     raw = alert.get("payload")
     payload: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     flat = payload.get("resident")
     where = " ".join(str(p) for p in (alert.get("location"), flat and f"住户 {flat}") if p)
-    sev = OVER_TITLES.get(reason) or SEVERITIES.get(severity, (severity, ""))[0]
+    sev = NEWS_TITLES.get(reason) or SEVERITIES.get(severity, (severity, ""))[0]
     title = f"【{sev}】{kind_zh(str(alert.get('kind', '')))}" + (f" · {where}" if where else "")
     lines = [
         f"{DELIVERY_REASONS.get(reason, (reason, ''))[0]} · 通知{role_zh(role)}",
@@ -126,12 +127,28 @@ def compose(
     )
 
 
+def taken_in(alert: Mapping[str, Any]) -> list[str]:
+    """A person's acknowledgement in words for the others told of the alert: who took it in and when, their answer
+    when they gave it by link (the desk's own note never), and that the alert still stands, with its arrival time
+    limit where it has one: nobody may read "the desk has it" as "no need to come"."""
+    lines = [f"{clock_text(alert.get('acknowledged_at'))} {alert.get('acknowledged_by') or '值班'} 已确认收到"]
+    if str(alert.get("acknowledged_via") or "").startswith(LINK_VIA) and alert.get("ack_note"):
+        lines.append(f"回复：{alert['ack_note']}")
+    lines.append("告警尚未解除，请照原安排处理")
+    minutes = TARGET_MINUTES.get(str(alert.get("kind")))
+    if minutes:
+        lines.append(f"到场时限不变：报警后 {minutes} 分钟内")
+    return lines
+
+
 def _body(alert: Mapping[str, Any], reason: str, payload: Mapping[str, Any]) -> list[str]:
     """What the message says after whom it tells and since when: why (the alert's reasoning); for a person's
     resolution only who closed it, when, and the words they wrote for the people told (the alarm's reasons asked to
     act)."""
     if reason == "resolved":
         return closed(alert)
+    if reason == "acknowledged":
+        return taken_in(alert)
     lines = [f"解除于 {clock_text(alert.get('cleared_at'))}（节点报告）"] if reason == "cleared" else []
     lines += reasons(str(alert.get("kind", "")), payload, bool(alert.get("cleared_on_site")))
     if alert.get("state") == "acknowledged" and alert.get("acknowledged_by"):

@@ -5,7 +5,8 @@ Reasons: ``opened`` (the roles told at once), ``escalated`` (the held-back roles
 nobody acknowledged in time), ``urgent`` (the roles told at once are told again when a warning turns urgent),
 ``cleared`` (the all-clear: once the node reports the condition over, every role told of it before is told so),
 ``resolved`` (a person closed an alert the node had not reported over: the roles told of it are told so, with the
-words written for them, never the desk's note).
+words written for them, never the desk's note), ``acknowledged`` (a person took it in: the others told of it are
+told who, and that it still stands).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from central.notify.config import ChannelSection
+from central.notify.links import LINK_VIA
 from common.catalogue import SEVERITY_RANK
 
 URGENT_AGAIN_AFTER_S = 1.0  # an alert urgent from its first event is not "turned urgent" a second time
@@ -24,6 +26,7 @@ ALL_CLEAR_WITHIN_S = 3600.0  # the news that it is over, later than this after i
 NOT_OVER_KINDS = frozenset({"help_requested"})
 NOT_OVER_REASONS = frozenset({"superseded"})
 OVER_REASONS = frozenset({"cleared", "resolved"})  # the news that it is over: asks nothing, and goes after resolution
+NEWS_REASONS = OVER_REASONS | {"acknowledged"}  # news that asks nothing: no link, sent after every alarm
 
 
 def over_news(alert: Mapping[str, Any]) -> tuple[str, float] | None:
@@ -39,6 +42,22 @@ def over_news(alert: Mapping[str, Any]) -> tuple[str, float] | None:
     if alert.get("state") == "resolved" and alert.get("resolved_at") is not None:
         news.append(("resolved", float(alert["resolved_at"])))
     return min(news, key=lambda n: n[1], default=None)  # the first news: one message says it is over
+
+
+def taken_in_news(alert: Mapping[str, Any]) -> float | None:
+    """When a person acknowledged ``alert``, while that is still the news: not once it is over (the all-clear or
+    the resolution says more)."""
+    at = alert.get("acknowledged_at")
+    if alert.get("state") != "acknowledged" or at is None or over_news(alert) is not None:
+        return None
+    return float(at)
+
+
+def _answered_alone(alert: Mapping[str, Any], role: str) -> bool:
+    """Whether ``role`` itself answered by its link and is one person: who answered needs no news of it."""
+    contacts = (alert.get("contacts") or {}).get(role)
+    alone = not isinstance(contacts, list) or len(contacts) <= 1
+    return alert.get("acknowledged_via") == LINK_VIA + role and alone
 
 
 def resolution_reaches(alert: Mapping[str, Any], now: float) -> list[str]:
@@ -58,12 +77,12 @@ class Planned:
     channel: str
     reason: str
     due_at: float
-    urgency: int = 0  # which goes first when a channel's rate limit holds messages back: urgent 2 ... all-clear -1
+    urgency: int = 0  # which goes first when a channel's rate limit holds messages back: urgent 2 ... news -1
 
 
 def urgency(severity: str, reason: str) -> int:
-    """An alert's severity rank (info 0, warning 1, urgent 2); the news that it is over after everything else (-1)."""
-    return -1 if reason in OVER_REASONS else SEVERITY_RANK.get(severity, 0)
+    """An alert's severity rank (info 0, warning 1, urgent 2); news that asks nothing after everything else (-1)."""
+    return -1 if reason in NEWS_REASONS else SEVERITY_RANK.get(severity, 0)
 
 
 def delivery_key(alert: int, role: str, channel: str, reason: str) -> str:
@@ -76,10 +95,13 @@ def planned(
     urgent_at: float | None,
     channels_for: Any,
     now: float,
+    *,
+    tell_acknowledged: bool = True,
 ) -> list[Planned]:
     """The deliveries due by ``now`` for an alert view (``notified``/``escalation`` from ``central.routing``).
 
-    ``channels_for(role, site) -> [ChannelSection]`` picks the channels per role and site.
+    ``channels_for(role, site) -> [ChannelSection]`` picks the channels per role and site; ``tell_acknowledged``:
+    a person's acknowledgement is news to the others told of it (``[notify] tell_acknowledged``).
     """
     due: list[tuple[str, str, float]] = []
     escalation = alert.get("escalation") or {}
@@ -95,6 +117,11 @@ def planned(
         heard = alert.get("told") or {}  # (the news never overtakes the alarm it ends, say on a retry)
         reason, over = news
         due += [(role, reason, over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
+    taken = taken_in_news(alert) if tell_acknowledged else None
+    if taken is not None and now - taken <= ALL_CLEAR_WITHIN_S:  # the roles really told before it was taken in
+        heard = alert.get("told") or {}  # (an alarm delivered later says who took it in: it needs no news of it)
+        due += [(role, "acknowledged", taken) for role, seen in heard.items()
+                if float(seen["at"]) <= taken and not _answered_alone(alert, role)]  # fmt: skip
     out = []
     for role, reason, at in due:
         if at > now:

@@ -22,7 +22,7 @@ from central.notify.channels import send
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, make_link
 from central.notify.message import compose
-from central.notify.plan import ALL_CLEAR_WITHIN_S, OVER_REASONS, over_news, planned
+from central.notify.plan import ALL_CLEAR_WITHIN_S, NEWS_REASONS, OVER_REASONS, over_news, planned
 from central.notify.retry import Outcome, delay_after
 from central.notify.store import NotifyStore
 from central.storage import StorageError, Store
@@ -174,7 +174,8 @@ class Notifier:
         views = self._views(alerts + over, now)
         plans, next_due = [], float("inf")
         for view in views:
-            found = planned(view, view.get("urgent_at"), self.settings.channels_for, now)
+            found = planned(view, view.get("urgent_at"), self.settings.channels_for, now,
+                            tell_acknowledged=self.settings.tell_acknowledged)  # fmt: skip
             plans += [p for p in found if view["state"] != "resolved" or p.reason in OVER_REASONS]
             esc = view.get("escalation") or {}
             if esc.get("state") == "pending":
@@ -236,8 +237,8 @@ class Notifier:
         view = self._views([alert], now)[0]
         contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
         names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
-        # the news that it is over asks nothing: no acknowledgement link
-        link = "" if row["reason"] in OVER_REASONS else self._link(view, row["role"], names, row["key"])
+        # news (it is over, a person took it in) asks nothing: no acknowledgement link
+        link = "" if row["reason"] in NEWS_REASONS else self._link(view, row["role"], names, row["key"])
         message = compose(view, row["role"], row["reason"], contacts, row["key"], link)
         started = time.monotonic()
         outcome = send(channel, message, self.settings.timeout_s)

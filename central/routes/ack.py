@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 
 from central.deps import Central, get_central
 from central.kinds import clock_text, kind_zh, role_zh
-from central.notify.links import CHOICES, LinkClaim, LinkError, read_token
+from central.notify.links import CHOICES, LINK_VIA, LinkClaim, LinkError, read_token
 from central.notify.worker import LINK_SECRET
 from central.reasons import closed, reasons
 from central.storage import Conflict, NotFound
@@ -116,7 +116,7 @@ def _answer(central: Central, token: str, choice: str) -> HTMLResponse:
     new = central.notify.answer(claim.alert, claim.role, claim.name, claim.delivery, choice, now)
     if new:
         try:
-            central.store.alerts.acknowledge(claim.alert, who, "ack-link", CHOICES[choice], now)
+            central.store.alerts.acknowledge(claim.alert, who, LINK_VIA + claim.role, CHOICES[choice], now)
         except Conflict:
             pass  # already acknowledged or resolved: the answer is in the timeline all the same
         except NotFound:
