@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.serial",
     "tests.fixtures.central",
     "tests.fixtures.postgres",
+    "tests.fixtures.receivers",
     "tests.fixtures.releases",
     "tests.update_helpers",
 ]

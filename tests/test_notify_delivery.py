@@ -24,13 +24,6 @@ CONTACTS = {
 
 
 @pytest.fixture
-def hooks():
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def mail():
     receiver = MailReceiver().start()
     yield receiver

@@ -22,13 +22,6 @@ TIMEOUT_S = 1.0
 
 
 @pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def proxy(hooks: WebhookReceiver) -> Iterator[HostileProxy]:
     hostile = HostileProxy(hooks.url(""))
     yield hostile

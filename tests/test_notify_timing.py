@@ -26,13 +26,6 @@ OTHER_METER = "sprd-b3-meters"
 AFTER_S = 600
 
 
-@pytest.fixture
-def hooks():
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
 def section(hooks: WebhookReceiver, sms_url: str | None = None, **extra: Any) -> dict:
     sms = sms_url or hooks.url("/sms")
     return {"retry_min_s": 0.2, "retry_max_s": 1.0, "timeout_s": 1.0, "tick_s": 0.05, **extra, "channels": [

@@ -67,6 +67,9 @@ class NotifySection:
     retry_min_s: float = setting(1.0, min=0.1, max=600.0, help="first retry after a failed attempt")
     retry_max_s: float = setting(120.0, min=1.0, max=3600.0, help="longest wait between attempts (never gives up)")
     tick_s: float = setting(0.25, min=0.05, max=10.0, help="how often the notifier looks for work")
+    group_silent_min: int = setting(
+        5, min=0, max=10_000, help="this many silent nodes of one site told together go as one message (0: never)"
+    )
     tell_acknowledged: bool = setting(
         True, help="when a person acknowledges an alert, the others told of it are told who took it in"
     )

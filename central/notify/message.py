@@ -7,13 +7,14 @@ the acknowledgement link. Channels only format it (``central.notify.channels``).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from central.kinds import DELIVERY_REASONS, SEVERITIES, TARGET_MINUTES, clock_text, kind_zh, role_zh
 from central.notify.links import LINK_VIA
-from central.reasons import closed, reasons
+from central.reasons import NODE_ROLES, SILENT_STAKES, closed, reasons
 
 NEWS_TITLES = {"cleared": "已解除", "resolved": "已处理", "acknowledged": "已有人确认"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
@@ -34,6 +35,7 @@ class Message:
     lines: tuple[str, ...]
     link: str = ""
     contacts: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    alerts: tuple[int, ...] = ()  # a message for many alerts (``compose_group``): all of them, ``alert`` the first
 
     @property
     def mobiles(self) -> list[str]:
@@ -76,6 +78,7 @@ class Message:
             "ack_url": self.link or None,
             "recipients": [dict(c) for c in self.contacts],
             "sent_at": sent_at,
+            **({"alert_ids": list(self.alerts)} if self.alerts else {}),
         }
 
 
@@ -124,6 +127,51 @@ def compose(
         lines=tuple(lines),
         link=link,
         contacts=tuple(dict(c) for c in contacts if isinstance(c, Mapping)),
+    )
+
+
+def compose_group(
+    alerts: Sequence[Mapping[str, Any]], role: str, reason: str, contacts: Sequence[Mapping[str, str]], key: str
+) -> Message:
+    """One message telling ``role`` about many nodes of one site gone silent (or heard again) together (alert views
+    of ``node_silent``, told at once): how many of which kind, since when, what stops meanwhile, where. No link:
+    each node's alert is taken in at the console."""
+    first, count = alerts[0], len(alerts)
+    payloads: list[Mapping[str, Any]] = [p if isinstance(p := a.get("payload"), Mapping) else {} for a in alerts]
+    kinds = Counter(str(p.get("role") or "") for p in payloads)
+    site = str(first.get("site") or "")
+    sev = NEWS_TITLES.get(reason) or SEVERITIES.get(str(first.get("severity")), ("", ""))[0]
+    title = f"【{sev}】{kind_zh(str(first.get('kind', '')))} · {count} 台设备" + (f" · {site}" if site else "")
+    which = "、".join(f"{NODE_ROLES.get(k, '设备')} {n} 台" for k, n in kinds.most_common())
+    lines = [f"{DELIVERY_REASONS.get(reason, (reason, ''))[0]} · 通知{role_zh(role)}"]
+    if reason == "cleared":
+        heard = max((t for p in payloads if isinstance(t := p.get("heard_at"), int | float)), default=None)
+        lines += [f"{clock_text(heard)} 前又收到这 {count} 台设备的消息：已恢复联系（{which}）"]
+    else:
+        seen = min((t for p in payloads if isinstance(t := p.get("last_seen_at"), int | float)), default=None)
+        lines += [
+            f"{count} 台设备同时没有任何消息（{which}；最早的最后一次收到：{clock_text(seen)}）",
+            "这么多台同时失联，多半是这一片的网络或供电中断：请先检查小区的网络和电源",
+            *(
+                SILENT_STAKES[k].replace("这台", "这些").replace("这个节点", "这些节点")
+                for k in kinds
+                if k in SILENT_STAKES
+            ),
+        ]
+    places = sorted(str(a.get("location") or a.get("node_id") or "?") for a in alerts)
+    lines.append("涉及：" + "、".join(places[:8]) + (f" 等 {count} 处" if count > 8 else ""))
+    return Message(
+        key=key,
+        alert=int(first["id"]),
+        role=role,
+        reason=reason,
+        severity=str(first.get("severity", "info")),
+        kind=str(first.get("kind", "")),
+        site=site,
+        title=title,
+        lines=tuple(lines),
+        contacts=tuple(dict(c) for c in contacts if isinstance(c, Mapping)),
+        alerts=tuple(int(a["id"]) for a in alerts),
     )
 
 

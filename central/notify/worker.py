@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,8 +21,8 @@ from central.config import CentralConfig
 from central.notify.channels import send
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, make_link
-from central.notify.message import compose
-from central.notify.plan import ALL_CLEAR_WITHIN_S, NEWS_REASONS, OVER_REASONS, over_news, planned
+from central.notify.message import compose, compose_group
+from central.notify.plan import ALL_CLEAR_WITHIN_S, GROUPED_KIND, NEWS_REASONS, OVER_REASONS, over_news, planned
 from central.notify.retry import Outcome, delay_after
 from central.notify.store import NotifyStore
 from central.storage import StorageError, Store
@@ -157,12 +157,32 @@ class Notifier:
         # an attempt ends within timeout_s (a hard limit); the rest is for recording it. A process killed
         # mid-attempt leaves its lease: another process (or this one restarted) takes the delivery after it
         lease_s = self.settings.timeout_s * 2 + 3
-        for row in self.notify.claim_due(now, lease_s):
-            with self._lock:
-                if row["id"] in self._in_flight:
-                    continue
-                self._in_flight.add(row["id"])
-            self._pool.submit(self._deliver, row)
+        claimed = self.notify.claim_due(now, lease_s)
+        with self._lock:
+            fresh = [row for row in claimed if row["id"] not in self._in_flight]
+            self._in_flight.update(row["id"] for row in fresh)
+        for rows in self._together(fresh, now):
+            self._pool.submit(self._deliver, rows)
+
+    def _together(self, rows: list[dict[str, Any]], now: float) -> list[list[dict[str, Any]]]:
+        """The deliveries to send, each alone, but for nodes of one site gone silent (or heard again) together:
+        ``group_silent_min`` or more due to one role on one channel for one reason go as one message, after the
+        others (a compound's network down: one message, not a robot's five minutes of them)."""
+        least = self.settings.group_silent_min
+        if not least or len(rows) < least:
+            return [[row] for row in rows]
+        silent = [a for a in (self.store.alerts.get(row["alert"]) for row in rows) if a["kind"] == GROUPED_KIND]
+        sites = {int(v["id"]): v.get("site") for v in self._views(silent, now)} if len(silent) >= least else {}
+        out: list[list[dict[str, Any]]] = []
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if row["alert"] in sites:
+                groups[(row["channel"], row["role"], row["reason"], sites[row["alert"]])].append(row)
+            else:
+                out.append([row])
+        for group in groups.values():
+            out += [group] if len(group) >= least else [[row] for row in group]
+        return out
 
     def _scan(self, now: float) -> None:
         self._last_scan = time.monotonic()
@@ -208,45 +228,64 @@ class Notifier:
         expires = self.clock.wall() + self.settings.link_ttl_h * 3600
         return make_link(base, self._secret, LinkClaim(int(view["id"]), role, names, key, expires))
 
-    def _deliver(self, row: dict[str, Any]) -> None:
+    def _deliver(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self._attempt(row)
+            self._attempt(rows)
         except StorageError as exc:
-            log.warning("notifier: could not record delivery %s: %s", row["key"], exc)
+            log.warning("notifier: could not record delivery %s: %s", rows[0]["key"], exc)
         except Exception:  # noqa: BLE001 - logged with the traceback; the lease runs out and it is retried
-            log.exception("notifier: delivery %s failed", row["key"])
+            log.exception("notifier: delivery %s failed", rows[0]["key"])
         finally:
             with self._lock:
-                self._in_flight.discard(row["id"])
+                self._in_flight.difference_update(row["id"] for row in rows)
             self._wake.set()
 
-    def _attempt(self, row: dict[str, Any]) -> None:
+    def _attempt(self, rows: list[dict[str, Any]]) -> None:
+        """One message for these deliveries (one, or a group from ``_together``), its outcome recorded on each."""
         now = self.clock.wall()
+        row = rows[0]
         channel = self._channels.get(row["channel"])
         if channel is None:  # the channel left the config: kept in the log, tried again if it comes back
-            self.notify.record(row["id"], Outcome(False, None, "channel not configured"), now, 0.0, [], now + 300)
+            for each in rows:
+                self.notify.record(each["id"], Outcome(False, None, "channel not configured"), now, 0.0, [], now + 300)
             return
         wait = self._limits[channel.id].take(time.monotonic())
         if wait > 0:
-            self.notify.defer(row["id"], now + wait)
+            for each in rows:
+                self.notify.defer(each["id"], now + wait)
             return
-        alert = self.store.alerts.get(row["alert"])
-        if alert.get("state") == "resolved" and row["reason"] not in OVER_REASONS:  # resolved since claimed: not late
-            self.notify.drop_resolved(now, row["id"])
+        live, alerts = [], []
+        for each in rows:
+            alert = self.store.alerts.get(each["alert"])
+            if alert.get("state") == "resolved" and each["reason"] not in OVER_REASONS:  # resolved since claimed
+                self.notify.drop_resolved(now, each["id"])  # not late
+            else:
+                live.append(each)
+                alerts.append(alert)
+        if not live:
             return
-        view = self._views([alert], now)[0]
-        contacts = contact_list((view.get("contacts") or {}).get(row["role"]))
-        names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or row["role"]
-        # news (it is over, a person took it in) asks nothing: no acknowledgement link
-        link = "" if row["reason"] in NEWS_REASONS else self._link(view, row["role"], names, row["key"])
-        message = compose(view, row["role"], row["reason"], contacts, row["key"], link)
+        views = self._views(alerts, now)
+        role, reason = row["role"], row["reason"]
+        each_told = [contact_list((v.get("contacts") or {}).get(role)) for v in views]
+        contacts = list({tuple(sorted(c.items())): c for told in each_told for c in told}.values())
+        if len(live) > 1:
+            message = compose_group(views, role, reason, contacts, f"{live[0]['key']}+{len(live) - 1}")
+        else:
+            names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or role
+            # news (it is over, a person took it in) asks nothing: no acknowledgement link
+            link = "" if reason in NEWS_REASONS else self._link(views[0], role, names, live[0]["key"])
+            message = compose(views[0], role, reason, contacts, live[0]["key"], link)
         started = time.monotonic()
         outcome = send(channel, message, self.settings.timeout_s)
         took_ms = (time.monotonic() - started) * 1000
         at = self.clock.wall()
-        next_at = at + delay_after(outcome, row["attempts"] + 1, self.settings.retry_min_s, self.settings.retry_max_s)
-        self.notify.record(row["id"], outcome, at, took_ms, recipients(contacts), next_at)
+        for each, told in zip(live, each_told, strict=True):  # each with its own alert's contacts, as it failed
+            next_at = at + delay_after(
+                outcome, each["attempts"] + 1, self.settings.retry_min_s, self.settings.retry_max_s
+            )
+            self.notify.record(each["id"], outcome, at, took_ms, recipients(told), next_at)
+        which = ", ".join(str(each["alert"]) for each in live)
         if outcome.ok:
-            log.info("notified %s of alert %d on %s (%s)", row["role"], row["alert"], channel.id, row["reason"])
+            log.info("notified %s of alert %s on %s (%s)", role, which, channel.id, reason)
         else:
-            log.warning("alert %d to %s on %s failed: %s", row["alert"], row["role"], channel.id, outcome.detail)
+            log.warning("alert %s to %s on %s failed: %s", which, role, channel.id, outcome.detail)
