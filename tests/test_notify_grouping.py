@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import eventually
 from tests.fixtures.central import OTHER_SITE, SITE, wire_event
 
+pytestmark = pytest.mark.both_engines  # the notifier's tables and the rounds on SQLite and on PostgreSQL
+
 LIFTS = [f"cbxc-b{n}-u1-lift1" for n in range(1, 6)]
 METER = "cbxc-b12-meters"
 AWAY = ["sprd-b1-u1-lift1", "sprd-b2-u1-lift1"]  # another site's lifts, silent at the same time
