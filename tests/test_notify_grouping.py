@@ -44,7 +44,7 @@ def test_a_compounds_nodes_gone_silent_together_are_one_message_and_one_all_clea
     central, tokens = central_with_nodes(make_central, hooks)
     assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/maint"]) == 3, 10.0)
     (group,) = [m for m in told(hooks) if "alert_ids" in m]
-    assert group["title"] == f"【警告】设备失联 · 6 台设备 · {SITE}" and group["ack_url"] is None
+    assert group["title"] == "【警告】设备失联 · 6 台设备 · 长白新村 Changbai Xincun" and group["ack_url"] is None
     assert len(group["alert_ids"]) == 6 and group["reason"] == "opened"
     assert group["lines"][1].startswith(
         "6 台设备同时没有任何消息（电梯监测盒 5 台、水表节点 1 台；最早的最后一次收到："
@@ -64,7 +64,7 @@ def test_a_compounds_nodes_gone_silent_together_are_one_message_and_one_all_clea
     central.clock.advance(60)  # the all-clears wait for the next whole minute, to go together
     assert hooks.wait_for(lambda got: len([r for r in got if r.path == "/maint"]) == 4, 10.0)
     back = told(hooks)[-1]
-    assert back["title"] == f"【已解除】设备失联 · 6 台设备 · {SITE}" and back["reason"] == "cleared"
+    assert back["title"] == "【已解除】设备失联 · 6 台设备 · 长白新村 Changbai Xincun" and back["reason"] == "cleared"
     assert back["lines"][1].endswith("前又收到这 6 台设备的消息：已恢复联系（电梯监测盒 5 台、水表节点 1 台）")
     assert eventually(lambda: all([d["reason"] for d in a["deliveries"] if d["state"] == "sent"] == ["opened", "cleared"]
                                   for a in mine()), what="each alert's all-clear recorded")  # fmt: skip

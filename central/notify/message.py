@@ -131,17 +131,23 @@ def compose(
 
 
 def compose_group(
-    alerts: Sequence[Mapping[str, Any]], role: str, reason: str, contacts: Sequence[Mapping[str, str]], key: str
+    alerts: Sequence[Mapping[str, Any]],
+    role: str,
+    reason: str,
+    contacts: Sequence[Mapping[str, str]],
+    key: str,
+    site_name: str = "",
 ) -> Message:
     """One message telling ``role`` about many nodes of one site gone silent (or heard again) together (alert views
-    of ``node_silent``, told at once): how many of which kind, since when, what stops meanwhile, where. No link:
-    each node's alert is taken in at the console."""
+    of ``node_silent``, told at once): how many of which kind, since when, what stops meanwhile, where (the site by
+    ``site_name``, its configured name). No link: each node's alert is taken in at the console."""
     first, count = alerts[0], len(alerts)
     payloads: list[Mapping[str, Any]] = [p if isinstance(p := a.get("payload"), Mapping) else {} for a in alerts]
     kinds = Counter(str(p.get("role") or "") for p in payloads)
     site = str(first.get("site") or "")
     sev = NEWS_TITLES.get(reason) or SEVERITIES.get(str(first.get("severity")), ("", ""))[0]
-    title = f"【{sev}】{kind_zh(str(first.get('kind', '')))} · {count} 台设备" + (f" · {site}" if site else "")
+    named = site_name or site
+    title = f"【{sev}】{kind_zh(str(first.get('kind', '')))} · {count} 台设备" + (f" · {named}" if named else "")
     which = "、".join(f"{NODE_ROLES.get(k, '设备')} {n} 台" for k, n in kinds.most_common())
     lines = [f"{DELIVERY_REASONS.get(reason, (reason, ''))[0]} · 通知{role_zh(role)}"]
     if reason == "cleared":

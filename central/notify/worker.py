@@ -269,7 +269,9 @@ class Notifier:
         each_told = [contact_list((v.get("contacts") or {}).get(role)) for v in views]
         contacts = list({tuple(sorted(c.items())): c for told in each_told for c in told}.values())
         if len(live) > 1:
-            message = compose_group(views, role, reason, contacts, f"{live[0]['key']}+{len(live) - 1}")
+            key, site = f"{live[0]['key']}+{len(live) - 1}", views[0].get("site")
+            named = next((s.name for s in self.config.sites if s.id == site), "")
+            message = compose_group(views, role, reason, contacts, key, named)
         else:
             names = "、".join(c.get("name", "") for c in contacts if c.get("name")) or role
             # news (it is over, a person took it in) asks nothing: no acknowledgement link
