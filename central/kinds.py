@@ -114,6 +114,8 @@ DELIVERY_REASONS: dict[str, tuple[str, str]] = {
 
 # a lift entrapment has a 30-minute rescue arrival target (TSG T5002, REFERENCE.md)
 TARGET_MINUTES: dict[str, int] = {"entrapment": 30}
+# the nodes' roles in words (a node_silent alert names its node's)
+NODE_ROLES: dict[str, str] = {"elevator": "电梯监测盒", "meter": "水表节点", "kiosk": "叫车屏"}
 
 
 def kind_zh(kind: str) -> str:
@@ -131,8 +133,9 @@ def role_zh(role: str) -> str:
     return ROLES.get(role, (role, role))[0]
 
 
-def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Everything the console names, for ``GET /api/v1/catalogue`` (``sites``: id -> display name)."""
+def catalogue(sites: Mapping[str, str] | None = None, group_silent_min: int = 0) -> dict[str, Any]:
+    """Everything the console names, for ``GET /api/v1/catalogue`` (``sites``: id -> display name;
+    ``group_silent_min``: this many silent nodes of one site are one card, ``[notify] group_silent_min``)."""
     return {
         "sites": dict(sites or {}),
         "kinds": {k: {"zh": zh, "en": en, "group": kind_group(k)} for k, (zh, en) in KINDS.items()},
@@ -142,6 +145,8 @@ def catalogue(sites: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ride_statuses": {k: {"zh": zh, "en": en} for k, (zh, en) in RIDE_STATUSES.items()},
         "delivery_reasons": {k: {"zh": zh, "en": en} for k, (zh, en) in DELIVERY_REASONS.items()},
         "targets_min": dict(TARGET_MINUTES),
+        "node_roles": dict(NODE_ROLES),
+        "group_silent_min": group_silent_min,
     }
 
 

@@ -13,11 +13,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from central.kinds import CENTRAL_KINDS, RIDE_STATUSES, clock_text, kind_group
+from central.kinds import CENTRAL_KINDS, NODE_ROLES, RIDE_STATUSES, clock_text, kind_group
 from common.catalogue import ALERT_FIELDS
 
-# the nodes' roles (a node_silent alert names its node's), and what stops while a node of that role is silent
-NODE_ROLES: dict[str, str] = {"elevator": "电梯监测盒", "meter": "水表节点", "kiosk": "叫车屏"}
+# what stops while a node of a role is silent (a node_silent alert names its node's role)
 SILENT_STAKES: dict[str, str] = {
     "elevator": "失联期间这台电梯的困人和故障报警无法自动送出",
     "meter": "失联期间这个节点看护的独居住户的用水提醒无法送出",

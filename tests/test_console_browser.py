@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.console_helpers import BROWSER_FLAGS, PASSWORD, add_user, alert_event, axe_violations
-from tests.fixtures.central import wire_event
+from tests.fixtures.central import OTHER_SITE, SITE, wire_event
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
@@ -323,6 +323,39 @@ def test_a_silent_lift_box_is_a_card_in_words_and_says_when_it_is_back(browser, 
     assert page.inner_text("article .onsite").startswith("现场已解除 ")  # beside the title, as the state is
     assert axe_violations(page) == []
     shot(page, "node-silent-back")
+
+
+def test_a_compounds_silent_nodes_are_one_card_taken_in_and_closed_at_once(browser, central, monkeypatch):
+    """Six nodes of one site gone silent together are one card (two of another site keep a card each): which kinds,
+    each by its place, one button to take them all in and, once they are heard again, one to close them (before,
+    a compound's network down was a card a node, each taken in and closed by hand)."""
+    add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+    here, away = [f"cbxc-b{n}-u1-lift1" for n in range(1, 6)] + [METER], ["sprd-b1-u1-lift1", "sprd-b2-u1-lift1"]
+    tokens = {n: central.register(n, "meter" if n == METER else "elevator", OTHER_SITE if n in away else SITE,
+                                  location=f"{n} 机房") for n in here + away}  # fmt: skip
+    for node, token in tokens.items():
+        central.post_events(token, [wire_event(node, 1)])
+    central.maintenance_rounds(central.config.server.node_stale_after_s + 1200)
+    page = login(browser, central, "limin")
+    text = page.wait_for_selector("article[data-group]").inner_text()
+    assert "设备失联 · 6 台设备" in text and "尚无人确认 6 台" in text and "长白新村" in text
+    assert "电梯监测盒 5 台、水表节点 1 台" in text and "多半是这一片的网络或供电中断" in text
+    assert page.locator("article[data-alert]").count() == 2  # the other site's two: fewer than five
+    page.click("article[data-group] summary")  # each by its place, a link to its own page
+    assert page.locator("article[data-group] li a").count() == 6
+    assert axe_violations(page) == []
+    shot(page, "silent-group")
+    page.click("article[data-group] button.primary")
+    wait_js(page, "document.querySelector('article[data-group]').innerText.includes('已全部确认')")
+    mine = [a for a in central.alerts() if a["site"] == SITE]
+    assert len(mine) == 6 and {(a["state"], a["acknowledged_by"]) for a in mine} == {("acknowledged", "李敏")}
+    for node in here:  # the compound's network is back
+        central.post_events(tokens[node], [wire_event(node, 2)])
+    wait_js(page, "document.querySelector('article[data-group]').innerText.includes('现场已恢复 6 台')")
+    page.click("text=已恢复的全部标为已解决")
+    wait_js(page, "document.querySelectorAll('article').length === 2")  # the other site's two are left
+    assert {a["state"] for a in central.alerts() if a["site"] == SITE} == {"resolved"}
+    assert not page.query_selector("article[data-group]") and axe_violations(page) == []
 
 
 def test_closing_an_alert_the_family_was_told_of_asks_what_to_tell_them_and_sends_only_that(

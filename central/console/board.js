@@ -1,12 +1,15 @@
 // The alert board: open and acknowledged alerts sorted by severity and acknowledgement, updated in place (a
 // refresh never replaces a card, so focus, a note being typed and a text selection survive), with the cues of a
-// new urgent alarm (sound, title, favicon) until it is acknowledged, and a running timer since it was raised.
+// new urgent alarm (sound, title, favicon) until it is acknowledged, and a running timer since it was raised. The
+// nodes of one site gone silent together (a compound's network or power) share one card once there are
+// `group_silent_min` of them, taken in and closed at once.
 import { api, clock, errorText, h, span, tel } from "./api.js";
 
 const SEV_RANK = { urgent: 0, warning: 1, info: 2 };
 const SEV_ZH = { urgent: "紧急", warning: "警告", info: "提示" };
 const STALE_ACK_S = 24 * 3600;
 const LATE_S = 120;
+const GROUPED = "node_silent";
 
 export function rank(a) {
   const acked = a.state === "acknowledged" ? 1 : 0;
@@ -73,16 +76,29 @@ export class Board {
 
   sorted() { return [...this.alerts.values()].sort(compare); }
 
+  // the board's cards in order: an alert each, but the silent nodes of a site with group_silent_min or more of them
+  // on one card, where the first of them would stand
+  items(wanted) {
+    const least = this.catalogue.group_silent_min || 0, bySite = new Map(), out = [], placed = new Set();
+    for (const a of wanted) if (a.kind === GROUPED) bySite.set(a.site, [...(bySite.get(a.site) || []), a]);
+    for (const a of wanted) {
+      const members = a.kind === GROUPED ? bySite.get(a.site) : [];
+      if (!least || members.length < least) out.push({ key: a.id, alert: a });
+      else if (!placed.has(a.site)) { placed.add(a.site); out.push({ key: `silent:${a.site}`, members }); }
+    }
+    return out;
+  }
+
   render() {
     const started = performance.now();
-    const wanted = this.sorted();
-    for (const [id, card] of this.cards) if (!this.alerts.has(id)) { card.root.remove(); this.cards.delete(id); }
-    for (const a of wanted) {
-      let card = this.cards.get(a.id);
-      if (!card) { card = this.build(a); this.cards.set(a.id, card); }
-      this.update(card, a);
+    const wanted = this.sorted(), items = this.items(wanted), keys = new Set(items.map((i) => i.key));
+    for (const [key, card] of this.cards) if (!keys.has(key)) { card.root.remove(); this.cards.delete(key); }
+    for (const item of items) {
+      let card = this.cards.get(item.key);
+      if (!card) { card = item.alert ? this.build(item.alert) : this.buildGroup(item.key); this.cards.set(item.key, card); }
+      if (item.alert) this.update(card, item.alert); else this.updateGroup(card, item.members);
     }
-    this.order(wanted.map((a) => this.cards.get(a.id).root));
+    this.order(items.map((i) => this.cards.get(i.key).root));
     const open = wanted.filter((a) => a.state === "open");
     this.summary.textContent = wanted.length
       ? `共 ${wanted.length} 条，其中 ${open.length} 条尚无人确认（紧急 ${open.filter((a) => a.severity === "urgent").length} 条）`
@@ -174,6 +190,87 @@ export class Board {
     this.tickOne(card, a);
   }
 
+  buildGroup(key) {
+    const p = {};
+    p.sev = h("span", { class: "sev warning" }, SEV_ZH.warning);
+    p.title = h("h3", {});
+    p.state = h("span", {});
+    p.where = h("span", {});
+    p.lasted = h("span", {}, "已持续 ");
+    p.timer = h("span", { class: "timer" });
+    p.which = h("div", {});
+    p.hint = h("div", {}, "这么多台同时失联，多半是这一片的网络或供电中断：请先检查小区的网络和电源");
+    p.list = h("ul", { class: "reasons" });
+    p.places = h("details", {}, h("summary", {}, "逐台查看"), p.list);
+    p.told = h("div", { class: "muted" });
+    p.note = h("input", { type: "text", placeholder: "备注（只留在值班台，可不填）", "aria-label": "备注", maxlength: "500" });
+    p.ack = h("button", { class: "primary", type: "button", onclick: () => this.actAll(key, "ack", p) }, "全部确认（我来处理）");
+    p.resolve = h("button", { type: "button", onclick: () => this.actAll(key, "resolve", p) }, "已恢复的全部标为已解决");
+    p.error = h("div", { class: "error", role: "alert" });
+    const root = h("article", { class: "card warning", "data-group": key, "data-severity": "warning" },
+      h("div", { class: "top" }, p.sev, p.title, p.state), h("div", {}, p.where), h("div", {}, p.lasted, p.timer),
+      p.which, p.hint, p.places, p.told, h("div", { class: "actions" }, p.note, p.ack, p.resolve), p.error);
+    return { root, parts: p, members: [] };
+  }
+
+  // how many of which kind, how many taken in and back, and each one by its place (a link to its own page)
+  updateGroup(card, members) {
+    const p = card.parts, set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+    card.members = members;
+    const open = members.filter((a) => a.state === "open"), back = members.filter((a) => a.cleared_on_site);
+    const counts = new Map();
+    for (const a of members) { const r = (a.payload || {}).role || a.role; counts.set(r, (counts.get(r) || 0) + 1); }
+    const names = this.catalogue.node_roles || {};
+    card.root.className = `card warning ${open.length ? "open" : "acknowledged"}`;
+    card.root.dataset.state = open.length ? "open" : "acknowledged";
+    set(p.title, `设备失联 · ${members.length} 台设备`);
+    set(p.state, open.length ? `尚无人确认 ${open.length} 台` : "已全部确认");
+    set(p.where, siteName(this.catalogue, members[0].site));
+    set(p.which, "同时没有任何消息：" + [...counts].map(([r, n]) => `${names[r] || "设备"} ${n} 台`).join("、") +
+      (back.length ? `；现场已恢复 ${back.length} 台` : ""));
+    p.hint.hidden = back.length === members.length;
+    const told = new Map();
+    for (const a of members) for (const role of Object.keys(a.told || {})) told.set(role, (told.get(role) || 0) + 1);
+    set(p.told, told.size ? "已通知：" + [...told].map(([r, n]) => `${roleZh(this.catalogue, r)}（${n === members.length ? "全部" : `${n} 台`}）`).join("；") : "尚未送达任何通知");
+    const place = (a) => a.location || a.node_id;
+    const rows = [...members].sort((x, y) => place(x).localeCompare(place(y)));
+    const listKey = rows.map((a) => `${a.id}:${a.state}:${a.cleared_on_site}`).join(",");
+    if (p.list.dataset.key !== listKey) {
+      p.list.dataset.key = listKey;
+      p.list.replaceChildren(...rows.map((a) => h("li", {}, h("a", { href: `#/alert/${a.id}` }, place(a)),
+        a.cleared_on_site ? " · 已恢复" : a.state === "acknowledged" ? ` · 已由 ${a.acknowledged_by} 确认` : "")));
+    }
+    p.ack.hidden = !open.length;
+    p.resolve.hidden = !back.length;
+    this.tickGroup(card);
+  }
+
+  tickGroup(card) {
+    const since = Math.min(...card.members.map((a) => a.raised_at || a.opened_at));
+    card.parts.timer.textContent = span(Date.now() / 1000 - since);
+  }
+
+  // acknowledge every one not yet taken in, or close every one heard again, one call each (a 409: another desk
+  // was quicker, said with the rest)
+  async actAll(key, action, p) {
+    const card = this.cards.get(key);
+    const members = (card ? card.members : []).filter((a) => (action === "ack" ? a.state === "open" : a.cleared_on_site));
+    p.error.textContent = "";
+    p.ack.disabled = p.resolve.disabled = true;
+    const done = [], failed = [];
+    for (const a of members) {
+      try {
+        done.push(await api("POST", `/alerts/${a.id}/${action}`, { note: p.note.value }));
+      } catch (err) {
+        failed.push(`${a.location || a.node_id}：${errorText(err)}`);
+      }
+    }
+    if (!failed.length) p.note.value = "";
+    this.merge(done);
+    p.error.textContent = failed.join("；");
+    p.ack.disabled = p.resolve.disabled = false;
+  }
+
   tickOne(card, a) {
     // over on site: how long it lasted, and no arrival target counting down (the passenger is out)
     const over = a.cleared_on_site && a.cleared_at ? a.cleared_at : null;
@@ -186,6 +283,7 @@ export class Board {
 
   tick() {
     for (const a of this.alerts.values()) { const card = this.cards.get(a.id); if (card) this.tickOne(card, a); }
+    for (const card of this.cards.values()) if (card.members) this.tickGroup(card);
     if (this.deferred && !(document.activeElement && this.list.contains(document.activeElement))) this.render();
   }
 

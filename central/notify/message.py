@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.kinds import DELIVERY_REASONS, SEVERITIES, TARGET_MINUTES, clock_text, kind_zh, role_zh
+from central.kinds import DELIVERY_REASONS, NODE_ROLES, SEVERITIES, TARGET_MINUTES, clock_text, kind_zh, role_zh
 from central.notify.links import LINK_VIA
-from central.reasons import NODE_ROLES, SILENT_STAKES, closed, reasons
+from central.reasons import SILENT_STAKES, closed, reasons
 
 NEWS_TITLES = {"cleared": "已解除", "resolved": "已处理", "acknowledged": "已有人确认"}
 LATE_AFTER_S = 120  # the node's time is shown beside the central's when the alert arrived this much later
@@ -153,6 +153,12 @@ def compose_group(
     if reason == "cleared":
         heard = max((t for p in payloads if isinstance(t := p.get("heard_at"), int | float)), default=None)
         lines += [f"{clock_text(heard)} 前又收到这 {count} 台设备的消息：已恢复联系（{which}）"]
+    elif reason in ("acknowledged", "resolved"):  # what a person did with them all at the console
+        did = "已确认收到" if reason == "acknowledged" else "处理并关闭了"
+        lines += [
+            f"{clock_text(first.get(f'{reason}_at'))} {first.get(f'{reason}_by') or '值班'} {did}这 {count} 台设备的失联告警（{which}）"
+        ]
+        lines += ["告警尚未解除，请照原安排处理"] if reason == "acknowledged" else []
     else:
         seen = min((t for p in payloads if isinstance(t := p.get("last_seen_at"), int | float)), default=None)
         lines += [

@@ -29,8 +29,8 @@ NOT_OVER_REASONS = frozenset({"superseded"})
 OVER_REASONS = frozenset({"cleared", "resolved"})  # the news that it is over: asks nothing, and goes after resolution
 NEWS_REASONS = OVER_REASONS | {"acknowledged"}  # news that asks nothing: no link, sent after every alarm
 # the central's alert for a node gone silent: many fall silent together when a compound's network or power goes, and
-# are told as one message (``group_silent_min``); their all-clears wait for the next whole minute, so that the nodes
-# heard again together are told together too
+# are told as one message (``group_silent_min``); news of them (heard again, taken in, closed) waits for the next
+# whole minute, so that the nodes heard again, or taken in at the console, together are told together too
 GROUPED_KIND = "node_silent"
 GATHER_S = 60.0
 
@@ -122,16 +122,16 @@ def planned(
     if news is not None and now - news[1] <= ALL_CLEAR_WITHIN_S:  # the roles due before it was over, once told of it
         heard = alert.get("told") or {}  # (the news never overtakes the alarm it ends, say on a retry)
         reason, over = news
-        gather = alert.get("kind") == GROUPED_KIND and reason == "cleared"
-        when = math.ceil(over / GATHER_S) * GATHER_S if gather else over
-        due += [(role, reason, when) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
+        due += [(role, reason, over) for role in dict.fromkeys(r for r, _, at in told if at <= over and r in heard)]
     taken = taken_in_news(alert) if tell_acknowledged else None
     if taken is not None and now - taken <= ALL_CLEAR_WITHIN_S:  # the roles really told before it was taken in
         heard = alert.get("told") or {}  # (an alarm delivered later says who took it in: it needs no news of it)
         due += [(role, "acknowledged", taken) for role, seen in heard.items()
                 if float(seen["at"]) <= taken and not _answered_alone(alert, role)]  # fmt: skip
     out = []
-    for role, reason, at in due:
+    gather = alert.get("kind") == GROUPED_KIND
+    for role, reason, due_at in due:
+        at = math.ceil(due_at / GATHER_S) * GATHER_S if gather and reason in NEWS_REASONS else due_at
         if at > now:
             continue
         rank = urgency(str(alert.get("severity")), reason)

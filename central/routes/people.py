@@ -126,6 +126,7 @@ def list_users(actor: OperatorAuth, central: CentralDep) -> dict[str, Any]:
 
 @router.get("/catalogue", responses=refusals(503))
 def get_catalogue(central: CentralDep) -> dict[str, Any]:
-    """Every kind, role, severity and state in words (Chinese and English), the sites' names and the response
-    targets."""
-    return catalogue({s.id: s.name or s.id for s in central.config.sites})
+    """Every kind, role, severity and state in words (Chinese and English), the sites' names, the response
+    targets, and how many silent nodes of one site the console shows as one card."""
+    sites = {s.id: s.name or s.id for s in central.config.sites}
+    return catalogue(sites, central.config.notify.group_silent_min)
