@@ -160,8 +160,9 @@ class Notifier:
         claimed = self.notify.claim_due(now, lease_s)
         with self._lock:
             fresh = [row for row in claimed if row["id"] not in self._in_flight]
-            self._in_flight.update(row["id"] for row in fresh)
-        for rows in self._together(fresh, now):
+        for rows in self._together(fresh, now):  # (should it fail, nothing is in flight: the leases run out)
+            with self._lock:
+                self._in_flight.update(row["id"] for row in rows)
             self._pool.submit(self._deliver, rows)
 
     def _together(self, rows: list[dict[str, Any]], now: float) -> list[list[dict[str, Any]]]:
