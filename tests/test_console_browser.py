@@ -345,6 +345,9 @@ def test_a_compounds_silent_nodes_are_one_card_taken_in_and_closed_at_once(brows
     assert page.locator("article[data-group] li a").count() == 6
     assert axe_violations(page) == []
     shot(page, "silent-group")
+    page.set_viewport_size({"width": 390, "height": 844})  # on the technician's phone
+    assert no_sideways_scroll(page)
+    page.set_viewport_size({"width": 1366, "height": 768})
     page.click("article[data-group] button.primary")
     wait_js(page, "document.querySelector('article[data-group]').innerText.includes('已全部确认')")
     mine = [a for a in central.alerts() if a["site"] == SITE]
