@@ -344,6 +344,7 @@ def test_a_compounds_silent_nodes_are_one_card_taken_in_and_closed_at_once(brows
     page.click("article[data-group] summary")  # each by its place, a link to its own page
     assert page.locator("article[data-group] li a").count() == 6
     assert axe_violations(page) == []
+    page.evaluate("document.querySelector('article[data-group]').scrollIntoView()")
     shot(page, "silent-group")
     page.set_viewport_size({"width": 390, "height": 844})  # on the technician's phone
     assert no_sideways_scroll(page)
