@@ -197,10 +197,14 @@ def await_true(what: str, test: Callable[[], bool], timeout_s: float) -> None:
     say(f"{what} after {time.monotonic() - start:.0f} s")
 
 
-def fault_phases(unit: str, pin: int, alert: str, chip: SimChip, timeout_s: float = 600) -> dict[str, dict[str, Any]]:
+def fault_phases(
+    unit: str, pin: int, alert: str, chip: SimChip, timeout_s: float = 600, taken_in: bool = False
+) -> dict[str, dict[str, Any]]:
     """The faults a technician meets, each with the unit restarted: another process holding ``pin`` ("busy"),
     the line free again ("free": until the journal says ``alert cleared <alert>``), no GPIO chip ("nochip"; the
-    chip is removed). Marks are said; the unit's state in each: a node that must run on stays active, unrestarted."""
+    chip is removed). Marks are said; the unit's state in each: a node that must run on stays active, unrestarted.
+    ``taken_in``: a desk on the host acknowledges the busy fault, and the line stays held until the journal says the
+    node heard it (the busy state's ``taken_in``: those journal lines)."""
 
     def restart(mark: str) -> Callable[[str], bool]:
         since = vm.sh("date '+%Y-%m-%d %H:%M:%S'").strip()
@@ -217,6 +221,11 @@ def fault_phases(unit: str, pin: int, alert: str, chip: SimChip, timeout_s: floa
     await_true("busy-told", lambda: logged("unusable"), timeout_s)
     time.sleep(10)  # the alert is sent
     faults["busy"] = state()
+    if taken_in:
+        heard = "taken in at the central"
+        await_true("busy-taken", lambda: logged(heard), 120)
+        journal = vm.sh(f"journalctl -u {unit} --no-pager -o cat").splitlines()
+        faults["busy"]["taken_in"] = [x for x in journal if heard in x][:5]
     holder.kill()
     holder.wait()
     logged = restart("free")

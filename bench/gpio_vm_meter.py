@@ -8,9 +8,10 @@ under its real unit, sending to the real central on the host. The tests press th
 In the guest, the resident presses "I'm OK" with contact bounce (one ``im_ok_pressed`` at the central) while the
 meters are read (a flush every 20 s on the first); then "going out" (one ``going_out_pressed``) and the door opens and
 shuts behind her (the node's saved state: the door's last move, and still out since the button). The example has
-only the "I'm OK" button: the check adds docs/meter.md's "going out" button (BCM 6) and reed contact (BCM 13). Then, under the unit: another process holding the button's line
-(a ``home_device_fault`` naming BCM 5, and the node reads on), the line free again (cleared), no GPIO chip (raised
-again, and it reads on). The guest marks its kernel clock synchronised as an NTP daemon would (there is no NTP
+only the "I'm OK" button: the check adds docs/meter.md's "going out" button (BCM 6) and reed contact (BCM 13).
+Then, under the unit: another process holding the button's line (a ``home_device_fault`` naming BCM 5, and the node
+reads on; the desk on the host acknowledges it at the central, and the node's journal must say once that it heard
+so), the line free again (cleared), no GPIO chip (raised again, and it reads on). The guest marks its kernel clock synchronised as an NTP daemon would (there is no NTP
 server here, and the node's rules wait up to ``clock_wait_min``, 30 min, for one): with the Pi's revision line, the
 only things set by hand.
 
@@ -46,6 +47,7 @@ from bench.gpio_sim import (
     say,
     service_report,
 )
+from bench.gpio_vm import acknowledge_when_stored
 from common.clock import Timex
 
 METER = Role(
@@ -147,7 +149,7 @@ def guest(port: int) -> int:
     time.sleep(3 * SAVE_S)
     say(f"door-state {json.dumps(_door_state())}")
     service_report(METER.unit, installed)
-    fault_phases(METER.unit, pin, f"home_device_fault/{HOME}:{DEVICE}", chip)
+    fault_phases(METER.unit, pin, f"home_device_fault/{HOME}:{DEVICE}", chip, taken_in=True)
     time.sleep(30)  # reads after the last restart
     say(f"end {time.time():.2f}")
     return 0
@@ -189,6 +191,9 @@ def judge(
     if extra or early:
         failed.append(f"alerts nobody caused: {extra} {early}")
     mine = [e for e in events if e["kind"] == "home_device_fault" and e["payload"].get("device") == DEVICE]
+    heard = [x for x in faults.get("busy", {}).get("taken_in", []) if "home_device_fault" in x]
+    if service.get("acked") is None or len(heard) != 1:
+        failed.append(f"the node did not hear the desk's acknowledgement of the fault once: {heard}")
     return failed + judge_fault_phases(marks, mine, faults, "BCM 5")
 
 
@@ -196,14 +201,23 @@ def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        lines, done = boot(work, token, server.port, METER)
-        return report(server.url, OPERATOR_KEY, lines, done)
+        stop, acked = threading.Event(), list[float]()
+        desk = threading.Thread(target=acknowledge_when_stored,
+                                args=(server.url, OPERATOR_KEY, stop, acked, "home_device_fault"))  # fmt: skip
+        desk.start()
+        try:
+            lines, done = boot(work, token, server.port, METER)
+        finally:
+            stop.set()
+            desk.join()
+        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
 
     return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (METER.node_id, "meter"), guest, check)
 
 
-def report(url: str, operator: str, lines: list[str], done: bool) -> int:
-    """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed."""
+def report(url: str, operator: str, lines: list[str], done: bool, acked: float | None = None) -> int:
+    """Print the guest's ``GPIOVM`` lines and what the central stored; 0 when nothing failed. ``acked``: when the
+    desk on the host acknowledged the button's fault."""
     print("\n".join(lines), flush=True)
     marks = guest_marks(lines)
     found = records(lines, "(service|faults|door-state)")
@@ -215,6 +229,8 @@ def report(url: str, operator: str, lines: list[str], done: bool) -> int:
         if e["priority"] != "reading":
             payload = json.dumps(e["payload"], ensure_ascii=False)
             print(f"central: {e['kind']} {e['state']} at {e['wall_time']:.1f} {payload}", flush=True)
+    found["service"]["acked"] = acked
+    print(f"the desk acknowledged the fault at {acked}; the node's journal: {found['faults']['busy'].get('taken_in')}")
     reads = [e for e in events if e["kind"] == "meter_reading"]
     print(f"central: {len(reads)} readings, the last at {max((e['wall_time'] for e in reads), default=0):.1f}")
     return vm.verdict(judge(marks, events, found["service"], found["faults"], found["door-state"]))

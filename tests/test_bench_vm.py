@@ -326,6 +326,10 @@ def test_the_meter_check_runs_the_shipped_example_on_its_serial_pair_silenced(tm
 
 
 DOOR = {"door_t": 1050.2, "out_since": 1030.4}
+# the desk acknowledged the button's fault at 1110; the node heard it before the line was freed
+METER_SERVICE = {**SERVICE, "acked": 1110.0}
+HEARD = ["alert home_device_fault b12-301:ok_button taken in at the central: acknowledged"]
+METER_FAULTS = {**KIOSK_FAULTS, "busy": {**KIOSK_FAULTS["busy"], "taken_in": HEARD}}
 
 
 def _meter_story() -> tuple[dict[str, float], list[dict]]:
@@ -349,7 +353,11 @@ def _meter_story() -> tuple[dict[str, float], list[dict]]:
 def test_the_meter_check_passes_one_press_reads_through_the_faults_and_faults_told() -> None:
     from bench.gpio_vm_meter import judge
 
-    assert judge(*_meter_story(), SERVICE, KIOSK_FAULTS, DOOR) == []
+    assert judge(*_meter_story(), METER_SERVICE, METER_FAULTS, DOOR) == []
+    deaf = {**METER_FAULTS, "busy": KIOSK_FAULTS["busy"]}  # the desk acknowledged; the node never heard
+    assert judge(*_meter_story(), METER_SERVICE, deaf, DOOR) == [
+        "the node did not hear the desk's acknowledgement of the fault once: []"
+    ]
 
 
 def test_the_meter_check_fails_a_lost_or_doubled_press_a_node_that_stopped_reading_and_a_false_alarm() -> None:
@@ -357,25 +365,27 @@ def test_the_meter_check_fails_a_lost_or_doubled_press_a_node_that_stopped_readi
 
     marks, events = _meter_story()
     lost = [e for e in events if e["kind"] != "im_ok_pressed"]
-    assert judge(marks, lost, SERVICE, KIOSK_FAULTS, DOOR) == ["0 im_ok_pressed events for one press"]
+    assert judge(marks, lost, METER_SERVICE, METER_FAULTS, DOOR) == ["0 im_ok_pressed events for one press"]
     doubled = [*events, {**events[3], "wall_time": 1000.4}]
-    assert judge(marks, doubled, SERVICE, KIOSK_FAULTS, DOOR) == ["2 im_ok_pressed events for one press"]
+    assert judge(marks, doubled, METER_SERVICE, METER_FAULTS, DOOR) == ["2 im_ok_pressed events for one press"]
     stopped = [e for e in events if not (e["kind"] == "meter_reading" and e["wall_time"] > 1500)]
-    assert judge(marks, stopped, SERVICE, KIOSK_FAULTS, DOOR) == ["no reading of b12-301 stored between nochip and end"]
+    assert judge(marks, stopped, METER_SERVICE, METER_FAULTS, DOOR) == [
+        "no reading of b12-301 stored between nochip and end"
+    ]
     alarm = [*events, {"kind": "inactivity", "state": "raised", "wall_time": 1200.0, "payload": {}}]
-    assert judge(marks, alarm, SERVICE, KIOSK_FAULTS, DOOR) == ["alerts nobody caused: ['inactivity'] []"]
+    assert judge(marks, alarm, METER_SERVICE, METER_FAULTS, DOOR) == ["alerts nobody caused: ['inactivity'] []"]
     away_lost = [e for e in events if e["kind"] != "going_out_pressed"]
-    assert judge(marks, away_lost, SERVICE, KIOSK_FAULTS, DOOR) == ["0 going_out_pressed events for one press"]
-    assert judge(marks, events, SERVICE, KIOSK_FAULTS, {"out_since": 1030.4}) == [
+    assert judge(marks, away_lost, METER_SERVICE, METER_FAULTS, DOOR) == ["0 going_out_pressed events for one press"]
+    assert judge(marks, events, METER_SERVICE, METER_FAULTS, {"out_since": 1030.4}) == [
         "the door's move is not in the node's state: {'out_since': 1030.4} (moved at 1050.0)"
     ]
     back = {"door_t": None, "out_since": None}  # the door shut behind her said she was back (before 2026-12-07)
-    assert judge(marks, events, SERVICE, KIOSK_FAULTS, back) == [
+    assert judge(marks, events, METER_SERVICE, METER_FAULTS, back) == [
         f"the door's move is not in the node's state: {back} (moved at 1050.0)",
         f"not out since the away button after the door: {back} (pressed at 1030.0)",
     ]
     never = [e for e in events if e["kind"] != "home_device_fault"]
-    assert judge(marks, never, SERVICE, KIOSK_FAULTS, DOOR) == [
+    assert judge(marks, never, METER_SERVICE, METER_FAULTS, DOOR) == [
         "busy: no fault raised",
         "free: no fault cleared",
         "nochip: no fault raised",
