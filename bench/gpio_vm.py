@@ -229,19 +229,31 @@ def acknowledge_when_stored(
             say(f"the desk could not look: {exc}")
 
 
+def boot_with_desk(
+    work: Path, token: str, server: Any, role: Role, kind: str, after_s: float = 0.0, **boot_options: Any
+) -> tuple[list[str], bool, float | None]:
+    """Boot the role's guest (``boot``, with ``boot_options``) while the desk on the host acknowledges its first
+    alert of ``kind`` (``acknowledge_when_stored``): the guest's lines, whether it finished, and when the desk
+    acknowledged (None: never)."""
+    from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
+
+    stop, acked = threading.Event(), list[float]()
+    desk = threading.Thread(target=acknowledge_when_stored, args=(server.url, OPERATOR_KEY, stop, acked, kind, after_s))
+    desk.start()
+    try:
+        lines, done = boot(work, token, server.port, role, **boot_options)
+    finally:
+        stop.set()
+        desk.join()
+    return lines, done, acked[0] if acked else None
+
+
 def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        stop, acked = threading.Event(), list[float]()
-        desk = threading.Thread(target=acknowledge_when_stored, args=(server.url, OPERATOR_KEY, stop, acked))
-        desk.start()
-        try:
-            lines, done = boot(work, token, server.port, LIFT)
-        finally:
-            stop.set()
-            desk.join()
-        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
+        lines, done, acked = boot_with_desk(work, token, server, LIFT, "entrapment")
+        return report(server.url, OPERATOR_KEY, lines, done, acked)
 
     return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (NODE_ID, "elevator"), guest, check)
 

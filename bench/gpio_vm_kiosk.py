@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from bench.gpio_sim import (
     Role,
     SimChip,
     await_true,
-    boot,
     fault_phases,
     guest_marks,
     install,
@@ -43,7 +41,7 @@ from bench.gpio_sim import (
     say,
     service_report,
 )
-from bench.gpio_vm import acknowledge_when_stored
+from bench.gpio_vm import boot_with_desk
 from bench.kiosk_kms_vm import PACKAGES
 
 KIOSK = Role(
@@ -180,16 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        stop, acked = threading.Event(), list[float]()
-        desk_args = (server.url, OPERATOR_KEY, stop, acked, "help_requested", ACK_AFTER_S)
-        desk = threading.Thread(target=acknowledge_when_stored, args=desk_args)
-        desk.start()
-        try:
-            lines, done = boot(work, token, server.port, KIOSK, ["-vga", "std"], 3600)  # a screen: bochs DRM
-        finally:
-            stop.set()
-            desk.join()
-        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
+        # a screen: bochs DRM
+        found = boot_with_desk(
+            work, token, server, KIOSK, "help_requested", ACK_AFTER_S, extra=["-vga", "std"], timeout_s=3600
+        )
+        return report(server.url, OPERATOR_KEY, *found)
 
     description = __doc__.splitlines()[0]
     node = (KIOSK.node_id, "kiosk")

@@ -35,7 +35,6 @@ from typing import Any
 from bench import vm
 from bench.gpio_sim import (
     Role,
-    boot,
     chip_on_pi,
     fault_phases,
     guest_marks,
@@ -47,7 +46,7 @@ from bench.gpio_sim import (
     say,
     service_report,
 )
-from bench.gpio_vm import acknowledge_when_stored
+from bench.gpio_vm import boot_with_desk
 from common.clock import Timex
 
 METER = Role(
@@ -201,16 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     def check(work: Path, token: str, server: Any) -> int:
         from bench.harness import OPERATOR_KEY  # the host's (the guest has no central)
 
-        stop, acked = threading.Event(), list[float]()
-        desk = threading.Thread(target=acknowledge_when_stored,
-                                args=(server.url, OPERATOR_KEY, stop, acked, "home_device_fault"))  # fmt: skip
-        desk.start()
-        try:
-            lines, done = boot(work, token, server.port, METER)
-        finally:
-            stop.set()
-            desk.join()
-        return report(server.url, OPERATOR_KEY, lines, done, acked[0] if acked else None)
+        lines, done, acked = boot_with_desk(work, token, server, METER, "home_device_fault")
+        return report(server.url, OPERATOR_KEY, lines, done, acked)
 
     return vm.with_central("gpio-vm", __doc__.splitlines()[0], argv, (METER.node_id, "meter"), guest, check)
 
