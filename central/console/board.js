@@ -22,6 +22,14 @@ function compare(a, b) {
   return b.id - a.id;
 }
 
+// a text changed only when it differs: a refresh leaves a selection in it alone
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+
+// the desk's note, which stays at the desk
+function noteField() {
+  return h("input", { type: "text", placeholder: "备注（只留在值班台，可不填）", "aria-label": "备注", maxlength: "500" });
+}
+
 export class Board {
   constructor(catalogue) {
     this.catalogue = catalogue;
@@ -138,7 +146,7 @@ export class Board {
     p.reasons = h("ul", { class: "reasons" });
     p.told = h("div", { class: "muted" });
     p.contacts = h("div", { class: "contacts" });
-    p.note = h("input", { type: "text", placeholder: "备注（只留在值班台，可不填）", "aria-label": "备注", maxlength: "500" });
+    p.note = noteField();
     // what a resolution tells the people already told (the family reads it): shown only where it reaches someone
     p.tell = h("input", { type: "text", class: "tell", maxlength: "500", hidden: "" });
     p.ack = h("button", { class: "primary", type: "button", onclick: () => this.act(a.id, "ack", p) }, "确认（我来处理）");
@@ -153,20 +161,20 @@ export class Board {
   }
 
   update(card, a) {
-    const p = card.parts, set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+    const p = card.parts;
     card.root.className = `card ${a.severity} ${a.state}`;
     card.root.dataset.severity = a.severity;
     card.root.dataset.state = a.state;
     p.sev.className = `sev ${a.severity}`;
-    set(p.sev, SEV_ZH[a.severity] || a.severity);
-    set(p.title, a.title_zh || a.kind);
-    set(p.where, [a.location, a.flat && `住户 ${a.flat}`, siteName(this.catalogue, a.site)].filter(Boolean).join(" · "));
+    setText(p.sev, SEV_ZH[a.severity] || a.severity);
+    setText(p.title, a.title_zh || a.kind);
+    setText(p.where, [a.location, a.flat && `住户 ${a.flat}`, siteName(this.catalogue, a.site)].filter(Boolean).join(" · "));
     const stale = a.state === "acknowledged" && Date.now() / 1000 - a.acknowledged_at > STALE_ACK_S;
-    set(p.state, a.state === "acknowledged" ? `已由 ${a.acknowledged_by} 确认 ${clock(a.acknowledged_at, true)}` + (stale ? "（已很久未解决）" : "") : "尚无人确认");
+    setText(p.state, a.state === "acknowledged" ? `已由 ${a.acknowledged_by} 确认 ${clock(a.acknowledged_at, true)}` + (stale ? "（已很久未解决）" : "") : "尚无人确认");
     p.state.className = stale ? "stale" : a.state === "acknowledged" ? "state-ack" : "";
-    set(p.onsite, a.cleared_on_site ? `现场已解除 ${clock(a.cleared_at, true)}` : "");
+    setText(p.onsite, a.cleared_on_site ? `现场已解除 ${clock(a.cleared_at, true)}` : "");
     const late = a.opened_at - a.raised_at > LATE_S;
-    set(p.late, late ? `节点 ${clock(a.raised_at, true)} 发出，中心 ${clock(a.opened_at, true)} 才收到（晚 ${span(a.opened_at - a.raised_at)}）` : "");
+    setText(p.late, late ? `节点 ${clock(a.raised_at, true)} 发出，中心 ${clock(a.opened_at, true)} 才收到（晚 ${span(a.opened_at - a.raised_at)}）` : "");
     const reasons = (a.reasons || []).join("\n");
     if (p.reasons.dataset.text !== reasons) {
       p.reasons.dataset.text = reasons;
@@ -175,7 +183,7 @@ export class Board {
     const told = Object.entries(a.told || {}).map(([role, t]) => `${roleZh(this.catalogue, role)} ${clock(t.at)}（${t.channel}）`);
     const pending = (a.escalation && a.escalation.state === "pending") ? `；${a.escalation.roles.map((r) => roleZh(this.catalogue, r)).join("、")} 将于 ${clock(a.escalation.due_at)} 通知（若无人确认）` : "";
     const lost = (a.deliveries || []).filter((d) => d.state === "failed" && !(a.told || {})[d.role]).map((d) => `；${roleZh(this.catalogue, d.role)}（${d.channel}）无法送达，请电话联系`);
-    set(p.told, (told.length ? "已通知：" + told.join("；") : "尚未送达任何通知") + lost.join("") + pending);
+    setText(p.told, (told.length ? "已通知：" + told.join("；") : "尚未送达任何通知") + lost.join("") + pending);
     const contactKey = JSON.stringify(a.contacts || {});
     if (p.contacts.dataset.key !== contactKey) {
       p.contacts.dataset.key = contactKey;
@@ -203,7 +211,7 @@ export class Board {
     p.list = h("ul", { class: "reasons" });
     p.places = h("details", {}, h("summary", {}, "逐台查看"), p.list);
     p.told = h("div", { class: "muted" });
-    p.note = h("input", { type: "text", placeholder: "备注（只留在值班台，可不填）", "aria-label": "备注", maxlength: "500" });
+    p.note = noteField();
     p.ack = h("button", { class: "primary", type: "button", onclick: () => this.actAll(key, "ack", p) }, "全部确认（我来处理）");
     p.resolve = h("button", { type: "button", onclick: () => this.actAll(key, "resolve", p) }, "已恢复的全部标为已解决");
     p.error = h("div", { class: "error", role: "alert" });
@@ -215,7 +223,7 @@ export class Board {
 
   // how many of which kind, how many taken in and back, and each one by its place (a link to its own page)
   updateGroup(card, members) {
-    const p = card.parts, set = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+    const p = card.parts;
     card.members = members;
     const open = members.filter((a) => a.state === "open"), back = members.filter((a) => a.cleared_on_site);
     const counts = new Map();
@@ -223,15 +231,15 @@ export class Board {
     const names = this.catalogue.node_roles || {};
     card.root.className = `card warning ${open.length ? "open" : "acknowledged"}`;
     card.root.dataset.state = open.length ? "open" : "acknowledged";
-    set(p.title, `设备失联 · ${members.length} 台设备`);
-    set(p.state, open.length ? `尚无人确认 ${open.length} 台` : "已全部确认");
-    set(p.where, siteName(this.catalogue, members[0].site));
-    set(p.which, "同时没有任何消息：" + [...counts].map(([r, n]) => `${names[r] || "设备"} ${n} 台`).join("、") +
+    setText(p.title, `设备失联 · ${members.length} 台设备`);
+    setText(p.state, open.length ? `尚无人确认 ${open.length} 台` : "已全部确认");
+    setText(p.where, siteName(this.catalogue, members[0].site));
+    setText(p.which, "同时没有任何消息：" + [...counts].map(([r, n]) => `${names[r] || "设备"} ${n} 台`).join("、") +
       (back.length ? `；现场已恢复 ${back.length} 台` : ""));
     p.hint.hidden = back.length === members.length;
     const told = new Map();
     for (const a of members) for (const role of Object.keys(a.told || {})) told.set(role, (told.get(role) || 0) + 1);
-    set(p.told, told.size ? "已通知：" + [...told].map(([r, n]) => `${roleZh(this.catalogue, r)}（${n === members.length ? "全部" : `${n} 台`}）`).join("；") : "尚未送达任何通知");
+    setText(p.told, told.size ? "已通知：" + [...told].map(([r, n]) => `${roleZh(this.catalogue, r)}（${n === members.length ? "全部" : `${n} 台`}）`).join("；") : "尚未送达任何通知");
     const place = (a) => a.location || a.node_id;
     const rows = [...members].sort((x, y) => place(x).localeCompare(place(y)));
     const listKey = rows.map((a) => `${a.id}:${a.state}:${a.cleared_on_site}`).join(",");
