@@ -160,12 +160,12 @@ class Notifier:
         claimed = self.notify.claim_due(now, lease_s)
         with self._lock:
             fresh = [row for row in claimed if row["id"] not in self._in_flight]
-        for rows in self._together(fresh, now):  # (should it fail, nothing is in flight: the leases run out)
+        for rows in self._together(fresh):  # (should it fail, nothing is in flight: the leases run out)
             with self._lock:
                 self._in_flight.update(row["id"] for row in rows)
             self._pool.submit(self._deliver, rows)
 
-    def _together(self, rows: list[dict[str, Any]], now: float) -> list[list[dict[str, Any]]]:
+    def _together(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """The deliveries to send, each alone, but for nodes of one site gone silent (or heard again) together:
         ``group_silent_min`` or more due to one role on one channel for one reason go as one message, after the
         others (a compound's network down: one message, not a robot's five minutes of them)."""
@@ -173,7 +173,8 @@ class Notifier:
         if not least or len(rows) < least:
             return [[row] for row in rows]
         silent = [a for a in (self.store.alerts.get(row["alert"]) for row in rows) if a["kind"] == GROUPED_KIND]
-        sites = {int(v["id"]): v.get("site") for v in self._views(silent, now)} if len(silent) >= least else {}
+        nodes = self.store.nodes.by_id({a["node_id"] for a in silent}) if len(silent) >= least else {}
+        sites = {int(a["id"]): nodes[a["node_id"]].get("site") for a in silent if a["node_id"] in nodes}
         out: list[list[dict[str, Any]]] = []
         groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
