@@ -32,9 +32,10 @@ def _bin_dir() -> Path:
 class ThrowawayCluster:
     """One cluster; ``url(dbname)`` for psycopg, ``create_database()`` for a fresh database."""
 
-    def __init__(self, *, settings: dict[str, str] | None = None, port: int = 5432) -> None:
+    def __init__(self, *, settings: dict[str, str] | None = None, port: int = 5432, parent: Path | None = None) -> None:
         self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "400", **(settings or {})}
         self.port = port
+        self.parent = parent  # the folder the cluster's own is made in (a small disk); the system's temp otherwise
         self.dir: Path | None = None
         self._made = 0
 
@@ -44,7 +45,7 @@ class ThrowawayCluster:
 
     def start(self) -> ThrowawayCluster:
         bin_dir = _bin_dir()
-        self.dir = Path(tempfile.mkdtemp(prefix="changbai-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="changbai-pg-", dir=self.parent))
         if os.geteuid() == 0:
             try:
                 shutil.chown(self.dir, "postgres", "postgres")

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from central.storage.errors import Conflict, NotFound, StorageError
+from central.storage.errors import Conflict, NotFound, StorageError, StorageIntegrityError
 
 log = logging.getLogger("central")
 
@@ -168,8 +168,11 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage(_: Request, exc: Exception) -> JSONResponse:
-    # a 5xx: nodes keep their events and retry later; nothing was acknowledged
-    log.error("storage error: %s: %s", type(exc).__name__, exc)
+    # a 5xx: nodes keep their events and retry later; nothing was acknowledged. The storage's health logs an
+    # engine's failure (the first, then once a minute: a full disk refuses every node every 30 s); a refused
+    # constraint is a bug or a race, logged each time
+    if isinstance(exc, StorageIntegrityError):
+        log.error("storage error: %s: %s", type(exc).__name__, exc)
     cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
     body = error_body("storage_error", f"the central cannot store or read data now ({cause})")
     return JSONResponse(body, 503, headers={"Retry-After": str(STORAGE_RETRY_S)})

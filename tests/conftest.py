@@ -17,6 +17,7 @@ from common import catalogue
 pytest_plugins = [
     "tests.fixtures.gpio",
     "tests.fixtures.serial",
+    "tests.fixtures.browser",
     "tests.fixtures.central",
     "tests.fixtures.postgres",
     "tests.fixtures.receivers",

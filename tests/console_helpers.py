@@ -4,7 +4,10 @@ and the pages held against axe-core (Deque's accessibility engine, the copy that
 from __future__ import annotations
 
 import io
+import os
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -13,15 +16,6 @@ from tests.fixtures.central import wire_event
 
 PASSWORD = "correct horse battery 7"
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-BROWSER_FLAGS = [  # REFERENCE.md: Debian's chromium, never a browser download
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def add_user(central, username: str, *roles: str, name: str = "", monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +31,37 @@ def alert_event(
 ) -> dict:
     return wire_event(node, kind=kind, severity=severity, state="raised", priority="alert",
                       alert_id=alert_id or str(uuid.uuid4()), recipients=list(recipients), payload=payload)  # fmt: skip
+
+
+def login(browser, central, username: str, width: int = 1366, height: int = 768, on_page=None):
+    """A duty desk logged in to the console in ``browser`` (tests/fixtures/browser.py); ``on_page(page)`` runs
+    before the console loads (to route its requests)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    page = context.new_page()
+    if on_page:
+        on_page(page)
+    page.goto(central.url + "/")
+    page.wait_for_selector("#username")
+    assert axe_violations(page) == []  # the login form
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#board-summary")
+    return page
+
+
+def shot(page, name: str) -> None:
+    """With CONSOLE_SCREENSHOTS=DIR set, keep the page as DIR/console-NAME.png (docs/img's are made so)."""
+    if os.environ.get("CONSOLE_SCREENSHOTS"):
+        page.screenshot(path=str(Path(os.environ["CONSOLE_SCREENSHOTS"]) / f"console-{name}.png"), full_page=False)
+
+
+def wait_js(page, expression: str, timeout_s: float = 10.0) -> None:
+    """Wait until the page's ``expression`` is true (polled from outside: the page's policy forbids eval)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {expression}"
+        page.wait_for_timeout(50)
 
 
 def axe_violations(page) -> list[str]:

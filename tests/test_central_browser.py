@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tests.console_helpers import BROWSER_FLAGS
+from tests.fixtures.browser import BROWSER_FLAGS
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/bootstrap.sh installs it)")

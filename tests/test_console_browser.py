@@ -9,58 +9,12 @@ Set CONSOLE_SCREENSHOTS=DIR to keep the screenshots (docs/img/console-*.png are 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
-import pytest
-
-from tests.console_helpers import BROWSER_FLAGS, PASSWORD, add_user, alert_event, axe_violations
+from tests.console_helpers import add_user, alert_event, axe_violations, login, shot, wait_js
 from tests.fixtures.central import OTHER_SITE, SITE, wire_event
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/bootstrap.sh)")
 LIFT, METER = "cbxc-b7-u2-lift1", "cbxc-b12-meters"
-SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
-        yield b
-        b.close()
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=False)
-
-
-def login(browser, central, username: str, width: int = 1366, height: int = 768, on_page=None):
-    """A duty desk logged in; ``on_page(page)`` runs before the console loads (to route its requests)."""
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
-    page = context.new_page()
-    if on_page:
-        on_page(page)
-    page.goto(central.url + "/")
-    page.wait_for_selector("#username")
-    assert axe_violations(page) == []  # the login form
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#board-summary")
-    return page
-
-
-def wait_js(page, expression: str, timeout_s: float = 10.0) -> None:
-    """Wait until the page's ``expression`` is true (polled from outside: the page's policy forbids eval)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {expression}"
-        page.wait_for_timeout(50)
 
 
 def no_sideways_scroll(page) -> bool:

@@ -4,22 +4,15 @@ counts, as the central's API has them; a halted rollout shows why."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import pytest
 import requests
 
-from tests.console_helpers import BROWSER_FLAGS, axe_violations
+from tests.console_helpers import axe_violations
 from tests.update_helpers import V1, publish
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/bootstrap.sh)")
 NODES = {"cbxc-b1-lift1": "pilot", "cbxc-b2-lift1": "stable", "cbxc-b3-lift1": "stable"}
 
 
-def test_the_updates_page_shows_versions_states_and_the_halted_rollout(central, release_kit):
+def test_the_updates_page_shows_versions_states_and_the_halted_rollout(browser, central, release_kit):
     publish(central, release_kit, release_kit.bundle(V1))
     tokens = {node: central.register(node, "elevator") for node in NODES}
     for node, channel in NODES.items():
@@ -44,20 +37,18 @@ def test_the_updates_page_shows_versions_states_and_the_halted_rollout(central, 
     view = central.get(f"/rollouts/{rollout}")
     assert view["state"] == "halted"  # the pilot stage failed: nobody else is offered the release
 
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
-        try:
-            page = browser.new_page()
-            page.add_init_script(f"localStorage.setItem('operatorKey', {central.operator_key!r})")
-            page.goto(f"{central.url}/operator/updates")
-            # a locator assertion, not wait_for_function: the page's CSP (script hashes, no 'unsafe-eval') refuses
-            # the eval that a string predicate needs, and the test failed on it in a fresh-clone CI run
-            playwright.expect(page.locator("#status")).to_contain_text("更新于", timeout=15000)
-            rows = page.locator("#nodes tr").all_inner_texts()
-            assert axe_violations(page) == []
-            card = page.locator("#rollouts .card").first.inner_text()
-        finally:
-            browser.close()
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.add_init_script(f"localStorage.setItem('operatorKey', {central.operator_key!r})")
+    page.goto(f"{central.url}/operator/updates")
+    # a locator assertion, not wait_for_function: the page's CSP (script hashes, no 'unsafe-eval') refuses the eval
+    # that a string predicate needs, and the test failed on it in a fresh-clone CI run
+    expect(page.locator("#status")).to_contain_text("更新于", timeout=15000)
+    rows = page.locator("#nodes tr").all_inner_texts()
+    assert axe_violations(page) == []
+    card = page.locator("#rollouts .card").first.inner_text()
+    page.close()
     by_node = {row.split("\t")[0]: row for row in rows}
     assert set(by_node) == set(NODES)
     pilot = by_node["cbxc-b1-lift1"]

@@ -72,11 +72,17 @@ export function tel(contact) {
   return h("span", {}, `${name} `, h("a", { href: `tel:${digits}` }, contact.phone));
 }
 
-// The live feed: server-sent events; the banner when the central cannot be reached, with the last update's time.
+// what the central says of its storage when it cannot store (``/health``'s ``storage.reason``)
+const STORAGE_ZH = {
+  disk_full: "磁盘已满", read_only: "数据库变为只读", damaged: "数据库文件损坏", unreachable: "连不上数据库", other: "数据库出错",
+};
+
+// The live feed: server-sent events; the banner when the central cannot be reached, with the last update's time,
+// or when it says it cannot store what the nodes send (a full disk: their alarms wait on the nodes meanwhile).
 export class Live {
   constructor(onAlerts, onHello, onPing) {
     this.onAlerts = onAlerts; this.onHello = onHello; this.onPing = onPing;
-    this.lastHeard = 0; this.lastUpdate = null; this.down = false; this.source = null;
+    this.lastHeard = 0; this.lastUpdate = null; this.down = false; this.source = null; this.storage = null;
     setInterval(() => this.watch(), 1000);
   }
   start() {
@@ -88,7 +94,11 @@ export class Live {
     source.addEventListener("ping", (e) => { this.heard(e); this.onPing(JSON.parse(e.data)); });
     source.onerror = () => { this.setDown(true); };
   }
-  heard() { this.lastHeard = Date.now(); this.lastUpdate = Date.now() / 1000; this.setDown(false); }
+  heard(e) {
+    const storage = JSON.parse(e.data).storage;
+    if (storage) this.storage = storage;
+    this.lastHeard = Date.now(); this.lastUpdate = Date.now() / 1000; this.setDown(false);
+  }
   watch() {
     if (this.lastHeard && Date.now() - this.lastHeard > 15000) this.setDown(true);
     if (this.down) this.showBanner();
@@ -96,17 +106,24 @@ export class Live {
   setDown(down) {
     const was = this.down;
     this.down = down;
-    const banner = document.getElementById("banner");
-    if (!down) { banner.hidden = true; document.body.dataset.link = "up"; document.body.style.paddingTop = ""; return; }
-    document.body.dataset.link = "down";
+    document.body.dataset.link = down ? "down" : "up";
     this.showBanner();
+    if (!down) return;
     if (!was && this.source && this.source.readyState === EventSource.CLOSED) setTimeout(() => this.start(), 3000);
   }
   showBanner() {
     const banner = document.getElementById("banner");
-    const last = this.lastUpdate ? `最后更新 ${clock(this.lastUpdate)}（${ago(Date.now() / 1000 - this.lastUpdate)}）` : "尚未收到数据";
-    banner.textContent = `⚠ 无法连接中心：下面的内容可能已过时。${last}。正在重连…`;
-    banner.hidden = false;
-    document.body.style.paddingTop = banner.offsetHeight + "px"; // the fixed banner covers nothing (CSSOM: allowed by the policy)
+    const failing = !this.down && this.storage && this.storage.state === "failing";
+    document.body.dataset.storage = failing ? "failing" : "ok";
+    if (this.down) {
+      const last = this.lastUpdate ? `最后更新 ${clock(this.lastUpdate)}（${ago(Date.now() / 1000 - this.lastUpdate)}）` : "尚未收到数据";
+      banner.textContent = `⚠ 无法连接中心：下面的内容可能已过时。${last}。正在重连…`;
+    } else if (failing) {
+      const why = STORAGE_ZH[this.storage.reason] || STORAGE_ZH.other;
+      banner.textContent = `⚠ 中心无法保存数据（${why}，自 ${clock(this.storage.since)} 起）：各设备的新报警暂存在设备上并不断重传，` +
+        "恢复之前不会出现在这里。请立即通知系统管理员；有人求助请直接打电话。";
+    }
+    banner.hidden = !(this.down || failing);
+    document.body.style.paddingTop = banner.hidden ? "" : banner.offsetHeight + "px"; // the fixed banner covers nothing
   }
 }

@@ -140,7 +140,7 @@ class Notifier:
             try:
                 self.tick()
             except StorageError as exc:  # the database is away: the next tick tries again, nothing is lost
-                log.warning("notifier: storage error: %s", exc)
+                log.debug("notifier: storage error: %s", exc)  # the storage's health logs it (once a minute)
             except Exception:  # noqa: BLE001 - a bug must not end the notifier: logged with its traceback
                 log.exception("notifier tick failed")
             self._wake.wait(self.settings.tick_s)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from central.deps import ClockDep
+from central.deps import ClockDep, StoreDep
 from central.errors import refusals
 from central.routes import API, api_router
 
@@ -20,9 +20,12 @@ pages = APIRouter(include_in_schema=False)
 
 
 @router.get("/health", responses=refusals(503))
-def health(request: Request, clock: ClockDep) -> dict[str, Any]:
-    """Liveness for technicians and load balancers; no auth, no data."""
-    return {"status": "ok", "server_time": clock.wall(), "version": request.app.version}
+def health(request: Request, clock: ClockDep, store: StoreDep) -> dict[str, Any]:
+    """Liveness for technicians and load balancers; no auth, no data. ``status`` is ``ok`` while the process
+    answers; ``storage`` says whether it can store what nodes send (``failing``: a full disk, the database away),
+    for a monitoring probe: nodes keep their events meanwhile, but nothing new reaches the console."""
+    storage = store.health.to_json()
+    return {"status": "ok", "server_time": clock.wall(), "version": request.app.version, "storage": storage}
 
 
 @pages.get(f"{API}/openapi.json")

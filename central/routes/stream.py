@@ -59,7 +59,8 @@ async def _feed(
         cursor = start if start is not None else await run_in_threadpool(central.notify.cursor_now)
         yield "retry: 2000\n\n"
         yield sse_event("hello", {"cursor": _cursor_text(cursor), "server_time": central.clock.wall(),
-                               "who": actor.to_json()}, _cursor_text(cursor))  # fmt: skip
+                               "who": actor.to_json(), "storage": central.store.health.to_json()},
+                        _cursor_text(cursor))  # fmt: skip
         last_ping = time.monotonic()
         while not await request.is_disconnected():
             views, cursor2 = await run_in_threadpool(_changes, central, actor, cursor)
@@ -70,7 +71,9 @@ async def _feed(
                     yield sse_event("alerts", data, _cursor_text(cursor))
             if time.monotonic() - last_ping >= PING_S:
                 last_ping = time.monotonic()
-                yield sse_event("ping", {"server_time": central.clock.wall()})
+                yield sse_event(
+                    "ping", {"server_time": central.clock.wall(), "storage": central.store.health.to_json()}
+                )
             try:
                 await asyncio.wait_for(woken.wait(), LOOK_S)
             except TimeoutError:

@@ -12,6 +12,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from central.storage.health import StorageHealth
+
 
 class Tx(Protocol):
     """One open transaction."""
@@ -54,6 +56,7 @@ class Database(Protocol):
 
     engine: str
     target: str  # what it was opened from, without a password (for messages)
+    health: StorageHealth  # its failures and stored uploads in this process
 
     def write(self) -> AbstractContextManager[Tx]:
         """A read-write transaction."""

@@ -78,6 +78,7 @@ class EventLog:
             tx.execute(q.COUNT_BATCH, (dump_ranges(seqs.ranges), *counts, replays, new, node_id))
             if seqs.missing != missing_before:
                 append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": seqs.missing})
+        self.db.health.stored()
         return new, foreign
 
     def _owners(self, tx: Tx, ids: Collection[str]) -> dict[str, str]:

@@ -108,6 +108,7 @@ class NodeBook:
     def touch(self, node_id: str, now: float) -> None:
         with self.db.write() as tx:
             mark_seen(tx, node_id, now, self.stale_after_s)
+        self.db.health.stored()
 
     def store_heartbeat(
         self, node_id: str, health: Mapping[str, Any], now: float, keep: Collection[str] | None = None
@@ -122,6 +123,7 @@ class NodeBook:
             merged = {**old, **health, "received_at": now}
             tx.execute(q.STORE_HEALTH, (dumps(merged), now, node_id))
             mark_seen(tx, node_id, now, self.stale_after_s)
+        self.db.health.stored()
         return merged
 
     def page(self, which: NodeFilter, after: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

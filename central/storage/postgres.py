@@ -22,6 +22,7 @@ from psycopg.rows import DictRow, dict_row
 
 from central.storage.database import split_script
 from central.storage.errors import StorageError, StorageIntegrityError, StorageUnavailable
+from central.storage.health import StorageHealth
 
 CONNECT_TIMEOUT_S = 10
 
@@ -99,6 +100,7 @@ class PostgresDatabase:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.target = redact(url)
+        self.health = StorageHealth()
         try:  # one direct connection first: a wrong URL or password is named at once, not after a pool timeout
             psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
         except psycopg.Error as exc:
@@ -119,7 +121,7 @@ class PostgresDatabase:
             with self._pool.connection() as conn, conn.transaction():
                 yield PostgresTx(cast("psycopg.Connection[DictRow]", conn))  # made with row_factory=dict_row
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise translate(exc, self.target) from exc
+            raise self.health.failed(translate(exc, self.target)) from exc
 
     read = write  # a read is a transaction too (advisory locks, one snapshot per statement)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from central.storage.database import split_script
 from central.storage.errors import StorageCorrupt, StorageError, StorageIntegrityError, StorageUnavailable
+from central.storage.health import StorageHealth
 
 log = logging.getLogger("central")
 
@@ -94,6 +95,7 @@ class SqliteDatabase:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # not the writer's: a first read must not wait for an upload
         self._closed = False
+        self.health = StorageHealth()
         try:
             if read_only:
                 self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -134,7 +136,7 @@ class SqliteDatabase:
                 conn.execute("PRAGMA query_only=ON")
                 conn.execute("PRAGMA busy_timeout=5000")
             except sqlite3.Error as exc:
-                raise translate(exc, self.target) from exc
+                raise self.health.failed(translate(exc, self.target)) from exc
             self._readers.append(conn)
         self._local.conn = conn
         return conn
@@ -151,7 +153,7 @@ class SqliteDatabase:
             except BaseException as exc:
                 _rollback(conn)
                 if isinstance(exc, sqlite3.Error):
-                    raise translate(exc, self.target) from exc
+                    raise self.health.failed(translate(exc, self.target)) from exc
                 raise
 
     def close(self) -> None:

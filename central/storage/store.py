@@ -34,6 +34,7 @@ class Store:
     def __init__(self, db: Database, retention: RetentionSection, stale_after_s: float) -> None:
         self.db = db
         self.engine = db.engine
+        self.health = db.health  # can it store uploads now (``/health``, the console's banner)
         self.nodes = NodeBook(db, stale_after_s)
         self.readings = Readings(db, retention.utc_offset_h)
         self.events = EventLog(db, stale_after_s, self.readings)

@@ -1,0 +1,92 @@
+"""Whether the central can store what nodes send now (a full disk, a database away): the storage failures since
+the last upload stored, for ``/health`` and the console's banner. Real time, one record per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from central.storage.errors import StorageError, StorageIntegrityError
+
+log = logging.getLogger("central.storage")
+FAILING_AFTER_S = 10.0  # failures spanning this long with no upload stored between them: the central is failing
+SAY_EVERY_S = 60.0  # while failing, the log says so once a minute, not once per refused request
+
+
+class StorageHealth:
+    """Storage failures (every engine error but a refused constraint) and stored uploads, as they happen.
+
+    ``failing`` once failures have gone on for FAILING_AFTER_S with no upload stored since the first: one
+    transient error (a lock held too long) is not news, a full disk is within seconds of the nodes' retries.
+    The log gets the first failure, then a line a minute while it goes on, and one when an upload is stored again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.first_failure: float | None = None  # since the last upload stored
+        self.last_failure: float | None = None
+        self.last_error = ""
+        self.last_stored: float | None = None
+        self._failures = 0  # since the last upload stored
+        self._said = 0.0
+
+    def failed(self, exc: StorageError) -> StorageError:
+        """Note ``exc`` (unless it is a constraint's refusal, which is about the data) and return it."""
+        if isinstance(exc, StorageIntegrityError):
+            return exc
+        now = time.time()
+        with self._lock:
+            first = self.first_failure is None
+            self.first_failure = self.first_failure or now
+            self.last_failure, self.last_error = now, str(exc)
+            self._failures += 1
+            say, count, since = first or now - self._said >= SAY_EVERY_S, self._failures, self.first_failure
+            self._said = now if say else self._said
+        if first:
+            log.error("storage error: %s: %s", type(exc).__name__, exc)
+        elif say:
+            log.error(
+                "storage still failing: %d errors in %.0f s (nodes keep their events): %s", count, now - since, exc
+            )
+        return exc
+
+    def stored(self) -> None:
+        """A node's upload (events or heartbeat) was committed: storage works."""
+        now = time.time()
+        with self._lock:
+            since, count = self.first_failure, self._failures
+            self.last_stored, self.first_failure, self._failures = now, None, 0
+        if since is not None and count > 1:
+            log.warning("storage works again: an upload was stored after %d errors in %.0f s", count, now - since)
+
+    def failing(self) -> bool:
+        with self._lock:
+            first, last = self.first_failure, self.last_failure
+        return first is not None and last is not None and last - first >= FAILING_AFTER_S
+
+    def to_json(self) -> dict[str, Any]:
+        """``state`` (``ok`` or ``failing``), and while failing ``since``, the ``error`` and a ``reason`` code."""
+        with self._lock:
+            first, error, stored = self.first_failure, self.last_error, self.last_stored
+        if not self.failing():
+            return {"state": "ok", "last_stored": stored}
+        return {"state": "failing", "since": first, "reason": reason(error), "error": error, "last_stored": stored}
+
+
+def reason(error: str) -> str:
+    """What an engine's message says went wrong, as a code the console has words for."""
+    text = error.lower()
+    for code, signs in REASON_SIGNS:
+        if any(sign in text for sign in signs):
+            return code
+    return "other"
+
+
+REASON_SIGNS = (
+    ("disk_full", ("disk is full", "no space left", "could not extend file", "disk full")),
+    ("read_only", ("readonly", "read-only", "read only")),
+    ("damaged", ("malformed", "not a database", "corrupt")),
+    ("unreachable", ("connection", "connect", "pooltimeout", "closed", "terminat", "shut down")),
+)

@@ -1,0 +1,132 @@
+"""The central's own disk fills: a real small ext4 filesystem (a loop device) under the central's SQLite file, or
+under a throwaway PostgreSQL cluster of its own, filled to the last byte while a lift node uploads.
+
+Each upload is refused 503 ``storage_error`` with Retry-After and nothing is acknowledged, so the node keeps every
+alert; ``/health`` and the console's banner say the central cannot store (a full disk) while reads still answer;
+once the file that filled the disk is deleted, every event arrives exactly once and both say so no more.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bench.pgcluster import ThrowawayCluster
+from bench.small_disk import CannotMount, SmallDisk
+from common.clock import ManualClock
+from tests.console_helpers import add_user, alert_event, axe_violations, login, shot, wait_js
+from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
+from tests.fixtures.central import CentralHandle, config_document
+
+FAILING_AFTER_S = 0.5  # the central's wait before it calls its storage failing (10 s), shortened for the tests
+
+
+@pytest.fixture
+def card(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallDisk]:
+    """96 MiB of ext4, in a folder PostgreSQL's own user can reach (pytest's are private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="changbai-central-disk-"))
+    base.chmod(0o755)
+    try:
+        disk = SmallDisk(base / "card", 98_304, "ext4")
+    except CannotMount as exc:
+        shutil.rmtree(base)
+        pytest.skip(f"no small filesystem to fill: {exc}")
+    monkeypatch.setattr("central.storage.health.FAILING_AFTER_S", FAILING_AFTER_S)
+    try:
+        yield disk
+    finally:
+        disk.unmount()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def central_on_card(card: SmallDisk, central_engine: str, tmp_path: Path) -> Iterator[CentralHandle]:
+    """A central whose database lives on the card: its SQLite file, or its PostgreSQL cluster's data."""
+    cluster = None
+    if central_engine == "postgresql":
+        cluster = ThrowawayCluster(port=50_000 + os.getpid() % 5000, parent=card.root).start()
+        handle = CentralHandle(tmp_path, config_document(), cluster.create_database("full"))
+    else:
+        handle = CentralHandle(card.root, config_document())
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.close()
+        if cluster is not None:
+            cluster.stop()
+
+
+def storage(central: CentralHandle) -> dict[str, Any]:
+    answer = requests.get(f"{central.url}/api/v1/health", timeout=30)
+    assert answer.status_code == 200  # the process answers: liveness is not storage
+    return answer.json()["storage"]
+
+
+@pytest.mark.both_engines
+def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_until_space_is_freed(
+    central_on_card: CentralHandle, card: SmallDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    central, clock = central_on_card, ManualClock()
+    runtime = fault_node(tmp_path / "node", central.url, central.register(NODE, "elevator"), clock)
+    before = put_mix(runtime, alerts=1, states=2, readings=5)
+    drain(runtime, clock)
+    assert storage(central)["state"] == "ok"
+
+    card.fill()
+    made = put_mix(runtime)
+    refused = step(runtime, clock)
+    assert refused.acked == 0 and refused.retry_in_s is not None and refused.retry_in_s >= 30
+    assert storage(central)["state"] == "ok"  # one refusal is not yet news
+    clock.advance(30.0)
+    time.sleep(FAILING_AFTER_S)
+    assert step(runtime, clock).acked == 0
+    said = storage(central)
+    assert said["state"] == "failing" and said["reason"] == "disk_full", said
+    assert "space" in said["error"] or "full" in said["error"]
+    assert not {e.id for e in made} & {e["id"] for e in central.events(NODE)}  # reads answer; nothing half-stored
+    assert sum(runtime.outbox.depth().values()) == len(made)
+
+    card.free()
+    drain(runtime, clock)
+    assert_delivered_once(central, runtime, before + made)
+    assert storage(central)["state"] == "ok"
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("central")]
+    assert len([s for s in said if s.startswith("storage error")]) == 1, said  # not a line per refused request
+    assert len([s for s in said if s.startswith("storage works again")]) == 1, said
+
+
+def test_the_console_says_the_central_cannot_store_while_its_disk_is_full(
+    browser: Any, central_on_card: CentralHandle, card: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    central = central_on_card
+    add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
+    lift = central.register(NODE, "elevator", location="7号楼2单元 1号梯")
+    page = login(browser, central, "limin")
+    wait_js(page, "document.body.dataset.link === 'up'")
+    assert page.is_hidden("#banner")
+
+    card.fill()
+    trapped = alert_event(NODE, "entrapment", recipients=["maintenance"], seconds_trapped=95.0)
+    assert central.post_events(lift, [trapped]).json()["error"] == "storage_error"
+    time.sleep(FAILING_AFTER_S)
+    assert central.post_events(lift, [trapped]).status_code == 503
+    wait_js(page, "document.body.dataset.storage === 'failing'", timeout_s=15)  # the next ping, within 5 s
+    banner = page.inner_text("#banner")
+    assert "中心无法保存数据（磁盘已满" in banner and "请立即通知系统管理员" in banner, banner
+    assert page.is_visible("#banner") and axe_violations(page) == []
+    shot(page, "storage-failing")
+
+    card.free()
+    assert central.post_events(lift, [trapped]).status_code == 200
+    wait_js(page, "document.body.dataset.storage === 'ok'", timeout_s=15)
+    assert page.is_hidden("#banner")
+    page.wait_for_selector("article[data-severity=urgent]")  # the alarm the node kept is on the board

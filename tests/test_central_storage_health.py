@@ -1,0 +1,75 @@
+"""The central's storage health on its own (``central.storage.health``): when a run of errors becomes "failing",
+what an upload stored does, which errors count, the reason codes, and a log line a minute rather than a request."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from central.storage import health as health_module
+from central.storage.errors import StorageIntegrityError, StorageUnavailable
+from central.storage.health import StorageHealth, reason
+
+
+class Now:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.t = 1_000_000.0
+        monkeypatch.setattr(health_module.time, "time", lambda: self.t)
+
+
+def test_errors_become_failing_only_when_they_go_on_and_an_upload_stored_ends_it(monkeypatch, caplog):
+    now, health = Now(monkeypatch), StorageHealth()
+    full = StorageUnavailable("OperationalError: database or disk is full")
+    assert health.failed(full) is full
+    assert health.to_json()["state"] == "ok"  # one error (a lock held too long) is not news
+    now.t += 9.0
+    health.failed(full)
+    assert health.to_json()["state"] == "ok"
+    now.t += 1.0
+    health.failed(full)
+    said = health.to_json()
+    assert said == {
+        "state": "failing",
+        "since": 1_000_000.0,
+        "reason": "disk_full",
+        "error": str(full),
+        "last_stored": None,
+    }
+    for _ in range(100):  # a thousand nodes retrying: one line a minute
+        now.t += 1.0
+        health.failed(full)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2 and lines[0].startswith("storage error") and "still failing: 53 errors in 60 s" in lines[1]
+    health.stored()
+    assert health.to_json() == {"state": "ok", "last_stored": now.t}
+    assert "stored after 103 errors in 110 s" in caplog.records[-1].getMessage()
+    health.failed(full)
+    now.t += 20.0
+    health.stored()  # an upload between two errors: not failing
+    health.failed(full)
+    assert health.to_json()["state"] == "ok"
+
+
+def test_a_refused_constraint_is_about_the_data_not_the_storage(monkeypatch):
+    now, health = Now(monkeypatch), StorageHealth()
+    for _ in range(3):
+        health.failed(StorageIntegrityError("IntegrityError: UNIQUE constraint failed"))
+        now.t += 10.0
+    assert health.to_json()["state"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("OperationalError: database or disk is full", "disk_full"),
+        ('postgresql://c: DiskFull: could not extend file "base/16384/16419": No space left on device', "disk_full"),
+        ("OperationalError: attempt to write a readonly database", "read_only"),
+        ("DatabaseError: database disk image is malformed", "damaged"),
+        ("postgresql://c: OperationalError: connection is bad: server closed the connection", "unreachable"),
+        ("postgresql://c: PoolTimeout: couldn't get a connection after 30.00 sec", "unreachable"),
+        ("OperationalError: database is locked", "other"),
+    ],
+)
+def test_the_reason_code_of_each_engines_words(error, code):
+    assert reason(error) == code
