@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import requests
 from bench.pgcluster import ThrowawayCluster
 from bench.small_disk import CannotMount, SmallDisk
 from common.clock import ManualClock
+from community.receivers import WebhookReceiver
 from tests.console_helpers import add_user, alert_event, axe_violations, login, shot, wait_js
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
 from tests.fixtures.central import CentralHandle, config_document
@@ -48,21 +49,27 @@ def card(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallDisk]:
 
 
 @pytest.fixture
-def central_on_card(card: SmallDisk, central_engine: str, tmp_path: Path) -> Iterator[CentralHandle]:
-    """A central whose database lives on the card: its SQLite file, or its PostgreSQL cluster's data."""
-    cluster = None
-    if central_engine == "postgresql":
-        cluster = ThrowawayCluster(port=50_000 + os.getpid() % 5000, parent=card.root).start()
-        handle = CentralHandle(tmp_path, config_document(), cluster.create_database("full"))
-    else:
-        handle = CentralHandle(card.root, config_document())
-    handle.start()
-    try:
-        yield handle
-    finally:
+def on_card(card: SmallDisk, central_engine: str, tmp_path: Path) -> Iterator[Callable[..., CentralHandle]]:
+    """``on_card(**sections)``: a central whose database lives on the card (its SQLite file, or its PostgreSQL
+    cluster's data), started."""
+    made: list[CentralHandle] = []
+    clusters: list[ThrowawayCluster] = []
+
+    def start(**sections: Any) -> CentralHandle:
+        if central_engine == "postgresql":
+            clusters.append(ThrowawayCluster(port=50_000 + os.getpid() % 5000, parent=card.root).start())
+            handle = CentralHandle(tmp_path, config_document(**sections), clusters[-1].create_database("full"))
+        else:
+            handle = CentralHandle(card.root, config_document(**sections))
+        made.append(handle)
+        handle.start()
+        return handle
+
+    yield start
+    for handle in made:
         handle.close()
-        if cluster is not None:
-            cluster.stop()
+    for cluster in clusters:
+        cluster.stop()
 
 
 def storage(central: CentralHandle) -> dict[str, Any]:
@@ -72,10 +79,20 @@ def storage(central: CentralHandle) -> dict[str, Any]:
 
 
 @pytest.mark.both_engines
-def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_until_space_is_freed(
-    central_on_card: CentralHandle, card: SmallDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_and_the_desk_is_told(
+    on_card: Callable[..., CentralHandle],
+    card: SmallDisk,
+    hooks: WebhookReceiver,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    central, clock = central_on_card, ManualClock()
+    channels = [
+        {"id": "desk-robot", "type": "wecom", "roles": ["operator"], "url": hooks.url("/wecom/desk")},
+        {"id": "desk-hook", "type": "webhook", "roles": ["operator"], "url": hooks.url("/desk")},
+        {"id": "desk-sms", "type": "sms", "roles": ["operator"], "url": hooks.url("/sms")},
+        {"id": "family-hook", "type": "webhook", "roles": ["family"], "url": hooks.url("/family")},
+    ]
+    central, clock = on_card(notify={"channels": channels}), ManualClock()
     runtime = fault_node(tmp_path / "node", central.url, central.register(NODE, "elevator"), clock)
     before = put_mix(runtime, alerts=1, states=2, readings=5)
     drain(runtime, clock)
@@ -92,6 +109,14 @@ def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_until_space
     said = storage(central)
     assert said["state"] == "failing" and said["reason"] == "disk_full", said
     assert "space" in said["error"] or "full" in said["error"]
+    hooks.fail_next(1, 500, path="/desk")  # the desk's webhook is down at first: tried again a minute later
+    assert hooks.wait_for(lambda got: {r.path for r in got} == {"/wecom/desk", "/desk"}, 10.0), hooks.received
+    robot = hooks.received[0].json()["text"]["content"]
+    assert (
+        robot.startswith("【中心故障】中心无法保存数据\n自 ")
+        and "（磁盘已满）" in robot
+        and "请立即联系系统管理员" in robot
+    )
     assert not {e.id for e in made} & {e["id"] for e in central.events(NODE)}  # reads answer; nothing half-stored
     assert sum(runtime.outbox.depth().values()) == len(made)
 
@@ -99,15 +124,20 @@ def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_until_space
     drain(runtime, clock)
     assert_delivered_once(central, runtime, before + made)
     assert storage(central)["state"] == "ok"
-    said = [r.getMessage() for r in caplog.records if r.name.startswith("central")]
-    assert len([s for s in said if s.startswith("storage error")]) == 1, said  # not a line per refused request
-    assert len([s for s in said if s.startswith("storage works again")]) == 1, said
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("central")]
+    assert len([s for s in logged if s.startswith("storage error")]) == 1, logged  # not a line per refusal
+    assert len([s for s in logged if s.startswith("storage works again")]) == 1, logged
+    # the robot that was told hears it is over; the webhook that was never reached is not told either
+    assert hooks.wait_for(lambda got: "/wecom/desk" in [r.path for r in got[2:]], 10.0), hooks.received
+    back = hooks.received[-1].json()["text"]["content"]
+    assert back.startswith("【中心已恢复】中心又能保存数据了") and "正在补传" in back
+    assert [r.path for r in hooks.received if r.answered == 200 and "中心" in r.body.decode()] == ["/wecom/desk"] * 2
 
 
 def test_the_console_says_the_central_cannot_store_while_its_disk_is_full(
-    browser: Any, central_on_card: CentralHandle, card: SmallDisk, monkeypatch: pytest.MonkeyPatch
+    browser: Any, on_card: Callable[..., CentralHandle], card: SmallDisk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    central = central_on_card
+    central = on_card()
     add_user(central, "limin", "duty_desk", name="李敏", monkeypatch=monkeypatch)
     lift = central.register(NODE, "elevator", location="7号楼2单元 1号梯")
     page = login(browser, central, "limin")

@@ -22,6 +22,7 @@ from central.notify.channels import send
 from central.notify.config import ChannelSection
 from central.notify.links import LinkClaim, make_link
 from central.notify.message import compose, compose_group
+from central.notify.outage import OutageNotice
 from central.notify.plan import ALL_CLEAR_WITHIN_S, GROUPED_KIND, NEWS_REASONS, OVER_REASONS, over_news, planned
 from central.notify.retry import Outcome, delay_after
 from central.notify.store import NotifyStore
@@ -100,6 +101,9 @@ class Notifier:
         self._next_due = float("inf")
         self._log_cursor = -1
         self._secret: bytes | None = None
+        self._outage = OutageNotice(
+            store.health, self.settings.channels, lambda c, m: send(c, m, self.settings.timeout_s)
+        )
 
     # ------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -137,12 +141,13 @@ class Notifier:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.tick()
-            except StorageError as exc:  # the database is away: the next tick tries again, nothing is lost
-                log.debug("notifier: storage error: %s", exc)  # the storage's health logs it (once a minute)
-            except Exception:  # noqa: BLE001 - a bug must not end the notifier: logged with its traceback
-                log.exception("notifier tick failed")
+            for work in (self._outage.check, self.tick):  # the desk told of a failing database, then the alerts
+                try:
+                    work()
+                except StorageError as exc:  # the database is away: the next tick tries again, nothing is lost
+                    log.debug("notifier: storage error: %s", exc)  # the storage's health logs it (once a minute)
+                except Exception:  # noqa: BLE001 - a bug must not end the notifier: logged with its traceback
+                    log.exception("notifier %s failed", work.__name__)
             self._wake.wait(self.settings.tick_s)
             self._wake.clear()
 

@@ -1,0 +1,97 @@
+"""The duty desk told that the central cannot store (a full disk, the database away), straight on the desk's
+channels: every other message goes through the delivery table, which lives in the database that is failing.
+
+Once when the storage's health turns failing, once when an upload is stored again (to the channels that were told
+it failed); a send that fails is tried again a minute later. Kept in memory only: a central restarted while
+failing tells again. SMS channels are not used: the desk's numbers are the nodes' contacts, in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from central.kinds import clock_text
+from central.notify.config import ChannelSection
+from central.notify.message import Message
+from central.notify.retry import Outcome
+from central.storage.health import StorageHealth
+
+log = logging.getLogger("central.notify")
+ROLE = "operator"  # the duty desk
+KIND = "central_storage"
+RETRY_S = 60.0
+WHY_ZH = {
+    "disk_full": "磁盘已满",
+    "read_only": "数据库变为只读",
+    "damaged": "数据库文件损坏",
+    "unreachable": "连不上数据库",
+    "other": "数据库出错",
+}
+Send = Callable[[ChannelSection, Message], Outcome]
+
+
+@dataclass
+class Pending:
+    channel: ChannelSection
+    message: Message
+    due: float = 0.0
+
+
+def failing_message(since: float, reason: str) -> Message:
+    lines = (
+        f"自 {clock_text(since)} 起，中心无法保存各设备发来的数据（{WHY_ZH.get(reason, WHY_ZH['other'])}）。",
+        "各设备会暂存新的报警并不断重传；恢复之前，新的报警不会出现在值班台，也不会通知任何人。",
+        "请立即联系系统管理员；有人求助请直接打电话。",
+    )
+    return _message(f"{KIND}:{since:.0f}:failing", "storage_failing", "urgent", "【中心故障】中心无法保存数据", lines)
+
+
+def back_message(since: float, back_at: float) -> Message:
+    lines = (
+        f"{clock_text(back_at)} 起恢复，中断约 {max(1, round((back_at - since) / 60))} 分钟。",
+        "各设备暂存的报警正在补传，稍后会出现在值班台并照常通知。",
+    )
+    return _message(f"{KIND}:{since:.0f}:back", "storage_back", "info", "【中心已恢复】中心又能保存数据了", lines)
+
+
+def _message(key: str, reason: str, severity: str, title: str, lines: tuple[str, ...]) -> Message:
+    return Message(key, 0, ROLE, reason, severity, KIND, "", title, lines)
+
+
+class OutageNotice:
+    """``check()`` on every notifier loop: plans and sends the two messages of each failing spell."""
+
+    def __init__(self, health: StorageHealth, channels: tuple[ChannelSection, ...], send: Send) -> None:
+        self.health = health
+        self.channels = [c for c in channels if ROLE in c.roles and c.type != "sms"]
+        self.send = send
+        self.since: float | None = None  # the failing spell being told of
+        self.told: list[ChannelSection] = []
+        self.pending: list[Pending] = []
+
+    def check(self) -> None:
+        said = self.health.to_json()
+        if said["state"] == "failing" and self.since is None:
+            self.since, self.told = said["since"], []
+            self.pending = [Pending(c, failing_message(said["since"], said["reason"])) for c in self.channels]
+        elif said["state"] == "ok" and self.since is not None:
+            back = back_message(self.since, said["last_stored"] or time.time())
+            self.pending = [Pending(c, back) for c in self.told]  # a failing message not yet out is moot now
+            self.since = None
+        self._send_due()
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        for item in [p for p in self.pending if p.due <= now]:
+            outcome = self.send(item.channel, item.message)
+            if outcome.ok:
+                self.pending.remove(item)
+                if item.message.reason == "storage_failing":
+                    self.told.append(item.channel)
+                log.warning("told the desk on %s: %s", item.channel.id, item.message.title)
+            else:
+                item.due = now + RETRY_S
+                log.error("could not tell the desk on %s (again in 60 s): %s", item.channel.id, outcome.detail)
