@@ -7,6 +7,10 @@ import logging
 
 import pytest
 
+from central.notify import outage
+from central.notify.config import ChannelSection
+from central.notify.outage import OutageNotice
+from central.notify.retry import Outcome
 from central.storage import health as health_module
 from central.storage.errors import StorageIntegrityError, StorageUnavailable
 from central.storage.health import StorageHealth, reason
@@ -73,3 +77,39 @@ def test_a_refused_constraint_is_about_the_data_not_the_storage(monkeypatch):
 )
 def test_the_reason_code_of_each_engines_words(error, code):
     assert reason(error) == code
+
+
+def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_over(monkeypatch):
+    now = Now(monkeypatch)
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now.t)
+    health, sent = StorageHealth(), []
+    answers = {"robot": [False, True, True], "hook": [True, True]}  # the robot is down at first
+
+    def send(channel, message):
+        sent.append((channel.id, message.reason))
+        return Outcome(answers[channel.id].pop(0), detail="refused")
+
+    channels = (
+        ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r"),
+        ChannelSection(id="hook", type="webhook", roles=("operator", "family"), url="http://127.0.0.1:9/h"),
+        ChannelSection(id="sms", type="sms", roles=("operator",), url="http://127.0.0.1:9/s"),  # no numbers known
+        ChannelSection(id="family", type="webhook", roles=("family",), url="http://127.0.0.1:9/f"),
+    )
+    notice = OutageNotice(health, channels, send)
+    full = StorageUnavailable("OperationalError: database or disk is full")
+    notice.check()
+    health.failed(full)
+    now.t += 10.0
+    health.failed(full)
+    notice.check()
+    assert sent == [("robot", "storage_failing"), ("hook", "storage_failing")]
+    now.t += 30.0
+    notice.check()  # the robot's retry is not due yet
+    now.t += 30.0
+    notice.check()
+    assert sent[2:] == [("robot", "storage_failing")]
+    notice.check()
+    assert len(sent) == 3  # once a spell
+    health.stored()
+    notice.check()
+    assert sorted(sent[3:]) == [("hook", "storage_back"), ("robot", "storage_back")]
