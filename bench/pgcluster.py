@@ -58,15 +58,26 @@ class ThrowawayCluster:
         )  # fmt: skip
         if made.returncode != 0:
             raise ClusterUnavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+        self._pg_ctl("start")
+        return self
+
+    def _pg_ctl(self, action: str, *flags: str) -> None:
+        """``pg_ctl start`` or ``restart`` with the cluster's options (its log to a file: a pipe would be held open
+        by the server and the call would never return)."""
+        assert self.dir is not None, "the cluster is not started"
         options = f"-k {self.dir} -p {self.port} -c listen_addresses=''"
         options += "".join(f" -c {k}={v}" for k, v in self.settings.items())
-        started = self._run(
-            str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
-        )
-        if started.returncode != 0:
-            log = (self.dir / "log").read_text(errors="replace")[-800:] if (self.dir / "log").exists() else ""
-            raise ClusterUnavailable(f"pg_ctl start failed: {started.stderr.strip()[-300:]} {log}")
-        return self
+        log = self.dir / "log"
+        done = self._run(
+            str(_bin_dir() / "pg_ctl"), "-D", str(self.dir / "data"), "-o", options, "-l", str(log), *flags, "-w", action
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+            raise ClusterUnavailable(f"pg_ctl {action} failed: {done.stderr.strip()[-300:]} {tail}")
+
+    def restart(self) -> None:
+        """A fast restart (every client's connection is ended), as an upgrade or a config change does."""
+        self._pg_ctl("restart", "-m", "fast")
 
     def pid(self) -> int:
         """The postmaster's process id (its children are the cluster's other processes)."""

@@ -112,6 +112,10 @@ class PostgresDatabase:
             kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S},
             timeout=30,
             name="central",
+            # a connection is tried (an empty query, 40-70 us on a Unix socket) before each use: after a restart
+            # of PostgreSQL every pooled connection is dead, and without it each answered one upload 503 (its
+            # node then waits 30 s: an entrapment among them)
+            check=psycopg_pool.ConnectionPool.check_connection,
             open=True,
         )
 
