@@ -13,6 +13,7 @@ import requests
 from central.notify.channels import verify
 from central.notify.worker import RateLimit
 from community.receivers import MailReceiver, WebhookReceiver
+from tests.conftest import eventually
 from tests.fixtures.central import wire_event
 
 SECRET = "webhook-signing-secret-0001"
@@ -56,14 +57,6 @@ def raise_silence(central, token: str, severity: str = "urgent", alert_id: str =
     )
     assert central.post_events(token, [event]).status_code == 200
     return event
-
-
-def eventually(check, timeout_s: float = 5.0):
-    """``check()`` once it is truthy (polled every 50 ms), else the last value after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return value
 
 
 def family_sent(central) -> dict | None:
