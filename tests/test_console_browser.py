@@ -279,6 +279,12 @@ def test_a_silent_lift_box_is_a_card_in_words_and_says_when_it_is_back(browser, 
     shot(page, "node-silent-back")
 
 
+SEE_CARDS_ADDED = """() => { window.cardsAdded = [];
+  new MutationObserver((changes) => { for (const c of changes) for (const n of c.addedNodes)
+    if (n.dataset && n.dataset.alert) window.cardsAdded.push(n.dataset.alert); })
+    .observe(document.getElementById("alerts"), { childList: true }); }"""
+
+
 def test_a_compounds_silent_nodes_are_one_card_taken_in_and_closed_at_once(browser, central, monkeypatch):
     """Six nodes of one site gone silent together are one card (two of another site keep a card each): which kinds,
     each by its place, one button to take them all in and, once they are heard again, one to close them (before,
@@ -310,10 +316,12 @@ def test_a_compounds_silent_nodes_are_one_card_taken_in_and_closed_at_once(brows
     for node in here:  # the compound's network is back
         central.post_events(tokens[node], [wire_event(node, 2)])
     wait_js(page, "document.querySelector('article[data-group]').innerText.includes('现场已恢复 6 台')")
+    page.evaluate(SEE_CARDS_ADDED)
     page.click("text=已恢复的全部标为已解决")
     wait_js(page, "document.querySelectorAll('article').length === 2")  # the other site's two are left
     assert {a["state"] for a in central.alerts() if a["site"] == SITE} == {"resolved"}
     assert not page.query_selector("article[data-group]") and axe_violations(page) == []
+    assert page.evaluate("window.cardsAdded") == []  # closed one call at a time, none became a card of its own
 
 
 def test_closing_an_alert_the_family_was_told_of_asks_what_to_tell_them_and_sends_only_that(

@@ -39,6 +39,7 @@ export class Board {
     this.tickets = 0; // lists asked for
     this.applied = 0; // the newest list applied
     this.cards = new Map(); // id -> {root, parts}
+    this.grouped = new Set(); // sites whose silent nodes are on one card now
     this.list = h("div", { id: "alerts" });
     this.summary = h("p", { id: "board-summary", class: "muted" });
     this.beeper = new Beeper();
@@ -85,14 +86,16 @@ export class Board {
   sorted() { return [...this.alerts.values()].sort(compare); }
 
   // the board's cards in order: an alert each, but the silent nodes of a site with group_silent_min or more of them
-  // on one card, where the first of them would stand
+  // on one card, where the first of them would stand. A group stays one until its last node leaves the board:
+  // closed one call at a time, its last few never become cards of their own for a moment
   items(wanted) {
     const least = this.catalogue.group_silent_min || 0, bySite = new Map(), out = [], placed = new Set();
     for (const a of wanted) if (a.kind === GROUPED) bySite.set(a.site, [...(bySite.get(a.site) || []), a]);
+    for (const site of this.grouped) if (!bySite.has(site) || !least) this.grouped.delete(site);
+    for (const [site, members] of bySite) if (least && members.length >= least) this.grouped.add(site);
     for (const a of wanted) {
-      const members = a.kind === GROUPED ? bySite.get(a.site) : [];
-      if (!least || members.length < least) out.push({ key: a.id, alert: a });
-      else if (!placed.has(a.site)) { placed.add(a.site); out.push({ key: `silent:${a.site}`, members }); }
+      if (a.kind !== GROUPED || !this.grouped.has(a.site)) out.push({ key: a.id, alert: a });
+      else if (!placed.has(a.site)) { placed.add(a.site); out.push({ key: `silent:${a.site}`, members: bySite.get(a.site) }); }
     }
     return out;
   }
