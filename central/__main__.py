@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from central.app import STORAGE_COMPONENTS, close_app, create_app
     from central.server import make_server
     from central.storage import StorageError, describe_target, is_postgres, open_store, sqlite_path
+    from central.storage.health import full_disk_hint
     from central.workers import Supervisor, bind
 
     setup_logging(args.log_level)
@@ -69,7 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         open_store(database, STORAGE_COMPONENTS, pool_size=1).close()
     except StorageError as exc:
         # never start on a fresh database beside a damaged one: the operator must look at it
-        print(f"central serve: cannot open the database {shown}: {exc}", file=sys.stderr)
+        hint = "" if is_postgres(database) else full_disk_hint(sqlite_path(database).parent)
+        print(f"central serve: cannot open the database {shown}: {exc}{hint}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"central serve: cannot open the database {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)

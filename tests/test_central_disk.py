@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ from tests.console_helpers import add_user, alert_event, axe_violations, login, 
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
 from tests.fixtures.central import CentralHandle, config_document
 
+ROOT = Path(__file__).resolve().parents[1]
 FAILING_AFTER_S = 0.5  # the central's wait before it calls its storage failing (10 s), shortened for the tests
 
 
@@ -160,3 +163,26 @@ def test_the_console_says_the_central_cannot_store_while_its_disk_is_full(
     wait_js(page, "document.body.dataset.storage === 'ok'", timeout_s=15)
     assert page.is_hidden("#banner")
     page.wait_for_selector("article[data-severity=urgent]")  # the alarm the node kept is on the board
+
+
+def test_a_central_started_on_a_full_disk_says_so_and_what_to_do(card: SmallDisk, tmp_path: Path) -> None:
+    """SQLite alone says "disk I/O error" when it cannot make its WAL index: the line names the full disk."""
+    central = CentralHandle(card.root, config_document())
+    central.start()
+    central.register(NODE, "elevator")
+    central.close()
+    card.fill()
+    serve = [
+        sys.executable,
+        "-m",
+        "central",
+        "serve",
+        "--config",
+        str(central.config_path),
+        "--db",
+        str(central.db_path),
+    ]
+    out = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1
+    assert f"cannot open the database {central.db_path}" in out.stderr
+    assert f"The disk holding {card.root} is full (0 bytes free of" in out.stderr and "start again" in out.stderr

@@ -4,8 +4,10 @@ the last upload stored, for ``/health`` and the console's banner. Real time, one
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from central.storage.errors import StorageError, StorageIntegrityError
@@ -13,6 +15,7 @@ from central.storage.errors import StorageError, StorageIntegrityError
 log = logging.getLogger("central.storage")
 FAILING_AFTER_S = 10.0  # failures spanning this long with no upload stored between them: the central is failing
 SAY_EVERY_S = 60.0  # while failing, the log says so once a minute, not once per refused request
+FULL_BELOW_BYTES = 1024 * 1024  # less room than this beside a SQLite file: it cannot open (WAL index, journal)
 
 
 class StorageHealth:
@@ -90,3 +93,18 @@ REASON_SIGNS = (
     ("damaged", ("malformed", "not a database", "corrupt")),
     ("unreachable", ("connection", "connect", "pooltimeout", "closed", "terminat", "shut down")),
 )
+
+
+def full_disk_hint(folder: Path) -> str:
+    """For a start that failed: what to do when ``folder``'s filesystem has (almost) no room left; else ''.
+    SQLite says only "disk I/O error" when it cannot make its WAL index on a full disk."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return ""
+    if usage.free >= FULL_BELOW_BYTES:
+        return ""
+    return (
+        f". The disk holding {folder} is full ({usage.free:,} bytes free of {usage.total:,}): free space there"
+        " (never the database's own -wal or -shm files) and start again; the nodes keep their events meanwhile"
+    )
