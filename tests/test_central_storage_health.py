@@ -113,3 +113,39 @@ def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_ove
     health.stored()
     notice.check()
     assert sorted(sent[3:]) == [("hook", "storage_back"), ("robot", "storage_back")]
+
+
+def test_the_room_beside_a_sqlite_file_is_low_below_a_gibibyte_or_a_twentieth(monkeypatch, tmp_path):
+    usage = {"total": 16 * 1024**3, "used": 0, "free": 2 * 1024**3}
+    monkeypatch.setattr(health_module.shutil, "disk_usage", lambda _: type("Usage", (), usage)())
+    health = StorageHealth(tmp_path)
+    assert health.to_json()["disk"] == {"free_bytes": 2 * 1024**3, "size_bytes": 16 * 1024**3, "low": False}
+    usage["free"] = 1024**3 - 1
+    assert health.room()["low"]
+    usage.update(total=1024**4, free=50 * 1024**3)  # a 1 TiB disk: 5% is 51.2 GiB
+    assert health.room()["low"]
+    assert "disk" not in StorageHealth().to_json()  # PostgreSQL: the server's disk is not seen
+
+
+def test_the_desk_hears_the_room_is_low_once_a_day_while_it_stays_low(monkeypatch, tmp_path):
+    now, sent = Now(monkeypatch), []
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now.t)
+    usage = {"total": 16 * 1024**3, "used": 0, "free": 800 * 1024**2}
+    monkeypatch.setattr(health_module.shutil, "disk_usage", lambda _: type("Usage", (), usage)())
+    robot = ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r")
+    notice = OutageNotice(StorageHealth(tmp_path), (robot,), lambda c, m: sent.append(m) or Outcome(True))
+    notice.check()
+    (told,) = sent
+    assert told.reason == "storage_low" and told.severity == "warning" and told.title == "【中心磁盘空间不足】"
+    assert told.lines[0] == "中心数据库所在的磁盘只剩 0.8 GB（共 16.0 GB）。"
+    now.t += 3600.0
+    notice.check()
+    assert len(sent) == 1
+    now.t += 86_400.0
+    notice.check()
+    assert len(sent) == 2  # still low a day later
+    usage["free"] = 4 * 1024**3  # cleared
+    notice.check()
+    usage["free"] = 900 * 1024**2  # low again: said at once
+    notice.check()
+    assert len(sent) == 3

@@ -45,6 +45,10 @@ export function span(seconds) {
   return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
+export function size(bytes) {
+  return bytes >= 1024 ** 3 / 10 ? `${(bytes / 1024 ** 3).toFixed(1)} GB` : `${Math.round(bytes / 1024 ** 2)} MB`;
+}
+
 export function ago(seconds) {
   if (seconds < 60) return `${Math.floor(seconds)} 秒前`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} 分钟前`;
@@ -114,7 +118,8 @@ export class Live {
   showBanner() {
     const banner = document.getElementById("banner");
     const failing = !this.down && this.storage && this.storage.state === "failing";
-    document.body.dataset.storage = failing ? "failing" : "ok";
+    const disk = this.storage && this.storage.disk, low = !this.down && !failing && disk && disk.low;
+    document.body.dataset.storage = failing ? "failing" : low ? "low" : "ok";
     if (this.down) {
       const last = this.lastUpdate ? `最后更新 ${clock(this.lastUpdate)}（${ago(Date.now() / 1000 - this.lastUpdate)}）` : "尚未收到数据";
       banner.textContent = `⚠ 无法连接中心：下面的内容可能已过时。${last}。正在重连…`;
@@ -122,8 +127,12 @@ export class Live {
       const why = STORAGE_ZH[this.storage.reason] || STORAGE_ZH.other;
       banner.textContent = `⚠ 中心无法保存数据（${why}，自 ${clock(this.storage.since)} 起）：各设备的新报警暂存在设备上并不断重传，` +
         "恢复之前不会出现在这里。请立即通知系统管理员；有人求助请直接打电话。";
+    } else if (low) {
+      banner.textContent = `⚠ 中心磁盘空间不足：只剩 ${size(disk.free_bytes)}（共 ${size(disk.size_bytes)}）。` +
+        "磁盘满了以后，新的报警将无法保存。请通知系统管理员清理或扩容。";
     }
-    banner.hidden = !(this.down || failing);
+    banner.classList.toggle("low", Boolean(low));
+    banner.hidden = !(this.down || failing || low);
     document.body.style.paddingTop = banner.hidden ? "" : banner.offsetHeight + "px"; // the fixed banner covers nothing
   }
 }

@@ -2,8 +2,9 @@
 channels: every other message goes through the delivery table, which lives in the database that is failing.
 
 Once when the storage's health turns failing, once when an upload is stored again (to the channels that were told
-it failed); a send that fails is tried again a minute later. Kept in memory only: a central restarted while
-failing tells again. SMS channels are not used: the desk's numbers are the nodes' contacts, in the database.
+it failed); and before that, while the room left beside a SQLite file is low, once a day. A send that fails is
+tried again a minute later. Kept in memory only: a central restarted while failing tells again. SMS channels are
+not used: the desk's numbers are the nodes' contacts, in the database.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger("central.notify")
 ROLE = "operator"  # the duty desk
 KIND = "central_storage"
 RETRY_S = 60.0
+LOW_AGAIN_S = 86_400.0  # while the room stays low, the desk hears it again each day
 WHY_ZH = {
     "disk_full": "磁盘已满",
     "read_only": "数据库变为只读",
@@ -57,6 +59,19 @@ def back_message(since: float, back_at: float) -> Message:
     return _message(f"{KIND}:{since:.0f}:back", "storage_back", "info", "【中心已恢复】中心又能保存数据了", lines)
 
 
+def low_message(free_bytes: int, size_bytes: int, at: float) -> Message:
+    lines = (
+        f"中心数据库所在的磁盘只剩 {gigabytes(free_bytes)}（共 {gigabytes(size_bytes)}）。",
+        "磁盘满了以后，新的报警将无法保存，也不会通知任何人。",
+        "请通知系统管理员清理或扩容。",
+    )
+    return _message(f"{KIND}:{at:.0f}:low", "storage_low", "warning", "【中心磁盘空间不足】", lines)
+
+
+def gigabytes(size: int) -> str:
+    return f"{size / 1024**3:.1f} GB" if size >= 1024**3 / 10 else f"{size / 1024**2:.0f} MB"
+
+
 def _message(key: str, reason: str, severity: str, title: str, lines: tuple[str, ...]) -> Message:
     return Message(key, 0, ROLE, reason, severity, KIND, "", title, lines)
 
@@ -71,6 +86,7 @@ class OutageNotice:
         self.since: float | None = None  # the failing spell being told of
         self.told: list[ChannelSection] = []
         self.pending: list[Pending] = []
+        self.low_said: float | None = None  # when the desk was last told the room is low (monotonic)
 
     def check(self) -> None:
         said = self.health.to_json()
@@ -81,6 +97,13 @@ class OutageNotice:
             back = back_message(self.since, said["last_stored"] or time.time())
             self.pending = [Pending(c, back) for c in self.told]  # a failing message not yet out is moot now
             self.since = None
+        disk, now = said.get("disk") or {}, time.monotonic()
+        if not disk.get("low"):
+            self.low_said = None
+        elif said["state"] == "ok" and (self.low_said is None or now - self.low_said >= LOW_AGAIN_S):
+            self.low_said = now
+            low = low_message(disk["free_bytes"], disk["size_bytes"], time.time())
+            self.pending += [Pending(c, low) for c in self.channels]
         self._send_due()
 
     def _send_due(self) -> None:

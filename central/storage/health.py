@@ -1,5 +1,6 @@
 """Whether the central can store what nodes send now (a full disk, a database away): the storage failures since
-the last upload stored, for ``/health`` and the console's banner. Real time, one record per process."""
+the last upload stored, and the room left beside a SQLite file, for ``/health``, the console's banner and the
+desk's channels. Real time, one record per process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ log = logging.getLogger("central.storage")
 FAILING_AFTER_S = 10.0  # failures spanning this long with no upload stored between them: the central is failing
 SAY_EVERY_S = 60.0  # while failing, the log says so once a minute, not once per refused request
 FULL_BELOW_BYTES = 1024 * 1024  # less room than this beside a SQLite file: it cannot open (WAL index, journal)
+LOW_BELOW_BYTES = 1024**3  # room is low below 1 GiB or 5% of the disk, whichever is more
+LOW_BELOW_SHARE = 0.05
 
 
 class StorageHealth:
@@ -24,9 +27,11 @@ class StorageHealth:
     ``failing`` once failures have gone on for FAILING_AFTER_S with no upload stored since the first: one
     transient error (a lock held too long) is not news, a full disk is within seconds of the nodes' retries.
     The log gets the first failure, then a line a minute while it goes on, and one when an upload is stored again.
+    ``folder`` (SQLite: the database's) is where the room left is watched; PostgreSQL's disk is the server's.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
         self._lock = threading.Lock()
         self.first_failure: float | None = None  # since the last upload stored
         self.last_failure: float | None = None
@@ -69,13 +74,27 @@ class StorageHealth:
             first, last = self.first_failure, self.last_failure
         return first is not None and last is not None and last - first >= FAILING_AFTER_S
 
+    def room(self) -> dict[str, Any] | None:
+        """The disk under ``folder``: ``free_bytes``, ``size_bytes`` and whether that is ``low``; None unknown."""
+        try:
+            usage = shutil.disk_usage(self.folder) if self.folder is not None else None
+        except OSError:
+            return None
+        if usage is None:
+            return None
+        low = usage.free < max(LOW_BELOW_BYTES, LOW_BELOW_SHARE * usage.total)
+        return {"free_bytes": usage.free, "size_bytes": usage.total, "low": low}
+
     def to_json(self) -> dict[str, Any]:
-        """``state`` (``ok`` or ``failing``), and while failing ``since``, the ``error`` and a ``reason`` code."""
+        """``state`` (``ok`` or ``failing``), and while failing ``since``, the ``error`` and a ``reason`` code;
+        ``disk`` (``room()``) where it is known."""
         with self._lock:
             first, error, stored = self.first_failure, self.last_error, self.last_stored
-        if not self.failing():
-            return {"state": "ok", "last_stored": stored}
-        return {"state": "failing", "since": first, "reason": reason(error), "error": error, "last_stored": stored}
+        disk = self.room()
+        said: dict[str, Any] = {"state": "ok", "last_stored": stored}
+        if self.failing():
+            said = {"state": "failing", "since": first, "reason": reason(error), "error": error, "last_stored": stored}
+        return {**said, "disk": disk} if disk is not None else said
 
 
 def reason(error: str) -> str:

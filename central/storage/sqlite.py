@@ -95,7 +95,7 @@ class SqliteDatabase:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # not the writer's: a first read must not wait for an upload
         self._closed = False
-        self.health = StorageHealth()
+        self.health = StorageHealth(self.path.parent)
         try:
             if read_only:
                 self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
