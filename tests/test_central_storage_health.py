@@ -20,18 +20,25 @@ class Now:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.t = 1_000_000.0
         monkeypatch.setattr(health_module.time, "time", lambda: self.t)
+        monkeypatch.setattr(health_module.time, "monotonic", lambda: self.t)
 
 
-def test_errors_become_failing_only_when_they_go_on_and_an_upload_stored_ends_it(monkeypatch, caplog):
+def refuse(health: StorageHealth, exc: Exception) -> None:
+    """A node's upload that the engine refuses with ``exc``."""
+    with pytest.raises(type(exc)), health.upload():
+        raise health.failed(exc)
+
+
+def test_refused_uploads_become_failing_only_when_they_go_on_and_an_upload_stored_ends_it(monkeypatch, caplog):
     now, health = Now(monkeypatch), StorageHealth()
     full = StorageUnavailable("OperationalError: database or disk is full")
-    assert health.failed(full) is full
-    assert health.to_json()["state"] == "ok"  # one error (a lock held too long) is not news
+    refuse(health, full)
+    assert health.to_json()["state"] == "ok"  # one refusal (a lock held too long) is not news
     now.t += 9.0
-    health.failed(full)
+    refuse(health, full)
     assert health.to_json()["state"] == "ok"
     now.t += 1.0
-    health.failed(full)
+    refuse(health, full)
     said = health.to_json()
     assert said == {
         "state": "failing",
@@ -42,25 +49,37 @@ def test_errors_become_failing_only_when_they_go_on_and_an_upload_stored_ends_it
     }
     for _ in range(100):  # a thousand nodes retrying: one line a minute
         now.t += 1.0
-        health.failed(full)
+        refuse(health, full)
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(lines) == 2 and lines[0].startswith("storage error") and "still failing: 53 errors in 60 s" in lines[1]
-    health.stored()
+    assert (
+        len(lines) == 2
+        and lines[0].startswith("storage error: StorageUnavailable")
+        and lines[1].startswith(
+            "storage errors: 52 in the last 60 s (nodes keep their events); the last: StorageUnavailable"
+        )
+    )
+    with health.upload():
+        pass
     assert health.to_json() == {"state": "ok", "last_stored": now.t}
-    assert "stored after 103 errors in 110 s" in caplog.records[-1].getMessage()
-    health.failed(full)
+    assert "stored after 103 refused in 110 s" in caplog.records[-1].getMessage()
+    refuse(health, full)
     now.t += 20.0
-    health.stored()  # an upload between two errors: not failing
-    health.failed(full)
+    with health.upload():  # an upload stored between two refusals: not failing
+        pass
+    refuse(health, full)
     assert health.to_json()["state"] == "ok"
 
 
-def test_a_refused_constraint_is_about_the_data_not_the_storage(monkeypatch):
+def test_only_refused_uploads_make_it_failing_not_a_constraint_or_a_background_jobs_trouble(monkeypatch, caplog):
     now, health = Now(monkeypatch), StorageHealth()
     for _ in range(3):
-        health.failed(StorageIntegrityError("IntegrityError: UNIQUE constraint failed"))
+        refuse(health, StorageIntegrityError("IntegrityError: UNIQUE constraint failed"))
+        health.failed(StorageUnavailable("OperationalError: no such table: deliveries"))  # the notifier's, say
         now.t += 10.0
     assert health.to_json()["state"] == "ok"
+    assert [r.getMessage() for r in caplog.records] == [
+        "storage error: StorageUnavailable: OperationalError: no such table: deliveries"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -98,9 +117,9 @@ def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_ove
     notice = OutageNotice(health, channels, send)
     full = StorageUnavailable("OperationalError: database or disk is full")
     notice.check()
-    health.failed(full)
+    refuse(health, full)
     now.t += 10.0
-    health.failed(full)
+    refuse(health, full)
     notice.check()
     assert sent == [("robot", "storage_failing"), ("hook", "storage_failing")]
     now.t += 30.0
@@ -110,7 +129,8 @@ def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_ove
     assert sent[2:] == [("robot", "storage_failing")]
     notice.check()
     assert len(sent) == 3  # once a spell
-    health.stored()
+    with health.upload():
+        pass
     notice.check()
     assert sorted(sent[3:]) == [("hook", "storage_back"), ("robot", "storage_back")]
 

@@ -8,6 +8,8 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,56 +24,69 @@ LOW_BELOW_SHARE = 0.05
 
 
 class StorageHealth:
-    """Storage failures (every engine error but a refused constraint) and stored uploads, as they happen.
+    """Storage errors and node uploads, as they happen.
 
-    ``failing`` once failures have gone on for FAILING_AFTER_S with no upload stored since the first: one
-    transient error (a lock held too long) is not news, a full disk is within seconds of the nodes' retries.
-    The log gets the first failure, then a line a minute while it goes on, and one when an upload is stored again.
+    Every engine error but a refused constraint is logged (``failed``): the first at once, then a line a minute
+    with how many came meanwhile, not a line per refused request. Whether the central is *failing* is judged on
+    node uploads alone (``upload``): refused uploads going on for FAILING_AFTER_S with none stored since the first.
+    One transient error (a lock held too long) is not news, nor a background job's own trouble while uploads are
+    stored; a full disk is, within seconds of the nodes' retries.
     ``folder`` (SQLite: the database's) is where the room left is watched; PostgreSQL's disk is the server's.
     """
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self.first_failure: float | None = None  # since the last upload stored
-        self.last_failure: float | None = None
+        self.first_refused: float | None = None  # since the last upload stored
+        self.last_refused: float | None = None
         self.last_error = ""
         self.last_stored: float | None = None
-        self._failures = 0  # since the last upload stored
-        self._said = 0.0
+        self._refused = 0  # since the last upload stored
+        self._errors = 0  # since the log last said
+        self._said = -SAY_EVERY_S
 
     def failed(self, exc: StorageError) -> StorageError:
-        """Note ``exc`` (unless it is a constraint's refusal, which is about the data) and return it."""
+        """Log ``exc`` (unless it is a constraint's refusal, which is about the data; the caller logs those) at
+        most once a minute, and return it."""
         if isinstance(exc, StorageIntegrityError):
             return exc
-        now = time.time()
+        now = time.monotonic()
         with self._lock:
-            first = self.first_failure is None
-            self.first_failure = self.first_failure or now
-            self.last_failure, self.last_error = now, str(exc)
-            self._failures += 1
-            say, count, since = first or now - self._said >= SAY_EVERY_S, self._failures, self.first_failure
-            self._said = now if say else self._said
-        if first:
+            self._errors += 1
+            say, count, since = now - self._said >= SAY_EVERY_S, self._errors, self._said
+            if say:
+                self._said, self._errors = now, 0
+        if say and count == 1:
             log.error("storage error: %s: %s", type(exc).__name__, exc)
         elif say:
-            log.error(
-                "storage still failing: %d errors in %.0f s (nodes keep their events): %s", count, now - since, exc
-            )
+            log.error("storage errors: %d in the last %.0f s (nodes keep their events); the last: %s: %s",
+                      count, now - since, type(exc).__name__, exc)  # fmt: skip
         return exc
 
-    def stored(self) -> None:
-        """A node's upload (events or heartbeat) was committed: storage works."""
+    @contextmanager
+    def upload(self) -> Iterator[None]:
+        """Around storing a node's upload (events, a heartbeat): refused if it raises a storage error, stored if it
+        ends."""
+        try:
+            yield
+        except StorageError as exc:
+            if not isinstance(exc, StorageIntegrityError):
+                with self._lock:
+                    now = time.time()
+                    self.first_refused = self.first_refused or now
+                    self.last_refused, self.last_error = now, str(exc)
+                    self._refused += 1
+            raise
         now = time.time()
         with self._lock:
-            since, count = self.first_failure, self._failures
-            self.last_stored, self.first_failure, self._failures = now, None, 0
+            since, count = self.first_refused, self._refused
+            self.last_stored, self.first_refused, self._refused = now, None, 0
         if since is not None and count > 1:
-            log.warning("storage works again: an upload was stored after %d errors in %.0f s", count, now - since)
+            log.warning("storage works again: an upload was stored after %d refused in %.0f s", count, now - since)
 
     def failing(self) -> bool:
         with self._lock:
-            first, last = self.first_failure, self.last_failure
+            first, last = self.first_refused, self.last_refused
         return first is not None and last is not None and last - first >= FAILING_AFTER_S
 
     def room(self) -> dict[str, Any] | None:
@@ -89,7 +104,7 @@ class StorageHealth:
         """``state`` (``ok`` or ``failing``), and while failing ``since``, the ``error`` and a ``reason`` code;
         ``disk`` (``room()``) where it is known."""
         with self._lock:
-            first, error, stored = self.first_failure, self.last_error, self.last_stored
+            first, error, stored = self.first_refused, self.last_error, self.last_stored
         disk = self.room()
         said: dict[str, Any] = {"state": "ok", "last_stored": stored}
         if self.failing():
