@@ -12,7 +12,7 @@ from central.notify.config import ChannelSection
 from central.notify.outage import OutageNotice
 from central.notify.retry import Outcome
 from central.storage import health as health_module
-from central.storage.errors import StorageIntegrityError, StorageUnavailable
+from central.storage.errors import StorageError, StorageIntegrityError, StorageUnavailable
 from central.storage.health import StorageHealth, reason
 
 
@@ -23,7 +23,7 @@ class Now:
         monkeypatch.setattr(health_module.time, "monotonic", lambda: self.t)
 
 
-def refuse(health: StorageHealth, exc: Exception) -> None:
+def refuse(health: StorageHealth, exc: StorageError) -> None:
     """A node's upload that the engine refuses with ``exc``."""
     with pytest.raises(type(exc)), health.upload():
         raise health.failed(exc)
