@@ -1,5 +1,6 @@
 """Backing up a running central (docs/central.md): a node uploads batch after batch while the backup is taken, by
-the `sqlite3` command the docs give (``.backup``) and by ``central migrate-db --to FILE.jsonl.gz``. Each copy must
+the `sqlite3` command the docs give (``.backup``) and by ``central migrate-db --to FILE.jsonl.gz`` (from SQLite and
+from PostgreSQL; restored to SQLite). Each copy must
 be a whole snapshot, as a restore needs it: the node's batches up to some batch and none after it, every batch
 acknowledged before the backup began among them, and a central must serve from it. The uploads go on meanwhile.
 """
@@ -59,7 +60,11 @@ def _batches_in(copy: set[str], uploads: Uploads, before: int) -> int:
     return count
 
 
-@pytest.mark.parametrize("how", ["sqlite3 .backup", "migrate-db"])
+@pytest.mark.parametrize(
+    ("central_engine", "how"),
+    [("sqlite", "sqlite3 .backup"), ("sqlite", "migrate-db"), ("postgresql", "migrate-db")],
+    indirect=["central_engine"],
+)
 def test_a_backup_of_a_running_central_is_one_whole_snapshot_that_serves(
     make_central: Any, tmp_path: Path, how: str, capsys: Any
 ) -> None:
@@ -77,7 +82,7 @@ def test_a_backup_of_a_running_central_is_one_whole_snapshot_that_serves(
         assert done.returncode == 0, done.stderr
     else:
         dump = tmp_path / "backup.jsonl.gz"
-        assert main(["migrate-db", "--from", str(central.db_path), "--to", str(dump)]) == 0
+        assert main(["migrate-db", "--from", str(central.database), "--to", str(dump)]) == 0
     during = len(uploads.batches)
     uploads.until(during + 20)  # the node goes on after the backup
     uploads.stop.set()
