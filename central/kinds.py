@@ -116,11 +116,21 @@ DELIVERY_REASONS: dict[str, tuple[str, str]] = {
 TARGET_MINUTES: dict[str, int] = {"entrapment": 30}
 # the nodes' roles in words (a node_silent alert names its node's)
 NODE_ROLES: dict[str, str] = {"elevator": "电梯监测盒", "meter": "水表节点", "kiosk": "叫车屏"}
+# what the central tells the desk of itself, not of an alert (central/notify/outage.py)
+NOTICE_KINDS: dict[str, tuple[str, str]] = {"central_storage": ("中心存储", "The central's storage")}
+# why the central cannot store (central/storage/health.py's reason codes): the console's banner, the desk's message
+STORAGE_TROUBLE: dict[str, str] = {
+    "disk_full": "磁盘已满",
+    "read_only": "数据库变为只读",
+    "damaged": "数据库文件损坏",
+    "unreachable": "连不上数据库",
+    "other": "数据库出错",
+}
 
 
 def kind_zh(kind: str) -> str:
     """The Chinese name of a kind, or the code itself for a kind nobody named."""
-    return KINDS.get(kind, (kind, kind))[0]
+    return KINDS.get(kind, NOTICE_KINDS.get(kind, (kind, kind)))[0]
 
 
 def kind_group(kind: str) -> str:
@@ -146,6 +156,7 @@ def catalogue(sites: Mapping[str, str] | None = None, group_silent_min: int = 0)
         "delivery_reasons": {k: {"zh": zh, "en": en} for k, (zh, en) in DELIVERY_REASONS.items()},
         "targets_min": dict(TARGET_MINUTES),
         "node_roles": dict(NODE_ROLES),
+        "storage_trouble": dict(STORAGE_TROUBLE),
         "group_silent_min": group_silent_min,
     }
 

@@ -125,6 +125,13 @@ def test_a_full_disk_under_the_central_keeps_every_alert_on_the_node_and_the_des
     assert sorted(desk(hooks)[len(low) :]) == [("/desk", FAILING, 500), ("/wecom/desk", FAILING, 200)]
     (robot,) = [r.json()["text"]["content"] for r in hooks.received if FAILING in r.body.decode() and r.answered == 200]
     assert robot.startswith(FAILING + "\n自 ") and "（磁盘已满）" in robot and "请立即联系系统管理员" in robot
+    (hook,) = [r.json() for r in hooks.received if r.path == "/desk" and r.answered == 500]
+    assert (hook["alert_id"], hook["kind"], hook["kind_zh"], hook["reason"]) == (
+        0,
+        "central_storage",
+        "中心存储",
+        "storage_failing",
+    )
     assert not {e.id for e in made} & {e["id"] for e in central.events(NODE)}  # reads answer; nothing half-stored
     assert sum(runtime.outbox.depth().values()) == len(made)
 

@@ -76,16 +76,12 @@ export function tel(contact) {
   return h("span", {}, `${name} `, h("a", { href: `tel:${digits}` }, contact.phone));
 }
 
-// what the central says of its storage when it cannot store (``/health``'s ``storage.reason``)
-const STORAGE_ZH = {
-  disk_full: "磁盘已满", read_only: "数据库变为只读", damaged: "数据库文件损坏", unreachable: "连不上数据库", other: "数据库出错",
-};
-
 // The live feed: server-sent events; the banner when the central cannot be reached, with the last update's time,
 // or when it says it cannot store what the nodes send (a full disk: their alarms wait on the nodes meanwhile).
 export class Live {
-  constructor(onAlerts, onHello, onPing) {
+  constructor(onAlerts, onHello, onPing, troubles = {}) {
     this.onAlerts = onAlerts; this.onHello = onHello; this.onPing = onPing;
+    this.troubles = troubles; // the catalogue's storage_trouble: why the central cannot store, in words
     this.lastHeard = 0; this.lastUpdate = null; this.down = false; this.source = null; this.storage = null;
     setInterval(() => this.watch(), 1000);
   }
@@ -124,7 +120,7 @@ export class Live {
       const last = this.lastUpdate ? `最后更新 ${clock(this.lastUpdate)}（${ago(Date.now() / 1000 - this.lastUpdate)}）` : "尚未收到数据";
       banner.textContent = `⚠ 无法连接中心：下面的内容可能已过时。${last}。正在重连…`;
     } else if (failing) {
-      const why = STORAGE_ZH[this.storage.reason] || STORAGE_ZH.other;
+      const why = this.troubles[this.storage.reason] || this.troubles.other || "数据库出错";
       banner.textContent = `⚠ 中心无法保存数据（${why}，自 ${clock(this.storage.since)} 起）：各设备的新报警暂存在设备上并不断重传，` +
         "恢复之前不会出现在这里。请立即通知系统管理员；有人求助请直接打电话。";
     } else if (low) {

@@ -52,6 +52,7 @@ async function start() {
       board.snapshot(data.alerts, asked);
     },
     () => { if (location.hash.startsWith("#/taxi") && !document.activeElement.closest("#rides")) taxiPage(view); },
+    catalogue.storage_trouble,
   );
   live.start();
   route();

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from central.kinds import clock_text
+from central.kinds import STORAGE_TROUBLE, clock_text
 from central.notify.config import ChannelSection
 from central.notify.message import Message
 from central.notify.retry import Outcome
@@ -25,13 +25,6 @@ ROLE = "operator"  # the duty desk
 KIND = "central_storage"
 RETRY_S = 60.0
 LOW_AGAIN_S = 86_400.0  # while the room stays low, the desk hears it again each day
-WHY_ZH = {
-    "disk_full": "磁盘已满",
-    "read_only": "数据库变为只读",
-    "damaged": "数据库文件损坏",
-    "unreachable": "连不上数据库",
-    "other": "数据库出错",
-}
 Send = Callable[[ChannelSection, Message], Outcome]
 
 
@@ -44,7 +37,7 @@ class Pending:
 
 def failing_message(since: float, reason: str) -> Message:
     lines = (
-        f"自 {clock_text(since)} 起，中心无法保存各设备发来的数据（{WHY_ZH.get(reason, WHY_ZH['other'])}）。",
+        f"自 {clock_text(since)} 起，中心无法保存各设备发来的数据（{STORAGE_TROUBLE.get(reason, STORAGE_TROUBLE['other'])}）。",
         "各设备会暂存新的报警并不断重传；恢复之前，新的报警不会出现在值班台，也不会通知任何人。",
         "请立即联系系统管理员；有人求助请直接打电话。",
     )
