@@ -195,17 +195,14 @@ def test_a_central_started_on_a_full_disk_says_so_and_what_to_do(card: SmallDisk
     central.register(NODE, "elevator")
     central.close()
     card.fill()
-    serve = [
-        sys.executable,
-        "-m",
-        "central",
-        "serve",
-        "--config",
-        str(central.config_path),
-        "--db",
-        str(central.db_path),
-    ]
-    out = subprocess.run(serve, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    serve = [sys.executable, "-m", "central", "serve"]
+    out = subprocess.run(
+        [*serve, "--config", str(central.config_path), "--db", str(central.db_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert f"cannot open the database {central.db_path}" in out.stderr
     assert f"The disk holding {card.root} is full (0 bytes free of" in out.stderr and "start again" in out.stderr
