@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from community.receivers import WebhookReceiver
 from tests.console_helpers import add_user, alert_event, axe_violations, login, shot, wait_js
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
 from tests.fixtures.central import CentralHandle, config_document
+from tests.test_central_service import serve_refuses
 
 ROOT = Path(__file__).resolve().parents[1]
 FAILING_AFTER_S = 0.5
@@ -195,14 +194,5 @@ def test_a_central_started_on_a_full_disk_says_so_and_what_to_do(card: SmallDisk
     central.register(NODE, "elevator")
     central.close()
     card.fill()
-    serve = [sys.executable, "-m", "central", "serve"]
-    out = subprocess.run(
-        [*serve, "--config", str(central.config_path), "--db", str(central.db_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert out.returncode == 1
-    assert f"cannot open the database {central.db_path}" in out.stderr
-    assert f"The disk holding {card.root} is full (0 bytes free of" in out.stderr and "start again" in out.stderr
+    said = serve_refuses(central.config_path, central.db_path)
+    assert f"The disk holding {card.root} is full (0 bytes free of" in said and "start again" in said

@@ -239,18 +239,18 @@ def test_central_serve_runs_the_server_and_stops_on_sigterm(tmp_path):
     assert "cbxc-b7-u2-lift1" in stderr
 
 
+def serve_refuses(config: Path, db: Path) -> str:
+    """``central serve`` on a database it cannot open: exit code 1 and a line naming the file; returns stderr."""
+    argv = [sys.executable, "-m", "central", "serve", "--config", str(config), "--db", str(db)]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1 and f"cannot open the database {db}: " in out.stderr, out.stderr
+    return out.stderr
+
+
 def test_a_damaged_database_stops_serve_with_a_clear_line(tmp_path):
     db = tmp_path / "central.sqlite3"
     db.write_bytes(b"this is not a database" * 100)
-    out = subprocess.run(
-        [sys.executable, "-m", "central", "serve", "--config", str(usable_example(tmp_path)), "--db", str(db)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert out.returncode == 1
-    assert f"cannot open the database {db}: DatabaseError" in out.stderr
+    assert f"cannot open the database {db}: DatabaseError" in serve_refuses(usable_example(tmp_path), db)
     assert db.read_bytes().startswith(b"this is not a database")  # left as it was for the operator
 
 
