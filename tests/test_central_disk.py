@@ -29,7 +29,6 @@ from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, 
 from tests.fixtures.central import CentralHandle, config_document
 from tests.test_central_service import serve_refuses
 
-ROOT = Path(__file__).resolve().parents[1]
 FAILING_AFTER_S = 0.5
 LOW, FAILING = (
     "【中心磁盘空间不足】",
