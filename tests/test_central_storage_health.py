@@ -112,9 +112,15 @@ def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_ove
         ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r"),
         ChannelSection(id="hook", type="webhook", roles=("operator", "family"), url="http://127.0.0.1:9/h"),
         ChannelSection(id="sms", type="sms", roles=("operator",), url="http://127.0.0.1:9/s"),  # no numbers known
+        ChannelSection(id="mail", type="email", roles=("operator",), smtp_host="127.0.0.1", from_addr="c@x.test"),
         ChannelSection(id="family", type="webhook", roles=("family",), url="http://127.0.0.1:9/f"),
     )
     notice = OutageNotice(health, channels, send)
+    mailed = ChannelSection(
+        id="mail", type="email", roles=("operator",), smtp_host="h", from_addr="c@x.test", to=("d@x.test",)
+    )
+    assert [c.id for c in OutageNotice(health, (*channels, mailed), send).channels] == ["robot", "hook", "mail"]
+    assert [c.id for c in notice.channels] == ["robot", "hook"]  # no numbers for SMS, no address for that e-mail
     full = StorageUnavailable("OperationalError: database or disk is full")
     notice.check()
     refuse(health, full)
@@ -169,3 +175,21 @@ def test_the_desk_hears_the_room_is_low_once_a_day_while_it_stays_low(monkeypatc
     usage["free"] = 900 * 1024**2  # low again: said at once
     notice.check()
     assert len(sent) == 3
+
+
+def test_a_message_a_channel_can_never_carry_is_not_tried_again(monkeypatch):
+    now, sent = Now(monkeypatch), []
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now.t)
+    health = StorageHealth()
+    robot = ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r")
+    notice = OutageNotice(
+        health, (robot,), lambda c, m: sent.append(m) or Outcome(False, 400, "refused", permanent=True)
+    )
+    full = StorageUnavailable("OperationalError: database or disk is full")
+    refuse(health, full)
+    now.t += 10.0
+    refuse(health, full)
+    for _ in range(3):
+        notice.check()
+        now.t += 120.0
+    assert len(sent) == 1 and notice.told == []

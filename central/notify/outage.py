@@ -3,8 +3,9 @@ channels: every other message goes through the delivery table, which lives in th
 
 Once when the storage's health turns failing, once when an upload is stored again (to the channels that were told
 it failed); and before that, while the room left beside a SQLite file is low, once a day. A send that fails is
-tried again a minute later. Kept in memory only: a central restarted while failing tells again. SMS channels are
-not used: the desk's numbers are the nodes' contacts, in the database.
+tried again a minute later. Kept in memory only: a central restarted while failing tells again. Only channels that
+need no contact carry it (robots, webhooks, e-mail with its own `to`): the desk's numbers and addresses are the
+nodes' contacts, in the database, so SMS is not used.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class OutageNotice:
 
     def __init__(self, health: StorageHealth, channels: tuple[ChannelSection, ...], send: Send) -> None:
         self.health = health
-        self.channels = [c for c in channels if ROLE in c.roles and c.type != "sms"]
+        self.channels = [
+            c for c in channels if ROLE in c.roles and (c.type in ("webhook", "wecom", "dingtalk") or c.to)
+        ]
         self.send = send
         self.since: float | None = None  # the failing spell being told of
         self.told: list[ChannelSection] = []
@@ -108,6 +111,9 @@ class OutageNotice:
                 if item.message.reason == "storage_failing":
                     self.told.append(item.channel)
                 log.warning("told the desk on %s: %s", item.channel.id, item.message.title)
+            elif outcome.permanent:  # a message this channel can never carry: not tried again
+                self.pending.remove(item)
+                log.error("cannot tell the desk on %s: %s", item.channel.id, outcome.detail)
             else:
                 item.due = now + RETRY_S
                 log.error("could not tell the desk on %s (again in 60 s): %s", item.channel.id, outcome.detail)
