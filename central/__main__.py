@@ -44,6 +44,8 @@ def _database(args: argparse.Namespace, config) -> str:  # config: CentralConfig
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from central.app import STORAGE_COMPONENTS, close_app, create_app
+    from central.notify.channels import send
+    from central.notify.outage import wait_for_room
     from central.server import make_server
     from central.storage import StorageError, describe_target, is_postgres, open_store, sqlite_path
     from central.storage.health import full_disk_hint
@@ -72,7 +74,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # never start on a fresh database beside a damaged one: the operator must look at it
         hint = "" if is_postgres(database) else full_disk_hint(sqlite_path(database).parent)
         print(f"central serve: cannot open the database {shown}: {exc}{hint}", file=sys.stderr)
-        return 1
+        if not hint or not config.notify.channels:
+            return 1
+        print("central serve: the duty desk is told; trying again every 10 s", file=sys.stderr, flush=True)
+        opened = lambda: open_store(database, STORAGE_COMPONENTS, pool_size=1).close()  # noqa: E731
+        wait_for_room(opened, exc, config.notify.channels, lambda c, m: send(c, m, config.notify.timeout_s))
     except OSError as exc:
         print(f"central serve: cannot open the database {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,8 @@ import requests
 from bench.pgcluster import ThrowawayCluster
 from bench.small_disk import CannotMount, SmallDisk
 from common.clock import ManualClock
-from community.receivers import WebhookReceiver
+from community.receivers import WebhookReceiver, free_port
+from tests.conftest import eventually
 from tests.console_helpers import add_user, alert_event, axe_violations, login, shot, wait_js
 from tests.fault_helpers import NODE, assert_delivered_once, drain, fault_node, put_mix, step
 from tests.fixtures.central import CentralHandle, config_document
@@ -195,3 +198,41 @@ def test_a_central_started_on_a_full_disk_says_so_and_what_to_do(card: SmallDisk
     card.fill()
     said = serve_refuses(central.config_path, central.db_path)
     assert f"The disk holding {card.root} is full (0 bytes free of" in said and "start again" in said
+
+
+def test_a_central_started_on_a_full_disk_tells_the_desk_and_serves_once_there_is_room(
+    card: SmallDisk, hooks: WebhookReceiver
+) -> None:
+    """With a channel for the desk, it waits instead of exiting: the desk hears it cannot store, and once the disk
+    has room the central opens its database, tells the desk it is back and serves."""
+    central = CentralHandle(card.root, config_document())
+    central.start()
+    central.register(NODE, "elevator")
+    central.close()
+    desk_hook = {"id": "desk-hook", "type": "webhook", "roles": ["operator"], "url": hooks.url("/desk")}
+    central = CentralHandle(card.root, config_document(notify={"channels": [desk_hook]}))  # its config, not started
+    card.fill()
+    port = free_port()
+    argv = [sys.executable, "-m", "central", "serve", "--config", str(central.config_path), "--db"]
+    serve = subprocess.Popen([*argv, str(central.db_path), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert hooks.wait_for(lambda got: len(got) == 1, 30.0), "the desk was not told"
+        told = hooks.received[0].json()
+        assert told["title"] == FAILING and "（磁盘已满）" in told["lines"][0] and told["reason"] == "storage_failing"
+        assert serve.poll() is None  # waiting, not exited
+        card.free()
+        assert hooks.wait_for(lambda got: len(got) == 2, 30.0), "the desk was not told it is back"
+        assert hooks.received[1].json()["title"] == "【中心已恢复】中心又能保存数据了"
+        answer = eventually(lambda: _health(port), 30.0, 0.2, "the central serving")
+        assert answer is not None and answer["storage"]["state"] == "ok"
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=30)
+    assert "full (0 bytes free of" in err and "the duty desk is told; trying again every 10 s" in err, err
+
+
+def _health(port: int) -> dict[str, Any] | None:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).json()
+    except requests.RequestException:
+        return None

@@ -115,11 +115,11 @@ def test_the_desk_is_told_once_a_spell_retried_a_minute_later_and_told_it_is_ove
         ChannelSection(id="mail", type="email", roles=("operator",), smtp_host="127.0.0.1", from_addr="c@x.test"),
         ChannelSection(id="family", type="webhook", roles=("family",), url="http://127.0.0.1:9/f"),
     )
-    notice = OutageNotice(health, channels, send)
+    notice = OutageNotice(health.to_json, channels, send)
     mailed = ChannelSection(
         id="mail", type="email", roles=("operator",), smtp_host="h", from_addr="c@x.test", to=("d@x.test",)
     )
-    assert [c.id for c in OutageNotice(health, (*channels, mailed), send).channels] == ["robot", "hook", "mail"]
+    assert [c.id for c in OutageNotice(health.to_json, (*channels, mailed), send).channels] == ["robot", "hook", "mail"]
     assert [c.id for c in notice.channels] == ["robot", "hook"]  # no numbers for SMS, no address for that e-mail
     full = StorageUnavailable("OperationalError: database or disk is full")
     notice.check()
@@ -159,7 +159,7 @@ def test_the_desk_hears_the_room_is_low_once_a_day_while_it_stays_low(monkeypatc
     usage = {"total": 16 * 1024**3, "used": 0, "free": 800 * 1024**2}
     monkeypatch.setattr(health_module.shutil, "disk_usage", lambda _: type("Usage", (), usage)())
     robot = ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r")
-    notice = OutageNotice(StorageHealth(tmp_path), (robot,), lambda c, m: sent.append(m) or Outcome(True))
+    notice = OutageNotice(StorageHealth(tmp_path).to_json, (robot,), lambda c, m: sent.append(m) or Outcome(True))
     notice.check()
     (told,) = sent
     assert told.reason == "storage_low" and told.severity == "warning" and told.title == "【中心磁盘空间不足】"
@@ -183,7 +183,7 @@ def test_a_message_a_channel_can_never_carry_is_not_tried_again(monkeypatch):
     health = StorageHealth()
     robot = ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r")
     notice = OutageNotice(
-        health, (robot,), lambda c, m: sent.append(m) or Outcome(False, 400, "refused", permanent=True)
+        health.to_json, (robot,), lambda c, m: sent.append(m) or Outcome(False, 400, "refused", permanent=True)
     )
     full = StorageUnavailable("OperationalError: database or disk is full")
     refuse(health, full)

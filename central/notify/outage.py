@@ -19,7 +19,7 @@ from central.kinds import STORAGE_TROUBLE, clock_text
 from central.notify.config import ChannelSection
 from central.notify.message import Message
 from central.notify.retry import Outcome
-from central.storage.health import StorageHealth
+from central.storage.errors import StorageError
 
 log = logging.getLogger("central.notify")
 ROLE = "operator"  # the duty desk
@@ -27,6 +27,8 @@ KIND = "central_storage"
 RETRY_S = 60.0
 LOW_AGAIN_S = 86_400.0  # while the room stays low, the desk hears it again each day
 Send = Callable[[ChannelSection, Message], Outcome]
+Said = Callable[[], dict]  # the storage's health as /health says it (StorageHealth.to_json)
+OPEN_AGAIN_S = 10.0  # a central that could not open its database on a full disk tries again this often
 
 
 @dataclass
@@ -73,8 +75,8 @@ def _message(key: str, reason: str, severity: str, title: str, lines: tuple[str,
 class OutageNotice:
     """``check()`` on every notifier loop: plans and sends the two messages of each failing spell."""
 
-    def __init__(self, health: StorageHealth, channels: tuple[ChannelSection, ...], send: Send) -> None:
-        self.health = health
+    def __init__(self, said: Said, channels: tuple[ChannelSection, ...], send: Send) -> None:
+        self.said = said
         self.channels = [
             c for c in channels if ROLE in c.roles and (c.type in ("webhook", "wecom", "dingtalk") or c.to)
         ]
@@ -85,7 +87,7 @@ class OutageNotice:
         self.low_said: float | None = None  # when the desk was last told the room is low (monotonic)
 
     def check(self) -> None:
-        said = self.health.to_json()
+        said = self.said()
         if said["state"] == "failing" and self.since is None:
             self.since, self.told = said["since"], []
             self.pending = [Pending(c, failing_message(said["since"], said["reason"])) for c in self.channels]
@@ -117,3 +119,28 @@ class OutageNotice:
             else:
                 item.due = now + RETRY_S
                 log.error("could not tell the desk on %s (again in 60 s): %s", item.channel.id, outcome.detail)
+
+
+def wait_for_room(
+    open_db: Callable[[], None], error: StorageError, channels: tuple[ChannelSection, ...], send: Send
+) -> None:
+    """A central that could not open its database on a full disk (at boot, say) tells the desk so, tries again every
+    OPEN_AGAIN_S until it opens, and tells those told that it is back (within a minute) before it serves. (SQLite
+    says only "disk I/O error" there: the caller saw the disk full.)"""
+    said: dict = {"state": "failing", "since": time.time(), "reason": "disk_full", "error": str(error)}
+    notice = OutageNotice(lambda: said, channels, send)
+    while True:
+        notice.check()
+        time.sleep(OPEN_AGAIN_S)
+        try:
+            open_db()
+            break
+        except StorageError as exc:
+            said["error"] = str(exc)
+    said.clear()
+    said.update(state="ok", last_stored=time.time())
+    deadline = time.monotonic() + RETRY_S
+    notice.check()
+    while notice.pending and time.monotonic() < deadline:
+        time.sleep(1.0)
+        notice.check()

@@ -102,7 +102,7 @@ class Notifier:
         self._log_cursor = -1
         self._secret: bytes | None = None
         self._outage = OutageNotice(
-            store.health, self.settings.channels, lambda c, m: send(c, m, self.settings.timeout_s)
+            store.health.to_json, self.settings.channels, lambda c, m: send(c, m, self.settings.timeout_s)
         )
 
     # ------------------------------------------------------------------------------------------- lifecycle
