@@ -125,8 +125,9 @@ def wait_for_room(
     open_db: Callable[[], None], error: StorageError, channels: tuple[ChannelSection, ...], send: Send
 ) -> None:
     """A central that could not open its database on a full disk (at boot, say) tells the desk so, tries again every
-    OPEN_AGAIN_S until it opens, and tells those told that it is back (within a minute) before it serves. (SQLite
-    says only "disk I/O error" there: the caller saw the disk full.)"""
+    OPEN_AGAIN_S until it opens, and tells those told that it is back (one try each: serving the nodes' alarms does
+    not wait on a channel that is down) before it serves. (SQLite says only "disk I/O error" there: the caller saw
+    the disk full.)"""
     said: dict = {"state": "failing", "since": time.time(), "reason": "disk_full", "error": str(error)}
     notice = OutageNotice(lambda: said, channels, send)
     while True:
@@ -139,8 +140,4 @@ def wait_for_room(
             said["error"] = str(exc)
     said.clear()
     said.update(state="ok", last_stored=time.time())
-    deadline = time.monotonic() + RETRY_S
     notice.check()
-    while notice.pending and time.monotonic() < deadline:
-        time.sleep(1.0)
-        notice.check()
