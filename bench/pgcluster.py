@@ -75,6 +75,14 @@ class ThrowawayCluster:
             tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
             raise ClusterUnavailable(f"pg_ctl {action} failed: {done.stderr.strip()[-300:]} {tail}")
 
+    def halt(self) -> None:
+        """The server stopped (a fast shutdown: every client's connection ended), its data kept: ``resume()``."""
+        assert self.dir is not None, "the cluster is not started"
+        self._run(str(_bin_dir() / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._pg_ctl("start")
+
     def restart(self) -> None:
         """A fast restart (every client's connection is ended), as an upgrade or a config change does."""
         self._pg_ctl("restart", "-m", "fast")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central.storage.errors import Conflict, NotFound, StorageError, StorageIntegrityError
+from common.contract import API_PREFIX
 
 log = logging.getLogger("central")
 
@@ -167,15 +168,20 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return refusal(exc.status_code, str(exc.detail), headers)
 
 
-async def _storage(_: Request, exc: Exception) -> JSONResponse:
+async def _storage(request: Request, exc: Exception) -> JSONResponse:
     # a 5xx: nodes keep their events and retry later; nothing was acknowledged. The storage's health logs an
-    # engine's failure (the first, then once a minute: a full disk refuses every node every 30 s); a refused
-    # constraint is a bug or a race, logged each time
+    # engine's failure (the first, then once a minute: a full disk refuses every node every 30 s) and counts a
+    # node's refused upload (what makes the central "failing"); a refused constraint is a bug or a race, logged
     if isinstance(exc, StorageIntegrityError):
         log.error("storage error: %s: %s", type(exc).__name__, exc)
+    elif request.url.path in UPLOAD_PATHS and isinstance(exc, StorageError):
+        request.app.state.store.health.refused(exc)
     cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
     body = error_body("storage_error", f"the central cannot store or read data now ({cause})")
     return JSONResponse(body, 503, headers={"Retry-After": str(STORAGE_RETRY_S)})
+
+
+UPLOAD_PATHS = frozenset({f"{API_PREFIX}/events", f"{API_PREFIX}/heartbeat"})  # a node's uploads
 
 
 async def _bug(_: Request, exc: Exception) -> JSONResponse:

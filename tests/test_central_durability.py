@@ -17,6 +17,7 @@ import requests
 
 from bench.pgcluster import ThrowawayCluster
 from central.storage import open_store
+from tests.conftest import eventually
 from tests.fixtures.central import CLAIM_KEY, SITE, CentralHandle, config_document, wire_event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +226,33 @@ def test_a_postgresql_restart_under_the_central_costs_no_upload(tmp_path):
         after = [central.post_events(token, [wire_event(LIFT, s)]).status_code for s in range(13, 25)]
         assert after == [200] * 12
         assert len(central.events(LIFT)) == 24
+    finally:
+        central.close()
+        cluster.stop()
+
+
+def test_postgresql_gone_under_the_central_makes_it_failing_until_it_is_back(tmp_path, monkeypatch):
+    """The database stopped: a node's upload fails at its token's read, before the upload's own, and still counts as
+    refused, so /health (and with it the console's banner and the desk) says the central cannot store, as
+    ``unreachable``; once the server is back the uploads are stored and it says so no more."""
+    monkeypatch.setattr("central.storage.postgres.POOL_WAIT_S", 1.0)
+    monkeypatch.setattr("central.storage.health.FAILING_AFTER_S", 0.5)
+    cluster = ThrowawayCluster(port=50_000 + (os.getpid() + 11) % 5000).start()
+    central = CentralHandle(tmp_path, config_document(), cluster.create_database("gone"))
+    try:
+        central.start()
+        token = central.register(LIFT, "elevator")
+        assert central.post_events(token, [wire_event(LIFT, 1)]).status_code == 200
+        cluster.halt()
+        for seq in (2, 3):
+            answer = central.post_events(token, [wire_event(LIFT, seq)])
+            assert (answer.status_code, answer.json()["error"]) == (503, "storage_error")
+            time.sleep(0.6)
+        said = requests.get(f"{central.url}/api/v1/health", timeout=30).json()["storage"]
+        assert (said["state"], said["reason"]) == ("failing", "unreachable"), said
+        cluster.resume()
+        eventually(lambda: central.post_events(token, [wire_event(LIFT, 4)]).status_code == 200, 30.0, 0.5)
+        assert requests.get(f"{central.url}/api/v1/health", timeout=30).json()["storage"]["state"] == "ok"
     finally:
         central.close()
         cluster.stop()

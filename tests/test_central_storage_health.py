@@ -24,9 +24,8 @@ class Now:
 
 
 def refuse(health: StorageHealth, exc: StorageError) -> None:
-    """A node's upload that the engine refuses with ``exc``."""
-    with pytest.raises(type(exc)), health.upload():
-        raise health.failed(exc)
+    """A node's upload that the engine refuses with ``exc``, answered 503 (central/errors.py)."""
+    health.refused(health.failed(exc))
 
 
 def test_refused_uploads_become_failing_only_when_they_go_on_and_an_upload_stored_ends_it(monkeypatch, caplog):

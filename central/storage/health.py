@@ -63,20 +63,21 @@ class StorageHealth:
                       count, now - since, type(exc).__name__, exc)  # fmt: skip
         return exc
 
+    def refused(self, exc: StorageError) -> None:
+        """A node's upload was answered 503 for ``exc`` (in storing it, or before: its token could not be read)."""
+        if isinstance(exc, StorageIntegrityError):
+            return
+        with self._lock:
+            now = time.time()
+            self.first_refused = self.first_refused or now
+            self.last_refused, self.last_error = now, str(exc)
+            self._refused += 1
+
     @contextmanager
     def upload(self) -> Iterator[None]:
-        """Around storing a node's upload (events, a heartbeat): refused if it raises a storage error, stored if it
-        ends."""
-        try:
-            yield
-        except StorageError as exc:
-            if not isinstance(exc, StorageIntegrityError):
-                with self._lock:
-                    now = time.time()
-                    self.first_refused = self.first_refused or now
-                    self.last_refused, self.last_error = now, str(exc)
-                    self._refused += 1
-            raise
+        """Around storing a node's upload (events, a heartbeat): stored if it ends. (A refusal is counted where it
+        is answered, ``refused``: the database away fails the token's read before the upload's.)"""
+        yield
         now = time.time()
         with self._lock:
             since, count = self.first_refused, self._refused

@@ -92,6 +92,9 @@ class PostgresTx:
         return bool(self.scalar("SELECT pg_try_advisory_xact_lock(?)", (key,)))
 
 
+POOL_WAIT_S = 30.0  # a request waits this long for a connection (all busy, or the server away), then 503
+
+
 class PostgresDatabase:
     """A pool of connections to one PostgreSQL database."""
 
@@ -110,7 +113,7 @@ class PostgresDatabase:
             min_size=min(2, pool_size),
             max_size=pool_size,
             kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S},
-            timeout=30,
+            timeout=POOL_WAIT_S,
             name="central",
             # a connection is tried (an empty query, 40-70 us on a Unix socket) before each use: after a restart
             # of PostgreSQL every pooled connection is dead, and without it each answered one upload 503 (its
