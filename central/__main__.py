@@ -65,11 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+
+    def migrated() -> None:  # migrations once, before any worker starts; a damaged database stops here with one line
+        open_store(database, STORAGE_COMPONENTS, pool_size=1).close()
+
     try:
         if not is_postgres(database):
             sqlite_path(database).parent.mkdir(parents=True, exist_ok=True)
-        # migrations once, before any worker starts; a damaged database stops here with one line
-        open_store(database, STORAGE_COMPONENTS, pool_size=1).close()
+        migrated()
     except StorageError as exc:
         # never start on a fresh database beside a damaged one: the operator must look at it
         hint = "" if is_postgres(database) else full_disk_hint(sqlite_path(database).parent)
@@ -77,8 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not hint or not config.notify.channels:
             return 1
         print("central serve: the duty desk is told; trying again every 10 s", file=sys.stderr, flush=True)
-        opened = lambda: open_store(database, STORAGE_COMPONENTS, pool_size=1).close()  # noqa: E731
-        wait_for_room(opened, exc, config.notify.channels, lambda c, m: send(c, m, config.notify.timeout_s))
+        wait_for_room(migrated, exc, config.notify.channels, lambda c, m: send(c, m, config.notify.timeout_s))
     except OSError as exc:
         print(f"central serve: cannot open the database {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

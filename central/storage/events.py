@@ -37,7 +37,7 @@ class EventLog:
         """
         new = replays = 0
         foreign: list[str] = []
-        with self.db.health.upload(), self.db.write() as tx:
+        with self.db.write() as tx:
             mark_seen(tx, node_id, now, self.stale_after_s)  # the node's row is locked until commit from here
             row = tx.one(q.NODE_SEQ_RANGES, (node_id,)) or {}
             seqs = SeqBook(load_ranges(row.get("seq_ranges")), load_ranges(row.get("unused_ranges")))
@@ -78,6 +78,7 @@ class EventLog:
             tx.execute(q.COUNT_BATCH, (dump_ranges(seqs.ranges), *counts, replays, new, node_id))
             if seqs.missing != missing_before:
                 append_change(tx, now, "node", node_id, "lost_events", {"seq_missing": seqs.missing})
+        self.db.health.stored()
         return new, foreign
 
     def _owners(self, tx: Tx, ids: Collection[str]) -> dict[str, str]:

@@ -8,8 +8,6 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ class StorageHealth:
 
     Every engine error but a refused constraint is logged (``failed``): the first at once, then a line a minute
     with how many came meanwhile, not a line per refused request. Whether the central is *failing* is judged on
-    node uploads alone (``upload``): refused uploads going on for FAILING_AFTER_S with none stored since the first.
+    node uploads alone (``refused``, ``stored``): refused uploads going on for FAILING_AFTER_S with none stored since the first.
     One transient error (a lock held too long) is not news, nor a background job's own trouble while uploads are
     stored; a full disk is, within seconds of the nodes' retries.
     ``folder`` (SQLite: the database's) is where the room left is watched; PostgreSQL's disk is the server's.
@@ -73,11 +71,9 @@ class StorageHealth:
             self.last_refused, self.last_error = now, str(exc)
             self._refused += 1
 
-    @contextmanager
-    def upload(self) -> Iterator[None]:
-        """Around storing a node's upload (events, a heartbeat): stored if it ends. (A refusal is counted where it
-        is answered, ``refused``: the database away fails the token's read before the upload's.)"""
-        yield
+    def stored(self) -> None:
+        """A node's upload (events, a heartbeat) was committed. (A refusal is counted where it is answered,
+        ``refused``: the database away fails the token's read before the upload's.)"""
         now = time.time()
         with self._lock:
             since, count = self.first_refused, self._refused

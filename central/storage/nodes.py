@@ -106,8 +106,9 @@ class NodeBook:
         return node_row(row) if row else None
 
     def touch(self, node_id: str, now: float) -> None:
-        with self.db.health.upload(), self.db.write() as tx:
+        with self.db.write() as tx:
             mark_seen(tx, node_id, now, self.stale_after_s)
+        self.db.health.stored()
 
     def store_heartbeat(
         self, node_id: str, health: Mapping[str, Any], now: float, keep: Collection[str] | None = None
@@ -115,13 +116,14 @@ class NodeBook:
         """Merge a heartbeat into the node's health: keys sent replace their last value, keys left out keep
         theirs (a partial heartbeat, e.g. a technician's self-test, does not blank the rest). Of the stored
         keys only those in ``keep`` survive (health stored before the keys were bounded shrinks). Returns it."""
-        with self.db.health.upload(), self.db.write() as tx:
+        with self.db.write() as tx:
             row = tx.one(q.NODE_HEALTH, (node_id,))
             old = load_stored(row["health"] if row else None, {})
             old = {k: v for k, v in old.items() if keep is None or k in keep} if isinstance(old, dict) else {}
             merged = {**old, **health, "received_at": now}
             tx.execute(q.STORE_HEALTH, (dumps(merged), now, node_id))
             mark_seen(tx, node_id, now, self.stale_after_s)
+        self.db.health.stored()
         return merged
 
     def page(self, which: NodeFilter, after: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
