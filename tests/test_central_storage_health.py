@@ -189,3 +189,24 @@ def test_a_message_a_channel_can_never_carry_is_not_tried_again(monkeypatch):
         notice.check()
         now.t += 120.0
     assert len(sent) == 1 and notice.told == []
+
+
+def test_a_low_room_message_waiting_for_its_retry_is_kept_through_a_failing_spell(monkeypatch, tmp_path):
+    now, sent = Now(monkeypatch), []
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now.t)
+    usage = {"total": 16 * 1024**3, "used": 0, "free": 800 * 1024**2}
+    monkeypatch.setattr(health_module.shutil, "disk_usage", lambda _: type("Usage", (), usage)())
+    health, answers = StorageHealth(tmp_path), [False, True, True, True]  # the robot is down at first
+    robot = ChannelSection(id="robot", type="wecom", roles=("operator",), url="http://127.0.0.1:9/r")
+    notice = OutageNotice(health.to_json, (robot,), lambda c, m: sent.append(m.reason) or Outcome(answers.pop(0)))
+    notice.check()  # the room is low; the robot refuses: again in a minute
+    full = StorageUnavailable("OperationalError: database or disk is full")
+    refuse(health, full)
+    now.t += 10.0
+    refuse(health, full)
+    notice.check()  # failing: told at once; the low message still waits for its minute
+    now.t += 60.0
+    notice.check()
+    health.stored()
+    notice.check()
+    assert sent == ["storage_low", "storage_failing", "storage_low", "storage_back"]

@@ -90,10 +90,11 @@ class OutageNotice:
         said = self.said()
         if said["state"] == "failing" and self.since is None:
             self.since, self.told = said["since"], []
-            self.pending = [Pending(c, failing_message(said["since"], said["reason"])) for c in self.channels]
+            self.pending += [Pending(c, failing_message(said["since"], said["reason"])) for c in self.channels]
         elif said["state"] == "ok" and self.since is not None:
             back = back_message(self.since, said["last_stored"] or time.time())
-            self.pending = [Pending(c, back) for c in self.told]  # a failing message not yet out is moot now
+            moot = [p for p in self.pending if p.message.reason == "storage_failing"]  # not yet out: moot now
+            self.pending = [p for p in self.pending if p not in moot] + [Pending(c, back) for c in self.told]
             self.since = None
         disk, now = said.get("disk") or {}, time.monotonic()
         if not disk.get("low"):
